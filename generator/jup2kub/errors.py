@@ -1,0 +1,153 @@
+"""Errors the user can act on.
+
+Every error says what is wrong, where (notebook, cell, line, step, variable) and what to do.
+``InputError`` subclasses mean bad input or usage: the CLI exits with code 2 for them and never
+shows a traceback. Anything else is a bug in Jup2Kub or the environment (exit code 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class Jup2KubError(Exception):
+    """Base of all errors Jup2Kub raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.hint = hint
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(Jup2KubError):
+    """The notebook, a values file or a command-line argument is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+class UsageError(InputError):
+    """The command line asks for something impossible."""
+
+
+class NotebookReadError(InputError):
+    """The file is missing, not JSON, or not a valid notebook."""
+
+    def __init__(self, path: str, reason: str, *, hint: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"not a readable Jupyter notebook: {reason}",
+            where=path,
+            hint=hint or "pass an .ipynb file saved by Jupyter (nbformat 4)",
+        )
+
+
+class UnsupportedKernelError(InputError):
+    """Only Python notebooks can be analysed and run."""
+
+    def __init__(self, path: str, language: str) -> None:
+        self.path = path
+        self.language = language
+        super().__init__(
+            f"the notebook's kernel language is {language!r}; only Python notebooks are supported",
+            where=path,
+            hint="switch the notebook to a Python 3 kernel, or set metadata.kernelspec.language",
+        )
+
+
+class CellSyntaxError(InputError):
+    """A code cell does not parse, even after IPython syntax is translated."""
+
+    def __init__(
+        self,
+        path: str,
+        cell_index: int,
+        line: int,
+        column: int,
+        reason: str,
+        text: str | None = None,
+    ) -> None:
+        self.path = path
+        self.cell_index = cell_index
+        self.line = line
+        self.column = column
+        self.reason = reason
+        self.text = text
+        what = f"syntax error: {reason}"
+        if text:
+            what += f"\n    {text.rstrip()}"
+        super().__init__(
+            what,
+            where=f"{path}: cell {cell_index}, line {line}",
+            hint="fix the cell so that it runs in Jupyter, then try again",
+        )
+
+
+class SplitError(InputError):
+    """The notebook cannot be cut into a valid step graph."""
+
+
+class UnknownStepError(SplitError):
+    """A ``prev:`` tag names a step that does not exist."""
+
+    def __init__(self, path: str, cell_index: int, step: str, target: str, known: Sequence[str]):
+        self.path = path
+        self.cell_index = cell_index
+        self.step = step
+        self.target = target
+        self.known = list(known)
+        super().__init__(
+            f"step {step!r} says prev:{target}, but there is no step named {target!r}",
+            where=f"{path}: cell {cell_index}",
+            hint="known steps: " + (", ".join(self.known) or "(none)")
+            + "; fix the tag or name a step so",
+        )
+
+
+class DuplicateStepError(SplitError):
+    """Two separate groups of cells claim the same step name."""
+
+    def __init__(self, path: str, name: str, cells: Sequence[int]) -> None:
+        self.path = path
+        self.name = name
+        self.cells = list(cells)
+        super().__init__(
+            f"step name {name!r} is used by separate groups of cells "
+            f"(cells {', '.join(map(str, self.cells))})",
+            where=path,
+            hint="give each step a unique name; to put cells into one step, place them together",
+        )
+
+
+class CycleError(SplitError):
+    """Explicit ``prev:`` edges close a cycle."""
+
+    def __init__(self, path: str, cycle: Sequence[str]) -> None:
+        self.path = path
+        self.cycle = list(cycle)
+        super().__init__(
+            "the steps depend on each other in a cycle: " + " -> ".join(self.cycle),
+            where=path,
+            hint="remove one of the prev: tags on this cycle",
+        )
+
+
+class NoCodeError(SplitError):
+    """There is nothing to run."""
+
+    def __init__(self, path: str, detail: str = "the notebook has no code cells") -> None:
+        self.path = path
+        super().__init__(detail, where=path, hint="add code cells (or untag skipped ones)")
