@@ -1,0 +1,138 @@
+"""One execution of one step for one run, over the state store, without Kafka.
+
+``run_step`` is shared by the Kafka loop and the local runner (``jup2kub run``). As a command::
+
+    python -m jup2kub_runtime.execute --spec step.json --state DIR --run-id ID \
+        [--params JSON] [--timeout SECONDS] [--force] [--echo]
+
+Exit codes: 0 succeeded (or already complete), 1 the step's code failed (error.json and
+outputs.json are in the step's state directory; the error is printed as JSON on stderr),
+2 bad usage, spec, run id or missing upstream, 3 another process is executing the same step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import CellError, MissingInputError, OutputError, StepRuntimeError
+from .executor import execute_step
+from .spec import StepSpec
+from .state import StateStore, check_run_id
+
+Status = Literal["succeeded", "skipped", "busy"]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What ``run_step`` did: executed (succeeded), found it complete (skipped), or found
+    another live process executing it (busy)."""
+
+    status: Status
+    attempt: int = 0
+    seconds: float = 0.0
+
+
+def run_step(
+    spec: StepSpec,
+    store: StateStore,
+    run_id: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    force: bool = False,
+    echo: bool = False,
+    timeout: float | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> StepOutcome:
+    """Execute ``spec`` for ``run_id`` unless already complete; store the results.
+
+    Raises MissingInputError (upstream incomplete), CellError (the code raised: retryable
+    unless ``.permanent``), OutputError (unpicklable output: permanent), StateError (volume).
+    Exactly-once guard: a completion marker short-cuts, and an flock excludes a concurrent
+    execution of the same (run, step) by another process on the same volume.
+    """
+    check_run_id(run_id)
+    if not force and store.is_complete(run_id, spec.step):
+        return StepOutcome("skipped")
+    missing = [s for s in spec.upstream if not store.is_complete(run_id, s)]
+    if missing:
+        raise MissingInputError(
+            f"run {run_id!r}: step {spec.step!r} waits for {', '.join(missing)}"
+        )
+    with store.lock(run_id, spec.step) as got:
+        if not got:
+            return StepOutcome("busy")
+        if not force and store.is_complete(run_id, spec.step):
+            return StepOutcome("skipped")
+        attempt = store.next_attempt(run_id, spec.step)
+        if on_start is not None:
+            on_start(attempt)
+        inputs = store.load_inputs(run_id, spec.inputs)
+        result = execute_step(spec, inputs, parameters, echo=echo, timeout=timeout)
+        if result.error is not None:
+            store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
+                               error=result.error, timing=result.timing())
+            raise CellError(result.error, permanent=result.permanent)
+        try:
+            store.save_step(run_id, spec.step, result.values,
+                            outputs=result.outputs_document(),
+                            timing={**result.timing(), "attempt": attempt},
+                            upstream_steps=list(spec.upstream), attempt=attempt)
+        except OutputError as exc:
+            error = {"output_type": "error", "cell": None, "phase": "outputs",
+                     "ename": "OutputError", "evalue": str(exc), "traceback": []}
+            store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
+                               error=error, timing=result.timing())
+            raise
+        return StepOutcome("succeeded", attempt, result.seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jup2kub_runtime.execute",
+                                     description="Execute one pipeline step for one run.")
+    parser.add_argument("--spec", required=True, help="step.json (or its directory)")
+    parser.add_argument("--state", required=True, help="state store root directory")
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--params", default="{}", help="run parameters as a JSON object")
+    parser.add_argument("--timeout", type=float, default=0.0, help="seconds, 0 = none")
+    parser.add_argument("--force", action="store_true", help="re-execute even if complete")
+    parser.add_argument("--echo", action="store_true", help="also print the cells' output")
+    args = parser.parse_args(argv)
+    try:
+        params = json.loads(args.params)
+        if not isinstance(params, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        print(f"--params: invalid JSON object: {exc}", file=sys.stderr)
+        return 2
+    try:
+        spec = StepSpec.load(args.spec)
+        outcome = run_step(spec, StateStore(args.state), args.run_id, params,
+                           force=args.force, echo=args.echo, timeout=args.timeout or None)
+    except CellError as exc:
+        print(json.dumps({"status": "failed", "step": spec.step, "run_id": args.run_id,
+                          "error": exc.info}), file=sys.stderr)
+        return 1
+    except OutputError as exc:
+        print(json.dumps({"status": "failed", "step": spec.step, "run_id": args.run_id,
+                          "error": {"cell": None, "ename": "OutputError", "evalue": str(exc),
+                                    "traceback": []}}), file=sys.stderr)
+        return 1
+    except StepRuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if outcome.status == "busy":
+        print(f"step {spec.step!r} of run {args.run_id!r} is being executed by another process",
+              file=sys.stderr)
+        return 3
+    print(json.dumps({"status": outcome.status, "step": spec.step, "run_id": args.run_id,
+                      "attempt": outcome.attempt, "seconds": round(outcome.seconds, 6)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""Executes one step's code like a Jupyter kernel would, capturing what the cells show.
+
+One namespace per execution: the parameters cell, then the run's overrides (JSON values), the
+step's inputs (loaded by the caller from the state store), the replayed definitions, then the
+cells in order. Each cell's stdout/stderr, rich displays (IPython display protocol, matplotlib
+figures as PNG like the inline backend) and last-expression value are recorded as nbformat
+outputs, so a results notebook can be assembled later. No Kafka here: the local runner uses it.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import ctypes
+import io
+import linecache
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .spec import StepSpec
+
+# Before any user code imports matplotlib: render off-screen, like a headless kernel.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+Output = dict[str, Any]
+_EXEC_LOCK = threading.Lock()  # sys.stdout/err are process-wide: one execution at a time
+
+
+class StepTimeout(BaseException):  # noqa: N818 - reads like Python's own TimeoutError
+    """Raised inside the step's code when J2K_STEP_TIMEOUT_SECONDS has elapsed."""
+
+
+@dataclass
+class CellRecord:
+    """What one cell produced."""
+
+    index: int
+    outputs: list[Output] = field(default_factory=list)
+    seconds: float = 0.0
+    execution_count: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "execution_count": self.execution_count,
+                "seconds": round(self.seconds, 6), "outputs": self.outputs}
+
+
+@dataclass
+class ExecutionResult:
+    """Outcome of ``execute_step``: output values when it succeeded, else ``error``."""
+
+    step: str
+    values: dict[str, Any]
+    cells: list[CellRecord]
+    error: dict[str, Any] | None
+    started_at: float
+    finished_at: float
+    parameters: dict[str, Any] = field(default_factory=dict)
+    permanent: bool = False  # a failure that retrying cannot fix (syntax error, missing output)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+    def outputs_document(self) -> dict[str, Any]:
+        """The ``outputs.json`` content: per-cell nbformat outputs, plus the error if any."""
+        return {"version": 1, "step": self.step, "parameters": self.parameters,
+                "cells": [c.to_dict() for c in self.cells], "error": self.error}
+
+    def timing(self) -> dict[str, Any]:
+        return {"started_at": self.started_at, "finished_at": self.finished_at,
+                "seconds": round(self.seconds, 6),
+                "cells": {str(c.index): round(c.seconds, 6) for c in self.cells}}
+
+
+class _Router(io.TextIOBase):
+    """Stands in for sys.stdout/err: appends text to the current cell's stream output."""
+
+    def __init__(self, name: str, sink: Callable[[str, str], None], echo: TextIO | None) -> None:
+        self.name = name
+        self._sink = sink
+        self._echo = echo
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if text:
+            self._sink(self.name, text)
+            if self._echo is not None:
+                self._echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._echo is not None:
+            self._echo.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _Capture:
+    """Collects outputs for the cell being executed."""
+
+    def __init__(self) -> None:
+        self.current: list[Output] = []
+        self._lock = threading.Lock()
+
+    def stream(self, name: str, text: str) -> None:
+        with self._lock:
+            last = self.current[-1] if self.current else None
+            if last and last["output_type"] == "stream" and last["name"] == name:
+                last["text"] += text
+            else:
+                self.current.append({"output_type": "stream", "name": name, "text": text})
+
+    def add(self, output: Output) -> None:
+        with self._lock:
+            self.current.append(output)
+
+
+# ---- rich display ------------------------------------------------------------------------------
+
+_formatter: Any = None
+_formatter_tried = False
+
+
+def _ipython_formatter() -> Any:
+    global _formatter, _formatter_tried
+    if not _formatter_tried:
+        _formatter_tried = True
+        try:
+            from IPython.core.formatters import DisplayFormatter
+
+            _formatter = DisplayFormatter()
+        except Exception:  # IPython missing or broken: plain fallback below
+            _formatter = None
+    return _formatter
+
+
+_REPR_METHODS = {
+    "text/html": "_repr_html_", "text/markdown": "_repr_markdown_", "text/latex": "_repr_latex_",
+    "image/svg+xml": "_repr_svg_", "image/png": "_repr_png_", "image/jpeg": "_repr_jpeg_",
+    "application/json": "_repr_json_",
+}
+
+
+def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mime, value in data.items():
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).decode("ascii")
+        out[mime] = value
+    return out
+
+
+def format_object(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A display bundle (data, metadata) for ``obj``, like IPython's display formatter."""
+    fmt = _ipython_formatter()
+    if fmt is not None:
+        try:
+            data, metadata = fmt.format(obj)
+            return _jsonable(data), dict(metadata or {})
+        except Exception:  # a broken _repr_*_ must not fail the step; fall back to repr
+            pass
+    data: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    bundle = getattr(obj, "_repr_mimebundle_", None)
+    if callable(bundle):
+        try:
+            got = bundle()
+            if isinstance(got, tuple):
+                data.update(got[0] or {})
+                metadata.update(got[1] or {})
+            elif isinstance(got, dict):
+                data.update(got)
+        except Exception:
+            pass
+    for mime, method in _REPR_METHODS.items():
+        fn = getattr(obj, method, None)
+        if mime not in data and callable(fn) and not isinstance(obj, type):
+            try:
+                value = fn()
+            except Exception:
+                continue
+            if value is not None:
+                data[mime] = value
+    try:
+        data.setdefault("text/plain", repr(obj))
+    except Exception as exc:
+        data.setdefault("text/plain", f"<unrepresentable object: {exc!r}>")
+    return _jsonable(data), metadata
+
+
+def _figure_outputs() -> list[Output]:
+    """PNG display_data for every open pyplot figure, then close them (inline backend style)."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    outputs: list[Output] = []
+    try:
+        for num in plt.get_fignums():
+            fig = plt.figure(num)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", bbox_inches="tight")
+            w, h = fig.get_size_inches() * fig.dpi
+            outputs.append({
+                "output_type": "display_data",
+                "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                         "text/plain": f"<Figure size {w:g}x{h:g} with {len(fig.axes)} Axes>"},
+                "metadata": {},
+            })
+        plt.close("all")
+    except Exception as exc:  # a figure that cannot render is reported, not fatal
+        outputs.append({"output_type": "stream", "name": "stderr",
+                        "text": f"[jup2kub] could not render a figure: {exc!r}\n"})
+    return outputs
+
+
+# ---- execution ---------------------------------------------------------------------------------
+
+def _error_info(exc: BaseException, cell: int | None, phase: str) -> dict[str, Any]:
+    te = traceback.TracebackException.from_exception(exc)
+    here = os.path.abspath(__file__)
+    te.stack = traceback.StackSummary.from_list(
+        [f for f in te.stack if os.path.abspath(f.filename) != here]
+    )
+    return {"output_type": "error", "cell": cell, "phase": phase, "ename": type(exc).__name__,
+            "evalue": str(exc), "traceback": "".join(te.format()).rstrip("\n").split("\n")}
+
+
+def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:
+    """exec ``source``; if it ends in an expression, eval that and return (True, value)."""
+    tree = ast.parse(source, filename, "exec")
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    last: ast.Expression | None = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, filename, "exec"), ns)
+    if last is None:
+        return False, None
+    value = eval(compile(last, filename, "eval"), ns)
+    # Jupyter hides the value of a last line ending in ';'
+    return not source.rstrip().endswith(";"), value
+
+
+class _Timer:
+    """Raises StepTimeout in the executing thread once ``seconds`` have elapsed."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds if seconds and seconds > 0 else None
+        self._timer: threading.Timer | None = None
+        self._old: Any = None
+
+    def __enter__(self) -> _Timer:
+        if self.seconds is None:
+            return self
+        if threading.current_thread() is threading.main_thread():
+            # A signal interrupts blocking calls too (time.sleep, socket reads).
+            self._old = signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        else:
+            ident = threading.get_ident()
+            self._timer = threading.Timer(self.seconds, self._inject, args=(ident,))
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        raise StepTimeout(f"step exceeded its time limit of {self.seconds:g}s")
+
+    def _inject(self, ident: int) -> None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(StepTimeout)
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._old is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old)
+
+
+def execute_step(
+    spec: StepSpec,
+    inputs: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    echo: bool = False,
+    timeout: float | None = None,
+) -> ExecutionResult:
+    """Run the step's code in a fresh namespace and return its outputs and captured cells.
+
+    Never raises for errors in the step's code: they come back as ``result.error`` (with the
+    cell index), so the caller decides between retry and dead-letter.
+    """
+    overrides = dict(overrides or {})
+    capture = _Capture()
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    cells: list[CellRecord] = []
+    error: dict[str, Any] | None = None
+    permanent = False
+    started = time.time()
+
+    def display(*objs: Any, raw: bool = False, **_: Any) -> None:
+        for obj in objs:
+            if raw and isinstance(obj, dict):
+                data, md = _jsonable(obj), {}
+            else:
+                data, md = format_object(obj)
+            capture.add({"output_type": "display_data", "data": data, "metadata": md})
+
+    ns["display"] = display
+    with _EXEC_LOCK, _Timer(timeout), _patched_io(capture, echo), _patched_display(display):
+        phase, cell_no = "parameters", None
+        try:
+            if spec.parameters_source:
+                _run_source(spec.parameters_source, "<parameters>", ns)
+            phase = "overrides"
+            ns.update(overrides)
+            ns.update(inputs)
+            phase = "replay"
+            for rep in spec.replay:
+                cell_no = rep.cell
+                _run_source(rep.source, f"<cell {rep.cell}>", ns)
+            phase = "cell"
+            count = 0
+            for cell in spec.cells:
+                cell_no = cell.index
+                count += 1
+                record = CellRecord(index=cell.index, execution_count=count)
+                capture.current = record.outputs
+                cells.append(record)
+                t0 = time.perf_counter()
+                try:
+                    shown, value = _run_source(cell.source, f"<cell {cell.index}>", ns)
+                    if shown and value is not None:
+                        data, md = format_object(value)
+                        capture.add({"output_type": "execute_result", "execution_count": count,
+                                     "data": data, "metadata": md})
+                finally:
+                    for out in _figure_outputs():
+                        capture.add(out)
+                    record.seconds = time.perf_counter() - t0
+        except BaseException as exc:  # the step's code may raise anything, even SystemExit
+            error = _error_info(exc, cell_no, phase)
+            permanent = isinstance(exc, SyntaxError)
+            if cells and phase == "cell":
+                cells[-1].outputs.append({k: error[k] for k in
+                                          ("output_type", "ename", "evalue", "traceback")})
+    values: dict[str, Any] = {}
+    if error is None:
+        missing = [v for v in spec.outputs if v not in ns]
+        if missing:
+            error = {"output_type": "error", "cell": None, "phase": "outputs",
+                     "ename": "NameError",
+                     "evalue": f"step {spec.step!r} did not define output(s) "
+                               f"{', '.join(missing)}", "traceback": []}
+            permanent = True
+        else:
+            values = {v: ns[v] for v in spec.outputs}
+    return ExecutionResult(step=spec.step, values=values, cells=cells, error=error,
+                           started_at=started, finished_at=time.time(),
+                           parameters=overrides, permanent=permanent)
+
+
+class _patched_io:  # noqa: N801 - used as a context manager
+    def __init__(self, capture: _Capture, echo: bool) -> None:
+        self.capture = capture
+        self.echo = echo
+
+    def __enter__(self) -> None:
+        self.saved = (sys.stdout, sys.stderr)
+        sys.stdout = _Router("stdout", self.capture.stream, self.saved[0] if self.echo else None)
+        sys.stderr = _Router("stderr", self.capture.stream, self.saved[1] if self.echo else None)
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout, sys.stderr = self.saved
+
+
+class _patched_display:  # noqa: N801
+    """Makes IPython's ``display`` (imported by the step's code) record into our capture."""
+
+    TARGETS = ("IPython.display", "IPython.core.display_functions", "IPython.core.display")
+
+    def __init__(self, display: Callable[..., None]) -> None:
+        self.display = display
+        self.saved: list[tuple[Any, Any]] = []
+
+    def __enter__(self) -> None:
+        try:
+            import IPython.display  # noqa: F401 - make sure the modules exist to patch
+        except Exception:
+            return
+        for name in self.TARGETS:
+            mod = sys.modules.get(name)
+            if mod is not None and hasattr(mod, "display"):
+                self.saved.append((mod, mod.display))
+                mod.display = self.display
+
+    def __exit__(self, *exc: object) -> None:
+        for mod, original in self.saved:
+            mod.display = original

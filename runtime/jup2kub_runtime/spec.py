@@ -1,0 +1,203 @@
+"""The step code bundle ``$J2K_CODE_PATH/step.json``: what one pipeline step executes.
+
+The generator writes it with these dataclasses (``StepSpec(...).to_json()``) and the runtime
+reads it back with ``StepSpec.from_json``/``load``, so both sides share one schema and version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+
+SPEC_VERSION = 1
+SPEC_FILENAME = "step.json"
+
+# Step and pipeline names become Kafka topic names and directory names: keep them safe.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_name(kind: str, value: object) -> str:
+    """Return ``value`` if it is a valid pipeline/step name, else raise SpecError."""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise SpecError(
+            f"{kind} name {value!r} is invalid: use 1-63 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One notebook cell of the step, in plain Python (IPython syntax already translated)."""
+
+    index: int
+    source: str
+
+
+@dataclass(frozen=True)
+class ReplayCell:
+    """Definitions (imports, def, class) re-executed so that this step has them too."""
+
+    cell: int
+    source: str
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """Everything one step needs to run; see the module docstring."""
+
+    pipeline: str
+    step: str
+    cells: list[Cell]
+    parameters_source: str = ""
+    parameters: list[str] = field(default_factory=list)
+    replay: list[ReplayCell] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    upstream: list[str] = field(default_factory=list)
+    downstream: list[str] = field(default_factory=list)
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def is_root(self) -> bool:
+        return not self.upstream
+
+    def validate(self) -> None:
+        """Raise SpecError when the bundle is inconsistent (the generator's bug, not the user's)."""
+        if self.version != SPEC_VERSION:
+            raise SpecError(f"step.json version {self.version} is not supported "
+                            f"(this runtime reads version {SPEC_VERSION})")
+        check_name("pipeline", self.pipeline)
+        check_name("step", self.step)
+        for name in [*self.upstream, *self.downstream]:
+            check_name("step", name)
+        if self.step in self.upstream or self.step in self.downstream:
+            raise SpecError(f"step {self.step!r} lists itself as upstream or downstream")
+        for var, source in self.inputs.items():
+            if not IDENTIFIER_RE.match(var):
+                raise SpecError(f"input {var!r} is not a Python identifier")
+            if source not in self.upstream:
+                raise SpecError(f"input {var!r} comes from {source!r}, which is not upstream")
+        for var in [*self.outputs, *self.parameters]:
+            if not IDENTIFIER_RE.match(var):
+                raise SpecError(f"variable {var!r} is not a Python identifier")
+        indexes = [c.index for c in self.cells]
+        if len(set(indexes)) != len(indexes):
+            raise SpecError("two cells of the step have the same index")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "pipeline": self.pipeline,
+            "step": self.step,
+            "parameters_source": self.parameters_source,
+            "parameters": list(self.parameters),
+            "replay": [{"cell": r.cell, "source": r.source} for r in self.replay],
+            "cells": [{"index": c.index, "source": c.source} for c in self.cells],
+            "inputs": dict(self.inputs),
+            "outputs": list(self.outputs),
+            "upstream": list(self.upstream),
+            "downstream": list(self.downstream),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: object) -> StepSpec:
+        if not isinstance(data, dict):
+            raise SpecError("step.json must hold a JSON object")
+        try:
+            return cls(
+                version=_get(data, "version", int),
+                pipeline=_get(data, "pipeline", str),
+                step=_get(data, "step", str),
+                parameters_source=_get(data, "parameters_source", str, ""),
+                parameters=_str_list(data, "parameters"),
+                replay=[ReplayCell(cell=_get(r, "cell", int), source=_get(r, "source", str))
+                        for r in _obj_list(data, "replay")],
+                cells=[Cell(index=_get(c, "index", int), source=_get(c, "source", str))
+                       for c in _obj_list(data, "cells")],
+                inputs=_str_dict(data, "inputs"),
+                outputs=_str_list(data, "outputs"),
+                upstream=_str_list(data, "upstream"),
+                downstream=_str_list(data, "downstream"),
+            )
+        except SpecError:
+            raise
+        except (TypeError, ValueError) as exc:  # pragma: no cover - defensive
+            raise SpecError(f"step.json is malformed: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> StepSpec:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SpecError(f"step.json is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> StepSpec:
+        """Read ``path`` (a step.json file, or a directory holding one)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / SPEC_FILENAME
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError(f"cannot read step bundle {p}: {exc.strerror or exc}") from exc
+        return cls.from_json(text)
+
+    def dump(self, path: str | Path) -> Path:
+        """Write to ``path`` (a file, or a directory that gets a step.json)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / SPEC_FILENAME
+        p.write_text(self.to_json(), encoding="utf-8")
+        return p
+
+
+_MISSING = object()
+
+
+def _get(data: object, key: str, typ: type, default: Any = _MISSING) -> Any:
+    if not isinstance(data, dict):
+        raise SpecError(f"expected a JSON object holding {key!r}")
+    if key not in data:
+        if default is _MISSING:
+            raise SpecError(f"step.json lacks {key!r}")
+        return default
+    value = data[key]
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise SpecError(f"step.json {key!r} must be {typ.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _obj_list(data: dict[str, Any], key: str) -> list[Any]:
+    value = _get(data, key, list, [])
+    assert isinstance(value, list)
+    return value
+
+
+def _str_list(data: dict[str, Any], key: str) -> list[str]:
+    value = _obj_list(data, key)
+    if not all(isinstance(v, str) for v in value):
+        raise SpecError(f"step.json {key!r} must be a list of strings")
+    return list(value)
+
+
+def _str_dict(data: dict[str, Any], key: str) -> dict[str, str]:
+    value = _get(data, key, dict, {})
+    assert isinstance(value, dict)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise SpecError(f"step.json {key!r} must map strings to strings")
+    return dict(value)

@@ -1,0 +1,301 @@
+"""The state store on the shared volume: step outputs, captured cell outputs, completion markers.
+
+Layout (``root`` is ``$J2K_STATE_PATH``)::
+
+    runs/<run_id>/run.json                 the run's parameters (first writer wins)
+    runs/<run_id>/<step>/values/<var>.pkl  each output variable (cloudpickle)
+    runs/<run_id>/<step>/values.json       manifest of the stored variables
+    runs/<run_id>/<step>/outputs.json      captured cell outputs (nbformat-like), also on failure
+    runs/<run_id>/<step>/timing.json       start/end/seconds per step and cell
+    runs/<run_id>/<step>/error.json        the last failure (cell, ename, evalue, traceback)
+    runs/<run_id>/<step>/attempts          how many executions started (survives crashes)
+    runs/<run_id>/<step>/joined/<up>       fan-in receipts: which upstream announced completion
+    runs/<run_id>/<step>/COMPLETE          completion marker, written LAST
+
+Every file is written under a temporary name and renamed, so a reader (or a process killed
+halfway) never sees a partial file; the marker is what makes a step's results exist. Works
+without Kafka: the local runner uses the same store from separate processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import io
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from .errors import MissingInputError, OutputError, PermanentError, StateError
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MARKER = "COMPLETE"
+PICKLE_PROTOCOL = 5
+
+
+def check_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it is safe as a single path component, else raise PermanentError."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise PermanentError(
+            f"run id {run_id!r} is invalid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return run_id
+
+
+def _now() -> float:
+    return time.time()
+
+
+class StateStore:
+    """Durable per-run, per-step storage rooted at a (shared) directory."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+
+    # ---- paths -------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / check_run_id(run_id)
+
+    def step_dir(self, run_id: str, step: str) -> Path:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", step):
+            raise PermanentError(f"step name {step!r} is invalid")
+        return self.run_dir(run_id) / step
+
+    # ---- low-level atomic writes -------------------------------------------------------------
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically (temp file in the same dir, then rename)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            if self.fsync:
+                self._fsync_dir(path.parent)
+        except OSError as exc:
+            raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def write_json(self, path: Path, data: Any) -> None:
+        self.write_bytes(path, json.dumps(data, indent=1, default=str).encode())
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def read_json(path: Path) -> Any:
+        try:
+            return json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StateError(f"cannot read {path}: {exc}") from exc
+
+    # ---- health ------------------------------------------------------------------------------
+    def writable(self) -> bool:
+        """True if a file can be created and removed under the root (readiness probe)."""
+        probe = self.root / f".probe-{socket.gethostname()}-{os.getpid()}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            return True
+        except OSError:
+            return False
+
+    # ---- runs --------------------------------------------------------------------------------
+    def record_run(self, run_id: str, parameters: Mapping[str, Any], **extra: Any) -> None:
+        """Remember the run's parameters once (the first writer wins; later ones are dups)."""
+        path = self.run_dir(run_id) / "run.json"
+        if not path.exists():
+            self.write_json(path, {"run_id": run_id, "parameters": dict(parameters), **extra})
+
+    def run_info(self, run_id: str) -> dict[str, Any] | None:
+        data = self.read_json(self.run_dir(run_id) / "run.json")
+        return data if isinstance(data, dict) else None
+
+    # ---- completion --------------------------------------------------------------------------
+    def is_complete(self, run_id: str, step: str) -> bool:
+        return (self.step_dir(run_id, step) / MARKER).exists()
+
+    def completion(self, run_id: str, step: str) -> dict[str, Any] | None:
+        data = self.read_json(self.step_dir(run_id, step) / MARKER)
+        return data if isinstance(data, dict) else None
+
+    def all_complete(self, run_id: str, steps: list[str]) -> bool:
+        return all(self.is_complete(run_id, s) for s in steps)
+
+    # ---- fan-in receipts ---------------------------------------------------------------------
+    def record_join(self, run_id: str, step: str, upstream: str) -> None:
+        """Durably note that ``upstream`` announced completion of ``run_id`` to ``step``."""
+        path = self.step_dir(run_id, step) / "joined" / upstream
+        if not path.exists():
+            self.write_bytes(path, str(_now()).encode())
+
+    def joined(self, run_id: str, step: str) -> set[str]:
+        d = self.step_dir(run_id, step) / "joined"
+        try:
+            return {p.name for p in d.iterdir() if not p.name.startswith(".")}
+        except FileNotFoundError:
+            return set()
+
+    # ---- attempts and exclusivity ------------------------------------------------------------
+    def next_attempt(self, run_id: str, step: str) -> int:
+        """Count one more started execution; durable, so crash loops are bounded too."""
+        path = self.step_dir(run_id, step) / "attempts"
+        try:
+            current = int(path.read_text().strip() or 0)
+        except FileNotFoundError:
+            current = 0
+        except (OSError, ValueError):
+            current = 0
+        self.write_bytes(path, str(current + 1).encode())
+        return current + 1
+
+    def attempts(self, run_id: str, step: str) -> int:
+        try:
+            return int((self.step_dir(run_id, step) / "attempts").read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str, step: str, *, blocking: bool = False) -> Iterator[bool]:
+        """Exclusive lock on executing (run_id, step) across processes sharing the volume.
+
+        Yields False when another live process holds it (``blocking=False``). flock is released
+        by the kernel when the holder dies, so kill -9 never leaves a stale lock.
+        """
+        d = self.step_dir(run_id, step)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError(f"cannot lock {d}: {exc.strerror or exc}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                got = True
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise StateError(f"cannot lock {d}: {exc.strerror or exc}") from exc
+                got = False
+            try:
+                yield got
+            finally:
+                if got:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # ---- values ------------------------------------------------------------------------------
+    def save_step(
+        self,
+        run_id: str,
+        step: str,
+        values: Mapping[str, Any],
+        *,
+        outputs: Any,
+        timing: Mapping[str, Any],
+        upstream_steps: list[str] | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """Store a successful step: values, outputs, timing, then the completion marker."""
+        d = self.step_dir(run_id, step)
+        self._clean_temp(d)
+        manifest: dict[str, Any] = {}
+        for name, value in values.items():
+            data = dumps_value(name, value, step)
+            self.write_bytes(d / "values" / f"{name}.pkl", data)
+            manifest[name] = {
+                "file": f"values/{name}.pkl",
+                "format": "cloudpickle",
+                "type": f"{type(value).__module__}.{type(value).__qualname__}",
+                "bytes": len(data),
+            }
+        self.write_json(d / "values.json", manifest)
+        self.write_json(d / "outputs.json", outputs)
+        self.write_json(d / "timing.json", dict(timing))
+        with contextlib.suppress(FileNotFoundError):
+            (d / "error.json").unlink()
+        self.write_json(
+            d / MARKER,
+            {"run_id": run_id, "step": step, "attempt": attempt, "at": _now(),
+             "host": socket.gethostname(), "pid": os.getpid(),
+             "seconds": timing.get("seconds"), "upstream": upstream_steps or []},
+        )
+
+    def save_failure(self, run_id: str, step: str, *, outputs: Any, error: Mapping[str, Any],
+                     timing: Mapping[str, Any]) -> None:
+        """Keep what a failed attempt printed and why it failed (no marker)."""
+        d = self.step_dir(run_id, step)
+        self.write_json(d / "outputs.json", outputs)
+        self.write_json(d / "timing.json", dict(timing))
+        self.write_json(d / "error.json", dict(error))
+
+    def error(self, run_id: str, step: str) -> dict[str, Any] | None:
+        data = self.read_json(self.step_dir(run_id, step) / "error.json")
+        return data if isinstance(data, dict) else None
+
+    def outputs(self, run_id: str, step: str) -> Any:
+        return self.read_json(self.step_dir(run_id, step) / "outputs.json")
+
+    def load_value(self, run_id: str, step: str, name: str) -> Any:
+        """Unpickle one stored output of a completed step (files on the volume only)."""
+        if not self.is_complete(run_id, step):
+            raise MissingInputError(f"step {step!r} has not completed run {run_id!r}")
+        manifest = self.read_json(self.step_dir(run_id, step) / "values.json") or {}
+        entry = manifest.get(name)
+        if entry is None:
+            raise MissingInputError(
+                f"step {step!r} did not store variable {name!r} for run {run_id!r}"
+            )
+        path = self.step_dir(run_id, step) / entry["file"]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return cloudpickle.loads(data)
+
+    def load_inputs(self, run_id: str, inputs: Mapping[str, str]) -> dict[str, Any]:
+        """Load ``{variable: upstream_step}`` for a run."""
+        return {var: self.load_value(run_id, step, var) for var, step in inputs.items()}
+
+    @staticmethod
+    def _clean_temp(d: Path) -> None:
+        for sub in (d, d / "values"):
+            with contextlib.suppress(FileNotFoundError):
+                for p in sub.iterdir():
+                    if p.name.startswith(".") and ".tmp-" in p.name:
+                        with contextlib.suppress(OSError):
+                            p.unlink()
+
+
+def dumps_value(name: str, value: Any, step: str) -> bytes:
+    """Serialize one output; an unpicklable value is a permanent, explained error."""
+    buf = io.BytesIO()
+    try:
+        cloudpickle.dump(value, buf, protocol=PICKLE_PROTOCOL)
+    except Exception as exc:
+        raise OutputError(
+            f"variable {name!r} of step {step!r} ({type(value).__qualname__}) cannot be stored "
+            f"for the next steps: {type(exc).__name__}: {exc}; move the code that uses it "
+            "into the step that creates it"
+        ) from exc
+    return buf.getvalue()
