@@ -1,0 +1,778 @@
+"""Static data-flow analysis of one code cell.
+
+Each top-level statement becomes a list of events in execution order: ``read``, ``def``, ``del``
+and ``mutate`` of module-level names, each marked certain or conditional. ``pipeline`` then replays
+those events across steps to find which values cross which step boundary. Scoping follows Python:
+function and lambda bodies, comprehensions, class bodies, ``global``, walrus and exception names.
+
+Why not ``symtable`` or pyflakes: both give scopes but not the order of reads and writes at module
+level, which decides whether a read sees this step's definition or an earlier step's. Mutation
+(``df["x"] = ...``, ``lst.append(...)``, ``model.fit(...)``) is treated as a redefinition so
+that later steps see the mutated value; see ``PURE_METHODS`` for the calls assumed not to mutate.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from jup2kub.errors import CellSyntaxError
+from jup2kub.ipython import (
+    PYTHON_CELL_MAGICS,
+    PYTHON_LINE_MAGICS,
+    constant_str,
+    expanded_names,
+    magic_call,
+    translate,
+)
+
+#: Names a notebook can use without defining them: Python's builtins and IPython's injections.
+BUILTIN_NAMES = frozenset(dir(builtins)) | {
+    "get_ipython", "display", "In", "Out", "exit", "quit", "_", "__", "___",
+    "_i", "_ii", "_iii", "_oh", "_dh", "_sh", "__builtins__", "__name__", "__doc__",
+}
+
+#: Methods that only query their receiver. A call of any other method directly on a variable
+#: (``rng.normal()``, ``model.fit(X)``, ``ax.plot()``) counts as a possible mutation of it.
+PURE_METHODS = frozenset({
+    "head", "tail", "describe", "info", "copy", "mean", "median", "mode", "sum", "prod", "std",
+    "var", "sem", "min", "max", "count", "nunique", "unique", "value_counts", "corr", "cov",
+    "quantile", "agg", "aggregate", "apply", "applymap", "map", "pipe", "groupby", "pivot_table",
+    "merge", "join", "astype", "items", "keys", "values", "get", "index", "find", "rfind",
+    "startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip", "format", "lower",
+    "upper", "title", "replace", "drop", "dropna", "fillna", "bfill", "ffill", "interpolate",
+    "rename", "reset_index", "set_index", "sort_values", "sort_index", "query", "filter",
+    "select_dtypes", "sample", "isna", "isnull", "notna", "notnull", "any", "all", "abs", "round",
+    "cumsum", "cumprod", "cummax", "cummin", "diff", "pct_change", "shift", "rolling",
+    "expanding", "ewm", "resample", "melt", "pivot", "stack", "unstack", "transpose", "dot",
+    "reshape", "ravel", "flatten", "squeeze", "argmax", "argmin", "argsort", "nonzero", "clip",
+    "predict", "predict_proba", "predict_log_proba", "transform", "inverse_transform", "score",
+    "decision_function", "where", "mask", "isin", "between", "duplicated", "drop_duplicates",
+    "explode", "nlargest", "nsmallest", "idxmax", "idxmin", "memory_usage", "equals", "compare",
+    "iterrows", "itertuples", "encode", "decode", "hexdigest", "digest", "plot", "hist",
+    "boxplot", "savefig", "show", "assign", "loc", "iloc", "at", "iat", "sqrt", "exp", "log",
+    "mul", "add", "sub", "div", "truediv", "floordiv", "pow", "mod", "eq", "ne", "lt", "le", "gt",
+    "ge", "nbytes", "conj", "trace", "tobytes", "item", "squeeze", "swapaxes", "view", "crosstab",
+    "insert_text", "render", "summary", "json", "dumps", "isoformat", "strftime", "total_seconds",
+    "casefold", "count_nonzero", "isdigit", "isalpha", "splitlines", "zfill", "ljust", "rjust",
+    "center", "partition", "rpartition", "translate", "expandtabs", "issubset", "issuperset",
+    "union", "intersection", "difference", "symmetric_difference", "isdisjoint", "fromkeys",
+})
+_PURE_PREFIXES = ("to_", "get_", "is_", "as", "iter", "_repr")
+
+#: Methods that mutate their receiver even when called through an attribute chain (df.x.m()).
+MUTATING_METHODS = frozenset({
+    "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "update",
+    "setdefault", "popitem", "add", "discard", "fit", "partial_fit", "fit_transform",
+    "fit_predict", "set_params", "fill", "resize", "itemset", "put", "setflags", "shuffle",
+    "set_xlabel", "set_ylabel", "set_title", "appendleft", "extendleft", "rotate",
+})
+#: Functions that mutate their first argument.
+MUTATING_FUNCTIONS = frozenset({
+    "shuffle", "copyto", "put", "place", "putmask", "fill_diagonal",
+})
+#: Calls on a module that configure it for the rest of the session: replayed in later steps.
+SETUP_FUNCTIONS = frozenset({
+    "seed", "manual_seed", "set_seed", "set_option", "set_printoptions", "filterwarnings",
+    "simplefilter", "use", "set_theme", "set_style", "set_context", "set_palette", "set",
+    "rc", "rcdefaults", "basicConfig", "setLevel", "set_random_seed",
+})
+SETUP_MAGICS = frozenset({"matplotlib", "config", "load_ext", "autoreload", "precision", "env"})
+#: Calls that write the file named by their first argument.
+FILE_WRITERS = frozenset({
+    "to_csv", "to_parquet", "to_json", "to_excel", "to_pickle", "to_feather", "to_hdf",
+    "to_html", "to_latex", "to_markdown", "to_stata", "to_netcdf", "to_file", "to_zarr",
+    "savefig", "save", "savez", "savez_compressed", "savetxt", "write_text", "write_bytes",
+    "imwrite", "imsave", "dump_model", "save_model", "copyfile", "copy", "move", "rename",
+    "makedirs", "mkdir", "touch",
+})
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a statement does to a module-level name, in execution order."""
+
+    kind: str  # "read" | "def" | "del" | "mutate"
+    name: str
+    line: int
+    certain: bool = True
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What using a function or class reads and writes at call time (its body's free names)."""
+
+    reads: frozenset[str]
+    writes: frozenset[str]
+
+
+@dataclass
+class Statement:
+    """One top-level statement of a cell, with its data-flow events and replay information."""
+
+    cell: int
+    line: int
+    end_line: int
+    source: str
+    events: list[Event] = field(default_factory=list)
+    #: names bound by a replayable definition (import, def, class, or an if/try of only those)
+    code_names: tuple[str, ...] = ()
+    summaries: dict[str, Summary] = field(default_factory=dict)
+    star_import: bool = False
+    #: module name whose state this statement configures (``np.random.seed(0)``), "%" for magics
+    setup_root: str | None = None
+    file_writes: set[str] = field(default_factory=set)
+    literals: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CellAnalysis:
+    index: int
+    python: str  # the cell translated to plain Python (what a step executes)
+    statements: list[Statement]
+
+
+# --------------------------------------------------------------------------- scopes
+
+
+class _Scope(ast.NodeVisitor):
+    """Collects the names a nested scope (function, lambda, class, comprehension) binds and uses."""
+
+    def __init__(self) -> None:
+        self.loads: set[str] = set()
+        self.stores: set[str] = set()
+        self.globals: set[str] = set()
+        self.nonlocals: set[str] = set()
+        self.walrus: set[str] = set()
+        self.nested_free: set[str] = set()
+        self.global_writes: set[str] = set()
+
+    def visit_Name(self, node: ast.Name) -> None:
+        (self.loads if isinstance(node.ctx, ast.Load) else self.stores).add(node.id)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name):
+            self.loads.add(node.target.id)
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.globals.update(node.names)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.nonlocals.update(node.names)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            self.stores.add(node.target.id)
+            self.walrus.add(node.target.id)
+
+    def _nested(self, reads: set[str], writes: set[str]) -> None:
+        self.nested_free |= reads
+        self.global_writes |= writes
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.stores.add(node.name)
+        for expr in _def_time_exprs(node):
+            self.visit(expr)
+        self._nested(*function_free(node))
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        for expr in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+            self.visit(expr)
+        self._nested(*function_free(node))
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.stores.add(node.name)
+        for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
+            self.visit(expr)
+        body_reads, method_reads, writes = class_free(node)
+        self._nested(body_reads | method_reads, writes)
+
+    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
+        self.visit(node.generators[0].iter)
+        reads, walrus = comprehension_free(node)
+        self.nested_free |= reads
+        self.stores |= walrus
+        self.walrus |= walrus
+
+    visit_ListComp = _comprehension  # type: ignore[assignment]
+    visit_SetComp = _comprehension  # type: ignore[assignment]
+    visit_GeneratorExp = _comprehension  # type: ignore[assignment]
+    visit_DictComp = _comprehension  # type: ignore[assignment]
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.stores.add(alias.asname or alias.name.split(".")[0])
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name != "*":
+                self.stores.add(alias.asname or alias.name)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.stores.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.stores.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.stores.add(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.stores.add(node.rest)
+        self.generic_visit(node)
+
+
+def _arg_names(args: ast.arguments) -> set[str]:
+    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    names.update(a.arg for a in (args.vararg, args.kwarg) if a is not None)
+    return names
+
+
+def _def_time_exprs(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
+    """Expressions evaluated when the ``def`` runs: decorators, defaults, annotations."""
+    args = node.args
+    exprs: list[ast.expr] = [*node.decorator_list, *args.defaults]
+    exprs += [d for d in args.kw_defaults if d is not None]
+    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if a is not None and a.annotation is not None:
+            exprs.append(a.annotation)
+    if node.returns is not None:
+        exprs.append(node.returns)
+    return exprs
+
+
+def function_free(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> tuple[set[str], set[str]]:
+    """Names a function body reads from outside itself, and globals it assigns."""
+    scope = _Scope()
+    if isinstance(node, ast.Lambda):
+        scope.visit(node.body)
+    else:
+        for stmt in node.body:
+            scope.visit(stmt)
+    local = _arg_names(node.args) | (scope.stores - scope.globals - scope.nonlocals)
+    reads = (scope.loads | scope.nested_free) - local
+    writes = (scope.globals & scope.stores) | scope.global_writes
+    return reads, writes
+
+
+def class_free(node: ast.ClassDef) -> tuple[set[str], set[str], set[str]]:
+    """(names the class body reads when it runs, names its methods read later, global writes)."""
+    scope = _Scope()
+    for stmt in node.body:
+        scope.visit(stmt)
+    body_reads = scope.loads - (scope.stores - scope.globals)
+    return body_reads, scope.nested_free, scope.global_writes | (scope.globals & scope.stores)
+
+
+def comprehension_free(
+    node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp,
+) -> tuple[set[str], set[str]]:
+    """Names a comprehension reads (besides its first iterable) and walrus names it binds."""
+    scope = _Scope()
+    targets = _Scope()
+    for i, gen in enumerate(node.generators):
+        targets.visit(gen.target)
+        if i:
+            scope.visit(gen.iter)
+        for cond in gen.ifs:
+            scope.visit(cond)
+    if isinstance(node, ast.DictComp):
+        scope.visit(node.key)
+        scope.visit(node.value)
+    else:
+        scope.visit(node.elt)
+    local = targets.stores | (scope.stores - scope.walrus)
+    reads = (scope.loads | scope.nested_free) - local
+    return reads, scope.walrus
+
+
+def root_name(node: ast.expr) -> str | None:
+    """The variable at the base of ``a.b[c].d`` (``a``), if the chain has no calls."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_pure(method: str) -> bool:
+    return method in PURE_METHODS or method.startswith(_PURE_PREFIXES)
+
+
+def _call_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    if isinstance(func, ast.Name):
+        return func.id
+    return None
+
+
+# --------------------------------------------------------------------------- module level
+
+
+class _Emitter(ast.NodeVisitor):
+    """Walks module-level statements and expressions, recording events in execution order."""
+
+    def __init__(self, analyzer: _CellAnalyzer, stmt: Statement, line_offset: int) -> None:
+        self.a = analyzer
+        self.stmt = stmt
+        self.offset = line_offset
+        self.certain = True
+
+    # events
+    def _event(self, kind: str, name: str, node: ast.AST | None) -> None:
+        line = self.offset + getattr(node, "lineno", 1) if node is not None else self.stmt.line
+        self.stmt.events.append(Event(kind, name, line, self.certain))
+
+    def read(self, name: str, node: ast.AST | None = None) -> None:
+        self._event("read", name, node)
+
+    def define(self, name: str, node: ast.AST | None = None) -> None:
+        self._event("def", name, node)
+
+    # statements
+    def body(self, stmts: Sequence[ast.stmt], certain: bool) -> set[str]:
+        """Walk ``stmts``; return the names they certainly define (for if/try merging)."""
+        saved = self.certain
+        self.certain = saved and certain
+        start = len(self.stmt.events)
+        for s in stmts:
+            self.visit(s)
+        self.certain = saved
+        defined: set[str] = set()
+        for e in self.stmt.events[start:]:
+            if e.kind == "def" and e.certain == (saved and certain):
+                defined.add(e.name)
+            elif e.kind == "del":
+                defined.discard(e.name)
+        return defined if certain else set()
+
+    def _branches(self, branches: Iterable[Sequence[ast.stmt]], node: ast.AST) -> None:
+        """Run alternative branches; names every branch defines count as certainly defined."""
+        common: set[str] | None = None
+        for branch in branches:
+            saved = self.certain
+            self.certain = False
+            start = len(self.stmt.events)
+            for s in branch:
+                self.visit(s)
+            self.certain = saved
+            defined = {e.name for e in self.stmt.events[start:] if e.kind == "def"}
+            # a branch "certainly" defines what it assigns at its own top level only; being
+            # conservative here just means an extra input, never a missing one
+            top = _top_level_defs(branch)
+            defined &= top
+            common = defined if common is None else common & defined
+        if self.certain:
+            for name in sorted(common or ()):
+                self.define(name, node)
+
+    def target(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            self.define(node.id, node)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                self.target(elt)
+        elif isinstance(node, ast.Starred):
+            self.target(node.value)
+        elif isinstance(node, (ast.Attribute, ast.Subscript)):
+            self.visit(node.value)
+            if isinstance(node, ast.Subscript):
+                self.visit(node.slice)
+            root = root_name(node)
+            if root:
+                self._event("mutate", root, node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        for t in node.targets:
+            self.target(t)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+        self.visit(node.annotation)
+        if node.value is not None or not isinstance(node.target, ast.Name):
+            self.target(node.target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name):
+            self.read(node.target.id, node.target)
+        self.visit(node.value)
+        self.target(node.target)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for t in node.targets:
+            self._delete(t)
+
+    def _delete(self, t: ast.expr) -> None:
+        if isinstance(t, ast.Name):
+            self._event("del", t.id, t)
+        elif isinstance(t, (ast.Tuple, ast.List)):
+            for elt in t.elts:
+                self._delete(elt)
+        else:
+            self.target(t)
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        saved = self.certain
+        self.certain = False
+        self.target(node.target)
+        for s in [*node.body, *node.orelse]:
+            self.visit(s)
+        self.certain = saved
+
+    visit_AsyncFor = visit_For  # type: ignore[assignment]
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        self.body([*node.body, *node.orelse], certain=False)
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        self._branches([node.body, node.orelse], node)
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self.target(item.optional_vars)
+        self.body(node.body, certain=True)
+
+    visit_AsyncWith = visit_With  # type: ignore[assignment]
+
+    def visit_Try(self, node: ast.Try) -> None:
+        # Either the body (and else) ran to the end, or a handler did.
+        alternatives: list[list[ast.stmt]] = [[*node.body, *node.orelse]]
+        for h in node.handlers:
+            if h.type is not None:
+                self.visit(h.type)
+            alternatives.append(list(h.body))
+        for h in node.handlers:
+            if h.name:
+                saved = self.certain
+                self.certain = False
+                self.define(h.name, h)
+                self.certain = saved
+        self._branches(alternatives, node)
+        for h in node.handlers:
+            if h.name:  # Python deletes the exception name when the handler ends
+                saved = self.certain
+                self.certain = False
+                self._event("del", h.name, h)
+                self.certain = saved
+        self.body(node.finalbody, certain=True)
+
+    visit_TryStar = visit_Try
+
+    def visit_Match(self, node: ast.Match) -> None:
+        self.visit(node.subject)
+        saved = self.certain
+        self.certain = False
+        for case in node.cases:
+            scope = _Scope()
+            scope.visit(case.pattern)
+            for name in sorted(scope.stores):
+                self.define(name, case.pattern)
+            for name in sorted(scope.loads):
+                self.read(name, case.pattern)
+            if case.guard is not None:
+                self.visit(case.guard)
+            for s in case.body:
+                self.visit(s)
+        self.certain = saved
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for expr in _def_time_exprs(node):
+            self.visit(expr)
+        reads, writes = function_free(node)
+        self.stmt.summaries[node.name] = Summary(frozenset(reads), frozenset(writes))
+        self.define(node.name, node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
+            self.visit(expr)
+        body_reads, method_reads, writes = class_free(node)
+        for name in sorted(body_reads):
+            self.read(name, node)
+        self.stmt.summaries[node.name] = Summary(frozenset(method_reads), frozenset(writes))
+        self.define(node.name, node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.define(alias.asname or alias.name.split(".")[0], node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name == "*":
+                self.stmt.star_import = True
+            else:
+                self.define(alias.asname or alias.name, node)
+
+    def visit_Global(self, node: ast.Global) -> None:  # no effect at module level
+        return
+
+    visit_Nonlocal = visit_Global  # type: ignore[assignment]
+
+    # expressions
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.read(node.id, node)
+        elif isinstance(node.ctx, ast.Store):
+            self.define(node.id, node)
+        else:
+            self._event("del", node.id, node)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self.target(node.target)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        for expr in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+            self.visit(expr)
+        reads, _ = function_free(node)
+        for name in sorted(reads):
+            self.read(name, node)
+
+    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
+        self.visit(node.generators[0].iter)
+        reads, walrus = comprehension_free(node)
+        for name in sorted(reads):
+            self.read(name, node)
+        saved = self.certain
+        self.certain = False
+        for name in sorted(walrus):
+            self.define(name, node)
+        self.certain = saved
+
+    visit_ListComp = _comprehension  # type: ignore[assignment]
+    visit_SetComp = _comprehension  # type: ignore[assignment]
+    visit_GeneratorExp = _comprehension  # type: ignore[assignment]
+    visit_DictComp = _comprehension  # type: ignore[assignment]
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and node.value:
+            self.stmt.literals.add(node.value)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        magic = magic_call(node)
+        if magic is not None:
+            self._magic(node, *magic)
+            return
+        func = node.func
+        name = _call_name(func)
+        first = node.args[0] if node.args else None
+        if isinstance(func, ast.Attribute):
+            root = root_name(func.value)
+            inplace = any(
+                k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords
+            )
+            direct = isinstance(func.value, ast.Name)
+            if root and (inplace or func.attr in MUTATING_METHODS or (direct and not _is_pure(func.attr))):
+                self._event("mutate", root, node)
+        if name in MUTATING_FUNCTIONS and first is not None:
+            root = root_name(first)
+            if root:
+                self._event("mutate", root, node)
+        self._file_effects(node, name, first)
+        self.generic_visit(node)
+
+    def _file_effects(self, node: ast.Call, name: str | None, first: ast.expr | None) -> None:
+        path = constant_str(first)
+        if path is None:
+            for k in node.keywords:
+                if k.arg in ("path", "path_or_buf", "fname", "filename", "file", "excel_writer"):
+                    path = constant_str(k.value)
+        if name == "open":
+            mode = constant_str(node.args[1]) if len(node.args) > 1 else None
+            for k in node.keywords:
+                if k.arg == "mode":
+                    mode = constant_str(k.value)
+            if path and mode and any(c in mode for c in "wax+"):
+                self.stmt.file_writes.add(path)
+        elif name in FILE_WRITERS:
+            if path:
+                self.stmt.file_writes.add(path)
+            elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call):
+                # Path("out.txt").write_text(...)
+                receiver = node.func.value
+                target = constant_str(receiver.args[0]) if receiver.args else None
+                if target:
+                    self.stmt.file_writes.add(target)
+
+    def _magic(self, node: ast.Call, method: str, args: list[ast.expr]) -> None:
+        strings = [constant_str(a) for a in args]
+        for s in strings:
+            if s:
+                self.stmt.literals.add(s)
+        if method == "run_line_magic" and len(strings) >= 2 and strings[0] is not None:
+            name, arg = strings[0], strings[1] or ""
+            if name in PYTHON_LINE_MAGICS:
+                code = _strip_magic_flags(arg)
+                tree = self.a.parse(code, self.offset + node.lineno - 1, quiet=True)
+                if tree is not None:
+                    for s in tree.body:
+                        self.visit(s)
+                    return
+            for n in sorted(expanded_names(arg)):
+                self.read(n, node)
+        elif method == "run_cell_magic" and len(strings) >= 3:
+            line = strings[1] or ""
+            for n in sorted(expanded_names(line)):
+                self.read(n, node)
+            if strings[0] == "writefile":
+                path = _strip_magic_flags(line).strip()
+                if path:
+                    self.stmt.file_writes.add(path)
+        elif method in ("system", "getoutput") and strings and strings[0] is not None:
+            for n in sorted(expanded_names(strings[0])):
+                self.read(n, node)
+
+
+def _strip_magic_flags(arg: str) -> str:
+    """Drop leading ``-x`` options of %time/%timeit (``-n 10 -r 3 f(x)`` -> ``f(x)``)."""
+    words = arg.split()
+    i = 0
+    while i < len(words) and words[i].startswith("-"):
+        i += 2 if words[i] in ("-n", "-r", "-p", "-o", "-T", "-D") else 1
+    return " ".join(words[i:]) if i else arg
+
+
+def _top_level_defs(stmts: Sequence[ast.stmt]) -> set[str]:
+    names: set[str] = set()
+    for s in stmts:
+        if isinstance(s, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = s.targets if isinstance(s, ast.Assign) else [s.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                        names.add(n.id)
+        elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(s.name)
+        elif isinstance(s, (ast.Import, ast.ImportFrom)):
+            for alias in s.names:
+                if alias.name != "*":
+                    names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(s, ast.With):
+            names |= _top_level_defs(s.body)
+        elif isinstance(s, ast.If):
+            names |= _top_level_defs(s.body) & _top_level_defs(s.orelse)
+    return names
+
+
+def _replayable(stmt: ast.stmt) -> bool:
+    """Imports, defs and classes, and if/try statements made only of those (and ``pass``)."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                         ast.ClassDef)):
+        return True
+    if isinstance(stmt, ast.Try):
+        parts = [*stmt.body, *stmt.orelse, *stmt.finalbody]
+        parts += [s for h in stmt.handlers for s in h.body]
+        return all(isinstance(s, ast.Pass) or _replayable(s) for s in parts)
+    if isinstance(stmt, ast.If):
+        return all(isinstance(s, ast.Pass) or _replayable(s) for s in [*stmt.body, *stmt.orelse])
+    return False
+
+
+def _setup_root(stmt: ast.stmt) -> str | None:
+    """The module a statement configures, if it looks like ``mod.seed(..)``/``mod.opt = ..``."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        magic = magic_call(stmt.value)
+        if magic is not None:
+            method, args = magic
+            name = constant_str(args[0]) if args else None
+            return "%" if method == "run_line_magic" and name in SETUP_MAGICS else None
+        func = stmt.value.func
+        if isinstance(func, ast.Attribute) and func.attr in SETUP_FUNCTIONS:
+            return root_name(func.value)
+        return None
+    if isinstance(stmt, ast.Assign) and all(
+        isinstance(t, (ast.Attribute, ast.Subscript)) for t in stmt.targets
+    ):
+        roots = {root_name(t) for t in stmt.targets}
+        if len(roots) == 1:
+            return roots.pop()
+    return None
+
+
+class _CellAnalyzer:
+    def __init__(self, path: str, index: int, source: str) -> None:
+        self.path = path
+        self.index = index
+        self.source = source
+
+    def parse(self, code: str, line_offset: int, *, quiet: bool = False) -> ast.Module | None:
+        try:
+            return ast.parse(code)
+        except SyntaxError as exc:
+            if quiet:
+                return None
+            line = (exc.lineno or 1) + line_offset
+            original = self.source.splitlines()
+            text = original[line - 1] if 0 < line <= len(original) else exc.text
+            raise CellSyntaxError(
+                self.path, self.index, line, exc.offset or 0, exc.msg, text
+            ) from None
+
+    def statements(self, code: str, line_offset: int) -> list[Statement]:
+        tree = self.parse(code, line_offset)
+        assert tree is not None
+        lines = code.splitlines()
+        out: list[Statement] = []
+        for i, node in enumerate(tree.body):
+            body = _python_cell_magic(node)
+            if body is not None:
+                magic, arg, text = body
+                nested = self.statements(text, line_offset + node.lineno)
+                if magic == "capture" and arg.split() and not arg.split()[0].startswith("-"):
+                    stmt = Statement(self.index, line_offset + node.lineno,
+                                     line_offset + node.lineno, "")
+                    stmt.events.append(Event("def", arg.split()[0], stmt.line))
+                    nested.append(stmt)
+                out.extend(nested)
+                continue
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            end = node.end_lineno or node.lineno
+            shares_line = (i > 0 and (tree.body[i - 1].end_lineno or 0) >= start) or (
+                i + 1 < len(tree.body) and tree.body[i + 1].lineno <= end
+            )
+            source = ast.unparse(node) if shares_line else "\n".join(lines[start - 1 : end])
+            stmt = Statement(self.index, line_offset + start, line_offset + end, source)
+            _Emitter(self, stmt, line_offset).visit(node)
+            if _replayable(node):
+                stmt.code_names = tuple(dict.fromkeys(e.name for e in stmt.events if e.kind == "def"))
+            else:
+                stmt.setup_root = _setup_root(node)
+            out.append(stmt)
+        return out
+
+
+def _python_cell_magic(node: ast.stmt) -> tuple[str, str, str] | None:
+    if isinstance(node, ast.Expr):
+        magic = magic_call(node.value)
+        if magic and magic[0] == "run_cell_magic" and len(magic[1]) >= 3:
+            name, arg, body = (constant_str(a) for a in magic[1][:3])
+            if name in PYTHON_CELL_MAGICS and arg is not None and body is not None:
+                return name, arg, body
+    return None
+
+
+def analyze_cell(path: str, index: int, source: str) -> CellAnalysis:
+    """Translate IPython syntax in one cell and record what each statement reads and defines."""
+    python = translate(source)
+    analyzer = _CellAnalyzer(path, index, source)
+    return CellAnalysis(index, python, analyzer.statements(python, 0))

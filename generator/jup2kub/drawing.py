@@ -1,0 +1,82 @@
+"""Drawing the step graph: Graphviz DOT and Mermaid text always, SVG/PNG through Graphviz's
+``dot`` program when it is installed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from jup2kub.errors import UsageError
+from jup2kub.files import atomic_write_bytes
+from jup2kub.pipeline import Pipeline
+
+FORMATS = ("svg", "png", "dot", "mmd")
+
+
+def _label(pipeline: Pipeline, name: str) -> str:
+    step = pipeline.step(name)
+    parts = [name]
+    if step.outputs:
+        parts.append("out: " + ", ".join(sorted(step.outputs)))
+    return "\\n".join(parts)
+
+
+def to_dot(pipeline: Pipeline) -> str:
+    lines = [
+        "digraph pipeline {",
+        "  rankdir=LR;",
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+    ]
+    for s in pipeline.steps:
+        lines.append(f'  "{s.name}" [label="{_label(pipeline, s.name)}"];')
+    for s in pipeline.steps:
+        for up in s.after:
+            values = sorted(v for v, src in s.inputs.items() if src == up)
+            label = ", ".join(values) if values else ("files" if up in s.file_deps else "after")
+            lines.append(f'  "{up}" -> "{s.name}" [label="{label}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(pipeline: Pipeline) -> str:
+    ids = {s.name: f"s{i}" for i, s in enumerate(pipeline.steps)}
+    lines = ["flowchart LR"]
+    for s in pipeline.steps:
+        lines.append(f'  {ids[s.name]}["{s.name}"]')
+    for s in pipeline.steps:
+        for up in s.after:
+            values = sorted(v for v, src in s.inputs.items() if src == up)
+            label = ", ".join(values) if values else ("files" if up in s.file_deps else "after")
+            lines.append(f'  {ids[up]} -->|"{label}"| {ids[s.name]}')
+    return "\n".join(lines) + "\n"
+
+
+def write_graph(pipeline: Pipeline, target: Path) -> None:
+    """Write the graph to ``target``; its suffix picks the format."""
+    fmt = target.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise UsageError(
+            f"cannot draw a graph as {target.name!r}",
+            hint="use a file name ending in " + ", ".join("." + f for f in FORMATS),
+        )
+    if fmt == "mmd":
+        data = to_mermaid(pipeline).encode()
+    elif fmt == "dot":
+        data = to_dot(pipeline).encode()
+    else:
+        dot = shutil.which("dot")
+        if dot is None:
+            raise UsageError(
+                f"drawing {target.name} needs Graphviz's 'dot' program, which is not installed",
+                hint="install Graphviz (e.g. apt-get install graphviz), or write a .mmd "
+                "(Mermaid) or .dot file instead",
+            )
+        proc = subprocess.run(
+            [dot, f"-T{fmt}"], input=to_dot(pipeline).encode(), capture_output=True, check=False
+        )
+        if proc.returncode != 0:
+            raise UsageError(f"Graphviz failed: {proc.stderr.decode(errors='replace').strip()}")
+        data = proc.stdout
+    atomic_write_bytes(target, data)

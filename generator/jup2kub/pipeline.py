@@ -1,0 +1,440 @@
+"""The step graph: which values cross which step boundary, and in what order steps may run.
+
+Cells are replayed in notebook order, step by step. A read resolves to this step's own earlier
+definition or else to the latest definer before this step, which makes it an *input* (a value
+that travels through storage), a *parameter*, or *code* (an import, ``def`` or ``class`` that is
+re-executed in the reading step instead of shipped). A step that only conditionally defines a
+value another step reads must pass the older value on, so it reads it too.
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jup2kub.analysis import BUILTIN_NAMES, CellAnalysis, Statement, Summary
+from jup2kub.errors import CycleError, UnknownStepError
+from jup2kub.notebook import Notebook
+from jup2kub.split import Split, StepCells, dns_label
+
+
+@dataclass(frozen=True)
+class Definition:
+    """Code re-executed at the start of a step: an import/def/class, a setup call, a prelude."""
+
+    cell: int
+    line: int
+    source: str
+    names: tuple[str, ...]
+    kind: str  # "code" | "setup" | "star" | "prelude"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    step: str
+    cell: int
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"step {self.step!r}, cell {self.cell}, line {self.line}: {self.message}"
+
+
+@dataclass
+class Step:
+    name: str
+    source_name: str
+    cells: list[int]
+    inputs: dict[str, str] = field(default_factory=dict)  # variable -> step that stores it
+    parameters: set[str] = field(default_factory=set)
+    outputs: set[str] = field(default_factory=set)
+    after: list[str] = field(default_factory=list)
+    replay: list[Definition] = field(default_factory=list)
+    prev: list[str] = field(default_factory=list)
+    file_deps: dict[str, set[str]] = field(default_factory=dict)  # upstream -> shared paths
+
+
+@dataclass
+class Pipeline:
+    notebook: str
+    split: str
+    parameters: dict[str, Any]
+    parameter_cells: list[int]
+    steps: list[Step]
+    prelude: list[int]
+    skipped: list[int]
+    python: dict[int, str]  # cell index -> the cell as plain Python
+    notebook_sha256: str
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def parameters_source(self) -> str:
+        return "".join(self.python[i] for i in self.parameter_cells)
+
+    def downstream(self, name: str) -> list[str]:
+        return [s.name for s in self.steps if name in s.after]
+
+    def levels(self) -> list[list[str]]:
+        """Waves of steps: every step runs after all steps of earlier waves it depends on, and
+        steps within one wave have no path between them, so they can run in parallel."""
+        level: dict[str, int] = {}
+        for name in self.topological_order():
+            s = self.step(name)
+            level[name] = 1 + max((level[a] for a in s.after), default=-1)
+        waves: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+        for s in self.steps:
+            waves[level[s.name]].append(s.name)
+        return waves
+
+    def topological_order(self) -> list[str]:
+        order = {s.name: i for i, s in enumerate(self.steps)}
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(
+            {s.name: s.after for s in self.steps}
+        )
+        sorter.prepare()
+        out: list[str] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=order.__getitem__)
+            out.extend(ready)
+            sorter.done(*ready)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``jup2kub inspect --json`` document (a stable interface for other tools)."""
+        return {
+            "notebook": self.notebook,
+            "split": self.split,
+            "parameters": dict(self.parameters),
+            "steps": [
+                {
+                    "name": s.name,
+                    "cells": list(s.cells),
+                    "inputs": sorted(s.inputs),
+                    "parameters": sorted(s.parameters),
+                    "outputs": sorted(s.outputs),
+                    "after": list(s.after),
+                }
+                for s in self.steps
+            ],
+        }
+
+
+@dataclass
+class _Definer:
+    step: str | None  # None: a parameters cell
+    kind: str  # "value" | "param" | "code" | "deleted"
+    certain: bool
+    prior: _Definer | None = None
+    definition: Definition | None = None
+    def_reads: tuple[str, ...] = ()
+    summary: Summary | None = None
+
+
+def _literal(node: ast.expr | None) -> Any:
+    if node is None:
+        return None
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if _json_safe(value) else None
+
+
+def _json_safe(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_safe(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
+    return False
+
+
+def parameter_defaults(source: str) -> dict[str, Any]:
+    """Names a parameters cell assigns, with their default when it is a literal."""
+    defaults: dict[str, Any] = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return defaults
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    defaults[target.id] = _literal(node.value)
+                elif isinstance(target, (ast.Tuple, ast.List)):
+                    for elt in target.elts:
+                        if isinstance(elt, ast.Name):
+                            defaults[elt.id] = None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defaults[node.target.id] = _literal(node.value)
+    return defaults
+
+
+class _Builder:
+    def __init__(self, nb: Notebook, split: Split, cells: dict[int, CellAnalysis]) -> None:
+        self.nb = nb
+        self.split = split
+        self.cells = cells
+        self.env: dict[str, _Definer] = {}
+        self.stars: list[Definition] = []
+        self.setups: list[tuple[Definition, tuple[str, ...]]] = []
+        self.steps: dict[str, Step] = {}
+        self.warnings: list[Diagnostic] = []
+
+    # ---------------------------------------------------------------- resolution
+    def build(self) -> Pipeline:
+        units: list[tuple[int, str, StepCells | None]] = [
+            (i, "parameters", None) for i in self.split.parameters
+        ]
+        units += [(s.cells[0], "step", s) for s in self.split.steps]
+        units.sort(key=lambda u: u[0])
+        for _, kind, sc in units:
+            if sc is None:
+                self._parameters_cell(_)
+            else:
+                self._step(sc)
+        steps = [self.steps[s.name] for s in self.split.steps]
+        self._file_dependencies(steps)
+        self._edges(steps)
+        parameters: dict[str, Any] = {}
+        for i in self.split.parameters:
+            parameters.update(parameter_defaults(self.cells[i].python))
+        return Pipeline(
+            notebook=self.nb.path,
+            split=self.split.mode,
+            parameters=parameters,
+            parameter_cells=list(self.split.parameters),
+            steps=steps,
+            prelude=list(self.split.prelude),
+            skipped=list(self.split.skipped),
+            python={i: c.python for i, c in self.cells.items()},
+            notebook_sha256=self.nb.sha256,
+            warnings=self.warnings,
+        )
+
+    def _parameters_cell(self, index: int) -> None:
+        for st in self.cells[index].statements:
+            for e in st.events:
+                if e.kind == "def":
+                    if e.name in st.code_names:
+                        self.env[e.name] = _Definer(None, "code", True, definition=_definition(st))
+                    else:
+                        self.env[e.name] = _Definer(None, "param", True)
+
+    def _step(self, sc: StepCells) -> None:
+        step = Step(sc.name, sc.source_name, list(sc.cells))
+        step.prev = [p for p, _ in sc.prev]
+        self.steps[sc.name] = step
+        r = _StepResolver(self, step)
+        for setup, reads in self.setups:
+            step.replay.append(setup)
+            for name in reads:
+                r.read(name, setup.cell, setup.line, env_only=True)
+        for index in self.split.prelude:
+            for st in self.cells[index].statements:
+                step.replay.append(_definition(st, "prelude"))
+                r.statement(st)
+        for index in sc.cells:
+            for st in self.cells[index].statements:
+                r.statement(st)
+        step.replay = sorted(set(step.replay), key=lambda d: (d.cell, d.line))
+        for name, local in r.local.items():
+            prior = self.env.get(name)
+            self.env[name] = _Definer(
+                sc.name, local.kind, local.certain, prior, local.definition,
+                local.def_reads, local.summary,
+            )
+        for st in r.new_setups:
+            reads = tuple(dict.fromkeys(e.name for e in st.events if e.kind == "read"))
+            self.setups.append((_definition(st, "setup"), reads))
+        self.stars.extend(r.new_stars)
+
+    def add_input(self, step: Step, name: str, definer: _Definer) -> None:
+        if definer.kind == "param":
+            step.parameters.add(name)
+            return
+        assert definer.step is not None
+        step.inputs[name] = definer.step
+        source = self.steps[definer.step]
+        source.outputs.add(name)
+        if not definer.certain and definer.prior is not None and name not in source.inputs:
+            # The defining step may leave the name untouched: it must carry the older value on.
+            if definer.prior.kind in ("value", "param"):
+                self.add_input(source, name, definer.prior)
+
+    # ---------------------------------------------------------------- edges
+    def _file_dependencies(self, steps: list[Step]) -> None:
+        writes: dict[str, set[str]] = {}
+        literals: dict[str, set[str]] = {}
+        for s in steps:
+            sts = [st for i in s.cells for st in self.cells[i].statements]
+            writes[s.name] = {w for st in sts for w in st.file_writes if len(w) >= 3}
+            literals[s.name] = {lit for st in sts for lit in st.literals}
+        for j, later in enumerate(steps):
+            for earlier in steps[:j]:
+                shared = {
+                    p for p in writes[earlier.name] if any(p in lit for lit in literals[later.name])
+                }
+                shared |= {
+                    p for p in writes[later.name] if any(p in lit for lit in literals[earlier.name])
+                }
+                if shared:
+                    later.file_deps[earlier.name] = shared
+
+    def _edges(self, steps: list[Step]) -> None:
+        names = [s.name for s in steps]
+        order = {n: i for i, n in enumerate(names)}
+        known = set(names)
+        for s in steps:
+            after = set(s.inputs.values()) | set(s.file_deps)
+            sc = next(x for x in self.split.steps if x.name == s.name)
+            for target, cell in sc.prev:
+                label = dns_label(target)
+                if label not in known:
+                    raise UnknownStepError(self.nb.path, cell, s.name, target, names)
+                after.add(label)
+            s.after = sorted(after, key=order.__getitem__)
+        graph = {s.name: s.after for s in steps}
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+        except graphlib.CycleError as exc:
+            cycle = list(reversed(exc.args[1]))
+            raise CycleError(self.nb.path, cycle) from None
+
+
+@dataclass
+class _Local:
+    kind: str  # "value" | "code" | "deleted"
+    certain: bool
+    definition: Definition | None = None
+    def_reads: tuple[str, ...] = ()
+    summary: Summary | None = None
+
+
+class _StepResolver:
+    """Replays one step's statements against what earlier steps defined."""
+
+    def __init__(self, builder: _Builder, step: Step) -> None:
+        self.b = builder
+        self.step = step
+        self.local: dict[str, _Local] = {}
+        self.expanded: set[str] = set()
+        self.new_setups: list[Statement] = []
+        self.new_stars: list[Definition] = []
+        self.cell = 0
+
+    def statement(self, st: Statement) -> None:
+        self.cell = st.cell
+        code = set(st.code_names)
+        definition = _definition(st) if code else None
+        def_reads = tuple(e.name for e in st.events if e.kind == "read") if code else ()
+        if st.setup_root is not None and (
+            st.setup_root == "%" or self._kind(st.setup_root) == "code"
+        ):
+            self.new_setups.append(st)
+        for e in st.events:
+            if e.kind == "read":
+                self.read(e.name, st.cell, e.line)
+            elif e.kind == "def":
+                if e.name in code:
+                    self.local[e.name] = _Local(
+                        "code", True, definition, def_reads, st.summaries.get(e.name)
+                    )
+                else:
+                    previous = self.local.get(e.name)
+                    certain = e.certain or (previous is not None and previous.certain
+                                            and previous.kind == "value")
+                    self.local[e.name] = _Local("value", certain)
+            elif e.kind == "del":
+                if e.certain:
+                    self.local[e.name] = _Local("deleted", True)
+            elif e.kind == "mutate":
+                self.mutate(e.name, st.cell, e.line)
+        if st.star_import:
+            self.new_stars.append(_definition(st, "star"))
+
+    def _kind(self, name: str) -> str | None:
+        if name in self.local:
+            return self.local[name].kind
+        definer = self.b.env.get(name)
+        return definer.kind if definer else None
+
+    def mutate(self, name: str, cell: int, line: int) -> None:
+        local = self.local.get(name)
+        if local is not None and local.certain and local.kind != "deleted":
+            return
+        definer = self.b.env.get(name)
+        if definer is None or definer.kind not in ("value", "param"):
+            return
+        self.read(name, cell, line)
+        self.local[name] = _Local("value", True)
+
+    def read(self, name: str, cell: int, line: int, *, env_only: bool = False) -> None:
+        local = None if env_only else self.local.get(name)
+        if local is not None:
+            if local.kind == "deleted":
+                self._warn(cell, line, f"reads {name!r} after deleting it")
+                return
+            if local.kind == "code":
+                self._expand(name, local.summary, cell, line)
+                return
+            if local.certain:
+                return
+        definer = self.b.env.get(name)
+        if definer is None or definer.kind == "deleted":
+            if local is not None or name in BUILTIN_NAMES:
+                return
+            if self.b.stars or self.new_stars:
+                self.step.replay.extend(self.b.stars)
+                return
+            if definer is not None:
+                self._warn(cell, line, f"reads {name!r}, which step {definer.step!r} deleted")
+            else:
+                self._warn(cell, line, f"reads {name!r}, which no earlier cell defines")
+            return
+        if definer.kind == "code":
+            assert definer.definition is not None
+            if definer.definition not in self.step.replay:
+                self.step.replay.append(definer.definition)
+                for dependency in definer.def_reads:
+                    self.read(dependency, definer.definition.cell, definer.definition.line,
+                              env_only=True)
+            self._expand(name, definer.summary, cell, line)
+            return
+        self.b.add_input(self.step, name, definer)
+
+    def _expand(self, name: str, summary: Summary | None, cell: int, line: int) -> None:
+        """Using a function or class reads its body's free names (transitively) at this point."""
+        if summary is None or name in self.expanded:
+            return
+        self.expanded.add(name)
+        for dependency in sorted(summary.reads):
+            self.read(dependency, cell, line)
+        for written in sorted(summary.writes):
+            if written not in self.local or not self.local[written].certain:
+                self.local[written] = _Local("value", False)
+
+    def _warn(self, cell: int, line: int, message: str) -> None:
+        diag = Diagnostic(self.step.name, cell, line, message)
+        if diag not in self.b.warnings:
+            self.b.warnings.append(diag)
+
+
+def _definition(st: Statement, kind: str = "code") -> Definition:
+    names = st.code_names or tuple(dict.fromkeys(e.name for e in st.events if e.kind == "def"))
+    return Definition(st.cell, st.line, st.source, names, kind)
+
+
+def build_pipeline(nb: Notebook, split: Split, cells: Iterable[CellAnalysis]) -> Pipeline:
+    """Resolve data flow across the steps of ``split``; raise on bad ``prev:`` or cycles."""
+    return _Builder(nb, split, {c.index: c for c in cells}).build()
