@@ -83,7 +83,7 @@ def run_step(
                             timing={**result.timing(), "attempt": attempt},
                             upstream_steps=list(spec.upstream), attempt=attempt)
         except OutputError as exc:
-            error = {"output_type": "error", "cell": None, "phase": "outputs",
+            error: dict[str, Any] = {"output_type": "error", "cell": None, "phase": "outputs",
                      "ename": "OutputError", "evalue": str(exc), "traceback": []}
             store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
                                error=error, timing=result.timing())

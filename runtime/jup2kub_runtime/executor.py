@@ -34,7 +34,7 @@ Output = dict[str, Any]
 _EXEC_LOCK = threading.Lock()  # sys.stdout/err are process-wide: one execution at a time
 
 
-class StepTimeout(BaseException):  # noqa: N818 - reads like Python's own TimeoutError
+class StepTimeout(BaseException):
     """Raised inside the step's code when J2K_STEP_TIMEOUT_SECONDS has elapsed."""
 
 
@@ -172,8 +172,8 @@ def format_object(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     fmt = _ipython_formatter()
     if fmt is not None:
         try:
-            data, metadata = fmt.format(obj)
-            return _jsonable(data), dict(metadata or {})
+            got_data, got_md = fmt.format(obj)
+            return _jsonable(got_data), dict(got_md or {})
         except Exception:  # a broken _repr_*_ must not fail the step; fall back to repr
             pass
     data: dict[str, Any] = {}
@@ -247,8 +247,10 @@ def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, A
     tree = ast.parse(source, filename, "exec")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     last: ast.Expression | None = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
+    tail = tree.body[-1] if tree.body else None
+    if isinstance(tail, ast.Expr):
+        tree.body.pop()
+        last = ast.Expression(tail.value)
     exec(compile(tree, filename, "exec"), ns)
     if last is None:
         return False, None
@@ -318,6 +320,7 @@ def execute_step(
 
     def display(*objs: Any, raw: bool = False, **_: Any) -> None:
         for obj in objs:
+            md: dict[str, Any]
             if raw and isinstance(obj, dict):
                 data, md = _jsonable(obj), {}
             else:
@@ -338,10 +341,8 @@ def execute_step(
                 cell_no = rep.cell
                 _run_source(rep.source, f"<cell {rep.cell}>", ns)
             phase = "cell"
-            count = 0
-            for cell in spec.cells:
+            for count, cell in enumerate(spec.cells, start=1):
                 cell_no = cell.index
-                count += 1
                 record = CellRecord(index=cell.index, execution_count=count)
                 capture.current = record.outputs
                 cells.append(record)
@@ -378,7 +379,7 @@ def execute_step(
                            parameters=overrides, permanent=permanent)
 
 
-class _patched_io:  # noqa: N801 - used as a context manager
+class _patched_io:
     def __init__(self, capture: _Capture, echo: bool) -> None:
         self.capture = capture
         self.echo = echo
@@ -392,7 +393,7 @@ class _patched_io:  # noqa: N801 - used as a context manager
         sys.stdout, sys.stderr = self.saved
 
 
-class _patched_display:  # noqa: N801
+class _patched_display:
     """Makes IPython's ``display`` (imported by the step's code) record into our capture."""
 
     TARGETS = ("IPython.display", "IPython.core.display_functions", "IPython.core.display")
@@ -410,8 +411,8 @@ class _patched_display:  # noqa: N801
             mod = sys.modules.get(name)
             if mod is not None and hasattr(mod, "display"):
                 self.saved.append((mod, mod.display))
-                mod.display = self.display
+                mod.display = self.display  # type: ignore[attr-defined]
 
     def __exit__(self, *exc: object) -> None:
         for mod, original in self.saved:
-            mod.display = original
+            mod.display = original  # type: ignore[attr-defined]

@@ -1,0 +1,173 @@
+"""Configuration from the environment the Helm chart sets; bad settings stop the process.
+
+``Config.from_env`` raises ConfigError naming the variable; ``__main__`` prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .topics import consumer_group, dead_letter_topic, status_topic
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of one step process (see the chart's values for the documented ones)."""
+
+    bootstrap_servers: list[str]
+    pipeline: str
+    step: str
+    input_topics: list[str]
+    output_topics: list[str]
+    status_topic: str
+    dead_letter_topic: str
+    consumer_group: str
+    state_path: Path
+    code_path: Path
+    max_retries: int = 3
+    retry_backoff_seconds: float = 1.0
+    retry_backoff_max_seconds: float = 60.0
+    step_timeout_seconds: float = 0.0
+    port: int = 8080
+    # Optional knobs (defaults suit a cluster; the tests shorten the timeouts):
+    health_host: str = "0.0.0.0"
+    max_message_bytes: int = 262144
+    topic_partitions: int = 3
+    topic_replication_factor: int = 1
+    max_poll_interval_ms: int = 300000
+    session_timeout_ms: int = 10000
+    shutdown_grace_seconds: float = 25.0
+    liveness_stall_seconds: float = 60.0
+    fsync: bool = True
+    log_level: str = "INFO"
+
+    def retry_delay(self, attempt: int) -> float:
+        """Backoff before retry number ``attempt`` (1-based): doubled each time, capped."""
+        delay: float = self.retry_backoff_seconds * 2.0 ** (attempt - 1)
+        return min(delay, self.retry_backoff_max_seconds)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        e = os.environ if env is None else env
+        pipeline = _name(e, "J2K_PIPELINE")
+        step = _name(e, "J2K_STEP")
+        grace = _float(e, "J2K_SHUTDOWN_GRACE_SECONDS", 25.0)
+        return cls(
+            bootstrap_servers=_servers(e),
+            pipeline=pipeline,
+            step=step,
+            input_topics=_topics(e, "J2K_INPUT_TOPICS", required=True),
+            output_topics=_topics(e, "J2K_OUTPUT_TOPICS", required=False),
+            status_topic=_topic(e, "J2K_STATUS_TOPIC", status_topic(pipeline)),
+            dead_letter_topic=_topic(e, "J2K_DEAD_LETTER_TOPIC", dead_letter_topic(pipeline)),
+            consumer_group=_topic(e, "J2K_CONSUMER_GROUP", consumer_group(pipeline, step)),
+            state_path=Path(_required(e, "J2K_STATE_PATH")),
+            code_path=Path(e.get("J2K_CODE_PATH") or "/app/step"),
+            max_retries=_int(e, "J2K_MAX_RETRIES", 3, minimum=0),
+            retry_backoff_seconds=_float(e, "J2K_RETRY_BACKOFF_SECONDS", 1.0),
+            retry_backoff_max_seconds=_float(e, "J2K_RETRY_BACKOFF_MAX_SECONDS", 60.0),
+            step_timeout_seconds=_float(e, "J2K_STEP_TIMEOUT_SECONDS", 0.0),
+            port=_int(e, "J2K_PORT", 8080, minimum=0, maximum=65535),
+            health_host=e.get("J2K_HEALTH_HOST") or "0.0.0.0",
+            max_message_bytes=_int(e, "J2K_MAX_MESSAGE_BYTES", 262144, minimum=1024),
+            topic_partitions=_int(e, "J2K_TOPIC_PARTITIONS", 3, minimum=1),
+            topic_replication_factor=_int(e, "J2K_TOPIC_REPLICATION_FACTOR", 1, minimum=1),
+            max_poll_interval_ms=_int(e, "J2K_MAX_POLL_INTERVAL_MS", 300000, minimum=1000),
+            session_timeout_ms=_int(e, "J2K_SESSION_TIMEOUT_MS", 10000, minimum=1000),
+            shutdown_grace_seconds=grace,
+            liveness_stall_seconds=_float(e, "J2K_LIVENESS_STALL_SECONDS", 60.0),
+            fsync=_bool(e, "J2K_FSYNC", True),
+            log_level=(e.get("J2K_LOG_LEVEL") or "INFO").upper(),
+        )
+
+
+def _required(e: Mapping[str, str], var: str) -> str:
+    value = e.get(var, "").strip()
+    if not value:
+        raise ConfigError(var, "is required but not set")
+    return value
+
+
+def _name(e: Mapping[str, str], var: str) -> str:
+    value = _required(e, var)
+    if not _NAME_RE.match(value):
+        raise ConfigError(var, f"{value!r} is not a valid name "
+                               "(1-63 letters, digits, '_' or '-')")
+    return value
+
+
+def _servers(e: Mapping[str, str]) -> list[str]:
+    var = "J2K_BOOTSTRAP_SERVERS"
+    items = [s.strip() for s in _required(e, var).split(",") if s.strip()]
+    for item in items:
+        m = _HOSTPORT_RE.match(item)
+        if not m or not 0 < int(m.group(2)) < 65536:
+            raise ConfigError(var, f"{item!r} is not host:port")
+    if not items:
+        raise ConfigError(var, "lists no host:port")
+    return items
+
+
+def _topic(e: Mapping[str, str], var: str, default: str) -> str:
+    value = (e.get(var) or "").strip() or default
+    if not _TOPIC_RE.match(value):
+        raise ConfigError(var, f"{value!r} is not a valid Kafka topic or group name")
+    return value
+
+
+def _topics(e: Mapping[str, str], var: str, *, required: bool) -> list[str]:
+    raw = _required(e, var) if required else e.get(var, "")
+    items = [t.strip() for t in raw.split(",") if t.strip()]
+    if required and not items:
+        raise ConfigError(var, "lists no topic")
+    for t in items:
+        if not _TOPIC_RE.match(t):
+            raise ConfigError(var, f"{t!r} is not a valid Kafka topic name")
+    return items
+
+
+def _int(e: Mapping[str, str], var: str, default: int, *, minimum: int | None = None,
+         maximum: int | None = None) -> int:
+    raw = (e.get(var) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(var, f"{raw!r} is not an integer") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(var, f"{value} is out of range")
+    return value
+
+
+def _float(e: Mapping[str, str], var: str, default: float) -> float:
+    raw = (e.get(var) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(var, f"{raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(var, f"{raw!r} must be a finite number >= 0")
+    return value
+
+
+def _bool(e: Mapping[str, str], var: str, default: bool) -> bool:
+    raw = (e.get(var) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(var, f"{raw!r} is not a boolean")

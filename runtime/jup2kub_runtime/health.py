@@ -1,0 +1,172 @@
+"""Liveness, readiness and Prometheus metrics over HTTP (Flask), for the kubelet and scrapers.
+
+The loop thread only updates this object; the HTTP thread only reads it, so a long step (run in
+a worker thread) never makes the pod look dead: the loop keeps beating while it polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response
+from werkzeug.serving import BaseWSGIServer, make_server
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            1800.0)
+
+
+class Histogram:
+    """A Prometheus histogram (cumulative buckets, sum, count)."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(_BUCKETS)
+        self.total = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.total += 1
+        self.sum += value
+        for i, bound in enumerate(_BUCKETS):
+            if value <= bound:
+                self.counts[i] += 1
+
+    def render(self, name: str, labels: str) -> list[str]:
+        lines = [f'{name}_bucket{{{labels},le="{b:g}"}} {c}'
+                 for b, c in zip(_BUCKETS, self.counts, strict=True)]
+        lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {self.total}')
+        lines.append(f"{name}_sum{{{labels}}} {self.sum:.6f}")
+        lines.append(f"{name}_count{{{labels}}} {self.total}")
+        return lines
+
+
+COUNTERS = {
+    "j2k_runs_succeeded_total": "Runs this step executed successfully.",
+    "j2k_runs_failed_total": "Runs this step gave up on (dead-lettered after retries).",
+    "j2k_runs_retried_total": "Retries of a failed execution.",
+    "j2k_runs_skipped_total": "Redelivered or duplicate messages for runs already complete.",
+    "j2k_runs_waiting_total": "Fan-in messages received before all upstream steps completed.",
+    "j2k_messages_dead_lettered_total": "Messages sent to the dead-letter topic.",
+    "j2k_messages_consumed_total": "Messages consumed from the input topics.",
+}
+
+
+class Health:
+    """Shared state between the loop (writer) and the HTTP endpoints (reader)."""
+
+    def __init__(self, pipeline: str, step: str, stall_seconds: float,
+                 volume_writable: Callable[[], bool]) -> None:
+        self.labels = f'pipeline="{pipeline}",step="{step}"'
+        self.stall_seconds = stall_seconds
+        self._volume_writable = volume_writable
+        self._lock = threading.Lock()
+        self.last_beat = time.monotonic()
+        self.loop_running = False
+        self.connected = False
+        self.subscribed = False
+        self.busy_since: float | None = None
+        self.consumer_lag: int | None = None
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.execution = Histogram()
+        self.handoff = Histogram()
+        self._volume_ok = (0.0, False)
+
+    # ---- writers (loop / worker) -------------------------------------------------------------
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def inc(self, name: str, by: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += by
+
+    def observe_execution(self, seconds: float) -> None:
+        with self._lock:
+            self.execution.observe(seconds)
+
+    def observe_handoff(self, seconds: float) -> None:
+        with self._lock:
+            self.handoff.observe(max(seconds, 0.0))
+
+    # ---- readers (HTTP) ----------------------------------------------------------------------
+    def alive(self) -> bool:
+        return self.loop_running and time.monotonic() - self.last_beat < self.stall_seconds
+
+    def volume_writable(self) -> bool:
+        checked, ok = self._volume_ok
+        if time.monotonic() - checked > 5.0:
+            ok = self._volume_writable()
+            self._volume_ok = (time.monotonic(), ok)
+        return ok
+
+    def readiness(self) -> dict[str, bool]:
+        return {"kafka_connected": self.connected, "subscribed": self.subscribed,
+                "state_writable": self.volume_writable()}
+
+    def metrics_text(self) -> str:
+        lab = self.labels
+        lines: list[str] = []
+        with self._lock:
+            for name, help_text in COUNTERS.items():
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter",
+                          f"{name}{{{lab}}} {self.counters[name]}"]
+            lines += ["# HELP j2k_step_execution_seconds Wall time of one execution of the step.",
+                      "# TYPE j2k_step_execution_seconds histogram",
+                      *self.execution.render("j2k_step_execution_seconds", lab),
+                      "# HELP j2k_handoff_latency_seconds From the upstream message's produce "
+                      "time to this step starting on it.",
+                      "# TYPE j2k_handoff_latency_seconds histogram",
+                      *self.handoff.render("j2k_handoff_latency_seconds", lab)]
+        lines += ["# HELP j2k_busy 1 while the step executes a run.", "# TYPE j2k_busy gauge",
+                  f"j2k_busy{{{lab}}} {int(self.busy_since is not None)}",
+                  "# HELP j2k_ready 1 when connected, subscribed and the volume is writable.",
+                  "# TYPE j2k_ready gauge",
+                  f"j2k_ready{{{lab}}} {int(all(self.readiness().values()))}"]
+        if self.consumer_lag is not None:
+            lines += ["# HELP j2k_consumer_lag Messages not yet consumed on assigned partitions.",
+                      "# TYPE j2k_consumer_lag gauge", f"j2k_consumer_lag{{{lab}}} "
+                      f"{self.consumer_lag}"]
+        return "\n".join(lines) + "\n"
+
+
+def create_app(health: Health) -> Flask:
+    app = Flask("jup2kub_runtime")
+
+    @app.get("/healthz")
+    def healthz() -> tuple[dict[str, Any], int]:
+        busy = health.busy_since
+        body = {"alive": health.alive(),
+                "seconds_since_beat": round(time.monotonic() - health.last_beat, 3),
+                "busy_seconds": round(time.monotonic() - busy, 3) if busy else None}
+        return body, 200 if body["alive"] else 503
+
+    @app.get("/readiness")
+    def readiness() -> tuple[dict[str, Any], int]:
+        checks = health.readiness()
+        ready = all(checks.values())
+        return {"ready": ready, **checks}, 200 if ready else 503
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(health.metrics_text(), mimetype="text/plain; version=0.0.4")
+
+    return app
+
+
+class HealthServer:
+    """Serves the app from a daemon thread (threaded werkzeug server)."""
+
+    def __init__(self, health: Health, host: str, port: int) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.server: BaseWSGIServer = make_server(host, port, create_app(health), threaded=True)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, name="health",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()

@@ -1,0 +1,385 @@
+"""The consume-execute-produce loop of one step process (``python -m jup2kub_runtime``).
+
+The main thread owns the consumer: it polls, hands one message at a time to a worker thread,
+pauses every assigned partition while the worker runs (so a step longer than
+max.poll.interval.ms neither leaves the group nor is fetched twice), and commits the message's
+offset only after the worker has stored the results and the downstream, status and dead-letter
+messages are acknowledged by the broker. Redeliveries find the completion marker and only
+re-emit; fan-in steps run once every upstream step is complete, under an exclusive lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from .config import Config
+from .errors import (
+    CellError,
+    MessageError,
+    MissingInputError,
+    StateError,
+    StepRuntimeError,
+    TemporaryError,
+)
+from .execute import run_step
+from .health import Health
+from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
+from .spec import StepSpec
+from .state import StateStore
+from .transport import Transport
+
+log = logging.getLogger("jup2kub_runtime")
+
+
+@dataclass
+class Job:
+    """One consumed message being handled by the worker thread."""
+
+    record: Any
+    tp: TopicPartition
+    started: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    commit: bool = False  # set by the worker: True once the message is fully handled
+    revoked: bool = False
+    thread: threading.Thread | None = None
+
+
+class Abandon(Exception):
+    """Shutting down: leave the message uncommitted so that another process redoes it."""
+
+
+class StepLoop:
+    def __init__(self, cfg: Config, spec: StepSpec, store: StateStore, transport: Transport,
+                 health: Health) -> None:
+        self.cfg = cfg
+        self.spec = spec
+        self.store = store
+        self.transport = transport
+        self.health = health
+        self.stop = threading.Event()
+        self.stop_at: float | None = None
+        self.job: Job | None = None
+        self.pending_commit: tuple[TopicPartition, int] | None = None
+        self._last_lag = 0.0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        if not self.stop.is_set():
+            log.info("stop requested (signal %s): finishing the current run, taking no new one",
+                     signum)
+            self.stop_at = time.monotonic()
+            self.stop.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        cfg = self.cfg
+        self.transport.ensure_topics([*cfg.input_topics, *cfg.output_topics, cfg.status_topic,
+                                      cfg.dead_letter_topic])
+        self.transport.connect(self._on_revoked, self._on_assigned)
+        self.health.loop_running = True
+        log.info("step %s of pipeline %s consuming %s as group %s", cfg.step, cfg.pipeline,
+                 ",".join(cfg.input_topics), cfg.consumer_group)
+        try:
+            while self._iterate():
+                pass
+        finally:
+            self.health.loop_running = False
+            self.transport.close()
+        log.info("stopped")
+        return 0
+
+    def _iterate(self) -> bool:
+        """One pass of the loop; False once it should end."""
+        self.health.beat()
+        self.health.connected = self.transport.connected()
+        now = time.monotonic()
+        if now - self._last_lag > 5.0:
+            self._last_lag = now
+            self.health.consumer_lag = self.transport.lag()
+        job = self.job
+        if job is None:
+            if self.pending_commit is not None:
+                self._commit_pending()
+                if self.pending_commit is not None:
+                    time.sleep(0.5)
+                    self._poll_paused()
+                    return not self.stop.is_set()
+            if self.stop.is_set():
+                return False
+            for record in self._poll(200):
+                self._start(record)
+                break
+            return True
+        # A job is running: keep polling (group membership, liveness) without new records.
+        self._poll_paused()
+        if job.done.wait(0.05):
+            self._finish(job)
+            return not self.stop.is_set()
+        if self.stop.is_set() and self.stop_at is not None \
+                and time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds:
+            log.warning("grace period over: abandoning the current run uncommitted")
+            return False
+        limit = self.cfg.step_timeout_seconds
+        if limit and time.monotonic() - job.started > limit + 60:
+            log.critical("the step ignored its %gs timeout; exiting without commit", limit)
+            logging.shutdown()
+            os._exit(3)
+        return True
+
+    # ---- consumer side (main thread only) ------------------------------------------------------
+    def _poll(self, timeout_ms: int) -> list[Any]:
+        try:
+            return self.transport.poll(timeout_ms)
+        except KafkaError as exc:
+            log.warning("poll failed: %r", exc)
+            time.sleep(0.5)
+            return []
+
+    def _poll_paused(self) -> None:
+        self.transport.pause_all()
+        for record in self._poll(100):
+            # A partition assigned mid-job delivered a record: rewind it for later.
+            tp = TopicPartition(record.topic, record.partition)
+            self.transport.seek(tp, record.offset)
+            self.transport.pause_all()
+
+    def _start(self, record: Any) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        self.transport.pause_all()
+        job = Job(record=record, tp=tp)
+        job.thread = threading.Thread(target=self._work, args=(job,), name="step-worker",
+                                      daemon=True)
+        self.job = job
+        self.health.busy_since = time.monotonic()
+        self.health.inc("j2k_messages_consumed_total")
+        job.thread.start()
+
+    def _finish(self, job: Job) -> None:
+        self.job = None
+        self.health.busy_since = None
+        if job.commit and not job.revoked:
+            self.pending_commit = (job.tp, job.record.offset + 1)
+            self._commit_pending()
+        self.transport.resume_all()
+
+    def _commit_pending(self) -> None:
+        if self.pending_commit is None:
+            return
+        tp, offset = self.pending_commit
+        try:
+            self.transport.commit(tp, offset)
+            self.pending_commit = None
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partition moved to another member: it will redeliver and find the marker.
+            log.warning("commit of %s@%d dropped: %r", tp, offset, exc)
+            self.pending_commit = None
+        except KafkaError as exc:
+            log.warning("commit of %s@%d failed, will retry: %r", tp, offset, exc)
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.health.subscribed = False
+        if self.pending_commit is not None and self.pending_commit[0] in revoked:
+            self._commit_pending()
+            self.pending_commit = None
+        job = self.job
+        if job is not None and job.tp in revoked:
+            if job.done.is_set() and job.commit:
+                try:
+                    self.transport.commit(job.tp, job.record.offset + 1)
+                except KafkaError as exc:
+                    log.warning("commit on revocation failed: %r", exc)
+            job.revoked = True
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.health.subscribed = True
+        if self.job is not None and assigned:
+            self.transport.pause_all()
+
+    # ---- worker side ---------------------------------------------------------------------------
+    def _work(self, job: Job) -> None:
+        try:
+            job.commit = self._handle(job.record)
+        except Abandon:
+            job.commit = False
+        except Exception:
+            log.exception("unexpected error handling %s@%d; leaving it uncommitted",
+                          job.tp, job.record.offset)
+            job.commit = False
+            self.stop.wait(1.0)
+        finally:
+            job.done.set()
+
+    def _handle(self, record: Any) -> bool:
+        raw: bytes | None = record.value
+        try:
+            msg = parse(raw, max_bytes=self.cfg.max_message_bytes)
+            self._check_fits(msg)
+        except MessageError as exc:
+            log.warning("dead-lettering a bad message from %s@%d: %s", record.topic,
+                        record.offset, exc.reason)
+            self._publish([(self.cfg.dead_letter_topic,
+                            dead_letter_message(exc.reason, self.spec.step, raw), None)])
+            self.health.inc("j2k_messages_dead_lettered_total")
+            return True
+        if record.timestamp and record.timestamp > 0:
+            self.health.observe_handoff(time.time() - record.timestamp / 1000.0)
+        self._retrying(lambda: self._record_arrival(msg))
+        return self._execute(msg, raw)
+
+    def _check_fits(self, msg: Incoming) -> None:
+        if msg.type == "run" and not self.spec.is_root:
+            raise MessageError(f"a run message reached step {self.spec.step!r}, which has "
+                               f"upstream steps {self.spec.upstream}")
+        if msg.type == "step-done" and msg.step not in self.spec.upstream:
+            raise MessageError(f"step-done from {msg.step!r}, which is not upstream of "
+                               f"{self.spec.step!r}")
+
+    def _record_arrival(self, msg: Incoming) -> None:
+        if msg.type == "run":
+            self.store.record_run(msg.run_id, msg.parameters, submitted_at=msg.submitted_at)
+        elif msg.step is not None:
+            self.store.record_join(msg.run_id, self.spec.step, msg.step)
+
+    def _retrying(self, fn: Any) -> Any:
+        """Run ``fn`` until it stops raising StateError (volume trouble), unless stopping."""
+        delay = self.cfg.retry_backoff_seconds
+        while True:
+            try:
+                return fn()
+            except StateError as exc:
+                log.warning("state volume error, retrying in %.1fs: %s", delay, exc)
+                if self.stop.wait(delay):
+                    raise Abandon() from exc
+                delay = min(max(delay, 0.1) * 2, self.cfg.retry_backoff_max_seconds)
+
+    def _execute(self, msg: Incoming, raw: bytes | None) -> bool:
+        spec, store, cfg = self.spec, self.store, self.cfg
+        run_id = msg.run_id
+        max_attempts = 1 + cfg.max_retries
+        while True:
+            if store.is_complete(run_id, spec.step):
+                self.health.inc("j2k_runs_skipped_total")
+                log.info("run %s already complete here: re-announcing it", run_id)
+                self._publish(self._downstream(msg))
+                return True
+            if not store.all_complete(run_id, spec.upstream):
+                self.health.inc("j2k_runs_waiting_total")
+                log.info("run %s: waiting for %s", run_id,
+                         [s for s in spec.upstream if not store.is_complete(run_id, s)])
+                return True
+            if store.attempts(run_id, spec.step) >= max_attempts:
+                error = store.error(run_id, spec.step) or {
+                    "cell": None, "ename": "AttemptsExhausted",
+                    "evalue": f"{max_attempts} executions started without finishing (the "
+                              "process died or timed out)", "traceback": []}
+                return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
+                                  "retries exhausted")
+            try:
+                outcome = run_step(
+                    spec, store, run_id, msg.parameters,
+                    timeout=cfg.step_timeout_seconds or None,
+                    on_start=lambda attempt: self._status(run_id, "started", attempt),
+                )
+            except CellError as exc:
+                attempt = store.attempts(run_id, spec.step)
+                log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)
+                if exc.permanent or attempt >= max_attempts:
+                    return self._fail(msg, raw, exc.info, attempt,
+                                      "permanent error" if exc.permanent else "retries exhausted")
+                self.health.inc("j2k_runs_retried_total")
+                self._publish([(cfg.status_topic, status_message(
+                    run_id, spec.step, "retrying", attempt, _short(exc.info)), run_id)])
+                if self.stop.wait(cfg.retry_delay(attempt)):
+                    raise Abandon() from exc
+                continue
+            except StateError as exc:
+                log.warning("run %s: state volume error: %s", run_id, exc)
+                if self.stop.wait(cfg.retry_backoff_seconds):
+                    raise Abandon() from exc
+                continue
+            except (MissingInputError, StepRuntimeError) as exc:
+                if isinstance(exc, TemporaryError):  # pragma: no cover - future subclasses
+                    if self.stop.wait(cfg.retry_backoff_seconds):
+                        raise Abandon() from exc
+                    continue
+                error = {"cell": None, "ename": type(exc).__name__, "evalue": str(exc),
+                         "traceback": []}
+                return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
+                                  "permanent error")
+            if outcome.status == "busy":
+                # Another process on the volume executes it; wait for its marker.
+                if self.stop.wait(0.2):
+                    raise Abandon()
+                continue
+            if outcome.status == "succeeded":
+                self.health.inc("j2k_runs_succeeded_total")
+                self.health.observe_execution(outcome.seconds)
+                log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds,
+                         outcome.attempt)
+                self._publish([(cfg.status_topic, status_message(
+                    run_id, spec.step, "succeeded", outcome.attempt), run_id),
+                    *self._downstream(msg)])
+                return True
+            # skipped: completed by someone else meanwhile
+            self._publish(self._downstream(msg))
+            return True
+
+    def _downstream(self, msg: Incoming) -> list[tuple[str, dict[str, Any], str | None]]:
+        done = step_done_message(msg.run_id, self.spec.step, msg.parameters)
+        return [(topic, done, msg.run_id) for topic in self.cfg.output_topics]
+
+    def _fail(self, msg: Incoming, raw: bytes | None, error: dict[str, Any], attempt: int,
+              reason: str) -> bool:
+        self.health.inc("j2k_runs_failed_total")
+        self.health.inc("j2k_messages_dead_lettered_total")
+        log.error("run %s failed for good (%s): %s: %s", msg.run_id, reason,
+                  error.get("ename"), error.get("evalue"))
+        self._publish([
+            (self.cfg.dead_letter_topic, dead_letter_message(
+                reason, self.spec.step, raw, run_id=msg.run_id, error=error), msg.run_id),
+            (self.cfg.status_topic, status_message(
+                msg.run_id, self.spec.step, "failed", attempt, _short(error)), msg.run_id),
+        ])
+        return True
+
+    def _status(self, run_id: str, state: str, attempt: int) -> None:
+        # Best effort: "started" is informative, the later messages are the ones awaited.
+        try:
+            self.transport.send(self.cfg.status_topic,
+                                status_message(run_id, self.spec.step, state, attempt), run_id)
+        except KafkaError as exc:
+            log.warning("status %s not sent: %r", state, exc)
+
+    def _publish(self, messages: list[tuple[str, dict[str, Any], str | None]]) -> None:
+        """Send and wait for every ack; retry the batch (duplicates are tolerated downstream)
+        until the broker takes it, or abandon when stopping."""
+        delay = 0.5
+        while True:
+            try:
+                futures = [self.transport.send(t, m, k) for t, m, k in messages]
+                self.transport.flush(timeout=60)
+                for fut in futures:
+                    fut.get(timeout=1)
+                return
+            except KafkaError as exc:
+                log.warning("publishing failed, retrying in %.1fs: %r", delay, exc)
+            if self.stop.is_set() and self.stop_at is not None and \
+                    time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds / 2:
+                raise Abandon()
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _short(error: dict[str, Any]) -> dict[str, Any]:
+    return {k: error.get(k) for k in ("cell", "ename", "evalue")}

@@ -1,0 +1,25 @@
+"""Kafka topic names of a pipeline (shared with the generator and the chart)."""
+
+from __future__ import annotations
+
+
+def runs_topic(pipeline: str) -> str:
+    """Entry topic: one message per run, consumed by every root step (each in its own group)."""
+    return f"{pipeline}.runs"
+
+
+def edge_topic(pipeline: str, upstream: str, downstream: str) -> str:
+    """One topic per DAG edge: ``upstream`` announces a completed run to ``downstream``."""
+    return f"{pipeline}.edge.{upstream}.{downstream}"
+
+
+def status_topic(pipeline: str) -> str:
+    return f"{pipeline}.status"
+
+
+def dead_letter_topic(pipeline: str) -> str:
+    return f"{pipeline}.dead-letter"
+
+
+def consumer_group(pipeline: str, step: str) -> str:
+    return f"{pipeline}.{step}"

@@ -1,0 +1,180 @@
+"""Kafka plumbing (kafka-python): topics, a manually committed consumer, an acks=all producer.
+
+Kept apart from the executor and the state store so that those run without Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from .config import Config
+from .errors import TemporaryError
+from .messages import encode
+
+log = logging.getLogger(__name__)
+
+
+def offset_and_metadata(offset: int) -> Any:
+    """OffsetAndMetadata across kafka-python versions (2 fields in 2.0, 3 from 2.1 on)."""
+    if len(OffsetAndMetadata._fields) >= 3:
+        return OffsetAndMetadata(offset, "", -1)
+    return OffsetAndMetadata(offset, "")  # pragma: no cover - kafka-python 2.0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: Callable[[set[TopicPartition]], None],
+                 on_assigned: Callable[[set[TopicPartition]], None]) -> None:
+        self._revoked = on_revoked
+        self._assigned = on_assigned
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._assigned(set(assigned))
+
+
+class Transport:
+    """One consumer (the step's group, manual commits) and one producer."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+
+    # ---- setup -------------------------------------------------------------------------------
+    def ensure_topics(self, topics: Iterable[str], *, timeout: float = 120.0) -> None:
+        """Create the topics idempotently; waits for the broker (it may start after us)."""
+        wanted = sorted(set(topics))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.cfg.bootstrap_servers,
+                                         client_id=f"j2k-{self.cfg.step}-admin",
+                                         request_timeout_ms=15000)
+                try:
+                    existing = set(admin.list_topics())
+                    new = [NewTopic(t, self.cfg.topic_partitions,
+                                    self.cfg.topic_replication_factor)
+                           for t in wanted if t not in existing]
+                    for topic in new:  # one by one: a concurrent creator only fails its own
+                        try:
+                            admin.create_topics([topic])
+                            log.info("created topic %s", topic.name)
+                        except TopicAlreadyExistsError:
+                            pass
+                finally:
+                    admin.close()
+                return
+            except TopicAlreadyExistsError:
+                return
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise TemporaryError(f"cannot create topics {wanted}: {exc!r}") from exc
+                log.warning("Kafka not reachable yet (%r); retrying", exc)
+                time.sleep(2.0)
+
+    def connect(self, on_revoked: Callable[[set[TopicPartition]], None],
+                on_assigned: Callable[[set[TopicPartition]], None]) -> None:
+        cfg = self.cfg
+        self.producer = KafkaProducer(
+            bootstrap_servers=cfg.bootstrap_servers, client_id=f"j2k-{cfg.step}",
+            acks="all", linger_ms=0, retries=2147483647, max_block_ms=30000,
+            request_timeout_ms=15000, delivery_timeout_ms=120000,
+        )
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=cfg.bootstrap_servers, group_id=cfg.consumer_group,
+            client_id=f"j2k-{cfg.step}", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=1,
+            max_poll_interval_ms=cfg.max_poll_interval_ms,
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(cfg.session_timeout_ms // 3, 300),
+            request_timeout_ms=max(cfg.session_timeout_ms + 5000, 30000),
+            # Let oversized messages through to our own check, which dead-letters them.
+            fetch_max_bytes=max(52428800, cfg.max_message_bytes * 4),
+            max_partition_fetch_bytes=max(1048576, cfg.max_message_bytes * 4),
+        )
+        self.consumer.subscribe(cfg.input_topics, listener=_Listener(on_revoked, on_assigned))
+
+    # ---- consuming ---------------------------------------------------------------------------
+    def poll(self, timeout_ms: int) -> list[Any]:
+        assert self.consumer is not None
+        batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=1)
+        return [rec for records in batches.values() for rec in records]
+
+    def commit(self, tp: TopicPartition, next_offset: int) -> None:
+        assert self.consumer is not None
+        self.consumer.commit({tp: offset_and_metadata(next_offset)})
+
+    def pause_all(self) -> None:
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(*assigned)
+
+    def resume_all(self) -> None:
+        assert self.consumer is not None
+        paused = self.consumer.paused()
+        if paused:
+            self.consumer.resume(*paused)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        assert self.consumer is not None
+        self.consumer.seek(tp, offset)
+
+    def connected(self) -> bool:
+        """Best cheap guess that the group coordinator is reachable (readiness)."""
+        consumer = self.consumer
+        if consumer is None:
+            return False
+        try:
+            return not consumer._coordinator.coordinator_unknown()
+        except Exception:  # private API moved: fall back to the bootstrap connection
+            return bool(consumer.bootstrap_connected())
+
+    def lag(self) -> int | None:
+        consumer = self.consumer
+        if consumer is None:
+            return None
+        total = 0
+        try:
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                pos = consumer._subscription.assignment[tp].position
+                offset = getattr(pos, "offset", pos)
+                if high is not None and offset is not None:
+                    total += max(int(high) - int(offset), 0)
+        except Exception:
+            return None
+        return total
+
+    # ---- producing ---------------------------------------------------------------------------
+    def send(self, topic: str, message: dict[str, Any], key: str | None = None) -> Any:
+        assert self.producer is not None
+        return self.producer.send(topic, encode(message),
+                                  key=key.encode() if key is not None else None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        assert self.producer is not None
+        self.producer.flush(timeout=timeout)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=False)
+            except Exception as exc:  # closing during broker outage: nothing to save
+                log.warning("consumer close: %r", exc)
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=5)
+            except Exception as exc:
+                log.warning("producer close: %r", exc)
