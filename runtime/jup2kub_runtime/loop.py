@@ -71,6 +71,7 @@ class StepLoop:
         self.job: Job | None = None
         self.pending_commit: tuple[TopicPartition, int] | None = None
         self._last_lag = 0.0
+        self._last_poll = 0.0
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -113,7 +114,7 @@ class StepLoop:
                 self._commit_pending()
                 if self.pending_commit is not None:
                     time.sleep(0.5)
-                    self._poll_paused()
+                    self._poll_paused(0)
                     return not self.stop.is_set()
             if self.stop.is_set():
                 return False
@@ -121,11 +122,13 @@ class StepLoop:
                 self._start(record)
                 break
             return True
-        # A job is running: keep polling (group membership, liveness) without new records.
-        self._poll_paused()
-        if job.done.wait(0.05):
+        # A job is running: keep polling now and then (group membership, max.poll.interval)
+        # with every partition paused, so no new record arrives.
+        if job.done.wait(0.02):
             self._finish(job)
             return not self.stop.is_set()
+        if now - self._last_poll > 0.5:
+            self._poll_paused()
         if self.stop.is_set() and self.stop_at is not None \
                 and time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds:
             log.warning("grace period over: abandoning the current run uncommitted")
@@ -139,6 +142,7 @@ class StepLoop:
 
     # ---- consumer side (main thread only) ------------------------------------------------------
     def _poll(self, timeout_ms: int) -> list[Any]:
+        self._last_poll = time.monotonic()
         try:
             return self.transport.poll(timeout_ms)
         except KafkaError as exc:
@@ -146,9 +150,9 @@ class StepLoop:
             time.sleep(0.5)
             return []
 
-    def _poll_paused(self) -> None:
+    def _poll_paused(self, timeout_ms: int = 0) -> None:
         self.transport.pause_all()
-        for record in self._poll(100):
+        for record in self._poll(timeout_ms):
             # A partition assigned mid-job delivered a record: rewind it for later.
             tp = TopicPartition(record.topic, record.partition)
             self.transport.seek(tp, record.offset)
@@ -202,6 +206,8 @@ class StepLoop:
             job.revoked = True
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("assigned partitions: %s",
+                 ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "none")
         self.health.subscribed = True
         if self.job is not None and assigned:
             self.transport.pause_all()
