@@ -682,10 +682,14 @@ def _replayable(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.Try):
         parts = [*stmt.body, *stmt.orelse, *stmt.finalbody]
         parts += [s for h in stmt.handlers for s in h.body]
-        return all(isinstance(s, ast.Pass) or _replayable(s) for s in parts)
-    if isinstance(stmt, ast.If):
-        return all(isinstance(s, ast.Pass) or _replayable(s) for s in [*stmt.body, *stmt.orelse])
-    return False
+    elif isinstance(stmt, ast.If):
+        if any(isinstance(n, ast.NamedExpr) for n in ast.walk(stmt.test)):
+            return False
+        parts = [*stmt.body, *stmt.orelse]
+    else:
+        return False
+    definitions = [s for s in parts if not isinstance(s, ast.Pass)]
+    return bool(definitions) and all(_replayable(s) for s in definitions)
 
 
 def _setup_root(stmt: ast.stmt) -> str | None:

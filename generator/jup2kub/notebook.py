@@ -12,7 +12,14 @@ from typing import Any
 import nbformat
 from nbformat.reader import NotJSONError
 
+from nbformat.validator import get_validator
+
 from jup2kub.errors import NotebookReadError, UnsupportedKernelError
+
+_REPAIR_HINT = (
+    "open and re-save the notebook in Jupyter, or repair it with "
+    "`jupyter nbconvert --to notebook`"
+)
 
 
 @dataclass(frozen=True)
@@ -65,23 +72,33 @@ def load_notebook(path: str | Path) -> Notebook:
     except UnicodeDecodeError as exc:
         raise NotebookReadError(shown, f"not UTF-8 text (byte {exc.start})") from exc
     try:
-        node = nbformat.reads(text, as_version=4)
-    except NotJSONError as exc:
-        raise NotebookReadError(shown, "the file is not JSON") from exc
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NotebookReadError(shown, f"invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:  # nbformat raises assorted errors for wrong structures
-        raise NotebookReadError(shown, f"not a notebook ({exc})") from exc
+        raise NotebookReadError(
+            shown, f"the file is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("nbformat"), int):
+        raise NotebookReadError(shown, "the JSON has no 'nbformat' version field")
     try:
+        if data["nbformat"] == 4:  # check the structure before nbformat walks it
+            minor = data.get("nbformat_minor")
+            validator = get_validator(version=4, version_minor=minor if isinstance(minor, int) else 5)
+            first = next(iter(validator.iter_errors(data)), None)
+            if first is not None:
+                raise NotebookReadError(
+                    shown, f"invalid nbformat: {first.message}", hint=_REPAIR_HINT
+                )
+        node = nbformat.reads(text, as_version=4)  # upgrades older formats, joins sources
         nbformat.validate(node)
     except nbformat.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "top level"
         raise NotebookReadError(
             shown,
             f"invalid nbformat at {where}: {exc.message}",
-            hint="open and re-save the notebook in Jupyter, or run `jupyter nbconvert "
-            "--to notebook` to repair it",
+            hint=_REPAIR_HINT,
         ) from exc
+    except (NotJSONError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise NotebookReadError(shown, f"not a notebook ({exc})") from exc
     language = _kernel_language(node.get("metadata", {}))
     if language is not None and language not in ("python", "python3", "ipython", "ipython3"):
         raise UnsupportedKernelError(shown, language)

@@ -358,6 +358,9 @@ class _StepResolver:
             elif e.kind == "del":
                 if e.certain:
                     self.local[e.name] = _Local("deleted", True)
+                elif e.name in self.local and not self.local[e.name].certain:
+                    # maybe deleted, maybe never bound here (an ``except ... as`` name)
+                    del self.local[e.name]
             elif e.kind == "mutate":
                 self.mutate(e.name, st.cell, e.line)
         if st.star_import:
