@@ -33,8 +33,14 @@ Flow = Callable[..., dict[str, dict[str, Any]]]
 def test_simple_chain(flow: Flow) -> None:
     g = flow("a = 1", "b = a + 1", "print(a, b)")
     assert g["cell-0"]["outputs"] == ["a"]
-    assert g["cell-1"] == {"name": "cell-1", "cells": [1], "inputs": ["a"], "parameters": [],
-                           "outputs": ["b"], "after": ["cell-0"]}
+    assert g["cell-1"] == {
+        "name": "cell-1",
+        "cells": [1],
+        "inputs": ["a"],
+        "parameters": [],
+        "outputs": ["b"],
+        "after": ["cell-0"],
+    }
     assert g["cell-2"]["inputs"] == ["a", "b"]
     assert g["cell-2"]["after"] == ["cell-0", "cell-1"]
 
@@ -107,16 +113,21 @@ def test_transitive_function_reads(flow: Flow) -> None:
 
 
 def test_recursive_function_terminates(flow: Flow) -> None:
-    g = flow("limit = 5", "def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)\n",
-             "print(fact(limit))")
+    g = flow(
+        "limit = 5",
+        "def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)\n",
+        "print(fact(limit))",
+    )
     assert g["cell-2"]["inputs"] == ["limit"]
 
 
 def test_def_time_reads_defaults_and_decorators(flow: Flow) -> None:
-    g = flow("default = 4\nregistry = []",
-             "def reg(f):\n    registry.append(f)\n    return f\n",
-             "@reg\ndef g(x=default):\n    return x\n",
-             "print(g())")
+    g = flow(
+        "default = 4\nregistry = []",
+        "def reg(f):\n    registry.append(f)\n    return f\n",
+        "@reg\ndef g(x=default):\n    return x\n",
+        "print(g())",
+    )
     assert g["cell-2"]["inputs"] == ["default", "registry"]
     # re-running the decorated def in cell-3 needs what the def itself reads
     assert g["cell-3"]["inputs"] == ["default", "registry"]
@@ -212,10 +223,16 @@ def test_shadowed_builtin_is_a_value(flow: Flow) -> None:
 
 
 def test_imports_defs_classes_are_rerun_not_shipped(make_notebook: MakeNb) -> None:
-    p = inspect_notebook(make_notebook([
-        "import numpy as np\nfrom collections import OrderedDict as OD\ndef f():\n    return np.ones(2)\n",
-        "y = f()\nz = OD()",
-    ]), "cells")
+    p = inspect_notebook(
+        make_notebook(
+            [
+                "import numpy as np\nfrom collections import OrderedDict as OD\n"
+                "def f():\n    return np.ones(2)\n",
+                "y = f()\nz = OD()",
+            ]
+        ),
+        "cells",
+    )
     s = p.step("cell-1")
     assert s.inputs == {}
     assert s.after == []
@@ -226,10 +243,15 @@ def test_imports_defs_classes_are_rerun_not_shipped(make_notebook: MakeNb) -> No
 
 
 def test_conditional_import_block_is_rerun(make_notebook: MakeNb) -> None:
-    p = inspect_notebook(make_notebook([
-        "try:\n    import ujson as json\nexcept ImportError:\n    import json",
-        "print(json.dumps({}))",
-    ]), "cells")
+    p = inspect_notebook(
+        make_notebook(
+            [
+                "try:\n    import ujson as json\nexcept ImportError:\n    import json",
+                "print(json.dumps({}))",
+            ]
+        ),
+        "cells",
+    )
     s = p.step("cell-1")
     assert s.inputs == {}
     assert [d.names for d in s.replay] == [("json",)]
@@ -262,7 +284,9 @@ def test_pure_queries_keep_branches_parallel(flow: Flow) -> None:
 
 
 def test_unknown_method_on_a_value_is_a_mutation(flow: Flow) -> None:
-    g = flow("import numpy as np\nrng = np.random.default_rng(0)", "a = rng.normal()", "b = rng.normal()")
+    g = flow(
+        "import numpy as np\nrng = np.random.default_rng(0)", "a = rng.normal()", "b = rng.normal()"
+    )
     assert g["cell-1"]["outputs"] == ["rng"]
     assert g["cell-2"]["after"] == ["cell-1"]
 
@@ -273,10 +297,15 @@ def test_module_calls_are_not_mutations_of_values(flow: Flow) -> None:
 
 
 def test_setup_calls_are_rerun_in_later_steps(make_notebook: MakeNb) -> None:
-    p = inspect_notebook(make_notebook([
-        "%matplotlib inline\nimport numpy as np\nSEED = 3\nnp.random.seed(SEED)",
-        "x = np.random.rand()",
-    ]), "cells")
+    p = inspect_notebook(
+        make_notebook(
+            [
+                "%matplotlib inline\nimport numpy as np\nSEED = 3\nnp.random.seed(SEED)",
+                "x = np.random.rand()",
+            ]
+        ),
+        "cells",
+    )
     s = p.step("cell-1")
     kinds = [(d.kind, d.source) for d in s.replay]
     assert ("setup", "np.random.seed(SEED)") in kinds
@@ -317,12 +346,18 @@ def test_files_order_steps(flow: Flow) -> None:
 
 
 def test_parameters(flow: Flow, make_notebook: MakeNb) -> None:
-    path = make_notebook([
-        ("code", "alpha = 0.5\nlabels = ['a', 'b']\nlimit = 2 ** 10\nimport os", ["parameters"]),
-        "scaled = alpha * 2",
-        "alpha = alpha + 1",
-        "print(alpha, labels, scaled)",
-    ])
+    path = make_notebook(
+        [
+            (
+                "code",
+                "alpha = 0.5\nlabels = ['a', 'b']\nlimit = 2 ** 10\nimport os",
+                ["parameters"],
+            ),
+            "scaled = alpha * 2",
+            "alpha = alpha + 1",
+            "print(alpha, labels, scaled)",
+        ]
+    )
     doc = inspect_notebook(path, "cells").to_json()
     assert doc["parameters"] == {"alpha": 0.5, "labels": ["a", "b"], "limit": None}
     g = {s["name"]: s for s in doc["steps"]}
@@ -333,18 +368,30 @@ def test_parameters(flow: Flow, make_notebook: MakeNb) -> None:
 
 
 def test_independent_steps_form_parallel_waves(make_notebook: MakeNb) -> None:
-    p = inspect_notebook(make_notebook([
-        "base = 1", "left = base + 1", "right = base * 2", "both = left + right",
-    ]), "cells")
+    p = inspect_notebook(
+        make_notebook(
+            [
+                "base = 1",
+                "left = base + 1",
+                "right = base * 2",
+                "both = left + right",
+            ]
+        ),
+        "cells",
+    )
     assert p.levels() == [["cell-0"], ["cell-1", "cell-2"], ["cell-3"]]
 
 
 def test_explicit_prev_adds_to_analysis(make_notebook: MakeNb) -> None:
-    p = inspect_notebook(make_notebook([
-        ("code", "x = 1", ["step:a"]),
-        ("code", "y = 2", ["step:b"]),
-        ("code", "z = x", ["step:c", "prev:b"]),
-    ]))
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "x = 1", ["step:a"]),
+                ("code", "y = 2", ["step:b"]),
+                ("code", "z = x", ["step:c", "prev:b"]),
+            ]
+        )
+    )
     assert p.step("c").after == ["a", "b"]
 
 

@@ -19,7 +19,11 @@ MakeNb = Callable[..., Path]
 def jup2kub(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=120,
     )
 
 
@@ -31,8 +35,11 @@ def test_inspect_json_has_exactly_the_documented_shape() -> None:
     assert set(doc) == {"notebook", "split", "parameters", "steps"}
     assert doc["notebook"] == str(nb)
     assert doc["split"] == "markers"
-    assert doc["parameters"] == {"n_rows": 500, "seed": 7,
-                                 "regions": ["north", "south", "east", "west"]}
+    assert doc["parameters"] == {
+        "n_rows": 500,
+        "seed": 7,
+        "regions": ["north", "south", "east", "west"],
+    }
     for step in doc["steps"]:
         assert set(step) == {"name", "cells", "inputs", "parameters", "outputs", "after"}
         assert all(isinstance(c, int) for c in step["cells"])
@@ -95,13 +102,18 @@ def test_graph_unknown_format(tmp_path: Path) -> None:
 BAD = [
     ("missing", None, "file not found"),
     ("not-json", b"this is not json", "not JSON"),
-    ("wrong-structure", b'{"cells": 5, "nbformat": 4, "nbformat_minor": 5, "metadata": {}}',
-     "invalid nbformat"),
+    (
+        "wrong-structure",
+        b'{"cells": 5, "nbformat": 4, "nbformat_minor": 5, "metadata": {}}',
+        "invalid nbformat",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "content", "message"), BAD)
-def test_unreadable_notebooks(tmp_path: Path, case: str, content: bytes | None, message: str) -> None:
+def test_unreadable_notebooks(
+    tmp_path: Path, case: str, content: bytes | None, message: str
+) -> None:
     path = tmp_path / f"{case}.ipynb"
     if content is not None:
         path.write_bytes(content)
@@ -117,11 +129,25 @@ def test_unreadable_notebooks(tmp_path: Path, case: str, content: bytes | None, 
     [
         (["x = 1"], {"language": "R"}, ["kernel language is 'r'", "Python 3 kernel"]),
         (["x = 1", "def f(:\n    pass"], {}, ["cell 1, line 1", "syntax error", "def f(:"]),
-        ([("code", "x = 1", ["step:a", "prev:ghost"])], {}, ["cell 0", "prev:ghost", "known steps: a"]),
-        ([("code", "x = 1", ["step:a", "prev:b"]), ("code", "y = 1", ["step:b", "prev:a"])], {},
-         ["cycle", "a -> b"]),
-        ([("code", "x = 1", ["step:a"]), ("code", "y = 1", ["step:b"]), ("code", "z = 1", ["step:a"])],
-         {}, ["'a'", "cells 0, 2", "unique name"]),
+        (
+            [("code", "x = 1", ["step:a", "prev:ghost"])],
+            {},
+            ["cell 0", "prev:ghost", "known steps: a"],
+        ),
+        (
+            [("code", "x = 1", ["step:a", "prev:b"]), ("code", "y = 1", ["step:b", "prev:a"])],
+            {},
+            ["cycle", "a -> b"],
+        ),
+        (
+            [
+                ("code", "x = 1", ["step:a"]),
+                ("code", "y = 1", ["step:b"]),
+                ("code", "z = 1", ["step:a"]),
+            ],
+            {},
+            ["'a'", "cells 0, 2", "unique name"],
+        ),
         ([("md", "# just text")], {}, ["no code cells"]),
         ([("code", "p = 1", ["parameters"])], {}, ["no code outside"]),
     ],

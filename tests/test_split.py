@@ -20,22 +20,27 @@ def steps(path: Path, split: str = "auto") -> list[tuple[str, list[int]]]:
 
 
 def test_tags_mode_follows_kale(make_notebook: MakeNb) -> None:
-    path = make_notebook([
-        ("code", "import os", ["imports"]),
-        ("code", "def f(x):\n    return x + 1", ["functions"]),
-        ("code", "a = 1", ["pipeline-parameters"]),
-        ("code", "x = f(a)", ["step:Load Data"]),
-        ("code", "x += 1"),  # untagged: joins load-data
-        ("code", "y = x * 2", ["block:double"]),  # legacy block: tag
-        ("code", "print('debug', y)", ["skip"]),
-        ("code", "print('still skipped')"),  # Kale: inherits the skip tag
-        ("code", "z = y", ["step:copy", "prev:load-data"]),
-        ("code", "print(z)", ["pipeline-metrics"]),
-    ])
+    path = make_notebook(
+        [
+            ("code", "import os", ["imports"]),
+            ("code", "def f(x):\n    return x + 1", ["functions"]),
+            ("code", "a = 1", ["pipeline-parameters"]),
+            ("code", "x = f(a)", ["step:Load Data"]),
+            ("code", "x += 1"),  # untagged: joins load-data
+            ("code", "y = x * 2", ["block:double"]),  # legacy block: tag
+            ("code", "print('debug', y)", ["skip"]),
+            ("code", "print('still skipped')"),  # Kale: inherits the skip tag
+            ("code", "z = y", ["step:copy", "prev:load-data"]),
+            ("code", "print(z)", ["pipeline-metrics"]),
+        ]
+    )
     p = inspect_notebook(path)
     assert p.split == "tags"
     assert [(s.name, s.cells) for s in p.steps] == [
-        ("load-data", [3, 4]), ("double", [5]), ("copy", [8]), ("pipeline-metrics", [9]),
+        ("load-data", [3, 4]),
+        ("double", [5]),
+        ("copy", [8]),
+        ("pipeline-metrics", [9]),
     ]
     assert p.prelude == [0, 1]
     assert p.parameter_cells == [2]
@@ -45,28 +50,34 @@ def test_tags_mode_follows_kale(make_notebook: MakeNb) -> None:
 
 
 def test_tags_untagged_cells_after_imports_join_the_prelude(make_notebook: MakeNb) -> None:
-    path = make_notebook([
-        ("code", "import math", ["imports"]),
-        ("code", "import json"),
-        ("code", "v = math.pi", ["step:a"]),
-    ])
+    path = make_notebook(
+        [
+            ("code", "import math", ["imports"]),
+            ("code", "import json"),
+            ("code", "v = math.pi", ["step:a"]),
+        ]
+    )
     p = inspect_notebook(path)
     assert p.prelude == [0, 1]
     assert [s.cells for s in p.steps] == [[2]]
 
 
 def test_markers_mode(make_notebook: MakeNb) -> None:
-    path = make_notebook([
-        "#| tags: [parameters]\nn = 3",
-        "#| echo: false\n#| step: load\ndata = list(range(n))",
-        "total = sum(data)",
-        "#| step: report\nprint(total)",
-        "#| step: other\n#| prev: load\nprint('x')",
-    ])
+    path = make_notebook(
+        [
+            "#| tags: [parameters]\nn = 3",
+            "#| echo: false\n#| step: load\ndata = list(range(n))",
+            "total = sum(data)",
+            "#| step: report\nprint(total)",
+            "#| step: other\n#| prev: load\nprint('x')",
+        ]
+    )
     p = inspect_notebook(path)
     assert p.split == "markers"
     assert [(s.name, s.cells) for s in p.steps] == [
-        ("load", [1, 2]), ("report", [3]), ("other", [4]),
+        ("load", [1, 2]),
+        ("report", [3]),
+        ("other", [4]),
     ]
     assert p.parameters == {"n": 3}
     assert p.step("other").after == ["load"]
@@ -78,22 +89,26 @@ def test_markers_code_before_first_marker_forms_a_setup_step(make_notebook: Make
 
 
 def test_headings_mode_uses_shallowest_repeated_level(make_notebook: MakeNb) -> None:
-    path = make_notebook([
-        ("md", "# Study\nintro"),
-        "import math",
-        ("md", "## Load the data!\n### detail"),
-        "x = 1",
-        ("md", "### only once at this level? no, twice"),
-        "y = x",
-        ("md", "## Analyse `x`"),
-        "z = y + x",
-        ("md", "## Empty section"),
-        ("md", "```\n## not a heading inside a fence\n```"),
-    ])
+    path = make_notebook(
+        [
+            ("md", "# Study\nintro"),
+            "import math",
+            ("md", "## Load the data!\n### detail"),
+            "x = 1",
+            ("md", "### only once at this level? no, twice"),
+            "y = x",
+            ("md", "## Analyse `x`"),
+            "z = y + x",
+            ("md", "## Empty section"),
+            ("md", "```\n## not a heading inside a fence\n```"),
+        ]
+    )
     p = inspect_notebook(path)
     assert p.split == "headings"
     assert [(s.name, s.cells) for s in p.steps] == [
-        ("setup", [1]), ("load-the-data", [3, 5]), ("analyse-x", [7]),
+        ("setup", [1]),
+        ("load-the-data", [3, 5]),
+        ("analyse-x", [7]),
     ]
 
 
@@ -104,7 +119,9 @@ def test_headings_mode_without_repeated_level_is_an_error(make_notebook: MakeNb)
 
 
 def test_cells_mode_and_parameters(make_notebook: MakeNb) -> None:
-    path = make_notebook([("code", "alpha = 0.1\nname = 'x'\nk = 2 ** 3", ["parameters"]), "a = alpha", "", "b = a"])
+    path = make_notebook(
+        [("code", "alpha = 0.1\nname = 'x'\nk = 2 ** 3", ["parameters"]), "a = alpha", "", "b = a"]
+    )
     p = inspect_notebook(path)
     assert p.split == "cells"
     assert [(s.name, s.cells) for s in p.steps] == [("cell-1", [1]), ("cell-3", [3])]
@@ -148,16 +165,31 @@ def test_dns_labels(raw: str, label: str) -> None:
 
 
 def test_derived_names_are_made_unique(make_notebook: MakeNb) -> None:
-    path = make_notebook([("md", "## Results"), "x = 1", ("md", "## Results"), "y = x",
-                          ("md", "## " + "r" * 50), "z = 1", ("md", "## " + "r" * 45), "w = 2"])
+    path = make_notebook(
+        [
+            ("md", "## Results"),
+            "x = 1",
+            ("md", "## Results"),
+            "y = x",
+            ("md", "## " + "r" * 50),
+            "z = 1",
+            ("md", "## " + "r" * 45),
+            "w = 2",
+        ]
+    )
     names = [s.name for s in inspect_notebook(path).steps]
     assert names == ["results", "results-2", "r" * 40, "r" * 38 + "-2"]
     assert all(len(n) <= 40 for n in names)
 
 
 def test_duplicate_step_names_are_rejected(make_notebook: MakeNb) -> None:
-    path = make_notebook([("code", "x = 1", ["step:a"]), ("code", "y = 1", ["step:b"]),
-                          ("code", "z = 1", ["step:a"])])
+    path = make_notebook(
+        [
+            ("code", "x = 1", ["step:a"]),
+            ("code", "y = 1", ["step:b"]),
+            ("code", "z = 1", ["step:a"]),
+        ]
+    )
     with pytest.raises(DuplicateStepError) as info:
         inspect_notebook(path)
     assert info.value.name == "a"
@@ -165,24 +197,30 @@ def test_duplicate_step_names_are_rejected(make_notebook: MakeNb) -> None:
 
 
 def test_names_equal_after_sanitising_are_duplicates(make_notebook: MakeNb) -> None:
-    path = make_notebook(["#| step: load_data\nx = 1", "#| step: other\ny = 1", "#| step: Load Data\nz = 1"])
+    path = make_notebook(
+        ["#| step: load_data\nx = 1", "#| step: other\ny = 1", "#| step: Load Data\nz = 1"]
+    )
     with pytest.raises(DuplicateStepError, match="load-data"):
         inspect_notebook(path)
 
 
 def test_unknown_prev_target(make_notebook: MakeNb) -> None:
-    path = make_notebook([("code", "x = 1", ["step:a"]), ("code", "y = 1", ["step:b", "prev:nope"])])
+    path = make_notebook(
+        [("code", "x = 1", ["step:a"]), ("code", "y = 1", ["step:b", "prev:nope"])]
+    )
     with pytest.raises(UnknownStepError) as info:
         inspect_notebook(path)
     assert (info.value.cell_index, info.value.target, info.value.step) == (1, "nope", "b")
 
 
 def test_prev_cycle(make_notebook: MakeNb) -> None:
-    path = make_notebook([
-        ("code", "x = 1", ["step:a", "prev:c"]),
-        ("code", "y = x", ["step:b"]),
-        ("code", "z = y", ["step:c"]),
-    ])
+    path = make_notebook(
+        [
+            ("code", "x = 1", ["step:a", "prev:c"]),
+            ("code", "y = x", ["step:b"]),
+            ("code", "z = y", ["step:c"]),
+        ]
+    )
     with pytest.raises(CycleError) as info:
         inspect_notebook(path)
     assert set(info.value.cycle) == {"a", "b", "c"}
@@ -195,10 +233,12 @@ def test_self_prev_is_a_cycle(make_notebook: MakeNb) -> None:
 
 
 def test_forward_prev_without_cycle_orders_steps(make_notebook: MakeNb) -> None:
-    path = make_notebook([
-        ("code", "x = 1", ["step:a", "prev:b"]),
-        ("code", "print('independent')", ["step:b"]),
-    ])
+    path = make_notebook(
+        [
+            ("code", "x = 1", ["step:a", "prev:b"]),
+            ("code", "print('independent')", ["step:b"]),
+        ]
+    )
     p = inspect_notebook(path)
     assert p.step("a").after == ["b"]
     assert p.topological_order() == ["b", "a"]

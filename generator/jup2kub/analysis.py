@@ -30,64 +30,333 @@ from jup2kub.ipython import (
 
 #: Names a notebook can use without defining them: Python's builtins and IPython's injections.
 BUILTIN_NAMES = frozenset(dir(builtins)) | {
-    "get_ipython", "display", "In", "Out", "exit", "quit", "_", "__", "___",
-    "_i", "_ii", "_iii", "_oh", "_dh", "_sh", "__builtins__", "__name__", "__doc__",
+    "get_ipython",
+    "display",
+    "In",
+    "Out",
+    "exit",
+    "quit",
+    "_",
+    "__",
+    "___",
+    "_i",
+    "_ii",
+    "_iii",
+    "_oh",
+    "_dh",
+    "_sh",
+    "__builtins__",
+    "__name__",
+    "__doc__",
 }
 
 #: Methods that only query their receiver. A call of any other method directly on a variable
 #: (``rng.normal()``, ``model.fit(X)``, ``ax.plot()``) counts as a possible mutation of it.
-PURE_METHODS = frozenset({
-    "head", "tail", "describe", "info", "copy", "mean", "median", "mode", "sum", "prod", "std",
-    "var", "sem", "min", "max", "count", "nunique", "unique", "value_counts", "corr", "cov",
-    "quantile", "agg", "aggregate", "apply", "applymap", "map", "pipe", "groupby", "pivot_table",
-    "merge", "join", "astype", "items", "keys", "values", "get", "index", "find", "rfind",
-    "startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip", "format", "lower",
-    "upper", "title", "replace", "drop", "dropna", "fillna", "bfill", "ffill", "interpolate",
-    "rename", "reset_index", "set_index", "sort_values", "sort_index", "query", "filter",
-    "select_dtypes", "sample", "isna", "isnull", "notna", "notnull", "any", "all", "abs", "round",
-    "cumsum", "cumprod", "cummax", "cummin", "diff", "pct_change", "shift", "rolling",
-    "expanding", "ewm", "resample", "melt", "pivot", "stack", "unstack", "transpose", "dot",
-    "reshape", "ravel", "flatten", "squeeze", "argmax", "argmin", "argsort", "nonzero", "clip",
-    "predict", "predict_proba", "predict_log_proba", "transform", "inverse_transform", "score",
-    "decision_function", "where", "mask", "isin", "between", "duplicated", "drop_duplicates",
-    "explode", "nlargest", "nsmallest", "idxmax", "idxmin", "memory_usage", "equals", "compare",
-    "iterrows", "itertuples", "encode", "decode", "hexdigest", "digest", "plot", "hist",
-    "boxplot", "savefig", "show", "assign", "loc", "iloc", "at", "iat", "sqrt", "exp", "log",
-    "mul", "add", "sub", "div", "truediv", "floordiv", "pow", "mod", "eq", "ne", "lt", "le", "gt",
-    "ge", "nbytes", "conj", "trace", "tobytes", "item", "squeeze", "swapaxes", "view", "crosstab",
-    "insert_text", "render", "summary", "json", "dumps", "isoformat", "strftime", "total_seconds",
-    "casefold", "count_nonzero", "isdigit", "isalpha", "splitlines", "zfill", "ljust", "rjust",
-    "center", "partition", "rpartition", "translate", "expandtabs", "issubset", "issuperset",
-    "union", "intersection", "difference", "symmetric_difference", "isdisjoint", "fromkeys",
-})
+PURE_METHODS = frozenset(
+    {
+        "head",
+        "tail",
+        "describe",
+        "info",
+        "copy",
+        "mean",
+        "median",
+        "mode",
+        "sum",
+        "prod",
+        "std",
+        "var",
+        "sem",
+        "min",
+        "max",
+        "count",
+        "nunique",
+        "unique",
+        "value_counts",
+        "corr",
+        "cov",
+        "quantile",
+        "agg",
+        "aggregate",
+        "apply",
+        "applymap",
+        "map",
+        "pipe",
+        "groupby",
+        "pivot_table",
+        "merge",
+        "join",
+        "astype",
+        "items",
+        "keys",
+        "values",
+        "get",
+        "index",
+        "find",
+        "rfind",
+        "startswith",
+        "endswith",
+        "split",
+        "rsplit",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "format",
+        "lower",
+        "upper",
+        "title",
+        "replace",
+        "drop",
+        "dropna",
+        "fillna",
+        "bfill",
+        "ffill",
+        "interpolate",
+        "rename",
+        "reset_index",
+        "set_index",
+        "sort_values",
+        "sort_index",
+        "query",
+        "filter",
+        "select_dtypes",
+        "sample",
+        "isna",
+        "isnull",
+        "notna",
+        "notnull",
+        "any",
+        "all",
+        "abs",
+        "round",
+        "cumsum",
+        "cumprod",
+        "cummax",
+        "cummin",
+        "diff",
+        "pct_change",
+        "shift",
+        "rolling",
+        "expanding",
+        "ewm",
+        "resample",
+        "melt",
+        "pivot",
+        "stack",
+        "unstack",
+        "transpose",
+        "dot",
+        "reshape",
+        "ravel",
+        "flatten",
+        "squeeze",
+        "argmax",
+        "argmin",
+        "argsort",
+        "nonzero",
+        "clip",
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+        "transform",
+        "inverse_transform",
+        "score",
+        "decision_function",
+        "where",
+        "mask",
+        "isin",
+        "between",
+        "duplicated",
+        "drop_duplicates",
+        "explode",
+        "nlargest",
+        "nsmallest",
+        "idxmax",
+        "idxmin",
+        "memory_usage",
+        "equals",
+        "compare",
+        "iterrows",
+        "itertuples",
+        "encode",
+        "decode",
+        "hexdigest",
+        "digest",
+        "plot",
+        "hist",
+        "boxplot",
+        "savefig",
+        "show",
+        "assign",
+        "loc",
+        "iloc",
+        "at",
+        "iat",
+        "sqrt",
+        "exp",
+        "log",
+        "mul",
+        "add",
+        "sub",
+        "div",
+        "truediv",
+        "floordiv",
+        "pow",
+        "mod",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "nbytes",
+        "conj",
+        "trace",
+        "tobytes",
+        "item",
+        "swapaxes",
+        "view",
+        "crosstab",
+        "insert_text",
+        "render",
+        "summary",
+        "json",
+        "dumps",
+        "isoformat",
+        "strftime",
+        "total_seconds",
+        "casefold",
+        "count_nonzero",
+        "isdigit",
+        "isalpha",
+        "splitlines",
+        "zfill",
+        "ljust",
+        "rjust",
+        "center",
+        "partition",
+        "rpartition",
+        "translate",
+        "expandtabs",
+        "issubset",
+        "issuperset",
+        "union",
+        "intersection",
+        "difference",
+        "symmetric_difference",
+        "isdisjoint",
+        "fromkeys",
+    }
+)
 _PURE_PREFIXES = ("to_", "get_", "is_", "as", "iter", "_repr")
 
 #: Methods that mutate their receiver even when called through an attribute chain (df.x.m()).
-MUTATING_METHODS = frozenset({
-    "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "update",
-    "setdefault", "popitem", "add", "discard", "fit", "partial_fit", "fit_transform",
-    "fit_predict", "set_params", "fill", "resize", "itemset", "put", "setflags", "shuffle",
-    "set_xlabel", "set_ylabel", "set_title", "appendleft", "extendleft", "rotate",
-})
+MUTATING_METHODS = frozenset(
+    {
+        "append",
+        "extend",
+        "insert",
+        "remove",
+        "pop",
+        "clear",
+        "sort",
+        "reverse",
+        "update",
+        "setdefault",
+        "popitem",
+        "add",
+        "discard",
+        "fit",
+        "partial_fit",
+        "fit_transform",
+        "fit_predict",
+        "set_params",
+        "fill",
+        "resize",
+        "itemset",
+        "put",
+        "setflags",
+        "shuffle",
+        "set_xlabel",
+        "set_ylabel",
+        "set_title",
+        "appendleft",
+        "extendleft",
+        "rotate",
+    }
+)
 #: Functions that mutate their first argument.
-MUTATING_FUNCTIONS = frozenset({
-    "shuffle", "copyto", "put", "place", "putmask", "fill_diagonal",
-})
+MUTATING_FUNCTIONS = frozenset(
+    {
+        "shuffle",
+        "copyto",
+        "put",
+        "place",
+        "putmask",
+        "fill_diagonal",
+    }
+)
 #: Calls on a module that configure it for the rest of the session: replayed in later steps.
-SETUP_FUNCTIONS = frozenset({
-    "seed", "manual_seed", "set_seed", "set_option", "set_printoptions", "filterwarnings",
-    "simplefilter", "use", "set_theme", "set_style", "set_context", "set_palette", "set",
-    "rc", "rcdefaults", "basicConfig", "setLevel", "set_random_seed",
-})
+SETUP_FUNCTIONS = frozenset(
+    {
+        "seed",
+        "manual_seed",
+        "set_seed",
+        "set_option",
+        "set_printoptions",
+        "filterwarnings",
+        "simplefilter",
+        "use",
+        "set_theme",
+        "set_style",
+        "set_context",
+        "set_palette",
+        "set",
+        "rc",
+        "rcdefaults",
+        "basicConfig",
+        "setLevel",
+        "set_random_seed",
+    }
+)
 SETUP_MAGICS = frozenset({"matplotlib", "config", "load_ext", "autoreload", "precision", "env"})
 #: Calls that write the file named by their first argument.
-FILE_WRITERS = frozenset({
-    "to_csv", "to_parquet", "to_json", "to_excel", "to_pickle", "to_feather", "to_hdf",
-    "to_html", "to_latex", "to_markdown", "to_stata", "to_netcdf", "to_file", "to_zarr",
-    "savefig", "save", "savez", "savez_compressed", "savetxt", "write_text", "write_bytes",
-    "imwrite", "imsave", "dump_model", "save_model", "copyfile", "copy", "move", "rename",
-    "makedirs", "mkdir", "touch",
-})
+FILE_WRITERS = frozenset(
+    {
+        "to_csv",
+        "to_parquet",
+        "to_json",
+        "to_excel",
+        "to_pickle",
+        "to_feather",
+        "to_hdf",
+        "to_html",
+        "to_latex",
+        "to_markdown",
+        "to_stata",
+        "to_netcdf",
+        "to_file",
+        "to_zarr",
+        "savefig",
+        "save",
+        "savez",
+        "savez_compressed",
+        "savetxt",
+        "write_text",
+        "write_bytes",
+        "imwrite",
+        "imsave",
+        "dump_model",
+        "save_model",
+        "copyfile",
+        "copy",
+        "move",
+        "rename",
+        "makedirs",
+        "mkdir",
+        "touch",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -193,7 +462,9 @@ class _Scope(ast.NodeVisitor):
         body_reads, method_reads, writes = class_free(node)
         self._nested(body_reads | method_reads, writes)
 
-    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> None:
         self.visit(node.generators[0].iter)
         reads, walrus = comprehension_free(node)
         self.nested_free |= reads
@@ -253,7 +524,9 @@ def _def_time_exprs(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.ex
     return exprs
 
 
-def function_free(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> tuple[set[str], set[str]]:
+def function_free(
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
+) -> tuple[set[str], set[str]]:
     """Names a function body reads from outside itself, and globals it assigns."""
     scope = _Scope()
     if isinstance(node, ast.Lambda):
@@ -547,7 +820,9 @@ class _Emitter(ast.NodeVisitor):
         for name in sorted(reads):
             self.read(name, node)
 
-    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> None:
         self.visit(node.generators[0].iter)
         reads, walrus = comprehension_free(node)
         for name in sorted(reads):
@@ -582,7 +857,9 @@ class _Emitter(ast.NodeVisitor):
                 for k in node.keywords
             )
             direct = isinstance(func.value, ast.Name)
-            if root and (inplace or func.attr in MUTATING_METHODS or (direct and not _is_pure(func.attr))):
+            if root and (
+                inplace or func.attr in MUTATING_METHODS or (direct and not _is_pure(func.attr))
+            ):
                 self._event("mutate", root, node)
         if name in MUTATING_FUNCTIONS and first is not None:
             root = root_name(first)
@@ -625,8 +902,8 @@ class _Emitter(ast.NodeVisitor):
                 code = _strip_magic_flags(arg)
                 tree = self.a.parse(code, self.offset + node.lineno - 1, quiet=True)
                 if tree is not None:
-                    for s in tree.body:
-                        self.visit(s)
+                    for statement in tree.body:
+                        self.visit(statement)
                     return
             for n in sorted(expanded_names(arg)):
                 self.read(n, node)
@@ -676,8 +953,9 @@ def _top_level_defs(stmts: Sequence[ast.stmt]) -> set[str]:
 
 def _replayable(stmt: ast.stmt) -> bool:
     """Imports, defs and classes, and if/try statements made only of those (and ``pass``)."""
-    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
-                         ast.ClassDef)):
+    if isinstance(
+        stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    ):
         return True
     if isinstance(stmt, ast.Try):
         parts = [*stmt.body, *stmt.orelse, *stmt.finalbody]
@@ -743,8 +1021,9 @@ class _CellAnalyzer:
                 magic, arg, text = body
                 nested = self.statements(text, line_offset + node.lineno)
                 if magic == "capture" and arg.split() and not arg.split()[0].startswith("-"):
-                    stmt = Statement(self.index, line_offset + node.lineno,
-                                     line_offset + node.lineno, "")
+                    stmt = Statement(
+                        self.index, line_offset + node.lineno, line_offset + node.lineno, ""
+                    )
                     stmt.events.append(Event("def", arg.split()[0], stmt.line))
                     nested.append(stmt)
                 out.extend(nested)
@@ -758,7 +1037,9 @@ class _CellAnalyzer:
             stmt = Statement(self.index, line_offset + start, line_offset + end, source)
             _Emitter(self, stmt, line_offset).visit(node)
             if _replayable(node):
-                stmt.code_names = tuple(dict.fromkeys(e.name for e in stmt.events if e.kind == "def"))
+                stmt.code_names = tuple(
+                    dict.fromkeys(e.name for e in stmt.events if e.kind == "def")
+                )
             else:
                 stmt.setup_root = _setup_root(node)
             out.append(stmt)

@@ -112,7 +112,8 @@ class UnknownStepError(SplitError):
         super().__init__(
             f"step {step!r} says prev:{target}, but there is no step named {target!r}",
             where=f"{path}: cell {cell_index}",
-            hint="known steps: " + (", ".join(self.known) or "(none)")
+            hint="known steps: "
+            + (", ".join(self.known) or "(none)")
             + "; fix the tag or name a step so",
         )
 

@@ -11,14 +11,12 @@ from typing import Any
 
 import nbformat
 from nbformat.reader import NotJSONError
-
 from nbformat.validator import get_validator
 
 from jup2kub.errors import NotebookReadError, UnsupportedKernelError
 
 _REPAIR_HINT = (
-    "open and re-save the notebook in Jupyter, or repair it with "
-    "`jupyter nbconvert --to notebook`"
+    "open and re-save the notebook in Jupyter, or repair it with `jupyter nbconvert --to notebook`"
 )
 
 
@@ -82,7 +80,9 @@ def load_notebook(path: str | Path) -> Notebook:
     try:
         if data["nbformat"] == 4:  # check the structure before nbformat walks it
             minor = data.get("nbformat_minor")
-            validator = get_validator(version=4, version_minor=minor if isinstance(minor, int) else 5)
+            validator = get_validator(
+                version=4, version_minor=minor if isinstance(minor, int) else 5
+            )
             first = next(iter(validator.iter_errors(data)), None)
             if first is not None:
                 raise NotebookReadError(

@@ -193,14 +193,13 @@ class _Builder:
 
     # ---------------------------------------------------------------- resolution
     def build(self) -> Pipeline:
-        units: list[tuple[int, str, StepCells | None]] = [
-            (i, "parameters", None) for i in self.split.parameters
-        ]
-        units += [(s.cells[0], "step", s) for s in self.split.steps]
+        # parameters cells and steps, in notebook order
+        units: list[tuple[int, StepCells | None]] = [(i, None) for i in self.split.parameters]
+        units += [(s.cells[0], s) for s in self.split.steps]
         units.sort(key=lambda u: u[0])
-        for _, kind, sc in units:
+        for first_cell, sc in units:
             if sc is None:
-                self._parameters_cell(_)
+                self._parameters_cell(first_cell)
             else:
                 self._step(sc)
         steps = [self.steps[s.name] for s in self.split.steps]
@@ -251,8 +250,13 @@ class _Builder:
         for name, local in r.local.items():
             prior = self.env.get(name)
             self.env[name] = _Definer(
-                sc.name, local.kind, local.certain, prior, local.definition,
-                local.def_reads, local.summary,
+                sc.name,
+                local.kind,
+                local.certain,
+                prior,
+                local.definition,
+                local.def_reads,
+                local.summary,
             )
         for st in r.new_setups:
             reads = tuple(dict.fromkeys(e.name for e in st.events if e.kind == "read"))
@@ -267,10 +271,15 @@ class _Builder:
         step.inputs[name] = definer.step
         source = self.steps[definer.step]
         source.outputs.add(name)
-        if not definer.certain and definer.prior is not None and name not in source.inputs:
+        prior = definer.prior
+        if (
+            not definer.certain
+            and prior is not None
+            and prior.kind in ("value", "param")
+            and name not in source.inputs
+        ):
             # The defining step may leave the name untouched: it must carry the older value on.
-            if definer.prior.kind in ("value", "param"):
-                self.add_input(source, name, definer.prior)
+            self.add_input(source, name, prior)
 
     # ---------------------------------------------------------------- edges
     def _file_dependencies(self, steps: list[Step]) -> None:
@@ -352,8 +361,9 @@ class _StepResolver:
                     )
                 else:
                     previous = self.local.get(e.name)
-                    certain = e.certain or (previous is not None and previous.certain
-                                            and previous.kind == "value")
+                    certain = e.certain or (
+                        previous is not None and previous.certain and previous.kind == "value"
+                    )
                     self.local[e.name] = _Local("value", certain)
             elif e.kind == "del":
                 if e.certain:
@@ -410,8 +420,9 @@ class _StepResolver:
             if definer.definition not in self.step.replay:
                 self.step.replay.append(definer.definition)
                 for dependency in definer.def_reads:
-                    self.read(dependency, definer.definition.cell, definer.definition.line,
-                              env_only=True)
+                    self.read(
+                        dependency, definer.definition.cell, definer.definition.line, env_only=True
+                    )
             self._expand(name, definer.summary, cell, line)
             return
         self.b.add_input(self.step, name, definer)

@@ -181,7 +181,9 @@ class _Builder:
         name = dns_label(source_name)
         if explicit and name in self._by_name:
             other = self._by_name[name]
-            raise DuplicateStepError(self.path, name, [other.cells[0] if other.cells else cell, cell])
+            raise DuplicateStepError(
+                self.path, name, [other.cells[0] if other.cells else cell, cell]
+            )
         if not explicit:
             name = _unique(name, set(self._by_name))
         step = StepCells(name, source_name, [], explicit=explicit)
@@ -225,8 +227,11 @@ def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
         "cells": _split_cells,
     }[chosen](nb)
     if not split.steps:
-        raise NoCodeError(nb.path, "the notebook has no code outside parameter, skipped or "
-                          "imports/functions cells, so there is no step to run")
+        raise NoCodeError(
+            nb.path,
+            "the notebook has no code outside parameter, skipped or "
+            "imports/functions cells, so there is no step to run",
+        )
     return split
 
 

@@ -1,0 +1,50 @@
+"""``pip install .`` (a real wheel, not the editable install) gives a working ``jup2kub``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("jup2kub-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "jup2kub/cli.py" in names
+    assert "jup2kub_runtime/__init__.py" in names
+    assert any(n.startswith("jup2kub/assets/chart-template/") for n in names)
+    assert not any(n.startswith(("tests/", "generator/", "runtime/")) for n in names)
+
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+         str(wheel)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    where = subprocess.run(
+        [sys.executable, "-c", "import jup2kub; print(jup2kub.__file__)"],
+        capture_output=True, text=True, env=env, cwd=workdir, check=True,
+    )
+    assert where.stdout.strip().startswith(str(target))
+    proc = subprocess.run(
+        [str(target / "bin" / "jup2kub"), "inspect", "--json",
+         str(REPO / "tests" / "corpus" / "digits_kale.ipynb")],
+        capture_output=True, text=True, env=env, cwd=workdir, check=False, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["steps"][0]["name"] == "load-data"
