@@ -139,7 +139,9 @@ def edge_topic(pipeline: str, upstream: str, downstream: str) -> str:
 
 
 def _graph_error(what: str, where: str = "pipeline graph") -> InputError:
-    return InputError(what, where=where, hint="the step graph is what `jup2kub inspect --json` prints")
+    return InputError(
+        what, where=where, hint="the step graph is what `jup2kub inspect --json` prints"
+    )
 
 
 def _str_list(step: Mapping[str, Any], key: str, where: str) -> list[str]:
