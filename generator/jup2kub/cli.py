@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 
 import click
 
-from jup2kub import __version__, api
+from jup2kub import __version__, api, parameters, runner
+from jup2kub.bundle import pipeline_name
 from jup2kub.drawing import write_graph
 from jup2kub.errors import Jup2KubError
+from jup2kub.notebook import load_notebook
 from jup2kub.pipeline import Pipeline
 from jup2kub.split import SPLIT_MODES
 
@@ -112,6 +114,103 @@ def format_pipeline(p: Pipeline) -> str:
     for i, wave in enumerate(p.levels(), 1):
         out.append(f"  {i}. {', '.join(wave)}")
     return "\n".join(out)
+
+
+def _progress_table(steps: dict[str, runner.StepRun]) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, show_header=True, header_style="bold")
+    table.add_column("step")
+    table.add_column("state")
+    table.add_column("time", justify="right")
+    colors = {"done": "green", "failed": "red", "running": "yellow", "blocked": "magenta"}
+    for st in steps.values():
+        seconds = st.seconds
+        state = st.state + (" (reused)" if st.reused else "")
+        table.add_row(
+            st.name,
+            f"[{colors.get(st.state, 'white')}]{state}[/]",
+            "" if seconds is None else f"{seconds:.1f}s",
+        )
+    return table
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-p", "--parameters", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
+    help="Set a parameter (type inferred as papermill does: int, float, True/False/None, str).",
+)
+@click.option(
+    "-f", "--parameters-file", "files", multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file of parameters (applied before -p).",
+)
+@split_option
+@click.option(
+    "--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="State and results go to WORKDIR/runs/RUN_ID/ [default: .jup2kub/PIPELINE]",
+)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Steps run at once [default: CPU count].")
+@click.option("--resume", "resume", metavar="RUN_ID", default=None,
+              help="Re-run only the steps of RUN_ID that did not complete.")
+@_reports_errors
+def run(
+    notebook: Path,
+    pairs: tuple[tuple[str, str], ...],
+    files: tuple[Path, ...],
+    split: str,
+    workdir: Path | None,
+    jobs: int | None,
+    resume: str | None,
+) -> None:
+    """Run NOTEBOOK's pipeline on this machine and write a results notebook."""
+    pipeline = api.inspect_notebook(notebook, split)
+    params = parameters.collect(pairs, files, pipeline.parameters)
+    workdir = workdir or Path(".jup2kub") / pipeline_name(pipeline)
+    nb = load_notebook(notebook)
+    live = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.live import Live
+
+        live = Live(console=Console(stderr=True), refresh_per_second=8, transient=False)
+        live.start()
+
+    def show(steps: dict[str, runner.StepRun]) -> None:
+        if live is not None:
+            live.update(_progress_table(steps))
+
+    try:
+        result = runner.run_pipeline(nb, pipeline, workdir, params, jobs=jobs, run_id=resume,
+                                     on_change=show)
+    finally:
+        if live is not None:
+            live.stop()
+    click.echo(f"run {result.run_id}: {'succeeded' if result.ok else 'failed'}")
+    click.echo(f"results notebook: {result.notebook}")
+    click.echo(f"summary: {result.summary}")
+    if not result.ok:
+        for st in result.failed:
+            err = st.error or {}
+            cell = err.get("cell")
+            where = f"cell {cell}" if isinstance(cell, int) else "outside the cells"
+            click.echo(
+                f"error: step {st.name!r} failed in {where}: {err.get('ename')}: {err.get('evalue')}",
+                err=True,
+            )
+            for line in err.get("traceback") or []:
+                click.echo(f"  {line}", err=True)
+        blocked = [s.name for s in result.steps.values() if s.state == runner.BLOCKED]
+        if blocked:
+            click.echo(f"not run (upstream failed): {', '.join(blocked)}", err=True)
+        click.echo(
+            f"hint: fix the notebook, then `jup2kub run {notebook} --workdir {workdir} "
+            f"--resume {result.run_id}` re-runs only what did not complete",
+            err=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

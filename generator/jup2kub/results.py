@@ -1,0 +1,79 @@
+"""Results notebooks: the original cells with each step's captured outputs under them and the
+injected parameters shown, like papermill's output notebook."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import nbformat
+from jup2kub_runtime.state import StateStore
+
+from jup2kub.pipeline import Pipeline
+
+
+def _parameters_cell(parameters: Mapping[str, Any]) -> Any:
+    lines = ["# Parameters"] + [f"{k} = {v!r}" for k, v in parameters.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines) + "\n")
+    cell.metadata["tags"] = ["injected-parameters"]
+    cell["id"] = "injected-parameters"
+    return cell
+
+
+def results_notebook(
+    node: Any,
+    pipeline: Pipeline,
+    store: StateStore,
+    run_id: str,
+    parameters: Mapping[str, Any],
+    status: str,
+) -> Any:
+    """A copy of ``node`` holding what run ``run_id`` produced, ready to write."""
+    nb = copy.deepcopy(node)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    ran: set[int] = set()
+    for step in pipeline.steps:
+        doc = store.outputs(run_id, step.name)
+        if not isinstance(doc, dict):
+            continue
+        for record in doc.get("cells", []):
+            index = record.get("index")
+            if not isinstance(index, int) or not 0 <= index < len(nb.cells):
+                continue
+            ran.add(index)
+            nb.cells[index].outputs = [nbformat.from_dict(o) for o in record.get("outputs", [])]
+        error = doc.get("error")
+        if isinstance(error, dict) and isinstance(error.get("cell"), int):
+            target = nb.cells[error["cell"]]
+            if not any(o.get("output_type") == "error" for o in target.outputs):
+                target.outputs.append(
+                    nbformat.v4.new_output(
+                        "error",
+                        ename=str(error.get("ename", "Error")),
+                        evalue=str(error.get("evalue", "")),
+                        traceback=[str(t) for t in error.get("traceback", [])],
+                    )
+                )
+    count = 0
+    for index, cell in enumerate(nb.cells):
+        if index in ran:
+            count += 1
+            cell.execution_count = count
+            for output in cell.outputs:
+                if output.get("output_type") == "execute_result":
+                    output["execution_count"] = count
+    if parameters:
+        at = pipeline.parameter_cells[-1] + 1 if pipeline.parameter_cells else 0
+        nb.cells.insert(at, _parameters_cell(parameters))
+    nb.metadata["jup2kub"] = {
+        "run_id": run_id,
+        "status": status,
+        "parameters": dict(parameters),
+        "notebook_sha256": pipeline.notebook_sha256,
+    }
+    return nb
+
