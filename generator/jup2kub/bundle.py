@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
-
 from jup2kub.files import atomic_write_text
 from jup2kub.pipeline import Pipeline
 from jup2kub.split import dns_label
+from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
 
 
 def pipeline_name(pipeline: Pipeline) -> str:

@@ -138,23 +138,43 @@ def _progress_table(steps: dict[str, runner.StepRun]) -> Any:
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "-p", "--parameters", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
+    "-p",
+    "--parameters",
+    "pairs",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
     help="Set a parameter (type inferred as papermill does: int, float, True/False/None, str).",
 )
 @click.option(
-    "-f", "--parameters-file", "files", multiple=True,
+    "-f",
+    "--parameters-file",
+    "files",
+    multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML file of parameters (applied before -p).",
 )
 @split_option
 @click.option(
-    "--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="State and results go to WORKDIR/runs/RUN_ID/ [default: .jup2kub/PIPELINE]",
 )
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Steps run at once [default: CPU count].")
-@click.option("--resume", "resume", metavar="RUN_ID", default=None,
-              help="Re-run only the steps of RUN_ID that did not complete.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps run at once [default: CPU count].",
+)
+@click.option(
+    "--resume",
+    "resume",
+    metavar="RUN_ID",
+    default=None,
+    help="Re-run only the steps of RUN_ID that did not complete.",
+)
 @_reports_errors
 def run(
     notebook: Path,
@@ -183,8 +203,9 @@ def run(
             live.update(_progress_table(steps))
 
     try:
-        result = runner.run_pipeline(nb, pipeline, workdir, params, jobs=jobs, run_id=resume,
-                                     on_change=show)
+        result = runner.run_pipeline(
+            nb, pipeline, workdir, params, jobs=jobs, run_id=resume, on_change=show
+        )
     finally:
         if live is not None:
             live.stop()
@@ -196,10 +217,8 @@ def run(
             err = st.error or {}
             cell = err.get("cell")
             where = f"cell {cell}" if isinstance(cell, int) else "outside the cells"
-            click.echo(
-                f"error: step {st.name!r} failed in {where}: {err.get('ename')}: {err.get('evalue')}",
-                err=True,
-            )
+            exception = f"{err.get('ename')}: {err.get('evalue')}"
+            click.echo(f"error: step {st.name!r} failed in {where}: {exception}", err=True)
             for line in err.get("traceback") or []:
                 click.echo(f"  {line}", err=True)
         blocked = [s.name for s in result.steps.values() if s.state == runner.BLOCKED]

@@ -36,14 +36,17 @@ def collect(
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
-            raise InputError(f"cannot read parameters file ({exc.strerror})", where=str(path)) from exc
+            raise InputError(
+                f"cannot read parameters file ({exc.strerror})", where=str(path)
+            ) from exc
         except yaml.YAMLError as exc:
             raise InputError(f"not valid YAML: {exc}", where=str(path)) from exc
         if data is None:
             continue
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise InputError(
-                "a parameters file must hold a mapping of names to values", where=str(path),
+                "a parameters file must hold a mapping of names to values",
+                where=str(path),
                 hint="write it as 'name: value' lines",
             )
         values.update(data)

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import nbformat
-from jup2kub_runtime.state import StateStore
 
 from jup2kub.pipeline import Pipeline
+from jup2kub_runtime.state import StateStore
 
 
 def _parameters_cell(parameters: Mapping[str, Any]) -> Any:
@@ -76,4 +76,3 @@ def results_notebook(
         "notebook_sha256": pipeline.notebook_sha256,
     }
     return nb
-

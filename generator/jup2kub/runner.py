@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import nbformat
-from jup2kub_runtime.state import StateStore
 
 from jup2kub.bundle import pipeline_name, step_specs, write_bundles
 from jup2kub.errors import InputError, Jup2KubError
@@ -28,6 +27,7 @@ from jup2kub.files import atomic_write_text
 from jup2kub.notebook import Notebook
 from jup2kub.pipeline import Pipeline
 from jup2kub.results import results_notebook
+from jup2kub_runtime.state import StateStore
 
 WAITING, RUNNING, DONE, FAILED, BLOCKED = "waiting", "running", "done", "failed", "blocked"
 
@@ -113,7 +113,8 @@ def run_pipeline(
         info = store.run_info(run_id)
         if info is None:
             raise InputError(
-                f"there is no run {run_id!r} to resume", where=str(workdir),
+                f"there is no run {run_id!r} to resume",
+                where=str(workdir),
                 hint="list runs with `ls WORKDIR/runs`, or pass the --workdir of that run",
             )
         if info.get("notebook_sha256") not in (None, pipeline.notebook_sha256):
@@ -122,8 +123,13 @@ def run_pipeline(
                 hint="start a new run; resuming would mix results of two notebook versions",
             )
         parameters = dict(info.get("parameters") or {}) | dict(parameters)
-    store.record_run(run_id, parameters, notebook=nb.path,
-                     notebook_sha256=pipeline.notebook_sha256, mode="embedded")
+    store.record_run(
+        run_id,
+        parameters,
+        notebook=nb.path,
+        notebook_sha256=pipeline.notebook_sha256,
+        mode="embedded",
+    )
     specs = step_specs(pipeline)
     bundle_dir = workdir / "bundles" / pipeline.notebook_sha256[:16]
     bundles = write_bundles(specs, bundle_dir)
@@ -158,10 +164,23 @@ def run_pipeline(
                 elif all(u == DONE for u in ups) and len(running) < limit:
                     log = (logs / f"{name}.log").open("wb")
                     proc = subprocess.Popen(
-                        [python, "-m", "jup2kub_runtime.execute", "--spec",
-                         str(bundles[name]), "--state", str(workdir), "--run-id", run_id,
-                         "--params", params_json],
-                        stdout=subprocess.PIPE, stderr=log, env=env, cwd=Path.cwd(),
+                        [
+                            python,
+                            "-m",
+                            "jup2kub_runtime.execute",
+                            "--spec",
+                            str(bundles[name]),
+                            "--state",
+                            str(workdir),
+                            "--run-id",
+                            run_id,
+                            "--params",
+                            params_json,
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                        env=env,
+                        cwd=Path.cwd(),
                     )
                     running[name] = _Process(name, proc, log)
                     st.state, st.started = RUNNING, time.monotonic()
@@ -229,8 +248,12 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, log: Path) ->
             continue
         if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
             return dict(doc["error"])
-    return {"cell": None, "ename": "StepProcessError", "evalue": text[-2000:] or f"exit code {code}",
-            "traceback": []}
+    return {
+        "cell": None,
+        "ename": "StepProcessError",
+        "evalue": text[-2000:] or f"exit code {code}",
+        "traceback": [],
+    }
 
 
 class RunFailed(Jup2KubError):

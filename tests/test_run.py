@@ -1,0 +1,234 @@
+"""``jup2kub run`` (embedded): the split pipeline gives what the notebook gives top to bottom.
+
+Equivalence is the acceptance test: for every corpus notebook the printed text, displayed
+results, final values of every value that crosses a step boundary, and files written must
+equal those of running the notebook with nbclient.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import CORPUS
+from jup2kub.api import inspect_notebook
+from jup2kub_runtime.state import StateStore
+
+MakeNb = Callable[..., Path]
+TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
+
+
+def jup2kub(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=600,
+    )
+
+
+def text_outputs(nb: Any) -> dict[int, list[tuple[str, str]]]:
+    """Per cell: (kind, text) of streams, results and errors; images reduced to their kind."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
+            continue
+        items = []
+        for o in cell.get("outputs", []):
+            kind = o["output_type"]
+            if kind == "stream":
+                text = TIMING.sub("", o["text"]).strip()
+                if text:
+                    items.append((o["name"], text))
+            elif kind in ("execute_result", "display_data"):
+                data = o.get("data", {})
+                if "image/png" in data:
+                    items.append((kind, "image/png"))
+                else:
+                    items.append((kind, str(data.get("text/plain", ""))))
+            elif kind == "error":
+                items.append(("error", f"{o['ename']}: {o['evalue']}"))
+        out[index] = items
+    return out
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality for the kinds of values notebooks hold (arrays, frames, models, objects)."""
+    try:
+        import numpy as np
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        np = pd = None  # type: ignore[assignment]
+    if pd is not None and isinstance(a, (pd.DataFrame, pd.Series)):
+        return type(a) is type(b) and a.equals(b)
+    if np is not None and isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, float):
+        return isinstance(b, float) and (math.isclose(a, b) or (math.isnan(a) and math.isnan(b)))
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (int, str, bool, type(None), bytes)):
+        return bool(a == b)
+    if hasattr(a, "__dict__"):
+        return type(a).__name__ == type(b).__name__ and same(vars(a), vars(b))
+    return repr(a) == repr(b)
+
+
+def reference_run(path: Path, names: list[str], cwd: Path) -> tuple[Any, dict[str, Any]]:
+    """Execute the notebook top to bottom with nbclient; return it and the final values."""
+    nb = nbformat.read(path, as_version=4)
+    dump = cwd / ".reference-values.pkl"
+    probe = nbformat.v4.new_code_cell(
+        "import cloudpickle as _cp\n"
+        f"with open({str(dump)!r}, 'wb') as _f:\n"
+        f"    _cp.dump({{_n: globals()[_n] for _n in {names!r} if _n in globals()}}, _f)\n"
+    )
+    nb.cells.append(probe)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
+    nb.cells.pop()
+    values = cloudpickle.loads(dump.read_bytes())
+    dump.unlink()
+    return nb, values
+
+
+def files_in(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not str(p.relative_to(directory)).startswith((".jup2kub", "work"))
+    }
+
+
+@pytest.mark.parametrize("name", ["plain_cells", "growth_headings", "digits_kale", "sales_markers"])
+def test_embedded_run_equals_top_to_bottom_execution(name: str, tmp_path: Path) -> None:
+    path = CORPUS / f"{name}.ipynb"
+    pipeline = inspect_notebook(path)
+    last_writer = {v: s.name for s in pipeline.steps for v in s.outputs}
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "pipeline"
+    ref_dir.mkdir()
+    run_dir.mkdir()
+    ref_nb, ref_values = reference_run(path, sorted(last_writer), ref_dir)
+
+    proc = jup2kub("run", path, "--workdir", run_dir / "work", cwd=run_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
+    result_path = run_dir / "work" / "runs" / run_id / "result.ipynb"
+    result = nbformat.read(result_path, as_version=4)
+    nbformat.validate(result)
+
+    assert text_outputs(result) == text_outputs(ref_nb)
+    store = StateStore(run_dir / "work")
+    assert set(ref_values) == set(last_writer)
+    for var, step in last_writer.items():
+        value = store.load_value(run_id, step, var)
+        assert same(ref_values[var], value), var
+    assert files_in(run_dir) == files_in(ref_dir)
+    summary = json.loads((result_path.parent / "summary.json").read_text())
+    assert summary["status"] == "succeeded"
+    assert set(summary["steps"]) == {s.name for s in pipeline.steps}
+
+
+def test_parameters_are_injected_and_validated(tmp_path: Path, make_notebook: MakeNb) -> None:
+    nb = make_notebook(
+        [
+            ("code", "n = 2\nlabel = 'x'", ["parameters"]),
+            "#| step: a\nvalues = list(range(n))",
+            "#| step: b\nprint(label, sum(values))",
+        ]
+    )
+    (tmp_path / "p.yaml").write_text("label: from-file\nn: 3\n")
+    proc = jup2kub(
+        "run",
+        nb,
+        "-f",
+        tmp_path / "p.yaml",
+        "-p",
+        "n",
+        "5",
+        "--workdir",
+        tmp_path / "w",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(tmp_path / "w" / "runs" / run_id / "result.ipynb", as_version=4)
+    injected = result.cells[1]
+    assert injected.metadata["tags"] == ["injected-parameters"]
+    assert "n = 5" in injected.source and "label = 'from-file'" in injected.source
+    assert result.cells[3].outputs[0]["text"] == "from-file 10\n"
+
+    bad = jup2kub("run", nb, "-p", "m", "1", "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "unknown parameter: m" in bad.stderr and "label, n" in bad.stderr
+
+
+def test_failure_names_step_and_cell_then_resume(tmp_path: Path, make_notebook: MakeNb) -> None:
+    nb = make_notebook(
+        [
+            "#| step: first\nimport pathlib\n"
+            "pathlib.Path('first.log').open('a').write('ran\\n')\nx = 1",
+            "#| step: second\nimport pathlib\nif not pathlib.Path('fixed').exists():\n"
+            "    raise ValueError('not yet')\ny = x + 1",
+            "#| step: third\nprint(y)",
+            "#| step: side\nprint('independent', x)",
+        ]
+    )
+    work = tmp_path / "w"
+    proc = jup2kub("run", nb, "--workdir", work, "--jobs", "1", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "step 'second' failed in cell 1: ValueError: not yet" in proc.stderr
+    assert "raise ValueError('not yet')" in proc.stderr  # the traceback shows the line
+    assert "not run (upstream failed): third" in proc.stderr
+    run_id = re.search(r"run (\S+): failed", proc.stdout).group(1)  # type: ignore[union-attr]
+    summary = json.loads((work / "runs" / run_id / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert {k: v["status"] for k, v in summary["steps"].items()} == {
+        "first": "done",
+        "second": "failed",
+        "third": "blocked",
+        "side": "done",
+    }
+    assert summary["steps"]["second"]["error"]["ename"] == "ValueError"
+
+    (tmp_path / "fixed").touch()
+    again = jup2kub("run", nb, "--workdir", work, "--resume", run_id, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "first.log").read_text() == "ran\n"  # first was not executed again
+    summary = json.loads((work / "runs" / run_id / "summary.json").read_text())
+    assert summary["steps"]["first"]["reused"] is True
+    assert summary["steps"]["third"]["status"] == "done"
+    result = nbformat.read(work / "runs" / run_id / "result.ipynb", as_version=4)
+    assert result.cells[2].outputs[0]["text"] == "2\n"
+
+
+def test_resume_unknown_run(tmp_path: Path, make_notebook: MakeNb) -> None:
+    nb = make_notebook(["x = 1"])
+    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", "--resume", "nope", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "no run 'nope'" in proc.stderr
+
+
+def test_unwritable_workdir(tmp_path: Path, make_notebook: MakeNb) -> None:
+    nb = make_notebook(["x = 1"])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = jup2kub("run", nb, "--workdir", blocker / "sub", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "not writable" in proc.stderr
