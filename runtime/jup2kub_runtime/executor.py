@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from .shell import get_ipython_for
 from .spec import StepSpec
 
 # Before any user code imports matplotlib: render off-screen, like a headless kernel.
@@ -328,6 +329,7 @@ def execute_step(
             capture.add({"output_type": "display_data", "data": data, "metadata": md})
 
     ns["display"] = display
+    ns["get_ipython"] = get_ipython_for(ns)
     with _EXEC_LOCK, _Timer(timeout), _patched_io(capture, echo), _patched_display(display):
         phase, cell_no = "parameters", None
         try:
