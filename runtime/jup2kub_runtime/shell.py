@@ -39,7 +39,7 @@ def _instance() -> Any:
         config = Config()
         config.HistoryManager.enabled = False
         saved_hook = sys.displayhook
-        shell = InteractiveShell.instance(config=config)
+        shell: Any = InteractiveShell.instance(config=config)
         sys.displayhook = saved_hook
         shell.system = _system_for(shell)
         shell.register_magic_function(lambda line: None, "line", "matplotlib")
