@@ -111,6 +111,11 @@ def helm() -> str:
     return _helm_path()
 
 
+def flags(flag: str, items: Sequence[str | Path]) -> list[str]:
+    """["-f", a, "-f", b] for flag "-f" and items [a, b]."""
+    return [part for item in items for part in (flag, str(item))]
+
+
 def run_helm(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([_helm_path(), *args], capture_output=True, text=True, check=False,
                           timeout=300)
@@ -225,8 +230,8 @@ def test_lint_strict(chart: Path, values_file: str, helm: str) -> None:
 @pytest.mark.parametrize("values_file", VALUES_FILES)
 def test_renders_and_validates(chart: Path, values_file: str, mode: str, helm: str) -> None:
     files = [] if values_file == "values.yaml" else [values_file]
-    lint = run_helm("lint", "--strict", str(chart), *sum((["-f", str(chart / f)] for f in files),
-                    []), *sum((["--set", s] for s in STORAGE_SETS[mode]), []), ok=False)
+    lint = run_helm("lint", "--strict", str(chart), *flags("-f", [chart / f for f in files]),
+                    *flags("--set", STORAGE_SETS[mode]), ok=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     objects = render(chart, files, STORAGE_SETS[mode])
     validate_strict(objects)
@@ -414,7 +419,8 @@ def test_kafka_statefulset(charts: dict[str, Path], values_file: str, nodes: int
     assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     (claim,) = spec["volumeClaimTemplates"]
-    data_mount = next(m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"])
+    data_mount = next(m for m in container["volumeMounts"]
+                      if m["name"] == claim["metadata"]["name"])
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     cluster_id = env["CLUSTER_ID"]["value"]
@@ -568,7 +574,7 @@ def test_scale_to_zero_and_images(charts: dict[str, Path],
         "registry.example.com:5000/team/linear-analysis-clean:")
 
 
-@pytest.mark.parametrize("mode", sorted(STORAGE_SETS) + ["efs-static", "local-node"])
+@pytest.mark.parametrize("mode", [*sorted(STORAGE_SETS), "efs-static", "local-node"])
 def test_storage_modes(charts: dict[str, Path], mode: str) -> None:
     sets = {
         "efs-static": ["storage.mode=efs", "storage.efs.volumeHandle=fs-0a1b2c3d::fsap-0123"],
@@ -912,6 +918,43 @@ def test_names() -> None:
         assert len(cid) == 22 and not cid.startswith("-")
         assert set(cid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     assert kafka_cluster_id("same") == kafka_cluster_id("same")
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+CORPUS = sorted((REPO / "tests" / "corpus").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module", params=CORPUS, ids=[p.stem for p in CORPUS])
+def corpus_chart(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from jup2kub.api import inspect_notebook
+
+    notebook: Path = request.param
+    graph = inspect_notebook(notebook).to_json()
+    tmp = tmp_path_factory.mktemp(f"corpus-{notebook.stem}")
+    first = build_chart(graph, notebook, tmp / "a")
+    second = build_chart(json.loads(json.dumps(graph)), notebook, tmp / "b")
+    for path in sorted(first.rglob("*")):
+        if path.is_file():
+            assert (second / path.relative_to(first)).read_bytes() == path.read_bytes(), path
+    return first
+
+
+def test_corpus_notebooks(corpus_chart: Path, helm: str) -> None:
+    """Done-when of the chart issue, for every notebook of the test corpus."""
+    for values_file in VALUES_FILES:
+        files = [] if values_file == "values.yaml" else [values_file]
+        lint = run_helm("lint", "--strict", str(corpus_chart),
+                        *flags("-f", [corpus_chart / f for f in files]), ok=False)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+        for mode, sets in STORAGE_SETS.items():
+            objects = render(corpus_chart, files, sets)
+            validate_strict(objects)
+            steps = yaml.safe_load((corpus_chart / "values.yaml").read_text())["steps"]
+            assert len(by_kind(objects, "Deployment")) == len(steps), mode
+    package_chart(corpus_chart, corpus_chart.parent / "repo")
+    assert (corpus_chart.parent / "repo" / "index.yaml").is_file()
 
 
 # --------------------------------------------------------------------------- packaging
