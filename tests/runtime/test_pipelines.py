@@ -12,7 +12,8 @@ from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
 RUNS = 200
 
 
-def linear_specs(name: str, effects: Path, mid_body: str = "y = x + 1") -> list[StepSpec]:
+def linear_specs(name: str, effects: Path, mid_body: str = "y = x + 1",
+                 sink_body: str = "z = y * 10") -> list[StepSpec]:
     params = "seed = 0\nRUN_ID = 'none'\n"
     return [
         StepSpec(pipeline=name, step="load", parameters_source=params, parameters=["seed"],
@@ -23,7 +24,8 @@ def linear_specs(name: str, effects: Path, mid_body: str = "y = x + 1") -> list[
                  cells=[effect_cell(2, "mid", effects, mid_body)],
                  inputs={"x": "load"}, outputs=["y"], upstream=["load"], downstream=["sink"]),
         StepSpec(pipeline=name, step="sink", parameters_source=params,
-                 cells=[effect_cell(3, "sink", effects, "z = y * 10"),
+                 replay=[ReplayCell(cell=0, source="import time")],
+                 cells=[effect_cell(3, "sink", effects, sink_body),
                         Cell(index=4, source="print('z =', z)\nz")],
                  inputs={"y": "mid"}, outputs=["z"], upstream=["mid"]),
     ]
