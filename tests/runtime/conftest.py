@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kafka_broker import KafkaBroker  # noqa: E402
+from kafka_broker import KafkaBroker
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from jup2kub_runtime.messages import run_message
 from jup2kub_runtime.spec import Cell, StepSpec
 from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.topics import (dead_letter_topic, edge_topic, runs_topic, status_topic)
+from jup2kub_runtime.topics import dead_letter_topic, edge_topic, runs_topic, status_topic
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_DIR = REPO / "runtime"

@@ -82,7 +82,7 @@ def test_broker_restart_loses_nothing_and_readiness_follows(own_broker: KafkaBro
         # readiness drops while the broker is away; liveness stays
         mid = p.proc("mid")
         wait_for(lambda: mid.get("/readiness")[0] == 503, 30, "readiness 503")
-        code, body = mid.get("/readiness")
+        _, body = mid.get("/readiness")
         assert isinstance(body, dict) and body["kafka_connected"] is False
         assert mid.get("/healthz")[0] == 200
         time.sleep(2)
@@ -137,7 +137,7 @@ def test_raising_code_is_retried_then_dead_lettered(broker: KafkaBroker, tmp_pat
         starts = count_effects(effects, "only", "start")
         assert all(starts[r] == 3 for r in bad)
         assert all(starts[r] == 1 for r in good)
-        code, metrics = p.proc("only").get("/metrics")
+        _, metrics = p.proc("only").get("/metrics")
         assert isinstance(metrics, str)
         assert f'j2k_runs_failed_total{{pipeline="{name}",step="only"}} {len(bad)}' in metrics
         assert f'j2k_runs_retried_total{{pipeline="{name}",step="only"}} {2 * len(bad)}' \
@@ -198,7 +198,6 @@ def test_long_step_runs_once_and_stays_alive(broker: KafkaBroker, tmp_path: Path
     effects.mkdir()
     name = unique("long")
     spec = StepSpec(pipeline=name, step="slow", parameters_source="RUN_ID = 'none'\n",
-                    replay=[Cell(index=0, source="import time")] and [],
                     cells=[effect_cell(1, "slow", effects, "import time\ntime.sleep(9)\nr = 1")],
                     outputs=["r"])
     p = Pipeline(tmp_path, broker.bootstrap, [spec], extra_env={
