@@ -126,7 +126,7 @@ class StepSpec:
                 replay=[ReplayCell(cell=_get(r, "cell", int), source=_get(r, "source", str))
                         for r in _obj_list(data, "replay")],
                 cells=[Cell(index=_get(c, "index", int), source=_get(c, "source", str))
-                       for c in _obj_list(data, "cells")],
+                       for c in _get(data, "cells", list)],
                 inputs=_str_dict(data, "inputs"),
                 outputs=_str_list(data, "outputs"),
                 upstream=_str_list(data, "upstream"),
