@@ -194,7 +194,7 @@ def test_state_store_and_run_step(tmp_path: Path) -> None:
         assert got
         assert run_step(load, store, "r2").status == "busy"
     bad = spec_of("import threading\nlock = threading.Lock()", step="bad", outputs=["lock"])
-    with pytest.raises(OutputError, match="'lock'.*cannot be stored"):
+    with pytest.raises(OutputError, match=r"'lock'.*cannot be stored"):
         run_step(bad, store, "r1")
     assert store.error("r1", "bad")["ename"] == "OutputError"  # type: ignore[index]
     failing = spec_of("raise RuntimeError('no')", step="failing")
