@@ -319,7 +319,7 @@ def _yaml_scalar(value: Any) -> str:
 
 
 def _md_code(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) and value else json.dumps(value, ensure_ascii=False)
     return "`" + text.replace("|", "\\|") + "`"
 
 
