@@ -1,6 +1,20 @@
 """Jup2Kub step runtime: runs one pipeline step inside its container.
 
-This package is shipped in every step image and must never import ``jup2kub`` (the generator).
+This package is shipped in every step image and must never import ``jup2kub`` (the generator);
+it depends only on kafka-python, flask and cloudpickle.
+
+Modules, Kafka-free first (the local ``jup2kub run`` uses only these):
+
+- ``spec``      ``StepSpec`` (+ ``Cell``, ``ReplayCell``, ``SPEC_VERSION``): the step.json bundle
+- ``executor``  ``execute_step(spec, inputs, overrides)``: runs the cells, captures outputs
+- ``state``     ``StateStore(root)``: runs/<run_id>/<step>/ values, outputs.json, COMPLETE marker
+- ``execute``   ``run_step(spec, store, run_id, params)`` and the single-execution command
+                ``python -m jup2kub_runtime.execute --spec step.json --state DIR --run-id ID``
+- ``errors``    permanent (dead-letter) vs temporary (retry) error classes
+
+Kafka side (``python -m jup2kub_runtime``): ``config`` (J2K_* environment), ``topics`` (names),
+``messages`` (JSON messages and their validation), ``transport`` (kafka-python), ``loop``
+(consume-execute-produce), ``health`` (Flask /healthz, /readiness, /metrics).
 """
 
 __version__ = "0.1.0"
