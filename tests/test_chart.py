@@ -40,6 +40,9 @@ CONTRACT_ENV = {
     "J2K_CODE_PATH", "J2K_MAX_RETRIES", "J2K_RETRY_BACKOFF_SECONDS",
     "J2K_RETRY_BACKOFF_MAX_SECONDS", "J2K_STEP_TIMEOUT_SECONDS", "J2K_PORT",
 }
+#: Optional settings of the runtime that the chart sets too, to agree with the topics Job.
+RUNTIME_EXTRA_ENV = {"J2K_TOPIC_PARTITIONS", "J2K_TOPIC_REPLICATION_FACTOR",
+                     "J2K_SHUTDOWN_GRACE_SECONDS"}
 
 
 def _step(name: str, cells: list[int], after: list[str], inputs: Sequence[str] = (),
@@ -297,7 +300,11 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         pod_labels = spec["template"]["metadata"]["labels"]
         assert "helm.sh/chart" not in pod_labels and "app.kubernetes.io/version" not in pod_labels
         env = env_of(dep)
-        assert set(env) == CONTRACT_ENV
+        assert set(env) == CONTRACT_ENV | RUNTIME_EXTRA_ENV
+        assert env["J2K_TOPIC_PARTITIONS"] == env_of(component(objects, "Job", "topics"))[
+            "PARTITIONS"]
+        assert env["J2K_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["J2K_SHUTDOWN_GRACE_SECONDS"] == "55"
         assert env["J2K_STEP"] == step
         assert env["J2K_PIPELINE"] == "linear-analysis"
         assert env["J2K_CONSUMER_GROUP"] == f"linear-analysis.{step}"
@@ -475,6 +482,8 @@ def test_external_kafka(charts: dict[str, Path], write_values: Callable[..., str
     job_env = env_of(component(objects, "Job", "topics"))
     assert job_env["BOOTSTRAP_SERVERS"] == "broker-a:9092,broker-b:9092"
     assert job_env["REPLICATION_FACTOR"] == ""
+    for dep in by_kind(objects, "Deployment").values():
+        assert "J2K_TOPIC_REPLICATION_FACTOR" not in env_of(dep)  # the runtime's default
 
 
 def test_network_policy(charts: dict[str, Path]) -> None:
