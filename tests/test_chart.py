@@ -992,3 +992,21 @@ def test_package_and_repo_index(charts: dict[str, Path], tmp_path: Path, helm: s
 def test_package_rejects_a_non_chart(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         package_chart(tmp_path, tmp_path / "repo")
+
+
+def test_topic_names_agree_with_the_runtime() -> None:
+    """The chart computes names once at build time; the runtime's helpers must agree."""
+    from jup2kub.chart import edge_topic, topic_names
+    from jup2kub_runtime import topics as runtime
+
+    names = topic_names("p-1")
+    assert names["runs"] == runtime.runs_topic("p-1")
+    assert names["status"] == runtime.status_topic("p-1")
+    assert names["dead_letter"] == runtime.dead_letter_topic("p-1")
+    assert edge_topic("p-1", "a", "b") == runtime.edge_topic("p-1", "a", "b")
+    files = render_chart(GRAPHS["diamond"], Path("diamond.ipynb"),
+                         ChartOptions(name="p-1", notebook_sha256="0" * 64))
+    values = yaml.safe_load(files["values.yaml"])
+    assert values["topics"]["runs"] == runtime.runs_topic("p-1")
+    for step, cfg in values["steps"].items():
+        assert cfg["consumerGroup"] == runtime.consumer_group("p-1", step)
