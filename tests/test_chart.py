@@ -1010,3 +1010,14 @@ def test_topic_names_agree_with_the_runtime() -> None:
     assert values["topics"]["runs"] == runtime.runs_topic("p-1")
     for step, cfg in values["steps"].items():
         assert cfg["consumerGroup"] == runtime.consumer_group("p-1", step)
+
+
+def test_relative_output_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _notebook(tmp_path, GRAPHS["single"])
+    monkeypatch.chdir(tmp_path)
+    build_chart(GRAPHS["single"], nb, Path("charts/../chart"))
+    assert (tmp_path / "chart" / "Chart.yaml").is_file()
+    monkeypatch.chdir(tmp_path / "chart")
+    build_chart(GRAPHS["single"], nb, Path("."))  # rebuilding the chart one stands in
+    assert (tmp_path / "chart" / MARKER).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([nb.name, "chart"])

@@ -541,6 +541,7 @@ def _is_jup2kub_chart(path: Path) -> bool:
 
 def _write_atomically(out: Path, files: Mapping[str, bytes]) -> None:
     """Write into a temp dir beside OUT, then swap it in, so OUT is never half written."""
+    out = Path(os.path.abspath(out))
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UsageError(
             "the output path exists and is not a directory",
