@@ -858,6 +858,7 @@ def test_failed_build_leaves_out_untouched(tmp_path: Path) -> None:
     (lambda g: g["steps"][0].update(name="Load"), "DNS label"),
     (lambda g: g["steps"][0].update(name="x" * 41), "DNS label"),
     (lambda g: g["steps"][1].update(name="load"), "twice"),
+    (lambda g: g["steps"][2].update(name="kafka"), "taken"),
     (lambda g: g["steps"][1].update(after=["ghost"]), "not a step"),
     (lambda g: g["steps"][0].update(after=["report"]), "cycle"),
     (lambda g: g["steps"][0].update(cells="0"), "cells"),

@@ -42,6 +42,8 @@ KAFKA_NODE_COUNTS = (1, 3)
 DEFAULT_KAFKA_IMAGE = "apache/kafka"
 DEFAULT_KAFKA_TAG = "3.9.1"
 
+#: Names of the chart's own objects (<fullname>-<suffix>), which a step's objects would clash with.
+RESERVED_STEP_NAMES = frozenset({"kafka", "kafka-headless", "topics", "state"})
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAX_STEP_NAME = 40
 _MAX_PIPELINE_NAME = 40
@@ -172,6 +174,12 @@ def _parse_graph(graph: Mapping[str, Any]) -> list[_Step]:
             )
         if name in seen:
             raise _graph_error(f"step name {name!r} appears twice", where)
+        if name in RESERVED_STEP_NAMES:
+            raise InputError(
+                f"step name {name!r} is taken by the chart's own objects",
+                where=where,
+                hint="rename the step (reserved: " + ", ".join(sorted(RESERVED_STEP_NAMES)) + ")",
+            )
         seen.add(name)
         cells = raw.get("cells", [])
         if not isinstance(cells, list) or not all(
