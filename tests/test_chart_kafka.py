@@ -37,7 +37,8 @@ LOG_DIR="${LOG_DIR:-$base_dir/logs}"
 mkdir -p "$LOG_DIR"
 # shellcheck disable=SC2086
 exec java ${KAFKA_HEAP_OPTS:--Xmx256M} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 ${KAFKA_OPTS:-} \\
-  -Dkafka.logs.dir="$LOG_DIR" -Dlog4j.configuration="file:$base_dir/config/log4j.properties" \\
+  -Dkafka.logs.dir="$LOG_DIR" \\
+  ${KAFKA_LOG4J_OPTS:-"-Dlog4j.configuration=file:$base_dir/config/log4j.properties"} \\
   -cp "$base_dir/libs/*" "$main" "$@"
 """
 SCRIPTS = {
@@ -286,3 +287,6 @@ def test_kafka_starts_from_the_chart_and_topics_job_is_idempotent(
     sts_env = _env(_one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"][0])
     assert f"cluster.id={sts_env['CLUSTER_ID']}" in meta
     assert "node.id=0" in meta
+    # the chart's log4j configuration: everything on stdout, nothing in LOG_DIR
+    assert "Kafka Server started" in node.log.read_text()
+    assert not list((node.work / "tmp" / "kafka-logs").glob("*.log"))
