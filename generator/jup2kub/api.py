@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from jup2kub import chart
 from jup2kub.analysis import analyze_cell
 from jup2kub.notebook import load_notebook
 from jup2kub.pipeline import Pipeline, build_pipeline
@@ -16,3 +18,18 @@ def inspect_notebook(path: str | Path, split: str = "auto") -> Pipeline:
     parts = split_notebook(nb, split)
     analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
     return build_pipeline(nb, parts, analyses)
+
+
+def build(
+    path: str | Path,
+    out: str | Path,
+    split: str = "auto",
+    options: chart.ChartOptions | None = None,
+) -> tuple[Pipeline, Path]:
+    """Write the notebook's Helm chart to ``out`` (atomically); images are built separately."""
+    pipeline = inspect_notebook(path, split)
+    options = options or chart.ChartOptions()
+    if options.notebook_sha256 is None:
+        options = dataclasses.replace(options, notebook_sha256=pipeline.notebook_sha256)
+    written = chart.build_chart(pipeline.to_json(), Path(path), Path(out), options)
+    return pipeline, written

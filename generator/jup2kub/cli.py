@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
-from jup2kub import __version__, api, parameters, runner
+from jup2kub import __version__, api, chart, parameters, runner
 from jup2kub.bundle import pipeline_name
 from jup2kub.drawing import write_graph
-from jup2kub.errors import Jup2KubError
+from jup2kub.errors import Jup2KubError, UsageError
 from jup2kub.notebook import load_notebook
 from jup2kub.pipeline import Pipeline
 from jup2kub.split import SPLIT_MODES
@@ -114,6 +114,69 @@ def format_pipeline(p: Pipeline) -> str:
     for i, wave in enumerate(p.levels(), 1):
         out.append(f"  {i}. {', '.join(wave)}")
     return "\n".join(out)
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the Helm chart (an earlier build there is replaced atomically).")
+@split_option
+@click.option("--no-images", is_flag=True, help="Write the chart only; do not build step images.")
+@click.option("--storage", type=click.Choice(chart.STORAGE_MODES), default="local",
+              show_default=True, help="Shared state storage the chart provisions by default.")
+@click.option("--kafka-nodes", type=click.Choice(["1", "3"]), default="3", show_default=True,
+              help="Kafka brokers (KRaft) in the default values.")
+@click.option("--replicas", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Replicas per step in the default values.")
+@click.option("--image-registry", default="", help="Registry prefix of the step images.")
+@click.option("--chart-version", default="0.1.0", show_default=True, help="Chart version (SemVer).")
+@click.option("--name", default=None, help="Pipeline/chart name [default: from the notebook file].")
+@_reports_errors
+def build(
+    notebook: Path,
+    out: Path,
+    split: str,
+    no_images: bool,
+    storage: str,
+    kafka_nodes: str,
+    replicas: int,
+    image_registry: str,
+    chart_version: str,
+    name: str | None,
+) -> None:
+    """Build NOTEBOOK's pipeline as a Helm chart in OUT (plus its step images)."""
+    if not no_images:
+        raise UsageError(
+            "building step images is not available in this version",
+            hint="pass --no-images to write the chart only",
+        )
+    options = chart.ChartOptions(
+        storage=storage,
+        kafka_nodes=int(kafka_nodes),
+        replicas=replicas,
+        image_registry=image_registry,
+        chart_version=chart_version,
+        name=name,
+    )
+    pipeline, written = api.build(notebook, out, split, options)
+    click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
+    click.echo(f"install it with: helm install mypipeline {written}")
+
+
+@main.command()
+@click.argument("chart_dir", metavar="OUT", type=click.Path(file_okay=False, exists=True,
+                                                              path_type=Path))
+@click.option("--destination", "-d", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where the .tgz and index.yaml go [default: current directory].")
+@click.option("--repo-index", "repo_index", metavar="URL", default=None,
+              help="Base URL the chart repository will be served from (index.yaml urls).")
+@_reports_errors
+def package(chart_dir: Path, destination: Path | None, repo_index: str | None) -> None:
+    """Package the chart in OUT as a .tgz and index it as a chart repository (via helm)."""
+    tgz = chart.package_chart(chart_dir, destination, repo_index)
+    click.echo(f"packaged {tgz}")
+    click.echo(f"repository index: {tgz.parent / 'index.yaml'}")
 
 
 def _progress_table(steps: dict[str, runner.StepRun]) -> Any:

@@ -1,0 +1,73 @@
+"""``jup2kub build`` and ``jup2kub package`` as users run them (real helm for packaging)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CORPUS
+
+
+def jup2kub(
+    *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
+        capture_output=True, text=True, check=False, timeout=300, env=env,
+    )
+
+
+def test_build_writes_a_chart(tmp_path: Path) -> None:
+    out = tmp_path / "chart"
+    proc = jup2kub("build", CORPUS / "sales_markers.ipynb", "-o", out, "--no-images",
+                   "--kafka-nodes", "1", "--replicas", "2", "--storage", "ebs")
+    assert proc.returncode == 0, proc.stderr
+    assert f"helm install mypipeline {out}" in proc.stdout
+    chart = yaml.safe_load((out / "Chart.yaml").read_text())
+    assert chart["name"] == "sales-markers"
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert set(values["steps"]) == {"load", "clean", "summarize", "model", "report"}
+    assert values["kafka"]["nodes"] == 1
+    assert values["storage"]["mode"] == "ebs"
+    assert values["stepDefaults"]["replicas"] == 2
+
+
+def test_build_refuses_without_an_image_engine_flag(tmp_path: Path) -> None:
+    proc = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", tmp_path / "c")
+    assert proc.returncode == 2
+    assert "--no-images" in proc.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_build_bad_flag_values(tmp_path: Path) -> None:
+    proc = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", tmp_path / "c", "--no-images",
+                   "--storage", "nfs")
+    assert proc.returncode == 2 and "nfs" in proc.stderr
+    proc = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", tmp_path / "c", "--no-images",
+                   "--chart-version", "one")
+    assert proc.returncode == 2 and "one" in proc.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_package_makes_a_chart_repository(tmp_path: Path) -> None:
+    helm = os.environ.get("J2K_HELM") or shutil.which("helm")
+    if helm is None:
+        pytest.fail("helm not found: run the tests through tests/run.sh (it installs helm)")
+    out = tmp_path / "chart"
+    assert jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", out, "--no-images",
+                   "--chart-version", "1.2.3").returncode == 0
+    env = {**os.environ, "J2K_HELM": helm}
+    proc = jup2kub("package", out, "-d", tmp_path / "repo", "--repo-index",
+                   "https://charts.example.org/pipelines", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "repo" / "plain-cells-1.2.3.tgz").is_file()
+    index = yaml.safe_load((tmp_path / "repo" / "index.yaml").read_text())
+    (entry,) = index["entries"]["plain-cells"]
+    assert entry["version"] == "1.2.3"
+    assert entry["urls"] == ["https://charts.example.org/pipelines/plain-cells-1.2.3.tgz"]
