@@ -48,3 +48,20 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["steps"][0]["name"] == "load-data"
+
+    # the chart templates come from inside the wheel, not from this checkout
+    out = workdir / "chart"
+    built = subprocess.run(
+        [str(target / "bin" / "jup2kub"), "build", "--no-images", "-o", str(out),
+         str(REPO / "tests" / "corpus" / "plain_cells.ipynb")],
+        capture_output=True, text=True, env=env, cwd=workdir, check=False, timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    shipped = sorted(
+        n.removeprefix("jup2kub/assets/chart-template/")
+        for n in names
+        if n.startswith("jup2kub/assets/chart-template/templates/")
+    )
+    assert shipped
+    for name in shipped:
+        assert (out / name).is_file(), name
