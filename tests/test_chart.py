@@ -963,7 +963,7 @@ def test_corpus_notebooks(corpus_chart: Path, helm: str) -> None:
             validate_strict(objects)
             steps = yaml.safe_load((corpus_chart / "values.yaml").read_text())["steps"]
             assert len(by_kind(objects, "Deployment")) == len(steps), mode
-    package_chart(corpus_chart, corpus_chart.parent / "repo")
+    package_chart(corpus_chart, corpus_chart.parent / "repo", helm=helm)
     assert (corpus_chart.parent / "repo" / "index.yaml").is_file()
 
 
@@ -972,7 +972,7 @@ def test_corpus_notebooks(corpus_chart: Path, helm: str) -> None:
 
 def test_package_and_repo_index(charts: dict[str, Path], tmp_path: Path, helm: str) -> None:
     repo = tmp_path / "repo"
-    tgz = package_chart(charts["diamond"], repo, "https://charts.example.com/jup2kub")
+    tgz = package_chart(charts["diamond"], repo, "https://charts.example.com/jup2kub", helm=helm)
     assert tgz == repo / "diamond-0.1.0.tgz" and tgz.is_file()
     index = yaml.safe_load((repo / "index.yaml").read_text())
     (entry,) = index["entries"]["diamond"]
@@ -985,14 +985,14 @@ def test_package_and_repo_index(charts: dict[str, Path], tmp_path: Path, helm: s
                        str(charts["diamond"] / "values-dev.yaml")).stdout
     assert any(d and d["kind"] == "StatefulSet" for d in yaml.safe_load_all(listing))
     # a second chart lands in the same index
-    package_chart(charts["linear"], repo, "https://charts.example.com/jup2kub")
+    package_chart(charts["linear"], repo, "https://charts.example.com/jup2kub", helm=helm)
     index = yaml.safe_load((repo / "index.yaml").read_text())
     assert sorted(index["entries"]) == ["diamond", "linear-analysis"]
 
 
-def test_package_rejects_a_non_chart(tmp_path: Path) -> None:
+def test_package_rejects_a_non_chart(tmp_path: Path, helm: str) -> None:
     with pytest.raises(UsageError):
-        package_chart(tmp_path, tmp_path / "repo")
+        package_chart(tmp_path, tmp_path / "repo", helm=helm)
 
 
 def test_topic_names_agree_with_the_runtime() -> None:
