@@ -12,7 +12,7 @@ import math
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ from nbclient import NotebookClient
 from conftest import CORPUS
 from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
+from kafka_broker import KafkaBroker  # tests/runtime/kafka_broker.py
 
 MakeNb = Callable[..., Path]
 TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
@@ -116,8 +119,22 @@ def files_in(directory: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node KRaft broker on loopback; yields its bootstrap address."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
 @pytest.mark.parametrize("name", ["plain_cells", "growth_headings", "digits_kale", "sales_markers"])
-def test_embedded_run_equals_top_to_bottom_execution(name: str, tmp_path: Path) -> None:
+def test_run_equals_top_to_bottom_execution(
+    name: str, mode: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     path = CORPUS / f"{name}.ipynb"
     pipeline = inspect_notebook(path)
     last_writer = {v: s.name for s in pipeline.steps for v in s.outputs}
@@ -126,7 +143,8 @@ def test_embedded_run_equals_top_to_bottom_execution(name: str, tmp_path: Path) 
     run_dir.mkdir()
     ref_nb, ref_values = reference_run(path, sorted(last_writer), ref_dir)
 
-    proc = jup2kub("run", path, "--workdir", run_dir / "work", cwd=run_dir)
+    extra = ["--kafka", request.getfixturevalue("kafka")] if mode == "kafka" else []
+    proc = jup2kub("run", path, "--workdir", run_dir / "work", *extra, cwd=run_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
     result_path = run_dir / "work" / "runs" / run_id / "result.ipynb"
@@ -144,6 +162,7 @@ def test_embedded_run_equals_top_to_bottom_execution(name: str, tmp_path: Path) 
     assert files_in(run_dir) == files_in(ref_dir)
     summary = json.loads((result_path.parent / "summary.json").read_text())
     assert summary["status"] == "succeeded"
+    assert summary["mode"] == mode
     assert set(summary["steps"]) == {s.name for s in pipeline.steps}
 
 

@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 import click
 
-from jup2kub import __version__, api, chart, parameters, runner
+from jup2kub import __version__, api, chart, parameters, remote, runner
 from jup2kub.bundle import pipeline_name
 from jup2kub.drawing import write_graph
 from jup2kub.errors import Jup2KubError, UsageError
 from jup2kub.notebook import load_notebook
 from jup2kub.pipeline import Pipeline
 from jup2kub.split import SPLIT_MODES
+from jup2kub_runtime.state import check_run_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -238,6 +239,14 @@ def _progress_table(steps: dict[str, runner.StepRun]) -> Any:
     default=None,
     help="Re-run only the steps of RUN_ID that did not complete.",
 )
+@click.option(
+    "--kafka",
+    "kafka",
+    metavar="BOOTSTRAP",
+    default=None,
+    help="Run one runtime process per step on this Kafka and submit the run through it: "
+    "the cluster's data path, on this machine.",
+)
 @_reports_errors
 def run(
     notebook: Path,
@@ -247,8 +256,11 @@ def run(
     workdir: Path | None,
     jobs: int | None,
     resume: str | None,
+    kafka: str | None,
 ) -> None:
     """Run NOTEBOOK's pipeline on this machine and write a results notebook."""
+    if kafka and resume:
+        raise UsageError("--resume works with the embedded mode only (drop --kafka)")
     pipeline = api.inspect_notebook(notebook, split)
     params = parameters.collect(pairs, files, pipeline.parameters)
     workdir = workdir or Path(".jup2kub") / pipeline_name(pipeline)
@@ -266,9 +278,12 @@ def run(
             live.update(_progress_table(steps))
 
     try:
-        result = runner.run_pipeline(
-            nb, pipeline, workdir, params, jobs=jobs, run_id=resume, on_change=show
-        )
+        if kafka:
+            result = runner.run_pipeline_kafka(nb, pipeline, workdir, params, kafka,
+                                               on_change=show)
+        else:
+            result = runner.run_pipeline(nb, pipeline, workdir, params, jobs=jobs,
+                                         run_id=resume, on_change=show)
     finally:
         if live is not None:
             live.stop()
@@ -293,6 +308,88 @@ def run(
             err=True,
         )
         sys.exit(1)
+
+
+kafka_option = click.option(
+    "--kafka", "bootstrap", metavar="BOOTSTRAP", required=True,
+    help="The pipeline's Kafka (host:port; for a cluster, a `kubectl port-forward`).",
+)
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@kafka_option
+@click.option("-p", "--parameters", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="Set a parameter (types inferred as papermill does).")
+@click.option("-f", "--parameters-file", "files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML file of parameters (applied before -p).")
+@click.option("--run-id", default=None, help="Choose the run id [default: generated].")
+@split_option
+@_reports_errors
+def submit(
+    notebook: Path,
+    bootstrap: str,
+    pairs: tuple[tuple[str, str], ...],
+    files: tuple[Path, ...],
+    run_id: str | None,
+    split: str,
+) -> None:
+    """Submit a run of NOTEBOOK's deployed pipeline; prints the run id."""
+    pipeline = api.inspect_notebook(notebook, split)
+    params = parameters.collect(pairs, files, pipeline.parameters)
+    run_id = run_id or runner.new_run_id()
+    try:
+        check_run_id(run_id)
+    except Exception as exc:
+        raise UsageError(str(exc), where="--run-id") from None
+    remote.submit_run(bootstrap, pipeline_name(pipeline), run_id, params)
+    click.echo(run_id)
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("run_id")
+@kafka_option
+@split_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status messages as JSON.")
+@_reports_errors
+def status(notebook: Path, run_id: str, bootstrap: str, split: str, as_json: bool) -> None:
+    """Show the per-step status of RUN_ID of NOTEBOOK's deployed pipeline."""
+    pipeline = api.inspect_notebook(notebook, split)
+    states = remote.run_states(bootstrap, pipeline_name(pipeline), run_id)
+    if as_json:
+        click.echo(json.dumps(states, indent=2))
+        return
+    for step in pipeline.steps:
+        msg = states.get(step.name)
+        if msg is None:
+            click.echo(f"{step.name:<30} waiting")
+            continue
+        line = f"{step.name:<30} {msg.get('state')} (attempt {msg.get('attempt')}, {msg.get('at')})"
+        error = msg.get("error")
+        if isinstance(error, dict):
+            line += f": {error.get('ename')}: {error.get('evalue')} (cell {error.get('cell')})"
+        click.echo(line)
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("run_id")
+@click.option("--state", "state", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The pipeline's state directory (the volume, mounted or copied here).")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Where to write the notebook [default: RUN_ID.ipynb].")
+@split_option
+@_reports_errors
+def results(notebook: Path, run_id: str, state: Path, output: Path | None, split: str) -> None:
+    """Assemble the results notebook of RUN_ID from the pipeline's state."""
+    pipeline = api.inspect_notebook(notebook, split)
+    nb = load_notebook(notebook)
+    target = output or Path(f"{run_id}.ipynb")
+    status_text = runner.write_results(nb, pipeline, state, run_id, target)
+    click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,12 +25,14 @@ from typing import IO, Any
 
 import nbformat
 
+from jup2kub import remote
 from jup2kub.bundle import pipeline_name, step_specs, write_bundles
 from jup2kub.errors import InputError, Jup2KubError
 from jup2kub.files import atomic_write_text
 from jup2kub.notebook import Notebook
 from jup2kub.pipeline import Pipeline
 from jup2kub.results import results_notebook
+from jup2kub_runtime import topics
 from jup2kub_runtime.state import StateStore
 
 WAITING, RUNNING, DONE, FAILED, BLOCKED = "waiting", "running", "done", "failed", "blocked"
@@ -208,6 +214,20 @@ def run_pipeline(
             p.proc.kill()
             p.proc.wait()
             p.log.close()
+    return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "embedded")
+
+
+def _finish(
+    nb: Notebook,
+    pipeline: Pipeline,
+    store: StateStore,
+    workdir: Path,
+    run_id: str,
+    steps: dict[str, StepRun],
+    parameters: Mapping[str, Any],
+    mode: str,
+) -> RunResult:
+    """Write the results notebook and the summary (atomically) and return the result."""
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
     result_nb = results_notebook(nb.node, pipeline, store, run_id, parameters, status)
     run_dir = store.run_dir(run_id)
@@ -217,6 +237,7 @@ def run_pipeline(
         "run_id": run_id,
         "pipeline": pipeline_name(pipeline),
         "notebook": nb.path,
+        "mode": mode,
         "status": status,
         "parameters": dict(parameters),
         "result_notebook": str(notebook_path),
@@ -258,3 +279,161 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, log: Path) ->
 
 class RunFailed(Jup2KubError):
     """At least one step failed; its error names the step, the cell and the exception."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readiness", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def runtime_env(
+    pipeline: Pipeline, step: str, bootstrap: str, state: Path, code: Path, port: int
+) -> dict[str, str]:
+    """The environment the chart gives a step's runtime, for a local process."""
+    name = pipeline_name(pipeline)
+    s = pipeline.step(step)
+    inputs = [topics.edge_topic(name, u, step) for u in s.after] or [topics.runs_topic(name)]
+    outputs = [topics.edge_topic(name, step, d) for d in pipeline.downstream(step)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
+    env.update({
+        "J2K_BOOTSTRAP_SERVERS": bootstrap,
+        "J2K_PIPELINE": name,
+        "J2K_STEP": step,
+        "J2K_INPUT_TOPICS": ",".join(inputs),
+        "J2K_OUTPUT_TOPICS": ",".join(outputs),
+        "J2K_STATE_PATH": str(state),
+        "J2K_CODE_PATH": str(code),
+        "J2K_PORT": str(port),
+        "J2K_HEALTH_HOST": "127.0.0.1",
+        "J2K_MAX_RETRIES": "0",
+        "J2K_TOPIC_PARTITIONS": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def run_pipeline_kafka(
+    nb: Notebook,
+    pipeline: Pipeline,
+    workdir: Path,
+    parameters: Mapping[str, Any],
+    bootstrap: str,
+    *,
+    on_change: Callable[[dict[str, StepRun]], None] | None = None,
+    timeout: float = 3600,
+    python: str = sys.executable,
+) -> RunResult:
+    """The cluster's data path on one machine: one runtime process per step on ``bootstrap``,
+    and the run submitted through Kafka like ``jup2kub submit`` does."""
+    workdir = Path(workdir).absolute()
+    _writable(workdir)
+    store = StateStore(workdir)
+    run_id = new_run_id()
+    store.record_run(run_id, parameters, notebook=nb.path,
+                     notebook_sha256=pipeline.notebook_sha256, mode="kafka")
+    bundles = write_bundles(step_specs(pipeline),
+                            workdir / "bundles" / pipeline.notebook_sha256[:16])
+    logs = store.run_dir(run_id) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    steps = {s.name: StepRun(s.name) for s in pipeline.steps}
+    procs: dict[str, tuple[subprocess.Popen[bytes], IO[bytes], int]] = {}
+    try:
+        for s in pipeline.steps:
+            port = _free_port()
+            log = (logs / f"{s.name}.log").open("wb")
+            env = runtime_env(pipeline, s.name, bootstrap, workdir, bundles[s.name], port)
+            proc = subprocess.Popen([python, "-m", "jup2kub_runtime"], env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=Path.cwd())
+            procs[s.name] = (proc, log, port)
+        deadline = time.monotonic() + 120
+        pending = set(procs)
+        while pending:
+            for name in list(pending):
+                proc, _, port = procs[name]
+                if proc.poll() is not None:
+                    raise Jup2KubError(
+                        f"the runtime of step {name!r} exited at start "
+                        f"(exit code {proc.returncode})",
+                        where=str(logs / f"{name}.log"),
+                        hint=f"check that Kafka answers at {bootstrap}",
+                    )
+                if _ready(port):
+                    pending.discard(name)
+            if time.monotonic() > deadline:
+                raise remote.KafkaUnavailableError(
+                    f"steps {', '.join(sorted(pending))} did not become ready in 120 s",
+                    hint=f"check that Kafka answers at {bootstrap}; logs are in {logs}",
+                )
+            time.sleep(0.2)
+        name = pipeline_name(pipeline)
+        remote.submit_run(bootstrap, name, run_id, parameters)
+        started: dict[str, float] = {}
+
+        def update(states: Mapping[str, Mapping[str, Any]]) -> None:
+            now = time.monotonic()
+            for step, msg in states.items():
+                st = steps.get(step)
+                if st is None:
+                    continue
+                state = msg.get("state")
+                if st.started is None:
+                    st.started = started.setdefault(step, now)
+                if state == "succeeded":
+                    st.state, st.finished = DONE, st.finished or now
+                elif state == "failed":
+                    st.state, st.finished = FAILED, st.finished or now
+                    st.error = store.error(run_id, step) or msg.get("error")
+                else:
+                    st.state = RUNNING
+            if on_change is not None:
+                on_change(steps)
+
+        downstream = {s.name: pipeline.downstream(s.name) for s in pipeline.steps}
+        remote.wait_for_run(bootstrap, name, run_id, list(steps), downstream, timeout, update)
+    finally:
+        for proc, _handle, _port in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, handle, _port in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            handle.close()
+    for name in pipeline.topological_order():  # what never finished: blocked, or timed out
+        st = steps[name]
+        if st.state in (DONE, FAILED):
+            continue
+        if any(steps[u].state in (FAILED, BLOCKED) for u in pipeline.step(name).after):
+            st.state = BLOCKED
+        else:
+            st.state = FAILED
+            st.error = {"cell": None, "ename": "Timeout", "traceback": [],
+                        "evalue": f"no result within {timeout:.0f} s"}
+    return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "kafka")
+
+
+def write_results(nb: Notebook, pipeline: Pipeline, state: Path, run_id: str, target: Path) -> str:
+    """Assemble a results notebook from a state directory; returns the run's status."""
+    store = StateStore(state)
+    info = store.run_info(run_id)
+    if info is None and not store.run_dir(run_id).is_dir():
+        raise InputError(f"there is no run {run_id!r}", where=str(state),
+                         hint="check the run id and the state directory")
+    parameters = dict((info or {}).get("parameters") or {})
+    done = all(store.is_complete(run_id, s.name) for s in pipeline.steps)
+    status = "succeeded" if done else "incomplete"
+    result = results_notebook(nb.node, pipeline, store, run_id, parameters, status)
+    atomic_write_text(target, nbformat.writes(result))
+    return status

@@ -102,8 +102,25 @@ class Transport:
             # Let oversized messages through to our own check, which dead-letters them.
             fetch_max_bytes=max(52428800, cfg.max_message_bytes * 4),
             max_partition_fetch_bytes=max(1048576, cfg.max_message_bytes * 4),
+            # A topic created moments ago (by us or a peer) must not stay unassigned until the
+            # default 5-minute metadata refresh.
+            metadata_max_age_ms=10000,
         )
+        self._await_metadata(cfg.input_topics)
         self.consumer.subscribe(cfg.input_topics, listener=_Listener(on_revoked, on_assigned))
+
+    def _await_metadata(self, topics: Iterable[str], timeout: float = 60.0) -> None:
+        """Wait until the consumer knows the partitions of every input topic, so the first
+        group join assigns them (else a fresh topic is left unassigned until a refresh)."""
+        assert self.consumer is not None
+        deadline = time.monotonic() + timeout
+        missing = list(topics)
+        while missing and time.monotonic() < deadline:
+            missing = [t for t in missing if not self.consumer.partitions_for_topic(t)]
+            if missing:
+                time.sleep(0.2)
+        if missing:
+            log.warning("no partition metadata yet for %s; subscribing anyway", missing)
 
     # ---- consuming ---------------------------------------------------------------------------
     def poll(self, timeout_ms: int) -> list[Any]:

@@ -1,0 +1,166 @@
+"""Talking to a running pipeline through its Kafka: submit a run, follow its status.
+
+Used by ``jup2kub run --kafka``, ``jup2kub submit`` and ``jup2kub status``, on this machine or
+against a cluster's Kafka reached through ``kubectl port-forward``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from jup2kub.errors import Jup2KubError
+from jup2kub_runtime import messages, topics
+
+FINAL = ("succeeded", "failed")
+
+
+class KafkaUnavailableError(Jup2KubError):
+    """The broker did not answer (a temporary condition: retry later)."""
+
+
+def _servers(bootstrap: str) -> list[str]:
+    return [s.strip() for s in bootstrap.split(",") if s.strip()]
+
+
+def submit_run(
+    bootstrap: str, pipeline: str, run_id: str, parameters: Mapping[str, Any], timeout: float = 30
+) -> None:
+    """Publish one run message to ``<pipeline>.runs`` and wait for the broker's ack."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=_servers(bootstrap), acks="all", retries=5,
+            request_timeout_ms=int(timeout * 1000),
+        )
+    except KafkaError as exc:
+        raise KafkaUnavailableError(
+            f"cannot reach Kafka at {bootstrap} ({exc})",
+            hint="check --kafka; for a cluster, `kubectl port-forward` the Kafka service first",
+        ) from exc
+    try:
+        message = messages.run_message(run_id, dict(parameters))
+        producer.send(topics.runs_topic(pipeline), key=run_id.encode(),
+                      value=messages.encode(message)).get(timeout=timeout)
+        producer.flush(timeout=timeout)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"submitting run {run_id!r} failed ({exc})") from exc
+    finally:
+        producer.close(timeout=5)
+
+
+class StatusReader:
+    """Reads the pipeline's status topic from the beginning, without a consumer group."""
+
+    def __init__(self, bootstrap: str, pipeline: str) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.topic = topics.status_topic(pipeline)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=_servers(bootstrap), enable_auto_commit=False,
+            consumer_timeout_ms=500, auto_offset_reset="earliest",
+        )
+        self._partition = TopicPartition
+        self.assigned = False
+        self.latest: dict[str, dict[str, dict[str, Any]]] = {}  # run -> step -> message
+
+    def _assign(self) -> bool:
+        parts = self.consumer.partitions_for_topic(self.topic)
+        if not parts:
+            return False
+        tps = [self._partition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.assigned = True
+        return True
+
+    def poll(self, seconds: float = 0.5) -> None:
+        if not self.assigned and not self._assign():
+            time.sleep(seconds)
+            return
+        batches = self.consumer.poll(timeout_ms=int(seconds * 1000))
+        for records in batches.values():
+            for record in records:
+                try:
+                    msg = json.loads(record.value)
+                except (ValueError, TypeError):
+                    continue
+                if not isinstance(msg, dict) or msg.get("type") != "status":
+                    continue
+                run, step = msg.get("run_id"), msg.get("step")
+                if isinstance(run, str) and isinstance(step, str):
+                    self.latest.setdefault(run, {})[step] = msg
+
+    def states(self, run_id: str) -> dict[str, dict[str, Any]]:
+        return dict(self.latest.get(run_id, {}))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def run_states(bootstrap: str, pipeline: str, run_id: str, settle: float = 2.0) -> dict[str, Any]:
+    """The latest status message of each step of ``run_id`` (reads the topic for ``settle`` s)."""
+    reader = StatusReader(bootstrap, pipeline)
+    try:
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            reader.poll(0.3)
+        return reader.states(run_id)
+    finally:
+        reader.close()
+
+
+def wait_for_run(
+    bootstrap: str,
+    pipeline: str,
+    run_id: str,
+    steps: Iterable[str],
+    downstream: Mapping[str, list[str]],
+    timeout: float,
+    on_change: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Follow ``run_id`` until every step succeeded, or a step failed for good, or timeout."""
+    wanted = list(steps)
+    reader = StatusReader(bootstrap, pipeline)
+    try:
+        deadline = time.monotonic() + timeout
+        seen: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            reader.poll(0.3)
+            states = reader.states(run_id)
+            if states != seen:
+                seen = states
+                if on_change is not None:
+                    on_change(states)
+            done = [s for s in wanted if states.get(s, {}).get("state") == "succeeded"]
+            failed = [s for s in wanted if states.get(s, {}).get("state") == "failed"]
+            if len(done) == len(wanted):
+                return states
+            if failed and _settled(wanted, states, failed, downstream):
+                return states
+        return reader.states(run_id)
+    finally:
+        reader.close()
+
+
+def _settled(
+    steps: list[str],
+    states: Mapping[str, Mapping[str, Any]],
+    failed: list[str],
+    downstream: Mapping[str, list[str]],
+) -> bool:
+    """True when nothing can change any more: every step not blocked by a failure is final."""
+    blocked: set[str] = set()
+    todo = list(failed)
+    while todo:
+        for d in downstream.get(todo.pop(), []):
+            if d not in blocked:
+                blocked.add(d)
+                todo.append(d)
+    return all(
+        s in blocked or states.get(s, {}).get("state") in FINAL for s in steps
+    )
