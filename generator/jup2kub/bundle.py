@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jup2kub import chart
 from jup2kub.files import atomic_write_text
 from jup2kub.pipeline import Pipeline
-from jup2kub.split import dns_label
 from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
 
 
 def pipeline_name(pipeline: Pipeline) -> str:
-    """The pipeline's name: the notebook's file name as a DNS label."""
-    return dns_label(Path(pipeline.notebook).stem)
+    """The pipeline's name, the same the chart uses for its topics and objects."""
+    return chart.pipeline_name(Path(pipeline.notebook))
 
 
 def step_specs(pipeline: Pipeline, name: str | None = None) -> list[StepSpec]:
