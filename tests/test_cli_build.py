@@ -71,3 +71,29 @@ def test_package_makes_a_chart_repository(tmp_path: Path) -> None:
     (entry,) = index["entries"]["plain-cells"]
     assert entry["version"] == "1.2.3"
     assert entry["urls"] == ["https://charts.example.org/pipelines/plain-cells-1.2.3.tgz"]
+
+
+@pytest.mark.parametrize(
+    ("storage", "flag", "value", "rendered"),
+    [
+        ("efs", "--efs-file-system-id", "fs-0abc123", ("efs", "fileSystemId", "fs-0abc123")),
+        ("existingClaim", "--existing-claim", "shared-state",
+         ("existingClaim", None, "shared-state")),
+    ],
+)
+def test_storage_modes_that_need_a_reference(
+    tmp_path: Path, storage: str, flag: str, value: str, rendered: tuple[str, str | None, str]
+) -> None:
+    nb = CORPUS / "plain_cells.ipynb"
+    missing = jup2kub("build", nb, "-o", tmp_path / "c", "--no-images", "--storage", storage)
+    assert missing.returncode == 2
+    assert flag in missing.stderr
+    assert not (tmp_path / "c").exists()
+    ok = jup2kub("build", nb, "-o", tmp_path / "c", "--no-images", "--storage", storage,
+                 flag, value)
+    assert ok.returncode == 0, ok.stderr
+    values = yaml.safe_load((tmp_path / "c" / "values.yaml").read_text())
+    key, sub, expected = rendered
+    got = values["storage"][key] if sub is None else values["storage"][key][sub]
+    assert values["storage"]["mode"] == storage
+    assert got == expected

@@ -96,7 +96,7 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
         missing = jup2kub("results", nb, "nope", "--state", state, cwd=tmp_path)
         assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
     finally:
-        for proc, _, log in procs:
+        for proc, _, _log in procs:
             proc.terminate()
         for proc, _, log in procs:
             proc.wait(timeout=60)

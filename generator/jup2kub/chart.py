@@ -77,6 +77,9 @@ class ChartOptions:
     kafka_image: str = DEFAULT_KAFKA_IMAGE
     kafka_tag: str = DEFAULT_KAFKA_TAG
     notebook_sha256: str | None = None
+    #: required by storage "efs" / "existingClaim" respectively
+    efs_file_system_id: str = ""
+    existing_claim: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,20 @@ def _check_options(options: ChartOptions, steps: Sequence[_Step]) -> None:
             f"unknown storage mode {options.storage!r}",
             where="--storage",
             hint="use one of: " + ", ".join(STORAGE_MODES),
+        )
+    if options.storage == "efs" and not re.fullmatch(r"fs-[0-9a-f]+", options.efs_file_system_id):
+        raise UsageError(
+            "storage efs needs the EFS file system id"
+            + (f" (not {options.efs_file_system_id!r})" if options.efs_file_system_id else ""),
+            where="--efs-file-system-id",
+            hint="pass --efs-file-system-id fs-..., or build with another --storage and pick EFS "
+            "per environment with values-prod.yaml",
+        )
+    if options.storage == "existingClaim" and not _DNS_LABEL.match(options.existing_claim):
+        raise UsageError(
+            "storage existingClaim needs the name of a PersistentVolumeClaim",
+            where="--existing-claim",
+            hint="pass --existing-claim NAME (a ReadWriteMany claim in the release's namespace)",
         )
     if options.kafka_nodes not in KAFKA_NODE_COUNTS:
         raise UsageError(
@@ -470,6 +487,8 @@ def render_chart(
             "replicas": options.replicas,
             "max_replicas": options.max_replicas,
             "image_registry": registry,
+            "efs_file_system_id": options.efs_file_system_id,
+            "existing_claim": options.existing_claim,
         },
         "kafka": {
             "repository": options.kafka_image,

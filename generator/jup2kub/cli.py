@@ -130,6 +130,10 @@ def format_pipeline(p: Pipeline) -> str:
               help="Kafka brokers (KRaft) in the default values.")
 @click.option("--replicas", type=click.IntRange(min=1), default=3, show_default=True,
               help="Replicas per step in the default values.")
+@click.option("--efs-file-system-id", default="", metavar="FS_ID",
+              help="EFS file system for --storage efs (dynamic access points).")
+@click.option("--existing-claim", default="", metavar="PVC",
+              help="PersistentVolumeClaim for --storage existingClaim.")
 @click.option("--image-registry", default="", help="Registry prefix of the step images.")
 @click.option("--chart-version", default="0.1.0", show_default=True, help="Chart version (SemVer).")
 @click.option("--name", default=None, help="Pipeline/chart name [default: from the notebook file].")
@@ -145,6 +149,8 @@ def build(
     image_registry: str,
     chart_version: str,
     name: str | None,
+    efs_file_system_id: str,
+    existing_claim: str,
 ) -> None:
     """Build NOTEBOOK's pipeline as a Helm chart in OUT (plus its step images)."""
     if not no_images:
@@ -159,6 +165,8 @@ def build(
         image_registry=image_registry,
         chart_version=chart_version,
         name=name,
+        efs_file_system_id=efs_file_system_id,
+        existing_claim=existing_claim,
     )
     pipeline, written = api.build(notebook, out, split, options)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
