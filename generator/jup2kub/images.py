@@ -1,0 +1,473 @@
+"""Step images: a shared runtime layer and one image per step, built with the Docker SDK.
+
+Every build context holds a wheelhouse resolved on the build host (``jup2kub.deps``) and is
+built with network "none", so builds neither need nor silently use a package index. Images are
+tagged ``REGISTRY/PIPELINE-STEP:<content hash>``, the hash covering everything that goes into
+the image (base image id, Dockerfile, locks, wheels, code, data files, platform): an image
+whose tag already exists is not rebuilt. ``push`` returns the registry digests the chart pins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from jup2kub import __version__
+from jup2kub.bundle import pipeline_name, step_specs
+from jup2kub.deps import Dependencies, Locks, Target, Wheel
+from jup2kub.errors import InputError, Jup2KubError, UsageError
+from jup2kub.pipeline import Pipeline
+
+#: The issue's default; pinned by digest at build time when the engine knows its digest.
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+#: The chart's default ``storage.mountPath``: the image's working directory (see the Dockerfile).
+DEFAULT_WORKDIR = "/var/lib/jup2kub/state"
+RUNTIME_REPOSITORY = "jup2kub-runtime"
+USER_ID = 10001
+_DATA_MARKER = "# @DATA_FILES@"
+_PROBE = (
+    "import json, platform, sys; "
+    "print(json.dumps({'python': list(sys.version_info[:2]), 'libc': platform.libc_ver()}))"
+)
+
+Log = Callable[[str], None]
+
+
+class ImageBuildError(Jup2KubError):
+    """The engine failed to build or push an image (exit code 1: see the build log)."""
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """Choices for one image build (the ``jup2kub build`` flags)."""
+
+    base_image: str = DEFAULT_BASE_IMAGE
+    registry: str = ""
+    platform: str | None = None
+    push: bool = False
+    wheel_cache: Path | None = None
+    workdir: str = DEFAULT_WORKDIR
+
+
+@dataclass
+class BuiltImage:
+    step: str
+    repository: str  # REGISTRY/PIPELINE-STEP
+    tag: str  # the content hash
+    image_id: str
+    built: bool  # False: an image with this content hash existed and was reused
+    seconds: float
+    size: int
+    digest: str | None = None  # sha256:... after a push
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass
+class BuildResult:
+    runtime_image: str
+    base_image: str  # as used in FROM (by digest when known)
+    base_image_id: str
+    target: Target
+    images: dict[str, BuiltImage] = field(default_factory=dict)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """step -> tag, for ``ChartOptions.image_tags``."""
+        return {s: i.tag for s, i in self.images.items()}
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """step -> registry digest of pushed images, for ``ChartOptions.image_digests``."""
+        return {s: i.digest for s, i in self.images.items() if i.digest}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generator": f"jup2kub {__version__}",
+            "base_image": self.base_image,
+            "base_image_id": self.base_image_id,
+            "runtime_image": self.runtime_image,
+            "target": self.target.describe(),
+            "steps": {
+                s: {"image": i.reference, "digest": i.digest, "image_id": i.image_id,
+                    "size": i.size}
+                for s, i in sorted(self.images.items())
+            },
+        }
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def engine(timeout: float = 600.0) -> docker.DockerClient:
+    """A client of the local Docker engine (DOCKER_HOST etc. as the docker CLI reads them),
+    or a UsageError saying how to proceed when none answers."""
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise UsageError(
+            f"no Docker engine answers ({type(exc).__name__})",
+            hint="start Docker (dockerd) or point DOCKER_HOST at an engine and build again, "
+            "or pass --no-images to write the chart only and build the images elsewhere",
+        ) from exc
+    return client
+
+
+def _base(client: docker.DockerClient, name: str, platform: str | None,
+          log: Log) -> tuple[str, str]:
+    """(reference to use in FROM, image id), pulling the base image when it is not local."""
+    try:
+        image = client.images.get(name)
+    except docker.errors.ImageNotFound:
+        log(f"pulling base image {name}")
+        try:
+            image = client.images.pull(name, platform=platform)
+        except docker.errors.APIError as exc:
+            raise UsageError(
+                f"the base image {name!r} is not on this engine and cannot be pulled "
+                f"({exc.explanation or exc})",
+                hint="pull or build it first, or pass --base-image with one that is",
+            ) from exc
+    repo = name.split("@")[0]
+    if ":" in repo.rsplit("/", 1)[-1]:
+        repo = repo.rsplit(":", 1)[0]
+    for digest_ref in image.attrs.get("RepoDigests") or []:
+        if digest_ref.split("@")[0] == repo:
+            return str(digest_ref), str(image.id)
+    return name, str(image.id)
+
+
+def probe_target(client: docker.DockerClient, base_image: str,
+                 platform: str | None = None) -> Target:
+    """The base image's Python version and glibc, read by running it (no network)."""
+    try:
+        out = client.containers.run(base_image, ["python3", "-c", _PROBE], remove=True,
+                                    network_mode="none", platform=platform, entrypoint=[])
+        info = json.loads(out.decode().strip().splitlines()[-1])
+        libc, version = info["libc"]
+        glibc = tuple(int(x) for x in version.split(".")[:2]) if libc == "glibc" else None
+    except (docker.errors.DockerException, ValueError, KeyError, IndexError) as exc:
+        raise UsageError(
+            f"cannot run python3 in the base image {base_image!r} ({exc})",
+            hint="the base image needs python3 (3.10+, glibc-based) on its PATH",
+        ) from exc
+    if glibc is None or len(glibc) != 2:
+        raise UsageError(f"the base image {base_image!r} is not glibc-based (musl wheels are "
+                         "not supported)", hint="use a Debian/Ubuntu-based Python image")
+    py = info["python"]
+    return Target((int(py[0]), int(py[1])), platform or "linux/amd64", (glibc[0], glibc[1]))
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def _images_root() -> Traversable:
+    """The Dockerfile templates: packaged assets, or ``images/`` of a source checkout."""
+    packaged = resources.files("jup2kub") / "assets" / "images"
+    if packaged.is_dir():
+        return packaged
+    source = Path(__file__).resolve().parents[2] / "images"
+    if source.is_dir():
+        return source
+    raise FileNotFoundError(f"Jup2Kub's images/ is missing (looked in the package and {source})")
+
+
+def dockerfile(kind: str) -> str:
+    """The text of ``images/<kind>.Dockerfile`` (kind: runtime | step)."""
+    root = _images_root()
+    text = root.joinpath(f"{kind}.Dockerfile").read_text(encoding="utf-8")
+    return text
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _hash_context(ctx: Path, extra: Mapping[str, str]) -> str:
+    """sha256 over every file of the context (path and content) plus ``extra``."""
+    h = hashlib.sha256()
+    for key in sorted(extra):
+        h.update(f"{key}={extra[key]}\n".encode())
+    for path in sorted(p for p in ctx.rglob("*") if p.is_file()):
+        h.update(path.relative_to(ctx).as_posix().encode() + b"\0")
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _runtime_source() -> Path:
+    import jup2kub_runtime
+
+    return Path(jup2kub_runtime.__file__).parent
+
+
+def runtime_context(ctx: Path, locks: Locks) -> None:
+    """Fill ``ctx`` with the runtime layer's build context."""
+    (ctx / "Dockerfile").write_text(dockerfile("runtime"), encoding="utf-8")
+    (ctx / "runtime.lock").write_text(locks.runtime, encoding="utf-8")
+    for name in _lock_names(locks.runtime):
+        w = locks.wheels[name]
+        _link(w.path, ctx / "wheels" / w.path.name)
+    (ctx / "wheels").mkdir(exist_ok=True)
+    src = _runtime_source()
+    for f in sorted(src.rglob("*")):
+        if f.is_file() and f.suffix in (".py", ".typed") and "__pycache__" not in f.parts:
+            dst = ctx / "jup2kub_runtime" / f.relative_to(src)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dst)
+
+
+def _lock_names(text: str) -> list[str]:
+    return [line.split("==")[0] for line in text.splitlines()
+            if "==" in line and not line.startswith((" ", "#"))]
+
+
+def step_context(ctx: Path, spec_json: str, step: str, deps: Dependencies, locks: Locks) -> None:
+    """Fill ``ctx`` with one step's build context."""
+    text = locks.steps[step]
+    runtime_names = set(_lock_names(locks.runtime))
+    install = _filter_lock(text, keep=lambda n: n not in runtime_names)
+    (ctx / "requirements.lock").write_text(text, encoding="utf-8")
+    (ctx / "step-install.lock").write_text(install, encoding="utf-8")
+    (ctx / "wheels").mkdir()
+    for name in _lock_names(install):
+        w: Wheel = locks.wheels[name]
+        _link(w.path, ctx / "wheels" / w.path.name)
+    (ctx / "step").mkdir()
+    (ctx / "step" / "step.json").write_text(spec_json, encoding="utf-8")
+    copies = []
+    for i, f in enumerate(f for f in deps.steps[step].data_files if f.placement == "image"):
+        rel = f"data/{i}-{Path(f.path).name}"
+        _link(Path(f.path), ctx / rel)
+        copies.append(f"COPY {json.dumps([rel, f.path])}")
+    text = dockerfile("step")
+    text = "\n".join(
+        ("\n".join(copies) if line.startswith(_DATA_MARKER) else line)
+        for line in text.splitlines()
+        if not (line.startswith(_DATA_MARKER) and not copies)
+    ) + "\n"
+    (ctx / "Dockerfile").write_text(text, encoding="utf-8")
+
+
+def _filter_lock(text: str, keep: Callable[[str], bool]) -> str:
+    """The lock's header and the entries (with their continuation lines) ``keep`` accepts."""
+    out, current = [], True
+    for line in text.splitlines():
+        if line.startswith("#"):
+            out.append(line)
+        elif line.startswith(" "):
+            if current:
+                out.append(line)
+        else:
+            current = keep(line.split("==")[0])
+            if current:
+                out.append(line)
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- build / push
+
+
+def _exists(client: docker.DockerClient, ref: str) -> Any | None:
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _build(client: docker.DockerClient, ctx: Path, ref: str, what: str,
+           buildargs: Mapping[str, str], platform: str | None, labels: Mapping[str, str],
+           log: Log) -> Any:
+    lines: list[str] = []
+    try:
+        stream = client.api.build(
+            path=str(ctx), tag=ref, buildargs=dict(buildargs), platform=platform,
+            network_mode="none", rm=True, forcerm=True, pull=False, decode=True,
+            labels=dict(labels),
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                lines.extend(str(chunk["stream"]).splitlines())
+            if "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                tail = "\n".join(lines[-25:])
+                raise ImageBuildError(f"building the image of {what} failed: {detail}",
+                                      where=what, hint=f"build log (last lines):\n{tail}")
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"building the image of {what} failed: {exc.explanation or exc}",
+                              where=what) from exc
+    image = _exists(client, ref)
+    if image is None:
+        raise ImageBuildError(f"the engine reported no image {ref} for {what}", where=what)
+    return image
+
+
+def push(client: docker.DockerClient, repository: str, tag: str) -> str:
+    """Push ``repository:tag``; returns the registry's manifest digest (sha256:...)."""
+    digest = None
+    try:
+        for line in client.api.push(repository, tag=tag, stream=True, decode=True):
+            if "error" in line:
+                raise ImageBuildError(
+                    f"pushing {repository}:{tag} failed: {line['error']}",
+                    where=repository,
+                    hint="check that the registry is reachable and accepts pushes "
+                    "(log in with `docker login` when it needs credentials)",
+                )
+            aux = line.get("aux") or {}
+            if aux.get("Digest"):
+                digest = str(aux["Digest"])
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"pushing {repository}:{tag} failed: {exc.explanation or exc}",
+                              where=repository) from exc
+    if not digest:
+        raise ImageBuildError(f"the registry returned no digest for {repository}:{tag}",
+                              where=repository)
+    return digest
+
+
+def repository(registry: str, pipeline: str, step: str) -> str:
+    """``REGISTRY/PIPELINE-STEP`` (the chart's ``steps.<step>.image.repository`` under it)."""
+    name = f"{pipeline}-{step}"
+    return f"{registry.rstrip('/')}/{name}" if registry else name
+
+
+def build_images(
+    pipeline: Pipeline,
+    deps: Dependencies,
+    locks: Locks,
+    options: ImageOptions | None = None,
+    *,
+    client: docker.DockerClient | None = None,
+    name: str | None = None,
+    steps: Iterable[str] | None = None,
+    log: Log | None = None,
+) -> BuildResult:
+    """Build (or reuse) the runtime layer and every step's image; push them when asked.
+
+    ``deps``/``locks`` come from ``jup2kub.deps`` for the same target as the base image
+    (``probe_target``). ``log`` gets one line per image, saying whether it was rebuilt.
+    """
+    options = options or ImageOptions()
+    client = client or engine()
+    say: Log = log or (lambda _msg: None)
+    name = name or deps.pipeline or pipeline_name(pipeline)
+    if deps.target.platform != (options.platform or "linux/amd64"):
+        raise UsageError(
+            f"the locks were made for {deps.target.platform}, the build is for "
+            f"{options.platform or 'linux/amd64'}",
+            hint="capture dependencies with the Target of the build (probe_target)",
+        )
+    base_ref, base_id = _base(client, options.base_image, options.platform, say)
+    specs = {s.step: s for s in step_specs(pipeline, name)}
+    wanted = list(steps) if steps is not None else list(specs)
+    unknown = [s for s in wanted if s not in specs]
+    if unknown:
+        raise InputError(f"no step named {unknown[0]!r}", hint="known: " + ", ".join(specs))
+    common = {"base": base_id, "platform": options.platform or "", "generator": "images/1",
+              "workdir": options.workdir}
+    with tempfile.TemporaryDirectory(prefix="jup2kub-images-") as tmp:
+        ctx = Path(tmp) / "runtime"
+        ctx.mkdir()
+        runtime_context(ctx, locks)
+        rt_hash = _hash_context(ctx, common)[:16]
+        runtime_ref = f"{RUNTIME_REPOSITORY}:{rt_hash}"
+        t0 = time.monotonic()
+        if _exists(client, runtime_ref) is None:
+            say(f"runtime layer: building {runtime_ref}")
+            _build(client, ctx, runtime_ref, "the runtime layer",
+                   {"BASE_IMAGE": base_ref, "WORKDIR": options.workdir}, options.platform,
+                   {"io.jup2kub.layer": "runtime", "io.jup2kub.content-hash": rt_hash}, say)
+            say(f"runtime layer: built in {time.monotonic() - t0:.1f}s")
+        else:
+            say(f"runtime layer: unchanged, reusing {runtime_ref}")
+        result = BuildResult(runtime_ref, base_ref, base_id, deps.target)
+        for step in wanted:
+            ctx = Path(tmp) / f"step-{step}"
+            ctx.mkdir()
+            step_context(ctx, specs[step].to_json(), step, deps, locks)
+            digest = _hash_context(ctx, {**common, "runtime": runtime_ref})[:16]
+            repo = repository(options.registry, name, step)
+            ref = f"{repo}:{digest}"
+            t0 = time.monotonic()
+            image = _exists(client, ref)
+            built = image is None
+            if image is None:
+                say(f"step {step}: building {ref}")
+                image = _build(
+                    client, ctx, ref, f"step {step!r}", {"RUNTIME_IMAGE": runtime_ref},
+                    options.platform,
+                    {"io.jup2kub.pipeline": name, "io.jup2kub.step": step,
+                     "io.jup2kub.content-hash": digest}, say,
+                )
+                say(f"step {step}: built in {time.monotonic() - t0:.1f}s")
+            else:
+                say(f"step {step}: unchanged, not rebuilt ({ref} exists)")
+            result.images[step] = BuiltImage(step, repo, digest, str(image.id), built,
+                                             time.monotonic() - t0,
+                                             int(image.attrs.get("Size") or 0))
+            shutil.rmtree(ctx, ignore_errors=True)
+    if options.push:
+        for img in result.images.values():
+            img.digest = push(client, img.repository, img.tag)
+            say(f"step {img.step}: pushed {img.reference} ({img.digest})")
+    return result
+
+
+def build_files(deps: Dependencies, locks: Locks,
+                result: BuildResult | None = None) -> dict[str, bytes]:
+    """What the build leaves in OUT for audit, by path relative to OUT: ``images/`` with the
+    Dockerfile templates, the runtime and per-step locks, the trace summary, the data-file list
+    and (after a build) which image each step got. No environment value is in any of them."""
+    files: dict[str, bytes] = {
+        "images/runtime.Dockerfile": dockerfile("runtime").encode(),
+        "images/step.Dockerfile": dockerfile("step").encode(),
+        "images/runtime.lock": locks.runtime.encode(),
+    }
+    for step, text in locks.steps.items():
+        files[f"images/{step}/requirements.lock"] = text.encode()
+    if deps.trace_summary is not None:
+        files["images/trace-summary.json"] = (
+            json.dumps(deps.trace_summary, indent=2, sort_keys=True) + "\n").encode()
+    if deps.data_files:
+        files["images/data-files.json"] = (json.dumps(
+            [f.to_json() for f in deps.data_files], indent=2) + "\n").encode()
+    if deps.warnings:
+        files["images/warnings.txt"] = ("\n".join(deps.warnings) + "\n").encode()
+    if result is not None:
+        files["images/images.json"] = (
+            json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
+def write_files(files: Mapping[str, bytes], out: Path) -> list[Path]:
+    """Write ``build_files`` output under ``out`` (for callers not merging it into the chart)."""
+    written = []
+    for rel, data in sorted(files.items()):
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        written.append(target)
+    return written
