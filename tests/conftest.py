@@ -11,7 +11,6 @@ import pytest
 from nbformat import v4
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO / "tests" / "corpus"
 
 CellSpec = str | tuple[str, str] | tuple[str, str, Sequence[str]] | dict[str, Any]
 

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 export JUP2KUB_CACHE="${JUP2KUB_CACHE:-$HOME/.cache/jup2kub}"
 mkdir -p "$JUP2KUB_CACHE"
 
-VENV="$JUP2KUB_CACHE/venv"
+# One virtualenv per checkout (the project is installed editable into it): two clones on one
+# machine, e.g. a developer's and CI's, must not repoint each other's installs.
+VENV="${J2K_VENV:-$JUP2KUB_CACHE/venvs/$(printf %s "$PWD" | sha256sum | cut -c1-12)}"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi

@@ -418,9 +418,9 @@ def test_syntax_error_inside_python_cell_magic(make_notebook: MakeNb) -> None:
 
 @pytest.mark.parametrize("name", ["sales_markers", "digits_kale", "growth_headings", "plain_cells"])
 def test_corpus_graphs(name: str) -> None:
-    from conftest import CORPUS
+    corpus = Path(__file__).resolve().parent / "corpus"
 
-    doc = inspect_notebook(CORPUS / f"{name}.ipynb").to_json()
+    doc = inspect_notebook(corpus / f"{name}.ipynb").to_json()
     expected = EXPECTED[name]
     assert doc["split"] == expected["split"]
     got = {s["name"]: (s["inputs"], s["outputs"], s["after"]) for s in doc["steps"]}
@@ -469,3 +469,30 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+
+def test_unpicklable_values_crossing_steps_are_found(make_notebook: MakeNb) -> None:
+    p = inspect_notebook(
+        make_notebook(
+            [
+                "import threading\nlog = open('log.txt', 'w')\nlock = threading.Lock()\nok = 1",
+                "log.write('x')\nwith lock:\n    pass",
+                "gen = (i * i for i in range(3))\n"
+                "with open('data.txt', 'w') as fh:\n    fh.write('1')",
+                "print(list(gen), ok)",
+                "import sqlite3\ndb = sqlite3.connect(':memory:')\n"
+                "rows = db.execute('select 1').fetchall()",
+                "print(rows)",
+            ]
+        ),
+        "cells",
+    )
+    found = {(u.name, u.what, u.source, u.reader, u.cell, u.line) for u in p.unshippable}
+    assert found == {
+        ("log", "an open file", "cell-0", "cell-1", 0, 2),
+        ("lock", "a lock", "cell-0", "cell-1", 0, 3),
+        ("gen", "a generator", "cell-2", "cell-3", 2, 1),
+    }
+    assert "'log' is an open file (cell 0, line 2), defined in step 'cell-0'" in str(
+        next(u for u in p.unshippable if u.name == "log")
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS
+CORPUS = Path(__file__).resolve().parent / "corpus"
 
 MakeNb = Callable[..., Path]
 
@@ -176,3 +176,19 @@ def test_version_and_help() -> None:
     assert jup2kub("--version").stdout.startswith("jup2kub, version ")
     proc = jup2kub("inspect", "--help")
     assert proc.returncode == 0 and "--split" in proc.stdout
+
+
+def test_run_and_build_refuse_unpicklable_values(make_notebook: MakeNb, tmp_path: Path) -> None:
+    nb = make_notebook(["#| step: a\nhandle = open('x.txt', 'w')", "#| step: b\nhandle.write('1')"])
+    for args in (
+        ["run", nb, "--workdir", tmp_path / "w"],
+        ["build", nb, "-o", tmp_path / "c", "--no-images"],
+    ):
+        proc = jup2kub(*args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert "'handle' is an open file (cell 0, line 2), defined in step 'a'" in proc.stderr
+        assert "used in step 'b'" in proc.stderr and "move the code" in proc.stderr
+    assert not (tmp_path / "w" / "runs").exists() and not (tmp_path / "c").exists()
+    assert not (tmp_path / "x.txt").exists()  # nothing ran
+    shown = jup2kub("inspect", nb)
+    assert shown.returncode == 0 and "run and build will refuse this" in shown.stderr

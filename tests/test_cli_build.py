@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CORPUS
+CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
 def jup2kub(

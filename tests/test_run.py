@@ -21,13 +21,13 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import CORPUS
 from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
 from kafka_broker import KafkaBroker  # tests/runtime/kafka_broker.py
 
+CORPUS = Path(__file__).resolve().parent / "corpus"
 MakeNb = Callable[..., Path]
 TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
 

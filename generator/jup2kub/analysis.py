@@ -367,6 +367,8 @@ class Event:
     name: str
     line: int
     certain: bool = True
+    #: for a def: what the value is when it cannot be stored (an open file, a lock, ...)
+    unshippable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -590,6 +592,38 @@ def _call_name(func: ast.expr) -> str | None:
     return None
 
 
+#: Objects that cannot be pickled, so cannot cross a step boundary: callee -> what it makes.
+UNSHIPPABLE_CALLS = {
+    "open": "an open file", "TemporaryFile": "an open file",
+    "NamedTemporaryFile": "an open file", "SpooledTemporaryFile": "an open file",
+    "urlopen": "an open URL connection", "socket": "a socket", "create_connection": "a socket",
+    "Lock": "a lock", "RLock": "a lock", "Semaphore": "a lock", "BoundedSemaphore": "a lock",
+    "Condition": "a lock", "Event": "a threading event", "Barrier": "a lock",
+    "Thread": "a thread", "Process": "a process", "Popen": "a running process",
+    "ThreadPoolExecutor": "an executor", "ProcessPoolExecutor": "an executor",
+    "Pool": "a process pool", "mmap": "a memory map",
+}
+_DATABASE_MODULES = frozenset({"sqlite3", "psycopg2", "psycopg", "pymysql", "duckdb"})
+
+
+def unshippable(value: ast.expr | None) -> str | None:
+    """What ``value`` evaluates to when that is an object pickle cannot store, else None."""
+    if isinstance(value, ast.GeneratorExp):
+        return "a generator"
+    if not isinstance(value, ast.Call):
+        return None
+    func = value.func
+    name = _call_name(func)
+    if (
+        name == "connect"
+        and isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in _DATABASE_MODULES
+    ):
+        return "a database connection"
+    return UNSHIPPABLE_CALLS.get(name or "")
+
+
 # --------------------------------------------------------------------------- module level
 
 
@@ -610,8 +644,9 @@ class _Emitter(ast.NodeVisitor):
     def read(self, name: str, node: ast.AST | None = None) -> None:
         self._event("read", name, node)
 
-    def define(self, name: str, node: ast.AST | None = None) -> None:
-        self._event("def", name, node)
+    def define(self, name: str, node: ast.AST | None = None, what: str | None = None) -> None:
+        line = self.offset + getattr(node, "lineno", 1) if node is not None else self.stmt.line
+        self.stmt.events.append(Event("def", name, line, self.certain, what))
 
     # statements
     def body(self, stmts: Sequence[ast.stmt], certain: bool) -> set[str]:
@@ -650,9 +685,9 @@ class _Emitter(ast.NodeVisitor):
             for name in sorted(common or ()):
                 self.define(name, node)
 
-    def target(self, node: ast.expr) -> None:
+    def target(self, node: ast.expr, what: str | None = None) -> None:
         if isinstance(node, ast.Name):
-            self.define(node.id, node)
+            self.define(node.id, node, what)
         elif isinstance(node, (ast.Tuple, ast.List)):
             for elt in node.elts:
                 self.target(elt)
@@ -668,8 +703,9 @@ class _Emitter(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
+        what = unshippable(node.value)
         for t in node.targets:
-            self.target(t)
+            self.target(t, what)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -720,7 +756,7 @@ class _Emitter(ast.NodeVisitor):
         for item in node.items:
             self.visit(item.context_expr)
             if item.optional_vars is not None:
-                self.target(item.optional_vars)
+                self.target(item.optional_vars, unshippable(item.context_expr))
         self.body(node.body, certain=True)
 
     visit_AsyncWith = visit_With  # type: ignore[assignment]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jup2kub import chart
 from jup2kub.analysis import analyze_cell
+from jup2kub.errors import InputError
 from jup2kub.notebook import load_notebook
 from jup2kub.pipeline import Pipeline, build_pipeline
 from jup2kub.split import code_cells, split_notebook
@@ -20,6 +21,21 @@ def inspect_notebook(path: str | Path, split: str = "auto") -> Pipeline:
     return build_pipeline(nb, parts, analyses)
 
 
+def require_storable(pipeline: Pipeline) -> None:
+    """Refuse a pipeline in which an unpicklable value (open file, lock, generator, ...)
+    would have to cross a step boundary: it would fail at run time, after other steps ran."""
+    if not pipeline.unshippable:
+        return
+    first = pipeline.unshippable[0]
+    more = "".join(f"\n  also: {u}" for u in pipeline.unshippable[1:])
+    raise InputError(
+        f"{first}{more}",
+        where=pipeline.notebook,
+        hint=f"move the code that uses {first.name!r} into step {first.source!r} (e.g. with a "
+        "step marker or tag), or create it again in the step that needs it",
+    )
+
+
 def build(
     path: str | Path,
     out: str | Path,
@@ -28,6 +44,7 @@ def build(
 ) -> tuple[Pipeline, Path]:
     """Write the notebook's Helm chart to ``out`` (atomically); images are built separately."""
     pipeline = inspect_notebook(path, split)
+    require_storable(pipeline)
     options = options or chart.ChartOptions()
     if options.notebook_sha256 is None:
         options = dataclasses.replace(options, notebook_sha256=pipeline.notebook_sha256)

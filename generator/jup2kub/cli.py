@@ -76,6 +76,8 @@ def inspect(notebook: Path, split: str, as_json: bool, graph: Path | None) -> No
         click.echo(format_pipeline(pipeline))
     for warning in pipeline.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for problem in pipeline.unshippable:
+        click.echo(f"warning: {problem} (run and build will refuse this)", err=True)
 
 
 def _names(items: list[str] | set[str]) -> str:
@@ -270,6 +272,7 @@ def run(
     if kafka and resume:
         raise UsageError("--resume works with the embedded mode only (drop --kafka)")
     pipeline = api.inspect_notebook(notebook, split)
+    api.require_storable(pipeline)
     params = parameters.collect(pairs, files, pipeline.parameters)
     workdir = workdir or Path(".jup2kub") / pipeline_name(pipeline)
     nb = load_notebook(notebook)

@@ -43,6 +43,24 @@ class Diagnostic:
         return f"step {self.step!r}, cell {self.cell}, line {self.line}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Unshippable:
+    """A value that crosses a step boundary but cannot be stored (pickle refuses it)."""
+
+    name: str
+    what: str  # "an open file", "a lock", ...
+    source: str  # the step defining it
+    reader: str  # the step reading it
+    cell: int
+    line: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name!r} is {self.what} (cell {self.cell}, line {self.line}), defined in step "
+            f"{self.source!r} and used in step {self.reader!r}; it cannot be stored between steps"
+        )
+
+
 @dataclass
 class Step:
     name: str
@@ -69,6 +87,7 @@ class Pipeline:
     python: dict[int, str]  # cell index -> the cell as plain Python
     notebook_sha256: str
     warnings: list[Diagnostic] = field(default_factory=list)
+    unshippable: list[Unshippable] = field(default_factory=list)
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -137,6 +156,7 @@ class _Definer:
     definition: Definition | None = None
     def_reads: tuple[str, ...] = ()
     summary: Summary | None = None
+    unshippable: tuple[str, int, int] | None = None  # (what, cell, line)
 
 
 def _literal(node: ast.expr | None) -> Any:
@@ -190,6 +210,7 @@ class _Builder:
         self.setups: list[tuple[Definition, tuple[str, ...]]] = []
         self.steps: dict[str, Step] = {}
         self.warnings: list[Diagnostic] = []
+        self.unshippable: list[Unshippable] = []
 
     # ---------------------------------------------------------------- resolution
     def build(self) -> Pipeline:
@@ -219,6 +240,7 @@ class _Builder:
             python={i: c.python for i, c in self.cells.items()},
             notebook_sha256=self.nb.sha256,
             warnings=self.warnings,
+            unshippable=self.unshippable,
         )
 
     def _parameters_cell(self, index: int) -> None:
@@ -257,6 +279,7 @@ class _Builder:
                 local.definition,
                 local.def_reads,
                 local.summary,
+                local.unshippable,
             )
         for st in r.new_setups:
             reads = tuple(dict.fromkeys(e.name for e in st.events if e.kind == "read"))
@@ -271,6 +294,11 @@ class _Builder:
         step.inputs[name] = definer.step
         source = self.steps[definer.step]
         source.outputs.add(name)
+        if definer.unshippable is not None:
+            what, cell, line = definer.unshippable
+            problem = Unshippable(name, what, definer.step, step.name, cell, line)
+            if problem not in self.unshippable:
+                self.unshippable.append(problem)
         prior = definer.prior
         if (
             not definer.certain
@@ -328,6 +356,7 @@ class _Local:
     definition: Definition | None = None
     def_reads: tuple[str, ...] = ()
     summary: Summary | None = None
+    unshippable: tuple[str, int, int] | None = None
 
 
 class _StepResolver:
@@ -364,7 +393,8 @@ class _StepResolver:
                     certain = e.certain or (
                         previous is not None and previous.certain and previous.kind == "value"
                     )
-                    self.local[e.name] = _Local("value", certain)
+                    what = (e.unshippable, st.cell, e.line) if e.unshippable else None
+                    self.local[e.name] = _Local("value", certain, unshippable=what)
             elif e.kind == "del":
                 if e.certain:
                     self.local[e.name] = _Local("deleted", True)
