@@ -47,6 +47,7 @@ from jup2kub.bundle import pipeline_name, step_specs, write_bundles
 from jup2kub.errors import InputError, UsageError
 from jup2kub.files import atomic_write_text
 from jup2kub.pipeline import Pipeline
+from jup2kub_runtime.spec import Cell, StepSpec
 
 #: What ``python -m jup2kub_runtime`` imports (pyproject's "runtime" dependencies).
 RUNTIME_DISTRIBUTIONS = ("kafka-python", "flask", "cloudpickle")
@@ -532,13 +533,15 @@ def trace(
         bundles = write_bundles(step_specs(pipeline, deps.pipeline), tmp / "bundles")
         state = tmp / "state"
         tmp_prefix = os.path.realpath(tmp_name) + os.sep
-        for step_name in pipeline.topological_order():
+        params = json.dumps(dict(parameters or {}))
+
+        def run(step_name: str, spec_dir: Path) -> list[tuple[str, int]]:
             trace_dir = tmp / "trace" / step_name
+            trace_dir.parent.mkdir(exist_ok=True)
             proc = subprocess.run(
                 [*command, "trace", "-d", str(trace_dir), "--dont-identify-packages",
-                 sys.executable, "-m", "jup2kub_runtime.execute", "--spec",
-                 str(bundles[step_name]), "--state", str(state), "--run-id", "trace",
-                 "--params", json.dumps(dict(parameters or {}))],
+                 sys.executable, "-m", "jup2kub_runtime.execute", "--spec", str(spec_dir),
+                 "--state", str(state), "--run-id", "trace", "--params", params],
                 cwd=cwd, env=_scrubbed_env(home), capture_output=True, text=True,
                 timeout=timeout, check=False,
             )
@@ -551,8 +554,20 @@ def trace(
                     hint="the notebook must run here for --trace (try `jup2kub run` first)"
                     + (f"; last lines:\n{tail}" if tail else ""),
                 )
-            files = _opened_files(db)
-            shutil.rmtree(trace_dir, ignore_errors=True)  # holds environments: never kept
+            try:
+                return _opened_files(db)
+            finally:
+                shutil.rmtree(trace_dir, ignore_errors=True)  # holds environments: never kept
+
+        # What the runtime itself loads for any step is not the notebook's need.
+        empty = StepSpec(pipeline=deps.pipeline, step="jup2kub-baseline", cells=[Cell(0, "")])
+        (tmp / "baseline").mkdir()
+        empty.dump(tmp / "baseline")
+        baseline = {owners[r] for r in (os.path.realpath(p) for p, m in
+                                        run("jup2kub-baseline", tmp / "baseline") if m & 0x01)
+                    if r in owners and not _metadata_file(r)}
+        for step_name in pipeline.topological_order():
+            files = run(step_name, bundles[step_name])
             loaded: set[str] = set()
             data: list[str] = []
             system_reads = 0
@@ -582,7 +597,7 @@ def trace(
                 read_by.setdefault(real, []).append(step_name)
             sd = deps.steps[step_name]
             static = set(sd.closure)
-            new = sorted(d for d in loaded if d not in static and d not in OWN_DIST_NAMES)
+            new = sorted(d for d in loaded - baseline - OWN_DIST_NAMES if d not in static)
             for d in new:
                 dist = _installed(d)
                 if dist is None:
@@ -591,7 +606,7 @@ def trace(
                 sd.direct.setdefault(d, set()).add("loaded at run time (trace)")
                 sd.traced.add(d)
             summary_steps[step_name] = {
-                "distributions_loaded": sorted(loaded - OWN_DIST_NAMES),
+                "distributions_loaded": sorted(loaded - baseline - OWN_DIST_NAMES),
                 "found_only_by_trace": new,
                 "data_files_read": sorted(set(data)),
                 "system_and_python_files_read": system_reads,
@@ -727,6 +742,10 @@ def resolve_wheels(
 
 def _build_pure_wheel(name: str, version: str, cache: Path, target: Target,
                       used_by: Mapping[str, Sequence[str]] | None) -> None:
+    dist = _installed(name)
+    wheel_info = (dist.read_text("WHEEL") or "") if dist is not None else ""
+    if "Root-Is-Purelib: true" not in wheel_info:  # compiled: a host build would not fit
+        raise _no_wheel(name, version, target, used_by)
     with tempfile.TemporaryDirectory(prefix="jup2kub-wheel-") as tmp:
         proc = _pip(["wheel", "--no-deps", "--wheel-dir", tmp, f"{name}=={version}"])
         built = list(Path(tmp).glob("*.whl"))
