@@ -11,6 +11,8 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
+# Marks the throw-away install stage, which the build removes afterwards.
+LABEL io.jup2kub.stage=build
 COPY wheels/ /tmp/wheels/
 COPY runtime.lock /tmp/runtime.lock
 COPY jup2kub_runtime/ /tmp/jup2kub_runtime/

@@ -4,6 +4,8 @@
 ARG RUNTIME_IMAGE
 
 FROM ${RUNTIME_IMAGE} AS build
+# Marks the throw-away install stage, which the build removes afterwards.
+LABEL io.jup2kub.stage=build
 USER 0
 COPY wheels/ /tmp/wheels/
 COPY step-install.lock /tmp/step-install.lock

@@ -9,6 +9,7 @@ whose tag already exists is not rebuilt. ``push`` returns the registry digests t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -321,6 +322,9 @@ def _build(client: docker.DockerClient, ctx: Path, ref: str, what: str,
     image = _exists(client, ref)
     if image is None:
         raise ImageBuildError(f"the engine reported no image {ref} for {what}", where=what)
+    # The classic builder keeps the install stage as an untagged image: ours, so drop it.
+    with contextlib.suppress(docker.errors.APIError):
+        client.images.prune(filters={"dangling": True, "label": "io.jup2kub.stage=build"})
     return image
 
 

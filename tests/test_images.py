@@ -1,0 +1,446 @@
+"""Step images on a real Docker engine (tests/setup.d/40-docker.sh starts one when needed):
+build, content-hash reuse, containers on a real Kafka broker (read-only root, non-root user,
+host directory as the state volume) against ``jup2kub run``, push to a local registry, and the
+traced build with no host environment value in OUT or in the images."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import nbformat
+import pytest
+from kafka import KafkaProducer
+
+from jup2kub import deps, images
+from jup2kub.api import inspect_notebook
+from jup2kub.bundle import pipeline_name
+from jup2kub.chart import ChartOptions, render_chart
+from jup2kub.notebook import load_notebook
+from jup2kub.pipeline import Pipeline
+from jup2kub.runner import run_pipeline
+from jup2kub_runtime.messages import run_message
+from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.topics import edge_topic, runs_topic
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "tests" / "corpus"
+SETUP = REPO / "tests" / "setup.d" / "40-docker.sh"
+sys.path.insert(0, str(REPO / "tests" / "runtime"))
+
+from kafka_broker import KafkaBroker, free_port  # noqa: E402
+
+CANARY = "j2k-canary-4b1e8d2a90-never-in-images"
+STATE_MOUNT = images.DEFAULT_WORKDIR
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def base_image() -> str:
+    """The test base image (and a running engine): from the setup script when the environment
+    does not already name one that exists."""
+    name = os.environ.get("J2K_BASE_IMAGE")
+    try:
+        if name:
+            docker.from_env().images.get(name)
+            return name
+    except docker.errors.DockerException:
+        pass
+    out = subprocess.run(
+        ["bash", "-c", f'set -euo pipefail; source "{SETUP}"; echo "$J2K_BASE_IMAGE"'],
+        check=True, capture_output=True, text=True, timeout=1800,
+    )
+    name = out.stdout.strip().splitlines()[-1]
+    os.environ["J2K_BASE_IMAGE"] = name
+    return name
+
+
+@pytest.fixture(scope="module")
+def client(base_image: str) -> docker.DockerClient:
+    return images.engine()
+
+
+@pytest.fixture(scope="module")
+def target(client: docker.DockerClient, base_image: str) -> deps.Target:
+    return images.probe_target(client, base_image)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    b = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def build(pipeline: Pipeline, client: docker.DockerClient, target: deps.Target, base: str,
+          *, log: list[str] | None = None, **options: Any) -> tuple[images.BuildResult,
+                                                                     deps.Dependencies,
+                                                                     deps.Locks]:
+    d = deps.capture(pipeline, target)
+    locks = deps.lock(d)
+    result = images.build_images(
+        pipeline, d, locks, images.ImageOptions(base_image=base, **options), client=client,
+        log=(log.append if log is not None else None),
+    )
+    return result, d, locks
+
+
+def copy_notebook(src: Path, dst: Path, edit: dict[int, str] | None = None) -> Path:
+    nb = nbformat.read(src, as_version=4)
+    for index, source in (edit or {}).items():
+        nb.cells[index].source = source
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------- containers
+
+
+class StepContainers:
+    """One container per step, as the chart runs them: read-only root, uid 10001, /tmp as
+    tmpfs, the host directory ``state`` as the state volume, the broker on the host loopback."""
+
+    def __init__(self, client: docker.DockerClient, result: images.BuildResult,
+                 pipeline: Pipeline, bootstrap: str, state: Path) -> None:
+        self.client = client
+        self.name = pipeline_name(pipeline)
+        self.state = state
+        self.containers: dict[str, Any] = {}
+        self.ports: dict[str, int] = {}
+        state.mkdir(parents=True, exist_ok=True)
+        os.chown(state, images.USER_ID, images.USER_ID)
+        for step in pipeline.steps:
+            inputs = ([edge_topic(self.name, u, step.name) for u in step.after]
+                      or [runs_topic(self.name)])
+            outputs = [edge_topic(self.name, step.name, d) for d in pipeline.downstream(step.name)]
+            port = free_port()
+            env = {
+                "J2K_BOOTSTRAP_SERVERS": bootstrap,
+                "J2K_PIPELINE": self.name,
+                "J2K_STEP": step.name,
+                "J2K_INPUT_TOPICS": ",".join(inputs),
+                "J2K_OUTPUT_TOPICS": ",".join(outputs),
+                "J2K_STATE_PATH": STATE_MOUNT,
+                "J2K_PORT": str(port),
+                "J2K_HEALTH_HOST": "127.0.0.1",
+                "J2K_SESSION_TIMEOUT_MS": "3000",
+                "J2K_TOPIC_PARTITIONS": "2",
+            }
+            self.containers[step.name] = client.containers.run(
+                result.images[step.name].reference, detach=True, network_mode="host",
+                read_only=True, user=f"{images.USER_ID}:{images.USER_ID}",
+                tmpfs={"/tmp": "rw,size=512m"}, environment=env,
+                volumes={str(state): {"bind": STATE_MOUNT, "mode": "rw"}},
+                name=f"j2k-test-{self.name}-{step.name}-{uuid.uuid4().hex[:6]}",
+            )
+            self.ports[step.name] = port
+
+    def get(self, step: str, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[step]}{path}",
+                                        timeout=3) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {s}\n{c.logs(tail=40).decode(errors='replace')}"
+                         for s, c in self.containers.items())
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        for step, container in self.containers.items():
+            while True:
+                try:
+                    if self.get(step, "/readiness") == 200:
+                        break
+                except OSError:
+                    pass
+                container.reload()
+                assert container.status != "exited", self.logs()
+                assert time.monotonic() < deadline, f"{step} not ready\n{self.logs()}"
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        for container in self.containers.values():
+            try:
+                container.remove(force=True)
+            except docker.errors.DockerException:
+                pass
+
+
+def submit(bootstrap: str, pipeline: str, run_id: str) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        producer.send(runs_topic(pipeline), json.dumps(run_message(run_id, {})).encode(),
+                      key=run_id.encode()).get(60)
+    finally:
+        producer.close(timeout=5)
+
+
+def same(a: Any, b: Any) -> bool:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(a, (pd.DataFrame, pd.Series)):
+        return type(a) is type(b) and bool(a.equals(b))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and bool(np.array_equal(a, b))
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if type(a).__module__.startswith(("matplotlib", "sklearn")):
+        return type(a) is type(b)  # figures/models: same kind; their numbers are checked apart
+    return bool(a == b)
+
+
+def stdout_of(store: StateStore, run_id: str, step: str) -> str:
+    cells = store.outputs(run_id, step) or []
+    if isinstance(cells, dict):
+        cells = cells.get("cells", [])
+    text = []
+    for cell in cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                text.append("".join(o.get("text", "")))
+            elif o.get("output_type") == "execute_result":
+                text.append(str(o.get("data", {}).get("text/plain", "")))
+    return "".join(text)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_images_are_non_root_read_only_friendly_and_reused(
+    client: docker.DockerClient, target: deps.Target, base_image: str, tmp_path: Path
+) -> None:
+    nb = copy_notebook(CORPUS / "plain_cells.ipynb", tmp_path / "v1" / "plain_cells.ipynb")
+    pipeline = inspect_notebook(nb)
+    result, _, _ = build(pipeline, client, target, base_image)
+    assert set(result.images) == {s.name for s in pipeline.steps}
+    for step, img in result.images.items():
+        assert img.repository == f"plain-cells-{step}"
+        config = client.images.get(img.reference).attrs["Config"]
+        assert config["User"] == "10001:10001"
+        assert config["Entrypoint"] == ["/opt/jup2kub/venv/bin/python", "-m", "jup2kub_runtime"]
+        assert "8080/tcp" in config["ExposedPorts"]
+        assert config["WorkingDir"] == STATE_MOUNT
+        assert "J2K_CODE_PATH=/app/step" in config["Env"]
+    # the step code and lock are in the image; the wheels are not (install stage only)
+    out = client.containers.run(
+        result.images["cell-0"].reference,
+        ["-c", "import json, os, jup2kub_runtime; print(json.load(open('/app/step/step.json'))"
+         "['step']); print(os.path.exists('/tmp/wheels')); print(open('/app/requirements.lock')"
+         ".read().count('--hash=sha256:'))"],
+        entrypoint=["/opt/jup2kub/venv/bin/python"], remove=True, network_mode="none",
+        read_only=True, user="10001:10001",
+    ).decode().split()
+    assert out[0] == "cell-0" and out[1] == "False" and int(out[2]) >= 3
+
+    # same notebook: nothing rebuilt, same tags
+    log: list[str] = []
+    again, _, _ = build(pipeline, client, target, base_image, log=log)
+    assert not any(i.built for i in again.images.values())
+    assert again.tags == result.tags
+    assert sum("unchanged, not rebuilt" in line for line in log) == len(result.images)
+
+    # one cell changed: only its step is rebuilt
+    nb2 = copy_notebook(nb, tmp_path / "v2" / "plain_cells.ipynb",
+                        {2: "squares = [v * v * 1 for v in values]"})
+    changed, _, _ = build(inspect_notebook(nb2), client, target, base_image)
+    rebuilt = sorted(s for s, i in changed.images.items() if i.built)
+    assert rebuilt == ["cell-2"]
+    assert changed.tags["cell-2"] != result.tags["cell-2"]
+    assert {s: t for s, t in changed.tags.items() if s != "cell-2"} == {
+        s: t for s, t in result.tags.items() if s != "cell-2"}
+
+
+def test_step_containers_on_kafka_match_jup2kub_run(
+    client: docker.DockerClient, target: deps.Target, base_image: str, broker: KafkaBroker,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nb_path = CORPUS / "sales_markers.ipynb"
+    pipeline = inspect_notebook(nb_path)
+    result, _, _ = build(pipeline, client, target, base_image)
+    # the reference: jup2kub run (embedded), in its own working directory
+    local_cwd = tmp_path / "local"
+    local_cwd.mkdir()
+    monkeypatch.chdir(local_cwd)
+    local = run_pipeline(load_notebook(nb_path), pipeline, local_cwd / "work", {}, jobs=2)
+    assert local.ok, local.steps
+    monkeypatch.chdir(tmp_path)
+
+    state = tmp_path / "state"
+    containers = StepContainers(client, result, pipeline, broker.bootstrap, state)
+    try:
+        containers.wait_ready()
+        for step in containers.containers:
+            assert containers.get(step, "/healthz") == 200
+            assert containers.get(step, "/readiness") == 200
+        run_id = f"run-{uuid.uuid4().hex[:8]}"
+        submit(broker.bootstrap, containers.name, run_id)
+        store = StateStore(state)
+        deadline = time.monotonic() + 300
+        while not all(store.is_complete(run_id, s.name) for s in pipeline.steps):
+            assert time.monotonic() < deadline, containers.logs()
+            time.sleep(0.5)
+    finally:
+        containers.stop()
+    ref = StateStore(local_cwd / "work")
+    for step in pipeline.steps:
+        for name in sorted(step.outputs):
+            a = ref.load_value(local.run_id, step.name, name)
+            b = store.load_value(run_id, step.name, name)
+            assert same(a, b), (step.name, name, a, b)
+        assert stdout_of(store, run_id, step.name) == stdout_of(ref, local.run_id, step.name)
+    assert store.load_value(run_id, "report", "summary") == ref.load_value(
+        local.run_id, "report", "summary")
+    # the file one step wrote and another read went through the shared volume
+    assert (state / "clean_sales.csv").read_bytes() == (local_cwd / "clean_sales.csv").read_bytes()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """Debian's docker-registry on a free loopback port; stopped by its pid."""
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry-data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        "log:\n  level: warn\n"
+    )
+    exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    log = (tmp_path / "registry.log").open("wb")
+    proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                    break
+            except (OSError, urllib.error.HTTPError):
+                assert proc.poll() is None, (tmp_path / "registry.log").read_text()
+                assert time.monotonic() < deadline, "registry did not start"
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def test_push_records_digests_for_the_chart(
+    client: docker.DockerClient, target: deps.Target, base_image: str, registry: str,
+    tmp_path: Path
+) -> None:
+    nb = CORPUS / "plain_cells.ipynb"
+    pipeline = inspect_notebook(nb)
+    result, _, _ = build(pipeline, client, target, base_image, registry=registry, push=True)
+    assert set(result.digests) == {s.name for s in pipeline.steps}
+    for step, img in result.images.items():
+        assert img.repository == f"{registry}/plain-cells-{step}"
+        req = urllib.request.Request(
+            f"http://{registry}/v2/plain-cells-{step}/manifests/{img.tag}", method="HEAD",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.headers["Docker-Content-Digest"] == img.digest
+    files = render_chart(pipeline.to_json(), nb, ChartOptions(
+        image_registry=registry, image_tags=result.tags, image_digests=result.digests,
+        notebook_sha256=pipeline.notebook_sha256))
+    import yaml
+
+    values = yaml.safe_load(files["values.yaml"])
+    for step, img in result.images.items():
+        assert values["steps"][step]["image"]["digest"] == img.digest
+        assert values["steps"][step]["image"]["tag"] == img.tag
+
+
+def _export_contains(client: docker.DockerClient, image: str, needles: list[bytes]) -> set[bytes]:
+    """Which of ``needles`` occur anywhere in the image's filesystem (``docker export``)."""
+    container = client.containers.create(image)
+    found: set[bytes] = set()
+    keep = max(len(n) for n in needles)
+    try:
+        tail = b""
+        for chunk in container.export():
+            data = tail + chunk
+            found.update(n for n in needles if n in data)
+            tail = data[-keep:]
+    finally:
+        container.remove(force=True)
+    return found
+
+
+def test_traced_build_copies_data_and_leaks_no_environment(
+    client: docker.DockerClient, target: deps.Target, base_image: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "inputs" / "table.csv"
+    data.parent.mkdir()
+    data.write_text("a,b\n1,2\n3,4\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    nb = copy_notebook(CORPUS / "plain_cells.ipynb", work / "traced.ipynb")
+    node = nbformat.read(nb, as_version=4)
+    node.cells = [
+        nbformat.v4.new_code_cell(
+            "import importlib\nmodname = 'ya' + 'ml'\nmod = importlib.import_module(modname)\n"
+            "doc = mod.safe_load('a: 1')"),
+        nbformat.v4.new_code_cell(f"with open({str(data)!r}) as f:\n    rows = f.read()\n"
+                                  "n = len(rows) + doc['a']"),
+    ]
+    nbformat.write(node, nb)
+    monkeypatch.setenv("J2K_SECRET_CANARY", CANARY)
+    pipeline = inspect_notebook(nb)
+    d = deps.capture(pipeline, target)
+    deps.trace(d, pipeline, cwd=work)
+    locks = deps.lock(d)
+    result = images.build_images(pipeline, d, locks,
+                                 images.ImageOptions(base_image=base_image), client=client)
+    out = tmp_path / "OUT"
+    images.write_files(images.build_files(d, locks, result), out)
+    assert "pyyaml==" in (out / "images" / "cell-0" / "requirements.lock").read_text()
+    summary = json.loads((out / "images" / "trace-summary.json").read_text())
+    assert summary["steps"]["cell-0"]["found_only_by_trace"] == ["pyyaml"]
+    assert summary["data_files"][0]["path"] == str(data)
+    # the dynamically imported package is installed in that step's image
+    probe = client.containers.run(
+        result.images["cell-0"].reference, ["-c", "import yaml; print(yaml.__version__)"],
+        entrypoint=["/opt/jup2kub/venv/bin/python"], remove=True, network_mode="none",
+        read_only=True, user="10001:10001").decode().strip()
+    assert probe == deps._installed("pyyaml").version  # type: ignore[union-attr]
+    # the data file is copied into the image of the step that reads it
+    cat = client.containers.run(result.images["cell-1"].reference, [str(data)],
+                                entrypoint=["cat"], remove=True, network_mode="none")
+    assert cat.decode() == data.read_text()
+    # no value of the build host's environment, in OUT or in any image
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert CANARY.encode() not in p.read_bytes(), p
+    for img in result.images.values():
+        assert not _export_contains(client, img.reference, [CANARY.encode()]), img.reference
