@@ -5,6 +5,7 @@ traced build with no host environment value in OUT or in the images."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -181,10 +182,8 @@ class StepContainers:
 
     def stop(self) -> None:
         for container in self.containers.values():
-            try:
+            with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
-            except docker.errors.DockerException:
-                pass
 
 
 def submit(bootstrap: str, pipeline: str, run_id: str) -> None:
