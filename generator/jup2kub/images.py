@@ -143,7 +143,8 @@ def _base(client: docker.DockerClient, name: str, platform: str | None,
             raise UsageError(
                 f"the base image {name!r} is not on this engine and cannot be pulled "
                 f"({exc.explanation or exc})",
-                hint="pull or build it first, or pass --base-image with one that is",
+                hint="pull or build it first, pass --base-image with one that is, or pass "
+                "--no-images to write the chart only",
             ) from exc
     repo = name.split("@")[0]
     if ":" in repo.rsplit("/", 1)[-1]:
@@ -157,6 +158,7 @@ def _base(client: docker.DockerClient, name: str, platform: str | None,
 def probe_target(client: docker.DockerClient, base_image: str,
                  platform: str | None = None) -> Target:
     """The base image's Python version and glibc, read by running it (no network)."""
+    _base(client, base_image, platform, lambda _msg: None)
     try:
         out = client.containers.run(base_image, ["python3", "-c", _PROBE], remove=True,
                                     network_mode="none", platform=platform, entrypoint=[])
