@@ -253,3 +253,40 @@ def test_unwritable_workdir(tmp_path: Path, make_notebook: MakeNb) -> None:
     proc = jup2kub("run", nb, "--workdir", blocker / "sub", cwd=tmp_path)
     assert proc.returncode == 2
     assert "not writable" in proc.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs: a real full disk (needs root, as on the CI machines)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_out_of_disk_is_a_clear_failure(
+    small_disk: Path, tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = make_notebook([
+        "#| step: a\nimport os\nblob = os.urandom(8_000_000)",
+        "#| step: b\nprint(len(blob))",
+    ])
+    work = small_disk / "w"
+    proc = jup2kub("run", nb, "--workdir", work, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "step 'a' failed outside its cells" in proc.stderr
+    assert "No space left on device" in proc.stderr
+    assert "not run (upstream failed): b" in proc.stderr
+    (run_dir,) = (work / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["steps"]["b"]["status"] == "blocked"
+    assert not (run_dir / "a" / "COMPLETE").exists()
+    leftovers = [p.name for p in run_dir.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []  # no partial value left behind to fill the disk

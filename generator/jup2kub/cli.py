@@ -341,9 +341,9 @@ def run(
         for st in result.failed:
             err = st.error or {}
             cell = err.get("cell")
-            where = f"cell {cell}" if isinstance(cell, int) else "outside the cells"
+            where = f"in cell {cell}" if isinstance(cell, int) else "outside its cells"
             exception = f"{err.get('ename')}: {err.get('evalue')}"
-            click.echo(f"error: step {st.name!r} failed in {where}: {exception}", err=True)
+            click.echo(f"error: step {st.name!r} failed {where}: {exception}", err=True)
             for line in err.get("traceback") or []:
                 click.echo(f"  {line}", err=True)
         blocked = [s.name for s in result.steps.values() if s.state == runner.BLOCKED]

@@ -7,6 +7,7 @@ storage; independent steps run in parallel up to ``jobs``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -78,17 +80,19 @@ def new_run_id() -> str:
 
 
 def _writable(workdir: Path) -> None:
+    probe = workdir / f".probe-{os.getpid()}"
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / f".probe-{os.getpid()}"
         probe.write_bytes(b"ok")
-        probe.unlink()
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
         raise InputError(
             f"the work directory is not writable ({exc.strerror})",
             where=str(workdir),
             hint="pass --workdir with a writable directory that has free space",
         ) from exc
+    probe.unlink()
 
 
 class _Process:
@@ -168,7 +172,8 @@ def run_pipeline(
                     st.state = BLOCKED
                     notify()
                 elif all(u == DONE for u in ups) and len(running) < limit:
-                    log = (logs / f"{name}.log").open("wb")
+                    # stderr goes outside WORKDIR first: it must survive a full work disk
+                    log = tempfile.TemporaryFile()
                     proc = subprocess.Popen(
                         [
                             python,
@@ -199,7 +204,11 @@ def run_pipeline(
                 if code is None:
                     continue
                 p.proc.communicate()
+                p.log.seek(0)
+                stderr = p.log.read().decode(errors="replace")
                 p.log.close()
+                with contextlib.suppress(OSError):
+                    (logs / f"{name}.log").write_text(stderr)
                 del running[name]
                 st = steps[name]
                 st.finished = time.monotonic()
@@ -207,7 +216,7 @@ def run_pipeline(
                     st.state = DONE
                 else:
                     st.state = FAILED
-                    st.error = _failure(store, run_id, name, code, logs / f"{name}.log")
+                    st.error = _failure(store, run_id, name, code, stderr)
                 notify()
     finally:
         for p in running.values():
@@ -229,6 +238,35 @@ def _finish(
 ) -> RunResult:
     """Write the results notebook and the summary (atomically) and return the result."""
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
+    try:
+        return _write_results(nb, pipeline, store, workdir, run_id, steps, parameters, mode,
+                              status)
+    except OSError as exc:
+        failed = "; ".join(
+            f"step {st.name!r}: {(st.error or {}).get('evalue', 'failed')}"
+            for st in steps.values()
+            if st.state == FAILED
+        )
+        raise RunStorageError(
+            f"cannot write the results of run {run_id!r} ({exc.strerror or exc})"
+            + (f"; {failed}" if failed else ""),
+            where=str(workdir),
+            hint=f"free space (or pick another --workdir), then `--resume {run_id}`: the steps "
+            "that completed are kept, and no result was written as if complete",
+        ) from exc
+
+
+def _write_results(
+    nb: Notebook,
+    pipeline: Pipeline,
+    store: StateStore,
+    workdir: Path,
+    run_id: str,
+    steps: dict[str, StepRun],
+    parameters: Mapping[str, Any],
+    mode: str,
+    status: str,
+) -> RunResult:
     result_nb = results_notebook(nb.node, pipeline, store, run_id, parameters, status)
     run_dir = store.run_dir(run_id)
     notebook_path = run_dir / "result.ipynb"
@@ -257,11 +295,11 @@ def _finish(
     return RunResult(run_id, workdir, steps, notebook_path, summary_path, dict(parameters))
 
 
-def _failure(store: StateStore, run_id: str, step: str, code: int, log: Path) -> dict[str, Any]:
+def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) -> dict[str, Any]:
     error = store.error(run_id, step)
     if isinstance(error, dict) and error:
         return error
-    text = log.read_text(errors="replace").strip() if log.exists() else ""
+    text = stderr.strip()
     for line in reversed(text.splitlines()):
         try:
             doc = json.loads(line)
@@ -277,8 +315,8 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, log: Path) ->
     }
 
 
-class RunFailed(Jup2KubError):
-    """At least one step failed; its error names the step, the cell and the exception."""
+class RunStorageError(Jup2KubError):
+    """The work directory ran out of space or became unwritable during a run."""
 
 
 def _free_port() -> int:

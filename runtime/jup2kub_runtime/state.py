@@ -74,9 +74,9 @@ class StateStore:
     # ---- low-level atomic writes -------------------------------------------------------------
     def write_bytes(self, path: Path, data: bytes) -> None:
         """Write ``data`` to ``path`` atomically (temp file in the same dir, then rename)."""
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 if self.fsync:
@@ -86,6 +86,8 @@ class StateStore:
             if self.fsync:
                 self._fsync_dir(path.parent)
         except OSError as exc:
+            with contextlib.suppress(OSError):  # a full disk must not keep the partial file
+                tmp.unlink(missing_ok=True)
             raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
     def write_json(self, path: Path, data: Any) -> None:
