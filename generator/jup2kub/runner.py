@@ -173,7 +173,7 @@ def run_pipeline(
                     notify()
                 elif all(u == DONE for u in ups) and len(running) < limit:
                     # stderr goes outside WORKDIR first: it must survive a full work disk
-                    log = tempfile.TemporaryFile()
+                    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the step ends)
                     proc = subprocess.Popen(
                         [
                             python,
