@@ -38,9 +38,11 @@ def test_build_writes_a_chart(tmp_path: Path) -> None:
     assert values["stepDefaults"]["replicas"] == 2
 
 
-def test_build_refuses_without_an_image_engine_flag(tmp_path: Path) -> None:
-    proc = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", tmp_path / "c")
+def test_build_without_an_engine_says_how_to_proceed(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    proc = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", tmp_path / "c", env=env)
     assert proc.returncode == 2
+    assert "no Docker engine answers" in proc.stderr
     assert "--no-images" in proc.stderr
     assert not (tmp_path / "c").exists()
 
