@@ -38,6 +38,12 @@ def test_static_capture_maps_imports_to_installed_versions(target: deps.Target) 
     assert {"numpy", "pandas"} <= set(load.direct)
     assert "scikit-learn" in model.direct  # import sklearn -> the scikit-learn distribution
     assert "matplotlib" in report.direct
+    # clean never imports pandas but loads the DataFrame `raw`: it needs pandas to unpickle it
+    clean = d.steps["clean"]
+    assert "pandas" not in clean.direct and "pandas" in clean.closure
+    assert "loads raw from step load" in clean.inherited["pandas"]
+    # model's inputs come from clean, which inherited them from load
+    assert "numpy" in d.steps["summarize"].closure
     # %matplotlib inline becomes get_ipython(): IPython is needed where it is replayed
     assert "ipython" in load.direct
     for sd in d.steps.values():

@@ -164,6 +164,7 @@ class StepDeps:
     direct: dict[str, set[str]] = field(default_factory=dict)  # dist -> reasons
     closure: dict[str, str] = field(default_factory=dict)  # dist -> version (incl. runtime)
     traced: set[str] = field(default_factory=set)  # found only by the trace
+    inherited: dict[str, set[str]] = field(default_factory=dict)  # dist -> values needing it
     data_files: list[DataFile] = field(default_factory=list)
 
 
@@ -177,6 +178,7 @@ class Dependencies:
     steps: dict[str, StepDeps]
     warnings: list[str] = field(default_factory=list)
     trace_summary: dict[str, Any] | None = None
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> var -> source
 
     @property
     def data_files(self) -> list[DataFile]:
@@ -348,7 +350,8 @@ def capture(
     name = name or pipeline_name(pipeline)
     providers = _module_distributions()
     runtime = closure(RUNTIME_DISTRIBUTIONS, target)
-    deps = Dependencies(name, target, runtime, {})
+    deps = Dependencies(name, target, runtime, {},
+                        inputs={s.name: dict(s.inputs) for s in pipeline.steps})
     for step in pipeline.steps:
         sd = StepDeps(step.name)
         uses_ipython = False
@@ -428,8 +431,18 @@ def _check_local(deps: Dependencies, step: str, name: str, dist: md.Distribution
 
 
 def _close(deps: Dependencies) -> None:
-    for sd in deps.steps.values():
-        sd.closure = closure([*sd.direct, *RUNTIME_DISTRIBUTIONS], deps.target, step=sd.step)
+    """Each step's closure: its own needs, plus those of the steps whose values it loads
+    (unpickling a DataFrame needs pandas even where the code never imports it)."""
+    carried: dict[str, set[str]] = {}
+    for sd in deps.steps.values():  # notebook order: inputs come from earlier steps
+        sd.inherited = {}
+        for var, src in sorted(deps.inputs.get(sd.step, {}).items()):
+            for dist in sorted((set(deps.steps[src].direct) | carried[src])
+                               - {IPYTHON_DISTRIBUTION}):
+                sd.inherited.setdefault(dist, set()).add(f"loads {var} from step {src}")
+        carried[sd.step] = set(sd.inherited)
+        sd.closure = closure([*sd.direct, *sd.inherited, *RUNTIME_DISTRIBUTIONS], deps.target,
+                             step=sd.step)
 
 
 # --------------------------------------------------------------------------- traced capture
@@ -830,7 +843,8 @@ def lock(deps: Dependencies, cache: Path | None = None) -> Locks:
     )
     steps = {}
     for sd in deps.steps.values():
-        reasons = {n: sorted(r) for n, r in sd.direct.items()}
+        reasons = {n: sorted(sd.direct.get(n, set()) | sd.inherited.get(n, set()))
+                   for n in {*sd.direct, *sd.inherited}}
         for n in RUNTIME_DISTRIBUTIONS:
             reasons.setdefault(n, []).append("runtime")
         steps[sd.step] = lock_text(
