@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -45,6 +46,8 @@ _PROBE = (
 )
 
 Log = Callable[[str], None]
+_STEP_RESULT = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
+_FROM_STEP = re.compile(r"^Step \d+/\d+ : FROM ")
 
 
 class ImageBuildError(Jup2KubError):
@@ -304,6 +307,8 @@ def _build(client: docker.DockerClient, ctx: Path, ref: str, what: str,
            buildargs: Mapping[str, str], platform: str | None, labels: Mapping[str, str],
            log: Log) -> Any:
     lines: list[str] = []
+    stages: list[str] = []  # ids of finished install stages: untagged, ours to remove
+    last_id = None
     try:
         stream = client.api.build(
             path=str(ctx), tag=ref, buildargs=dict(buildargs), platform=platform,
@@ -312,7 +317,13 @@ def _build(client: docker.DockerClient, ctx: Path, ref: str, what: str,
         )
         for chunk in stream:
             if "stream" in chunk:
-                lines.extend(str(chunk["stream"]).splitlines())
+                for line in str(chunk["stream"]).splitlines():
+                    lines.append(line)
+                    m = _STEP_RESULT.match(line)
+                    if m:
+                        last_id = m.group(1)
+                    elif _FROM_STEP.match(line) and last_id:
+                        stages.append(last_id)
             if "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
                 tail = "\n".join(lines[-25:])
@@ -324,9 +335,11 @@ def _build(client: docker.DockerClient, ctx: Path, ref: str, what: str,
     image = _exists(client, ref)
     if image is None:
         raise ImageBuildError(f"the engine reported no image {ref} for {what}", where=what)
-    # The classic builder keeps the install stage as an untagged image: ours, so drop it.
-    with contextlib.suppress(docker.errors.APIError):
-        client.images.prune(filters={"dangling": True, "label": "io.jup2kub.stage=build"})
+    # The classic builder keeps each install stage as an untagged image: drop ours (only
+    # those of this build: a concurrent build may still need its own).
+    for stage in stages:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(stage)
     return image
 
 
