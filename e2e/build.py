@@ -175,9 +175,21 @@ def build_pause(cache: Path) -> None:
     _write_stamp(cache, "pause", want)
 
 
+def build_netcheck(cache: Path) -> None:
+    want = "netcheck 1"
+    if _stamp_ok(cache, "netcheck", want, ["netcheck"]):
+        return
+    work = cache / "src" / "netcheck"
+    _module(work, "module j2k.local/netcheck\n\ngo 1.24.0\n",
+            {"main.go": (GO_SOURCES / "netcheck" / "main.go").read_text()})
+    _go(["build", "-ldflags", "-s -w", "-o", str(cache / "bin" / "netcheck"), "."], work)
+    _write_stamp(cache, "netcheck", want)
+
+
 def build_all(cache: Path) -> None:
     (cache / "bin").mkdir(parents=True, exist_ok=True)
     build_pause(cache)
+    build_netcheck(cache)
     build_kubernetes(cache)
     build_etcd(cache)
     build_coredns(cache)

@@ -6,7 +6,7 @@
 Everything is built once into ``$JUP2KUB_CACHE/k8s-<version>/`` (bin/, images/); the running
 cluster's state (certificates, etcd data, containerd root, kubelet root, logs, pids) lives in
 ``.../state/`` and ``down`` removes it. Control-plane components listen on 127.0.0.1 or on the
-node address, a /32 on a dummy interface this harness creates; pods sit on a private bridge with
+node address, a /32 on a port-less bridge this harness creates; pods sit on a private bridge with
 no NAT and no route out (see README.md in this directory).
 """
 
@@ -49,7 +49,9 @@ KUBECONFIG = STATE / "admin.kubeconfig"
 # --- network (private addresses on interfaces this harness creates) ----------------------------
 
 NODE_NAME = "j2k-node"
-NODE_DEV = "j2k0"  # dummy interface holding the node address
+#: interface holding the node address: a port-less bridge (this kernel has no dummy driver);
+#: its address is local, so it is reachable from the host and from pods, never from outside
+NODE_DEV = "j2k0"
 NODE_IP = "10.233.255.1"
 BRIDGE = "j2kbr0"
 POD_CIDR = "10.233.0.0/24"
@@ -301,7 +303,7 @@ def _iptables(*args: str, check: bool = False) -> bool:
 def setup_host() -> None:
     save_sysctls()
     if run(["ip", "link", "show", NODE_DEV], check=False, capture=True).returncode != 0:
-        run(["ip", "link", "add", NODE_DEV, "type", "dummy"])
+        run(["ip", "link", "add", NODE_DEV, "type", "bridge"])
     run(["ip", "addr", "replace", f"{NODE_IP}/32", "dev", NODE_DEV])
     run(["ip", "link", "set", NODE_DEV, "up"])
     # Services are implemented by iptables DNAT, which bridged pod-to-pod traffic only
@@ -362,6 +364,9 @@ oom_score = 0
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{images.PAUSE_IMAGE}"
   enable_selinux = false
+  # root here lacks CAP_SYS_RESOURCE (not in the bounding set): runc cannot lower a process's
+  # oom_score_adj (sandboxes ask for -998), so cap it at containerd's own score (0)
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -436,6 +441,7 @@ def kubelet_config() -> str:
         "failSwapOn": False,
         "protectKernelDefaults": False,
         "podLogsDir": str(STATE / "pod-logs"),
+        "volumePluginDir": str(STATE / "kubelet-plugins"),
         # the images cannot be pulled again: never garbage-collect them
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
@@ -587,7 +593,7 @@ metadata: {{name: local-path-storage}}
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {{name: local-path-provisioner, namespace: local-path-storage}}
+metadata: {{name: local-path-provisioner-service-account, namespace: local-path-storage}}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -610,7 +616,8 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {{name: local-path-provisioner}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: local-path-provisioner}}
-subjects: [{{kind: ServiceAccount, name: local-path-provisioner, namespace: local-path-storage}}]
+subjects: [{{kind: ServiceAccount, name: local-path-provisioner-service-account,
+             namespace: local-path-storage}}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -624,7 +631,8 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {{name: local-path-provisioner, namespace: local-path-storage}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: local-path-provisioner}}
-subjects: [{{kind: ServiceAccount, name: local-path-provisioner, namespace: local-path-storage}}]
+subjects: [{{kind: ServiceAccount, name: local-path-provisioner-service-account,
+             namespace: local-path-storage}}]
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -635,7 +643,7 @@ spec:
   template:
     metadata: {{labels: {{app: local-path-provisioner}}}}
     spec:
-      serviceAccountName: local-path-provisioner
+      serviceAccountName: local-path-provisioner-service-account
       containers:
         - name: local-path-provisioner
           image: {image}
@@ -734,7 +742,7 @@ def build_everything() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     images.pause(BIN, IMAGES)
     images.coredns(BIN, IMAGES)
-    images.busybox(IMAGES)
+    images.busybox(BIN, IMAGES)
     images.local_path(BIN, IMAGES)
     log(f"binaries and images ready in {BIN} and {IMAGES} ({time.monotonic() - t0:.0f} s)")
 

@@ -2,7 +2,7 @@
 
 - ``j2k.local/pause``: the pod sandbox (a static Go binary, see build.py)
 - ``j2k.local/coredns``: CoreDNS built from its Go module
-- ``j2k.local/busybox``: Debian's static busybox, for smoke tests and helper pods
+- ``j2k.local/busybox``: Debian's static busybox and netcheck, for tests and helper pods
 - ``j2k.local/local-path-provisioner``: dynamic hostPath volumes (the default StorageClass)
 """
 
@@ -16,7 +16,7 @@ from oci import Entry, ImageConfig, write_docker_archive
 
 PAUSE_IMAGE = "j2k.local/pause:1"
 COREDNS_IMAGE = f"j2k.local/coredns:{versions.COREDNS}"
-BUSYBOX_IMAGE = "j2k.local/busybox:1"
+BUSYBOX_IMAGE = "j2k.local/busybox:2"
 LOCAL_PATH_IMAGE = f"j2k.local/local-path-provisioner:{versions.LOCAL_PATH_PROVISIONER}"
 
 _DIRS = [Entry("tmp", kind="dir", mode=0o1777), Entry("etc", kind="dir", mode=0o755)]
@@ -71,8 +71,9 @@ def local_path(bin_dir: Path, out_dir: Path) -> Path:
     return out
 
 
-def busybox(out_dir: Path, busybox_bin: Path = Path("/bin/busybox")) -> Path:
-    """Debian's busybox-static with a symlink per applet in /bin."""
+def busybox(bin_dir: Path, out_dir: Path, busybox_bin: Path = Path("/bin/busybox")) -> Path:
+    """Debian's busybox-static with a symlink per applet in /bin, plus /bin/netcheck (Go) for
+    name lookups and HTTP: static glibc's getaddrinfo crashes there (wget, nc)."""
     out = out_dir / "busybox.tar"
     if not _stamp(out, BUSYBOX_IMAGE):
         if not busybox_bin.is_file():
@@ -85,7 +86,8 @@ def busybox(out_dir: Path, busybox_bin: Path = Path("/bin/busybox")) -> Path:
         write_docker_archive(
             out, BUSYBOX_IMAGE, ImageConfig(cmd=["/bin/sh"]),
             [*_DIRS, *_ETC, Entry("bin", kind="dir", mode=0o755),
-             Entry("bin/busybox", source=busybox_bin, mode=0o755), *links],
+             Entry("bin/busybox", source=busybox_bin, mode=0o755), *links,
+             Entry("bin/netcheck", source=bin_dir / "netcheck", mode=0o755)],
         )
         _done(out, BUSYBOX_IMAGE)
     return out

@@ -29,5 +29,6 @@ KUBE_COMMANDS = (
 ETCD = "v3.6.4"
 #: CoreDNS (kubeadm 1.34 deploys v1.12.1; this is the latest v1.12 patch)
 COREDNS = "v1.12.4"
-#: the dynamic hostPath provisioner kind uses: the cluster's default StorageClass
-LOCAL_PATH_PROVISIONER = "v0.0.33"
+#: the dynamic hostPath provisioner kind uses: the cluster's default StorageClass (v0.0.30:
+#: the newest release whose checksum the module proxy serves)
+LOCAL_PATH_PROVISIONER = "v0.0.30"

@@ -1,0 +1,131 @@
+"""The cluster itself: a node that is Ready, DNS through CoreDNS, ClusterIP Services through
+kube-proxy, dynamic volumes through the default StorageClass, images loaded from tarballs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import Cluster
+
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: web
+          image: {image}
+          imagePullPolicy: IfNotPresent
+          command:
+            - sh
+            - -c
+            - >-
+              mkdir -p /tmp/www && echo hello-from-$(hostname) > /tmp/www/index.html &&
+              exec httpd -f -p 8080 -h /tmp/www
+          ports: [{{containerPort: 8080}}]
+          readinessProbe:
+            httpGet: {{path: /index.html, port: 8080}}
+            periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"""
+
+CLIENT = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: client
+      image: {image}
+      imagePullPolicy: IfNotPresent
+      command: [sh, -c, "{script}"]
+"""
+
+PVC = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 16Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: writer}}
+spec:
+  restartPolicy: Never
+  securityContext: {{runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000}}
+  containers:
+    - name: writer
+      image: {image}
+      imagePullPolicy: IfNotPresent
+      command: [sh, -c, "echo persisted > /data/f && cat /data/f"]
+      volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes:
+    - name: data
+      persistentVolumeClaim: {{claimName: data}}
+"""
+
+
+def _wait_pod_done(cluster: Cluster, ns: str, pod: str, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    phase = ""
+    while time.monotonic() < deadline:
+        phase = cluster.kubectl("-n", ns, "get", "pod", pod, "-o",
+                                "jsonpath={.status.phase}").stdout
+        if phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(1)
+    logs = cluster.kubectl("-n", ns, "logs", pod, check=False).stdout
+    assert phase == "Succeeded", (
+        f"pod {pod}: {phase}\n{logs}\n"
+        + cluster.kubectl("-n", ns, "describe", "pod", pod, check=False).stdout)
+    return logs
+
+
+def test_node_ready(cluster: Cluster) -> None:
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert nodes
+    for node in nodes:
+        conds = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+        assert conds.get("Ready") == "True", conds
+
+
+def test_dns_and_clusterip_service(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("-n", namespace, "apply", "-f", "-",
+                    input_text=WEB.format(image=cluster.busybox))
+    cluster.kubectl("-n", namespace, "rollout", "status", "deployment/web", "--timeout=120s")
+    fqdn = f"web.{namespace}.svc.cluster.local"
+    # the Service's name through CoreDNS, then the Service's ClusterIP through kube-proxy,
+    # by its short name (the pod's DNS search path)
+    script = f"nslookup {fqdn} && netcheck get http://web/index.html"
+    cluster.kubectl("-n", namespace, "apply", "-f", "-",
+                    input_text=CLIENT.format(image=cluster.busybox, script=script))
+    logs = _wait_pod_done(cluster, namespace, "client")
+    svc_ip = cluster.kubectl("-n", namespace, "get", "svc", "web", "-o",
+                             "jsonpath={.spec.clusterIP}").stdout
+    assert svc_ip in logs, logs
+    assert "hello-from-web-" in logs, logs
+
+
+def test_dynamic_volume(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("-n", namespace, "apply", "-f", "-",
+                    input_text=PVC.format(image=cluster.busybox))
+    logs = _wait_pod_done(cluster, namespace, "writer")
+    assert "persisted" in logs
+    phase = cluster.kubectl("-n", namespace, "get", "pvc", "data", "-o",
+                            "jsonpath={.status.phase}").stdout
+    assert phase == "Bound"
