@@ -1,0 +1,147 @@
+"""The generated chart's Kafka on a real cluster, before any step image is involved.
+
+The chart is installed with every step scaled to 0, so only the Kafka StatefulSet, its
+post-install topics Job and the shared state volume run. On the harness's cluster the Kafka
+image is the locally built ``apache/kafka`` (e2e/kafka_image.py): the chart must start it
+unchanged, through its real probes, and Kafka must come back on its volume when its pod dies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, Cluster
+
+NOTEBOOK = REPO / "tests" / "corpus" / "sales_markers.ipynb"
+RELEASE = "e2e"
+
+
+def _helm() -> str:
+    helm = os.environ.get("J2K_HELM") or shutil.which("helm")
+    if not helm:
+        cached = Path(os.environ.get("JUP2KUB_CACHE", Path.home() / ".cache" / "jup2kub"))
+        helm = str(cached / "bin" / "helm")
+    if not Path(helm).is_file():
+        pytest.skip("helm not found (bash e2e/run.sh builds it)")
+    return helm
+
+
+def helm(cluster: Cluster, *args: str, check: bool = True, timeout: float = 900
+         ) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([_helm(), *args], capture_output=True, text=True, timeout=timeout,
+                       env=cluster.env())
+    if check and r.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    jup2kub = shutil.which("jup2kub")
+    if not jup2kub:
+        pytest.skip("jup2kub is not installed (bash e2e/run.sh installs it)")
+    out = tmp_path_factory.mktemp("chart") / "out"
+    subprocess.run([jup2kub, "build", str(NOTEBOOK), "-o", str(out), "--no-images",
+                    "--kafka-nodes", "1", "--replicas", "1"], check=True, timeout=300)
+    return out
+
+
+@pytest.fixture
+def state_claim(cluster: Cluster, namespace: str) -> str:
+    """A claim of the cluster's default StorageClass for the chart's shared state."""
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "state"},
+             "spec": {"accessModes": ["ReadWriteOnce"],
+                      "resources": {"requests": {"storage": "256Mi"}}}}
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
+    return "state"
+
+
+def e2e_values(tmp: Path, claim: str, **extra: object) -> Path:
+    values: dict[str, object] = {
+        "stepDefaults": {"replicas": 0},
+        "storage": {"mode": "existingClaim", "existingClaim": claim},
+        **extra,
+    }
+    path = tmp / "e2e-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture
+def kafka_release(cluster: Cluster, namespace: str, chart: Path, state_claim: str,
+                  tmp_path: Path) -> Iterator[str]:
+    helm(cluster, "install", RELEASE, str(chart), "-n", namespace,
+         "-f", str(chart / "values-dev.yaml"), "-f", str(e2e_values(tmp_path, state_claim)),
+         "--wait", "--timeout", "10m")
+    yield namespace
+    helm(cluster, "uninstall", RELEASE, "-n", namespace, "--wait", check=False)
+
+
+def _kafka_pod(cluster: Cluster, ns: str) -> str:
+    return cluster.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=kafka",
+                           "-o", "jsonpath={.items[0].metadata.name}").stdout
+
+
+def _kafka(cluster: Cluster, ns: str, script: str) -> str:
+    # tools log to stderr at WARN (the pod's KAFKA_LOG4J_OPTS is the broker's INFO config)
+    tools = "KAFKA_LOG4J_OPTS=-Dlog4j.configuration=file:/opt/kafka/config/tools-log4j.properties"
+    return cluster.kubectl("-n", ns, "exec", _kafka_pod(cluster, ns), "--", "sh", "-c",
+                           f"export {tools} KAFKA_HEAP_OPTS=-Xmx128m; {script}",
+                           timeout=300).stdout
+
+
+def test_values_typo_rejected_before_anything_is_created(
+        cluster: Cluster, namespace: str, chart: Path, tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({"stepDefaults": {"replicsa": 2}}))
+    r = helm(cluster, "install", RELEASE, str(chart), "-n", namespace,
+             "-f", str(chart / "values-dev.yaml"), "-f", str(typo), check=False)
+    assert r.returncode != 0
+    assert "replicsa" in r.stderr, r.stderr
+    assert helm(cluster, "list", "-n", namespace, "-q").stdout.strip() == ""
+    left = cluster.kubectl("-n", namespace, "get",
+                           "statefulsets,deployments,jobs,pvc,services,secrets", "-o", "name"
+                           ).stdout.split()
+    assert left == [], left
+
+
+def test_chart_kafka_starts_and_survives_pod_deletion(cluster: Cluster,
+                                                      kafka_release: str) -> None:
+    ns = kafka_release
+    topics = _kafka(cluster, ns, "kafka-topics.sh --bootstrap-server localhost:9092 --list")
+    pipeline_topics = {t for t in topics.split() if t.startswith("sales-markers.")}
+    assert "sales-markers.runs" in pipeline_topics, topics
+    _kafka(cluster, ns,
+           "kafka-topics.sh --bootstrap-server localhost:9092 --create --topic e2e-marker "
+           "--partitions 1 && echo marker-1 | kafka-console-producer.sh "
+           "--bootstrap-server localhost:9092 --topic e2e-marker")
+    old = _kafka_pod(cluster, ns)
+    old_uid = cluster.kubectl("-n", ns, "get", "pod", old, "-o",
+                              "jsonpath={.metadata.uid}").stdout
+    cluster.kubectl("-n", ns, "delete", "pod", old, "--wait=true", timeout=300)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        r = cluster.kubectl("-n", ns, "get", "pod", old, "-o",
+                            "jsonpath={.metadata.uid} {.status.containerStatuses[0].ready}",
+                            check=False)
+        if r.returncode == 0 and r.stdout.split() and r.stdout.split()[0] != old_uid \
+                and r.stdout.endswith("true"):
+            break
+        time.sleep(3)
+    else:
+        raise AssertionError("the Kafka pod did not come back Ready")
+    after = _kafka(cluster, ns, "kafka-topics.sh --bootstrap-server localhost:9092 --list")
+    assert pipeline_topics <= set(after.split()), after
+    msg = _kafka(cluster, ns,
+                 "kafka-console-consumer.sh --bootstrap-server localhost:9092 "
+                 "--topic e2e-marker --from-beginning --max-messages 1 --timeout-ms 60000")
+    assert "marker-1" in msg
