@@ -950,6 +950,24 @@ def status() -> int:
     return 0 if healthy else 1
 
 
+def exec_with_cluster_dns(cmd: Sequence[str]) -> None:
+    """Runs CMD on the host, with cluster DNS: in a private mount namespace whose
+    /etc/resolv.conf points at CoreDNS. The host reaches pod and Service IPs directly (the pod
+    bridge and kube-proxy's OUTPUT rules), so in-cluster names such as Kafka's advertised
+    listeners work from outside the cluster; nothing changes for other processes."""
+    if not cmd:
+        raise SystemExit("usage: e2e/cluster exec -- COMMAND [ARGS...]")
+    resolv = STATE / "cluster-resolv.conf"
+    resolv.write_text(f"nameserver {DNS_IP}\n"
+                      f"search default.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} "
+                      f"{CLUSTER_DOMAIN}\noptions ndots:5\n")
+    os.environ["KUBECONFIG"] = str(KUBECONFIG)
+    os.environ["PATH"] = f"{BIN}:{os.environ.get('PATH', '')}"
+    os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "--",
+                          "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                          str(resolv), *cmd])
+
+
 def kafka_image(load: bool) -> Path:
     import kafka_image as kimg
 
@@ -971,6 +989,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("build", help="only build binaries and images (cached)")
     li = sub.add_parser("load-image", help="import docker-save tarballs into the node")
     li.add_argument("tars", nargs="+", type=Path)
+    ex = sub.add_parser("exec", help="run a command with cluster DNS (and KUBECONFIG)")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
     ki = sub.add_parser("kafka-image", help="build the apache/kafka-compatible image")
     ki.add_argument("--load", action="store_true", help="also import it into the cluster")
     args = p.parse_args(argv)
@@ -990,6 +1010,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _pid_of("containerd"):
             raise SystemExit("the cluster is not running (e2e/cluster up)")
         print("\n".join(load_images(args.tars)))
+    elif args.cmd == "exec":
+        cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+        exec_with_cluster_dns(cmd)
     elif args.cmd == "kafka-image":
         print(kafka_image(args.load))
     return 0
