@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -772,6 +773,21 @@ def load_images(tars: Sequence[Path]) -> list[str]:
     return names
 
 
+def load_images_or_refs(items: Sequence[str]) -> list[str]:
+    """Tarballs are imported as they are; other arguments are `docker save`d first."""
+    names: list[str] = []
+    refs = [i for i in items if not Path(i).is_file()]
+    names += load_images([Path(i) for i in items if Path(i).is_file()])
+    if refs:
+        if not shutil.which("docker"):
+            raise SystemExit(f"not files, and no docker to save them from: {refs}")
+        with tempfile.TemporaryDirectory(dir=STATE) as tmp:
+            tar = Path(tmp) / "images.tar"
+            run(["docker", "save", "-o", str(tar), *refs], capture=True, timeout=1800)
+            names += load_images([tar])
+    return names
+
+
 def up() -> None:
     preflight()
     t_all = time.monotonic()
@@ -987,8 +1003,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
     sub.add_parser("env", help="print shell exports (KUBECONFIG, PATH with kubectl)")
     sub.add_parser("build", help="only build binaries and images (cached)")
-    li = sub.add_parser("load-image", help="import docker-save tarballs into the node")
-    li.add_argument("tars", nargs="+", type=Path)
+    li = sub.add_parser("load-image", help="import images into the node's containerd: "
+                        "docker-save/OCI tarballs, or image names in the local Docker engine")
+    li.add_argument("images", nargs="+", help="FILE.tar or a Docker image reference")
     ex = sub.add_parser("exec", help="run a command with cluster DNS (and KUBECONFIG)")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ki = sub.add_parser("kafka-image", help="build the apache/kafka-compatible image")
@@ -1009,7 +1026,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "load-image":
         if not _pid_of("containerd"):
             raise SystemExit("the cluster is not running (e2e/cluster up)")
-        print("\n".join(load_images(args.tars)))
+        print("\n".join(load_images_or_refs(args.images)))
     elif args.cmd == "exec":
         cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
         exec_with_cluster_dns(cmd)
