@@ -261,9 +261,11 @@ def test_images_are_non_root_read_only_friendly_and_reused(
     assert again.tags == result.tags
     assert sum("unchanged, not rebuilt" in line for line in log) == len(result.images)
 
-    # one cell changed: only its step is rebuilt
+    # one cell changed (differently in every test run, so no earlier image matches): only
+    # its step is rebuilt
+    salt = uuid.uuid4().int % 10**9
     nb2 = copy_notebook(nb, tmp_path / "v2" / "plain_cells.ipynb",
-                        {2: "squares = [v * v * 1 for v in values]"})
+                        {2: f"squares = [v * v + 0 * {salt} for v in values]"})
     changed, _, _ = build(inspect_notebook(nb2), client, target, base_image)
     rebuilt = sorted(s for s, i in changed.images.items() if i.built)
     assert rebuilt == ["cell-2"]
