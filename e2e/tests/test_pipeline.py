@@ -1,0 +1,180 @@
+"""A whole pipeline on the cluster: `jup2kub build` (chart + step images), `helm install`,
+runs submitted from outside the cluster, results equal to a local `jup2kub run`.
+
+Runs are submitted with `jup2kub submit --kafka <broker>` straight to Kafka's advertised
+in-cluster name: on the harness's cluster through ``e2e/cluster exec`` (cluster DNS for one
+command; the host reaches pod IPs). Results are assembled with `jup2kub results --state` from
+the state volume's directory on the node. Needs a Docker engine and the step base image
+(J2K_BASE_IMAGE, as tests/setup.d/40-docker.sh provides); on an existing cluster the step images
+must reach it: set J2K_E2E_LOAD_IMAGES to a command that takes image references (e.g.
+``kind load docker-image``) and J2K_E2E_RUN to run commands with cluster DNS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import E2E, REPO, Cluster
+from test_chart_kafka import helm
+
+NOTEBOOK = REPO / "tests" / "corpus" / "sales_markers.ipynb"
+PIPELINE = "sales-markers"
+RELEASE = "mypipeline"
+TIMING = re.compile(r"\d+(\.\d+)?\s*(s|ms|seconds)\b")
+
+
+def _docker_ok() -> bool:
+    return bool(shutil.which("docker")) and subprocess.run(
+        ["docker", "version"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Path:
+    """The chart and step images of NOTEBOOK, the images loaded into the cluster."""
+    jup2kub = shutil.which("jup2kub")
+    if not jup2kub:
+        pytest.skip("jup2kub is not installed (bash e2e/run.sh installs it)")
+    base = os.environ.get("J2K_BASE_IMAGE", "jup2kub-test-base:bookworm-py311-1")
+    if not _docker_ok():
+        pytest.skip("no Docker engine to build the step images")
+    out = tmp_path_factory.mktemp("pipeline") / "out"
+    subprocess.run([jup2kub, "build", str(NOTEBOOK), "-o", str(out), "--kafka-nodes", "1",
+                    "--replicas", "1", "--base-image", base], check=True, timeout=3600)
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    refs = [f"{s['image']['repository']}:{s['image']['tag']}" for s in values["steps"].values()]
+    if cluster.own:
+        subprocess.run([str(E2E / "cluster"), "load-image", *refs], check=True, timeout=1800)
+    elif os.environ.get("J2K_E2E_LOAD_IMAGES"):
+        subprocess.run([*shlex.split(os.environ["J2K_E2E_LOAD_IMAGES"]), *refs], check=True,
+                       timeout=1800)
+    return out
+
+
+def with_cluster_dns(cluster: Cluster, *cmd: str, timeout: float = 300
+                     ) -> subprocess.CompletedProcess[str]:
+    prefix = ([str(E2E / "cluster"), "exec", "--"] if cluster.own
+              else shlex.split(os.environ.get("J2K_E2E_RUN", "")))
+    return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=timeout,
+                          env=cluster.env())
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict[str, str]]:
+    ns = f"j2k-e2e-pipeline-{os.getpid()}"
+    cluster.kubectl("create", "namespace", ns)
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "state"},
+             "spec": {"accessModes": ["ReadWriteOnce"],
+                      "resources": {"requests": {"storage": "512Mi"}}}}
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
+    values = tmp_path_factory.mktemp("values") / "e2e-values.yaml"
+    values.write_text(yaml.safe_dump(
+        {"storage": {"mode": "existingClaim", "existingClaim": "state"}}))
+    helm(cluster, "install", RELEASE, str(built), "-n", ns, "-f",
+         str(built / "values-dev.yaml"), "-f", str(values), "--wait", "--timeout", "15m")
+    sts = json.loads(cluster.kubectl("-n", ns, "get", "statefulset", "-l",
+                                     "app.kubernetes.io/component=kafka", "-o", "json"
+                                     ).stdout)["items"][0]
+    broker = (f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{ns}"
+              f".svc.cluster.local:9092")
+    yield {"namespace": ns, "broker": broker}
+    helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", check=False)
+    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def state_dir(cluster: Cluster, ns: str) -> Path:
+    pv = cluster.kubectl("-n", ns, "get", "pvc", "state", "-o",
+                         "jsonpath={.spec.volumeName}").stdout
+    spec = json.loads(cluster.kubectl("get", "pv", pv, "-o", "json").stdout)["spec"]
+    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+    if not path or not Path(path).is_dir():
+        pytest.skip("the state volume is not a directory on this machine")
+    return Path(path)
+
+
+def submit(cluster: Cluster, broker: str, *params: str) -> str:
+    args = ["jup2kub", "submit", str(NOTEBOOK), "--kafka", broker]
+    for p in params:
+        name, value = p.split("=", 1)
+        args += ["-p", name, value]
+    r = with_cluster_dns(cluster, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def wait_run(cluster: Cluster, broker: str, run_id: str, timeout: float = 900
+             ) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    states: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = with_cluster_dns(cluster, "jup2kub", "status", str(NOTEBOOK), run_id,
+                             "--kafka", broker, "--json")
+        if r.returncode == 0:
+            states = json.loads(r.stdout)
+            done = [s for s in states.values() if s.get("state") in ("succeeded", "failed")]
+            if len(done) == 5:
+                return states
+        time.sleep(5)
+    raise AssertionError(f"run {run_id} did not finish: {states}")
+
+
+def text_outputs(nb: Any) -> dict[int, list[tuple[str, str]]]:
+    out: dict[int, list[tuple[str, str]]] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
+            continue
+        items = []
+        for o in cell.get("outputs", []):
+            if o["output_type"] == "stream":
+                text = TIMING.sub("", o["text"]).strip()
+                if text:
+                    items.append((o["name"], text))
+            elif o["output_type"] in ("execute_result", "display_data"):
+                data = o.get("data", {})
+                items.append((o["output_type"], "image/png" if "image/png" in data
+                              else str(data.get("text/plain", ""))))
+            elif o["output_type"] == "error":
+                items.append(("error", f"{o['ename']}: {o['evalue']}"))
+        out[index] = items
+    return out
+
+
+def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str, str],
+                                            tmp_path: Path) -> None:
+    ns, broker = release["namespace"], release["broker"]
+    deployments = json.loads(cluster.kubectl("-n", ns, "get", "deployments", "-o", "json"
+                                             ).stdout)["items"]
+    assert len(deployments) == 5
+    for d in deployments:
+        assert d["status"].get("readyReplicas") == d["spec"]["replicas"], d["metadata"]["name"]
+    runs = {submit(cluster, broker): (), submit(cluster, broker, "n_rows=200", "seed=3"):
+            ("n_rows=200", "seed=3")}
+    for run_id, params in runs.items():
+        states = wait_run(cluster, broker, run_id)
+        assert {s["state"] for s in states.values()} == {"succeeded"}, states
+        remote = tmp_path / f"{run_id}.ipynb"
+        r = subprocess.run(["jup2kub", "results", str(NOTEBOOK), run_id, "--state",
+                            str(state_dir(cluster, ns)), "-o", str(remote)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        local_args = ["jup2kub", "run", str(NOTEBOOK), "--workdir", str(tmp_path / run_id)]
+        for p in params:
+            local_args += ["-p", *p.split("=", 1)]
+        r = subprocess.run(local_args, capture_output=True, text=True, timeout=900,
+                           cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        local = next((tmp_path / run_id / "runs").glob("*/result.ipynb"))
+        assert text_outputs(nbformat.read(remote, 4)) == text_outputs(nbformat.read(local, 4))
