@@ -91,6 +91,7 @@ class Transport:
             acks="all", linger_ms=0, retries=2147483647, max_block_ms=30000,
             request_timeout_ms=15000, delivery_timeout_ms=120000,
         )
+        self._await_metadata(cfg.input_topics)
         self.consumer = KafkaConsumer(
             bootstrap_servers=cfg.bootstrap_servers, group_id=cfg.consumer_group,
             client_id=f"j2k-{cfg.step}", enable_auto_commit=False,
@@ -106,21 +107,25 @@ class Transport:
             # default 5-minute metadata refresh.
             metadata_max_age_ms=10000,
         )
-        self._await_metadata(cfg.input_topics)
         self.consumer.subscribe(cfg.input_topics, listener=_Listener(on_revoked, on_assigned))
 
     def _await_metadata(self, topics: Iterable[str], timeout: float = 60.0) -> None:
-        """Wait until the consumer knows the partitions of every input topic, so the first
-        group join assigns them (else a fresh topic is left unassigned until a refresh)."""
-        assert self.consumer is not None
-        deadline = time.monotonic() + timeout
-        missing = list(topics)
-        while missing and time.monotonic() < deadline:
-            missing = [t for t in missing if not self.consumer.partitions_for_topic(t)]
+        """Wait until the brokers serve partition metadata for every input topic, so that the
+        first group join assigns them (a topic created moments ago may not have a leader yet).
+        A throwaway client asks: probing with the group consumer itself upsets its fetching."""
+        probe = KafkaConsumer(bootstrap_servers=self.cfg.bootstrap_servers,
+                              client_id=f"j2k-{self.cfg.step}-probe")
+        try:
+            deadline = time.monotonic() + timeout
+            missing = list(topics)
+            while missing and time.monotonic() < deadline:
+                missing = [t for t in missing if not probe.partitions_for_topic(t)]
+                if missing:
+                    time.sleep(0.2)
             if missing:
-                time.sleep(0.2)
-        if missing:
-            log.warning("no partition metadata yet for %s; subscribing anyway", missing)
+                log.warning("no partition metadata yet for %s; subscribing anyway", missing)
+        finally:
+            probe.close()
 
     # ---- consuming ---------------------------------------------------------------------------
     def poll(self, timeout_ms: int) -> list[Any]:
