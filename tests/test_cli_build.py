@@ -99,3 +99,27 @@ def test_storage_modes_that_need_a_reference(
     got = values["storage"][key] if sub is None else values["storage"][key][sub]
     assert values["storage"]["mode"] == storage
     assert got == expected
+
+
+def test_image_build_defaults_agree() -> None:
+    from jup2kub import api, images
+
+    assert api.ImageBuild().base_image == images.DEFAULT_BASE_IMAGE
+
+
+def test_steps_work_on_the_shared_volume(tmp_path: Path) -> None:
+    """Relative paths in notebook code resolve on the state volume (root FS is read-only)."""
+    helm = os.environ.get("J2K_HELM") or shutil.which("helm")
+    if helm is None:
+        pytest.fail("helm not found: run the tests through tests/run.sh (it installs helm)")
+    out = tmp_path / "chart"
+    assert jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", out, "--no-images").returncode == 0
+    rendered = subprocess.run([helm, "template", "p", str(out)], capture_output=True, text=True,
+                              check=True).stdout
+    deployments = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    assert len(deployments) == 5
+    for d in deployments:
+        (container,) = d["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert container["workingDir"] == env["J2K_STATE_PATH"] == "/var/lib/jup2kub/state"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True

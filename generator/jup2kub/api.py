@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from jup2kub import chart
@@ -36,17 +38,61 @@ def require_storable(pipeline: Pipeline) -> None:
     )
 
 
+@dataclass(frozen=True)
+class ImageBuild:
+    """How ``build`` builds the step images (None there: write the chart only)."""
+
+    base_image: str = "python:3.11-slim"  # = images.DEFAULT_BASE_IMAGE (a test checks)
+    platform: str | None = None
+    push: bool = False
+    trace: bool = False
+    data_files: str = "copy"
+
+
 def build(
     path: str | Path,
     out: str | Path,
     split: str = "auto",
     options: chart.ChartOptions | None = None,
+    image_build: ImageBuild | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Pipeline, Path]:
-    """Write the notebook's Helm chart to ``out`` (atomically); images are built separately."""
+    """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
+    the images' tags/digests and the dependency locks, to ``out`` in one atomic step."""
     pipeline = inspect_notebook(path, split)
     require_storable(pipeline)
     options = options or chart.ChartOptions()
     if options.notebook_sha256 is None:
         options = dataclasses.replace(options, notebook_sha256=pipeline.notebook_sha256)
-    written = chart.build_chart(pipeline.to_json(), Path(path), Path(out), options)
+    audit: dict[str, bytes] = {}
+    if image_build is not None:
+        from jup2kub import deps, images  # the Docker SDK loads only when images are built
+
+        name = options.name or chart.pipeline_name(Path(path))
+        client = images.engine()
+        target = images.probe_target(client, image_build.base_image, image_build.platform)
+        captured = deps.capture(pipeline, target, name=name)
+        for warning in captured.warnings:
+            if log is not None:
+                log(f"warning: {warning}")
+        if image_build.trace:
+            deps.trace(captured, pipeline, data_files=image_build.data_files)
+        locks = deps.lock(captured)
+        built = images.build_images(
+            pipeline,
+            captured,
+            locks,
+            images.ImageOptions(
+                base_image=image_build.base_image,
+                registry=options.image_registry,
+                platform=image_build.platform,
+                push=image_build.push,
+            ),
+            client=client,
+            name=name,
+            log=log,
+        )
+        options = dataclasses.replace(options, image_tags=built.tags, image_digests=built.digests)
+        audit = images.build_files(captured, locks, built)
+    written = chart.build_chart(pipeline.to_json(), Path(path), Path(out), options, audit)
     return pipeline, written

@@ -613,13 +613,20 @@ def build_chart(
     notebook_path: Path,
     out: Path,
     options: ChartOptions | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write the pipeline's Helm chart to OUT (atomically, replacing an earlier build).
+
+    ``extra_files`` (path relative to OUT -> bytes; e.g. the image build's locks) are written in
+    the same atomic swap, so OUT never holds a chart from one build and audit files of another.
 
     ``graph`` is the step graph as ``jup2kub inspect --json`` prints it. Returns OUT.
     """
     files = render_chart(graph, notebook_path, options)
-    _write_atomically(out, files)
+    for rel in extra_files or {}:
+        if rel in files:
+            raise ValueError(f"extra file {rel!r} would replace a chart file")
+    _write_atomically(out, {**files, **(extra_files or {})})
     return out
 
 

@@ -6,7 +6,6 @@ errors exit with code 2, like click's own usage errors.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import sys
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from jup2kub import __version__, api, chart, deps, images, parameters, remote, runner
+from jup2kub import __version__, api, chart, parameters, remote, runner
 from jup2kub.bundle import pipeline_name
 from jup2kub.drawing import write_graph
 from jup2kub.errors import Jup2KubError, UsageError
@@ -140,7 +139,7 @@ def format_pipeline(p: Pipeline) -> str:
 @click.option("--image-registry", default="", help="Registry prefix of the step images.")
 @click.option("--chart-version", default="0.1.0", show_default=True, help="Chart version (SemVer).")
 @click.option("--name", default=None, help="Pipeline/chart name [default: from the notebook file].")
-@click.option("--base-image", default=images.DEFAULT_BASE_IMAGE, show_default=True,
+@click.option("--base-image", default=api.ImageBuild.base_image, show_default=True,
               help="Base image of the step images (needs python3, glibc).")
 @click.option("--platform", default=None, help="Image platform, e.g. linux/arm64 [default: "
               "the engine's].")
@@ -183,30 +182,13 @@ def build(
         efs_file_system_id=efs_file_system_id,
         existing_claim=existing_claim,
     )
-    audit: dict[str, bytes] = {}
+    image_build = None
     if not no_images:
-        pipe = api.inspect_notebook(notebook, split)
-        api.require_storable(pipe)
-        chart_name = name or chart.pipeline_name(notebook)
-        client = images.engine()
-        target = images.probe_target(client, base_image, platform)
-        captured = deps.capture(pipe, target, name=chart_name)
-        for warning in captured.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        if trace:
-            deps.trace(captured, pipe, data_files=data_files)
-        locks = deps.lock(captured)
-        built = images.build_images(
-            pipe, captured, locks,
-            images.ImageOptions(base_image=base_image, registry=image_registry,
-                                platform=platform, push=push),
-            client=client, name=chart_name, log=click.echo,
+        image_build = api.ImageBuild(
+            base_image=base_image, platform=platform, push=push, trace=trace,
+            data_files=data_files,
         )
-        options = dataclasses.replace(options, image_tags=built.tags,
-                                      image_digests=built.digests)
-        audit = images.build_files(captured, locks, built)
-    pipeline, written = api.build(notebook, out, split, options)
-    images.write_files(audit, written)  # locks, trace summary, images.json: for audit
+    pipeline, written = api.build(notebook, out, split, options, image_build, log=click.echo)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
     click.echo(f"install it with: helm install mypipeline {written}")
 

@@ -99,7 +99,10 @@ class KafkaBroker:
 
     @staticmethod
     def _cluster_id() -> str:
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        while True:  # kafka-storage reads an id starting with '-' as an option
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            if not cid.startswith("-"):
+                return cid
 
     def _cmd(self, main: str, *args: str) -> list[str]:
         return [
