@@ -290,3 +290,17 @@ def test_out_of_disk_is_a_clear_failure(
     assert not (run_dir / "a" / "COMPLETE").exists()
     leftovers = [p.name for p in run_dir.rglob("*") if ".tmp" in p.name]
     assert leftovers == []  # no partial value left behind to fill the disk
+
+
+def test_unstorable_value_found_at_run_time_names_both_steps(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    # not visible statically: the generator comes from a function call
+    nb = make_notebook([
+        "#| step: make\ndef numbers():\n    yield from range(3)\nstream = numbers()",
+        "#| step: use\nprint(sum(stream))",
+    ])
+    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "variable 'stream' of step 'make'" in proc.stderr
+    assert "(needed by step 'use')" in proc.stderr

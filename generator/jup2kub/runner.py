@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -216,7 +217,7 @@ def run_pipeline(
                     st.state = DONE
                 else:
                     st.state = FAILED
-                    st.error = _failure(store, run_id, name, code, stderr)
+                    st.error = _explain(pipeline, name, _failure(store, run_id, name, code, stderr))
                 notify()
     finally:
         for p in running.values():
@@ -239,8 +240,7 @@ def _finish(
     """Write the results notebook and the summary (atomically) and return the result."""
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
     try:
-        return _write_results(nb, pipeline, store, workdir, run_id, steps, parameters, mode,
-                              status)
+        return _write_results(nb, pipeline, store, workdir, run_id, steps, parameters, mode, status)
     except OSError as exc:
         failed = "; ".join(
             f"step {st.name!r}: {(st.error or {}).get('evalue', 'failed')}"
@@ -295,6 +295,23 @@ def _write_results(
     return RunResult(run_id, workdir, steps, notebook_path, summary_path, dict(parameters))
 
 
+def _explain(pipeline: Pipeline, step: str, error: Any) -> dict[str, Any] | None:
+    """Name the steps that needed a value which could not be stored (the runtime only knows
+    the step that made it)."""
+    if not isinstance(error, dict):
+        return None
+    match = re.search(r"variable '(\w+)'", str(error.get("evalue", "")))
+    if error.get("ename") == "OutputError" and match:
+        readers = [s.name for s in pipeline.steps if s.inputs.get(match.group(1)) == step]
+        if readers:
+            error = {
+                **error,
+                "evalue": f"{error['evalue']} (needed by step "
+                f"{', '.join(repr(r) for r in readers)})",
+            }
+    return dict(error)
+
+
 def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) -> dict[str, Any]:
     error = store.error(run_id, step)
     if isinstance(error, dict) and error:
@@ -342,21 +359,23 @@ def runtime_env(
     inputs = [topics.edge_topic(name, u, step) for u in s.after] or [topics.runs_topic(name)]
     outputs = [topics.edge_topic(name, step, d) for d in pipeline.downstream(step)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
-    env.update({
-        "J2K_BOOTSTRAP_SERVERS": bootstrap,
-        "J2K_PIPELINE": name,
-        "J2K_STEP": step,
-        "J2K_INPUT_TOPICS": ",".join(inputs),
-        "J2K_OUTPUT_TOPICS": ",".join(outputs),
-        "J2K_STATE_PATH": str(state),
-        "J2K_CODE_PATH": str(code),
-        "J2K_PORT": str(port),
-        "J2K_HEALTH_HOST": "127.0.0.1",
-        "J2K_MAX_RETRIES": "0",
-        "J2K_TOPIC_PARTITIONS": "1",
-        "MPLBACKEND": "Agg",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "J2K_BOOTSTRAP_SERVERS": bootstrap,
+            "J2K_PIPELINE": name,
+            "J2K_STEP": step,
+            "J2K_INPUT_TOPICS": ",".join(inputs),
+            "J2K_OUTPUT_TOPICS": ",".join(outputs),
+            "J2K_STATE_PATH": str(state),
+            "J2K_CODE_PATH": str(code),
+            "J2K_PORT": str(port),
+            "J2K_HEALTH_HOST": "127.0.0.1",
+            "J2K_MAX_RETRIES": "0",
+            "J2K_TOPIC_PARTITIONS": "1",
+            "MPLBACKEND": "Agg",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -377,10 +396,12 @@ def run_pipeline_kafka(
     _writable(workdir)
     store = StateStore(workdir)
     run_id = new_run_id()
-    store.record_run(run_id, parameters, notebook=nb.path,
-                     notebook_sha256=pipeline.notebook_sha256, mode="kafka")
-    bundles = write_bundles(step_specs(pipeline),
-                            workdir / "bundles" / pipeline.notebook_sha256[:16])
+    store.record_run(
+        run_id, parameters, notebook=nb.path, notebook_sha256=pipeline.notebook_sha256, mode="kafka"
+    )
+    bundles = write_bundles(
+        step_specs(pipeline), workdir / "bundles" / pipeline.notebook_sha256[:16]
+    )
     logs = store.run_dir(run_id) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     steps = {s.name: StepRun(s.name) for s in pipeline.steps}
@@ -390,8 +411,13 @@ def run_pipeline_kafka(
             port = _free_port()
             log = (logs / f"{s.name}.log").open("wb")
             env = runtime_env(pipeline, s.name, bootstrap, workdir, bundles[s.name], port)
-            proc = subprocess.Popen([python, "-m", "jup2kub_runtime"], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=Path.cwd())
+            proc = subprocess.Popen(
+                [python, "-m", "jup2kub_runtime"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path.cwd(),
+            )
             procs[s.name] = (proc, log, port)
         deadline = time.monotonic() + 120
         pending = set(procs)
@@ -430,7 +456,9 @@ def run_pipeline_kafka(
                     st.state, st.finished = DONE, st.finished or now
                 elif state == "failed":
                     st.state, st.finished = FAILED, st.finished or now
-                    st.error = store.error(run_id, step) or msg.get("error")
+                    st.error = _explain(
+                        pipeline, step, store.error(run_id, step) or msg.get("error")
+                    )
                 else:
                     st.state = RUNNING
             if on_change is not None:
@@ -457,8 +485,12 @@ def run_pipeline_kafka(
             st.state = BLOCKED
         else:
             st.state = FAILED
-            st.error = {"cell": None, "ename": "Timeout", "traceback": [],
-                        "evalue": f"no result within {timeout:.0f} s"}
+            st.error = {
+                "cell": None,
+                "ename": "Timeout",
+                "traceback": [],
+                "evalue": f"no result within {timeout:.0f} s",
+            }
     return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "kafka")
 
 
@@ -467,8 +499,11 @@ def write_results(nb: Notebook, pipeline: Pipeline, state: Path, run_id: str, ta
     store = StateStore(state)
     info = store.run_info(run_id)
     if info is None and not store.run_dir(run_id).is_dir():
-        raise InputError(f"there is no run {run_id!r}", where=str(state),
-                         hint="check the run id and the state directory")
+        raise InputError(
+            f"there is no run {run_id!r}",
+            where=str(state),
+            hint="check the run id and the state directory",
+        )
     parameters = dict((info or {}).get("parameters") or {})
     done = all(store.is_complete(run_id, s.name) for s in pipeline.steps)
     status = "succeeded" if done else "incomplete"
