@@ -260,8 +260,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs: a real full disk (needs root, as on the CI machines)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
     try:
@@ -273,10 +277,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_out_of_disk_is_a_clear_failure(
     small_disk: Path, tmp_path: Path, make_notebook: MakeNb
 ) -> None:
-    nb = make_notebook([
-        "#| step: a\nimport os\nblob = os.urandom(8_000_000)",
-        "#| step: b\nprint(len(blob))",
-    ])
+    nb = make_notebook(
+        [
+            "#| step: a\nimport os\nblob = os.urandom(8_000_000)",
+            "#| step: b\nprint(len(blob))",
+        ]
+    )
     work = small_disk / "w"
     proc = jup2kub("run", nb, "--workdir", work, cwd=tmp_path)
     assert proc.returncode == 1
@@ -296,11 +302,51 @@ def test_unstorable_value_found_at_run_time_names_both_steps(
     tmp_path: Path, make_notebook: MakeNb
 ) -> None:
     # not visible statically: the generator comes from a function call
-    nb = make_notebook([
-        "#| step: make\ndef numbers():\n    yield from range(3)\nstream = numbers()",
-        "#| step: use\nprint(sum(stream))",
-    ])
+    nb = make_notebook(
+        [
+            "#| step: make\ndef numbers():\n    yield from range(3)\nstream = numbers()",
+            "#| step: use\nprint(sum(stream))",
+        ]
+    )
     proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=tmp_path)
     assert proc.returncode == 1
     assert "variable 'stream' of step 'make'" in proc.stderr
     assert "(needed by step 'use')" in proc.stderr
+
+
+def test_live_progress_on_a_terminal_and_quiet_otherwise(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    import os
+    import pty
+
+    nb = make_notebook(
+        ["#| step: first\nx = 1", "#| step: second\nimport time\ntime.sleep(1)\ny = x"]
+    )
+    quiet = jup2kub("run", nb, "--workdir", tmp_path / "q", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""  # not a TTY: no progress display
+
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jup2kub.cli", "run", str(nb), "--workdir", str(tmp_path / "t")],
+        stdin=secondary,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(secondary)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert proc.wait(timeout=120) == 0
+    os.close(main)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    assert "running" in text  # seen while 'second' sleeps
+    assert re.search(r"first\s+done", text) and re.search(r"second\s+done\s+\d", text)
