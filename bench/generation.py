@@ -56,18 +56,15 @@ def measure(path: Path) -> tuple[float, float]:
     return float(seconds), int(rss_kib) / 1024
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    rows = []
+def run(sizes: list[int] | tuple[int, ...] = SIZES, repeat: int = 5,
+        log: bool = True) -> list[dict[str, float]]:
+    """Per size: median/min/max wall seconds and median peak MiB of ``repeat`` fresh runs."""
+    rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.sizes:
+        for n in sizes:
             path = Path(tmp) / f"gen{n}.ipynb"
             path.write_text(nbformat.writes(make_notebook(n)))
-            runs = [measure(path) for _ in range(args.repeat)]
+            runs = [measure(path) for _ in range(repeat)]
             secs = [r[0] for r in runs]
             rows.append({
                 "cells": n,
@@ -75,8 +72,20 @@ def main(argv: list[str] | None = None) -> int:
                 "min_s": round(min(secs), 3),
                 "max_s": round(max(secs), 3),
                 "peak_mib": round(statistics.median(r[1] for r in runs), 1),
+                "samples_s": [round(x, 3) for x in secs],
             })
-            print(json.dumps(rows[-1]), flush=True)
+            if log:
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    rows = run(args.sizes, args.repeat)
     if args.json:
         args.json.write_text(json.dumps({"generation_scaling": rows}, indent=2) + "\n")
     return 0

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
@@ -70,6 +71,37 @@ def time_run(path: Path, workdir: Path, kafka: str | None) -> float:
     return time.perf_counter() - t
 
 
+def run(repeat: int = 3, work: float = 2.0, kafka: str | None = None,
+        kinds: tuple[str, ...] = ("sequential", "branches"),
+        log: bool = True) -> list[dict[str, Any]]:
+    """Per notebook kind: nbclient wall times and ``jup2kub run`` wall times (embedded, and on
+    the broker ``kafka`` when given) with medians and ratios pipeline / notebook."""
+    modes = {"embedded": None, **({"kafka": kafka} if kafka else {})}
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in kinds:
+            path = Path(tmp) / f"{kind}.ipynb"
+            path.write_text(nbformat.writes(notebook(kind, work)))
+            base = [time_nbclient(path) for _ in range(repeat)]
+            row: dict[str, Any] = {
+                "notebook": kind, "work_s": work,
+                "nbclient_median_s": round(statistics.median(base), 2),
+                "nbclient_samples_s": [round(x, 3) for x in base],
+            }
+            for mode, bootstrap in modes.items():
+                runs = [time_run(path, Path(tmp) / f"w-{mode}", bootstrap)
+                        for _ in range(repeat)]
+                row[f"{mode}_median_s"] = round(statistics.median(runs), 2)
+                row[f"{mode}_samples_s"] = [round(x, 3) for x in runs]
+                row[f"{mode}_ratio"] = round(statistics.median(runs) / statistics.median(base), 3)
+                row[f"{mode}_ratio_range"] = [round(min(runs) / max(base), 3),
+                                              round(max(runs) / min(base), 3)]
+            rows.append(row)
+            if log:
+                print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
@@ -78,33 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     broker = None
-    modes = ["embedded"]
     if not args.no_kafka:
         sys.path.insert(0, str(REPO / "tests" / "runtime"))
         from kafka_broker import KafkaBroker
 
         broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="bench-kafka-")))
         broker.start()
-        modes.append("kafka")
-    rows = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for kind in ("sequential", "branches"):
-                path = Path(tmp) / f"{kind}.ipynb"
-                path.write_text(nbformat.writes(notebook(kind, args.work)))
-                base = [time_nbclient(path) for _ in range(args.repeat)]
-                row = {"notebook": kind, "nbclient_median_s": round(statistics.median(base), 2)}
-                for mode in modes:
-                    kafka = broker.bootstrap if (broker and mode == "kafka") else None
-                    runs = [
-                        time_run(path, Path(tmp) / f"w-{mode}", kafka) for _ in range(args.repeat)
-                    ]
-                    row[f"{mode}_median_s"] = round(statistics.median(runs), 2)
-                    row[f"{mode}_ratio"] = round(
-                        statistics.median(runs) / statistics.median(base), 2
-                    )
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        rows = run(args.repeat, args.work, broker.bootstrap if broker else None)
     finally:
         if broker is not None:
             broker.stop()

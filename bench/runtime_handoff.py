@@ -1,98 +1,297 @@
-"""Benchmark (not a test): handoff latency and throughput of the step runtime on real Kafka.
+"""Benchmark (not a test): the step runtime on real Kafka — handoff, throughput, recovery.
 
-Starts a local single-node broker (jars from tests/setup.d/30-kafka.sh) and a trivial 3-step
-linear pipeline (one ``python -m jup2kub_runtime`` process per step), then:
+Each function starts its own pipeline of ``python -m jup2kub_runtime`` processes (one per step
+replica, tests/runtime/harness.py) against a broker it is given, so ``python -m bench`` runs
+them all on one broker; this module's CLI starts its own broker (jars from
+tests/setup.d/30-kafka.sh).
 
-1. latency: runs submitted one at a time; per-step handoff = downstream "started" status time
-   minus upstream "succeeded" status time (p50/p99), and end-to-end submit-to-done time;
-2. throughput: a burst of runs submitted at once; runs/s from the first submit to the last
-   run done.
+- ``handoff``: a 3-step linear pipeline whose first step produces ``size`` bytes of state; runs
+  submitted one at a time. Per run: upstream cell done -> downstream cell started with its
+  inputs loaded (covers serialising and storing the value, the completion marker, the Kafka
+  message, the downstream poll and loading the value back), and the messaging part alone
+  (upstream "succeeded" status -> downstream "started" status). The 100 MB case is compared
+  with a plain copy of a 100 MB file on the same disk.
+- ``throughput``: a burst of runs submitted at once; runs/s from the first submit to the last
+  run done. With ``replicas=3`` and sleep-bound steps, the ratio to 1 replica shows scaling.
+- ``recovery``: 2 replicas of a sleeping middle step; kill -9 the replica executing a run's
+  step; time from the kill to the run's completion minus the step's own duration.
 
-    python bench/runtime_handoff.py [--sequential 50] [--burst 300]
+    python -m bench.runtime_handoff [--sequential 50] [--burst 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "runtime"), str(REPO / "tests" / "runtime")]
+for _p in (str(REPO / "runtime"), str(REPO / "tests" / "runtime")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 from harness import Pipeline  # noqa: E402
 from kafka_broker import KafkaBroker  # noqa: E402
 
+from bench.stats import pct, summary  # noqa: E402
 from jup2kub_runtime.messages import parse_time  # noqa: E402
-from jup2kub_runtime.spec import Cell, StepSpec  # noqa: E402
+from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec  # noqa: E402
+
+# The runtime's own default (config.py), which the chart does not override: the harness's
+# 3 s would flatter recovery.
+SESSION_TIMEOUT_MS = "10000"
 
 
-def specs() -> list[StepSpec]:
+@contextmanager
+def broker(workdir: Path | None = None) -> Iterator[KafkaBroker]:
+    """A local single-node broker on 127.0.0.1, stopped (by pid) afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="j2k-bench-kafka-")) if workdir is None else workdir
+    b = KafkaBroker(tmp)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+        if workdir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+def _log_line(log: Path, tag: str) -> str:
+    return (f"with open({str(log)!r}, 'a') as _f: "
+            f"_f.write(RUN_ID + ' {tag} ' + repr(__import__('time').time()) + ' ' "
+            f"+ str(__import__('os').getpid()) + '\\n')")
+
+
+def _events(log: Path) -> dict[tuple[str, str], list[tuple[float, int]]]:
+    out: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            run, tag, t, pid = line.split()
+            out.setdefault((run, tag), []).append((float(t), int(pid)))
+    return out
+
+
+def linear(name: str, log: Path, a_body: str, b_body: str, c_body: str) -> list[StepSpec]:
+    """a -> b -> c; each cell logs its start and end (time, pid) to ``log``."""
+    params = "seed = 0\nRUN_ID = 'none'\nSIZE = 1024\nSLEEP = 0.0\n"
+    replay = [ReplayCell(cell=0, source="import time, os")]
+
+    def cell(i: int, step: str, body: str) -> Cell:
+        return Cell(i, f"{_log_line(log, step + '_start')}\n{body}\n"
+                       f"{_log_line(log, step + '_end')}")
+
     return [
-        StepSpec(pipeline="bench", step="a", parameters_source="seed = 0\n",
-                 cells=[Cell(1, "x = seed + 1")], outputs=["x"], downstream=["b"]),
-        StepSpec(pipeline="bench", step="b", cells=[Cell(2, "y = x * 2")],
-                 inputs={"x": "a"}, outputs=["y"], upstream=["a"], downstream=["c"]),
-        StepSpec(pipeline="bench", step="c", cells=[Cell(3, "z = y - 1")],
-                 inputs={"y": "b"}, outputs=["z"], upstream=["b"]),
+        StepSpec(pipeline=name, step="a", parameters_source=params, parameters=["seed"],
+                 replay=replay, cells=[cell(1, "a", a_body)], outputs=["x"], downstream=["b"]),
+        StepSpec(pipeline=name, step="b", parameters_source=params, replay=replay,
+                 cells=[cell(2, "b", b_body)], inputs={"x": "a"}, outputs=["y"],
+                 upstream=["a"], downstream=["c"]),
+        StepSpec(pipeline=name, step="c", parameters_source=params, replay=replay,
+                 cells=[cell(3, "c", c_body)], inputs={"y": "b"}, outputs=["z"],
+                 upstream=["b"]),
     ]
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def _status_times(p: Pipeline, expected: int) -> dict[tuple[str, str, str], float]:
+    status = p.statuses(lambda ms: sum(m["state"] == "succeeded" for m in ms) >= expected, 120)
+    return {(m["run_id"], m["step"], m["state"]): parse_time(m["at"]) for m in status}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def file_copy_seconds(size: int, root: Path, repeat: int = 5) -> list[float]:
+    """Plain ``shutil.copyfile`` of a ``size``-byte file (written and fsynced first)."""
+    src, dst = root / "copy-src.bin", root / "copy-dst.bin"
+    with src.open("wb") as f:
+        f.write(b"\x01" * size)
+        f.flush()
+        os.fsync(f.fileno())
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        shutil.copyfile(src, dst)
+        with dst.open("rb+") as f:
+            os.fsync(f.fileno())
+        out.append(time.perf_counter() - t)
+        dst.unlink()
+    src.unlink()
+    return out
+
+
+def handoff(bootstrap: str, sizes: dict[str, int], runs: dict[str, int],
+            root: Path) -> dict[str, Any]:
+    """Per size label: handoff times (seconds) of the a -> b boundary over ``runs[label]``
+    sequential runs, plus the status-only part; with a plain file copy of the largest size."""
+    name = _name("hand")
+    log = root / f"{name}.log"
+    specs = linear(name, log, "x = b'\\x01' * SIZE", "y = len(x)", "z = y + 1")
+    p = Pipeline(root / name, bootstrap, specs,
+                 extra_env={"J2K_TOPIC_PARTITIONS": "1"})
+    result: dict[str, Any] = {}
+    ids: dict[str, list[str]] = {}
+    try:
+        p.start()
+        p.wait_ready()
+        p.submit("warmup", seed=0, RUN_ID="warmup", SIZE=16)
+        p.wait_complete(["warmup"], timeout=120)
+        for label, size in sizes.items():
+            ids[label] = []
+            for i in range(runs[label]):
+                run = f"{label}-{i}"
+                p.submit(run, seed=i, RUN_ID=run, SIZE=size)
+                p.wait_complete([run], steps=["c"], timeout=300)
+                ids[label].append(run)
+        total = 1 + sum(len(v) for v in ids.values())
+        at = _status_times(p, 3 * total)
+    finally:
+        p.stop()
+    ev = _events(log)
+    for label, rs in ids.items():
+        full = [ev[(r, "b_start")][0][0] - ev[(r, "a_end")][0][0] for r in rs]
+        msg = [at[(r, "b", "started")] - at[(r, "a", "succeeded")] for r in rs]
+        result[label] = {
+            "bytes": sizes[label],
+            "handoff_s": summary(full, 5),
+            "handoff_p99_s": round(pct(full, 0.99), 5),
+            "messaging_s": summary(msg, 5),
+            "messaging_p99_s": round(pct(msg, 0.99), 5),
+            "samples_s": [round(x, 5) for x in full],
+        }
+    big = max(sizes, key=lambda k: sizes[k])
+    copies = file_copy_seconds(sizes[big], root)
+    result["file_copy"] = {"bytes": sizes[big], "seconds": summary(copies, 5)}
+    result["ratio_largest_to_copy"] = round(
+        result[big]["handoff_s"]["median"] / statistics.median(copies), 2)
+    shutil.rmtree(root / name, ignore_errors=True)
+    return result
+
+
+def throughput(bootstrap: str, burst: int, root: Path, replicas: int = 1,
+               sleep: float = 0.0, partitions: int = 1) -> dict[str, Any]:
+    """Runs/s of ``burst`` runs submitted at once through a -> b -> c (``replicas`` processes
+    per step, each step sleeping ``sleep`` seconds)."""
+    name = _name(f"thr{replicas}r")
+    log = root / f"{name}.log"
+    s = f"time.sleep({sleep})\n" if sleep else ""
+    specs = linear(name, log, s + "x = seed + 1", s + "y = x * 2", s + "z = y - 1")
+    p = Pipeline(root / name, bootstrap, specs,
+                 extra_env={"J2K_TOPIC_PARTITIONS": str(partitions)})
+    try:
+        p.start(replicas=dict.fromkeys("abc", replicas))
+        p.wait_ready(timeout=120)
+        warm = [f"w{i}" for i in range(2 * replicas)]
+        for r in warm:
+            p.submit(r, seed=0, RUN_ID=r)
+        p.wait_complete(warm, timeout=180)
+        runs = [f"r{i}" for i in range(burst)]
+        t0 = time.time()
+        for i, r in enumerate(runs):
+            p.submit(r, seed=i, RUN_ID=r)
+        p.wait_complete(runs, steps=["c"], timeout=900)
+        at = _status_times(p, 3 * (len(warm) + burst))
+    finally:
+        p.stop()
+    done = [at[(r, "c", "succeeded")] for r in runs]
+    span = max(done) - t0
+    ev = _events(log)
+    per_proc: dict[int, int] = {}
+    for r in runs:
+        pid = ev[(r, "b_end")][0][1]
+        per_proc[pid] = per_proc.get(pid, 0) + 1
+    shutil.rmtree(root / name, ignore_errors=True)
+    return {"runs": burst, "replicas": replicas, "partitions": partitions, "sleep_s": sleep,
+            "span_s": round(span, 3), "runs_per_s": round(burst / span, 2),
+            "mean_latency_s": round(statistics.mean(d - t0 for d in done), 3),
+            "runs_per_b_replica": sorted(per_proc.values(), reverse=True)}
+
+
+def recovery(bootstrap: str, trials: int, root: Path, step_seconds: float = 2.0) -> dict[str, Any]:
+    """kill -9 of the replica executing step b (2 replicas) -> the run's completion, minus the
+    step's own duration; one killed run per trial."""
+    name = _name("rec")
+    log = root / f"{name}.log"
+    specs = linear(name, log, "x = seed + 1", f"time.sleep({step_seconds})\ny = x * 2",
+                   "z = y - 1")
+    p = Pipeline(root / name, bootstrap, specs,
+                 extra_env={"J2K_TOPIC_PARTITIONS": "2", "J2K_MAX_RETRIES": "10",
+                            "J2K_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS})
+    samples: list[dict[str, float]] = []
+    try:
+        p.start(replicas={"a": 1, "b": 2, "c": 1})
+        p.wait_ready(timeout=120)
+        p.submit("warmup", seed=0, RUN_ID="warmup")
+        p.wait_complete(["warmup"], timeout=120)
+        for i in range(trials):
+            run = f"k{i}"
+            p.submit(run, seed=i, RUN_ID=run)
+            deadline = time.monotonic() + 120
+            while (run, "b_start") not in _events(log):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{run}: step b never started")
+                time.sleep(0.01)
+            pid = _events(log)[(run, "b_start")][0][1]
+            idx = next(n for n, sp in enumerate(p.procs["b"])
+                       if sp.proc is not None and sp.proc.pid == pid)
+            time.sleep(0.3)  # well inside the cell
+            t_kill = time.time()
+            p.proc("b", idx).kill9()
+            p.restart("b", idx)  # what Kubernetes does for the pod; the survivor takes over
+            while not p.store.is_complete(run, "c"):
+                if time.monotonic() > deadline + 300:
+                    raise RuntimeError(f"{run}: not complete after the kill")
+                time.sleep(0.02)
+            t_done = time.time()
+            ev = _events(log)
+            restart = ev[(run, "b_start")][-1][0]
+            samples.append({
+                "kill_to_done_s": t_done - t_kill,
+                "kill_to_restart_s": restart - t_kill,
+                "recovery_s": t_done - t_kill - step_seconds,
+            })
+            p.wait_ready(timeout=120)
+    finally:
+        p.stop()
+    shutil.rmtree(root / name, ignore_errors=True)
+    return {
+        "step_seconds": step_seconds,
+        "session_timeout_ms": int(SESSION_TIMEOUT_MS),
+        "recovery_s": summary([s["recovery_s"] for s in samples], 3),
+        "kill_to_restart_s": summary([s["kill_to_restart_s"] for s in samples], 3),
+        "samples": [{k: round(v, 3) for k, v in s.items()} for s in samples],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sequential", type=int, default=50)
     ap.add_argument("--burst", type=int, default=300)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="j2k-bench-") as tmp:
-        broker = KafkaBroker(Path(tmp) / "kafka")
-        broker.start()
-        p = Pipeline(Path(tmp), broker.bootstrap, specs(),
-                     extra_env={"J2K_TOPIC_PARTITIONS": "1"})
-        try:
-            p.start()
-            p.wait_ready()
-            p.submit("warmup", seed=0)
-            p.wait_complete(["warmup"])
-            seq = [f"s{i}" for i in range(args.sequential)]
-            for i, run in enumerate(seq):
-                p.submit(run, seed=i)
-                p.wait_complete([run], steps=["c"])
-            burst = [f"b{i}" for i in range(args.burst)]
-            t0 = time.time()
-            for i, run in enumerate(burst):
-                p.submit(run, seed=i)
-            p.wait_complete(burst, steps=["c"], timeout=600)
-            expected = 3 * (1 + len(seq) + len(burst))
-            status = p.statuses(
-                lambda ms: sum(m["state"] == "succeeded" for m in ms) >= expected, 120)
-        finally:
-            p.stop()
-            broker.stop()
-    at = {(m["run_id"], m["step"], m["state"]): parse_time(m["at"]) for m in status}
-    handoffs = [at[(r, down, "started")] - at[(r, up, "succeeded")]
-                for r in seq for up, down in (("a", "b"), ("b", "c"))]
-    execs = [at[(r, s, "succeeded")] - at[(r, s, "started")] for r in seq for s in "abc"]
-    first_start = [at[(r, "a", "started")] for r in burst]
-    done = [at[(r, "c", "succeeded")] for r in burst]
-    span = max(done) - t0
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="j2k-bench-") as tmp, broker() as b:
+        h = handoff(b.bootstrap, {"trivial": 16}, {"trivial": args.sequential}, Path(tmp))
+        t = throughput(b.bootstrap, args.burst, Path(tmp))
     ms = 1000.0
-    print(f"sequential runs: {len(seq)}  (3 trivial steps, fsync on, 1 partition per topic)")
-    print(f"  handoff latency   p50 {pct(handoffs, .5) * ms:7.1f} ms   "
-          f"p99 {pct(handoffs, .99) * ms:7.1f} ms   (upstream succeeded -> downstream started)")
-    print(f"  step execution    p50 {pct(execs, .5) * ms:7.1f} ms   "
-          f"p99 {pct(execs, .99) * ms:7.1f} ms   (started -> succeeded, incl. state store)")
-    print(f"burst runs: {len(burst)}")
-    print(f"  throughput        {len(burst) / span:7.1f} runs/s   ({span:.1f} s from first "
-          f"submit to last done; first start after {min(first_start) - t0:.2f} s)")
-    print(f"  mean per run      {statistics.mean(done) - t0:7.2f} s after burst start")
+    s = h["trivial"]
+    print(f"sequential runs: {args.sequential}  (3 trivial steps, fsync on, 1 partition per topic)")
+    print(f"  handoff           p50 {s['handoff_s']['median'] * ms:7.1f} ms   "
+          f"p99 {s['handoff_p99_s'] * ms:7.1f} ms   (upstream cell done -> downstream cell "
+          "started, inputs loaded)")
+    print(f"  messaging only    p50 {s['messaging_s']['median'] * ms:7.1f} ms   "
+          f"p99 {s['messaging_p99_s'] * ms:7.1f} ms   (upstream succeeded -> downstream started)")
+    print(f"burst runs: {args.burst}")
+    print(f"  throughput        {t['runs_per_s']:7.1f} runs/s   ({t['span_s']:.1f} s from first "
+          "submit to last done)")
     return 0
 
 
