@@ -28,9 +28,9 @@ def summary(values: Sequence[float], digits: int = 4) -> dict[str, Any]:
 
 
 def spread(s: dict[str, Any], unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
-    """``median unit (IQR a–b, n=N)`` for a ``summary``."""
+    """``median unit (IQR a-b, n=N)`` for a ``summary``."""
     if not s.get("n"):
         return "n/a"
     f = f"{{:.{digits}f}}"
-    return (f"{f.format(s['median'] * scale)}{unit} (IQR {f.format(s['p25'] * scale)}–"
+    return (f"{f.format(s['median'] * scale)}{unit} (IQR {f.format(s['p25'] * scale)}-"
             f"{f.format(s['p75'] * scale)}, n={s['n']})")
