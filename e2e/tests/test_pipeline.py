@@ -85,6 +85,10 @@ def release(cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFact
         {"storage": {"mode": "existingClaim", "existingClaim": "state"}}))
     helm(cluster, "install", RELEASE, str(built), "-n", ns, "-f",
          str(built / "values-dev.yaml"), "-f", str(values), "--wait", "--timeout", "15m")
+    # helm's --wait counts a 1-replica Deployment with maxUnavailable 1 as ready at once:
+    # wait for every pod's readiness probe
+    for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
+        cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=10m", timeout=700)
     sts = json.loads(cluster.kubectl("-n", ns, "get", "statefulset", "-l",
                                      "app.kubernetes.io/component=kafka", "-o", "json"
                                      ).stdout)["items"][0]
@@ -160,9 +164,9 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
     assert len(deployments) == 5
     for d in deployments:
         assert d["status"].get("readyReplicas") == d["spec"]["replicas"], d["metadata"]["name"]
-    runs = {submit(cluster, broker): (), submit(cluster, broker, "n_rows=200", "seed=3"):
-            ("n_rows=200", "seed=3")}
-    for run_id, params in runs.items():
+    # one after the other: see test_concurrent_runs_keep_their_files_apart
+    for params in ((), ("n_rows=200", "seed=3")):
+        run_id = submit(cluster, broker, *params)
         states = wait_run(cluster, broker, run_id)
         assert {s["state"] for s in states.values()} == {"succeeded"}, states
         remote = tmp_path / f"{run_id}.ipynb"
@@ -178,3 +182,21 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
         assert r.returncode == 0, r.stdout + r.stderr
         local = next((tmp_path / run_id / "runs").glob("*/result.ipynb"))
         assert text_outputs(nbformat.read(remote, 4)) == text_outputs(nbformat.read(local, 4))
+
+
+@pytest.mark.xfail(reason="runtime: files a step writes with a relative path (clean_sales.csv) "
+                          "land in the state volume's root, shared by all runs, so concurrent "
+                          "runs read each other's files", strict=False)
+def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[str, str]
+                                                ) -> None:
+    ns, broker = release["namespace"], release["broker"]
+    big = submit(cluster, broker)
+    small = submit(cluster, broker, "n_rows=200", "seed=3")
+    rows = {}
+    for run_id in (big, small):
+        states = wait_run(cluster, broker, run_id)
+        assert {s["state"] for s in states.values()} == {"succeeded"}, states
+        outputs = json.loads((state_dir(cluster, ns) / "runs" / run_id / "report" /
+                              "outputs.json").read_text())
+        rows[run_id] = re.findall(r"'rows': (\d+)", json.dumps(outputs))
+    assert rows == {big: ["490"], small: ["190"]}
