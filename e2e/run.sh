@@ -20,6 +20,15 @@ fi
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 export PATH="$VENV/bin:$PATH"
 
+# helm (built from its Go module) and the Docker engine + step base image, as the default test
+# command sets them up (sourced, not copied: one installer per tool)
+for setup in tests/setup.d/20-helm.sh tests/setup.d/40-docker.sh; do
+    echo "== setup: $setup" >&2
+    # shellcheck source=/dev/null
+    source "$setup"
+done
+export J2K_HELM PATH="$(dirname "$J2K_HELM"):$PATH"
+
 if [ -z "${J2K_E2E_KUBECONFIG:-}" ]; then
     missing=()
     for pair in containerd:containerd runc:runc iptables:iptables conntrack:conntrack \
