@@ -317,8 +317,10 @@ def test_step_containers_on_kafka_match_jup2kub_run(
             assert same(a, b), (step.name, name, a, b)
         assert stdout_of(store, run_id, step.name) == stdout_of(ref, local.run_id, step.name)
     assert "'slope'" in stdout_of(store, run_id, "report")  # the final summary dict shown
-    # the file one step wrote and another read went through the shared volume
-    assert (state / "clean_sales.csv").read_bytes() == (local_cwd / "clean_sales.csv").read_bytes()
+    # the file one step wrote and another read went through the shared volume, in the run's
+    # own directory (concurrent runs never see each other's files)
+    shared = state / "runs" / run_id / "files" / "clean_sales.csv"
+    assert shared.read_bytes() == (local_cwd / "clean_sales.csv").read_bytes()
 
 
 @pytest.fixture

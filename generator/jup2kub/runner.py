@@ -372,6 +372,8 @@ def runtime_env(
             "J2K_HEALTH_HOST": "127.0.0.1",
             "J2K_MAX_RETRIES": "0",
             "J2K_TOPIC_PARTITIONS": "1",
+        # like the notebook (and the embedded mode): relative paths resolve in the user's cwd
+        "J2K_RUN_FILES": "0",
             "MPLBACKEND": "Agg",
             "PYTHONUNBUFFERED": "1",
         }

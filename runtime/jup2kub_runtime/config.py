@@ -48,6 +48,9 @@ class Config:
     shutdown_grace_seconds: float = 25.0
     liveness_stall_seconds: float = 60.0
     fsync: bool = True
+    #: run each run in its own directory <state>/runs/<run_id>/files, so relative file paths in
+    #: the notebook's code are shared by the steps of a run and never by two runs
+    run_files: bool = True
     log_level: str = "INFO"
 
     def retry_delay(self, attempt: int) -> float:
@@ -86,6 +89,7 @@ class Config:
             shutdown_grace_seconds=grace,
             liveness_stall_seconds=_float(e, "J2K_LIVENESS_STALL_SECONDS", 60.0),
             fsync=_bool(e, "J2K_FSYNC", True),
+            run_files=_bool(e, "J2K_RUN_FILES", True),
             log_level=(e.get("J2K_LOG_LEVEL") or "INFO").upper(),
         )
 

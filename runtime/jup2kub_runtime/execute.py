@@ -13,10 +13,13 @@ outputs.json are in the step's state directory; the error is printed as JSON on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from .errors import CellError, MissingInputError, OutputError, StepRuntimeError
@@ -47,6 +50,7 @@ def run_step(
     echo: bool = False,
     timeout: float | None = None,
     on_start: Callable[[int], None] | None = None,
+    workdir: Path | None = None,
 ) -> StepOutcome:
     """Execute ``spec`` for ``run_id`` unless already complete; store the results.
 
@@ -72,7 +76,8 @@ def run_step(
         if on_start is not None:
             on_start(attempt)
         inputs = store.load_inputs(run_id, spec.inputs)
-        result = execute_step(spec, inputs, parameters, echo=echo, timeout=timeout)
+        with _working_directory(workdir):
+            result = execute_step(spec, inputs, parameters, echo=echo, timeout=timeout)
         if result.error is not None:
             store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
                                error=result.error, timing=result.timing())
@@ -89,6 +94,21 @@ def run_step(
                                error=error, timing=result.timing())
             raise
         return StepOutcome("succeeded", attempt, result.seconds)
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path | None) -> Iterator[None]:
+    """Relative paths in the step's code resolve in ``path`` (None: leave the cwd alone)."""
+    if path is None:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def main(argv: list[str] | None = None) -> int:

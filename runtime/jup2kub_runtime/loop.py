@@ -296,6 +296,7 @@ class StepLoop:
                     spec, store, run_id, msg.parameters,
                     timeout=cfg.step_timeout_seconds or None,
                     on_start=lambda attempt: self._status(run_id, "started", attempt),
+                    workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
                 )
             except CellError as exc:
                 attempt = store.attempts(run_id, spec.step)

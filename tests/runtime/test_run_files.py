@@ -1,0 +1,38 @@
+"""Relative file paths in step code: shared by the steps of one run, never by two runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import Pipeline, unique
+from kafka_broker import KafkaBroker
+
+from jup2kub_runtime.spec import Cell, StepSpec
+
+
+def test_concurrent_runs_keep_their_files_apart(broker: KafkaBroker, tmp_path: Path) -> None:
+    name = unique("files")
+    write = StepSpec(
+        pipeline=name, step="write", parameters_source="label = 'none'\n",
+        cells=[Cell(1, "import time\nopen('shared.txt', 'w').write(label)\ntime.sleep(1)\n"
+                       "written = label")],
+        outputs=["written"], downstream=["read"],
+    )
+    read = StepSpec(
+        pipeline=name, step="read",
+        cells=[Cell(2, "seen = open('shared.txt').read()\nsame = seen == written")],
+        inputs={"written": "write"}, outputs=["seen", "same"], upstream=["write"],
+    )
+    p = Pipeline(tmp_path, broker.bootstrap, [write, read]).start(replicas={"write": 2})
+    try:
+        p.wait_ready()
+        runs = [f"r{i}" for i in range(6)]
+        for run in runs:
+            p.submit(run, label=f"from-{run}")
+        p.wait_complete(runs, timeout=180)
+        for run in runs:
+            assert p.store.load_value(run, "read", "seen") == f"from-{run}"
+            assert (p.state / "runs" / run / "files" / "shared.txt").read_text() == f"from-{run}"
+        assert not (p.state / "shared.txt").exists()
+    finally:
+        p.stop()
