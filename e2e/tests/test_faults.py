@@ -1,0 +1,177 @@
+"""Faults on a real cluster: the pod executing a run is deleted, its process is killed with
+SIGKILL, the Kafka pod is deleted mid-stream. Every run still completes, exactly once.
+
+A generated two-step notebook: ``slow`` (2 replicas) sleeps ``duration`` seconds after writing
+``executing-<pod name>`` to the state volume (so the test knows which pod holds the run),
+``after`` consumes its value. "Exactly once": every run ends ``succeeded`` with the right value,
+and ``after`` executed it once (its ``attempts`` file in the state volume).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cluster as harness
+import nbformat
+import pytest
+import yaml
+from nbformat import v4
+from test_pipeline import _docker_ok, state_dir, with_cluster_dns
+
+from conftest import E2E, Cluster
+from test_chart_kafka import helm
+
+RELEASE = "faults"
+STEPS = ("slow", "after")
+
+
+def _notebook(path: Path) -> Path:
+    nb = v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                  "language": "python"}}
+    params = v4.new_code_cell("duration = 20\nlabel = 'x'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        params,
+        v4.new_code_cell("#| step: slow\nimport os\nimport time\n\n"
+                         "marker = 'executing-' + os.environ.get('HOSTNAME', 'local')\n"
+                         "open(marker, 'w').write(label)\n"
+                         "time.sleep(duration)\ntotal = duration * 2"),
+        v4.new_code_cell("#| step: after\nresult = f'{label}:{total + 1}'\nprint(result)"),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[dict[str, str]]:
+    jup2kub = shutil.which("jup2kub")
+    if not jup2kub or not _docker_ok():
+        pytest.skip("needs jup2kub and a Docker engine (bash e2e/run.sh)")
+    if not cluster.own:
+        pytest.skip("SIGKILL of a container process needs the harness's containerd")
+    work = tmp_path_factory.mktemp("faults")
+    nb = _notebook(work / "slow-steps.ipynb")
+    out = work / "out"
+    base = os.environ.get("J2K_BASE_IMAGE", "jup2kub-test-base:bookworm-py311-1")
+    subprocess.run([jup2kub, "build", str(nb), "-o", str(out), "--kafka-nodes", "1",
+                    "--replicas", "1", "--base-image", base], check=True, timeout=3600)
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    refs = [f"{s['image']['repository']}:{s['image']['tag']}" for s in values["steps"].values()]
+    subprocess.run([str(E2E / "cluster"), "load-image", *refs], check=True, timeout=1800)
+    ns = f"j2k-e2e-faults-{os.getpid()}"
+    cluster.kubectl("create", "namespace", ns)
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "state"},
+             "spec": {"accessModes": ["ReadWriteOnce"],
+                      "resources": {"requests": {"storage": "256Mi"}}}}
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
+    e2e_values = work / "e2e-values.yaml"
+    e2e_values.write_text(yaml.safe_dump({
+        "storage": {"mode": "existingClaim", "existingClaim": "state"},
+        "steps": {"slow": {"replicas": 2}},
+    }))
+    helm(cluster, "install", RELEASE, str(out), "-n", ns, "-f", str(out / "values-dev.yaml"),
+         "-f", str(e2e_values), "--wait", "--timeout", "15m")
+    for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
+        cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=10m", timeout=700)
+    sts = json.loads(cluster.kubectl("-n", ns, "get", "statefulset", "-o", "json"
+                                     ).stdout)["items"][0]
+    broker = (f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{ns}"
+              f".svc.cluster.local:9092")
+    yield {"namespace": ns, "broker": broker, "notebook": str(nb)}
+    helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", check=False)
+    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _submit(cluster: Cluster, f: dict[str, str], label: str, duration: int) -> str:
+    r = with_cluster_dns(cluster, "jup2kub", "submit", f["notebook"], "--kafka", f["broker"],
+                         "-p", "label", label, "-p", "duration", str(duration))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def _wait(cluster: Cluster, f: dict[str, str], run_id: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    states: dict[str, dict[str, object]] = {}
+    while time.monotonic() < deadline:
+        r = with_cluster_dns(cluster, "jup2kub", "status", f["notebook"], run_id, "--kafka",
+                             f["broker"], "--json")
+        if r.returncode == 0:
+            states = json.loads(r.stdout)
+            if all(states.get(s, {}).get("state") in ("succeeded", "failed") for s in STEPS):
+                break
+        time.sleep(3)
+    assert {s: states.get(s, {}).get("state") for s in STEPS} == \
+        {s: "succeeded" for s in STEPS}, states
+
+
+def _check_once(cluster: Cluster, f: dict[str, str], run_id: str, label: str,
+                duration: int) -> dict[str, int]:
+    run = state_dir(cluster, f["namespace"]) / "runs" / run_id
+    attempts = {s: int((run / s / "attempts").read_text().strip() or 0) for s in STEPS}
+    assert attempts["after"] == 1, attempts
+    outputs = (run / "after" / "outputs.json").read_text()
+    assert f"{label}:{duration * 2 + 1}" in outputs
+    return attempts
+
+
+def _executing_pod(cluster: Cluster, f: dict[str, str], label: str,
+                   timeout: float = 120) -> str:
+    """The slow pod whose marker file holds ``label`` (written when it started the run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        root = state_dir(cluster, f["namespace"])
+        for marker in root.glob("executing-*"):
+            if marker.read_text() == label:
+                return marker.name.removeprefix("executing-")
+        time.sleep(0.5)
+    raise AssertionError(f"no slow pod started the run labelled {label}")
+
+
+def test_deleting_the_executing_pod(cluster: Cluster, faults: dict[str, str]) -> None:
+    run_id = _submit(cluster, faults, "deleted", 25)
+    pod = _executing_pod(cluster, faults, "deleted")
+    cluster.kubectl("-n", faults["namespace"], "delete", "pod", pod, "--wait=false")
+    _wait(cluster, faults, run_id)
+    _check_once(cluster, faults, run_id, "deleted", 25)
+
+
+def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, str]) -> None:
+    ns = faults["namespace"]
+    for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
+        cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
+    run_id = _submit(cluster, faults, "killed", 25)
+    pod = _executing_pod(cluster, faults, "killed")
+    cid = cluster.kubectl("-n", ns, "get", "pod", pod, "-o",
+                          "jsonpath={.status.containerStatuses[0].containerID}").stdout
+    container = cid.removeprefix("containerd://")
+    pid = subprocess.run(
+        ["ctr", "--address", str(harness.CTRD_SOCK), "-n", "k8s.io", "tasks", "ls"],
+        capture_output=True, text=True, check=True).stdout
+    task_pid = next(int(line.split()[1]) for line in pid.splitlines()
+                    if line.startswith(container))
+    os.kill(task_pid, 9)  # the container's main process (the runtime), as `kill -9` would
+    _wait(cluster, faults, run_id)
+    attempts = _check_once(cluster, faults, run_id, "killed", 25)
+    assert attempts["slow"] >= 2, attempts  # the killed execution did not count
+
+
+def test_deleting_kafka_mid_stream(cluster: Cluster, faults: dict[str, str]) -> None:
+    ns = faults["namespace"]
+    for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
+        cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
+    runs = {f"k{i}": _submit(cluster, faults, f"k{i}", 5) for i in range(4)}
+    _executing_pod(cluster, faults, "k0")
+    kafka = cluster.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=kafka",
+                            "-o", "jsonpath={.items[0].metadata.name}").stdout
+    cluster.kubectl("-n", ns, "delete", "pod", kafka, "--wait=false")
+    for label, run_id in runs.items():
+        _wait(cluster, faults, run_id, timeout=900)
+        _check_once(cluster, faults, run_id, label, 5)
