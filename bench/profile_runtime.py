@@ -1,0 +1,108 @@
+"""Where a step process spends its wall time: py-spy (``--idle``, so waits on fsync and on
+broker acks show) on every step process of the 3-step pipeline while it handles a burst of
+trivial runs, or runs handing over large state. Prints, per step, the share of samples whose
+stack passes through each function (inclusive), restricted to stacks that handle a message.
+
+    python -m bench.profile_runtime [--scenario burst|large] [--runs 200] [--py-spy PATH]
+
+py-spy is not a test dependency: pass its path (e.g. from a throwaway virtualenv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench import runtime_handoff as rh
+
+# What a step does per message; stacks without these are the idle poll loop.
+WORK = re.compile(r"\((loop|state|execute|executor|transport)\.py:")
+
+
+def summarize(raw: Path, top: int = 18) -> list[tuple[str, float]]:
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if not any(WORK.search(f) for f in frames) or "_poll " in stack.split(";")[-1]:
+            continue
+        if any(f.startswith(("poll (", "_poll (", "_poll_paused (")) for f in frames[-3:]):
+            continue
+        total += int(n)
+        for f in dict.fromkeys(re.sub(r":\d+\)", ")", f) for f in frames):
+            counts[f] += int(n)
+    return [(f, 100.0 * c / max(total, 1)) for f, c in counts.most_common(top)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", choices=("burst", "large"), default="burst")
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    ap.add_argument("--out", type=Path, default=None, help="keep the raw profiles here")
+    args = ap.parse_args(argv)
+    out = args.out or Path(tempfile.mkdtemp(prefix="j2k-profile-"))
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="j2k-prof-") as tmp, rh.broker() as b:
+        root = Path(tmp)
+        log = root / "events.log"
+        a_body = "x = b'\\x01' * SIZE" if args.scenario == "large" else "x = seed + 1"
+        specs = rh.linear(rh._name("prof"), log, a_body, "y = len(x)" if args.scenario ==
+                          "large" else "y = x * 2", "z = y + 1")
+        p = rh.Pipeline(root / "p", b.bootstrap, specs,
+                        extra_env={"J2K_TOPIC_PARTITIONS": "1"})
+        spies: list[subprocess.Popen[bytes]] = []
+        try:
+            p.start()
+            p.wait_ready()
+            p.submit("warmup", seed=0, RUN_ID="warmup", SIZE=16)
+            p.wait_complete(["warmup"], timeout=120)
+            for step, procs in p.procs.items():
+                assert procs[0].proc is not None
+                spies.append(subprocess.Popen(
+                    [args.py_spy, "record", "--idle", "--nonblocking", "-r", "250", "-f", "raw",
+                     "-o", str(out / f"{step}.txt"), "-p", str(procs[0].proc.pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(1.0)
+            runs = [f"r{i}" for i in range(args.runs)]
+            t0 = time.time()
+            for i, r in enumerate(runs):
+                p.submit(r, seed=i, RUN_ID=r, SIZE=100 << 20)
+                if args.scenario == "large":
+                    p.wait_complete([r], steps=["c"], timeout=300)
+            p.wait_complete(runs, steps=["c"], timeout=900)
+            span = time.time() - t0
+        finally:
+            for s in spies:
+                s.send_signal(signal.SIGINT)
+            for s in spies:
+                try:
+                    s.wait(60)
+                except subprocess.TimeoutExpired:
+                    s.kill()
+            p.stop()
+    print(f"{args.scenario}: {args.runs} runs in {span:.1f} s ({args.runs / span:.1f} runs/s); "
+          f"raw profiles in {out}")
+    for step in ("a", "b", "c"):
+        raw = out / f"{step}.txt"
+        if not raw.exists():
+            print(f"step {step}: no profile")
+            continue
+        print(f"--- step {step}: share of message-handling samples passing through")
+        for frame, share in summarize(raw):
+            print(f"  {share:5.1f}%  {frame}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
