@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 from nbformat import v4
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
+from kafka_broker import KafkaBroker  # tests/runtime/kafka_broker.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,3 +49,14 @@ def make_notebook(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node KRaft broker on loopback, per test module; yields its bootstrap."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

@@ -6,18 +6,14 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
-import pytest
 
 from jup2kub.api import inspect_notebook
 from jup2kub.bundle import pipeline_name, step_specs, write_bundles
 from jup2kub.runner import _free_port, _ready, runtime_env
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
-from kafka_broker import KafkaBroker  # tests/runtime/kafka_broker.py
 
 MakeNb = Callable[..., Path]
 
@@ -25,27 +21,24 @@ MakeNb = Callable[..., Path]
 def jup2kub(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, check=False, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=300,
     )
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
-
-
 def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb) -> None:
-    nb = make_notebook([
-        ("code", "n = 3", ["parameters"]),
-        "#| step: make\nvalues = [i * i for i in range(n)]",
-        "#| step: total\nprint('total', sum(values))",
-        "#| step: boom\nif n > 5:\n    raise RuntimeError(f'n too large: {n}')\nprint('ok')",
-    ], name="02 Remote Demo.ipynb")
+    nb = make_notebook(
+        [
+            ("code", "n = 3", ["parameters"]),
+            "#| step: make\nvalues = [i * i for i in range(n)]",
+            "#| step: total\nprint('total', sum(values))",
+            "#| step: boom\nif n > 5:\n    raise RuntimeError(f'n too large: {n}')\nprint('ok')",
+        ],
+        name="02 Remote Demo.ipynb",
+    )
     pipeline = inspect_notebook(nb)
     name = pipeline_name(pipeline)
     assert name == "nb-02-remote-demo"  # a leading digit is not allowed in Service names
@@ -57,8 +50,18 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
             port = _free_port()
             env = runtime_env(pipeline, step.name, kafka, state, bundles[step.name], port)
             log = (tmp_path / f"{step.name}.log").open("wb")
-            procs.append((subprocess.Popen([sys.executable, "-m", "jup2kub_runtime"], env=env,
-                                           stdout=log, stderr=subprocess.STDOUT), port, log))
+            procs.append(
+                (
+                    subprocess.Popen(
+                        [sys.executable, "-m", "jup2kub_runtime"],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    ),
+                    port,
+                    log,
+                )
+            )
         deadline = time.monotonic() + 90
         while not all(_ready(port) for _, port, _ in procs):
             assert time.monotonic() < deadline, "runtimes did not become ready"
@@ -67,11 +70,14 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
         ok = jup2kub("submit", nb, "--kafka", kafka, "-p", "n", "4", cwd=tmp_path)
         assert ok.returncode == 0, ok.stderr
         good = ok.stdout.strip()
-        bad = jup2kub("submit", nb, "--kafka", kafka, "-p", "n", "9", "--run-id", "bad-run",
-                      cwd=tmp_path)
+        bad = jup2kub(
+            "submit", nb, "--kafka", kafka, "-p", "n", "9", "--run-id", "bad-run", cwd=tmp_path
+        )
         assert bad.returncode == 0 and bad.stdout.strip() == "bad-run"
-        assert jup2kub("submit", nb, "--kafka", kafka, "--run-id", "../x",
-                       cwd=tmp_path).returncode == 2
+        assert (
+            jup2kub("submit", nb, "--kafka", kafka, "--run-id", "../x", cwd=tmp_path).returncode
+            == 2
+        )
 
         def states(run: str) -> dict[str, str]:
             proc = jup2kub("status", nb, run, "--kafka", kafka, "--json", cwd=tmp_path)

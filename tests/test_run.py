@@ -24,9 +24,6 @@ from nbclient import NotebookClient
 from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
-from kafka_broker import KafkaBroker  # tests/runtime/kafka_broker.py
-
 CORPUS = Path(__file__).resolve().parent / "corpus"
 MakeNb = Callable[..., Path]
 TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
@@ -117,17 +114,6 @@ def files_in(directory: Path) -> dict[str, bytes]:
         for p in sorted(directory.rglob("*"))
         if p.is_file() and not str(p.relative_to(directory)).startswith((".jup2kub", "work"))
     }
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real single-node KRaft broker on loopback; yields its bootstrap address."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.mark.parametrize("mode", ["embedded", "kafka"])

@@ -240,7 +240,32 @@ def _finish(
     """Write the results notebook and the summary (atomically) and return the result."""
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
     try:
-        return _write_results(nb, pipeline, store, workdir, run_id, steps, parameters, mode, status)
+        result_nb = results_notebook(nb.node, pipeline, store, run_id, parameters, status)
+        run_dir = store.run_dir(run_id)
+        notebook_path = run_dir / "result.ipynb"
+        atomic_write_text(notebook_path, nbformat.writes(result_nb))
+        summary = {
+            "run_id": run_id,
+            "pipeline": pipeline_name(pipeline),
+            "notebook": nb.path,
+            "mode": mode,
+            "status": status,
+            "parameters": dict(parameters),
+            "result_notebook": str(notebook_path),
+            "steps": {
+                name: {
+                    "status": st.state,
+                    "seconds": None if st.seconds is None else round(st.seconds, 3),
+                    "reused": st.reused,
+                    "outputs": str(store.step_dir(run_id, name)),
+                    **({"error": st.error} if st.error else {}),
+                }
+                for name, st in steps.items()
+            },
+        }
+        summary_path = run_dir / "summary.json"
+        atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+        return RunResult(run_id, workdir, steps, notebook_path, summary_path, dict(parameters))
     except OSError as exc:
         failed = "; ".join(
             f"step {st.name!r}: {(st.error or {}).get('evalue', 'failed')}"
@@ -254,45 +279,6 @@ def _finish(
             hint=f"free space (or pick another --workdir), then `--resume {run_id}`: the steps "
             "that completed are kept, and no result was written as if complete",
         ) from exc
-
-
-def _write_results(
-    nb: Notebook,
-    pipeline: Pipeline,
-    store: StateStore,
-    workdir: Path,
-    run_id: str,
-    steps: dict[str, StepRun],
-    parameters: Mapping[str, Any],
-    mode: str,
-    status: str,
-) -> RunResult:
-    result_nb = results_notebook(nb.node, pipeline, store, run_id, parameters, status)
-    run_dir = store.run_dir(run_id)
-    notebook_path = run_dir / "result.ipynb"
-    atomic_write_text(notebook_path, nbformat.writes(result_nb))
-    summary = {
-        "run_id": run_id,
-        "pipeline": pipeline_name(pipeline),
-        "notebook": nb.path,
-        "mode": mode,
-        "status": status,
-        "parameters": dict(parameters),
-        "result_notebook": str(notebook_path),
-        "steps": {
-            name: {
-                "status": st.state,
-                "seconds": None if st.seconds is None else round(st.seconds, 3),
-                "reused": st.reused,
-                "outputs": str(store.step_dir(run_id, name)),
-                **({"error": st.error} if st.error else {}),
-            }
-            for name, st in steps.items()
-        },
-    }
-    summary_path = run_dir / "summary.json"
-    atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
-    return RunResult(run_id, workdir, steps, notebook_path, summary_path, dict(parameters))
 
 
 def _explain(pipeline: Pipeline, step: str, error: Any) -> dict[str, Any] | None:

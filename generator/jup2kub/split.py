@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import yaml
@@ -277,15 +277,21 @@ def _split_tags(nb: Notebook) -> Split:
     return split
 
 
-def _split_markers(nb: Notebook) -> Split:
-    b = _Builder(nb.path)
-    split = Split("markers", [])
+def _step_cells(nb: Notebook, split: Split) -> Iterator[Cell]:
+    """The code cells that belong to steps; parameter cells are recorded in ``split`` instead."""
     for cell in nb.cells:
         if not _is_code(cell):
             continue
         if _is_parameters(cell):
             split.parameters.append(cell.index)
             continue
+        yield cell
+
+
+def _split_markers(nb: Notebook) -> Split:
+    b = _Builder(nb.path)
+    split = Split("markers", [])
+    for cell in _step_cells(nb, split):
         options = cell_options(cell.source)
         name = options.get("step")
         if name is not None:
@@ -328,12 +334,7 @@ def _split_headings(nb: Notebook) -> Split:
 def _split_cells(nb: Notebook) -> Split:
     b = _Builder(nb.path)
     split = Split("cells", [])
-    for cell in nb.cells:
-        if not _is_code(cell):
-            continue
-        if _is_parameters(cell):
-            split.parameters.append(cell.index)
-            continue
+    for cell in _step_cells(nb, split):
         b.start(f"cell-{cell.index}", cell.index, explicit=False)
         b.add(cell.index)
     split.steps = b.finish()
