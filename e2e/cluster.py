@@ -520,6 +520,7 @@ data:
             fallthrough in-addr.arpa ip6.arpa
             ttl 30
         }}
+        prometheus :9153
         cache 30
         loop
         reload

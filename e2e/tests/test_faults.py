@@ -2,7 +2,8 @@
 SIGKILL, the Kafka pod is deleted mid-stream. Every run still completes, exactly once.
 
 A generated two-step notebook: ``slow`` (2 replicas) sleeps ``duration`` seconds after writing
-``executing-<pod name>`` to the state volume (so the test knows which pod holds the run),
+``executing-<pod name>`` to its run's directory on the state volume (so the test knows which pod
+holds the run),
 ``after`` consumes its value. "Exactly once": every run ends ``succeeded`` with the right value,
 and ``after`` executed it once (its ``attempts`` file in the state volume).
 """
@@ -31,7 +32,11 @@ RELEASE = "faults"
 STEPS = ("slow", "after")
 
 
-def _notebook(path: Path) -> Path:
+AFTER_V1 = "#| step: after\nresult = f'{label}:{total + 1}'\nprint(result)"
+AFTER_V2 = "#| step: after\nresult = f'{label}={total + 1}'\nprint(result)"
+
+
+def _notebook(path: Path, after: str = AFTER_V1) -> Path:
     nb = v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                   "language": "python"}}
@@ -43,29 +48,32 @@ def _notebook(path: Path) -> Path:
                          "marker = 'executing-' + os.environ.get('HOSTNAME', 'local')\n"
                          "open(marker, 'w').write(label)\n"
                          "time.sleep(duration)\ntotal = duration * 2"),
-        v4.new_code_cell("#| step: after\nresult = f'{label}:{total + 1}'\nprint(result)"),
+        v4.new_code_cell(after),
     ]
     nbformat.write(nb, path)
     return path
 
 
+def _build_and_load(nb: Path, out: Path) -> Path:
+    base = os.environ.get("J2K_BASE_IMAGE", "jup2kub-test-base:bookworm-py311-1")
+    subprocess.run(["jup2kub", "build", str(nb), "-o", str(out), "--kafka-nodes", "1",
+                    "--replicas", "1", "--base-image", base], check=True, timeout=3600)
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    refs = [f"{s['image']['repository']}:{s['image']['tag']}" for s in values["steps"].values()]
+    subprocess.run([str(E2E / "cluster"), "load-image", *refs], check=True, timeout=1800)
+    return out
+
+
 @pytest.fixture(scope="module")
 def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[dict[str, str]]:
-    jup2kub = shutil.which("jup2kub")
-    if not jup2kub or not _docker_ok():
+    if not shutil.which("jup2kub") or not _docker_ok():
         pytest.skip("needs jup2kub and a Docker engine (bash e2e/run.sh)")
     if not cluster.own:
         pytest.skip("SIGKILL of a container process needs the harness's containerd")
     work = tmp_path_factory.mktemp("faults")
     nb = _notebook(work / "slow-steps.ipynb")
-    out = work / "out"
-    base = os.environ.get("J2K_BASE_IMAGE", "jup2kub-test-base:bookworm-py311-1")
-    subprocess.run([jup2kub, "build", str(nb), "-o", str(out), "--kafka-nodes", "1",
-                    "--replicas", "1", "--base-image", base], check=True, timeout=3600)
-    values = yaml.safe_load((out / "values.yaml").read_text())
-    refs = [f"{s['image']['repository']}:{s['image']['tag']}" for s in values["steps"].values()]
-    subprocess.run([str(E2E / "cluster"), "load-image", *refs], check=True, timeout=1800)
+    out = _build_and_load(nb, work / "out")
     ns = f"j2k-e2e-faults-{os.getpid()}"
     cluster.kubectl("create", "namespace", ns)
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "state"},
@@ -85,7 +93,8 @@ def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
                                      ).stdout)["items"][0]
     broker = (f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{ns}"
               f".svc.cluster.local:9092")
-    yield {"namespace": ns, "broker": broker, "notebook": str(nb)}
+    yield {"namespace": ns, "broker": broker, "notebook": str(nb), "work": str(work),
+           "values": str(e2e_values)}
     helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", check=False)
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
@@ -128,11 +137,16 @@ def _executing_pod(cluster: Cluster, f: dict[str, str], label: str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         root = state_dir(cluster, f["namespace"])
-        for marker in root.glob("executing-*"):
+        # relative files land in the run's own directory (runs/<id>/files)
+        for marker in (*root.glob("executing-*"), *root.glob("runs/*/files/executing-*")):
             if marker.read_text() == label:
                 return marker.name.removeprefix("executing-")
         time.sleep(0.5)
-    raise AssertionError(f"no slow pod started the run labelled {label}")
+    logs = cluster.kubectl("-n", f["namespace"], "logs", "-l",
+                           "app.kubernetes.io/component in (slow,after)", "--tail=30", "--prefix",
+                           check=False)
+    raise AssertionError(f"no slow pod started the run labelled {label}:\n{logs.stdout}"
+                         f"{logs.stderr}")
 
 
 def test_deleting_the_executing_pod(cluster: Cluster, faults: dict[str, str]) -> None:
@@ -175,3 +189,51 @@ def test_deleting_kafka_mid_stream(cluster: Cluster, faults: dict[str, str]) -> 
     for label, run_id in runs.items():
         _wait(cluster, faults, run_id, timeout=900)
         _check_once(cluster, faults, run_id, label, 5)
+
+
+def _deployments(cluster: Cluster, ns: str) -> dict[str, tuple[str, int]]:
+    items = json.loads(cluster.kubectl("-n", ns, "get", "deployments", "-o", "json"
+                                       ).stdout)["items"]
+    return {d["metadata"]["name"].rsplit("-", 1)[-1]:
+            (d["spec"]["template"]["spec"]["containers"][0]["image"],
+             d["metadata"]["generation"]) for d in items}
+
+
+def _rolled_out(cluster: Cluster, ns: str) -> None:
+    for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
+        cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=10m", timeout=700)
+
+
+def test_upgrade_rolls_only_the_changed_step_then_rollback(cluster: Cluster,
+                                                          faults: dict[str, str]) -> None:
+    ns, work = faults["namespace"], Path(faults["work"])
+    _rolled_out(cluster, ns)
+    before = _deployments(cluster, ns)
+    v2 = work / "v2"
+    v2.mkdir()
+    out2 = _build_and_load(_notebook(v2 / "slow-steps.ipynb", AFTER_V2), v2 / "out")
+    in_flight = _submit(cluster, faults, "upg", 20)
+    _executing_pod(cluster, faults, "upg")
+    helm(cluster, "upgrade", RELEASE, str(out2), "-n", ns, "-f", str(out2 / "values-dev.yaml"),
+         "-f", faults["values"], "--wait", "--timeout", "10m")
+    _rolled_out(cluster, ns)
+    after = _deployments(cluster, ns)
+    assert after["slow"] == before["slow"]  # same image, not rolled
+    assert after["after"][0] != before["after"][0]
+    _wait(cluster, faults, in_flight)
+    run = state_dir(cluster, ns) / "runs" / in_flight
+    assert (run / "after" / "attempts").read_text().strip() == "1"
+    out = (run / "after" / "outputs.json").read_text()
+    assert "upg=41" in out or "upg:41" in out  # whichever version took it, exactly once
+    new = _submit(cluster, faults, "v2", 1)
+    _wait(cluster, faults, new)
+    assert "v2=3" in (state_dir(cluster, ns) / "runs" / new / "after" / "outputs.json"
+                      ).read_text()
+
+    helm(cluster, "rollback", RELEASE, "1", "-n", ns, "--wait", "--timeout", "10m")
+    _rolled_out(cluster, ns)
+    assert _deployments(cluster, ns)["after"][0] == before["after"][0]
+    old = _submit(cluster, faults, "v1", 1)
+    _wait(cluster, faults, old)
+    assert "v1:3" in (state_dir(cluster, ns) / "runs" / old / "after" / "outputs.json"
+                      ).read_text()

@@ -164,7 +164,6 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
     assert len(deployments) == 5
     for d in deployments:
         assert d["status"].get("readyReplicas") == d["spec"]["replicas"], d["metadata"]["name"]
-    # one after the other: see test_concurrent_runs_keep_their_files_apart
     for params in ((), ("n_rows=200", "seed=3")):
         run_id = submit(cluster, broker, *params)
         states = wait_run(cluster, broker, run_id)
@@ -184,12 +183,11 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
         assert text_outputs(nbformat.read(remote, 4)) == text_outputs(nbformat.read(local, 4))
 
 
-@pytest.mark.xfail(reason="runtime: files a step writes with a relative path (clean_sales.csv) "
-                          "land in the state volume's root, shared by all runs, so concurrent "
-                          "runs read each other's files", strict=False)
 def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[str, str]
                                                 ) -> None:
     ns, broker = release["namespace"], release["broker"]
+    """clean writes clean_sales.csv, report reads it back: each run must see its own file
+    (they once shared the volume's root, and a run reported the other run's row count)."""
     big = submit(cluster, broker)
     small = submit(cluster, broker, "n_rows=200", "seed=3")
     rows = {}
