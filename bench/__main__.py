@@ -204,11 +204,15 @@ def row_images(ctx: Context, row: Row) -> None:
     rz = res.get("reprounzip") or {}
     if j.get("step_image_bytes") and rz.get("image_bytes"):
         ratio = j["step_image_bytes"] / rz["image_bytes"]
+        base_b = res["base_image_bytes"]
+        added = (j["step_image_bytes"] - base_b) / max(rz["image_bytes"] - base_b, 1)
         row.details["size_ratio"] = round(ratio, 3)
+        row.details["added_over_base_ratio"] = round(added, 3)
         row.lines.append(Line(
             "image size: largest step image / reprounzip docker image (same pandas notebook)",
             f"{ratio:.2f}x ({j['step_image_bytes'] / 1e6:.0f} MB vs "
-            f"{rz['image_bytes'] / 1e6:.0f} MB; base image {res['base_image_bytes'] / 1e6:.0f} MB"
+            f"{rz['image_bytes'] / 1e6:.0f} MB; both on the same {base_b / 1e6:.0f} MB base "
+            f"image, added over it: {added:.2f}x"
             f"{'; ' + rz['note'] if rz.get('note') else ''})",
             "<= 0.5x", ratio <= 0.5))
     else:
