@@ -23,24 +23,23 @@ from pathlib import Path
 
 from bench import runtime_handoff as rh
 
-# What a step does per message; stacks without these are the idle poll loop.
-WORK = re.compile(r"\((loop|state|execute|executor|transport)\.py:")
+# Stacks that handle a message: the worker thread's _handle, the main thread's commit.
+WORK = ("StepLoop._handle ", "StepLoop._finish ")
 
 
-def summarize(raw: Path, top: int = 18) -> list[tuple[str, float]]:
+def summarize(raw: Path, top: int = 22) -> tuple[int, list[tuple[str, float]]]:
+    """(samples handling messages, [(function, inclusive % of them)])."""
     counts: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        frames = stack.split(";")
-        if not any(WORK.search(f) for f in frames) or "_poll " in stack.split(";")[-1]:
-            continue
-        if any(f.startswith(("poll (", "_poll (", "_poll_paused (")) for f in frames[-3:]):
+        if not any(w in stack for w in WORK):
             continue
         total += int(n)
+        frames = stack.split(";")
         for f in dict.fromkeys(re.sub(r":\d+\)", ")", f) for f in frames):
             counts[f] += int(n)
-    return [(f, 100.0 * c / max(total, 1)) for f, c in counts.most_common(top)]
+    return total, [(f, 100.0 * c / max(total, 1)) for f, c in counts.most_common(top)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if not raw.exists():
             print(f"step {step}: no profile")
             continue
-        print(f"--- step {step}: share of message-handling samples passing through")
-        for frame, share in summarize(raw):
+        total, shares = summarize(raw)
+        print(f"--- step {step}: {total} samples handling messages (250/s); share through")
+        for frame, share in shares:
             print(f"  {share:5.1f}%  {frame}")
     return 0
 
