@@ -48,4 +48,5 @@ if [ -z "${J2K_E2E_KUBECONFIG:-}" ]; then
     e2e/cluster kafka-image --load
 fi
 
-exec python -m pytest e2e/tests "$@"
+# image builds happen in module fixtures, inside the first test of a module: allow an hour
+exec python -m pytest -o timeout=3600 e2e/tests "$@"
