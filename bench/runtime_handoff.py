@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-for _p in (str(REPO / "runtime"), str(REPO / "tests" / "runtime")):
+for _p in (str(REPO), str(REPO / "runtime"), str(REPO / "tests" / "runtime")):  # also as a script
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
