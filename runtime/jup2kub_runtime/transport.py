@@ -159,7 +159,13 @@ class Transport:
         if consumer is None:
             return False
         try:
-            return not consumer._coordinator.coordinator_unknown()
+            coordinator = consumer._coordinator
+            if coordinator.coordinator_unknown():
+                return False
+            # the coordinator is only marked unknown after a request to it fails; a dropped
+            # connection to it says "broker gone" at once
+            node = coordinator.coordinator_id
+            return node is not None and bool(consumer._client.connected(node))
         except Exception:  # private API moved: fall back to the bootstrap connection
             return bool(consumer.bootstrap_connected())
 
