@@ -1,30 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (README: "bash tests/run.sh").
-# On a fresh machine it installs everything the tests need, from the package registries only,
-# caching downloads and builds in $JUP2KUB_CACHE (outside the repo) so later runs are fast;
-# then it runs pytest. Extra arguments go to pytest.
+# The project's test command (README: "bash tests/run.sh"). On a fresh machine it installs
+# everything the tests need (tests/env.sh), then runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export JUP2KUB_CACHE="${JUP2KUB_CACHE:-$HOME/.cache/jup2kub}"
-mkdir -p "$JUP2KUB_CACHE"
-
-# One virtualenv per checkout (the project is installed editable into it): two clones on one
-# machine, e.g. a developer's and CI's, must not repoint each other's installs.
-VENV="${J2K_VENV:-$JUP2KUB_CACHE/venvs/$(printf %s "$PWD" | sha256sum | cut -c1-12)}"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e ".[test]"
-export PATH="$VENV/bin:$PATH"
-
-# Each tool the tests need has its own idempotent installer here (helm, Kafka, Docker, ...).
-# They export the locations they set up (e.g. J2K_HELM) for the test fixtures.
-for setup in tests/setup.d/*.sh; do
-    [ -e "$setup" ] || continue
-    echo "== setup: $setup" >&2
-    # shellcheck source=/dev/null
-    source "$setup"
-done
-
+# shellcheck source=tests/env.sh
+source tests/env.sh
 exec python -m pytest "$@"

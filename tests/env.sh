@@ -1,0 +1,25 @@
+# Sourced by tests/run.sh and bench/run.sh (bash, from the repository root): installs what the
+# tests and benchmarks need when it is missing, from the package registries only, caching
+# downloads and builds in $JUP2KUB_CACHE (outside the repo) so later runs are fast, and puts
+# the environment's python first on PATH.
+export JUP2KUB_CACHE="${JUP2KUB_CACHE:-$HOME/.cache/jup2kub}"
+mkdir -p "$JUP2KUB_CACHE"
+
+# One virtualenv per checkout (the project is installed editable into it): two clones on one
+# machine, e.g. a developer's and CI's, must not repoint each other's installs.
+VENV="${J2K_VENV:-$JUP2KUB_CACHE/venvs/$(printf %s "$PWD" | sha256sum | cut -c1-12)}"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+export PATH="$VENV/bin:$PATH"
+
+# Each tool has its own idempotent installer here (helm, Kafka, Docker, ...). They export the
+# locations they set up (e.g. J2K_HELM) for the test fixtures and benchmarks.
+for setup in tests/setup.d/*.sh; do
+    [ -e "$setup" ] || continue
+    echo "== setup: $setup" >&2
+    # shellcheck source=/dev/null
+    source "$setup"
+done
