@@ -111,7 +111,9 @@ def test_dns_and_clusterip_service(cluster: Cluster, namespace: str) -> None:
     fqdn = f"web.{namespace}.svc.cluster.local"
     # the Service's name through CoreDNS, then the Service's ClusterIP through kube-proxy,
     # by its short name (the pod's DNS search path)
-    script = f"nslookup {fqdn} && netcheck get http://web/index.html"
+    # kube-proxy programs a new Service within seconds; allow for a loaded machine
+    script = (f"nslookup {fqdn} && for i in $(seq 30); do "
+              "netcheck get http://web/index.html && exit 0; sleep 2; done; exit 1")
     cluster.kubectl("-n", namespace, "apply", "-f", "-",
                     input_text=CLIENT.format(image=cluster.busybox, script=script))
     logs = _wait_pod_done(cluster, namespace, "client")

@@ -207,11 +207,26 @@ def _rolled_out(cluster: Cluster, ns: str) -> None:
 def test_upgrade_rolls_only_the_changed_step_then_rollback(cluster: Cluster,
                                                           faults: dict[str, str]) -> None:
     ns, work = faults["namespace"], Path(faults["work"])
+    # v1 rebuilt next to v2: the step images also hash the runtime, which may have changed
+    # since the fixture's build (a shared work tree); upgrade to it first
+    builds = {}
+    for version, after_code in (("v1", AFTER_V1), ("v2", AFTER_V2)):
+        (work / version).mkdir()
+        builds[version] = _build_and_load(
+            _notebook(work / version / "slow-steps.ipynb", after_code), work / version / "out")
+    tags = {v: {n: s["image"]["tag"] for n, s in
+                yaml.safe_load((out / "values.yaml").read_text())["steps"].items()}
+            for v, out in builds.items()}
+    assert tags["v1"]["slow"] == tags["v2"]["slow"]
+    assert tags["v1"]["after"] != tags["v2"]["after"]
+    helm(cluster, "upgrade", RELEASE, str(builds["v1"]), "-n", ns, "-f",
+         str(builds["v1"] / "values-dev.yaml"), "-f", faults["values"], "--wait",
+         "--timeout", "10m")
     _rolled_out(cluster, ns)
+    v1_revision = json.loads(helm(cluster, "history", RELEASE, "-n", ns, "-o", "json"
+                                  ).stdout)[-1]["revision"]
     before = _deployments(cluster, ns)
-    v2 = work / "v2"
-    v2.mkdir()
-    out2 = _build_and_load(_notebook(v2 / "slow-steps.ipynb", AFTER_V2), v2 / "out")
+    out2 = builds["v2"]
     in_flight = _submit(cluster, faults, "upg", 20)
     _executing_pod(cluster, faults, "upg")
     helm(cluster, "upgrade", RELEASE, str(out2), "-n", ns, "-f", str(out2 / "values-dev.yaml"),
@@ -230,7 +245,8 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(cluster: Cluster,
     assert "v2=3" in (state_dir(cluster, ns) / "runs" / new / "after" / "outputs.json"
                       ).read_text()
 
-    helm(cluster, "rollback", RELEASE, "1", "-n", ns, "--wait", "--timeout", "10m")
+    helm(cluster, "rollback", RELEASE, str(v1_revision), "-n", ns, "--wait", "--timeout",
+         "10m")
     _rolled_out(cluster, ns)
     assert _deployments(cluster, ns)["after"][0] == before["after"][0]
     old = _submit(cluster, faults, "v1", 1)
