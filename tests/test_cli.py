@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+from cli_runner import CORPUS, jup2kub
 
 MakeNb = Callable[..., Path]
 
 
-def jup2kub(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-        timeout=120,
-    )
 
 
 def test_inspect_json_has_exactly_the_documented_shape() -> None:

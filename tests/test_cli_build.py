@@ -5,22 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
-
-
-def jup2kub(
-    *args: str | Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
-        capture_output=True, text=True, check=False, timeout=300, env=env,
-    )
+from cli_runner import CORPUS, jup2kub
 
 
 def test_build_writes_a_chart(tmp_path: Path) -> None:

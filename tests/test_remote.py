@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 
+from cli_runner import jup2kub
 from jup2kub.api import inspect_notebook
 from jup2kub.bundle import pipeline_name, step_specs, write_bundles
 from jup2kub.runner import _free_port, _ready, runtime_env
@@ -18,15 +19,6 @@ from jup2kub.runner import _free_port, _ready, runtime_env
 MakeNb = Callable[..., Path]
 
 
-def jup2kub(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-        timeout=300,
-    )
 
 
 def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb) -> None:

@@ -21,23 +21,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from cli_runner import CORPUS, jup2kub
 from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
 MakeNb = Callable[..., Path]
 TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
 
 
-def jup2kub(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jup2kub.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-        timeout=600,
-    )
 
 
 def text_outputs(nb: Any) -> dict[int, list[tuple[str, str]]]:
