@@ -8,25 +8,10 @@
 # J2K_E2E_DOWN=1: stop the cluster afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export JUP2KUB_CACHE="${JUP2KUB_CACHE:-$HOME/.cache/jup2kub}"
-mkdir -p "$JUP2KUB_CACHE"
-
-# the same per-checkout virtualenv as tests/run.sh (the project and its test extras)
-VENV="${J2K_VENV:-$JUP2KUB_CACHE/venvs/$(printf %s "$PWD" | sha256sum | cut -c1-12)}"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e ".[test]"
-export PATH="$VENV/bin:$PATH"
-
-# helm (built from its Go module) and the Docker engine + step base image, as the default test
-# command sets them up (sourced, not copied: one installer per tool)
-for setup in tests/setup.d/20-helm.sh tests/setup.d/40-docker.sh; do
-    echo "== setup: $setup" >&2
-    # shellcheck source=/dev/null
-    source "$setup"
-done
+# the same per-checkout virtualenv and tool installers (helm, Kafka jars, Docker engine + step
+# base image) as the default test command: sourced, not copied
+# shellcheck source=tests/env.sh
+source tests/env.sh
 export J2K_HELM PATH="$(dirname "$J2K_HELM"):$PATH"
 
 if [ -z "${J2K_E2E_KUBECONFIG:-}" ]; then
