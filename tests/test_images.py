@@ -41,7 +41,7 @@ CORPUS = REPO / "tests" / "corpus"
 SETUP = REPO / "tests" / "setup.d" / "40-docker.sh"
 sys.path.insert(0, str(REPO / "tests" / "runtime"))
 
-from kafka_broker import KafkaBroker, free_port  # noqa: E402
+from kafka_broker import free_port  # noqa: E402
 
 CANARY = "j2k-canary-4b1e8d2a90-never-in-images"
 STATE_MOUNT = images.DEFAULT_WORKDIR
@@ -78,16 +78,6 @@ def client(base_image: str) -> docker.DockerClient:
 @pytest.fixture(scope="module")
 def target(client: docker.DockerClient, base_image: str) -> deps.Target:
     return images.probe_target(client, base_image)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    b = KafkaBroker(tmp_path_factory.mktemp("kafka"))
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def build(pipeline: Pipeline, client: docker.DockerClient, target: deps.Target, base: str,
@@ -275,7 +265,7 @@ def test_images_are_non_root_read_only_friendly_and_reused(
 
 
 def test_step_containers_on_kafka_match_jup2kub_run(
-    client: docker.DockerClient, target: deps.Target, base_image: str, broker: KafkaBroker,
+    client: docker.DockerClient, target: deps.Target, base_image: str, kafka: str,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nb_path = CORPUS / "sales_markers.ipynb"
@@ -290,7 +280,7 @@ def test_step_containers_on_kafka_match_jup2kub_run(
     monkeypatch.chdir(tmp_path)
 
     state = tmp_path / "state"
-    containers = StepContainers(client, result, pipeline, broker.bootstrap, state)
+    containers = StepContainers(client, result, pipeline, kafka, state)
     try:
         containers.wait_ready()
         for step in containers.containers:
@@ -301,7 +291,7 @@ def test_step_containers_on_kafka_match_jup2kub_run(
             assert time.monotonic() < deadline, containers.logs()
             time.sleep(0.5)
         run_id = f"run-{uuid.uuid4().hex[:8]}"
-        submit(broker.bootstrap, containers.name, run_id)
+        submit(kafka, containers.name, run_id)
         store = StateStore(state)
         deadline = time.monotonic() + 600
         while not all(store.is_complete(run_id, s.name) for s in pipeline.steps):

@@ -22,6 +22,17 @@ def _label(pipeline: Pipeline, name: str) -> str:
     return "\\n".join(parts)
 
 
+def _edges(pipeline: Pipeline) -> list[tuple[str, str, str]]:
+    """(upstream, step, label) per edge: the values it carries, else why it exists."""
+    edges = []
+    for s in pipeline.steps:
+        for up in s.after:
+            values = sorted(v for v, src in s.inputs.items() if src == up)
+            label = ", ".join(values) if values else ("files" if up in s.file_deps else "after")
+            edges.append((up, s.name, label))
+    return edges
+
+
 def to_dot(pipeline: Pipeline) -> str:
     lines = [
         "digraph pipeline {",
@@ -31,11 +42,8 @@ def to_dot(pipeline: Pipeline) -> str:
     ]
     for s in pipeline.steps:
         lines.append(f'  "{s.name}" [label="{_label(pipeline, s.name)}"];')
-    for s in pipeline.steps:
-        for up in s.after:
-            values = sorted(v for v, src in s.inputs.items() if src == up)
-            label = ", ".join(values) if values else ("files" if up in s.file_deps else "after")
-            lines.append(f'  "{up}" -> "{s.name}" [label="{label}"];')
+    for up, down, label in _edges(pipeline):
+        lines.append(f'  "{up}" -> "{down}" [label="{label}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -45,11 +53,8 @@ def to_mermaid(pipeline: Pipeline) -> str:
     lines = ["flowchart LR"]
     for s in pipeline.steps:
         lines.append(f'  {ids[s.name]}["{s.name}"]')
-    for s in pipeline.steps:
-        for up in s.after:
-            values = sorted(v for v, src in s.inputs.items() if src == up)
-            label = ", ".join(values) if values else ("files" if up in s.file_deps else "after")
-            lines.append(f'  {ids[up]} -->|"{label}"| {ids[s.name]}')
+    for up, down, label in _edges(pipeline):
+        lines.append(f'  {ids[up]} -->|"{label}"| {ids[down]}')
     return "\n".join(lines) + "\n"
 
 
