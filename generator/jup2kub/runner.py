@@ -134,23 +134,12 @@ def run_pipeline(
                 hint="start a new run; resuming would mix results of two notebook versions",
             )
         parameters = dict(info.get("parameters") or {}) | dict(parameters)
-    store.record_run(
-        run_id,
-        parameters,
-        notebook=nb.path,
-        notebook_sha256=pipeline.notebook_sha256,
-        mode="embedded",
-    )
-    specs = step_specs(pipeline)
-    bundle_dir = workdir / "bundles" / pipeline.notebook_sha256[:16]
-    bundles = write_bundles(specs, bundle_dir)
+    bundles, logs = _start_run(nb, pipeline, store, workdir, run_id, parameters, "embedded")
     steps = {s.name: StepRun(s.name) for s in pipeline.steps}
     upstream = {s.name: list(s.after) for s in pipeline.steps}
     for name, st in steps.items():
         if store.is_complete(run_id, name):
             st.state, st.reused = DONE, True
-    logs = store.run_dir(run_id) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     limit = max(1, jobs or os.cpu_count() or 1)
     running: dict[str, _Process] = {}
     params_json = json.dumps(dict(parameters))
@@ -225,6 +214,25 @@ def run_pipeline(
             p.proc.wait()
             p.log.close()
     return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "embedded")
+
+
+def _start_run(
+    nb: Notebook,
+    pipeline: Pipeline,
+    store: StateStore,
+    workdir: Path,
+    run_id: str,
+    parameters: Mapping[str, Any],
+    mode: str,
+) -> tuple[dict[str, Path], Path]:
+    """Record the run, write the step bundles; returns them and the run's log directory."""
+    store.record_run(run_id, parameters, notebook=nb.path,
+                     notebook_sha256=pipeline.notebook_sha256, mode=mode)
+    bundles = write_bundles(step_specs(pipeline),
+                            workdir / "bundles" / pipeline.notebook_sha256[:16])
+    logs = store.run_dir(run_id) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return bundles, logs
 
 
 def _finish(
@@ -384,14 +392,7 @@ def run_pipeline_kafka(
     _writable(workdir)
     store = StateStore(workdir)
     run_id = new_run_id()
-    store.record_run(
-        run_id, parameters, notebook=nb.path, notebook_sha256=pipeline.notebook_sha256, mode="kafka"
-    )
-    bundles = write_bundles(
-        step_specs(pipeline), workdir / "bundles" / pipeline.notebook_sha256[:16]
-    )
-    logs = store.run_dir(run_id) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    bundles, logs = _start_run(nb, pipeline, store, workdir, run_id, parameters, "kafka")
     steps = {s.name: StepRun(s.name) for s in pipeline.steps}
     procs: dict[str, tuple[subprocess.Popen[bytes], IO[bytes], int]] = {}
     try:
