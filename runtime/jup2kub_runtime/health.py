@@ -66,6 +66,9 @@ class Health:
         self.last_beat = time.monotonic()
         self.loop_running = False
         self.connected = False
+        #: asked at each readiness request when set: the loop may be blocked on a dead broker
+        #: (a commit or an ack wait) and so not refresh ``connected`` for a long time
+        self.connected_probe: Callable[[], bool] | None = None
         self.subscribed = False
         self.busy_since: float | None = None
         self.consumer_lag: int | None = None
@@ -102,7 +105,8 @@ class Health:
         return ok
 
     def readiness(self) -> dict[str, bool]:
-        return {"kafka_connected": self.connected, "subscribed": self.subscribed,
+        connected = self.connected_probe() if self.connected_probe else self.connected
+        return {"kafka_connected": connected, "subscribed": self.subscribed,
                 "state_writable": self.volume_writable()}
 
     def metrics_text(self) -> str:

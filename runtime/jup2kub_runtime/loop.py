@@ -66,6 +66,7 @@ class StepLoop:
         self.store = store
         self.transport = transport
         self.health = health
+        health.connected_probe = transport.connected
         self.stop = threading.Event()
         self.stop_at: float | None = None
         self.job: Job | None = None
