@@ -71,6 +71,8 @@ class Health:
         self.connected_probe: Callable[[], bool] | None = None
         self.subscribed = False
         self.busy_since: float | None = None
+        #: the run the worker is handling (set once its message is parsed)
+        self.busy_run: str | None = None
         self.consumer_lag: int | None = None
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.execution = Histogram()

@@ -173,6 +173,7 @@ class StepLoop:
     def _finish(self, job: Job) -> None:
         self.job = None
         self.health.busy_since = None
+        self.health.busy_run = None
         if job.commit and not job.revoked:
             self.pending_commit = (job.tp, job.record.offset + 1)
             self._commit_pending()
@@ -241,6 +242,7 @@ class StepLoop:
             return True
         if record.timestamp and record.timestamp > 0:
             self.health.observe_handoff(time.time() - record.timestamp / 1000.0)
+        self.health.busy_run = msg.run_id
         self._retrying(lambda: self._record_arrival(msg))
         return self._execute(msg, raw)
 
