@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -9,6 +10,7 @@ import sys
 from .config import Config
 from .errors import ConfigError, SpecError, StepRuntimeError
 from .health import Health, HealthServer
+from .history import recent_runs
 from .loop import StepLoop
 from .spec import StepSpec
 from .state import StateStore
@@ -37,6 +39,7 @@ def main() -> int:
         return 2
     store = StateStore(cfg.state_path, fsync=cfg.fsync)
     health = Health(cfg.pipeline, cfg.step, cfg.liveness_stall_seconds, store.writable)
+    health.runs_provider = functools.partial(recent_runs, store, cfg.step)
     try:
         server = HealthServer(health, cfg.health_host, cfg.port)
     except OSError as exc:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -73,6 +73,9 @@ class Health:
         self.busy_since: float | None = None
         #: the run the worker is handling (set once its message is parsed)
         self.busy_run: str | None = None
+        #: (limit, busy run) -> this step's recent runs, newest first; see history.py
+        self.runs_provider: Callable[[int, str | None], list[dict[str, Any]]] | None = None
+        self.step = step
         self.consumer_lag: int | None = None
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.execution = Histogram()
@@ -153,6 +156,16 @@ def create_app(health: Health) -> Flask:
         checks = health.readiness()
         ready = all(checks.values())
         return {"ready": ready, **checks}, 200 if ready else 503
+
+    @app.get("/runs")
+    def runs() -> tuple[dict[str, Any], int]:
+        limit = request.args.get("limit", "20")
+        if not limit.isdigit() or int(limit) < 1:
+            return {"error": f"limit must be a positive integer, not {limit!r}"}, 400
+        if health.runs_provider is None:
+            return {"error": "this process keeps no run history"}, 404
+        return {"step": health.step, "busy_run": health.busy_run,
+                "runs": health.runs_provider(int(limit), health.busy_run)}, 200
 
     @app.get("/metrics")
     def metrics() -> Response:
