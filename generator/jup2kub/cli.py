@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from jup2kub import __version__, api, chart, parameters, remote, runner
+from jup2kub import deploy as deploy_mod
 from jup2kub.bundle import pipeline_name
 from jup2kub.drawing import write_graph
 from jup2kub.errors import Jup2KubError, UsageError
@@ -376,15 +377,151 @@ def submit(
     click.echo(run_id)
 
 
+def kube_options(func: F) -> F:
+    """--namespace/--kubeconfig/--context, as helm and kubectl spell them."""
+    func = click.option("--context", "context", default=None, metavar="NAME",
+                        help="Kube context [default: the current one].")(func)
+    func = click.option("--kubeconfig", type=click.Path(dir_okay=False, exists=True,
+                                                        path_type=Path), default=None,
+                        help="Kubeconfig file [default: $KUBECONFIG or ~/.kube/config].")(func)
+    func = click.option("-n", "--namespace", default=None,
+                        help="Namespace [default: the context's].")(func)
+    return func
+
+
+def _target(namespace: str | None, kubeconfig: Path | None, context: str | None
+            ) -> deploy_mod.KubeTarget:
+    return deploy_mod.KubeTarget(kubeconfig, context, namespace)
+
+
+def _readiness_table(state: deploy_mod.Readiness) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("workload", "ready", "pods"):
+        table.add_column(col)
+    for w in state.workloads:
+        pods = [p for p in state.pods if p.component == w.component]
+        detail = ", ".join(f"{p.name.rsplit('-', 1)[-1]} {p.reason or p.phase}"
+                           for p in pods if not p.ready)
+        mark = "[green]ready[/]" if w.is_ready else "[yellow]waiting[/]"
+        table.add_row(f"{w.kind.lower()}/{w.name}", f"{w.ready}/{w.desired} {mark}", detail)
+    return table
+
+
 @main.command()
-@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("run_id")
-@kafka_option
-@split_option
-@click.option("--json", "as_json", is_flag=True, help="Print the status messages as JSON.")
+@click.argument("chart_dir", metavar="OUT", type=click.Path(exists=True, path_type=Path))
+@click.option("--release", required=True, help="Helm release name.")
+@click.option("-f", "--values", "values_files", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Values file (repeatable; later files win), e.g. OUT/values-prod.yaml.")
+@kube_options
+@click.option("--timeout", default="15m", show_default=True,
+              help="How long helm and the readiness wait may take (e.g. 90s, 15m).")
+@click.option("--no-wait", is_flag=True, help="Return once helm is done; skip the readiness wait.")
 @_reports_errors
-def status(notebook: Path, run_id: str, bootstrap: str, split: str, as_json: bool) -> None:
-    """Show the per-step status of RUN_ID of NOTEBOOK's deployed pipeline."""
+def deploy(chart_dir: Path, release: str, values_files: tuple[Path, ...],
+           namespace: str | None, kubeconfig: Path | None, context: str | None, timeout: str,
+           no_wait: bool) -> None:
+    """Install or upgrade OUT (a chart from `jup2kub build`) as RELEASE and wait until Kafka
+    and every step pass their readiness probes."""
+    seconds = deploy_mod.parse_duration(timeout)
+    live = _live_display()
+
+    def progress(message: str) -> None:
+        if live is None:
+            click.echo(message, err=True)
+
+    def readiness(state: deploy_mod.Readiness) -> None:
+        if live is not None:
+            live.update(_readiness_table(state))
+
+    try:
+        result = deploy_mod.deploy(chart_dir, release, list(values_files),
+                                   _target(namespace, kubeconfig, context), timeout=seconds,
+                                   wait=not no_wait, on_progress=progress,
+                                   on_readiness=readiness)
+    finally:
+        if live is not None:
+            live.stop()
+    summary = result.readiness.summary() if result.readiness else "not waited for"
+    click.echo(f"release {result.release} revision {result.revision} {result.status} in "
+               f"namespace {result.namespace}: {summary}")
+
+
+def _live_display() -> Any:
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.live import Live
+
+    live = Live(console=Console(stderr=True), refresh_per_second=2, transient=True)
+    live.start()
+    return live
+
+
+def _release_status_text(st: deploy_mod.ReleaseStatus) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"release [bold]{st.release}[/] (namespace {st.namespace}): revision "
+                  f"{st.revision} {st.helm_status}, chart {st.chart}; "
+                  f"{st.readiness.summary()}", highlight=False)
+    pods = Table(box=None, pad_edge=False, title="pods", title_justify="left")
+    for col in ("pod", "component", "phase", "ready", "restarts", "note"):
+        pods.add_column(col)
+    for p in st.readiness.pods:
+        note = (p.reason or "") + (f": {p.message}" if p.message else "")
+        pods.add_row(p.name, p.component, p.phase, "yes" if p.ready else "no",
+                     str(p.restarts), note)
+    console.print(pods)
+    steps = sorted({s for r in st.runs for s in r.steps} | set(st.run_errors))
+    runs = Table(box=None, pad_edge=False, title="recent runs", title_justify="left")
+    runs.add_column("run")
+    runs.add_column("state")
+    for step in steps:
+        runs.add_column(step)
+    for r in st.runs:
+        runs.add_row(r.run_id, r.state, *[r.steps.get(s, {}).get("state", "-") for s in steps])
+    console.print(runs if st.runs else "recent runs: none yet")
+    for step, why in sorted(st.run_errors.items()):
+        console.print(f"[yellow]runs of step {step} unknown:[/] {why}", highlight=False)
+
+
+@main.command()
+@click.argument("notebook", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("run_id", required=False)
+@click.option("--kafka", "bootstrap", metavar="BOOTSTRAP", default=None,
+              help="With NOTEBOOK RUN_ID: the pipeline's Kafka (host:port).")
+@click.option("--release", default=None,
+              help="Show a deployed release instead: pods, readiness and recent runs.")
+@kube_options
+@click.option("--runs", "n_runs", type=click.IntRange(min=0), default=10, show_default=True,
+              help="With --release: how many recent runs to show.")
+@split_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_reports_errors
+def status(notebook: Path | None, run_id: str | None, bootstrap: str | None,
+           release: str | None, namespace: str | None, kubeconfig: Path | None,
+           context: str | None, n_runs: int, split: str, as_json: bool) -> None:
+    """Show one run (NOTEBOOK RUN_ID --kafka BOOTSTRAP: per-step status from the status topic)
+    or a release (--release NAME: pods, readiness and recent runs, through the Kubernetes API).
+    """
+    if release is not None:
+        if notebook is not None or bootstrap is not None:
+            raise UsageError("--release takes no NOTEBOOK, RUN_ID or --kafka",
+                             hint="use `jup2kub status --release NAME [-n NAMESPACE]`")
+        st = deploy_mod.release_status(release, _target(namespace, kubeconfig, context),
+                                       runs=n_runs)
+        if as_json:
+            click.echo(json.dumps(st.to_json(), indent=2))
+        else:
+            _release_status_text(st)
+        return
+    if notebook is None or run_id is None or bootstrap is None:
+        raise UsageError("status needs NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME",
+                         hint="e.g. `jup2kub status nb.ipynb RUN_ID --kafka host:9092`")
     pipeline = api.inspect_notebook(notebook, split)
     states = remote.run_states(bootstrap, pipeline_name(pipeline), run_id)
     if as_json:
