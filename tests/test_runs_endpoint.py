@@ -60,5 +60,6 @@ def test_runs_endpoint(tmp_path: Path) -> None:
     assert body["step"] == "load" and body["busy_run"] == "r-busy"
     assert [r["run_id"] for r in body["runs"]] == ["r-new", "r-busy", "r-failed"]
     assert "secret frame" not in str(body)  # tracebacks stay on the volume
+    assert client.get("/runs/2").get_json()["runs"] == body["runs"][:2]
     bad = client.get("/runs?limit=-1")
     assert bad.status_code == 400 and "limit" in bad.get_json()["error"]

@@ -99,13 +99,21 @@ def _kafka(cluster: Cluster, ns: str, script: str) -> str:
                            timeout=300).stdout
 
 
+@pytest.mark.parametrize("tool", ["helm", "jup2kub deploy"])
 def test_values_typo_rejected_before_anything_is_created(
-        cluster: Cluster, namespace: str, chart: Path, tmp_path: Path) -> None:
+        cluster: Cluster, namespace: str, chart: Path, tmp_path: Path, tool: str) -> None:
     typo = tmp_path / "typo.yaml"
     typo.write_text(yaml.safe_dump({"stepDefaults": {"replicsa": 2}}))
-    r = helm(cluster, "install", RELEASE, str(chart), "-n", namespace,
-             "-f", str(chart / "values-dev.yaml"), "-f", str(typo), check=False)
-    assert r.returncode != 0
+    if tool == "helm":
+        r = helm(cluster, "install", RELEASE, str(chart), "-n", namespace,
+                 "-f", str(chart / "values-dev.yaml"), "-f", str(typo), check=False)
+        assert r.returncode != 0
+    else:
+        r = subprocess.run(["jup2kub", "deploy", str(chart), "--release", RELEASE, "-n",
+                            namespace, "-f", str(chart / "values-dev.yaml"), "-f", str(typo)],
+                           capture_output=True, text=True, timeout=300, env=cluster.env())
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "nothing was created" in r.stderr
     assert "replicsa" in r.stderr, r.stderr
     assert helm(cluster, "list", "-n", namespace, "-q").stdout.strip() == ""
     left = cluster.kubectl("-n", namespace, "get",

@@ -229,9 +229,13 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(cluster: Cluster,
     out2 = builds["v2"]
     in_flight = _submit(cluster, faults, "upg", 20)
     _executing_pod(cluster, faults, "upg")
-    helm(cluster, "upgrade", RELEASE, str(out2), "-n", ns, "-f", str(out2 / "values-dev.yaml"),
-         "-f", faults["values"], "--wait", "--timeout", "10m")
-    _rolled_out(cluster, ns)
+    # the upgrade through `jup2kub deploy`, which waits for the rolled pods' readiness
+    r = subprocess.run(["jup2kub", "deploy", str(out2), "--release", RELEASE, "-n", ns,
+                        "-f", str(out2 / "values-dev.yaml"), "-f", faults["values"],
+                        "--timeout", "10m"], capture_output=True, text=True, timeout=700,
+                       env=cluster.env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "revision" in r.stdout and "workloads ready" in r.stdout
     after = _deployments(cluster, ns)
     assert after["slow"] == before["slow"]  # same image, not rolled
     assert after["after"][0] != before["after"][0]

@@ -83,12 +83,14 @@ def release(cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFact
     values = tmp_path_factory.mktemp("values") / "e2e-values.yaml"
     values.write_text(yaml.safe_dump(
         {"storage": {"mode": "existingClaim", "existingClaim": "state"}}))
-    helm(cluster, "install", RELEASE, str(built), "-n", ns, "-f",
-         str(built / "values-dev.yaml"), "-f", str(values), "--wait", "--timeout", "15m")
-    # helm's --wait counts a 1-replica Deployment with maxUnavailable 1 as ready at once:
-    # wait for every pod's readiness probe
-    for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
-        cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=10m", timeout=700)
+    # `jup2kub deploy`: helm upgrade --install through pyhelm3, then a readiness wait on every
+    # pod's probes (helm's own --wait counts a 1-replica Deployment as ready at once)
+    r = subprocess.run(["jup2kub", "deploy", str(built), "--release", RELEASE, "-n", ns,
+                        "-f", str(built / "values-dev.yaml"), "-f", str(values),
+                        "--timeout", "15m"], capture_output=True, text=True, timeout=1000,
+                       env=cluster.env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "6/6 workloads ready" in r.stdout, r.stdout
     sts = json.loads(cluster.kubectl("-n", ns, "get", "statefulset", "-l",
                                      "app.kubernetes.io/component=kafka", "-o", "json"
                                      ).stdout)["items"][0]
@@ -181,6 +183,35 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
         assert r.returncode == 0, r.stdout + r.stderr
         local = next((tmp_path / run_id / "runs").glob("*/result.ipynb"))
         assert text_outputs(nbformat.read(remote, 4)) == text_outputs(nbformat.read(local, 4))
+
+
+def test_status_of_the_release_shows_pods_readiness_and_runs(
+        cluster: Cluster, release: dict[str, str]) -> None:
+    ns, broker = release["namespace"], release["broker"]
+    run_id = submit(cluster, broker, "n_rows=100", "seed=5")
+    states = wait_run(cluster, broker, run_id)
+    assert {s["state"] for s in states.values()} == {"succeeded"}, states
+    r = subprocess.run(["jup2kub", "status", "--release", RELEASE, "-n", ns, "--json"],
+                       capture_output=True, text=True, timeout=300, env=cluster.env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = json.loads(r.stdout)
+    assert st["ready"] is True and st["status"] == "deployed" and st["revision"] >= 1
+    assert sorted(w["kind"] for w in st["workloads"]) == ["Deployment"] * 5 + ["StatefulSet"]
+    assert all(p["ready"] and p["phase"] == "Running" for p in st["pods"]), st["pods"]
+    assert {p["component"] for p in st["pods"]} == {
+        "kafka", "load", "clean", "summarize", "model", "report"}
+    assert st["run_errors"] == {}
+    row = next(r for r in st["runs"] if r["run_id"] == run_id)
+    assert row["state"] == "succeeded"
+    assert sorted(row["steps"]) == ["clean", "load", "model", "report", "summarize"]
+    assert all(s["state"] == "succeeded" and s["attempts"] == 1 for s in row["steps"].values())
+    text = subprocess.run(["jup2kub", "status", "--release", RELEASE, "-n", ns],
+                          capture_output=True, text=True, timeout=300, env=cluster.env())
+    assert text.returncode == 0, text.stderr
+    assert run_id in text.stdout and "6/6 workloads ready" in text.stdout
+    missing = subprocess.run(["jup2kub", "status", "--release", "no-such-release", "-n", ns],
+                             capture_output=True, text=True, timeout=300, env=cluster.env())
+    assert missing.returncode == 2 and "not found" in missing.stderr
 
 
 def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[str, str]

@@ -496,12 +496,9 @@ def _overall(states: list[str], n_steps: int) -> str:
 
 
 def _pod_runs(kube: Kube, pod: PodInfo, limit: int) -> list[dict[str, Any]]:
-    data = kube.call(
-        f"GET /runs from pod {pod.name}", kube.api.call_api,
-        f"/api/v1/namespaces/{kube.namespace}/pods/{pod.name}:{pod.port}/proxy/runs", "GET",
-        query_params=[("limit", str(limit))], auth_settings=["BearerToken"],
-        response_type="str", _preload_content=False)
-    response = data[0] if isinstance(data, tuple) else data
+    response = kube.call(
+        f"GET /runs from pod {pod.name}", kube.core.connect_get_namespaced_pod_proxy_with_path,
+        f"{pod.name}:{pod.port}", kube.namespace, f"runs/{limit}", _preload_content=False)
     body = json.loads(response.data)
     runs = body.get("runs")
     if not isinstance(runs, list):
@@ -547,14 +544,15 @@ def release_status(release: str, target: KubeTarget = KubeTarget(), *, runs: int
     from pyhelm3 import errors as helm_errors
 
     kube = Kube.connect(target)
-    revision = status = chart = None
+    async def helm_status() -> tuple[int, str, str]:
+        current = await _helm_client(target, 60).get_current_revision(
+            release, namespace=kube.namespace)
+        meta = await current.chart_metadata()
+        return (int(current.revision), str(getattr(current.status, "value", current.status)),
+                f"{meta.name}-{meta.version}")
+
     try:
-        current = asyncio.run(_helm_client(target, 60).get_current_revision(
-            release, namespace=kube.namespace))
-        revision = int(current.revision)
-        status = str(getattr(current.status, "value", current.status))
-        chart = f"{current.chart_metadata.name}-{current.chart_metadata.version}" if getattr(
-            current, "chart_metadata", None) else None
+        revision, status, chart = asyncio.run(helm_status())
     except helm_errors.ReleaseNotFoundError as exc:
         raise InputError(f"release {release!r} not found", where=f"namespace {kube.namespace}",
                          hint="check the name and -n/--namespace (`helm list -A`)") from exc

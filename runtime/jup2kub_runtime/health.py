@@ -158,8 +158,10 @@ def create_app(health: Health) -> Flask:
         return {"ready": ready, **checks}, 200 if ready else 503
 
     @app.get("/runs")
-    def runs() -> tuple[dict[str, Any], int]:
-        limit = request.args.get("limit", "20")
+    @app.get("/runs/<limit>")
+    def runs(limit: str | None = None) -> tuple[dict[str, Any], int]:
+        """``/runs?limit=N`` or ``/runs/N`` (the API server's pod proxy forwards no query)."""
+        limit = limit or request.args.get("limit", "20")
         if not limit.isdigit() or int(limit) < 1:
             return {"error": f"limit must be a positive integer, not {limit!r}"}, 400
         if health.runs_provider is None:
