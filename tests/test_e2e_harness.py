@@ -1,0 +1,81 @@
+"""The cluster-free part of the e2e harness, in the default suite so that it cannot rot between
+full e2e runs (`bash e2e/run.sh`): the pod sandbox image the harness assembles by hand (no
+registry to pull ``pause`` from) must load into and run on a real container engine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+E2E = Path(__file__).resolve().parents[1] / "e2e"
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[tuple[ModuleType, ModuleType]]:
+    """e2e/build.py and e2e/images.py, loaded under private names (``build`` is also a PyPI
+    package); their own sibling imports (versions, oci) resolve through e2e/ on sys.path."""
+    sys.path.insert(0, str(E2E))
+    try:
+        yield tuple(_load(name) for name in ("build", "images"))  # type: ignore[misc]
+    finally:
+        sys.path.remove(str(E2E))
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"j2k_e2e_{name}", E2E / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _docker() -> str:
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "version"], capture_output=True,
+                                        timeout=60).returncode != 0:
+        pytest.skip("no Docker engine (tests/setup.d/40-docker.sh starts one)")
+    return docker
+
+
+def test_hand_assembled_pause_image_runs_on_a_real_engine(
+        harness: tuple[ModuleType, ModuleType], tmp_path: Path) -> None:
+    build, images = harness
+    if shutil.which("go") is None:
+        pytest.skip("Go is needed to build the pause binary (as for helm)")
+    docker = _docker()
+    cache = tmp_path / "cache"
+    (cache / "bin").mkdir(parents=True)
+    build.build_pause(cache)
+    tar = images.pause(cache / "bin", tmp_path / "images")
+    loaded = subprocess.run([docker, "load", "-i", str(tar)], capture_output=True, text=True,
+                            timeout=300)
+    assert loaded.returncode == 0, loaded.stderr
+    assert images.PAUSE_IMAGE in loaded.stdout
+    name = f"j2k-pause-test-{tmp_path.name}"
+    started = subprocess.run([docker, "run", "-d", "--name", name, "--network", "none",
+                              "--read-only", images.PAUSE_IMAGE], capture_output=True,
+                             text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        info = json.loads(subprocess.run([docker, "inspect", name], capture_output=True,
+                                         text=True, timeout=60, check=True).stdout)[0]
+        assert info["State"]["Running"] is True
+        assert info["Config"]["User"] == "65535:65535"  # non-root, as the kubelet expects
+        # the sandbox exits cleanly on SIGTERM, so pod deletion is quick
+        stopped = subprocess.run([docker, "stop", "-t", "10", name], capture_output=True,
+                                 text=True, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        state = json.loads(subprocess.run([docker, "inspect", name], capture_output=True,
+                                          text=True, timeout=60, check=True).stdout)[0]["State"]
+        assert state["ExitCode"] == 0, state
+    finally:
+        subprocess.run([docker, "rm", "-f", name], capture_output=True, timeout=60)
+        subprocess.run([docker, "rmi", images.PAUSE_IMAGE], capture_output=True, timeout=60)
