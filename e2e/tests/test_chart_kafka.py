@@ -9,6 +9,7 @@ unchanged, through its real probes, and Kafka must come back on its volume when 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -153,3 +154,25 @@ def test_chart_kafka_starts_and_survives_pod_deletion(cluster: Cluster,
                  "kafka-console-consumer.sh --bootstrap-server localhost:9092 "
                  "--topic e2e-marker --from-beginning --max-messages 1 --timeout-ms 60000")
     assert "marker-1" in msg
+
+
+def test_deploy_fails_fast_naming_a_pod_whose_image_is_missing(
+        cluster: Cluster, namespace: str, chart: Path, state_claim: str, tmp_path: Path) -> None:
+    """`jup2kub deploy` of a chart whose step images were never built or loaded: it does not
+    sit out the whole timeout, it names the pod, the step and the image problem."""
+    values = tmp_path / "one-replica.yaml"
+    values.write_text(yaml.safe_dump({
+        "stepDefaults": {"replicas": 1},
+        "storage": {"mode": "existingClaim", "existingClaim": state_claim}}))
+    started = time.monotonic()
+    r = subprocess.run(["jup2kub", "deploy", str(chart), "--release", RELEASE, "-n", namespace,
+                        "-f", str(chart / "values-dev.yaml"), "-f", str(values),
+                        "--timeout", "20m"], capture_output=True, text=True, timeout=1500,
+                       env=cluster.env())
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "cannot be pulled" in r.stderr or "not on the node" in r.stderr, r.stderr
+    assert re.search(r"pod \S+ \(step \S+\) is (ErrImagePull|ImagePullBackOff|"
+                     r"ErrImageNeverPull)", r.stderr), r.stderr
+    assert "Traceback" not in r.stderr
+    assert time.monotonic() - started < 20 * 60  # failed on the pod state, not the timeout
+    helm(cluster, "uninstall", RELEASE, "-n", namespace, "--wait", check=False)

@@ -464,7 +464,8 @@ def _release_status_text(st: deploy_mod.ReleaseStatus) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # piped output keeps whole pod names and run ids (rich would cut them at 80 columns)
+    console = Console(width=None if sys.stdout.isatty() else 250)
     console.print(f"release [bold]{st.release}[/] (namespace {st.namespace}): revision "
                   f"{st.revision} {st.helm_status}, chart {st.chart}; "
                   f"{st.readiness.summary()}", highlight=False)
