@@ -164,7 +164,6 @@ def test_deploy_fails_fast_naming_a_pod_whose_image_is_missing(
     values.write_text(yaml.safe_dump({
         "stepDefaults": {"replicas": 1},
         "storage": {"mode": "existingClaim", "existingClaim": state_claim}}))
-    started = time.monotonic()
     r = subprocess.run(["jup2kub", "deploy", str(chart), "--release", RELEASE, "-n", namespace,
                         "-f", str(chart / "values-dev.yaml"), "-f", str(values),
                         "--timeout", "20m"], capture_output=True, text=True, timeout=1500,
@@ -174,5 +173,5 @@ def test_deploy_fails_fast_naming_a_pod_whose_image_is_missing(
     assert re.search(r"pod \S+ \(step \S+\) is (ErrImagePull|ImagePullBackOff|"
                      r"ErrImageNeverPull)", r.stderr), r.stderr
     assert "Traceback" not in r.stderr
-    assert time.monotonic() - started < 20 * 60  # failed on the pod state, not the timeout
+    assert "did not become ready within" not in r.stderr  # the pod state, not the timeout
     helm(cluster, "uninstall", RELEASE, "-n", namespace, "--wait", check=False)
