@@ -8,7 +8,9 @@ mkdir -p "$JUP2KUB_CACHE"
 # One virtualenv per checkout (the project is installed editable into it): two clones on one
 # machine, e.g. a developer's and CI's, must not repoint each other's installs.
 VENV="${J2K_VENV:-$JUP2KUB_CACHE/venvs/$(printf %s "$PWD" | sha256sum | cut -c1-12)}"
-if [ ! -x "$VENV/bin/python" ]; then
+# a venv whose creation was interrupted has python but no pip: make it again
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$VENV"
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
