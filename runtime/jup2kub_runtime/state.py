@@ -3,8 +3,8 @@
 Layout (``root`` is ``$J2K_STATE_PATH``)::
 
     runs/<run_id>/run.json                 the run's parameters (first writer wins)
-    runs/<run_id>/<step>/values/<var>.pkl  each output variable (cloudpickle)
-    runs/<run_id>/<step>/values.json       manifest of the stored variables
+    runs/<run_id>/<step>/values/<var>.pkl  each output variable (format in values.json)
+    runs/<run_id>/<step>/values.json       manifest of the stored variables: file, format, type
     runs/<run_id>/<step>/outputs.json      captured cell outputs (nbformat-like), also on failure
     runs/<run_id>/<step>/timing.json       start/end/seconds per step and cell
     runs/<run_id>/<step>/error.json        the last failure (cell, ename, evalue, traceback)
@@ -13,24 +13,48 @@ Layout (``root`` is ``$J2K_STATE_PATH``)::
     runs/<run_id>/<step>/COMPLETE          completion marker, written LAST
 
 Every file is written under a temporary name and renamed, so a reader (or a process killed
-halfway) never sees a partial file; the marker is what makes a step's results exist. Works
-without Kafka: the local runner uses the same store from separate processes.
+halfway) never sees a partial file; the marker is what makes a step's results exist. A step's
+result is made durable in one batch: every file is written and fsynced, renamed, then each
+directory touched is fsynced once, and only then is the marker written (and fsynced with its
+directory). Files no result depends on until a marker covers them (fan-in receipts, the attempt
+counter) are written without fsync: a killed process loses nothing of them (the page cache
+survives it), a power loss at worst forgets a receipt or undercounts an attempt.
+
+Value formats (the ``format`` of each entry in ``values.json``):
+
+``pickle5-oob``
+    ``MAGIC``, then a cloudpickle stream (protocol 5) written straight to the file (large
+    in-band bytes are not copied into an intermediate buffer), then every out-of-band buffer
+    (numpy arrays, pandas blocks, ...) at 64-byte aligned offsets, then a JSON trailer
+    ``{"pickle": [offset, length], "buffers": [[offset, length], ...]}`` and a footer (trailer
+    length as 8 bytes little-endian, ``MAGIC_END``). Loading reads each buffer once into a
+    bytearray and unpickles with ``buffers=``: no further copies, and the arrays are writable.
+``cloudpickle``
+    (older files) one cloudpickle stream; still read.
+
+Nothing that arrives in a Kafka message is ever unpickled: values are only read from these
+files, named by the manifest of a completed step. Works without Kafka: the local runner uses
+the same store from separate processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
 import io
 import json
 import os
+import pickle
 import re
 import socket
+import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import cloudpickle
 
@@ -39,6 +63,13 @@ from .errors import MissingInputError, OutputError, PermanentError, StateError
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MARKER = "COMPLETE"
 PICKLE_PROTOCOL = 5
+VALUE_FORMAT = "pickle5-oob"
+OLD_VALUE_FORMAT = "cloudpickle"
+MAGIC = b"J2KPKL5\n"
+MAGIC_END = b"J2KEND5\n"
+ALIGN = 64
+_FOOTER = struct.Struct("<Q8s")
+T = TypeVar("T")
 
 
 def check_run_id(run_id: object) -> str:
@@ -72,26 +103,41 @@ class StateStore:
         return self.run_dir(run_id) / step
 
     # ---- low-level atomic writes -------------------------------------------------------------
-    def write_bytes(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to ``path`` atomically (temp file in the same dir, then rename)."""
+    def write_bytes(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+        """Write ``data`` to ``path`` atomically (temp file in the same dir, then rename);
+        ``durable``: fsync the file and its directory before returning."""
+        self._write_file(path, _writer(data), durable=durable)
+        if durable:
+            self._sync_dirs({path.parent: None})
+
+    def write_json(self, path: Path, data: Any, *, durable: bool = True) -> None:
+        self.write_bytes(path, _json_bytes(data), durable=durable)
+
+    def _write_file(self, path: Path, writer: Callable[[IO[bytes]], T], *,
+                    durable: bool) -> T:
+        """Write through ``writer`` to a temp file, fsync it (``durable``), rename it to
+        ``path``; returns what ``writer`` returned. The directory is not fsynced here.
+        Exceptions other than OSError from ``writer`` propagate (the temp file is removed)."""
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                if self.fsync:
+            try:
+                fh = open(tmp, "wb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # first file of its directory
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(tmp, "wb")  # noqa: SIM115
+            with fh:
+                result = writer(fh)
+                if durable and self.fsync:
                     fh.flush()
                     os.fsync(fh.fileno())
             os.replace(tmp, path)
-            if self.fsync:
-                self._fsync_dir(path.parent)
-        except OSError as exc:
+            return result
+        except BaseException as exc:
             with contextlib.suppress(OSError):  # a full disk must not keep the partial file
                 tmp.unlink(missing_ok=True)
-            raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-    def write_json(self, path: Path, data: Any) -> None:
-        self.write_bytes(path, json.dumps(data, indent=1, default=str).encode())
+            if isinstance(exc, OSError):
+                raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            raise
 
     @staticmethod
     def _fsync_dir(path: Path) -> None:
@@ -148,8 +194,8 @@ class StateStore:
     def record_join(self, run_id: str, step: str, upstream: str) -> None:
         """Durably note that ``upstream`` announced completion of ``run_id`` to ``step``."""
         path = self.step_dir(run_id, step) / "joined" / upstream
-        if not path.exists():
-            self.write_bytes(path, str(_now()).encode())
+        if not path.exists():  # informative only (fan-in waits for markers): no fsync
+            self.write_bytes(path, str(_now()).encode(), durable=False)
 
     def joined(self, run_id: str, step: str) -> set[str]:
         d = self.step_dir(run_id, step) / "joined"
@@ -160,7 +206,8 @@ class StateStore:
 
     # ---- attempts and exclusivity ------------------------------------------------------------
     def next_attempt(self, run_id: str, step: str) -> int:
-        """Count one more started execution; durable, so crash loops are bounded too."""
+        """Count one more started execution. It survives a killed process (page cache), so
+        crash loops are bounded; made durable by the step's next result or failure batch."""
         path = self.step_dir(run_id, step) / "attempts"
         try:
             current = int(path.read_text().strip() or 0)
@@ -168,7 +215,7 @@ class StateStore:
             current = 0
         except (OSError, ValueError):
             current = 0
-        self.write_bytes(path, str(current + 1).encode())
+        self.write_bytes(path, str(current + 1).encode(), durable=False)
         return current + 1
 
     def attempts(self, run_id: str, step: str) -> int:
@@ -218,24 +265,36 @@ class StateStore:
         upstream_steps: list[str] | None = None,
         attempt: int = 1,
     ) -> None:
-        """Store a successful step: values, outputs, timing, then the completion marker."""
+        """Store a successful step: values, outputs, timing, then the completion marker.
+
+        Durability order: every file is fsynced and renamed, every directory touched is
+        fsynced once, and only then is the marker written (file, then directory fsynced).
+        """
         d = self.step_dir(run_id, step)
         self._clean_temp(d)
+        dirs: dict[Path, None] = {}
         manifest: dict[str, Any] = {}
         for name, value in values.items():
-            data = dumps_value(name, value, step)
-            self.write_bytes(d / "values" / f"{name}.pkl", data)
+            path = d / "values" / f"{name}.pkl"
+            nbytes, nbuffers = self._write_file(
+                path, functools.partial(dump_value, name=name, value=value, step=step,
+                                        writeback=self.fsync),
+                durable=True)
+            dirs[path.parent] = None
             manifest[name] = {
                 "file": f"values/{name}.pkl",
-                "format": "cloudpickle",
+                "format": VALUE_FORMAT,
                 "type": f"{type(value).__module__}.{type(value).__qualname__}",
-                "bytes": len(data),
+                "bytes": nbytes,
+                "buffers": nbuffers,
             }
-        self.write_json(d / "values.json", manifest)
-        self.write_json(d / "outputs.json", outputs)
-        self.write_json(d / "timing.json", dict(timing))
+        for fname, doc in (("values.json", manifest), ("outputs.json", outputs),
+                           ("timing.json", dict(timing))):
+            self._write_file(d / fname, _writer(_json_bytes(doc)), durable=True)
+        dirs[d] = None  # also makes the attempt counter's rename durable
         with contextlib.suppress(FileNotFoundError):
             (d / "error.json").unlink()
+        self._sync_dirs(dirs)
         self.write_json(
             d / MARKER,
             {"run_id": run_id, "step": step, "attempt": attempt, "at": _now(),
@@ -247,9 +306,23 @@ class StateStore:
                      timing: Mapping[str, Any]) -> None:
         """Keep what a failed attempt printed and why it failed (no marker)."""
         d = self.step_dir(run_id, step)
-        self.write_json(d / "outputs.json", outputs)
-        self.write_json(d / "timing.json", dict(timing))
-        self.write_json(d / "error.json", dict(error))
+        for fname, doc in (("outputs.json", outputs), ("timing.json", dict(timing)),
+                           ("error.json", dict(error))):
+            self._write_file(d / fname, _writer(_json_bytes(doc)), durable=True)
+        if self.fsync:
+            attempts = d / "attempts"  # the retry bound must survive a power loss too
+            with contextlib.suppress(OSError), open(attempts, "rb") as fh:
+                os.fsync(fh.fileno())
+        self._sync_dirs({d: None})
+
+    def _sync_dirs(self, dirs: Mapping[Path, None]) -> None:
+        if not self.fsync:
+            return
+        for path in dirs:
+            try:
+                self._fsync_dir(path)
+            except OSError as exc:
+                raise StateError(f"cannot sync {path}: {exc.strerror or exc}") from exc
 
     def error(self, run_id: str, step: str) -> dict[str, Any] | None:
         data = self.read_json(self.step_dir(run_id, step) / "error.json")
@@ -269,11 +342,16 @@ class StateStore:
                 f"step {step!r} did not store variable {name!r} for run {run_id!r}"
             )
         path = self.step_dir(run_id, step) / entry["file"]
+        fmt = entry.get("format", OLD_VALUE_FORMAT)
+        if fmt not in (VALUE_FORMAT, OLD_VALUE_FORMAT):
+            raise StateError(f"{path}: unknown value format {fmt!r} (written by a newer runtime?)")
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                return load_value_file(fh) if fmt == VALUE_FORMAT else pickle.load(fh)
         except OSError as exc:
             raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        return cloudpickle.loads(data)
+        except ValueFormatError as exc:
+            raise StateError(f"cannot read {path}: {exc}") from exc
 
     def load_inputs(self, run_id: str, inputs: Mapping[str, str]) -> dict[str, Any]:
         """Load ``{variable: upstream_step}`` for a run."""
@@ -289,15 +367,155 @@ class StateStore:
                             p.unlink()
 
 
-def dumps_value(name: str, value: Any, step: str) -> bytes:
-    """Serialize one output; an unpicklable value is a permanent, explained error."""
-    buf = io.BytesIO()
+def _writer(data: bytes) -> Callable[[IO[bytes]], int]:
+    def write(fh: IO[bytes]) -> int:
+        return fh.write(data)
+
+    return write
+
+
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, indent=1, default=str).encode()
+
+
+class ValueFormatError(ValueError):
+    """A value file that is not in the format its manifest names (truncated, foreign)."""
+
+
+def _libc_sync_file_range() -> Callable[[int, int, int], None] | None:
+    """Linux's sync_file_range(SYNC_FILE_RANGE_WRITE): start writing a range back to disk
+    without waiting, so that a large value's fsync finds little left to do."""
     try:
-        cloudpickle.dump(value, buf, protocol=PICKLE_PROTOCOL)
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # not Linux
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+
+    def start_writeback(fd: int, offset: int, nbytes: int) -> None:
+        fn(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE; a failure only loses the head start
+
+    return start_writeback
+
+
+_start_writeback = _libc_sync_file_range()
+
+
+class _Sink:
+    """The file a value is written to: tells the volume's errors (OSError, recorded) from the
+    value's, and with ``writeback`` starts writing every ``CHUNK`` bytes back to disk while
+    the rest is still being written (copying and disk I/O overlap)."""
+
+    CHUNK = 8 << 20
+
+    def __init__(self, fh: IO[bytes], *, writeback: bool) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+        self.written = 0
+        self.synced = 0
+        self.writeback = writeback and _start_writeback is not None
+
+    def write(self, data: Any) -> int:
+        try:
+            view = memoryview(data)
+            if view.ndim != 1 or view.format != "B":
+                view = view.cast("B")
+            n = view.nbytes
+            for off in range(0, n, self.CHUNK) if n > self.CHUNK else (0,):
+                part = view[off:off + self.CHUNK] if n > self.CHUNK else view
+                self.fh.write(part)
+                self.written += part.nbytes
+                if self.writeback and self.written - self.synced >= self.CHUNK:
+                    self.fh.flush()
+                    assert _start_writeback is not None
+                    _start_writeback(self.fh.fileno(), self.synced, self.written - self.synced)
+                    self.synced = self.written
+            return n
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
+def dump_value(fh: IO[bytes], name: str, value: Any, step: str, *,
+               writeback: bool = False) -> tuple[int, int]:
+    """Write one output in the ``pickle5-oob`` format to ``fh`` (at its start); returns
+    (bytes written, out-of-band buffers). An unpicklable value is a permanent, explained
+    OutputError; a volume error is an OSError. ``writeback``: start writing large files back
+    to disk early (the caller fsyncs them)."""
+    sink = _Sink(fh, writeback=writeback)
+    buffers: list[pickle.PickleBuffer] = []
+    sink.write(MAGIC)
+    try:
+        cloudpickle.CloudPickler(sink, protocol=PICKLE_PROTOCOL,
+                                 buffer_callback=buffers.append).dump(value)
     except Exception as exc:
+        if sink.error is not None:
+            raise sink.error from None
         raise OutputError(
             f"variable {name!r} of step {step!r} ({type(value).__qualname__}) cannot be stored "
             f"for the next steps: {type(exc).__name__}: {exc}; move the code that uses it "
             "into the step that creates it"
         ) from exc
+    pos = sink.written
+    trailer: dict[str, Any] = {"pickle": [len(MAGIC), pos - len(MAGIC)], "buffers": []}
+    for buf in buffers:
+        try:
+            raw = buf.raw()
+        except BufferError as exc:  # pickle refuses non-contiguous buffers in-band too
+            raise OutputError(f"variable {name!r} of step {step!r} cannot be stored: "
+                              f"{exc}") from exc
+        with raw:
+            pad = -pos % ALIGN
+            sink.write(b"\0" * pad)
+            pos += pad
+            sink.write(raw)
+            trailer["buffers"].append([pos, raw.nbytes])
+            pos += raw.nbytes
+        buf.release()
+    tail = json.dumps(trailer, separators=(",", ":")).encode()
+    sink.write(tail)
+    sink.write(_FOOTER.pack(len(tail), MAGIC_END))
+    return sink.written, len(buffers)
+
+
+def load_value_file(fh: IO[bytes]) -> Any:
+    """Read one value written by ``dump_value`` from the open file ``fh``."""
+    size = os.fstat(fh.fileno()).st_size
+    if size < len(MAGIC) + _FOOTER.size or fh.read(len(MAGIC)) != MAGIC:
+        raise ValueFormatError("not a pickle5-oob value file")
+    fh.seek(size - _FOOTER.size)
+    tail_len, end = _FOOTER.unpack(fh.read(_FOOTER.size))
+    if end != MAGIC_END or tail_len > size - len(MAGIC) - _FOOTER.size:
+        raise ValueFormatError("truncated value file (no footer)")
+    fh.seek(size - _FOOTER.size - tail_len)
+    try:
+        trailer = json.loads(fh.read(tail_len))
+        start, length = (int(x) for x in trailer["pickle"])
+        spans = [(int(o), int(n)) for o, n in trailer["buffers"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueFormatError(f"bad trailer: {exc}") from exc
+    limit = size - _FOOTER.size - tail_len
+    if any(o < 0 or n < 0 or o + n > limit for o, n in [(start, length), *spans]):
+        raise ValueFormatError("trailer points outside the file")
+    buffers: list[bytearray] = []
+    for offset, nbytes in spans:
+        data = bytearray(nbytes)
+        view = memoryview(data)
+        fh.seek(offset)
+        got = 0
+        while got < nbytes:
+            n = fh.readinto(view[got:])  # type: ignore[attr-defined]
+            if not n:
+                raise ValueFormatError("truncated buffer")
+            got += n
+        view.release()
+        buffers.append(data)
+    fh.seek(start)
+    return pickle.Unpickler(fh, buffers=buffers).load()
+
+
+def dumps_value(name: str, value: Any, step: str) -> bytes:
+    """One output in the ``pickle5-oob`` format, in memory (tests, tools)."""
+    buf = io.BytesIO()
+    dump_value(buf, name, value, step)
     return buf.getvalue()

@@ -1,0 +1,220 @@
+"""The value format on the volume (pickle protocol 5, out-of-band buffers), old files, the
+durability order of a step's result, and that no message is ever unpickled."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+from harness import RUNTIME_DIR
+
+from jup2kub_runtime import state as state_mod
+from jup2kub_runtime.errors import MessageError, OutputError, StateError
+from jup2kub_runtime.messages import parse
+from jup2kub_runtime.state import MARKER, VALUE_FORMAT, StateStore, dumps_value
+
+
+def save(store: StateStore, values: dict[str, Any], run: str = "r1", step: str = "s") -> None:
+    store.save_step(run, step, values, outputs={"cells": []}, timing={"seconds": 0.1})
+
+
+def test_values_round_trip_numpy_pandas_and_plain_objects(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    values: dict[str, Any] = {
+        "c": np.arange(12, dtype=np.int32).reshape(3, 4),
+        "f": np.asfortranarray(np.linspace(0, 1, 20).reshape(4, 5)),
+        "strided": np.arange(40)[::3],  # not contiguous: pickled in-band
+        "empty": np.zeros((0, 3)),
+        "records": np.array([(1, 2.5)], dtype=[("a", "i4"), ("b", "f8")]),
+        "df": pd.DataFrame({"x": np.arange(6), "y": np.linspace(0, 1, 6),
+                            "s": list("abcdef")}).set_index("s"),
+        "series": pd.Series([1.5, None, 3.0], name="v"),
+        "plain": {"a": [1, 2, (3, "x")], "b": {1, 2}, "n": None},
+        "fn": lambda v: v * 3,
+        "big": b"\x07" * (9 << 20) + b"end",  # larger than a writeback chunk
+        "ba": bytearray(b"mutable"),
+    }
+    save(store, values)
+    manifest = json.loads((store.step_dir("r1", "s") / "values.json").read_text())
+    assert {e["format"] for e in manifest.values()} == {VALUE_FORMAT}
+    assert manifest["c"]["buffers"] == 1 and manifest["plain"]["buffers"] == 0
+    for name, entry in manifest.items():
+        path = store.step_dir("r1", "s") / entry["file"]
+        assert path.stat().st_size == entry["bytes"], name
+    got = {name: store.load_value("r1", "s", name) for name in values}
+    for name in ("c", "f", "strided", "empty", "records"):
+        np.testing.assert_array_equal(got[name], values[name])
+        assert got[name].dtype == values[name].dtype and got[name].flags.writeable
+    assert got["f"].flags.f_contiguous
+    got["c"][0, 0] = 99  # loaded arrays are writable (and not shared with anything)
+    pd.testing.assert_frame_equal(got["df"], values["df"])
+    pd.testing.assert_series_equal(got["series"], values["series"])
+    assert got["plain"] == values["plain"]
+    assert got["fn"](2) == 6
+    assert got["big"] == values["big"] and type(got["big"]) is bytes
+    assert got["ba"] == values["ba"]
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+
+
+def test_old_cloudpickle_files_still_load(tmp_path: Path) -> None:
+    """Values written by earlier runtimes: format "cloudpickle", or no format at all."""
+    store = StateStore(tmp_path)
+    d = store.step_dir("old", "s")
+    (d / "values").mkdir(parents=True)
+    arr = np.arange(5.0)
+    (d / "values" / "a.pkl").write_bytes(cloudpickle.dumps(arr, protocol=5))
+    (d / "values" / "f.pkl").write_bytes(cloudpickle.dumps(lambda x: x + 1, protocol=5))
+    (d / "values.json").write_text(json.dumps({
+        "a": {"file": "values/a.pkl", "format": "cloudpickle", "type": "numpy.ndarray",
+              "bytes": 1},
+        "f": {"file": "values/f.pkl"},
+    }))
+    (d / MARKER).write_text("{}")
+    np.testing.assert_array_equal(store.load_value("old", "s", "a"), arr)
+    assert store.load_value("old", "s", "f")(1) == 2
+
+
+def test_unknown_format_and_damaged_files_are_state_errors(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    save(store, {"a": np.arange(100), "b": 1})
+    d = store.step_dir("r1", "s")
+    manifest = json.loads((d / "values.json").read_text())
+    data = (d / "values" / "a.pkl").read_bytes()
+    (d / "values" / "a.pkl").write_bytes(data[:-5])  # footer cut
+    with pytest.raises(StateError, match="truncated"):
+        store.load_value("r1", "s", "a")
+    (d / "values" / "a.pkl").write_bytes(b"junk" * 10)
+    with pytest.raises(StateError, match="not a pickle5-oob"):
+        store.load_value("r1", "s", "a")
+    manifest["b"]["format"] = "arrow"
+    (d / "values.json").write_text(json.dumps(manifest))
+    with pytest.raises(StateError, match="unknown value format 'arrow'"):
+        store.load_value("r1", "s", "b")
+
+
+def test_unpicklable_value_is_an_output_error_and_leaves_no_file(tmp_path: Path) -> None:
+    import threading
+
+    store = StateStore(tmp_path)
+    with pytest.raises(OutputError, match="'lock' of step 's'"):
+        save(store, {"ok": 1, "lock": threading.Lock()})
+    assert not store.is_complete("r1", "s")
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+    with pytest.raises(OutputError):
+        dumps_value("lock", threading.Lock(), "s")
+
+
+def test_a_full_volume_is_a_state_error_not_an_output_error(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    store = StateStore(tmp_path)
+    real_write = state_mod._Sink.write
+    calls = {"n": 0}
+
+    class FullDisk:
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.fh, name)
+
+    def failing_write(self: Any, data: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] > 2 and not isinstance(self.fh, FullDisk):
+            self.fh = FullDisk(self.fh)
+        return real_write(self, data)
+
+    monkeypatch.setattr(state_mod._Sink, "write", failing_write)
+    with pytest.raises(StateError, match="No space left"):
+        save(store, {"big": b"x" * (1 << 20)})
+    assert not store.is_complete("r1", "s")
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+
+
+def test_marker_only_after_everything_it_covers_is_durable(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Every file of the result is fsynced before its rename, every directory is fsynced
+    after the renames, and the marker is renamed last (then its directory is fsynced)."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    store = StateStore(tmp_path)
+    store.next_attempt("r1", "s")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    save(store, {"a": np.arange(3), "b": "text"})
+    d = store.step_dir("r1", "s")
+    renames = [dst for kind, dst in events if kind == "replace"]
+    assert renames[-1] == str(d / MARKER)
+    marker_at = events.index(("replace", str(d / MARKER)))
+    for dst in renames[:-1]:
+        i = events.index(("replace", dst))
+        before = events[i - 1]
+        assert before[0] == "fsync" and Path(before[1]).parent == Path(dst).parent, dst
+    last_rename = max(events.index(("replace", dst)) for dst in renames[:-1])
+    synced_dirs = {p for kind, p in events[last_rename:marker_at] if kind == "fsync"}
+    assert {str(d), str(d / "values")} <= synced_dirs
+    assert events[marker_at - 1][0] == "fsync"  # the marker's own data
+    assert events[marker_at + 1] == ("fsync", str(d))
+    assert events[marker_at + 2:] == []
+
+
+def test_receipts_and_attempts_are_kept_without_fsync(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    store = StateStore(tmp_path)
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    store.record_join("r1", "s", "up")
+    assert store.next_attempt("r1", "s") == 1 and store.next_attempt("r1", "s") == 2
+    assert synced == []
+    assert store.joined("r1", "s") == {"up"} and store.attempts("r1", "s") == 2
+    store.save_failure("r1", "s", outputs={}, error={"ename": "E"}, timing={})
+    assert synced  # a failure makes the attempt counter durable too
+
+
+class Boom:
+    """Unpickling this would leave a file behind."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (Path(os.environ.get("J2K_BOOM", "/nonexistent")) ,))
+
+
+def test_nothing_from_a_message_is_unpickled(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    flag = tmp_path / "boom"
+    monkeypatch.setenv("J2K_BOOM", str(flag))
+    payload = pickle.dumps(Boom(), protocol=5)
+    with pytest.raises(MessageError, match="not UTF-8 JSON"):
+        parse(payload, max_bytes=1 << 20)
+    wrapped = parse(b'{"version": 1, "type": "run", "run_id": "r", "parameters": '
+                    + json.dumps({"x": payload.hex()}).encode() + b"}", max_bytes=1 << 20)
+    assert wrapped.parameters == {"x": payload.hex()}  # JSON values, never unpickled
+    assert not flag.exists()
+    # Only the state store unpickles, and only files named by a completed step's manifest.
+    for module in sorted((RUNTIME_DIR / "jup2kub_runtime").glob("*.py")):
+        tree = ast.parse(module.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, (ast.Import, ast.ImportFrom))
+                 for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])}
+        if module.name != "state.py":
+            assert not names & {"pickle", "cloudpickle", "dill", "marshal"}, module.name
