@@ -1,11 +1,15 @@
 """The consume-execute-produce loop of one step process (``python -m jup2kub_runtime``).
 
 The main thread owns the consumer: it polls, hands one message at a time to a worker thread,
-pauses every assigned partition while the worker runs (so a step longer than
-max.poll.interval.ms neither leaves the group nor is fetched twice), and commits the message's
-offset only after the worker has stored the results and the downstream, status and dead-letter
-messages are acknowledged by the broker. Redeliveries find the completion marker and only
-re-emit; fan-in steps run once every upstream step is complete, under an exclusive lock.
+and while the worker runs keeps polling now and then with every assigned partition paused (so
+a step longer than max.poll.interval.ms neither leaves the group nor is fetched twice). Once
+the worker has stored the results and sent the downstream, status and dead-letter messages,
+the next message may start while that thread waits for the broker's acknowledgements; a
+message's offset is committed (asynchronously, in consumption order per partition, and
+synchronously on revocation and shutdown) only after its handling is complete and every message
+it produced is acknowledged. A crash before the commit redelivers the message: the completion
+marker on the volume makes it a skip and a re-announcement, never a second execution. Fan-in
+steps run once every upstream step is complete, under an exclusive lock.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -48,10 +53,18 @@ class Job:
     record: Any
     tp: TopicPartition
     started: float = field(default_factory=time.monotonic)
+    #: set once the worker no longer needs the step: results stored and the messages sent
+    #: (their acknowledgements may still be pending), or the handling ended otherwise
+    handled: threading.Event = field(default_factory=threading.Event)
+    #: set once the handling is over, acknowledgements included
     done: threading.Event = field(default_factory=threading.Event)
     commit: bool = False  # set by the worker: True once the message is fully handled
     revoked: bool = False
     thread: threading.Thread | None = None
+
+
+#: handled jobs whose acknowledgements may still be pending, at most (then no new message)
+MAX_IN_FLIGHT = 32
 
 
 class Abandon(Exception):
@@ -70,7 +83,14 @@ class StepLoop:
         self.stop = threading.Event()
         self.stop_at: float | None = None
         self.job: Job | None = None
-        self.pending_commit: tuple[TopicPartition, int] | None = None
+        #: handled jobs in consumption order, waiting for their acknowledgements
+        self.in_flight: deque[Job] = deque()
+        #: offsets safe to commit (every earlier message of the partition is fully handled)
+        self.to_commit: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self._committing = False
+        self._commit_retry_at = 0.0
+        self._tls = threading.local()
         self._last_lag = 0.0
         self._last_poll = 0.0
 
@@ -109,25 +129,25 @@ class StepLoop:
         if now - self._last_lag > 5.0:
             self._last_lag = now
             self.health.consumer_lag = self.transport.lag()
+        self._settle()
         job = self.job
         if job is None:
-            if self.pending_commit is not None:
-                self._commit_pending()
-                if self.pending_commit is not None:
-                    time.sleep(0.5)
-                    self._poll_paused(0)
-                    return not self.stop.is_set()
             if self.stop.is_set():
-                return False
-            for record in self._poll(200):
+                return not self._drain()
+            if len(self.in_flight) >= MAX_IN_FLIGHT:
+                self.in_flight[0].done.wait(0.02)
+                if now - self._last_poll > 0.5:
+                    self._poll_paused()
+                return True
+            for record in self._poll(20 if self.in_flight else 200):
                 self._start(record)
                 break
             return True
         # A job is running: keep polling now and then (group membership, max.poll.interval)
         # with every partition paused, so no new record arrives.
-        if job.done.wait(0.02):
-            self._finish(job)
-            return not self.stop.is_set()
+        if job.handled.wait(0.02):
+            self._release(job)
+            return True
         if now - self._last_poll > 0.5:
             self._poll_paused()
         if self.stop.is_set() and self.stop_at is not None \
@@ -160,8 +180,9 @@ class StepLoop:
             self.transport.pause_all()
 
     def _start(self, record: Any) -> None:
+        # No pause here: a short job ends before the next poll, and pausing would drop the
+        # records already fetched. _poll_paused pauses before polling during a long job.
         tp = TopicPartition(record.topic, record.partition)
-        self.transport.pause_all()
         job = Job(record=record, tp=tp)
         job.thread = threading.Thread(target=self._work, args=(job,), name="step-worker",
                                       daemon=True)
@@ -170,42 +191,105 @@ class StepLoop:
         self.health.inc("j2k_messages_consumed_total")
         job.thread.start()
 
-    def _finish(self, job: Job) -> None:
+    def _release(self, job: Job) -> None:
+        """The worker is done with the step: the next message may start."""
         self.job = None
         self.health.busy_since = None
         self.health.busy_run = None
-        if job.commit and not job.revoked:
-            self.pending_commit = (job.tp, job.record.offset + 1)
-            self._commit_pending()
+        self.in_flight.append(job)
         self.transport.resume_all()
+        self._settle()
 
-    def _commit_pending(self) -> None:
-        if self.pending_commit is None:
+    def _settle(self) -> None:
+        """Commit what is fully handled, in consumption order (asynchronously)."""
+        while self.in_flight and self.in_flight[0].done.is_set():
+            job = self.in_flight.popleft()
+            if job.commit and not job.revoked:
+                self.to_commit[job.tp] = max(self.to_commit.get(job.tp, 0),
+                                             job.record.offset + 1)
+        if self._committing or time.monotonic() < self._commit_retry_at:
             return
-        tp, offset = self.pending_commit
+        offsets = {tp: off for tp, off in self.to_commit.items()
+                   if self.committed.get(tp, -1) < off}
+        if not offsets:
+            return
+        self._committing = True
         try:
-            self.transport.commit(tp, offset)
-            self.pending_commit = None
+            self.transport.commit_async(offsets, self._on_committed)
+        except KafkaError as exc:
+            self._on_committed(offsets, exc)
+
+    def _on_committed(self, offsets: dict[TopicPartition, Any], response: Any) -> None:
+        self._committing = False
+        if isinstance(response, BaseException):
+            # Retried with the newest offsets; a partition that moved to another member will
+            # redeliver, and the marker turns that into a re-announcement.
+            log.warning("commit of %s failed, will retry: %r",
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), response)
+            self._commit_retry_at = time.monotonic() + 0.5
+            return
+        for tp, off in offsets.items():
+            off = getattr(off, "offset", off)
+            if self.committed.get(tp, -1) < off:
+                self.committed[tp] = off
+
+    def _commit_sync(self, offsets: dict[TopicPartition, int]) -> None:
+        offsets = {tp: off for tp, off in offsets.items() if self.committed.get(tp, -1) < off}
+        if not offsets:
+            return
+        try:
+            self.transport.commit_many(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # Partition moved to another member: it will redeliver and find the marker.
-            log.warning("commit of %s@%d dropped: %r", tp, offset, exc)
-            self.pending_commit = None
+            log.warning("commit of %s dropped: %r", offsets, exc)
+            return
         except KafkaError as exc:
-            log.warning("commit of %s@%d failed, will retry: %r", tp, offset, exc)
+            log.warning("commit of %s failed: %r", offsets, exc)
+            return
+        for tp, off in offsets.items():
+            self.committed[tp] = max(self.committed.get(tp, -1), off)
+
+    def _drain(self) -> bool:
+        """Stopping: wait for the acknowledgements in flight, then commit synchronously.
+        True once done (the publishing threads give up after half the grace period)."""
+        self._settle()
+        if self.in_flight:
+            if self.in_flight[0].done.wait(0.02):
+                return False
+            if time.monotonic() - self._last_poll > 0.5:
+                self._poll_paused()
+            if self.stop_at is not None and \
+                    time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds:
+                log.warning("grace period over: %d handled runs left uncommitted",
+                            len(self.in_flight))
+                return True
+            return False
+        self._commit_sync(dict(self.to_commit))
+        return True
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.health.subscribed = False
-        if self.pending_commit is not None and self.pending_commit[0] in revoked:
-            self._commit_pending()
-            self.pending_commit = None
-        job = self.job
-        if job is not None and job.tp in revoked:
-            if job.done.is_set() and job.commit:
-                try:
-                    self.transport.commit(job.tp, job.record.offset + 1)
-                except KafkaError as exc:
-                    log.warning("commit on revocation failed: %r", exc)
-            job.revoked = True
+        # Commit what is fully handled of the revoked partitions, in consumption order.
+        jobs = [*self.in_flight, *([self.job] if self.job is not None else [])]
+        offsets: dict[TopicPartition, int] = {}
+        blocked: set[TopicPartition] = set()
+        for job in jobs:
+            if job.tp not in revoked or job.tp in blocked:
+                continue
+            if not job.done.is_set():
+                blocked.add(job.tp)
+            elif job.commit and not job.revoked:
+                offsets[job.tp] = job.record.offset + 1
+        for tp in revoked:
+            if tp in self.to_commit:
+                offsets[tp] = max(offsets.get(tp, 0), self.to_commit[tp])
+        self._commit_sync(offsets)
+        for job in jobs:
+            if job.tp in revoked:
+                job.revoked = True
+        for tp in revoked:
+            self.to_commit.pop(tp, None)
+            self.committed.pop(tp, None)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned partitions: %s",
@@ -216,6 +300,7 @@ class StepLoop:
 
     # ---- worker side ---------------------------------------------------------------------------
     def _work(self, job: Job) -> None:
+        self._tls.job = job
         try:
             job.commit = self._handle(job.record)
         except Abandon:
@@ -226,6 +311,7 @@ class StepLoop:
             job.commit = False
             self.stop.wait(1.0)
         finally:
+            job.handled.set()
             job.done.set()
 
     def _handle(self, record: Any) -> bool:
@@ -237,7 +323,8 @@ class StepLoop:
             log.warning("dead-lettering a bad message from %s@%d: %s", record.topic,
                         record.offset, exc.reason)
             self._publish([(self.cfg.dead_letter_topic,
-                            dead_letter_message(exc.reason, self.spec.step, raw), None)])
+                            dead_letter_message(exc.reason, self.spec.step, raw), None)],
+                          final=True)
             self.health.inc("j2k_messages_dead_lettered_total")
             return True
         if record.timestamp and record.timestamp > 0:
@@ -280,7 +367,7 @@ class StepLoop:
             if store.is_complete(run_id, spec.step):
                 self.health.inc("j2k_runs_skipped_total")
                 log.info("run %s already complete here: re-announcing it", run_id)
-                self._publish(self._downstream(msg))
+                self._publish(self._downstream(msg), final=True)
                 return True
             if not store.all_complete(run_id, spec.upstream):
                 self.health.inc("j2k_runs_waiting_total")
@@ -339,10 +426,10 @@ class StepLoop:
                          outcome.attempt)
                 self._publish([(cfg.status_topic, status_message(
                     run_id, spec.step, "succeeded", outcome.attempt), run_id),
-                    *self._downstream(msg)])
+                    *self._downstream(msg)], final=True)
                 return True
             # skipped: completed by someone else meanwhile
-            self._publish(self._downstream(msg))
+            self._publish(self._downstream(msg), final=True)
             return True
 
     def _downstream(self, msg: Incoming) -> list[tuple[str, dict[str, Any], str | None]]:
@@ -360,7 +447,7 @@ class StepLoop:
                 reason, self.spec.step, raw, run_id=msg.run_id, error=error), msg.run_id),
             (self.cfg.status_topic, status_message(
                 msg.run_id, self.spec.step, "failed", attempt, _short(error)), msg.run_id),
-        ])
+        ], final=True)
         return True
 
     def _status(self, run_id: str, state: str, attempt: int) -> None:
@@ -371,16 +458,21 @@ class StepLoop:
         except KafkaError as exc:
             log.warning("status %s not sent: %r", state, exc)
 
-    def _publish(self, messages: list[tuple[str, dict[str, Any], str | None]]) -> None:
+    def _publish(self, messages: list[tuple[str, dict[str, Any], str | None]], *,
+                 final: bool = False) -> None:
         """Send and wait for every ack; retry the batch (duplicates are tolerated downstream)
-        until the broker takes it, or abandon when stopping."""
+        until the broker takes it, or abandon when stopping. ``final``: the handling of the
+        message ends with these, so the next message may start while the acks are awaited."""
         delay = 0.5
         while True:
             try:
                 futures = [self.transport.send(t, m, k) for t, m, k in messages]
-                self.transport.flush(timeout=60)
+                if final:
+                    job = getattr(self._tls, "job", None)
+                    if job is not None:
+                        job.handled.set()
                 for fut in futures:
-                    fut.get(timeout=1)
+                    fut.get(timeout=60)
                 return
             except KafkaError as exc:
                 log.warning("publishing failed, retrying in %.1fs: %r", delay, exc)

@@ -6,6 +6,7 @@ Kept apart from the executor and the state store so that those run without Kafka
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,6 +31,13 @@ def offset_and_metadata(offset: int) -> Any:
     return OffsetAndMetadata(offset, "")  # pragma: no cover - kafka-python 2.0
 
 
+def _no_metrics(client: type) -> dict[str, Any]:
+    """Client-side sensors cost CPU on every request and nobody reads them: off, where this
+    kafka-python version has the setting."""
+    defaults = getattr(client, "DEFAULT_CONFIG", {})
+    return {"metrics_enabled": False} if "metrics_enabled" in defaults else {}
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, on_revoked: Callable[[set[TopicPartition]], None],
                  on_assigned: Callable[[set[TopicPartition]], None]) -> None:
@@ -50,6 +58,7 @@ class Transport:
         self.cfg = cfg
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
+        self._next_partition: dict[str, int] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def ensure_topics(self, topics: Iterable[str], *, timeout: float = 120.0) -> None:
@@ -90,6 +99,7 @@ class Transport:
             bootstrap_servers=cfg.bootstrap_servers, client_id=f"j2k-{cfg.step}",
             acks="all", linger_ms=0, retries=2147483647, max_block_ms=30000,
             request_timeout_ms=15000, delivery_timeout_ms=120000,
+            **_no_metrics(KafkaProducer),
         )
         self._await_metadata(cfg.input_topics)
         self.consumer = KafkaConsumer(
@@ -106,6 +116,7 @@ class Transport:
             # A topic created moments ago (by us or a peer) must not stay unassigned until the
             # default 5-minute metadata refresh.
             metadata_max_age_ms=10000,
+            **_no_metrics(KafkaConsumer),
         )
         self.consumer.subscribe(cfg.input_topics, listener=_Listener(on_revoked, on_assigned))
 
@@ -134,8 +145,20 @@ class Transport:
         return [rec for records in batches.values() for rec in records]
 
     def commit(self, tp: TopicPartition, next_offset: int) -> None:
+        self.commit_many({tp: next_offset})
+
+    def commit_many(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``{partition: next offset}`` and wait for the broker."""
         assert self.consumer is not None
-        self.consumer.commit({tp: offset_and_metadata(next_offset)})
+        self.consumer.commit({tp: offset_and_metadata(o) for tp, o in offsets.items()})
+
+    def commit_async(self, offsets: dict[TopicPartition, int],
+                     callback: Callable[[dict[TopicPartition, int], Any], None]) -> None:
+        """Commit without waiting; ``callback(offsets, response or exception)`` runs later on
+        the polling thread (inside ``poll``)."""
+        assert self.consumer is not None
+        self.consumer.commit_async({tp: offset_and_metadata(o) for tp, o in offsets.items()},
+                                   callback=lambda _offsets, response: callback(offsets, response))
 
     def pause_all(self) -> None:
         assert self.consumer is not None
@@ -187,8 +210,23 @@ class Transport:
 
     # ---- producing ---------------------------------------------------------------------------
     def send(self, topic: str, message: dict[str, Any], key: str | None = None) -> Any:
+        """Send without waiting; returns the future of the broker's acknowledgement.
+
+        Messages to the step's output (edge) topics go round-robin over the partitions: the
+        downstream replicas then get equal shares of the runs, which hashing a few run ids
+        does not give. Status and dead-letter messages stay keyed (one partition per run, in
+        order)."""
         assert self.producer is not None
-        return self.producer.send(topic, encode(message),
+        partition = None
+        if topic in self.cfg.output_topics:
+            partitions = sorted(self.producer.partitions_for(topic) or ())
+            if partitions:
+                n = self._next_partition.get(topic)
+                if n is None:  # replicas of this step start at different partitions
+                    n = random.randrange(len(partitions))
+                partition = partitions[n % len(partitions)]
+                self._next_partition[topic] = n + 1
+        return self.producer.send(topic, encode(message), partition=partition,
                                   key=key.encode() if key is not None else None)
 
     def flush(self, timeout: float | None = None) -> None:

@@ -119,6 +119,7 @@ class Pipeline:
         self.extra_env = extra_env or {}
         self.step_env = step_env or {}
         self._producer: KafkaProducer | None = None
+        self._submitted = 0
 
     def env_for(self, spec: StepSpec) -> dict[str, str]:
         code = self.root / "code" / spec.step
@@ -193,10 +194,17 @@ class Pipeline:
         return self._producer
 
     def submit(self, run_id: str, **params: Any) -> None:
-        self.send_raw(json.dumps(run_message(run_id, params)).encode(), key=run_id)
+        """Submit a run; runs go round-robin over the partitions, so that replicas of the
+        root step get equal shares (hashing a few run ids does not spread them evenly)."""
+        topic = runs_topic(self.name)
+        parts = sorted(self.producer.partitions_for(topic) or [0])
+        self._submitted += 1
+        self.send_raw(json.dumps(run_message(run_id, params)).encode(), key=run_id,
+                      partition=parts[self._submitted % len(parts)])
 
-    def send_raw(self, value: bytes, key: str | None = None, topic: str | None = None) -> None:
-        self.producer.send(topic or runs_topic(self.name), value,
+    def send_raw(self, value: bytes, key: str | None = None, topic: str | None = None,
+                 partition: int | None = None) -> None:
+        self.producer.send(topic or runs_topic(self.name), value, partition=partition,
                            key=key.encode() if key else None).get(60)
 
     def wait_complete(self, run_ids: Iterable[str], steps: Iterable[str] | None = None,
