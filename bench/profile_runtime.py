@@ -3,7 +3,10 @@ broker acks show) on every step process of the 3-step pipeline while it handles 
 trivial runs, or runs handing over large state. Prints, per step, the share of samples whose
 stack passes through each function (inclusive), restricted to stacks that handle a message.
 
-    python -m bench.profile_runtime [--scenario burst|large] [--runs 200] [--py-spy PATH]
+    python -m bench.profile_runtime [--scenario burst|large] [--runs 200] [--py-spy PATH] [--cpu]
+
+``--cpu`` samples only the thread holding the GIL (``--gil``): where the Python CPU time goes, which
+bounds the throughput on a small machine.
 
 py-spy is not a test dependency: pass its path (e.g. from a throwaway virtualenv).
 """
@@ -23,17 +26,17 @@ from pathlib import Path
 
 from bench import runtime_handoff as rh
 
-# Stacks that handle a message: the worker thread's _handle, the main thread's commit.
-WORK = ("StepLoop._handle ", "StepLoop._finish ")
+# Stacks that handle a message: the worker thread's _handle, the main thread's commits.
+WORK = ("StepLoop._handle ", "StepLoop._settle ", "StepLoop._commit_sync ")
 
 
-def summarize(raw: Path, top: int = 22) -> tuple[int, list[tuple[str, float]]]:
-    """(samples handling messages, [(function, inclusive % of them)])."""
+def summarize(raw: Path, top: int = 22, every: bool = False) -> tuple[int, list[tuple[str, float]]]:
+    """(samples handling messages, or all with ``every``, [(function, inclusive % of them)])."""
     counts: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if not any(w in stack for w in WORK):
+        if not every and not any(w in stack for w in WORK):
             continue
         total += int(n)
         frames = stack.split(";")
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     ap.add_argument("--out", type=Path, default=None, help="keep the raw profiles here")
+    ap.add_argument("--cpu", action="store_true",
+                    help="on-CPU samples of every thread instead of wall time of message handling")
     args = ap.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="j2k-profile-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             for step, procs in p.procs.items():
                 assert procs[0].proc is not None
                 spies.append(subprocess.Popen(
-                    [args.py_spy, "record", "--idle", "--nonblocking", "-r", "250", "-f", "raw",
+                    [args.py_spy, "record", "--gil" if args.cpu else "--idle", "--nonblocking",
+                     "-r", "250", "-f", "raw",
                      "-o", str(out / f"{step}.txt"), "-p", str(procs[0].proc.pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(1.0)
@@ -97,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if not raw.exists():
             print(f"step {step}: no profile")
             continue
-        total, shares = summarize(raw)
-        print(f"--- step {step}: {total} samples handling messages (250/s); share through")
+        total, shares = summarize(raw, 40 if args.cpu else 22, every=args.cpu)
+        what = "samples holding the GIL" if args.cpu else "samples handling messages"
+        print(f"--- step {step}: {total} {what} (250/s); share through")
         for frame, share in shares:
             print(f"  {share:5.1f}%  {frame}")
     return 0

@@ -13,6 +13,7 @@ import ast
 import base64
 import builtins
 import ctypes
+import functools
 import io
 import linecache
 import os
@@ -23,6 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any, TextIO
 
 from .shell import get_ipython_for
@@ -243,19 +245,28 @@ def _error_info(exc: BaseException, cell: int | None, phase: str) -> dict[str, A
             "evalue": str(exc), "traceback": "".join(te.format()).rstrip("\n").split("\n")}
 
 
-def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:
-    """exec ``source``; if it ends in an expression, eval that and return (True, value)."""
+@functools.lru_cache(maxsize=512)
+def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | None]:
+    """The code of ``source`` without its last expression, and that expression's code (None
+    if it does not end in one). Cached: a step process runs the same cells for every run."""
     tree = ast.parse(source, filename, "exec")
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     last: ast.Expression | None = None
     tail = tree.body[-1] if tree.body else None
     if isinstance(tail, ast.Expr):
         tree.body.pop()
         last = ast.Expression(tail.value)
-    exec(compile(tree, filename, "exec"), ns)
+    body = compile(tree, filename, "exec")
+    return body, None if last is None else compile(last, filename, "eval")
+
+
+def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:
+    """exec ``source``; if it ends in an expression, eval that and return (True, value)."""
+    body, last = _compile_source(source, filename)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(body, ns)
     if last is None:
         return False, None
-    value = eval(compile(last, filename, "eval"), ns)
+    value = eval(last, ns)
     # Jupyter hides the value of a last line ending in ';'
     return not source.rstrip().endswith(";"), value
 
