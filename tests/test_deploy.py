@@ -98,16 +98,28 @@ def test_status_of_a_release_on_an_unreachable_cluster(dead_cluster: Path) -> No
     assert "cannot be reached" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_results_of_a_release_on_an_unreachable_cluster(dead_cluster: Path) -> None:
+    r = jup2kub("results", CORPUS / "plain_cells.ipynb", "run-1", "--release", "demo",
+                "--kubeconfig", dead_cluster)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "cannot be reached" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["status"], "NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME"),
     (["status", "--release", "demo", "nb.ipynb"], "--release takes no NOTEBOOK"),
     (["deploy", "{chart}", "--release", "Bad_Name"], "invalid release name"),
     (["deploy", "{chart}", "--release", "demo", "--timeout", "soon"], "invalid duration"),
     (["deploy", "{notebook}", "--release", "demo"], "not a Helm chart directory"),
+    (["results", "{nb}", "run-1"], "exactly one of --state DIR and --release NAME"),
+    (["results", "{nb}", "run-1", "--release", "demo", "--state", "{chart}"],
+     "exactly one of --state DIR and --release NAME"),
+    (["results", "{nb}", "bad id!", "--release", "demo"], "RUN_ID"),
 ])
 def test_usage_errors(chart_dir: Path, dead_cluster: Path, args: list[str],
                       message: str) -> None:
-    args = [a.format(chart=chart_dir, notebook=CORPUS.parent) for a in args]
+    args = [a.format(chart=chart_dir, notebook=CORPUS.parent, nb=CORPUS / "plain_cells.ipynb")
+            for a in args]
     r = jup2kub(*args, env={**os.environ, "KUBECONFIG": str(dead_cluster)})
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from jup2kub_runtime.health import Health, create_app
-from jup2kub_runtime.history import recent_runs
+from jup2kub_runtime.history import recent_runs, run_outputs
 from jup2kub_runtime.state import StateStore
 
 
@@ -63,3 +63,23 @@ def test_runs_endpoint(tmp_path: Path) -> None:
     assert client.get("/runs/2").get_json()["runs"] == body["runs"][:2]
     bad = client.get("/runs?limit=-1")
     assert bad.status_code == 400 and "limit" in bad.get_json()["error"]
+
+
+def test_run_outputs_endpoint(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.save_step("r-new", "load", {"secret_value": "never served"},
+                    outputs={"cells": [{"index": 1, "outputs": [
+                        {"output_type": "stream", "name": "stdout", "text": "hello\n"}]}]},
+                    timing={"seconds": 0.1})
+    health = Health("p", "load", 30.0, store.writable)
+    client = create_app(health).test_client()
+    assert client.get("/runs/r-new/outputs").status_code == 404  # not a step process
+    health.outputs_provider = lambda run_id, busy: run_outputs(store, "load", run_id, busy)
+    body = client.get("/runs/r-new/outputs").get_json()
+    assert body["parameters"] == {"n": 4} and body["status"]["state"] == "succeeded"
+    assert body["outputs"]["cells"][0]["outputs"][0]["text"] == "hello\n"
+    assert "never served" not in str(body)  # values stay on the volume
+    failed = client.get("/runs/r-failed/outputs").get_json()
+    assert failed["status"]["state"] == "failed" and failed["outputs"] == []
+    assert client.get("/runs/r-unknown/outputs").status_code == 404
+    assert client.get("/runs/bad%20id!/outputs").status_code == 400

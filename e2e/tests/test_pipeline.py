@@ -183,6 +183,14 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
         assert r.returncode == 0, r.stdout + r.stderr
         local = next((tmp_path / run_id / "runs").glob("*/result.ipynb"))
         assert text_outputs(nbformat.read(remote, 4)) == text_outputs(nbformat.read(local, 4))
+        # the same notebook through the API server, without access to the volume
+        fetched = tmp_path / f"{run_id}-release.ipynb"
+        r = subprocess.run(["jup2kub", "results", str(NOTEBOOK), run_id, "--release", RELEASE,
+                            "-n", ns, "-o", str(fetched)], capture_output=True, text=True,
+                           timeout=300, env=cluster.env())
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "succeeded" in r.stdout
+        assert nbformat.read(fetched, 4) == nbformat.read(remote, 4)
 
 
 def test_status_of_the_release_shows_pods_readiness_and_runs(

@@ -369,12 +369,16 @@ def submit(
     pipeline = api.inspect_notebook(notebook, split)
     params = parameters.collect(pairs, files, pipeline.parameters)
     run_id = run_id or runner.new_run_id()
+    _check_run_id(run_id, "--run-id")
+    remote.submit_run(bootstrap, pipeline_name(pipeline), run_id, params)
+    click.echo(run_id)
+
+
+def _check_run_id(run_id: str, where: str) -> None:
     try:
         check_run_id(run_id)
     except Exception as exc:
-        raise UsageError(str(exc), where="--run-id") from None
-    remote.submit_run(bootstrap, pipeline_name(pipeline), run_id, params)
-    click.echo(run_id)
+        raise UsageError(str(exc), where=where) from None
 
 
 def kube_options(func: F) -> F:
@@ -543,19 +547,34 @@ def status(notebook: Path | None, run_id: str | None, bootstrap: str | None,
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("run_id")
-@click.option("--state", "state", required=True,
+@click.option("--state", "state", default=None,
               type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The pipeline's state directory (the volume, mounted or copied here).")
+@click.option("--release", default=None,
+              help="Or: read the run from this release's step pods (Kubernetes API).")
+@kube_options
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Where to write the notebook [default: RUN_ID.ipynb].")
 @split_option
 @_reports_errors
-def results(notebook: Path, run_id: str, state: Path, output: Path | None, split: str) -> None:
-    """Assemble the results notebook of RUN_ID from the pipeline's state."""
+def results(notebook: Path, run_id: str, state: Path | None, release: str | None,
+            namespace: str | None, kubeconfig: Path | None, context: str | None,
+            output: Path | None, split: str) -> None:
+    """Assemble the results notebook of RUN_ID from the pipeline's state volume (--state) or
+    from a deployed release (--release, through the API server: no volume access needed)."""
+    if (state is None) == (release is None):
+        raise UsageError("pass exactly one of --state DIR and --release NAME",
+                         hint="--release reads a deployed pipeline; --state a state directory")
     pipeline = api.inspect_notebook(notebook, split)
     nb = load_notebook(notebook)
     target = output or Path(f"{run_id}.ipynb")
-    status_text = runner.write_results(nb, pipeline, state, run_id, target)
+    if release is not None:
+        _check_run_id(run_id, "RUN_ID")
+        source: Any = deploy_mod.fetch_run(release, run_id, [s.name for s in pipeline.steps],
+                                           _target(namespace, kubeconfig, context))
+    else:
+        source = state
+    status_text = runner.write_results(nb, pipeline, source, run_id, target)
     click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
 
 

@@ -495,11 +495,28 @@ def _overall(states: list[str], n_steps: int) -> str:
     return "pending"
 
 
+def _pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
+    """GET a step pod's HTTP endpoint through the API server's pod proxy: (status, JSON)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        response = kube.call(f"GET /{path} from pod {pod.name}",
+                             kube.core.connect_get_namespaced_pod_proxy_with_path,
+                             f"{pod.name}:{pod.port}", kube.namespace, path,
+                             _preload_content=False)
+        return 200, json.loads(response.data)
+    except ClusterError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ApiException) and cause.status in (400, 404):
+            try:
+                return int(cause.status), json.loads(cause.body or "{}")
+            except ValueError:
+                pass
+        raise
+
+
 def _pod_runs(kube: Kube, pod: PodInfo, limit: int) -> list[dict[str, Any]]:
-    response = kube.call(
-        f"GET /runs from pod {pod.name}", kube.core.connect_get_namespaced_pod_proxy_with_path,
-        f"{pod.name}:{pod.port}", kube.namespace, f"runs/{limit}", _preload_content=False)
-    body = json.loads(response.data)
+    _, body = _pod_get(kube, pod, f"runs/{limit}")
     runs = body.get("runs")
     if not isinstance(runs, list):
         raise ValueError(f"unexpected answer from {pod.name}: {body!r:.200}")
@@ -561,3 +578,63 @@ def release_status(release: str, target: KubeTarget = KubeTarget(), *, runs: int
     state = readiness(kube, release)
     rows, errors = recent_runs(kube, state, runs) if runs > 0 else ([], {})
     return ReleaseStatus(release, kube.namespace, revision, status, chart, state, rows, errors)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class RemoteRun:
+    """One run's outputs as a release's step pods serve them (``GET /runs/<id>/outputs``).
+
+    Reads like the state store where a results notebook is assembled (run_info, outputs,
+    is_complete), so ``jup2kub results --release`` needs no access to the volume.
+    """
+
+    run_id: str
+    parameters: dict[str, Any]
+    docs: dict[str, dict[str, Any]]  # step -> the pod's answer
+
+    def run_info(self, run_id: str) -> dict[str, Any] | None:
+        return {"run_id": run_id, "parameters": self.parameters}
+
+    def outputs(self, run_id: str, step: str) -> Any:
+        return self.docs.get(step, {}).get("outputs")
+
+    def is_complete(self, run_id: str, step: str) -> bool:
+        return (self.docs.get(step, {}).get("status") or {}).get("state") == "succeeded"
+
+
+def fetch_run(release: str, run_id: str, steps: Sequence[str],
+              target: KubeTarget = KubeTarget()) -> RemoteRun:
+    """Collect RUN_ID's outputs from one ready pod of each of STEPS in RELEASE."""
+    kube = Kube.connect(target)
+    state = readiness(kube, release)
+    where = f"release {release}, namespace {kube.namespace}"
+    deployed = sorted({w.component for w in state.workloads if w.kind == "Deployment"})
+    if not deployed:
+        raise InputError(f"release {release!r} has no step Deployments", where=where,
+                         hint="check the name and -n/--namespace (`helm list -A`)")
+    if sorted(steps) != deployed:
+        raise InputError(f"the notebook's steps {sorted(steps)} are not the release's steps "
+                         f"{deployed}", where=where,
+                         hint="pass the notebook (and --split) the release was built from")
+    docs: dict[str, dict[str, Any]] = {}
+    parameters: dict[str, Any] = {}
+    for step in steps:
+        pods = [p for p in state.pods if p.component == step and p.ready and p.port]
+        if not pods:
+            raise DeployError(f"step {step} has no ready pod to read run {run_id} from",
+                              where=where, hint=f"see `jup2kub status --release {release}`")
+        status, body = _pod_get(kube, pods[0], f"runs/{run_id}/outputs")
+        if status == 400:
+            raise InputError(f"invalid run id {run_id!r}: {body.get('error')}",
+                             hint="pass the id `jup2kub submit` printed")
+        if status == 200 and isinstance(body, dict):
+            docs[step] = body
+            if isinstance(body.get("parameters"), dict) and body["parameters"]:
+                parameters = body["parameters"]
+    if not docs:
+        raise InputError(f"there is no run {run_id!r}", where=where,
+                         hint=f"list recent runs with `jup2kub status --release {release}`")
+    return RemoteRun(run_id, parameters, docs)

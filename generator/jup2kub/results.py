@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import nbformat
 
 from jup2kub.pipeline import Pipeline
-from jup2kub_runtime.state import StateStore
 
 
 def _parameters_cell(parameters: Mapping[str, Any]) -> Any:
@@ -21,10 +20,20 @@ def _parameters_cell(parameters: Mapping[str, Any]) -> Any:
     return cell
 
 
+class RunSource(Protocol):
+    """Where a run's outputs are read from: the state store, or a release's pods."""
+
+    def run_info(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def outputs(self, run_id: str, step: str) -> Any: ...
+
+    def is_complete(self, run_id: str, step: str) -> bool: ...
+
+
 def results_notebook(
     node: Any,
     pipeline: Pipeline,
-    store: StateStore,
+    store: RunSource,
     run_id: str,
     parameters: Mapping[str, Any],
     status: str,

@@ -34,7 +34,7 @@ from jup2kub.errors import InputError, Jup2KubError
 from jup2kub.files import atomic_write_text
 from jup2kub.notebook import Notebook
 from jup2kub.pipeline import Pipeline
-from jup2kub.results import results_notebook
+from jup2kub.results import RunSource, results_notebook
 from jup2kub_runtime import topics
 from jup2kub_runtime.state import StateStore
 
@@ -483,19 +483,23 @@ def run_pipeline_kafka(
     return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "kafka")
 
 
-def write_results(nb: Notebook, pipeline: Pipeline, state: Path, run_id: str, target: Path) -> str:
-    """Assemble a results notebook from a state directory; returns the run's status."""
-    store = StateStore(state)
-    info = store.run_info(run_id)
-    if info is None and not store.run_dir(run_id).is_dir():
-        raise InputError(
-            f"there is no run {run_id!r}",
-            where=str(state),
-            hint="check the run id and the state directory",
-        )
+def write_results(nb: Notebook, pipeline: Pipeline, source: Path | RunSource, run_id: str,
+                  target: Path) -> str:
+    """Assemble a results notebook from a state directory (or another RunSource, e.g. a
+    release's pods); returns the run's status."""
+    if isinstance(source, Path):
+        store = StateStore(source)
+        if store.run_info(run_id) is None and not store.run_dir(run_id).is_dir():
+            raise InputError(
+                f"there is no run {run_id!r}",
+                where=str(source),
+                hint="check the run id and the state directory",
+            )
+        source = store
+    info = source.run_info(run_id)
     parameters = dict((info or {}).get("parameters") or {})
-    done = all(store.is_complete(run_id, s.name) for s in pipeline.steps)
+    done = all(source.is_complete(run_id, s.name) for s in pipeline.steps)
     status = "succeeded" if done else "incomplete"
-    result = results_notebook(nb.node, pipeline, store, run_id, parameters, status)
+    result = results_notebook(nb.node, pipeline, source, run_id, parameters, status)
     atomic_write_text(target, nbformat.writes(result))
     return status

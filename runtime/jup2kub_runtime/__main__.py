@@ -10,7 +10,7 @@ import sys
 from .config import Config
 from .errors import ConfigError, SpecError, StepRuntimeError
 from .health import Health, HealthServer
-from .history import recent_runs
+from .history import recent_runs, run_outputs
 from .loop import StepLoop
 from .spec import StepSpec
 from .state import StateStore
@@ -40,6 +40,7 @@ def main() -> int:
     store = StateStore(cfg.state_path, fsync=cfg.fsync)
     health = Health(cfg.pipeline, cfg.step, cfg.liveness_stall_seconds, store.writable)
     health.runs_provider = functools.partial(recent_runs, store, cfg.step)
+    health.outputs_provider = functools.partial(run_outputs, store, cfg.step)
     try:
         server = HealthServer(health, cfg.health_host, cfg.port)
     except OSError as exc:

@@ -15,6 +15,8 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from .errors import PermanentError
+
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             1800.0)
 
@@ -75,6 +77,8 @@ class Health:
         self.busy_run: str | None = None
         #: (limit, busy run) -> this step's recent runs, newest first; see history.py
         self.runs_provider: Callable[[int, str | None], list[dict[str, Any]]] | None = None
+        #: (run id, busy run) -> this step's outputs document for the run; see history.py
+        self.outputs_provider: Callable[[str, str | None], dict[str, Any] | None] | None = None
         self.step = step
         self.consumer_lag: int | None = None
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -168,6 +172,18 @@ def create_app(health: Health) -> Flask:
             return {"error": "this process keeps no run history"}, 404
         return {"step": health.step, "busy_run": health.busy_run,
                 "runs": health.runs_provider(int(limit), health.busy_run)}, 200
+
+    @app.get("/runs/<run_id>/outputs")
+    def run_outputs(run_id: str) -> tuple[dict[str, Any], int]:
+        if health.outputs_provider is None:
+            return {"error": "this process keeps no run history"}, 404
+        try:
+            body = health.outputs_provider(run_id, health.busy_run)
+        except PermanentError as exc:  # not a valid run id
+            return {"error": str(exc)}, 400
+        if body is None:
+            return {"error": f"no run {run_id!r} on this step's volume"}, 404
+        return body, 200
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -61,3 +61,18 @@ def recent_runs(store: StateStore, step: str, limit: int = 20,
     """The newest ``limit`` runs on the volume (newest first) with this step's state in each."""
     limit = max(1, min(limit, MAX_LIMIT))
     return [step_run(store, run_id, step, busy_run) for _, run_id in _newest_runs(store, limit)]
+
+
+def run_outputs(store: StateStore, step: str, run_id: str,
+                busy_run: str | None = None) -> dict[str, Any] | None:
+    """What this step printed and displayed for one run (its outputs.json), with the run's
+    parameters: what ``jup2kub results --release`` assembles a results notebook from.
+    None when the run is unknown here. Values are never read."""
+    run_id = check_run_id(run_id)
+    info = store.run_info(run_id)
+    if info is None and not store.run_dir(run_id).is_dir():
+        return None
+    return {"run_id": run_id, "step": step,
+            "parameters": (info or {}).get("parameters") or {},
+            "status": step_run(store, run_id, step, busy_run),
+            "outputs": store.outputs(run_id, step)}
