@@ -16,7 +16,10 @@ RUN if grep -q '==' /tmp/step-install.lock; then \
         -r /tmp/step-install.lock; \
     fi \
  && mkdir -p /opt/jup2kub/step-site \
- && python -m pip check --disable-pip-version-check
+ && python -m pip check --disable-pip-version-check \
+ && find /opt/jup2kub/step-site -mindepth 2 -type d -name tests -prune -exec rm -rf {} +
+# ^ packages' own test suites (pandas/tests alone is ~60 MB with its bytecode) are never imported
+#   by a pipeline; top-level packages named "tests" (depth 1) are kept.
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /opt/jup2kub/step-site /opt/jup2kub/step-site

@@ -271,6 +271,14 @@ def test_step_containers_on_kafka_match_jup2kub_run(
     nb_path = CORPUS / "sales_markers.ipynb"
     pipeline = inspect_notebook(nb_path)
     result, _, _ = build(pipeline, client, target, base_image)
+    # packages' own test suites are not shipped (pandas/tests alone is ~60 MB)
+    probe = client.containers.run(
+        result.images["load"].reference,
+        ["-c", "import os, pandas; print(os.path.isdir(os.path.join("
+               "os.path.dirname(pandas.__file__), 'tests')))"],
+        entrypoint=["/opt/jup2kub/venv/bin/python"], remove=True, network_mode="none",
+        read_only=True, user="10001:10001").decode().split()
+    assert probe == ["False"]
     # the reference: jup2kub run (embedded), in its own working directory
     local_cwd = tmp_path / "local"
     local_cwd.mkdir()
