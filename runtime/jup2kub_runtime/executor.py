@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import contextlib
 import ctypes
 import functools
 import io
@@ -257,6 +258,20 @@ def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | No
         last = ast.Expression(tail.value)
     body = compile(tree, filename, "exec")
     return body, None if last is None else compile(last, filename, "eval")
+
+
+def warm_up(spec: StepSpec) -> None:
+    """What every execution of ``spec`` needs, done ahead (a step process calls it while it
+    joins its consumer group): IPython's display machinery imported, the cells compiled."""
+    with contextlib.suppress(Exception):
+        import IPython.display  # noqa: F401
+    _ipython_formatter()
+    sources = [("<parameters>", spec.parameters_source)] if spec.parameters_source else []
+    sources += [(f"<cell {c.cell}>", c.source) for c in spec.replay]
+    sources += [(f"<cell {c.index}>", c.source) for c in spec.cells]
+    for filename, source in sources:
+        with contextlib.suppress(Exception):  # a syntax error is reported when the run hits it
+            _compile_source(source, filename)
 
 
 def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:

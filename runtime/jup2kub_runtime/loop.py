@@ -37,6 +37,7 @@ from .errors import (
     TemporaryError,
 )
 from .execute import run_step
+from .executor import warm_up
 from .health import Health
 from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
 from .spec import StepSpec
@@ -106,6 +107,8 @@ class StepLoop:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         cfg = self.cfg
+        # Imports and compiling for the first run, while the consumer connects and joins.
+        threading.Thread(target=warm_up, args=(self.spec,), name="warm-up", daemon=True).start()
         self.transport.ensure_topics([*cfg.input_topics, *cfg.output_topics, cfg.status_topic,
                                       cfg.dead_letter_topic])
         self.transport.connect(self._on_revoked, self._on_assigned)
@@ -464,13 +467,13 @@ class StepLoop:
         until the broker takes it, or abandon when stopping. ``final``: the handling of the
         message ends with these, so the next message may start while the acks are awaited."""
         delay = 0.5
+        job: Job | None = getattr(self._tls, "job", None)
+        lane = job.tp.partition if job is not None else None
         while True:
             try:
-                futures = [self.transport.send(t, m, k) for t, m, k in messages]
-                if final:
-                    job = getattr(self._tls, "job", None)
-                    if job is not None:
-                        job.handled.set()
+                futures = [self.transport.send(t, m, k, lane=lane) for t, m, k in messages]
+                if final and job is not None:
+                    job.handled.set()
                 for fut in futures:
                     fut.get(timeout=60)
                 return

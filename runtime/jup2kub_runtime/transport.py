@@ -58,7 +58,7 @@ class Transport:
         self.cfg = cfg
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
-        self._next_partition: dict[str, int] = {}
+        self._next_partition: dict[tuple[str, int | None], int] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def ensure_topics(self, topics: Iterable[str], *, timeout: float = 120.0) -> None:
@@ -116,6 +116,9 @@ class Transport:
             # A topic created moments ago (by us or a peer) must not stay unassigned until the
             # default 5-minute metadata refresh.
             metadata_max_age_ms=10000,
+            # Joining the group takes two retries at start (coordinator lookup, then its
+            # connection): 100 ms each by default, on the path of every step's first run.
+            retry_backoff_ms=20,
             **_no_metrics(KafkaConsumer),
         )
         self.consumer.subscribe(cfg.input_topics, listener=_Listener(on_revoked, on_assigned))
@@ -209,23 +212,25 @@ class Transport:
         return total
 
     # ---- producing ---------------------------------------------------------------------------
-    def send(self, topic: str, message: dict[str, Any], key: str | None = None) -> Any:
+    def send(self, topic: str, message: dict[str, Any], key: str | None = None, *,
+             lane: int | None = None) -> Any:
         """Send without waiting; returns the future of the broker's acknowledgement.
 
-        Messages to the step's output (edge) topics go round-robin over the partitions: the
-        downstream replicas then get equal shares of the runs, which hashing a few run ids
-        does not give. Status and dead-letter messages stay keyed (one partition per run, in
-        order)."""
+        Messages to the step's output (edge) topics go round-robin over the partitions, one
+        rotation per ``lane`` (the partition the message being handled came from) starting at
+        the lane's own number: equal shares in equal lanes come out as equal shares, whatever
+        the number of upstream replicas, which hashing a few run ids does not give. Status and
+        dead-letter messages stay keyed (one partition per run, in order)."""
         assert self.producer is not None
         partition = None
         if topic in self.cfg.output_topics:
             partitions = sorted(self.producer.partitions_for(topic) or ())
             if partitions:
-                n = self._next_partition.get(topic)
-                if n is None:  # replicas of this step start at different partitions
-                    n = random.randrange(len(partitions))
+                n = self._next_partition.get((topic, lane))
+                if n is None:
+                    n = lane if lane is not None else random.randrange(len(partitions))
                 partition = partitions[n % len(partitions)]
-                self._next_partition[topic] = n + 1
+                self._next_partition[(topic, lane)] = n + 1
         return self.producer.send(topic, encode(message), partition=partition,
                                   key=key.encode() if key is not None else None)
 

@@ -146,3 +146,15 @@ def test_edge_messages_go_round_robin_status_stays_keyed() -> None:
     assert {p for t, p, _ in producer.sent if t == "p.status"} == {None}
     assert {k for t, _, k in producer.sent if t == "p.edge.s.t"} == {f"run-{i}".encode()
                                                                       for i in range(4)}
+
+
+def test_equal_lanes_give_equal_shares_downstream() -> None:
+    """Three upstream replicas, one input partition (lane) each, 20 runs per lane: each of
+    the 3 downstream partitions gets exactly 20 (independent rotations would give 19-21)."""
+    producer = FakeProducer()
+    for lane in range(3):
+        transport = Transport(Config.from_env(ENV))  # one per replica
+        transport.producer = producer  # type: ignore[assignment]
+        for i in range(20):
+            transport.send("p.edge.s.u", {"n": i}, f"run-{lane}-{i}", lane=lane)
+    assert Counter(p for _, p, _ in producer.sent) == {0: 20, 1: 20, 2: 20}
