@@ -142,9 +142,37 @@ def run_pipeline(
             st.state, st.reused = DONE, True
     limit = max(1, jobs or os.cpu_count() or 1)
     running: dict[str, _Process] = {}
+    #: started ahead (``--wait``): imports done, waiting for "go" once the upstream is done
+    ready: dict[str, _Process] = {}
     params_json = json.dumps(dict(parameters))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
     order = pipeline.topological_order()
+
+    def spawn(name: str, *, wait: bool) -> _Process:
+        # stderr goes outside WORKDIR first: it must survive a full work disk
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the step ends)
+        proc = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "jup2kub_runtime.execute",
+                "--spec",
+                str(bundles[name]),
+                "--state",
+                str(workdir),
+                "--run-id",
+                run_id,
+                "--params",
+                params_json,
+                *(["--wait"] if wait else []),
+            ],
+            stdin=subprocess.PIPE if wait else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=Path.cwd(),
+        )
+        return _Process(name, proc, log)
 
     def notify() -> None:
         if on_change is not None:
@@ -160,32 +188,23 @@ def run_pipeline(
                 ups = [steps[u].state for u in upstream[name]]
                 if any(u in (FAILED, BLOCKED) for u in ups):
                     st.state = BLOCKED
+                    if name in ready:
+                        _cancel(ready.pop(name))
                     notify()
                 elif all(u == DONE for u in ups) and len(running) < limit:
-                    # stderr goes outside WORKDIR first: it must survive a full work disk
-                    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the step ends)
-                    proc = subprocess.Popen(
-                        [
-                            python,
-                            "-m",
-                            "jup2kub_runtime.execute",
-                            "--spec",
-                            str(bundles[name]),
-                            "--state",
-                            str(workdir),
-                            "--run-id",
-                            run_id,
-                            "--params",
-                            params_json,
-                        ],
-                        stdout=subprocess.PIPE,
-                        stderr=log,
-                        env=env,
-                        cwd=Path.cwd(),
-                    )
-                    running[name] = _Process(name, proc, log)
+                    p = ready.pop(name, None)
+                    if p is None or not _go(p):
+                        if p is not None:
+                            _cancel(p)
+                        p = spawn(name, wait=False)
+                    running[name] = p
                     st.state, st.started = RUNNING, time.monotonic()
                     notify()
+                elif (name not in ready and ups and all(u in (RUNNING, DONE) for u in ups)
+                      and len(running) < limit):
+                    # A core is free while the upstream runs: start the process now, so that
+                    # Python's start and the imports are done when the upstream finishes.
+                    ready[name] = spawn(name, wait=True)
             if not running:
                 break
             time.sleep(0.02)
@@ -213,7 +232,37 @@ def run_pipeline(
             p.proc.kill()
             p.proc.wait()
             p.log.close()
+        for p in ready.values():
+            _cancel(p)
     return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "embedded")
+
+
+def _go(p: _Process) -> bool:
+    """Let a process started with ``--wait`` execute; False if it is gone already."""
+    if p.proc.poll() is not None or p.proc.stdin is None:
+        return False
+    try:
+        p.proc.stdin.write(b"go\n")
+        p.proc.stdin.close()
+    except OSError:  # it died while waiting
+        return False
+    finally:
+        p.proc.stdin = None  # closed: communicate() must not flush it
+    return True
+
+
+def _cancel(p: _Process) -> None:
+    """End a process started with ``--wait`` that will not run: end of input, then kill."""
+    with contextlib.suppress(OSError):
+        if p.proc.stdin is not None:
+            p.proc.stdin.close()
+    p.proc.stdin = None
+    try:
+        p.proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.proc.kill()
+        p.proc.communicate()
+    p.log.close()
 
 
 def _start_run(
@@ -395,11 +444,13 @@ def run_pipeline_kafka(
     bundles, logs = _start_run(nb, pipeline, store, workdir, run_id, parameters, "kafka")
     steps = {s.name: StepRun(s.name) for s in pipeline.steps}
     procs: dict[str, tuple[subprocess.Popen[bytes], IO[bytes], int]] = {}
+    envs: dict[str, dict[str, str]] = {}
     try:
         for s in pipeline.steps:
             port = _free_port()
             log = (logs / f"{s.name}.log").open("wb")
-            env = runtime_env(pipeline, s.name, bootstrap, workdir, bundles[s.name], port)
+            env = envs[s.name] = runtime_env(pipeline, s.name, bootstrap, workdir,
+                                              bundles[s.name], port)
             proc = subprocess.Popen(
                 [python, "-m", "jup2kub_runtime"],
                 env=env,
@@ -408,28 +459,13 @@ def run_pipeline_kafka(
                 cwd=Path.cwd(),
             )
             procs[s.name] = (proc, log, port)
-        deadline = time.monotonic() + 120
-        pending = set(procs)
-        while pending:
-            for name in list(pending):
-                proc, _, port = procs[name]
-                if proc.poll() is not None:
-                    raise Jup2KubError(
-                        f"the runtime of step {name!r} exited at start "
-                        f"(exit code {proc.returncode})",
-                        where=str(logs / f"{name}.log"),
-                        hint=f"check that Kafka answers at {bootstrap}",
-                    )
-                if _ready(port):
-                    pending.discard(name)
-            if time.monotonic() > deadline:
-                raise remote.KafkaUnavailableError(
-                    f"steps {', '.join(sorted(pending))} did not become ready in 120 s",
-                    hint=f"check that Kafka answers at {bootstrap}; logs are in {logs}",
-                )
-            time.sleep(0.2)
+        # While the steps start: create the pipeline's topics and submit the run at once. The
+        # root steps read it once they have joined their groups (a new group starts at the
+        # earliest offset), and the status topic is read from its start, so nothing is missed.
+        _ensure_topics(pipeline, envs)
         name = pipeline_name(pipeline)
         remote.submit_run(bootstrap, name, run_id, parameters)
+        _wait_ready(procs, logs, bootstrap)
         started: dict[str, float] = {}
 
         def update(states: Mapping[str, Mapping[str, Any]]) -> None:
@@ -455,32 +491,93 @@ def run_pipeline_kafka(
 
         downstream = {s.name: pipeline.downstream(s.name) for s in pipeline.steps}
         remote.wait_for_run(bootstrap, name, run_id, list(steps), downstream, timeout, update)
+    except BaseException:
+        _stop(procs)
+        raise
+    for proc, _handle, _port in procs.values():  # they stop while the results are written
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    try:
+        for name in pipeline.topological_order():  # what never finished: blocked, or timed out
+            st = steps[name]
+            if st.state in (DONE, FAILED):
+                continue
+            if any(steps[u].state in (FAILED, BLOCKED) for u in pipeline.step(name).after):
+                st.state = BLOCKED
+            else:
+                st.state = FAILED
+                st.error = {
+                    "cell": None,
+                    "ename": "Timeout",
+                    "traceback": [],
+                    "evalue": f"no result within {timeout:.0f} s",
+                }
+        return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "kafka")
     finally:
-        for proc, _handle, _port in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, handle, _port in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            handle.close()
-    for name in pipeline.topological_order():  # what never finished: blocked, or timed out
-        st = steps[name]
-        if st.state in (DONE, FAILED):
-            continue
-        if any(steps[u].state in (FAILED, BLOCKED) for u in pipeline.step(name).after):
-            st.state = BLOCKED
-        else:
-            st.state = FAILED
-            st.error = {
-                "cell": None,
-                "ename": "Timeout",
-                "traceback": [],
-                "evalue": f"no result within {timeout:.0f} s",
-            }
-    return _finish(nb, pipeline, store, workdir, run_id, steps, parameters, "kafka")
+        _stop(procs)
+
+
+def _ensure_topics(pipeline: Pipeline, envs: Mapping[str, Mapping[str, str]]) -> None:
+    """Create every topic of the pipeline as the step runtimes would (idempotent)."""
+    from jup2kub_runtime.config import Config
+    from jup2kub_runtime.errors import StepRuntimeError
+    from jup2kub_runtime.transport import Transport
+
+    wanted: set[str] = set()
+    cfg = None
+    for env in envs.values():
+        cfg = Config.from_env(env)
+        wanted.update([*cfg.input_topics, *cfg.output_topics, cfg.status_topic,
+                       cfg.dead_letter_topic])
+    if cfg is None:
+        return
+    try:
+        Transport(cfg).ensure_topics(sorted(wanted), timeout=60)
+    except StepRuntimeError as exc:
+        raise remote.KafkaUnavailableError(
+            str(exc), hint=f"check that Kafka answers at {cfg.bootstrap_servers[0]}"
+        ) from exc
+
+
+def _wait_ready(procs: Mapping[str, tuple[subprocess.Popen[bytes], IO[bytes], int]],
+                logs: Path, bootstrap: str, timeout: float = 120) -> None:
+    """Until every step's runtime answers ready; one that exits first is an error."""
+    deadline = time.monotonic() + timeout
+    pending = set(procs)
+    while pending:
+        for name in sorted(pending):
+            proc, _, port = procs[name]
+            if proc.poll() is not None:
+                raise Jup2KubError(
+                    f"the runtime of step {name!r} exited at start "
+                    f"(exit code {proc.returncode})",
+                    where=str(logs / f"{name}.log"),
+                    hint=f"check that Kafka answers at {bootstrap}",
+                )
+            if _ready(port):
+                pending.discard(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise remote.KafkaUnavailableError(
+                f"steps {', '.join(sorted(pending))} did not become ready in {timeout:.0f} s",
+                hint=f"check that Kafka answers at {bootstrap}; logs are in {logs}",
+            )
+        time.sleep(0.05)
+
+
+def _stop(procs: Mapping[str, tuple[subprocess.Popen[bytes], IO[bytes], int]]) -> None:
+    """SIGTERM every runtime still running, wait for them (kill after 30 s), close logs."""
+    for proc, _handle, _port in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc, handle, _port in procs.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        handle.close()
 
 
 def write_results(nb: Notebook, pipeline: Pipeline, source: Path | RunSource, run_id: str,

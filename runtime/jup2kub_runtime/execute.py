@@ -3,11 +3,16 @@
 ``run_step`` is shared by the Kafka loop and the local runner (``jup2kub run``). As a command::
 
     python -m jup2kub_runtime.execute --spec step.json --state DIR --run-id ID \
-        [--params JSON] [--timeout SECONDS] [--force] [--echo]
+        [--params JSON] [--timeout SECONDS] [--force] [--echo] [--wait]
 
 Exit codes: 0 succeeded (or already complete), 1 the step's code failed (error.json and
 outputs.json are in the step's state directory; the error is printed as JSON on stderr),
-2 bad usage, spec, run id or missing upstream, 3 another process is executing the same step.
+2 bad usage, spec, run id or missing upstream, 3 another process is executing the same step,
+4 (``--wait``) cancelled before it started.
+
+``--wait`` starts the process ahead of time: it loads the spec, imports and compiles what the
+step needs, then waits for a line ``go`` on stdin before it executes; end of input instead
+cancels it (the local runner starts the next steps this way while their upstream runs).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import CellError, MissingInputError, OutputError, StepRuntimeError
-from .executor import execute_step
+from .executor import execute_step, warm_up
 from .spec import StepSpec
 from .state import StateStore, check_run_id
 
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=0.0, help="seconds, 0 = none")
     parser.add_argument("--force", action="store_true", help="re-execute even if complete")
     parser.add_argument("--echo", action="store_true", help="also print the cells' output")
+    parser.add_argument("--wait", action="store_true",
+                        help="prepare, then execute only after a line 'go' on stdin")
     args = parser.parse_args(argv)
     try:
         params = json.loads(args.params)
@@ -131,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         spec = StepSpec.load(args.spec)
+        if args.wait:
+            warm_up(spec)
+            if sys.stdin.readline().strip() != "go":
+                return 4
         outcome = run_step(spec, StateStore(args.state), args.run_id, params,
                            force=args.force, echo=args.echo, timeout=args.timeout or None)
     except CellError as exc:

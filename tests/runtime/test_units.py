@@ -226,3 +226,24 @@ def test_execute_command(tmp_path: Path) -> None:
     failed = run("--run-id", "three")
     assert failed.returncode == 1
     assert json.loads(failed.stderr)["error"]["ename"] == "ZeroDivisionError"
+
+
+def test_execute_command_started_ahead_waits_for_go(tmp_path: Path) -> None:
+    """``--wait``: prepared ahead (imports, compiling), executes only after "go" on stdin;
+    end of input cancels it without touching the state."""
+    spec = spec_of("y = x * 2", parameters_source="x = 1\n", outputs=["y"])
+    spec.dump(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
+
+    def run(run_id: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jup2kub_runtime.execute", "--spec",
+                               str(tmp_path / "step.json"), "--state", str(tmp_path / "st"),
+                               "--run-id", run_id, "--params", '{"x": 4}', "--wait"],
+                              env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+    cancelled = run("early", "")
+    assert cancelled.returncode == 4, cancelled.stderr
+    assert not (tmp_path / "st" / "runs" / "early").exists()
+    started = run("late", "go\n")
+    assert started.returncode == 0, started.stderr
+    assert StateStore(tmp_path / "st").load_value("late", "s", "y") == 8
