@@ -375,7 +375,8 @@ def _writer(data: bytes) -> Callable[[IO[bytes]], int]:
 
 
 def _json_bytes(data: Any) -> bytes:
-    return json.dumps(data, indent=1, default=str).encode()
+    # no indent: json's C encoder (indented output goes through the pure-Python one)
+    return json.dumps(data, default=str).encode()
 
 
 class ValueFormatError(ValueError):
