@@ -12,17 +12,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .chart import find_helm
-from .errors import InputError, Jup2KubError, UsageError
+from jup2kub.chart import find_helm
+from jup2kub.errors import InputError, Jup2KubError, UsageError
 
 # pyhelm3 logs each failed helm command itself; the error we raise already says it all
 logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
@@ -182,8 +183,6 @@ class Kube:
 
 
 def _in_cluster() -> bool:
-    import os
-
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not (
         os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists())
 
@@ -474,8 +473,6 @@ class ReleaseStatus:
     run_errors: dict[str, str]  # step -> why its runs could not be read
 
     def to_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {"release": self.release, "namespace": self.namespace,
                 "revision": self.revision, "status": self.helm_status, "chart": self.chart,
                 "ready": self.readiness.ready,
