@@ -50,7 +50,15 @@ class DeployError(Jup2KubError):
 
 
 class ClusterError(Jup2KubError):
-    """The cluster cannot be reached with the given kubeconfig/context."""
+    """The cluster cannot be reached with the given kubeconfig/context, or its API refused.
+
+    ``status`` and ``body`` are the API server's answer, when there was one."""
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
+                 status: int | None = None, body: str | None = None) -> None:
+        super().__init__(what, where=where, hint=hint)
+        self.status = status
+        self.body = body
 
 
 class ValuesError(InputError):
@@ -172,7 +180,8 @@ class Kube:
                 reason = json.loads(exc.body or "{}").get("message") or reason
             raise ClusterError(f"{what}: the API server answered {exc.status}: {reason}",
                                where=f"namespace {self.namespace}",
-                               hint="check your permissions and the namespace") from exc
+                               hint="check your permissions and the namespace",
+                               status=exc.status, body=exc.body) from exc
         except HTTPError as exc:
             raise ClusterError(f"{what}: the API server cannot be reached: {exc}",
                                hint="check --kubeconfig/--context and that the cluster is up"
@@ -493,9 +502,8 @@ def _overall(states: list[str], n_steps: int) -> str:
 
 
 def _pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
-    """GET a step pod's HTTP endpoint through the API server's pod proxy: (status, JSON)."""
-    from kubernetes.client.exceptions import ApiException
-
+    """GET a step pod's HTTP endpoint through the API server's pod proxy: (status, JSON).
+    The endpoint's own 400/404 answers are returned, not raised."""
     try:
         response = kube.call(f"GET /{path} from pod {pod.name}",
                              kube.core.connect_get_namespaced_pod_proxy_with_path,
@@ -503,12 +511,9 @@ def _pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
                              _preload_content=False)
         return 200, json.loads(response.data)
     except ClusterError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ApiException) and cause.status in (400, 404):
-            try:
-                return int(cause.status), json.loads(cause.body or "{}")
-            except ValueError:
-                pass
+        if exc.status in (400, 404):
+            with contextlib.suppress(ValueError):
+                return exc.status, json.loads(exc.body or "{}")
         raise
 
 
