@@ -24,36 +24,10 @@ from nbclient import NotebookClient
 from cli_runner import CORPUS, jup2kub
 from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
+from nb_outputs import text_outputs
 
 MakeNb = Callable[..., Path]
 TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
-
-
-
-
-def text_outputs(nb: Any) -> dict[int, list[tuple[str, str]]]:
-    """Per cell: (kind, text) of streams, results and errors; images reduced to their kind."""
-    out: dict[int, list[tuple[str, str]]] = {}
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
-            continue
-        items = []
-        for o in cell.get("outputs", []):
-            kind = o["output_type"]
-            if kind == "stream":
-                text = TIMING.sub("", o["text"]).strip()
-                if text:
-                    items.append((o["name"], text))
-            elif kind in ("execute_result", "display_data"):
-                data = o.get("data", {})
-                if "image/png" in data:
-                    items.append((kind, "image/png"))
-                else:
-                    items.append((kind, str(data.get("text/plain", ""))))
-            elif kind == "error":
-                items.append(("error", f"{o['ename']}: {o['evalue']}"))
-        out[index] = items
-    return out
 
 
 def same(a: Any, b: Any) -> bool:
@@ -129,8 +103,10 @@ def test_run_equals_top_to_bottom_execution(
     nbformat.validate(result)
 
     # cells tagged "skip" (Kale) are not part of the pipeline by design
-    expected = {i: o for i, o in text_outputs(ref_nb).items() if i not in pipeline.skipped}
-    assert {i: o for i, o in text_outputs(result).items() if i not in pipeline.skipped} == expected
+    def shown(nb: Any) -> dict[int, list[tuple[str, str]]]:
+        return {i: o for i, o in text_outputs(nb, TIMING).items() if i not in pipeline.skipped}
+
+    assert shown(result) == shown(ref_nb)
     store = StateStore(run_dir / "work")
     assert set(ref_values) == set(last_writer)
     for var, step in last_writer.items():

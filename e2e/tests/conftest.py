@@ -9,6 +9,7 @@ use must then be pullable there (``J2K_E2E_BUSYBOX_IMAGE``, the Kafka image of t
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -19,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 E2E = Path(__file__).resolve().parents[1]
 REPO = E2E.parent
 sys.path.insert(0, str(E2E))
+# shared test helpers (tests/nb_outputs.py); appended, so this directory's conftest stays first
+sys.path.append(str(REPO / "tests"))
 
 import cluster as harness  # noqa: E402
 import images  # noqa: E402
@@ -43,6 +47,23 @@ class Cluster:
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
         return r
+
+    def state_claim(self, namespace: str, size: str = "256Mi") -> str:
+        """A claim "state" of the default StorageClass, for the chart's existingClaim mode."""
+        claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                 "metadata": {"name": "state"},
+                 "spec": {"accessModes": ["ReadWriteOnce"],
+                          "resources": {"requests": {"storage": size}}}}
+        self.kubectl("-n", namespace, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
+        return "state"
+
+    def kafka_bootstrap(self, namespace: str) -> str:
+        """The chart's first broker by its stable in-cluster name (what Kafka advertises)."""
+        sts = json.loads(self.kubectl("-n", namespace, "get", "statefulset", "-l",
+                                      "app.kubernetes.io/component=kafka", "-o", "json"
+                                      ).stdout)["items"][0]
+        return (f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{namespace}"
+                f".svc.cluster.local:9092")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -58,12 +58,7 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def state_claim(cluster: Cluster, namespace: str) -> str:
     """A claim of the cluster's default StorageClass for the chart's shared state."""
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": {"name": "state"},
-             "spec": {"accessModes": ["ReadWriteOnce"],
-                      "resources": {"requests": {"storage": "256Mi"}}}}
-    cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
-    return "state"
+    return cluster.state_claim(namespace)
 
 
 def e2e_values(tmp: Path, claim: str, **extra: object) -> Path:

@@ -76,10 +76,7 @@ def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
     out = _build_and_load(nb, work / "out")
     ns = f"j2k-e2e-faults-{os.getpid()}"
     cluster.kubectl("create", "namespace", ns)
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "state"},
-             "spec": {"accessModes": ["ReadWriteOnce"],
-                      "resources": {"requests": {"storage": "256Mi"}}}}
-    cluster.kubectl("-n", ns, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
+    cluster.state_claim(ns)
     e2e_values = work / "e2e-values.yaml"
     e2e_values.write_text(yaml.safe_dump({
         "storage": {"mode": "existingClaim", "existingClaim": "state"},
@@ -89,10 +86,7 @@ def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
          "-f", str(e2e_values), "--wait", "--timeout", "15m")
     for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=10m", timeout=700)
-    sts = json.loads(cluster.kubectl("-n", ns, "get", "statefulset", "-o", "json"
-                                     ).stdout)["items"][0]
-    broker = (f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{ns}"
-              f".svc.cluster.local:9092")
+    broker = cluster.kafka_bootstrap(ns)
     yield {"namespace": ns, "broker": broker, "notebook": str(nb), "work": str(work),
            "values": str(e2e_values)}
     helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", check=False)

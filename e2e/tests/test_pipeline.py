@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from conftest import E2E, REPO, Cluster
+from nb_outputs import text_outputs
 from test_chart_kafka import helm
 
 NOTEBOOK = REPO / "tests" / "corpus" / "sales_markers.ipynb"
@@ -76,10 +77,7 @@ def release(cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFact
             ) -> Iterator[dict[str, str]]:
     ns = f"j2k-e2e-pipeline-{os.getpid()}"
     cluster.kubectl("create", "namespace", ns)
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "state"},
-             "spec": {"accessModes": ["ReadWriteOnce"],
-                      "resources": {"requests": {"storage": "512Mi"}}}}
-    cluster.kubectl("-n", ns, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
+    cluster.state_claim(ns, "512Mi")
     values = tmp_path_factory.mktemp("values") / "e2e-values.yaml"
     values.write_text(yaml.safe_dump(
         {"storage": {"mode": "existingClaim", "existingClaim": "state"}}))
@@ -91,11 +89,7 @@ def release(cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFact
                        env=cluster.env())
     assert r.returncode == 0, r.stdout + r.stderr
     assert "6/6 workloads ready" in r.stdout, r.stdout
-    sts = json.loads(cluster.kubectl("-n", ns, "get", "statefulset", "-l",
-                                     "app.kubernetes.io/component=kafka", "-o", "json"
-                                     ).stdout)["items"][0]
-    broker = (f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{ns}"
-              f".svc.cluster.local:9092")
+    broker = cluster.kafka_bootstrap(ns)
     yield {"namespace": ns, "broker": broker}
     helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", check=False)
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -137,27 +131,6 @@ def wait_run(cluster: Cluster, broker: str, run_id: str, timeout: float = 900
     raise AssertionError(f"run {run_id} did not finish: {states}")
 
 
-def text_outputs(nb: Any) -> dict[int, list[tuple[str, str]]]:
-    out: dict[int, list[tuple[str, str]]] = {}
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
-            continue
-        items = []
-        for o in cell.get("outputs", []):
-            if o["output_type"] == "stream":
-                text = TIMING.sub("", o["text"]).strip()
-                if text:
-                    items.append((o["name"], text))
-            elif o["output_type"] in ("execute_result", "display_data"):
-                data = o.get("data", {})
-                items.append((o["output_type"], "image/png" if "image/png" in data
-                              else str(data.get("text/plain", ""))))
-            elif o["output_type"] == "error":
-                items.append(("error", f"{o['ename']}: {o['evalue']}"))
-        out[index] = items
-    return out
-
-
 def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str, str],
                                             tmp_path: Path) -> None:
     ns, broker = release["namespace"], release["broker"]
@@ -182,7 +155,8 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
                            cwd=tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
         local = next((tmp_path / run_id / "runs").glob("*/result.ipynb"))
-        assert text_outputs(nbformat.read(remote, 4)) == text_outputs(nbformat.read(local, 4))
+        assert text_outputs(nbformat.read(remote, 4), TIMING) == text_outputs(
+            nbformat.read(local, 4), TIMING)
         # the same notebook through the API server, without access to the volume
         fetched = tmp_path / f"{run_id}-release.ipynb"
         r = subprocess.run(["jup2kub", "results", str(NOTEBOOK), run_id, "--release", RELEASE,
