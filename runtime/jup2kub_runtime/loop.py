@@ -94,6 +94,8 @@ class StepLoop:
         self._tls = threading.local()
         self._last_lag = 0.0
         self._last_poll = 0.0
+        #: every assigned partition paused (by _pause); _resume undoes it before taking records
+        self.paused = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -142,6 +144,8 @@ class StepLoop:
                 if now - self._last_poll > 0.5:
                     self._poll_paused()
                 return True
+            # the in-flight wait above may have left the partitions paused
+            self._resume()
             for record in self._poll(20 if self.in_flight else 200):
                 self._start(record)
                 break
@@ -174,13 +178,22 @@ class StepLoop:
             time.sleep(0.5)
             return []
 
-    def _poll_paused(self, timeout_ms: int = 0) -> None:
+    def _pause(self) -> None:
         self.transport.pause_all()
+        self.paused = True
+
+    def _resume(self) -> None:
+        if self.paused:
+            self.transport.resume_all()
+            self.paused = False
+
+    def _poll_paused(self, timeout_ms: int = 0) -> None:
+        self._pause()
         for record in self._poll(timeout_ms):
             # A partition assigned mid-job delivered a record: rewind it for later.
             tp = TopicPartition(record.topic, record.partition)
             self.transport.seek(tp, record.offset)
-            self.transport.pause_all()
+            self._pause()
 
     def _start(self, record: Any) -> None:
         # No pause here: a short job ends before the next poll, and pausing would drop the
@@ -200,7 +213,7 @@ class StepLoop:
         self.health.busy_since = None
         self.health.busy_run = None
         self.in_flight.append(job)
-        self.transport.resume_all()
+        self._resume()
         self._settle()
 
     def _settle(self) -> None:
@@ -299,7 +312,7 @@ class StepLoop:
                  ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "none")
         self.health.subscribed = True
         if self.job is not None and assigned:
-            self.transport.pause_all()
+            self._pause()
 
     # ---- worker side ---------------------------------------------------------------------------
     def _work(self, job: Job) -> None:

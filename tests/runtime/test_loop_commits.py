@@ -11,7 +11,7 @@ from kafka import TopicPartition
 
 from jup2kub_runtime.config import Config
 from jup2kub_runtime.health import Health
-from jup2kub_runtime.loop import Job, StepLoop
+from jup2kub_runtime.loop import MAX_IN_FLIGHT, Job, StepLoop
 from jup2kub_runtime.spec import Cell, StepSpec
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.transport import Transport
@@ -120,6 +120,47 @@ def test_stopping_waits_for_acknowledgements_then_commits(tmp_path: Path) -> Non
     late.done.set()
     assert loop._drain() is True
     assert {T1: 3} in fake.sync_commits or {T1: 3} in fake.async_commits
+
+
+class PausingTransport(FakeTransport):
+    """Tracks whether the consumer's partitions are paused, and what each poll saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+        self.polls: list[bool] = []  # paused at each poll
+
+    def pause_all(self) -> None:
+        self.paused = True
+
+    def resume_all(self) -> None:
+        self.paused = False
+
+    def poll(self, timeout_ms: int) -> list[Any]:
+        self.polls.append(self.paused)
+        return []
+
+    def lag(self) -> int:
+        return 0
+
+
+def test_partitions_paused_while_acks_back_up_are_resumed_after(tmp_path: Path) -> None:
+    """A broker restart leaves many handled runs awaiting acks: the loop then polls with its
+    partitions paused (membership only). Once the backlog clears it must take records again
+    (it once kept them paused, and the step stalled for good)."""
+    loop, _ = make_loop(tmp_path)
+    fake = PausingTransport()
+    loop.transport = fake  # type: ignore[assignment]
+    backlog = [job(T0, i, done=False) for i in range(MAX_IN_FLIGHT)]
+    loop.in_flight.extend(backlog)
+    loop._last_poll = 0.0
+    assert loop._iterate()
+    assert fake.polls == [True]  # full: a membership poll with everything paused
+    for j in backlog:
+        j.commit = True
+        j.done.set()
+    assert loop._iterate()
+    assert fake.polls == [True, False]  # backlog gone: records are fetched again
 
 
 class FakeProducer:
