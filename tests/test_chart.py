@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv
 
-from jup2kub.chart import (
+from jup2kub.chart.render import (
     MARKER,
     ChartOptions,
     build_chart,
@@ -997,7 +997,7 @@ def test_package_rejects_a_non_chart(tmp_path: Path, helm: str) -> None:
 
 def test_topic_names_agree_with_the_runtime() -> None:
     """The chart computes names once at build time; the runtime's helpers must agree."""
-    from jup2kub.chart import edge_topic, topic_names
+    from jup2kub.chart.render import edge_topic, topic_names
     from jup2kub_runtime import topics as runtime
 
     names = topic_names("p-1")

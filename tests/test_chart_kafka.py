@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from jup2kub.chart import ChartOptions, build_chart
+from jup2kub.chart.render import ChartOptions, build_chart
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "chart_fixtures"

@@ -92,7 +92,8 @@ def test_storage_modes_that_need_a_reference(
 
 
 def test_image_build_defaults_agree() -> None:
-    from jup2kub import api, images
+    from jup2kub import api
+    from jup2kub.build import images
 
     assert api.ImageBuild().base_image == images.DEFAULT_BASE_IMAGE
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cli_runner import CORPUS, jup2kub
-from jup2kub.deploy import ValuesError, load_values, merge_values, parse_duration
+from jup2kub.cluster.deploy import ValuesError, load_values, merge_values, parse_duration
 from jup2kub.errors import UsageError
 
 

@@ -1,4 +1,4 @@
-"""Dependency capture (jup2kub.deps): static imports -> pinned distributions, the ReproZip
+"""Dependency capture (jup2kub.build.deps): static imports -> pinned distributions, the ReproZip
 trace (dynamic imports, data files, scrubbed environment) and requirements.lock files."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jup2kub import deps
+from jup2kub.build import deps
 from jup2kub.api import inspect_notebook
 from jup2kub.errors import InputError
 

@@ -25,13 +25,13 @@ import nbformat
 import pytest
 from kafka import KafkaProducer
 
-from jup2kub import deps, images
+from jup2kub.build import deps, images
 from jup2kub.api import inspect_notebook
-from jup2kub.bundle import pipeline_name
-from jup2kub.chart import ChartOptions, render_chart
-from jup2kub.notebook import load_notebook
-from jup2kub.pipeline import Pipeline
-from jup2kub.runner import run_pipeline
+from jup2kub.plan import pipeline_name
+from jup2kub.chart.render import ChartOptions, render_chart
+from jup2kub.model.notebook import load_notebook
+from jup2kub.model.pipeline import Pipeline
+from jup2kub.run.local import run_pipeline
 from jup2kub_runtime.messages import run_message
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.topics import edge_topic, runs_topic

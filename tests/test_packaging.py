@@ -23,7 +23,9 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "jup2kub/cli.py" in names
     assert "jup2kub_runtime/__init__.py" in names
-    assert any(n.startswith("jup2kub/assets/chart-template/") for n in names)
+    assert any(n.startswith("jup2kub/chart/skeleton/templates/") for n in names)
+    assert "jup2kub/chart/skeleton/.helmignore" in names
+    assert any(n.startswith("jup2kub/build/dockerfiles/") for n in names)
     assert not any(n.startswith(("tests/", "generator/", "runtime/")) for n in names)
 
     target = tmp_path / "site"
@@ -58,9 +60,10 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     )
     assert built.returncode == 0, built.stderr
     shipped = sorted(
-        n.removeprefix("jup2kub/assets/chart-template/")
+        n.removeprefix("jup2kub/chart/skeleton/")
         for n in names
-        if n.startswith("jup2kub/assets/chart-template/templates/")
+        if n.startswith("jup2kub/chart/skeleton/") and not n.endswith(".j2")
+        and not n.endswith("values.schema.base.json")
     )
     assert shipped
     for name in shipped:

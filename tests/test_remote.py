@@ -13,8 +13,8 @@ import nbformat
 
 from cli_runner import jup2kub
 from jup2kub.api import inspect_notebook
-from jup2kub.bundle import pipeline_name, step_specs, write_bundles
-from jup2kub.runner import _free_port, _ready, runtime_env
+from jup2kub.plan import pipeline_name, step_specs, write_bundles
+from jup2kub.run.local import _free_port, _ready, runtime_env
 
 MakeNb = Callable[..., Path]
 

@@ -1,26 +1,65 @@
-"""The library API behind the CLI (as papermill's ``execute_notebook`` is behind its CLI)."""
+"""The library API: every command of the CLI is one call here (as papermill's CLI is a thin layer
+over ``execute_notebook``). Notebooks are read once per call; run ids are made here.
+
+The names re-exported below are the types callers handle (results, options, targets).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from jup2kub import chart
-from jup2kub.analysis import analyze_cell
-from jup2kub.errors import InputError
-from jup2kub.notebook import load_notebook
-from jup2kub.pipeline import Pipeline, build_pipeline
-from jup2kub.split import code_cells, split_notebook
+from jup2kub.build import DEFAULT_BASE_IMAGE
+from jup2kub.chart.options import STORAGE_MODES, ChartOptions
+from jup2kub.chart.package import package_chart
+from jup2kub.chart.write import write_chart
+from jup2kub.cluster import deploy as cluster_deploy
+from jup2kub.cluster import status as cluster_status
+from jup2kub.cluster.deploy import DeployResult, parse_duration
+from jup2kub.cluster.kube import KubeTarget
+from jup2kub.cluster.pods import fetch_run
+from jup2kub.cluster.readiness import Readiness
+from jup2kub.cluster.status import ReleaseStatus
+from jup2kub.drawing import write_graph
+from jup2kub.errors import InputError, UsageError
+from jup2kub.model.analysis import analyze_cell
+from jup2kub.model.notebook import Notebook, load_notebook
+from jup2kub.model.parameters import collect, infer_type
+from jup2kub.model.pipeline import Pipeline, build_pipeline
+from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
+from jup2kub.plan import plan_pipeline
+from jup2kub.run import remote
+from jup2kub.run.executor import BLOCKED, RunResult, StepRun, new_run_id, run_pipeline
+from jup2kub.run.kafka import KafkaExecutor
+from jup2kub.run.local import LocalExecutor
+from jup2kub.run.results import write_results
+from jup2kub_runtime.state import check_run_id
+
+__all__ = [
+    "BLOCKED", "SPLIT_MODES", "STORAGE_MODES", "ChartOptions", "DeployResult", "ImageBuild",
+    "KubeTarget", "Pipeline", "Readiness", "ReleaseStatus", "RunResult", "StepRun", "build",
+    "deploy", "infer_type", "inspect_notebook", "package", "parse_duration", "release_status",
+    "results", "run", "run_states", "submit", "write_graph",
+]
+
+Log = Callable[[str], None]
 
 
-def inspect_notebook(path: str | Path, split: str = "auto") -> Pipeline:
-    """Read a notebook, cut it into steps and work out the values that flow between them."""
+def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = None) -> Pipeline:
+    """Read a notebook, cut it into steps and work out the values that flow between them.
+
+    ``name`` is the pipeline's name (default: from the notebook's file name)."""
+    return _load(path, split, name)[1]
+
+
+def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pipeline]:
     nb = load_notebook(path)
     parts = split_notebook(nb, split)
     analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
-    return build_pipeline(nb, parts, analyses)
+    return nb, build_pipeline(nb, parts, analyses, name)
 
 
 def require_storable(pipeline: Pipeline) -> None:
@@ -42,7 +81,7 @@ def require_storable(pipeline: Pipeline) -> None:
 class ImageBuild:
     """How ``build`` builds the step images (None there: write the chart only)."""
 
-    base_image: str = "python:3.11-slim"  # = images.DEFAULT_BASE_IMAGE (a test checks)
+    base_image: str = DEFAULT_BASE_IMAGE
     platform: str | None = None
     push: bool = False
     trace: bool = False
@@ -53,46 +92,151 @@ def build(
     path: str | Path,
     out: str | Path,
     split: str = "auto",
-    options: chart.ChartOptions | None = None,
+    options: ChartOptions | None = None,
     image_build: ImageBuild | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
+    name: str | None = None,
 ) -> tuple[Pipeline, Path]:
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step."""
-    pipeline = inspect_notebook(path, split)
+    pipeline = inspect_notebook(path, split, name)
     require_storable(pipeline)
-    options = options or chart.ChartOptions()
-    if options.notebook_sha256 is None:
-        options = dataclasses.replace(options, notebook_sha256=pipeline.notebook_sha256)
+    plan = plan_pipeline(pipeline)
+    options = options or ChartOptions()
     audit: dict[str, bytes] = {}
     if image_build is not None:
-        from jup2kub import deps, images  # the Docker SDK loads only when images are built
+        from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
 
-        name = options.name or chart.pipeline_name(Path(path))
         client = images.engine()
         target = images.probe_target(client, image_build.base_image, image_build.platform)
-        captured = deps.capture(pipeline, target, name=name)
+        captured = deps.capture(pipeline, target)
         for warning in captured.warnings:
             if log is not None:
                 log(f"warning: {warning}")
         if image_build.trace:
-            deps.trace(captured, pipeline, data_files=image_build.data_files)
+            deps.trace(captured, plan, data_files=image_build.data_files)
         locks = deps.lock(captured)
         built = images.build_images(
-            pipeline,
-            captured,
-            locks,
-            images.ImageOptions(
-                base_image=image_build.base_image,
-                registry=options.image_registry,
-                platform=image_build.platform,
-                push=image_build.push,
-            ),
-            client=client,
-            name=name,
-            log=log,
+            plan, captured, locks,
+            images.ImageOptions(base_image=image_build.base_image,
+                                registry=options.image_registry,
+                                platform=image_build.platform, push=image_build.push),
+            client=client, log=log,
         )
         options = dataclasses.replace(options, image_tags=built.tags, image_digests=built.digests)
         audit = images.build_files(captured, locks, built)
-    written = chart.build_chart(pipeline.to_json(), Path(path), Path(out), options, audit)
-    return pipeline, written
+    return pipeline, write_chart(plan, Path(out), options, audit)
+
+
+def package(chart_dir: Path, destination: Path | None = None,
+            repo_index_url: str | None = None) -> Path:
+    """Package a built chart as ``NAME-VERSION.tgz`` in DESTINATION and index it there."""
+    return package_chart(chart_dir, destination, repo_index_url)
+
+
+def run(
+    path: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    parameter_files: Sequence[Path] = (),
+    split: str = "auto",
+    name: str | None = None,
+    workdir: Path | None = None,
+    jobs: int | None = None,
+    resume: str | None = None,
+    kafka: str | None = None,
+    on_change: Callable[[dict[str, StepRun]], None] | None = None,
+) -> RunResult:
+    """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
+    one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``."""
+    if kafka and resume:
+        raise UsageError("--resume works with the embedded mode only (drop --kafka)")
+    nb, pipeline = _load(path, split, name)
+    require_storable(pipeline)
+    params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    workdir = workdir or Path(".jup2kub") / pipeline.name
+    executor = KafkaExecutor(kafka) if kafka else LocalExecutor(jobs)
+    return run_pipeline(nb, pipeline, workdir, params, executor, resume=resume,
+                        on_change=on_change)
+
+
+def submit(
+    path: str | Path,
+    bootstrap: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    parameter_files: Sequence[Path] = (),
+    run_id: str | None = None,
+    split: str = "auto",
+    name: str | None = None,
+) -> str:
+    """Submit a run of the notebook's deployed pipeline through its Kafka; returns the run id."""
+    pipeline = inspect_notebook(path, split, name)
+    params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    run_id = run_id or new_run_id()
+    _check_run_id(run_id, "--run-id")
+    remote.submit_run(bootstrap, pipeline.name, run_id, params)
+    return run_id
+
+
+def run_states(
+    path: str | Path, run_id: str, bootstrap: str, *, split: str = "auto",
+    name: str | None = None,
+) -> tuple[Pipeline, dict[str, Any]]:
+    """The latest status message of each step of ``run_id``, from the pipeline's status topic."""
+    pipeline = inspect_notebook(path, split, name)
+    return pipeline, remote.run_states(bootstrap, pipeline.name, run_id)
+
+
+def results(
+    path: str | Path,
+    run_id: str,
+    *,
+    state: Path | None = None,
+    release: str | None = None,
+    target: KubeTarget = KubeTarget(),
+    output: Path | None = None,
+    split: str = "auto",
+) -> tuple[str, Path]:
+    """Write the results notebook of ``run_id``, read from a state directory or from a
+    release's step pods; returns the run's status and the notebook's path."""
+    if (state is None) == (release is None):
+        raise UsageError("pass exactly one of --state DIR and --release NAME",
+                         hint="--release reads a deployed pipeline; --state a state directory")
+    nb, pipeline = _load(path, split, None)
+    output = output or Path(f"{run_id}.ipynb")
+    if release is not None:
+        _check_run_id(run_id, "RUN_ID")
+        source: Any = fetch_run(release, run_id, [s.name for s in pipeline.steps], target)
+    else:
+        source = state
+    return write_results(nb, pipeline, source, run_id, output), output
+
+
+def deploy(
+    chart: Path,
+    release: str,
+    values_files: Sequence[Path] = (),
+    target: KubeTarget = KubeTarget(),
+    *,
+    timeout: float = 900.0,
+    wait: bool = True,
+    on_progress: Log | None = None,
+    on_readiness: Callable[[Readiness], None] | None = None,
+) -> DeployResult:
+    """``helm upgrade --install`` a built chart, then wait until every pod is Ready."""
+    return cluster_deploy.deploy(chart, release, values_files, target, timeout=timeout,
+                                 wait=wait, on_progress=on_progress, on_readiness=on_readiness)
+
+
+def release_status(release: str, target: KubeTarget = KubeTarget(), *, runs: int = 10
+                   ) -> ReleaseStatus:
+    """A deployed release: helm's status, its pods' readiness and its recent runs."""
+    return cluster_status.release_status(release, target, runs=runs)
+
+
+def _check_run_id(run_id: str, where: str) -> None:
+    try:
+        check_run_id(run_id)
+    except Exception as exc:
+        raise UsageError(str(exc), where=where) from None

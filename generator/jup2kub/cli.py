@@ -15,15 +15,9 @@ from typing import Any, TypeVar
 
 import click
 
-from jup2kub import __version__, api, chart, parameters, remote, runner
-from jup2kub import deploy as deploy_mod
-from jup2kub.bundle import pipeline_name
-from jup2kub.drawing import write_graph
+from jup2kub import __version__, api
+from jup2kub.api import Pipeline
 from jup2kub.errors import Jup2KubError, UsageError
-from jup2kub.notebook import load_notebook
-from jup2kub.pipeline import Pipeline
-from jup2kub.split import SPLIT_MODES
-from jup2kub_runtime.state import check_run_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,11 +36,18 @@ def _reports_errors(func: F) -> F:
 
 split_option = click.option(
     "--split",
-    type=click.Choice(SPLIT_MODES),
+    type=click.Choice(api.SPLIT_MODES),
     default="auto",
     show_default=True,
     help="How to cut the notebook into steps: Kale cell tags, '#| step:' markers, markdown "
     "headings, one step per code cell, or auto (the first of those the notebook uses).",
+)
+
+
+name_option = click.option(
+    "--name", default=None,
+    help="The pipeline's name, as given to `jup2kub build --name` [default: from the notebook "
+    "file]. Topics, images and the work directory are named after it.",
 )
 
 
@@ -70,7 +71,7 @@ def inspect(notebook: Path, split: str, as_json: bool, graph: Path | None) -> No
     """Show the steps of NOTEBOOK and the values that flow between them."""
     pipeline = api.inspect_notebook(notebook, split)
     if graph is not None:
-        write_graph(pipeline, graph)
+        api.write_graph(pipeline, graph)
     if as_json:
         click.echo(json.dumps(pipeline.to_json(), indent=2))
     else:
@@ -127,7 +128,7 @@ def format_pipeline(p: Pipeline) -> str:
               help="Directory for the Helm chart (an earlier build there is replaced atomically).")
 @split_option
 @click.option("--no-images", is_flag=True, help="Write the chart only; do not build step images.")
-@click.option("--storage", type=click.Choice(chart.STORAGE_MODES), default="local",
+@click.option("--storage", type=click.Choice(api.STORAGE_MODES), default="local",
               show_default=True, help="Shared state storage the chart provisions by default.")
 @click.option("--kafka-nodes", type=click.Choice(["1", "3"]), default="3", show_default=True,
               help="Kafka brokers (KRaft) in the default values.")
@@ -173,13 +174,12 @@ def build(
     """Build NOTEBOOK's pipeline as a Helm chart in OUT (plus its step images)."""
     if no_images and (push or trace):
         raise UsageError("--push and --trace build images; drop them or --no-images")
-    options = chart.ChartOptions(
+    options = api.ChartOptions(
         storage=storage,
         kafka_nodes=int(kafka_nodes),
         replicas=replicas,
         image_registry=image_registry,
         chart_version=chart_version,
-        name=name,
         efs_file_system_id=efs_file_system_id,
         existing_claim=existing_claim,
     )
@@ -189,7 +189,8 @@ def build(
             base_image=base_image, platform=platform, push=push, trace=trace,
             data_files=data_files,
         )
-    pipeline, written = api.build(notebook, out, split, options, image_build, log=click.echo)
+    pipeline, written = api.build(notebook, out, split, options, image_build, log=click.echo,
+                                  name=name)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
     click.echo(f"install it with: helm install mypipeline {written}")
 
@@ -204,12 +205,12 @@ def build(
 @_reports_errors
 def package(chart_dir: Path, destination: Path | None, repo_index: str | None) -> None:
     """Package the chart in OUT as a .tgz and index it as a chart repository (via helm)."""
-    tgz = chart.package_chart(chart_dir, destination, repo_index)
+    tgz = api.package(chart_dir, destination, repo_index)
     click.echo(f"packaged {tgz}")
     click.echo(f"repository index: {tgz.parent / 'index.yaml'}")
 
 
-def _progress_table(steps: dict[str, runner.StepRun]) -> Any:
+def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     from rich.table import Table
 
     table = Table(box=None, show_header=True, header_style="bold")
@@ -276,6 +277,7 @@ def _progress_table(steps: dict[str, runner.StepRun]) -> Any:
     help="Run one runtime process per step on this Kafka and submit the run through it: "
     "the cluster's data path, on this machine.",
 )
+@name_option
 @_reports_errors
 def run(
     notebook: Path,
@@ -286,15 +288,9 @@ def run(
     jobs: int | None,
     resume: str | None,
     kafka: str | None,
+    name: str | None,
 ) -> None:
     """Run NOTEBOOK's pipeline on this machine and write a results notebook."""
-    if kafka and resume:
-        raise UsageError("--resume works with the embedded mode only (drop --kafka)")
-    pipeline = api.inspect_notebook(notebook, split)
-    api.require_storable(pipeline)
-    params = parameters.collect(pairs, files, pipeline.parameters)
-    workdir = workdir or Path(".jup2kub") / pipeline_name(pipeline)
-    nb = load_notebook(notebook)
     live = None
     if sys.stderr.isatty():
         from rich.console import Console
@@ -303,17 +299,14 @@ def run(
         live = Live(console=Console(stderr=True), refresh_per_second=8, transient=False)
         live.start()
 
-    def show(steps: dict[str, runner.StepRun]) -> None:
+    def show(steps: dict[str, api.StepRun]) -> None:
         if live is not None:
             live.update(_progress_table(steps))
 
     try:
-        if kafka:
-            result = runner.run_pipeline_kafka(nb, pipeline, workdir, params, kafka,
-                                               on_change=show)
-        else:
-            result = runner.run_pipeline(nb, pipeline, workdir, params, jobs=jobs,
-                                         run_id=resume, on_change=show)
+        result = api.run(notebook, _typed(pairs), parameter_files=files, split=split,
+                         name=name, workdir=workdir, jobs=jobs, resume=resume, kafka=kafka,
+                         on_change=show)
     finally:
         if live is not None:
             live.stop()
@@ -329,11 +322,11 @@ def run(
             click.echo(f"error: step {st.name!r} failed {where}: {exception}", err=True)
             for line in err.get("traceback") or []:
                 click.echo(f"  {line}", err=True)
-        blocked = [s.name for s in result.steps.values() if s.state == runner.BLOCKED]
+        blocked = [s.name for s in result.steps.values() if s.state == api.BLOCKED]
         if blocked:
             click.echo(f"not run (upstream failed): {', '.join(blocked)}", err=True)
         click.echo(
-            f"hint: fix the notebook, then `jup2kub run {notebook} --workdir {workdir} "
+            f"hint: fix the notebook, then `jup2kub run {notebook} --workdir {result.workdir} "
             f"--resume {result.run_id}` re-runs only what did not complete",
             err=True,
         )
@@ -356,6 +349,7 @@ kafka_option = click.option(
               help="YAML file of parameters (applied before -p).")
 @click.option("--run-id", default=None, help="Choose the run id [default: generated].")
 @split_option
+@name_option
 @_reports_errors
 def submit(
     notebook: Path,
@@ -364,21 +358,16 @@ def submit(
     files: tuple[Path, ...],
     run_id: str | None,
     split: str,
+    name: str | None,
 ) -> None:
     """Submit a run of NOTEBOOK's deployed pipeline; prints the run id."""
-    pipeline = api.inspect_notebook(notebook, split)
-    params = parameters.collect(pairs, files, pipeline.parameters)
-    run_id = run_id or runner.new_run_id()
-    _check_run_id(run_id, "--run-id")
-    remote.submit_run(bootstrap, pipeline_name(pipeline), run_id, params)
-    click.echo(run_id)
+    click.echo(api.submit(notebook, bootstrap, _typed(pairs), parameter_files=files,
+                          run_id=run_id, split=split, name=name))
 
 
-def _check_run_id(run_id: str, where: str) -> None:
-    try:
-        check_run_id(run_id)
-    except Exception as exc:
-        raise UsageError(str(exc), where=where) from None
+def _typed(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """``-p NAME VALUE`` pairs with their types inferred as papermill does."""
+    return {key: api.infer_type(value) for key, value in pairs}
 
 
 def kube_options(func: F) -> F:
@@ -394,11 +383,11 @@ def kube_options(func: F) -> F:
 
 
 def _target(namespace: str | None, kubeconfig: Path | None, context: str | None
-            ) -> deploy_mod.KubeTarget:
-    return deploy_mod.KubeTarget(kubeconfig, context, namespace)
+            ) -> api.KubeTarget:
+    return api.KubeTarget(kubeconfig, context, namespace)
 
 
-def _readiness_table(state: deploy_mod.Readiness) -> Any:
+def _readiness_table(state: api.Readiness) -> Any:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -429,19 +418,19 @@ def deploy(chart_dir: Path, release: str, values_files: tuple[Path, ...],
            no_wait: bool) -> None:
     """Install or upgrade OUT (a chart from `jup2kub build`) as RELEASE and wait until Kafka
     and every step pass their readiness probes."""
-    seconds = deploy_mod.parse_duration(timeout)
+    seconds = api.parse_duration(timeout)
     live = _live_display()
 
     def progress(message: str) -> None:
         if live is None:
             click.echo(message, err=True)
 
-    def readiness(state: deploy_mod.Readiness) -> None:
+    def readiness(state: api.Readiness) -> None:
         if live is not None:
             live.update(_readiness_table(state))
 
     try:
-        result = deploy_mod.deploy(chart_dir, release, list(values_files),
+        result = api.deploy(chart_dir, release, list(values_files),
                                    _target(namespace, kubeconfig, context), timeout=seconds,
                                    wait=not no_wait, on_progress=progress,
                                    on_readiness=readiness)
@@ -464,7 +453,7 @@ def _live_display() -> Any:
     return live
 
 
-def _release_status_text(st: deploy_mod.ReleaseStatus) -> None:
+def _release_status_text(st: api.ReleaseStatus) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -505,11 +494,13 @@ def _release_status_text(st: deploy_mod.ReleaseStatus) -> None:
 @click.option("--runs", "n_runs", type=click.IntRange(min=0), default=10, show_default=True,
               help="With --release: how many recent runs to show.")
 @split_option
+@name_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_reports_errors
 def status(notebook: Path | None, run_id: str | None, bootstrap: str | None,
            release: str | None, namespace: str | None, kubeconfig: Path | None,
-           context: str | None, n_runs: int, split: str, as_json: bool) -> None:
+           context: str | None, n_runs: int, split: str, name: str | None,
+           as_json: bool) -> None:
     """Show one run (NOTEBOOK RUN_ID --kafka BOOTSTRAP: per-step status from the status topic)
     or a release (--release NAME: pods, readiness and recent runs, through the Kubernetes API).
     """
@@ -517,7 +508,7 @@ def status(notebook: Path | None, run_id: str | None, bootstrap: str | None,
         if notebook is not None or bootstrap is not None:
             raise UsageError("--release takes no NOTEBOOK, RUN_ID or --kafka",
                              hint="use `jup2kub status --release NAME [-n NAMESPACE]`")
-        st = deploy_mod.release_status(release, _target(namespace, kubeconfig, context),
+        st = api.release_status(release, _target(namespace, kubeconfig, context),
                                        runs=n_runs)
         if as_json:
             click.echo(json.dumps(st.to_json(), indent=2))
@@ -527,8 +518,7 @@ def status(notebook: Path | None, run_id: str | None, bootstrap: str | None,
     if notebook is None or run_id is None or bootstrap is None:
         raise UsageError("status needs NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME",
                          hint="e.g. `jup2kub status nb.ipynb RUN_ID --kafka host:9092`")
-    pipeline = api.inspect_notebook(notebook, split)
-    states = remote.run_states(bootstrap, pipeline_name(pipeline), run_id)
+    pipeline, states = api.run_states(notebook, run_id, bootstrap, split=split, name=name)
     if as_json:
         click.echo(json.dumps(states, indent=2))
         return
@@ -562,19 +552,9 @@ def results(notebook: Path, run_id: str, state: Path | None, release: str | None
             output: Path | None, split: str) -> None:
     """Assemble the results notebook of RUN_ID from the pipeline's state volume (--state) or
     from a deployed release (--release, through the API server: no volume access needed)."""
-    if (state is None) == (release is None):
-        raise UsageError("pass exactly one of --state DIR and --release NAME",
-                         hint="--release reads a deployed pipeline; --state a state directory")
-    pipeline = api.inspect_notebook(notebook, split)
-    nb = load_notebook(notebook)
-    target = output or Path(f"{run_id}.ipynb")
-    if release is not None:
-        _check_run_id(run_id, "RUN_ID")
-        source: Any = deploy_mod.fetch_run(release, run_id, [s.name for s in pipeline.steps],
-                                           _target(namespace, kubeconfig, context))
-    else:
-        source = state
-    status_text = runner.write_results(nb, pipeline, source, run_id, target)
+    status_text, target = api.results(notebook, run_id, state=state, release=release,
+                                      target=_target(namespace, kubeconfig, context),
+                                      output=output, split=split)
     click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
 
 

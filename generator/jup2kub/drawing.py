@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jup2kub.errors import UsageError
 from jup2kub.files import atomic_write_bytes
-from jup2kub.pipeline import Pipeline
+from jup2kub.model.pipeline import Pipeline
 
 FORMATS = ("svg", "png", "dot", "mmd")
 

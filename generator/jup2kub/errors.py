@@ -32,10 +32,42 @@ class Jup2KubError(Exception):
         return self.message
 
 
+class DeployError(Jup2KubError):
+    """The release could not be installed or did not become ready."""
+
+
+class ClusterError(Jup2KubError):
+    """The cluster cannot be reached with the given kubeconfig/context, or its API refused.
+
+    ``status`` and ``body`` are the API server's answer, when there was one."""
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
+                 status: int | None = None, body: str | None = None) -> None:
+        super().__init__(what, where=where, hint=hint)
+        self.status = status
+        self.body = body
+
+
+class KafkaUnavailableError(Jup2KubError):
+    """The broker did not answer (a temporary condition: retry later)."""
+
+
+class RunStorageError(Jup2KubError):
+    """The work directory ran out of space or became unwritable during a run."""
+
+
+class ImageBuildError(Jup2KubError):
+    """The engine failed to build or push an image (exit code 1: see the build log)."""
+
+
 class InputError(Jup2KubError):
     """The notebook, a values file or a command-line argument is wrong (exit code 2)."""
 
     exit_code = 2
+
+
+class ValuesError(InputError):
+    """A values file is unreadable, or the chart's schema rejects the values."""
 
 
 class UsageError(InputError):

@@ -11,14 +11,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jup2kub.errors import Jup2KubError
+from jup2kub.errors import KafkaUnavailableError
 from jup2kub_runtime import messages, topics
 
 FINAL = ("succeeded", "failed")
 
-
-class KafkaUnavailableError(Jup2KubError):
-    """The broker did not answer (a temporary condition: retry later)."""
 
 
 def _servers(bootstrap: str) -> list[str]:

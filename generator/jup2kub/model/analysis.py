@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from jup2kub.errors import CellSyntaxError
-from jup2kub.ipython import (
+from jup2kub.model.ipython import (
     PYTHON_CELL_MAGICS,
     PYTHON_LINE_MAGICS,
     constant_str,

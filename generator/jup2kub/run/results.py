@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import nbformat
 
-from jup2kub.pipeline import Pipeline
+from jup2kub.errors import InputError
+from jup2kub.files import atomic_write_text
+from jup2kub.model.notebook import Notebook
+from jup2kub.model.pipeline import Pipeline
+from jup2kub_runtime.state import StateStore
 
 
 def _parameters_cell(parameters: Mapping[str, Any]) -> Any:
@@ -85,3 +90,25 @@ def results_notebook(
         "notebook_sha256": pipeline.notebook_sha256,
     }
     return nb
+
+
+def write_results(nb: Notebook, pipeline: Pipeline, source: Path | RunSource, run_id: str,
+                  target: Path) -> str:
+    """Assemble a results notebook from a state directory (or another RunSource, e.g. a
+    release's pods); returns the run's status."""
+    if isinstance(source, Path):
+        store = StateStore(source)
+        if store.run_info(run_id) is None and not store.run_dir(run_id).is_dir():
+            raise InputError(
+                f"there is no run {run_id!r}",
+                where=str(source),
+                hint="check the run id and the state directory",
+            )
+        source = store
+    info = source.run_info(run_id)
+    parameters = dict((info or {}).get("parameters") or {})
+    done = all(source.is_complete(run_id, s.name) for s in pipeline.steps)
+    status = "succeeded" if done else "incomplete"
+    result = results_notebook(nb.node, pipeline, source, run_id, parameters, status)
+    atomic_write_text(target, nbformat.writes(result))
+    return status

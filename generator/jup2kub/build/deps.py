@@ -43,10 +43,10 @@ from packaging.utils import (
 from packaging.version import Version
 
 from jup2kub import __version__
-from jup2kub.bundle import pipeline_name, step_specs, write_bundles
 from jup2kub.errors import InputError, UsageError
 from jup2kub.files import atomic_write_text
-from jup2kub.pipeline import Pipeline
+from jup2kub.model.pipeline import Pipeline
+from jup2kub.plan import PipelinePlan
 from jup2kub_runtime.spec import Cell, StepSpec
 
 #: What ``python -m jup2kub_runtime`` imports (pyproject's "runtime" dependencies).
@@ -336,7 +336,6 @@ def capture(
     pipeline: Pipeline,
     target: Target | None = None,
     *,
-    name: str | None = None,
     search_path: Sequence[str] | None = None,
 ) -> Dependencies:
     """Static capture: each step's imports mapped to the distributions installed here.
@@ -347,7 +346,7 @@ def capture(
     modules would be found (default: the current directory).
     """
     target = target or Target.host()
-    name = name or pipeline_name(pipeline)
+    name = pipeline.name
     providers = _module_distributions()
     runtime = closure(RUNTIME_DISTRIBUTIONS, target)
     deps = Dependencies(name, target, runtime, {},
@@ -512,7 +511,7 @@ def _sha256(path: Path) -> str:
 
 def trace(
     deps: Dependencies,
-    pipeline: Pipeline,
+    plan: PipelinePlan,
     *,
     cwd: Path | None = None,
     data_files: str = "copy",
@@ -543,7 +542,7 @@ def trace(
         tmp = Path(tmp_name)
         home = tmp / "home"
         home.mkdir()
-        bundles = write_bundles(step_specs(pipeline, deps.pipeline), tmp / "bundles")
+        bundles = plan.write_bundles(tmp / "bundles")
         state = tmp / "state"
         tmp_prefix = os.path.realpath(tmp_name) + os.sep
         params = json.dumps(dict(parameters or {}))
@@ -579,7 +578,7 @@ def trace(
         baseline = {owners[r] for r in (os.path.realpath(p) for p, m in
                                         run("jup2kub-baseline", tmp / "baseline") if m & 0x01)
                     if r in owners and not _metadata_file(r)}
-        for step_name in pipeline.topological_order():
+        for step_name in plan.order:
             files = run(step_name, bundles[step_name])
             loaded: set[str] = set()
             data: list[str] = []

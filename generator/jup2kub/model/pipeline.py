@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jup2kub.analysis import BUILTIN_NAMES, CellAnalysis, Statement, Summary
 from jup2kub.errors import CycleError, UnknownStepError
-from jup2kub.notebook import Notebook
-from jup2kub.split import Split, StepCells, dns_label
+from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Statement, Summary
+from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
+from jup2kub.model.notebook import Notebook
+from jup2kub.model.split import Split, StepCells
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,13 @@ class Step:
 
 @dataclass
 class Pipeline:
+    """The in-memory pipeline every later stage (images, chart, runs) works from.
+
+    ``name`` is the pipeline's identity (chart name, topic prefix, image names, work directory):
+    chosen once when the pipeline is built, never recomputed from the file name afterwards.
+    """
+
+    name: str
     notebook: str
     split: str
     parameters: dict[str, Any]
@@ -130,6 +138,7 @@ class Pipeline:
     def to_json(self) -> dict[str, Any]:
         """The ``jup2kub inspect --json`` document (a stable interface for other tools)."""
         return {
+            "name": self.name,
             "notebook": self.notebook,
             "split": self.split,
             "parameters": dict(self.parameters),
@@ -201,8 +210,11 @@ def parameter_defaults(source: str) -> dict[str, Any]:
 
 
 class _Builder:
-    def __init__(self, nb: Notebook, split: Split, cells: dict[int, CellAnalysis]) -> None:
+    def __init__(
+        self, nb: Notebook, split: Split, cells: dict[int, CellAnalysis], name: str
+    ) -> None:
         self.nb = nb
+        self.name = name
         self.split = split
         self.cells = cells
         self.env: dict[str, _Definer] = {}
@@ -230,6 +242,7 @@ class _Builder:
         for i in self.split.parameters:
             parameters.update(parameter_defaults(self.cells[i].python))
         return Pipeline(
+            name=self.name,
             notebook=self.nb.path,
             split=self.split.mode,
             parameters=parameters,
@@ -479,6 +492,11 @@ def _definition(st: Statement, kind: str = "code") -> Definition:
     return Definition(st.cell, st.line, st.source, names, kind)
 
 
-def build_pipeline(nb: Notebook, split: Split, cells: Iterable[CellAnalysis]) -> Pipeline:
-    """Resolve data flow across the steps of ``split``; raise on bad ``prev:`` or cycles."""
-    return _Builder(nb, split, {c.index: c for c in cells}).build()
+def build_pipeline(
+    nb: Notebook, split: Split, cells: Iterable[CellAnalysis], name: str | None = None
+) -> Pipeline:
+    """Resolve data flow across the steps of ``split``; raise on bad ``prev:`` or cycles.
+
+    ``name`` is the pipeline's name (default: from the notebook's file name)."""
+    name = check_pipeline_name(name) if name is not None else pipeline_name_for(nb.path)
+    return _Builder(nb, split, {c.index: c for c in cells}, name).build()

@@ -28,9 +28,10 @@ def infer_type(value: str) -> Any:
 
 
 def collect(
-    pairs: Iterable[tuple[str, str]], files: Iterable[Path], known: Mapping[str, Any]
+    given: Mapping[str, Any], files: Iterable[Path], known: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Merge ``-f`` files (in order) then ``-p`` pairs; every name must be a known parameter."""
+    """Merge ``-f`` files (in order) then ``given`` values (``-p``, types already inferred);
+    every name must be a known parameter."""
     values: dict[str, Any] = {}
     for path in files:
         try:
@@ -50,8 +51,7 @@ def collect(
                 hint="write it as 'name: value' lines",
             )
         values.update(data)
-    for name, raw in pairs:
-        values[name] = infer_type(raw)
+    values.update(given)
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise InputError(

@@ -8,17 +8,16 @@ A split only groups cells; which values flow between the groups is ``analysis``'
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import yaml
 
 from jup2kub.errors import DuplicateStepError, InputError, NoCodeError, SplitError
-from jup2kub.notebook import Cell, Notebook
+from jup2kub.model.names import MAX_NAME, dns_label
+from jup2kub.model.notebook import Cell, Notebook
 
 SPLIT_MODES = ("auto", "tags", "markers", "headings", "cells")
-MAX_NAME = 40
 IMPLICIT_FIRST_STEP = "setup"
 
 PARAMETER_TAGS = frozenset({"parameters", "pipeline-parameters"})
@@ -51,14 +50,6 @@ class Split:
     parameters: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     metrics: list[int] = field(default_factory=list)
-
-
-def dns_label(raw: str, max_len: int = MAX_NAME) -> str:
-    """A DNS-1123 label derived from ``raw``: lowercase alphanumerics and '-', at most max_len."""
-    text = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
-    text = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    text = text[:max_len].rstrip("-")
-    return text or "step"
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -1,6 +1,6 @@
 """Step images: a shared runtime layer and one image per step, built with the Docker SDK.
 
-Every build context holds a wheelhouse resolved on the build host (``jup2kub.deps``) and is
+Every build context holds a wheelhouse resolved on the build host (``jup2kub.build.deps``) and is
 built with network "none", so builds neither need nor silently use a package index. Images are
 tagged ``REGISTRY/PIPELINE-STEP:<content hash>``, the hash covering everything that goes into
 the image (base image id, Dockerfile, locks, wheels, code, data files, platform): an image
@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,12 @@ import docker
 import docker.errors
 
 from jup2kub import __version__
-from jup2kub.bundle import pipeline_name, step_specs
-from jup2kub.deps import Dependencies, Locks, Target, Wheel
-from jup2kub.errors import InputError, Jup2KubError, UsageError
-from jup2kub.pipeline import Pipeline
+from jup2kub.build import DEFAULT_BASE_IMAGE
+from jup2kub.build.deps import Dependencies, Locks, Target, Wheel
+from jup2kub.errors import ImageBuildError, InputError, UsageError
+from jup2kub.plan import PipelinePlan
 
 #: The issue's default; pinned by digest at build time when the engine knows its digest.
-DEFAULT_BASE_IMAGE = "python:3.11-slim"
 #: The chart's default ``storage.mountPath``: the image's working directory (see the Dockerfile).
 DEFAULT_WORKDIR = "/var/lib/jup2kub/state"
 RUNTIME_REPOSITORY = "jup2kub-runtime"
@@ -49,9 +47,6 @@ Log = Callable[[str], None]
 _STEP_RESULT = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 _FROM_STEP = re.compile(r"^Step \d+/\d+ : FROM ")
 
-
-class ImageBuildError(Jup2KubError):
-    """The engine failed to build or push an image (exit code 1: see the build log)."""
 
 
 @dataclass(frozen=True)
@@ -183,22 +178,11 @@ def probe_target(client: docker.DockerClient, base_image: str,
 # --------------------------------------------------------------------------- contexts
 
 
-def _images_root() -> Traversable:
-    """The Dockerfile templates: packaged assets, or ``images/`` of a source checkout."""
-    packaged = resources.files("jup2kub") / "assets" / "images"
-    if packaged.is_dir():
-        return packaged
-    source = Path(__file__).resolve().parents[2] / "images"
-    if source.is_dir():
-        return source
-    raise FileNotFoundError(f"Jup2Kub's images/ is missing (looked in the package and {source})")
-
-
 def dockerfile(kind: str) -> str:
-    """The text of ``images/<kind>.Dockerfile`` (kind: runtime | step)."""
-    root = _images_root()
-    text = root.joinpath(f"{kind}.Dockerfile").read_text(encoding="utf-8")
-    return text
+    """The text of ``dockerfiles/<kind>.Dockerfile`` (kind: runtime | step)."""
+    return (resources.files(__package__) / "dockerfiles" / f"{kind}.Dockerfile").read_text(
+        encoding="utf-8"
+    )
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -367,32 +351,30 @@ def push(client: docker.DockerClient, repository: str, tag: str) -> str:
     return digest
 
 
-def repository(registry: str, pipeline: str, step: str) -> str:
-    """``REGISTRY/PIPELINE-STEP`` (the chart's ``steps.<step>.image.repository`` under it)."""
-    name = f"{pipeline}-{step}"
+def repository(registry: str, name: str) -> str:
+    """``REGISTRY/NAME``, NAME being the plan's image repository of a step (as in the chart)."""
     return f"{registry.rstrip('/')}/{name}" if registry else name
 
 
 def build_images(
-    pipeline: Pipeline,
+    plan: PipelinePlan,
     deps: Dependencies,
     locks: Locks,
     options: ImageOptions | None = None,
     *,
     client: docker.DockerClient | None = None,
-    name: str | None = None,
     steps: Iterable[str] | None = None,
     log: Log | None = None,
 ) -> BuildResult:
     """Build (or reuse) the runtime layer and every step's image; push them when asked.
 
-    ``deps``/``locks`` come from ``jup2kub.deps`` for the same target as the base image
+    ``deps``/``locks`` come from ``jup2kub.build.deps`` for the same target as the base image
     (``probe_target``). ``log`` gets one line per image, saying whether it was rebuilt.
     """
     options = options or ImageOptions()
     client = client or engine()
     say: Log = log or (lambda _msg: None)
-    name = name or deps.pipeline or pipeline_name(pipeline)
+    name = plan.name
     if deps.target.platform != (options.platform or "linux/amd64"):
         raise UsageError(
             f"the locks were made for {deps.target.platform}, the build is for "
@@ -400,7 +382,7 @@ def build_images(
             hint="capture dependencies with the Target of the build (probe_target)",
         )
     base_ref, base_id = _base(client, options.base_image, options.platform, say)
-    specs = {s.step: s for s in step_specs(pipeline, name)}
+    specs = {s.name: s for s in plan.steps}
     wanted = list(steps) if steps is not None else list(specs)
     unknown = [s for s in wanted if s not in specs]
     if unknown:
@@ -426,9 +408,9 @@ def build_images(
         for step in wanted:
             ctx = Path(tmp) / f"step-{step}"
             ctx.mkdir()
-            step_context(ctx, specs[step].to_json(), step, deps, locks)
+            step_context(ctx, specs[step].spec.to_json(), step, deps, locks)
             digest = _hash_context(ctx, {**common, "runtime": runtime_ref})[:16]
-            repo = repository(options.registry, name, step)
+            repo = repository(options.registry, specs[step].image_repository)
             ref = f"{repo}:{digest}"
             t0 = time.monotonic()
             image = _exists(client, ref)

@@ -1,0 +1,167 @@
+"""Rendering the chart: every file of it, by relative path, from the pipeline's plan.
+
+The Go templates under ``skeleton/templates/`` are generic and copied verbatim; everything
+specific to the notebook is data, written by Jinja2 into ``values.yaml`` (with comments),
+``Chart.yaml``, the chart README and the environment values files, plus a generated
+``values.schema.json``. No file mixes Jinja2 and Go-template syntax. Topic names and consumer
+groups come from the plan and the Kafka cluster id is derived here, so the templates only read
+values. Rendering is pure and deterministic: same plan and options, same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from importlib.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from jup2kub import __version__
+from jup2kub.chart.options import ChartOptions, check_options
+from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schema, values_table
+from jup2kub.helm import merge_values
+from jup2kub.plan import PipelinePlan, StepPlan
+
+#: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
+MARKER = ".jup2kub-chart"
+ENV_VALUES_FILES = ("values-dev.yaml", "values-prod.yaml")
+
+
+def render_chart(plan: PipelinePlan, options: ChartOptions | None = None) -> dict[str, bytes]:
+    """Every file of the chart, by relative path."""
+    options = options or ChartOptions()
+    check_options(options, plan)
+    context = _context(plan, options)
+    env = _jinja()
+    files = {rel: data for rel, data in _walk(SKELETON)
+             if not rel.endswith(".j2") and rel != SCHEMA_BASE}
+    for target in ("Chart.yaml", "values.yaml", *ENV_VALUES_FILES):
+        files[target] = env.get_template(f"{target}.j2").render(context).encode()
+    schema = values_schema([s.name for s in plan.steps])
+    values = yaml.safe_load(files["values.yaml"])
+    self_check(schema, values, "values.yaml")
+    for env_file in ENV_VALUES_FILES:
+        self_check(schema, merge_values(values, yaml.safe_load(files[env_file])), env_file)
+    files["values.schema.json"] = (json.dumps(schema, indent=2) + "\n").encode()
+    context["values_table"] = values_table(schema, values)
+    files["README.md"] = env.get_template("README.md.j2").render(context).encode()
+    files["pipeline.json"] = _json(plan.graph, indent=2, ensure_ascii=False)
+    files[MARKER] = _json({"generator": "jup2kub", "version": __version__,
+                           "notebook": Path(plan.notebook).name,
+                           "notebookSha256": plan.notebook_sha256, "pipeline": plan.name},
+                          indent=2)
+    return dict(sorted(files.items()))
+
+
+def kafka_cluster_id(pipeline: str) -> str:
+    """A KRaft cluster id: 16 bytes as 22 chars of base64url, never starting with ``-``.
+
+    Derived from the pipeline name only, not from the notebook hash: a rebuilt chart must keep
+    the id, or ``helm upgrade`` would restart Kafka against storage formatted for another id.
+    """
+    counter = 0
+    while True:
+        seed = f"jup2kub/kafka-cluster-id/{pipeline}/{counter}".encode()
+        text = base64.urlsafe_b64encode(hashlib.sha256(seed).digest()[:16]).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+        counter += 1
+
+
+def _context(plan: PipelinePlan, options: ChartOptions) -> dict[str, Any]:
+    """What the Jinja2 files see."""
+    sha = plan.notebook_sha256
+    notebook = Path(plan.notebook).name
+    n = len(plan.steps)
+    return {
+        "generator_version": __version__,
+        "pipeline": {"name": plan.name, "notebook": notebook, "sha256": sha},
+        "chart": {
+            "name": plan.name,
+            "version": options.chart_version,
+            "app_version": sha[:12],
+            "description": f"Jup2Kub pipeline of notebook {notebook}: {n} step"
+            f"{'' if n == 1 else 's'} connected by Kafka",
+        },
+        "steps": [_step_context(s, options, sha) for s in plan.steps],
+        "topics": {
+            "runs": plan.runs_topic,
+            "status": plan.status_topic,
+            "dead_letter": plan.dead_letter_topic,
+            "partitions": max(options.replicas, options.max_replicas),
+        },
+        "options": {
+            "storage": options.storage,
+            "kafka_nodes": options.kafka_nodes,
+            "replicas": options.replicas,
+            "max_replicas": options.max_replicas,
+            "image_registry": options.image_registry.rstrip("/"),
+            "efs_file_system_id": options.efs_file_system_id,
+            "existing_claim": options.existing_claim,
+        },
+        "kafka": {
+            "repository": options.kafka_image,
+            "tag": options.kafka_tag,
+            "cluster_id": kafka_cluster_id(plan.name),
+        },
+    }
+
+
+def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "cells": list(step.cells),
+        "after": list(step.after),
+        "inputs": list(step.inputs),
+        "outputs": list(step.outputs),
+        "image": {
+            "repository": step.image_repository,
+            "tag": options.image_tags.get(step.name, sha[:12]),
+            "digest": options.image_digests.get(step.name, ""),
+        },
+        "input_topics": list(step.input_topics),
+        "output_topics": list(step.output_topics),
+        "consumer_group": step.consumer_group,
+    }
+
+
+def _json(doc: Any, **kwargs: Any) -> bytes:
+    return (json.dumps(doc, sort_keys=True, **kwargs) + "\n").encode()
+
+
+def _walk(root: Traversable, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.name == "__pycache__":
+            continue
+        rel = f"{prefix}{entry.name}"
+        if entry.is_dir():
+            yield from _walk(entry, rel + "/")
+        else:
+            yield rel, entry.read_bytes()
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A YAML scalar that reads back as exactly ``value`` (JSON is YAML)."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+def _md_code(value: Any) -> str:
+    text = value if isinstance(value, str) and value else json.dumps(value, ensure_ascii=False)
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def _jinja() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader(__package__, "skeleton"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["y"] = _yaml_scalar
+    env.filters["md_code"] = _md_code
+    return env

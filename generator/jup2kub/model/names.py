@@ -1,0 +1,51 @@
+"""Names of pipelines and steps: DNS-1123 labels, since they become Kubernetes object names,
+Kafka topic parts and consumer groups. The one home of the rules; everything else imports them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+from jup2kub.errors import UsageError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: Longest pipeline or step name: ``<release>-<pipeline>-<step>`` objects must stay within 63.
+MAX_NAME = 40
+
+
+def dns_label(raw: str, max_len: int = MAX_NAME, fallback: str = "step") -> str:
+    """A DNS-1123 label derived from ``raw``: lowercase alphanumerics and '-', at most max_len."""
+    text = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    text = text[:max_len].rstrip("-")
+    return text or fallback
+
+
+def is_name(name: str) -> bool:
+    """True for a valid pipeline or step name."""
+    return bool(DNS_LABEL.match(name)) and len(name) <= MAX_NAME
+
+
+def pipeline_name_for(notebook: str | Path) -> str:
+    """The default pipeline name, from the notebook's file name.
+
+    A leading digit gets an ``nb-`` prefix, since Service names must start with a letter.
+    """
+    stem = Path(notebook).name.removesuffix(".ipynb")
+    name = dns_label(stem, fallback="notebook")
+    if name[0].isdigit():
+        name = ("nb-" + name)[:MAX_NAME].rstrip("-")
+    return name
+
+
+def check_pipeline_name(name: str) -> str:
+    """``name`` if it is a valid pipeline name (``--name``), else a usage error saying why."""
+    if not is_name(name):
+        raise UsageError(
+            f"pipeline name {name!r} is not a DNS label of at most {MAX_NAME} characters",
+            where="--name",
+            hint="use lower-case letters, digits and '-'",
+        )
+    return name

@@ -1,0 +1,255 @@
+"""One run procedure, two executors (like Ploomber's): ``run_pipeline`` records the run, writes
+the step bundles, hands the steps to an ``Executor``, and writes the results notebook and the
+summary, whichever executor ran the steps.
+
+- ``LocalExecutor`` (``run.local``): one process per step, no Kafka (``jup2kub run``).
+- ``KafkaExecutor`` (``run.kafka``): one runtime process per step on a broker, the run submitted
+  through Kafka: the cluster's data path on one machine (``jup2kub run --kafka``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import nbformat
+
+from jup2kub.errors import InputError, RunStorageError
+from jup2kub.files import atomic_write_text
+from jup2kub.model.notebook import Notebook
+from jup2kub.model.pipeline import Pipeline
+from jup2kub.plan import PipelinePlan, plan_pipeline
+from jup2kub.run.results import results_notebook
+from jup2kub_runtime.state import StateStore
+
+WAITING, RUNNING, DONE, FAILED, BLOCKED = "waiting", "running", "done", "failed", "blocked"
+
+
+@dataclass
+class StepRun:
+    """What one step of a run is doing, as the progress display and the summary show it."""
+
+    name: str
+    state: str = WAITING
+    started: float | None = None
+    finished: float | None = None
+    error: dict[str, Any] | None = None
+    reused: bool = False  # completed by an earlier attempt of this run (--resume)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.monotonic()) - self.started
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    workdir: Path
+    steps: dict[str, StepRun]
+    notebook: Path
+    summary: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.state == DONE for s in self.steps.values())
+
+    @property
+    def failed(self) -> list[StepRun]:
+        return [s for s in self.steps.values() if s.state == FAILED]
+
+
+OnChange = Callable[[dict[str, StepRun]], None]
+
+
+@dataclass
+class Run:
+    """One run as an executor sees it: where its state, bundles and logs are."""
+
+    run_id: str
+    pipeline: Pipeline
+    plan: PipelinePlan
+    store: StateStore
+    workdir: Path
+    parameters: Mapping[str, Any]
+    bundles: dict[str, Path]
+    logs: Path
+    steps: dict[str, StepRun]
+    on_change: OnChange | None = None
+
+    def notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.steps)
+
+
+class Executor(Protocol):
+    """Runs the steps of a recorded run, updating ``run.steps`` as they progress."""
+
+    #: recorded with the run ("embedded" | "kafka")
+    mode: str
+    #: whether it can continue an earlier run (``--resume``)
+    resumable: bool
+
+    def execute(self, run: Run) -> None: ...
+
+    def close(self) -> None:
+        """Release what ``execute`` started; called once the results are written."""
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: ``run-<UTC time>-<6 hex>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"run-{stamp}-{secrets.token_hex(3)}"
+
+
+def run_pipeline(
+    nb: Notebook,
+    pipeline: Pipeline,
+    workdir: Path,
+    parameters: Mapping[str, Any],
+    executor: Executor,
+    *,
+    resume: str | None = None,
+    on_change: OnChange | None = None,
+) -> RunResult:
+    """Run ``pipeline`` with ``executor``; with ``resume``, only what run ``resume`` lacks."""
+    workdir = Path(workdir).absolute()
+    _writable(workdir)
+    store = StateStore(workdir)
+    if resume is not None:
+        parameters = _resumed_parameters(store, workdir, resume, pipeline, parameters)
+    run = _start(nb, pipeline, store, workdir, resume or new_run_id(), parameters, executor.mode)
+    run.on_change = on_change
+    for name, st in run.steps.items():
+        if store.is_complete(run.run_id, name):
+            st.state, st.reused = DONE, True
+    run.notify()
+    try:
+        executor.execute(run)
+        return _finish(nb, run, executor.mode)
+    finally:
+        executor.close()
+
+
+def _resumed_parameters(store: StateStore, workdir: Path, run_id: str, pipeline: Pipeline,
+                        parameters: Mapping[str, Any]) -> dict[str, Any]:
+    info = store.run_info(run_id)
+    if info is None:
+        raise InputError(
+            f"there is no run {run_id!r} to resume",
+            where=str(workdir),
+            hint="list runs with `ls WORKDIR/runs`, or pass the --workdir of that run",
+        )
+    if info.get("notebook_sha256") not in (None, pipeline.notebook_sha256):
+        raise InputError(
+            f"run {run_id!r} was made from a different version of the notebook",
+            hint="start a new run; resuming would mix results of two notebook versions",
+        )
+    return dict(info.get("parameters") or {}) | dict(parameters)
+
+
+def _writable(workdir: Path) -> None:
+    probe = workdir / f".probe-{os.getpid()}"
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        raise InputError(
+            f"the work directory is not writable ({exc.strerror})",
+            where=str(workdir),
+            hint="pass --workdir with a writable directory that has free space",
+        ) from exc
+    probe.unlink()
+
+
+def _start(nb: Notebook, pipeline: Pipeline, store: StateStore, workdir: Path, run_id: str,
+           parameters: Mapping[str, Any], mode: str) -> Run:
+    """Record the run and write the step bundles."""
+    store.record_run(run_id, parameters, notebook=nb.path,
+                     notebook_sha256=pipeline.notebook_sha256, mode=mode)
+    plan = plan_pipeline(pipeline)
+    bundles = plan.write_bundles(workdir / "bundles" / pipeline.notebook_sha256[:16])
+    logs = store.run_dir(run_id) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    steps = {s.name: StepRun(s.name) for s in pipeline.steps}
+    return Run(run_id, pipeline, plan, store, workdir, parameters, bundles, logs, steps)
+
+
+def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
+    """Write the results notebook and the summary (atomically) and return the result."""
+    steps, store, run_id = run.steps, run.store, run.run_id
+    status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
+    try:
+        result_nb = results_notebook(nb.node, run.pipeline, store, run_id, run.parameters,
+                                     status)
+        run_dir = store.run_dir(run_id)
+        notebook_path = run_dir / "result.ipynb"
+        atomic_write_text(notebook_path, nbformat.writes(result_nb))
+        summary = {
+            "run_id": run_id,
+            "pipeline": run.pipeline.name,
+            "notebook": nb.path,
+            "mode": mode,
+            "status": status,
+            "parameters": dict(run.parameters),
+            "result_notebook": str(notebook_path),
+            "steps": {name: _step_summary(store, run_id, st) for name, st in steps.items()},
+        }
+        summary_path = run_dir / "summary.json"
+        atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+        return RunResult(run_id, run.workdir, steps, notebook_path, summary_path,
+                         dict(run.parameters))
+    except OSError as exc:
+        failed = "; ".join(
+            f"step {st.name!r}: {(st.error or {}).get('evalue', 'failed')}"
+            for st in steps.values()
+            if st.state == FAILED
+        )
+        raise RunStorageError(
+            f"cannot write the results of run {run_id!r} ({exc.strerror or exc})"
+            + (f"; {failed}" if failed else ""),
+            where=str(run.workdir),
+            hint=f"free space (or pick another --workdir), then `--resume {run_id}`: the steps "
+            "that completed are kept, and no result was written as if complete",
+        ) from exc
+
+
+def _step_summary(store: StateStore, run_id: str, st: StepRun) -> dict[str, Any]:
+    return {
+        "status": st.state,
+        "seconds": None if st.seconds is None else round(st.seconds, 3),
+        "reused": st.reused,
+        "outputs": str(store.step_dir(run_id, st.name)),
+        **({"error": st.error} if st.error else {}),
+    }
+
+
+def explain(pipeline: Pipeline, step: str, error: Any) -> dict[str, Any] | None:
+    """Name the steps that needed a value which could not be stored (the runtime only knows
+    the step that made it)."""
+    import re
+
+    if not isinstance(error, dict):
+        return None
+    match = re.search(r"variable '(\w+)'", str(error.get("evalue", "")))
+    if error.get("ename") == "OutputError" and match:
+        readers = [s.name for s in pipeline.steps if s.inputs.get(match.group(1)) == step]
+        if readers:
+            error = {
+                **error,
+                "evalue": f"{error['evalue']} (needed by step "
+                f"{', '.join(repr(r) for r in readers)})",
+            }
+    return dict(error)

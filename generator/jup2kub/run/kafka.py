@@ -1,0 +1,221 @@
+"""``jup2kub run --kafka``: the cluster's data path on one machine.
+
+One runtime process per step (``python -m jup2kub_runtime``, the step images' entrypoint) on a
+real broker, configured with the environment the chart gives a step; the run is submitted
+through Kafka like ``jup2kub submit`` does and followed on the status topic.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from jup2kub.errors import Jup2KubError, KafkaUnavailableError
+from jup2kub.plan import PipelinePlan
+from jup2kub.run import remote
+from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, Run, explain
+
+
+@dataclass
+class _Runtime:
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+    port: int
+    env: dict[str, str]
+
+
+class KafkaExecutor:
+    """Starts one runtime per step on ``bootstrap`` and follows the run to its end."""
+
+    mode = "kafka"
+    resumable = False
+
+    def __init__(self, bootstrap: str, timeout: float = 3600, python: str = sys.executable
+                 ) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        self.python = python
+        self._runtimes: dict[str, _Runtime] = {}
+
+    def execute(self, run: Run) -> None:
+        self._runtimes = {s.name: self._start(run, s.name) for s in run.plan.steps}
+        # While the steps start: create the pipeline's topics and submit the run at once. The
+        # root steps read it once they have joined their groups (a new group starts at the
+        # earliest offset), and the status topic is read from its start, so nothing is missed.
+        _ensure_topics([r.env for r in self._runtimes.values()])
+        remote.submit_run(self.bootstrap, run.plan.name, run.run_id, run.parameters)
+        _wait_ready(self._runtimes, run.logs, self.bootstrap)
+        downstream = {s.name: list(s.downstream) for s in run.plan.steps}
+        remote.wait_for_run(self.bootstrap, run.plan.name, run.run_id, list(run.steps),
+                            downstream, self.timeout, _Progress(run).update)
+        for r in self._runtimes.values():  # they stop while the results are written
+            if r.proc.poll() is None:
+                r.proc.send_signal(signal.SIGTERM)
+        self._settle(run)
+
+    def close(self) -> None:
+        """Stop the runtimes (after the results are written, or on failure)."""
+        _stop(self._runtimes)
+        self._runtimes = {}
+
+    def _start(self, run: Run, step: str) -> _Runtime:
+        port = free_port()
+        log = (run.logs / f"{step}.log").open("wb")
+        env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], port)
+        proc = subprocess.Popen([self.python, "-m", "jup2kub_runtime"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=Path.cwd())
+        return _Runtime(proc, log, port, env)
+
+    def _settle(self, run: Run) -> None:
+        """What never finished: blocked behind a failure, or timed out."""
+        for name in run.plan.order:
+            st = run.steps[name]
+            if st.state in (DONE, FAILED):
+                continue
+            if any(run.steps[u].state in (FAILED, BLOCKED) for u in run.plan.step(name).after):
+                st.state = BLOCKED
+            else:
+                st.state = FAILED
+                st.error = {"cell": None, "ename": "Timeout", "traceback": [],
+                            "evalue": f"no result within {self.timeout:.0f} s"}
+
+
+class _Progress:
+    """Turns the status topic's latest message per step into the run's step states."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.started: dict[str, float] = {}
+
+    def update(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        now = time.monotonic()
+        run = self.run
+        for step, msg in states.items():
+            st = run.steps.get(step)
+            if st is None:
+                continue
+            state = msg.get("state")
+            if st.started is None:
+                st.started = self.started.setdefault(step, now)
+            if state == "succeeded":
+                st.state, st.finished = DONE, st.finished or now
+            elif state == "failed":
+                st.state, st.finished = FAILED, st.finished or now
+                error = run.store.error(run.run_id, step) or msg.get("error")
+                st.error = explain(run.pipeline, step, error)
+            else:
+                st.state = RUNNING
+        run.notify()
+
+
+def runtime_env(plan: PipelinePlan, step: str, bootstrap: str, state: Path, code: Path,
+                port: int) -> dict[str, str]:
+    """The environment the chart gives a step's runtime, for a local process."""
+    s = plan.step(step)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
+    env.update(
+        {
+            "J2K_BOOTSTRAP_SERVERS": bootstrap,
+            "J2K_PIPELINE": plan.name,
+            "J2K_STEP": step,
+            "J2K_INPUT_TOPICS": ",".join(s.input_topics),
+            "J2K_OUTPUT_TOPICS": ",".join(s.output_topics),
+            "J2K_STATE_PATH": str(state),
+            "J2K_CODE_PATH": str(code),
+            "J2K_PORT": str(port),
+            "J2K_HEALTH_HOST": "127.0.0.1",
+            "J2K_MAX_RETRIES": "0",
+            "J2K_TOPIC_PARTITIONS": "1",
+            # like the notebook (and the embedded mode): relative paths resolve in the cwd
+            "J2K_RUN_FILES": "0",
+            "MPLBACKEND": "Agg",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a step's health server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ready(port: int) -> bool:
+    """True once the runtime on ``port`` answers its readiness probe."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readiness", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _ensure_topics(envs: list[dict[str, str]]) -> None:
+    """Create every topic of the pipeline as the step runtimes would (idempotent)."""
+    from jup2kub_runtime.config import Config
+    from jup2kub_runtime.errors import StepRuntimeError
+    from jup2kub_runtime.transport import Transport
+
+    configs = [Config.from_env(env) for env in envs]
+    if not configs:
+        return
+    wanted = {t for c in configs for t in (*c.input_topics, *c.output_topics, c.status_topic,
+                                            c.dead_letter_topic)}
+    try:
+        Transport(configs[-1]).ensure_topics(sorted(wanted), timeout=60)
+    except StepRuntimeError as exc:
+        raise KafkaUnavailableError(
+            str(exc), hint=f"check that Kafka answers at {configs[-1].bootstrap_servers[0]}"
+        ) from exc
+
+
+def _wait_ready(runtimes: Mapping[str, _Runtime], logs: Path, bootstrap: str,
+                timeout: float = 120) -> None:
+    """Until every step's runtime answers ready; one that exits first is an error."""
+    deadline = time.monotonic() + timeout
+    pending = set(runtimes)
+    while pending:
+        for name in sorted(pending):
+            r = runtimes[name]
+            if r.proc.poll() is not None:
+                raise Jup2KubError(
+                    f"the runtime of step {name!r} exited at start "
+                    f"(exit code {r.proc.returncode})",
+                    where=str(logs / f"{name}.log"),
+                    hint=f"check that Kafka answers at {bootstrap}",
+                )
+            if ready(r.port):
+                pending.discard(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaUnavailableError(
+                f"steps {', '.join(sorted(pending))} did not become ready in {timeout:.0f} s",
+                hint=f"check that Kafka answers at {bootstrap}; logs are in {logs}",
+            )
+        time.sleep(0.05)
+
+
+def _stop(runtimes: Mapping[str, _Runtime]) -> None:
+    """SIGTERM every runtime still running, wait for them (kill after 30 s), close logs."""
+    for r in runtimes.values():
+        if r.proc.poll() is None:
+            r.proc.send_signal(signal.SIGTERM)
+    for r in runtimes.values():
+        try:
+            r.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            r.proc.kill()
+            r.proc.wait()
+        r.log.close()
