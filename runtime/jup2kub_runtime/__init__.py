@@ -11,6 +11,7 @@ Modules, Kafka-free first (the local ``jup2kub run`` uses only these):
 - ``execute``   ``run_step(spec, store, run_id, params)`` and the single-execution command
                 ``python -m jup2kub_runtime.execute --spec step.json --state DIR --run-id ID``
 - ``errors``    permanent (dead-letter) vs temporary (retry) error classes
+- ``states``    ``StepState``: the one vocabulary of step states (status messages, /runs, CLI)
 
 Kafka side (``python -m jup2kub_runtime``): ``config`` (J2K_* environment), ``topics`` (names),
 ``messages`` (JSON messages and their validation), ``transport`` (kafka-python), ``loop``

@@ -42,6 +42,7 @@ from .health import Health
 from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
 from .spec import StepSpec
 from .state import StateStore
+from .states import StepState
 from .transport import Transport
 
 log = logging.getLogger("jup2kub_runtime")
@@ -401,7 +402,7 @@ class StepLoop:
                 outcome = run_step(
                     spec, store, run_id, msg.parameters,
                     timeout=cfg.step_timeout_seconds or None,
-                    on_start=lambda attempt: self._status(run_id, "started", attempt),
+                    on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
                     workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
                 )
             except CellError as exc:
@@ -412,7 +413,7 @@ class StepLoop:
                                       "permanent error" if exc.permanent else "retries exhausted")
                 self.health.inc("j2k_runs_retried_total")
                 self._publish([(cfg.status_topic, status_message(
-                    run_id, spec.step, "retrying", attempt, _short(exc.info)), run_id)])
+                    run_id, spec.step, StepState.RETRYING, attempt, _short(exc.info)), run_id)])
                 if self.stop.wait(cfg.retry_delay(attempt)):
                     raise Abandon() from exc
                 continue
@@ -430,18 +431,18 @@ class StepLoop:
                          "traceback": []}
                 return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
                                   "permanent error")
-            if outcome.status == "busy":
+            if outcome.status is StepState.BUSY:
                 # Another process on the volume executes it; wait for its marker.
                 if self.stop.wait(0.2):
                     raise Abandon()
                 continue
-            if outcome.status == "succeeded":
+            if outcome.status is StepState.SUCCEEDED:
                 self.health.inc("j2k_runs_succeeded_total")
                 self.health.observe_execution(outcome.seconds)
                 log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds,
                          outcome.attempt)
                 self._publish([(cfg.status_topic, status_message(
-                    run_id, spec.step, "succeeded", outcome.attempt), run_id),
+                    run_id, spec.step, StepState.SUCCEEDED, outcome.attempt), run_id),
                     *self._downstream(msg)], final=True)
                 return True
             # skipped: completed by someone else meanwhile
@@ -462,17 +463,17 @@ class StepLoop:
             (self.cfg.dead_letter_topic, dead_letter_message(
                 reason, self.spec.step, raw, run_id=msg.run_id, error=error), msg.run_id),
             (self.cfg.status_topic, status_message(
-                msg.run_id, self.spec.step, "failed", attempt, _short(error)), msg.run_id),
+                msg.run_id, self.spec.step, StepState.FAILED, attempt, _short(error)), msg.run_id),
         ], final=True)
         return True
 
-    def _status(self, run_id: str, state: str, attempt: int) -> None:
+    def _status(self, run_id: str, state: StepState, attempt: int) -> None:
         # Best effort: "started" is informative, the later messages are the ones awaited.
         try:
             self.transport.send(self.cfg.status_topic,
                                 status_message(run_id, self.spec.step, state, attempt), run_id)
         except KafkaError as exc:
-            log.warning("status %s not sent: %r", state, exc)
+            log.warning("status %s not sent: %r", state.value, exc)
 
     def _publish(self, messages: list[tuple[str, dict[str, Any], str | None]], *,
                  final: bool = False) -> None:

@@ -27,6 +27,7 @@ from jup2kub_runtime.executor import execute_step
 from jup2kub_runtime.messages import parse, run_message, status_message, step_done_message
 from jup2kub_runtime.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
 from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.states import STATUS_STATES, StepState
 
 SPEC_JSON = {
     "version": 1, "pipeline": "iris", "step": "train",
@@ -59,12 +60,21 @@ def test_spec_roundtrip_and_validation(tmp_path: Path) -> None:
         StepSpec.from_json("{")
 
 
+def test_step_state_values_are_the_wire_values() -> None:
+    assert {s.value for s in STATUS_STATES} == {"started", "succeeded", "failed", "retrying"}
+    assert (StepState.WAITING.value, StepState.BLOCKED.value) == ("waiting", "blocked")
+    assert json.dumps({"state": StepState.SUCCEEDED}) == '{"state": "succeeded"}'
+
+
 def test_messages_validation() -> None:
     ok = parse(json.dumps(run_message("r-1", {"a": 1})).encode(), max_bytes=10_000)
     assert (ok.type, ok.run_id, ok.parameters) == ("run", "r-1", {"a": 1})
     done = parse(json.dumps(step_done_message("r-1", "load", {})).encode(), max_bytes=10_000)
     assert (done.type, done.step) == ("step-done", "load")
-    assert status_message("r", "s", "failed", 2, {"ename": "E"})["error"] == {"ename": "E"}
+    failed = status_message("r", "s", StepState.FAILED, 2, {"ename": "E"})
+    assert (failed["state"], failed["error"]) == ("failed", {"ename": "E"})
+    with pytest.raises(AssertionError):
+        status_message("r", "s", StepState.BLOCKED, 1)  # the local runner's, not on the wire
     for raw, reason in [
         (None, "empty"), (b"x" * 2000, "oversized"), (b"\xff", "UTF-8"),
         (b'{"version": 1, "type": "run", "run_id": "a", "parameters": {"x": NaN}}', "JSON"),
