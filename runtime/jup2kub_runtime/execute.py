@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CellError, MissingInputError, OutputError, StepRuntimeError
+from .errors import CellError, ErrorRecord, MissingInputError, OutputError, StepRuntimeError
 from .executor import execute_step, warm_up
 from .spec import StepSpec
 from .state import StateStore, check_run_id
@@ -92,10 +92,9 @@ def run_step(
                             timing={**result.timing(), "attempt": attempt},
                             upstream_steps=list(spec.upstream), attempt=attempt)
         except OutputError as exc:
-            error: dict[str, Any] = {"output_type": "error", "cell": None, "phase": "outputs",
-                     "ename": "OutputError", "evalue": str(exc), "traceback": []}
             store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
-                               error=error, timing=result.timing())
+                               error=ErrorRecord.of(exc, phase="outputs"),
+                               timing=result.timing())
             raise
         return StepOutcome(StepState.SUCCEEDED, attempt, result.seconds)
 
@@ -143,16 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 4
         outcome = run_step(spec, StateStore(args.state), args.run_id, params,
                            force=args.force, echo=args.echo, timeout=args.timeout or None)
-    except CellError as exc:
+    except (CellError, OutputError) as exc:
+        record = exc.record if isinstance(exc, CellError) else ErrorRecord.of(exc)
         print(json.dumps({"status": StepState.FAILED.value, "step": spec.step,
-                          "run_id": args.run_id,
-                          "error": exc.info}), file=sys.stderr)
-        return 1
-    except OutputError as exc:
-        print(json.dumps({"status": StepState.FAILED.value, "step": spec.step,
-                          "run_id": args.run_id,
-                          "error": {"cell": None, "ename": "OutputError", "evalue": str(exc),
-                                    "traceback": []}}), file=sys.stderr)
+                          "run_id": args.run_id, "error": record.to_json()}), file=sys.stderr)
         return 1
     except StepRuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)

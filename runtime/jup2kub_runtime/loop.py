@@ -30,6 +30,7 @@ from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from .config import Config
 from .errors import (
     CellError,
+    ErrorRecord,
     MessageError,
     MissingInputError,
     StateError,
@@ -392,10 +393,10 @@ class StepLoop:
                          [s for s in spec.upstream if not store.is_complete(run_id, s)])
                 return True
             if store.attempts(run_id, spec.step) >= max_attempts:
-                error = store.error(run_id, spec.step) or {
-                    "cell": None, "ename": "AttemptsExhausted",
-                    "evalue": f"{max_attempts} executions started without finishing (the "
-                              "process died or timed out)", "traceback": []}
+                stored = store.error(run_id, spec.step)
+                error = ErrorRecord.from_json(stored) if stored else ErrorRecord(
+                    None, "AttemptsExhausted", f"{max_attempts} executions started without "
+                    "finishing (the process died or timed out)")
                 return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
                                   "retries exhausted")
             try:
@@ -409,11 +410,11 @@ class StepLoop:
                 attempt = store.attempts(run_id, spec.step)
                 log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)
                 if exc.permanent or attempt >= max_attempts:
-                    return self._fail(msg, raw, exc.info, attempt,
+                    return self._fail(msg, raw, exc.record, attempt,
                                       "permanent error" if exc.permanent else "retries exhausted")
                 self.health.inc("j2k_runs_retried_total")
                 self._publish([(cfg.status_topic, status_message(
-                    run_id, spec.step, StepState.RETRYING, attempt, _short(exc.info)), run_id)])
+                    run_id, spec.step, StepState.RETRYING, attempt, exc.record.summary()), run_id)])
                 if self.stop.wait(cfg.retry_delay(attempt)):
                     raise Abandon() from exc
                 continue
@@ -427,9 +428,7 @@ class StepLoop:
                     if self.stop.wait(cfg.retry_backoff_seconds):
                         raise Abandon() from exc
                     continue
-                error = {"cell": None, "ename": type(exc).__name__, "evalue": str(exc),
-                         "traceback": []}
-                return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
+                return self._fail(msg, raw, ErrorRecord.of(exc), store.attempts(run_id, spec.step),
                                   "permanent error")
             if outcome.status is StepState.BUSY:
                 # Another process on the volume executes it; wait for its marker.
@@ -453,17 +452,18 @@ class StepLoop:
         done = step_done_message(msg.run_id, self.spec.step, msg.parameters)
         return [(topic, done, msg.run_id) for topic in self.cfg.output_topics]
 
-    def _fail(self, msg: Incoming, raw: bytes | None, error: dict[str, Any], attempt: int,
+    def _fail(self, msg: Incoming, raw: bytes | None, error: ErrorRecord, attempt: int,
               reason: str) -> bool:
         self.health.inc("j2k_runs_failed_total")
         self.health.inc("j2k_messages_dead_lettered_total")
         log.error("run %s failed for good (%s): %s: %s", msg.run_id, reason,
-                  error.get("ename"), error.get("evalue"))
+                  error.ename, error.evalue)
         self._publish([
             (self.cfg.dead_letter_topic, dead_letter_message(
                 reason, self.spec.step, raw, run_id=msg.run_id, error=error), msg.run_id),
-            (self.cfg.status_topic, status_message(
-                msg.run_id, self.spec.step, StepState.FAILED, attempt, _short(error)), msg.run_id),
+            (self.cfg.status_topic, status_message(msg.run_id, self.spec.step,
+                                                   StepState.FAILED, attempt, error.summary()),
+             msg.run_id),
         ], final=True)
         return True
 
@@ -498,7 +498,3 @@ class StepLoop:
                 raise Abandon()
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-def _short(error: dict[str, Any]) -> dict[str, Any]:
-    return {k: error.get(k) for k in ("cell", "ename", "evalue")}

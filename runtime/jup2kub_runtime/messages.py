@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from .errors import MessageError, PermanentError
+from .errors import ErrorRecord, MessageError, PermanentError
 from .spec import IDENTIFIER_RE, NAME_RE
 from .state import check_run_id
 from .states import STATUS_STATES, StepState
@@ -63,7 +63,7 @@ def status_message(run_id: str, step: str, state: StepState, attempt: int,
 
 def dead_letter_message(reason: str, step: str, original: bytes | None, *,
                         run_id: str | None = None,
-                        error: dict[str, Any] | None = None) -> dict[str, Any]:
+                        error: ErrorRecord | None = None) -> dict[str, Any]:
     """A message the step gave up on. ``original`` is kept as text (an excerpt if large)."""
     raw = original or b""
     msg: dict[str, Any] = {
@@ -74,7 +74,7 @@ def dead_letter_message(reason: str, step: str, original: bytes | None, *,
     if run_id is not None:
         msg["run_id"] = run_id
     if error is not None:
-        msg["error"] = {k: error.get(k) for k in ("cell", "ename", "evalue", "traceback")}
+        msg["error"] = error.to_message()
     return msg
 
 

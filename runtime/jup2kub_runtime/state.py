@@ -58,7 +58,7 @@ from typing import IO, Any, TypeVar
 
 import cloudpickle
 
-from .errors import MissingInputError, OutputError, PermanentError, StateError
+from .errors import ErrorRecord, MissingInputError, OutputError, PermanentError, StateError
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MARKER = "COMPLETE"
@@ -302,12 +302,12 @@ class StateStore:
              "seconds": timing.get("seconds"), "upstream": upstream_steps or []},
         )
 
-    def save_failure(self, run_id: str, step: str, *, outputs: Any, error: Mapping[str, Any],
+    def save_failure(self, run_id: str, step: str, *, outputs: Any, error: ErrorRecord,
                      timing: Mapping[str, Any]) -> None:
         """Keep what a failed attempt printed and why it failed (no marker)."""
         d = self.step_dir(run_id, step)
         for fname, doc in (("outputs.json", outputs), ("timing.json", dict(timing)),
-                           ("error.json", dict(error))):
+                           ("error.json", error.to_json())):
             self._write_file(d / fname, _writer(_json_bytes(doc)), durable=True)
         if self.fsync:
             attempts = d / "attempts"  # the retry bound must survive a power loss too
@@ -455,7 +455,7 @@ def dump_value(fh: IO[bytes], name: str, value: Any, step: str, *,
         raise OutputError(
             f"variable {name!r} of step {step!r} ({type(value).__qualname__}) cannot be stored "
             f"for the next steps: {type(exc).__name__}: {exc}; move the code that uses it "
-            "into the step that creates it"
+            "into the step that creates it", variable=name,
         ) from exc
     pos = sink.written
     trailer: dict[str, Any] = {"pickle": [len(MAGIC), pos - len(MAGIC)], "buffers": []}
@@ -464,7 +464,7 @@ def dump_value(fh: IO[bytes], name: str, value: Any, step: str, *,
             raw = buf.raw()
         except BufferError as exc:  # pickle refuses non-contiguous buffers in-band too
             raise OutputError(f"variable {name!r} of step {step!r} cannot be stored: "
-                              f"{exc}") from exc
+                              f"{exc}", variable=name) from exc
         with raw:
             pad = -pos % ALIGN
             sink.write(b"\0" * pad)

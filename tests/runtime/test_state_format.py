@@ -17,7 +17,7 @@ import pytest
 from harness import RUNTIME_DIR
 
 from jup2kub_runtime import state as state_mod
-from jup2kub_runtime.errors import MessageError, OutputError, StateError
+from jup2kub_runtime.errors import ErrorRecord, MessageError, OutputError, StateError
 from jup2kub_runtime.messages import parse
 from jup2kub_runtime.state import MARKER, VALUE_FORMAT, StateStore, dumps_value
 
@@ -188,7 +188,7 @@ def test_receipts_and_attempts_are_kept_without_fsync(tmp_path: Path,
     assert store.next_attempt("r1", "s") == 1 and store.next_attempt("r1", "s") == 2
     assert synced == []
     assert store.joined("r1", "s") == {"up"} and store.attempts("r1", "s") == 2
-    store.save_failure("r1", "s", outputs={}, error={"ename": "E"}, timing={})
+    store.save_failure("r1", "s", outputs={}, error=ErrorRecord(None, "E", ""), timing={})
     assert synced  # a failure makes the attempt counter durable too
 
 

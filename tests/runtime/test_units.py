@@ -16,6 +16,7 @@ from jup2kub_runtime.config import Config
 from jup2kub_runtime.errors import (
     CellError,
     ConfigError,
+    ErrorRecord,
     MessageError,
     MissingInputError,
     OutputError,
@@ -24,7 +25,13 @@ from jup2kub_runtime.errors import (
 )
 from jup2kub_runtime.execute import run_step
 from jup2kub_runtime.executor import execute_step
-from jup2kub_runtime.messages import parse, run_message, status_message, step_done_message
+from jup2kub_runtime.messages import (
+    dead_letter_message,
+    parse,
+    run_message,
+    status_message,
+    step_done_message,
+)
 from jup2kub_runtime.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import STATUS_STATES, StepState
@@ -64,6 +71,25 @@ def test_step_state_values_are_the_wire_values() -> None:
     assert {s.value for s in STATUS_STATES} == {"started", "succeeded", "failed", "retrying"}
     assert (StepState.WAITING.value, StepState.BLOCKED.value) == ("waiting", "blocked")
     assert json.dumps({"state": StepState.SUCCEEDED}) == '{"state": "succeeded"}'
+
+
+def test_error_record_json() -> None:
+    record = ErrorRecord(2, "ValueError", "bad", ["Traceback", "ValueError: bad"], phase="cell")
+    doc = record.to_json()
+    assert doc == {"output_type": "error", "cell": 2, "phase": "cell", "ename": "ValueError",
+                   "evalue": "bad", "traceback": ["Traceback", "ValueError: bad"]}
+    assert ErrorRecord.from_json(json.loads(json.dumps(doc))) == record
+    assert record.summary() == {"cell": 2, "ename": "ValueError", "evalue": "bad"}
+    stored = ErrorRecord.of(OutputError("variable 'x' ...", variable="x"))
+    assert stored.to_message() == {"cell": None, "ename": "OutputError",
+                                   "evalue": "variable 'x' ...", "traceback": [],
+                                   "variable": "x"}
+    # older records: no variable, no phase, even no traceback
+    old = ErrorRecord.from_json({"cell": None, "ename": "E", "evalue": "v"})
+    assert (old.variable, old.phase, old.traceback) == (None, None, [])
+    assert str(CellError(record)) == "cell 2: ValueError: bad"
+    dead = dead_letter_message("permanent error", "s", b"{}", run_id="r", error=stored)
+    assert dead["error"]["variable"] == "x"
 
 
 def test_messages_validation() -> None:
@@ -160,17 +186,18 @@ def test_executor_reports_the_failing_cell() -> None:
     result = execute_step(spec_of("a = 1", "def g():\n    raise KeyError('k')\n", "print('x')\ng()",
                                   "never = 1"), {})
     assert not result.ok and result.error is not None and not result.permanent
-    assert (result.error["cell"], result.error["ename"]) == (3, "KeyError")
-    tb = "\n".join(result.error["traceback"])
+    assert result.error is not None
+    assert (result.error.cell, result.error.ename) == (3, "KeyError")
+    tb = "\n".join(result.error.traceback)
     assert 'File "<cell 3>", line 2' in tb and 'File "<cell 2>", line 2, in g' in tb
     assert "executor.py" not in tb
     assert len(result.cells) == 3
     assert result.cells[2].outputs[-1]["output_type"] == "error"
     syntax = execute_step(spec_of("def (:"), {})
     assert syntax.permanent and syntax.error is not None
-    assert syntax.error["ename"] == "SyntaxError"
+    assert syntax.error is not None and syntax.error.ename == "SyntaxError"
     missing = execute_step(spec_of("a = 1", outputs=["b"]), {})
-    assert missing.permanent and missing.error is not None and "b" in missing.error["evalue"]
+    assert missing.permanent and missing.error is not None and "b" in missing.error.evalue
 
 
 def test_executor_timeout_in_a_worker_thread() -> None:
@@ -181,7 +208,7 @@ def test_executor_timeout_in_a_worker_thread() -> None:
     t.join(10)
     assert not t.is_alive()
     result = out[0]
-    assert result.error is not None and result.error["ename"] == "StepTimeout"  # type: ignore[attr-defined]
+    assert result.error is not None and result.error.ename == "StepTimeout"  # type: ignore[attr-defined]
 
 
 def test_state_store_and_run_step(tmp_path: Path) -> None:
@@ -206,11 +233,13 @@ def test_state_store_and_run_step(tmp_path: Path) -> None:
     bad = spec_of("import threading\nlock = threading.Lock()", step="bad", outputs=["lock"])
     with pytest.raises(OutputError, match=r"'lock'.*cannot be stored"):
         run_step(bad, store, "r1")
-    assert store.error("r1", "bad")["ename"] == "OutputError"  # type: ignore[index]
+    bad_error = store.error("r1", "bad")
+    assert bad_error is not None and bad_error["ename"] == "OutputError"
+    assert (bad_error["variable"], bad_error["phase"]) == ("lock", "outputs")
     failing = spec_of("raise RuntimeError('no')", step="failing")
     with pytest.raises(CellError) as info:
         run_step(failing, store, "r1")
-    assert info.value.info["cell"] == 1 and store.attempts("r1", "failing") == 1
+    assert info.value.record.cell == 1 and store.attempts("r1", "failing") == 1
     with pytest.raises(PermanentError):
         store.run_dir("../etc")
 
