@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .errors import ErrorRecord, MessageError, PermanentError
-from .spec import IDENTIFIER_RE, NAME_RE
+from .names import IDENTIFIER_RE, NAME_RE
 from .state import check_run_id
 from .states import STATUS_STATES, StepState
 

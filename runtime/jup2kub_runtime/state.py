@@ -48,7 +48,6 @@ import io
 import json
 import os
 import pickle
-import re
 import socket
 import struct
 import time
@@ -59,8 +58,8 @@ from typing import IO, Any, TypeVar
 import cloudpickle
 
 from .errors import ErrorRecord, MissingInputError, OutputError, PermanentError, StateError
+from .names import NAME_RE, RUN_ID_RE
 
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MARKER = "COMPLETE"
 PICKLE_PROTOCOL = 5
 VALUE_FORMAT = "pickle5-oob"
@@ -98,7 +97,7 @@ class StateStore:
         return self.root / "runs" / check_run_id(run_id)
 
     def step_dir(self, run_id: str, step: str) -> Path:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", step):
+        if not NAME_RE.match(step):
             raise PermanentError(f"step name {step!r} is invalid")
         return self.run_dir(run_id) / step
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from harness import RUNTIME_DIR
 
-from jup2kub_runtime.config import Config
+from jup2kub_runtime.config import DEFAULT_CODE_PATH, DEFAULT_PORT, Config
 from jup2kub_runtime.errors import (
     CellError,
     ConfigError,
@@ -135,6 +135,33 @@ def test_config_defaults_and_errors() -> None:
         with pytest.raises(ConfigError) as info:
             Config.from_env({**BASE_ENV, var: value})
         assert info.value.variable == var
+
+def test_config_to_env_round_trips() -> None:
+    cfg = Config.from_env({**BASE_ENV, "J2K_OUTPUT_TOPICS": "iris.edge.train.eval",
+                           "J2K_RETRY_BACKOFF_SECONDS": "0.1", "J2K_FSYNC": "no",
+                           "J2K_LOG_LEVEL": "debug", "J2K_STEP_TIMEOUT_SECONDS": "2.5"})
+    env = cfg.to_env()
+    assert all(k.startswith("J2K_") and isinstance(v, str) for k, v in env.items())
+    assert Config.from_env(env) == cfg
+    bare = Config.from_env(BASE_ENV)
+    assert Config.from_env(bare.to_env()) == bare
+
+
+def test_config_for_step_derives_the_wiring() -> None:
+    root = Config.for_step("iris", "load", [], ["train", "plot"], "k:9092", "/state")
+    assert root.input_topics == ["iris.runs"]
+    assert root.output_topics == ["iris.edge.load.train", "iris.edge.load.plot"]
+    assert (root.consumer_group, root.status_topic, root.dead_letter_topic) == (
+        "iris.load", "iris.status", "iris.dead-letter")
+    assert (root.code_path, root.port) == (DEFAULT_CODE_PATH, DEFAULT_PORT)
+    join = Config.for_step("iris", "eval", ["train", "load"], [], ["a:1", "b:2"], "/s", "/c",
+                           port=0, max_retries=0, run_files=False, health_host="127.0.0.1")
+    assert join.input_topics == ["iris.edge.train.eval", "iris.edge.load.eval"]
+    assert (join.output_topics, join.bootstrap_servers) == ([], ["a:1", "b:2"])
+    assert (join.port, join.max_retries, join.run_files) == (0, 0, False)
+    assert Config.from_env(join.to_env()) == join
+    with pytest.raises(ConfigError, match="J2K_STEP"):
+        Config.for_step("iris", "no good", [], [], "k:9092", "/s")
 
 
 def test_missing_variable_stops_process_with_code_2() -> None:
