@@ -1,6 +1,6 @@
 """``jup2kub run``: the pipeline on one machine, without Kafka, Kubernetes or Docker.
 
-Each step runs in its own process (``python -m jup2kub_runtime.execute``), over the same state
+Each step runs in its own process (``python -m jup2kub_runtime.step_run``), over the same state
 store layout as on the cluster, so that values crossing a step boundary really go through
 storage; independent steps run in parallel up to ``jobs``.
 """
@@ -35,7 +35,7 @@ from jup2kub.files import atomic_write_text
 from jup2kub.notebook import Notebook
 from jup2kub.pipeline import Pipeline
 from jup2kub.results import RunSource, results_notebook
-from jup2kub_runtime import topics
+from jup2kub_runtime import STEP_RUN_MODULE, topics
 from jup2kub_runtime.state import StateStore
 
 WAITING, RUNNING, DONE, FAILED, BLOCKED = "waiting", "running", "done", "failed", "blocked"
@@ -155,7 +155,7 @@ def run_pipeline(
             [
                 python,
                 "-m",
-                "jup2kub_runtime.execute",
+                STEP_RUN_MODULE,
                 "--spec",
                 str(bundles[name]),
                 "--state",

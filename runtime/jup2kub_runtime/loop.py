@@ -27,6 +27,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from .cells import warm_up
 from .config import Config
 from .errors import (
     CellError,
@@ -37,13 +38,12 @@ from .errors import (
     StepRuntimeError,
     TemporaryError,
 )
-from .execute import run_step
-from .executor import warm_up
 from .health import Health
 from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
 from .spec import StepSpec
 from .state import StateStore
 from .states import StepState
+from .step_run import run_step
 from .transport import Transport
 
 log = logging.getLogger("jup2kub_runtime")

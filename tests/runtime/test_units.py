@@ -1,4 +1,4 @@
-"""Kafka-free parts of the runtime: spec, messages, config, executor, state store, CLI."""
+"""Kafka-free parts of the runtime: spec, messages, config, cells, state store, CLI."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from harness import RUNTIME_DIR
 
+from jup2kub_runtime import STEP_RUN_MODULE, step_run
+from jup2kub_runtime.cells import execute_step
 from jup2kub_runtime.config import DEFAULT_CODE_PATH, DEFAULT_PORT, Config
 from jup2kub_runtime.errors import (
     CellError,
@@ -23,8 +25,6 @@ from jup2kub_runtime.errors import (
     PermanentError,
     SpecError,
 )
-from jup2kub_runtime.execute import run_step
-from jup2kub_runtime.executor import execute_step
 from jup2kub_runtime.messages import (
     dead_letter_message,
     parse,
@@ -35,6 +35,7 @@ from jup2kub_runtime.messages import (
 from jup2kub_runtime.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import STATUS_STATES, StepState
+from jup2kub_runtime.step_run import run_step
 
 SPEC_JSON = {
     "version": 1, "pipeline": "iris", "step": "train",
@@ -178,7 +179,7 @@ def spec_of(*cells: str, **kw: object) -> StepSpec:
                     cells=[Cell(i + 1, c) for i, c in enumerate(cells)], **kw)  # type: ignore[arg-type]
 
 
-def test_executor_captures_like_jupyter() -> None:
+def test_cells_capture_like_jupyter() -> None:
     spec = spec_of(
         "print('out'); import sys; print('err', file=sys.stderr); print('more')\n1 + 1",
         "x = 3;",
@@ -209,7 +210,7 @@ def test_executor_captures_like_jupyter() -> None:
     json.dumps(doc)
 
 
-def test_executor_reports_the_failing_cell() -> None:
+def test_cells_report_the_failing_cell() -> None:
     result = execute_step(spec_of("a = 1", "def g():\n    raise KeyError('k')\n", "print('x')\ng()",
                                   "never = 1"), {})
     assert not result.ok and result.error is not None and not result.permanent
@@ -217,7 +218,7 @@ def test_executor_reports_the_failing_cell() -> None:
     assert (result.error.cell, result.error.ename) == (3, "KeyError")
     tb = "\n".join(result.error.traceback)
     assert 'File "<cell 3>", line 2' in tb and 'File "<cell 2>", line 2, in g' in tb
-    assert "executor.py" not in tb
+    assert "cells.py" not in tb
     assert len(result.cells) == 3
     assert result.cells[2].outputs[-1]["output_type"] == "error"
     syntax = execute_step(spec_of("def (:"), {})
@@ -227,7 +228,7 @@ def test_executor_reports_the_failing_cell() -> None:
     assert missing.permanent and missing.error is not None and "b" in missing.error.evalue
 
 
-def test_executor_timeout_in_a_worker_thread() -> None:
+def test_cells_timeout_in_a_worker_thread() -> None:
     out: list[object] = []
     t = threading.Thread(target=lambda: out.append(execute_step(
         spec_of("while True:\n    pass"), {}, timeout=0.5)))
@@ -271,13 +272,21 @@ def test_state_store_and_run_step(tmp_path: Path) -> None:
         store.run_dir("../etc")
 
 
-def test_execute_command(tmp_path: Path) -> None:
+def test_step_run_module_is_named_for_callers() -> None:
+    assert step_run.__name__ == STEP_RUN_MODULE
+    code = "import sys, jup2kub_runtime; print('jup2kub_runtime.cells' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(RUNTIME_DIR)})
+    assert out.stdout.strip() == "False"  # naming the command does not import the cells
+
+
+def test_step_run_command(tmp_path: Path) -> None:
     spec = spec_of("print('hello', x)\ny = x * 2", parameters_source="x = 1\n", outputs=["y"])
     spec.dump(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "jup2kub_runtime.execute", "--spec",
+        return subprocess.run([sys.executable, "-m", STEP_RUN_MODULE, "--spec",
                                str(tmp_path / "step.json"), "--state", str(tmp_path / "st"),
                                *args], env=env, capture_output=True, text=True, timeout=60)
 
@@ -302,7 +311,7 @@ def test_execute_command_started_ahead_waits_for_go(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
 
     def run(run_id: str, stdin: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "jup2kub_runtime.execute", "--spec",
+        return subprocess.run([sys.executable, "-m", STEP_RUN_MODULE, "--spec",
                                str(tmp_path / "step.json"), "--state", str(tmp_path / "st"),
                                "--run-id", run_id, "--params", '{"x": 4}', "--wait"],
                               env=env, input=stdin, capture_output=True, text=True, timeout=60)

@@ -1,8 +1,9 @@
 """One execution of one step for one run, over the state store, without Kafka.
 
-``run_step`` is shared by the Kafka loop and the local runner (``jup2kub run``). As a command::
+``run_step`` is shared by the Kafka loop and the local runner (``jup2kub run``). As a command
+(``jup2kub_runtime.STEP_RUN_MODULE`` names this module for ``python -m``)::
 
-    python -m jup2kub_runtime.execute --spec step.json --state DIR --run-id ID \
+    python -m jup2kub_runtime.step_run --spec step.json --state DIR --run-id ID \
         [--params JSON] [--timeout SECONDS] [--force] [--echo] [--wait]
 
 Exit codes: 0 succeeded (or already complete), 1 the step's code failed (error.json and
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import STEP_RUN_MODULE
+from .cells import execute_step, warm_up
 from .errors import CellError, ErrorRecord, MissingInputError, OutputError, StepRuntimeError
-from .executor import execute_step, warm_up
 from .spec import StepSpec
 from .state import StateStore, check_run_id
 from .states import StepState
@@ -115,7 +117,7 @@ def _working_directory(path: Path | None) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jup2kub_runtime.execute",
+    parser = argparse.ArgumentParser(prog=f"python -m {STEP_RUN_MODULE}",
                                      description="Execute one pipeline step for one run.")
     parser.add_argument("--spec", required=True, help="step.json (or its directory)")
     parser.add_argument("--state", required=True, help="state store root directory")
