@@ -8,10 +8,12 @@ Modules, Kafka-free first (the local ``jup2kub run`` uses only these):
 - ``spec``      ``StepSpec`` (+ ``Cell``, ``ReplayCell``, ``SPEC_VERSION``): the step.json bundle
 - ``cells``     ``execute_step(spec, inputs, overrides)``: runs the cells, captures outputs
 - ``state``     ``StateStore(root)``: runs/<run_id>/<step>/ values, outputs.json, COMPLETE marker
+- ``valuefile`` the file format of one stored value (``pickle5-oob``; older ``cloudpickle``)
 - ``step_run``  ``run_step(spec, store, run_id, params)`` and the single-execution command
                 ``python -m jup2kub_runtime.step_run --spec step.json --state DIR --run-id ID``
                 (``STEP_RUN_MODULE`` below names it for callers)
-- ``errors``    permanent (dead-letter) vs temporary (retry) error classes
+- ``errors``    permanent (dead-letter) vs temporary (retry) error classes, ``ErrorRecord``
+- ``names``     the valid pipeline/step names, identifiers, topic names and run ids
 - ``states``    ``StepState``: the one vocabulary of step states (status messages, /runs, CLI)
 
 Kafka side (``python -m jup2kub_runtime``): ``config`` (J2K_* environment), ``topics`` (names),
