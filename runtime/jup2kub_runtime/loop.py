@@ -19,7 +19,6 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -40,6 +39,7 @@ from .errors import (
 )
 from .health import Health
 from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
+from .offsets import CommitBook
 from .spec import StepSpec
 from .state import StateStore
 from .states import StepState
@@ -65,6 +65,14 @@ class Job:
     revoked: bool = False
     thread: threading.Thread | None = None
 
+    @property
+    def offset(self) -> int:
+        return int(self.record.offset)
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
+
 
 #: handled jobs whose acknowledgements may still be pending, at most (then no new message)
 MAX_IN_FLIGHT = 32
@@ -86,11 +94,8 @@ class StepLoop:
         self.stop = threading.Event()
         self.stop_at: float | None = None
         self.job: Job | None = None
-        #: handled jobs in consumption order, waiting for their acknowledgements
-        self.in_flight: deque[Job] = deque()
-        #: offsets safe to commit (every earlier message of the partition is fully handled)
-        self.to_commit: dict[TopicPartition, int] = {}
-        self.committed: dict[TopicPartition, int] = {}
+        #: handled jobs awaiting their acknowledgements, and the offsets they make committable
+        self.commits: CommitBook[Job] = CommitBook()
         self._committing = False
         self._commit_retry_at = 0.0
         self._tls = threading.local()
@@ -141,14 +146,14 @@ class StepLoop:
         if job is None:
             if self.stop.is_set():
                 return not self._drain()
-            if len(self.in_flight) >= MAX_IN_FLIGHT:
-                self.in_flight[0].done.wait(0.02)
+            if len(self.commits.in_flight) >= MAX_IN_FLIGHT:
+                self.commits.in_flight[0].done.wait(0.02)
                 if now - self._last_poll > 0.5:
                     self._poll_paused()
                 return True
             # the in-flight wait above may have left the partitions paused
             self._resume()
-            for record in self._poll(20 if self.in_flight else 200):
+            for record in self._poll(20 if self.commits.in_flight else 200):
                 self._start(record)
                 break
             return True
@@ -214,21 +219,16 @@ class StepLoop:
         self.job = None
         self.health.busy_since = None
         self.health.busy_run = None
-        self.in_flight.append(job)
+        self.commits.add(job)
         self._resume()
         self._settle()
 
     def _settle(self) -> None:
         """Commit what is fully handled, in consumption order (asynchronously)."""
-        while self.in_flight and self.in_flight[0].done.is_set():
-            job = self.in_flight.popleft()
-            if job.commit and not job.revoked:
-                self.to_commit[job.tp] = max(self.to_commit.get(job.tp, 0),
-                                             job.record.offset + 1)
+        self.commits.settle()
         if self._committing or time.monotonic() < self._commit_retry_at:
             return
-        offsets = {tp: off for tp, off in self.to_commit.items()
-                   if self.committed.get(tp, -1) < off}
+        offsets = self.commits.due()
         if not offsets:
             return
         self._committing = True
@@ -246,13 +246,10 @@ class StepLoop:
                         ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), response)
             self._commit_retry_at = time.monotonic() + 0.5
             return
-        for tp, off in offsets.items():
-            off = getattr(off, "offset", off)
-            if self.committed.get(tp, -1) < off:
-                self.committed[tp] = off
+        self.commits.confirm({tp: getattr(off, "offset", off) for tp, off in offsets.items()})
 
     def _commit_sync(self, offsets: dict[TopicPartition, int]) -> None:
-        offsets = {tp: off for tp, off in offsets.items() if self.committed.get(tp, -1) < off}
+        offsets = self.commits.unconfirmed(offsets)
         if not offsets:
             return
         try:
@@ -264,50 +261,31 @@ class StepLoop:
         except KafkaError as exc:
             log.warning("commit of %s failed: %r", offsets, exc)
             return
-        for tp, off in offsets.items():
-            self.committed[tp] = max(self.committed.get(tp, -1), off)
+        self.commits.confirm(offsets)
 
     def _drain(self) -> bool:
         """Stopping: wait for the acknowledgements in flight, then commit synchronously.
         True once done (the publishing threads give up after half the grace period)."""
         self._settle()
-        if self.in_flight:
-            if self.in_flight[0].done.wait(0.02):
+        in_flight = self.commits.in_flight
+        if in_flight:
+            if in_flight[0].done.wait(0.02):
                 return False
             if time.monotonic() - self._last_poll > 0.5:
                 self._poll_paused()
             if self.stop_at is not None and \
                     time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds:
                 log.warning("grace period over: %d handled runs left uncommitted",
-                            len(self.in_flight))
+                            len(in_flight))
                 return True
             return False
-        self._commit_sync(dict(self.to_commit))
+        self._commit_sync(dict(self.commits.to_commit))
         return True
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.health.subscribed = False
         # Commit what is fully handled of the revoked partitions, in consumption order.
-        jobs = [*self.in_flight, *([self.job] if self.job is not None else [])]
-        offsets: dict[TopicPartition, int] = {}
-        blocked: set[TopicPartition] = set()
-        for job in jobs:
-            if job.tp not in revoked or job.tp in blocked:
-                continue
-            if not job.done.is_set():
-                blocked.add(job.tp)
-            elif job.commit and not job.revoked:
-                offsets[job.tp] = job.record.offset + 1
-        for tp in revoked:
-            if tp in self.to_commit:
-                offsets[tp] = max(offsets.get(tp, 0), self.to_commit[tp])
-        self._commit_sync(offsets)
-        for job in jobs:
-            if job.tp in revoked:
-                job.revoked = True
-        for tp in revoked:
-            self.to_commit.pop(tp, None)
-            self.committed.pop(tp, None)
+        self.commits.revoke(revoked, self.job, self._commit_sync)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned partitions: %s",
