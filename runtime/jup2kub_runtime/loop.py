@@ -32,7 +32,6 @@ from .errors import (
     CellError,
     ErrorRecord,
     MessageError,
-    MissingInputError,
     StateError,
     StepRuntimeError,
     TemporaryError,
@@ -40,6 +39,7 @@ from .errors import (
 from .health import Health
 from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
 from .offsets import CommitBook
+from .outcomes import DeadLetter, Outcome, Retry, Skipped, Succeeded, Waiting
 from .spec import StepSpec
 from .state import StateStore
 from .states import StepState
@@ -356,82 +356,96 @@ class StepLoop:
                 delay = min(max(delay, 0.1) * 2, self.cfg.retry_backoff_max_seconds)
 
     def _execute(self, msg: Incoming, raw: bytes | None) -> bool:
+        """Attempt the run until it comes to something other than a retry; act on that."""
+        while True:
+            outcome = self._attempt(msg)
+            if not isinstance(outcome, Retry):
+                self._conclude(msg, raw, outcome)
+                return True
+            self._retry(msg, outcome)
+
+    def _attempt(self, msg: Incoming) -> Outcome:
+        """One attempt at the run: the step's policy, publishing nothing but "started"."""
         spec, store, cfg = self.spec, self.store, self.cfg
         run_id = msg.run_id
         max_attempts = 1 + cfg.max_retries
-        while True:
-            if store.is_complete(run_id, spec.step):
+        if store.is_complete(run_id, spec.step):
+            return Skipped()
+        if not store.all_complete(run_id, spec.upstream):
+            return Waiting([s for s in spec.upstream if not store.is_complete(run_id, s)])
+        if store.attempts(run_id, spec.step) >= max_attempts:
+            stored = store.error(run_id, spec.step)
+            error = ErrorRecord.from_json(stored) if stored else ErrorRecord(
+                None, "AttemptsExhausted", f"{max_attempts} executions started without "
+                "finishing (the process died or timed out)")
+            return DeadLetter("retries exhausted", error, store.attempts(run_id, spec.step))
+        try:
+            result = run_step(
+                spec, store, run_id, msg.parameters,
+                timeout=cfg.step_timeout_seconds or None,
+                on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
+                workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
+            )
+        except CellError as exc:
+            attempt = store.attempts(run_id, spec.step)
+            log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)
+            if exc.permanent or attempt >= max_attempts:
+                reason = "permanent error" if exc.permanent else "retries exhausted"
+                return DeadLetter(reason, exc.record, attempt)
+            return Retry(cfg.retry_delay(attempt), exc.record, attempt)
+        except StateError as exc:
+            log.warning("run %s: state volume error: %s", run_id, exc)
+            return Retry(cfg.retry_backoff_seconds)
+        except StepRuntimeError as exc:
+            if isinstance(exc, TemporaryError):  # pragma: no cover - future subclasses
+                return Retry(cfg.retry_backoff_seconds)
+            return DeadLetter("permanent error", ErrorRecord.of(exc),
+                              store.attempts(run_id, spec.step))
+        if result.status is StepState.BUSY:
+            return Retry(0.2)  # another process on the volume executes it: await its marker
+        if result.status is StepState.SUCCEEDED:
+            return Succeeded(result.attempt, result.seconds)
+        return Skipped(meanwhile=True)
+
+    def _retry(self, msg: Incoming, retry: Retry) -> None:
+        """Report a failure of the step's code as "retrying", then wait (Abandon if stopped)."""
+        if retry.error is not None:
+            self.health.inc("j2k_runs_retried_total")
+            self._publish([(self.cfg.status_topic, status_message(
+                msg.run_id, self.spec.step, StepState.RETRYING, retry.attempt,
+                retry.error.summary()), msg.run_id)])
+        if self.stop.wait(retry.delay):
+            raise Abandon()
+
+    def _conclude(self, msg: Incoming, raw: bytes | None,
+                  outcome: Succeeded | Skipped | Waiting | DeadLetter) -> None:
+        """Publish what the run came to; the handling of the message ends with it."""
+        run_id = msg.run_id
+        if isinstance(outcome, Succeeded):
+            self.health.inc("j2k_runs_succeeded_total")
+            self.health.observe_execution(outcome.seconds)
+            log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds,
+                     outcome.attempt)
+            self._publish([(self.cfg.status_topic, status_message(
+                run_id, self.spec.step, StepState.SUCCEEDED, outcome.attempt), run_id),
+                *self._downstream(msg)], final=True)
+        elif isinstance(outcome, Skipped):
+            if not outcome.meanwhile:
                 self.health.inc("j2k_runs_skipped_total")
                 log.info("run %s already complete here: re-announcing it", run_id)
-                self._publish(self._downstream(msg), final=True)
-                return True
-            if not store.all_complete(run_id, spec.upstream):
-                self.health.inc("j2k_runs_waiting_total")
-                log.info("run %s: waiting for %s", run_id,
-                         [s for s in spec.upstream if not store.is_complete(run_id, s)])
-                return True
-            if store.attempts(run_id, spec.step) >= max_attempts:
-                stored = store.error(run_id, spec.step)
-                error = ErrorRecord.from_json(stored) if stored else ErrorRecord(
-                    None, "AttemptsExhausted", f"{max_attempts} executions started without "
-                    "finishing (the process died or timed out)")
-                return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
-                                  "retries exhausted")
-            try:
-                outcome = run_step(
-                    spec, store, run_id, msg.parameters,
-                    timeout=cfg.step_timeout_seconds or None,
-                    on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
-                    workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
-                )
-            except CellError as exc:
-                attempt = store.attempts(run_id, spec.step)
-                log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)
-                if exc.permanent or attempt >= max_attempts:
-                    return self._fail(msg, raw, exc.record, attempt,
-                                      "permanent error" if exc.permanent else "retries exhausted")
-                self.health.inc("j2k_runs_retried_total")
-                self._publish([(cfg.status_topic, status_message(
-                    run_id, spec.step, StepState.RETRYING, attempt, exc.record.summary()), run_id)])
-                if self.stop.wait(cfg.retry_delay(attempt)):
-                    raise Abandon() from exc
-                continue
-            except StateError as exc:
-                log.warning("run %s: state volume error: %s", run_id, exc)
-                if self.stop.wait(cfg.retry_backoff_seconds):
-                    raise Abandon() from exc
-                continue
-            except (MissingInputError, StepRuntimeError) as exc:
-                if isinstance(exc, TemporaryError):  # pragma: no cover - future subclasses
-                    if self.stop.wait(cfg.retry_backoff_seconds):
-                        raise Abandon() from exc
-                    continue
-                return self._fail(msg, raw, ErrorRecord.of(exc), store.attempts(run_id, spec.step),
-                                  "permanent error")
-            if outcome.status is StepState.BUSY:
-                # Another process on the volume executes it; wait for its marker.
-                if self.stop.wait(0.2):
-                    raise Abandon()
-                continue
-            if outcome.status is StepState.SUCCEEDED:
-                self.health.inc("j2k_runs_succeeded_total")
-                self.health.observe_execution(outcome.seconds)
-                log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds,
-                         outcome.attempt)
-                self._publish([(cfg.status_topic, status_message(
-                    run_id, spec.step, StepState.SUCCEEDED, outcome.attempt), run_id),
-                    *self._downstream(msg)], final=True)
-                return True
-            # skipped: completed by someone else meanwhile
             self._publish(self._downstream(msg), final=True)
-            return True
+        elif isinstance(outcome, Waiting):
+            self.health.inc("j2k_runs_waiting_total")
+            log.info("run %s: waiting for %s", run_id, outcome.missing)
+        else:
+            self._fail(msg, raw, outcome)
 
     def _downstream(self, msg: Incoming) -> list[tuple[str, dict[str, Any], str | None]]:
         done = step_done_message(msg.run_id, self.spec.step, msg.parameters)
         return [(topic, done, msg.run_id) for topic in self.cfg.output_topics]
 
-    def _fail(self, msg: Incoming, raw: bytes | None, error: ErrorRecord, attempt: int,
-              reason: str) -> bool:
+    def _fail(self, msg: Incoming, raw: bytes | None, dead: DeadLetter) -> None:
+        error, reason = dead.error, dead.reason
         self.health.inc("j2k_runs_failed_total")
         self.health.inc("j2k_messages_dead_lettered_total")
         log.error("run %s failed for good (%s): %s: %s", msg.run_id, reason,
@@ -440,10 +454,9 @@ class StepLoop:
             (self.cfg.dead_letter_topic, dead_letter_message(
                 reason, self.spec.step, raw, run_id=msg.run_id, error=error), msg.run_id),
             (self.cfg.status_topic, status_message(msg.run_id, self.spec.step,
-                                                   StepState.FAILED, attempt, error.summary()),
-             msg.run_id),
+                                                   StepState.FAILED, dead.attempt,
+                                                   error.summary()), msg.run_id),
         ], final=True)
-        return True
 
     def _status(self, run_id: str, state: StepState, attempt: int) -> None:
         # Best effort: "started" is informative, the later messages are the ones awaited.
