@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jup2kub_runtime.errors import ErrorRecord
 from jup2kub_runtime.health import Health, create_app
 from jup2kub_runtime.history import recent_runs, run_outputs
 from jup2kub_runtime.state import StateStore
@@ -19,8 +20,7 @@ def _store(tmp_path: Path) -> StateStore:
     store.save_step("r-done", "load", {"x": 1}, outputs=[], timing={"seconds": 1.5})
     store.next_attempt("r-failed", "load")
     store.save_failure("r-failed", "load", outputs=[], timing={},
-                       error={"ename": "ValueError", "evalue": "bad", "cell": 3,
-                              "traceback": ["secret frame"]})
+                       error=ErrorRecord(3, "ValueError", "bad", ["secret frame"]))
     for i, run_id in enumerate(["r-old", "r-done", "r-failed", "r-busy", "r-new"]):
         os.utime(store.run_dir(run_id), (2000.0 + i, 2000.0 + i))
     return store

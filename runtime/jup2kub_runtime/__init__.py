@@ -6,11 +6,15 @@ it depends only on kafka-python, flask and cloudpickle.
 Modules, Kafka-free first (the local ``jup2kub run`` uses only these):
 
 - ``spec``      ``StepSpec`` (+ ``Cell``, ``ReplayCell``, ``SPEC_VERSION``): the step.json bundle
-- ``executor``  ``execute_step(spec, inputs, overrides)``: runs the cells, captures outputs
+- ``cells``     ``execute_step(spec, inputs, overrides)``: runs the cells, captures outputs
 - ``state``     ``StateStore(root)``: runs/<run_id>/<step>/ values, outputs.json, COMPLETE marker
-- ``execute``   ``run_step(spec, store, run_id, params)`` and the single-execution command
-                ``python -m jup2kub_runtime.execute --spec step.json --state DIR --run-id ID``
-- ``errors``    permanent (dead-letter) vs temporary (retry) error classes
+- ``valuefile`` the file format of one stored value (``pickle5-oob``; older ``cloudpickle``)
+- ``step_run``  ``run_step(spec, store, run_id, params)`` and the single-execution command
+                ``python -m jup2kub_runtime.step_run --spec step.json --state DIR --run-id ID``
+                (``STEP_RUN_MODULE`` below names it for callers)
+- ``errors``    permanent (dead-letter) vs temporary (retry) error classes, ``ErrorRecord``
+- ``names``     the valid pipeline/step names, identifiers, topic names and run ids
+- ``states``    ``StepState``: the one vocabulary of step states (status messages, /runs, CLI)
 
 Kafka side (``python -m jup2kub_runtime``): ``config`` (J2K_* environment), ``topics`` (names),
 ``messages`` (JSON messages and their validation), ``transport`` (kafka-python), ``loop``
@@ -18,3 +22,8 @@ Kafka side (``python -m jup2kub_runtime``): ``config`` (J2K_* environment), ``to
 """
 
 __version__ = "0.1.0"
+
+#: ``python -m STEP_RUN_MODULE ...``: the single-execution command (``step_run.main``). Named
+#: here, not in ``step_run``, so that callers (the generator) get it without importing
+#: ``cells``, which sets MPLBACKEND for step processes when imported.
+STEP_RUN_MODULE = f"{__name__}.step_run"

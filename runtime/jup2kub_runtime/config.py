@@ -1,22 +1,32 @@
 """Configuration from the environment the Helm chart sets; bad settings stop the process.
 
 ``Config.from_env`` raises ConfigError naming the variable; ``__main__`` prints it and exits 2.
+``Config.for_step(...).to_env()`` is that environment for one step of a pipeline, for whoever
+starts a step process (the generator's local runner), so the wiring is derived in one place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
-from .topics import consumer_group, dead_letter_topic, status_topic
+from .names import NAME_RE, TOPIC_RE
+from .topics import consumer_group, dead_letter_topic, edge_topic, runs_topic, status_topic
 
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+#: where the chart mounts the shared state volume (its ``storage.mountPath``)
+DEFAULT_STATE_PATH = Path("/var/lib/jup2kub/state")
+#: where a step image holds its step.json (the chart's ``runtime.codePath``)
+DEFAULT_CODE_PATH = Path("/app/step")
+#: the HTTP port of /healthz, /readiness, /metrics and /runs (the chart's ``runtime.port``)
+DEFAULT_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ class Config:
     retry_backoff_seconds: float = 1.0
     retry_backoff_max_seconds: float = 60.0
     step_timeout_seconds: float = 0.0
-    port: int = 8080
+    port: int = DEFAULT_PORT
     # Optional knobs (defaults suit a cluster; the tests shorten the timeouts):
     health_host: str = "0.0.0.0"
     max_message_bytes: int = 262144
@@ -74,12 +84,12 @@ class Config:
             dead_letter_topic=_topic(e, "J2K_DEAD_LETTER_TOPIC", dead_letter_topic(pipeline)),
             consumer_group=_topic(e, "J2K_CONSUMER_GROUP", consumer_group(pipeline, step)),
             state_path=Path(_required(e, "J2K_STATE_PATH")),
-            code_path=Path(e.get("J2K_CODE_PATH") or "/app/step"),
+            code_path=Path(e.get("J2K_CODE_PATH") or DEFAULT_CODE_PATH),
             max_retries=_int(e, "J2K_MAX_RETRIES", 3, minimum=0),
             retry_backoff_seconds=_float(e, "J2K_RETRY_BACKOFF_SECONDS", 1.0),
             retry_backoff_max_seconds=_float(e, "J2K_RETRY_BACKOFF_MAX_SECONDS", 60.0),
             step_timeout_seconds=_float(e, "J2K_STEP_TIMEOUT_SECONDS", 0.0),
-            port=_int(e, "J2K_PORT", 8080, minimum=0, maximum=65535),
+            port=_int(e, "J2K_PORT", DEFAULT_PORT, minimum=0, maximum=65535),
             health_host=e.get("J2K_HEALTH_HOST") or "0.0.0.0",
             max_message_bytes=_int(e, "J2K_MAX_MESSAGE_BYTES", 262144, minimum=1024),
             topic_partitions=_int(e, "J2K_TOPIC_PARTITIONS", 3, minimum=1),
@@ -93,6 +103,49 @@ class Config:
             log_level=(e.get("J2K_LOG_LEVEL") or "INFO").upper(),
         )
 
+    def to_env(self) -> dict[str, str]:
+        """The J2K_* variables that ``from_env`` reads back to this Config (every field, as
+        J2K_<FIELD NAME>)."""
+        return {f"J2K_{f.name.upper()}": _env_value(getattr(self, f.name))
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def for_step(cls, pipeline: str, step: str, upstream: Sequence[str],
+                 downstream: Sequence[str], bootstrap: str | Sequence[str],
+                 state_path: str | os.PathLike[str] = DEFAULT_STATE_PATH,
+                 code_path: str | os.PathLike[str] = DEFAULT_CODE_PATH, **knobs: Any) -> Config:
+        """One step's settings, its topics and group derived from its place in the DAG: a
+        root step reads ``<pipeline>.runs``, any other one the edges from its upstream steps.
+        ``knobs`` are the optional fields (``port=``, ``max_retries=``, ...). Validated like
+        ``from_env`` (ConfigError names the variable)."""
+        servers = bootstrap.split(",") if isinstance(bootstrap, str) else list(bootstrap)
+        cfg = cls(
+            bootstrap_servers=[s.strip() for s in servers if s.strip()],
+            pipeline=pipeline,
+            step=step,
+            input_topics=[edge_topic(pipeline, u, step) for u in upstream]
+            or [runs_topic(pipeline)],
+            output_topics=[edge_topic(pipeline, step, d) for d in downstream],
+            status_topic=status_topic(pipeline),
+            dead_letter_topic=dead_letter_topic(pipeline),
+            consumer_group=consumer_group(pipeline, step),
+            state_path=Path(state_path),
+            code_path=Path(code_path),
+            **knobs,
+        )
+        return cls.from_env(cfg.to_env())
+
+
+def _env_value(value: object) -> str:
+    """A field as ``from_env`` parses it: lists comma-joined, booleans 1/0, floats exact."""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
 
 def _required(e: Mapping[str, str], var: str) -> str:
     value = e.get(var, "").strip()
@@ -103,7 +156,7 @@ def _required(e: Mapping[str, str], var: str) -> str:
 
 def _name(e: Mapping[str, str], var: str) -> str:
     value = _required(e, var)
-    if not _NAME_RE.match(value):
+    if not NAME_RE.match(value):
         raise ConfigError(var, f"{value!r} is not a valid name "
                                "(1-63 letters, digits, '_' or '-')")
     return value
@@ -123,7 +176,7 @@ def _servers(e: Mapping[str, str]) -> list[str]:
 
 def _topic(e: Mapping[str, str], var: str, default: str) -> str:
     value = (e.get(var) or "").strip() or default
-    if not _TOPIC_RE.match(value):
+    if not TOPIC_RE.match(value):
         raise ConfigError(var, f"{value!r} is not a valid Kafka topic or group name")
     return value
 
@@ -134,7 +187,7 @@ def _topics(e: Mapping[str, str], var: str, *, required: bool) -> list[str]:
     if required and not items:
         raise ConfigError(var, "lists no topic")
     for t in items:
-        if not _TOPIC_RE.match(t):
+        if not TOPIC_RE.match(t):
             raise ConfigError(var, f"{t!r} is not a valid Kafka topic name")
     return items
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import PermanentError
 from .state import StateStore, check_run_id
+from .states import StepState
 
 #: at most this many run directories are looked at per request
 MAX_LIMIT = 200
@@ -43,16 +44,18 @@ def step_run(store: StateStore, run_id: str, step: str, busy_run: str | None) ->
         entry["submitted_at"] = info["submitted_at"]
     done = store.completion(run_id, step)
     if done is not None:
-        entry.update(state="succeeded", seconds=done.get("seconds"), finished_at=done.get("at"))
+        entry.update(state=StepState.SUCCEEDED.value, seconds=done.get("seconds"),
+                     finished_at=done.get("at"))
         return entry
     if run_id == busy_run:
-        entry["state"] = "running"
+        entry["state"] = StepState.RUNNING.value
         return entry
     error = store.error(run_id, step)
     if error is not None:
-        entry.update(state="failed", error={k: error.get(k) for k in ("ename", "evalue", "cell")})
+        entry.update(state=StepState.FAILED.value,
+                     error={k: error.get(k) for k in ("ename", "evalue", "cell")})
         return entry
-    entry["state"] = "pending"
+    entry["state"] = StepState.PENDING.value
     return entry
 
 

@@ -19,7 +19,6 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -27,21 +26,24 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from .cells import warm_up
 from .config import Config
 from .errors import (
     CellError,
+    ErrorRecord,
     MessageError,
-    MissingInputError,
     StateError,
     StepRuntimeError,
     TemporaryError,
 )
-from .execute import run_step
-from .executor import warm_up
 from .health import Health
 from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
+from .offsets import CommitBook
+from .outcomes import DeadLetter, Outcome, Retry, Skipped, Succeeded, Waiting
 from .spec import StepSpec
 from .state import StateStore
+from .states import StepState
+from .step_run import run_step
 from .transport import Transport
 
 log = logging.getLogger("jup2kub_runtime")
@@ -62,6 +64,14 @@ class Job:
     commit: bool = False  # set by the worker: True once the message is fully handled
     revoked: bool = False
     thread: threading.Thread | None = None
+
+    @property
+    def offset(self) -> int:
+        return int(self.record.offset)
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
 
 
 #: handled jobs whose acknowledgements may still be pending, at most (then no new message)
@@ -84,11 +94,8 @@ class StepLoop:
         self.stop = threading.Event()
         self.stop_at: float | None = None
         self.job: Job | None = None
-        #: handled jobs in consumption order, waiting for their acknowledgements
-        self.in_flight: deque[Job] = deque()
-        #: offsets safe to commit (every earlier message of the partition is fully handled)
-        self.to_commit: dict[TopicPartition, int] = {}
-        self.committed: dict[TopicPartition, int] = {}
+        #: handled jobs awaiting their acknowledgements, and the offsets they make committable
+        self.commits: CommitBook[Job] = CommitBook()
         self._committing = False
         self._commit_retry_at = 0.0
         self._tls = threading.local()
@@ -139,14 +146,14 @@ class StepLoop:
         if job is None:
             if self.stop.is_set():
                 return not self._drain()
-            if len(self.in_flight) >= MAX_IN_FLIGHT:
-                self.in_flight[0].done.wait(0.02)
+            if len(self.commits.in_flight) >= MAX_IN_FLIGHT:
+                self.commits.in_flight[0].done.wait(0.02)
                 if now - self._last_poll > 0.5:
                     self._poll_paused()
                 return True
             # the in-flight wait above may have left the partitions paused
             self._resume()
-            for record in self._poll(20 if self.in_flight else 200):
+            for record in self._poll(20 if self.commits.in_flight else 200):
                 self._start(record)
                 break
             return True
@@ -212,21 +219,16 @@ class StepLoop:
         self.job = None
         self.health.busy_since = None
         self.health.busy_run = None
-        self.in_flight.append(job)
+        self.commits.add(job)
         self._resume()
         self._settle()
 
     def _settle(self) -> None:
         """Commit what is fully handled, in consumption order (asynchronously)."""
-        while self.in_flight and self.in_flight[0].done.is_set():
-            job = self.in_flight.popleft()
-            if job.commit and not job.revoked:
-                self.to_commit[job.tp] = max(self.to_commit.get(job.tp, 0),
-                                             job.record.offset + 1)
+        self.commits.settle()
         if self._committing or time.monotonic() < self._commit_retry_at:
             return
-        offsets = {tp: off for tp, off in self.to_commit.items()
-                   if self.committed.get(tp, -1) < off}
+        offsets = self.commits.due()
         if not offsets:
             return
         self._committing = True
@@ -244,13 +246,10 @@ class StepLoop:
                         ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), response)
             self._commit_retry_at = time.monotonic() + 0.5
             return
-        for tp, off in offsets.items():
-            off = getattr(off, "offset", off)
-            if self.committed.get(tp, -1) < off:
-                self.committed[tp] = off
+        self.commits.confirm({tp: getattr(off, "offset", off) for tp, off in offsets.items()})
 
     def _commit_sync(self, offsets: dict[TopicPartition, int]) -> None:
-        offsets = {tp: off for tp, off in offsets.items() if self.committed.get(tp, -1) < off}
+        offsets = self.commits.unconfirmed(offsets)
         if not offsets:
             return
         try:
@@ -262,50 +261,31 @@ class StepLoop:
         except KafkaError as exc:
             log.warning("commit of %s failed: %r", offsets, exc)
             return
-        for tp, off in offsets.items():
-            self.committed[tp] = max(self.committed.get(tp, -1), off)
+        self.commits.confirm(offsets)
 
     def _drain(self) -> bool:
         """Stopping: wait for the acknowledgements in flight, then commit synchronously.
         True once done (the publishing threads give up after half the grace period)."""
         self._settle()
-        if self.in_flight:
-            if self.in_flight[0].done.wait(0.02):
+        in_flight = self.commits.in_flight
+        if in_flight:
+            if in_flight[0].done.wait(0.02):
                 return False
             if time.monotonic() - self._last_poll > 0.5:
                 self._poll_paused()
             if self.stop_at is not None and \
                     time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds:
                 log.warning("grace period over: %d handled runs left uncommitted",
-                            len(self.in_flight))
+                            len(in_flight))
                 return True
             return False
-        self._commit_sync(dict(self.to_commit))
+        self._commit_sync(dict(self.commits.to_commit))
         return True
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.health.subscribed = False
         # Commit what is fully handled of the revoked partitions, in consumption order.
-        jobs = [*self.in_flight, *([self.job] if self.job is not None else [])]
-        offsets: dict[TopicPartition, int] = {}
-        blocked: set[TopicPartition] = set()
-        for job in jobs:
-            if job.tp not in revoked or job.tp in blocked:
-                continue
-            if not job.done.is_set():
-                blocked.add(job.tp)
-            elif job.commit and not job.revoked:
-                offsets[job.tp] = job.record.offset + 1
-        for tp in revoked:
-            if tp in self.to_commit:
-                offsets[tp] = max(offsets.get(tp, 0), self.to_commit[tp])
-        self._commit_sync(offsets)
-        for job in jobs:
-            if job.tp in revoked:
-                job.revoked = True
-        for tp in revoked:
-            self.to_commit.pop(tp, None)
-            self.committed.pop(tp, None)
+        self.commits.revoke(revoked, self.job, self._commit_sync)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned partitions: %s",
@@ -376,103 +356,115 @@ class StepLoop:
                 delay = min(max(delay, 0.1) * 2, self.cfg.retry_backoff_max_seconds)
 
     def _execute(self, msg: Incoming, raw: bytes | None) -> bool:
+        """Attempt the run until it comes to something other than a retry; act on that."""
+        while True:
+            outcome = self._attempt(msg)
+            if not isinstance(outcome, Retry):
+                self._conclude(msg, raw, outcome)
+                return True
+            self._retry(msg, outcome)
+
+    def _attempt(self, msg: Incoming) -> Outcome:
+        """One attempt at the run: the step's policy, publishing nothing but "started"."""
         spec, store, cfg = self.spec, self.store, self.cfg
         run_id = msg.run_id
         max_attempts = 1 + cfg.max_retries
-        while True:
-            if store.is_complete(run_id, spec.step):
+        if store.is_complete(run_id, spec.step):
+            return Skipped()
+        if not store.all_complete(run_id, spec.upstream):
+            return Waiting([s for s in spec.upstream if not store.is_complete(run_id, s)])
+        if store.attempts(run_id, spec.step) >= max_attempts:
+            stored = store.error(run_id, spec.step)
+            error = ErrorRecord.from_json(stored) if stored else ErrorRecord(
+                None, "AttemptsExhausted", f"{max_attempts} executions started without "
+                "finishing (the process died or timed out)")
+            return DeadLetter("retries exhausted", error, store.attempts(run_id, spec.step))
+        try:
+            result = run_step(
+                spec, store, run_id, msg.parameters,
+                timeout=cfg.step_timeout_seconds or None,
+                on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
+                workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
+            )
+        except CellError as exc:
+            attempt = store.attempts(run_id, spec.step)
+            log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)
+            if exc.permanent or attempt >= max_attempts:
+                reason = "permanent error" if exc.permanent else "retries exhausted"
+                return DeadLetter(reason, exc.record, attempt)
+            return Retry(cfg.retry_delay(attempt), exc.record, attempt)
+        except StateError as exc:
+            log.warning("run %s: state volume error: %s", run_id, exc)
+            return Retry(cfg.retry_backoff_seconds)
+        except StepRuntimeError as exc:
+            if isinstance(exc, TemporaryError):  # pragma: no cover - future subclasses
+                return Retry(cfg.retry_backoff_seconds)
+            return DeadLetter("permanent error", ErrorRecord.of(exc),
+                              store.attempts(run_id, spec.step))
+        if result.status is StepState.BUSY:
+            return Retry(0.2)  # another process on the volume executes it: await its marker
+        if result.status is StepState.SUCCEEDED:
+            return Succeeded(result.attempt, result.seconds)
+        return Skipped(meanwhile=True)
+
+    def _retry(self, msg: Incoming, retry: Retry) -> None:
+        """Report a failure of the step's code as "retrying", then wait (Abandon if stopped)."""
+        if retry.error is not None:
+            self.health.inc("j2k_runs_retried_total")
+            self._publish([(self.cfg.status_topic, status_message(
+                msg.run_id, self.spec.step, StepState.RETRYING, retry.attempt,
+                retry.error.summary()), msg.run_id)])
+        if self.stop.wait(retry.delay):
+            raise Abandon()
+
+    def _conclude(self, msg: Incoming, raw: bytes | None,
+                  outcome: Succeeded | Skipped | Waiting | DeadLetter) -> None:
+        """Publish what the run came to; the handling of the message ends with it."""
+        run_id = msg.run_id
+        if isinstance(outcome, Succeeded):
+            self.health.inc("j2k_runs_succeeded_total")
+            self.health.observe_execution(outcome.seconds)
+            log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds,
+                     outcome.attempt)
+            self._publish([(self.cfg.status_topic, status_message(
+                run_id, self.spec.step, StepState.SUCCEEDED, outcome.attempt), run_id),
+                *self._downstream(msg)], final=True)
+        elif isinstance(outcome, Skipped):
+            if not outcome.meanwhile:
                 self.health.inc("j2k_runs_skipped_total")
                 log.info("run %s already complete here: re-announcing it", run_id)
-                self._publish(self._downstream(msg), final=True)
-                return True
-            if not store.all_complete(run_id, spec.upstream):
-                self.health.inc("j2k_runs_waiting_total")
-                log.info("run %s: waiting for %s", run_id,
-                         [s for s in spec.upstream if not store.is_complete(run_id, s)])
-                return True
-            if store.attempts(run_id, spec.step) >= max_attempts:
-                error = store.error(run_id, spec.step) or {
-                    "cell": None, "ename": "AttemptsExhausted",
-                    "evalue": f"{max_attempts} executions started without finishing (the "
-                              "process died or timed out)", "traceback": []}
-                return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
-                                  "retries exhausted")
-            try:
-                outcome = run_step(
-                    spec, store, run_id, msg.parameters,
-                    timeout=cfg.step_timeout_seconds or None,
-                    on_start=lambda attempt: self._status(run_id, "started", attempt),
-                    workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
-                )
-            except CellError as exc:
-                attempt = store.attempts(run_id, spec.step)
-                log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)
-                if exc.permanent or attempt >= max_attempts:
-                    return self._fail(msg, raw, exc.info, attempt,
-                                      "permanent error" if exc.permanent else "retries exhausted")
-                self.health.inc("j2k_runs_retried_total")
-                self._publish([(cfg.status_topic, status_message(
-                    run_id, spec.step, "retrying", attempt, _short(exc.info)), run_id)])
-                if self.stop.wait(cfg.retry_delay(attempt)):
-                    raise Abandon() from exc
-                continue
-            except StateError as exc:
-                log.warning("run %s: state volume error: %s", run_id, exc)
-                if self.stop.wait(cfg.retry_backoff_seconds):
-                    raise Abandon() from exc
-                continue
-            except (MissingInputError, StepRuntimeError) as exc:
-                if isinstance(exc, TemporaryError):  # pragma: no cover - future subclasses
-                    if self.stop.wait(cfg.retry_backoff_seconds):
-                        raise Abandon() from exc
-                    continue
-                error = {"cell": None, "ename": type(exc).__name__, "evalue": str(exc),
-                         "traceback": []}
-                return self._fail(msg, raw, error, store.attempts(run_id, spec.step),
-                                  "permanent error")
-            if outcome.status == "busy":
-                # Another process on the volume executes it; wait for its marker.
-                if self.stop.wait(0.2):
-                    raise Abandon()
-                continue
-            if outcome.status == "succeeded":
-                self.health.inc("j2k_runs_succeeded_total")
-                self.health.observe_execution(outcome.seconds)
-                log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds,
-                         outcome.attempt)
-                self._publish([(cfg.status_topic, status_message(
-                    run_id, spec.step, "succeeded", outcome.attempt), run_id),
-                    *self._downstream(msg)], final=True)
-                return True
-            # skipped: completed by someone else meanwhile
             self._publish(self._downstream(msg), final=True)
-            return True
+        elif isinstance(outcome, Waiting):
+            self.health.inc("j2k_runs_waiting_total")
+            log.info("run %s: waiting for %s", run_id, outcome.missing)
+        else:
+            self._fail(msg, raw, outcome)
 
     def _downstream(self, msg: Incoming) -> list[tuple[str, dict[str, Any], str | None]]:
         done = step_done_message(msg.run_id, self.spec.step, msg.parameters)
         return [(topic, done, msg.run_id) for topic in self.cfg.output_topics]
 
-    def _fail(self, msg: Incoming, raw: bytes | None, error: dict[str, Any], attempt: int,
-              reason: str) -> bool:
+    def _fail(self, msg: Incoming, raw: bytes | None, dead: DeadLetter) -> None:
+        error, reason = dead.error, dead.reason
         self.health.inc("j2k_runs_failed_total")
         self.health.inc("j2k_messages_dead_lettered_total")
         log.error("run %s failed for good (%s): %s: %s", msg.run_id, reason,
-                  error.get("ename"), error.get("evalue"))
+                  error.ename, error.evalue)
         self._publish([
             (self.cfg.dead_letter_topic, dead_letter_message(
                 reason, self.spec.step, raw, run_id=msg.run_id, error=error), msg.run_id),
-            (self.cfg.status_topic, status_message(
-                msg.run_id, self.spec.step, "failed", attempt, _short(error)), msg.run_id),
+            (self.cfg.status_topic, status_message(msg.run_id, self.spec.step,
+                                                   StepState.FAILED, dead.attempt,
+                                                   error.summary()), msg.run_id),
         ], final=True)
-        return True
 
-    def _status(self, run_id: str, state: str, attempt: int) -> None:
+    def _status(self, run_id: str, state: StepState, attempt: int) -> None:
         # Best effort: "started" is informative, the later messages are the ones awaited.
         try:
             self.transport.send(self.cfg.status_topic,
                                 status_message(run_id, self.spec.step, state, attempt), run_id)
         except KafkaError as exc:
-            log.warning("status %s not sent: %r", state, exc)
+            log.warning("status %s not sent: %r", state.value, exc)
 
     def _publish(self, messages: list[tuple[str, dict[str, Any], str | None]], *,
                  final: bool = False) -> None:
@@ -497,7 +489,3 @@ class StepLoop:
                 raise Abandon()
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-def _short(error: dict[str, Any]) -> dict[str, Any]:
-    return {k: error.get(k) for k in ("cell", "ename", "evalue")}

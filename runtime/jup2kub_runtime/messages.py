@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from .errors import MessageError, PermanentError
-from .spec import IDENTIFIER_RE, NAME_RE
+from .errors import ErrorRecord, MessageError, PermanentError
+from .names import IDENTIFIER_RE, NAME_RE
 from .state import check_run_id
+from .states import STATUS_STATES, StepState
 
 MESSAGE_VERSION = 1
 MESSAGE_TYPES = ("run", "step-done", "status", "dead-letter")
-STATUS_STATES = ("started", "succeeded", "failed", "retrying")
 MAX_PARAMETERS = 256
 ORIGINAL_EXCERPT_BYTES = 4096  # how much of a bad message the dead-letter keeps
 
@@ -49,11 +49,13 @@ def step_done_message(run_id: str, step: str, parameters: dict[str, Any]) -> dic
             "parameters": parameters}
 
 
-def status_message(run_id: str, step: str, state: str, attempt: int,
+def status_message(run_id: str, step: str, state: StepState, attempt: int,
                    error: dict[str, Any] | None = None) -> dict[str, Any]:
+    state = StepState(state)
     assert state in STATUS_STATES
     msg: dict[str, Any] = {"version": MESSAGE_VERSION, "type": "status", "run_id": run_id,
-                           "step": step, "state": state, "attempt": attempt, "at": now_iso()}
+                           "step": step, "state": state.value, "attempt": attempt,
+                           "at": now_iso()}
     if error is not None:
         msg["error"] = error
     return msg
@@ -61,7 +63,7 @@ def status_message(run_id: str, step: str, state: str, attempt: int,
 
 def dead_letter_message(reason: str, step: str, original: bytes | None, *,
                         run_id: str | None = None,
-                        error: dict[str, Any] | None = None) -> dict[str, Any]:
+                        error: ErrorRecord | None = None) -> dict[str, Any]:
     """A message the step gave up on. ``original`` is kept as text (an excerpt if large)."""
     raw = original or b""
     msg: dict[str, Any] = {
@@ -72,7 +74,7 @@ def dead_letter_message(reason: str, step: str, original: bytes | None, *,
     if run_id is not None:
         msg["run_id"] = run_id
     if error is not None:
-        msg["error"] = {k: error.get(k) for k in ("cell", "ename", "evalue", "traceback")}
+        msg["error"] = error.to_message()
     return msg
 
 

@@ -4,7 +4,7 @@ they run here through IPython's own magics when IPython is installed.
 
 Two things differ from a plain terminal IPython, as in a Jupyter kernel: shell commands'
 output goes through ``sys.stdout`` (so it is captured per cell), and ``%matplotlib`` is a
-no-op because the executor already renders figures after each cell like the inline backend.
+no-op because ``cells`` already renders figures after each cell like the inline backend.
 """
 
 from __future__ import annotations

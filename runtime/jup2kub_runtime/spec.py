@@ -7,19 +7,15 @@ reads it back with ``StepSpec.from_json``/``load``, so both sides share one sche
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .names import IDENTIFIER_RE, NAME_RE
 
 SPEC_VERSION = 1
 SPEC_FILENAME = "step.json"
-
-# Step and pipeline names become Kafka topic names and directory names: keep them safe.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_name(kind: str, value: object) -> str:

@@ -20,55 +20,32 @@ directory). Files no result depends on until a marker covers them (fan-in receip
 counter) are written without fsync: a killed process loses nothing of them (the page cache
 survives it), a power loss at worst forgets a receipt or undercounts an attempt.
 
-Value formats (the ``format`` of each entry in ``values.json``):
+Values are stored in the format of ``valuefile`` (named in ``values.json``).
 
-``pickle5-oob``
-    ``MAGIC``, then a cloudpickle stream (protocol 5) written straight to the file (large
-    in-band bytes are not copied into an intermediate buffer), then every out-of-band buffer
-    (numpy arrays, pandas blocks, ...) at 64-byte aligned offsets, then a JSON trailer
-    ``{"pickle": [offset, length], "buffers": [[offset, length], ...]}`` and a footer (trailer
-    length as 8 bytes little-endian, ``MAGIC_END``). Loading reads each buffer once into a
-    bytearray and unpickles with ``buffers=``: no further copies, and the arrays are writable.
-``cloudpickle``
-    (older files) one cloudpickle stream; still read.
-
-Nothing that arrives in a Kafka message is ever unpickled: values are only read from these
-files, named by the manifest of a completed step. Works without Kafka: the local runner uses
+Nothing that arrives in a Kafka message is ever unpickled: values are only read from the
+files named by the manifest of a completed step. Works without Kafka: the local runner uses
 the same store from separate processes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import functools
-import io
 import json
 import os
-import pickle
-import re
 import socket
-import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import cloudpickle
+from . import valuefile
+from .errors import ErrorRecord, MissingInputError, PermanentError, StateError
+from .names import NAME_RE, RUN_ID_RE
 
-from .errors import MissingInputError, OutputError, PermanentError, StateError
-
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MARKER = "COMPLETE"
-PICKLE_PROTOCOL = 5
-VALUE_FORMAT = "pickle5-oob"
-OLD_VALUE_FORMAT = "cloudpickle"
-MAGIC = b"J2KPKL5\n"
-MAGIC_END = b"J2KEND5\n"
-ALIGN = 64
-_FOOTER = struct.Struct("<Q8s")
 T = TypeVar("T")
 
 
@@ -98,7 +75,7 @@ class StateStore:
         return self.root / "runs" / check_run_id(run_id)
 
     def step_dir(self, run_id: str, step: str) -> Path:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", step):
+        if not NAME_RE.match(step):
             raise PermanentError(f"step name {step!r} is invalid")
         return self.run_dir(run_id) / step
 
@@ -277,13 +254,13 @@ class StateStore:
         for name, value in values.items():
             path = d / "values" / f"{name}.pkl"
             nbytes, nbuffers = self._write_file(
-                path, functools.partial(dump_value, name=name, value=value, step=step,
+                path, functools.partial(valuefile.dump_value, name=name, value=value, step=step,
                                         writeback=self.fsync),
                 durable=True)
             dirs[path.parent] = None
             manifest[name] = {
                 "file": f"values/{name}.pkl",
-                "format": VALUE_FORMAT,
+                "format": valuefile.VALUE_FORMAT,
                 "type": f"{type(value).__module__}.{type(value).__qualname__}",
                 "bytes": nbytes,
                 "buffers": nbuffers,
@@ -302,12 +279,12 @@ class StateStore:
              "seconds": timing.get("seconds"), "upstream": upstream_steps or []},
         )
 
-    def save_failure(self, run_id: str, step: str, *, outputs: Any, error: Mapping[str, Any],
+    def save_failure(self, run_id: str, step: str, *, outputs: Any, error: ErrorRecord,
                      timing: Mapping[str, Any]) -> None:
         """Keep what a failed attempt printed and why it failed (no marker)."""
         d = self.step_dir(run_id, step)
         for fname, doc in (("outputs.json", outputs), ("timing.json", dict(timing)),
-                           ("error.json", dict(error))):
+                           ("error.json", error.to_json())):
             self._write_file(d / fname, _writer(_json_bytes(doc)), durable=True)
         if self.fsync:
             attempts = d / "attempts"  # the retry bound must survive a power loss too
@@ -342,15 +319,15 @@ class StateStore:
                 f"step {step!r} did not store variable {name!r} for run {run_id!r}"
             )
         path = self.step_dir(run_id, step) / entry["file"]
-        fmt = entry.get("format", OLD_VALUE_FORMAT)
-        if fmt not in (VALUE_FORMAT, OLD_VALUE_FORMAT):
+        fmt = entry.get("format", valuefile.OLD_VALUE_FORMAT)
+        if fmt not in valuefile.FORMATS:
             raise StateError(f"{path}: unknown value format {fmt!r} (written by a newer runtime?)")
         try:
             with open(path, "rb") as fh:
-                return load_value_file(fh) if fmt == VALUE_FORMAT else pickle.load(fh)
+                return valuefile.load(fh, fmt)
         except OSError as exc:
             raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        except ValueFormatError as exc:
+        except valuefile.ValueFormatError as exc:
             raise StateError(f"cannot read {path}: {exc}") from exc
 
     def load_inputs(self, run_id: str, inputs: Mapping[str, str]) -> dict[str, Any]:
@@ -377,146 +354,3 @@ def _writer(data: bytes) -> Callable[[IO[bytes]], int]:
 def _json_bytes(data: Any) -> bytes:
     # no indent: json's C encoder (indented output goes through the pure-Python one)
     return json.dumps(data, default=str).encode()
-
-
-class ValueFormatError(ValueError):
-    """A value file that is not in the format its manifest names (truncated, foreign)."""
-
-
-def _libc_sync_file_range() -> Callable[[int, int, int], None] | None:
-    """Linux's sync_file_range(SYNC_FILE_RANGE_WRITE): start writing a range back to disk
-    without waiting, so that a large value's fsync finds little left to do."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):  # not Linux
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-
-    def start_writeback(fd: int, offset: int, nbytes: int) -> None:
-        fn(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE; a failure only loses the head start
-
-    return start_writeback
-
-
-_start_writeback = _libc_sync_file_range()
-
-
-class _Sink:
-    """The file a value is written to: tells the volume's errors (OSError, recorded) from the
-    value's, and with ``writeback`` starts writing every ``CHUNK`` bytes back to disk while
-    the rest is still being written (copying and disk I/O overlap)."""
-
-    CHUNK = 8 << 20
-
-    def __init__(self, fh: IO[bytes], *, writeback: bool) -> None:
-        self.fh = fh
-        self.error: OSError | None = None
-        self.written = 0
-        self.synced = 0
-        self.writeback = writeback and _start_writeback is not None
-
-    def write(self, data: Any) -> int:
-        try:
-            view = memoryview(data)
-            if view.ndim != 1 or view.format != "B":
-                view = view.cast("B")
-            n = view.nbytes
-            for off in range(0, n, self.CHUNK) if n > self.CHUNK else (0,):
-                part = view[off:off + self.CHUNK] if n > self.CHUNK else view
-                self.fh.write(part)
-                self.written += part.nbytes
-                if self.writeback and self.written - self.synced >= self.CHUNK:
-                    self.fh.flush()
-                    assert _start_writeback is not None
-                    _start_writeback(self.fh.fileno(), self.synced, self.written - self.synced)
-                    self.synced = self.written
-            return n
-        except OSError as exc:
-            self.error = exc
-            raise
-
-
-def dump_value(fh: IO[bytes], name: str, value: Any, step: str, *,
-               writeback: bool = False) -> tuple[int, int]:
-    """Write one output in the ``pickle5-oob`` format to ``fh`` (at its start); returns
-    (bytes written, out-of-band buffers). An unpicklable value is a permanent, explained
-    OutputError; a volume error is an OSError. ``writeback``: start writing large files back
-    to disk early (the caller fsyncs them)."""
-    sink = _Sink(fh, writeback=writeback)
-    buffers: list[pickle.PickleBuffer] = []
-    sink.write(MAGIC)
-    try:
-        cloudpickle.CloudPickler(sink, protocol=PICKLE_PROTOCOL,
-                                 buffer_callback=buffers.append).dump(value)
-    except Exception as exc:
-        if sink.error is not None:
-            raise sink.error from None
-        raise OutputError(
-            f"variable {name!r} of step {step!r} ({type(value).__qualname__}) cannot be stored "
-            f"for the next steps: {type(exc).__name__}: {exc}; move the code that uses it "
-            "into the step that creates it"
-        ) from exc
-    pos = sink.written
-    trailer: dict[str, Any] = {"pickle": [len(MAGIC), pos - len(MAGIC)], "buffers": []}
-    for buf in buffers:
-        try:
-            raw = buf.raw()
-        except BufferError as exc:  # pickle refuses non-contiguous buffers in-band too
-            raise OutputError(f"variable {name!r} of step {step!r} cannot be stored: "
-                              f"{exc}") from exc
-        with raw:
-            pad = -pos % ALIGN
-            sink.write(b"\0" * pad)
-            pos += pad
-            sink.write(raw)
-            trailer["buffers"].append([pos, raw.nbytes])
-            pos += raw.nbytes
-        buf.release()
-    tail = json.dumps(trailer, separators=(",", ":")).encode()
-    sink.write(tail)
-    sink.write(_FOOTER.pack(len(tail), MAGIC_END))
-    return sink.written, len(buffers)
-
-
-def load_value_file(fh: IO[bytes]) -> Any:
-    """Read one value written by ``dump_value`` from the open file ``fh``."""
-    size = os.fstat(fh.fileno()).st_size
-    if size < len(MAGIC) + _FOOTER.size or fh.read(len(MAGIC)) != MAGIC:
-        raise ValueFormatError("not a pickle5-oob value file")
-    fh.seek(size - _FOOTER.size)
-    tail_len, end = _FOOTER.unpack(fh.read(_FOOTER.size))
-    if end != MAGIC_END or tail_len > size - len(MAGIC) - _FOOTER.size:
-        raise ValueFormatError("truncated value file (no footer)")
-    fh.seek(size - _FOOTER.size - tail_len)
-    try:
-        trailer = json.loads(fh.read(tail_len))
-        start, length = (int(x) for x in trailer["pickle"])
-        spans = [(int(o), int(n)) for o, n in trailer["buffers"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueFormatError(f"bad trailer: {exc}") from exc
-    limit = size - _FOOTER.size - tail_len
-    if any(o < 0 or n < 0 or o + n > limit for o, n in [(start, length), *spans]):
-        raise ValueFormatError("trailer points outside the file")
-    buffers: list[bytearray] = []
-    for offset, nbytes in spans:
-        data = bytearray(nbytes)
-        view = memoryview(data)
-        fh.seek(offset)
-        got = 0
-        while got < nbytes:
-            n = fh.readinto(view[got:])  # type: ignore[attr-defined]
-            if not n:
-                raise ValueFormatError("truncated buffer")
-            got += n
-        view.release()
-        buffers.append(data)
-    fh.seek(start)
-    return pickle.Unpickler(fh, buffers=buffers).load()
-
-
-def dumps_value(name: str, value: Any, step: str) -> bytes:
-    """One output in the ``pickle5-oob`` format, in memory (tests, tools)."""
-    buf = io.BytesIO()
-    dump_value(buf, name, value, step)
-    return buf.getvalue()

@@ -1,6 +1,6 @@
 """Kafka plumbing (kafka-python): topics, a manually committed consumer, an acks=all producer.
 
-Kept apart from the executor and the state store so that those run without Kafka.
+Kept apart from the cell execution and the state store so that those run without Kafka.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def job(tp: TopicPartition, offset: int, *, done: bool = True, commit: bool = Tr
 def test_commits_follow_consumption_order_and_acknowledgements(tmp_path: Path) -> None:
     loop, fake = make_loop(tmp_path)
     first = job(T0, 5, done=False)  # stored and sent, acks pending
-    loop.in_flight.extend([first, job(T0, 6), job(T1, 0)])
+    loop.commits.in_flight.extend([first, job(T0, 6), job(T1, 0)])
     loop._settle()
     assert fake.async_commits == []  # nothing past an unacknowledged message
     first.commit = True
@@ -82,14 +82,14 @@ def test_commits_follow_consumption_order_and_acknowledgements(tmp_path: Path) -
     assert fake.async_commits[-1] == {T0: 7, T1: 1}
     offsets, callback = fake.callbacks[-1]
     callback(offsets, object())  # success
-    assert loop.committed == {T0: 7, T1: 1}
+    assert loop.commits.committed == {T0: 7, T1: 1}
     loop._settle()
     assert len(fake.async_commits) == 2  # nothing new to commit
 
 
 def test_a_message_left_uncommitted_is_not_committed(tmp_path: Path) -> None:
     loop, fake = make_loop(tmp_path)
-    loop.in_flight.append(job(T0, 3, commit=False))  # abandoned while stopping
+    loop.commits.in_flight.append(job(T0, 3, commit=False))  # abandoned while stopping
     loop._settle()
     assert fake.async_commits == []
 
@@ -98,7 +98,7 @@ def test_revocation_commits_the_handled_prefix_synchronously(tmp_path: Path) -> 
     loop, fake = make_loop(tmp_path)
     pending = job(T0, 9, done=False)
     jobs = [job(T0, 7), job(T0, 8), pending, job(T0, 10), job(T1, 4)]
-    loop.in_flight.extend(jobs)
+    loop.commits.in_flight.extend(jobs)
     loop._on_revoked({T0})
     assert fake.sync_commits == [{T0: 9}]  # 7 and 8 are done; 9 is not, so 10 waits too
     assert all(j.revoked for j in jobs[:4]) and not jobs[4].revoked
@@ -111,7 +111,7 @@ def test_revocation_commits_the_handled_prefix_synchronously(tmp_path: Path) -> 
 def test_stopping_waits_for_acknowledgements_then_commits(tmp_path: Path) -> None:
     loop, fake = make_loop(tmp_path)
     late = job(T1, 2, done=False)
-    loop.in_flight.append(late)
+    loop.commits.in_flight.append(late)
     loop.stop.set()
     loop.stop_at = float("inf")  # never past the grace period here
     loop._last_poll = float("inf")
@@ -152,7 +152,7 @@ def test_partitions_paused_while_acks_back_up_are_resumed_after(tmp_path: Path) 
     fake = PausingTransport()
     loop.transport = fake  # type: ignore[assignment]
     backlog = [job(T0, i, done=False) for i in range(MAX_IN_FLIGHT)]
-    loop.in_flight.extend(backlog)
+    loop.commits.in_flight.extend(backlog)
     loop._last_poll = 0.0
     assert loop._iterate()
     assert fake.polls == [True]  # full: a membership poll with everything paused

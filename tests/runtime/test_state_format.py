@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from harness import RUNTIME_DIR
 
-from jup2kub_runtime import state as state_mod
-from jup2kub_runtime.errors import MessageError, OutputError, StateError
+from jup2kub_runtime import valuefile
+from jup2kub_runtime.errors import ErrorRecord, MessageError, OutputError, StateError
 from jup2kub_runtime.messages import parse
-from jup2kub_runtime.state import MARKER, VALUE_FORMAT, StateStore, dumps_value
+from jup2kub_runtime.state import MARKER, StateStore
+from jup2kub_runtime.valuefile import VALUE_FORMAT, dumps_value
 
 
 def save(store: StateStore, values: dict[str, Any], run: str = "r1", step: str = "s") -> None:
@@ -116,7 +117,7 @@ def test_a_full_volume_is_a_state_error_not_an_output_error(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
     store = StateStore(tmp_path)
-    real_write = state_mod._Sink.write
+    real_write = valuefile._Sink.write
     calls = {"n": 0}
 
     class FullDisk:
@@ -135,7 +136,7 @@ def test_a_full_volume_is_a_state_error_not_an_output_error(tmp_path: Path,
             self.fh = FullDisk(self.fh)
         return real_write(self, data)
 
-    monkeypatch.setattr(state_mod._Sink, "write", failing_write)
+    monkeypatch.setattr(valuefile._Sink, "write", failing_write)
     with pytest.raises(StateError, match="No space left"):
         save(store, {"big": b"x" * (1 << 20)})
     assert not store.is_complete("r1", "s")
@@ -188,7 +189,7 @@ def test_receipts_and_attempts_are_kept_without_fsync(tmp_path: Path,
     assert store.next_attempt("r1", "s") == 1 and store.next_attempt("r1", "s") == 2
     assert synced == []
     assert store.joined("r1", "s") == {"up"} and store.attempts("r1", "s") == 2
-    store.save_failure("r1", "s", outputs={}, error={"ename": "E"}, timing={})
+    store.save_failure("r1", "s", outputs={}, error=ErrorRecord(None, "E", ""), timing={})
     assert synced  # a failure makes the attempt counter durable too
 
 
@@ -210,11 +211,16 @@ def test_nothing_from_a_message_is_unpickled(tmp_path: Path,
                     + json.dumps({"x": payload.hex()}).encode() + b"}", max_bytes=1 << 20)
     assert wrapped.parameters == {"x": payload.hex()}  # JSON values, never unpickled
     assert not flag.exists()
-    # Only the state store unpickles, and only files named by a completed step's manifest.
+    # Only the value file format unpickles, and only the state store uses it: on files named
+    # by a completed step's manifest.
     for module in sorted((RUNTIME_DIR / "jup2kub_runtime").glob("*.py")):
         tree = ast.parse(module.read_text())
         names = {a.name.split(".")[0] for n in ast.walk(tree)
                  if isinstance(n, (ast.Import, ast.ImportFrom))
                  for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])}
-        if module.name != "state.py":
+        relative = {n.module or a.name for n in ast.walk(tree)
+                    if isinstance(n, ast.ImportFrom) and n.level for a in n.names}
+        if module.name != "valuefile.py":
             assert not names & {"pickle", "cloudpickle", "dill", "marshal"}, module.name
+        if module.name not in ("state.py", "valuefile.py"):
+            assert "valuefile" not in relative, module.name

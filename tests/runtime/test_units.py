@@ -1,4 +1,4 @@
-"""Kafka-free parts of the runtime: spec, messages, config, executor, state store, CLI."""
+"""Kafka-free parts of the runtime: spec, messages, config, cells, state store, CLI."""
 
 from __future__ import annotations
 
@@ -12,21 +12,30 @@ from pathlib import Path
 import pytest
 from harness import RUNTIME_DIR
 
-from jup2kub_runtime.config import Config
+from jup2kub_runtime import STEP_RUN_MODULE, step_run
+from jup2kub_runtime.cells import execute_step
+from jup2kub_runtime.config import DEFAULT_CODE_PATH, DEFAULT_PORT, Config
 from jup2kub_runtime.errors import (
     CellError,
     ConfigError,
+    ErrorRecord,
     MessageError,
     MissingInputError,
     OutputError,
     PermanentError,
     SpecError,
 )
-from jup2kub_runtime.execute import run_step
-from jup2kub_runtime.executor import execute_step
-from jup2kub_runtime.messages import parse, run_message, status_message, step_done_message
+from jup2kub_runtime.messages import (
+    dead_letter_message,
+    parse,
+    run_message,
+    status_message,
+    step_done_message,
+)
 from jup2kub_runtime.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
 from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.states import STATUS_STATES, StepState
+from jup2kub_runtime.step_run import run_step
 
 SPEC_JSON = {
     "version": 1, "pipeline": "iris", "step": "train",
@@ -59,12 +68,40 @@ def test_spec_roundtrip_and_validation(tmp_path: Path) -> None:
         StepSpec.from_json("{")
 
 
+def test_step_state_values_are_the_wire_values() -> None:
+    assert {s.value for s in STATUS_STATES} == {"started", "succeeded", "failed", "retrying"}
+    assert (StepState.WAITING.value, StepState.BLOCKED.value) == ("waiting", "blocked")
+    assert json.dumps({"state": StepState.SUCCEEDED}) == '{"state": "succeeded"}'
+
+
+def test_error_record_json() -> None:
+    record = ErrorRecord(2, "ValueError", "bad", ["Traceback", "ValueError: bad"], phase="cell")
+    doc = record.to_json()
+    assert doc == {"output_type": "error", "cell": 2, "phase": "cell", "ename": "ValueError",
+                   "evalue": "bad", "traceback": ["Traceback", "ValueError: bad"]}
+    assert ErrorRecord.from_json(json.loads(json.dumps(doc))) == record
+    assert record.summary() == {"cell": 2, "ename": "ValueError", "evalue": "bad"}
+    stored = ErrorRecord.of(OutputError("variable 'x' ...", variable="x"))
+    assert stored.to_message() == {"cell": None, "ename": "OutputError",
+                                   "evalue": "variable 'x' ...", "traceback": [],
+                                   "variable": "x"}
+    # older records: no variable, no phase, even no traceback
+    old = ErrorRecord.from_json({"cell": None, "ename": "E", "evalue": "v"})
+    assert (old.variable, old.phase, old.traceback) == (None, None, [])
+    assert str(CellError(record)) == "cell 2: ValueError: bad"
+    dead = dead_letter_message("permanent error", "s", b"{}", run_id="r", error=stored)
+    assert dead["error"]["variable"] == "x"
+
+
 def test_messages_validation() -> None:
     ok = parse(json.dumps(run_message("r-1", {"a": 1})).encode(), max_bytes=10_000)
     assert (ok.type, ok.run_id, ok.parameters) == ("run", "r-1", {"a": 1})
     done = parse(json.dumps(step_done_message("r-1", "load", {})).encode(), max_bytes=10_000)
     assert (done.type, done.step) == ("step-done", "load")
-    assert status_message("r", "s", "failed", 2, {"ename": "E"})["error"] == {"ename": "E"}
+    failed = status_message("r", "s", StepState.FAILED, 2, {"ename": "E"})
+    assert (failed["state"], failed["error"]) == ("failed", {"ename": "E"})
+    with pytest.raises(AssertionError):
+        status_message("r", "s", StepState.BLOCKED, 1)  # the local runner's, not on the wire
     for raw, reason in [
         (None, "empty"), (b"x" * 2000, "oversized"), (b"\xff", "UTF-8"),
         (b'{"version": 1, "type": "run", "run_id": "a", "parameters": {"x": NaN}}', "JSON"),
@@ -100,6 +137,33 @@ def test_config_defaults_and_errors() -> None:
             Config.from_env({**BASE_ENV, var: value})
         assert info.value.variable == var
 
+def test_config_to_env_round_trips() -> None:
+    cfg = Config.from_env({**BASE_ENV, "J2K_OUTPUT_TOPICS": "iris.edge.train.eval",
+                           "J2K_RETRY_BACKOFF_SECONDS": "0.1", "J2K_FSYNC": "no",
+                           "J2K_LOG_LEVEL": "debug", "J2K_STEP_TIMEOUT_SECONDS": "2.5"})
+    env = cfg.to_env()
+    assert all(k.startswith("J2K_") and isinstance(v, str) for k, v in env.items())
+    assert Config.from_env(env) == cfg
+    bare = Config.from_env(BASE_ENV)
+    assert Config.from_env(bare.to_env()) == bare
+
+
+def test_config_for_step_derives_the_wiring() -> None:
+    root = Config.for_step("iris", "load", [], ["train", "plot"], "k:9092", "/state")
+    assert root.input_topics == ["iris.runs"]
+    assert root.output_topics == ["iris.edge.load.train", "iris.edge.load.plot"]
+    assert (root.consumer_group, root.status_topic, root.dead_letter_topic) == (
+        "iris.load", "iris.status", "iris.dead-letter")
+    assert (root.code_path, root.port) == (DEFAULT_CODE_PATH, DEFAULT_PORT)
+    join = Config.for_step("iris", "eval", ["train", "load"], [], ["a:1", "b:2"], "/s", "/c",
+                           port=0, max_retries=0, run_files=False, health_host="127.0.0.1")
+    assert join.input_topics == ["iris.edge.train.eval", "iris.edge.load.eval"]
+    assert (join.output_topics, join.bootstrap_servers) == ([], ["a:1", "b:2"])
+    assert (join.port, join.max_retries, join.run_files) == (0, 0, False)
+    assert Config.from_env(join.to_env()) == join
+    with pytest.raises(ConfigError, match="J2K_STEP"):
+        Config.for_step("iris", "no good", [], [], "k:9092", "/s")
+
 
 def test_missing_variable_stops_process_with_code_2() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
@@ -115,7 +179,7 @@ def spec_of(*cells: str, **kw: object) -> StepSpec:
                     cells=[Cell(i + 1, c) for i, c in enumerate(cells)], **kw)  # type: ignore[arg-type]
 
 
-def test_executor_captures_like_jupyter() -> None:
+def test_cells_capture_like_jupyter() -> None:
     spec = spec_of(
         "print('out'); import sys; print('err', file=sys.stderr); print('more')\n1 + 1",
         "x = 3;",
@@ -146,24 +210,25 @@ def test_executor_captures_like_jupyter() -> None:
     json.dumps(doc)
 
 
-def test_executor_reports_the_failing_cell() -> None:
+def test_cells_report_the_failing_cell() -> None:
     result = execute_step(spec_of("a = 1", "def g():\n    raise KeyError('k')\n", "print('x')\ng()",
                                   "never = 1"), {})
     assert not result.ok and result.error is not None and not result.permanent
-    assert (result.error["cell"], result.error["ename"]) == (3, "KeyError")
-    tb = "\n".join(result.error["traceback"])
+    assert result.error is not None
+    assert (result.error.cell, result.error.ename) == (3, "KeyError")
+    tb = "\n".join(result.error.traceback)
     assert 'File "<cell 3>", line 2' in tb and 'File "<cell 2>", line 2, in g' in tb
-    assert "executor.py" not in tb
+    assert "cells.py" not in tb
     assert len(result.cells) == 3
     assert result.cells[2].outputs[-1]["output_type"] == "error"
     syntax = execute_step(spec_of("def (:"), {})
     assert syntax.permanent and syntax.error is not None
-    assert syntax.error["ename"] == "SyntaxError"
+    assert syntax.error is not None and syntax.error.ename == "SyntaxError"
     missing = execute_step(spec_of("a = 1", outputs=["b"]), {})
-    assert missing.permanent and missing.error is not None and "b" in missing.error["evalue"]
+    assert missing.permanent and missing.error is not None and "b" in missing.error.evalue
 
 
-def test_executor_timeout_in_a_worker_thread() -> None:
+def test_cells_timeout_in_a_worker_thread() -> None:
     out: list[object] = []
     t = threading.Thread(target=lambda: out.append(execute_step(
         spec_of("while True:\n    pass"), {}, timeout=0.5)))
@@ -171,7 +236,7 @@ def test_executor_timeout_in_a_worker_thread() -> None:
     t.join(10)
     assert not t.is_alive()
     result = out[0]
-    assert result.error is not None and result.error["ename"] == "StepTimeout"  # type: ignore[attr-defined]
+    assert result.error is not None and result.error.ename == "StepTimeout"  # type: ignore[attr-defined]
 
 
 def test_state_store_and_run_step(tmp_path: Path) -> None:
@@ -196,22 +261,32 @@ def test_state_store_and_run_step(tmp_path: Path) -> None:
     bad = spec_of("import threading\nlock = threading.Lock()", step="bad", outputs=["lock"])
     with pytest.raises(OutputError, match=r"'lock'.*cannot be stored"):
         run_step(bad, store, "r1")
-    assert store.error("r1", "bad")["ename"] == "OutputError"  # type: ignore[index]
+    bad_error = store.error("r1", "bad")
+    assert bad_error is not None and bad_error["ename"] == "OutputError"
+    assert (bad_error["variable"], bad_error["phase"]) == ("lock", "outputs")
     failing = spec_of("raise RuntimeError('no')", step="failing")
     with pytest.raises(CellError) as info:
         run_step(failing, store, "r1")
-    assert info.value.info["cell"] == 1 and store.attempts("r1", "failing") == 1
+    assert info.value.record.cell == 1 and store.attempts("r1", "failing") == 1
     with pytest.raises(PermanentError):
         store.run_dir("../etc")
 
 
-def test_execute_command(tmp_path: Path) -> None:
+def test_step_run_module_is_named_for_callers() -> None:
+    assert step_run.__name__ == STEP_RUN_MODULE
+    code = "import sys, jup2kub_runtime; print('jup2kub_runtime.cells' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(RUNTIME_DIR)})
+    assert out.stdout.strip() == "False"  # naming the command does not import the cells
+
+
+def test_step_run_command(tmp_path: Path) -> None:
     spec = spec_of("print('hello', x)\ny = x * 2", parameters_source="x = 1\n", outputs=["y"])
     spec.dump(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "jup2kub_runtime.execute", "--spec",
+        return subprocess.run([sys.executable, "-m", STEP_RUN_MODULE, "--spec",
                                str(tmp_path / "step.json"), "--state", str(tmp_path / "st"),
                                *args], env=env, capture_output=True, text=True, timeout=60)
 
@@ -236,7 +311,7 @@ def test_execute_command_started_ahead_waits_for_go(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
 
     def run(run_id: str, stdin: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "jup2kub_runtime.execute", "--spec",
+        return subprocess.run([sys.executable, "-m", STEP_RUN_MODULE, "--spec",
                                str(tmp_path / "step.json"), "--state", str(tmp_path / "st"),
                                "--run-id", run_id, "--params", '{"x": 4}', "--wait"],
                               env=env, input=stdin, capture_output=True, text=True, timeout=60)

@@ -47,6 +47,7 @@ from jup2kub.errors import InputError, UsageError
 from jup2kub.files import atomic_write_text
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan
+from jup2kub_runtime import STEP_RUN_MODULE
 from jup2kub_runtime.spec import Cell, StepSpec
 
 #: What ``python -m jup2kub_runtime`` imports (pyproject's "runtime" dependencies).
@@ -552,7 +553,7 @@ def trace(
             trace_dir.parent.mkdir(exist_ok=True)
             proc = subprocess.run(
                 [*command, "trace", "-d", str(trace_dir), "--dont-identify-packages",
-                 sys.executable, "-m", "jup2kub_runtime.execute", "--spec", str(spec_dir),
+                 sys.executable, "-m", STEP_RUN_MODULE, "--spec", str(spec_dir),
                  "--state", str(state), "--run-id", "trace", "--params", params],
                 cwd=cwd, env=_scrubbed_env(home), capture_output=True, text=True,
                 timeout=timeout, check=False,

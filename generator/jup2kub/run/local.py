@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, WAITING, Run, explain
+from jup2kub_runtime import STEP_RUN_MODULE
 from jup2kub_runtime.state import StateStore
 
 
@@ -33,7 +34,7 @@ class _Process:
 
 
 class LocalExecutor:
-    """Runs each step as ``python -m jup2kub_runtime.execute``, at most ``jobs`` at once."""
+    """Runs each step with the runtime's single-execution command, at most ``jobs`` at once."""
 
     mode = "embedded"
     resumable = True
@@ -111,7 +112,7 @@ class _Schedule:
         # stderr goes outside WORKDIR first: it must survive a full work disk
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the step ends)
         proc = subprocess.Popen(
-            [self.executor.python, "-m", "jup2kub_runtime.execute",
+            [self.executor.python, "-m", STEP_RUN_MODULE,
              "--spec", str(run.bundles[name]), "--state", str(run.workdir),
              "--run-id", run.run_id, "--params", self.params_json,
              *(["--wait"] if wait else [])],

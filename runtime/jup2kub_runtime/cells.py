@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any, TextIO
 
+from .errors import ErrorRecord
 from .shell import get_ipython_for
 from .spec import StepSpec
 
@@ -63,7 +64,7 @@ class ExecutionResult:
     step: str
     values: dict[str, Any]
     cells: list[CellRecord]
-    error: dict[str, Any] | None
+    error: ErrorRecord | None
     started_at: float
     finished_at: float
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -80,7 +81,8 @@ class ExecutionResult:
     def outputs_document(self) -> dict[str, Any]:
         """The ``outputs.json`` content: per-cell nbformat outputs, plus the error if any."""
         return {"version": 1, "step": self.step, "parameters": self.parameters,
-                "cells": [c.to_dict() for c in self.cells], "error": self.error}
+                "cells": [c.to_dict() for c in self.cells],
+                "error": None if self.error is None else self.error.to_json()}
 
     def timing(self) -> dict[str, Any]:
         return {"started_at": self.started_at, "finished_at": self.finished_at,
@@ -236,14 +238,15 @@ def _figure_outputs() -> list[Output]:
 
 # ---- execution ---------------------------------------------------------------------------------
 
-def _error_info(exc: BaseException, cell: int | None, phase: str) -> dict[str, Any]:
+def _error_record(exc: BaseException, cell: int | None, phase: str) -> ErrorRecord:
+    """The step code's exception, its traceback without this module's frames."""
     te = traceback.TracebackException.from_exception(exc)
     here = os.path.abspath(__file__)
     te.stack = traceback.StackSummary.from_list(
         [f for f in te.stack if os.path.abspath(f.filename) != here]
     )
-    return {"output_type": "error", "cell": cell, "phase": phase, "ename": type(exc).__name__,
-            "evalue": str(exc), "traceback": "".join(te.format()).rstrip("\n").split("\n")}
+    return ErrorRecord(cell, type(exc).__name__, str(exc),
+                       "".join(te.format()).rstrip("\n").split("\n"), phase=phase)
 
 
 @functools.lru_cache(maxsize=512)
@@ -341,7 +344,7 @@ def execute_step(
     capture = _Capture()
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     cells: list[CellRecord] = []
-    error: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
     permanent = False
     started = time.time()
 
@@ -386,19 +389,16 @@ def execute_step(
                         capture.add(out)
                     record.seconds = time.perf_counter() - t0
         except BaseException as exc:  # the step's code may raise anything, even SystemExit
-            error = _error_info(exc, cell_no, phase)
+            error = _error_record(exc, cell_no, phase)
             permanent = isinstance(exc, SyntaxError)
             if cells and phase == "cell":
-                cells[-1].outputs.append({k: error[k] for k in
-                                          ("output_type", "ename", "evalue", "traceback")})
+                cells[-1].outputs.append(error.to_output())
     values: dict[str, Any] = {}
     if error is None:
         missing = [v for v in spec.outputs if v not in ns]
         if missing:
-            error = {"output_type": "error", "cell": None, "phase": "outputs",
-                     "ename": "NameError",
-                     "evalue": f"step {spec.step!r} did not define output(s) "
-                               f"{', '.join(missing)}", "traceback": []}
+            error = ErrorRecord(None, "NameError", f"step {spec.step!r} did not define "
+                                f"output(s) {', '.join(missing)}", phase="outputs")
             permanent = True
         else:
             values = {v: ns[v] for v in spec.outputs}

@@ -1,8 +1,9 @@
 """One execution of one step for one run, over the state store, without Kafka.
 
-``run_step`` is shared by the Kafka loop and the local runner (``jup2kub run``). As a command::
+``run_step`` is shared by the Kafka loop and the local runner (``jup2kub run``). As a command
+(``jup2kub_runtime.STEP_RUN_MODULE`` names this module for ``python -m``)::
 
-    python -m jup2kub_runtime.execute --spec step.json --state DIR --run-id ID \
+    python -m jup2kub_runtime.step_run --spec step.json --state DIR --run-id ID \
         [--params JSON] [--timeout SECONDS] [--force] [--echo] [--wait]
 
 Exit codes: 0 succeeded (or already complete), 1 the step's code failed (error.json and
@@ -25,14 +26,14 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .errors import CellError, MissingInputError, OutputError, StepRuntimeError
-from .executor import execute_step, warm_up
+from . import STEP_RUN_MODULE
+from .cells import execute_step, warm_up
+from .errors import CellError, ErrorRecord, MissingInputError, OutputError, StepRuntimeError
 from .spec import StepSpec
 from .state import StateStore, check_run_id
-
-Status = Literal["succeeded", "skipped", "busy"]
+from .states import StepState
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class StepOutcome:
     """What ``run_step`` did: executed (succeeded), found it complete (skipped), or found
     another live process executing it (busy)."""
 
-    status: Status
+    status: StepState  # SUCCEEDED, SKIPPED or BUSY
     attempt: int = 0
     seconds: float = 0.0
 
@@ -66,7 +67,7 @@ def run_step(
     """
     check_run_id(run_id)
     if not force and store.is_complete(run_id, spec.step):
-        return StepOutcome("skipped")
+        return StepOutcome(StepState.SKIPPED)
     missing = [s for s in spec.upstream if not store.is_complete(run_id, s)]
     if missing:
         raise MissingInputError(
@@ -74,9 +75,9 @@ def run_step(
         )
     with store.lock(run_id, spec.step) as got:
         if not got:
-            return StepOutcome("busy")
+            return StepOutcome(StepState.BUSY)
         if not force and store.is_complete(run_id, spec.step):
-            return StepOutcome("skipped")
+            return StepOutcome(StepState.SKIPPED)
         attempt = store.next_attempt(run_id, spec.step)
         if on_start is not None:
             on_start(attempt)
@@ -93,12 +94,11 @@ def run_step(
                             timing={**result.timing(), "attempt": attempt},
                             upstream_steps=list(spec.upstream), attempt=attempt)
         except OutputError as exc:
-            error: dict[str, Any] = {"output_type": "error", "cell": None, "phase": "outputs",
-                     "ename": "OutputError", "evalue": str(exc), "traceback": []}
             store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
-                               error=error, timing=result.timing())
+                               error=ErrorRecord.of(exc, phase="outputs"),
+                               timing=result.timing())
             raise
-        return StepOutcome("succeeded", attempt, result.seconds)
+        return StepOutcome(StepState.SUCCEEDED, attempt, result.seconds)
 
 
 @contextlib.contextmanager
@@ -117,7 +117,7 @@ def _working_directory(path: Path | None) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jup2kub_runtime.execute",
+    parser = argparse.ArgumentParser(prog=f"python -m {STEP_RUN_MODULE}",
                                      description="Execute one pipeline step for one run.")
     parser.add_argument("--spec", required=True, help="step.json (or its directory)")
     parser.add_argument("--state", required=True, help="state store root directory")
@@ -144,23 +144,19 @@ def main(argv: list[str] | None = None) -> int:
                 return 4
         outcome = run_step(spec, StateStore(args.state), args.run_id, params,
                            force=args.force, echo=args.echo, timeout=args.timeout or None)
-    except CellError as exc:
-        print(json.dumps({"status": "failed", "step": spec.step, "run_id": args.run_id,
-                          "error": exc.info}), file=sys.stderr)
-        return 1
-    except OutputError as exc:
-        print(json.dumps({"status": "failed", "step": spec.step, "run_id": args.run_id,
-                          "error": {"cell": None, "ename": "OutputError", "evalue": str(exc),
-                                    "traceback": []}}), file=sys.stderr)
+    except (CellError, OutputError) as exc:
+        record = exc.record if isinstance(exc, CellError) else ErrorRecord.of(exc)
+        print(json.dumps({"status": StepState.FAILED.value, "step": spec.step,
+                          "run_id": args.run_id, "error": record.to_json()}), file=sys.stderr)
         return 1
     except StepRuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if outcome.status == "busy":
+    if outcome.status is StepState.BUSY:
         print(f"step {spec.step!r} of run {args.run_id!r} is being executed by another process",
               file=sys.stderr)
         return 3
-    print(json.dumps({"status": outcome.status, "step": spec.step, "run_id": args.run_id,
+    print(json.dumps({"status": outcome.status.value, "step": spec.step, "run_id": args.run_id,
                       "attempt": outcome.attempt, "seconds": round(outcome.seconds, 6)}))
     return 0
 

@@ -1,0 +1,18 @@
+"""Which names are valid where: pipeline and step names, variables, Kafka topics, run ids.
+
+Pipeline and step names become parts of topic names, consumer groups and directory names, and
+run ids become directory names, so each is kept to a safe alphabet; one place for all of them.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: a pipeline or step name: 1-63 letters, digits, '_' or '-', starting with a letter or digit
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+#: a Python identifier (parameters, a step's input and output variables)
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: a Kafka topic or consumer group name
+TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+#: a run id: one safe path component of 1-128 letters, digits, '.', '_' or '-'
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

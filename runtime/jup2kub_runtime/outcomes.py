@@ -1,0 +1,59 @@
+"""What one attempt at a run message came to, like kopf's handler outcomes.
+
+``StepLoop._attempt`` decides (the step's policy, in one place) and returns one of these;
+``StepLoop`` then acts on it: publishes the status, downstream and dead-letter messages, waits
+before a retry, and marks the message committable. Shutting down meanwhile is not an outcome
+but the ``Abandon`` exception, since a wait or a publication can be cut short by it anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from .errors import ErrorRecord
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """Executed now: results stored; say so and announce the run downstream."""
+
+    attempt: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Already complete: announce it downstream again (the first announcement may be lost).
+    ``meanwhile``: completed by another process while this one was about to execute it."""
+
+    meanwhile: bool = False
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Some upstream steps are not complete yet: their own announcements will bring it back."""
+
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Try again after ``delay`` seconds; ``error`` (the step's code failed) is reported as a
+    ``retrying`` status of ``attempt``, other causes (volume, a concurrent execution) not."""
+
+    delay: float
+    error: ErrorRecord | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Failed for good: dead-letter the message and report the run failed."""
+
+    reason: str
+    error: ErrorRecord
+    attempt: int
+
+
+Outcome: TypeAlias = Succeeded | Skipped | Waiting | Retry | DeadLetter
