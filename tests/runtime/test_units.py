@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from harness import RUNTIME_DIR
 
 from jup2kub_runtime.config import Config
 from jup2kub_runtime.errors import (
@@ -27,6 +26,7 @@ from jup2kub_runtime.executor import execute_step
 from jup2kub_runtime.messages import parse, run_message, status_message, step_done_message
 from jup2kub_runtime.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
 from jup2kub_runtime.state import StateStore
+from tests.support.runtime_harness import RUNTIME_DIR
 
 SPEC_JSON = {
     "version": 1, "pipeline": "iris", "step": "train",

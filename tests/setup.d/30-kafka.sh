@@ -3,7 +3,7 @@
 # one place: <kafka.version> in tools/kafka/pom.xml. The jars come from Maven Central through
 # Maven (dependency:copy-dependencies), cached in $JUP2KUB_CACHE/kafka-<version>/libs.
 # Exports J2K_KAFKA_HOME (that directory's parent; jars in $J2K_KAFKA_HOME/libs) and
-# J2K_KAFKA_VERSION for the pytest fixture (tests/runtime/kafka_broker.py).
+# J2K_KAFKA_VERSION for the pytest fixture (tests/support/kafka_broker.py).
 j2k_kafka_pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/tools/kafka/pom.xml"
 J2K_KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$j2k_kafka_pom" | head -n1)"
 if [ -z "$J2K_KAFKA_VERSION" ]; then
