@@ -26,11 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from e2e.oci import ImageConfig, write_docker_archive
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from oci import ImageConfig, write_docker_archive  # noqa: E402
-
 REPO = HERE.parent
 KAFKA_DIR = HERE / "kafka"
 SUITE = "bookworm"
