@@ -22,8 +22,6 @@ import nbformat
 from nbclient import NotebookClient
 from nbformat import v4
 
-REPO = Path(__file__).resolve().parents[1]
-
 HEAVY = (
     "import numpy as np\n"
     "def burn(seconds, seed):\n"
@@ -111,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     broker = None
     if not args.no_kafka:
-        sys.path.insert(0, str(REPO / "tests" / "runtime"))
-        from kafka_broker import KafkaBroker
+        from tests.support.kafka_broker import KafkaBroker
 
         broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="bench-kafka-")))
         broker.start()

@@ -1,7 +1,7 @@
 """Benchmark (not a test): the step runtime on real Kafka — handoff, throughput, recovery.
 
 Each function starts its own pipeline of ``python -m jup2kub_runtime`` processes (one per step
-replica, tests/runtime/harness.py) against a broker it is given, so ``python -m bench`` runs
+replica, tests/support/runtime_harness.py) against a broker it is given, so ``python -m bench`` runs
 them all on one broker; this module's CLI starts its own broker (jars from
 tests/setup.d/30-kafka.sh).
 
@@ -34,17 +34,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-for _p in (str(REPO), str(REPO / "runtime"), str(REPO / "tests" / "runtime")):  # also as a script
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from harness import Pipeline  # noqa: E402
-from kafka_broker import KafkaBroker  # noqa: E402
-
-from bench.stats import pct, summary  # noqa: E402
-from jup2kub_runtime.messages import parse_time  # noqa: E402
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec  # noqa: E402
+from bench.stats import pct, summary
+from jup2kub_runtime.messages import parse_time
+from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.runtime_harness import Pipeline
 
 # The runtime's own default (config.py), which the chart does not override: the harness's
 # 3 s would flatter recovery.

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import versions
+from e2e import versions
 
 GO_SOURCES = Path(__file__).resolve().parent / "go"
 GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false -trimpath", "GOTOOLCHAIN": "local"}

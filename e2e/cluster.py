@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import tempfile
@@ -27,12 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from e2e import build, images, versions
 
-import build  # noqa: E402
-import images  # noqa: E402
-import versions  # noqa: E402
+HERE = Path(__file__).resolve().parent
+MANIFESTS = HERE / "manifests"
 
 # --- layout ------------------------------------------------------------------------------------
 
@@ -482,238 +481,20 @@ def kube_proxy_config() -> str:
 
 # --- addons ------------------------------------------------------------------------------------
 
-COREDNS_MANIFEST = """
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: coredns, namespace: kube-system}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: "system:coredns"}}
-rules:
-  - apiGroups: [""]
-    resources: [endpoints, services, pods, namespaces]
-    verbs: [list, watch]
-  - apiGroups: [discovery.k8s.io]
-    resources: [endpointslices]
-    verbs: [list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: "system:coredns"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}}
-subjects: [{{kind: ServiceAccount, name: coredns, namespace: kube-system}}]
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: coredns, namespace: kube-system}}
-data:
-  Corefile: |
-    .:53 {{
-        errors
-        health {{
-            lameduck 5s
-        }}
-        ready
-        kubernetes {domain} in-addr.arpa ip6.arpa {{
-            pods insecure
-            fallthrough in-addr.arpa ip6.arpa
-            ttl 30
-        }}
-        prometheus :9153
-        cache 30
-        loop
-        reload
-        loadbalance
-    }}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: coredns
-  namespace: kube-system
-  labels: {{k8s-app: kube-dns}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{k8s-app: kube-dns}}}}
-  template:
-    metadata: {{labels: {{k8s-app: kube-dns}}}}
-    spec:
-      serviceAccountName: coredns
-      priorityClassName: system-cluster-critical
-      dnsPolicy: Default
-      containers:
-        - name: coredns
-          image: {image}
-          imagePullPolicy: Never
-          args: ["-conf", "/etc/coredns/Corefile"]
-          ports:
-            - {{name: dns, containerPort: 53, protocol: UDP}}
-            - {{name: dns-tcp, containerPort: 53, protocol: TCP}}
-            - {{name: metrics, containerPort: 9153, protocol: TCP}}
-          resources:
-            requests: {{cpu: 50m, memory: 64Mi}}
-            limits: {{memory: 170Mi}}
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities: {{add: [NET_BIND_SERVICE], drop: [ALL]}}
-          livenessProbe:
-            httpGet: {{path: /health, port: 8080}}
-            initialDelaySeconds: 5
-            periodSeconds: 10
-          readinessProbe:
-            httpGet: {{path: /ready, port: 8181}}
-            periodSeconds: 2
-          volumeMounts:
-            - {{name: config, mountPath: /etc/coredns, readOnly: true}}
-      volumes:
-        - name: config
-          configMap:
-            name: coredns
-            items: [{{key: Corefile, path: Corefile}}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: kube-dns
-  namespace: kube-system
-  labels: {{k8s-app: kube-dns, kubernetes.io/name: CoreDNS}}
-spec:
-  selector: {{k8s-app: kube-dns}}
-  clusterIP: {dns_ip}
-  ports:
-    - {{name: dns, port: 53, protocol: UDP}}
-    - {{name: dns-tcp, port: 53, protocol: TCP}}
-    - {{name: metrics, port: 9153, protocol: TCP}}
-"""
-
-LOCAL_PATH_MANIFEST = """
-apiVersion: v1
-kind: Namespace
-metadata: {{name: local-path-storage}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: local-path-provisioner-service-account, namespace: local-path-storage}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: local-path-provisioner}}
-rules:
-  - apiGroups: [""]
-    resources: [nodes, persistentvolumeclaims, configmaps, pods, pods/log]
-    verbs: [get, list, watch]
-  - apiGroups: [""]
-    resources: [persistentvolumes, pods]
-    verbs: ["*"]
-  - apiGroups: [""]
-    resources: [events]
-    verbs: [create, patch]
-  - apiGroups: [storage.k8s.io]
-    resources: [storageclasses]
-    verbs: [get, list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: local-path-provisioner}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: local-path-provisioner}}
-subjects: [{{kind: ServiceAccount, name: local-path-provisioner-service-account,
-             namespace: local-path-storage}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: local-path-provisioner, namespace: local-path-storage}}
-rules:
-  - apiGroups: [""]
-    resources: [pods]
-    verbs: [get, list, watch, create, patch, update, delete]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: local-path-provisioner, namespace: local-path-storage}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: local-path-provisioner}}
-subjects: [{{kind: ServiceAccount, name: local-path-provisioner-service-account,
-             namespace: local-path-storage}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: local-path-provisioner, namespace: local-path-storage}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: local-path-provisioner}}}}
-  template:
-    metadata: {{labels: {{app: local-path-provisioner}}}}
-    spec:
-      serviceAccountName: local-path-provisioner-service-account
-      containers:
-        - name: local-path-provisioner
-          image: {image}
-          imagePullPolicy: Never
-          command: [/local-path-provisioner, --debug, start,
-                    --config, /etc/config/config.json,
-                    --helper-image, {helper}]
-          env:
-            - name: POD_NAMESPACE
-              valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}
-            - name: CONFIG_MOUNT_PATH
-              value: /etc/config/
-          volumeMounts:
-            - {{name: config-volume, mountPath: /etc/config/}}
-      volumes:
-        - name: config-volume
-          configMap: {{name: local-path-config}}
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: standard
-  annotations: {{storageclass.kubernetes.io/is-default-class: "true"}}
-provisioner: rancher.io/local-path
-volumeBindingMode: WaitForFirstConsumer
-reclaimPolicy: Delete
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: local-path-config, namespace: local-path-storage}}
-data:
-  config.json: |-
-    {{"nodePathMap": [{{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES",
-                       "paths": ["{volumes}"]}}]}}
-  setup: |-
-    #!/bin/sh
-    set -eu
-    mkdir -m 0777 -p "$VOL_DIR"
-  teardown: |-
-    #!/bin/sh
-    set -eu
-    rm -rf "$VOL_DIR"
-  helperPod.yaml: |-
-    apiVersion: v1
-    kind: Pod
-    metadata:
-      name: helper-pod
-    spec:
-      priorityClassName: system-node-critical
-      tolerations:
-        - key: node.kubernetes.io/disk-pressure
-          operator: Exists
-          effect: NoSchedule
-      containers:
-        - name: helper-pod
-          image: {helper}
-          imagePullPolicy: Never
-"""
+def render_manifest(path: Path, **values: object) -> str:
+    """A YAML file with string.Template placeholders, filled: the manifests stay plain files
+    (readable, lintable), the values (images, addresses, paths) come from this harness."""
+    return string.Template(path.read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
 def apply_addons() -> None:
-    coredns = COREDNS_MANIFEST.format(image=images.COREDNS_IMAGE, domain=CLUSTER_DOMAIN,
-                                      dns_ip=DNS_IP)
+    coredns = render_manifest(MANIFESTS / "coredns.yaml", image=images.COREDNS_IMAGE,
+                              domain=CLUSTER_DOMAIN, dns_ip=DNS_IP)
     kubectl("apply", "-f", "-", input_text=coredns)
     (STATE / "volumes").mkdir(exist_ok=True)
-    local_path = LOCAL_PATH_MANIFEST.format(image=images.LOCAL_PATH_IMAGE,
-                                            helper=images.BUSYBOX_IMAGE,
-                                            volumes=STATE / "volumes")
+    local_path = render_manifest(MANIFESTS / "local-path-provisioner.yaml",
+                                 image=images.LOCAL_PATH_IMAGE, helper=images.BUSYBOX_IMAGE,
+                                 volumes=STATE / "volumes")
     kubectl("apply", "-f", "-", input_text=local_path)
 
 
@@ -986,7 +767,7 @@ def exec_with_cluster_dns(cmd: Sequence[str]) -> None:
 
 
 def kafka_image(load: bool) -> Path:
-    import kafka_image as kimg
+    from e2e import kafka_image as kimg
 
     tar = kimg.build(CACHE_ROOT, HOME / "images")
     if load:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import versions
-from oci import Entry, ImageConfig, write_docker_archive
+from e2e import versions
+from e2e.oci import Entry, ImageConfig, write_docker_archive
 
 PAUSE_IMAGE = "j2k.local/pause:1"
 COREDNS_IMAGE = f"j2k.local/coredns:{versions.COREDNS}"

@@ -5,8 +5,8 @@ Layout as in the official image: the distribution under ``/opt/kafka`` (``bin/*.
 PATH. Made of:
 
 - a Debian bookworm root filesystem with ``openjdk-17-jre-headless`` (debootstrap, minbase),
-- the Apache Kafka jars from Maven Central (e2e/kafka/pom.xml, the version pinned in
-  tools/kafka/pom.xml),
+- the Apache Kafka jars from Maven Central that tests/setup.d/30-kafka.sh fetches for the tests
+  (tools/kafka/pom.xml; located, or fetched, by tests.support.kafka_broker.kafka_libs),
 - e2e/kafka/bin: the distribution's script names and environment contract
   (``kafka-run-class.sh``: KAFKA_HEAP_OPTS, KAFKA_LOG4J_OPTS, KAFKA_OPTS, LOG_DIR, ...), running
   the same main classes (``kafka.Kafka``, ``kafka.tools.StorageTool``,
@@ -26,12 +26,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from e2e.oci import ImageConfig, write_docker_archive
+from tests.support.kafka_broker import kafka_libs, kafka_version
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from oci import ImageConfig, write_docker_archive  # noqa: E402
-
-REPO = HERE.parent
 KAFKA_DIR = HERE / "kafka"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -42,35 +40,6 @@ JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 
 def log(msg: str) -> None:
     print(f"[e2e/kafka-image] {msg}", file=sys.stderr, flush=True)
-
-
-def kafka_version() -> str:
-    m = re.search(r"<kafka.version>(.+?)</kafka.version>",
-                  (REPO / "tools" / "kafka" / "pom.xml").read_text())
-    if not m:
-        raise SystemExit("tools/kafka/pom.xml pins no <kafka.version>")
-    return m.group(1)
-
-
-def _jars(work: Path, version: str) -> Path:
-    libs = work / "libs"
-    if (libs / ".complete").is_file():
-        return libs
-    if not shutil.which("mvn"):
-        raise SystemExit("mvn missing: apt-get install maven")
-    log(f"fetching Apache Kafka {version} jars from Maven Central")
-    tmp = work / "libs.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(
-        ["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(KAFKA_DIR / "pom.xml"),
-         f"-Dkafka.version={version}", "dependency:copy-dependencies",
-         f"-DoutputDirectory={tmp}"],
-        check=True, timeout=1800,
-    )
-    (tmp / ".complete").touch()
-    shutil.rmtree(libs, ignore_errors=True)
-    tmp.rename(libs)
-    return libs
 
 
 def _rootfs(work: Path) -> Path:
@@ -164,7 +133,7 @@ def build(cache_root: Path, out_dir: Path | None = None) -> Path:
     work = cache_root / f"kafka-image-{version}"
     work.mkdir(parents=True, exist_ok=True)
     out = (out_dir or work) / f"apache-kafka-{version}.tar"
-    libs = _jars(work, version)
+    libs = kafka_libs()
     want = _inputs_digest(libs)
     stamp = out.with_suffix(".built")
     if out.is_file() and stamp.is_file() and stamp.read_text().strip() == want:

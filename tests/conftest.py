@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import pytest
-from nbformat import v4
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
-from kafka_broker import KafkaBroker  # tests/runtime/kafka_broker.py
-
-REPO = Path(__file__).resolve().parents[1]
-
-CellSpec = str | tuple[str, str] | tuple[str, str, Sequence[str]] | dict[str, Any]
-
-
-def build_notebook(cells: Sequence[CellSpec], language: str = "python") -> nbformat.NotebookNode:
-    """A notebook from short specs: "code", ("md", text), ("code", text, [tags])."""
-    nb = v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "k", "display_name": "k", "language": language}}
-    for i, spec in enumerate(cells):
-        if isinstance(spec, str):
-            kind, source, tags = "code", spec, ()
-        elif isinstance(spec, dict):
-            kind, source, tags = spec.get("kind", "code"), spec["source"], spec.get("tags", ())
-        else:
-            kind, source = spec[0], spec[1]
-            tags = spec[2] if len(spec) > 2 else ()  # type: ignore[misc]
-        cell = v4.new_markdown_cell(source) if kind == "md" else v4.new_code_cell(source)
-        cell["id"] = f"c{i}"
-        if tags:
-            cell.metadata["tags"] = list(tags)
-        nb.cells.append(cell)
-    return nb
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.notebooks import CellSpec, build_notebook
 
 
 @pytest.fixture

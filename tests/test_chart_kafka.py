@@ -25,9 +25,7 @@ import pytest
 import yaml
 
 from jup2kub.chart.render import ChartOptions, build_chart
-
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "chart_fixtures"
+from tests.support.kafka_broker import kafka_libs
 
 RUN_CLASS = """#!/bin/sh
 # Minimal kafka-run-class.sh: the distribution's contract (KAFKA_HEAP_OPTS, KAFKA_OPTS, LOG_DIR).
@@ -57,34 +55,12 @@ log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
 
 
-def _kafka_version() -> str:
-    match = re.search(r"<kafka.version>(.+?)</kafka.version>",
-                      (REPO / "tools" / "kafka" / "pom.xml").read_text())
-    assert match, "tools/kafka/pom.xml pins no kafka.version"
-    return match.group(1)
-
-
 @pytest.fixture(scope="module")
 def kafka_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory with the /opt/kafka layout: bin/ scripts, libs/, config/."""
     if not (shutil.which("java") and shutil.which("mvn")):
         pytest.skip("needs java and mvn (tests/setup.d/30-kafka.sh installs them)")
-    version = _kafka_version()
-    cache = Path(os.environ.get("JUP2KUB_CACHE", Path.home() / ".cache" / "jup2kub"))
-    libs = cache / f"kafka-dist-{version}" / "libs"
-    if not (libs / ".complete").is_file():
-        staging = libs.parent / "libs.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(
-            ["mvn", "-q", "-B", "-Dstyle.color=never",
-             "-f", str(FIXTURES / "kafka-dist" / "pom.xml"),
-             f"-Dkafka.version={version}", "dependency:copy-dependencies",
-             f"-DoutputDirectory={staging}"],
-            check=True, timeout=900,
-        )
-        (staging / ".complete").touch()
-        shutil.rmtree(libs, ignore_errors=True)
-        staging.rename(libs)
+    libs = kafka_libs()  # tests/setup.d/30-kafka.sh's, shared with the runtime tests' broker
     home = tmp_path_factory.mktemp("opt") / "kafka"
     (home / "bin").mkdir(parents=True)
     (home / "config").mkdir()

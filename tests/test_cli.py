@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import CORPUS, jup2kub
+from tests.support.cli_runner import CORPUS, jup2kub
 
 MakeNb = Callable[..., Path]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_runner import CORPUS, jup2kub
+from tests.support.cli_runner import CORPUS, jup2kub
 
 
 def test_build_writes_a_chart(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_runner import CORPUS, jup2kub
 from jup2kub.cluster.deploy import ValuesError, load_values, merge_values, parse_duration
 from jup2kub.errors import UsageError
+from tests.support.cli_runner import CORPUS, jup2kub
 
 
 @pytest.fixture(scope="module")

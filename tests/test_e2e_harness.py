@@ -4,37 +4,14 @@ registry to pull ``pause`` from) must load into and run on a real container engi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-E2E = Path(__file__).resolve().parents[1] / "e2e"
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[tuple[ModuleType, ModuleType]]:
-    """e2e/build.py and e2e/images.py, loaded under private names (``build`` is also a PyPI
-    package); their own sibling imports (versions, oci) resolve through e2e/ on sys.path."""
-    sys.path.insert(0, str(E2E))
-    try:
-        yield tuple(_load(name) for name in ("build", "images"))  # type: ignore[misc]
-    finally:
-        sys.path.remove(str(E2E))
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"j2k_e2e_{name}", E2E / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from e2e import build, images
 
 
 def _docker() -> str:
@@ -45,9 +22,7 @@ def _docker() -> str:
     return docker
 
 
-def test_hand_assembled_pause_image_runs_on_a_real_engine(
-        harness: tuple[ModuleType, ModuleType], tmp_path: Path) -> None:
-    build, images = harness
+def test_hand_assembled_pause_image_runs_on_a_real_engine(tmp_path: Path) -> None:
     if shutil.which("go") is None:
         pytest.skip("Go is needed to build the pause binary (as for helm)")
     docker = _docker()

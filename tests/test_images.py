@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -35,13 +34,11 @@ from jup2kub.run.local import run_pipeline
 from jup2kub_runtime.messages import run_message
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.topics import edge_topic, runs_topic
+from tests.support.kafka_broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
 SETUP = REPO / "tests" / "setup.d" / "40-docker.sh"
-sys.path.insert(0, str(REPO / "tests" / "runtime"))
-
-from kafka_broker import free_port  # noqa: E402
 
 CANARY = "j2k-canary-4b1e8d2a90-never-in-images"
 STATE_MOUNT = images.DEFAULT_WORKDIR

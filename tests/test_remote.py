@@ -11,10 +11,10 @@ from pathlib import Path
 
 import nbformat
 
-from cli_runner import jup2kub
 from jup2kub.api import inspect_notebook
 from jup2kub.plan import pipeline_name, step_specs, write_bundles
 from jup2kub.run.local import _free_port, _ready, runtime_env
+from tests.support.cli_runner import jup2kub
 
 MakeNb = Callable[..., Path]
 

@@ -21,10 +21,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cli_runner import CORPUS, jup2kub
 from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
-from nb_outputs import text_outputs
+from tests.support.cli_runner import CORPUS, jup2kub
+from tests.support.nb_outputs import text_outputs
 
 MakeNb = Callable[..., Path]
 TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)

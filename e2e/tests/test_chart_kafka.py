@@ -8,7 +8,6 @@ unchanged, through its real probes, and Kafka must come back on its volume when 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -19,29 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, Cluster
+from e2e.support import REPO, Cluster, helm
 
 NOTEBOOK = REPO / "tests" / "corpus" / "sales_markers.ipynb"
 RELEASE = "e2e"
-
-
-def _helm() -> str:
-    helm = os.environ.get("J2K_HELM") or shutil.which("helm")
-    if not helm:
-        cached = Path(os.environ.get("JUP2KUB_CACHE", Path.home() / ".cache" / "jup2kub"))
-        helm = str(cached / "bin" / "helm")
-    if not Path(helm).is_file():
-        pytest.skip("helm not found (bash e2e/run.sh builds it)")
-    return helm
-
-
-def helm(cluster: Cluster, *args: str, check: bool = True, timeout: float = 900
-         ) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([_helm(), *args], capture_output=True, text=True, timeout=timeout,
-                       env=cluster.env())
-    if check and r.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -6,78 +6,10 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import Cluster
+from e2e.cluster import render_manifest
+from e2e.support import E2E, Cluster
 
-WEB = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-        - name: web
-          image: {image}
-          imagePullPolicy: IfNotPresent
-          command:
-            - sh
-            - -c
-            - >-
-              mkdir -p /tmp/www && echo hello-from-$(hostname) > /tmp/www/index.html &&
-              exec httpd -f -p 8080 -h /tmp/www
-          ports: [{{containerPort: 8080}}]
-          readinessProbe:
-            httpGet: {{path: /index.html, port: 8080}}
-            periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
-"""
-
-CLIENT = """
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-    - name: client
-      image: {image}
-      imagePullPolicy: IfNotPresent
-      command: [sh, -c, "{script}"]
-"""
-
-PVC = """
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: data}}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {{requests: {{storage: 16Mi}}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: writer}}
-spec:
-  restartPolicy: Never
-  securityContext: {{runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000}}
-  containers:
-    - name: writer
-      image: {image}
-      imagePullPolicy: IfNotPresent
-      command: [sh, -c, "echo persisted > /data/f && cat /data/f"]
-      volumeMounts: [{{name: data, mountPath: /data}}]
-  volumes:
-    - name: data
-      persistentVolumeClaim: {{claimName: data}}
-"""
+MANIFESTS = E2E / "tests" / "manifests"
 
 
 def _wait_pod_done(cluster: Cluster, ns: str, pod: str, timeout: float = 180) -> str:
@@ -106,7 +38,7 @@ def test_node_ready(cluster: Cluster) -> None:
 
 def test_dns_and_clusterip_service(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl("-n", namespace, "apply", "-f", "-",
-                    input_text=WEB.format(image=cluster.busybox))
+                    input_text=render_manifest(MANIFESTS / "web.yaml", image=cluster.busybox))
     cluster.kubectl("-n", namespace, "rollout", "status", "deployment/web", "--timeout=120s")
     fqdn = f"web.{namespace}.svc.cluster.local"
     # the Service's name through CoreDNS, then the Service's ClusterIP through kube-proxy,
@@ -115,7 +47,8 @@ def test_dns_and_clusterip_service(cluster: Cluster, namespace: str) -> None:
     script = (f"nslookup {fqdn} && for i in $(seq 30); do "
               "netcheck get http://web/index.html && exit 0; sleep 2; done; exit 1")
     cluster.kubectl("-n", namespace, "apply", "-f", "-",
-                    input_text=CLIENT.format(image=cluster.busybox, script=script))
+                    input_text=render_manifest(MANIFESTS / "client.yaml",
+                                               image=cluster.busybox, script=script))
     logs = _wait_pod_done(cluster, namespace, "client")
     svc_ip = cluster.kubectl("-n", namespace, "get", "svc", "web", "-o",
                              "jsonpath={.spec.clusterIP}").stdout
@@ -125,7 +58,7 @@ def test_dns_and_clusterip_service(cluster: Cluster, namespace: str) -> None:
 
 def test_dynamic_volume(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl("-n", namespace, "apply", "-f", "-",
-                    input_text=PVC.format(image=cluster.busybox))
+                    input_text=render_manifest(MANIFESTS / "pvc.yaml", image=cluster.busybox))
     logs = _wait_pod_done(cluster, namespace, "writer")
     assert "persisted" in logs
     phase = cluster.kubectl("-n", namespace, "get", "pvc", "data", "-o",

@@ -18,15 +18,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cluster as harness
 import nbformat
 import pytest
 import yaml
 from nbformat import v4
-from test_pipeline import _docker_ok, state_dir, with_cluster_dns
 
-from conftest import E2E, Cluster
-from test_chart_kafka import helm
+from e2e import cluster as harness
+from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, with_cluster_dns
 
 RELEASE = "faults"
 STEPS = ("slow", "after")
@@ -67,7 +65,7 @@ def _build_and_load(nb: Path, out: Path) -> Path:
 @pytest.fixture(scope="module")
 def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[dict[str, str]]:
-    if not shutil.which("jup2kub") or not _docker_ok():
+    if not shutil.which("jup2kub") or not docker_ok():
         pytest.skip("needs jup2kub and a Docker engine (bash e2e/run.sh)")
     if not cluster.own:
         pytest.skip("SIGKILL of a container process needs the harness's containerd")

@@ -27,19 +27,13 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import E2E, REPO, Cluster
-from nb_outputs import text_outputs
-from test_chart_kafka import helm
+from e2e.support import E2E, REPO, Cluster, docker_ok, helm, state_dir, with_cluster_dns
+from tests.support.nb_outputs import text_outputs
 
 NOTEBOOK = REPO / "tests" / "corpus" / "sales_markers.ipynb"
 PIPELINE = "sales-markers"
 RELEASE = "mypipeline"
 TIMING = re.compile(r"\d+(\.\d+)?\s*(s|ms|seconds)\b")
-
-
-def _docker_ok() -> bool:
-    return bool(shutil.which("docker")) and subprocess.run(
-        ["docker", "version"], capture_output=True, timeout=30).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Path:
     if not jup2kub:
         pytest.skip("jup2kub is not installed (bash e2e/run.sh installs it)")
     base = os.environ.get("J2K_BASE_IMAGE", "jup2kub-test-base:bookworm-py311-1")
-    if not _docker_ok():
+    if not docker_ok():
         pytest.skip("no Docker engine to build the step images")
     out = tmp_path_factory.mktemp("pipeline") / "out"
     subprocess.run([jup2kub, "build", str(NOTEBOOK), "-o", str(out), "--kafka-nodes", "1",
@@ -62,14 +56,6 @@ def built(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Path:
         subprocess.run([*shlex.split(os.environ["J2K_E2E_LOAD_IMAGES"]), *refs], check=True,
                        timeout=1800)
     return out
-
-
-def with_cluster_dns(cluster: Cluster, *cmd: str, timeout: float = 300
-                     ) -> subprocess.CompletedProcess[str]:
-    prefix = ([str(E2E / "cluster"), "exec", "--"] if cluster.own
-              else shlex.split(os.environ.get("J2K_E2E_RUN", "")))
-    return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=timeout,
-                          env=cluster.env())
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +79,6 @@ def release(cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFact
     yield {"namespace": ns, "broker": broker}
     helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", check=False)
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
-
-
-def state_dir(cluster: Cluster, ns: str) -> Path:
-    pv = cluster.kubectl("-n", ns, "get", "pvc", "state", "-o",
-                         "jsonpath={.spec.volumeName}").stdout
-    spec = json.loads(cluster.kubectl("get", "pv", pv, "-o", "json").stdout)["spec"]
-    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
-    if not path or not Path(path).is_dir():
-        pytest.skip("the state volume is not a directory on this machine")
-    return Path(path)
 
 
 def submit(cluster: Cluster, broker: str, *params: str) -> str:

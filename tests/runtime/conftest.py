@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from kafka_broker import KafkaBroker
+from tests.support.kafka_broker import KafkaBroker
 
 
 @pytest.fixture(scope="session")

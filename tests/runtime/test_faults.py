@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Pipeline, count_effects, effect_cell, unique
 from kafka import KafkaConsumer, TopicPartition
-from kafka_broker import KafkaBroker
 from test_pipelines import check_linear, linear_specs
 
 from jup2kub_runtime.spec import Cell, StepSpec
 from jup2kub_runtime.topics import edge_topic, runs_topic
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.runtime_harness import Pipeline, count_effects, effect_cell, unique
 
 
 def wait_for(cond, timeout: float = 60, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
@@ -269,7 +269,7 @@ def test_sigterm_finishes_or_abandons_current_run(broker: KafkaBroker, tmp_path:
 
 def test_readiness_needs_a_broker(tmp_path: Path) -> None:
     """A step started with no broker reachable is alive but not ready."""
-    from kafka_broker import free_port
+    from tests.support.kafka_broker import free_port
 
     spec = StepSpec(pipeline="nob", step="s", cells=[Cell(index=1, source="a = 1")],
                     outputs=["a"])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import Pipeline, count_effects, effect_cell, unique
-from kafka_broker import KafkaBroker
-
 from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.runtime_harness import Pipeline, count_effects, effect_cell, unique
 
 RUNS = 200
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import Pipeline, unique
-from kafka_broker import KafkaBroker
-
 from jup2kub_runtime.spec import Cell, StepSpec
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.runtime_harness import Pipeline, unique
 
 
 def test_concurrent_runs_keep_their_files_apart(broker: KafkaBroker, tmp_path: Path) -> None:

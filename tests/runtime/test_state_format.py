@@ -14,13 +14,13 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
-from harness import RUNTIME_DIR
 
 from jup2kub_runtime import valuefile
 from jup2kub_runtime.errors import ErrorRecord, MessageError, OutputError, StateError
 from jup2kub_runtime.messages import parse
 from jup2kub_runtime.state import MARKER, StateStore
 from jup2kub_runtime.valuefile import VALUE_FORMAT, dumps_value
+from tests.support.runtime_harness import RUNTIME_DIR
 
 
 def save(store: StateStore, values: dict[str, Any], run: str = "r1", step: str = "s") -> None:

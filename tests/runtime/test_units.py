@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from harness import RUNTIME_DIR
 
 from jup2kub_runtime import STEP_RUN_MODULE, step_run
 from jup2kub_runtime.cells import execute_step
@@ -36,6 +35,7 @@ from jup2kub_runtime.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import STATUS_STATES, StepState
 from jup2kub_runtime.step_run import run_step
+from tests.support.runtime_harness import RUNTIME_DIR
 
 SPEC_JSON = {
     "version": 1, "pipeline": "iris", "step": "train",

@@ -1,6 +1,7 @@
 """A real single-node Apache Kafka broker (KRaft) for the runtime tests.
 
-The jars come from tests/setup.d/30-kafka.sh (Maven Central, cached); this module only formats a
+The jars come from tests/setup.d/30-kafka.sh (Maven Central, cached), located by ``kafka_libs``,
+which the chart tests and the e2e Kafka image use too (one fetch); this module only formats a
 log directory, starts ``kafka.Kafka`` on 127.0.0.1 with free ports and stops the process it
 started, by pid. Stop/start keeps ports and log directory, so tests can restart the broker.
 """
@@ -23,17 +24,26 @@ SETUP_SCRIPT = REPO / "tests" / "setup.d" / "30-kafka.sh"
 def kafka_libs() -> Path:
     """The directory of Kafka jars, running the setup script if the environment lacks it."""
     home = os.environ.get("J2K_KAFKA_HOME")
-    if not home or not (Path(home) / "libs" / ".complete").exists():
+    if (not home or not os.environ.get("J2K_KAFKA_VERSION")
+            or not (Path(home) / "libs" / ".complete").exists()):
         out = subprocess.run(
-            ["bash", "-c", f'set -euo pipefail; source "{SETUP_SCRIPT}"; echo "$J2K_KAFKA_HOME"'],
+            ["bash", "-c", f'set -euo pipefail; source "{SETUP_SCRIPT}"; '
+                           'echo "$J2K_KAFKA_VERSION $J2K_KAFKA_HOME"'],
             check=True,
             capture_output=True,
             text=True,
             timeout=900,
         )
-        home = out.stdout.strip().splitlines()[-1]
+        version, home = out.stdout.strip().splitlines()[-1].split(" ", 1)
         os.environ["J2K_KAFKA_HOME"] = home
+        os.environ["J2K_KAFKA_VERSION"] = version
     return Path(home) / "libs"
+
+
+def kafka_version() -> str:
+    """The Kafka version of those jars (pinned in tools/kafka/pom.xml)."""
+    kafka_libs()
+    return os.environ["J2K_KAFKA_VERSION"]
 
 
 def free_port() -> int:

@@ -21,12 +21,10 @@ from jup2kub_runtime.messages import run_message
 from jup2kub_runtime.spec import Cell, StepSpec
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.topics import dead_letter_topic, edge_topic, runs_topic, status_topic
+from tests.support.kafka_broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_DIR = REPO / "runtime"
-sys.path.insert(0, str(RUNTIME_DIR))
-
-from kafka_broker import free_port  # noqa: E402
 
 
 def effect_cell(index: int, step: str, effects: Path, body: str) -> Cell:
