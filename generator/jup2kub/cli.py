@@ -217,13 +217,13 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     table.add_column("step")
     table.add_column("state")
     table.add_column("time", justify="right")
-    colors = {"done": "green", "failed": "red", "running": "yellow", "blocked": "magenta"}
+    colors = {"succeeded": "green", "failed": "red", "running": "yellow", "blocked": "magenta"}
     for st in steps.values():
         seconds = st.seconds
-        state = st.state + (" (reused)" if st.reused else "")
+        state = st.state.value + (" (reused)" if st.reused else "")
         table.add_row(
             st.name,
-            f"[{colors.get(st.state, 'white')}]{state}[/]",
+            f"[{colors.get(st.state.value, 'white')}]{state}[/]",
             "" if seconds is None else f"{seconds:.1f}s",
         )
     return table
@@ -315,12 +315,13 @@ def run(
     click.echo(f"summary: {result.summary}")
     if not result.ok:
         for st in result.failed:
-            err = st.error or {}
-            cell = err.get("cell")
-            where = f"in cell {cell}" if isinstance(cell, int) else "outside its cells"
-            exception = f"{err.get('ename')}: {err.get('evalue')}"
-            click.echo(f"error: step {st.name!r} failed {where}: {exception}", err=True)
-            for line in err.get("traceback") or []:
+            err = st.error
+            if err is None:
+                continue
+            where = f"in cell {err.cell}" if err.cell is not None else "outside its cells"
+            click.echo(f"error: step {st.name!r} failed {where}: {err.ename}: {err.evalue}",
+                       err=True)
+            for line in err.traceback:
                 click.echo(f"  {line}", err=True)
         blocked = [s.name for s in result.steps.values() if s.state == api.BLOCKED]
         if blocked:

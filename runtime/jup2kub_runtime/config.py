@@ -17,7 +17,13 @@ from typing import Any
 
 from .errors import ConfigError
 from .names import NAME_RE, TOPIC_RE
-from .topics import consumer_group, dead_letter_topic, edge_topic, runs_topic, status_topic
+from .topics import (
+    consumer_group,
+    dead_letter_topic,
+    input_topics,
+    output_topics,
+    status_topic,
+)
 
 _HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
@@ -123,9 +129,8 @@ class Config:
             bootstrap_servers=[s.strip() for s in servers if s.strip()],
             pipeline=pipeline,
             step=step,
-            input_topics=[edge_topic(pipeline, u, step) for u in upstream]
-            or [runs_topic(pipeline)],
-            output_topics=[edge_topic(pipeline, step, d) for d in downstream],
+            input_topics=input_topics(pipeline, step, upstream),
+            output_topics=output_topics(pipeline, step, downstream),
             status_topic=status_topic(pipeline),
             dead_letter_topic=dead_letter_topic(pipeline),
             consumer_group=consumer_group(pipeline, step),

@@ -31,10 +31,10 @@ from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.build.deps import Dependencies, Locks, Target, Wheel
 from jup2kub.errors import ImageBuildError, InputError, UsageError
 from jup2kub.plan import PipelinePlan
+from jup2kub_runtime.config import DEFAULT_STATE_PATH
 
-#: The issue's default; pinned by digest at build time when the engine knows its digest.
 #: The chart's default ``storage.mountPath``: the image's working directory (see the Dockerfile).
-DEFAULT_WORKDIR = "/var/lib/jup2kub/state"
+DEFAULT_WORKDIR = str(DEFAULT_STATE_PATH)
 RUNTIME_REPOSITORY = "jup2kub-runtime"
 USER_ID = 10001
 _DATA_MARKER = "# @DATA_FILES@"

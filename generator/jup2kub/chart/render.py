@@ -26,6 +26,7 @@ from jup2kub.chart.options import ChartOptions, check_options
 from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schema, values_table
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
+from jup2kub_runtime.config import DEFAULT_CODE_PATH, DEFAULT_PORT, DEFAULT_STATE_PATH
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
@@ -103,6 +104,12 @@ def _context(plan: PipelinePlan, options: ChartOptions) -> dict[str, Any]:
             "image_registry": options.image_registry.rstrip("/"),
             "efs_file_system_id": options.efs_file_system_id,
             "existing_claim": options.existing_claim,
+        },
+        # the runtime's defaults (its image and the Deployment must agree on them)
+        "runtime": {
+            "state_path": str(DEFAULT_STATE_PATH),
+            "code_path": str(DEFAULT_CODE_PATH),
+            "port": DEFAULT_PORT,
         },
         "kafka": {
             "repository": options.kafka_image,

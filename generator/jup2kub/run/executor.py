@@ -10,6 +10,7 @@ summary, whichever executor ran the steps.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -28,9 +29,15 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.results import results_notebook
+from jup2kub_runtime.errors import ErrorRecord
 from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.states import StepState
 
-WAITING, RUNNING, DONE, FAILED, BLOCKED = "waiting", "running", "done", "failed", "blocked"
+#: a step's states in a local run (the runtime's one vocabulary)
+WAITING, RUNNING, DONE, FAILED, BLOCKED = (
+    StepState.WAITING, StepState.RUNNING, StepState.SUCCEEDED, StepState.FAILED,
+    StepState.BLOCKED,
+)
 
 
 @dataclass
@@ -38,10 +45,10 @@ class StepRun:
     """What one step of a run is doing, as the progress display and the summary show it."""
 
     name: str
-    state: str = WAITING
+    state: StepState = WAITING
     started: float | None = None
     finished: float | None = None
-    error: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
     reused: bool = False  # completed by an earlier attempt of this run (--resume)
 
     @property
@@ -213,7 +220,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
                          dict(run.parameters))
     except OSError as exc:
         failed = "; ".join(
-            f"step {st.name!r}: {(st.error or {}).get('evalue', 'failed')}"
+            f"step {st.name!r}: {st.error.evalue if st.error else 'failed'}"
             for st in steps.values()
             if st.state == FAILED
         )
@@ -228,28 +235,22 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
 
 def _step_summary(store: StateStore, run_id: str, st: StepRun) -> dict[str, Any]:
     return {
-        "status": st.state,
+        "status": st.state.value,
         "seconds": None if st.seconds is None else round(st.seconds, 3),
         "reused": st.reused,
         "outputs": str(store.step_dir(run_id, st.name)),
-        **({"error": st.error} if st.error else {}),
+        **({"error": st.error.to_json()} if st.error else {}),
     }
 
 
-def explain(pipeline: Pipeline, step: str, error: Any) -> dict[str, Any] | None:
-    """Name the steps that needed a value which could not be stored (the runtime only knows
-    the step that made it)."""
-    import re
-
-    if not isinstance(error, dict):
-        return None
-    match = re.search(r"variable '(\w+)'", str(error.get("evalue", "")))
-    if error.get("ename") == "OutputError" and match:
-        readers = [s.name for s in pipeline.steps if s.inputs.get(match.group(1)) == step]
-        if readers:
-            error = {
-                **error,
-                "evalue": f"{error['evalue']} (needed by step "
-                f"{', '.join(repr(r) for r in readers)})",
-            }
-    return dict(error)
+def explain(pipeline: Pipeline, step: str, error: object) -> ErrorRecord:
+    """The step's error record; for a value that could not be stored, also naming the steps
+    that needed it (the runtime only knows the step that made it)."""
+    record = ErrorRecord.from_json(error)
+    if record.ename != "OutputError" or record.variable is None:
+        return record
+    readers = [s.name for s in pipeline.steps if s.inputs.get(record.variable) == step]
+    if not readers:
+        return record
+    needed = ", ".join(repr(r) for r in readers)
+    return dataclasses.replace(record, evalue=f"{record.evalue} (needed by step {needed})")

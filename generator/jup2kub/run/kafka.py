@@ -24,6 +24,9 @@ from jup2kub.errors import Jup2KubError, KafkaUnavailableError
 from jup2kub.plan import PipelinePlan
 from jup2kub.run import remote
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, Run, explain
+from jup2kub_runtime.config import Config
+from jup2kub_runtime.errors import ErrorRecord
+from jup2kub_runtime.states import StepState
 
 
 @dataclass
@@ -86,8 +89,7 @@ class KafkaExecutor:
                 st.state = BLOCKED
             else:
                 st.state = FAILED
-                st.error = {"cell": None, "ename": "Timeout", "traceback": [],
-                            "evalue": f"no result within {self.timeout:.0f} s"}
+                st.error = ErrorRecord(None, "Timeout", f"no result within {self.timeout:.0f} s")
 
 
 class _Progress:
@@ -107,9 +109,9 @@ class _Progress:
             state = msg.get("state")
             if st.started is None:
                 st.started = self.started.setdefault(step, now)
-            if state == "succeeded":
+            if state == StepState.SUCCEEDED:
                 st.state, st.finished = DONE, st.finished or now
-            elif state == "failed":
+            elif state == StepState.FAILED:
                 st.state, st.finished = FAILED, st.finished or now
                 error = run.store.error(run.run_id, step) or msg.get("error")
                 st.error = explain(run.pipeline, step, error)
@@ -120,29 +122,15 @@ class _Progress:
 
 def runtime_env(plan: PipelinePlan, step: str, bootstrap: str, state: Path, code: Path,
                 port: int) -> dict[str, str]:
-    """The environment the chart gives a step's runtime, for a local process."""
+    """The environment the chart gives a step's runtime, for a local process: fail fast (no
+    retries), one partition, and relative paths resolved in the user's current directory like
+    the notebook (and the embedded mode) does."""
     s = plan.step(step)
+    config = Config.for_step(plan.name, step, s.after, s.downstream, bootstrap, state, code,
+                             port=port, health_host="127.0.0.1", max_retries=0,
+                             topic_partitions=1, run_files=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
-    env.update(
-        {
-            "J2K_BOOTSTRAP_SERVERS": bootstrap,
-            "J2K_PIPELINE": plan.name,
-            "J2K_STEP": step,
-            "J2K_INPUT_TOPICS": ",".join(s.input_topics),
-            "J2K_OUTPUT_TOPICS": ",".join(s.output_topics),
-            "J2K_STATE_PATH": str(state),
-            "J2K_CODE_PATH": str(code),
-            "J2K_PORT": str(port),
-            "J2K_HEALTH_HOST": "127.0.0.1",
-            "J2K_MAX_RETRIES": "0",
-            "J2K_TOPIC_PARTITIONS": "1",
-            # like the notebook (and the embedded mode): relative paths resolve in the cwd
-            "J2K_RUN_FILES": "0",
-            "MPLBACKEND": "Agg",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+    return {**env, **config.to_env(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
 
 
 def free_port() -> int:
@@ -163,7 +151,6 @@ def ready(port: int) -> bool:
 
 def _ensure_topics(envs: list[dict[str, str]]) -> None:
     """Create every topic of the pipeline as the step runtimes would (idempotent)."""
-    from jup2kub_runtime.config import Config
     from jup2kub_runtime.errors import StepRuntimeError
     from jup2kub_runtime.transport import Transport
 

@@ -19,10 +19,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, WAITING, Run, explain
 from jup2kub_runtime import STEP_RUN_MODULE
+from jup2kub_runtime.errors import ErrorRecord
 from jup2kub_runtime.state import StateStore
 
 
@@ -176,7 +177,7 @@ def _cancel(p: _Process) -> None:
     p.log.close()
 
 
-def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) -> dict[str, Any]:
+def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) -> object:
     """The step's error record: from the store, else from its last JSON line, else its stderr."""
     error = store.error(run_id, step)
     if isinstance(error, dict) and error:
@@ -189,9 +190,4 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) 
             continue
         if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
             return dict(doc["error"])
-    return {
-        "cell": None,
-        "ename": "StepProcessError",
-        "evalue": text[-2000:] or f"exit code {code}",
-        "traceback": [],
-    }
+    return ErrorRecord(None, "StepProcessError", text[-2000:] or f"exit code {code}").to_json()

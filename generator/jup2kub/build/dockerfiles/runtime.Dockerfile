@@ -26,7 +26,8 @@ RUN python3 -m venv /opt/jup2kub/venv \
  && /opt/jup2kub/venv/bin/python -m pip check --disable-pip-version-check
 
 FROM ${BASE_IMAGE}
-ARG WORKDIR=/var/lib/jup2kub/state
+# always passed by the build (images.DEFAULT_WORKDIR: the runtime's default state path)
+ARG WORKDIR
 COPY --from=build /opt/jup2kub /opt/jup2kub
 # uid/gid 10001 as in the chart's podSecurityContext; numeric USER so runAsNonRoot can verify it.
 RUN (grep -q '^[^:]*:[^:]*:10001:' /etc/passwd \
