@@ -21,17 +21,15 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv
 
-from jup2kub.chart.render import (
-    MARKER,
-    ChartOptions,
-    build_chart,
-    chart_template_root,
-    kafka_cluster_id,
-    package_chart,
-    pipeline_name,
-    render_chart,
-)
+from jup2kub.chart.options import ChartOptions
+from jup2kub.chart.package import package_chart
+from jup2kub.chart.render import MARKER, kafka_cluster_id, render_chart
+from jup2kub.chart.schema import SKELETON
+from jup2kub.chart.write import write_chart
 from jup2kub.errors import InputError, UsageError
+from jup2kub.model.names import pipeline_name_for
+from jup2kub.plan import plan_pipeline
+from tests.support.graphs import plan_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_ENV = {
@@ -192,7 +190,7 @@ def _notebook(tmp: Path, graph: Mapping[str, Any]) -> Path:
 def chart(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     graph = GRAPHS[request.param]
     tmp = tmp_path_factory.mktemp(f"chart-{request.param}")
-    return build_chart(graph, _notebook(tmp, graph), tmp / "out", ChartOptions())
+    return write_chart(plan_of(graph, _notebook(tmp, graph)), tmp / "out", ChartOptions())
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +198,7 @@ def charts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for name, graph in GRAPHS.items():
         tmp = tmp_path_factory.mktemp(f"named-{name}")
-        out[name] = build_chart(graph, _notebook(tmp, graph), tmp / "out")
+        out[name] = write_chart(plan_of(graph, _notebook(tmp, graph)), tmp / "out")
     return out
 
 
@@ -655,7 +653,7 @@ def test_names_fit_and_namespace_is_not_baked_in(tmp_path: Path) -> None:
     graph = {"steps": [_step("s" * 40, [0], []), _step("t" * 40, [1], ["s" * 40])]}
     nb = tmp_path / ("x" * 80 + ".ipynb")
     nb.write_text("{}")
-    chart = build_chart(graph, nb, tmp_path / "out")
+    chart = write_chart(plan_of(graph, nb), tmp_path / "out")
     objects = render(chart, ["values-prod.yaml"])
     validate_strict(objects)
     for obj in objects:
@@ -781,16 +779,16 @@ def test_notes(charts: dict[str, Path], tmp_path: Path) -> None:
 
 def test_templates_are_verbatim_and_never_mix_syntaxes(charts: dict[str, Path]) -> None:
     chart = charts["single"]
-    root = chart_template_root()
+    root = SKELETON
     copied = 0
     for path in sorted(Path(str(root)).rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.suffix != ".j2" and path.name != "values.schema.base.json":
             rel = path.relative_to(Path(str(root)))
             assert (chart / rel).read_bytes() == path.read_bytes()
             assert "{%" not in path.read_text() and "{#" not in path.read_text(), rel
             copied += 1
     assert copied >= 10
-    jinja_dir = REPO / "generator" / "jup2kub" / "templates"
+    jinja_dir = Path(str(SKELETON))
     for template in jinja_dir.glob("*.j2"):
         text = template.read_text()
         for go in ("{{ .", "{{- ", "{{ include", "{{ $"):
@@ -803,16 +801,16 @@ def test_templates_are_verbatim_and_never_mix_syntaxes(charts: dict[str, Path]) 
 def test_reproducible_byte_for_byte(tmp_path: Path) -> None:
     graph = GRAPHS["diamond"]
     nb = _notebook(tmp_path, graph)
-    first = build_chart(graph, nb, tmp_path / "a")
-    second = build_chart(graph, nb, tmp_path / "b")
-    build_chart(graph, nb, first)  # rebuilding in place, too
+    first = write_chart(plan_of(graph, nb), tmp_path / "a")
+    second = write_chart(plan_of(graph, nb), tmp_path / "b")
+    write_chart(plan_of(graph, nb), first)  # rebuilding in place, too
 
     def tree(root: Path) -> dict[str, tuple[bytes, int]]:
         return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode)
                 for p in sorted(root.rglob("*")) if p.is_file()}
 
     assert tree(first) == tree(second)
-    assert render_chart(graph, nb) == render_chart(graph, nb)
+    assert render_chart(plan_of(graph, nb)) == render_chart(plan_of(graph, nb))
 
 
 def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path) -> None:
@@ -822,55 +820,46 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path) -> None:
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
     with pytest.raises(UsageError) as info:
-        build_chart(graph, nb, foreign)
+        write_chart(plan_of(graph, nb), foreign)
     assert info.value.exit_code == 2 and "refusing" in str(info.value)
     assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(UsageError):
-        build_chart(graph, nb, a_file)
+        write_chart(plan_of(graph, nb), a_file)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert (build_chart(graph, nb, empty) / "Chart.yaml").is_file()
+    assert (write_chart(plan_of(graph, nb), empty) / "Chart.yaml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [nb.name, "mine", "file", "empty"])  # no temp dirs left behind
 
 
 def test_failed_build_leaves_out_untouched(tmp_path: Path) -> None:
     nb = _notebook(tmp_path, GRAPHS["linear"])
-    out = build_chart(GRAPHS["linear"], nb, tmp_path / "out")
+    out = write_chart(plan_of(GRAPHS["linear"], nb), tmp_path / "out")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     broken = copy.deepcopy(GRAPHS["linear"])
-    broken["steps"][1]["after"] = ["nope"]
+    broken["steps"][1]["name"] = "kafka"
+    broken["steps"][2]["after"] = ["kafka"]
     with pytest.raises(InputError):
-        build_chart(broken, nb, out)
+        write_chart(plan_of(broken, nb), out)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([nb.name, "out"])
     # a rebuild replaces the old chart, stale files included
     (out / "templates" / "stale.yaml").write_text("kind: Stale\n")
-    build_chart(GRAPHS["single"], nb, out)
+    write_chart(plan_of(GRAPHS["single"], nb), out)
     assert not (out / "templates" / "stale.yaml").exists()
     assert list(yaml.safe_load((out / "values.yaml").read_text())["steps"]) == ["main"]
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda g: g["steps"].clear(), "no steps"),
-    (lambda g: g["steps"][0].update(name="Load"), "DNS label"),
-    (lambda g: g["steps"][0].update(name="x" * 41), "DNS label"),
-    (lambda g: g["steps"][1].update(name="load"), "twice"),
-    (lambda g: g["steps"][2].update(name="kafka"), "taken"),
-    (lambda g: g["steps"][1].update(after=["ghost"]), "not a step"),
-    (lambda g: g["steps"][0].update(after=["report"]), "cycle"),
-    (lambda g: g["steps"][0].update(cells="0"), "cells"),
-    (lambda g: g["steps"][0].update(inputs=[1]), "inputs"),
-])
-def test_bad_graphs(tmp_path: Path, mutate: Callable[[dict[str, Any]], None],
-                    message: str) -> None:
+def test_step_names_of_the_charts_own_objects_are_refused(tmp_path: Path) -> None:
+    """The pipeline guarantees unique DNS-label step names in an acyclic graph (tests of the
+    split); the chart refuses what clashes with its own objects."""
     graph = copy.deepcopy(GRAPHS["linear"])
-    mutate(graph)
+    graph["steps"][2]["name"] = "kafka"
     with pytest.raises(InputError) as info:
-        render_chart(graph, _notebook(tmp_path, GRAPHS["linear"]))
-    assert message in str(info.value)
+        render_chart(plan_of(graph, _notebook(tmp_path, GRAPHS["linear"])))
+    assert "taken" in str(info.value)
     assert info.value.exit_code == 2
 
 
@@ -886,22 +875,16 @@ def test_bad_graphs(tmp_path: Path, mutate: Callable[[dict[str, Any]], None],
 ])
 def test_bad_options(tmp_path: Path, options: ChartOptions, flag: str) -> None:
     with pytest.raises(UsageError) as info:
-        render_chart(GRAPHS["linear"], _notebook(tmp_path, GRAPHS["linear"]), options)
+        render_chart(plan_of(GRAPHS["linear"], _notebook(tmp_path, GRAPHS["linear"])), options)
     assert flag in str(info.value)
-
-
-def test_missing_notebook(tmp_path: Path) -> None:
-    with pytest.raises(InputError) as info:
-        render_chart(GRAPHS["single"], tmp_path / "gone.ipynb")
-    assert "gone.ipynb" in str(info.value)
 
 
 def test_options_reach_the_chart(tmp_path: Path) -> None:
     nb = _notebook(tmp_path, GRAPHS["linear"])
     digest = "sha256:" + "0f" * 32
-    out = build_chart(GRAPHS["linear"], nb, tmp_path / "out", ChartOptions(
+    out = write_chart(plan_of(GRAPHS["linear"], nb, name="fraud"), tmp_path / "out", ChartOptions(
         storage="ebs", kafka_nodes=1, replicas=2, image_registry="reg.local:5000/",
-        chart_version="2.3.4-rc.1", name="fraud", image_tags={"load": "abc123"},
+        chart_version="2.3.4-rc.1", image_tags={"load": "abc123"},
         image_digests={"load": digest}))
     meta = yaml.safe_load((out / "Chart.yaml").read_text())
     assert (meta["name"], meta["version"]) == ("fraud", "2.3.4-rc.1")
@@ -918,10 +901,10 @@ def test_options_reach_the_chart(tmp_path: Path) -> None:
 
 
 def test_names() -> None:
-    assert pipeline_name(Path("/x/My Analysis (v2).ipynb")) == "my-analysis-v2"
-    assert pipeline_name(Path("2024_report.ipynb")) == "nb-2024-report"
-    assert pipeline_name(Path("___.ipynb")) == "notebook"
-    assert len(pipeline_name(Path("a" * 100 + ".ipynb"))) == 40
+    assert pipeline_name_for(Path("/x/My Analysis (v2).ipynb")) == "my-analysis-v2"
+    assert pipeline_name_for(Path("2024_report.ipynb")) == "nb-2024-report"
+    assert pipeline_name_for(Path("___.ipynb")) == "notebook"
+    assert len(pipeline_name_for(Path("a" * 100 + ".ipynb"))) == 40
     ids = {kafka_cluster_id(f"pipeline-{i}") for i in range(300)}
     assert len(ids) == 300
     for cid in ids:
@@ -941,10 +924,9 @@ def corpus_chart(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     from jup2kub.api import inspect_notebook
 
     notebook: Path = request.param
-    graph = inspect_notebook(notebook).to_json()
     tmp = tmp_path_factory.mktemp(f"corpus-{notebook.stem}")
-    first = build_chart(graph, notebook, tmp / "a")
-    second = build_chart(json.loads(json.dumps(graph)), notebook, tmp / "b")
+    first = write_chart(plan_pipeline(inspect_notebook(notebook)), tmp / "a")
+    second = write_chart(plan_pipeline(inspect_notebook(notebook)), tmp / "b")
     for path in sorted(first.rglob("*")):
         if path.is_file():
             assert (second / path.relative_to(first)).read_bytes() == path.read_bytes(), path
@@ -995,30 +977,28 @@ def test_package_rejects_a_non_chart(tmp_path: Path, helm: str) -> None:
         package_chart(tmp_path, tmp_path / "repo", helm=helm)
 
 
-def test_topic_names_agree_with_the_runtime() -> None:
-    """The chart computes names once at build time; the runtime's helpers must agree."""
-    from jup2kub.chart.render import edge_topic, topic_names
+def test_topic_names_are_the_runtimes(tmp_path: Path) -> None:
+    """The chart's topics and consumer groups are the ones the runtime derives for itself."""
     from jup2kub_runtime import topics as runtime
 
-    names = topic_names("p-1")
-    assert names["runs"] == runtime.runs_topic("p-1")
-    assert names["status"] == runtime.status_topic("p-1")
-    assert names["dead_letter"] == runtime.dead_letter_topic("p-1")
-    assert edge_topic("p-1", "a", "b") == runtime.edge_topic("p-1", "a", "b")
-    files = render_chart(GRAPHS["diamond"], Path("diamond.ipynb"),
-                         ChartOptions(name="p-1", notebook_sha256="0" * 64))
+    nb = _notebook(tmp_path, GRAPHS["diamond"])
+    files = render_chart(plan_of(GRAPHS["diamond"], nb, name="p-1"))
     values = yaml.safe_load(files["values.yaml"])
     assert values["topics"]["runs"] == runtime.runs_topic("p-1")
+    assert values["topics"]["status"] == runtime.status_topic("p-1")
+    assert values["topics"]["deadLetter"] == runtime.dead_letter_topic("p-1")
     for step, cfg in values["steps"].items():
         assert cfg["consumerGroup"] == runtime.consumer_group("p-1", step)
+    assert values["steps"]["join"]["inputTopics"] == [
+        runtime.edge_topic("p-1", "left", "join"), runtime.edge_topic("p-1", "right", "join")]
 
 
 def test_relative_output_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nb = _notebook(tmp_path, GRAPHS["single"])
     monkeypatch.chdir(tmp_path)
-    build_chart(GRAPHS["single"], nb, Path("charts/../chart"))
+    write_chart(plan_of(GRAPHS["single"], nb), Path("charts/../chart"))
     assert (tmp_path / "chart" / "Chart.yaml").is_file()
     monkeypatch.chdir(tmp_path / "chart")
-    build_chart(GRAPHS["single"], nb, Path("."))  # rebuilding the chart one stands in
+    write_chart(plan_of(GRAPHS["single"], nb), Path("."))  # rebuilding the chart one stands in
     assert (tmp_path / "chart" / MARKER).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([nb.name, "chart"])

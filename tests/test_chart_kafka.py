@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from jup2kub.chart.render import ChartOptions, build_chart
+from jup2kub.chart.options import ChartOptions
+from jup2kub.chart.write import write_chart
+from tests.support.graphs import plan_of
 from tests.support.kafka_broker import kafka_libs
 
 RUN_CLASS = """#!/bin/sh
@@ -225,7 +227,7 @@ def test_kafka_starts_from_the_chart_and_topics_job_is_idempotent(
     tmp = tmp_path_factory.mktemp("kafka-chart")
     notebook = tmp / "kafka-smoke.ipynb"
     notebook.write_text("{}")
-    chart = build_chart(graph, notebook, tmp / "out", ChartOptions(kafka_nodes=1))
+    chart = write_chart(plan_of(graph, notebook), tmp / "out", ChartOptions(kafka_nodes=1))
     client, controller = _free_port(), _free_port()
     objects = _render(chart, f"kafka.ports.client={client}",
                       f"kafka.ports.controller={controller}")

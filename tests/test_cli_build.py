@@ -91,13 +91,6 @@ def test_storage_modes_that_need_a_reference(
     assert got == expected
 
 
-def test_image_build_defaults_agree() -> None:
-    from jup2kub import api
-    from jup2kub.build import images
-
-    assert api.ImageBuild().base_image == images.DEFAULT_BASE_IMAGE
-
-
 def test_steps_work_on_the_shared_volume(tmp_path: Path) -> None:
     """Relative paths in notebook code resolve on the state volume (root FS is read-only)."""
     helm = os.environ.get("J2K_HELM") or shutil.which("helm")

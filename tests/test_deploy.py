@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jup2kub.cluster.deploy import ValuesError, load_values, merge_values, parse_duration
-from jup2kub.errors import UsageError
+from jup2kub.cluster.deploy import parse_duration
+from jup2kub.errors import UsageError, ValuesError
+from jup2kub.helm import load_values, merge_values
 from tests.support.cli_runner import CORPUS, jup2kub
 
 

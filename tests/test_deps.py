@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from jup2kub.build import deps
 from jup2kub.api import inspect_notebook
+from jup2kub.build import deps
 from jup2kub.errors import InputError
+from jup2kub.plan import plan_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
@@ -147,7 +148,7 @@ def test_trace_finds_dynamic_import_and_data_file_and_scrubs_env(
     pipeline = inspect_notebook(nb)
     d = deps.capture(pipeline, target)
     assert "pyyaml" not in d.steps["cell-0"].closure  # static analysis misses it
-    deps.trace(d, pipeline, cwd=work)
+    deps.trace(d, plan_pipeline(pipeline), cwd=work)
     assert d.steps["cell-0"].traced == {"pyyaml"}
     assert d.steps["cell-0"].closure["pyyaml"] == _version("pyyaml")
     files = {f.path: f for f in d.data_files}

@@ -24,12 +24,13 @@ import nbformat
 import pytest
 from kafka import KafkaProducer
 
-from jup2kub.build import deps, images
 from jup2kub.api import inspect_notebook
-from jup2kub.plan import pipeline_name
-from jup2kub.chart.render import ChartOptions, render_chart
+from jup2kub.build import deps, images
+from jup2kub.chart.options import ChartOptions
+from jup2kub.chart.render import render_chart
 from jup2kub.model.notebook import load_notebook
 from jup2kub.model.pipeline import Pipeline
+from jup2kub.plan import plan_pipeline
 from jup2kub.run.local import run_pipeline
 from jup2kub_runtime.messages import run_message
 from jup2kub_runtime.state import StateStore
@@ -84,7 +85,8 @@ def build(pipeline: Pipeline, client: docker.DockerClient, target: deps.Target, 
     d = deps.capture(pipeline, target)
     locks = deps.lock(d)
     result = images.build_images(
-        pipeline, d, locks, images.ImageOptions(base_image=base, **options), client=client,
+        plan_pipeline(pipeline), d, locks, images.ImageOptions(base_image=base, **options),
+        client=client,
         log=(log.append if log is not None else None),
     )
     return result, d, locks
@@ -109,7 +111,7 @@ class StepContainers:
     def __init__(self, client: docker.DockerClient, result: images.BuildResult,
                  pipeline: Pipeline, bootstrap: str, state: Path) -> None:
         self.client = client
-        self.name = pipeline_name(pipeline)
+        self.name = pipeline.name
         self.state = state
         self.containers: dict[str, Any] = {}
         self.ports: dict[str, int] = {}
@@ -369,9 +371,8 @@ def test_push_records_digests_for_the_chart(
             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.headers["Docker-Content-Digest"] == img.digest
-    files = render_chart(pipeline.to_json(), nb, ChartOptions(
-        image_registry=registry, image_tags=result.tags, image_digests=result.digests,
-        notebook_sha256=pipeline.notebook_sha256))
+    files = render_chart(plan_pipeline(pipeline), ChartOptions(
+        image_registry=registry, image_tags=result.tags, image_digests=result.digests))
     import yaml
 
     values = yaml.safe_load(files["values.yaml"])
@@ -418,9 +419,10 @@ def test_traced_build_copies_data_and_leaks_no_environment(
     monkeypatch.setenv("J2K_SECRET_CANARY", CANARY)
     pipeline = inspect_notebook(nb)
     d = deps.capture(pipeline, target)
-    deps.trace(d, pipeline, cwd=work)
+    plan = plan_pipeline(pipeline)
+    deps.trace(d, plan, cwd=work)
     locks = deps.lock(d)
-    result = images.build_images(pipeline, d, locks,
+    result = images.build_images(plan, d, locks,
                                  images.ImageOptions(base_image=base_image), client=client)
     out = tmp_path / "OUT"
     images.write_files(images.build_files(d, locks, result), out)

@@ -8,15 +8,44 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
 from jup2kub.api import inspect_notebook
-from jup2kub.plan import pipeline_name, step_specs, write_bundles
-from jup2kub.run.local import _free_port, _ready, runtime_env
+from jup2kub.plan import PipelinePlan, plan_pipeline
+from jup2kub.run.kafka import free_port, ready, runtime_env
 from tests.support.cli_runner import jup2kub
 
 MakeNb = Callable[..., Path]
+Runtimes = list[tuple[subprocess.Popen[bytes], int, Any]]
+
+
+def _start_runtimes(plan: PipelinePlan, kafka: str, tmp_path: Path) -> Runtimes:
+    """One runtime per step, as the chart starts them, and wait until all are ready."""
+    state = tmp_path / "state"
+    bundles = plan.write_bundles(tmp_path / "bundles")
+    procs: Runtimes = []
+    for step in plan.steps:
+        port = free_port()
+        env = runtime_env(plan, step.name, kafka, state, bundles[step.name], port)
+        log = (tmp_path / f"{step.name}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "jup2kub_runtime"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        procs.append((proc, port, log))
+    deadline = time.monotonic() + 90
+    while not all(ready(port) for _, port, _ in procs):
+        assert time.monotonic() < deadline, "runtimes did not become ready"
+        time.sleep(0.3)
+    return procs
+
+
+def _stop(procs: Runtimes) -> None:
+    for proc, _, _log in procs:
+        proc.terminate()
+    for proc, _, log in procs:
+        proc.wait(timeout=60)
+        log.close()
 
 
 
@@ -32,33 +61,10 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
         name="02 Remote Demo.ipynb",
     )
     pipeline = inspect_notebook(nb)
-    name = pipeline_name(pipeline)
-    assert name == "nb-02-remote-demo"  # a leading digit is not allowed in Service names
+    assert pipeline.name == "nb-02-remote-demo"  # a leading digit is not allowed in Services
     state = tmp_path / "state"
-    bundles = write_bundles(step_specs(pipeline), tmp_path / "bundles")
-    procs = []
+    procs = _start_runtimes(plan_pipeline(pipeline), kafka, tmp_path)
     try:
-        for step in pipeline.steps:
-            port = _free_port()
-            env = runtime_env(pipeline, step.name, kafka, state, bundles[step.name], port)
-            log = (tmp_path / f"{step.name}.log").open("wb")
-            procs.append(
-                (
-                    subprocess.Popen(
-                        [sys.executable, "-m", "jup2kub_runtime"],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    ),
-                    port,
-                    log,
-                )
-            )
-        deadline = time.monotonic() + 90
-        while not all(_ready(port) for _, port, _ in procs):
-            assert time.monotonic() < deadline, "runtimes did not become ready"
-            time.sleep(0.3)
-
         ok = jup2kub("submit", nb, "--kafka", kafka, "-p", "n", "4", cwd=tmp_path)
         assert ok.returncode == 0, ok.stderr
         good = ok.stdout.strip()
@@ -94,8 +100,40 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
         missing = jup2kub("results", nb, "nope", "--state", state, cwd=tmp_path)
         assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
     finally:
-        for proc, _, _log in procs:
-            proc.terminate()
-        for proc, _, log in procs:
-            proc.wait(timeout=60)
-            log.close()
+        _stop(procs)
+
+
+def test_submit_and_status_address_the_pipeline_by_its_name(
+    kafka: str, tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    """`build --name X` names the topics X.*; submit and status must reach them with --name X
+    (they used to derive the topics from the notebook's file name, whatever the build said)."""
+    nb = make_notebook(["#| step: one\nx = 1", "#| step: two\nprint(x + 1)"], name="nb.ipynb")
+    chart = tmp_path / "chart"
+    built = jup2kub("build", nb, "-o", chart, "--no-images", "--name", "fraud-check",
+                    cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    recorded = json.loads((chart / "pipeline.json").read_text())
+    assert recorded["name"] == "fraud-check"
+    procs = _start_runtimes(plan_pipeline(inspect_notebook(nb, name="fraud-check")), kafka,
+                            tmp_path)
+    try:
+        sub = jup2kub("submit", nb, "--kafka", kafka, "--name", "fraud-check", cwd=tmp_path)
+        assert sub.returncode == 0, sub.stderr
+        run_id = sub.stdout.strip()
+        deadline = time.monotonic() + 120
+        while True:
+            st = jup2kub("status", nb, run_id, "--kafka", kafka, "--name", "fraud-check",
+                         "--json", cwd=tmp_path)
+            assert st.returncode == 0, st.stderr
+            states = {k: v["state"] for k, v in json.loads(st.stdout).items()}
+            if states == {"one": "succeeded", "two": "succeeded"}:
+                break
+            assert time.monotonic() < deadline, states
+        # the notebook's own name addresses other topics, where this run is unknown
+        other = jup2kub("status", nb, run_id, "--kafka", kafka, "--json", cwd=tmp_path)
+        assert other.returncode == 0 and json.loads(other.stdout) == {}
+        bad = jup2kub("submit", nb, "--kafka", kafka, "--name", "Not_A_Label", cwd=tmp_path)
+        assert bad.returncode == 2 and "--name" in bad.stderr
+    finally:
+        _stop(procs)

@@ -174,10 +174,10 @@ def test_failure_names_step_and_cell_then_resume(tmp_path: Path, make_notebook: 
     summary = json.loads((work / "runs" / run_id / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert {k: v["status"] for k, v in summary["steps"].items()} == {
-        "first": "done",
+        "first": "succeeded",
         "second": "failed",
         "third": "blocked",
-        "side": "done",
+        "side": "succeeded",
     }
     assert summary["steps"]["second"]["error"]["ename"] == "ValueError"
 
@@ -187,7 +187,7 @@ def test_failure_names_step_and_cell_then_resume(tmp_path: Path, make_notebook: 
     assert (tmp_path / "first.log").read_text() == "ran\n"  # first was not executed again
     summary = json.loads((work / "runs" / run_id / "summary.json").read_text())
     assert summary["steps"]["first"]["reused"] is True
-    assert summary["steps"]["third"]["status"] == "done"
+    assert summary["steps"]["third"]["status"] == "succeeded"
     result = nbformat.read(work / "runs" / run_id / "result.ipynb", as_version=4)
     assert result.cells[2].outputs[0]["text"] == "2\n"
 

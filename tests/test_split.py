@@ -9,7 +9,7 @@ import pytest
 
 from jup2kub.api import inspect_notebook
 from jup2kub.errors import CycleError, DuplicateStepError, SplitError, UnknownStepError
-from jup2kub.model.split import dns_label
+from jup2kub.model.names import dns_label
 
 MakeNb = Callable[..., Path]
 
