@@ -31,7 +31,8 @@ from jup2kub.chart.render import render_chart
 from jup2kub.model.notebook import load_notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import plan_pipeline
-from jup2kub.run.local import run_pipeline
+from jup2kub.run.executor import run_pipeline
+from jup2kub.run.local import LocalExecutor
 from jup2kub_runtime.messages import run_message
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.topics import edge_topic, runs_topic
@@ -282,7 +283,8 @@ def test_step_containers_on_kafka_match_jup2kub_run(
     local_cwd = tmp_path / "local"
     local_cwd.mkdir()
     monkeypatch.chdir(local_cwd)
-    local = run_pipeline(load_notebook(nb_path), pipeline, local_cwd / "work", {}, jobs=2)
+    local = run_pipeline(load_notebook(nb_path), pipeline, local_cwd / "work", {},
+                         LocalExecutor(jobs=2))
     assert local.ok, local.steps
     monkeypatch.chdir(tmp_path)
 
