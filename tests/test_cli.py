@@ -21,7 +21,8 @@ def test_inspect_json_has_exactly_the_documented_shape() -> None:
     proc = jup2kub("inspect", nb, "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert set(doc) == {"notebook", "split", "parameters", "steps"}
+    assert set(doc) == {"name", "notebook", "split", "parameters", "steps"}
+    assert doc["name"] == "sales-markers"
     assert doc["notebook"] == str(nb)
     assert doc["split"] == "markers"
     assert doc["parameters"] == {

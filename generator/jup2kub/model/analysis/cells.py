@@ -1,24 +1,30 @@
-"""Static data-flow analysis of one code cell.
-
-Each top-level statement becomes a list of events in execution order: ``read``, ``def``, ``del``
-and ``mutate`` of module-level names, each marked certain or conditional. ``pipeline`` then replays
-those events across steps to find which values cross which step boundary. Scoping follows Python:
-function and lambda bodies, comprehensions, class bodies, ``global``, walrus and exception names.
-
-Why not ``symtable`` or pyflakes: both give scopes but not the order of reads and writes at module
-level, which decides whether a read sees this step's definition or an earlier step's. Mutation
-(``df["x"] = ...``, ``lst.append(...)``, ``model.fit(...)``) is treated as a redefinition so
-that later steps see the mutated value; see ``PURE_METHODS`` for the calls assumed not to mutate.
-"""
+"""Analysing one cell: its top-level statements, each turned into events in execution order."""
 
 from __future__ import annotations
 
 import ast
-import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from jup2kub.errors import CellSyntaxError
+from jup2kub.model.analysis.events import CellAnalysis, Event, Statement, Summary
+from jup2kub.model.analysis.knowledge import (
+    FILE_WRITERS,
+    MUTATING_FUNCTIONS,
+    MUTATING_METHODS,
+    SETUP_FUNCTIONS,
+    SETUP_MAGICS,
+)
+from jup2kub.model.analysis.scopes import (
+    Scope,
+    call_name,
+    class_free,
+    comprehension_free,
+    def_time_exprs,
+    function_free,
+    is_pure,
+    root_name,
+    unshippable,
+)
 from jup2kub.model.ipython import (
     PYTHON_CELL_MAGICS,
     PYTHON_LINE_MAGICS,
@@ -27,604 +33,6 @@ from jup2kub.model.ipython import (
     magic_call,
     translate,
 )
-
-#: Names a notebook can use without defining them: Python's builtins and IPython's injections.
-BUILTIN_NAMES = frozenset(dir(builtins)) | {
-    "get_ipython",
-    "display",
-    "In",
-    "Out",
-    "exit",
-    "quit",
-    "_",
-    "__",
-    "___",
-    "_i",
-    "_ii",
-    "_iii",
-    "_oh",
-    "_dh",
-    "_sh",
-    "__builtins__",
-    "__name__",
-    "__doc__",
-}
-
-#: Methods that only query their receiver. A call of any other method directly on a variable
-#: (``rng.normal()``, ``model.fit(X)``, ``ax.plot()``) counts as a possible mutation of it.
-PURE_METHODS = frozenset(
-    {
-        "head",
-        "tail",
-        "describe",
-        "info",
-        "copy",
-        "mean",
-        "median",
-        "mode",
-        "sum",
-        "prod",
-        "std",
-        "var",
-        "sem",
-        "min",
-        "max",
-        "count",
-        "nunique",
-        "unique",
-        "value_counts",
-        "corr",
-        "cov",
-        "quantile",
-        "agg",
-        "aggregate",
-        "apply",
-        "applymap",
-        "map",
-        "pipe",
-        "groupby",
-        "pivot_table",
-        "merge",
-        "join",
-        "astype",
-        "items",
-        "keys",
-        "values",
-        "get",
-        "index",
-        "find",
-        "rfind",
-        "startswith",
-        "endswith",
-        "split",
-        "rsplit",
-        "strip",
-        "lstrip",
-        "rstrip",
-        "format",
-        "lower",
-        "upper",
-        "title",
-        "replace",
-        "drop",
-        "dropna",
-        "fillna",
-        "bfill",
-        "ffill",
-        "interpolate",
-        "rename",
-        "reset_index",
-        "set_index",
-        "sort_values",
-        "sort_index",
-        "query",
-        "filter",
-        "select_dtypes",
-        "sample",
-        "isna",
-        "isnull",
-        "notna",
-        "notnull",
-        "any",
-        "all",
-        "abs",
-        "round",
-        "cumsum",
-        "cumprod",
-        "cummax",
-        "cummin",
-        "diff",
-        "pct_change",
-        "shift",
-        "rolling",
-        "expanding",
-        "ewm",
-        "resample",
-        "melt",
-        "pivot",
-        "stack",
-        "unstack",
-        "transpose",
-        "dot",
-        "reshape",
-        "ravel",
-        "flatten",
-        "squeeze",
-        "argmax",
-        "argmin",
-        "argsort",
-        "nonzero",
-        "clip",
-        "predict",
-        "predict_proba",
-        "predict_log_proba",
-        "transform",
-        "inverse_transform",
-        "score",
-        "decision_function",
-        "where",
-        "mask",
-        "isin",
-        "between",
-        "duplicated",
-        "drop_duplicates",
-        "explode",
-        "nlargest",
-        "nsmallest",
-        "idxmax",
-        "idxmin",
-        "memory_usage",
-        "equals",
-        "compare",
-        "iterrows",
-        "itertuples",
-        "encode",
-        "decode",
-        "hexdigest",
-        "digest",
-        "plot",
-        "hist",
-        "boxplot",
-        "savefig",
-        "show",
-        "assign",
-        "loc",
-        "iloc",
-        "at",
-        "iat",
-        "sqrt",
-        "exp",
-        "log",
-        "mul",
-        "add",
-        "sub",
-        "div",
-        "truediv",
-        "floordiv",
-        "pow",
-        "mod",
-        "eq",
-        "ne",
-        "lt",
-        "le",
-        "gt",
-        "ge",
-        "nbytes",
-        "conj",
-        "trace",
-        "tobytes",
-        "item",
-        "swapaxes",
-        "view",
-        "crosstab",
-        "insert_text",
-        "render",
-        "summary",
-        "json",
-        "dumps",
-        "isoformat",
-        "strftime",
-        "total_seconds",
-        "casefold",
-        "count_nonzero",
-        "isdigit",
-        "isalpha",
-        "splitlines",
-        "zfill",
-        "ljust",
-        "rjust",
-        "center",
-        "partition",
-        "rpartition",
-        "translate",
-        "expandtabs",
-        "issubset",
-        "issuperset",
-        "union",
-        "intersection",
-        "difference",
-        "symmetric_difference",
-        "isdisjoint",
-        "fromkeys",
-    }
-)
-_PURE_PREFIXES = ("to_", "get_", "is_", "as", "iter", "_repr")
-
-#: Methods that mutate their receiver even when called through an attribute chain (df.x.m()).
-MUTATING_METHODS = frozenset(
-    {
-        "append",
-        "extend",
-        "insert",
-        "remove",
-        "pop",
-        "clear",
-        "sort",
-        "reverse",
-        "update",
-        "setdefault",
-        "popitem",
-        "add",
-        "discard",
-        "fit",
-        "partial_fit",
-        "fit_transform",
-        "fit_predict",
-        "set_params",
-        "fill",
-        "resize",
-        "itemset",
-        "put",
-        "setflags",
-        "shuffle",
-        "set_xlabel",
-        "set_ylabel",
-        "set_title",
-        "appendleft",
-        "extendleft",
-        "rotate",
-    }
-)
-#: Functions that mutate their first argument.
-MUTATING_FUNCTIONS = frozenset(
-    {
-        "shuffle",
-        "copyto",
-        "put",
-        "place",
-        "putmask",
-        "fill_diagonal",
-    }
-)
-#: Calls on a module that configure it for the rest of the session: replayed in later steps.
-SETUP_FUNCTIONS = frozenset(
-    {
-        "seed",
-        "manual_seed",
-        "set_seed",
-        "set_option",
-        "set_printoptions",
-        "filterwarnings",
-        "simplefilter",
-        "use",
-        "set_theme",
-        "set_style",
-        "set_context",
-        "set_palette",
-        "set",
-        "rc",
-        "rcdefaults",
-        "basicConfig",
-        "setLevel",
-        "set_random_seed",
-    }
-)
-SETUP_MAGICS = frozenset({"matplotlib", "config", "load_ext", "autoreload", "precision", "env"})
-#: Calls that write the file named by their first argument.
-FILE_WRITERS = frozenset(
-    {
-        "to_csv",
-        "to_parquet",
-        "to_json",
-        "to_excel",
-        "to_pickle",
-        "to_feather",
-        "to_hdf",
-        "to_html",
-        "to_latex",
-        "to_markdown",
-        "to_stata",
-        "to_netcdf",
-        "to_file",
-        "to_zarr",
-        "savefig",
-        "save",
-        "savez",
-        "savez_compressed",
-        "savetxt",
-        "write_text",
-        "write_bytes",
-        "imwrite",
-        "imsave",
-        "dump_model",
-        "save_model",
-        "copyfile",
-        "copy",
-        "move",
-        "rename",
-        "makedirs",
-        "mkdir",
-        "touch",
-    }
-)
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something a statement does to a module-level name, in execution order."""
-
-    kind: str  # "read" | "def" | "del" | "mutate"
-    name: str
-    line: int
-    certain: bool = True
-    #: for a def: what the value is when it cannot be stored (an open file, a lock, ...)
-    unshippable: str | None = None
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What using a function or class reads and writes at call time (its body's free names)."""
-
-    reads: frozenset[str]
-    writes: frozenset[str]
-
-
-@dataclass
-class Statement:
-    """One top-level statement of a cell, with its data-flow events and replay information."""
-
-    cell: int
-    line: int
-    end_line: int
-    source: str
-    events: list[Event] = field(default_factory=list)
-    #: names bound by a replayable definition (import, def, class, or an if/try of only those)
-    code_names: tuple[str, ...] = ()
-    summaries: dict[str, Summary] = field(default_factory=dict)
-    star_import: bool = False
-    #: module name whose state this statement configures (``np.random.seed(0)``), "%" for magics
-    setup_root: str | None = None
-    file_writes: set[str] = field(default_factory=set)
-    literals: set[str] = field(default_factory=set)
-
-
-@dataclass
-class CellAnalysis:
-    index: int
-    python: str  # the cell translated to plain Python (what a step executes)
-    statements: list[Statement]
-
-
-# --------------------------------------------------------------------------- scopes
-
-
-class _Scope(ast.NodeVisitor):
-    """Collects the names a nested scope (function, lambda, class, comprehension) binds and uses."""
-
-    def __init__(self) -> None:
-        self.loads: set[str] = set()
-        self.stores: set[str] = set()
-        self.globals: set[str] = set()
-        self.nonlocals: set[str] = set()
-        self.walrus: set[str] = set()
-        self.nested_free: set[str] = set()
-        self.global_writes: set[str] = set()
-
-    def visit_Name(self, node: ast.Name) -> None:
-        (self.loads if isinstance(node.ctx, ast.Load) else self.stores).add(node.id)
-
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        if isinstance(node.target, ast.Name):
-            self.loads.add(node.target.id)
-        self.generic_visit(node)
-
-    def visit_Global(self, node: ast.Global) -> None:
-        self.globals.update(node.names)
-
-    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
-        self.nonlocals.update(node.names)
-
-    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
-        self.visit(node.value)
-        if isinstance(node.target, ast.Name):
-            self.stores.add(node.target.id)
-            self.walrus.add(node.target.id)
-
-    def _nested(self, reads: set[str], writes: set[str]) -> None:
-        self.nested_free |= reads
-        self.global_writes |= writes
-
-    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        self.stores.add(node.name)
-        for expr in _def_time_exprs(node):
-            self.visit(expr)
-        self._nested(*function_free(node))
-
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
-
-    def visit_Lambda(self, node: ast.Lambda) -> None:
-        for expr in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
-            self.visit(expr)
-        self._nested(*function_free(node))
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.stores.add(node.name)
-        for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
-            self.visit(expr)
-        body_reads, method_reads, writes = class_free(node)
-        self._nested(body_reads | method_reads, writes)
-
-    def _comprehension(
-        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
-    ) -> None:
-        self.visit(node.generators[0].iter)
-        reads, walrus = comprehension_free(node)
-        self.nested_free |= reads
-        self.stores |= walrus
-        self.walrus |= walrus
-
-    visit_ListComp = _comprehension  # type: ignore[assignment]
-    visit_SetComp = _comprehension  # type: ignore[assignment]
-    visit_GeneratorExp = _comprehension  # type: ignore[assignment]
-    visit_DictComp = _comprehension  # type: ignore[assignment]
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            self.stores.add(alias.asname or alias.name.split(".")[0])
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        for alias in node.names:
-            if alias.name != "*":
-                self.stores.add(alias.asname or alias.name)
-
-    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        if node.name:
-            self.stores.add(node.name)
-        self.generic_visit(node)
-
-    def visit_MatchAs(self, node: ast.MatchAs) -> None:
-        if node.name:
-            self.stores.add(node.name)
-        self.generic_visit(node)
-
-    def visit_MatchStar(self, node: ast.MatchStar) -> None:
-        if node.name:
-            self.stores.add(node.name)
-
-    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
-        if node.rest:
-            self.stores.add(node.rest)
-        self.generic_visit(node)
-
-
-def _arg_names(args: ast.arguments) -> set[str]:
-    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
-    names.update(a.arg for a in (args.vararg, args.kwarg) if a is not None)
-    return names
-
-
-def _def_time_exprs(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
-    """Expressions evaluated when the ``def`` runs: decorators, defaults, annotations."""
-    args = node.args
-    exprs: list[ast.expr] = [*node.decorator_list, *args.defaults]
-    exprs += [d for d in args.kw_defaults if d is not None]
-    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
-        if a is not None and a.annotation is not None:
-            exprs.append(a.annotation)
-    if node.returns is not None:
-        exprs.append(node.returns)
-    return exprs
-
-
-def function_free(
-    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
-) -> tuple[set[str], set[str]]:
-    """Names a function body reads from outside itself, and globals it assigns."""
-    scope = _Scope()
-    if isinstance(node, ast.Lambda):
-        scope.visit(node.body)
-    else:
-        for stmt in node.body:
-            scope.visit(stmt)
-    local = _arg_names(node.args) | (scope.stores - scope.globals - scope.nonlocals)
-    reads = (scope.loads | scope.nested_free) - local
-    writes = (scope.globals & scope.stores) | scope.global_writes
-    return reads, writes
-
-
-def class_free(node: ast.ClassDef) -> tuple[set[str], set[str], set[str]]:
-    """(names the class body reads when it runs, names its methods read later, global writes)."""
-    scope = _Scope()
-    for stmt in node.body:
-        scope.visit(stmt)
-    body_reads = scope.loads - (scope.stores - scope.globals)
-    return body_reads, scope.nested_free, scope.global_writes | (scope.globals & scope.stores)
-
-
-def comprehension_free(
-    node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp,
-) -> tuple[set[str], set[str]]:
-    """Names a comprehension reads (besides its first iterable) and walrus names it binds."""
-    scope = _Scope()
-    targets = _Scope()
-    for i, gen in enumerate(node.generators):
-        targets.visit(gen.target)
-        if i:
-            scope.visit(gen.iter)
-        for cond in gen.ifs:
-            scope.visit(cond)
-    if isinstance(node, ast.DictComp):
-        scope.visit(node.key)
-        scope.visit(node.value)
-    else:
-        scope.visit(node.elt)
-    local = targets.stores | (scope.stores - scope.walrus)
-    reads = (scope.loads | scope.nested_free) - local
-    return reads, scope.walrus
-
-
-def root_name(node: ast.expr) -> str | None:
-    """The variable at the base of ``a.b[c].d`` (``a``), if the chain has no calls."""
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-def _is_pure(method: str) -> bool:
-    return method in PURE_METHODS or method.startswith(_PURE_PREFIXES)
-
-
-def _call_name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    if isinstance(func, ast.Name):
-        return func.id
-    return None
-
-
-#: Objects that cannot be pickled, so cannot cross a step boundary: callee -> what it makes.
-UNSHIPPABLE_CALLS = {
-    "open": "an open file", "TemporaryFile": "an open file",
-    "NamedTemporaryFile": "an open file", "SpooledTemporaryFile": "an open file",
-    "urlopen": "an open URL connection", "socket": "a socket", "create_connection": "a socket",
-    "Lock": "a lock", "RLock": "a lock", "Semaphore": "a lock", "BoundedSemaphore": "a lock",
-    "Condition": "a lock", "Event": "a threading event", "Barrier": "a lock",
-    "Thread": "a thread", "Process": "a process", "Popen": "a running process",
-    "ThreadPoolExecutor": "an executor", "ProcessPoolExecutor": "an executor",
-    "Pool": "a process pool", "mmap": "a memory map",
-}
-_DATABASE_MODULES = frozenset({"sqlite3", "psycopg2", "psycopg", "pymysql", "duckdb"})
-
-
-def unshippable(value: ast.expr | None) -> str | None:
-    """What ``value`` evaluates to when that is an object pickle cannot store, else None."""
-    if isinstance(value, ast.GeneratorExp):
-        return "a generator"
-    if not isinstance(value, ast.Call):
-        return None
-    func = value.func
-    name = _call_name(func)
-    if (
-        name == "connect"
-        and isinstance(func, ast.Attribute)
-        and isinstance(func.value, ast.Name)
-        and func.value.id in _DATABASE_MODULES
-    ):
-        return "a database connection"
-    return UNSHIPPABLE_CALLS.get(name or "")
-
-
-# --------------------------------------------------------------------------- module level
 
 
 class _Emitter(ast.NodeVisitor):
@@ -790,7 +198,7 @@ class _Emitter(ast.NodeVisitor):
         saved = self.certain
         self.certain = False
         for case in node.cases:
-            scope = _Scope()
+            scope = Scope()
             scope.visit(case.pattern)
             for name in sorted(scope.stores):
                 self.define(name, case.pattern)
@@ -803,7 +211,7 @@ class _Emitter(ast.NodeVisitor):
         self.certain = saved
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        for expr in _def_time_exprs(node):
+        for expr in def_time_exprs(node):
             self.visit(expr)
         reads, writes = function_free(node)
         self.stmt.summaries[node.name] = Summary(frozenset(reads), frozenset(writes))
@@ -884,7 +292,7 @@ class _Emitter(ast.NodeVisitor):
             self._magic(node, *magic)
             return
         func = node.func
-        name = _call_name(func)
+        name = call_name(func)
         first = node.args[0] if node.args else None
         if isinstance(func, ast.Attribute):
             root = root_name(func.value)
@@ -894,7 +302,7 @@ class _Emitter(ast.NodeVisitor):
             )
             direct = isinstance(func.value, ast.Name)
             if root and (
-                inplace or func.attr in MUTATING_METHODS or (direct and not _is_pure(func.attr))
+                inplace or func.attr in MUTATING_METHODS or (direct and not is_pure(func.attr))
             ):
                 self._event("mutate", root, node)
         if name in MUTATING_FUNCTIONS and first is not None:
