@@ -26,6 +26,7 @@ from kafka import KafkaProducer
 
 from jup2kub.api import inspect_notebook
 from jup2kub.build import deps, images
+from jup2kub.build.deps.capture import installed
 from jup2kub.chart.options import ChartOptions
 from jup2kub.chart.render import render_chart
 from jup2kub.model.notebook import load_notebook
@@ -437,7 +438,7 @@ def test_traced_build_copies_data_and_leaks_no_environment(
         result.images["cell-0"].reference, ["-c", "import yaml; print(yaml.__version__)"],
         entrypoint=["/opt/jup2kub/venv/bin/python"], remove=True, network_mode="none",
         read_only=True, user="10001:10001").decode().strip()
-    assert probe == deps._installed("pyyaml").version  # type: ignore[union-attr]
+    assert probe == installed("pyyaml").version  # type: ignore[union-attr]
     # the data file is copied into the image of the step that reads it
     cat = client.containers.run(result.images["cell-1"].reference, [str(data)],
                                 entrypoint=["cat"], remove=True, network_mode="none")
