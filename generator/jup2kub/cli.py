@@ -66,10 +66,12 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also draw the graph to FILE (.svg/.png with Graphviz, .dot, or .mmd for Mermaid).",
 )
+@name_option
 @_reports_errors
-def inspect(notebook: Path, split: str, as_json: bool, graph: Path | None) -> None:
+def inspect(notebook: Path, split: str, as_json: bool, graph: Path | None,
+            name: str | None) -> None:
     """Show the steps of NOTEBOOK and the values that flow between them."""
-    pipeline = api.inspect_notebook(notebook, split)
+    pipeline = api.inspect_notebook(notebook, split, name)
     if graph is not None:
         api.write_graph(pipeline, graph)
     if as_json:
@@ -88,7 +90,8 @@ def _names(items: list[str] | set[str]) -> str:
 
 def format_pipeline(p: Pipeline) -> str:
     """The human-readable view of ``inspect``."""
-    out = [f"notebook:   {p.notebook}", f"split:      {p.split} ({len(p.steps)} steps)"]
+    out = [f"pipeline:   {p.name}", f"notebook:   {p.notebook}",
+           f"split:      {p.split} ({len(p.steps)} steps)"]
     if p.parameter_cells:
         params = ", ".join(f"{k}={v!r}" for k, v in p.parameters.items()) or "-"
         cells = ", ".join(map(str, p.parameter_cells))
@@ -140,7 +143,7 @@ def format_pipeline(p: Pipeline) -> str:
               help="PersistentVolumeClaim for --storage existingClaim.")
 @click.option("--image-registry", default="", help="Registry prefix of the step images.")
 @click.option("--chart-version", default="0.1.0", show_default=True, help="Chart version (SemVer).")
-@click.option("--name", default=None, help="Pipeline/chart name [default: from the notebook file].")
+@name_option
 @click.option("--base-image", default=api.ImageBuild.base_image, show_default=True,
               help="Base image of the step images (needs python3, glibc).")
 @click.option("--platform", default=None, help="Image platform, e.g. linux/arm64 [default: "
