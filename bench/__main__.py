@@ -50,8 +50,12 @@ class Line:
     met: bool | None  # None: not measured
 
     def to_json(self) -> dict[str, Any]:
-        return {"figure": self.figure, "measured": self.measured, "target": self.target,
-                "met": self.met}
+        return {
+            "figure": self.figure,
+            "measured": self.measured,
+            "target": self.target,
+            "met": self.met,
+        }
 
 
 @dataclass
@@ -63,8 +67,12 @@ class Row:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"lines": [ln.to_json() for ln in self.lines], "details": self.details,
-                "error": self.error, "seconds": round(self.seconds, 1)}
+        return {
+            "lines": [ln.to_json() for ln in self.lines],
+            "details": self.details,
+            "error": self.error,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 @dataclass
@@ -85,17 +93,25 @@ def row_scaling(ctx: Context, row: Row) -> None:
     row.details["sizes"] = rows
     by = {r["cells"]: r for r in rows}
     big = by[1000]
-    row.lines.append(Line(
-        "generation scaling: 1000 code cells (inspect, fresh process)",
-        f"{big['median_s']:.2f} s (min {big['min_s']:.2f}, max {big['max_s']:.2f}), "
-        f"{big['peak_mib']:.0f} MiB peak",
-        "<= 3 s, <= 300 MB", big["median_s"] <= 3.0 and big["peak_mib"] * 1.048576 <= 300))
+    row.lines.append(
+        Line(
+            "generation scaling: 1000 code cells (inspect, fresh process)",
+            f"{big['median_s']:.2f} s (min {big['min_s']:.2f}, max {big['max_s']:.2f}), "
+            f"{big['peak_mib']:.0f} MiB peak",
+            "<= 3 s, <= 300 MB",
+            big["median_s"] <= 3.0 and big["peak_mib"] * 1.048576 <= 300,
+        )
+    )
     growth = big["median_s"] / by[200]["median_s"]
-    row.lines.append(Line(
-        "generation scaling: growth 200 -> 1000 cells (5x cells)",
-        f"{growth:.2f}x time ({by[50]['median_s']:.2f} / {by[200]['median_s']:.2f} / "
-        f"{big['median_s']:.2f} s at 50/200/1000)",
-        "~linear (<= 5x, with 50% slack: <= 7.5x)", growth <= 7.5))
+    row.lines.append(
+        Line(
+            "generation scaling: growth 200 -> 1000 cells (5x cells)",
+            f"{growth:.2f}x time ({by[50]['median_s']:.2f} / {by[200]['median_s']:.2f} / "
+            f"{big['median_s']:.2f} s at 50/200/1000)",
+            "~linear (<= 5x, with 50% slack: <= 7.5x)",
+            growth <= 7.5,
+        )
+    )
     _plot_scaling(ctx, rows)
 
 
@@ -105,16 +121,26 @@ def row_generation(ctx: Context, row: Row) -> None:
     res = kale.run(ctx.work / "kale", quick=ctx.quick)
     row.details.update(res)
     if res.get("error"):
-        row.lines.append(Line("generation time vs Kale (jup2kub build --no-images / kale)",
-                              f"not measured: {res['error']}", "ratio <= 0.2", None))
+        row.lines.append(
+            Line(
+                "generation time vs Kale (jup2kub build --no-images / kale)",
+                f"not measured: {res['error']}",
+                "ratio <= 0.2",
+                None,
+            )
+        )
         return
     for nb in res["notebooks"]:
         r = nb["ratio"]
-        row.lines.append(Line(
-            f"generation time vs Kale: {nb['name']} ({nb['code_cells']} code cells)",
-            f"ratio {r:.3f} (jup2kub {spread(nb['jup2kub_s'], ' s')}; "
-            f"kale {spread(nb['kale_s'], ' s')})",
-            "ratio <= 0.2", r <= 0.2))
+        row.lines.append(
+            Line(
+                f"generation time vs Kale: {nb['name']} ({nb['code_cells']} code cells)",
+                f"ratio {r:.3f} (jup2kub {spread(nb['jup2kub_s'], ' s')}; "
+                f"kale {spread(nb['kale_s'], ' s')})",
+                "ratio <= 0.2",
+                r <= 0.2,
+            )
+        )
     _plot_kale(ctx, res)
 
 
@@ -124,8 +150,7 @@ def row_handoff(ctx: Context, row: Row) -> None:
     assert ctx.bootstrap
     mb = 1 << 20
     sizes = {"1KB": 1024, "1MB": mb, "100MB": 100 * mb}
-    runs = {"1KB": 5, "1MB": 5, "100MB": 2} if ctx.quick else {"1KB": 60, "1MB": 60,
-                                                                "100MB": 7}
+    runs = {"1KB": 5, "1MB": 5, "100MB": 2} if ctx.quick else {"1KB": 60, "1MB": 60, "100MB": 7}
     res = rh.handoff(ctx.bootstrap, sizes, runs, ctx.work)
     row.details.update(res)
     for label in ("1KB", "1MB"):
@@ -138,18 +163,28 @@ def row_handoff(ctx: Context, row: Row) -> None:
             f"{h['messaging_s']['median'] * 1e3:.1f} ms, p99 {h['messaging_p99_s'] * 1e3:.1f} ms",
             "p50 <= 15 ms, p99 <= 60 ms (at 1 MB)" if label == "1MB" else "(reference)",
             (h["handoff_s"]["median"] <= 0.015 and h["handoff_p99_s"] <= 0.060)
-            if label == "1MB" else None)
+            if label == "1MB"
+            else None,
+        )
         row.lines.append(line)
     h, c = res["100MB"], res["file_copy"]["seconds"]
     kept = res.get("file_copy_kept")
-    row.lines.append(Line(
-        "handoff 100 MB vs plain file copy (cp + fsync of 100 MB)",
-        f"{res['ratio_largest_to_copy']:.1f}x ({spread(h['handoff_s'], ' s', digits=3)} vs "
-        f"copy {spread(c, ' s', digits=3)})"
-        + (f"; vs copies into new files kept like the store's values "
-           f"{res['ratio_largest_to_copy_kept']:.1f}x (copy "
-           f"{spread(kept['seconds'], ' s', digits=3)})" if kept else ""),
-        "<= 2x", res["ratio_largest_to_copy"] <= 2.0))
+    row.lines.append(
+        Line(
+            "handoff 100 MB vs plain file copy (cp + fsync of 100 MB)",
+            f"{res['ratio_largest_to_copy']:.1f}x ({spread(h['handoff_s'], ' s', digits=3)} vs "
+            f"copy {spread(c, ' s', digits=3)})"
+            + (
+                f"; vs copies into new files kept like the store's values "
+                f"{res['ratio_largest_to_copy_kept']:.1f}x (copy "
+                f"{spread(kept['seconds'], ' s', digits=3)})"
+                if kept
+                else ""
+            ),
+            "<= 2x",
+            res["ratio_largest_to_copy"] <= 2.0,
+        )
+    )
     _plot_handoff(ctx, res)
 
 
@@ -160,21 +195,30 @@ def row_throughput(ctx: Context, row: Row) -> None:
     burst = 30 if ctx.quick else 300
     one = rh.throughput(ctx.bootstrap, burst, ctx.work, replicas=1, partitions=1)
     row.details["trivial_1_replica"] = one
-    row.lines.append(Line(
-        "throughput: 3-step trivial pipeline, 1 replica per step",
-        f"{one['runs_per_s']:.1f} runs/s ({burst} runs submitted at once, "
-        f"{one['span_s']:.1f} s)", ">= 100 runs/s", one["runs_per_s"] >= 100))
+    row.lines.append(
+        Line(
+            "throughput: 3-step trivial pipeline, 1 replica per step",
+            f"{one['runs_per_s']:.1f} runs/s ({burst} runs submitted at once, "
+            f"{one['span_s']:.1f} s)",
+            ">= 100 runs/s",
+            one["runs_per_s"] >= 100,
+        )
+    )
     sleep, n = (0.1, 15) if ctx.quick else (0.2, 60)
     s1 = rh.throughput(ctx.bootstrap, n, ctx.work, replicas=1, sleep=sleep, partitions=3)
     s3 = rh.throughput(ctx.bootstrap, n, ctx.work, replicas=3, sleep=sleep, partitions=3)
     row.details["sleep_1_replica"], row.details["sleep_3_replicas"] = s1, s3
     ratio = s3["runs_per_s"] / s1["runs_per_s"]
     row.details["scaling_ratio"] = round(ratio, 2)
-    row.lines.append(Line(
-        f"throughput scaling: 3 vs 1 replicas per step, steps sleep {sleep} s",
-        f"{ratio:.2f}x ({s3['runs_per_s']:.2f} vs {s1['runs_per_s']:.2f} runs/s, {n} runs, "
-        f"3 partitions; runs per b replica {s3['runs_per_b_replica']})",
-        ">= 2.7x", ratio >= 2.7))
+    row.lines.append(
+        Line(
+            f"throughput scaling: 3 vs 1 replicas per step, steps sleep {sleep} s",
+            f"{ratio:.2f}x ({s3['runs_per_s']:.2f} vs {s1['runs_per_s']:.2f} runs/s, {n} runs, "
+            f"3 partitions; runs per b replica {s3['runs_per_b_replica']})",
+            ">= 2.7x",
+            ratio >= 2.7,
+        )
+    )
     _plot_throughput(ctx, row.details)
 
 
@@ -190,12 +234,17 @@ def row_pipeline(ctx: Context, row: Row) -> None:
                 continue
             t = targets[r["notebook"]]
             lo, hi = r[f"{mode}_ratio_range"]
-            row.lines.append(Line(
-                f"pipeline vs notebook: {r['notebook']}, jup2kub run "
-                f"{'--kafka' if mode == 'kafka' else '(embedded)'}",
-                f"{r[f'{mode}_ratio']:.2f} (range {lo:.2f}-{hi:.2f}; {r[f'{mode}_median_s']:.2f}"
-                f" s vs nbclient {r['nbclient_median_s']:.2f} s, n={len(r['nbclient_samples_s'])})",
-                f"<= {t:.2f}", r[f"{mode}_ratio"] <= t))
+            row.lines.append(
+                Line(
+                    f"pipeline vs notebook: {r['notebook']}, jup2kub run "
+                    f"{'--kafka' if mode == 'kafka' else '(embedded)'}",
+                    f"{r[f'{mode}_ratio']:.2f} (range {lo:.2f}-{hi:.2f}; "
+                    f"{r[f'{mode}_median_s']:.2f} s vs nbclient {r['nbclient_median_s']:.2f} s, "
+                    f"n={len(r['nbclient_samples_s'])})",
+                    f"<= {t:.2f}",
+                    r[f"{mode}_ratio"] <= t,
+                )
+            )
     _plot_pipeline(ctx, rows)
 
 
@@ -212,26 +261,38 @@ def row_images(ctx: Context, row: Row) -> None:
         added = (j["step_image_bytes"] - base_b) / max(rz["image_bytes"] - base_b, 1)
         row.details["size_ratio"] = round(ratio, 3)
         row.details["added_over_base_ratio"] = round(added, 3)
-        row.lines.append(Line(
-            "image size: largest step image / reprounzip docker image (same pandas notebook)",
-            f"{ratio:.2f}x ({j['step_image_bytes'] / 1e6:.0f} MB vs "
-            f"{rz['image_bytes'] / 1e6:.0f} MB; both on the same {base_b / 1e6:.0f} MB base "
-            f"image, added over it: {added:.2f}x"
-            f"{'; ' + rz['note'] if rz.get('note') else ''})",
-            "<= 0.5x", ratio <= 0.5))
+        row.lines.append(
+            Line(
+                "image size: largest step image / reprounzip docker image (same pandas notebook)",
+                f"{ratio:.2f}x ({j['step_image_bytes'] / 1e6:.0f} MB vs "
+                f"{rz['image_bytes'] / 1e6:.0f} MB; both on the same {base_b / 1e6:.0f} MB base "
+                f"image, added over it: {added:.2f}x"
+                f"{'; ' + rz['note'] if rz.get('note') else ''})",
+                "<= 0.5x",
+                ratio <= 0.5,
+            )
+        )
     else:
-        row.lines.append(Line("image size: step image / reprounzip docker image",
-                              "not measured: " + (rz.get("error") or j.get("error") or "?"),
-                              "<= 0.5x", None))
+        row.lines.append(
+            Line(
+                "image size: step image / reprounzip docker image",
+                "not measured: " + (rz.get("error") or j.get("error") or "?"),
+                "<= 0.5x",
+                None,
+            )
+        )
     if j.get("rebuild_s"):
         over = j["unchanged_overhead_s"]
-        row.lines.append(Line(
-            "rebuild after changing one step: time spent on the unchanged steps",
-            f"{spread(over, ' s')} (whole jup2kub build {spread(j['rebuild_s'], ' s')}, of "
-            f"which the changed step's image {spread(j['changed_step_s'], ' s')}); unchanged "
-            f"step images reused: {'yes' if j['unchanged_reused'] else 'NO'}",
-            "unchanged steps rebuild in <= 5 s",
-            bool(j["unchanged_reused"]) and over["median"] <= 5.0))
+        row.lines.append(
+            Line(
+                "rebuild after changing one step: time spent on the unchanged steps",
+                f"{spread(over, ' s')} (whole jup2kub build {spread(j['rebuild_s'], ' s')}, of "
+                f"which the changed step's image {spread(j['changed_step_s'], ' s')}); unchanged "
+                f"step images reused: {'yes' if j['unchanged_reused'] else 'NO'}",
+                "unchanged steps rebuild in <= 5 s",
+                bool(j["unchanged_reused"]) and over["median"] <= 5.0,
+            )
+        )
     _plot_images(ctx, res)
 
 
@@ -242,17 +303,26 @@ def row_recovery(ctx: Context, row: Row) -> None:
     res = rh.recovery(ctx.bootstrap, 1 if ctx.quick else 5, ctx.work)
     row.details.update(res)
     r = res["recovery_s"]
-    row.lines.append(Line(
-        "recovery: kill -9 of the replica executing a step -> run complete, minus the step",
-        f"{spread(r, ' s')}; kill -> re-execution started {spread(res['kill_to_restart_s'], ' s')}"
-        f" (session timeout {res['session_timeout_ms'] / 1000:.0f} s, 2 replicas)",
-        "<= 15 s", r["median"] <= 15.0))
+    row.lines.append(
+        Line(
+            "recovery: kill -9 of the replica executing a step -> run complete, minus the step",
+            f"{spread(r, ' s')}; kill -> re-execution started "
+            f"{spread(res['kill_to_restart_s'], ' s')}"
+            f" (session timeout {res['session_timeout_ms'] / 1000:.0f} s, 2 replicas)",
+            "<= 15 s",
+            r["median"] <= 15.0,
+        )
+    )
     _plot_recovery(ctx, res)
 
 
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
-    "generation": row_generation, "scaling": row_scaling, "handoff": row_handoff,
-    "throughput": row_throughput, "pipeline": row_pipeline, "images": row_images,
+    "generation": row_generation,
+    "scaling": row_scaling,
+    "handoff": row_handoff,
+    "throughput": row_throughput,
+    "pipeline": row_pipeline,
+    "images": row_images,
     "recovery": row_recovery,
 }
 
@@ -275,8 +345,7 @@ def plot(fn: Callable[..., None]) -> Callable[..., None]:
         try:
             fn(*args)
         except Exception:  # plotting is a by-product
-            print(f"bench: plot {fn.__name__} failed:\n{traceback.format_exc()}",
-                  file=sys.stderr)
+            print(f"bench: plot {fn.__name__} failed:\n{traceback.format_exc()}", file=sys.stderr)
 
     wrapper.__name__ = fn.__name__
     return wrapper
@@ -294,8 +363,9 @@ def _plot_scaling(ctx: Context, rows: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     cells = [r["cells"] for r in rows]
     ax[0].plot(cells, [r["median_s"] for r in rows], "o-", label="median")
-    ax[0].fill_between(cells, [r["min_s"] for r in rows], [r["max_s"] for r in rows], alpha=.3,
-                       label="min-max")
+    ax[0].fill_between(
+        cells, [r["min_s"] for r in rows], [r["max_s"] for r in rows], alpha=0.3, label="min-max"
+    )
     ax[0].axhline(3.0, color="r", ls="--", label="target 1000 cells")
     ax[0].set(xlabel="code cells", ylabel="seconds", title="inspect wall time")
     ax[0].legend()
@@ -312,11 +382,15 @@ def _plot_kale(ctx: Context, res: dict[str, Any]) -> None:
     nbs = res["notebooks"]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     x = range(len(nbs))
-    for off, key, label in ((-0.2, "jup2kub_s", "jup2kub build --no-images"),
-                            (0.2, "kale_s", "kale --nb")):
+    for off, key, label in (
+        (-0.2, "jup2kub_s", "jup2kub build --no-images"),
+        (0.2, "kale_s", "kale --nb"),
+    ):
         med = [n[key]["median"] for n in nbs]
-        err = [[m - n[key]["min"] for m, n in zip(med, nbs, strict=True)],
-               [n[key]["max"] - m for m, n in zip(med, nbs, strict=True)]]
+        err = [
+            [m - n[key]["min"] for m, n in zip(med, nbs, strict=True)],
+            [n[key]["max"] - m for m, n in zip(med, nbs, strict=True)],
+        ]
         ax.bar([i + off for i in x], med, 0.4, yerr=err, capsize=3, label=label)
     ax.set_xticks(list(x), [f"{n['name']}\n({n['code_cells']} cells)" for n in nbs])
     ax.set(ylabel="seconds (median, min-max)", title="generation time vs Kale")
@@ -337,8 +411,11 @@ def _plot_handoff(ctx: Context, res: dict[str, Any]) -> None:
     ax.axhline(copy, color="g", ls=":", label=f"100 MB file copy ({copy:.0f} ms)")
     ax.axhline(2 * copy, color="g", ls="--", label="2x file copy")
     ax.set_yscale("log")
-    ax.set(ylabel="ms (log)", xlabel="state handed over",
-           title="handoff: upstream cell done -> downstream inputs loaded")
+    ax.set(
+        ylabel="ms (log)",
+        xlabel="state handed over",
+        title="handoff: upstream cell done -> downstream inputs loaded",
+    )
     ax.legend(fontsize=7)
     _save(ctx, fig, "handoff.png")
 
@@ -366,11 +443,19 @@ def _plot_pipeline(ctx: Context, rows: list[dict[str, Any]]) -> None:
     modes = [m for m in ("nbclient", "embedded", "kafka") if f"{m}_median_s" in rows[0]]
     width = 0.8 / len(modes)
     for i, m in enumerate(modes):
-        ax.bar([j + i * width for j in range(len(rows))], [r[f"{m}_median_s"] for r in rows],
-               width, label={"nbclient": "nbclient (notebook)", "embedded": "jup2kub run",
-                             "kafka": "jup2kub run --kafka"}[m])
-    ax.set_xticks([j + width * (len(modes) - 1) / 2 for j in range(len(rows))],
-                  [r["notebook"] for r in rows])
+        ax.bar(
+            [j + i * width for j in range(len(rows))],
+            [r[f"{m}_median_s"] for r in rows],
+            width,
+            label={
+                "nbclient": "nbclient (notebook)",
+                "embedded": "jup2kub run",
+                "kafka": "jup2kub run --kafka",
+            }[m],
+        )
+    ax.set_xticks(
+        [j + width * (len(modes) - 1) / 2 for j in range(len(rows))], [r["notebook"] for r in rows]
+    )
     ax.set(ylabel="wall seconds (median)", title="pipeline vs notebook")
     ax.legend()
     _save(ctx, fig, "pipeline_vs_notebook.png")
@@ -399,8 +484,12 @@ def _plot_recovery(ctx: Context, res: dict[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     s = res["samples"]
     ax.plot(range(1, len(s) + 1), [x["recovery_s"] for x in s], "o", label="recovery")
-    ax.plot(range(1, len(s) + 1), [x["kill_to_restart_s"] for x in s], "x",
-            label="kill -> re-execution started")
+    ax.plot(
+        range(1, len(s) + 1),
+        [x["kill_to_restart_s"] for x in s],
+        "x",
+        label="kill -> re-execution started",
+    )
     ax.axhline(15, color="r", ls="--", label="target 15 s")
     ax.set(xlabel="trial", ylabel="seconds", title="recovery after kill -9")
     ax.legend()
@@ -412,20 +501,24 @@ def _plot_recovery(ctx: Context, res: dict[str, Any]) -> None:
 
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
-        "platform": platform.platform(), "python": platform.python_version(),
-        "cpus": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         with open("/proc/meminfo") as f:
             info["mem_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f
-                                if ln.startswith("model name")), "?")
+            info["cpu"] = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?"
+            )
     except OSError:
         pass
     with contextlib.suppress(OSError):
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                        capture_output=True, text=True).stdout.strip()
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
     return info
 
 
@@ -458,14 +551,24 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--only", nargs="+", choices=ROWS, help="run only these rows")
     ap.add_argument("--skip", nargs="+", choices=ROWS, default=[], help="skip these rows")
-    ap.add_argument("--quick", action="store_true",
-                    help="few samples, small sizes: checks the harness, not the targets")
-    ap.add_argument("--out", type=Path, default=REPO / "bench",
-                    help="where results.json, results.md and plots/ go (default: bench/)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="few samples, small sizes: checks the harness, not the targets",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "bench",
+        help="where results.json, results.md and plots/ go (default: bench/)",
+    )
     args = ap.parse_args(argv)
     order = [r for r in ROWS if (not args.only or r in args.only) and r not in args.skip]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -473,7 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     plots.mkdir(exist_ok=True)
     doc: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "quick": args.quick, "machine": machine(), "order": order, "rows": {},
+        "quick": args.quick,
+        "machine": machine(),
+        "order": order,
+        "rows": {},
     }
     work = Path(tempfile.mkdtemp(prefix="j2k-bench-"))
     ctx = Context(args.quick, work, plots)

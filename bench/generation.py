@@ -56,8 +56,9 @@ def measure(path: Path) -> tuple[float, float]:
     return float(seconds), int(rss_kib) / 1024
 
 
-def run(sizes: list[int] | tuple[int, ...] = SIZES, repeat: int = 5,
-        log: bool = True) -> list[dict[str, float]]:
+def run(
+    sizes: list[int] | tuple[int, ...] = SIZES, repeat: int = 5, log: bool = True
+) -> list[dict[str, float]]:
     """Per size: median/min/max wall seconds and median peak MiB of ``repeat`` fresh runs."""
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,14 +67,16 @@ def run(sizes: list[int] | tuple[int, ...] = SIZES, repeat: int = 5,
             path.write_text(nbformat.writes(make_notebook(n)))
             runs = [measure(path) for _ in range(repeat)]
             secs = [r[0] for r in runs]
-            rows.append({
-                "cells": n,
-                "median_s": round(statistics.median(secs), 3),
-                "min_s": round(min(secs), 3),
-                "max_s": round(max(secs), 3),
-                "peak_mib": round(statistics.median(r[1] for r in runs), 1),
-                "samples_s": [round(x, 3) for x in secs],
-            })
+            rows.append(
+                {
+                    "cells": n,
+                    "median_s": round(statistics.median(secs), 3),
+                    "min_s": round(min(secs), 3),
+                    "max_s": round(max(secs), 3),
+                    "peak_mib": round(statistics.median(r[1] for r in runs), 1),
+                    "samples_s": [round(x, 3) for x in secs],
+                }
+            )
             if log:
                 print(json.dumps(rows[-1]), flush=True)
     return rows

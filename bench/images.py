@@ -107,22 +107,44 @@ def base_image() -> str:
     if os.environ.get("J2K_BASE_IMAGE"):
         return os.environ["J2K_BASE_IMAGE"]
     out = subprocess.run(
-        ["bash", "-c", f'set -euo pipefail; source "{REPO}/tests/setup.d/40-docker.sh" >&2; '
-                       'echo "$J2K_BASE_IMAGE"'],
-        check=True, capture_output=True, text=True, timeout=1800)
+        [
+            "bash",
+            "-c",
+            f'set -euo pipefail; source "{REPO}/tests/setup.d/40-docker.sh" >&2; '
+            'echo "$J2K_BASE_IMAGE"',
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     os.environ["J2K_BASE_IMAGE"] = out.stdout.strip().splitlines()[-1]
     return os.environ["J2K_BASE_IMAGE"]
 
 
 def image_size(ref: str) -> int:
-    out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", ref],
-                         check=True, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", ref],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return int(out.stdout.strip())
 
 
 def jup2kub_build(nb: Path, out: Path, base: str) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "jup2kub.cli", "build", str(nb), "-o", str(out),
-           "--base-image", base]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jup2kub.cli",
+        "build",
+        str(nb),
+        "-o",
+        str(out),
+        "--base-image",
+        base,
+    ]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=nb.parent, timeout=3600)
     seconds = time.perf_counter() - t
@@ -154,8 +176,7 @@ def measure_jup2kub(root: Path, base: str, rebuilds: int) -> dict[str, Any]:
         "first_build_s": round(first_s, 2),
         "rebuild_s": summary(totals, 3),
         "changed_step_s": summary(changed, 3),
-        "unchanged_overhead_s": summary([t - c for t, c in zip(totals, changed, strict=True)],
-                                        3),
+        "unchanged_overhead_s": summary([t - c for t, c in zip(totals, changed, strict=True)], 3),
         "unchanged_reused": reused,
         "last_log": log[-1500:],
     }
@@ -165,8 +186,9 @@ def rz_venv() -> Path:
     py = RZ_VENV / "bin" / "python"
     if not (RZ_VENV / ".complete").exists():
         subprocess.run([sys.executable, "-m", "venv", str(RZ_VENV)], check=True, timeout=300)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *RZ_PACKAGES], check=True,
-                       timeout=1200)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", *RZ_PACKAGES], check=True, timeout=1200
+        )
         (RZ_VENV / ".complete").write_text("")
     return RZ_VENV / "bin"
 
@@ -178,17 +200,32 @@ def measure_reprounzip(root: Path, base: str) -> dict[str, Any]:
     runner = root / "run_nb.py"
     runner.write_text(TRACE_RUNNER)
     trace_dir, pack = root / "rz-trace", root / "nb.rpz"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "XDG_CACHE_HOME": str(root / "xdg"),
-           # bundled parameters, no usage report: nothing is fetched from ReproZip's server
-           "REPROZIP_PARAMETERS": "off", "REPROZIP_USAGE_STATS": "off"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "XDG_CACHE_HOME": str(root / "xdg"),
+        # bundled parameters, no usage report: nothing is fetched from ReproZip's server
+        "REPROZIP_PARAMETERS": "off",
+        "REPROZIP_USAGE_STATS": "off",
+    }
     t = time.perf_counter()
-    subprocess.run([str(rz / "reprozip"), "trace", "-d", str(trace_dir), sys.executable,
-                    str(runner), str(nb)], check=True, capture_output=True, cwd=root, env=env,
-                   timeout=1800)
+    subprocess.run(
+        [str(rz / "reprozip"), "trace", "-d", str(trace_dir), sys.executable, str(runner), str(nb)],
+        check=True,
+        capture_output=True,
+        cwd=root,
+        env=env,
+        timeout=1800,
+    )
     trace_s = time.perf_counter() - t
-    subprocess.run([str(rz / "reprozip"), "pack", "-d", str(trace_dir), str(pack)], check=True,
-                   capture_output=True, cwd=root, env=env, timeout=1800)
+    subprocess.run(
+        [str(rz / "reprozip"), "pack", "-d", str(trace_dir), str(pack)],
+        check=True,
+        capture_output=True,
+        cwd=root,
+        env=env,
+        timeout=1800,
+    )
     shims = root / "shims"
     shims.mkdir()
     (shims / "rpztar").write_text(RPZTAR_SHIM)
@@ -202,11 +239,28 @@ def measure_reprounzip(root: Path, base: str) -> dict[str, Any]:
     target = root / "rz-docker"
     t = time.perf_counter()
     proc = subprocess.run(
-        [str(rz / "python"), str(unpack), f"busybox={busybox}",
-         f"rpzsudo={shims / 'rpzsudo'}", f"rpztar={shims / 'rpztar'}",
-         "--docker-cmd", str(shims / "docker"),
-         "setup", "--base-image", base, "--image-name", image, str(pack), str(target)],
-        capture_output=True, text=True, cwd=root, env=env, timeout=3600)
+        [
+            str(rz / "python"),
+            str(unpack),
+            f"busybox={busybox}",
+            f"rpzsudo={shims / 'rpzsudo'}",
+            f"rpztar={shims / 'rpztar'}",
+            "--docker-cmd",
+            str(shims / "docker"),
+            "setup",
+            "--base-image",
+            base,
+            "--image-name",
+            image,
+            str(pack),
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        timeout=3600,
+    )
     setup_s = time.perf_counter() - t
     if proc.returncode:
         raise RuntimeError(f"reprounzip docker setup failed:\n{proc.stderr[-3000:]}")
@@ -227,8 +281,10 @@ def run(root: Path, quick: bool = False) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     base = base_image()
     res: dict[str, Any] = {"base_image": base, "base_image_bytes": image_size(base)}
-    for key, fn in (("jup2kub", lambda: measure_jup2kub(root / "j2k", base, 1 if quick else 3)),
-                    ("reprounzip", lambda: measure_reprounzip(root / "rz", base))):
+    for key, fn in (
+        ("jup2kub", lambda: measure_jup2kub(root / "j2k", base, 1 if quick else 3)),
+        ("reprounzip", lambda: measure_reprounzip(root / "rz", base)),
+    ):
         (root / ("j2k" if key == "jup2kub" else "rz")).mkdir(exist_ok=True)
         try:
             res[key] = fn()
@@ -238,8 +294,9 @@ def run(root: Path, quick: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="j2k-bench-img-") as tmp:

@@ -43,16 +43,27 @@ def kale_venv() -> Path:
     if not (KALE_VENV / ".complete").exists():
         KALE_VENV.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(KALE_VENV)], check=True, timeout=300)
-        subprocess.run([str(KALE_VENV / "bin" / "python"), "-m", "pip", "install", "-q",
-                        KALE_PACKAGE], check=True, timeout=1800, capture_output=True)
+        subprocess.run(
+            [str(KALE_VENV / "bin" / "python"), "-m", "pip", "install", "-q", KALE_PACKAGE],
+            check=True,
+            timeout=1800,
+            capture_output=True,
+        )
         (KALE_VENV / ".complete").write_text("")
     return kale
 
 
 def kale_version() -> str:
-    out = subprocess.run([str(KALE_VENV / "bin" / "python"), "-c",
-                          "import importlib.metadata as m; print(m.version('kubeflow-kale'))"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            str(KALE_VENV / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('kubeflow-kale'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return out.stdout.strip() or "?"
 
 
@@ -62,11 +73,13 @@ def for_kale(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         tags = cell.metadata.get("tags")
         if tags:
-            cell.metadata["tags"] = [("step:" + t[6:]) if t.startswith("block:") else t
-                                     for t in tags]
+            cell.metadata["tags"] = [
+                ("step:" + t[6:]) if t.startswith("block:") else t for t in tags
+            ]
         if cell.cell_type == "code":
-            cell.source = "\n".join(ln for ln in cell.source.splitlines()
-                                    if not ln.lstrip().startswith(("%", "!")))
+            cell.source = "\n".join(
+                ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))
+            )
     return nb
 
 
@@ -75,8 +88,9 @@ def generated(steps: int) -> nbformat.NotebookNode:
     base = make_notebook(steps + 1)
     nb = v4.new_notebook()
     nb.metadata = base.metadata
-    nb.cells.append(v4.new_code_cell("import numpy as np\nimport pandas as pd",
-                                     metadata={"tags": ["imports"]}))
+    nb.cells.append(
+        v4.new_code_cell("import numpy as np\nimport pandas as pd", metadata={"tags": ["imports"]})
+    )
     nb.cells.append(v4.new_code_cell("scale = 2.0", metadata={"tags": ["pipeline-parameters"]}))
     for i, cell in enumerate(base.cells[1:], start=1):
         tags = [f"step:s{i}"] + ([f"prev:s{i - 1}"] if i > 1 else [])
@@ -89,8 +103,10 @@ def _time(cmd: list[str], cwd: Path) -> float:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - t
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}):\n"
-                           f"{(proc.stdout + proc.stderr)[-2500:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd[:2])} failed (exit {proc.returncode}):\n"
+            f"{(proc.stdout + proc.stderr)[-2500:]}"
+        )
     return seconds
 
 
@@ -102,12 +118,18 @@ def run(root: Path, quick: bool = False, repeat: int | None = None) -> dict[str,
     except (subprocess.SubprocessError, OSError) as exc:
         return {"error": f"{KALE_PACKAGE} could not be installed: {exc}"}
     repeat = repeat or (1 if quick else 5)
-    notebooks = {"digits_kale": for_kale(nbformat.read(REPO / "tests" / "corpus" /
-                                                       "digits_kale.ipynb", as_version=4))}
-    for steps in (() if quick else (50, 200)):
+    notebooks = {
+        "digits_kale": for_kale(
+            nbformat.read(REPO / "tests" / "corpus" / "digits_kale.ipynb", as_version=4)
+        )
+    }
+    for steps in () if quick else (50, 200):
         notebooks[f"generated_{steps}_steps"] = generated(steps)
-    res: dict[str, Any] = {"kale": f"kubeflow-kale {kale_version()}", "repeat": repeat,
-                           "notebooks": []}
+    res: dict[str, Any] = {
+        "kale": f"kubeflow-kale {kale_version()}",
+        "repeat": repeat,
+        "notebooks": [],
+    }
     # The corpus notebook as it is (block: tags, %%time): what Kale says about it.
     orig = root / "digits_kale_original.ipynb"
     shutil.copy(REPO / "tests" / "corpus" / "digits_kale.ipynb", orig)
@@ -121,22 +143,43 @@ def run(root: Path, quick: bool = False, repeat: int | None = None) -> dict[str,
         path.write_text(nbformat.writes(nb))
         j2k, kl = [], []
         for i in range(repeat):  # interleaved, so load drifts hit both tools alike
-            j2k.append(_time([sys.executable, "-m", "jup2kub.cli", "build", path.name, "-o",
-                              f"j2k-{name}-{i}", "--no-images", "--split", "tags"], root))
-            kl.append(_time([str(kale), "--nb", path.name, "--output_path", f"kale-{name}-{i}"],
-                            root))
+            j2k.append(
+                _time(
+                    [
+                        sys.executable,
+                        "-m",
+                        "jup2kub.cli",
+                        "build",
+                        path.name,
+                        "-o",
+                        f"j2k-{name}-{i}",
+                        "--no-images",
+                        "--split",
+                        "tags",
+                    ],
+                    root,
+                )
+            )
+            kl.append(
+                _time([str(kale), "--nb", path.name, "--output_path", f"kale-{name}-{i}"], root)
+            )
         code_cells = sum(c.cell_type == "code" for c in nb.cells)
-        res["notebooks"].append({
-            "name": name, "code_cells": code_cells,
-            "jup2kub_s": summary(j2k, 3), "kale_s": summary(kl, 3),
-            "ratio": round(summary(j2k)["median"] / summary(kl)["median"], 3),
-        })
+        res["notebooks"].append(
+            {
+                "name": name,
+                "code_cells": code_cells,
+                "jup2kub_s": summary(j2k, 3),
+                "kale_s": summary(kl, 3),
+                "ratio": round(summary(j2k)["median"] / summary(kl)["median"], 3),
+            }
+        )
     return res
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)

@@ -69,9 +69,13 @@ def time_run(path: Path, workdir: Path, kafka: str | None) -> float:
     return time.perf_counter() - t
 
 
-def run(repeat: int = 3, work: float = 2.0, kafka: str | None = None,
-        kinds: tuple[str, ...] = ("sequential", "branches"),
-        log: bool = True) -> list[dict[str, Any]]:
+def run(
+    repeat: int = 3,
+    work: float = 2.0,
+    kafka: str | None = None,
+    kinds: tuple[str, ...] = ("sequential", "branches"),
+    log: bool = True,
+) -> list[dict[str, Any]]:
     """Per notebook kind: nbclient wall times and ``jup2kub run`` wall times (embedded, and on
     the broker ``kafka`` when given) with medians and ratios pipeline / notebook."""
     modes = {"embedded": None, **({"kafka": kafka} if kafka else {})}
@@ -82,18 +86,20 @@ def run(repeat: int = 3, work: float = 2.0, kafka: str | None = None,
             path.write_text(nbformat.writes(notebook(kind, work)))
             base = [time_nbclient(path) for _ in range(repeat)]
             row: dict[str, Any] = {
-                "notebook": kind, "work_s": work,
+                "notebook": kind,
+                "work_s": work,
                 "nbclient_median_s": round(statistics.median(base), 2),
                 "nbclient_samples_s": [round(x, 3) for x in base],
             }
             for mode, bootstrap in modes.items():
-                runs = [time_run(path, Path(tmp) / f"w-{mode}", bootstrap)
-                        for _ in range(repeat)]
+                runs = [time_run(path, Path(tmp) / f"w-{mode}", bootstrap) for _ in range(repeat)]
                 row[f"{mode}_median_s"] = round(statistics.median(runs), 2)
                 row[f"{mode}_samples_s"] = [round(x, 3) for x in runs]
                 row[f"{mode}_ratio"] = round(statistics.median(runs) / statistics.median(base), 3)
-                row[f"{mode}_ratio_range"] = [round(min(runs) / max(base), 3),
-                                              round(max(runs) / min(base), 3)]
+                row[f"{mode}_ratio_range"] = [
+                    round(min(runs) / max(base), 3),
+                    round(max(runs) / min(base), 3),
+                ]
             rows.append(row)
             if log:
                 print(json.dumps(row), flush=True)

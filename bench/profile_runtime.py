@@ -46,14 +46,18 @@ def summarize(raw: Path, top: int = 22, every: bool = False) -> tuple[int, list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scenario", choices=("burst", "large"), default="burst")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     ap.add_argument("--out", type=Path, default=None, help="keep the raw profiles here")
-    ap.add_argument("--cpu", action="store_true",
-                    help="on-CPU samples of every thread instead of wall time of message handling")
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="on-CPU samples of every thread instead of wall time of message handling",
+    )
     args = ap.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="j2k-profile-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -61,10 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         log = root / "events.log"
         a_body = "x = b'\\x01' * SIZE" if args.scenario == "large" else "x = seed + 1"
-        specs = rh.linear(rh._name("prof"), log, a_body, "y = len(x)" if args.scenario ==
-                          "large" else "y = x * 2", "z = y + 1")
-        p = rh.Pipeline(root / "p", b.bootstrap, specs,
-                        extra_env={"J2K_TOPIC_PARTITIONS": "1"})
+        specs = rh.linear(
+            rh._name("prof"),
+            log,
+            a_body,
+            "y = len(x)" if args.scenario == "large" else "y = x * 2",
+            "z = y + 1",
+        )
+        p = rh.Pipeline(root / "p", b.bootstrap, specs, extra_env={"J2K_TOPIC_PARTITIONS": "1"})
         spies: list[subprocess.Popen[bytes]] = []
         try:
             p.start()
@@ -73,11 +81,26 @@ def main(argv: list[str] | None = None) -> int:
             p.wait_complete(["warmup"], timeout=120)
             for step, procs in p.procs.items():
                 assert procs[0].proc is not None
-                spies.append(subprocess.Popen(
-                    [args.py_spy, "record", "--gil" if args.cpu else "--idle", "--nonblocking",
-                     "-r", "250", "-f", "raw",
-                     "-o", str(out / f"{step}.txt"), "-p", str(procs[0].proc.pid)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                spies.append(
+                    subprocess.Popen(
+                        [
+                            args.py_spy,
+                            "record",
+                            "--gil" if args.cpu else "--idle",
+                            "--nonblocking",
+                            "-r",
+                            "250",
+                            "-f",
+                            "raw",
+                            "-o",
+                            str(out / f"{step}.txt"),
+                            "-p",
+                            str(procs[0].proc.pid),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
             time.sleep(1.0)
             runs = [f"r{i}" for i in range(args.runs)]
             t0 = time.time()
@@ -96,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                 except subprocess.TimeoutExpired:
                     s.kill()
             p.stop()
-    print(f"{args.scenario}: {args.runs} runs in {span:.1f} s ({args.runs / span:.1f} runs/s); "
-          f"raw profiles in {out}")
+    print(
+        f"{args.scenario}: {args.runs} runs in {span:.1f} s ({args.runs / span:.1f} runs/s); "
+        f"raw profiles in {out}"
+    )
     for step in ("a", "b", "c"):
         raw = out / f"{step}.txt"
         if not raw.exists():

@@ -64,9 +64,11 @@ def _name(prefix: str) -> str:
 
 
 def _log_line(log: Path, tag: str) -> str:
-    return (f"with open({str(log)!r}, 'a') as _f: "
-            f"_f.write(RUN_ID + ' {tag} ' + repr(__import__('time').time()) + ' ' "
-            f"+ str(__import__('os').getpid()) + '\\n')")
+    return (
+        f"with open({str(log)!r}, 'a') as _f: "
+        f"_f.write(RUN_ID + ' {tag} ' + repr(__import__('time').time()) + ' ' "
+        f"+ str(__import__('os').getpid()) + '\\n')"
+    )
 
 
 def _events(log: Path) -> dict[tuple[str, str], list[tuple[float, int]]]:
@@ -84,18 +86,42 @@ def linear(name: str, log: Path, a_body: str, b_body: str, c_body: str) -> list[
     replay = [ReplayCell(cell=0, source="import time, os")]
 
     def cell(i: int, step: str, body: str) -> Cell:
-        return Cell(i, f"{_log_line(log, step + '_start')}\n{body}\n"
-                       f"{_log_line(log, step + '_end')}")
+        return Cell(
+            i, f"{_log_line(log, step + '_start')}\n{body}\n{_log_line(log, step + '_end')}"
+        )
 
     return [
-        StepSpec(pipeline=name, step="a", parameters_source=params, parameters=["seed"],
-                 replay=replay, cells=[cell(1, "a", a_body)], outputs=["x"], downstream=["b"]),
-        StepSpec(pipeline=name, step="b", parameters_source=params, replay=replay,
-                 cells=[cell(2, "b", b_body)], inputs={"x": "a"}, outputs=["y"],
-                 upstream=["a"], downstream=["c"]),
-        StepSpec(pipeline=name, step="c", parameters_source=params, replay=replay,
-                 cells=[cell(3, "c", c_body)], inputs={"y": "b"}, outputs=["z"],
-                 upstream=["b"]),
+        StepSpec(
+            pipeline=name,
+            step="a",
+            parameters_source=params,
+            parameters=["seed"],
+            replay=replay,
+            cells=[cell(1, "a", a_body)],
+            outputs=["x"],
+            downstream=["b"],
+        ),
+        StepSpec(
+            pipeline=name,
+            step="b",
+            parameters_source=params,
+            replay=replay,
+            cells=[cell(2, "b", b_body)],
+            inputs={"x": "a"},
+            outputs=["y"],
+            upstream=["a"],
+            downstream=["c"],
+        ),
+        StepSpec(
+            pipeline=name,
+            step="c",
+            parameters_source=params,
+            replay=replay,
+            cells=[cell(3, "c", c_body)],
+            inputs={"y": "b"},
+            outputs=["z"],
+            upstream=["b"],
+        ),
     ]
 
 
@@ -133,15 +159,15 @@ def file_copy_seconds(size: int, root: Path, repeat: int = 5, keep: bool = False
     return out
 
 
-def handoff(bootstrap: str, sizes: dict[str, int], runs: dict[str, int],
-            root: Path) -> dict[str, Any]:
+def handoff(
+    bootstrap: str, sizes: dict[str, int], runs: dict[str, int], root: Path
+) -> dict[str, Any]:
     """Per size label: handoff times (seconds) of the a -> b boundary over ``runs[label]``
     sequential runs, plus the status-only part; with a plain file copy of the largest size."""
     name = _name("hand")
     log = root / f"{name}.log"
     specs = linear(name, log, "x = b'\\x01' * SIZE", "y = len(x)", "z = y + 1")
-    p = Pipeline(root / name, bootstrap, specs,
-                 extra_env={"J2K_TOPIC_PARTITIONS": "1"})
+    p = Pipeline(root / name, bootstrap, specs, extra_env={"J2K_TOPIC_PARTITIONS": "1"})
     result: dict[str, Any] = {}
     ids: dict[str, list[str]] = {}
     try:
@@ -176,25 +202,32 @@ def handoff(bootstrap: str, sizes: dict[str, int], runs: dict[str, int],
     copies = file_copy_seconds(sizes[big], root)
     result["file_copy"] = {"bytes": sizes[big], "seconds": summary(copies, 5)}
     result["ratio_largest_to_copy"] = round(
-        result[big]["handoff_s"]["median"] / statistics.median(copies), 2)
+        result[big]["handoff_s"]["median"] / statistics.median(copies), 2
+    )
     kept = file_copy_seconds(sizes[big], root, keep=True)
     result["file_copy_kept"] = {"bytes": sizes[big], "seconds": summary(kept, 5)}
     result["ratio_largest_to_copy_kept"] = round(
-        result[big]["handoff_s"]["median"] / statistics.median(kept), 2)
+        result[big]["handoff_s"]["median"] / statistics.median(kept), 2
+    )
     shutil.rmtree(root / name, ignore_errors=True)
     return result
 
 
-def throughput(bootstrap: str, burst: int, root: Path, replicas: int = 1,
-               sleep: float = 0.0, partitions: int = 1) -> dict[str, Any]:
+def throughput(
+    bootstrap: str,
+    burst: int,
+    root: Path,
+    replicas: int = 1,
+    sleep: float = 0.0,
+    partitions: int = 1,
+) -> dict[str, Any]:
     """Runs/s of ``burst`` runs submitted at once through a -> b -> c (``replicas`` processes
     per step, each step sleeping ``sleep`` seconds)."""
     name = _name(f"thr{replicas}r")
     log = root / f"{name}.log"
     s = f"time.sleep({sleep})\n" if sleep else ""
     specs = linear(name, log, s + "x = seed + 1", s + "y = x * 2", s + "z = y - 1")
-    p = Pipeline(root / name, bootstrap, specs,
-                 extra_env={"J2K_TOPIC_PARTITIONS": str(partitions)})
+    p = Pipeline(root / name, bootstrap, specs, extra_env={"J2K_TOPIC_PARTITIONS": str(partitions)})
     try:
         p.start(replicas=dict.fromkeys("abc", replicas))
         p.wait_ready(timeout=120)
@@ -218,10 +251,16 @@ def throughput(bootstrap: str, burst: int, root: Path, replicas: int = 1,
         pid = ev[(r, "b_end")][0][1]
         per_proc[pid] = per_proc.get(pid, 0) + 1
     shutil.rmtree(root / name, ignore_errors=True)
-    return {"runs": burst, "replicas": replicas, "partitions": partitions, "sleep_s": sleep,
-            "span_s": round(span, 3), "runs_per_s": round(burst / span, 2),
-            "mean_latency_s": round(statistics.mean(d - t0 for d in done), 3),
-            "runs_per_b_replica": sorted(per_proc.values(), reverse=True)}
+    return {
+        "runs": burst,
+        "replicas": replicas,
+        "partitions": partitions,
+        "sleep_s": sleep,
+        "span_s": round(span, 3),
+        "runs_per_s": round(burst / span, 2),
+        "mean_latency_s": round(statistics.mean(d - t0 for d in done), 3),
+        "runs_per_b_replica": sorted(per_proc.values(), reverse=True),
+    }
 
 
 def recovery(bootstrap: str, trials: int, root: Path, step_seconds: float = 2.0) -> dict[str, Any]:
@@ -229,11 +268,17 @@ def recovery(bootstrap: str, trials: int, root: Path, step_seconds: float = 2.0)
     step's own duration; one killed run per trial."""
     name = _name("rec")
     log = root / f"{name}.log"
-    specs = linear(name, log, "x = seed + 1", f"time.sleep({step_seconds})\ny = x * 2",
-                   "z = y - 1")
-    p = Pipeline(root / name, bootstrap, specs,
-                 extra_env={"J2K_TOPIC_PARTITIONS": "2", "J2K_MAX_RETRIES": "10",
-                            "J2K_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS})
+    specs = linear(name, log, "x = seed + 1", f"time.sleep({step_seconds})\ny = x * 2", "z = y - 1")
+    p = Pipeline(
+        root / name,
+        bootstrap,
+        specs,
+        extra_env={
+            "J2K_TOPIC_PARTITIONS": "2",
+            "J2K_MAX_RETRIES": "10",
+            "J2K_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
+        },
+    )
     samples: list[dict[str, float]] = []
     try:
         p.start(replicas={"a": 1, "b": 2, "c": 1})
@@ -249,8 +294,9 @@ def recovery(bootstrap: str, trials: int, root: Path, step_seconds: float = 2.0)
                     raise RuntimeError(f"{run}: step b never started")
                 time.sleep(0.01)
             pid = _events(log)[(run, "b_start")][0][1]
-            idx = next(n for n, sp in enumerate(p.procs["b"])
-                       if sp.proc is not None and sp.proc.pid == pid)
+            idx = next(
+                n for n, sp in enumerate(p.procs["b"]) if sp.proc is not None and sp.proc.pid == pid
+            )
             time.sleep(0.3)  # well inside the cell
             t_kill = time.time()
             p.proc("b", idx).kill9()
@@ -262,11 +308,13 @@ def recovery(bootstrap: str, trials: int, root: Path, step_seconds: float = 2.0)
             t_done = time.time()
             ev = _events(log)
             restart = ev[(run, "b_start")][-1][0]
-            samples.append({
-                "kill_to_done_s": t_done - t_kill,
-                "kill_to_restart_s": restart - t_kill,
-                "recovery_s": t_done - t_kill - step_seconds,
-            })
+            samples.append(
+                {
+                    "kill_to_done_s": t_done - t_kill,
+                    "kill_to_restart_s": restart - t_kill,
+                    "recovery_s": t_done - t_kill - step_seconds,
+                }
+            )
             p.wait_ready(timeout=120)
     finally:
         p.stop()
@@ -281,8 +329,9 @@ def recovery(bootstrap: str, trials: int, root: Path, step_seconds: float = 2.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sequential", type=int, default=50)
     ap.add_argument("--burst", type=int, default=300)
     args = ap.parse_args(argv)
@@ -292,14 +341,20 @@ def main(argv: list[str] | None = None) -> int:
     ms = 1000.0
     s = h["trivial"]
     print(f"sequential runs: {args.sequential}  (3 trivial steps, fsync on, 1 partition per topic)")
-    print(f"  handoff           p50 {s['handoff_s']['median'] * ms:7.1f} ms   "
-          f"p99 {s['handoff_p99_s'] * ms:7.1f} ms   (upstream cell done -> downstream cell "
-          "started, inputs loaded)")
-    print(f"  messaging only    p50 {s['messaging_s']['median'] * ms:7.1f} ms   "
-          f"p99 {s['messaging_p99_s'] * ms:7.1f} ms   (upstream succeeded -> downstream started)")
+    print(
+        f"  handoff           p50 {s['handoff_s']['median'] * ms:7.1f} ms   "
+        f"p99 {s['handoff_p99_s'] * ms:7.1f} ms   (upstream cell done -> downstream cell "
+        "started, inputs loaded)"
+    )
+    print(
+        f"  messaging only    p50 {s['messaging_s']['median'] * ms:7.1f} ms   "
+        f"p99 {s['messaging_p99_s'] * ms:7.1f} ms   (upstream succeeded -> downstream started)"
+    )
     print(f"burst runs: {args.burst}")
-    print(f"  throughput        {t['runs_per_s']:7.1f} runs/s   ({t['span_s']:.1f} s from first "
-          "submit to last done)")
+    print(
+        f"  throughput        {t['runs_per_s']:7.1f} runs/s   ({t['span_s']:.1f} s from first "
+        "submit to last done)"
+    )
     return 0
 
 

@@ -32,5 +32,7 @@ def spread(s: dict[str, Any], unit: str = "", scale: float = 1.0, digits: int = 
     if not s.get("n"):
         return "n/a"
     f = f"{{:.{digits}f}}"
-    return (f"{f.format(s['median'] * scale)}{unit} (IQR {f.format(s['p25'] * scale)}-"
-            f"{f.format(s['p75'] * scale)}, n={s['n']})")
+    return (
+        f"{f.format(s['median'] * scale)}{unit} (IQR {f.format(s['p25'] * scale)}-"
+        f"{f.format(s['p75'] * scale)}, n={s['n']})"
+    )

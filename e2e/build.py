@@ -80,8 +80,6 @@ def kube_ldflags() -> str:
     return "-s -w " + " ".join(flags)
 
 
-
-
 def build_kubernetes(cache: Path) -> None:
     want = f"kubernetes {versions.KUBERNETES} staging {versions.STAGING} cri-cleanup 1"
     if _stamp_ok(cache, "kubernetes", want, [*versions.KUBE_COMMANDS, "cri-cleanup"]):
@@ -94,10 +92,21 @@ def build_kubernetes(cache: Path) -> None:
     _go(["mod", "tidy"], work)
     for cmd in versions.KUBE_COMMANDS:
         log(f"  go build {cmd}")
-        _go(["build", "-ldflags", kube_ldflags(), "-o", str(cache / "bin" / cmd),
-             f"k8s.io/kubernetes/cmd/{cmd}"], work)
-    _go(["build", "-ldflags", "-s -w", "-o", str(cache / "bin" / "cri-cleanup"),
-         "./cricleanup"], work)
+        _go(
+            [
+                "build",
+                "-ldflags",
+                kube_ldflags(),
+                "-o",
+                str(cache / "bin" / cmd),
+                f"k8s.io/kubernetes/cmd/{cmd}",
+            ],
+            work,
+        )
+    _go(
+        ["build", "-ldflags", "-s -w", "-o", str(cache / "bin" / "cri-cleanup"), "./cricleanup"],
+        work,
+    )
     _write_stamp(cache, "kubernetes", want)
     log(f"Kubernetes built in {time.monotonic() - t0:.0f} s")
 
@@ -162,15 +171,16 @@ def build_local_path(cache: Path) -> None:
     _build_main_module(cache, "local-path-provisioner", mod, versions.LOCAL_PATH_PROVISIONER, mod)
 
 
-
-
 def build_pause(cache: Path) -> None:
     want = "pause 1"
     if _stamp_ok(cache, "pause", want, ["pause"]):
         return
     work = cache / "src" / "pause"
-    _module(work, "module j2k.local/pause\n\ngo 1.24.0\n",
-            {"main.go": (GO_SOURCES / "pause" / "main.go").read_text()})
+    _module(
+        work,
+        "module j2k.local/pause\n\ngo 1.24.0\n",
+        {"main.go": (GO_SOURCES / "pause" / "main.go").read_text()},
+    )
     _go(["build", "-ldflags", "-s -w", "-o", str(cache / "bin" / "pause"), "."], work)
     _write_stamp(cache, "pause", want)
 
@@ -180,8 +190,11 @@ def build_netcheck(cache: Path) -> None:
     if _stamp_ok(cache, "netcheck", want, ["netcheck"]):
         return
     work = cache / "src" / "netcheck"
-    _module(work, "module j2k.local/netcheck\n\ngo 1.24.0\n",
-            {"main.go": (GO_SOURCES / "netcheck" / "main.go").read_text()})
+    _module(
+        work,
+        "module j2k.local/netcheck\n\ngo 1.24.0\n",
+        {"main.go": (GO_SOURCES / "netcheck" / "main.go").read_text()},
+    )
     _go(["build", "-ldflags", "-s -w", "-o", str(cache / "bin" / "netcheck"), "."], work)
     _write_stamp(cache, "netcheck", want)
 

@@ -77,8 +77,13 @@ SYSCTLS = (
 
 #: start order; `down` stops in reverse
 COMPONENTS = (
-    "etcd", "containerd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-    "kubelet", "kube-proxy",
+    "etcd",
+    "containerd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
 )
 
 
@@ -86,32 +91,52 @@ def log(msg: str) -> None:
     build.log(msg)
 
 
-def run(args: Sequence[str], check: bool = True, capture: bool = False,
-        timeout: float | None = 300, env: dict[str, str] | None = None,
-        input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: Sequence[str],
+    check: bool = True,
+    capture: bool = False,
+    timeout: float | None = 300,
+    env: dict[str, str] | None = None,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        list(args), check=check, text=True, timeout=timeout, input=input_text,
+        list(args),
+        check=check,
+        text=True,
+        timeout=timeout,
+        input=input_text,
         stdout=subprocess.PIPE if capture else None,
         stderr=subprocess.PIPE if capture else None,
         env=env,
     )
 
 
-def kubectl(*args: str, check: bool = True, capture: bool = True,
-            input_text: str | None = None, timeout: float = 120
-            ) -> subprocess.CompletedProcess[str]:
-    return run([str(BIN / "kubectl"), "--kubeconfig", str(KUBECONFIG), *args], check=check,
-               capture=capture, input_text=input_text, timeout=timeout)
+def kubectl(
+    *args: str,
+    check: bool = True,
+    capture: bool = True,
+    input_text: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        [str(BIN / "kubectl"), "--kubeconfig", str(KUBECONFIG), *args],
+        check=check,
+        capture=capture,
+        input_text=input_text,
+        timeout=timeout,
+    )
 
 
-def ctr(*args: str, check: bool = True, timeout: float = 900
-        ) -> subprocess.CompletedProcess[str]:
-    return run(["ctr", "--address", str(CTRD_SOCK), "--namespace", "k8s.io", *args],
-               check=check, capture=True, timeout=timeout)
+def ctr(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return run(
+        ["ctr", "--address", str(CTRD_SOCK), "--namespace", "k8s.io", *args],
+        check=check,
+        capture=True,
+        timeout=timeout,
+    )
 
 
-def wait_for(what: str, probe: Callable[[], bool], timeout: float, interval: float = 1.0
-             ) -> None:
+def wait_for(what: str, probe: Callable[[], bool], timeout: float, interval: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -120,12 +145,12 @@ def wait_for(what: str, probe: Callable[[], bool], timeout: float, interval: flo
         except (OSError, subprocess.SubprocessError):
             pass
         if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what} "
-                             f"(logs: {LOGS})")
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what} (logs: {LOGS})")
         time.sleep(interval)
 
 
 # --- processes: started detached, pid + start time recorded, only those are ever stopped -------
+
 
 def _proc_start(pid: int) -> str | None:
     try:
@@ -155,8 +180,13 @@ def start(name: str, args: Sequence[str], env: dict[str, str] | None = None) -> 
     full_env.update(env or {})
     with (LOGS / f"{name}.log").open("ab") as out:
         proc = subprocess.Popen(
-            list(args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env=full_env, cwd=STATE,
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=full_env,
+            cwd=STATE,
         )
     start_time = None
     for _ in range(50):
@@ -190,6 +220,7 @@ def stop(name: str, grace: float = 20.0) -> None:
 
 # --- certificates (openssl) --------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Cert:
     name: str
@@ -210,18 +241,38 @@ def make_pki() -> None:
     os.chmod(PKI, 0o700)
     ca_key, ca_crt = PKI / "ca.key", PKI / "ca.crt"
     _openssl("genrsa", "-out", str(ca_key), "2048")
-    _openssl("req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", "3650",
-             "-subj", "/CN=j2k-e2e-ca", "-out", str(ca_crt),
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
-    api_sans = ("DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
-                f"DNS:kubernetes.default.svc.{CLUSTER_DOMAIN}", "DNS:localhost",
-                "IP:127.0.0.1", f"IP:{NODE_IP}", f"IP:{API_SERVICE_IP}")
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(ca_key),
+        "-sha256",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=j2k-e2e-ca",
+        "-out",
+        str(ca_crt),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    )
+    api_sans = (
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        f"DNS:kubernetes.default.svc.{CLUSTER_DOMAIN}",
+        "DNS:localhost",
+        "IP:127.0.0.1",
+        f"IP:{NODE_IP}",
+        f"IP:{API_SERVICE_IP}",
+    )
     certs = (
         Cert("apiserver", "kube-apiserver", sans=api_sans, server=True),
         Cert("admin", "j2k-admin", org="system:masters"),
-        Cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-             org="system:masters"),
+        Cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters"),
         Cert("controller-manager", "system:kube-controller-manager"),
         Cert("scheduler", "system:kube-scheduler"),
         Cert("kubelet-client", f"system:node:{NODE_NAME}", org="system:nodes"),
@@ -234,15 +285,32 @@ def make_pki() -> None:
         _openssl("genrsa", "-out", str(key), "2048")
         _openssl("req", "-new", "-key", str(key), "-subj", subj, "-out", str(csr))
         ext = PKI / f"{c.name}.ext"
-        lines = ["basicConstraints=critical,CA:FALSE",
-                 "keyUsage=critical,digitalSignature,keyEncipherment",
-                 "extendedKeyUsage=" + ("serverAuth" if c.server else "clientAuth")]
+        lines = [
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "extendedKeyUsage=" + ("serverAuth" if c.server else "clientAuth"),
+        ]
         if c.sans:
             lines.append("subjectAltName=" + ",".join(c.sans))
         ext.write_text("\n".join(lines) + "\n")
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-                 "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", str(ext),
-                 "-out", str(crt))
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-sha256",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        )
     _openssl("genrsa", "-out", str(PKI / "sa.key"), "2048")
     _openssl("rsa", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
     (PKI / ".complete").touch()
@@ -253,15 +321,32 @@ def write_kubeconfig(path: Path, cert: str) -> None:
         return base64.b64encode(p.read_bytes()).decode()
 
     cfg = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "j2k-e2e", "cluster": {
-            "server": f"https://{NODE_IP}:{API_PORT}",
-            "certificate-authority-data": b64(PKI / "ca.crt")}}],
-        "users": [{"name": cert, "user": {
-            "client-certificate-data": b64(PKI / f"{cert}.crt"),
-            "client-key-data": b64(PKI / f"{cert}.key")}}],
-        "contexts": [{"name": "j2k-e2e", "context": {
-            "cluster": "j2k-e2e", "user": cert, "namespace": "default"}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "j2k-e2e",
+                "cluster": {
+                    "server": f"https://{NODE_IP}:{API_PORT}",
+                    "certificate-authority-data": b64(PKI / "ca.crt"),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": cert,
+                "user": {
+                    "client-certificate-data": b64(PKI / f"{cert}.crt"),
+                    "client-key-data": b64(PKI / f"{cert}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": "j2k-e2e",
+                "context": {"cluster": "j2k-e2e", "user": cert, "namespace": "default"},
+            }
+        ],
         "current-context": "j2k-e2e",
     }
     path.write_text(json.dumps(cfg, indent=2))
@@ -269,6 +354,7 @@ def write_kubeconfig(path: Path, cert: str) -> None:
 
 
 # --- host setup: node address, bridge netfilter, forward guard, sysctls ------------------------
+
 
 def _sysctl_path(key: str) -> Path:
     return Path("/proc/sys") / key
@@ -348,6 +434,7 @@ def teardown_host() -> None:
 
 # --- configuration files -----------------------------------------------------------------------
 
+
 def containerd_config() -> str:
     root = STATE / "containerd"
     return f"""version = 2
@@ -392,94 +479,108 @@ def cni_bin_dir() -> str:
 
 
 def cni_config() -> str:
-    return json.dumps({
-        "cniVersion": "1.0.0",
-        "name": "j2k",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": POD_CIDR}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": str(STATE / "cni" / "ipam"),
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "j2k",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "hairpinMode": True,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": POD_CIDR}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": str(STATE / "cni" / "ipam"),
+                    },
                 },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }, indent=2)
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        },
+        indent=2,
+    )
 
 
 def kubelet_config() -> str:
-    return json.dumps({
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "address": NODE_IP,
-        "port": 10250,
-        "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1",
-        "healthzPort": 10248,
-        "authentication": {
-            "anonymous": {"enabled": False},
-            "webhook": {"enabled": True},
-            "x509": {"clientCAFile": str(PKI / "ca.crt")},
+    return json.dumps(
+        {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": NODE_IP,
+            "port": 10250,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": 10248,
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(PKI / "ca.crt")},
+            },
+            "authorization": {"mode": "Webhook"},
+            "tlsCertFile": str(PKI / "kubelet.crt"),
+            "tlsPrivateKeyFile": str(PKI / "kubelet.key"),
+            "cgroupDriver": "cgroupfs",
+            "failCgroupV1": False,
+            "containerRuntimeEndpoint": f"unix://{CTRD_SOCK}",
+            "clusterDomain": CLUSTER_DOMAIN,
+            "clusterDNS": [DNS_IP],
+            # no upstream resolvers: names outside the cluster do not resolve (no traffic out)
+            "resolvConf": "",
+            "failSwapOn": False,
+            "protectKernelDefaults": False,
+            "podLogsDir": str(STATE / "pod-logs"),
+            "volumePluginDir": str(STATE / "kubelet-plugins"),
+            # the images cannot be pulled again: never garbage-collect them
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "evictionHard": {
+                "memory.available": "200Mi",
+                "nodefs.available": "2%",
+                "nodefs.inodesFree": "2%",
+                "imagefs.available": "2%",
+            },
+            "serializeImagePulls": False,
+            "maxPods": 110,
+            "rotateCertificates": False,
+            "serverTLSBootstrap": False,
+            "shutdownGracePeriod": "0s",
         },
-        "authorization": {"mode": "Webhook"},
-        "tlsCertFile": str(PKI / "kubelet.crt"),
-        "tlsPrivateKeyFile": str(PKI / "kubelet.key"),
-        "cgroupDriver": "cgroupfs",
-        "failCgroupV1": False,
-        "containerRuntimeEndpoint": f"unix://{CTRD_SOCK}",
-        "clusterDomain": CLUSTER_DOMAIN,
-        "clusterDNS": [DNS_IP],
-        # no upstream resolvers: names outside the cluster do not resolve (no traffic out)
-        "resolvConf": "",
-        "failSwapOn": False,
-        "protectKernelDefaults": False,
-        "podLogsDir": str(STATE / "pod-logs"),
-        "volumePluginDir": str(STATE / "kubelet-plugins"),
-        # the images cannot be pulled again: never garbage-collect them
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "evictionHard": {
-            "memory.available": "200Mi",
-            "nodefs.available": "2%",
-            "nodefs.inodesFree": "2%",
-            "imagefs.available": "2%",
-        },
-        "serializeImagePulls": False,
-        "maxPods": 110,
-        "rotateCertificates": False,
-        "serverTLSBootstrap": False,
-        "shutdownGracePeriod": "0s",
-    }, indent=2)
+        indent=2,
+    )
 
 
 def kube_proxy_config() -> str:
-    return json.dumps({
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-        "kind": "KubeProxyConfiguration",
-        "mode": "iptables",
-        "clientConnection": {"kubeconfig": str(STATE / "kube-proxy.kubeconfig")},
-        "hostnameOverride": NODE_NAME,
-        "clusterCIDR": POD_CIDR,
-        "bindAddress": "127.0.0.1",
-        "healthzBindAddress": "127.0.0.1:10256",
-        "metricsBindAddress": "127.0.0.1:10249",
-        # NodePorts only on the node address, never on the machine's real interfaces
-        "nodePortAddresses": [f"{NODE_IP}/32"],
-        # leave the host's conntrack and route_localnet settings alone
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
-                      "tcpCloseWaitTimeout": "0s"},
-        "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
-    }, indent=2)
+    return json.dumps(
+        {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "mode": "iptables",
+            "clientConnection": {"kubeconfig": str(STATE / "kube-proxy.kubeconfig")},
+            "hostnameOverride": NODE_NAME,
+            "clusterCIDR": POD_CIDR,
+            "bindAddress": "127.0.0.1",
+            "healthzBindAddress": "127.0.0.1:10256",
+            "metricsBindAddress": "127.0.0.1:10249",
+            # NodePorts only on the node address, never on the machine's real interfaces
+            "nodePortAddresses": [f"{NODE_IP}/32"],
+            # leave the host's conntrack and route_localnet settings alone
+            "conntrack": {
+                "maxPerCore": 0,
+                "min": 0,
+                "tcpEstablishedTimeout": "0s",
+                "tcpCloseWaitTimeout": "0s",
+            },
+            "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
+        },
+        indent=2,
+    )
 
 
 # --- addons ------------------------------------------------------------------------------------
+
 
 def render_manifest(path: Path, **values: object) -> str:
     """A YAML file with string.Template placeholders, filled: the manifests stay plain files
@@ -488,22 +589,32 @@ def render_manifest(path: Path, **values: object) -> str:
 
 
 def apply_addons() -> None:
-    coredns = render_manifest(MANIFESTS / "coredns.yaml", image=images.COREDNS_IMAGE,
-                              domain=CLUSTER_DOMAIN, dns_ip=DNS_IP)
+    coredns = render_manifest(
+        MANIFESTS / "coredns.yaml", image=images.COREDNS_IMAGE, domain=CLUSTER_DOMAIN, dns_ip=DNS_IP
+    )
     kubectl("apply", "-f", "-", input_text=coredns)
     (STATE / "volumes").mkdir(exist_ok=True)
-    local_path = render_manifest(MANIFESTS / "local-path-provisioner.yaml",
-                                 image=images.LOCAL_PATH_IMAGE, helper=images.BUSYBOX_IMAGE,
-                                 volumes=STATE / "volumes")
+    local_path = render_manifest(
+        MANIFESTS / "local-path-provisioner.yaml",
+        image=images.LOCAL_PATH_IMAGE,
+        helper=images.BUSYBOX_IMAGE,
+        volumes=STATE / "volumes",
+    )
     kubectl("apply", "-f", "-", input_text=local_path)
 
 
 # --- up ----------------------------------------------------------------------------------------
 
 REQUIRED_COMMANDS = {
-    "containerd": "containerd", "runc": "runc", "ctr": "containerd",
-    "containerd-shim-runc-v2": "containerd", "iptables": "iptables", "ip": "iproute2",
-    "conntrack": "conntrack", "openssl": "openssl", "go": "golang (Go >= 1.24)",
+    "containerd": "containerd",
+    "runc": "runc",
+    "ctr": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "iptables": "iptables",
+    "ip": "iproute2",
+    "conntrack": "conntrack",
+    "openssl": "openssl",
+    "go": "golang (Go >= 1.24)",
     "mount": "mount",
 }
 
@@ -513,8 +624,10 @@ def preflight() -> None:
         raise SystemExit("e2e/cluster must run as root (it runs a kubelet and containerd)")
     missing = sorted({pkg for cmd, pkg in REQUIRED_COMMANDS.items() if not shutil.which(cmd)})
     if missing:
-        raise SystemExit("missing packages: apt-get install " + " ".join(missing) + "\n"
-                         "(see e2e/README.md for the full list)")
+        raise SystemExit(
+            "missing packages: apt-get install " + " ".join(missing) + "\n"
+            "(see e2e/README.md for the full list)"
+        )
     if not Path("/proc/sys/net/bridge").is_dir():
         run(["modprobe", "br_netfilter"], check=False)
 
@@ -531,8 +644,12 @@ def build_everything() -> None:
 
 
 def _http_ok(url: str) -> bool:
-    r = run(["curl", "-sf", "-o", "/dev/null", "--max-time", "2", url], check=False,
-            capture=True, timeout=10)
+    r = run(
+        ["curl", "-sf", "-o", "/dev/null", "--max-time", "2", url],
+        check=False,
+        capture=True,
+        timeout=10,
+    )
     return r.returncode == 0
 
 
@@ -541,8 +658,14 @@ def _api_ready() -> bool:
 
 
 def node_ready() -> bool:
-    r = kubectl("get", "node", NODE_NAME, "-o",
-                "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+    r = kubectl(
+        "get",
+        "node",
+        NODE_NAME,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        check=False,
+    )
     return r.returncode == 0 and r.stdout.strip() == "True"
 
 
@@ -550,8 +673,9 @@ def load_images(tars: Sequence[Path]) -> list[str]:
     names: list[str] = []
     for tar in tars:
         r = ctr("images", "import", str(tar))
-        names += [line.split()[1] for line in r.stdout.splitlines()
-                  if line.startswith("unpacking ")] or [f"{tar}: {r.stdout.strip()}"]
+        names += [
+            line.split()[1] for line in r.stdout.splitlines() if line.startswith("unpacking ")
+        ] or [f"{tar}: {r.stdout.strip()}"]
     return names
 
 
@@ -587,93 +711,164 @@ def up() -> None:
     setup_host()
 
     os.chmod(STATE / "etcd", 0o700)
-    start("etcd", [
-        str(BIN / "etcd"), "--name", "j2k", "--data-dir", str(STATE / "etcd"),
-        "--listen-client-urls", ETCD_CLIENT, "--advertise-client-urls", ETCD_CLIENT,
-        "--listen-peer-urls", ETCD_PEER, "--initial-advertise-peer-urls", ETCD_PEER,
-        "--initial-cluster", f"j2k={ETCD_PEER}",
-        "--quota-backend-bytes", str(2 << 30), "--log-level", "warn",
-    ])
+    start(
+        "etcd",
+        [
+            str(BIN / "etcd"),
+            "--name",
+            "j2k",
+            "--data-dir",
+            str(STATE / "etcd"),
+            "--listen-client-urls",
+            ETCD_CLIENT,
+            "--advertise-client-urls",
+            ETCD_CLIENT,
+            "--listen-peer-urls",
+            ETCD_PEER,
+            "--initial-advertise-peer-urls",
+            ETCD_PEER,
+            "--initial-cluster",
+            f"j2k={ETCD_PEER}",
+            "--quota-backend-bytes",
+            str(2 << 30),
+            "--log-level",
+            "warn",
+        ],
+    )
     wait_for("etcd", lambda: _http_ok(f"{ETCD_CLIENT}/health"), 60, 0.5)
 
     (STATE / "containerd" / "config.toml").write_text(containerd_config())
     (STATE / "cni" / "net.d" / "10-j2k.conflist").write_text(cni_config())
     start("containerd", ["containerd", "--config", str(STATE / "containerd" / "config.toml")])
-    wait_for("containerd", lambda: ctr("version", check=False, timeout=10).returncode == 0,
-             60, 0.5)
+    wait_for("containerd", lambda: ctr("version", check=False, timeout=10).returncode == 0, 60, 0.5)
 
     pki = str(PKI)
-    start("kube-apiserver", [
-        str(BIN / "kube-apiserver"),
-        f"--advertise-address={NODE_IP}", f"--bind-address={NODE_IP}",
-        f"--secure-port={API_PORT}", f"--etcd-servers={ETCD_CLIENT}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        f"--client-ca-file={pki}/ca.crt",
-        f"--tls-cert-file={pki}/apiserver.crt", f"--tls-private-key-file={pki}/apiserver.key",
-        f"--kubelet-client-certificate={pki}/apiserver-kubelet-client.crt",
-        f"--kubelet-client-key={pki}/apiserver-kubelet-client.key",
-        f"--kubelet-certificate-authority={pki}/ca.crt",
-        "--kubelet-preferred-address-types=InternalIP",
-        f"--service-account-key-file={pki}/sa.pub",
-        f"--service-account-signing-key-file={pki}/sa.key",
-        f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
-        "--authorization-mode=Node,RBAC",
-        "--enable-admission-plugins=NodeRestriction",
-        "--allow-privileged=true",
-        "--profiling=false",
-    ])
+    start(
+        "kube-apiserver",
+        [
+            str(BIN / "kube-apiserver"),
+            f"--advertise-address={NODE_IP}",
+            f"--bind-address={NODE_IP}",
+            f"--secure-port={API_PORT}",
+            f"--etcd-servers={ETCD_CLIENT}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--client-ca-file={pki}/ca.crt",
+            f"--tls-cert-file={pki}/apiserver.crt",
+            f"--tls-private-key-file={pki}/apiserver.key",
+            f"--kubelet-client-certificate={pki}/apiserver-kubelet-client.crt",
+            f"--kubelet-client-key={pki}/apiserver-kubelet-client.key",
+            f"--kubelet-certificate-authority={pki}/ca.crt",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--service-account-key-file={pki}/sa.pub",
+            f"--service-account-signing-key-file={pki}/sa.key",
+            f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--allow-privileged=true",
+            "--profiling=false",
+        ],
+    )
     wait_for("kube-apiserver", _api_ready, 120)
     common = ["--profiling=false", "--leader-elect=false", "--bind-address=127.0.0.1"]
-    start("kube-controller-manager", [
-        str(BIN / "kube-controller-manager"), *common,
-        f"--kubeconfig={STATE}/controller-manager.kubeconfig",
-        f"--authentication-kubeconfig={STATE}/controller-manager.kubeconfig",
-        f"--authorization-kubeconfig={STATE}/controller-manager.kubeconfig",
-        f"--cluster-signing-cert-file={pki}/ca.crt",
-        f"--cluster-signing-key-file={pki}/ca.key",
-        f"--root-ca-file={pki}/ca.crt",
-        f"--service-account-private-key-file={pki}/sa.key",
-        "--use-service-account-credentials=true",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        f"--cluster-cidr={POD_CIDR}", "--allocate-node-cidrs=false",
-        "--controllers=*,bootstrapsigner,tokencleaner",
-    ])
-    start("kube-scheduler", [
-        str(BIN / "kube-scheduler"), *common,
-        f"--kubeconfig={STATE}/scheduler.kubeconfig",
-        f"--authentication-kubeconfig={STATE}/scheduler.kubeconfig",
-        f"--authorization-kubeconfig={STATE}/scheduler.kubeconfig",
-    ])
+    start(
+        "kube-controller-manager",
+        [
+            str(BIN / "kube-controller-manager"),
+            *common,
+            f"--kubeconfig={STATE}/controller-manager.kubeconfig",
+            f"--authentication-kubeconfig={STATE}/controller-manager.kubeconfig",
+            f"--authorization-kubeconfig={STATE}/controller-manager.kubeconfig",
+            f"--cluster-signing-cert-file={pki}/ca.crt",
+            f"--cluster-signing-key-file={pki}/ca.key",
+            f"--root-ca-file={pki}/ca.crt",
+            f"--service-account-private-key-file={pki}/sa.key",
+            "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--cluster-cidr={POD_CIDR}",
+            "--allocate-node-cidrs=false",
+            "--controllers=*,bootstrapsigner,tokencleaner",
+        ],
+    )
+    start(
+        "kube-scheduler",
+        [
+            str(BIN / "kube-scheduler"),
+            *common,
+            f"--kubeconfig={STATE}/scheduler.kubeconfig",
+            f"--authentication-kubeconfig={STATE}/scheduler.kubeconfig",
+            f"--authorization-kubeconfig={STATE}/scheduler.kubeconfig",
+        ],
+    )
 
     log("loading the cluster's own images into containerd")
-    load_images([IMAGES / "pause.tar", IMAGES / "coredns.tar", IMAGES / "busybox.tar",
-                 IMAGES / "local-path-provisioner.tar"])
+    load_images(
+        [
+            IMAGES / "pause.tar",
+            IMAGES / "coredns.tar",
+            IMAGES / "busybox.tar",
+            IMAGES / "local-path-provisioner.tar",
+        ]
+    )
 
     (STATE / "kubelet-config.json").write_text(kubelet_config())
-    start("kubelet", [
-        str(BIN / "kubelet"),
-        f"--config={STATE}/kubelet-config.json",
-        f"--kubeconfig={STATE}/kubelet.kubeconfig",
-        f"--root-dir={STATE}/kubelet",
-        f"--hostname-override={NODE_NAME}",
-        f"--node-ip={NODE_IP}",
-    ])
+    start(
+        "kubelet",
+        [
+            str(BIN / "kubelet"),
+            f"--config={STATE}/kubelet-config.json",
+            f"--kubeconfig={STATE}/kubelet.kubeconfig",
+            f"--root-dir={STATE}/kubelet",
+            f"--hostname-override={NODE_NAME}",
+            f"--node-ip={NODE_IP}",
+        ],
+    )
     (STATE / "kube-proxy-config.json").write_text(kube_proxy_config())
     start("kube-proxy", [str(BIN / "kube-proxy"), f"--config={STATE}/kube-proxy-config.json"])
 
     wait_for(f"node {NODE_NAME} Ready", node_ready, 180, 2)
     apply_addons()
-    wait_for("CoreDNS ready", lambda: kubectl(
-        "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=5s",
-        check=False).returncode == 0, 180, 1)
-    wait_for("local-path-provisioner ready", lambda: kubectl(
-        "-n", "local-path-storage", "rollout", "status", "deployment/local-path-provisioner",
-        "--timeout=5s", check=False).returncode == 0, 180, 1)
-    log(f"cluster up: started in {time.monotonic() - t0:.0f} s "
-        f"({time.monotonic() - t_all:.0f} s with builds); KUBECONFIG={KUBECONFIG}")
+    wait_for(
+        "CoreDNS ready",
+        lambda: (
+            kubectl(
+                "-n",
+                "kube-system",
+                "rollout",
+                "status",
+                "deployment/coredns",
+                "--timeout=5s",
+                check=False,
+            ).returncode
+            == 0
+        ),
+        180,
+        1,
+    )
+    wait_for(
+        "local-path-provisioner ready",
+        lambda: (
+            kubectl(
+                "-n",
+                "local-path-storage",
+                "rollout",
+                "status",
+                "deployment/local-path-provisioner",
+                "--timeout=5s",
+                check=False,
+            ).returncode
+            == 0
+        ),
+        180,
+        1,
+    )
+    log(
+        f"cluster up: started in {time.monotonic() - t0:.0f} s "
+        f"({time.monotonic() - t_all:.0f} s with builds); KUBECONFIG={KUBECONFIG}"
+    )
 
 
 # --- down --------------------------------------------------------------------------------------
+
 
 def _our_mounts() -> list[str]:
     prefix = str(STATE) + "/"
@@ -695,8 +890,11 @@ def _our_shims() -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and \
-                str(CTRD_SOCK).encode() in argv:
+        if (
+            argv
+            and argv[0].endswith(b"containerd-shim-runc-v2")
+            and str(CTRD_SOCK).encode() in argv
+        ):
             pids.append(int(proc.name))
     return pids
 
@@ -708,8 +906,7 @@ def down() -> None:
     stop("kubelet")
     if _pid_of("containerd") and (BIN / "cri-cleanup").is_file():
         # stop every pod sandbox through CRI: CNI DEL runs, network namespaces go away
-        r = run([str(BIN / "cri-cleanup"), str(CTRD_SOCK)], check=False, capture=True,
-                timeout=330)
+        r = run([str(BIN / "cri-cleanup"), str(CTRD_SOCK)], check=False, capture=True, timeout=330)
         log((r.stdout + r.stderr).strip())
     for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "containerd"):
         stop(name)
@@ -728,6 +925,7 @@ def down() -> None:
 
 
 # --- status, images, misc ----------------------------------------------------------------------
+
 
 def status() -> int:
     if not STATE.is_dir():
@@ -756,14 +954,28 @@ def exec_with_cluster_dns(cmd: Sequence[str]) -> None:
     if not cmd:
         raise SystemExit("usage: e2e/cluster exec -- COMMAND [ARGS...]")
     resolv = STATE / "cluster-resolv.conf"
-    resolv.write_text(f"nameserver {DNS_IP}\n"
-                      f"search default.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} "
-                      f"{CLUSTER_DOMAIN}\noptions ndots:5\n")
+    resolv.write_text(
+        f"nameserver {DNS_IP}\n"
+        f"search default.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} "
+        f"{CLUSTER_DOMAIN}\noptions ndots:5\n"
+    )
     os.environ["KUBECONFIG"] = str(KUBECONFIG)
     os.environ["PATH"] = f"{BIN}:{os.environ.get('PATH', '')}"
-    os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "--",
-                          "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
-                          str(resolv), *cmd])
+    os.execvp(
+        "unshare",
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+            str(resolv),
+            *cmd,
+        ],
+    )
 
 
 def kafka_image(load: bool) -> Path:
@@ -776,8 +988,11 @@ def kafka_image(load: bool) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="e2e/cluster", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="e2e/cluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="build (first time) and start the cluster")
     sub.add_parser("down", help="stop everything this harness started and remove its state")
@@ -785,8 +1000,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
     sub.add_parser("env", help="print shell exports (KUBECONFIG, PATH with kubectl)")
     sub.add_parser("build", help="only build binaries and images (cached)")
-    li = sub.add_parser("load-image", help="import images into the node's containerd: "
-                        "docker-save/OCI tarballs, or image names in the local Docker engine")
+    li = sub.add_parser(
+        "load-image",
+        help="import images into the node's containerd: "
+        "docker-save/OCI tarballs, or image names in the local Docker engine",
+    )
     li.add_argument("images", nargs="+", help="FILE.tar or a Docker image reference")
     ex = sub.add_parser("exec", help="run a command with cluster DNS (and KUBECONFIG)")
     ex.add_argument("command", nargs=argparse.REMAINDER)

@@ -40,7 +40,9 @@ def pause(bin_dir: Path, out_dir: Path) -> Path:
     out = out_dir / "pause.tar"
     if not _stamp(out, PAUSE_IMAGE):
         write_docker_archive(
-            out, PAUSE_IMAGE, ImageConfig(entrypoint=["/pause"], user="65535:65535"),
+            out,
+            PAUSE_IMAGE,
+            ImageConfig(entrypoint=["/pause"], user="65535:65535"),
             [Entry("pause", source=bin_dir / "pause", mode=0o755)],
         )
         _done(out, PAUSE_IMAGE)
@@ -51,7 +53,9 @@ def coredns(bin_dir: Path, out_dir: Path) -> Path:
     out = out_dir / "coredns.tar"
     if not _stamp(out, COREDNS_IMAGE):
         write_docker_archive(
-            out, COREDNS_IMAGE, ImageConfig(entrypoint=["/coredns"]),
+            out,
+            COREDNS_IMAGE,
+            ImageConfig(entrypoint=["/coredns"]),
             [*_DIRS, *_ETC, Entry("coredns", source=bin_dir / "coredns", mode=0o755)],
         )
         _done(out, COREDNS_IMAGE)
@@ -62,10 +66,16 @@ def local_path(bin_dir: Path, out_dir: Path) -> Path:
     out = out_dir / "local-path-provisioner.tar"
     if not _stamp(out, LOCAL_PATH_IMAGE):
         write_docker_archive(
-            out, LOCAL_PATH_IMAGE, ImageConfig(entrypoint=["/local-path-provisioner"]),
-            [*_DIRS, *_ETC,
-             Entry("local-path-provisioner", source=bin_dir / "local-path-provisioner",
-                   mode=0o755)],
+            out,
+            LOCAL_PATH_IMAGE,
+            ImageConfig(entrypoint=["/local-path-provisioner"]),
+            [
+                *_DIRS,
+                *_ETC,
+                Entry(
+                    "local-path-provisioner", source=bin_dir / "local-path-provisioner", mode=0o755
+                ),
+            ],
         )
         _done(out, LOCAL_PATH_IMAGE)
     return out
@@ -81,13 +91,21 @@ def busybox(bin_dir: Path, out_dir: Path, busybox_bin: Path = Path("/bin/busybox
         applets = subprocess.run(
             [str(busybox_bin), "--list"], check=True, capture_output=True, text=True
         ).stdout.split()
-        links = [Entry(f"bin/{a}", kind="symlink", target="busybox") for a in applets
-                 if a != "busybox"]
+        links = [
+            Entry(f"bin/{a}", kind="symlink", target="busybox") for a in applets if a != "busybox"
+        ]
         write_docker_archive(
-            out, BUSYBOX_IMAGE, ImageConfig(cmd=["/bin/sh"]),
-            [*_DIRS, *_ETC, Entry("bin", kind="dir", mode=0o755),
-             Entry("bin/busybox", source=busybox_bin, mode=0o755), *links,
-             Entry("bin/netcheck", source=bin_dir / "netcheck", mode=0o755)],
+            out,
+            BUSYBOX_IMAGE,
+            ImageConfig(cmd=["/bin/sh"]),
+            [
+                *_DIRS,
+                *_ETC,
+                Entry("bin", kind="dir", mode=0o755),
+                Entry("bin/busybox", source=busybox_bin, mode=0o755),
+                *links,
+                Entry("bin/netcheck", source=bin_dir / "netcheck", mode=0o755),
+            ],
         )
         _done(out, BUSYBOX_IMAGE)
     return out

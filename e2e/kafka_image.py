@@ -57,14 +57,30 @@ def _rootfs(work: Path) -> Path:
     log(f"debootstrap {SUITE} with {', '.join(PACKAGES)} (first time only)")
     with (work / "debootstrap.log").open("w") as out:
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-             "--components=main", SUITE, str(tmp), MIRROR],
-            check=True, stdout=out, stderr=subprocess.STDOUT, timeout=3600,
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                "--components=main",
+                SUITE,
+                str(tmp),
+                MIRROR,
+            ],
+            check=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=3600,
         )
     _umount_under(tmp)
     # what an image does not need: package caches, docs, man pages
-    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
-                "usr/share/man", "usr/share/info", "usr/share/locale"):
+    for sub in (
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+    ):
         p = tmp / sub
         if p.is_dir():
             for child in p.iterdir():
@@ -80,8 +96,11 @@ def _rootfs(work: Path) -> Path:
 
 def _umount_under(path: Path) -> None:
     prefix = str(path) + "/"
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if line.split()[4].startswith(prefix)]
+    points = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(prefix)
+    ]
     for p in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", p], check=False)
 
@@ -122,8 +141,9 @@ def _inputs_digest(libs: Path) -> str:
         for p in sorted(base.rglob("*")):
             if p.is_file():
                 h.update(str(p.relative_to(base)).encode())
-                h.update(p.read_bytes() if p.stat().st_size < 1 << 16 else
-                         str(p.stat().st_size).encode())
+                h.update(
+                    p.read_bytes() if p.stat().st_size < 1 << 16 else str(p.stat().st_size).encode()
+                )
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:16]
 
@@ -143,17 +163,25 @@ def build(cache_root: Path, out_dir: Path | None = None) -> Path:
     _install_kafka(root, libs)
     log(f"writing apache/kafka:{version} to {out}")
     write_docker_archive(
-        out, f"apache/kafka:{version}",
+        out,
+        f"apache/kafka:{version}",
         ImageConfig(
             cmd=["/etc/kafka/docker/run"],
-            env=[f"PATH=/opt/kafka/bin:{JAVA_HOME}/bin:/usr/local/sbin:/usr/local/bin:"
-                 "/usr/sbin:/usr/bin:/sbin:/bin",
-                 f"JAVA_HOME={JAVA_HOME}", "LANG=C.UTF-8"],
-            user="appuser", workdir="/",
-            labels={"org.opencontainers.image.title": "apache/kafka (jup2kub e2e build)",
-                    "org.opencontainers.image.version": version,
-                    "org.opencontainers.image.source":
-                        "Apache Kafka jars from Maven Central; Debian bookworm JRE"},
+            env=[
+                f"PATH=/opt/kafka/bin:{JAVA_HOME}/bin:/usr/local/sbin:/usr/local/bin:"
+                "/usr/sbin:/usr/bin:/sbin:/bin",
+                f"JAVA_HOME={JAVA_HOME}",
+                "LANG=C.UTF-8",
+            ],
+            user="appuser",
+            workdir="/",
+            labels={
+                "org.opencontainers.image.title": "apache/kafka (jup2kub e2e build)",
+                "org.opencontainers.image.version": version,
+                "org.opencontainers.image.source": (
+                    "Apache Kafka jars from Maven Central; Debian bookworm JRE"
+                ),
+            },
         ),
         rootfs=root,
     )

@@ -26,32 +26,48 @@ class Cluster:
     own: bool  # the harness's cluster (images are imported, not pulled)
     busybox: str
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 180,
-                input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 180, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         exe = str(harness.BIN / "kubectl") if self.own else (shutil.which("kubectl") or "kubectl")
         cmd = [exe] + (["--kubeconfig", self.kubeconfig] if self.kubeconfig else []) + list(args)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                           input=input_text)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input_text)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
         return r
 
     def state_claim(self, namespace: str, size: str = "256Mi") -> str:
         """A claim "state" of the default StorageClass, for the chart's existingClaim mode."""
-        claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                 "metadata": {"name": "state"},
-                 "spec": {"accessModes": ["ReadWriteOnce"],
-                          "resources": {"requests": {"storage": size}}}}
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "state"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}},
+            },
+        }
         self.kubectl("-n", namespace, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
         return "state"
 
     def kafka_bootstrap(self, namespace: str) -> str:
         """The chart's first broker by its stable in-cluster name (what Kafka advertises)."""
-        sts = json.loads(self.kubectl("-n", namespace, "get", "statefulset", "-l",
-                                      "app.kubernetes.io/component=kafka", "-o", "json"
-                                      ).stdout)["items"][0]
-        return (f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{namespace}"
-                f".svc.cluster.local:9092")
+        sts = json.loads(
+            self.kubectl(
+                "-n",
+                namespace,
+                "get",
+                "statefulset",
+                "-l",
+                "app.kubernetes.io/component=kafka",
+                "-o",
+                "json",
+            ).stdout
+        )["items"][0]
+        return (
+            f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{namespace}"
+            f".svc.cluster.local:9092"
+        )
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -63,21 +79,29 @@ class Cluster:
 
 
 def docker_ok() -> bool:
-    return bool(shutil.which("docker")) and subprocess.run(
-        ["docker", "version"], capture_output=True, timeout=30).returncode == 0
+    return (
+        bool(shutil.which("docker"))
+        and subprocess.run(["docker", "version"], capture_output=True, timeout=30).returncode == 0
+    )
 
 
-def with_cluster_dns(cluster: Cluster, *cmd: str, timeout: float = 300
-                     ) -> subprocess.CompletedProcess[str]:
-    prefix = ([str(E2E / "cluster"), "exec", "--"] if cluster.own
-              else shlex.split(os.environ.get("J2K_E2E_RUN", "")))
-    return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=timeout,
-                          env=cluster.env())
+def with_cluster_dns(
+    cluster: Cluster, *cmd: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    prefix = (
+        [str(E2E / "cluster"), "exec", "--"]
+        if cluster.own
+        else shlex.split(os.environ.get("J2K_E2E_RUN", ""))
+    )
+    return subprocess.run(
+        [*prefix, *cmd], capture_output=True, text=True, timeout=timeout, env=cluster.env()
+    )
 
 
 def state_dir(cluster: Cluster, ns: str) -> Path:
-    pv = cluster.kubectl("-n", ns, "get", "pvc", "state", "-o",
-                         "jsonpath={.spec.volumeName}").stdout
+    pv = cluster.kubectl(
+        "-n", ns, "get", "pvc", "state", "-o", "jsonpath={.spec.volumeName}"
+    ).stdout
     spec = json.loads(cluster.kubectl("get", "pv", pv, "-o", "json").stdout)["spec"]
     path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
     if not path or not Path(path).is_dir():
@@ -95,10 +119,12 @@ def _helm() -> str:
     return helm
 
 
-def helm(cluster: Cluster, *args: str, check: bool = True, timeout: float = 900
-         ) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([_helm(), *args], capture_output=True, text=True, timeout=timeout,
-                       env=cluster.env())
+def helm(
+    cluster: Cluster, *args: str, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [_helm(), *args], capture_output=True, text=True, timeout=timeout, env=cluster.env()
+    )
     if check and r.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
     return r

@@ -13,9 +13,23 @@ REPO = Path(__file__).resolve().parents[1]
 def test_generation_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "gen.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.generation", "--repeat", "1", "--sizes", "5", "12",
-         "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, check=False, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "bench.generation",
+            "--repeat",
+            "1",
+            "--sizes",
+            "5",
+            "12",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["generation_scaling"]
@@ -28,7 +42,11 @@ def test_bench_driver_quick_one_row(tmp_path: Path) -> None:
     plot; targets are reported, never asserted."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--only", "scaling", "--quick", "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, check=False, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "results.json").read_text())

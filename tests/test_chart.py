@@ -33,25 +33,52 @@ from tests.support.graphs import plan_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_ENV = {
-    "J2K_BOOTSTRAP_SERVERS", "J2K_PIPELINE", "J2K_STEP", "J2K_INPUT_TOPICS", "J2K_OUTPUT_TOPICS",
-    "J2K_STATUS_TOPIC", "J2K_DEAD_LETTER_TOPIC", "J2K_CONSUMER_GROUP", "J2K_STATE_PATH",
-    "J2K_CODE_PATH", "J2K_MAX_RETRIES", "J2K_RETRY_BACKOFF_SECONDS",
-    "J2K_RETRY_BACKOFF_MAX_SECONDS", "J2K_STEP_TIMEOUT_SECONDS", "J2K_PORT",
+    "J2K_BOOTSTRAP_SERVERS",
+    "J2K_PIPELINE",
+    "J2K_STEP",
+    "J2K_INPUT_TOPICS",
+    "J2K_OUTPUT_TOPICS",
+    "J2K_STATUS_TOPIC",
+    "J2K_DEAD_LETTER_TOPIC",
+    "J2K_CONSUMER_GROUP",
+    "J2K_STATE_PATH",
+    "J2K_CODE_PATH",
+    "J2K_MAX_RETRIES",
+    "J2K_RETRY_BACKOFF_SECONDS",
+    "J2K_RETRY_BACKOFF_MAX_SECONDS",
+    "J2K_STEP_TIMEOUT_SECONDS",
+    "J2K_PORT",
 }
 #: Optional settings of the runtime that the chart sets too, to agree with the topics Job.
-RUNTIME_EXTRA_ENV = {"J2K_TOPIC_PARTITIONS", "J2K_TOPIC_REPLICATION_FACTOR",
-                     "J2K_SHUTDOWN_GRACE_SECONDS"}
+RUNTIME_EXTRA_ENV = {
+    "J2K_TOPIC_PARTITIONS",
+    "J2K_TOPIC_REPLICATION_FACTOR",
+    "J2K_SHUTDOWN_GRACE_SECONDS",
+}
 
 
-def _step(name: str, cells: list[int], after: list[str], inputs: Sequence[str] = (),
-          outputs: Sequence[str] = ()) -> dict[str, Any]:
-    return {"name": name, "cells": cells, "inputs": list(inputs), "parameters": [],
-            "outputs": list(outputs), "after": after}
+def _step(
+    name: str,
+    cells: list[int],
+    after: list[str],
+    inputs: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "cells": cells,
+        "inputs": list(inputs),
+        "parameters": [],
+        "outputs": list(outputs),
+        "after": after,
+    }
 
 
 GRAPHS: dict[str, dict[str, Any]] = {
     "linear": {
-        "notebook": "Linear Analysis.ipynb", "split": "auto", "parameters": {"n": 10},
+        "notebook": "Linear Analysis.ipynb",
+        "split": "auto",
+        "parameters": {"n": 10},
         "steps": [
             _step("load", [0, 1], [], outputs=["df"]),
             _step("clean", [2], ["load"], ["df"], ["clean_df"]),
@@ -59,7 +86,9 @@ GRAPHS: dict[str, dict[str, Any]] = {
         ],
     },
     "diamond": {
-        "notebook": "diamond.ipynb", "split": "auto", "parameters": {},
+        "notebook": "diamond.ipynb",
+        "split": "auto",
+        "parameters": {},
         "steps": [
             _step("load", [0], [], outputs=["df"]),
             _step("left", [1], ["load"], ["df"], ["a"]),
@@ -68,7 +97,9 @@ GRAPHS: dict[str, dict[str, Any]] = {
         ],
     },
     "single": {
-        "notebook": "1-single.ipynb", "split": "none", "parameters": {},
+        "notebook": "1-single.ipynb",
+        "split": "none",
+        "parameters": {},
         "steps": [_step("main", [0, 1, 2], [])],
     },
 }
@@ -100,7 +131,10 @@ def _helm_path() -> str:
     script = REPO / "tests" / "setup.d" / "20-helm.sh"
     proc = subprocess.run(
         ["bash", "-c", f'set -euo pipefail; source "{script}"; printf %s "$J2K_HELM"'],
-        capture_output=True, text=True, check=False, timeout=1800,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
     )
     if proc.returncode != 0 or not proc.stdout:
         pytest.fail(f"could not set up helm with {script}:\n{proc.stderr}")
@@ -118,8 +152,9 @@ def flags(flag: str, items: Sequence[str | Path]) -> list[str]:
 
 
 def run_helm(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([_helm_path(), *args], capture_output=True, text=True, check=False,
-                          timeout=300)
+    proc = subprocess.run(
+        [_helm_path(), *args], capture_output=True, text=True, check=False, timeout=300
+    )
     if ok and proc.returncode != 0:
         pytest.fail(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -130,8 +165,9 @@ def _template_cached(chart: str, args: tuple[str, ...]) -> str:
     return run_helm("template", "rel", chart, "--namespace", "pipelines", *args).stdout
 
 
-def render(chart: Path, values: Sequence[str] = (), sets: Sequence[str] = (),
-           extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+def render(
+    chart: Path, values: Sequence[str] = (), sets: Sequence[str] = (), extra: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Parsed objects of ``helm template`` (release 'rel', namespace 'pipelines')."""
     args: list[str] = []
     for v in values:
@@ -148,8 +184,11 @@ def by_kind(objects: Sequence[Mapping[str, Any]], kind: str) -> dict[str, dict[s
 
 
 def component(objects: Sequence[Mapping[str, Any]], kind: str, comp: str) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind
-             and o["metadata"]["labels"].get("app.kubernetes.io/component") == comp]
+    found = [
+        o
+        for o in objects
+        if o["kind"] == kind and o["metadata"]["labels"].get("app.kubernetes.io/component") == comp
+    ]
     assert len(found) == 1, f"expected one {kind} for {comp}, got {len(found)}"
     return dict(found[0])
 
@@ -172,8 +211,10 @@ def validate_strict(objects: Sequence[Mapping[str, Any]]) -> None:
             try:
                 kv.validate(dict(obj), version, strict=True)
             except kv.ValidationError as exc:
-                pytest.fail(f"{obj['kind']} {obj['metadata']['name']} is invalid for Kubernetes "
-                            f"{version}: {exc}")
+                pytest.fail(
+                    f"{obj['kind']} {obj['metadata']['name']} is invalid for Kubernetes "
+                    f"{version}: {exc}"
+                )
             _VALIDATED.add((key, version))
 
 
@@ -231,14 +272,28 @@ def test_lint_strict(chart: Path, values_file: str, helm: str) -> None:
 @pytest.mark.parametrize("values_file", VALUES_FILES)
 def test_renders_and_validates(chart: Path, values_file: str, mode: str, helm: str) -> None:
     files = [] if values_file == "values.yaml" else [values_file]
-    lint = run_helm("lint", "--strict", str(chart), *flags("-f", [chart / f for f in files]),
-                    *flags("--set", STORAGE_SETS[mode]), ok=False)
+    lint = run_helm(
+        "lint",
+        "--strict",
+        str(chart),
+        *flags("-f", [chart / f for f in files]),
+        *flags("--set", STORAGE_SETS[mode]),
+        ok=False,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     objects = render(chart, files, STORAGE_SETS[mode])
     validate_strict(objects)
     kinds = {o["kind"] for o in objects}
-    assert {"Deployment", "Service", "PodDisruptionBudget", "StatefulSet", "ConfigMap", "Job",
-            "ServiceAccount", "NetworkPolicy"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "StatefulSet",
+        "ConfigMap",
+        "Job",
+        "ServiceAccount",
+        "NetworkPolicy",
+    } <= kinds
     assert ("PersistentVolumeClaim" in kinds) == (mode != "existingClaim")
     names = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert len(names) == len(set(names)), "two objects share a kind and name"
@@ -261,8 +316,11 @@ def test_kube_version_floor(charts: dict[str, Path], helm: str) -> None:
 def test_step_deployments(charts: dict[str, Path]) -> None:
     objects = render(charts["linear"])
     deployments = by_kind(objects, "Deployment")
-    assert sorted(deployments) == ["rel-linear-analysis-clean", "rel-linear-analysis-load",
-                                   "rel-linear-analysis-report"]
+    assert sorted(deployments) == [
+        "rel-linear-analysis-clean",
+        "rel-linear-analysis-load",
+        "rel-linear-analysis-report",
+    ]
     for name, dep in deployments.items():
         step = name.removeprefix("rel-linear-analysis-")
         labels = dep["metadata"]["labels"]
@@ -271,8 +329,10 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         assert labels["app.kubernetes.io/instance"] == "rel"
         spec = dep["spec"]
         assert spec["replicas"] == 3
-        assert spec["strategy"] == {"type": "RollingUpdate",
-                                    "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+        assert spec["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1},
+        }
         pod = spec["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
         assert pod["enableServiceLinks"] is False
@@ -282,8 +342,10 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readiness"
-        assert container["resources"] == {"requests": {"cpu": "500m", "memory": "500Mi"},
-                                          "limits": {"cpu": "1", "memory": "1Gi"}}
+        assert container["resources"] == {
+            "requests": {"cpu": "500m", "memory": "500Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True
         assert sc["allowPrivilegeEscalation"] is False
@@ -299,8 +361,9 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         assert "helm.sh/chart" not in pod_labels and "app.kubernetes.io/version" not in pod_labels
         env = env_of(dep)
         assert set(env) == CONTRACT_ENV | RUNTIME_EXTRA_ENV
-        assert env["J2K_TOPIC_PARTITIONS"] == env_of(component(objects, "Job", "topics"))[
-            "PARTITIONS"]
+        assert (
+            env["J2K_TOPIC_PARTITIONS"] == env_of(component(objects, "Job", "topics"))["PARTITIONS"]
+        )
         assert env["J2K_TOPIC_REPLICATION_FACTOR"] == "3"
         assert env["J2K_SHUTDOWN_GRACE_SECONDS"] == "55"
         assert env["J2K_STEP"] == step
@@ -318,20 +381,29 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         brokers = env["J2K_BOOTSTRAP_SERVERS"].split(",")
         assert brokers == [
             f"rel-linear-analysis-kafka-{i}.rel-linear-analysis-kafka-headless.pipelines.svc"
-            f".cluster.local:9092" for i in range(3)
+            f".cluster.local:9092"
+            for i in range(3)
         ]
-    assert env_of(deployments["rel-linear-analysis-load"])["J2K_INPUT_TOPICS"] == \
-        "linear-analysis.runs"
-    assert env_of(deployments["rel-linear-analysis-load"])["J2K_OUTPUT_TOPICS"] == \
-        "linear-analysis.edge.load.clean"
-    assert env_of(deployments["rel-linear-analysis-clean"])["J2K_INPUT_TOPICS"] == \
-        "linear-analysis.edge.load.clean"
+    assert (
+        env_of(deployments["rel-linear-analysis-load"])["J2K_INPUT_TOPICS"]
+        == "linear-analysis.runs"
+    )
+    assert (
+        env_of(deployments["rel-linear-analysis-load"])["J2K_OUTPUT_TOPICS"]
+        == "linear-analysis.edge.load.clean"
+    )
+    assert (
+        env_of(deployments["rel-linear-analysis-clean"])["J2K_INPUT_TOPICS"]
+        == "linear-analysis.edge.load.clean"
+    )
     assert env_of(deployments["rel-linear-analysis-report"])["J2K_OUTPUT_TOPICS"] == ""
     services = by_kind(objects, "Service")
     for name in deployments:
         assert services[name]["spec"]["ports"][0]["port"] == 8080
-        assert services[name]["spec"]["selector"] == \
-            deployments[name]["spec"]["selector"]["matchLabels"]
+        assert (
+            services[name]["spec"]["selector"]
+            == deployments[name]["spec"]["selector"]["matchLabels"]
+        )
     pdbs = by_kind(objects, "PodDisruptionBudget")
     for name in deployments:
         assert pdbs[name]["spec"]["maxUnavailable"] == 1
@@ -342,23 +414,37 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
 
 def test_diamond_topics(charts: dict[str, Path]) -> None:
     objects = render(charts["diamond"])
-    envs = {d["metadata"]["labels"]["app.kubernetes.io/component"]: env_of(d)
-            for d in by_kind(objects, "Deployment").values()}
+    envs = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: env_of(d)
+        for d in by_kind(objects, "Deployment").values()
+    }
     p = "diamond"
     assert envs["load"]["J2K_INPUT_TOPICS"] == f"{p}.runs"
-    assert envs["load"]["J2K_OUTPUT_TOPICS"].split(",") == [f"{p}.edge.load.left",
-                                                              f"{p}.edge.load.right"]
+    assert envs["load"]["J2K_OUTPUT_TOPICS"].split(",") == [
+        f"{p}.edge.load.left",
+        f"{p}.edge.load.right",
+    ]
     assert envs["left"]["J2K_INPUT_TOPICS"] == f"{p}.edge.load.left"
     assert envs["right"]["J2K_OUTPUT_TOPICS"] == f"{p}.edge.right.join"
-    assert envs["join"]["J2K_INPUT_TOPICS"].split(",") == [f"{p}.edge.left.join",
-                                                             f"{p}.edge.right.join"]
+    assert envs["join"]["J2K_INPUT_TOPICS"].split(",") == [
+        f"{p}.edge.left.join",
+        f"{p}.edge.right.join",
+    ]
     assert envs["join"]["J2K_OUTPUT_TOPICS"] == ""
     assert len({e["J2K_CONSUMER_GROUP"] for e in envs.values()}) == 4
     job = component(objects, "Job", "topics")
     env = env_of(job)
-    assert sorted(env["TOPICS"].split()) == sorted([
-        f"{p}.runs", f"{p}.status", f"{p}.dead-letter", f"{p}.edge.load.left",
-        f"{p}.edge.load.right", f"{p}.edge.left.join", f"{p}.edge.right.join"])
+    assert sorted(env["TOPICS"].split()) == sorted(
+        [
+            f"{p}.runs",
+            f"{p}.status",
+            f"{p}.dead-letter",
+            f"{p}.edge.load.left",
+            f"{p}.edge.load.right",
+            f"{p}.edge.left.join",
+            f"{p}.edge.right.join",
+        ]
+    )
 
 
 def test_single_step_is_root_and_sink(charts: dict[str, Path]) -> None:
@@ -384,15 +470,19 @@ def test_topics_job(charts: dict[str, Path]) -> None:
     assert "--if-not-exists" in pod["containers"][0]["command"][-1]
 
 
-def test_partitions_cover_the_most_replicas(charts: dict[str, Path],
-                                            write_values: Callable[..., str]) -> None:
+def test_partitions_cover_the_most_replicas(
+    charts: dict[str, Path], write_values: Callable[..., str]
+) -> None:
     chart = charts["linear"]
-    many = write_values({"topics": {"partitions": 1},
-                         "steps": {"clean": {"replicas": 17}}})
+    many = write_values({"topics": {"partitions": 1}, "steps": {"clean": {"replicas": 17}}})
     assert env_of(component(render(chart, [many]), "Job", "topics"))["PARTITIONS"] == "17"
-    hpa = write_values({"topics": {"partitions": 1}, "stepDefaults": {"replicas": 1},
-                        "steps": {"report": {"autoscaling": {"enabled": True,
-                                                             "maxReplicas": 23}}}})
+    hpa = write_values(
+        {
+            "topics": {"partitions": 1},
+            "stepDefaults": {"replicas": 1},
+            "steps": {"report": {"autoscaling": {"enabled": True, "maxReplicas": 23}}},
+        }
+    )
     assert env_of(component(render(chart, [hpa]), "Job", "topics"))["PARTITIONS"] == "23"
     few = write_values({"topics": {"partitions": 1}, "stepDefaults": {"replicas": 2}})
     assert env_of(component(render(chart, [few]), "Job", "topics"))["PARTITIONS"] == "2"
@@ -404,8 +494,9 @@ def _properties(configmap: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
-@pytest.mark.parametrize(("values_file", "nodes"), [("values-dev.yaml", 1),
-                                                    ("values-prod.yaml", 3)])
+@pytest.mark.parametrize(
+    ("values_file", "nodes"), [("values-dev.yaml", 1), ("values-prod.yaml", 3)]
+)
 def test_kafka_statefulset(charts: dict[str, Path], values_file: str, nodes: int) -> None:
     objects = render(charts["diamond"], [values_file])
     sts = component(objects, "StatefulSet", "kafka")
@@ -424,8 +515,9 @@ def test_kafka_statefulset(charts: dict[str, Path], values_file: str, nodes: int
     assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     (claim,) = spec["volumeClaimTemplates"]
-    data_mount = next(m for m in container["volumeMounts"]
-                      if m["name"] == claim["metadata"]["name"])
+    data_mount = next(
+        m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]
+    )
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     cluster_id = env["CLUSTER_ID"]["value"]
@@ -438,10 +530,14 @@ def test_kafka_statefulset(charts: dict[str, Path], values_file: str, nodes: int
     voters = props["controller.quorum.voters"].split(",")
     assert [v.split("@")[0] for v in voters] == [str(i) for i in range(nodes)]
     assert voters[0].split("@")[1] == (
-        f"rel-diamond-kafka-0.{headless['metadata']['name']}.pipelines.svc.cluster.local:9093")
+        f"rel-diamond-kafka-0.{headless['metadata']['name']}.pipelines.svc.cluster.local:9093"
+    )
     assert "zookeeper.connect" not in props
-    for key in ("default.replication.factor", "offsets.topic.replication.factor",
-                "transaction.state.log.replication.factor"):
+    for key in (
+        "default.replication.factor",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+    ):
         assert props[key] == str(nodes)
     assert props["min.insync.replicas"] == str(2 if nodes == 3 else 1)
     # log dirs in a subdirectory of the volume (ext4 volumes hold lost+found at the root)
@@ -454,8 +550,9 @@ def test_kafka_statefulset(charts: dict[str, Path], values_file: str, nodes: int
     assert component(objects, "PodDisruptionBudget", "kafka")["spec"]["maxUnavailable"] == 1
 
 
-def test_kafka_config_change_rolls_kafka_only_then(charts: dict[str, Path],
-                                                   write_values: Callable[..., str]) -> None:
+def test_kafka_config_change_rolls_kafka_only_then(
+    charts: dict[str, Path], write_values: Callable[..., str]
+) -> None:
     chart = charts["linear"]
 
     def checksum(objects: list[dict[str, Any]]) -> str:
@@ -464,13 +561,16 @@ def test_kafka_config_change_rolls_kafka_only_then(charts: dict[str, Path],
 
     base = checksum(render(chart))
     assert checksum(render(chart, [write_values({"steps": {"load": {"replicas": 7}}})])) == base
-    assert checksum(render(chart, [write_values({"kafka": {"config": {"log.retention.hours":
-                                                                      24}}})])) != base
+    assert (
+        checksum(render(chart, [write_values({"kafka": {"config": {"log.retention.hours": 24}}})]))
+        != base
+    )
 
 
 def test_external_kafka(charts: dict[str, Path], write_values: Callable[..., str]) -> None:
-    values = write_values({"kafka": {"enabled": False,
-                                     "bootstrapServers": "broker-a:9092,broker-b:9092"}})
+    values = write_values(
+        {"kafka": {"enabled": False, "bootstrapServers": "broker-a:9092,broker-b:9092"}}
+    )
     objects = render(charts["diamond"], [values])
     validate_strict(objects)
     assert not by_kind(objects, "StatefulSet")
@@ -496,8 +596,9 @@ def test_network_policy(charts: dict[str, Path]) -> None:
     for obj in [*by_kind(objects, "Deployment").values(), component(objects, "Job", "topics")]:
         labels = obj["spec"]["template"]["metadata"]["labels"]
         assert allowed.items() <= labels.items()
-    assert not by_kind(render(charts["linear"], sets=["networkPolicy.enabled=false"]),
-                       "NetworkPolicy")
+    assert not by_kind(
+        render(charts["linear"], sets=["networkPolicy.enabled=false"]), "NetworkPolicy"
+    )
 
 
 def test_values_files_shape(charts: dict[str, Path]) -> None:
@@ -507,8 +608,10 @@ def test_values_files_shape(charts: dict[str, Path]) -> None:
     assert component(dev, "StatefulSet", "kafka")["spec"]["replicas"] == 1
     assert component(dev, "PersistentVolume", "storage")["spec"]["local"]
     small = next(iter(by_kind(dev, "Deployment").values()))
-    assert small["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == \
-        {"cpu": "100m", "memory": "128Mi"}
+    assert small["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "100m",
+        "memory": "128Mi",
+    }
 
     prod = render(charts["diamond"], ["values-prod.yaml"])
     deployments = by_kind(prod, "Deployment")
@@ -517,39 +620,57 @@ def test_values_files_shape(charts: dict[str, Path]) -> None:
     for name, hpa in hpas.items():
         assert "replicas" not in deployments[name]["spec"]
         assert hpa["apiVersion"] == "autoscaling/v2"
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                 "name": name}
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
         assert hpa["spec"]["minReplicas"] == 3
         assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
     assert component(prod, "StatefulSet", "kafka")["spec"]["replicas"] == 3
     pvc = component(prod, "PersistentVolumeClaim", "storage")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert int(env_of(component(prod, "Job", "topics"))["PARTITIONS"]) >= \
-        max(h["spec"]["maxReplicas"] for h in hpas.values())
+    assert int(env_of(component(prod, "Job", "topics"))["PARTITIONS"]) >= max(
+        h["spec"]["maxReplicas"] for h in hpas.values()
+    )
 
 
 def test_per_step_overrides(charts: dict[str, Path], write_values: Callable[..., str]) -> None:
-    values = write_values({
-        "stepDefaults": {"autoscaling": {"enabled": True}},
-        "steps": {
-            "left": {"replicas": 2, "autoscaling": {"enabled": False},
-                     "resources": {"limits": {"memory": "4Gi"}},
-                     "retry": {"maxRetries": 5, "backoffSeconds": 0.5}, "timeoutSeconds": 30,
-                     "env": {"OMP_NUM_THREADS": "2", "DEBUG": True}},
-            "join": {"autoscaling": {"maxReplicas": 6, "targetMemoryUtilizationPercentage": None}},
-        },
-    })
+    values = write_values(
+        {
+            "stepDefaults": {"autoscaling": {"enabled": True}},
+            "steps": {
+                "left": {
+                    "replicas": 2,
+                    "autoscaling": {"enabled": False},
+                    "resources": {"limits": {"memory": "4Gi"}},
+                    "retry": {"maxRetries": 5, "backoffSeconds": 0.5},
+                    "timeoutSeconds": 30,
+                    "env": {"OMP_NUM_THREADS": "2", "DEBUG": True},
+                },
+                "join": {
+                    "autoscaling": {"maxReplicas": 6, "targetMemoryUtilizationPercentage": None}
+                },
+            },
+        }
+    )
     objects = render(charts["diamond"], [values])
     validate_strict(objects)
-    deps = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
-            for d in by_kind(objects, "Deployment").values()}
-    hpas = {h["metadata"]["labels"]["app.kubernetes.io/component"]: h
-            for h in by_kind(objects, "HorizontalPodAutoscaler").values()}
+    deps = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment").values()
+    }
+    hpas = {
+        h["metadata"]["labels"]["app.kubernetes.io/component"]: h
+        for h in by_kind(objects, "HorizontalPodAutoscaler").values()
+    }
     assert sorted(hpas) == ["join", "load", "right"]  # false overrides a true default
     assert deps["left"]["spec"]["replicas"] == 2
     resources = deps["left"]["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert resources == {"requests": {"cpu": "500m", "memory": "500Mi"},
-                         "limits": {"cpu": "1", "memory": "4Gi"}}
+    assert resources == {
+        "requests": {"cpu": "500m", "memory": "500Mi"},
+        "limits": {"cpu": "1", "memory": "4Gi"},
+    }
     env = env_of(deps["left"])
     assert env["J2K_MAX_RETRIES"] == "5"
     assert float(env["J2K_RETRY_BACKOFF_SECONDS"]) == 0.5
@@ -564,21 +685,32 @@ def test_per_step_overrides(charts: dict[str, Path], write_values: Callable[...,
     assert "replicas" not in deps["join"]["spec"]
 
 
-def test_scale_to_zero_and_images(charts: dict[str, Path],
-                                  write_values: Callable[..., str]) -> None:
+def test_scale_to_zero_and_images(
+    charts: dict[str, Path], write_values: Callable[..., str]
+) -> None:
     digest = "sha256:" + "ab" * 32
-    values = write_values({"image": {"registry": "registry.example.com:5000/team"},
-                           "steps": {"load": {"replicas": 0,
-                                              "image": {"repository": "custom/load",
-                                                        "tag": "v2", "digest": digest}}}})
+    values = write_values(
+        {
+            "image": {"registry": "registry.example.com:5000/team"},
+            "steps": {
+                "load": {
+                    "replicas": 0,
+                    "image": {"repository": "custom/load", "tag": "v2", "digest": digest},
+                }
+            },
+        }
+    )
     objects = render(charts["linear"], [values])
-    deps = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
-            for d in by_kind(objects, "Deployment").values()}
+    deps = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment").values()
+    }
     assert deps["load"]["spec"]["replicas"] == 0
     image = deps["load"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"registry.example.com:5000/team/custom/load:v2@{digest}"
     assert deps["clean"]["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
-        "registry.example.com:5000/team/linear-analysis-clean:")
+        "registry.example.com:5000/team/linear-analysis-clean:"
+    )
 
 
 @pytest.mark.parametrize("mode", [*sorted(STORAGE_SETS), "efs-static", "local-node"])
@@ -593,8 +725,12 @@ def test_storage_modes(charts: dict[str, Path], mode: str) -> None:
     pvs = by_kind(objects, "PersistentVolume")
     pvcs = by_kind(objects, "PersistentVolumeClaim")
     deps = list(by_kind(objects, "Deployment").values())
-    claims = {v["persistentVolumeClaim"]["claimName"] for d in deps
-              for v in d["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for d in deps
+        for v in d["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
     assert len(claims) == 1
     affinities = [d["spec"]["template"]["spec"].get("affinity", {}) for d in deps]
     colocated = all("podAffinity" in a for a in affinities)
@@ -610,13 +746,19 @@ def test_storage_modes(charts: dict[str, Path], mode: str) -> None:
         assert sc["provisioner"] == "kubernetes.io/no-provisioner"
         assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
         assert pv["spec"]["local"]["path"] == "/var/lib/jup2kub/diamond"
-        assert pv["spec"]["storageClassName"] == pvc["spec"]["storageClassName"] == \
-            sc["metadata"]["name"]
+        assert (
+            pv["spec"]["storageClassName"]
+            == pvc["spec"]["storageClassName"]
+            == sc["metadata"]["name"]
+        )
         assert pv["spec"]["claimRef"] == {"namespace": "pipelines", "name": pvc["metadata"]["name"]}
         terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
         if mode == "local-node":
-            assert terms[0]["matchExpressions"][0] == {"key": "kubernetes.io/hostname",
-                                                       "operator": "In", "values": ["worker-1"]}
+            assert terms[0]["matchExpressions"][0] == {
+                "key": "kubernetes.io/hostname",
+                "operator": "In",
+                "values": ["worker-1"],
+            }
             assert not colocated
         else:
             assert colocated
@@ -642,8 +784,10 @@ def test_storage_modes(charts: dict[str, Path], mode: str) -> None:
     elif mode == "efs-static":
         assert not classes
         (pv,) = pvs.values()
-        assert pv["spec"]["csi"] == {"driver": "efs.csi.aws.com",
-                                     "volumeHandle": "fs-0a1b2c3d::fsap-0123"}
+        assert pv["spec"]["csi"] == {
+            "driver": "efs.csi.aws.com",
+            "volumeHandle": "fs-0a1b2c3d::fsap-0123",
+        }
         assert pv["spec"]["accessModes"] == pvc["spec"]["accessModes"] == ["ReadWriteMany"]
         assert pvc["spec"]["volumeName"] == pv["metadata"]["name"]
         assert pv["spec"]["storageClassName"] == pvc["spec"]["storageClassName"] == ""
@@ -689,8 +833,9 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_VALUES))
-def test_schema_rejects(charts: dict[str, Path], case: str,
-                        write_values: Callable[..., str]) -> None:
+def test_schema_rejects(
+    charts: dict[str, Path], case: str, write_values: Callable[..., str]
+) -> None:
     path = write_values(BAD_VALUES[case])
     chart = str(charts["linear"])
     lint = run_helm("lint", "--strict", chart, "-f", path, ok=False)
@@ -735,8 +880,11 @@ def test_values_yaml_is_commented(charts: dict[str, Path]) -> None:
 def test_readme_values_table_covers_the_schema(charts: dict[str, Path]) -> None:
     chart = charts["diamond"]
     readme = (chart / "README.md").read_text()
-    keys = {line.split("|")[1].strip().strip("`") for line in readme.splitlines()
-            if line.startswith("| `")}
+    keys = {
+        line.split("|")[1].strip().strip("`")
+        for line in readme.splitlines()
+        if line.startswith("| `")
+    }
     values = yaml.safe_load((chart / "values.yaml").read_text())
 
     def leaves(node: Any, prefix: str) -> Iterator[str]:
@@ -746,9 +894,15 @@ def test_readme_values_table_covers_the_schema(charts: dict[str, Path]) -> None:
         else:
             yield prefix
 
-    for key in ("storage.mode", "kafka.nodes", "stepDefaults.replicas",
-                "stepDefaults.autoscaling.maxReplicas", "steps.join.inputTopics",
-                "networkPolicy.enabled", "topics.partitions"):
+    for key in (
+        "storage.mode",
+        "kafka.nodes",
+        "stepDefaults.replicas",
+        "stepDefaults.autoscaling.maxReplicas",
+        "steps.join.inputTopics",
+        "networkPolicy.enabled",
+        "topics.partitions",
+    ):
         assert key in keys
     # every value is documented, at its own key or at a documented parent
     for leaf in leaves(values, ""):
@@ -766,7 +920,8 @@ def test_notes(charts: dict[str, Path], tmp_path: Path) -> None:
     shutil.move(copy_dir / "templates" / "NOTES.txt", copy_dir / "files" / "NOTES.txt")
     (copy_dir / "templates" / "notes-under-test.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
-        '    {{- tpl (.Files.Get "files/NOTES.txt") . | nindent 4 }}\n')
+        '    {{- tpl (.Files.Get "files/NOTES.txt") . | nindent 4 }}\n'
+    )
     for values_file, expect in (("values-dev.yaml", "one\nnode"), ("values-prod.yaml", None)):
         objects = render(copy_dir, [values_file])
         notes = by_kind(objects, "ConfigMap")["notes"]["data"]["notes"]
@@ -806,8 +961,11 @@ def test_reproducible_byte_for_byte(tmp_path: Path) -> None:
     write_chart(plan_of(graph, nb), first)  # rebuilding in place, too
 
     def tree(root: Path) -> dict[str, tuple[bytes, int]]:
-        return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode)
-                for p in sorted(root.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode)
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
 
     assert tree(first) == tree(second)
     assert render_chart(plan_of(graph, nb)) == render_chart(plan_of(graph, nb))
@@ -831,7 +989,8 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path) -> None:
     empty.mkdir()
     assert (write_chart(plan_of(graph, nb), empty) / "Chart.yaml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [nb.name, "mine", "file", "empty"])  # no temp dirs left behind
+        [nb.name, "mine", "file", "empty"]
+    )  # no temp dirs left behind
 
 
 def test_failed_build_leaves_out_untouched(tmp_path: Path) -> None:
@@ -863,16 +1022,19 @@ def test_step_names_of_the_charts_own_objects_are_refused(tmp_path: Path) -> Non
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize(("options", "flag"), [
-    (ChartOptions(storage="nfs"), "--storage"),
-    (ChartOptions(kafka_nodes=2), "--kafka-nodes"),
-    (ChartOptions(replicas=0), "--replicas"),
-    (ChartOptions(replicas=12), "--replicas"),
-    (ChartOptions(chart_version="1.0"), "--chart-version"),
-    (ChartOptions(image_registry="https://registry"), "--image-registry"),
-    (ChartOptions(image_tags={"ghost": "v1"}), "unknown step"),
-    (ChartOptions(image_digests={"load": "md5:00"}), "malformed"),
-])
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        (ChartOptions(storage="nfs"), "--storage"),
+        (ChartOptions(kafka_nodes=2), "--kafka-nodes"),
+        (ChartOptions(replicas=0), "--replicas"),
+        (ChartOptions(replicas=12), "--replicas"),
+        (ChartOptions(chart_version="1.0"), "--chart-version"),
+        (ChartOptions(image_registry="https://registry"), "--image-registry"),
+        (ChartOptions(image_tags={"ghost": "v1"}), "unknown step"),
+        (ChartOptions(image_digests={"load": "md5:00"}), "malformed"),
+    ],
+)
 def test_bad_options(tmp_path: Path, options: ChartOptions, flag: str) -> None:
     with pytest.raises(UsageError) as info:
         render_chart(plan_of(GRAPHS["linear"], _notebook(tmp_path, GRAPHS["linear"])), options)
@@ -882,19 +1044,32 @@ def test_bad_options(tmp_path: Path, options: ChartOptions, flag: str) -> None:
 def test_options_reach_the_chart(tmp_path: Path) -> None:
     nb = _notebook(tmp_path, GRAPHS["linear"])
     digest = "sha256:" + "0f" * 32
-    out = write_chart(plan_of(GRAPHS["linear"], nb, name="fraud"), tmp_path / "out", ChartOptions(
-        storage="ebs", kafka_nodes=1, replicas=2, image_registry="reg.local:5000/",
-        chart_version="2.3.4-rc.1", image_tags={"load": "abc123"},
-        image_digests={"load": digest}))
+    out = write_chart(
+        plan_of(GRAPHS["linear"], nb, name="fraud"),
+        tmp_path / "out",
+        ChartOptions(
+            storage="ebs",
+            kafka_nodes=1,
+            replicas=2,
+            image_registry="reg.local:5000/",
+            chart_version="2.3.4-rc.1",
+            image_tags={"load": "abc123"},
+            image_digests={"load": digest},
+        ),
+    )
     meta = yaml.safe_load((out / "Chart.yaml").read_text())
     assert (meta["name"], meta["version"]) == ("fraud", "2.3.4-rc.1")
     objects = render(out)
     validate_strict(objects)
-    deps = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
-            for d in by_kind(objects, "Deployment").values()}
+    deps = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment").values()
+    }
     assert all(d["spec"]["replicas"] == 2 for d in deps.values())
-    assert deps["load"]["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        f"reg.local:5000/fraud-load:abc123@{digest}"
+    assert (
+        deps["load"]["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"reg.local:5000/fraud-load:abc123@{digest}"
+    )
     assert component(objects, "StatefulSet", "kafka")["spec"]["replicas"] == 1
     assert component(objects, "StorageClass", "storage")["provisioner"] == "ebs.csi.aws.com"
     assert env_of(deps["clean"])["J2K_INPUT_TOPICS"] == "fraud.edge.load.clean"
@@ -937,8 +1112,13 @@ def test_corpus_notebooks(corpus_chart: Path, helm: str) -> None:
     """Done-when of the chart issue, for every notebook of the test corpus."""
     for values_file in VALUES_FILES:
         files = [] if values_file == "values.yaml" else [values_file]
-        lint = run_helm("lint", "--strict", str(corpus_chart),
-                        *flags("-f", [corpus_chart / f for f in files]), ok=False)
+        lint = run_helm(
+            "lint",
+            "--strict",
+            str(corpus_chart),
+            *flags("-f", [corpus_chart / f for f in files]),
+            ok=False,
+        )
         assert lint.returncode == 0, lint.stdout + lint.stderr
         for mode, sets in STORAGE_SETS.items():
             objects = render(corpus_chart, files, sets)
@@ -963,8 +1143,9 @@ def test_package_and_repo_index(charts: dict[str, Path], tmp_path: Path, helm: s
     assert entry["kubeVersion"] == ">=1.27.0-0"
     shown = yaml.safe_load(run_helm("show", "values", str(tgz)).stdout)
     assert shown == yaml.safe_load((charts["diamond"] / "values.yaml").read_text())
-    listing = run_helm("template", "rel", str(tgz), "-f",
-                       str(charts["diamond"] / "values-dev.yaml")).stdout
+    listing = run_helm(
+        "template", "rel", str(tgz), "-f", str(charts["diamond"] / "values-dev.yaml")
+    ).stdout
     assert any(d and d["kind"] == "StatefulSet" for d in yaml.safe_load_all(listing))
     # a second chart lands in the same index
     package_chart(charts["linear"], repo, "https://charts.example.com/jup2kub", helm=helm)
@@ -990,7 +1171,9 @@ def test_topic_names_are_the_runtimes(tmp_path: Path) -> None:
     for step, cfg in values["steps"].items():
         assert cfg["consumerGroup"] == runtime.consumer_group("p-1", step)
     assert values["steps"]["join"]["inputTopics"] == [
-        runtime.edge_topic("p-1", "left", "join"), runtime.edge_topic("p-1", "right", "join")]
+        runtime.edge_topic("p-1", "left", "join"),
+        runtime.edge_topic("p-1", "right", "join"),
+    ]
 
 
 def test_relative_output_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

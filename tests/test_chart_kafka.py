@@ -72,7 +72,8 @@ def kafka_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_class.write_text(RUN_CLASS)
     for name, main in SCRIPTS.items():
         (home / "bin" / name).write_text(
-            f'#!/bin/sh\nexec "$(dirname "$0")/kafka-run-class.sh" {main} "$@"\n')
+            f'#!/bin/sh\nexec "$(dirname "$0")/kafka-run-class.sh" {main} "$@"\n'
+        )
     for script in (home / "bin").iterdir():
         script.chmod(0o755)
     return home
@@ -90,8 +91,16 @@ def _render(chart: Path, *sets: str) -> list[dict[str, Any]]:
         from test_chart import _helm_path
 
         helm = _helm_path()
-    args = [helm, "template", "rel", str(chart), "--namespace", "pipelines", "-f",
-            str(chart / "values-dev.yaml")]
+    args = [
+        helm,
+        "template",
+        "rel",
+        str(chart),
+        "--namespace",
+        "pipelines",
+        "-f",
+        str(chart / "values-dev.yaml"),
+    ]
     for s in sets:
         args += ["--set", s]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout
@@ -137,8 +146,11 @@ class Node:
         fqdn = f"{pod}.{env['KAFKA_HEADLESS_SERVICE']}.pipelines.svc.{env['CLUSTER_DOMAIN']}"
         self.hosts.write_text(f"127.0.0.1 localhost {socket.gethostname()} {fqdn}\n")
         self.env = {
-            "PATH": os.environ["PATH"], "HOME": str(work),
-            **env, "POD_NAME": pod, "POD_NAMESPACE": "pipelines",
+            "PATH": os.environ["PATH"],
+            "HOME": str(work),
+            **env,
+            "POD_NAME": pod,
+            "POD_NAMESPACE": "pipelines",
             "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
             "KAFKA_OPTS": f"-Djdk.net.hosts.file={self.hosts}",
         }
@@ -152,8 +164,13 @@ class Node:
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.command, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self, port: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -196,18 +213,33 @@ def _run_topics_job(node: Node, job: Mapping[str, Any], **overrides: str) -> str
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {**node.env, **{k: node.map(v) for k, v in _env(container).items()}, **overrides}
     env["KAFKA_HEAP_OPTS"] = "-Xms64m -Xmx256m"
-    proc = subprocess.run([node.map(c) for c in container["command"]], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [node.map(c) for c in container["command"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
 def _partitions(node: Node, bootstrap: str) -> dict[str, int]:
     proc = subprocess.run(
-        [str(node.kafka_home / "bin" / "kafka-topics.sh"), "--bootstrap-server", bootstrap,
-         "--describe", "--exclude-internal"],
-        env={**node.env, "KAFKA_HEAP_OPTS": "-Xmx256m"}, capture_output=True, text=True,
-        timeout=300, check=True)
+        [
+            str(node.kafka_home / "bin" / "kafka-topics.sh"),
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--exclude-internal",
+        ],
+        env={**node.env, "KAFKA_HEAP_OPTS": "-Xmx256m"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     counts = {}
     for line in proc.stdout.splitlines():
         match = re.search(r"Topic:\s*(\S+).*PartitionCount:\s*(\d+)", line)
@@ -220,17 +252,18 @@ def _partitions(node: Node, bootstrap: str) -> dict[str, int]:
 def test_kafka_starts_from_the_chart_and_topics_job_is_idempotent(
     tmp_path_factory: pytest.TempPathFactory, node_factory: Any
 ) -> None:
-    graph = {"steps": [
-        {"name": "load", "cells": [0], "after": []},
-        {"name": "fit", "cells": [1], "after": ["load"]},
-    ]}
+    graph = {
+        "steps": [
+            {"name": "load", "cells": [0], "after": []},
+            {"name": "fit", "cells": [1], "after": ["load"]},
+        ]
+    }
     tmp = tmp_path_factory.mktemp("kafka-chart")
     notebook = tmp / "kafka-smoke.ipynb"
     notebook.write_text("{}")
     chart = write_chart(plan_of(graph, notebook), tmp / "out", ChartOptions(kafka_nodes=1))
     client, controller = _free_port(), _free_port()
-    objects = _render(chart, f"kafka.ports.client={client}",
-                      f"kafka.ports.controller={controller}")
+    objects = _render(chart, f"kafka.ports.client={client}", f"kafka.ports.controller={controller}")
     node = node_factory(objects)
     node.start()
     node.wait_ready(client)
@@ -240,8 +273,14 @@ def test_kafka_starts_from_the_chart_and_topics_job_is_idempotent(
     bootstrap = job_env["BOOTSTRAP_SERVERS"]
     assert bootstrap.endswith(f":{client}")
     topics = job_env["TOPICS"].split()
-    assert sorted(topics) == sorted(["kafka-smoke.runs", "kafka-smoke.status",
-                                     "kafka-smoke.dead-letter", "kafka-smoke.edge.load.fit"])
+    assert sorted(topics) == sorted(
+        [
+            "kafka-smoke.runs",
+            "kafka-smoke.status",
+            "kafka-smoke.dead-letter",
+            "kafka-smoke.edge.load.fit",
+        ]
+    )
     partitions = int(job_env["PARTITIONS"])
     assert "topics ready" in _run_topics_job(node, job)
     counts = _partitions(node, bootstrap)

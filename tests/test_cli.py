@@ -14,8 +14,6 @@ from tests.support.cli_runner import CORPUS, jup2kub
 MakeNb = Callable[..., Path]
 
 
-
-
 def test_inspect_json_has_exactly_the_documented_shape() -> None:
     nb = CORPUS / "sales_markers.ipynb"
     proc = jup2kub("inspect", nb, "--json")

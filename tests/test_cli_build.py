@@ -15,8 +15,19 @@ from tests.support.cli_runner import CORPUS, jup2kub
 
 def test_build_writes_a_chart(tmp_path: Path) -> None:
     out = tmp_path / "chart"
-    proc = jup2kub("build", CORPUS / "sales_markers.ipynb", "-o", out, "--no-images",
-                   "--kafka-nodes", "1", "--replicas", "2", "--storage", "ebs")
+    proc = jup2kub(
+        "build",
+        CORPUS / "sales_markers.ipynb",
+        "-o",
+        out,
+        "--no-images",
+        "--kafka-nodes",
+        "1",
+        "--replicas",
+        "2",
+        "--storage",
+        "ebs",
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"helm install mypipeline {out}" in proc.stdout
     chart = yaml.safe_load((out / "Chart.yaml").read_text())
@@ -38,11 +49,25 @@ def test_build_without_an_engine_says_how_to_proceed(tmp_path: Path) -> None:
 
 
 def test_build_bad_flag_values(tmp_path: Path) -> None:
-    proc = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", tmp_path / "c", "--no-images",
-                   "--storage", "nfs")
+    proc = jup2kub(
+        "build",
+        CORPUS / "plain_cells.ipynb",
+        "-o",
+        tmp_path / "c",
+        "--no-images",
+        "--storage",
+        "nfs",
+    )
     assert proc.returncode == 2 and "nfs" in proc.stderr
-    proc = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", tmp_path / "c", "--no-images",
-                   "--chart-version", "one")
+    proc = jup2kub(
+        "build",
+        CORPUS / "plain_cells.ipynb",
+        "-o",
+        tmp_path / "c",
+        "--no-images",
+        "--chart-version",
+        "one",
+    )
     assert proc.returncode == 2 and "one" in proc.stderr
     assert not (tmp_path / "c").exists()
 
@@ -52,11 +77,28 @@ def test_package_makes_a_chart_repository(tmp_path: Path) -> None:
     if helm is None:
         pytest.fail("helm not found: run the tests through tests/run.sh (it installs helm)")
     out = tmp_path / "chart"
-    assert jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", out, "--no-images",
-                   "--chart-version", "1.2.3").returncode == 0
+    assert (
+        jup2kub(
+            "build",
+            CORPUS / "plain_cells.ipynb",
+            "-o",
+            out,
+            "--no-images",
+            "--chart-version",
+            "1.2.3",
+        ).returncode
+        == 0
+    )
     env = {**os.environ, "J2K_HELM": helm}
-    proc = jup2kub("package", out, "-d", tmp_path / "repo", "--repo-index",
-                   "https://charts.example.org/pipelines", env=env)
+    proc = jup2kub(
+        "package",
+        out,
+        "-d",
+        tmp_path / "repo",
+        "--repo-index",
+        "https://charts.example.org/pipelines",
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "repo" / "plain-cells-1.2.3.tgz").is_file()
     index = yaml.safe_load((tmp_path / "repo" / "index.yaml").read_text())
@@ -69,8 +111,12 @@ def test_package_makes_a_chart_repository(tmp_path: Path) -> None:
     ("storage", "flag", "value", "rendered"),
     [
         ("efs", "--efs-file-system-id", "fs-0abc123", ("efs", "fileSystemId", "fs-0abc123")),
-        ("existingClaim", "--existing-claim", "shared-state",
-         ("existingClaim", None, "shared-state")),
+        (
+            "existingClaim",
+            "--existing-claim",
+            "shared-state",
+            ("existingClaim", None, "shared-state"),
+        ),
     ],
 )
 def test_storage_modes_that_need_a_reference(
@@ -81,8 +127,9 @@ def test_storage_modes_that_need_a_reference(
     assert missing.returncode == 2
     assert flag in missing.stderr
     assert not (tmp_path / "c").exists()
-    ok = jup2kub("build", nb, "-o", tmp_path / "c", "--no-images", "--storage", storage,
-                 flag, value)
+    ok = jup2kub(
+        "build", nb, "-o", tmp_path / "c", "--no-images", "--storage", storage, flag, value
+    )
     assert ok.returncode == 0, ok.stderr
     values = yaml.safe_load((tmp_path / "c" / "values.yaml").read_text())
     key, sub, expected = rendered
@@ -98,8 +145,9 @@ def test_steps_work_on_the_shared_volume(tmp_path: Path) -> None:
         pytest.fail("helm not found: run the tests through tests/run.sh (it installs helm)")
     out = tmp_path / "chart"
     assert jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", out, "--no-images").returncode == 0
-    rendered = subprocess.run([helm, "template", "p", str(out)], capture_output=True, text=True,
-                              check=True).stdout
+    rendered = subprocess.run(
+        [helm, "template", "p", str(out)], capture_output=True, text=True, check=True
+    ).stdout
     deployments = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
     assert len(deployments) == 5
     for d in deployments:

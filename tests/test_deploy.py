@@ -28,19 +28,40 @@ def chart_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dead_cluster(tmp_path: Path) -> Path:
     """A kubeconfig whose API server is a closed loopback port."""
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
-        "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:1",
-                                                  "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u",
-                                                  "namespace": "team-a"}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "dead",
+                "clusters": [
+                    {
+                        "name": "dead",
+                        "cluster": {
+                            "server": "https://127.0.0.1:1",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {
+                        "name": "dead",
+                        "context": {"cluster": "dead", "user": "u", "namespace": "team-a"},
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
 def test_merge_values_follows_helm() -> None:
-    base = {"steps": {"a": {"replicas": 3, "env": [1, 2]}, "b": {"replicas": 1}},
-            "kafka": {"nodes": 3}, "drop": {"x": 1}}
+    base = {
+        "steps": {"a": {"replicas": 3, "env": [1, 2]}, "b": {"replicas": 1}},
+        "kafka": {"nodes": 3},
+        "drop": {"x": 1},
+    }
     override = {"steps": {"a": {"env": [9]}, "b": None}, "kafka": {"nodes": 1}, "drop": None}
     merged = merge_values(base, override)
     # lists are replaced (never concatenated), maps merged, null deletes
@@ -74,11 +95,22 @@ def test_parse_duration() -> None:
 
 
 def test_deploy_rejects_a_values_typo_before_touching_the_cluster(
-        chart_dir: Path, dead_cluster: Path, tmp_path: Path) -> None:
+    chart_dir: Path, dead_cluster: Path, tmp_path: Path
+) -> None:
     typo = tmp_path / "typo.yaml"
     typo.write_text("storage:\n  moed: local\n")
-    r = jup2kub("deploy", chart_dir, "--release", "demo", "-f", typo,
-                "--kubeconfig", dead_cluster, "--timeout", "30s")
+    r = jup2kub(
+        "deploy",
+        chart_dir,
+        "--release",
+        "demo",
+        "-f",
+        typo,
+        "--kubeconfig",
+        dead_cluster,
+        "--timeout",
+        "30s",
+    )
     # the schema check is a client-side render: no cluster was needed to refuse it
     assert r.returncode == 2, r.stdout + r.stderr
     assert "schema" in r.stderr and "moed" in r.stderr
@@ -86,8 +118,18 @@ def test_deploy_rejects_a_values_typo_before_touching_the_cluster(
 
 
 def test_deploy_to_an_unreachable_cluster(chart_dir: Path, dead_cluster: Path) -> None:
-    r = jup2kub("deploy", chart_dir, "--release", "demo", "-f", chart_dir / "values-dev.yaml",
-                "--kubeconfig", dead_cluster, "--timeout", "30s")
+    r = jup2kub(
+        "deploy",
+        chart_dir,
+        "--release",
+        "demo",
+        "-f",
+        chart_dir / "values-dev.yaml",
+        "--kubeconfig",
+        dead_cluster,
+        "--timeout",
+        "30s",
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "cannot be reached" in r.stderr and "--kubeconfig" in r.stderr
     assert "Traceback" not in r.stderr
@@ -100,27 +142,40 @@ def test_status_of_a_release_on_an_unreachable_cluster(dead_cluster: Path) -> No
 
 
 def test_results_of_a_release_on_an_unreachable_cluster(dead_cluster: Path) -> None:
-    r = jup2kub("results", CORPUS / "plain_cells.ipynb", "run-1", "--release", "demo",
-                "--kubeconfig", dead_cluster)
+    r = jup2kub(
+        "results",
+        CORPUS / "plain_cells.ipynb",
+        "run-1",
+        "--release",
+        "demo",
+        "--kubeconfig",
+        dead_cluster,
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "cannot be reached" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["status"], "NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME"),
-    (["status", "--release", "demo", "nb.ipynb"], "--release takes no NOTEBOOK"),
-    (["deploy", "{chart}", "--release", "Bad_Name"], "invalid release name"),
-    (["deploy", "{chart}", "--release", "demo", "--timeout", "soon"], "invalid duration"),
-    (["deploy", "{notebook}", "--release", "demo"], "not a Helm chart directory"),
-    (["results", "{nb}", "run-1"], "exactly one of --state DIR and --release NAME"),
-    (["results", "{nb}", "run-1", "--release", "demo", "--state", "{chart}"],
-     "exactly one of --state DIR and --release NAME"),
-    (["results", "{nb}", "bad id!", "--release", "demo"], "RUN_ID"),
-])
-def test_usage_errors(chart_dir: Path, dead_cluster: Path, args: list[str],
-                      message: str) -> None:
-    args = [a.format(chart=chart_dir, notebook=CORPUS.parent, nb=CORPUS / "plain_cells.ipynb")
-            for a in args]
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["status"], "NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME"),
+        (["status", "--release", "demo", "nb.ipynb"], "--release takes no NOTEBOOK"),
+        (["deploy", "{chart}", "--release", "Bad_Name"], "invalid release name"),
+        (["deploy", "{chart}", "--release", "demo", "--timeout", "soon"], "invalid duration"),
+        (["deploy", "{notebook}", "--release", "demo"], "not a Helm chart directory"),
+        (["results", "{nb}", "run-1"], "exactly one of --state DIR and --release NAME"),
+        (
+            ["results", "{nb}", "run-1", "--release", "demo", "--state", "{chart}"],
+            "exactly one of --state DIR and --release NAME",
+        ),
+        (["results", "{nb}", "bad id!", "--release", "demo"], "RUN_ID"),
+    ],
+)
+def test_usage_errors(chart_dir: Path, dead_cluster: Path, args: list[str], message: str) -> None:
+    args = [
+        a.format(chart=chart_dir, notebook=CORPUS.parent, nb=CORPUS / "plain_cells.ipynb")
+        for a in args
+    ]
     r = jup2kub(*args, env={**os.environ, "KUBECONFIG": str(dead_cluster)})
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr

@@ -71,10 +71,13 @@ def test_missing_optional_dynamic_and_local_path_packages(
     assert "no_such_module_j2k" in str(err.value) and "cell-1" in str(err.value)
     assert err.value.exit_code == 2
 
-    optional = make_notebook([
-        "try:\n    import no_such_module_j2k\nexcept ImportError:\n    no_such_module_j2k = None",
-        "import importlib\nname = 'js' + 'on'\nm = importlib.import_module(name)",
-    ])
+    optional = make_notebook(
+        [
+            "try:\n    import no_such_module_j2k\n"
+            "except ImportError:\n    no_such_module_j2k = None",
+            "import importlib\nname = 'js' + 'on'\nm = importlib.import_module(name)",
+        ]
+    )
     d = deps.capture(inspect_notebook(optional), target)
     assert any("optional import of 'no_such_module_j2k'" in w for w in d.warnings)
     assert any("computed name" in w and "--trace" in w for w in d.warnings)
@@ -88,8 +91,9 @@ def test_missing_optional_dynamic_and_local_path_packages(
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: localpkg-j2k\nVersion: 1.0\n")
     (info / "RECORD").write_text("localpkg_j2k/__init__.py,,\n")
     (info / "top_level.txt").write_text("localpkg_j2k\n")
-    (info / "direct_url.json").write_text(json.dumps(
-        {"url": f"file://{tmp_path}/src/localpkg", "dir_info": {"editable": True}}))
+    (info / "direct_url.json").write_text(
+        json.dumps({"url": f"file://{tmp_path}/src/localpkg", "dir_info": {"editable": True}})
+    )
     monkeypatch.syspath_prepend(str(site))
     local = make_notebook(["import localpkg_j2k\nv = 1"])
     with pytest.raises(InputError) as err:
@@ -136,14 +140,16 @@ def test_trace_finds_dynamic_import_and_data_file_and_scrubs_env(
     work = tmp_path / "work"
     work.mkdir()
     (work / "local.txt").write_text("relative data\n")
-    nb = make_notebook([
-        "import importlib\nmodname = 'ya' + 'ml'\nmod = importlib.import_module(modname)\n"
-        "ok = hasattr(mod, 'safe_load')",
-        f"path = {str(data)!r}\nwith open(path) as f:\n    rows = f.read().count('\\n')",
-        "with open('local.txt') as f:\n    note = f.read()\nwith open('out.txt', 'w') as f:\n"
-        "    f.write(note)",
-        "with open('out.txt') as f:\n    again = f.read()\ntotal = rows + len(again)",
-    ])
+    nb = make_notebook(
+        [
+            "import importlib\nmodname = 'ya' + 'ml'\nmod = importlib.import_module(modname)\n"
+            "ok = hasattr(mod, 'safe_load')",
+            f"path = {str(data)!r}\nwith open(path) as f:\n    rows = f.read().count('\\n')",
+            "with open('local.txt') as f:\n    note = f.read()\nwith open('out.txt', 'w') as f:\n"
+            "    f.write(note)",
+            "with open('out.txt') as f:\n    again = f.read()\ntotal = rows + len(again)",
+        ]
+    )
     monkeypatch.setenv("J2K_SECRET_CANARY", CANARY)
     pipeline = inspect_notebook(nb)
     d = deps.capture(pipeline, target)

@@ -16,8 +16,10 @@ from e2e import build, images
 
 def _docker() -> str:
     docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "version"], capture_output=True,
-                                        timeout=60).returncode != 0:
+    if (
+        docker is None
+        or subprocess.run([docker, "version"], capture_output=True, timeout=60).returncode != 0
+    ):
         pytest.skip("no Docker engine (tests/setup.d/40-docker.sh starts one)")
     return docker
 
@@ -30,26 +32,47 @@ def test_hand_assembled_pause_image_runs_on_a_real_engine(tmp_path: Path) -> Non
     (cache / "bin").mkdir(parents=True)
     build.build_pause(cache)
     tar = images.pause(cache / "bin", tmp_path / "images")
-    loaded = subprocess.run([docker, "load", "-i", str(tar)], capture_output=True, text=True,
-                            timeout=300)
+    loaded = subprocess.run(
+        [docker, "load", "-i", str(tar)], capture_output=True, text=True, timeout=300
+    )
     assert loaded.returncode == 0, loaded.stderr
     assert images.PAUSE_IMAGE in loaded.stdout
     name = f"j2k-pause-test-{tmp_path.name}"
-    started = subprocess.run([docker, "run", "-d", "--name", name, "--network", "none",
-                              "--read-only", images.PAUSE_IMAGE], capture_output=True,
-                             text=True, timeout=120)
+    started = subprocess.run(
+        [
+            docker,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--read-only",
+            images.PAUSE_IMAGE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     try:
         assert started.returncode == 0, started.stderr
-        info = json.loads(subprocess.run([docker, "inspect", name], capture_output=True,
-                                         text=True, timeout=60, check=True).stdout)[0]
+        info = json.loads(
+            subprocess.run(
+                [docker, "inspect", name], capture_output=True, text=True, timeout=60, check=True
+            ).stdout
+        )[0]
         assert info["State"]["Running"] is True
         assert info["Config"]["User"] == "65535:65535"  # non-root, as the kubelet expects
         # the sandbox exits cleanly on SIGTERM, so pod deletion is quick
-        stopped = subprocess.run([docker, "stop", "-t", "10", name], capture_output=True,
-                                 text=True, timeout=60)
+        stopped = subprocess.run(
+            [docker, "stop", "-t", "10", name], capture_output=True, text=True, timeout=60
+        )
         assert stopped.returncode == 0, stopped.stderr
-        state = json.loads(subprocess.run([docker, "inspect", name], capture_output=True,
-                                          text=True, timeout=60, check=True).stdout)[0]["State"]
+        state = json.loads(
+            subprocess.run(
+                [docker, "inspect", name], capture_output=True, text=True, timeout=60, check=True
+            ).stdout
+        )[0]["State"]
         assert state["ExitCode"] == 0, state
     finally:
         subprocess.run([docker, "rm", "-f", name], capture_output=True, timeout=60)

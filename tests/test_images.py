@@ -63,7 +63,10 @@ def base_image() -> str:
         pass
     out = subprocess.run(
         ["bash", "-c", f'set -euo pipefail; source "{SETUP}"; echo "$J2K_BASE_IMAGE"'],
-        check=True, capture_output=True, text=True, timeout=1800,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     name = out.stdout.strip().splitlines()[-1]
     os.environ["J2K_BASE_IMAGE"] = name
@@ -80,14 +83,22 @@ def target(client: docker.DockerClient, base_image: str) -> deps.Target:
     return images.probe_target(client, base_image)
 
 
-def build(pipeline: Pipeline, client: docker.DockerClient, target: deps.Target, base: str,
-          *, log: list[str] | None = None, **options: Any) -> tuple[images.BuildResult,
-                                                                     deps.Dependencies,
-                                                                     deps.Locks]:
+def build(
+    pipeline: Pipeline,
+    client: docker.DockerClient,
+    target: deps.Target,
+    base: str,
+    *,
+    log: list[str] | None = None,
+    **options: Any,
+) -> tuple[images.BuildResult, deps.Dependencies, deps.Locks]:
     d = deps.capture(pipeline, target)
     locks = deps.lock(d)
     result = images.build_images(
-        plan_pipeline(pipeline), d, locks, images.ImageOptions(base_image=base, **options),
+        plan_pipeline(pipeline),
+        d,
+        locks,
+        images.ImageOptions(base_image=base, **options),
         client=client,
         log=(log.append if log is not None else None),
     )
@@ -110,8 +121,14 @@ class StepContainers:
     """One container per step, as the chart runs them: read-only root, uid 10001, /tmp as
     tmpfs, the host directory ``state`` as the state volume, the broker on the host loopback."""
 
-    def __init__(self, client: docker.DockerClient, result: images.BuildResult,
-                 pipeline: Pipeline, bootstrap: str, state: Path) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        result: images.BuildResult,
+        pipeline: Pipeline,
+        bootstrap: str,
+        state: Path,
+    ) -> None:
         self.client = client
         self.name = pipeline.name
         self.state = state
@@ -120,8 +137,9 @@ class StepContainers:
         state.mkdir(parents=True, exist_ok=True)
         os.chown(state, images.USER_ID, images.USER_ID)
         for step in pipeline.steps:
-            inputs = ([edge_topic(self.name, u, step.name) for u in step.after]
-                      or [runs_topic(self.name)])
+            inputs = [edge_topic(self.name, u, step.name) for u in step.after] or [
+                runs_topic(self.name)
+            ]
             outputs = [edge_topic(self.name, step.name, d) for d in pipeline.downstream(step.name)]
             port = free_port()
             env = {
@@ -136,9 +154,13 @@ class StepContainers:
                 "J2K_TOPIC_PARTITIONS": "2",
             }
             self.containers[step.name] = client.containers.run(
-                result.images[step.name].reference, detach=True, network_mode="host",
-                read_only=True, user=f"{images.USER_ID}:{images.USER_ID}",
-                tmpfs={"/tmp": "rw,size=512m"}, environment=env,
+                result.images[step.name].reference,
+                detach=True,
+                network_mode="host",
+                read_only=True,
+                user=f"{images.USER_ID}:{images.USER_ID}",
+                tmpfs={"/tmp": "rw,size=512m"},
+                environment=env,
                 volumes={str(state): {"bind": STATE_MOUNT, "mode": "rw"}},
                 name=f"j2k-test-{self.name}-{step.name}-{uuid.uuid4().hex[:6]}",
             )
@@ -146,15 +168,18 @@ class StepContainers:
 
     def get(self, step: str, path: str) -> int:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[step]}{path}",
-                                        timeout=3) as resp:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.ports[step]}{path}", timeout=3
+            ) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {s}\n{c.logs(tail=40).decode(errors='replace')}"
-                         for s, c in self.containers.items())
+        return "\n".join(
+            f"--- {s}\n{c.logs(tail=40).decode(errors='replace')}"
+            for s, c in self.containers.items()
+        )
 
     def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -179,8 +204,9 @@ class StepContainers:
 def submit(bootstrap: str, pipeline: str, run_id: str) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        producer.send(runs_topic(pipeline), json.dumps(run_message(run_id, {})).encode(),
-                      key=run_id.encode()).get(60)
+        producer.send(
+            runs_topic(pipeline), json.dumps(run_message(run_id, {})).encode(), key=run_id.encode()
+        ).get(60)
     finally:
         producer.close(timeout=5)
 
@@ -235,14 +261,24 @@ def test_images_are_non_root_read_only_friendly_and_reused(
         assert config["WorkingDir"] == STATE_MOUNT
         assert "J2K_CODE_PATH=/app/step" in config["Env"]
     # the step code and lock are in the image; the wheels are not (install stage only)
-    out = client.containers.run(
-        result.images["cell-0"].reference,
-        ["-c", "import json, os, jup2kub_runtime; print(json.load(open('/app/step/step.json'))"
-         "['step']); print(os.path.exists('/tmp/wheels')); print(open('/app/requirements.lock')"
-         ".read().count('--hash=sha256:'))"],
-        entrypoint=["/opt/jup2kub/venv/bin/python"], remove=True, network_mode="none",
-        read_only=True, user="10001:10001",
-    ).decode().split()
+    out = (
+        client.containers.run(
+            result.images["cell-0"].reference,
+            [
+                "-c",
+                "import json, os, jup2kub_runtime; print(json.load(open('/app/step/step.json'))"
+                "['step']); print(os.path.exists('/tmp/wheels')); "
+                "print(open('/app/requirements.lock').read().count('--hash=sha256:'))",
+            ],
+            entrypoint=["/opt/jup2kub/venv/bin/python"],
+            remove=True,
+            network_mode="none",
+            read_only=True,
+            user="10001:10001",
+        )
+        .decode()
+        .split()
+    )
     assert out[0] == "cell-0" and out[1] == "False" and int(out[2]) >= 3
 
     # same notebook: nothing rebuilt, same tags
@@ -255,37 +291,57 @@ def test_images_are_non_root_read_only_friendly_and_reused(
     # one cell changed (differently in every test run, so no earlier image matches): only
     # its step is rebuilt
     salt = uuid.uuid4().int % 10**9
-    nb2 = copy_notebook(nb, tmp_path / "v2" / "plain_cells.ipynb",
-                        {2: f"squares = [v * v + 0 * {salt} for v in values]"})
+    nb2 = copy_notebook(
+        nb,
+        tmp_path / "v2" / "plain_cells.ipynb",
+        {2: f"squares = [v * v + 0 * {salt} for v in values]"},
+    )
     changed, _, _ = build(inspect_notebook(nb2), client, target, base_image)
     rebuilt = sorted(s for s, i in changed.images.items() if i.built)
     assert rebuilt == ["cell-2"]
     assert changed.tags["cell-2"] != result.tags["cell-2"]
     assert {s: t for s, t in changed.tags.items() if s != "cell-2"} == {
-        s: t for s, t in result.tags.items() if s != "cell-2"}
+        s: t for s, t in result.tags.items() if s != "cell-2"
+    }
 
 
 def test_step_containers_on_kafka_match_jup2kub_run(
-    client: docker.DockerClient, target: deps.Target, base_image: str, kafka: str,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: docker.DockerClient,
+    target: deps.Target,
+    base_image: str,
+    kafka: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     nb_path = CORPUS / "sales_markers.ipynb"
     pipeline = inspect_notebook(nb_path)
     result, _, _ = build(pipeline, client, target, base_image)
     # packages' own test suites are not shipped (pandas/tests alone is ~60 MB)
-    probe = client.containers.run(
-        result.images["load"].reference,
-        ["-c", "import os, pandas; print(os.path.isdir(os.path.join("
-               "os.path.dirname(pandas.__file__), 'tests')))"],
-        entrypoint=["/opt/jup2kub/venv/bin/python"], remove=True, network_mode="none",
-        read_only=True, user="10001:10001").decode().split()
+    probe = (
+        client.containers.run(
+            result.images["load"].reference,
+            [
+                "-c",
+                "import os, pandas; print(os.path.isdir(os.path.join("
+                "os.path.dirname(pandas.__file__), 'tests')))",
+            ],
+            entrypoint=["/opt/jup2kub/venv/bin/python"],
+            remove=True,
+            network_mode="none",
+            read_only=True,
+            user="10001:10001",
+        )
+        .decode()
+        .split()
+    )
     assert probe == ["False"]
     # the reference: jup2kub run (embedded), in its own working directory
     local_cwd = tmp_path / "local"
     local_cwd.mkdir()
     monkeypatch.chdir(local_cwd)
-    local = run_pipeline(load_notebook(nb_path), pipeline, local_cwd / "work", {},
-                         LocalExecutor(jobs=2))
+    local = run_pipeline(
+        load_notebook(nb_path), pipeline, local_cwd / "work", {}, LocalExecutor(jobs=2)
+    )
     assert local.ok, local.steps
     monkeypatch.chdir(tmp_path)
 
@@ -336,8 +392,9 @@ def registry(tmp_path: Path) -> Iterator[str]:
     )
     exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
     log = (tmp_path / "registry.log").open("wb")
-    proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -360,8 +417,7 @@ def registry(tmp_path: Path) -> Iterator[str]:
 
 
 def test_push_records_digests_for_the_chart(
-    client: docker.DockerClient, target: deps.Target, base_image: str, registry: str,
-    tmp_path: Path
+    client: docker.DockerClient, target: deps.Target, base_image: str, registry: str, tmp_path: Path
 ) -> None:
     nb = CORPUS / "plain_cells.ipynb"
     pipeline = inspect_notebook(nb)
@@ -370,12 +426,16 @@ def test_push_records_digests_for_the_chart(
     for step, img in result.images.items():
         assert img.repository == f"{registry}/plain-cells-{step}"
         req = urllib.request.Request(
-            f"http://{registry}/v2/plain-cells-{step}/manifests/{img.tag}", method="HEAD",
-            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+            f"http://{registry}/v2/plain-cells-{step}/manifests/{img.tag}",
+            method="HEAD",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.headers["Docker-Content-Digest"] == img.digest
-    files = render_chart(plan_pipeline(pipeline), ChartOptions(
-        image_registry=registry, image_tags=result.tags, image_digests=result.digests))
+    files = render_chart(
+        plan_pipeline(pipeline),
+        ChartOptions(image_registry=registry, image_tags=result.tags, image_digests=result.digests),
+    )
     import yaml
 
     values = yaml.safe_load(files["values.yaml"])
@@ -401,8 +461,11 @@ def _export_contains(client: docker.DockerClient, image: str, needles: list[byte
 
 
 def test_traced_build_copies_data_and_leaks_no_environment(
-    client: docker.DockerClient, target: deps.Target, base_image: str, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch
+    client: docker.DockerClient,
+    target: deps.Target,
+    base_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data = tmp_path / "inputs" / "table.csv"
     data.parent.mkdir()
@@ -414,9 +477,11 @@ def test_traced_build_copies_data_and_leaks_no_environment(
     node.cells = [
         nbformat.v4.new_code_cell(
             "import importlib\nmodname = 'ya' + 'ml'\nmod = importlib.import_module(modname)\n"
-            "doc = mod.safe_load('a: 1')"),
-        nbformat.v4.new_code_cell(f"with open({str(data)!r}) as f:\n    rows = f.read()\n"
-                                  "n = len(rows) + doc['a']"),
+            "doc = mod.safe_load('a: 1')"
+        ),
+        nbformat.v4.new_code_cell(
+            f"with open({str(data)!r}) as f:\n    rows = f.read()\nn = len(rows) + doc['a']"
+        ),
     ]
     nbformat.write(node, nb)
     monkeypatch.setenv("J2K_SECRET_CANARY", CANARY)
@@ -425,8 +490,9 @@ def test_traced_build_copies_data_and_leaks_no_environment(
     plan = plan_pipeline(pipeline)
     deps.trace(d, plan, cwd=work)
     locks = deps.lock(d)
-    result = images.build_images(plan, d, locks,
-                                 images.ImageOptions(base_image=base_image), client=client)
+    result = images.build_images(
+        plan, d, locks, images.ImageOptions(base_image=base_image), client=client
+    )
     out = tmp_path / "OUT"
     images.write_files(images.build_files(d, locks, result), out)
     assert "pyyaml==" in (out / "images" / "cell-0" / "requirements.lock").read_text()
@@ -434,14 +500,28 @@ def test_traced_build_copies_data_and_leaks_no_environment(
     assert summary["steps"]["cell-0"]["found_only_by_trace"] == ["pyyaml"]
     assert summary["data_files"][0]["path"] == str(data)
     # the dynamically imported package is installed in that step's image
-    probe = client.containers.run(
-        result.images["cell-0"].reference, ["-c", "import yaml; print(yaml.__version__)"],
-        entrypoint=["/opt/jup2kub/venv/bin/python"], remove=True, network_mode="none",
-        read_only=True, user="10001:10001").decode().strip()
+    probe = (
+        client.containers.run(
+            result.images["cell-0"].reference,
+            ["-c", "import yaml; print(yaml.__version__)"],
+            entrypoint=["/opt/jup2kub/venv/bin/python"],
+            remove=True,
+            network_mode="none",
+            read_only=True,
+            user="10001:10001",
+        )
+        .decode()
+        .strip()
+    )
     assert probe == installed("pyyaml").version  # type: ignore[union-attr]
     # the data file is copied into the image of the step that reads it
-    cat = client.containers.run(result.images["cell-1"].reference, [str(data)],
-                                entrypoint=["cat"], remove=True, network_mode="none")
+    cat = client.containers.run(
+        result.images["cell-1"].reference,
+        [str(data)],
+        entrypoint=["cat"],
+        remove=True,
+        network_mode="none",
+    )
     assert cat.decode() == data.read_text()
     # no value of the build host's environment, in OUT or in any image
     for p in out.rglob("*"):

@@ -16,7 +16,10 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
-        capture_output=True, text=True, check=False, timeout=600,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("jup2kub-*.whl")
@@ -30,9 +33,21 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
 
     target = tmp_path / "site"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],
-        capture_output=True, text=True, check=False, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert install.returncode == 0, install.stderr
     env = {**os.environ, "PYTHONPATH": str(target)}
@@ -40,13 +55,26 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     workdir.mkdir()
     where = subprocess.run(
         [sys.executable, "-c", "import jup2kub; print(jup2kub.__file__)"],
-        capture_output=True, text=True, env=env, cwd=workdir, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        check=True,
     )
     assert where.stdout.strip().startswith(str(target))
     proc = subprocess.run(
-        [str(target / "bin" / "jup2kub"), "inspect", "--json",
-         str(REPO / "tests" / "corpus" / "digits_kale.ipynb")],
-        capture_output=True, text=True, env=env, cwd=workdir, check=False, timeout=120,
+        [
+            str(target / "bin" / "jup2kub"),
+            "inspect",
+            "--json",
+            str(REPO / "tests" / "corpus" / "digits_kale.ipynb"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        check=False,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["steps"][0]["name"] == "load-data"
@@ -54,15 +82,27 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     # the chart templates come from inside the wheel, not from this checkout
     out = workdir / "chart"
     built = subprocess.run(
-        [str(target / "bin" / "jup2kub"), "build", "--no-images", "-o", str(out),
-         str(REPO / "tests" / "corpus" / "plain_cells.ipynb")],
-        capture_output=True, text=True, env=env, cwd=workdir, check=False, timeout=120,
+        [
+            str(target / "bin" / "jup2kub"),
+            "build",
+            "--no-images",
+            "-o",
+            str(out),
+            str(REPO / "tests" / "corpus" / "plain_cells.ipynb"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        check=False,
+        timeout=120,
     )
     assert built.returncode == 0, built.stderr
     shipped = sorted(
         n.removeprefix("jup2kub/chart/skeleton/")
         for n in names
-        if n.startswith("jup2kub/chart/skeleton/") and not n.endswith(".j2")
+        if n.startswith("jup2kub/chart/skeleton/")
+        and not n.endswith(".j2")
         and not n.endswith("values.schema.base.json")
     )
     assert shipped

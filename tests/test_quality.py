@@ -28,6 +28,12 @@ def test_ruff() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_ruff_format() -> None:
+    """One formatting, kept by the formatter (``ruff format``), never by hand."""
+    proc = run(tool("ruff"), "format", "--check", "generator", "runtime", "tests", "bench", "e2e")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_mypy_strict() -> None:
     proc = run(tool("mypy"))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -30,8 +30,9 @@ def _start_runtimes(plan: PipelinePlan, kafka: str, tmp_path: Path) -> Runtimes:
         port = free_port()
         env = runtime_env(plan, step.name, kafka, state, bundles[step.name], port)
         log = (tmp_path / f"{step.name}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "jup2kub_runtime"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jup2kub_runtime"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         procs.append((proc, port, log))
     deadline = time.monotonic() + 90
     while not all(ready(port) for _, port, _ in procs):
@@ -46,8 +47,6 @@ def _stop(procs: Runtimes) -> None:
     for proc, _, log in procs:
         proc.wait(timeout=60)
         log.close()
-
-
 
 
 def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb) -> None:
@@ -110,21 +109,30 @@ def test_submit_and_status_address_the_pipeline_by_its_name(
     (they used to derive the topics from the notebook's file name, whatever the build said)."""
     nb = make_notebook(["#| step: one\nx = 1", "#| step: two\nprint(x + 1)"], name="nb.ipynb")
     chart = tmp_path / "chart"
-    built = jup2kub("build", nb, "-o", chart, "--no-images", "--name", "fraud-check",
-                    cwd=tmp_path)
+    built = jup2kub("build", nb, "-o", chart, "--no-images", "--name", "fraud-check", cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     recorded = json.loads((chart / "pipeline.json").read_text())
     assert recorded["name"] == "fraud-check"
-    procs = _start_runtimes(plan_pipeline(inspect_notebook(nb, name="fraud-check")), kafka,
-                            tmp_path)
+    procs = _start_runtimes(
+        plan_pipeline(inspect_notebook(nb, name="fraud-check")), kafka, tmp_path
+    )
     try:
         sub = jup2kub("submit", nb, "--kafka", kafka, "--name", "fraud-check", cwd=tmp_path)
         assert sub.returncode == 0, sub.stderr
         run_id = sub.stdout.strip()
         deadline = time.monotonic() + 120
         while True:
-            st = jup2kub("status", nb, run_id, "--kafka", kafka, "--name", "fraud-check",
-                         "--json", cwd=tmp_path)
+            st = jup2kub(
+                "status",
+                nb,
+                run_id,
+                "--kafka",
+                kafka,
+                "--name",
+                "fraud-check",
+                "--json",
+                cwd=tmp_path,
+            )
             assert st.returncode == 0, st.stderr
             states = {k: v["state"] for k, v in json.loads(st.stdout).items()}
             if states == {"one": "succeeded", "two": "succeeded"}:

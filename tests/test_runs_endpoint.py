@@ -19,8 +19,13 @@ def _store(tmp_path: Path) -> StateStore:
         os.utime(store.run_dir(run_id), (2000.0 + i, 2000.0 + i))
     store.save_step("r-done", "load", {"x": 1}, outputs=[], timing={"seconds": 1.5})
     store.next_attempt("r-failed", "load")
-    store.save_failure("r-failed", "load", outputs=[], timing={},
-                       error=ErrorRecord(3, "ValueError", "bad", ["secret frame"]))
+    store.save_failure(
+        "r-failed",
+        "load",
+        outputs=[],
+        timing={},
+        error=ErrorRecord(3, "ValueError", "bad", ["secret frame"]),
+    )
     for i, run_id in enumerate(["r-old", "r-done", "r-failed", "r-busy", "r-new"]):
         os.utime(store.run_dir(run_id), (2000.0 + i, 2000.0 + i))
     return store
@@ -67,10 +72,20 @@ def test_runs_endpoint(tmp_path: Path) -> None:
 
 def test_run_outputs_endpoint(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    store.save_step("r-new", "load", {"secret_value": "never served"},
-                    outputs={"cells": [{"index": 1, "outputs": [
-                        {"output_type": "stream", "name": "stdout", "text": "hello\n"}]}]},
-                    timing={"seconds": 0.1})
+    store.save_step(
+        "r-new",
+        "load",
+        {"secret_value": "never served"},
+        outputs={
+            "cells": [
+                {
+                    "index": 1,
+                    "outputs": [{"output_type": "stream", "name": "stdout", "text": "hello\n"}],
+                }
+            ]
+        },
+        timing={"seconds": 0.1},
+    )
     health = Health("p", "load", 30.0, store.writable)
     client = create_app(health).test_client()
     assert client.get("/runs/r-new/outputs").status_code == 404  # not a step process

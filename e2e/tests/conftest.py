@@ -25,8 +25,11 @@ from e2e.support import E2E, Cluster
 def cluster() -> Iterator[Cluster]:
     existing = os.environ.get("J2K_E2E_KUBECONFIG")
     if existing:
-        yield Cluster(None if existing == "current" else existing, own=False,
-                      busybox=os.environ.get("J2K_E2E_BUSYBOX_IMAGE", "busybox:1.36"))
+        yield Cluster(
+            None if existing == "current" else existing,
+            own=False,
+            busybox=os.environ.get("J2K_E2E_BUSYBOX_IMAGE", "busybox:1.36"),
+        )
         return
     if os.geteuid() != 0:
         pytest.skip("the harness's cluster needs root (or set J2K_E2E_KUBECONFIG)")

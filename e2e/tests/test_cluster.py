@@ -16,15 +16,17 @@ def _wait_pod_done(cluster: Cluster, ns: str, pod: str, timeout: float = 180) ->
     deadline = time.monotonic() + timeout
     phase = ""
     while time.monotonic() < deadline:
-        phase = cluster.kubectl("-n", ns, "get", "pod", pod, "-o",
-                                "jsonpath={.status.phase}").stdout
+        phase = cluster.kubectl(
+            "-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.phase}"
+        ).stdout
         if phase in ("Succeeded", "Failed"):
             break
         time.sleep(1)
     logs = cluster.kubectl("-n", ns, "logs", pod, check=False).stdout
     assert phase == "Succeeded", (
         f"pod {pod}: {phase}\n{logs}\n"
-        + cluster.kubectl("-n", ns, "describe", "pod", pod, check=False).stdout)
+        + cluster.kubectl("-n", ns, "describe", "pod", pod, check=False).stdout
+    )
     return logs
 
 
@@ -37,30 +39,51 @@ def test_node_ready(cluster: Cluster) -> None:
 
 
 def test_dns_and_clusterip_service(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("-n", namespace, "apply", "-f", "-",
-                    input_text=render_manifest(MANIFESTS / "web.yaml", image=cluster.busybox))
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input_text=render_manifest(MANIFESTS / "web.yaml", image=cluster.busybox),
+    )
     cluster.kubectl("-n", namespace, "rollout", "status", "deployment/web", "--timeout=120s")
     fqdn = f"web.{namespace}.svc.cluster.local"
     # the Service's name through CoreDNS, then the Service's ClusterIP through kube-proxy,
     # by its short name (the pod's DNS search path)
     # kube-proxy programs a new Service within seconds; allow for a loaded machine
-    script = (f"nslookup {fqdn} && for i in $(seq 30); do "
-              "netcheck get http://web/index.html && exit 0; sleep 2; done; exit 1")
-    cluster.kubectl("-n", namespace, "apply", "-f", "-",
-                    input_text=render_manifest(MANIFESTS / "client.yaml",
-                                               image=cluster.busybox, script=script))
+    script = (
+        f"nslookup {fqdn} && for i in $(seq 30); do "
+        "netcheck get http://web/index.html && exit 0; sleep 2; done; exit 1"
+    )
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input_text=render_manifest(MANIFESTS / "client.yaml", image=cluster.busybox, script=script),
+    )
     logs = _wait_pod_done(cluster, namespace, "client")
-    svc_ip = cluster.kubectl("-n", namespace, "get", "svc", "web", "-o",
-                             "jsonpath={.spec.clusterIP}").stdout
+    svc_ip = cluster.kubectl(
+        "-n", namespace, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
     assert svc_ip in logs, logs
     assert "hello-from-web-" in logs, logs
 
 
 def test_dynamic_volume(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("-n", namespace, "apply", "-f", "-",
-                    input_text=render_manifest(MANIFESTS / "pvc.yaml", image=cluster.busybox))
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input_text=render_manifest(MANIFESTS / "pvc.yaml", image=cluster.busybox),
+    )
     logs = _wait_pod_done(cluster, namespace, "writer")
     assert "persisted" in logs
-    phase = cluster.kubectl("-n", namespace, "get", "pvc", "data", "-o",
-                            "jsonpath={.status.phase}").stdout
+    phase = cluster.kubectl(
+        "-n", namespace, "get", "pvc", "data", "-o", "jsonpath={.status.phase}"
+    ).stdout
     assert phase == "Bound"

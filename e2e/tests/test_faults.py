@@ -36,16 +36,19 @@ AFTER_V2 = "#| step: after\nresult = f'{label}={total + 1}'\nprint(result)"
 
 def _notebook(path: Path, after: str = AFTER_V1) -> Path:
     nb = v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                  "language": "python"}}
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    }
     params = v4.new_code_cell("duration = 20\nlabel = 'x'")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [
         params,
-        v4.new_code_cell("#| step: slow\nimport os\nimport time\n\n"
-                         "marker = 'executing-' + os.environ.get('HOSTNAME', 'local')\n"
-                         "open(marker, 'w').write(label)\n"
-                         "time.sleep(duration)\ntotal = duration * 2"),
+        v4.new_code_cell(
+            "#| step: slow\nimport os\nimport time\n\n"
+            "marker = 'executing-' + os.environ.get('HOSTNAME', 'local')\n"
+            "open(marker, 'w').write(label)\n"
+            "time.sleep(duration)\ntotal = duration * 2"
+        ),
         v4.new_code_cell(after),
     ]
     nbformat.write(nb, path)
@@ -54,8 +57,23 @@ def _notebook(path: Path, after: str = AFTER_V1) -> Path:
 
 def _build_and_load(nb: Path, out: Path) -> Path:
     base = os.environ.get("J2K_BASE_IMAGE", "jup2kub-test-base:bookworm-py311-1")
-    subprocess.run(["jup2kub", "build", str(nb), "-o", str(out), "--kafka-nodes", "1",
-                    "--replicas", "1", "--base-image", base], check=True, timeout=3600)
+    subprocess.run(
+        [
+            "jup2kub",
+            "build",
+            str(nb),
+            "-o",
+            str(out),
+            "--kafka-nodes",
+            "1",
+            "--replicas",
+            "1",
+            "--base-image",
+            base,
+        ],
+        check=True,
+        timeout=3600,
+    )
     values = yaml.safe_load((out / "values.yaml").read_text())
     refs = [f"{s['image']['repository']}:{s['image']['tag']}" for s in values["steps"].values()]
     subprocess.run([str(E2E / "cluster"), "load-image", *refs], check=True, timeout=1800)
@@ -63,8 +81,7 @@ def _build_and_load(nb: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[dict[str, str]]:
+def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if not shutil.which("jup2kub") or not docker_ok():
         pytest.skip("needs jup2kub and a Docker engine (bash e2e/run.sh)")
     if not cluster.own:
@@ -76,24 +93,58 @@ def faults(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
     cluster.kubectl("create", "namespace", ns)
     cluster.state_claim(ns)
     e2e_values = work / "e2e-values.yaml"
-    e2e_values.write_text(yaml.safe_dump({
-        "storage": {"mode": "existingClaim", "existingClaim": "state"},
-        "steps": {"slow": {"replicas": 2}},
-    }))
-    helm(cluster, "install", RELEASE, str(out), "-n", ns, "-f", str(out / "values-dev.yaml"),
-         "-f", str(e2e_values), "--wait", "--timeout", "15m")
+    e2e_values.write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"mode": "existingClaim", "existingClaim": "state"},
+                "steps": {"slow": {"replicas": 2}},
+            }
+        )
+    )
+    helm(
+        cluster,
+        "install",
+        RELEASE,
+        str(out),
+        "-n",
+        ns,
+        "-f",
+        str(out / "values-dev.yaml"),
+        "-f",
+        str(e2e_values),
+        "--wait",
+        "--timeout",
+        "15m",
+    )
     for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=10m", timeout=700)
     broker = cluster.kafka_bootstrap(ns)
-    yield {"namespace": ns, "broker": broker, "notebook": str(nb), "work": str(work),
-           "values": str(e2e_values)}
+    yield {
+        "namespace": ns,
+        "broker": broker,
+        "notebook": str(nb),
+        "work": str(work),
+        "values": str(e2e_values),
+    }
     helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", check=False)
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def _submit(cluster: Cluster, f: dict[str, str], label: str, duration: int) -> str:
-    r = with_cluster_dns(cluster, "jup2kub", "submit", f["notebook"], "--kafka", f["broker"],
-                         "-p", "label", label, "-p", "duration", str(duration))
+    r = with_cluster_dns(
+        cluster,
+        "jup2kub",
+        "submit",
+        f["notebook"],
+        "--kafka",
+        f["broker"],
+        "-p",
+        "label",
+        label,
+        "-p",
+        "duration",
+        str(duration),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout.strip().splitlines()[-1]
 
@@ -102,19 +153,22 @@ def _wait(cluster: Cluster, f: dict[str, str], run_id: str, timeout: float = 600
     deadline = time.monotonic() + timeout
     states: dict[str, dict[str, object]] = {}
     while time.monotonic() < deadline:
-        r = with_cluster_dns(cluster, "jup2kub", "status", f["notebook"], run_id, "--kafka",
-                             f["broker"], "--json")
+        r = with_cluster_dns(
+            cluster, "jup2kub", "status", f["notebook"], run_id, "--kafka", f["broker"], "--json"
+        )
         if r.returncode == 0:
             states = json.loads(r.stdout)
             if all(states.get(s, {}).get("state") in ("succeeded", "failed") for s in STEPS):
                 break
         time.sleep(3)
-    assert {s: states.get(s, {}).get("state") for s in STEPS} == \
-        {s: "succeeded" for s in STEPS}, states
+    assert {s: states.get(s, {}).get("state") for s in STEPS} == {s: "succeeded" for s in STEPS}, (
+        states
+    )
 
 
-def _check_once(cluster: Cluster, f: dict[str, str], run_id: str, label: str,
-                duration: int) -> dict[str, int]:
+def _check_once(
+    cluster: Cluster, f: dict[str, str], run_id: str, label: str, duration: int
+) -> dict[str, int]:
     run = state_dir(cluster, f["namespace"]) / "runs" / run_id
     attempts = {s: int((run / s / "attempts").read_text().strip() or 0) for s in STEPS}
     assert attempts["after"] == 1, attempts
@@ -123,8 +177,7 @@ def _check_once(cluster: Cluster, f: dict[str, str], run_id: str, label: str,
     return attempts
 
 
-def _executing_pod(cluster: Cluster, f: dict[str, str], label: str,
-                   timeout: float = 120) -> str:
+def _executing_pod(cluster: Cluster, f: dict[str, str], label: str, timeout: float = 120) -> str:
     """The slow pod whose marker file holds ``label`` (written when it started the run)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,11 +187,19 @@ def _executing_pod(cluster: Cluster, f: dict[str, str], label: str,
             if marker.read_text() == label:
                 return marker.name.removeprefix("executing-")
         time.sleep(0.5)
-    logs = cluster.kubectl("-n", f["namespace"], "logs", "-l",
-                           "app.kubernetes.io/component in (slow,after)", "--tail=30", "--prefix",
-                           check=False)
-    raise AssertionError(f"no slow pod started the run labelled {label}:\n{logs.stdout}"
-                         f"{logs.stderr}")
+    logs = cluster.kubectl(
+        "-n",
+        f["namespace"],
+        "logs",
+        "-l",
+        "app.kubernetes.io/component in (slow,after)",
+        "--tail=30",
+        "--prefix",
+        check=False,
+    )
+    raise AssertionError(
+        f"no slow pod started the run labelled {label}:\n{logs.stdout}{logs.stderr}"
+    )
 
 
 def test_deleting_the_executing_pod(cluster: Cluster, faults: dict[str, str]) -> None:
@@ -155,14 +216,17 @@ def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, st
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
     run_id = _submit(cluster, faults, "killed", 25)
     pod = _executing_pod(cluster, faults, "killed")
-    cid = cluster.kubectl("-n", ns, "get", "pod", pod, "-o",
-                          "jsonpath={.status.containerStatuses[0].containerID}").stdout
+    cid = cluster.kubectl(
+        "-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"
+    ).stdout
     container = cid.removeprefix("containerd://")
     pid = subprocess.run(
         ["ctr", "--address", str(harness.CTRD_SOCK), "-n", "k8s.io", "tasks", "ls"],
-        capture_output=True, text=True, check=True).stdout
-    task_pid = next(int(line.split()[1]) for line in pid.splitlines()
-                    if line.startswith(container))
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    task_pid = next(int(line.split()[1]) for line in pid.splitlines() if line.startswith(container))
     os.kill(task_pid, 9)  # the container's main process (the runtime), as `kill -9` would
     _wait(cluster, faults, run_id)
     attempts = _check_once(cluster, faults, run_id, "killed", 25)
@@ -175,8 +239,16 @@ def test_deleting_kafka_mid_stream(cluster: Cluster, faults: dict[str, str]) -> 
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
     runs = {f"k{i}": _submit(cluster, faults, f"k{i}", 5) for i in range(4)}
     _executing_pod(cluster, faults, "k0")
-    kafka = cluster.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=kafka",
-                            "-o", "jsonpath={.items[0].metadata.name}").stdout
+    kafka = cluster.kubectl(
+        "-n",
+        ns,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/component=kafka",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ).stdout
     cluster.kubectl("-n", ns, "delete", "pod", kafka, "--wait=false")
     for label, run_id in runs.items():
         _wait(cluster, faults, run_id, timeout=900)
@@ -184,11 +256,16 @@ def test_deleting_kafka_mid_stream(cluster: Cluster, faults: dict[str, str]) -> 
 
 
 def _deployments(cluster: Cluster, ns: str) -> dict[str, tuple[str, int]]:
-    items = json.loads(cluster.kubectl("-n", ns, "get", "deployments", "-o", "json"
-                                       ).stdout)["items"]
-    return {d["metadata"]["name"].rsplit("-", 1)[-1]:
-            (d["spec"]["template"]["spec"]["containers"][0]["image"],
-             d["metadata"]["generation"]) for d in items}
+    items = json.loads(cluster.kubectl("-n", ns, "get", "deployments", "-o", "json").stdout)[
+        "items"
+    ]
+    return {
+        d["metadata"]["name"].rsplit("-", 1)[-1]: (
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            d["metadata"]["generation"],
+        )
+        for d in items
+    }
 
 
 def _rolled_out(cluster: Cluster, ns: str) -> None:
@@ -196,8 +273,9 @@ def _rolled_out(cluster: Cluster, ns: str) -> None:
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=10m", timeout=700)
 
 
-def test_upgrade_rolls_only_the_changed_step_then_rollback(cluster: Cluster,
-                                                          faults: dict[str, str]) -> None:
+def test_upgrade_rolls_only_the_changed_step_then_rollback(
+    cluster: Cluster, faults: dict[str, str]
+) -> None:
     ns, work = faults["namespace"], Path(faults["work"])
     # v1 rebuilt next to v2: the step images also hash the runtime, which may have changed
     # since the fixture's build (a shared work tree); upgrade to it first
@@ -205,27 +283,62 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(cluster: Cluster,
     for version, after_code in (("v1", AFTER_V1), ("v2", AFTER_V2)):
         (work / version).mkdir()
         builds[version] = _build_and_load(
-            _notebook(work / version / "slow-steps.ipynb", after_code), work / version / "out")
-    tags = {v: {n: s["image"]["tag"] for n, s in
-                yaml.safe_load((out / "values.yaml").read_text())["steps"].items()}
-            for v, out in builds.items()}
+            _notebook(work / version / "slow-steps.ipynb", after_code), work / version / "out"
+        )
+    tags = {
+        v: {
+            n: s["image"]["tag"]
+            for n, s in yaml.safe_load((out / "values.yaml").read_text())["steps"].items()
+        }
+        for v, out in builds.items()
+    }
     assert tags["v1"]["slow"] == tags["v2"]["slow"]
     assert tags["v1"]["after"] != tags["v2"]["after"]
-    helm(cluster, "upgrade", RELEASE, str(builds["v1"]), "-n", ns, "-f",
-         str(builds["v1"] / "values-dev.yaml"), "-f", faults["values"], "--wait",
-         "--timeout", "10m")
+    helm(
+        cluster,
+        "upgrade",
+        RELEASE,
+        str(builds["v1"]),
+        "-n",
+        ns,
+        "-f",
+        str(builds["v1"] / "values-dev.yaml"),
+        "-f",
+        faults["values"],
+        "--wait",
+        "--timeout",
+        "10m",
+    )
     _rolled_out(cluster, ns)
-    v1_revision = json.loads(helm(cluster, "history", RELEASE, "-n", ns, "-o", "json"
-                                  ).stdout)[-1]["revision"]
+    v1_revision = json.loads(helm(cluster, "history", RELEASE, "-n", ns, "-o", "json").stdout)[-1][
+        "revision"
+    ]
     before = _deployments(cluster, ns)
     out2 = builds["v2"]
     in_flight = _submit(cluster, faults, "upg", 20)
     _executing_pod(cluster, faults, "upg")
     # the upgrade through `jup2kub deploy`, which waits for the rolled pods' readiness
-    r = subprocess.run(["jup2kub", "deploy", str(out2), "--release", RELEASE, "-n", ns,
-                        "-f", str(out2 / "values-dev.yaml"), "-f", faults["values"],
-                        "--timeout", "10m"], capture_output=True, text=True, timeout=700,
-                       env=cluster.env())
+    r = subprocess.run(
+        [
+            "jup2kub",
+            "deploy",
+            str(out2),
+            "--release",
+            RELEASE,
+            "-n",
+            ns,
+            "-f",
+            str(out2 / "values-dev.yaml"),
+            "-f",
+            faults["values"],
+            "--timeout",
+            "10m",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=700,
+        env=cluster.env(),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "revision" in r.stdout and "workloads ready" in r.stdout
     after = _deployments(cluster, ns)
@@ -238,14 +351,11 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(cluster: Cluster,
     assert "upg=41" in out or "upg:41" in out  # whichever version took it, exactly once
     new = _submit(cluster, faults, "v2", 1)
     _wait(cluster, faults, new)
-    assert "v2=3" in (state_dir(cluster, ns) / "runs" / new / "after" / "outputs.json"
-                      ).read_text()
+    assert "v2=3" in (state_dir(cluster, ns) / "runs" / new / "after" / "outputs.json").read_text()
 
-    helm(cluster, "rollback", RELEASE, str(v1_revision), "-n", ns, "--wait", "--timeout",
-         "10m")
+    helm(cluster, "rollback", RELEASE, str(v1_revision), "-n", ns, "--wait", "--timeout", "10m")
     _rolled_out(cluster, ns)
     assert _deployments(cluster, ns)["after"][0] == before["after"][0]
     old = _submit(cluster, faults, "v1", 1)
     _wait(cluster, faults, old)
-    assert "v1:3" in (state_dir(cluster, ns) / "runs" / old / "after" / "outputs.json"
-                      ).read_text()
+    assert "v1:3" in (state_dir(cluster, ns) / "runs" / old / "after" / "outputs.json").read_text()

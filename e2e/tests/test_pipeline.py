@@ -46,33 +46,68 @@ def built(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Path:
     if not docker_ok():
         pytest.skip("no Docker engine to build the step images")
     out = tmp_path_factory.mktemp("pipeline") / "out"
-    subprocess.run([jup2kub, "build", str(NOTEBOOK), "-o", str(out), "--kafka-nodes", "1",
-                    "--replicas", "1", "--base-image", base], check=True, timeout=3600)
+    subprocess.run(
+        [
+            jup2kub,
+            "build",
+            str(NOTEBOOK),
+            "-o",
+            str(out),
+            "--kafka-nodes",
+            "1",
+            "--replicas",
+            "1",
+            "--base-image",
+            base,
+        ],
+        check=True,
+        timeout=3600,
+    )
     values = yaml.safe_load((out / "values.yaml").read_text())
     refs = [f"{s['image']['repository']}:{s['image']['tag']}" for s in values["steps"].values()]
     if cluster.own:
         subprocess.run([str(E2E / "cluster"), "load-image", *refs], check=True, timeout=1800)
     elif os.environ.get("J2K_E2E_LOAD_IMAGES"):
-        subprocess.run([*shlex.split(os.environ["J2K_E2E_LOAD_IMAGES"]), *refs], check=True,
-                       timeout=1800)
+        subprocess.run(
+            [*shlex.split(os.environ["J2K_E2E_LOAD_IMAGES"]), *refs], check=True, timeout=1800
+        )
     return out
 
 
 @pytest.fixture(scope="module")
-def release(cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[dict[str, str]]:
+def release(
+    cluster: Cluster, built: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     ns = f"j2k-e2e-pipeline-{os.getpid()}"
     cluster.kubectl("create", "namespace", ns)
     cluster.state_claim(ns, "512Mi")
     values = tmp_path_factory.mktemp("values") / "e2e-values.yaml"
-    values.write_text(yaml.safe_dump(
-        {"storage": {"mode": "existingClaim", "existingClaim": "state"}}))
+    values.write_text(
+        yaml.safe_dump({"storage": {"mode": "existingClaim", "existingClaim": "state"}})
+    )
     # `jup2kub deploy`: helm upgrade --install through pyhelm3, then a readiness wait on every
     # pod's probes (helm's own --wait counts a 1-replica Deployment as ready at once)
-    r = subprocess.run(["jup2kub", "deploy", str(built), "--release", RELEASE, "-n", ns,
-                        "-f", str(built / "values-dev.yaml"), "-f", str(values),
-                        "--timeout", "15m"], capture_output=True, text=True, timeout=1000,
-                       env=cluster.env())
+    r = subprocess.run(
+        [
+            "jup2kub",
+            "deploy",
+            str(built),
+            "--release",
+            RELEASE,
+            "-n",
+            ns,
+            "-f",
+            str(built / "values-dev.yaml"),
+            "-f",
+            str(values),
+            "--timeout",
+            "15m",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1000,
+        env=cluster.env(),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "6/6 workloads ready" in r.stdout, r.stdout
     broker = cluster.kafka_bootstrap(ns)
@@ -91,13 +126,13 @@ def submit(cluster: Cluster, broker: str, *params: str) -> str:
     return r.stdout.strip().splitlines()[-1]
 
 
-def wait_run(cluster: Cluster, broker: str, run_id: str, timeout: float = 900
-             ) -> dict[str, Any]:
+def wait_run(cluster: Cluster, broker: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     states: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        r = with_cluster_dns(cluster, "jup2kub", "status", str(NOTEBOOK), run_id,
-                             "--kafka", broker, "--json")
+        r = with_cluster_dns(
+            cluster, "jup2kub", "status", str(NOTEBOOK), run_id, "--kafka", broker, "--json"
+        )
         if r.returncode == 0:
             states = json.loads(r.stdout)
             done = [s for s in states.values() if s.get("state") in ("succeeded", "failed")]
@@ -107,11 +142,13 @@ def wait_run(cluster: Cluster, broker: str, run_id: str, timeout: float = 900
     raise AssertionError(f"run {run_id} did not finish: {states}")
 
 
-def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str, str],
-                                            tmp_path: Path) -> None:
+def test_runs_complete_and_equal_local_runs(
+    cluster: Cluster, release: dict[str, str], tmp_path: Path
+) -> None:
     ns, broker = release["namespace"], release["broker"]
-    deployments = json.loads(cluster.kubectl("-n", ns, "get", "deployments", "-o", "json"
-                                             ).stdout)["items"]
+    deployments = json.loads(cluster.kubectl("-n", ns, "get", "deployments", "-o", "json").stdout)[
+        "items"
+    ]
     assert len(deployments) == 5
     for d in deployments:
         assert d["status"].get("readyReplicas") == d["spec"]["replicas"], d["metadata"]["name"]
@@ -120,60 +157,108 @@ def test_runs_complete_and_equal_local_runs(cluster: Cluster, release: dict[str,
         states = wait_run(cluster, broker, run_id)
         assert {s["state"] for s in states.values()} == {"succeeded"}, states
         remote = tmp_path / f"{run_id}.ipynb"
-        r = subprocess.run(["jup2kub", "results", str(NOTEBOOK), run_id, "--state",
-                            str(state_dir(cluster, ns)), "-o", str(remote)],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [
+                "jup2kub",
+                "results",
+                str(NOTEBOOK),
+                run_id,
+                "--state",
+                str(state_dir(cluster, ns)),
+                "-o",
+                str(remote),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         local_args = ["jup2kub", "run", str(NOTEBOOK), "--workdir", str(tmp_path / run_id)]
         for p in params:
             local_args += ["-p", *p.split("=", 1)]
-        r = subprocess.run(local_args, capture_output=True, text=True, timeout=900,
-                           cwd=tmp_path)
+        r = subprocess.run(local_args, capture_output=True, text=True, timeout=900, cwd=tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
         local = next((tmp_path / run_id / "runs").glob("*/result.ipynb"))
         assert text_outputs(nbformat.read(remote, 4), TIMING) == text_outputs(
-            nbformat.read(local, 4), TIMING)
+            nbformat.read(local, 4), TIMING
+        )
         # the same notebook through the API server, without access to the volume
         fetched = tmp_path / f"{run_id}-release.ipynb"
-        r = subprocess.run(["jup2kub", "results", str(NOTEBOOK), run_id, "--release", RELEASE,
-                            "-n", ns, "-o", str(fetched)], capture_output=True, text=True,
-                           timeout=300, env=cluster.env())
+        r = subprocess.run(
+            [
+                "jup2kub",
+                "results",
+                str(NOTEBOOK),
+                run_id,
+                "--release",
+                RELEASE,
+                "-n",
+                ns,
+                "-o",
+                str(fetched),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=cluster.env(),
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert "succeeded" in r.stdout
         assert nbformat.read(fetched, 4) == nbformat.read(remote, 4)
 
 
 def test_status_of_the_release_shows_pods_readiness_and_runs(
-        cluster: Cluster, release: dict[str, str]) -> None:
+    cluster: Cluster, release: dict[str, str]
+) -> None:
     ns, broker = release["namespace"], release["broker"]
     run_id = submit(cluster, broker, "n_rows=100", "seed=5")
     states = wait_run(cluster, broker, run_id)
     assert {s["state"] for s in states.values()} == {"succeeded"}, states
-    r = subprocess.run(["jup2kub", "status", "--release", RELEASE, "-n", ns, "--json"],
-                       capture_output=True, text=True, timeout=300, env=cluster.env())
+    r = subprocess.run(
+        ["jup2kub", "status", "--release", RELEASE, "-n", ns, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cluster.env(),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     st = json.loads(r.stdout)
     assert st["ready"] is True and st["status"] == "deployed" and st["revision"] >= 1
     assert sorted(w["kind"] for w in st["workloads"]) == ["Deployment"] * 5 + ["StatefulSet"]
     assert all(p["ready"] and p["phase"] == "Running" for p in st["pods"]), st["pods"]
     assert {p["component"] for p in st["pods"]} == {
-        "kafka", "load", "clean", "summarize", "model", "report"}
+        "kafka",
+        "load",
+        "clean",
+        "summarize",
+        "model",
+        "report",
+    }
     assert st["run_errors"] == {}
     row = next(r for r in st["runs"] if r["run_id"] == run_id)
     assert row["state"] == "succeeded"
     assert sorted(row["steps"]) == ["clean", "load", "model", "report", "summarize"]
     assert all(s["state"] == "succeeded" and s["attempts"] == 1 for s in row["steps"].values())
-    text = subprocess.run(["jup2kub", "status", "--release", RELEASE, "-n", ns],
-                          capture_output=True, text=True, timeout=300, env=cluster.env())
+    text = subprocess.run(
+        ["jup2kub", "status", "--release", RELEASE, "-n", ns],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cluster.env(),
+    )
     assert text.returncode == 0, text.stderr
     assert run_id in text.stdout and "6/6 workloads ready" in text.stdout
-    missing = subprocess.run(["jup2kub", "status", "--release", "no-such-release", "-n", ns],
-                             capture_output=True, text=True, timeout=300, env=cluster.env())
+    missing = subprocess.run(
+        ["jup2kub", "status", "--release", "no-such-release", "-n", ns],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cluster.env(),
+    )
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 
-def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[str, str]
-                                                ) -> None:
+def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[str, str]) -> None:
     ns, broker = release["namespace"], release["broker"]
     """clean writes clean_sales.csv, report reads it back: each run must see its own file
     (they once shared the volume's root, and a run reported the other run's row count)."""
@@ -183,7 +268,8 @@ def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[
     for run_id in (big, small):
         states = wait_run(cluster, broker, run_id)
         assert {s["state"] for s in states.values()} == {"succeeded"}, states
-        outputs = json.loads((state_dir(cluster, ns) / "runs" / run_id / "report" /
-                              "outputs.json").read_text())
+        outputs = json.loads(
+            (state_dir(cluster, ns) / "runs" / run_id / "report" / "outputs.json").read_text()
+        )
         rows[run_id] = re.findall(r"'rows': (\d+)", json.dumps(outputs))
     assert rows == {big: ["490"], small: ["190"]}

@@ -39,10 +39,30 @@ from jup2kub.run.results import write_results
 from jup2kub_runtime.state import check_run_id
 
 __all__ = [
-    "BLOCKED", "SPLIT_MODES", "STORAGE_MODES", "ChartOptions", "DeployResult", "ImageBuild",
-    "KubeTarget", "Pipeline", "Readiness", "ReleaseStatus", "RunResult", "StepRun", "build",
-    "deploy", "infer_type", "inspect_notebook", "package", "parse_duration", "release_status",
-    "results", "run", "run_states", "submit", "write_graph",
+    "BLOCKED",
+    "SPLIT_MODES",
+    "STORAGE_MODES",
+    "ChartOptions",
+    "DeployResult",
+    "ImageBuild",
+    "KubeTarget",
+    "Pipeline",
+    "Readiness",
+    "ReleaseStatus",
+    "RunResult",
+    "StepRun",
+    "build",
+    "deploy",
+    "infer_type",
+    "inspect_notebook",
+    "package",
+    "parse_duration",
+    "release_status",
+    "results",
+    "run",
+    "run_states",
+    "submit",
+    "write_graph",
 ]
 
 Log = Callable[[str], None]
@@ -117,19 +137,26 @@ def build(
             deps.trace(captured, plan, data_files=image_build.data_files)
         locks = deps.lock(captured)
         built = images.build_images(
-            plan, captured, locks,
-            images.ImageOptions(base_image=image_build.base_image,
-                                registry=options.image_registry,
-                                platform=image_build.platform, push=image_build.push),
-            client=client, log=log,
+            plan,
+            captured,
+            locks,
+            images.ImageOptions(
+                base_image=image_build.base_image,
+                registry=options.image_registry,
+                platform=image_build.platform,
+                push=image_build.push,
+            ),
+            client=client,
+            log=log,
         )
         options = dataclasses.replace(options, image_tags=built.tags, image_digests=built.digests)
         audit = images.build_files(captured, locks, built)
     return pipeline, write_chart(plan, Path(out), options, audit)
 
 
-def package(chart_dir: Path, destination: Path | None = None,
-            repo_index_url: str | None = None) -> Path:
+def package(
+    chart_dir: Path, destination: Path | None = None, repo_index_url: str | None = None
+) -> Path:
     """Package a built chart as ``NAME-VERSION.tgz`` in DESTINATION and index it there."""
     return package_chart(chart_dir, destination, repo_index_url)
 
@@ -156,8 +183,7 @@ def run(
     params = collect(parameters or {}, parameter_files, pipeline.parameters)
     workdir = workdir or Path(".jup2kub") / pipeline.name
     executor = KafkaExecutor(kafka) if kafka else LocalExecutor(jobs)
-    return run_pipeline(nb, pipeline, workdir, params, executor, resume=resume,
-                        on_change=on_change)
+    return run_pipeline(nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change)
 
 
 def submit(
@@ -180,7 +206,11 @@ def submit(
 
 
 def run_states(
-    path: str | Path, run_id: str, bootstrap: str, *, split: str = "auto",
+    path: str | Path,
+    run_id: str,
+    bootstrap: str,
+    *,
+    split: str = "auto",
     name: str | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """The latest status message of each step of ``run_id``, from the pipeline's status topic."""
@@ -201,8 +231,10 @@ def results(
     """Write the results notebook of ``run_id``, read from a state directory or from a
     release's step pods; returns the run's status and the notebook's path."""
     if (state is None) == (release is None):
-        raise UsageError("pass exactly one of --state DIR and --release NAME",
-                         hint="--release reads a deployed pipeline; --state a state directory")
+        raise UsageError(
+            "pass exactly one of --state DIR and --release NAME",
+            hint="--release reads a deployed pipeline; --state a state directory",
+        )
     nb, pipeline = _load(path, split, None)
     output = output or Path(f"{run_id}.ipynb")
     if release is not None:
@@ -225,12 +257,21 @@ def deploy(
     on_readiness: Callable[[Readiness], None] | None = None,
 ) -> DeployResult:
     """``helm upgrade --install`` a built chart, then wait until every pod is Ready."""
-    return cluster_deploy.deploy(chart, release, values_files, target, timeout=timeout,
-                                 wait=wait, on_progress=on_progress, on_readiness=on_readiness)
+    return cluster_deploy.deploy(
+        chart,
+        release,
+        values_files,
+        target,
+        timeout=timeout,
+        wait=wait,
+        on_progress=on_progress,
+        on_readiness=on_readiness,
+    )
 
 
-def release_status(release: str, target: KubeTarget = KubeTarget(), *, runs: int = 10
-                   ) -> ReleaseStatus:
+def release_status(
+    release: str, target: KubeTarget = KubeTarget(), *, runs: int = 10
+) -> ReleaseStatus:
     """A deployed release: helm's status, its pods' readiness and its recent runs."""
     return cluster_status.release_status(release, target, runs=runs)
 

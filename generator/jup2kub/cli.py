@@ -45,7 +45,8 @@ split_option = click.option(
 
 
 name_option = click.option(
-    "--name", default=None,
+    "--name",
+    default=None,
     help="The pipeline's name, as given to `jup2kub build --name` [default: from the notebook "
     "file]. Topics, images and the work directory are named after it.",
 )
@@ -68,8 +69,9 @@ def main() -> None:
 )
 @name_option
 @_reports_errors
-def inspect(notebook: Path, split: str, as_json: bool, graph: Path | None,
-            name: str | None) -> None:
+def inspect(
+    notebook: Path, split: str, as_json: bool, graph: Path | None, name: str | None
+) -> None:
     """Show the steps of NOTEBOOK and the values that flow between them."""
     pipeline = api.inspect_notebook(notebook, split, name)
     if graph is not None:
@@ -90,8 +92,11 @@ def _names(items: list[str] | set[str]) -> str:
 
 def format_pipeline(p: Pipeline) -> str:
     """The human-readable view of ``inspect``."""
-    out = [f"pipeline:   {p.name}", f"notebook:   {p.notebook}",
-           f"split:      {p.split} ({len(p.steps)} steps)"]
+    out = [
+        f"pipeline:   {p.name}",
+        f"notebook:   {p.notebook}",
+        f"split:      {p.split} ({len(p.steps)} steps)",
+    ]
     if p.parameter_cells:
         params = ", ".join(f"{k}={v!r}" for k, v in p.parameters.items()) or "-"
         cells = ", ".join(map(str, p.parameter_cells))
@@ -126,34 +131,76 @@ def format_pipeline(p: Pipeline) -> str:
 
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "out", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for the Helm chart (an earlier build there is replaced atomically).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the Helm chart (an earlier build there is replaced atomically).",
+)
 @split_option
 @click.option("--no-images", is_flag=True, help="Write the chart only; do not build step images.")
-@click.option("--storage", type=click.Choice(api.STORAGE_MODES), default="local",
-              show_default=True, help="Shared state storage the chart provisions by default.")
-@click.option("--kafka-nodes", type=click.Choice(["1", "3"]), default="3", show_default=True,
-              help="Kafka brokers (KRaft) in the default values.")
-@click.option("--replicas", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Replicas per step in the default values.")
-@click.option("--efs-file-system-id", default="", metavar="FS_ID",
-              help="EFS file system for --storage efs (dynamic access points).")
-@click.option("--existing-claim", default="", metavar="PVC",
-              help="PersistentVolumeClaim for --storage existingClaim.")
+@click.option(
+    "--storage",
+    type=click.Choice(api.STORAGE_MODES),
+    default="local",
+    show_default=True,
+    help="Shared state storage the chart provisions by default.",
+)
+@click.option(
+    "--kafka-nodes",
+    type=click.Choice(["1", "3"]),
+    default="3",
+    show_default=True,
+    help="Kafka brokers (KRaft) in the default values.",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Replicas per step in the default values.",
+)
+@click.option(
+    "--efs-file-system-id",
+    default="",
+    metavar="FS_ID",
+    help="EFS file system for --storage efs (dynamic access points).",
+)
+@click.option(
+    "--existing-claim",
+    default="",
+    metavar="PVC",
+    help="PersistentVolumeClaim for --storage existingClaim.",
+)
 @click.option("--image-registry", default="", help="Registry prefix of the step images.")
 @click.option("--chart-version", default="0.1.0", show_default=True, help="Chart version (SemVer).")
 @name_option
-@click.option("--base-image", default=api.ImageBuild.base_image, show_default=True,
-              help="Base image of the step images (needs python3, glibc).")
-@click.option("--platform", default=None, help="Image platform, e.g. linux/arm64 [default: "
-              "the engine's].")
+@click.option(
+    "--base-image",
+    default=api.ImageBuild.base_image,
+    show_default=True,
+    help="Base image of the step images (needs python3, glibc).",
+)
+@click.option(
+    "--platform", default=None, help="Image platform, e.g. linux/arm64 [default: the engine's]."
+)
 @click.option("--push", is_flag=True, help="Push the images and pin them by digest in the chart.")
-@click.option("--trace", is_flag=True, help="Also run the notebook under ReproZip to find "
-              "dynamically loaded packages and data files (Linux).")
-@click.option("--data-files", type=click.Choice(["copy", "volume"]), default="copy",
-              show_default=True, help="With --trace: copy data files into the images (large "
-              "ones go to the volume anyway) or only list them for the shared volume.")
+@click.option(
+    "--trace",
+    is_flag=True,
+    help="Also run the notebook under ReproZip to find "
+    "dynamically loaded packages and data files (Linux).",
+)
+@click.option(
+    "--data-files",
+    type=click.Choice(["copy", "volume"]),
+    default="copy",
+    show_default=True,
+    help="With --trace: copy data files into the images (large "
+    "ones go to the volume anyway) or only list them for the shared volume.",
+)
 @_reports_errors
 def build(
     notebook: Path,
@@ -189,22 +236,37 @@ def build(
     image_build = None
     if not no_images:
         image_build = api.ImageBuild(
-            base_image=base_image, platform=platform, push=push, trace=trace,
+            base_image=base_image,
+            platform=platform,
+            push=push,
+            trace=trace,
             data_files=data_files,
         )
-    pipeline, written = api.build(notebook, out, split, options, image_build, log=click.echo,
-                                  name=name)
+    pipeline, written = api.build(
+        notebook, out, split, options, image_build, log=click.echo, name=name
+    )
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
     click.echo(f"install it with: helm install mypipeline {written}")
 
 
 @main.command()
-@click.argument("chart_dir", metavar="OUT", type=click.Path(file_okay=False, exists=True,
-                                                              path_type=Path))
-@click.option("--destination", "-d", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Where the .tgz and index.yaml go [default: current directory].")
-@click.option("--repo-index", "repo_index", metavar="URL", default=None,
-              help="Base URL the chart repository will be served from (index.yaml urls).")
+@click.argument(
+    "chart_dir", metavar="OUT", type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
+@click.option(
+    "--destination",
+    "-d",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the .tgz and index.yaml go [default: current directory].",
+)
+@click.option(
+    "--repo-index",
+    "repo_index",
+    metavar="URL",
+    default=None,
+    help="Base URL the chart repository will be served from (index.yaml urls).",
+)
 @_reports_errors
 def package(chart_dir: Path, destination: Path | None, repo_index: str | None) -> None:
     """Package the chart in OUT as a .tgz and index it as a chart repository (via helm)."""
@@ -307,9 +369,18 @@ def run(
             live.update(_progress_table(steps))
 
     try:
-        result = api.run(notebook, _typed(pairs), parameter_files=files, split=split,
-                         name=name, workdir=workdir, jobs=jobs, resume=resume, kafka=kafka,
-                         on_change=show)
+        result = api.run(
+            notebook,
+            _typed(pairs),
+            parameter_files=files,
+            split=split,
+            name=name,
+            workdir=workdir,
+            jobs=jobs,
+            resume=resume,
+            kafka=kafka,
+            on_change=show,
+        )
     finally:
         if live is not None:
             live.stop()
@@ -322,8 +393,9 @@ def run(
             if err is None:
                 continue
             where = f"in cell {err.cell}" if err.cell is not None else "outside its cells"
-            click.echo(f"error: step {st.name!r} failed {where}: {err.ename}: {err.evalue}",
-                       err=True)
+            click.echo(
+                f"error: step {st.name!r} failed {where}: {err.ename}: {err.evalue}", err=True
+            )
             for line in err.traceback:
                 click.echo(f"  {line}", err=True)
         blocked = [s.name for s in result.steps.values() if s.state == api.BLOCKED]
@@ -338,7 +410,10 @@ def run(
 
 
 kafka_option = click.option(
-    "--kafka", "bootstrap", metavar="BOOTSTRAP", required=True,
+    "--kafka",
+    "bootstrap",
+    metavar="BOOTSTRAP",
+    required=True,
     help="The pipeline's Kafka (host:port; for a cluster, a `kubectl port-forward`).",
 )
 
@@ -346,11 +421,23 @@ kafka_option = click.option(
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
 @kafka_option
-@click.option("-p", "--parameters", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="Set a parameter (types inferred as papermill does).")
-@click.option("-f", "--parameters-file", "files", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML file of parameters (applied before -p).")
+@click.option(
+    "-p",
+    "--parameters",
+    "pairs",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Set a parameter (types inferred as papermill does).",
+)
+@click.option(
+    "-f",
+    "--parameters-file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file of parameters (applied before -p).",
+)
 @click.option("--run-id", default=None, help="Choose the run id [default: generated].")
 @split_option
 @name_option
@@ -365,8 +452,17 @@ def submit(
     name: str | None,
 ) -> None:
     """Submit a run of NOTEBOOK's deployed pipeline; prints the run id."""
-    click.echo(api.submit(notebook, bootstrap, _typed(pairs), parameter_files=files,
-                          run_id=run_id, split=split, name=name))
+    click.echo(
+        api.submit(
+            notebook,
+            bootstrap,
+            _typed(pairs),
+            parameter_files=files,
+            run_id=run_id,
+            split=split,
+            name=name,
+        )
+    )
 
 
 def _typed(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -376,18 +472,26 @@ def _typed(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
 
 def kube_options(func: F) -> F:
     """--namespace/--kubeconfig/--context, as helm and kubectl spell them."""
-    func = click.option("--context", "context", default=None, metavar="NAME",
-                        help="Kube context [default: the current one].")(func)
-    func = click.option("--kubeconfig", type=click.Path(dir_okay=False, exists=True,
-                                                        path_type=Path), default=None,
-                        help="Kubeconfig file [default: $KUBECONFIG or ~/.kube/config].")(func)
-    func = click.option("-n", "--namespace", default=None,
-                        help="Namespace [default: the context's].")(func)
+    func = click.option(
+        "--context",
+        "context",
+        default=None,
+        metavar="NAME",
+        help="Kube context [default: the current one].",
+    )(func)
+    func = click.option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="Kubeconfig file [default: $KUBECONFIG or ~/.kube/config].",
+    )(func)
+    func = click.option(
+        "-n", "--namespace", default=None, help="Namespace [default: the context's]."
+    )(func)
     return func
 
 
-def _target(namespace: str | None, kubeconfig: Path | None, context: str | None
-            ) -> api.KubeTarget:
+def _target(namespace: str | None, kubeconfig: Path | None, context: str | None) -> api.KubeTarget:
     return api.KubeTarget(kubeconfig, context, namespace)
 
 
@@ -399,8 +503,9 @@ def _readiness_table(state: api.Readiness) -> Any:
         table.add_column(col)
     for w in state.workloads:
         pods = [p for p in state.pods if p.component == w.component]
-        detail = ", ".join(f"{p.name.rsplit('-', 1)[-1]} {p.reason or p.phase}"
-                           for p in pods if not p.ready)
+        detail = ", ".join(
+            f"{p.name.rsplit('-', 1)[-1]} {p.reason or p.phase}" for p in pods if not p.ready
+        )
         mark = "[green]ready[/]" if w.is_ready else "[yellow]waiting[/]"
         table.add_row(f"{w.kind.lower()}/{w.name}", f"{w.ready}/{w.desired} {mark}", detail)
     return table
@@ -409,17 +514,33 @@ def _readiness_table(state: api.Readiness) -> Any:
 @main.command()
 @click.argument("chart_dir", metavar="OUT", type=click.Path(exists=True, path_type=Path))
 @click.option("--release", required=True, help="Helm release name.")
-@click.option("-f", "--values", "values_files", multiple=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Values file (repeatable; later files win), e.g. OUT/values-prod.yaml.")
+@click.option(
+    "-f",
+    "--values",
+    "values_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Values file (repeatable; later files win), e.g. OUT/values-prod.yaml.",
+)
 @kube_options
-@click.option("--timeout", default="15m", show_default=True,
-              help="How long helm and the readiness wait may take (e.g. 90s, 15m).")
+@click.option(
+    "--timeout",
+    default="15m",
+    show_default=True,
+    help="How long helm and the readiness wait may take (e.g. 90s, 15m).",
+)
 @click.option("--no-wait", is_flag=True, help="Return once helm is done; skip the readiness wait.")
 @_reports_errors
-def deploy(chart_dir: Path, release: str, values_files: tuple[Path, ...],
-           namespace: str | None, kubeconfig: Path | None, context: str | None, timeout: str,
-           no_wait: bool) -> None:
+def deploy(
+    chart_dir: Path,
+    release: str,
+    values_files: tuple[Path, ...],
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    timeout: str,
+    no_wait: bool,
+) -> None:
     """Install or upgrade OUT (a chart from `jup2kub build`) as RELEASE and wait until Kafka
     and every step pass their readiness probes."""
     seconds = api.parse_duration(timeout)
@@ -434,16 +555,24 @@ def deploy(chart_dir: Path, release: str, values_files: tuple[Path, ...],
             live.update(_readiness_table(state))
 
     try:
-        result = api.deploy(chart_dir, release, list(values_files),
-                                   _target(namespace, kubeconfig, context), timeout=seconds,
-                                   wait=not no_wait, on_progress=progress,
-                                   on_readiness=readiness)
+        result = api.deploy(
+            chart_dir,
+            release,
+            list(values_files),
+            _target(namespace, kubeconfig, context),
+            timeout=seconds,
+            wait=not no_wait,
+            on_progress=progress,
+            on_readiness=readiness,
+        )
     finally:
         if live is not None:
             live.stop()
     summary = result.readiness.summary() if result.readiness else "not waited for"
-    click.echo(f"release {result.release} revision {result.revision} {result.status} in "
-               f"namespace {result.namespace}: {summary}")
+    click.echo(
+        f"release {result.release} revision {result.revision} {result.status} in "
+        f"namespace {result.namespace}: {summary}"
+    )
 
 
 def _live_display() -> Any:
@@ -463,16 +592,20 @@ def _release_status_text(st: api.ReleaseStatus) -> None:
 
     # piped output keeps whole pod names and run ids (rich would cut them at 80 columns)
     console = Console(width=None if sys.stdout.isatty() else 250)
-    console.print(f"release [bold]{st.release}[/] (namespace {st.namespace}): revision "
-                  f"{st.revision} {st.helm_status}, chart {st.chart}; "
-                  f"{st.readiness.summary()}", highlight=False)
+    console.print(
+        f"release [bold]{st.release}[/] (namespace {st.namespace}): revision "
+        f"{st.revision} {st.helm_status}, chart {st.chart}; "
+        f"{st.readiness.summary()}",
+        highlight=False,
+    )
     pods = Table(box=None, pad_edge=False, title="pods", title_justify="left")
     for col in ("pod", "component", "phase", "ready", "restarts", "note"):
         pods.add_column(col)
     for p in st.readiness.pods:
         note = (p.reason or "") + (f": {p.message}" if p.message else "")
-        pods.add_row(p.name, p.component, p.phase, "yes" if p.ready else "no",
-                     str(p.restarts), note)
+        pods.add_row(
+            p.name, p.component, p.phase, "yes" if p.ready else "no", str(p.restarts), note
+        )
     console.print(pods)
     steps = sorted({s for r in st.runs for s in r.steps} | set(st.run_errors))
     runs = Table(box=None, pad_edge=False, title="recent runs", title_justify="left")
@@ -490,38 +623,64 @@ def _release_status_text(st: api.ReleaseStatus) -> None:
 @main.command()
 @click.argument("notebook", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("run_id", required=False)
-@click.option("--kafka", "bootstrap", metavar="BOOTSTRAP", default=None,
-              help="With NOTEBOOK RUN_ID: the pipeline's Kafka (host:port).")
-@click.option("--release", default=None,
-              help="Show a deployed release instead: pods, readiness and recent runs.")
+@click.option(
+    "--kafka",
+    "bootstrap",
+    metavar="BOOTSTRAP",
+    default=None,
+    help="With NOTEBOOK RUN_ID: the pipeline's Kafka (host:port).",
+)
+@click.option(
+    "--release",
+    default=None,
+    help="Show a deployed release instead: pods, readiness and recent runs.",
+)
 @kube_options
-@click.option("--runs", "n_runs", type=click.IntRange(min=0), default=10, show_default=True,
-              help="With --release: how many recent runs to show.")
+@click.option(
+    "--runs",
+    "n_runs",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="With --release: how many recent runs to show.",
+)
 @split_option
 @name_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_reports_errors
-def status(notebook: Path | None, run_id: str | None, bootstrap: str | None,
-           release: str | None, namespace: str | None, kubeconfig: Path | None,
-           context: str | None, n_runs: int, split: str, name: str | None,
-           as_json: bool) -> None:
+def status(
+    notebook: Path | None,
+    run_id: str | None,
+    bootstrap: str | None,
+    release: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    n_runs: int,
+    split: str,
+    name: str | None,
+    as_json: bool,
+) -> None:
     """Show one run (NOTEBOOK RUN_ID --kafka BOOTSTRAP: per-step status from the status topic)
     or a release (--release NAME: pods, readiness and recent runs, through the Kubernetes API).
     """
     if release is not None:
         if notebook is not None or bootstrap is not None:
-            raise UsageError("--release takes no NOTEBOOK, RUN_ID or --kafka",
-                             hint="use `jup2kub status --release NAME [-n NAMESPACE]`")
-        st = api.release_status(release, _target(namespace, kubeconfig, context),
-                                       runs=n_runs)
+            raise UsageError(
+                "--release takes no NOTEBOOK, RUN_ID or --kafka",
+                hint="use `jup2kub status --release NAME [-n NAMESPACE]`",
+            )
+        st = api.release_status(release, _target(namespace, kubeconfig, context), runs=n_runs)
         if as_json:
             click.echo(json.dumps(st.to_json(), indent=2))
         else:
             _release_status_text(st)
         return
     if notebook is None or run_id is None or bootstrap is None:
-        raise UsageError("status needs NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME",
-                         hint="e.g. `jup2kub status nb.ipynb RUN_ID --kafka host:9092`")
+        raise UsageError(
+            "status needs NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME",
+            hint="e.g. `jup2kub status nb.ipynb RUN_ID --kafka host:9092`",
+        )
     pipeline, states = api.run_states(notebook, run_id, bootstrap, split=split, name=name)
     if as_json:
         click.echo(json.dumps(states, indent=2))
@@ -541,24 +700,51 @@ def status(notebook: Path | None, run_id: str | None, bootstrap: str | None,
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("run_id")
-@click.option("--state", "state", default=None,
-              type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="The pipeline's state directory (the volume, mounted or copied here).")
-@click.option("--release", default=None,
-              help="Or: read the run from this release's step pods (Kubernetes API).")
+@click.option(
+    "--state",
+    "state",
+    default=None,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The pipeline's state directory (the volume, mounted or copied here).",
+)
+@click.option(
+    "--release",
+    default=None,
+    help="Or: read the run from this release's step pods (Kubernetes API).",
+)
 @kube_options
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Where to write the notebook [default: RUN_ID.ipynb].")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the notebook [default: RUN_ID.ipynb].",
+)
 @split_option
 @_reports_errors
-def results(notebook: Path, run_id: str, state: Path | None, release: str | None,
-            namespace: str | None, kubeconfig: Path | None, context: str | None,
-            output: Path | None, split: str) -> None:
+def results(
+    notebook: Path,
+    run_id: str,
+    state: Path | None,
+    release: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    output: Path | None,
+    split: str,
+) -> None:
     """Assemble the results notebook of RUN_ID from the pipeline's state volume (--state) or
     from a deployed release (--release, through the API server: no volume access needed)."""
-    status_text, target = api.results(notebook, run_id, state=state, release=release,
-                                      target=_target(namespace, kubeconfig, context),
-                                      output=output, split=split)
+    status_text, target = api.results(
+        notebook,
+        run_id,
+        state=state,
+        release=release,
+        target=_target(namespace, kubeconfig, context),
+        output=output,
+        split=split,
+    )
     click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
 
 

@@ -41,8 +41,15 @@ class ClusterError(Jup2KubError):
 
     ``status`` and ``body`` are the API server's answer, when there was one."""
 
-    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
-                 status: int | None = None, body: str | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        hint: str | None = None,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> None:
         super().__init__(what, where=where, hint=hint)
         self.status = status
         self.body = body

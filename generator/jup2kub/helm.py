@@ -64,8 +64,12 @@ def client(kubeconfig: Path | None, context: str | None, timeout: float) -> Any:
     """A pyhelm3 client on the same helm binary (imported late: only deploy needs it)."""
     from pyhelm3 import Client
 
-    return Client(executable=find_helm(), kubeconfig=kubeconfig, kubecontext=context,
-                  default_timeout=f"{int(timeout)}s")
+    return Client(
+        executable=find_helm(),
+        kubeconfig=kubeconfig,
+        kubecontext=context,
+        default_timeout=f"{int(timeout)}s",
+    )
 
 
 def error_message(exc: Exception) -> str:
@@ -78,13 +82,18 @@ def failure(exc: Exception, action: str, where: str) -> Jup2KubError:
     """The error to raise for a failed helm command (pyhelm3's exception ``exc``)."""
     message = error_message(exc)
     if "cluster unreachable" in message or "connection refused" in message.lower():
-        return ClusterError(f"helm {action}: the cluster cannot be reached: {message}",
-                            where=where, hint="check --kubeconfig/--context and that the "
-                            "cluster is up (`kubectl get nodes`)")
+        return ClusterError(
+            f"helm {action}: the cluster cannot be reached: {message}",
+            where=where,
+            hint="check --kubeconfig/--context and that the cluster is up (`kubectl get nodes`)",
+        )
     if "values don't meet the specifications of the schema" in message:
-        return ValuesError(f"the chart's values.schema.json rejects the values: {message}",
-                           where=where, hint="fix the key or type named above in your values "
-                           "file (see the chart's README for the keys); nothing was created")
+        return ValuesError(
+            f"the chart's values.schema.json rejects the values: {message}",
+            where=where,
+            hint="fix the key or type named above in your values "
+            "file (see the chart's README for the keys); nothing was created",
+        )
     return DeployError(f"helm {action} failed: {message}", where=where)
 
 
@@ -109,18 +118,24 @@ def load_values(files: Sequence[Path]) -> dict[str, Any]:
         try:
             data = yaml.safe_load(path.read_text())
         except OSError as exc:
-            raise ValuesError(f"cannot read the values file: {exc.strerror or exc}",
-                              where=str(path)) from exc
+            raise ValuesError(
+                f"cannot read the values file: {exc.strerror or exc}", where=str(path)
+            ) from exc
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
-            raise ValuesError(f"the values file is not valid YAML: "
-                              f"{getattr(exc, 'problem', None) or exc}", where=where,
-                              hint="fix the YAML syntax") from exc
+            raise ValuesError(
+                f"the values file is not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                where=where,
+                hint="fix the YAML syntax",
+            ) from exc
         if data is None:
             continue
         if not isinstance(data, dict):
-            raise ValuesError(f"a values file must hold a mapping, not {type(data).__name__}",
-                              where=str(path), hint="write `key: value` pairs at the top level")
+            raise ValuesError(
+                f"a values file must hold a mapping, not {type(data).__name__}",
+                where=str(path),
+                hint="write `key: value` pairs at the top level",
+            )
         merged = merge_values(merged, data)
     return merged

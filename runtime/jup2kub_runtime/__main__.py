@@ -24,7 +24,8 @@ def main() -> int:
         print(f"jup2kub-runtime: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=getattr(logging, cfg.log_level, logging.INFO), stream=sys.stderr,
+        level=getattr(logging, cfg.log_level, logging.INFO),
+        stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s {cfg.step}[{os.getpid()}] %(name)s: %(message)s",
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
@@ -34,8 +35,11 @@ def main() -> int:
         print(f"jup2kub-runtime: J2K_CODE_PATH: {exc}", file=sys.stderr)
         return 2
     if (spec.pipeline, spec.step) != (cfg.pipeline, cfg.step):
-        print(f"jup2kub-runtime: J2K_CODE_PATH holds step {spec.pipeline}/{spec.step}, but "
-              f"J2K_PIPELINE/J2K_STEP say {cfg.pipeline}/{cfg.step}", file=sys.stderr)
+        print(
+            f"jup2kub-runtime: J2K_CODE_PATH holds step {spec.pipeline}/{spec.step}, but "
+            f"J2K_PIPELINE/J2K_STEP say {cfg.pipeline}/{cfg.step}",
+            file=sys.stderr,
+        )
         return 2
     store = StateStore(cfg.state_path, fsync=cfg.fsync)
     health = Health(cfg.pipeline, cfg.step, cfg.liveness_stall_seconds, store.writable)
@@ -44,8 +48,11 @@ def main() -> int:
     try:
         server = HealthServer(health, cfg.health_host, cfg.port)
     except OSError as exc:
-        print(f"jup2kub-runtime: J2K_PORT: cannot listen on {cfg.health_host}:{cfg.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"jup2kub-runtime: J2K_PORT: cannot listen on {cfg.health_host}:{cfg.port}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 2
     server.start()
     try:

@@ -53,8 +53,12 @@ class CellRecord:
     execution_count: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "execution_count": self.execution_count,
-                "seconds": round(self.seconds, 6), "outputs": self.outputs}
+        return {
+            "index": self.index,
+            "execution_count": self.execution_count,
+            "seconds": round(self.seconds, 6),
+            "outputs": self.outputs,
+        }
 
 
 @dataclass
@@ -80,14 +84,21 @@ class ExecutionResult:
 
     def outputs_document(self) -> dict[str, Any]:
         """The ``outputs.json`` content: per-cell nbformat outputs, plus the error if any."""
-        return {"version": 1, "step": self.step, "parameters": self.parameters,
-                "cells": [c.to_dict() for c in self.cells],
-                "error": None if self.error is None else self.error.to_json()}
+        return {
+            "version": 1,
+            "step": self.step,
+            "parameters": self.parameters,
+            "cells": [c.to_dict() for c in self.cells],
+            "error": None if self.error is None else self.error.to_json(),
+        }
 
     def timing(self) -> dict[str, Any]:
-        return {"started_at": self.started_at, "finished_at": self.finished_at,
-                "seconds": round(self.seconds, 6),
-                "cells": {str(c.index): round(c.seconds, 6) for c in self.cells}}
+        return {
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seconds": round(self.seconds, 6),
+            "cells": {str(c.index): round(c.seconds, 6) for c in self.cells},
+        }
 
 
 class _Router(io.TextIOBase):
@@ -158,8 +169,12 @@ def _ipython_formatter() -> Any:
 
 
 _REPR_METHODS = {
-    "text/html": "_repr_html_", "text/markdown": "_repr_markdown_", "text/latex": "_repr_latex_",
-    "image/svg+xml": "_repr_svg_", "image/png": "_repr_png_", "image/jpeg": "_repr_jpeg_",
+    "text/html": "_repr_html_",
+    "text/markdown": "_repr_markdown_",
+    "text/latex": "_repr_latex_",
+    "image/svg+xml": "_repr_svg_",
+    "image/png": "_repr_png_",
+    "image/jpeg": "_repr_jpeg_",
     "application/json": "_repr_json_",
 }
 
@@ -223,20 +238,30 @@ def _figure_outputs() -> list[Output]:
             buf = io.BytesIO()
             fig.savefig(buf, format="png", bbox_inches="tight")
             w, h = fig.get_size_inches() * fig.dpi
-            outputs.append({
-                "output_type": "display_data",
-                "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-                         "text/plain": f"<Figure size {w:g}x{h:g} with {len(fig.axes)} Axes>"},
-                "metadata": {},
-            })
+            outputs.append(
+                {
+                    "output_type": "display_data",
+                    "data": {
+                        "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                        "text/plain": f"<Figure size {w:g}x{h:g} with {len(fig.axes)} Axes>",
+                    },
+                    "metadata": {},
+                }
+            )
         plt.close("all")
     except Exception as exc:  # a figure that cannot render is reported, not fatal
-        outputs.append({"output_type": "stream", "name": "stderr",
-                        "text": f"[jup2kub] could not render a figure: {exc!r}\n"})
+        outputs.append(
+            {
+                "output_type": "stream",
+                "name": "stderr",
+                "text": f"[jup2kub] could not render a figure: {exc!r}\n",
+            }
+        )
     return outputs
 
 
 # ---- execution ---------------------------------------------------------------------------------
+
 
 def _error_record(exc: BaseException, cell: int | None, phase: str) -> ErrorRecord:
     """The step code's exception, its traceback without this module's frames."""
@@ -245,8 +270,13 @@ def _error_record(exc: BaseException, cell: int | None, phase: str) -> ErrorReco
     te.stack = traceback.StackSummary.from_list(
         [f for f in te.stack if os.path.abspath(f.filename) != here]
     )
-    return ErrorRecord(cell, type(exc).__name__, str(exc),
-                       "".join(te.format()).rstrip("\n").split("\n"), phase=phase)
+    return ErrorRecord(
+        cell,
+        type(exc).__name__,
+        str(exc),
+        "".join(te.format()).rstrip("\n").split("\n"),
+        phase=phase,
+    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -382,8 +412,14 @@ def execute_step(
                     shown, value = _run_source(cell.source, f"<cell {cell.index}>", ns)
                     if shown and value is not None:
                         data, md = format_object(value)
-                        capture.add({"output_type": "execute_result", "execution_count": count,
-                                     "data": data, "metadata": md})
+                        capture.add(
+                            {
+                                "output_type": "execute_result",
+                                "execution_count": count,
+                                "data": data,
+                                "metadata": md,
+                            }
+                        )
                 finally:
                     for out in _figure_outputs():
                         capture.add(out)
@@ -397,14 +433,25 @@ def execute_step(
     if error is None:
         missing = [v for v in spec.outputs if v not in ns]
         if missing:
-            error = ErrorRecord(None, "NameError", f"step {spec.step!r} did not define "
-                                f"output(s) {', '.join(missing)}", phase="outputs")
+            error = ErrorRecord(
+                None,
+                "NameError",
+                f"step {spec.step!r} did not define output(s) {', '.join(missing)}",
+                phase="outputs",
+            )
             permanent = True
         else:
             values = {v: ns[v] for v in spec.outputs}
-    return ExecutionResult(step=spec.step, values=values, cells=cells, error=error,
-                           started_at=started, finished_at=time.time(),
-                           parameters=overrides, permanent=permanent)
+    return ExecutionResult(
+        step=spec.step,
+        values=values,
+        cells=cells,
+        error=error,
+        started_at=started,
+        finished_at=time.time(),
+        parameters=overrides,
+        permanent=permanent,
+    )
 
 
 class _patched_io:

@@ -112,14 +112,23 @@ class Config:
     def to_env(self) -> dict[str, str]:
         """The J2K_* variables that ``from_env`` reads back to this Config (every field, as
         J2K_<FIELD NAME>)."""
-        return {f"J2K_{f.name.upper()}": _env_value(getattr(self, f.name))
-                for f in dataclasses.fields(self)}
+        return {
+            f"J2K_{f.name.upper()}": _env_value(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+        }
 
     @classmethod
-    def for_step(cls, pipeline: str, step: str, upstream: Sequence[str],
-                 downstream: Sequence[str], bootstrap: str | Sequence[str],
-                 state_path: str | os.PathLike[str] = DEFAULT_STATE_PATH,
-                 code_path: str | os.PathLike[str] = DEFAULT_CODE_PATH, **knobs: Any) -> Config:
+    def for_step(
+        cls,
+        pipeline: str,
+        step: str,
+        upstream: Sequence[str],
+        downstream: Sequence[str],
+        bootstrap: str | Sequence[str],
+        state_path: str | os.PathLike[str] = DEFAULT_STATE_PATH,
+        code_path: str | os.PathLike[str] = DEFAULT_CODE_PATH,
+        **knobs: Any,
+    ) -> Config:
         """One step's settings, its topics and group derived from its place in the DAG: a
         root step reads ``<pipeline>.runs``, any other one the edges from its upstream steps.
         ``knobs`` are the optional fields (``port=``, ``max_retries=``, ...). Validated like
@@ -162,8 +171,7 @@ def _required(e: Mapping[str, str], var: str) -> str:
 def _name(e: Mapping[str, str], var: str) -> str:
     value = _required(e, var)
     if not NAME_RE.match(value):
-        raise ConfigError(var, f"{value!r} is not a valid name "
-                               "(1-63 letters, digits, '_' or '-')")
+        raise ConfigError(var, f"{value!r} is not a valid name (1-63 letters, digits, '_' or '-')")
     return value
 
 
@@ -197,8 +205,14 @@ def _topics(e: Mapping[str, str], var: str, *, required: bool) -> list[str]:
     return items
 
 
-def _int(e: Mapping[str, str], var: str, default: int, *, minimum: int | None = None,
-         maximum: int | None = None) -> int:
+def _int(
+    e: Mapping[str, str],
+    var: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
     raw = (e.get(var) or "").strip()
     if not raw:
         return default

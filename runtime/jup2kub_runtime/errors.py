@@ -26,8 +26,9 @@ class ErrorRecord:
     variable: str | None = None
 
     @classmethod
-    def of(cls, exc: BaseException, *, cell: int | None = None,
-           phase: str | None = None) -> ErrorRecord:
+    def of(
+        cls, exc: BaseException, *, cell: int | None = None, phase: str | None = None
+    ) -> ErrorRecord:
         """The record of a runtime error raised outside the step's code (no traceback)."""
         variable = exc.variable if isinstance(exc, OutputError) else None
         return cls(cell, type(exc).__name__, str(exc), phase=phase, variable=variable)
@@ -42,18 +43,27 @@ class ErrorRecord:
 
     def to_output(self) -> dict[str, Any]:
         """The nbformat ``error`` output appended to the failing cell's outputs."""
-        return {"output_type": "error", "ename": self.ename, "evalue": self.evalue,
-                "traceback": list(self.traceback)}
+        return {
+            "output_type": "error",
+            "ename": self.ename,
+            "evalue": self.evalue,
+            "traceback": list(self.traceback),
+        }
 
     def to_message(self) -> dict[str, Any]:
         """What a dead-letter message carries."""
-        return self._with_variable({"cell": self.cell, "ename": self.ename,
-                                    "evalue": self.evalue, "traceback": list(self.traceback)})
+        return self._with_variable(
+            {
+                "cell": self.cell,
+                "ename": self.ename,
+                "evalue": self.evalue,
+                "traceback": list(self.traceback),
+            }
+        )
 
     def summary(self) -> dict[str, Any]:
         """What a status message carries (no traceback: status messages stay small)."""
-        return self._with_variable({"cell": self.cell, "ename": self.ename,
-                                    "evalue": self.evalue})
+        return self._with_variable({"cell": self.cell, "ename": self.ename, "evalue": self.evalue})
 
     def _with_variable(self, doc: dict[str, Any]) -> dict[str, Any]:
         if self.variable is not None:

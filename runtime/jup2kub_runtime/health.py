@@ -17,8 +17,23 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from .errors import PermanentError
 
-_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-            1800.0)
+_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+)
 
 
 class Histogram:
@@ -37,8 +52,10 @@ class Histogram:
                 self.counts[i] += 1
 
     def render(self, name: str, labels: str) -> list[str]:
-        lines = [f'{name}_bucket{{{labels},le="{b:g}"}} {c}'
-                 for b, c in zip(_BUCKETS, self.counts, strict=True)]
+        lines = [
+            f'{name}_bucket{{{labels},le="{b:g}"}} {c}'
+            for b, c in zip(_BUCKETS, self.counts, strict=True)
+        ]
         lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {self.total}')
         lines.append(f"{name}_sum{{{labels}}} {self.sum:.6f}")
         lines.append(f"{name}_count{{{labels}}} {self.total}")
@@ -59,8 +76,9 @@ COUNTERS = {
 class Health:
     """Shared state between the loop (writer) and the HTTP endpoints (reader)."""
 
-    def __init__(self, pipeline: str, step: str, stall_seconds: float,
-                 volume_writable: Callable[[], bool]) -> None:
+    def __init__(
+        self, pipeline: str, step: str, stall_seconds: float, volume_writable: Callable[[], bool]
+    ) -> None:
         self.labels = f'pipeline="{pipeline}",step="{step}"'
         self.stall_seconds = stall_seconds
         self._volume_writable = volume_writable
@@ -115,32 +133,45 @@ class Health:
 
     def readiness(self) -> dict[str, bool]:
         connected = self.connected_probe() if self.connected_probe else self.connected
-        return {"kafka_connected": connected, "subscribed": self.subscribed,
-                "state_writable": self.volume_writable()}
+        return {
+            "kafka_connected": connected,
+            "subscribed": self.subscribed,
+            "state_writable": self.volume_writable(),
+        }
 
     def metrics_text(self) -> str:
         lab = self.labels
         lines: list[str] = []
         with self._lock:
             for name, help_text in COUNTERS.items():
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter",
-                          f"{name}{{{lab}}} {self.counters[name]}"]
-            lines += ["# HELP j2k_step_execution_seconds Wall time of one execution of the step.",
-                      "# TYPE j2k_step_execution_seconds histogram",
-                      *self.execution.render("j2k_step_execution_seconds", lab),
-                      "# HELP j2k_handoff_latency_seconds From the upstream message's produce "
-                      "time to this step starting on it.",
-                      "# TYPE j2k_handoff_latency_seconds histogram",
-                      *self.handoff.render("j2k_handoff_latency_seconds", lab)]
-        lines += ["# HELP j2k_busy 1 while the step executes a run.", "# TYPE j2k_busy gauge",
-                  f"j2k_busy{{{lab}}} {int(self.busy_since is not None)}",
-                  "# HELP j2k_ready 1 when connected, subscribed and the volume is writable.",
-                  "# TYPE j2k_ready gauge",
-                  f"j2k_ready{{{lab}}} {int(all(self.readiness().values()))}"]
+                lines += [
+                    f"# HELP {name} {help_text}",
+                    f"# TYPE {name} counter",
+                    f"{name}{{{lab}}} {self.counters[name]}",
+                ]
+            lines += [
+                "# HELP j2k_step_execution_seconds Wall time of one execution of the step.",
+                "# TYPE j2k_step_execution_seconds histogram",
+                *self.execution.render("j2k_step_execution_seconds", lab),
+                "# HELP j2k_handoff_latency_seconds From the upstream message's produce "
+                "time to this step starting on it.",
+                "# TYPE j2k_handoff_latency_seconds histogram",
+                *self.handoff.render("j2k_handoff_latency_seconds", lab),
+            ]
+        lines += [
+            "# HELP j2k_busy 1 while the step executes a run.",
+            "# TYPE j2k_busy gauge",
+            f"j2k_busy{{{lab}}} {int(self.busy_since is not None)}",
+            "# HELP j2k_ready 1 when connected, subscribed and the volume is writable.",
+            "# TYPE j2k_ready gauge",
+            f"j2k_ready{{{lab}}} {int(all(self.readiness().values()))}",
+        ]
         if self.consumer_lag is not None:
-            lines += ["# HELP j2k_consumer_lag Messages not yet consumed on assigned partitions.",
-                      "# TYPE j2k_consumer_lag gauge", f"j2k_consumer_lag{{{lab}}} "
-                      f"{self.consumer_lag}"]
+            lines += [
+                "# HELP j2k_consumer_lag Messages not yet consumed on assigned partitions.",
+                "# TYPE j2k_consumer_lag gauge",
+                f"j2k_consumer_lag{{{lab}}} {self.consumer_lag}",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -150,9 +181,11 @@ def create_app(health: Health) -> Flask:
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, Any], int]:
         busy = health.busy_since
-        body = {"alive": health.alive(),
-                "seconds_since_beat": round(time.monotonic() - health.last_beat, 3),
-                "busy_seconds": round(time.monotonic() - busy, 3) if busy else None}
+        body = {
+            "alive": health.alive(),
+            "seconds_since_beat": round(time.monotonic() - health.last_beat, 3),
+            "busy_seconds": round(time.monotonic() - busy, 3) if busy else None,
+        }
         return body, 200 if body["alive"] else 503
 
     @app.get("/readiness")
@@ -170,8 +203,11 @@ def create_app(health: Health) -> Flask:
             return {"error": f"limit must be a positive integer, not {limit!r}"}, 400
         if health.runs_provider is None:
             return {"error": "this process keeps no run history"}, 404
-        return {"step": health.step, "busy_run": health.busy_run,
-                "runs": health.runs_provider(int(limit), health.busy_run)}, 200
+        return {
+            "step": health.step,
+            "busy_run": health.busy_run,
+            "runs": health.runs_provider(int(limit), health.busy_run),
+        }, 200
 
     @app.get("/runs/<run_id>/outputs")
     def run_outputs(run_id: str) -> tuple[dict[str, Any], int]:
@@ -199,8 +235,7 @@ class HealthServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.server: BaseWSGIServer = make_server(host, port, create_app(health), threaded=True)
         self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, name="health",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
 
     def start(self) -> None:
         self.thread.start()

@@ -26,8 +26,9 @@ def _newest_runs(store: StateStore, limit: int) -> list[tuple[float, str]]:
                 if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                     continue
                 try:
-                    runs.append((entry.stat(follow_symlinks=False).st_mtime,
-                                 check_run_id(entry.name)))
+                    runs.append(
+                        (entry.stat(follow_symlinks=False).st_mtime, check_run_id(entry.name))
+                    )
                 except (OSError, PermanentError):  # a vanished or foreign directory
                     continue
     except FileNotFoundError:
@@ -44,30 +45,35 @@ def step_run(store: StateStore, run_id: str, step: str, busy_run: str | None) ->
         entry["submitted_at"] = info["submitted_at"]
     done = store.completion(run_id, step)
     if done is not None:
-        entry.update(state=StepState.SUCCEEDED.value, seconds=done.get("seconds"),
-                     finished_at=done.get("at"))
+        entry.update(
+            state=StepState.SUCCEEDED.value, seconds=done.get("seconds"), finished_at=done.get("at")
+        )
         return entry
     if run_id == busy_run:
         entry["state"] = StepState.RUNNING.value
         return entry
     error = store.error(run_id, step)
     if error is not None:
-        entry.update(state=StepState.FAILED.value,
-                     error={k: error.get(k) for k in ("ename", "evalue", "cell")})
+        entry.update(
+            state=StepState.FAILED.value,
+            error={k: error.get(k) for k in ("ename", "evalue", "cell")},
+        )
         return entry
     entry["state"] = StepState.PENDING.value
     return entry
 
 
-def recent_runs(store: StateStore, step: str, limit: int = 20,
-                busy_run: str | None = None) -> list[dict[str, Any]]:
+def recent_runs(
+    store: StateStore, step: str, limit: int = 20, busy_run: str | None = None
+) -> list[dict[str, Any]]:
     """The newest ``limit`` runs on the volume (newest first) with this step's state in each."""
     limit = max(1, min(limit, MAX_LIMIT))
     return [step_run(store, run_id, step, busy_run) for _, run_id in _newest_runs(store, limit)]
 
 
-def run_outputs(store: StateStore, step: str, run_id: str,
-                busy_run: str | None = None) -> dict[str, Any] | None:
+def run_outputs(
+    store: StateStore, step: str, run_id: str, busy_run: str | None = None
+) -> dict[str, Any] | None:
     """What this step printed and displayed for one run (its outputs.json), with the run's
     parameters: what ``jup2kub results --release`` assembles a results notebook from.
     None when the run is unknown here. Values are never read."""
@@ -75,7 +81,10 @@ def run_outputs(store: StateStore, step: str, run_id: str,
     info = store.run_info(run_id)
     if info is None and not store.run_dir(run_id).is_dir():
         return None
-    return {"run_id": run_id, "step": step,
-            "parameters": (info or {}).get("parameters") or {},
-            "status": step_run(store, run_id, step, busy_run),
-            "outputs": store.outputs(run_id, step)}
+    return {
+        "run_id": run_id,
+        "step": step,
+        "parameters": (info or {}).get("parameters") or {},
+        "status": step_run(store, run_id, step, busy_run),
+        "outputs": store.outputs(run_id, step),
+    }

@@ -83,8 +83,9 @@ class Abandon(Exception):
 
 
 class StepLoop:
-    def __init__(self, cfg: Config, spec: StepSpec, store: StateStore, transport: Transport,
-                 health: Health) -> None:
+    def __init__(
+        self, cfg: Config, spec: StepSpec, store: StateStore, transport: Transport, health: Health
+    ) -> None:
         self.cfg = cfg
         self.spec = spec
         self.store = store
@@ -107,8 +108,9 @@ class StepLoop:
     # ---- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if not self.stop.is_set():
-            log.info("stop requested (signal %s): finishing the current run, taking no new one",
-                     signum)
+            log.info(
+                "stop requested (signal %s): finishing the current run, taking no new one", signum
+            )
             self.stop_at = time.monotonic()
             self.stop.set()
 
@@ -118,12 +120,18 @@ class StepLoop:
         cfg = self.cfg
         # Imports and compiling for the first run, while the consumer connects and joins.
         threading.Thread(target=warm_up, args=(self.spec,), name="warm-up", daemon=True).start()
-        self.transport.ensure_topics([*cfg.input_topics, *cfg.output_topics, cfg.status_topic,
-                                      cfg.dead_letter_topic])
+        self.transport.ensure_topics(
+            [*cfg.input_topics, *cfg.output_topics, cfg.status_topic, cfg.dead_letter_topic]
+        )
         self.transport.connect(self._on_revoked, self._on_assigned)
         self.health.loop_running = True
-        log.info("step %s of pipeline %s consuming %s as group %s", cfg.step, cfg.pipeline,
-                 ",".join(cfg.input_topics), cfg.consumer_group)
+        log.info(
+            "step %s of pipeline %s consuming %s as group %s",
+            cfg.step,
+            cfg.pipeline,
+            ",".join(cfg.input_topics),
+            cfg.consumer_group,
+        )
         try:
             while self._iterate():
                 pass
@@ -164,8 +172,11 @@ class StepLoop:
             return True
         if now - self._last_poll > 0.5:
             self._poll_paused()
-        if self.stop.is_set() and self.stop_at is not None \
-                and time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds:
+        if (
+            self.stop.is_set()
+            and self.stop_at is not None
+            and time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds
+        ):
             log.warning("grace period over: abandoning the current run uncommitted")
             return False
         limit = self.cfg.step_timeout_seconds
@@ -207,8 +218,9 @@ class StepLoop:
         # records already fetched. _poll_paused pauses before polling during a long job.
         tp = TopicPartition(record.topic, record.partition)
         job = Job(record=record, tp=tp)
-        job.thread = threading.Thread(target=self._work, args=(job,), name="step-worker",
-                                      daemon=True)
+        job.thread = threading.Thread(
+            target=self._work, args=(job,), name="step-worker", daemon=True
+        )
         self.job = job
         self.health.busy_since = time.monotonic()
         self.health.inc("j2k_messages_consumed_total")
@@ -242,8 +254,11 @@ class StepLoop:
         if isinstance(response, BaseException):
             # Retried with the newest offsets; a partition that moved to another member will
             # redeliver, and the marker turns that into a re-announcement.
-            log.warning("commit of %s failed, will retry: %r",
-                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), response)
+            log.warning(
+                "commit of %s failed, will retry: %r",
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets),
+                response,
+            )
             self._commit_retry_at = time.monotonic() + 0.5
             return
         self.commits.confirm({tp: getattr(off, "offset", off) for tp, off in offsets.items()})
@@ -273,10 +288,11 @@ class StepLoop:
                 return False
             if time.monotonic() - self._last_poll > 0.5:
                 self._poll_paused()
-            if self.stop_at is not None and \
-                    time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds:
-                log.warning("grace period over: %d handled runs left uncommitted",
-                            len(in_flight))
+            if (
+                self.stop_at is not None
+                and time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds
+            ):
+                log.warning("grace period over: %d handled runs left uncommitted", len(in_flight))
                 return True
             return False
         self._commit_sync(dict(self.commits.to_commit))
@@ -288,8 +304,10 @@ class StepLoop:
         self.commits.revoke(revoked, self.job, self._commit_sync)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("assigned partitions: %s",
-                 ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "none")
+        log.info(
+            "assigned partitions: %s",
+            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "none",
+        )
         self.health.subscribed = True
         if self.job is not None and assigned:
             self._pause()
@@ -302,8 +320,9 @@ class StepLoop:
         except Abandon:
             job.commit = False
         except Exception:
-            log.exception("unexpected error handling %s@%d; leaving it uncommitted",
-                          job.tp, job.record.offset)
+            log.exception(
+                "unexpected error handling %s@%d; leaving it uncommitted", job.tp, job.record.offset
+            )
             job.commit = False
             self.stop.wait(1.0)
         finally:
@@ -316,11 +335,22 @@ class StepLoop:
             msg = parse(raw, max_bytes=self.cfg.max_message_bytes)
             self._check_fits(msg)
         except MessageError as exc:
-            log.warning("dead-lettering a bad message from %s@%d: %s", record.topic,
-                        record.offset, exc.reason)
-            self._publish([(self.cfg.dead_letter_topic,
-                            dead_letter_message(exc.reason, self.spec.step, raw), None)],
-                          final=True)
+            log.warning(
+                "dead-lettering a bad message from %s@%d: %s",
+                record.topic,
+                record.offset,
+                exc.reason,
+            )
+            self._publish(
+                [
+                    (
+                        self.cfg.dead_letter_topic,
+                        dead_letter_message(exc.reason, self.spec.step, raw),
+                        None,
+                    )
+                ],
+                final=True,
+            )
             self.health.inc("j2k_messages_dead_lettered_total")
             return True
         if record.timestamp and record.timestamp > 0:
@@ -331,11 +361,14 @@ class StepLoop:
 
     def _check_fits(self, msg: Incoming) -> None:
         if msg.type == "run" and not self.spec.is_root:
-            raise MessageError(f"a run message reached step {self.spec.step!r}, which has "
-                               f"upstream steps {self.spec.upstream}")
+            raise MessageError(
+                f"a run message reached step {self.spec.step!r}, which has "
+                f"upstream steps {self.spec.upstream}"
+            )
         if msg.type == "step-done" and msg.step not in self.spec.upstream:
-            raise MessageError(f"step-done from {msg.step!r}, which is not upstream of "
-                               f"{self.spec.step!r}")
+            raise MessageError(
+                f"step-done from {msg.step!r}, which is not upstream of {self.spec.step!r}"
+            )
 
     def _record_arrival(self, msg: Incoming) -> None:
         if msg.type == "run":
@@ -375,13 +408,23 @@ class StepLoop:
             return Waiting([s for s in spec.upstream if not store.is_complete(run_id, s)])
         if store.attempts(run_id, spec.step) >= max_attempts:
             stored = store.error(run_id, spec.step)
-            error = ErrorRecord.from_json(stored) if stored else ErrorRecord(
-                None, "AttemptsExhausted", f"{max_attempts} executions started without "
-                "finishing (the process died or timed out)")
+            error = (
+                ErrorRecord.from_json(stored)
+                if stored
+                else ErrorRecord(
+                    None,
+                    "AttemptsExhausted",
+                    f"{max_attempts} executions started without "
+                    "finishing (the process died or timed out)",
+                )
+            )
             return DeadLetter("retries exhausted", error, store.attempts(run_id, spec.step))
         try:
             result = run_step(
-                spec, store, run_id, msg.parameters,
+                spec,
+                store,
+                run_id,
+                msg.parameters,
                 timeout=cfg.step_timeout_seconds or None,
                 on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
                 workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
@@ -399,8 +442,9 @@ class StepLoop:
         except StepRuntimeError as exc:
             if isinstance(exc, TemporaryError):  # pragma: no cover - future subclasses
                 return Retry(cfg.retry_backoff_seconds)
-            return DeadLetter("permanent error", ErrorRecord.of(exc),
-                              store.attempts(run_id, spec.step))
+            return DeadLetter(
+                "permanent error", ErrorRecord.of(exc), store.attempts(run_id, spec.step)
+            )
         if result.status is StepState.BUSY:
             return Retry(0.2)  # another process on the volume executes it: await its marker
         if result.status is StepState.SUCCEEDED:
@@ -411,24 +455,46 @@ class StepLoop:
         """Report a failure of the step's code as "retrying", then wait (Abandon if stopped)."""
         if retry.error is not None:
             self.health.inc("j2k_runs_retried_total")
-            self._publish([(self.cfg.status_topic, status_message(
-                msg.run_id, self.spec.step, StepState.RETRYING, retry.attempt,
-                retry.error.summary()), msg.run_id)])
+            self._publish(
+                [
+                    (
+                        self.cfg.status_topic,
+                        status_message(
+                            msg.run_id,
+                            self.spec.step,
+                            StepState.RETRYING,
+                            retry.attempt,
+                            retry.error.summary(),
+                        ),
+                        msg.run_id,
+                    )
+                ]
+            )
         if self.stop.wait(retry.delay):
             raise Abandon()
 
-    def _conclude(self, msg: Incoming, raw: bytes | None,
-                  outcome: Succeeded | Skipped | Waiting | DeadLetter) -> None:
+    def _conclude(
+        self, msg: Incoming, raw: bytes | None, outcome: Succeeded | Skipped | Waiting | DeadLetter
+    ) -> None:
         """Publish what the run came to; the handling of the message ends with it."""
         run_id = msg.run_id
         if isinstance(outcome, Succeeded):
             self.health.inc("j2k_runs_succeeded_total")
             self.health.observe_execution(outcome.seconds)
-            log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds,
-                     outcome.attempt)
-            self._publish([(self.cfg.status_topic, status_message(
-                run_id, self.spec.step, StepState.SUCCEEDED, outcome.attempt), run_id),
-                *self._downstream(msg)], final=True)
+            log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds, outcome.attempt)
+            self._publish(
+                [
+                    (
+                        self.cfg.status_topic,
+                        status_message(
+                            run_id, self.spec.step, StepState.SUCCEEDED, outcome.attempt
+                        ),
+                        run_id,
+                    ),
+                    *self._downstream(msg),
+                ],
+                final=True,
+            )
         elif isinstance(outcome, Skipped):
             if not outcome.meanwhile:
                 self.health.inc("j2k_runs_skipped_total")
@@ -448,26 +514,43 @@ class StepLoop:
         error, reason = dead.error, dead.reason
         self.health.inc("j2k_runs_failed_total")
         self.health.inc("j2k_messages_dead_lettered_total")
-        log.error("run %s failed for good (%s): %s: %s", msg.run_id, reason,
-                  error.ename, error.evalue)
-        self._publish([
-            (self.cfg.dead_letter_topic, dead_letter_message(
-                reason, self.spec.step, raw, run_id=msg.run_id, error=error), msg.run_id),
-            (self.cfg.status_topic, status_message(msg.run_id, self.spec.step,
-                                                   StepState.FAILED, dead.attempt,
-                                                   error.summary()), msg.run_id),
-        ], final=True)
+        log.error(
+            "run %s failed for good (%s): %s: %s", msg.run_id, reason, error.ename, error.evalue
+        )
+        self._publish(
+            [
+                (
+                    self.cfg.dead_letter_topic,
+                    dead_letter_message(
+                        reason, self.spec.step, raw, run_id=msg.run_id, error=error
+                    ),
+                    msg.run_id,
+                ),
+                (
+                    self.cfg.status_topic,
+                    status_message(
+                        msg.run_id, self.spec.step, StepState.FAILED, dead.attempt, error.summary()
+                    ),
+                    msg.run_id,
+                ),
+            ],
+            final=True,
+        )
 
     def _status(self, run_id: str, state: StepState, attempt: int) -> None:
         # Best effort: "started" is informative, the later messages are the ones awaited.
         try:
-            self.transport.send(self.cfg.status_topic,
-                                status_message(run_id, self.spec.step, state, attempt), run_id)
+            self.transport.send(
+                self.cfg.status_topic,
+                status_message(run_id, self.spec.step, state, attempt),
+                run_id,
+            )
         except KafkaError as exc:
             log.warning("status %s not sent: %r", state.value, exc)
 
-    def _publish(self, messages: list[tuple[str, dict[str, Any], str | None]], *,
-                 final: bool = False) -> None:
+    def _publish(
+        self, messages: list[tuple[str, dict[str, Any], str | None]], *, final: bool = False
+    ) -> None:
         """Send and wait for every ack; retry the batch (duplicates are tolerated downstream)
         until the broker takes it, or abandon when stopping. ``final``: the handling of the
         message ends with these, so the next message may start while the acks are awaited."""
@@ -484,8 +567,11 @@ class StepLoop:
                 return
             except KafkaError as exc:
                 log.warning("publishing failed, retrying in %.1fs: %r", delay, exc)
-            if self.stop.is_set() and self.stop_at is not None and \
-                    time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds / 2:
+            if (
+                self.stop.is_set()
+                and self.stop_at is not None
+                and time.monotonic() - self.stop_at > self.cfg.shutdown_grace_seconds / 2
+            ):
                 raise Abandon()
             time.sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -36,40 +36,67 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
 
 
-def run_message(run_id: str, parameters: dict[str, Any] | None = None,
-                submitted_at: str | None = None) -> dict[str, Any]:
+def run_message(
+    run_id: str, parameters: dict[str, Any] | None = None, submitted_at: str | None = None
+) -> dict[str, Any]:
     """What ``jup2kub submit`` sends to ``<pipeline>.runs``."""
     check_run_id(run_id)
-    return {"version": MESSAGE_VERSION, "type": "run", "run_id": run_id,
-            "parameters": dict(parameters or {}), "submitted_at": submitted_at or now_iso()}
+    return {
+        "version": MESSAGE_VERSION,
+        "type": "run",
+        "run_id": run_id,
+        "parameters": dict(parameters or {}),
+        "submitted_at": submitted_at or now_iso(),
+    }
 
 
 def step_done_message(run_id: str, step: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    return {"version": MESSAGE_VERSION, "type": "step-done", "run_id": run_id, "step": step,
-            "parameters": parameters}
+    return {
+        "version": MESSAGE_VERSION,
+        "type": "step-done",
+        "run_id": run_id,
+        "step": step,
+        "parameters": parameters,
+    }
 
 
-def status_message(run_id: str, step: str, state: StepState, attempt: int,
-                   error: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_message(
+    run_id: str, step: str, state: StepState, attempt: int, error: dict[str, Any] | None = None
+) -> dict[str, Any]:
     state = StepState(state)
     assert state in STATUS_STATES
-    msg: dict[str, Any] = {"version": MESSAGE_VERSION, "type": "status", "run_id": run_id,
-                           "step": step, "state": state.value, "attempt": attempt,
-                           "at": now_iso()}
+    msg: dict[str, Any] = {
+        "version": MESSAGE_VERSION,
+        "type": "status",
+        "run_id": run_id,
+        "step": step,
+        "state": state.value,
+        "attempt": attempt,
+        "at": now_iso(),
+    }
     if error is not None:
         msg["error"] = error
     return msg
 
 
-def dead_letter_message(reason: str, step: str, original: bytes | None, *,
-                        run_id: str | None = None,
-                        error: ErrorRecord | None = None) -> dict[str, Any]:
+def dead_letter_message(
+    reason: str,
+    step: str,
+    original: bytes | None,
+    *,
+    run_id: str | None = None,
+    error: ErrorRecord | None = None,
+) -> dict[str, Any]:
     """A message the step gave up on. ``original`` is kept as text (an excerpt if large)."""
     raw = original or b""
     msg: dict[str, Any] = {
-        "version": MESSAGE_VERSION, "type": "dead-letter", "reason": reason, "step": step,
+        "version": MESSAGE_VERSION,
+        "type": "dead-letter",
+        "reason": reason,
+        "step": step,
         "original": raw[:ORIGINAL_EXCERPT_BYTES].decode("utf-8", errors="replace"),
-        "original_bytes": len(raw), "at": now_iso(),
+        "original_bytes": len(raw),
+        "at": now_iso(),
     }
     if run_id is not None:
         msg["run_id"] = run_id
@@ -103,8 +130,7 @@ def parse(raw: bytes | None, *, max_bytes: int) -> Incoming:
         raise MessageError(f"not a JSON object but {type(data).__name__}")
     version = data.get("version")
     if version != MESSAGE_VERSION or isinstance(version, bool):
-        raise MessageError(f"unsupported message version {version!r} "
-                           f"(expected {MESSAGE_VERSION})")
+        raise MessageError(f"unsupported message version {version!r} (expected {MESSAGE_VERSION})")
     kind = data.get("type")
     if kind not in ("run", "step-done"):
         raise MessageError(f"unexpected message type {kind!r} (expected 'run' or 'step-done')")
@@ -133,5 +159,3 @@ def parse(raw: bytes | None, *, max_bytes: int) -> Incoming:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
-
-

@@ -76,8 +76,12 @@ class CommitBook(Generic[H]):
         for tp, off in offsets.items():
             self.committed[tp] = max(self.committed.get(tp, -1), off)
 
-    def revoke(self, revoked: Iterable[TopicPartition], running: H | None,
-               commit_now: Callable[[dict[TopicPartition, int]], None]) -> None:
+    def revoke(
+        self,
+        revoked: Iterable[TopicPartition],
+        running: H | None,
+        commit_now: Callable[[dict[TopicPartition, int]], None],
+    ) -> None:
         """Partitions taken away: ``commit_now`` their finished prefix (``running`` is the
         message being handled, newest), then mark their messages revoked and forget them."""
         gone = set(revoked)
@@ -90,8 +94,9 @@ class CommitBook(Generic[H]):
             self.to_commit.pop(tp, None)
             self.committed.pop(tp, None)
 
-    def _revoked_prefix(self, gone: set[TopicPartition],
-                        jobs: list[H]) -> dict[TopicPartition, int]:
+    def _revoked_prefix(
+        self, gone: set[TopicPartition], jobs: list[H]
+    ) -> dict[TopicPartition, int]:
         offsets: dict[TopicPartition, int] = {}
         blocked: set[TopicPartition] = set()
         for job in jobs:

@@ -51,7 +51,10 @@ def _system_for(shell: Any) -> Callable[[str], None]:
     def system(cmd: str) -> None:
         """Run ``cmd`` in a shell, writing its output through sys.stdout/sys.stderr."""
         proc = subprocess.run(
-            shell.var_expand(cmd, depth=1), shell=True, capture_output=True, text=True,
+            shell.var_expand(cmd, depth=1),
+            shell=True,
+            capture_output=True,
+            text=True,
             check=False,
         )
         sys.stdout.write(proc.stdout)

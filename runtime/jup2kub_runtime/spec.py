@@ -70,8 +70,10 @@ class StepSpec:
     def validate(self) -> None:
         """Raise SpecError when the bundle is inconsistent (the generator's bug, not the user's)."""
         if self.version != SPEC_VERSION:
-            raise SpecError(f"step.json version {self.version} is not supported "
-                            f"(this runtime reads version {SPEC_VERSION})")
+            raise SpecError(
+                f"step.json version {self.version} is not supported "
+                f"(this runtime reads version {SPEC_VERSION})"
+            )
         check_name("pipeline", self.pipeline)
         check_name("step", self.step)
         for name in [*self.upstream, *self.downstream]:
@@ -119,10 +121,14 @@ class StepSpec:
                 step=_get(data, "step", str),
                 parameters_source=_get(data, "parameters_source", str, ""),
                 parameters=_str_list(data, "parameters"),
-                replay=[ReplayCell(cell=_get(r, "cell", int), source=_get(r, "source", str))
-                        for r in _obj_list(data, "replay")],
-                cells=[Cell(index=_get(c, "index", int), source=_get(c, "source", str))
-                       for c in _get(data, "cells", list)],
+                replay=[
+                    ReplayCell(cell=_get(r, "cell", int), source=_get(r, "source", str))
+                    for r in _obj_list(data, "replay")
+                ],
+                cells=[
+                    Cell(index=_get(c, "index", int), source=_get(c, "source", str))
+                    for c in _get(data, "cells", list)
+                ],
                 inputs=_str_dict(data, "inputs"),
                 outputs=_str_list(data, "outputs"),
                 upstream=_str_list(data, "upstream"),

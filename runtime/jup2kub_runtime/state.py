@@ -90,8 +90,7 @@ class StateStore:
     def write_json(self, path: Path, data: Any, *, durable: bool = True) -> None:
         self.write_bytes(path, _json_bytes(data), durable=durable)
 
-    def _write_file(self, path: Path, writer: Callable[[IO[bytes]], T], *,
-                    durable: bool) -> T:
+    def _write_file(self, path: Path, writer: Callable[[IO[bytes]], T], *, durable: bool) -> T:
         """Write through ``writer`` to a temp file, fsync it (``durable``), rename it to
         ``path``; returns what ``writer`` returned. The directory is not fsynced here.
         Exceptions other than OSError from ``writer`` propagate (the temp file is removed)."""
@@ -254,9 +253,12 @@ class StateStore:
         for name, value in values.items():
             path = d / "values" / f"{name}.pkl"
             nbytes, nbuffers = self._write_file(
-                path, functools.partial(valuefile.dump_value, name=name, value=value, step=step,
-                                        writeback=self.fsync),
-                durable=True)
+                path,
+                functools.partial(
+                    valuefile.dump_value, name=name, value=value, step=step, writeback=self.fsync
+                ),
+                durable=True,
+            )
             dirs[path.parent] = None
             manifest[name] = {
                 "file": f"values/{name}.pkl",
@@ -265,8 +267,11 @@ class StateStore:
                 "bytes": nbytes,
                 "buffers": nbuffers,
             }
-        for fname, doc in (("values.json", manifest), ("outputs.json", outputs),
-                           ("timing.json", dict(timing))):
+        for fname, doc in (
+            ("values.json", manifest),
+            ("outputs.json", outputs),
+            ("timing.json", dict(timing)),
+        ):
             self._write_file(d / fname, _writer(_json_bytes(doc)), durable=True)
         dirs[d] = None  # also makes the attempt counter's rename durable
         with contextlib.suppress(FileNotFoundError):
@@ -274,17 +279,28 @@ class StateStore:
         self._sync_dirs(dirs)
         self.write_json(
             d / MARKER,
-            {"run_id": run_id, "step": step, "attempt": attempt, "at": _now(),
-             "host": socket.gethostname(), "pid": os.getpid(),
-             "seconds": timing.get("seconds"), "upstream": upstream_steps or []},
+            {
+                "run_id": run_id,
+                "step": step,
+                "attempt": attempt,
+                "at": _now(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "seconds": timing.get("seconds"),
+                "upstream": upstream_steps or [],
+            },
         )
 
-    def save_failure(self, run_id: str, step: str, *, outputs: Any, error: ErrorRecord,
-                     timing: Mapping[str, Any]) -> None:
+    def save_failure(
+        self, run_id: str, step: str, *, outputs: Any, error: ErrorRecord, timing: Mapping[str, Any]
+    ) -> None:
         """Keep what a failed attempt printed and why it failed (no marker)."""
         d = self.step_dir(run_id, step)
-        for fname, doc in (("outputs.json", outputs), ("timing.json", dict(timing)),
-                           ("error.json", error.to_json())):
+        for fname, doc in (
+            ("outputs.json", outputs),
+            ("timing.json", dict(timing)),
+            ("error.json", error.to_json()),
+        ):
             self._write_file(d / fname, _writer(_json_bytes(doc)), durable=True)
         if self.fsync:
             attempts = d / "attempts"  # the retry bound must survive a power loss too

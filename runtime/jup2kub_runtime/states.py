@@ -35,5 +35,6 @@ class StepState(str, Enum):
 
 
 #: the states a status message may carry (``<pipeline>.status``)
-STATUS_STATES = frozenset({StepState.STARTED, StepState.SUCCEEDED, StepState.FAILED,
-                           StepState.RETRYING})
+STATUS_STATES = frozenset(
+    {StepState.STARTED, StepState.SUCCEEDED, StepState.FAILED, StepState.RETRYING}
+)

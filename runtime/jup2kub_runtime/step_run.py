@@ -85,18 +85,32 @@ def run_step(
         with _working_directory(workdir):
             result = execute_step(spec, inputs, parameters, echo=echo, timeout=timeout)
         if result.error is not None:
-            store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
-                               error=result.error, timing=result.timing())
+            store.save_failure(
+                run_id,
+                spec.step,
+                outputs=result.outputs_document(),
+                error=result.error,
+                timing=result.timing(),
+            )
             raise CellError(result.error, permanent=result.permanent)
         try:
-            store.save_step(run_id, spec.step, result.values,
-                            outputs=result.outputs_document(),
-                            timing={**result.timing(), "attempt": attempt},
-                            upstream_steps=list(spec.upstream), attempt=attempt)
+            store.save_step(
+                run_id,
+                spec.step,
+                result.values,
+                outputs=result.outputs_document(),
+                timing={**result.timing(), "attempt": attempt},
+                upstream_steps=list(spec.upstream),
+                attempt=attempt,
+            )
         except OutputError as exc:
-            store.save_failure(run_id, spec.step, outputs=result.outputs_document(),
-                               error=ErrorRecord.of(exc, phase="outputs"),
-                               timing=result.timing())
+            store.save_failure(
+                run_id,
+                spec.step,
+                outputs=result.outputs_document(),
+                error=ErrorRecord.of(exc, phase="outputs"),
+                timing=result.timing(),
+            )
             raise
         return StepOutcome(StepState.SUCCEEDED, attempt, result.seconds)
 
@@ -117,8 +131,9 @@ def _working_directory(path: Path | None) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {STEP_RUN_MODULE}",
-                                     description="Execute one pipeline step for one run.")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {STEP_RUN_MODULE}", description="Execute one pipeline step for one run."
+    )
     parser.add_argument("--spec", required=True, help="step.json (or its directory)")
     parser.add_argument("--state", required=True, help="state store root directory")
     parser.add_argument("--run-id", required=True)
@@ -126,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=0.0, help="seconds, 0 = none")
     parser.add_argument("--force", action="store_true", help="re-execute even if complete")
     parser.add_argument("--echo", action="store_true", help="also print the cells' output")
-    parser.add_argument("--wait", action="store_true",
-                        help="prepare, then execute only after a line 'go' on stdin")
+    parser.add_argument(
+        "--wait", action="store_true", help="prepare, then execute only after a line 'go' on stdin"
+    )
     args = parser.parse_args(argv)
     try:
         params = json.loads(args.params)
@@ -142,22 +158,49 @@ def main(argv: list[str] | None = None) -> int:
             warm_up(spec)
             if sys.stdin.readline().strip() != "go":
                 return 4
-        outcome = run_step(spec, StateStore(args.state), args.run_id, params,
-                           force=args.force, echo=args.echo, timeout=args.timeout or None)
+        outcome = run_step(
+            spec,
+            StateStore(args.state),
+            args.run_id,
+            params,
+            force=args.force,
+            echo=args.echo,
+            timeout=args.timeout or None,
+        )
     except (CellError, OutputError) as exc:
         record = exc.record if isinstance(exc, CellError) else ErrorRecord.of(exc)
-        print(json.dumps({"status": StepState.FAILED.value, "step": spec.step,
-                          "run_id": args.run_id, "error": record.to_json()}), file=sys.stderr)
+        print(
+            json.dumps(
+                {
+                    "status": StepState.FAILED.value,
+                    "step": spec.step,
+                    "run_id": args.run_id,
+                    "error": record.to_json(),
+                }
+            ),
+            file=sys.stderr,
+        )
         return 1
     except StepRuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if outcome.status is StepState.BUSY:
-        print(f"step {spec.step!r} of run {args.run_id!r} is being executed by another process",
-              file=sys.stderr)
+        print(
+            f"step {spec.step!r} of run {args.run_id!r} is being executed by another process",
+            file=sys.stderr,
+        )
         return 3
-    print(json.dumps({"status": outcome.status.value, "step": spec.step, "run_id": args.run_id,
-                      "attempt": outcome.attempt, "seconds": round(outcome.seconds, 6)}))
+    print(
+        json.dumps(
+            {
+                "status": outcome.status.value,
+                "step": spec.step,
+                "run_id": args.run_id,
+                "attempt": outcome.attempt,
+                "seconds": round(outcome.seconds, 6),
+            }
+        )
+    )
     return 0
 
 

@@ -39,8 +39,11 @@ def _no_metrics(client: type) -> dict[str, Any]:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoked: Callable[[set[TopicPartition]], None],
-                 on_assigned: Callable[[set[TopicPartition]], None]) -> None:
+    def __init__(
+        self,
+        on_revoked: Callable[[set[TopicPartition]], None],
+        on_assigned: Callable[[set[TopicPartition]], None],
+    ) -> None:
         self._revoked = on_revoked
         self._assigned = on_assigned
 
@@ -67,14 +70,18 @@ class Transport:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                admin = KafkaAdminClient(bootstrap_servers=self.cfg.bootstrap_servers,
-                                         client_id=f"j2k-{self.cfg.step}-admin",
-                                         request_timeout_ms=15000)
+                admin = KafkaAdminClient(
+                    bootstrap_servers=self.cfg.bootstrap_servers,
+                    client_id=f"j2k-{self.cfg.step}-admin",
+                    request_timeout_ms=15000,
+                )
                 try:
                     existing = set(admin.list_topics())
-                    new = [NewTopic(t, self.cfg.topic_partitions,
-                                    self.cfg.topic_replication_factor)
-                           for t in wanted if t not in existing]
+                    new = [
+                        NewTopic(t, self.cfg.topic_partitions, self.cfg.topic_replication_factor)
+                        for t in wanted
+                        if t not in existing
+                    ]
                     for topic in new:  # one by one: a concurrent creator only fails its own
                         try:
                             admin.create_topics([topic])
@@ -92,20 +99,31 @@ class Transport:
                 log.warning("Kafka not reachable yet (%r); retrying", exc)
                 time.sleep(2.0)
 
-    def connect(self, on_revoked: Callable[[set[TopicPartition]], None],
-                on_assigned: Callable[[set[TopicPartition]], None]) -> None:
+    def connect(
+        self,
+        on_revoked: Callable[[set[TopicPartition]], None],
+        on_assigned: Callable[[set[TopicPartition]], None],
+    ) -> None:
         cfg = self.cfg
         self.producer = KafkaProducer(
-            bootstrap_servers=cfg.bootstrap_servers, client_id=f"j2k-{cfg.step}",
-            acks="all", linger_ms=0, retries=2147483647, max_block_ms=30000,
-            request_timeout_ms=15000, delivery_timeout_ms=120000,
+            bootstrap_servers=cfg.bootstrap_servers,
+            client_id=f"j2k-{cfg.step}",
+            acks="all",
+            linger_ms=0,
+            retries=2147483647,
+            max_block_ms=30000,
+            request_timeout_ms=15000,
+            delivery_timeout_ms=120000,
             **_no_metrics(KafkaProducer),
         )
         self._await_metadata(cfg.input_topics)
         self.consumer = KafkaConsumer(
-            bootstrap_servers=cfg.bootstrap_servers, group_id=cfg.consumer_group,
-            client_id=f"j2k-{cfg.step}", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=1,
+            bootstrap_servers=cfg.bootstrap_servers,
+            group_id=cfg.consumer_group,
+            client_id=f"j2k-{cfg.step}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=1,
             max_poll_interval_ms=cfg.max_poll_interval_ms,
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(cfg.session_timeout_ms // 3, 300),
@@ -127,8 +145,9 @@ class Transport:
         """Wait until the brokers serve partition metadata for every input topic, so that the
         first group join assigns them (a topic created moments ago may not have a leader yet).
         A throwaway client asks: probing with the group consumer itself upsets its fetching."""
-        probe = KafkaConsumer(bootstrap_servers=self.cfg.bootstrap_servers,
-                              client_id=f"j2k-{self.cfg.step}-probe")
+        probe = KafkaConsumer(
+            bootstrap_servers=self.cfg.bootstrap_servers, client_id=f"j2k-{self.cfg.step}-probe"
+        )
         try:
             deadline = time.monotonic() + timeout
             missing = list(topics)
@@ -155,13 +174,18 @@ class Transport:
         assert self.consumer is not None
         self.consumer.commit({tp: offset_and_metadata(o) for tp, o in offsets.items()})
 
-    def commit_async(self, offsets: dict[TopicPartition, int],
-                     callback: Callable[[dict[TopicPartition, int], Any], None]) -> None:
+    def commit_async(
+        self,
+        offsets: dict[TopicPartition, int],
+        callback: Callable[[dict[TopicPartition, int], Any], None],
+    ) -> None:
         """Commit without waiting; ``callback(offsets, response or exception)`` runs later on
         the polling thread (inside ``poll``)."""
         assert self.consumer is not None
-        self.consumer.commit_async({tp: offset_and_metadata(o) for tp, o in offsets.items()},
-                                   callback=lambda _offsets, response: callback(offsets, response))
+        self.consumer.commit_async(
+            {tp: offset_and_metadata(o) for tp, o in offsets.items()},
+            callback=lambda _offsets, response: callback(offsets, response),
+        )
 
     def pause_all(self) -> None:
         assert self.consumer is not None
@@ -212,8 +236,14 @@ class Transport:
         return total
 
     # ---- producing ---------------------------------------------------------------------------
-    def send(self, topic: str, message: dict[str, Any], key: str | None = None, *,
-             lane: int | None = None) -> Any:
+    def send(
+        self,
+        topic: str,
+        message: dict[str, Any],
+        key: str | None = None,
+        *,
+        lane: int | None = None,
+    ) -> Any:
         """Send without waiting; returns the future of the broker's acknowledgement.
 
         Messages to the step's output (edge) topics go round-robin over the partitions, one
@@ -231,8 +261,12 @@ class Transport:
                     n = lane if lane is not None else random.randrange(len(partitions))
                 partition = partitions[n % len(partitions)]
                 self._next_partition[(topic, lane)] = n + 1
-        return self.producer.send(topic, encode(message), partition=partition,
-                                  key=key.encode() if key is not None else None)
+        return self.producer.send(
+            topic,
+            encode(message),
+            partition=partition,
+            key=key.encode() if key is not None else None,
+        )
 
     def flush(self, timeout: float | None = None) -> None:
         assert self.producer is not None

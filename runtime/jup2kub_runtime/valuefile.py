@@ -86,7 +86,7 @@ class _Sink:
                 view = view.cast("B")
             n = view.nbytes
             for off in range(0, n, self.CHUNK) if n > self.CHUNK else (0,):
-                part = view[off:off + self.CHUNK] if n > self.CHUNK else view
+                part = view[off : off + self.CHUNK] if n > self.CHUNK else view
                 self.fh.write(part)
                 self.written += part.nbytes
                 if self.writeback and self.written - self.synced >= self.CHUNK:
@@ -100,8 +100,9 @@ class _Sink:
             raise
 
 
-def dump_value(fh: IO[bytes], name: str, value: Any, step: str, *,
-               writeback: bool = False) -> tuple[int, int]:
+def dump_value(
+    fh: IO[bytes], name: str, value: Any, step: str, *, writeback: bool = False
+) -> tuple[int, int]:
     """Write one output in the ``pickle5-oob`` format to ``fh`` (at its start); returns
     (bytes written, out-of-band buffers). An unpicklable value is a permanent, explained
     OutputError; a volume error is an OSError. ``writeback``: start writing large files back
@@ -110,15 +111,17 @@ def dump_value(fh: IO[bytes], name: str, value: Any, step: str, *,
     buffers: list[pickle.PickleBuffer] = []
     sink.write(MAGIC)
     try:
-        cloudpickle.CloudPickler(sink, protocol=PICKLE_PROTOCOL,
-                                 buffer_callback=buffers.append).dump(value)
+        cloudpickle.CloudPickler(
+            sink, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append
+        ).dump(value)
     except Exception as exc:
         if sink.error is not None:
             raise sink.error from None
         raise OutputError(
             f"variable {name!r} of step {step!r} ({type(value).__qualname__}) cannot be stored "
             f"for the next steps: {type(exc).__name__}: {exc}; move the code that uses it "
-            "into the step that creates it", variable=name,
+            "into the step that creates it",
+            variable=name,
         ) from exc
     pos = sink.written
     trailer: dict[str, Any] = {"pickle": [len(MAGIC), pos - len(MAGIC)], "buffers": []}
@@ -126,8 +129,9 @@ def dump_value(fh: IO[bytes], name: str, value: Any, step: str, *,
         try:
             raw = buf.raw()
         except BufferError as exc:  # pickle refuses non-contiguous buffers in-band too
-            raise OutputError(f"variable {name!r} of step {step!r} cannot be stored: "
-                              f"{exc}", variable=name) from exc
+            raise OutputError(
+                f"variable {name!r} of step {step!r} cannot be stored: {exc}", variable=name
+            ) from exc
         with raw:
             pad = -pos % ALIGN
             sink.write(b"\0" * pad)

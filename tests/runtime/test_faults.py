@@ -28,10 +28,13 @@ def wait_for(cond, timeout: float = 60, what: str = "condition") -> None:  # typ
 def test_kill9_mid_execution_repeatedly(broker: KafkaBroker, tmp_path: Path) -> None:
     effects = tmp_path / "effects"
     effects.mkdir()
-    specs = linear_specs(unique("kill"), effects, mid_body="time.sleep(0.4)\ny = x + 1",
-                         sink_body="time.sleep(0.2)\nz = y * 10")
-    p = Pipeline(tmp_path, broker.bootstrap, specs,
-                 extra_env={"J2K_MAX_RETRIES": "10"}).start()
+    specs = linear_specs(
+        unique("kill"),
+        effects,
+        mid_body="time.sleep(0.4)\ny = x + 1",
+        sink_body="time.sleep(0.2)\nz = y * 10",
+    )
+    p = Pipeline(tmp_path, broker.bootstrap, specs, extra_env={"J2K_MAX_RETRIES": "10"}).start()
     try:
         p.wait_ready()
         runs = {f"k{i:02d}": i for i in range(30)}
@@ -65,12 +68,16 @@ def test_kill9_mid_execution_repeatedly(broker: KafkaBroker, tmp_path: Path) -> 
         p.stop()
 
 
-def test_broker_restart_loses_nothing_and_readiness_follows(own_broker: KafkaBroker,
-                                                            tmp_path: Path) -> None:
+def test_broker_restart_loses_nothing_and_readiness_follows(
+    own_broker: KafkaBroker, tmp_path: Path
+) -> None:
     effects = tmp_path / "effects"
     effects.mkdir()
-    p = Pipeline(tmp_path, own_broker.bootstrap, linear_specs(unique("brk"), effects,
-                 mid_body="time.sleep(0.05)\ny = x + 1")).start()
+    p = Pipeline(
+        tmp_path,
+        own_broker.bootstrap,
+        linear_specs(unique("brk"), effects, mid_body="time.sleep(0.05)\ny = x + 1"),
+    ).start()
     try:
         p.wait_ready()
         first = {f"a{i}": i for i in range(30)}
@@ -103,13 +110,23 @@ def test_raising_code_is_retried_then_dead_lettered(broker: KafkaBroker, tmp_pat
     effects.mkdir()
     name = unique("err")
     spec = StepSpec(
-        pipeline=name, step="only", parameters_source="seed = 0\nRUN_ID = 'none'\n",
-        cells=[Cell(index=1, source="v = seed + 1"),
-               effect_cell(2, "only", effects,
-                           "if seed % 4 == 0:\n    raise ValueError(f'bad seed {seed}')")],
-        outputs=["v"])
-    p = Pipeline(tmp_path, broker.bootstrap, [spec],
-                 extra_env={"J2K_MAX_RETRIES": "2", "J2K_RETRY_BACKOFF_SECONDS": "0.1"}).start()
+        pipeline=name,
+        step="only",
+        parameters_source="seed = 0\nRUN_ID = 'none'\n",
+        cells=[
+            Cell(index=1, source="v = seed + 1"),
+            effect_cell(
+                2, "only", effects, "if seed % 4 == 0:\n    raise ValueError(f'bad seed {seed}')"
+            ),
+        ],
+        outputs=["v"],
+    )
+    p = Pipeline(
+        tmp_path,
+        broker.bootstrap,
+        [spec],
+        extra_env={"J2K_MAX_RETRIES": "2", "J2K_RETRY_BACKOFF_SECONDS": "0.1"},
+    ).start()
     try:
         p.wait_ready()
         runs = {f"e{i}": i for i in range(1, 10)}
@@ -140,21 +157,34 @@ def test_raising_code_is_retried_then_dead_lettered(broker: KafkaBroker, tmp_pat
         _, metrics = p.proc("only").get("/metrics")
         assert isinstance(metrics, str)
         assert f'j2k_runs_failed_total{{pipeline="{name}",step="only"}} {len(bad)}' in metrics
-        assert f'j2k_runs_retried_total{{pipeline="{name}",step="only"}} {2 * len(bad)}' \
-            in metrics
+        assert f'j2k_runs_retried_total{{pipeline="{name}",step="only"}} {2 * len(bad)}' in metrics
     finally:
         p.stop()
 
 
-def test_malformed_and_oversized_messages_dead_lettered(broker: KafkaBroker,
-                                                        tmp_path: Path) -> None:
+def test_malformed_and_oversized_messages_dead_lettered(
+    broker: KafkaBroker, tmp_path: Path
+) -> None:
     name = unique("bad")
-    root = StepSpec(pipeline=name, step="root", parameters_source="seed = 0\n",
-                    cells=[Cell(index=1, source="w = seed")], outputs=["w"], downstream=["tail"])
-    tail = StepSpec(pipeline=name, step="tail", cells=[Cell(index=2, source="u = w")],
-                    inputs={"w": "root"}, outputs=["u"], upstream=["root"])
-    p = Pipeline(tmp_path, broker.bootstrap, [root, tail],
-                 extra_env={"J2K_MAX_MESSAGE_BYTES": "65536"}).start()
+    root = StepSpec(
+        pipeline=name,
+        step="root",
+        parameters_source="seed = 0\n",
+        cells=[Cell(index=1, source="w = seed")],
+        outputs=["w"],
+        downstream=["tail"],
+    )
+    tail = StepSpec(
+        pipeline=name,
+        step="tail",
+        cells=[Cell(index=2, source="u = w")],
+        inputs={"w": "root"},
+        outputs=["u"],
+        upstream=["root"],
+    )
+    p = Pipeline(
+        tmp_path, broker.bootstrap, [root, tail], extra_env={"J2K_MAX_MESSAGE_BYTES": "65536"}
+    ).start()
     try:
         p.wait_ready()
         bad = [
@@ -164,15 +194,30 @@ def test_malformed_and_oversized_messages_dead_lettered(broker: KafkaBroker,
             json.dumps({"version": 2, "type": "run", "run_id": "x"}).encode(),
             json.dumps({"version": 1, "type": "run", "run_id": "../../etc"}).encode(),
             json.dumps({"version": 1, "type": "run", "run_id": "ok", "parameters": [1]}).encode(),
-            json.dumps({"version": 1, "type": "run", "run_id": "big",
-                        "parameters": {"blob": "x" * 100_000}}).encode(),
+            json.dumps(
+                {
+                    "version": 1,
+                    "type": "run",
+                    "run_id": "big",
+                    "parameters": {"blob": "x" * 100_000},
+                }
+            ).encode(),
         ]
         for value in bad:
             p.send_raw(value)
         # a step-done from a step that is not upstream, on the tail's edge topic
-        p.send_raw(json.dumps({"version": 1, "type": "step-done", "run_id": "zz",
-                               "step": "nobody", "parameters": {}}).encode(),
-                   topic=edge_topic(name, "root", "tail"))
+        p.send_raw(
+            json.dumps(
+                {
+                    "version": 1,
+                    "type": "step-done",
+                    "run_id": "zz",
+                    "step": "nobody",
+                    "parameters": {},
+                }
+            ).encode(),
+            topic=edge_topic(name, "root", "tail"),
+        )
         p.submit("fine", seed=5)
         p.wait_complete(["fine"])
         assert p.store.load_value("fine", "tail", "u") == 5
@@ -197,11 +242,19 @@ def test_long_step_runs_once_and_stays_alive(broker: KafkaBroker, tmp_path: Path
     effects = tmp_path / "effects"
     effects.mkdir()
     name = unique("long")
-    spec = StepSpec(pipeline=name, step="slow", parameters_source="RUN_ID = 'none'\n",
-                    cells=[effect_cell(1, "slow", effects, "import time\ntime.sleep(9)\nr = 1")],
-                    outputs=["r"])
-    p = Pipeline(tmp_path, broker.bootstrap, [spec], extra_env={
-        "J2K_MAX_POLL_INTERVAL_MS": "3000", "J2K_SESSION_TIMEOUT_MS": "2000"}).start()
+    spec = StepSpec(
+        pipeline=name,
+        step="slow",
+        parameters_source="RUN_ID = 'none'\n",
+        cells=[effect_cell(1, "slow", effects, "import time\ntime.sleep(9)\nr = 1")],
+        outputs=["r"],
+    )
+    p = Pipeline(
+        tmp_path,
+        broker.bootstrap,
+        [spec],
+        extra_env={"J2K_MAX_POLL_INTERVAL_MS": "3000", "J2K_SESSION_TIMEOUT_MS": "2000"},
+    ).start()
     try:
         p.wait_ready()
         p.submit("long1", RUN_ID="long1")
@@ -223,12 +276,14 @@ def test_long_step_runs_once_and_stays_alive(broker: KafkaBroker, tmp_path: Path
         log = slow.log_text()
         assert log.count(f"assigned partitions: {name}.runs") == 1, log
         assert "commit of" not in log, log
-        probe = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=f"{name}.slow",
-                              enable_auto_commit=False)
+        probe = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap, group_id=f"{name}.slow", enable_auto_commit=False
+        )
         try:
             tps = [TopicPartition(runs_topic(name), i) for i in (0, 1)]
-            wait_for(lambda: sum(probe.committed(tp) or 0 for tp in tps) == 2, 20,
-                     "offsets committed")
+            wait_for(
+                lambda: sum(probe.committed(tp) or 0 for tp in tps) == 2, 20, "offsets committed"
+            )
         finally:
             probe.close(autocommit=False)
     finally:
@@ -236,16 +291,22 @@ def test_long_step_runs_once_and_stays_alive(broker: KafkaBroker, tmp_path: Path
 
 
 @pytest.mark.parametrize("grace", ["20", "1"])
-def test_sigterm_finishes_or_abandons_current_run(broker: KafkaBroker, tmp_path: Path,
-                                                  grace: str) -> None:
+def test_sigterm_finishes_or_abandons_current_run(
+    broker: KafkaBroker, tmp_path: Path, grace: str
+) -> None:
     effects = tmp_path / "effects"
     effects.mkdir()
     name = unique("term")
-    spec = StepSpec(pipeline=name, step="s", parameters_source="RUN_ID = 'none'\n",
-                    cells=[effect_cell(1, "s", effects, "import time\ntime.sleep(3)\nq = 2")],
-                    outputs=["q"])
-    p = Pipeline(tmp_path, broker.bootstrap, [spec],
-                 extra_env={"J2K_SHUTDOWN_GRACE_SECONDS": grace}).start()
+    spec = StepSpec(
+        pipeline=name,
+        step="s",
+        parameters_source="RUN_ID = 'none'\n",
+        cells=[effect_cell(1, "s", effects, "import time\ntime.sleep(3)\nq = 2")],
+        outputs=["q"],
+    )
+    p = Pipeline(
+        tmp_path, broker.bootstrap, [spec], extra_env={"J2K_SHUTDOWN_GRACE_SECONDS": grace}
+    ).start()
     try:
         p.wait_ready()
         p.submit("t1", RUN_ID="t1")
@@ -271,8 +332,7 @@ def test_readiness_needs_a_broker(tmp_path: Path) -> None:
     """A step started with no broker reachable is alive but not ready."""
     from tests.support.kafka_broker import free_port
 
-    spec = StepSpec(pipeline="nob", step="s", cells=[Cell(index=1, source="a = 1")],
-                    outputs=["a"])
+    spec = StepSpec(pipeline="nob", step="s", cells=[Cell(index=1, source="a = 1")], outputs=["a"])
     p = Pipeline(tmp_path, f"127.0.0.1:{free_port()}", [spec]).start()
     try:
         s = p.proc("s")
@@ -287,4 +347,3 @@ def _get_or_none(proc, path):  # type: ignore[no-untyped-def]
         return proc.get(path)
     except OSError:
         return None
-

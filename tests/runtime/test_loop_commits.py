@@ -16,9 +16,14 @@ from jup2kub_runtime.spec import Cell, StepSpec
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.transport import Transport
 
-ENV = {"J2K_BOOTSTRAP_SERVERS": "k:9092", "J2K_PIPELINE": "p", "J2K_STEP": "s",
-       "J2K_INPUT_TOPICS": "p.runs", "J2K_OUTPUT_TOPICS": "p.edge.s.t,p.edge.s.u",
-       "J2K_STATE_PATH": "/unused"}
+ENV = {
+    "J2K_BOOTSTRAP_SERVERS": "k:9092",
+    "J2K_PIPELINE": "p",
+    "J2K_STEP": "s",
+    "J2K_INPUT_TOPICS": "p.runs",
+    "J2K_OUTPUT_TOPICS": "p.edge.s.t,p.edge.s.u",
+    "J2K_STATE_PATH": "/unused",
+}
 T0, T1 = TopicPartition("p.runs", 0), TopicPartition("p.runs", 1)
 
 
@@ -170,8 +175,9 @@ class FakeProducer:
     def partitions_for(self, topic: str) -> set[int]:
         return {0, 1, 2}
 
-    def send(self, topic: str, value: bytes, partition: int | None = None,
-             key: bytes | None = None) -> None:
+    def send(
+        self, topic: str, value: bytes, partition: int | None = None, key: bytes | None = None
+    ) -> None:
         self.sent.append((topic, partition, key))
 
 
@@ -185,8 +191,9 @@ def test_edge_messages_go_round_robin_status_stays_keyed() -> None:
     edge = Counter(p for t, p, _ in producer.sent if t == "p.edge.s.t")
     assert edge == {0: 10, 1: 10, 2: 10}
     assert {p for t, p, _ in producer.sent if t == "p.status"} == {None}
-    assert {k for t, _, k in producer.sent if t == "p.edge.s.t"} == {f"run-{i}".encode()
-                                                                      for i in range(4)}
+    assert {k for t, _, k in producer.sent if t == "p.edge.s.t"} == {
+        f"run-{i}".encode() for i in range(4)
+    }
 
 
 def test_equal_lanes_give_equal_shares_downstream() -> None:

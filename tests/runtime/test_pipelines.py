@@ -11,22 +11,44 @@ from tests.support.runtime_harness import Pipeline, count_effects, effect_cell, 
 RUNS = 200
 
 
-def linear_specs(name: str, effects: Path, mid_body: str = "y = x + 1",
-                 sink_body: str = "z = y * 10") -> list[StepSpec]:
+def linear_specs(
+    name: str, effects: Path, mid_body: str = "y = x + 1", sink_body: str = "z = y * 10"
+) -> list[StepSpec]:
     params = "seed = 0\nRUN_ID = 'none'\n"
     return [
-        StepSpec(pipeline=name, step="load", parameters_source=params, parameters=["seed"],
-                 cells=[effect_cell(1, "load", effects, "x = seed * 2")],
-                 outputs=["x"], downstream=["mid"]),
-        StepSpec(pipeline=name, step="mid", parameters_source=params,
-                 replay=[ReplayCell(cell=0, source="import time")],
-                 cells=[effect_cell(2, "mid", effects, mid_body)],
-                 inputs={"x": "load"}, outputs=["y"], upstream=["load"], downstream=["sink"]),
-        StepSpec(pipeline=name, step="sink", parameters_source=params,
-                 replay=[ReplayCell(cell=0, source="import time")],
-                 cells=[effect_cell(3, "sink", effects, sink_body),
-                        Cell(index=4, source="print('z =', z)\nz")],
-                 inputs={"y": "mid"}, outputs=["z"], upstream=["mid"]),
+        StepSpec(
+            pipeline=name,
+            step="load",
+            parameters_source=params,
+            parameters=["seed"],
+            cells=[effect_cell(1, "load", effects, "x = seed * 2")],
+            outputs=["x"],
+            downstream=["mid"],
+        ),
+        StepSpec(
+            pipeline=name,
+            step="mid",
+            parameters_source=params,
+            replay=[ReplayCell(cell=0, source="import time")],
+            cells=[effect_cell(2, "mid", effects, mid_body)],
+            inputs={"x": "load"},
+            outputs=["y"],
+            upstream=["load"],
+            downstream=["sink"],
+        ),
+        StepSpec(
+            pipeline=name,
+            step="sink",
+            parameters_source=params,
+            replay=[ReplayCell(cell=0, source="import time")],
+            cells=[
+                effect_cell(3, "sink", effects, sink_body),
+                Cell(index=4, source="print('z =', z)\nz"),
+            ],
+            inputs={"y": "mid"},
+            outputs=["z"],
+            upstream=["mid"],
+        ),
     ]
 
 
@@ -52,12 +74,17 @@ def test_linear_200_runs(broker: KafkaBroker, tmp_path: Path) -> None:
         out = p.store.outputs("run-007", "sink")
         assert out["cells"][1]["outputs"] == [
             {"output_type": "stream", "name": "stdout", "text": "z = 150\n"},
-            {"output_type": "execute_result", "execution_count": 2,
-             "data": {"text/plain": "150"}, "metadata": {}},
+            {
+                "output_type": "execute_result",
+                "execution_count": 2,
+                "data": {"text/plain": "150"},
+                "metadata": {},
+            },
         ]
         statuses = p.statuses(lambda ms: sum(m["state"] == "succeeded" for m in ms) >= 3 * RUNS)
         assert {(m["run_id"], m["step"]) for m in statuses if m["state"] == "succeeded"} == {
-            (r, s) for r in runs for s in ("load", "mid", "sink")}
+            (r, s) for r in runs for s in ("load", "mid", "sink")
+        }
         code, metrics = p.proc("mid").get("/metrics")
         assert code == 200 and isinstance(metrics, str)
         assert 'j2k_runs_succeeded_total{pipeline="' in metrics
@@ -69,19 +96,44 @@ def test_linear_200_runs(broker: KafkaBroker, tmp_path: Path) -> None:
 def diamond_specs(name: str, effects: Path) -> list[StepSpec]:
     params = "seed = 0\nRUN_ID = 'none'\n"
     return [
-        StepSpec(pipeline=name, step="a", parameters_source=params,
-                 cells=[effect_cell(1, "a", effects, "base = [seed, seed + 1]")],
-                 outputs=["base"], downstream=["b", "c"]),
-        StepSpec(pipeline=name, step="b", parameters_source=params,
-                 cells=[effect_cell(2, "b", effects, "left = sum(base)")],
-                 inputs={"base": "a"}, outputs=["left"], upstream=["a"], downstream=["d"]),
-        StepSpec(pipeline=name, step="c", parameters_source=params,
-                 replay=[ReplayCell(cell=0, source="def triple(v):\n    return 3 * v\n")],
-                 cells=[effect_cell(3, "c", effects, "right = triple(base[1])")],
-                 inputs={"base": "a"}, outputs=["right"], upstream=["a"], downstream=["d"]),
-        StepSpec(pipeline=name, step="d", parameters_source=params,
-                 cells=[effect_cell(4, "d", effects, "total = left * 1000 + right")],
-                 inputs={"left": "b", "right": "c"}, outputs=["total"], upstream=["b", "c"]),
+        StepSpec(
+            pipeline=name,
+            step="a",
+            parameters_source=params,
+            cells=[effect_cell(1, "a", effects, "base = [seed, seed + 1]")],
+            outputs=["base"],
+            downstream=["b", "c"],
+        ),
+        StepSpec(
+            pipeline=name,
+            step="b",
+            parameters_source=params,
+            cells=[effect_cell(2, "b", effects, "left = sum(base)")],
+            inputs={"base": "a"},
+            outputs=["left"],
+            upstream=["a"],
+            downstream=["d"],
+        ),
+        StepSpec(
+            pipeline=name,
+            step="c",
+            parameters_source=params,
+            replay=[ReplayCell(cell=0, source="def triple(v):\n    return 3 * v\n")],
+            cells=[effect_cell(3, "c", effects, "right = triple(base[1])")],
+            inputs={"base": "a"},
+            outputs=["right"],
+            upstream=["a"],
+            downstream=["d"],
+        ),
+        StepSpec(
+            pipeline=name,
+            step="d",
+            parameters_source=params,
+            cells=[effect_cell(4, "d", effects, "total = left * 1000 + right")],
+            inputs={"left": "b", "right": "c"},
+            outputs=["total"],
+            upstream=["b", "c"],
+        ),
     ]
 
 
@@ -96,8 +148,9 @@ def test_diamond_200_runs(broker: KafkaBroker, tmp_path: Path) -> None:
             p.submit(run_id, seed=seed, RUN_ID=run_id)
         p.wait_complete(runs)
         for run_id, seed in runs.items():
-            assert p.store.load_value(run_id, "d", "total") == (2 * seed + 1) * 1000 + \
-                3 * (seed + 1)
+            assert p.store.load_value(run_id, "d", "total") == (2 * seed + 1) * 1000 + 3 * (
+                seed + 1
+            )
             assert p.store.joined(run_id, "d") <= {"b", "c"}
         for step in "abcd":
             ends = count_effects(effects, step)

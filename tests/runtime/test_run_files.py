@@ -12,15 +12,25 @@ from tests.support.runtime_harness import Pipeline, unique
 def test_concurrent_runs_keep_their_files_apart(broker: KafkaBroker, tmp_path: Path) -> None:
     name = unique("files")
     write = StepSpec(
-        pipeline=name, step="write", parameters_source="label = 'none'\n",
-        cells=[Cell(1, "import time\nopen('shared.txt', 'w').write(label)\ntime.sleep(1)\n"
-                       "written = label")],
-        outputs=["written"], downstream=["read"],
+        pipeline=name,
+        step="write",
+        parameters_source="label = 'none'\n",
+        cells=[
+            Cell(
+                1,
+                "import time\nopen('shared.txt', 'w').write(label)\ntime.sleep(1)\nwritten = label",
+            )
+        ],
+        outputs=["written"],
+        downstream=["read"],
     )
     read = StepSpec(
-        pipeline=name, step="read",
+        pipeline=name,
+        step="read",
         cells=[Cell(2, "seen = open('shared.txt').read()\nsame = seen == written")],
-        inputs={"written": "write"}, outputs=["seen", "same"], upstream=["write"],
+        inputs={"written": "write"},
+        outputs=["seen", "same"],
+        upstream=["write"],
     )
     p = Pipeline(tmp_path, broker.bootstrap, [write, read]).start(replicas={"write": 2})
     try:

@@ -35,8 +35,9 @@ def test_values_round_trip_numpy_pandas_and_plain_objects(tmp_path: Path) -> Non
         "strided": np.arange(40)[::3],  # not contiguous: pickled in-band
         "empty": np.zeros((0, 3)),
         "records": np.array([(1, 2.5)], dtype=[("a", "i4"), ("b", "f8")]),
-        "df": pd.DataFrame({"x": np.arange(6), "y": np.linspace(0, 1, 6),
-                            "s": list("abcdef")}).set_index("s"),
+        "df": pd.DataFrame(
+            {"x": np.arange(6), "y": np.linspace(0, 1, 6), "s": list("abcdef")}
+        ).set_index("s"),
         "series": pd.Series([1.5, None, 3.0], name="v"),
         "plain": {"a": [1, 2, (3, "x")], "b": {1, 2}, "n": None},
         "fn": lambda v: v * 3,
@@ -73,11 +74,19 @@ def test_old_cloudpickle_files_still_load(tmp_path: Path) -> None:
     arr = np.arange(5.0)
     (d / "values" / "a.pkl").write_bytes(cloudpickle.dumps(arr, protocol=5))
     (d / "values" / "f.pkl").write_bytes(cloudpickle.dumps(lambda x: x + 1, protocol=5))
-    (d / "values.json").write_text(json.dumps({
-        "a": {"file": "values/a.pkl", "format": "cloudpickle", "type": "numpy.ndarray",
-              "bytes": 1},
-        "f": {"file": "values/f.pkl"},
-    }))
+    (d / "values.json").write_text(
+        json.dumps(
+            {
+                "a": {
+                    "file": "values/a.pkl",
+                    "format": "cloudpickle",
+                    "type": "numpy.ndarray",
+                    "bytes": 1,
+                },
+                "f": {"file": "values/f.pkl"},
+            }
+        )
+    )
     (d / MARKER).write_text("{}")
     np.testing.assert_array_equal(store.load_value("old", "s", "a"), arr)
     assert store.load_value("old", "s", "f")(1) == 2
@@ -113,9 +122,9 @@ def test_unpicklable_value_is_an_output_error_and_leaves_no_file(tmp_path: Path)
         dumps_value("lock", threading.Lock(), "s")
 
 
-def test_a_full_volume_is_a_state_error_not_an_output_error(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_a_full_volume_is_a_state_error_not_an_output_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = StateStore(tmp_path)
     real_write = valuefile._Sink.write
     calls = {"n": 0}
@@ -143,9 +152,9 @@ def test_a_full_volume_is_a_state_error_not_an_output_error(tmp_path: Path,
     assert not list(tmp_path.rglob(".*.tmp-*"))
 
 
-def test_marker_only_after_everything_it_covers_is_durable(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+def test_marker_only_after_everything_it_covers_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every file of the result is fsynced before its rename, every directory is fsynced
     after the renames, and the marker is renamed last (then its directory is fsynced)."""
     events: list[tuple[str, str]] = []
@@ -177,11 +186,12 @@ def test_marker_only_after_everything_it_covers_is_durable(tmp_path: Path,
     assert {str(d), str(d / "values")} <= synced_dirs
     assert events[marker_at - 1][0] == "fsync"  # the marker's own data
     assert events[marker_at + 1] == ("fsync", str(d))
-    assert events[marker_at + 2:] == []
+    assert events[marker_at + 2 :] == []
 
 
-def test_receipts_and_attempts_are_kept_without_fsync(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_receipts_and_attempts_are_kept_without_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = StateStore(tmp_path)
     synced: list[int] = []
     monkeypatch.setattr(os, "fsync", synced.append)
@@ -197,29 +207,41 @@ class Boom:
     """Unpickling this would leave a file behind."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Path.touch, (Path(os.environ.get("J2K_BOOM", "/nonexistent")) ,))
+        return (Path.touch, (Path(os.environ.get("J2K_BOOM", "/nonexistent")),))
 
 
-def test_nothing_from_a_message_is_unpickled(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_from_a_message_is_unpickled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     flag = tmp_path / "boom"
     monkeypatch.setenv("J2K_BOOM", str(flag))
     payload = pickle.dumps(Boom(), protocol=5)
     with pytest.raises(MessageError, match="not UTF-8 JSON"):
         parse(payload, max_bytes=1 << 20)
-    wrapped = parse(b'{"version": 1, "type": "run", "run_id": "r", "parameters": '
-                    + json.dumps({"x": payload.hex()}).encode() + b"}", max_bytes=1 << 20)
+    wrapped = parse(
+        b'{"version": 1, "type": "run", "run_id": "r", "parameters": '
+        + json.dumps({"x": payload.hex()}).encode()
+        + b"}",
+        max_bytes=1 << 20,
+    )
     assert wrapped.parameters == {"x": payload.hex()}  # JSON values, never unpickled
     assert not flag.exists()
     # Only the value file format unpickles, and only the state store uses it: on files named
     # by a completed step's manifest.
     for module in sorted((RUNTIME_DIR / "jup2kub_runtime").glob("*.py")):
         tree = ast.parse(module.read_text())
-        names = {a.name.split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, (ast.Import, ast.ImportFrom))
-                 for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])}
-        relative = {n.module or a.name for n in ast.walk(tree)
-                    if isinstance(n, ast.ImportFrom) and n.level for a in n.names}
+        names = {
+            a.name.split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Import, ast.ImportFrom))
+            for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])
+        }
+        relative = {
+            n.module or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.level
+            for a in n.names
+        }
         if module.name != "valuefile.py":
             assert not names & {"pickle", "cloudpickle", "dill", "marshal"}, module.name
         if module.name not in ("state.py", "valuefile.py"):

@@ -38,11 +38,16 @@ from jup2kub_runtime.step_run import run_step
 from tests.support.runtime_harness import RUNTIME_DIR
 
 SPEC_JSON = {
-    "version": 1, "pipeline": "iris", "step": "train",
-    "parameters_source": "alpha = 0.5\nn = 10\n", "parameters": ["alpha"],
+    "version": 1,
+    "pipeline": "iris",
+    "step": "train",
+    "parameters_source": "alpha = 0.5\nn = 10\n",
+    "parameters": ["alpha"],
     "replay": [{"cell": 1, "source": "import math\ndef f(x):\n    return x * 2\n"}],
     "cells": [{"index": 5, "source": "model = f(len(df)) * alpha\nprint(model)"}],
-    "inputs": {"df": "load"}, "outputs": ["model"], "upstream": ["load"],
+    "inputs": {"df": "load"},
+    "outputs": ["model"],
+    "upstream": ["load"],
     "downstream": ["evaluate"],
 }
 
@@ -77,14 +82,24 @@ def test_step_state_values_are_the_wire_values() -> None:
 def test_error_record_json() -> None:
     record = ErrorRecord(2, "ValueError", "bad", ["Traceback", "ValueError: bad"], phase="cell")
     doc = record.to_json()
-    assert doc == {"output_type": "error", "cell": 2, "phase": "cell", "ename": "ValueError",
-                   "evalue": "bad", "traceback": ["Traceback", "ValueError: bad"]}
+    assert doc == {
+        "output_type": "error",
+        "cell": 2,
+        "phase": "cell",
+        "ename": "ValueError",
+        "evalue": "bad",
+        "traceback": ["Traceback", "ValueError: bad"],
+    }
     assert ErrorRecord.from_json(json.loads(json.dumps(doc))) == record
     assert record.summary() == {"cell": 2, "ename": "ValueError", "evalue": "bad"}
     stored = ErrorRecord.of(OutputError("variable 'x' ...", variable="x"))
-    assert stored.to_message() == {"cell": None, "ename": "OutputError",
-                                   "evalue": "variable 'x' ...", "traceback": [],
-                                   "variable": "x"}
+    assert stored.to_message() == {
+        "cell": None,
+        "ename": "OutputError",
+        "evalue": "variable 'x' ...",
+        "traceback": [],
+        "variable": "x",
+    }
     # older records: no variable, no phase, even no traceback
     old = ErrorRecord.from_json({"cell": None, "ename": "E", "evalue": "v"})
     assert (old.variable, old.phase, old.traceback) == (None, None, [])
@@ -103,7 +118,9 @@ def test_messages_validation() -> None:
     with pytest.raises(AssertionError):
         status_message("r", "s", StepState.BLOCKED, 1)  # the local runner's, not on the wire
     for raw, reason in [
-        (None, "empty"), (b"x" * 2000, "oversized"), (b"\xff", "UTF-8"),
+        (None, "empty"),
+        (b"x" * 2000, "oversized"),
+        (b"\xff", "UTF-8"),
         (b'{"version": 1, "type": "run", "run_id": "a", "parameters": {"x": NaN}}', "JSON"),
         (b'{"version": true, "type": "run", "run_id": "a"}', "version"),
         (b'{"version": 1, "type": "status", "run_id": "a"}', "type"),
@@ -116,31 +133,52 @@ def test_messages_validation() -> None:
             parse(raw, max_bytes=1000)
 
 
-BASE_ENV = {"J2K_BOOTSTRAP_SERVERS": "k:9092,k2:9093", "J2K_PIPELINE": "iris", "J2K_STEP": "train",
-            "J2K_INPUT_TOPICS": "iris.edge.load.train", "J2K_STATE_PATH": "/state"}
+BASE_ENV = {
+    "J2K_BOOTSTRAP_SERVERS": "k:9092,k2:9093",
+    "J2K_PIPELINE": "iris",
+    "J2K_STEP": "train",
+    "J2K_INPUT_TOPICS": "iris.edge.load.train",
+    "J2K_STATE_PATH": "/state",
+}
 
 
 def test_config_defaults_and_errors() -> None:
     cfg = Config.from_env(BASE_ENV)
     assert cfg.bootstrap_servers == ["k:9092", "k2:9093"]
     assert (cfg.status_topic, cfg.dead_letter_topic, cfg.consumer_group) == (
-        "iris.status", "iris.dead-letter", "iris.train")
+        "iris.status",
+        "iris.dead-letter",
+        "iris.train",
+    )
     assert cfg.output_topics == [] and cfg.max_retries == 3 and cfg.port == 8080
     assert str(cfg.code_path) == "/app/step"
     assert [cfg.retry_delay(a) for a in (1, 2, 3)] == [1.0, 2.0, 4.0]
     assert Config.from_env({**BASE_ENV, "J2K_RETRY_BACKOFF_MAX_SECONDS": "3"}).retry_delay(5) == 3
-    for var, value in [("J2K_BOOTSTRAP_SERVERS", "nohost"), ("J2K_MAX_RETRIES", "x"),
-                       ("J2K_STEP_TIMEOUT_SECONDS", "-1"), ("J2K_PORT", "70000"),
-                       ("J2K_INPUT_TOPICS", " , "), ("J2K_PIPELINE", "a b"),
-                       ("J2K_STATE_PATH", "")]:
+    for var, value in [
+        ("J2K_BOOTSTRAP_SERVERS", "nohost"),
+        ("J2K_MAX_RETRIES", "x"),
+        ("J2K_STEP_TIMEOUT_SECONDS", "-1"),
+        ("J2K_PORT", "70000"),
+        ("J2K_INPUT_TOPICS", " , "),
+        ("J2K_PIPELINE", "a b"),
+        ("J2K_STATE_PATH", ""),
+    ]:
         with pytest.raises(ConfigError) as info:
             Config.from_env({**BASE_ENV, var: value})
         assert info.value.variable == var
 
+
 def test_config_to_env_round_trips() -> None:
-    cfg = Config.from_env({**BASE_ENV, "J2K_OUTPUT_TOPICS": "iris.edge.train.eval",
-                           "J2K_RETRY_BACKOFF_SECONDS": "0.1", "J2K_FSYNC": "no",
-                           "J2K_LOG_LEVEL": "debug", "J2K_STEP_TIMEOUT_SECONDS": "2.5"})
+    cfg = Config.from_env(
+        {
+            **BASE_ENV,
+            "J2K_OUTPUT_TOPICS": "iris.edge.train.eval",
+            "J2K_RETRY_BACKOFF_SECONDS": "0.1",
+            "J2K_FSYNC": "no",
+            "J2K_LOG_LEVEL": "debug",
+            "J2K_STEP_TIMEOUT_SECONDS": "2.5",
+        }
+    )
     env = cfg.to_env()
     assert all(k.startswith("J2K_") and isinstance(v, str) for k, v in env.items())
     assert Config.from_env(env) == cfg
@@ -153,10 +191,24 @@ def test_config_for_step_derives_the_wiring() -> None:
     assert root.input_topics == ["iris.runs"]
     assert root.output_topics == ["iris.edge.load.train", "iris.edge.load.plot"]
     assert (root.consumer_group, root.status_topic, root.dead_letter_topic) == (
-        "iris.load", "iris.status", "iris.dead-letter")
+        "iris.load",
+        "iris.status",
+        "iris.dead-letter",
+    )
     assert (root.code_path, root.port) == (DEFAULT_CODE_PATH, DEFAULT_PORT)
-    join = Config.for_step("iris", "eval", ["train", "load"], [], ["a:1", "b:2"], "/s", "/c",
-                           port=0, max_retries=0, run_files=False, health_host="127.0.0.1")
+    join = Config.for_step(
+        "iris",
+        "eval",
+        ["train", "load"],
+        [],
+        ["a:1", "b:2"],
+        "/s",
+        "/c",
+        port=0,
+        max_retries=0,
+        run_files=False,
+        health_host="127.0.0.1",
+    )
     assert join.input_topics == ["iris.edge.train.eval", "iris.edge.load.eval"]
     assert (join.output_topics, join.bootstrap_servers) == ([], ["a:1", "b:2"])
     assert (join.port, join.max_retries, join.run_files) == (0, 0, False)
@@ -168,15 +220,24 @@ def test_config_for_step_derives_the_wiring() -> None:
 def test_missing_variable_stops_process_with_code_2() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
     env.update({k: v for k, v in BASE_ENV.items() if k != "J2K_STEP"}, PYTHONPATH=str(RUNTIME_DIR))
-    proc = subprocess.run([sys.executable, "-m", "jup2kub_runtime"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jup2kub_runtime"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "J2K_STEP" in proc.stderr and "required" in proc.stderr
 
 
 def spec_of(*cells: str, **kw: object) -> StepSpec:
-    return StepSpec(pipeline="p", step=str(kw.pop("step", "s")),
-                    cells=[Cell(i + 1, c) for i, c in enumerate(cells)], **kw)  # type: ignore[arg-type]
+    return StepSpec(
+        pipeline="p",
+        step=str(kw.pop("step", "s")),
+        cells=[Cell(i + 1, c) for i, c in enumerate(cells)],
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_cells_capture_like_jupyter() -> None:
@@ -187,7 +248,8 @@ def test_cells_capture_like_jupyter() -> None:
         "from IPython.display import display, HTML\ndisplay(HTML('<b>b</b>'))\nclass K:\n"
         "    def _repr_html_(self): return '<i>k</i>'\nK()",
         "import matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nNone",
-        parameters_source="x = 1\ny = 2\n", outputs=["x", "y"],
+        parameters_source="x = 1\ny = 2\n",
+        outputs=["x", "y"],
     )
     result = execute_step(spec, {}, {"y": 20})
     assert result.ok and result.values == {"x": 3, "y": 20}
@@ -196,8 +258,12 @@ def test_cells_capture_like_jupyter() -> None:
         {"output_type": "stream", "name": "stdout", "text": "out\n"},
         {"output_type": "stream", "name": "stderr", "text": "err\n"},
         {"output_type": "stream", "name": "stdout", "text": "more\n"},
-        {"output_type": "execute_result", "execution_count": 1,
-         "data": {"text/plain": "2"}, "metadata": {}},
+        {
+            "output_type": "execute_result",
+            "execution_count": 1,
+            "data": {"text/plain": "2"},
+            "metadata": {},
+        },
     ]
     assert c2 == [] and c3 == []  # a trailing ';' hides the value
     assert c4[0]["output_type"] == "display_data" and c4[0]["data"]["text/html"] == "<b>b</b>"
@@ -211,8 +277,9 @@ def test_cells_capture_like_jupyter() -> None:
 
 
 def test_cells_report_the_failing_cell() -> None:
-    result = execute_step(spec_of("a = 1", "def g():\n    raise KeyError('k')\n", "print('x')\ng()",
-                                  "never = 1"), {})
+    result = execute_step(
+        spec_of("a = 1", "def g():\n    raise KeyError('k')\n", "print('x')\ng()", "never = 1"), {}
+    )
     assert not result.ok and result.error is not None and not result.permanent
     assert result.error is not None
     assert (result.error.cell, result.error.ename) == (3, "KeyError")
@@ -230,8 +297,9 @@ def test_cells_report_the_failing_cell() -> None:
 
 def test_cells_timeout_in_a_worker_thread() -> None:
     out: list[object] = []
-    t = threading.Thread(target=lambda: out.append(execute_step(
-        spec_of("while True:\n    pass"), {}, timeout=0.5)))
+    t = threading.Thread(
+        target=lambda: out.append(execute_step(spec_of("while True:\n    pass"), {}, timeout=0.5))
+    )
     t.start()
     t.join(10)
     assert not t.is_alive()
@@ -241,10 +309,21 @@ def test_cells_timeout_in_a_worker_thread() -> None:
 
 def test_state_store_and_run_step(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
-    load = spec_of("import threading\ndata = {'n': n}\nfn = lambda v: v + n", step="load",
-                   parameters_source="n = 1\n", outputs=["data", "fn"], downstream=["use"])
-    use = StepSpec(pipeline="p", step="use", cells=[Cell(9, "res = fn(data['n'])")],
-                   inputs={"data": "load", "fn": "load"}, outputs=["res"], upstream=["load"])
+    load = spec_of(
+        "import threading\ndata = {'n': n}\nfn = lambda v: v + n",
+        step="load",
+        parameters_source="n = 1\n",
+        outputs=["data", "fn"],
+        downstream=["use"],
+    )
+    use = StepSpec(
+        pipeline="p",
+        step="use",
+        cells=[Cell(9, "res = fn(data['n'])")],
+        inputs={"data": "load", "fn": "load"},
+        outputs=["res"],
+        upstream=["load"],
+    )
     with pytest.raises(MissingInputError, match="waits for load"):
         run_step(use, store, "r1")
     assert run_step(load, store, "r1", {"n": 5}).status == "succeeded"
@@ -275,8 +354,13 @@ def test_state_store_and_run_step(tmp_path: Path) -> None:
 def test_step_run_module_is_named_for_callers() -> None:
     assert step_run.__name__ == STEP_RUN_MODULE
     code = "import sys, jup2kub_runtime; print('jup2kub_runtime.cells' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(RUNTIME_DIR)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(RUNTIME_DIR)},
+    )
     assert out.stdout.strip() == "False"  # naming the command does not import the cells
 
 
@@ -286,9 +370,22 @@ def test_step_run_command(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", STEP_RUN_MODULE, "--spec",
-                               str(tmp_path / "step.json"), "--state", str(tmp_path / "st"),
-                               *args], env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                STEP_RUN_MODULE,
+                "--spec",
+                str(tmp_path / "step.json"),
+                "--state",
+                str(tmp_path / "st"),
+                *args,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     first = run("--run-id", "one", "--params", '{"x": 21}')
     assert first.returncode == 0, first.stderr
@@ -311,10 +408,27 @@ def test_execute_command_started_ahead_waits_for_go(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
 
     def run(run_id: str, stdin: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", STEP_RUN_MODULE, "--spec",
-                               str(tmp_path / "step.json"), "--state", str(tmp_path / "st"),
-                               "--run-id", run_id, "--params", '{"x": 4}', "--wait"],
-                              env=env, input=stdin, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                STEP_RUN_MODULE,
+                "--spec",
+                str(tmp_path / "step.json"),
+                "--state",
+                str(tmp_path / "st"),
+                "--run-id",
+                run_id,
+                "--params",
+                '{"x": 4}',
+                "--wait",
+            ],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     cancelled = run("early", "")
     assert cancelled.returncode == 4, cancelled.stderr

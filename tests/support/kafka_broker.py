@@ -24,11 +24,18 @@ SETUP_SCRIPT = REPO / "tests" / "setup.d" / "30-kafka.sh"
 def kafka_libs() -> Path:
     """The directory of Kafka jars, running the setup script if the environment lacks it."""
     home = os.environ.get("J2K_KAFKA_HOME")
-    if (not home or not os.environ.get("J2K_KAFKA_VERSION")
-            or not (Path(home) / "libs" / ".complete").exists()):
+    if (
+        not home
+        or not os.environ.get("J2K_KAFKA_VERSION")
+        or not (Path(home) / "libs" / ".complete").exists()
+    ):
         out = subprocess.run(
-            ["bash", "-c", f'set -euo pipefail; source "{SETUP_SCRIPT}"; '
-                           'echo "$J2K_KAFKA_VERSION $J2K_KAFKA_HOME"'],
+            [
+                "bash",
+                "-c",
+                f'set -euo pipefail; source "{SETUP_SCRIPT}"; '
+                'echo "$J2K_KAFKA_VERSION $J2K_KAFKA_HOME"',
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -104,8 +111,9 @@ class KafkaBroker:
         )
         (workdir / "log4j.properties").write_text(LOG4J.format(log=self.log))
         self.proc: subprocess.Popen[bytes] | None = None
-        self._java("kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c",
-                   str(self.config))
+        self._java(
+            "kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(self.config)
+        )
 
     @staticmethod
     def _cluster_id() -> str:
@@ -116,9 +124,16 @@ class KafkaBroker:
 
     def _cmd(self, main: str, *args: str) -> list[str]:
         return [
-            "java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "java",
+            "-Xms128m",
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
             f"-Dlog4j.configuration=file:{self.workdir / 'log4j.properties'}",
-            "-cp", f"{self.libs}/*", main, *args,
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
         ]
 
     def _java(self, main: str, *args: str) -> None:
@@ -128,7 +143,9 @@ class KafkaBroker:
         assert self.proc is None, "broker already running"
         out = (self.workdir / "stdout.log").open("ab")
         self.proc = subprocess.Popen(
-            self._cmd("kafka.Kafka", str(self.config)), stdout=out, stderr=subprocess.STDOUT,
+            self._cmd("kafka.Kafka", str(self.config)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

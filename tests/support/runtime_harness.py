@@ -64,9 +64,13 @@ class StepProcess:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "jup2kub_runtime"],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jup2kub_runtime"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -104,9 +108,14 @@ class StepProcess:
 class Pipeline:
     """Writes step bundles for ``specs``, starts one process per step, submits runs."""
 
-    def __init__(self, root: Path, bootstrap: str, specs: list[StepSpec],
-                 extra_env: dict[str, str] | None = None,
-                 step_env: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        bootstrap: str,
+        specs: list[StepSpec],
+        extra_env: dict[str, str] | None = None,
+        step_env: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.root = root
         self.bootstrap = bootstrap
         self.name = specs[0].pipeline
@@ -123,26 +132,31 @@ class Pipeline:
         code = self.root / "code" / spec.step
         code.mkdir(parents=True, exist_ok=True)
         spec.dump(code)
-        inputs = ([runs_topic(spec.pipeline)] if spec.is_root else
-                  [edge_topic(spec.pipeline, u, spec.step) for u in spec.upstream])
+        inputs = (
+            [runs_topic(spec.pipeline)]
+            if spec.is_root
+            else [edge_topic(spec.pipeline, u, spec.step) for u in spec.upstream]
+        )
         outputs = [edge_topic(spec.pipeline, spec.step, d) for d in spec.downstream]
         env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
-        env.update({
-            "PYTHONPATH": str(RUNTIME_DIR),
-            "J2K_BOOTSTRAP_SERVERS": self.bootstrap,
-            "J2K_PIPELINE": spec.pipeline,
-            "J2K_STEP": spec.step,
-            "J2K_INPUT_TOPICS": ",".join(inputs),
-            "J2K_OUTPUT_TOPICS": ",".join(outputs),
-            "J2K_STATE_PATH": str(self.state),
-            "J2K_CODE_PATH": str(code),
-            "J2K_PORT": str(free_port()),
-            "J2K_HEALTH_HOST": "127.0.0.1",
-            "J2K_SESSION_TIMEOUT_MS": "3000",
-            "J2K_RETRY_BACKOFF_SECONDS": "0.1",
-            "J2K_TOPIC_PARTITIONS": "2",
-            "J2K_SHUTDOWN_GRACE_SECONDS": "20",
-        })
+        env.update(
+            {
+                "PYTHONPATH": str(RUNTIME_DIR),
+                "J2K_BOOTSTRAP_SERVERS": self.bootstrap,
+                "J2K_PIPELINE": spec.pipeline,
+                "J2K_STEP": spec.step,
+                "J2K_INPUT_TOPICS": ",".join(inputs),
+                "J2K_OUTPUT_TOPICS": ",".join(outputs),
+                "J2K_STATE_PATH": str(self.state),
+                "J2K_CODE_PATH": str(code),
+                "J2K_PORT": str(free_port()),
+                "J2K_HEALTH_HOST": "127.0.0.1",
+                "J2K_SESSION_TIMEOUT_MS": "3000",
+                "J2K_RETRY_BACKOFF_SECONDS": "0.1",
+                "J2K_TOPIC_PARTITIONS": "2",
+                "J2K_SHUTDOWN_GRACE_SECONDS": "20",
+            }
+        )
         env.update(self.extra_env)
         env.update(self.step_env.get(spec.step, {}))
         return env
@@ -187,8 +201,9 @@ class Pipeline:
     @property
     def producer(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                           max_request_size=4 * 1024 * 1024)
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+            )
         return self._producer
 
     def submit(self, run_id: str, **params: Any) -> None:
@@ -197,35 +212,53 @@ class Pipeline:
         topic = runs_topic(self.name)
         parts = sorted(self.producer.partitions_for(topic) or [0])
         self._submitted += 1
-        self.send_raw(json.dumps(run_message(run_id, params)).encode(), key=run_id,
-                      partition=parts[self._submitted % len(parts)])
+        self.send_raw(
+            json.dumps(run_message(run_id, params)).encode(),
+            key=run_id,
+            partition=parts[self._submitted % len(parts)],
+        )
 
-    def send_raw(self, value: bytes, key: str | None = None, topic: str | None = None,
-                 partition: int | None = None) -> None:
-        self.producer.send(topic or runs_topic(self.name), value, partition=partition,
-                           key=key.encode() if key else None).get(60)
+    def send_raw(
+        self,
+        value: bytes,
+        key: str | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+    ) -> None:
+        self.producer.send(
+            topic or runs_topic(self.name),
+            value,
+            partition=partition,
+            key=key.encode() if key else None,
+        ).get(60)
 
-    def wait_complete(self, run_ids: Iterable[str], steps: Iterable[str] | None = None,
-                      timeout: float = 240) -> None:
+    def wait_complete(
+        self, run_ids: Iterable[str], steps: Iterable[str] | None = None, timeout: float = 240
+    ) -> None:
         run_ids = list(run_ids)
         steps = list(steps or self.specs)
         deadline = time.monotonic() + timeout
         while True:
-            missing = [(r, s) for r in run_ids for s in steps
-                       if not self.store.is_complete(r, s)]
+            missing = [(r, s) for r in run_ids for s in steps if not self.store.is_complete(r, s)]
             if not missing:
                 return
             if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {s}\n{p.log_text()[-2000:]}"
-                                 for s, ps in self.procs.items() for p in ps)
+                logs = "\n".join(
+                    f"--- {s}\n{p.log_text()[-2000:]}" for s, ps in self.procs.items() for p in ps
+                )
                 raise AssertionError(f"{len(missing)} not complete, e.g. {missing[:5]}\n{logs}")
             time.sleep(0.2)
 
-    def read_topic(self, topic: str, until: Callable[[list[dict[str, Any]]], bool],
-                   timeout: float = 60) -> list[dict[str, Any]]:
+    def read_topic(
+        self, topic: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 60
+    ) -> list[dict[str, Any]]:
         """All JSON messages of ``topic`` from the start, once ``until(messages)`` holds."""
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                 enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         try:
             parts = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in parts]
@@ -243,12 +276,14 @@ class Pipeline:
         finally:
             consumer.close()
 
-    def statuses(self, until: Callable[[list[dict[str, Any]]], bool],
-                 timeout: float = 60) -> list[dict[str, Any]]:
+    def statuses(
+        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 60
+    ) -> list[dict[str, Any]]:
         return self.read_topic(status_topic(self.name), until, timeout)
 
-    def dead_letters(self, until: Callable[[list[dict[str, Any]]], bool],
-                     timeout: float = 60) -> list[dict[str, Any]]:
+    def dead_letters(
+        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 60
+    ) -> list[dict[str, Any]]:
         return self.read_topic(dead_letter_topic(self.name), until, timeout)
 
     def stop(self) -> None:

@@ -48,7 +48,6 @@ _STEP_RESULT = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 _FROM_STEP = re.compile(r"^Step \d+/\d+ : FROM ")
 
 
-
 @dataclass(frozen=True)
 class ImageOptions:
     """Choices for one image build (the ``jup2kub build`` flags)."""
@@ -103,8 +102,12 @@ class BuildResult:
             "runtime_image": self.runtime_image,
             "target": self.target.describe(),
             "steps": {
-                s: {"image": i.reference, "digest": i.digest, "image_id": i.image_id,
-                    "size": i.size}
+                s: {
+                    "image": i.reference,
+                    "digest": i.digest,
+                    "image_id": i.image_id,
+                    "size": i.size,
+                }
                 for s, i in sorted(self.images.items())
             },
         }
@@ -128,8 +131,9 @@ def engine(timeout: float = 600.0) -> docker.DockerClient:
     return client
 
 
-def _base(client: docker.DockerClient, name: str, platform: str | None,
-          log: Log) -> tuple[str, str]:
+def _base(
+    client: docker.DockerClient, name: str, platform: str | None, log: Log
+) -> tuple[str, str]:
     """(reference to use in FROM, image id), pulling the base image when it is not local."""
     try:
         image = client.images.get(name)
@@ -153,13 +157,20 @@ def _base(client: docker.DockerClient, name: str, platform: str | None,
     return name, str(image.id)
 
 
-def probe_target(client: docker.DockerClient, base_image: str,
-                 platform: str | None = None) -> Target:
+def probe_target(
+    client: docker.DockerClient, base_image: str, platform: str | None = None
+) -> Target:
     """The base image's Python version and glibc, read by running it (no network)."""
     _base(client, base_image, platform, lambda _msg: None)
     try:
-        out = client.containers.run(base_image, ["python3", "-c", _PROBE], remove=True,
-                                    network_mode="none", platform=platform, entrypoint=[])
+        out = client.containers.run(
+            base_image,
+            ["python3", "-c", _PROBE],
+            remove=True,
+            network_mode="none",
+            platform=platform,
+            entrypoint=[],
+        )
         info = json.loads(out.decode().strip().splitlines()[-1])
         libc, version = info["libc"]
         glibc = tuple(int(x) for x in version.split(".")[:2]) if libc == "glibc" else None
@@ -169,8 +180,10 @@ def probe_target(client: docker.DockerClient, base_image: str,
             hint="the base image needs python3 (3.10+, glibc-based) on its PATH",
         ) from exc
     if glibc is None or len(glibc) != 2:
-        raise UsageError(f"the base image {base_image!r} is not glibc-based (musl wheels are "
-                         "not supported)", hint="use a Debian/Ubuntu-based Python image")
+        raise UsageError(
+            f"the base image {base_image!r} is not glibc-based (musl wheels are not supported)",
+            hint="use a Debian/Ubuntu-based Python image",
+        )
     py = info["python"]
     return Target((int(py[0]), int(py[1])), platform or "linux/amd64", (glibc[0], glibc[1]))
 
@@ -230,8 +243,11 @@ def runtime_context(ctx: Path, locks: Locks) -> None:
 
 
 def _lock_names(text: str) -> list[str]:
-    return [line.split("==")[0] for line in text.splitlines()
-            if "==" in line and not line.startswith((" ", "#"))]
+    return [
+        line.split("==")[0]
+        for line in text.splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    ]
 
 
 def step_context(ctx: Path, spec_json: str, step: str, deps: Dependencies, locks: Locks) -> None:
@@ -253,11 +269,14 @@ def step_context(ctx: Path, spec_json: str, step: str, deps: Dependencies, locks
         _link(Path(f.path), ctx / rel)
         copies.append(f"COPY {json.dumps([rel, f.path])}")
     text = dockerfile("step")
-    text = "\n".join(
-        ("\n".join(copies) if line.startswith(_DATA_MARKER) else line)
-        for line in text.splitlines()
-        if not (line.startswith(_DATA_MARKER) and not copies)
-    ) + "\n"
+    text = (
+        "\n".join(
+            ("\n".join(copies) if line.startswith(_DATA_MARKER) else line)
+            for line in text.splitlines()
+            if not (line.startswith(_DATA_MARKER) and not copies)
+        )
+        + "\n"
+    )
     (ctx / "Dockerfile").write_text(text, encoding="utf-8")
 
 
@@ -287,16 +306,30 @@ def _exists(client: docker.DockerClient, ref: str) -> Any | None:
         return None
 
 
-def _build(client: docker.DockerClient, ctx: Path, ref: str, what: str,
-           buildargs: Mapping[str, str], platform: str | None, labels: Mapping[str, str],
-           log: Log) -> Any:
+def _build(
+    client: docker.DockerClient,
+    ctx: Path,
+    ref: str,
+    what: str,
+    buildargs: Mapping[str, str],
+    platform: str | None,
+    labels: Mapping[str, str],
+    log: Log,
+) -> Any:
     lines: list[str] = []
     stages: list[str] = []  # ids of finished install stages: untagged, ours to remove
     last_id = None
     try:
         stream = client.api.build(
-            path=str(ctx), tag=ref, buildargs=dict(buildargs), platform=platform,
-            network_mode="none", rm=True, forcerm=True, pull=False, decode=True,
+            path=str(ctx),
+            tag=ref,
+            buildargs=dict(buildargs),
+            platform=platform,
+            network_mode="none",
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
             labels=dict(labels),
         )
         for chunk in stream:
@@ -311,11 +344,15 @@ def _build(client: docker.DockerClient, ctx: Path, ref: str, what: str,
             if "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
                 tail = "\n".join(lines[-25:])
-                raise ImageBuildError(f"building the image of {what} failed: {detail}",
-                                      where=what, hint=f"build log (last lines):\n{tail}")
+                raise ImageBuildError(
+                    f"building the image of {what} failed: {detail}",
+                    where=what,
+                    hint=f"build log (last lines):\n{tail}",
+                )
     except docker.errors.APIError as exc:
-        raise ImageBuildError(f"building the image of {what} failed: {exc.explanation or exc}",
-                              where=what) from exc
+        raise ImageBuildError(
+            f"building the image of {what} failed: {exc.explanation or exc}", where=what
+        ) from exc
     image = _exists(client, ref)
     if image is None:
         raise ImageBuildError(f"the engine reported no image {ref} for {what}", where=what)
@@ -343,11 +380,13 @@ def push(client: docker.DockerClient, repository: str, tag: str) -> str:
             if aux.get("Digest"):
                 digest = str(aux["Digest"])
     except docker.errors.APIError as exc:
-        raise ImageBuildError(f"pushing {repository}:{tag} failed: {exc.explanation or exc}",
-                              where=repository) from exc
+        raise ImageBuildError(
+            f"pushing {repository}:{tag} failed: {exc.explanation or exc}", where=repository
+        ) from exc
     if not digest:
-        raise ImageBuildError(f"the registry returned no digest for {repository}:{tag}",
-                              where=repository)
+        raise ImageBuildError(
+            f"the registry returned no digest for {repository}:{tag}", where=repository
+        )
     return digest
 
 
@@ -387,8 +426,12 @@ def build_images(
     unknown = [s for s in wanted if s not in specs]
     if unknown:
         raise InputError(f"no step named {unknown[0]!r}", hint="known: " + ", ".join(specs))
-    common = {"base": base_id, "platform": options.platform or "", "generator": "images/1",
-              "workdir": options.workdir}
+    common = {
+        "base": base_id,
+        "platform": options.platform or "",
+        "generator": "images/1",
+        "workdir": options.workdir,
+    }
     with tempfile.TemporaryDirectory(prefix="jup2kub-images-") as tmp:
         ctx = Path(tmp) / "runtime"
         ctx.mkdir()
@@ -398,9 +441,16 @@ def build_images(
         t0 = time.monotonic()
         if _exists(client, runtime_ref) is None:
             say(f"runtime layer: building {runtime_ref}")
-            _build(client, ctx, runtime_ref, "the runtime layer",
-                   {"BASE_IMAGE": base_ref, "WORKDIR": options.workdir}, options.platform,
-                   {"io.jup2kub.layer": "runtime", "io.jup2kub.content-hash": rt_hash}, say)
+            _build(
+                client,
+                ctx,
+                runtime_ref,
+                "the runtime layer",
+                {"BASE_IMAGE": base_ref, "WORKDIR": options.workdir},
+                options.platform,
+                {"io.jup2kub.layer": "runtime", "io.jup2kub.content-hash": rt_hash},
+                say,
+            )
             say(f"runtime layer: built in {time.monotonic() - t0:.1f}s")
         else:
             say(f"runtime layer: unchanged, reusing {runtime_ref}")
@@ -418,17 +468,31 @@ def build_images(
             if image is None:
                 say(f"step {step}: building {ref}")
                 image = _build(
-                    client, ctx, ref, f"step {step!r}", {"RUNTIME_IMAGE": runtime_ref},
+                    client,
+                    ctx,
+                    ref,
+                    f"step {step!r}",
+                    {"RUNTIME_IMAGE": runtime_ref},
                     options.platform,
-                    {"io.jup2kub.pipeline": name, "io.jup2kub.step": step,
-                     "io.jup2kub.content-hash": digest}, say,
+                    {
+                        "io.jup2kub.pipeline": name,
+                        "io.jup2kub.step": step,
+                        "io.jup2kub.content-hash": digest,
+                    },
+                    say,
                 )
                 say(f"step {step}: built in {time.monotonic() - t0:.1f}s")
             else:
                 say(f"step {step}: unchanged, not rebuilt ({ref} exists)")
-            result.images[step] = BuiltImage(step, repo, digest, str(image.id), built,
-                                             time.monotonic() - t0,
-                                             int(image.attrs.get("Size") or 0))
+            result.images[step] = BuiltImage(
+                step,
+                repo,
+                digest,
+                str(image.id),
+                built,
+                time.monotonic() - t0,
+                int(image.attrs.get("Size") or 0),
+            )
             shutil.rmtree(ctx, ignore_errors=True)
     if options.push:
         for img in result.images.values():
@@ -437,8 +501,9 @@ def build_images(
     return result
 
 
-def build_files(deps: Dependencies, locks: Locks,
-                result: BuildResult | None = None) -> dict[str, bytes]:
+def build_files(
+    deps: Dependencies, locks: Locks, result: BuildResult | None = None
+) -> dict[str, bytes]:
     """What the build leaves in OUT for audit, by path relative to OUT: ``images/`` with the
     Dockerfile templates, the runtime and per-step locks, the trace summary, the data-file list
     and (after a build) which image each step got. No environment value is in any of them."""
@@ -451,15 +516,18 @@ def build_files(deps: Dependencies, locks: Locks,
         files[f"images/{step}/requirements.lock"] = text.encode()
     if deps.trace_summary is not None:
         files["images/trace-summary.json"] = (
-            json.dumps(deps.trace_summary, indent=2, sort_keys=True) + "\n").encode()
+            json.dumps(deps.trace_summary, indent=2, sort_keys=True) + "\n"
+        ).encode()
     if deps.data_files:
-        files["images/data-files.json"] = (json.dumps(
-            [f.to_json() for f in deps.data_files], indent=2) + "\n").encode()
+        files["images/data-files.json"] = (
+            json.dumps([f.to_json() for f in deps.data_files], indent=2) + "\n"
+        ).encode()
     if deps.warnings:
         files["images/warnings.txt"] = ("\n".join(deps.warnings) + "\n").encode()
     if result is not None:
         files["images/images.json"] = (
-            json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n").encode()
+            json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n"
+        ).encode()
     return files
 
 

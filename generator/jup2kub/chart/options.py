@@ -133,8 +133,10 @@ def _check_images(options: ChartOptions, plan: PipelinePlan) -> None:
     ):
         for step, value in mapping.items():
             if step not in names:
-                raise UsageError(f"{kind} given for unknown step {step!r}", hint="known steps: "
-                                 + ", ".join(sorted(names)))
+                raise UsageError(
+                    f"{kind} given for unknown step {step!r}",
+                    hint="known steps: " + ", ".join(sorted(names)),
+                )
             if not pattern.match(value):
                 raise UsageError(f"{kind} {value!r} of step {step!r} is malformed")
     if not _TAG.match(options.kafka_tag):

@@ -26,8 +26,9 @@ def package_chart(
     meta = _chart_meta(chart_dir)
     dest = (destination or Path.cwd()).absolute()
     dest.mkdir(parents=True, exist_ok=True)
-    run_helm(["package", str(chart_dir), "--destination", str(dest)], helm=helm,
-             where=str(chart_dir))
+    run_helm(
+        ["package", str(chart_dir), "--destination", str(dest)], helm=helm, where=str(chart_dir)
+    )
     tgz = dest / f"{meta['name']}-{meta['version']}.tgz"
     if not tgz.is_file():
         raise RuntimeError(f"helm package did not write {tgz}")

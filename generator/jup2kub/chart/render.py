@@ -39,8 +39,9 @@ def render_chart(plan: PipelinePlan, options: ChartOptions | None = None) -> dic
     check_options(options, plan)
     context = _context(plan, options)
     env = _jinja()
-    files = {rel: data for rel, data in _walk(SKELETON)
-             if not rel.endswith(".j2") and rel != SCHEMA_BASE}
+    files = {
+        rel: data for rel, data in _walk(SKELETON) if not rel.endswith(".j2") and rel != SCHEMA_BASE
+    }
     for target in ("Chart.yaml", "values.yaml", *ENV_VALUES_FILES):
         files[target] = env.get_template(f"{target}.j2").render(context).encode()
     schema = values_schema([s.name for s in plan.steps])
@@ -52,10 +53,16 @@ def render_chart(plan: PipelinePlan, options: ChartOptions | None = None) -> dic
     context["values_table"] = values_table(schema, values)
     files["README.md"] = env.get_template("README.md.j2").render(context).encode()
     files["pipeline.json"] = _json(plan.graph, indent=2, ensure_ascii=False)
-    files[MARKER] = _json({"generator": "jup2kub", "version": __version__,
-                           "notebook": Path(plan.notebook).name,
-                           "notebookSha256": plan.notebook_sha256, "pipeline": plan.name},
-                          indent=2)
+    files[MARKER] = _json(
+        {
+            "generator": "jup2kub",
+            "version": __version__,
+            "notebook": Path(plan.notebook).name,
+            "notebookSha256": plan.notebook_sha256,
+            "pipeline": plan.name,
+        },
+        indent=2,
+    )
     return dict(sorted(files.items()))
 
 

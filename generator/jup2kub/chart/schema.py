@@ -21,8 +21,7 @@ def values_schema(step_names: Sequence[str]) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((SKELETON / SCHEMA_BASE).read_text())
     steps_schema = schema["properties"]["steps"]
     steps_schema["properties"] = {
-        name: {"$ref": "#/definitions/step", "description": f"Step {name}."}
-        for name in step_names
+        name: {"$ref": "#/definitions/step", "description": f"Step {name}."} for name in step_names
     }
     steps_schema["required"] = list(step_names)
     return schema
@@ -34,8 +33,9 @@ def self_check(schema: Mapping[str, Any], values: Any, name: str) -> None:
     if errors:
         first = errors[0]
         path = ".".join(str(p) for p in first.absolute_path)
-        raise RuntimeError(f"Jup2Kub bug: generated {name} fails its schema at {path}: "
-                           f"{first.message}")
+        raise RuntimeError(
+            f"Jup2Kub bug: generated {name} fails its schema at {path}: {first.message}"
+        )
 
 
 def values_table(schema: Mapping[str, Any], values: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -56,8 +56,9 @@ def values_table(schema: Mapping[str, Any], values: Mapping[str, Any]) -> list[d
                     walk(child, f"{key}.{name}" if key else name, value[name])
             return
         description = str(node.get("description", "")).replace("|", "\\|")
-        rows.append({"key": key, "type": _type_text(node), "default": value,
-                     "description": description})
+        rows.append(
+            {"key": key, "type": _type_text(node), "default": value, "description": description}
+        )
 
     walk(schema, "", values)
     return rows

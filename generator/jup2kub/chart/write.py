@@ -79,4 +79,3 @@ def _write_atomically(out: Path, files: Mapping[str, bytes]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-

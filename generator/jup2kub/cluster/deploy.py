@@ -69,15 +69,23 @@ def deploy(
 
     say = on_progress or (lambda _msg: None)
     if not DNS_LABEL.match(release) or len(release) > MAX_RELEASE_NAME:
-        raise UsageError(f"invalid release name {release!r}",
-                         hint="use at most 53 lowercase letters, digits and '-', "
-                              "starting and ending with a letter or digit")
+        raise UsageError(
+            f"invalid release name {release!r}",
+            hint="use at most 53 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit",
+        )
     if not chart.exists():
-        raise UsageError("the chart does not exist", where=str(chart),
-                         hint="pass the OUT directory of `jup2kub build` (or a packaged .tgz)")
+        raise UsageError(
+            "the chart does not exist",
+            where=str(chart),
+            hint="pass the OUT directory of `jup2kub build` (or a packaged .tgz)",
+        )
     if chart.is_dir() and not (chart / "Chart.yaml").is_file():
-        raise UsageError("not a Helm chart directory (no Chart.yaml)", where=str(chart),
-                         hint="pass the OUT directory of `jup2kub build`")
+        raise UsageError(
+            "not a Helm chart directory (no Chart.yaml)",
+            where=str(chart),
+            hint="pass the OUT directory of `jup2kub build`",
+        )
     values = helm.load_values(values_files)
     kube = Kube.connect(target)
     client = helm.client(target.kubeconfig, target.context, timeout)
@@ -89,8 +97,14 @@ def deploy(
         await client.template_resources(helm_chart, release, values, namespace=kube.namespace)
         say(f"helm upgrade --install {release} (namespace {kube.namespace})")
         return await client.install_or_upgrade_release(
-            release, helm_chart, values, namespace=kube.namespace, create_namespace=True,
-            timeout=f"{int(timeout)}s", wait=False)
+            release,
+            helm_chart,
+            values,
+            namespace=kube.namespace,
+            create_namespace=True,
+            timeout=f"{int(timeout)}s",
+            wait=False,
+        )
 
     try:
         revision = asyncio.run(install())
@@ -100,6 +114,10 @@ def deploy(
     if wait:
         say("waiting for Kafka and every step to pass its readiness probe")
         state = wait_ready(kube, release, timeout, on_readiness)
-    return DeployResult(release, kube.namespace, int(revision.revision),
-                        str(getattr(revision.status, "value", revision.status)), state)
-
+    return DeployResult(
+        release,
+        kube.namespace,
+        int(revision.revision),
+        str(getattr(revision.status, "value", revision.status)),
+        state,
+    )

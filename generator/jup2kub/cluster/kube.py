@@ -31,7 +31,6 @@ class KubeTarget:
     namespace: str | None = None
 
 
-
 @dataclass
 class Kube:
     """Typed handles on the Kubernetes API for one target."""
@@ -54,13 +53,15 @@ class Kube:
             else:
                 kubeconfig = str(target.kubeconfig) if target.kubeconfig else None
                 api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=kubeconfig,
-                    context=target.context)
+                    config_file=kubeconfig, context=target.context
+                )
                 namespace = target.namespace or _context_namespace(kubeconfig, target.context)
         except (ConfigException, OSError, yaml.YAMLError) as exc:
-            raise ClusterError(f"cannot load the kubeconfig: {exc}",
-                               where=str(target.kubeconfig or "$KUBECONFIG / ~/.kube/config"),
-                               hint="pass --kubeconfig/--context, or set KUBECONFIG") from exc
+            raise ClusterError(
+                f"cannot load the kubeconfig: {exc}",
+                where=str(target.kubeconfig or "$KUBECONFIG / ~/.kube/config"),
+                hint="pass --kubeconfig/--context, or set KUBECONFIG",
+            ) from exc
         return cls(api, client.CoreV1Api(api), client.AppsV1Api(api), namespace)
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -74,14 +75,18 @@ class Kube:
             reason = exc.reason
             with contextlib.suppress(ValueError, AttributeError):
                 reason = json.loads(exc.body or "{}").get("message") or reason
-            raise ClusterError(f"{what}: the API server answered {exc.status}: {reason}",
-                               where=f"namespace {self.namespace}",
-                               hint="check your permissions and the namespace",
-                               status=exc.status, body=exc.body) from exc
+            raise ClusterError(
+                f"{what}: the API server answered {exc.status}: {reason}",
+                where=f"namespace {self.namespace}",
+                hint="check your permissions and the namespace",
+                status=exc.status,
+                body=exc.body,
+            ) from exc
         except HTTPError as exc:
-            raise ClusterError(f"{what}: the API server cannot be reached: {exc}",
-                               hint="check --kubeconfig/--context and that the cluster is up"
-                               ) from exc
+            raise ClusterError(
+                f"{what}: the API server cannot be reached: {exc}",
+                hint="check --kubeconfig/--context and that the cluster is up",
+            ) from exc
 
     def selected(self, release: str) -> str:
         return f"{INSTANCE_LABEL}={release}"
@@ -89,7 +94,8 @@ class Kube:
 
 def _in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not (
-        os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists())
+        os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists()
+    )
 
 
 def _incluster_namespace() -> str:
@@ -104,4 +110,3 @@ def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
     chosen = next((c for c in contexts if c["name"] == context), None) if context else active
     ns = ((chosen or {}).get("context") or {}).get("namespace")
     return str(ns) if ns else "default"
-

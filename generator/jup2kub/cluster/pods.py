@@ -18,17 +18,20 @@ def pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
     """GET a step pod's HTTP endpoint through the API server's pod proxy: (status, JSON).
     The endpoint's own 400/404 answers are returned, not raised."""
     try:
-        response = kube.call(f"GET /{path} from pod {pod.name}",
-                             kube.core.connect_get_namespaced_pod_proxy_with_path,
-                             f"{pod.name}:{pod.port}", kube.namespace, path,
-                             _preload_content=False)
+        response = kube.call(
+            f"GET /{path} from pod {pod.name}",
+            kube.core.connect_get_namespaced_pod_proxy_with_path,
+            f"{pod.name}:{pod.port}",
+            kube.namespace,
+            path,
+            _preload_content=False,
+        )
         return 200, json.loads(response.data)
     except ClusterError as exc:
         if exc.status in (400, 404):
             with contextlib.suppress(ValueError):
                 return exc.status, json.loads(exc.body or "{}")
         raise
-
 
 
 @dataclass
@@ -53,36 +56,50 @@ class RemoteRun:
         return (self.docs.get(step, {}).get("status") or {}).get("state") == "succeeded"
 
 
-def fetch_run(release: str, run_id: str, steps: Sequence[str],
-              target: KubeTarget = KubeTarget()) -> RemoteRun:
+def fetch_run(
+    release: str, run_id: str, steps: Sequence[str], target: KubeTarget = KubeTarget()
+) -> RemoteRun:
     """Collect RUN_ID's outputs from one ready pod of each of STEPS in RELEASE."""
     kube = Kube.connect(target)
     state = readiness(kube, release)
     where = f"release {release}, namespace {kube.namespace}"
     deployed = sorted({w.component for w in state.workloads if w.kind == "Deployment"})
     if not deployed:
-        raise InputError(f"release {release!r} has no step Deployments", where=where,
-                         hint="check the name and -n/--namespace (`helm list -A`)")
+        raise InputError(
+            f"release {release!r} has no step Deployments",
+            where=where,
+            hint="check the name and -n/--namespace (`helm list -A`)",
+        )
     if sorted(steps) != deployed:
-        raise InputError(f"the notebook's steps {sorted(steps)} are not the release's steps "
-                         f"{deployed}", where=where,
-                         hint="pass the notebook (and --split) the release was built from")
+        raise InputError(
+            f"the notebook's steps {sorted(steps)} are not the release's steps {deployed}",
+            where=where,
+            hint="pass the notebook (and --split) the release was built from",
+        )
     docs: dict[str, dict[str, Any]] = {}
     parameters: dict[str, Any] = {}
     for step in steps:
         pods = [p for p in state.pods if p.component == step and p.ready and p.port]
         if not pods:
-            raise DeployError(f"step {step} has no ready pod to read run {run_id} from",
-                              where=where, hint=f"see `jup2kub status --release {release}`")
+            raise DeployError(
+                f"step {step} has no ready pod to read run {run_id} from",
+                where=where,
+                hint=f"see `jup2kub status --release {release}`",
+            )
         status, body = pod_get(kube, pods[0], f"runs/{run_id}/outputs")
         if status == 400:
-            raise InputError(f"invalid run id {run_id!r}: {body.get('error')}",
-                             hint="pass the id `jup2kub submit` printed")
+            raise InputError(
+                f"invalid run id {run_id!r}: {body.get('error')}",
+                hint="pass the id `jup2kub submit` printed",
+            )
         if status == 200 and isinstance(body, dict):
             docs[step] = body
             if isinstance(body.get("parameters"), dict) and body["parameters"]:
                 parameters = body["parameters"]
     if not docs:
-        raise InputError(f"there is no run {run_id!r}", where=where,
-                         hint=f"list recent runs with `jup2kub status --release {release}`")
+        raise InputError(
+            f"there is no run {run_id!r}",
+            where=where,
+            hint=f"list recent runs with `jup2kub status --release {release}`",
+        )
     return RemoteRun(run_id, parameters, docs)

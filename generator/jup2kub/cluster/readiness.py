@@ -58,31 +58,61 @@ class PodInfo:
 
 def _workloads(kube: Kube, release: str) -> list[Workload]:
     found: list[Workload] = []
-    deployments = kube.call("list deployments", kube.apps.list_namespaced_deployment,
-                            kube.namespace, label_selector=kube.selected(release)).items
+    deployments = kube.call(
+        "list deployments",
+        kube.apps.list_namespaced_deployment,
+        kube.namespace,
+        label_selector=kube.selected(release),
+    ).items
     for d in deployments:
         st = d.status
         desired = d.spec.replicas if d.spec.replicas is not None else 1
-        found.append(Workload(
-            "Deployment", d.metadata.name, (d.metadata.labels or {}).get(COMPONENT_LABEL, ""),
-            desired, st.ready_replicas or 0, st.updated_replicas or 0, _deployment_current(d)))
-    statefulsets = kube.call("list statefulsets", kube.apps.list_namespaced_stateful_set,
-                             kube.namespace, label_selector=kube.selected(release)).items
+        found.append(
+            Workload(
+                "Deployment",
+                d.metadata.name,
+                (d.metadata.labels or {}).get(COMPONENT_LABEL, ""),
+                desired,
+                st.ready_replicas or 0,
+                st.updated_replicas or 0,
+                _deployment_current(d),
+            )
+        )
+    statefulsets = kube.call(
+        "list statefulsets",
+        kube.apps.list_namespaced_stateful_set,
+        kube.namespace,
+        label_selector=kube.selected(release),
+    ).items
     for s in statefulsets:
         st = s.status
         desired = s.spec.replicas if s.spec.replicas is not None else 1
-        current = ((st.observed_generation or 0) >= (s.metadata.generation or 0)
-                   and (st.update_revision is None or st.current_revision == st.update_revision
-                        or (st.updated_replicas or 0) >= desired))
-        found.append(Workload("StatefulSet", s.metadata.name,
-                              (s.metadata.labels or {}).get(COMPONENT_LABEL, ""), desired,
-                              st.ready_replicas or 0, st.updated_replicas or 0, current))
+        current = (st.observed_generation or 0) >= (s.metadata.generation or 0) and (
+            st.update_revision is None
+            or st.current_revision == st.update_revision
+            or (st.updated_replicas or 0) >= desired
+        )
+        found.append(
+            Workload(
+                "StatefulSet",
+                s.metadata.name,
+                (s.metadata.labels or {}).get(COMPONENT_LABEL, ""),
+                desired,
+                st.ready_replicas or 0,
+                st.updated_replicas or 0,
+                current,
+            )
+        )
     return sorted(found, key=lambda w: (w.kind != "StatefulSet", w.name))
 
 
 def _pods(kube: Kube, release: str) -> list[PodInfo]:
-    pods = kube.call("list pods", kube.core.list_namespaced_pod, kube.namespace,
-                     label_selector=kube.selected(release)).items
+    pods = kube.call(
+        "list pods",
+        kube.core.list_namespaced_pod,
+        kube.namespace,
+        label_selector=kube.selected(release),
+    ).items
     found = []
     for p in pods:
         labels = p.metadata.labels or {}
@@ -97,12 +127,14 @@ def _pods(kube: Kube, release: str) -> list[PodInfo]:
             if waiting is not None and waiting.reason:
                 reason, message = waiting.reason, waiting.message
                 fatal = waiting.reason in FATAL_WAITING or (
-                    waiting.reason == "CrashLoopBackOff" and c.restart_count >= CRASH_RESTARTS)
+                    waiting.reason == "CrashLoopBackOff" and c.restart_count >= CRASH_RESTARTS
+                )
                 if fatal and waiting.reason == "CrashLoopBackOff":
                     last = c.last_state.terminated if c.last_state else None
                     if last is not None:
-                        message = (f"exit code {last.exit_code}"
-                                   + (f": {last.message.strip()}" if last.message else ""))
+                        message = f"exit code {last.exit_code}" + (
+                            f": {last.message.strip()}" if last.message else ""
+                        )
                 break
         if reason is None and not ready:
             for cond in p.status.conditions or []:
@@ -115,18 +147,32 @@ def _pods(kube: Kube, release: str) -> list[PodInfo]:
                 if cp.name == "http":
                     port = cp.container_port
         created = p.metadata.creation_timestamp
-        found.append(PodInfo(
-            p.metadata.name, labels.get(COMPONENT_LABEL, ""), p.status.phase or "Unknown",
-            ready, sum(c.restart_count for c in statuses), p.spec.node_name, reason, message,
-            fatal, port, created.timestamp() if created else None))
+        found.append(
+            PodInfo(
+                p.metadata.name,
+                labels.get(COMPONENT_LABEL, ""),
+                p.status.phase or "Unknown",
+                ready,
+                sum(c.restart_count for c in statuses),
+                p.spec.node_name,
+                reason,
+                message,
+                fatal,
+                port,
+                created.timestamp() if created else None,
+            )
+        )
     return sorted(found, key=lambda p: (p.component, p.name))
 
 
 def _deployment_current(d: Any) -> bool:
     st = d.status
     desired = d.spec.replicas if d.spec.replicas is not None else 1
-    return ((st.observed_generation or 0) >= (d.metadata.generation or 0)
-            and (st.updated_replicas or 0) >= desired and (st.replicas or 0) <= desired)
+    return (
+        (st.observed_generation or 0) >= (d.metadata.generation or 0)
+        and (st.updated_replicas or 0) >= desired
+        and (st.replicas or 0) <= desired
+    )
 
 
 @dataclass
@@ -149,9 +195,13 @@ def readiness(kube: Kube, release: str) -> Readiness:
     return Readiness(_workloads(kube, release), _pods(kube, release))
 
 
-def wait_ready(kube: Kube, release: str, timeout: float,
-               on_progress: Callable[[Readiness], None] | None = None,
-               poll: float = 2.0) -> Readiness:
+def wait_ready(
+    kube: Kube,
+    release: str,
+    timeout: float,
+    on_progress: Callable[[Readiness], None] | None = None,
+    poll: float = 2.0,
+) -> Readiness:
     """Wait until every Deployment and StatefulSet of the release is rolled out and Ready
     through its probes; fail early on a state that waiting cannot fix (image, config, crash)."""
     deadline = time.monotonic() + timeout
@@ -169,19 +219,25 @@ def wait_ready(kube: Kube, release: str, timeout: float,
                 f"pod {p.name} (step {p.component or '?'}) is {p.reason}: {explain}"
                 + (f" ({p.message})" if p.message else ""),
                 where=f"namespace {kube.namespace}, release {release}",
-                hint=("load or push the step images the chart names (values.yaml "
-                      "steps.<name>.image), then run deploy again"
-                      if "Image" in (p.reason or "") else
-                      f"see `kubectl -n {kube.namespace} logs {p.name} --previous`"))
+                hint=(
+                    "load or push the step images the chart names (values.yaml "
+                    "steps.<name>.image), then run deploy again"
+                    if "Image" in (p.reason or "")
+                    else f"see `kubectl -n {kube.namespace} logs {p.name} --previous`"
+                ),
+            )
         if time.monotonic() >= deadline:
-            lines = [f"{p.name}: {p.phase}, {p.reason or 'not ready'}"
-                     + (f" ({p.message})" if p.message else "")
-                     for p in state.pods if not p.ready]
+            lines = [
+                f"{p.name}: {p.phase}, {p.reason or 'not ready'}"
+                + (f" ({p.message})" if p.message else "")
+                for p in state.pods
+                if not p.ready
+            ]
             raise DeployError(
                 f"the release did not become ready within {timeout:g} s: {state.summary()}"
                 + ("\n" + "\n".join(lines) if lines else ""),
                 where=f"namespace {kube.namespace}, release {release}",
                 hint=f"inspect with `kubectl -n {kube.namespace} describe pods -l "
-                     f"{INSTANCE_LABEL}={release}`, or raise --timeout")
+                f"{INSTANCE_LABEL}={release}`, or raise --timeout",
+            )
         time.sleep(poll)
-

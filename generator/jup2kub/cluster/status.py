@@ -34,13 +34,18 @@ class ReleaseStatus:
     run_errors: dict[str, str]  # step -> why its runs could not be read
 
     def to_json(self) -> dict[str, Any]:
-        return {"release": self.release, "namespace": self.namespace,
-                "revision": self.revision, "status": self.helm_status, "chart": self.chart,
-                "ready": self.readiness.ready,
-                "workloads": [asdict(w) | {"is_ready": w.is_ready}
-                              for w in self.readiness.workloads],
-                "pods": [asdict(p) for p in self.readiness.pods],
-                "runs": [asdict(r) for r in self.runs], "run_errors": self.run_errors}
+        return {
+            "release": self.release,
+            "namespace": self.namespace,
+            "revision": self.revision,
+            "status": self.helm_status,
+            "chart": self.chart,
+            "ready": self.readiness.ready,
+            "workloads": [asdict(w) | {"is_ready": w.is_ready} for w in self.readiness.workloads],
+            "pods": [asdict(p) for p in self.readiness.pods],
+            "runs": [asdict(r) for r in self.runs],
+            "run_errors": self.run_errors,
+        }
 
 
 def _overall(states: list[str], n_steps: int) -> str:
@@ -51,7 +56,6 @@ def _overall(states: list[str], n_steps: int) -> str:
     if any(s in ("running", "succeeded") for s in states):
         return "running"
     return "pending"
-
 
 
 def _pod_runs(kube: Kube, pod: PodInfo, limit: int) -> list[dict[str, Any]]:
@@ -89,33 +93,39 @@ def recent_runs(kube: Kube, state: Readiness, limit: int) -> tuple[list[RunRow],
                 row.submitted_at = r["submitted_at"]
     for row in rows.values():
         row.state = _overall([s.get("state", "pending") for s in row.steps.values()], len(steps))
-    ordered = sorted(rows.values(), key=lambda r: (r.submitted_at or 0.0, r.run_id),
-                     reverse=True)
+    ordered = sorted(rows.values(), key=lambda r: (r.submitted_at or 0.0, r.run_id), reverse=True)
     return ordered[:limit], errors
 
 
-def release_status(release: str, target: KubeTarget = KubeTarget(), *, runs: int = 10
-                   ) -> ReleaseStatus:
+def release_status(
+    release: str, target: KubeTarget = KubeTarget(), *, runs: int = 10
+) -> ReleaseStatus:
     """Pods, readiness and recent runs of RELEASE, read through the Kubernetes API."""
     from pyhelm3 import errors as helm_errors
 
     kube = Kube.connect(target)
+
     async def helm_status() -> tuple[int, str, str]:
         current = await helm.client(target.kubeconfig, target.context, 60).get_current_revision(
-            release, namespace=kube.namespace)
+            release, namespace=kube.namespace
+        )
         meta = await current.chart_metadata()
-        return (int(current.revision), str(getattr(current.status, "value", current.status)),
-                f"{meta.name}-{meta.version}")
+        return (
+            int(current.revision),
+            str(getattr(current.status, "value", current.status)),
+            f"{meta.name}-{meta.version}",
+        )
 
     try:
         revision, status, chart = asyncio.run(helm_status())
     except helm_errors.ReleaseNotFoundError as exc:
-        raise InputError(f"release {release!r} not found", where=f"namespace {kube.namespace}",
-                         hint="check the name and -n/--namespace (`helm list -A`)") from exc
+        raise InputError(
+            f"release {release!r} not found",
+            where=f"namespace {kube.namespace}",
+            hint="check the name and -n/--namespace (`helm list -A`)",
+        ) from exc
     except helm_errors.Error as exc:
         raise helm.failure(exc, "status", f"release {release}") from exc
     state = readiness(kube, release)
     rows, errors = recent_runs(kube, state, runs) if runs > 0 else ([], {})
     return ReleaseStatus(release, kube.namespace, revision, status, chart, state, rows, errors)
-
-

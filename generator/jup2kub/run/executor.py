@@ -35,7 +35,10 @@ from jup2kub_runtime.states import StepState
 
 #: a step's states in a local run (the runtime's one vocabulary)
 WAITING, RUNNING, DONE, FAILED, BLOCKED = (
-    StepState.WAITING, StepState.RUNNING, StepState.SUCCEEDED, StepState.FAILED,
+    StepState.WAITING,
+    StepState.RUNNING,
+    StepState.SUCCEEDED,
+    StepState.FAILED,
     StepState.BLOCKED,
 )
 
@@ -148,8 +151,9 @@ def run_pipeline(
         executor.close()
 
 
-def _resumed_parameters(store: StateStore, workdir: Path, run_id: str, pipeline: Pipeline,
-                        parameters: Mapping[str, Any]) -> dict[str, Any]:
+def _resumed_parameters(
+    store: StateStore, workdir: Path, run_id: str, pipeline: Pipeline, parameters: Mapping[str, Any]
+) -> dict[str, Any]:
     info = store.run_info(run_id)
     if info is None:
         raise InputError(
@@ -181,11 +185,19 @@ def _writable(workdir: Path) -> None:
     probe.unlink()
 
 
-def _start(nb: Notebook, pipeline: Pipeline, store: StateStore, workdir: Path, run_id: str,
-           parameters: Mapping[str, Any], mode: str) -> Run:
+def _start(
+    nb: Notebook,
+    pipeline: Pipeline,
+    store: StateStore,
+    workdir: Path,
+    run_id: str,
+    parameters: Mapping[str, Any],
+    mode: str,
+) -> Run:
     """Record the run and write the step bundles."""
-    store.record_run(run_id, parameters, notebook=nb.path,
-                     notebook_sha256=pipeline.notebook_sha256, mode=mode)
+    store.record_run(
+        run_id, parameters, notebook=nb.path, notebook_sha256=pipeline.notebook_sha256, mode=mode
+    )
     plan = plan_pipeline(pipeline)
     bundles = plan.write_bundles(workdir / "bundles" / pipeline.notebook_sha256[:16])
     logs = store.run_dir(run_id) / "logs"
@@ -199,8 +211,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
     steps, store, run_id = run.steps, run.store, run.run_id
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
     try:
-        result_nb = results_notebook(nb.node, run.pipeline, store, run_id, run.parameters,
-                                     status)
+        result_nb = results_notebook(nb.node, run.pipeline, store, run_id, run.parameters, status)
         run_dir = store.run_dir(run_id)
         notebook_path = run_dir / "result.ipynb"
         atomic_write_text(notebook_path, nbformat.writes(result_nb))
@@ -216,8 +227,9 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
         }
         summary_path = run_dir / "summary.json"
         atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
-        return RunResult(run_id, run.workdir, steps, notebook_path, summary_path,
-                         dict(run.parameters))
+        return RunResult(
+            run_id, run.workdir, steps, notebook_path, summary_path, dict(run.parameters)
+        )
     except OSError as exc:
         failed = "; ".join(
             f"step {st.name!r}: {st.error.evalue if st.error else 'failed'}"

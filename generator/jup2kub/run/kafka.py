@@ -43,8 +43,7 @@ class KafkaExecutor:
     mode = "kafka"
     resumable = False
 
-    def __init__(self, bootstrap: str, timeout: float = 3600, python: str = sys.executable
-                 ) -> None:
+    def __init__(self, bootstrap: str, timeout: float = 3600, python: str = sys.executable) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
         self.python = python
@@ -59,8 +58,15 @@ class KafkaExecutor:
         remote.submit_run(self.bootstrap, run.plan.name, run.run_id, run.parameters)
         _wait_ready(self._runtimes, run.logs, self.bootstrap)
         downstream = {s.name: list(s.downstream) for s in run.plan.steps}
-        remote.wait_for_run(self.bootstrap, run.plan.name, run.run_id, list(run.steps),
-                            downstream, self.timeout, _Progress(run).update)
+        remote.wait_for_run(
+            self.bootstrap,
+            run.plan.name,
+            run.run_id,
+            list(run.steps),
+            downstream,
+            self.timeout,
+            _Progress(run).update,
+        )
         for r in self._runtimes.values():  # they stop while the results are written
             if r.proc.poll() is None:
                 r.proc.send_signal(signal.SIGTERM)
@@ -75,8 +81,13 @@ class KafkaExecutor:
         port = free_port()
         log = (run.logs / f"{step}.log").open("wb")
         env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], port)
-        proc = subprocess.Popen([self.python, "-m", "jup2kub_runtime"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=Path.cwd())
+        proc = subprocess.Popen(
+            [self.python, "-m", "jup2kub_runtime"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path.cwd(),
+        )
         return _Runtime(proc, log, port, env)
 
     def _settle(self, run: Run) -> None:
@@ -120,15 +131,27 @@ class _Progress:
         run.notify()
 
 
-def runtime_env(plan: PipelinePlan, step: str, bootstrap: str, state: Path, code: Path,
-                port: int) -> dict[str, str]:
+def runtime_env(
+    plan: PipelinePlan, step: str, bootstrap: str, state: Path, code: Path, port: int
+) -> dict[str, str]:
     """The environment the chart gives a step's runtime, for a local process: fail fast (no
     retries), one partition, and relative paths resolved in the user's current directory like
     the notebook (and the embedded mode) does."""
     s = plan.step(step)
-    config = Config.for_step(plan.name, step, s.after, s.downstream, bootstrap, state, code,
-                             port=port, health_host="127.0.0.1", max_retries=0,
-                             topic_partitions=1, run_files=False)
+    config = Config.for_step(
+        plan.name,
+        step,
+        s.after,
+        s.downstream,
+        bootstrap,
+        state,
+        code,
+        port=port,
+        health_host="127.0.0.1",
+        max_retries=0,
+        topic_partitions=1,
+        run_files=False,
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
     return {**env, **config.to_env(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
 
@@ -157,8 +180,11 @@ def _ensure_topics(envs: list[dict[str, str]]) -> None:
     configs = [Config.from_env(env) for env in envs]
     if not configs:
         return
-    wanted = {t for c in configs for t in (*c.input_topics, *c.output_topics, c.status_topic,
-                                            c.dead_letter_topic)}
+    wanted = {
+        t
+        for c in configs
+        for t in (*c.input_topics, *c.output_topics, c.status_topic, c.dead_letter_topic)
+    }
     try:
         Transport(configs[-1]).ensure_topics(sorted(wanted), timeout=60)
     except StepRuntimeError as exc:
@@ -167,8 +193,9 @@ def _ensure_topics(envs: list[dict[str, str]]) -> None:
         ) from exc
 
 
-def _wait_ready(runtimes: Mapping[str, _Runtime], logs: Path, bootstrap: str,
-                timeout: float = 120) -> None:
+def _wait_ready(
+    runtimes: Mapping[str, _Runtime], logs: Path, bootstrap: str, timeout: float = 120
+) -> None:
     """Until every step's runtime answers ready; one that exits first is an error."""
     deadline = time.monotonic() + timeout
     pending = set(runtimes)
@@ -177,8 +204,7 @@ def _wait_ready(runtimes: Mapping[str, _Runtime], logs: Path, bootstrap: str,
             r = runtimes[name]
             if r.proc.poll() is not None:
                 raise Jup2KubError(
-                    f"the runtime of step {name!r} exited at start "
-                    f"(exit code {r.proc.returncode})",
+                    f"the runtime of step {name!r} exited at start (exit code {r.proc.returncode})",
                     where=str(logs / f"{name}.log"),
                     hint=f"check that Kafka answers at {bootstrap}",
                 )

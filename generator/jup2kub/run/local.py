@@ -96,8 +96,7 @@ class _Schedule:
                 self.running[name] = self._go_or_spawn(name)
                 st.state, st.started = RUNNING, time.monotonic()
                 self.run_.notify()
-            elif name not in self.ready and ups and all(u in (RUNNING, DONE) for u in ups) \
-                    and free:
+            elif name not in self.ready and ups and all(u in (RUNNING, DONE) for u in ups) and free:
                 self.ready[name] = self._spawn(name, wait=True)
 
     def _go_or_spawn(self, name: str) -> _Process:
@@ -113,10 +112,20 @@ class _Schedule:
         # stderr goes outside WORKDIR first: it must survive a full work disk
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the step ends)
         proc = subprocess.Popen(
-            [self.executor.python, "-m", STEP_RUN_MODULE,
-             "--spec", str(run.bundles[name]), "--state", str(run.workdir),
-             "--run-id", run.run_id, "--params", self.params_json,
-             *(["--wait"] if wait else [])],
+            [
+                self.executor.python,
+                "-m",
+                STEP_RUN_MODULE,
+                "--spec",
+                str(run.bundles[name]),
+                "--state",
+                str(run.workdir),
+                "--run-id",
+                run.run_id,
+                "--params",
+                self.params_json,
+                *(["--wait"] if wait else []),
+            ],
             stdin=subprocess.PIPE if wait else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -17,7 +17,6 @@ from jup2kub_runtime import messages, topics
 FINAL = ("succeeded", "failed")
 
 
-
 def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
@@ -31,7 +30,9 @@ def submit_run(
 
     try:
         producer = KafkaProducer(
-            bootstrap_servers=_servers(bootstrap), acks="all", retries=5,
+            bootstrap_servers=_servers(bootstrap),
+            acks="all",
+            retries=5,
             request_timeout_ms=int(timeout * 1000),
         )
     except KafkaError as exc:
@@ -41,8 +42,9 @@ def submit_run(
         ) from exc
     try:
         message = messages.run_message(run_id, dict(parameters))
-        producer.send(topics.runs_topic(pipeline), key=run_id.encode(),
-                      value=messages.encode(message)).get(timeout=timeout)
+        producer.send(
+            topics.runs_topic(pipeline), key=run_id.encode(), value=messages.encode(message)
+        ).get(timeout=timeout)
         producer.flush(timeout=timeout)
     except KafkaError as exc:
         raise KafkaUnavailableError(f"submitting run {run_id!r} failed ({exc})") from exc
@@ -58,8 +60,10 @@ class StatusReader:
 
         self.topic = topics.status_topic(pipeline)
         self.consumer = KafkaConsumer(
-            bootstrap_servers=_servers(bootstrap), enable_auto_commit=False,
-            consumer_timeout_ms=500, auto_offset_reset="earliest",
+            bootstrap_servers=_servers(bootstrap),
+            enable_auto_commit=False,
+            consumer_timeout_ms=500,
+            auto_offset_reset="earliest",
         )
         self._partition = TopicPartition
         self.assigned = False
@@ -158,6 +162,4 @@ def _settled(
             if d not in blocked:
                 blocked.add(d)
                 todo.append(d)
-    return all(
-        s in blocked or states.get(s, {}).get("state") in FINAL for s in steps
-    )
+    return all(s in blocked or states.get(s, {}).get("state") in FINAL for s in steps)

@@ -92,8 +92,9 @@ def results_notebook(
     return nb
 
 
-def write_results(nb: Notebook, pipeline: Pipeline, source: Path | RunSource, run_id: str,
-                  target: Path) -> str:
+def write_results(
+    nb: Notebook, pipeline: Pipeline, source: Path | RunSource, run_id: str, target: Path
+) -> str:
     """Assemble a results notebook from a state directory (or another RunSource, e.g. a
     release's pods); returns the run's status."""
     if isinstance(source, Path):

@@ -21,7 +21,21 @@ from jup2kub.build.deps.target import Target
 from jup2kub.build.deps.trace import reprozip_command, trace
 
 __all__ = [
-    "RUNTIME_DISTRIBUTIONS", "DataFile", "Dependencies", "Locks", "StepDeps", "Target", "Wheel",
-    "capture", "closure", "default_wheel_cache", "imports_of", "lock", "lock_text",
-    "reprozip_command", "resolve_wheels", "trace", "write_trace_summary",
+    "RUNTIME_DISTRIBUTIONS",
+    "DataFile",
+    "Dependencies",
+    "Locks",
+    "StepDeps",
+    "Target",
+    "Wheel",
+    "capture",
+    "closure",
+    "default_wheel_cache",
+    "imports_of",
+    "lock",
+    "lock_text",
+    "reprozip_command",
+    "resolve_wheels",
+    "trace",
+    "write_trace_summary",
 ]

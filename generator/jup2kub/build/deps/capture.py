@@ -34,6 +34,7 @@ OWN_MODULES = frozenset({"jup2kub", "jup2kub_runtime"})
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
 
+
 def _handled(node: ast.AST, parents: Mapping[ast.AST, ast.AST]) -> bool:
     """Whether an import sits in a ``try`` that catches ImportError (an optional import)."""
     child, cur = node, parents.get(node)
@@ -75,8 +76,9 @@ def imports_of(source: str, cell: int) -> tuple[list[_Import], list[tuple[int, s
             names = [node.module]
         elif isinstance(node, ast.Call) and node.args:
             f = node.func
-            callee = (f.attr if isinstance(f, ast.Attribute)
-                      else f.id if isinstance(f, ast.Name) else "")
+            callee = (
+                f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            )
             if callee in ("import_module", "__import__"):
                 arg = node.args[0]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -115,9 +117,7 @@ def _local_install(dist: md.Distribution) -> str | None:
     return None
 
 
-def closure(
-    roots: Iterable[str], target: Target, *, step: str | None = None
-) -> dict[str, str]:
+def closure(roots: Iterable[str], target: Target, *, step: str | None = None) -> dict[str, str]:
     """``roots`` and everything they require (markers evaluated for ``target``), with the
     versions installed here. A requirement that is not installed is an error naming it."""
     env = target.marker_environment()
@@ -183,8 +183,9 @@ def capture(
     name = pipeline.name
     providers = _module_distributions()
     runtime = closure(RUNTIME_DISTRIBUTIONS, target)
-    deps = Dependencies(name, target, runtime, {},
-                        inputs={s.name: dict(s.inputs) for s in pipeline.steps})
+    deps = Dependencies(
+        name, target, runtime, {}, inputs={s.name: dict(s.inputs) for s in pipeline.steps}
+    )
     for step in pipeline.steps:
         sd = StepDeps(step.name)
         uses_ipython = False
@@ -222,8 +223,9 @@ def capture(
     return deps
 
 
-def _unprovided(deps: Dependencies, step: str, imp: _Import, top: str,
-                search_path: Sequence[str] | None) -> None:
+def _unprovided(
+    deps: Dependencies, step: str, imp: _Import, top: str, search_path: Sequence[str] | None
+) -> None:
     where = f"step {step!r}, cell {imp.cell}, line {imp.line}"
     spec = None
     old = sys.path[:]
@@ -270,9 +272,11 @@ def close_dependencies(deps: Dependencies) -> None:
     for sd in deps.steps.values():  # notebook order: inputs come from earlier steps
         sd.inherited = {}
         for var, src in sorted(deps.inputs.get(sd.step, {}).items()):
-            for dist in sorted((set(deps.steps[src].direct) | carried[src])
-                               - {IPYTHON_DISTRIBUTION}):
+            for dist in sorted(
+                (set(deps.steps[src].direct) | carried[src]) - {IPYTHON_DISTRIBUTION}
+            ):
                 sd.inherited.setdefault(dist, set()).add(f"loads {var} from step {src}")
         carried[sd.step] = set(sd.inherited)
-        sd.closure = closure([*sd.direct, *sd.inherited, *RUNTIME_DISTRIBUTIONS], deps.target,
-                             step=sd.step)
+        sd.closure = closure(
+            [*sd.direct, *sd.inherited, *RUNTIME_DISTRIBUTIONS], deps.target, step=sd.step
+        )

@@ -48,8 +48,13 @@ def _cached_wheels(cache: Path, target: Target) -> dict[tuple[str, Version], Pat
 
 
 def _pip(args: Sequence[str], timeout: float = 1800.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def resolve_wheels(
@@ -70,9 +75,20 @@ def resolve_wheels(
     missing = [n for n, v in want.items() if (n, v) not in have]
     if missing:
         platform_args = [a for p in target.platforms() for a in ("--platform", p)]
-        base = ["download", "--no-deps", "--only-binary=:all:", "--dest", str(cache),
-                "--python-version", f"{target.python[0]}.{target.python[1]}",
-                "--implementation", "cp", "--abi", target.abi, *platform_args]
+        base = [
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(cache),
+            "--python-version",
+            f"{target.python[0]}.{target.python[1]}",
+            "--implementation",
+            "cp",
+            "--abi",
+            target.abi,
+            *platform_args,
+        ]
         if _pip([*base, *(f"{n}=={want[n]}" for n in missing)]).returncode != 0:
             for n in missing:  # one by one, so that one bad package does not hide the rest
                 if _pip([*base, f"{n}=={want[n]}"]).returncode != 0:
@@ -87,8 +103,13 @@ def resolve_wheels(
     return out
 
 
-def _build_pure_wheel(name: str, version: str, cache: Path, target: Target,
-                      used_by: Mapping[str, Sequence[str]] | None) -> None:
+def _build_pure_wheel(
+    name: str,
+    version: str,
+    cache: Path,
+    target: Target,
+    used_by: Mapping[str, Sequence[str]] | None,
+) -> None:
     dist = installed(name)
     wheel_info = (dist.read_text("WHEEL") or "") if dist is not None else ""
     if "Root-Is-Purelib: true" not in wheel_info:  # compiled: a host build would not fit
@@ -101,13 +122,23 @@ def _build_pure_wheel(name: str, version: str, cache: Path, target: Target,
         for w in built:
             _n, _v, _b, tags = parse_wheel_filename(w.name)
             if not set(tags) & set(target.tags()):
-                raise _no_wheel(name, version, target, used_by,
-                                extra=" (it builds only for this host's platform)")
+                raise _no_wheel(
+                    name,
+                    version,
+                    target,
+                    used_by,
+                    extra=" (it builds only for this host's platform)",
+                )
             shutil.copy2(w, cache / w.name)
 
 
-def _no_wheel(name: str, version: str, target: Target,
-              used_by: Mapping[str, Sequence[str]] | None, extra: str = "") -> InputError:
+def _no_wheel(
+    name: str,
+    version: str,
+    target: Target,
+    used_by: Mapping[str, Sequence[str]] | None,
+    extra: str = "",
+) -> InputError:
     steps = list((used_by or {}).get(name, []))
     who = ("steps " + ", ".join(repr(s) for s in steps)) if steps else "the image"
     return InputError(
@@ -172,21 +203,34 @@ def lock(deps: Dependencies, cache: Path | None = None) -> Locks:
             used_by.setdefault(n, []).append(sd.step)
     wheels = resolve_wheels(everything, deps.target, cache, used_by=used_by)
     runtime = lock_text(
-        "runtime layer: python -m jup2kub_runtime", deps.runtime, wheels, deps.target,
+        "runtime layer: python -m jup2kub_runtime",
+        deps.runtime,
+        wheels,
+        deps.target,
         {n: ["runtime"] for n in RUNTIME_DISTRIBUTIONS},
     )
     steps = {}
     for sd in deps.steps.values():
-        reasons = {n: sorted(sd.direct.get(n, set()) | sd.inherited.get(n, set()))
-                   for n in {*sd.direct, *sd.inherited}}
+        reasons = {
+            n: sorted(sd.direct.get(n, set()) | sd.inherited.get(n, set()))
+            for n in {*sd.direct, *sd.inherited}
+        }
         for n in RUNTIME_DISTRIBUTIONS:
             reasons.setdefault(n, []).append("runtime")
         steps[sd.step] = lock_text(
-            f"step {sd.step!r} of pipeline {deps.pipeline!r}", sd.closure, wheels, deps.target,
+            f"step {sd.step!r} of pipeline {deps.pipeline!r}",
+            sd.closure,
+            wheels,
+            deps.target,
             reasons,
         )
-    return Locks(deps.target, runtime, steps, wheels,
-                 {sd.step: dict(sd.closure) for sd in deps.steps.values()})
+    return Locks(
+        deps.target,
+        runtime,
+        steps,
+        wheels,
+        {sd.step: dict(sd.closure) for sd in deps.steps.values()},
+    )
 
 
 def write_trace_summary(deps: Dependencies, path: Path) -> Path | None:

@@ -22,8 +22,14 @@ class DataFile:
     placement: str  # "image" (copied at ``path``) | "volume" (listed for the shared volume)
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "relative": self.relative, "size": self.size,
-                "sha256": self.sha256, "steps": list(self.steps), "placement": self.placement}
+        return {
+            "path": self.path,
+            "relative": self.relative,
+            "size": self.size,
+            "sha256": self.sha256,
+            "steps": list(self.steps),
+            "placement": self.placement,
+        }
 
 
 @dataclass

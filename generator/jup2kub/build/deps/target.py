@@ -16,6 +16,7 @@ _ARCHES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm64/v8": 
 
 _MANYLINUX_LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
 
+
 @dataclass(frozen=True)
 class Target:
     """The image's interpreter and platform, which the wheels must match (not the host's)."""

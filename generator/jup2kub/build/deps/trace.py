@@ -32,8 +32,20 @@ from jup2kub_runtime.spec import Cell, StepSpec
 #: Data files larger than this go to the shared volume even with ``--data-files copy``.
 DEFAULT_COPY_LIMIT = 64 * 1024 * 1024
 
-_SYSTEM_PREFIXES = ("/proc/", "/sys/", "/dev/", "/run/", "/etc/", "/usr/", "/lib", "/bin/",
-                    "/sbin/", "/var/lib/", "/var/cache/", "/opt/conda/")
+_SYSTEM_PREFIXES = (
+    "/proc/",
+    "/sys/",
+    "/dev/",
+    "/run/",
+    "/etc/",
+    "/usr/",
+    "/lib",
+    "/bin/",
+    "/sbin/",
+    "/var/lib/",
+    "/var/cache/",
+    "/opt/conda/",
+)
 
 
 def reprozip_command() -> list[str]:
@@ -118,8 +130,7 @@ def trace(
     cwd = Path(cwd or os.getcwd()).resolve()
     owners = _file_owners()
     python_dirs = _python_dirs()
-    own_dirs = [os.path.realpath(str(Path(m.__file__).parent)) + os.sep
-                for m in _own_modules()]
+    own_dirs = [os.path.realpath(str(Path(m.__file__).parent)) + os.sep for m in _own_modules()]
     written: set[str] = set()
     read_by: dict[str, list[str]] = {}
     summary_steps: dict[str, Any] = {}
@@ -136,11 +147,30 @@ def trace(
             trace_dir = tmp / "trace" / step_name
             trace_dir.parent.mkdir(exist_ok=True)
             proc = subprocess.run(
-                [*command, "trace", "-d", str(trace_dir), "--dont-identify-packages",
-                 sys.executable, "-m", STEP_RUN_MODULE, "--spec", str(spec_dir),
-                 "--state", str(state), "--run-id", "trace", "--params", params],
-                cwd=cwd, env=_scrubbed_env(home), capture_output=True, text=True,
-                timeout=timeout, check=False,
+                [
+                    *command,
+                    "trace",
+                    "-d",
+                    str(trace_dir),
+                    "--dont-identify-packages",
+                    sys.executable,
+                    "-m",
+                    STEP_RUN_MODULE,
+                    "--spec",
+                    str(spec_dir),
+                    "--state",
+                    str(state),
+                    "--run-id",
+                    "trace",
+                    "--params",
+                    params,
+                ],
+                cwd=cwd,
+                env=_scrubbed_env(home),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
             db = trace_dir / "trace.sqlite3"
             if proc.returncode != 0 or not db.exists():
@@ -160,9 +190,15 @@ def trace(
         empty = StepSpec(pipeline=deps.pipeline, step="jup2kub-baseline", cells=[Cell(0, "")])
         (tmp / "baseline").mkdir()
         empty.dump(tmp / "baseline")
-        baseline = {owners[r] for r in (os.path.realpath(p) for p, m in
-                                        run("jup2kub-baseline", tmp / "baseline") if m & 0x01)
-                    if r in owners and not _metadata_file(r)}
+        baseline = {
+            owners[r]
+            for r in (
+                os.path.realpath(p)
+                for p, m in run("jup2kub-baseline", tmp / "baseline")
+                if m & 0x01
+            )
+            if r in owners and not _metadata_file(r)
+        }
         for step_name in plan.order:
             files = run(step_name, bundles[step_name])
             loaded: set[str] = set()
@@ -212,8 +248,11 @@ def trace(
         p = Path(path)
         size = p.stat().st_size
         relative = os.path.relpath(path, cwd) if path.startswith(str(cwd) + os.sep) else None
-        placement = "image" if (data_files == "copy" and relative is None
-                                and size <= copy_limit) else "volume"
+        placement = (
+            "image"
+            if (data_files == "copy" and relative is None and size <= copy_limit)
+            else "volume"
+        )
         df = DataFile(path, relative, size, file_sha256(p), tuple(dict.fromkeys(steps)), placement)
         for s in df.steps:
             deps.steps[s].data_files.append(df)
