@@ -1,7 +1,8 @@
 """The library API: every command of the CLI is one call here (as papermill's CLI is a thin layer
 over ``execute_notebook``). Notebooks are read once per call; run ids are made here.
 
-The names re-exported below are the types callers handle (results, options, targets).
+Calls that need nothing but their module's function are re-exported as they are
+(``package``, ``deploy``, ``release_status``), as are the types callers handle.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from typing import Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
-from jup2kub.chart.package import package_chart
+from jup2kub.chart.package import package_chart as package
 from jup2kub.chart.write import write_chart
-from jup2kub.cluster import deploy as cluster_deploy
-from jup2kub.cluster import status as cluster_status
-from jup2kub.cluster.deploy import DeployResult, parse_duration
+from jup2kub.cluster.deploy import DeployResult, deploy, parse_duration
 from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
-from jup2kub.cluster.status import ReleaseStatus
+from jup2kub.cluster.status import ReleaseStatus, release_status
 from jup2kub.drawing import write_graph
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.analysis import analyze_cell
@@ -154,13 +153,6 @@ def build(
     return pipeline, write_chart(plan, Path(out), options, audit)
 
 
-def package(
-    chart_dir: Path, destination: Path | None = None, repo_index_url: str | None = None
-) -> Path:
-    """Package a built chart as ``NAME-VERSION.tgz`` in DESTINATION and index it there."""
-    return package_chart(chart_dir, destination, repo_index_url)
-
-
 def run(
     path: str | Path,
     parameters: Mapping[str, Any] | None = None,
@@ -243,37 +235,6 @@ def results(
     else:
         source = state
     return write_results(nb, pipeline, source, run_id, output), output
-
-
-def deploy(
-    chart: Path,
-    release: str,
-    values_files: Sequence[Path] = (),
-    target: KubeTarget = KubeTarget(),
-    *,
-    timeout: float = 900.0,
-    wait: bool = True,
-    on_progress: Log | None = None,
-    on_readiness: Callable[[Readiness], None] | None = None,
-) -> DeployResult:
-    """``helm upgrade --install`` a built chart, then wait until every pod is Ready."""
-    return cluster_deploy.deploy(
-        chart,
-        release,
-        values_files,
-        target,
-        timeout=timeout,
-        wait=wait,
-        on_progress=on_progress,
-        on_readiness=on_readiness,
-    )
-
-
-def release_status(
-    release: str, target: KubeTarget = KubeTarget(), *, runs: int = 10
-) -> ReleaseStatus:
-    """A deployed release: helm's status, its pods' readiness and its recent runs."""
-    return cluster_status.release_status(release, target, runs=runs)
 
 
 def _check_run_id(run_id: str, where: str) -> None:

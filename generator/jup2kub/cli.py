@@ -52,6 +52,27 @@ name_option = click.option(
 )
 
 
+def parameter_options(func: F) -> F:
+    """-p NAME VALUE (repeatable) and -f FILE (repeatable), as papermill spells them."""
+    func = click.option(
+        "-f",
+        "--parameters-file",
+        "files",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="YAML file of parameters (applied before -p).",
+    )(func)
+    return click.option(
+        "-p",
+        "--parameters",
+        "pairs",
+        nargs=2,
+        multiple=True,
+        metavar="NAME VALUE",
+        help="Set a parameter (type inferred as papermill does: int, float, True/False/None, str).",
+    )(func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jup2kub")
 def main() -> None:
@@ -296,23 +317,7 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
 
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "-p",
-    "--parameters",
-    "pairs",
-    nargs=2,
-    multiple=True,
-    metavar="NAME VALUE",
-    help="Set a parameter (type inferred as papermill does: int, float, True/False/None, str).",
-)
-@click.option(
-    "-f",
-    "--parameters-file",
-    "files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML file of parameters (applied before -p).",
-)
+@parameter_options
 @split_option
 @click.option(
     "--workdir",
@@ -421,23 +426,7 @@ kafka_option = click.option(
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
 @kafka_option
-@click.option(
-    "-p",
-    "--parameters",
-    "pairs",
-    nargs=2,
-    multiple=True,
-    metavar="NAME VALUE",
-    help="Set a parameter (types inferred as papermill does).",
-)
-@click.option(
-    "-f",
-    "--parameters-file",
-    "files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML file of parameters (applied before -p).",
-)
+@parameter_options
 @click.option("--run-id", default=None, help="Choose the run id [default: generated].")
 @split_option
 @name_option
