@@ -29,6 +29,7 @@ from jup2kub.chart.write import write_chart
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import pipeline_name_for
 from jup2kub.plan import plan_pipeline
+from jup2kub_runtime.config import Config
 from tests.support.graphs import plan_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -378,6 +379,23 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         assert float(env["J2K_RETRY_BACKOFF_SECONDS"]) == 1.0
         assert float(env["J2K_RETRY_BACKOFF_MAX_SECONDS"]) == 60.0
         assert float(env["J2K_STEP_TIMEOUT_SECONDS"]) == 0.0
+        # the runtime reads exactly the configuration its own Config derives for this step
+        graph = {s["name"]: s for s in GRAPHS["linear"]["steps"]}
+        downstream = [n for n, s in graph.items() if step in s["after"]]
+        assert Config.from_env(env) == Config.for_step(
+            "linear-analysis",
+            step,
+            graph[step]["after"],
+            downstream,
+            env["J2K_BOOTSTRAP_SERVERS"],
+            max_retries=3,
+            retry_backoff_seconds=1.0,
+            retry_backoff_max_seconds=60.0,
+            step_timeout_seconds=0.0,
+            topic_partitions=int(env["J2K_TOPIC_PARTITIONS"]),
+            topic_replication_factor=3,
+            shutdown_grace_seconds=55.0,
+        )
         brokers = env["J2K_BOOTSTRAP_SERVERS"].split(",")
         assert brokers == [
             f"rel-linear-analysis-kafka-{i}.rel-linear-analysis-kafka-headless.pipelines.svc"

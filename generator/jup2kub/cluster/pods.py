@@ -12,6 +12,7 @@ from typing import Any
 from jup2kub.cluster.kube import Kube, KubeTarget
 from jup2kub.cluster.readiness import PodInfo, readiness
 from jup2kub.errors import ClusterError, DeployError, InputError
+from jup2kub_runtime.states import StepState
 
 
 def pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
@@ -53,7 +54,7 @@ class RemoteRun:
         return self.docs.get(step, {}).get("outputs")
 
     def is_complete(self, run_id: str, step: str) -> bool:
-        return (self.docs.get(step, {}).get("status") or {}).get("state") == "succeeded"
+        return (self.docs.get(step, {}).get("status") or {}).get("state") == StepState.SUCCEEDED
 
 
 def fetch_run(

@@ -12,6 +12,7 @@ from jup2kub.cluster.kube import Kube, KubeTarget
 from jup2kub.cluster.pods import pod_get
 from jup2kub.cluster.readiness import PodInfo, Readiness, readiness
 from jup2kub.errors import ClusterError, InputError
+from jup2kub_runtime.states import StepState
 
 
 @dataclass
@@ -49,13 +50,13 @@ class ReleaseStatus:
 
 
 def _overall(states: list[str], n_steps: int) -> str:
-    if "failed" in states:
-        return "failed"
-    if len(states) == n_steps and all(s == "succeeded" for s in states):
-        return "succeeded"
-    if any(s in ("running", "succeeded") for s in states):
-        return "running"
-    return "pending"
+    if StepState.FAILED in states:
+        return StepState.FAILED.value
+    if len(states) == n_steps and all(s == StepState.SUCCEEDED for s in states):
+        return StepState.SUCCEEDED.value
+    if any(s in (StepState.RUNNING, StepState.SUCCEEDED) for s in states):
+        return StepState.RUNNING.value
+    return StepState.PENDING.value
 
 
 def _pod_runs(kube: Kube, pod: PodInfo, limit: int) -> list[dict[str, Any]]:
@@ -82,17 +83,19 @@ def recent_runs(kube: Kube, state: Readiness, limit: int) -> tuple[list[RunRow],
                 for r in _pod_runs(kube, pod, limit):
                     known = answers.get(r["run_id"])
                     # another replica may be the one executing it right now
-                    if known is None or r.get("state") == "running":
+                    if known is None or r.get("state") == StepState.RUNNING:
                         answers[r["run_id"]] = r
             except (ClusterError, ValueError) as exc:
                 errors[step] = str(exc)
         for run_id, r in answers.items():
-            row = rows.setdefault(run_id, RunRow(run_id, "pending"))
+            row = rows.setdefault(run_id, RunRow(run_id, StepState.PENDING.value))
             row.steps[step] = {k: v for k, v in r.items() if k != "run_id"}
             if isinstance(r.get("submitted_at"), (int, float)):
                 row.submitted_at = r["submitted_at"]
     for row in rows.values():
-        row.state = _overall([s.get("state", "pending") for s in row.steps.values()], len(steps))
+        row.state = _overall(
+            [s.get("state", StepState.PENDING.value) for s in row.steps.values()], len(steps)
+        )
     ordered = sorted(rows.values(), key=lambda r: (r.submitted_at or 0.0, r.run_id), reverse=True)
     return ordered[:limit], errors
 

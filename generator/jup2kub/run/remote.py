@@ -13,8 +13,9 @@ from typing import Any
 
 from jup2kub.errors import KafkaUnavailableError
 from jup2kub_runtime import messages, topics
+from jup2kub_runtime.states import StepState
 
-FINAL = ("succeeded", "failed")
+FINAL = (StepState.SUCCEEDED, StepState.FAILED)
 
 
 def _servers(bootstrap: str) -> list[str]:
@@ -137,8 +138,8 @@ def wait_for_run(
                 seen = states
                 if on_change is not None:
                     on_change(states)
-            done = [s for s in wanted if states.get(s, {}).get("state") == "succeeded"]
-            failed = [s for s in wanted if states.get(s, {}).get("state") == "failed"]
+            done = [s for s in wanted if states.get(s, {}).get("state") == StepState.SUCCEEDED]
+            failed = [s for s in wanted if states.get(s, {}).get("state") == StepState.FAILED]
             if len(done) == len(wanted):
                 return states
             if failed and _settled(wanted, states, failed, downstream):
