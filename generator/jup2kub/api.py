@@ -168,8 +168,6 @@ def run(
 ) -> RunResult:
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
     one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``."""
-    if kafka and resume:
-        raise UsageError("--resume works with the embedded mode only (drop --kafka)")
     nb, pipeline = _load(path, split, name)
     require_storable(pipeline)
     params = collect(parameters or {}, parameter_files, pipeline.parameters)

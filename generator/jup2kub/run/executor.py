@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import nbformat
 
-from jup2kub.errors import InputError, RunStorageError
+from jup2kub.errors import InputError, RunStorageError, UsageError
 from jup2kub.files import atomic_write_text
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
@@ -133,6 +133,11 @@ def run_pipeline(
     on_change: OnChange | None = None,
 ) -> RunResult:
     """Run ``pipeline`` with ``executor``; with ``resume``, only what run ``resume`` lacks."""
+    if resume is not None and not executor.resumable:
+        raise UsageError(
+            f"--resume works with the embedded mode only, not {executor.mode}",
+            hint="drop --kafka to resume a run",
+        )
     workdir = Path(workdir).absolute()
     _writable(workdir)
     store = StateStore(workdir)

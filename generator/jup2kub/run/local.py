@@ -45,7 +45,7 @@ class LocalExecutor:
         self.python = python
 
     def execute(self, run: Run) -> None:
-        _Schedule(self, run).run()
+        _Schedule(self, run).loop()
 
     def close(self) -> None:
         """Nothing outlives ``execute``: every step process has ended by then."""
@@ -56,14 +56,14 @@ class _Schedule:
 
     def __init__(self, executor: LocalExecutor, run: Run) -> None:
         self.executor = executor
-        self.run_ = run
+        self.run = run
         self.running: dict[str, _Process] = {}
         #: started ahead (``--wait``): imports done, waiting for "go" once the upstream is done
         self.ready: dict[str, _Process] = {}
         self.params_json = json.dumps(dict(run.parameters))
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
 
-    def run(self) -> None:
+    def loop(self) -> None:
         try:
             while True:
                 self._start_ready_steps()
@@ -80,22 +80,22 @@ class _Schedule:
                 _cancel(p)
 
     def _start_ready_steps(self) -> None:
-        steps = self.run_.steps
-        for name in self.run_.plan.order:
+        steps = self.run.steps
+        for name in self.run.plan.order:
             st = steps[name]
             if st.state != WAITING:
                 continue
-            ups = [steps[u].state for u in self.run_.plan.step(name).after]
+            ups = [steps[u].state for u in self.run.plan.step(name).after]
             free = len(self.running) < self.executor.limit
             if any(u in (FAILED, BLOCKED) for u in ups):
                 st.state = BLOCKED
                 if name in self.ready:
                     _cancel(self.ready.pop(name))
-                self.run_.notify()
+                self.run.notify()
             elif all(u == DONE for u in ups) and free:
                 self.running[name] = self._go_or_spawn(name)
                 st.state, st.started = RUNNING, time.monotonic()
-                self.run_.notify()
+                self.run.notify()
             elif name not in self.ready and ups and all(u in (RUNNING, DONE) for u in ups) and free:
                 self.ready[name] = self._spawn(name, wait=True)
 
@@ -108,7 +108,7 @@ class _Schedule:
         return self._spawn(name, wait=False)
 
     def _spawn(self, name: str, *, wait: bool) -> _Process:
-        run = self.run_
+        run = self.run
         # stderr goes outside WORKDIR first: it must survive a full work disk
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the step ends)
         proc = subprocess.Popen(
@@ -135,7 +135,7 @@ class _Schedule:
         return _Process(name, proc, log)
 
     def _collect_finished(self) -> None:
-        run = self.run_
+        run = self.run
         for name, p in list(self.running.items()):
             code = p.proc.poll()
             if code is None:
