@@ -886,7 +886,9 @@ def test_chart_metadata(charts: dict[str, Path]) -> None:
     assert schema["properties"]["steps"]["additionalProperties"] is False
     assert sorted(schema["properties"]["steps"]["properties"]) == ["clean", "load", "report"]
     assert json.loads((chart / MARKER).read_text())["generator"] == "jup2kub"
-    assert json.loads((chart / "pipeline.json").read_text()) == GRAPHS["linear"]
+    # the step graph, with the pipeline's name recorded for commands addressing the deployment
+    recorded = json.loads((chart / "pipeline.json").read_text())
+    assert recorded == {**GRAPHS["linear"], "name": "linear-analysis"}
 
 
 def test_values_yaml_is_commented(charts: dict[str, Path]) -> None:
