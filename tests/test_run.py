@@ -302,4 +302,4 @@ def test_live_progress_on_a_terminal_and_quiet_otherwise(
     os.close(main)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
     assert "running" in text  # seen while 'second' sleeps
-    assert re.search(r"first\s+done", text) and re.search(r"second\s+done\s+\d", text)
+    assert re.search(r"first\s+succeeded", text) and re.search(r"second\s+succeeded\s+\d", text)
