@@ -30,9 +30,9 @@ from e2e.oci import ImageConfig, write_docker_archive
 from tests.support.kafka_broker import kafka_libs, kafka_version
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 KAFKA_DIR = HERE / "kafka"
 SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("openjdk-17-jre-headless", "bash")
 APPUSER_UID = 1000
 JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
@@ -43,7 +43,7 @@ def log(msg: str) -> None:
 
 
 def _rootfs(work: Path) -> Path:
-    """bookworm minbase + the JRE, once (debootstrap; a few minutes)."""
+    """bookworm minbase + the JRE, once (tools/debian-rootfs.sh, as for the tests' base image)."""
     root = work / "rootfs"
     want = f"{SUITE} {' '.join(PACKAGES)}"
     stamp = work / "rootfs.built"
@@ -52,57 +52,20 @@ def _rootfs(work: Path) -> Path:
     if not shutil.which("debootstrap"):
         raise SystemExit("debootstrap missing: apt-get install debootstrap")
     tmp = work / "rootfs.tmp"
-    _umount_under(tmp)
-    shutil.rmtree(tmp, ignore_errors=True)
     log(f"debootstrap {SUITE} with {', '.join(PACKAGES)} (first time only)")
     with (work / "debootstrap.log").open("w") as out:
         subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
-                "--components=main",
-                SUITE,
-                str(tmp),
-                MIRROR,
-            ],
+            [str(REPO / "tools" / "debian-rootfs.sh"), str(tmp), ",".join(PACKAGES)],
+            env={**os.environ, "SUITE": SUITE},
             check=True,
             stdout=out,
             stderr=subprocess.STDOUT,
             timeout=3600,
         )
-    _umount_under(tmp)
-    # what an image does not need: package caches, docs, man pages
-    for sub in (
-        "var/cache/apt/archives",
-        "var/lib/apt/lists",
-        "usr/share/doc",
-        "usr/share/man",
-        "usr/share/info",
-        "usr/share/locale",
-    ):
-        p = tmp / sub
-        if p.is_dir():
-            for child in p.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     stamp.write_text(want + "\n")
     return root
-
-
-def _umount_under(path: Path) -> None:
-    prefix = str(path) + "/"
-    points = [
-        line.split()[4]
-        for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(prefix)
-    ]
-    for p in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", p], check=False)
 
 
 def _add_appuser(root: Path) -> None:

@@ -67,20 +67,11 @@ if ! docker image inspect "$J2K_BASE_IMAGE" >/dev/null 2>&1; then
         echo "40-docker.sh: debootstrapping the test base image (Debian bookworm + python3, a few minutes, once)" >&2
         mkdir -p "$j2k_base_dir"
         j2k_rootfs="$j2k_base_dir/rootfs.tmp"
-        rm -rf "$j2k_rootfs"
-        debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-            bookworm "$j2k_rootfs" http://deb.debian.org/debian >"$j2k_base_dir/debootstrap.log" 2>&1 || {
+        SUITE=bookworm tools/debian-rootfs.sh "$j2k_rootfs" python3,python3-venv,python3-pip,ca-certificates \
+            >"$j2k_base_dir/debootstrap.log" 2>&1 || {
             echo "40-docker.sh: debootstrap failed; see $j2k_base_dir/debootstrap.log" >&2
             false
         }
-        # Smaller image: no package caches, lists, docs or man pages; the host's resolver and
-        # host name are not the image's business.
-        rm -rf "$j2k_rootfs"/var/cache/apt/archives/*.deb "$j2k_rootfs"/var/lib/apt/lists/* \
-            "$j2k_rootfs"/usr/share/doc/* "$j2k_rootfs"/usr/share/man/* \
-            "$j2k_rootfs"/usr/share/info/* "$j2k_rootfs"/var/log/*.log \
-            "$j2k_rootfs"/var/cache/debconf/*-old "$j2k_rootfs"/debootstrap
-        : >"$j2k_rootfs/etc/resolv.conf"
-        echo localhost >"$j2k_rootfs/etc/hostname"
         tar --numeric-owner -C "$j2k_rootfs" -cf "$j2k_base_tar.tmp" .
         mv "$j2k_base_tar.tmp" "$j2k_base_tar"
         rm -rf "$j2k_rootfs"
