@@ -50,7 +50,8 @@ class KafkaExecutor:
         self._runtimes: dict[str, _Runtime] = {}
 
     def execute(self, run: Run) -> None:
-        self._runtimes = {s.name: self._start(run, s.name) for s in run.plan.steps}
+        for s in run.plan.steps:  # one by one: close() stops those started before a failure
+            self._runtimes[s.name] = self._start(run, s.name)
         # While the steps start: create the pipeline's topics and submit the run at once. The
         # root steps read it once they have joined their groups (a new group starts at the
         # earliest offset), and the status topic is read from its start, so nothing is missed.
