@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from e2e import versions
+from e2e import stamps, versions
 
 GO_SOURCES = Path(__file__).resolve().parent / "go"
 GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false -trimpath", "GOTOOLCHAIN": "local"}
@@ -33,14 +33,12 @@ def _go(args: list[str], cwd: Path) -> None:
 
 
 def _stamp_ok(cache: Path, name: str, want: str, outputs: list[str]) -> bool:
-    stamp = cache / "bin" / f".{name}.built"
-    if not stamp.is_file() or stamp.read_text().strip() != want:
-        return False
-    return all((cache / "bin" / o).is_file() for o in outputs)
+    bin_dir = cache / "bin"
+    return stamps.current(bin_dir / f".{name}.built", want, *(bin_dir / o for o in outputs))
 
 
 def _write_stamp(cache: Path, name: str, want: str) -> None:
-    (cache / "bin" / f".{name}.built").write_text(want + "\n")
+    stamps.record(cache / "bin" / f".{name}.built", want)
 
 
 def _module(dirpath: Path, go_mod: str, files: dict[str, str] | None = None) -> None:

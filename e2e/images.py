@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from e2e import versions
+from e2e import stamps, versions
 from e2e.oci import Entry, ImageConfig, write_docker_archive
 
 PAUSE_IMAGE = "j2k.local/pause:1"
@@ -28,12 +28,11 @@ _ETC = [
 
 
 def _stamp(tar: Path, want: str) -> bool:
-    stamp = tar.with_suffix(".built")
-    return tar.is_file() and stamp.is_file() and stamp.read_text().strip() == want
+    return stamps.current(tar.with_suffix(".built"), want, tar)
 
 
 def _done(tar: Path, want: str) -> None:
-    tar.with_suffix(".built").write_text(want + "\n")
+    stamps.record(tar.with_suffix(".built"), want)
 
 
 def pause(bin_dir: Path, out_dir: Path) -> Path:

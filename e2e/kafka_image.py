@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from e2e import stamps
 from e2e.oci import ImageConfig, write_docker_archive
 from tests.support.kafka_broker import kafka_libs, kafka_version
 
@@ -47,7 +48,7 @@ def _rootfs(work: Path) -> Path:
     root = work / "rootfs"
     want = f"{SUITE} {' '.join(PACKAGES)}"
     stamp = work / "rootfs.built"
-    if root.is_dir() and stamp.is_file() and stamp.read_text().strip() == want:
+    if stamps.current(stamp, want, root):
         return root
     if not shutil.which("debootstrap"):
         raise SystemExit("debootstrap missing: apt-get install debootstrap")
@@ -64,7 +65,7 @@ def _rootfs(work: Path) -> Path:
         )
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
-    stamp.write_text(want + "\n")
+    stamps.record(stamp, want)
     return root
 
 
@@ -119,7 +120,7 @@ def build(cache_root: Path, out_dir: Path | None = None) -> Path:
     libs = kafka_libs()
     want = _inputs_digest(libs)
     stamp = out.with_suffix(".built")
-    if out.is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+    if stamps.current(stamp, want, out):
         return out
     root = _rootfs(work)
     _add_appuser(root)
@@ -148,7 +149,7 @@ def build(cache_root: Path, out_dir: Path | None = None) -> Path:
         ),
         rootfs=root,
     )
-    stamp.write_text(want + "\n")
+    stamps.record(stamp, want)
     return out
 
 
