@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import PermanentError
+from .errors import ErrorRecord, PermanentError
 from .state import StateStore, check_run_id
 from .states import StepState
 
@@ -56,7 +56,7 @@ def step_run(store: StateStore, run_id: str, step: str, busy_run: str | None) ->
     if error is not None:
         entry.update(
             state=StepState.FAILED.value,
-            error={k: error.get(k) for k in ("ename", "evalue", "cell")},
+            error=ErrorRecord.from_json(error).summary(),
         )
         return entry
     entry["state"] = StepState.PENDING.value
