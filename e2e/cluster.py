@@ -170,6 +170,16 @@ def _pid_of(name: str) -> int | None:
     return pid if _proc_start(pid) == start else None
 
 
+def _write_config(path: Path, text: str) -> None:
+    """Write a daemon's configuration only when it changes: kube-proxy exits when its
+    configuration file is written at all ("content ... was updated"), and `cluster up` on a
+    running cluster rewrote every file, so kube-proxy died and new Services stayed unreachable
+    (seen as test_dns_and_clusterip_service failing after a second `cluster up`)."""
+    if path.is_file() and path.read_text() == text:
+        return
+    path.write_text(text)
+
+
 def start(name: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
     if _pid_of(name):
         return
@@ -349,7 +359,7 @@ def write_kubeconfig(path: Path, cert: str) -> None:
         ],
         "current-context": "j2k-e2e",
     }
-    path.write_text(json.dumps(cfg, indent=2))
+    _write_config(path, json.dumps(cfg, indent=2))
     path.chmod(0o600)
 
 
@@ -737,8 +747,8 @@ def up() -> None:
     )
     wait_for("etcd", lambda: _http_ok(f"{ETCD_CLIENT}/health"), 60, 0.5)
 
-    (STATE / "containerd" / "config.toml").write_text(containerd_config())
-    (STATE / "cni" / "net.d" / "10-j2k.conflist").write_text(cni_config())
+    _write_config(STATE / "containerd" / "config.toml", containerd_config())
+    _write_config(STATE / "cni" / "net.d" / "10-j2k.conflist", cni_config())
     start("containerd", ["containerd", "--config", str(STATE / "containerd" / "config.toml")])
     wait_for("containerd", lambda: ctr("version", check=False, timeout=10).returncode == 0, 60, 0.5)
 
@@ -810,7 +820,7 @@ def up() -> None:
         ]
     )
 
-    (STATE / "kubelet-config.json").write_text(kubelet_config())
+    _write_config(STATE / "kubelet-config.json", kubelet_config())
     start(
         "kubelet",
         [
@@ -822,7 +832,7 @@ def up() -> None:
             f"--node-ip={NODE_IP}",
         ],
     )
-    (STATE / "kube-proxy-config.json").write_text(kube_proxy_config())
+    _write_config(STATE / "kube-proxy-config.json", kube_proxy_config())
     start("kube-proxy", [str(BIN / "kube-proxy"), f"--config={STATE}/kube-proxy-config.json"])
 
     wait_for(f"node {NODE_NAME} Ready", node_ready, 180, 2)
