@@ -1,3 +1,9 @@
-"""Jup2Kub: a Jupyter notebook becomes a fault-tolerant pipeline on Kubernetes."""
+"""Jup2Kub: a Jupyter notebook becomes a fault-tolerant pipeline on Kubernetes.
+
+The data path reads forward: ``model`` (notebook -> steps -> Pipeline) -> ``plan`` (what each
+step becomes on Kafka) -> ``build`` (step images) and ``chart`` (the Helm chart), or ``run``
+(on this machine) and ``cluster`` (a deployed release); ``api`` is the library API, ``cli`` the
+command line over it.
+"""
 
 __version__ = "0.1.0"
