@@ -46,7 +46,9 @@ def log(msg: str) -> None:
 def _rootfs(work: Path) -> Path:
     """bookworm minbase + the JRE, once (tools/debian-rootfs.sh, as for the tests' base image)."""
     root = work / "rootfs"
-    want = f"{SUITE} {' '.join(PACKAGES)}"
+    recipe = REPO / "tools" / "debian-rootfs.sh"
+    recipe_hash = hashlib.sha256(recipe.read_bytes()).hexdigest()[:12]
+    want = f"{SUITE} {' '.join(PACKAGES)} {recipe_hash}"
     stamp = work / "rootfs.built"
     if stamps.current(stamp, want, root):
         return root
@@ -56,7 +58,7 @@ def _rootfs(work: Path) -> Path:
     log(f"debootstrap {SUITE} with {', '.join(PACKAGES)} (first time only)")
     with (work / "debootstrap.log").open("w") as out:
         subprocess.run(
-            [str(REPO / "tools" / "debian-rootfs.sh"), str(tmp), ",".join(PACKAGES)],
+            [str(recipe), str(tmp), ",".join(PACKAGES)],
             env={**os.environ, "SUITE": SUITE},
             check=True,
             stdout=out,
