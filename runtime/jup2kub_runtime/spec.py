@@ -58,6 +58,15 @@ class StepSpec:
     outputs: list[str] = field(default_factory=list)
     upstream: list[str] = field(default_factory=list)
     downstream: list[str] = field(default_factory=list)
+    #: output names that may refer to one object (or share parts of one): stored together,
+    #: so that a later step loading several of them gets one object, as in the notebook
+    groups: list[list[str]] = field(default_factory=list)
+    #: inputs this step must leave unchanged: later steps read the same stored value, so a
+    #: change the analysis did not foresee would be a silent difference (the run fails instead)
+    readonly_inputs: list[str] = field(default_factory=list)
+    #: the global random generators were seeded before this step and the analysis saw no draw
+    #: in it: a draw would leave later steps out of step with the notebook (the run fails)
+    random_guard: bool = False
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -88,6 +97,11 @@ class StepSpec:
         for var in [*self.outputs, *self.parameters]:
             if not IDENTIFIER_RE.match(var):
                 raise SpecError(f"variable {var!r} is not a Python identifier")
+        for group in self.groups:
+            if not set(group) <= set(self.outputs):
+                raise SpecError(f"group {group!r} names values that are not outputs")
+        if not set(self.readonly_inputs) <= set(self.inputs):
+            raise SpecError("readonly_inputs must be inputs")
         indexes = [c.index for c in self.cells]
         if len(set(indexes)) != len(indexes):
             raise SpecError("two cells of the step have the same index")
@@ -105,6 +119,9 @@ class StepSpec:
             "outputs": list(self.outputs),
             "upstream": list(self.upstream),
             "downstream": list(self.downstream),
+            "groups": [list(g) for g in self.groups],
+            "readonly_inputs": list(self.readonly_inputs),
+            "random_guard": self.random_guard,
         }
 
     def to_json(self) -> str:
@@ -133,6 +150,9 @@ class StepSpec:
                 outputs=_str_list(data, "outputs"),
                 upstream=_str_list(data, "upstream"),
                 downstream=_str_list(data, "downstream"),
+                groups=[_strings(g, "groups") for g in _obj_list(data, "groups")],
+                readonly_inputs=_str_list(data, "readonly_inputs"),
+                random_guard=_get(data, "random_guard", bool, False),
             )
         except SpecError:
             raise
@@ -191,8 +211,11 @@ def _obj_list(data: dict[str, Any], key: str) -> list[Any]:
 
 
 def _str_list(data: dict[str, Any], key: str) -> list[str]:
-    value = _obj_list(data, key)
-    if not all(isinstance(v, str) for v in value):
+    return _strings(_obj_list(data, key), key)
+
+
+def _strings(value: object, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SpecError(f"step.json {key!r} must be a list of strings")
     return list(value)
 
