@@ -14,6 +14,7 @@ import pytest
 
 from jup2kub.api import inspect_notebook
 from jup2kub.errors import CellSyntaxError
+from jup2kub_runtime.randomness import RANDOM_STATE
 
 MakeNb = Callable[..., Path]
 
@@ -300,7 +301,8 @@ def test_setup_calls_are_rerun_in_later_steps(make_notebook: MakeNb) -> None:
     p = inspect_notebook(
         make_notebook(
             [
-                "%matplotlib inline\nimport numpy as np\nSEED = 3\nnp.random.seed(SEED)",
+                "%matplotlib inline\nimport numpy as np\nSEED = 3\nnp.random.seed(SEED)\n"
+                "import os\nos.chdir('data')",
                 "x = np.random.rand()",
             ]
         ),
@@ -308,9 +310,11 @@ def test_setup_calls_are_rerun_in_later_steps(make_notebook: MakeNb) -> None:
     )
     s = p.step("cell-1")
     kinds = [(d.kind, d.source) for d in s.replay]
-    assert ("setup", "np.random.seed(SEED)") in kinds
     assert ("setup", "get_ipython().run_line_magic('matplotlib', 'inline')") in kinds
-    assert s.inputs == {"SEED": "cell-0"}
+    assert ("setup", "os.chdir('data')") in kinds  # the working directory carries over
+    # seeding is not replayed (later draws would start the stream again): the state travels
+    assert ("setup", "np.random.seed(SEED)") not in kinds
+    assert s.inputs == {RANDOM_STATE: "cell-0"}
 
 
 def test_ipython_magics_and_shell(flow: Flow, make_notebook: MakeNb) -> None:
@@ -326,6 +330,7 @@ def test_ipython_magics_and_shell(flow: Flow, make_notebook: MakeNb) -> None:
     assert g["cell-2"]["inputs"] == ["n"] and g["cell-2"]["outputs"] == ["result"]
     assert g["cell-3"]["outputs"] == ["total"]
     assert g["cell-4"]["inputs"] == ["listing"] and g["cell-4"]["outputs"] == ["captured"]
+    # ``!ls`` and ``!echo`` only read: they follow earlier file writers, they are no barrier
     assert g["cell-5"]["after"] == ["cell-2", "cell-3", "cell-4"]
     p = inspect_notebook(make_notebook(["x = 1", "%%bash\necho $x\n"]), "cells")
     assert p.step("cell-1").inputs == {}  # a bash body is not Python

@@ -117,13 +117,13 @@ def run_step(
 
 @contextlib.contextmanager
 def _working_directory(path: Path | None) -> Iterator[None]:
-    """Relative paths in the step's code resolve in ``path`` (None: leave the cwd alone)."""
-    if path is None:
-        yield
-        return
-    path.mkdir(parents=True, exist_ok=True)
+    """Relative paths in the step's code resolve in ``path`` (None: the current directory);
+    afterwards the process is back where it was, even if the code changed directory (``os.chdir``
+    is replayed in later steps, so a long-lived step process must not accumulate it)."""
     previous = os.getcwd()
-    os.chdir(path)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        os.chdir(path)
     try:
         yield
     finally:

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jup2kub.errors import CycleError, UnknownStepError
-from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Statement, Summary
+from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Statement, Summary
+from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.split import Split, StepCells
+from jup2kub_runtime.randomness import RANDOM_STATE
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,33 @@ class Step:
     replay: list[Definition] = field(default_factory=list)
     prev: list[str] = field(default_factory=list)
     file_deps: dict[str, set[str]] = field(default_factory=dict)  # upstream -> shared paths
+    #: names this step binds or changes (its own values, even conditionally)
+    changes: set[str] = field(default_factory=set)
+    #: may-alias classes at the end of the step: outputs in one class are stored together
+    aliases: list[frozenset[str]] = field(default_factory=list)
+    #: the global random generators were seeded before this step
+    seeded_before: bool = False
+    #: why the step must run after all earlier steps and before all later ones (cell, reason)
+    barrier: tuple[int, str] | None = None
+    #: it reads files under computed names: it runs after every earlier step writing files
+    opaque_read: bool = False
+    writes_files: bool = False
+
+    @property
+    def groups(self) -> list[list[str]]:
+        """Outputs that may share objects: stored together so identity survives."""
+        found = [sorted(c & self.outputs) for c in self.aliases]
+        return sorted(g for g in found if len(g) > 1)
+
+    @property
+    def readonly_inputs(self) -> list[str]:
+        """Inputs the analysis expects this step to leave unchanged (the runtime checks)."""
+        return sorted(set(self.inputs) - self.changes - {RANDOM_STATE})
+
+    @property
+    def random_guard(self) -> bool:
+        """Seeded before, and no draw seen here: a draw would desynchronise later steps."""
+        return self.seeded_before and RANDOM_STATE not in self.changes
 
 
 @dataclass
@@ -223,6 +252,12 @@ class _Builder:
         self.steps: dict[str, Step] = {}
         self.warnings: list[Diagnostic] = []
         self.unshippable: list[Unshippable] = []
+        self.aliases = AliasClasses()
+        #: names bound by imports so far -> what they stand for (``np`` -> ``numpy``)
+        self.imports: dict[str, str] = {}
+        #: import statements so far, by top-level package (replayed together)
+        self.package_imports: dict[str, list[Definition]] = {}
+        self.order: dict[str, int] = {}
 
     # ---------------------------------------------------------------- resolution
     def build(self) -> Pipeline:
@@ -269,6 +304,9 @@ class _Builder:
         step = Step(sc.name, sc.source_name, list(sc.cells))
         step.prev = [p for p, _ in sc.prev]
         self.steps[sc.name] = step
+        self.order[sc.name] = len(self.order)
+        step.seeded_before = RANDOM_STATE in self.env
+        aliased_at_start = self.aliases.snapshot()
         r = _StepResolver(self, step)
         for setup, reads in self.setups:
             step.replay.append(setup)
@@ -282,6 +320,14 @@ class _Builder:
             for st in self.cells[index].statements:
                 r.statement(st)
         step.replay = sorted(set(step.replay), key=lambda d: (d.cell, d.line))
+        step.changes = {n for n, local in r.local.items() if local.kind == "value"}
+        step.aliases = self.aliases.snapshot()
+        self._one_source_per_object(step, aliased_at_start)
+        sts = [st for i in sc.cells for st in self.cells[i].statements]
+        opaque = next(((st.cell, st.opaque) for st in sts if st.opaque), None)
+        step.barrier = opaque
+        step.opaque_read = any(st.opaque_read for st in sts)
+        step.writes_files = opaque is not None or any(st.file_writes for st in sts)
         for name, local in r.local.items():
             prior = self.env.get(name)
             self.env[name] = _Definer(
@@ -298,6 +344,23 @@ class _Builder:
             reads = tuple(dict.fromkeys(e.name for e in st.events if e.kind == "read"))
             self.setups.append((_definition(st, "setup"), reads))
         self.stars.extend(r.new_stars)
+
+    def _one_source_per_object(self, step: Step, aliased: list[frozenset[str]]) -> None:
+        """Names that may share an object reach ``step`` from one stored group, so that it sees
+        one object as the notebook does: from the latest of their definers, which then passes
+        the others on."""
+        for group in aliased:
+            members = [n for n in sorted(group) if n in step.inputs]
+            sources = {step.inputs[n] for n in members}
+            if len(sources) < 2:
+                continue
+            latest = max(sources, key=self.order.__getitem__)
+            for name in members:
+                if step.inputs[name] != latest:
+                    definer = self.env[name]
+                    self.add_input(self.steps[latest], name, definer)
+                    step.inputs[name] = latest
+                    self.steps[latest].outputs.add(name)
 
     def add_input(self, step: Step, name: str, definer: _Definer) -> None:
         if definer.kind == "param":
@@ -345,8 +408,9 @@ class _Builder:
         names = [s.name for s in steps]
         order = {n: i for i, n in enumerate(names)}
         known = set(names)
-        for s in steps:
+        for j, s in enumerate(steps):
             after = set(s.inputs.values()) | set(s.file_deps)
+            after |= _opaque_order(steps, j)
             sc = next(x for x in self.split.steps if x.name == s.name)
             for target, cell in sc.prev:
                 label = dns_label(target)
@@ -389,35 +453,90 @@ class _StepResolver:
         code = set(st.code_names)
         definition = _definition(st) if code else None
         def_reads = tuple(e.name for e in st.events if e.kind == "read") if code else ()
-        if st.setup_root is not None and (
-            st.setup_root == "%" or self._kind(st.setup_root) == "code"
+        if definition is not None and st.imports:
+            self._imports(st, definition)
+        seeds = any(
+            e.kind == "call" and random_effect(e.name, e.keywords, self.b.imports) == SEED
+            for e in st.events
+        )
+        if (
+            st.setup_root is not None
+            and not seeds  # the random state travels as a value instead (RANDOM_STATE)
+            and (st.setup_root == "%" or self._kind(st.setup_root) == "code")
         ):
             self.new_setups.append(st)
         for e in st.events:
             if e.kind == "read":
                 self.read(e.name, st.cell, e.line)
             elif e.kind == "def":
-                if e.name in code:
-                    self.local[e.name] = _Local(
-                        "code", True, definition, def_reads, st.summaries.get(e.name)
-                    )
-                else:
-                    previous = self.local.get(e.name)
-                    certain = e.certain or (
-                        previous is not None and previous.certain and previous.kind == "value"
-                    )
-                    what = (e.unshippable, st.cell, e.line) if e.unshippable else None
-                    self.local[e.name] = _Local("value", certain, unshippable=what)
+                self.define(e, st, definition, def_reads, code)
             elif e.kind == "del":
                 if e.certain:
                     self.local[e.name] = _Local("deleted", True)
+                    self.b.aliases.rebind(e.name)
                 elif e.name in self.local and not self.local[e.name].certain:
                     # maybe deleted, maybe never bound here (an ``except ... as`` name)
                     del self.local[e.name]
             elif e.kind == "mutate":
                 self.mutate(e.name, st.cell, e.line)
+            elif e.kind == "alias":
+                values = [n for n in e.sources if self._kind(n) in ("value", "param")]
+                self.b.aliases.join(e.name, values)
+            elif e.kind == "call":
+                self.call(e, st.cell)
         if st.star_import:
             self.new_stars.append(_definition(st, "star"))
+
+    def define(
+        self,
+        e: Event,
+        st: Statement,
+        definition: Definition | None,
+        def_reads: tuple[str, ...],
+        code: set[str],
+    ) -> None:
+        if e.certain:
+            self.b.aliases.rebind(e.name)  # a new object: no longer shares the old one's
+        if e.name in code:
+            self.local[e.name] = _Local(
+                "code", True, definition, def_reads, st.summaries.get(e.name)
+            )
+            return
+        previous = self.local.get(e.name)
+        certain = e.certain or (
+            previous is not None and previous.certain and previous.kind == "value"
+        )
+        what = (e.unshippable, st.cell, e.line) if e.unshippable else None
+        self.local[e.name] = _Local("value", certain, unshippable=what)
+
+    def _imports(self, st: Statement, definition: Definition) -> None:
+        """Record what the import binds; replay earlier imports of the same packages, since
+        ``import matplotlib`` alone reaches ``matplotlib.pyplot`` only if it was imported."""
+        for bound, module in st.imports.items():
+            self.b.imports[bound] = module
+            package = module.lstrip(".").split(".")[0]
+            earlier = self.b.package_imports.setdefault(package, [])
+            self.step.replay.extend(d for d in earlier if d not in self.step.replay)
+            earlier.append(definition)
+
+    def call(self, e: Event, cell: int) -> None:
+        effect = random_effect(e.name, e.keywords, self.b.imports)
+        if effect == SEED:
+            self.local[RANDOM_STATE] = _Local("value", e.certain)
+        elif effect == DRAW:
+            self.mutate(RANDOM_STATE, cell, e.line)
+        head = e.name.partition(".")[0]
+        summary = self._summary(head) if head == e.name else None
+        if summary is not None and summary.mutates_args:
+            for name in e.sources:
+                self.mutate(name, cell, e.line)
+
+    def _summary(self, name: str) -> Summary | None:
+        local = self.local.get(name)
+        if local is not None:
+            return local.summary if local.kind == "code" else None
+        definer = self.b.env.get(name)
+        return definer.summary if definer is not None and definer.kind == "code" else None
 
     def _kind(self, name: str) -> str | None:
         if name in self.local:
@@ -426,6 +545,11 @@ class _StepResolver:
         return definer.kind if definer else None
 
     def mutate(self, name: str, cell: int, line: int) -> None:
+        """Changing an object changes it under every name that may share it."""
+        for member in sorted(self.b.aliases.members(name)):
+            self._mutate_one(member, cell, line)
+
+    def _mutate_one(self, name: str, cell: int, line: int) -> None:
         local = self.local.get(name)
         if local is not None and local.certain and local.kind != "deleted":
             return
@@ -448,7 +572,7 @@ class _StepResolver:
                 return
         definer = self.b.env.get(name)
         if definer is None or definer.kind == "deleted":
-            if local is not None or name in BUILTIN_NAMES:
+            if local is not None or name in BUILTIN_NAMES or name == RANDOM_STATE:
                 return
             if self.b.stars or self.new_stars:
                 self.step.replay.extend(self.b.stars)
@@ -462,6 +586,10 @@ class _StepResolver:
             assert definer.definition is not None
             if definer.definition not in self.step.replay:
                 self.step.replay.append(definer.definition)
+                package = self.b.imports.get(name, "").lstrip(".").split(".")[0]
+                for sibling in self.b.package_imports.get(package, []) if package else []:
+                    if sibling not in self.step.replay:
+                        self.step.replay.append(sibling)
                 for dependency in definer.def_reads:
                     self.read(
                         dependency, definer.definition.cell, definer.definition.line, env_only=True
@@ -485,6 +613,21 @@ class _StepResolver:
         diag = Diagnostic(self.step.name, cell, line, message)
         if diag not in self.b.warnings:
             self.b.warnings.append(diag)
+
+
+def _opaque_order(steps: list[Step], j: int) -> set[str]:
+    """Steps that ``steps[j]`` must follow because of effects the analysis cannot follow: a
+    barrier (shell command, file written under a computed name) runs after every earlier step
+    and before every later one; a read under a computed name follows earlier writers."""
+    s = steps[j]
+    earlier = steps[:j]
+    if s.barrier is not None:
+        return {e.name for e in earlier}
+    barriers = [e.name for e in earlier if e.barrier is not None]
+    after = set(barriers[-1:])  # the latest barrier already follows every step before it
+    if s.opaque_read:
+        after |= {e.name for e in earlier if e.writes_files}
+    return after
 
 
 def _definition(st: Statement, kind: str = "code") -> Definition:

@@ -6,13 +6,19 @@ import ast
 from collections.abc import Iterable, Sequence
 
 from jup2kub.errors import CellSyntaxError
+from jup2kub.model.analysis.aliases import dotted_name, target_names, value_sources
 from jup2kub.model.analysis.events import CellAnalysis, Event, Statement, Summary
 from jup2kub.model.analysis.knowledge import (
+    DRAWN_ON_KEYWORDS,
+    FILE_CHANGERS,
+    FILE_READERS,
     FILE_WRITERS,
     MUTATING_FUNCTIONS,
     MUTATING_METHODS,
     SETUP_FUNCTIONS,
     SETUP_MAGICS,
+    SHELL_CALLS,
+    SHELL_MODULES,
 )
 from jup2kub.model.analysis.scopes import (
     Scope,
@@ -22,6 +28,7 @@ from jup2kub.model.analysis.scopes import (
     def_time_exprs,
     function_free,
     is_pure,
+    mutates_parameters,
     root_name,
     unshippable,
 )
@@ -34,15 +41,60 @@ from jup2kub.model.ipython import (
     translate,
 )
 
+#: Shell cell magics: the cell body is a program the analysis cannot follow.
+SHELL_CELL_MAGICS = frozenset({"bash", "sh", "script", "system", "perl", "ruby", "sx"})
+PATH_TYPES = frozenset({"Path", "PurePath", "PosixPath"})
+#: Programs that only read (a ``!`` line running one without redirection is not a barrier).
+READ_ONLY_PROGRAMS = frozenset(
+    {
+        "ls",
+        "echo",
+        "cat",
+        "head",
+        "tail",
+        "wc",
+        "pwd",
+        "date",
+        "whoami",
+        "nvidia-smi",
+        "du",
+        "df",
+        "file",
+        "which",
+        "env",
+        "printenv",
+        "uname",
+        "hostname",
+        "nproc",
+        "free",
+        "grep",
+        "find",
+        "sort",
+        "uniq",
+        "stat",
+        "md5sum",
+        "sha256sum",
+        "tree",
+        "lscpu",
+        "id",
+    }
+)
+
 
 class _Emitter(ast.NodeVisitor):
-    """Walks module-level statements and expressions, recording events in execution order."""
+    """Walks module-level statements and expressions, recording events in execution order.
+
+    Inside a conditional region (a loop body, a branch, a handler) ``regions`` holds the names
+    bound earlier in that region: a read of one of them is not upward-exposed (``for f in
+    files: g = f.strip(); use(g)`` reads neither ``f`` nor ``g`` from an earlier step).
+    """
 
     def __init__(self, analyzer: _CellAnalyzer, stmt: Statement, line_offset: int) -> None:
         self.a = analyzer
         self.stmt = stmt
         self.offset = line_offset
         self.certain = True
+        self.regions: list[set[str]] = []
 
     # events
     def _event(self, kind: str, name: str, node: ast.AST | None) -> None:
@@ -50,11 +102,34 @@ class _Emitter(ast.NodeVisitor):
         self.stmt.events.append(Event(kind, name, line, self.certain))
 
     def read(self, name: str, node: ast.AST | None = None) -> None:
-        self._event("read", name, node)
+        if not any(name in region for region in self.regions):
+            self._event("read", name, node)
 
     def define(self, name: str, node: ast.AST | None = None, what: str | None = None) -> None:
-        line = self.offset + getattr(node, "lineno", 1) if node is not None else self.stmt.line
+        line = self._line(node)
         self.stmt.events.append(Event("def", name, line, self.certain, what))
+        if self.regions:
+            self.regions[-1].add(name)
+
+    def _line(self, node: ast.AST | None) -> int:
+        return self.offset + getattr(node, "lineno", 1) if node is not None else self.stmt.line
+
+    def alias(self, names: Iterable[str], sources: Iterable[str], node: ast.AST) -> None:
+        """``names`` may now hold (parts of) the objects of ``sources`` and of each other."""
+        names = list(names)
+        for name in names:
+            shared = tuple(sorted((set(sources) | set(names)) - {name}))
+            if shared:
+                self.stmt.events.append(
+                    Event("alias", name, self._line(node), self.certain, sources=shared)
+                )
+
+    def region(self, bound: Iterable[str] = ()) -> _Region:
+        return _Region(self, set(bound))
+
+    def _forget(self, name: str) -> None:
+        for region in self.regions:
+            region.discard(name)
 
     # statements
     def body(self, stmts: Sequence[ast.stmt], certain: bool) -> set[str]:
@@ -62,8 +137,13 @@ class _Emitter(ast.NodeVisitor):
         saved = self.certain
         self.certain = saved and certain
         start = len(self.stmt.events)
-        for s in stmts:
-            self.visit(s)
+        if certain:
+            for s in stmts:
+                self.visit(s)
+        else:
+            with self.region():
+                for s in stmts:
+                    self.visit(s)
         self.certain = saved
         defined: set[str] = set()
         for e in self.stmt.events[start:]:
@@ -73,15 +153,19 @@ class _Emitter(ast.NodeVisitor):
                 defined.discard(e.name)
         return defined if certain else set()
 
-    def _branches(self, branches: Iterable[Sequence[ast.stmt]], node: ast.AST) -> None:
-        """Run alternative branches; names every branch defines count as certainly defined."""
+    def _branches(
+        self, branches: Iterable[tuple[Sequence[ast.stmt], set[str]]], node: ast.AST
+    ) -> None:
+        """Run alternative branches (each with the names bound on entering it); names every
+        branch defines count as certainly defined."""
         common: set[str] | None = None
-        for branch in branches:
+        for branch, bound in branches:
             saved = self.certain
             self.certain = False
             start = len(self.stmt.events)
-            for s in branch:
-                self.visit(s)
+            with self.region(bound):
+                for s in branch:
+                    self.visit(s)
             self.certain = saved
             defined = {e.name for e in self.stmt.events[start:] if e.kind == "def"}
             # a branch "certainly" defines what it assigns at its own top level only; being
@@ -92,6 +176,8 @@ class _Emitter(ast.NodeVisitor):
         if self.certain:
             for name in sorted(common or ()):
                 self.define(name, node)
+        elif self.regions:
+            self.regions[-1].update(common or ())
 
     def target(self, node: ast.expr, what: str | None = None) -> None:
         if isinstance(node, ast.Name):
@@ -114,6 +200,8 @@ class _Emitter(ast.NodeVisitor):
         what = unshippable(node.value)
         for t in node.targets:
             self.target(t, what)
+        names = [n for t in node.targets for n in target_names(t)]
+        self.alias(names, value_sources(node.value), node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -121,12 +209,18 @@ class _Emitter(ast.NodeVisitor):
         self.visit(node.annotation)
         if node.value is not None or not isinstance(node.target, ast.Name):
             self.target(node.target)
+        if node.value is not None:
+            self.alias(target_names(node.target), value_sources(node.value), node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):
             self.read(node.target.id, node.target)
         self.visit(node.value)
         self.target(node.target)
+        if isinstance(node.target, ast.Name):
+            # ``lst += other`` extends the object in place: every name sharing it changes
+            self._event("mutate", node.target.id, node)
+            self.alias([node.target.id], value_sources(node.value), node)
 
     def visit_Delete(self, node: ast.Delete) -> None:
         for t in node.targets:
@@ -135,6 +229,7 @@ class _Emitter(ast.NodeVisitor):
     def _delete(self, t: ast.expr) -> None:
         if isinstance(t, ast.Name):
             self._event("del", t.id, t)
+            self._forget(t.id)
         elif isinstance(t, (ast.Tuple, ast.List)):
             for elt in t.elts:
                 self._delete(elt)
@@ -145,37 +240,48 @@ class _Emitter(ast.NodeVisitor):
         self.visit(node.iter)
         saved = self.certain
         self.certain = False
-        self.target(node.target)
-        for s in [*node.body, *node.orelse]:
-            self.visit(s)
+        with self.region():
+            self.target(node.target)
+            # the loop variable holds the elements: ``for d in [train, test]: d["x"] = ..``
+            self.alias(target_names(node.target), value_sources(node.iter), node)
+            for s in node.body:
+                self.visit(s)
+        with self.region():
+            for s in node.orelse:
+                self.visit(s)
         self.certain = saved
 
     visit_AsyncFor = visit_For  # type: ignore[assignment]
 
     def visit_While(self, node: ast.While) -> None:
         self.visit(node.test)
-        self.body([*node.body, *node.orelse], certain=False)
+        self.body(node.body, certain=False)
+        self.body(node.orelse, certain=False)
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
-        self._branches([node.body, node.orelse], node)
+        self._branches([(node.body, set()), (node.orelse, set())], node)
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
             self.visit(item.context_expr)
             if item.optional_vars is not None:
                 self.target(item.optional_vars, unshippable(item.context_expr))
+                sources = value_sources(item.context_expr)
+                self.alias(target_names(item.optional_vars), sources, node)
         self.body(node.body, certain=True)
 
     visit_AsyncWith = visit_With  # type: ignore[assignment]
 
     def visit_Try(self, node: ast.Try) -> None:
         # Either the body (and else) ran to the end, or a handler did.
-        alternatives: list[list[ast.stmt]] = [[*node.body, *node.orelse]]
+        alternatives: list[tuple[Sequence[ast.stmt], set[str]]] = [
+            ([*node.body, *node.orelse], set())
+        ]
         for h in node.handlers:
             if h.type is not None:
                 self.visit(h.type)
-            alternatives.append(list(h.body))
+            alternatives.append((h.body, {h.name} if h.name else set()))
         for h in node.handlers:
             if h.name:
                 saved = self.certain
@@ -200,21 +306,24 @@ class _Emitter(ast.NodeVisitor):
         for case in node.cases:
             scope = Scope()
             scope.visit(case.pattern)
-            for name in sorted(scope.stores):
-                self.define(name, case.pattern)
             for name in sorted(scope.loads):
                 self.read(name, case.pattern)
-            if case.guard is not None:
-                self.visit(case.guard)
-            for s in case.body:
-                self.visit(s)
+            with self.region():
+                for name in sorted(scope.stores):
+                    self.define(name, case.pattern)
+                if case.guard is not None:
+                    self.visit(case.guard)
+                for s in case.body:
+                    self.visit(s)
         self.certain = saved
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         for expr in def_time_exprs(node):
             self.visit(expr)
         reads, writes = function_free(node)
-        self.stmt.summaries[node.name] = Summary(frozenset(reads), frozenset(writes))
+        self.stmt.summaries[node.name] = Summary(
+            frozenset(reads), frozenset(writes), mutates_parameters(node)
+        )
         self.define(node.name, node)
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
@@ -230,14 +339,18 @@ class _Emitter(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self.define(alias.asname or alias.name.split(".")[0], node)
+            bound = alias.asname or alias.name.split(".")[0]
+            self.define(bound, node)
+            self.stmt.imports[bound] = alias.name if alias.asname else bound
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = "." * node.level + (node.module or "")
         for alias in node.names:
             if alias.name == "*":
                 self.stmt.star_import = True
             else:
                 self.define(alias.asname or alias.name, node)
+                self.stmt.imports[alias.asname or alias.name] = f"{module}.{alias.name}"
 
     def visit_Global(self, node: ast.Global) -> None:  # no effect at module level
         return
@@ -309,31 +422,95 @@ class _Emitter(ast.NodeVisitor):
             root = root_name(first)
             if root:
                 self._event("mutate", root, node)
+        self._call_event(node)
         self._file_effects(node, name, first)
+        self._shell_effects(node)
         self.generic_visit(node)
 
+    def _call_event(self, node: ast.Call) -> None:
+        """Record the call for what only the whole notebook can tell: which module the callee
+        comes from (random generators), and whether a function of the notebook changes its
+        arguments."""
+        callee = dotted_name(node.func)
+        if callee is None:
+            return
+        args = [*node.args, *(k.value for k in node.keywords)]
+        passed = tuple(sorted({r for a in args if (r := root_name(a))}))
+        drawn = {
+            r for k in node.keywords if k.arg in DRAWN_ON_KEYWORDS and (r := root_name(k.value))
+        }
+        keywords = tuple(k.arg for k in node.keywords if k.arg)
+        self.stmt.events.append(
+            Event(
+                "call",
+                callee,
+                self._line(node),
+                self.certain,
+                sources=passed,
+                keywords=keywords,
+                drawn_on=tuple(sorted(drawn)),
+            )
+        )
+        for name in sorted(drawn):
+            self._event("mutate", name, node)
+
+    def _shell(self, command: str, node: ast.AST) -> None:
+        """A shell command that only looks reads files (after earlier writers); any other may
+        change anything: a barrier."""
+        words = command.split()
+        program = words[0].rsplit("/", 1)[-1] if words else ""
+        if (
+            program in READ_ONLY_PROGRAMS
+            and not set(">|;&`").intersection(command)
+            and "$(" not in command
+            and not {"-delete", "-exec", "-i", "--in-place"}.intersection(words)
+        ):
+            self.stmt.opaque_read = True
+        else:
+            self._opaque(f"runs a shell command (!{program})", node)
+
+    def _shell_effects(self, node: ast.Call) -> None:
+        callee = dotted_name(node.func) or ""
+        module, _, function = callee.rpartition(".")
+        if module in SHELL_MODULES and function in SHELL_CALLS:
+            self._opaque(f"runs a program ({callee})", node)
+
+    def _opaque(self, what: str, node: ast.AST) -> None:
+        if self.stmt.opaque is None:
+            self.stmt.opaque = f"{what}, line {self._line(node)}"
+
     def _file_effects(self, node: ast.Call, name: str | None, first: ast.expr | None) -> None:
-        path = constant_str(first)
-        if path is None:
-            for k in node.keywords:
-                if k.arg in ("path", "path_or_buf", "fname", "filename", "file", "excel_writer"):
-                    path = constant_str(k.value)
+        path_node = first
+        for k in node.keywords:
+            if k.arg in ("path", "path_or_buf", "fname", "filename", "file", "excel_writer"):
+                path_node = k.value
+        path = constant_str(path_node)
+        computed = path is None and _computed_path(path_node)
+        receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+        if isinstance(receiver, ast.Call) and call_name(receiver.func) in PATH_TYPES:
+            # Path("out.txt").write_text(...): the path is the receiver's
+            path_node = receiver.args[0] if receiver.args else None
+            path = constant_str(path_node)
+            computed = path is None and _computed_path(path_node)
         if name == "open":
-            mode = constant_str(node.args[1]) if len(node.args) > 1 else None
+            mode = constant_str(node.args[1]) if len(node.args) > 1 else "r"
             for k in node.keywords:
                 if k.arg == "mode":
                     mode = constant_str(k.value)
-            if path and mode and any(c in mode for c in "wax+"):
+            writes = mode is None or any(c in mode for c in "wax+")
+            if writes and path:
                 self.stmt.file_writes.add(path)
-        elif name in FILE_WRITERS:
+            elif writes and computed:
+                self._opaque("writes a file under a computed name", node)
+            elif computed:
+                self.stmt.opaque_read = True
+        elif name in FILE_WRITERS or name in FILE_CHANGERS:
             if path:
                 self.stmt.file_writes.add(path)
-            elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call):
-                # Path("out.txt").write_text(...)
-                receiver = node.func.value
-                target = constant_str(receiver.args[0]) if receiver.args else None
-                if target:
-                    self.stmt.file_writes.add(target)
+            elif computed:
+                self._opaque(f"writes a file under a computed name ({name})", node)
+        elif name in FILE_READERS and computed:
+            self.stmt.opaque_read = True
 
     def _magic(self, node: ast.Call, method: str, args: list[ast.expr]) -> None:
         strings = [constant_str(a) for a in args]
@@ -355,6 +532,8 @@ class _Emitter(ast.NodeVisitor):
             line = strings[1] or ""
             for n in sorted(expanded_names(line)):
                 self.read(n, node)
+            if strings[0] in SHELL_CELL_MAGICS:
+                self._opaque(f"runs a %%{strings[0]} cell", node)
             if strings[0] == "writefile":
                 path = _strip_magic_flags(line).strip()
                 if path:
@@ -362,6 +541,28 @@ class _Emitter(ast.NodeVisitor):
         elif method in ("system", "getoutput") and strings and strings[0] is not None:
             for n in sorted(expanded_names(strings[0])):
                 self.read(n, node)
+            self._shell(strings[0], node)
+
+
+class _Region:
+    """A conditional region of the emitter (see ``_Emitter.regions``)."""
+
+    def __init__(self, emitter: _Emitter, bound: set[str]) -> None:
+        self.emitter = emitter
+        self.bound = bound
+
+    def __enter__(self) -> None:
+        self.emitter.regions.append(self.bound)
+
+    def __exit__(self, *exc: object) -> None:
+        self.emitter.regions.pop()
+
+
+def _computed_path(node: ast.expr | None) -> bool:
+    """Whether ``node`` looks like a path computed at run time (not a literal, a mapping, ..)."""
+    return isinstance(
+        node, (ast.Name, ast.Attribute, ast.Subscript, ast.JoinedStr, ast.BinOp, ast.Call)
+    )
 
 
 def _strip_magic_flags(arg: str) -> str:

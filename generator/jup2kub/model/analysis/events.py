@@ -1,5 +1,5 @@
 """What the analysis of a cell yields: per top-level statement, the events (read, def, del,
-mutate) of module-level names in execution order."""
+mutate, alias, call) of module-level names in execution order."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ from dataclasses import dataclass, field
 class Event:
     """Something a statement does to a module-level name, in execution order."""
 
-    kind: str  # "read" | "def" | "del" | "mutate"
-    name: str
+    kind: str  # "read" | "def" | "del" | "mutate" | "alias" | "call"
+    name: str  # for a call: the callee as written (``np.random.rand``)
     line: int
     certain: bool = True
     #: for a def: what the value is when it cannot be stored (an open file, a lock, ...)
     unshippable: str | None = None
+    #: for an alias: the names whose objects ``name`` may now share (``b = a``, ``for d in
+    #: [x, y]``); for a call: the variables passed as arguments
+    sources: tuple[str, ...] = ()
+    #: for a call: the keyword arguments given (``random_state``, ``ax``, ...)
+    keywords: tuple[str, ...] = ()
+    #: for a call: the variables passed as ``ax=``/``fig=``-like keywords (drawn on)
+    drawn_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,8 @@ class Summary:
 
     reads: frozenset[str]
     writes: frozenset[str]
+    #: a call may modify the objects passed as arguments (the body changes a parameter)
+    mutates_args: bool = False
 
 
 @dataclass
@@ -43,6 +52,13 @@ class Statement:
     setup_root: str | None = None
     file_writes: set[str] = field(default_factory=set)
     literals: set[str] = field(default_factory=set)
+    #: names an import binds -> the module or attribute they stand for (``np`` -> ``numpy``)
+    imports: dict[str, str] = field(default_factory=dict)
+    #: why the statement touches files or the process in ways the analysis cannot follow
+    #: (a shell command, a file written under a computed name): the step becomes a barrier
+    opaque: str | None = None
+    #: it reads files under a computed name: it runs after every earlier step writing files
+    opaque_read: bool = False
 
 
 @dataclass

@@ -7,6 +7,8 @@ import ast
 
 from jup2kub.model.analysis.knowledge import (
     DATABASE_MODULES,
+    MUTATING_FUNCTIONS,
+    MUTATING_METHODS,
     PURE_METHODS,
     PURE_PREFIXES,
     UNSHIPPABLE_CALLS,
@@ -24,13 +26,39 @@ class Scope(ast.NodeVisitor):
         self.walrus: set[str] = set()
         self.nested_free: set[str] = set()
         self.global_writes: set[str] = set()
+        #: names whose object the body may change (``x.append(..)``, ``x[k] = ..``)
+        self.mutated: set[str] = set()
 
     def visit_Name(self, node: ast.Name) -> None:
         (self.loads if isinstance(node.ctx, ast.Load) else self.stores).add(node.id)
 
+    def _store_through(self, node: ast.Attribute | ast.Subscript) -> None:
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            root = root_name(node)
+            if root:
+                self.mutated.add(root)
+        self.generic_visit(node)
+
+    visit_Attribute = _store_through  # type: ignore[assignment]
+    visit_Subscript = _store_through  # type: ignore[assignment]
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            root = root_name(func.value)
+            direct = isinstance(func.value, ast.Name)
+            if root and (func.attr in MUTATING_METHODS or (direct and not is_pure(func.attr))):
+                self.mutated.add(root)
+        if call_name(func) in MUTATING_FUNCTIONS and node.args:
+            root = root_name(node.args[0])
+            if root:
+                self.mutated.add(root)
+        self.generic_visit(node)
+
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):
             self.loads.add(node.target.id)
+            self.mutated.add(node.target.id)  # ``lst += [x]`` extends the list in place
         self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
@@ -48,6 +76,7 @@ class Scope(ast.NodeVisitor):
     def _nested(self, reads: set[str], writes: set[str]) -> None:
         self.nested_free |= reads
         self.global_writes |= writes
+        self.mutated |= writes
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self.stores.add(node.name)
@@ -143,8 +172,20 @@ def function_free(
             scope.visit(stmt)
     local = _arg_names(node.args) | (scope.stores - scope.globals - scope.nonlocals)
     reads = (scope.loads | scope.nested_free) - local
-    writes = (scope.globals & scope.stores) | scope.global_writes
+    # a module-level object the body changes in place counts as written (``log.append(x)``)
+    writes = (scope.globals & scope.stores) | scope.global_writes | (scope.mutated - local)
     return reads, writes
+
+
+def mutates_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> bool:
+    """Whether the body may change an object passed to it (``def prep(d): d["x"] = 1``)."""
+    scope = Scope()
+    if isinstance(node, ast.Lambda):
+        scope.visit(node.body)
+    else:
+        for stmt in node.body:
+            scope.visit(stmt)
+    return bool(_arg_names(node.args) & scope.mutated)
 
 
 def class_free(node: ast.ClassDef) -> tuple[set[str], set[str], set[str]]:
@@ -153,7 +194,8 @@ def class_free(node: ast.ClassDef) -> tuple[set[str], set[str], set[str]]:
     for stmt in node.body:
         scope.visit(stmt)
     body_reads = scope.loads - (scope.stores - scope.globals)
-    return body_reads, scope.nested_free, scope.global_writes | (scope.globals & scope.stores)
+    writes = scope.global_writes | (scope.globals & scope.stores)
+    return body_reads, scope.nested_free, writes
 
 
 def comprehension_free(
