@@ -104,6 +104,9 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         outputs=sorted(step.outputs),
         upstream=list(step.after),
         downstream=downstream,
+        groups=step.groups,
+        readonly_inputs=step.readonly_inputs,
+        random_guard=step.random_guard,
     )
     return StepPlan(
         name=name,

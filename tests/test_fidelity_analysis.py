@@ -1,0 +1,229 @@
+"""The analysis classes behind "never a silent difference" (issue 13), as pure logic: aliases,
+upward-exposed reads in loops, the global random state, effects the analysis cannot follow.
+The end-to-end comparisons with nbclient are in tests/test_fidelity_run.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jup2kub.api import inspect_notebook
+from jup2kub.model.pipeline import Pipeline
+from jup2kub.plan import plan_pipeline
+from jup2kub_runtime.randomness import RANDOM_STATE
+
+MakeNb = Callable[..., Path]
+
+
+@pytest.fixture
+def pipe(make_notebook: MakeNb) -> Callable[..., Pipeline]:
+    def run(*cells: Any) -> Pipeline:
+        return inspect_notebook(make_notebook(list(cells)), "cells")
+
+    return run
+
+
+Pipe = Callable[..., Pipeline]
+
+
+# ---- loops: reads are upward-exposed uses only ------------------------------------------------
+
+
+def test_names_bound_in_a_loop_body_before_use_are_not_inputs(pipe: Pipe) -> None:
+    p = pipe(
+        "i = 0\ny = 0\nrows = [1, 2]",
+        *[f"for i in range(3):\n    y = i * {k}\n    print(y)" for k in range(6)],
+    )
+    for k in range(1, 7):
+        s = p.step(f"cell-{k}")
+        assert s.inputs == {} and s.after == [], (k, s.inputs)
+
+
+def test_a_name_read_before_it_is_bound_in_the_loop_is_an_input(pipe: Pipe) -> None:
+    p = pipe("total = 10", "for v in [1, 2]:\n    total = total + v", "print(total)")
+    assert p.step("cell-1").inputs == {"total": "cell-0"}
+    assert p.step("cell-2").inputs == {"total": "cell-1"}
+
+
+def test_a_loop_that_may_not_run_still_hands_the_older_value_on(pipe: Pipe) -> None:
+    p = pipe("x = 1\ndata = []", "for v in data:\n    x = v", "print(x)")
+    assert p.step("cell-1").inputs == {"data": "cell-0", "x": "cell-0"}
+    assert p.step("cell-2").inputs == {"x": "cell-1"}
+
+
+def test_with_target_then_loop_variable_of_the_same_name_is_not_refused(pipe: Pipe) -> None:
+    p = pipe(
+        "with open('notes.txt', 'w') as file:\n    file.write('x')",
+        "import os\nfor file in sorted(os.listdir('.')):\n    if file.endswith('.txt'):\n"
+        "        print(file)",
+    )
+    assert p.unshippable == []
+    assert "file" not in p.step("cell-1").inputs
+
+
+def test_branch_local_names_and_handler_names_are_not_inputs(pipe: Pipe) -> None:
+    p = pipe(
+        "z = 0\ne = 'old'\nflag = True",
+        "if flag:\n    z = 5\n    print(z)\ntry:\n    1 / 0\nexcept ZeroDivisionError as e:\n"
+        "    print(e)",
+    )
+    assert p.step("cell-1").inputs == {"flag": "cell-0"}
+
+
+# ---- one object, several names -------------------------------------------------------------
+
+
+def test_mutation_through_an_alias_changes_the_original(pipe: Pipe) -> None:
+    p = pipe("a = [1]", "b = a", "b.append(2)", "print(a)")
+    assert p.step("cell-3").inputs == {"a": "cell-2"}
+    # both come from the same stored group, so the step sees one object
+    assert p.step("cell-2").inputs == {"a": "cell-1", "b": "cell-1"}
+    assert p.step("cell-1").groups == [["a", "b"]]
+
+
+def test_loop_over_a_list_of_frames_changes_each(pipe: Pipe) -> None:
+    p = pipe(
+        "train = {'x': 1}\ntest = {'x': 2}",
+        "for d in [train, test]:\n    d['y'] = d['x'] * 2",
+        "print(train, test)",
+    )
+    assert p.step("cell-2").inputs == {"test": "cell-1", "train": "cell-1"}
+
+
+def test_an_element_taken_out_of_a_container_then_changed(pipe: Pipe) -> None:
+    p = pipe(
+        "models = [{'k': 1}, {'k': 2}]", "first = models[0]", "first['k'] = 9", "print(models)"
+    )
+    assert p.step("cell-3").inputs == {"models": "cell-2"}
+
+
+def test_figure_changed_through_its_axes_then_saved(pipe: Pipe) -> None:
+    p = pipe(
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()",
+        "ax.plot([1, 2, 3])\nax.set_title('t')",
+        "fig.savefig('f.png')",
+    )
+    assert p.step("cell-2").inputs == {"fig": "cell-1"}
+    assert p.step("cell-0").groups == [["ax", "fig"]]  # stored together: one figure
+
+
+def test_a_function_that_changes_its_argument(pipe: Pipe) -> None:
+    p = pipe(
+        "def prep(d):\n    d['x2'] = d['x'] ** 2",
+        "df = {'x': 3}",
+        "prep(df)",
+        "print(df)",
+    )
+    assert p.step("cell-3").inputs == {"df": "cell-2"}
+
+
+def test_a_function_that_changes_a_module_level_object(pipe: Pipe) -> None:
+    p = pipe("log = []\ndef add(v):\n    log.append(v)", "add(1)", "print(log)")
+    assert p.step("cell-2").inputs == {"log": "cell-1"}
+
+
+def test_drawing_on_an_axes_passed_as_keyword(pipe: Pipe) -> None:
+    p = pipe(
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\ndata = [1, 2]",
+        "import seaborn as sns\nsns.histplot(data, ax=ax)",
+        "fig.savefig('h.png')",
+    )
+    assert p.step("cell-2").inputs == {"fig": "cell-1"}
+
+
+def test_readonly_inputs_are_declared_for_the_runtime_guard(pipe: Pipe) -> None:
+    p = pipe("a = [1]\nb = [2]", "print(a)\nb.append(3)", "print(b)")
+    spec = plan_pipeline(p).step("cell-1").spec
+    assert spec.readonly_inputs == ["a"]
+
+
+def test_rebinding_ends_the_alias(pipe: Pipe) -> None:
+    p = pipe("a = [1]", "b = a\nb = [5]", "b.append(1)", "print(a)")
+    assert p.step("cell-3").inputs == {"a": "cell-0"}
+
+
+# ---- the global random generators -----------------------------------------------------------
+
+
+def test_random_state_flows_from_the_seed_through_each_draw(pipe: Pipe) -> None:
+    p = pipe(
+        "import numpy as np\nimport random\nprint('before')",
+        "np.random.seed(1)\nrandom.seed(1)",
+        "a = np.random.rand(3)",
+        "b = random.choice([1, 2, 3])",
+        "print('no draw here')",
+    )
+    assert RANDOM_STATE not in p.step("cell-0").inputs
+    assert p.step("cell-2").inputs == {RANDOM_STATE: "cell-1"}
+    assert p.step("cell-3").inputs == {RANDOM_STATE: "cell-2"}
+    assert p.step("cell-4").random_guard and not p.step("cell-0").random_guard
+    assert not p.step("cell-3").random_guard
+
+
+def test_imported_random_functions_and_implicit_draws(pipe: Pipe) -> None:
+    p = pipe(
+        "from numpy.random import rand, seed\nfrom sklearn.model_selection import "
+        "train_test_split\nimport numpy as np\nseed(0)",
+        "x = rand(4)",
+        "parts = train_test_split(x)",
+        "fixed = train_test_split(x, random_state=0)",
+        "rng = np.random.default_rng(0)\nr = rng.normal()",
+    )
+    assert RANDOM_STATE in p.step("cell-1").inputs
+    assert p.step("cell-2").inputs[RANDOM_STATE] == "cell-1"
+    assert RANDOM_STATE not in p.step("cell-3").inputs
+    assert RANDOM_STATE not in p.step("cell-4").inputs
+
+
+def test_without_a_seed_nothing_is_carried(pipe: Pipe) -> None:
+    p = pipe("import numpy as np", "a = np.random.rand()", "b = np.random.rand()")
+    assert p.step("cell-2").inputs == {} and not p.step("cell-2").random_guard
+
+
+# ---- effects the analysis cannot follow -----------------------------------------------------
+
+
+def test_a_shell_command_writing_files_is_a_barrier(pipe: Pipe) -> None:
+    p = pipe(
+        "x = 1",
+        "!echo a,b > data.csv",
+        "import pandas as pd\nframe = pd.read_csv('data.csv')",
+        "y = 2",
+    )
+    assert p.step("cell-1").barrier is not None
+    assert p.step("cell-1").after == ["cell-0"]
+    assert p.step("cell-2").after == ["cell-1"]
+    assert p.step("cell-3").after == ["cell-1"]
+
+
+def test_files_under_computed_names(pipe: Pipe) -> None:
+    p = pipe(
+        "names = ['a', 'b']",
+        "for n in names:\n    with open(f'out_{n}.csv', 'w') as fh:\n        fh.write(n)",
+        "import os\nprint(sorted(f for f in os.listdir('.') if f.startswith('out_')))",
+    )
+    assert p.step("cell-1").barrier is not None
+    assert "cell-1" in p.step("cell-2").after
+
+
+def test_computed_read_follows_earlier_writers(pipe: Pipe) -> None:
+    p = pipe(
+        "open('a.txt', 'w').write('x')",
+        "name = 'a' + '.txt'",
+        "print(open(name).read())",
+    )
+    assert p.step("cell-2").after == ["cell-0", "cell-1"]
+
+
+def test_an_import_of_a_package_replays_its_earlier_submodule_imports(pipe: Pipe) -> None:
+    p = pipe(
+        "import matplotlib.pyplot as plt\nimport matplotlib",
+        "matplotlib.pyplot.close('all')",
+        "import matplotlib\nprint(matplotlib.pyplot.get_backend())",
+    )
+    for name in ("cell-1", "cell-2"):
+        sources = [d.source for d in p.step(name).replay]
+        assert "import matplotlib.pyplot as plt" in sources, name
