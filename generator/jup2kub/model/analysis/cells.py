@@ -474,6 +474,9 @@ class _Emitter(ast.NodeVisitor):
         module, _, function = callee.rpartition(".")
         if module in SHELL_MODULES and function in SHELL_CALLS:
             self._opaque(f"runs a program ({callee})", node)
+        elif function == "chdir":
+            # replayed in later steps (a setup), which must then find the directory as it was
+            self._opaque("changes the working directory", node)
 
     def _opaque(self, what: str, node: ast.AST) -> None:
         if self.stmt.opaque is None:
@@ -519,6 +522,8 @@ class _Emitter(ast.NodeVisitor):
                 self.stmt.literals.add(s)
         if method == "run_line_magic" and len(strings) >= 2 and strings[0] is not None:
             name, arg = strings[0], strings[1] or ""
+            if name == "cd":
+                self._opaque("changes the working directory (%cd)", node)
             if name in PYTHON_LINE_MAGICS:
                 code = _strip_magic_flags(arg)
                 tree = self.a.parse(code, self.offset + node.lineno - 1, quiet=True)

@@ -1,0 +1,148 @@
+"""``jup2kub run`` on the classes of code that used to give silent differences (issue 13): the
+results equal nbclient's top-to-bottom run, or the run fails naming the step, cell and cause.
+
+Each notebook is small but written the way scientists write these patterns; the real-world
+corpus (tests/test_corpus.py) covers them again inside larger notebooks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.support.cli_runner import jup2kub
+from tests.support.nb_outputs import text_outputs
+from tests.test_run import TIMING, files_in, reference_run
+
+MakeNb = Callable[..., Path]
+
+
+def run_and_compare(nb: Path, tmp_path: Path, extra: list[str] | None = None) -> None:
+    """Run ``nb`` both ways; assert same outputs per cell and the same files written."""
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "pipeline"
+    ref_dir.mkdir()
+    run_dir.mkdir()
+    ref_nb, _ = reference_run(nb, [], ref_dir)
+    proc = jup2kub("run", nb, "--workdir", run_dir / "work", *(extra or []), cwd=run_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(run_dir / "work" / "runs" / run_id / "result.ipynb", as_version=4)
+    assert text_outputs(result, TIMING) == text_outputs(ref_nb, TIMING)
+    assert files_in(run_dir) == files_in(ref_dir)
+
+
+ALIASES = [
+    "#| step: load\nimport pandas as pd\ntrain = pd.DataFrame({'x': [1, 2, 3]})\n"
+    "test = pd.DataFrame({'x': [4, 5]})\nhistory = [1, 2]\nlatest = history\n"
+    "models = [{'name': 'a', 'fitted': False}, {'name': 'b', 'fitted': False}]",
+    "#| step: features\nfor d in [train, test]:\n    d['x2'] = d['x'] ** 2\nlatest.append(3)",
+    "#| step: pick\nbest = models[1]",
+    "#| step: fit\nbest['fitted'] = True",
+    "#| step: report\nprint(train.to_dict('list'))\nprint(test.to_dict('list'))\n"
+    "print(history, latest is history)\nprint(models)",
+]
+
+FIGURE = [
+    "#| step: fig\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+    "fig, ax = plt.subplots(figsize=(3, 2))\nplt.close(fig)",
+    "#| step: draw\nax.plot([1, 2, 3], [3, 1, 2])\nax.set_title('trend')",
+    "#| step: more\ndef style(axes):\n    axes.grid(True)\n    axes.set_xlabel('t')\nstyle(ax)",
+    "#| step: save\nfig.savefig('trend.png', dpi=50)\nprint(len(ax.lines), ax.get_title(), "
+    "ax.get_xlabel())",
+]
+
+FUNCTIONS = [
+    "#| step: helpers\nlog = []\ndef add_features(frame):\n    frame['double'] = "
+    "[v * 2 for v in frame['v']]\n    log.append('features')",
+    "#| step: data\ndata = {'v': [1, 2, 3]}",
+    "#| step: prep\nadd_features(data)",
+    "#| step: use\nprint(data, log)",
+]
+
+RANDOM = [
+    "#| step: setup\nimport random\nimport numpy as np\nprint('unseeded so far')",
+    "#| step: seed\nnp.random.seed(1)\nrandom.seed(1)",
+    "#| step: first\na = np.random.rand(3).round(6)\nr1 = random.random()",
+    "#| step: second\nb = np.random.randint(0, 100, 5)\nr2 = random.choice('abcdef')",
+    "#| step: third\nimport pandas as pd\nframe = pd.DataFrame({'v': range(20)})\n"
+    "picked = frame.sample(3)\nprint(a, b, r1, r2, list(picked['v']))",
+]
+
+LOOPS = [
+    "#| step: notes\nwith open('notes.txt', 'w') as file:\n    file.write('hello\\n')",
+    "#| step: listing\nimport os\nfor file in sorted(os.listdir('.')):\n"
+    "    if file.endswith('.txt'):\n        size = os.path.getsize(file)\n"
+    "        print(file, size)",
+    *[
+        f"#| step: loop-{k}\nfor i in range({k + 2}):\n    sq = i * i\n    last = sq\n"
+        f"print({k}, last)"
+        for k in range(4)
+    ],
+]
+
+OPAQUE = [
+    "#| step: shell\n!echo a,b > data.csv\n!echo 1,2 >> data.csv",
+    "#| step: read\nimport pandas as pd\nframe = pd.read_csv('data.csv')\nprint(frame)",
+    "#| step: computed\nfor name in ['x', 'y']:\n    with open(f'out_{name}.txt', 'w') as fh:\n"
+    "        fh.write(name * 3)",
+    "#| step: gather\nimport glob\nprint(sorted(open(p).read() for p in glob.glob('out_*.txt')))",
+    "#| step: move\nimport os\nos.makedirs('sub', exist_ok=True)\nos.chdir('sub')",
+    "#| step: inside\nwith open('here.txt', 'w') as fh:\n    fh.write('in sub')\n"
+    "print(os.path.basename(os.getcwd()))",
+    "#| step: back\nos.chdir('..')\nprint(sorted(os.listdir('sub')))",
+    "#| step: plots\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt",
+    "#| step: later\nimport matplotlib\nprint(type(matplotlib.pyplot.figure).__name__)",
+]
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [ALIASES, FIGURE, FUNCTIONS, RANDOM, LOOPS, OPAQUE],
+    ids=["aliases", "figure", "functions", "random", "loops", "opaque"],
+)
+def test_equal_to_the_notebook(cells: list[str], tmp_path: Path, make_notebook: MakeNb) -> None:
+    run_and_compare(make_notebook(cells), tmp_path)
+
+
+@pytest.mark.parametrize("cells", [ALIASES, RANDOM], ids=["aliases", "random"])
+def test_equal_to_the_notebook_over_kafka(
+    cells: list[str], tmp_path: Path, make_notebook: MakeNb, kafka: str
+) -> None:
+    run_and_compare(make_notebook(cells), tmp_path, ["--kafka", kafka])
+
+
+def test_an_unrecognised_draw_fails_the_run_naming_the_cell(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = make_notebook(
+        [
+            "#| step: seed\nimport numpy as np\nnp.random.seed(0)\ndraw = getattr(np.random, "
+            "'rand')",
+            "#| step: hidden\nvalue = draw()",
+            "#| step: later\nprint(np.random.rand())",
+        ]
+    )
+    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "step 'hidden'" in proc.stderr and "cell 1" in proc.stderr
+    assert "random" in proc.stderr
+
+
+def test_an_unseen_mutation_fails_the_run_naming_the_variable(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = make_notebook(
+        [
+            "#| step: data\nrows = [3, 1, 2]\nclass Box:\n    def __init__(self, items):\n"
+            "        self.items = items\n    def tidy(self):\n        self.items.sort()",
+            "#| step: tidy\nbox = Box(rows)\nbox.tidy()",
+            "#| step: use\nprint(rows)",
+        ]
+    )
+    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "'rows'" in proc.stderr and "step 'tidy'" in proc.stderr
