@@ -227,3 +227,14 @@ def test_an_import_of_a_package_replays_its_earlier_submodule_imports(pipe: Pipe
     for name in ("cell-1", "cell-2"):
         sources = [d.source for d in p.step(name).replay]
         assert "import matplotlib.pyplot as plt" in sources, name
+
+
+def test_changing_a_loop_variable_is_no_read_of_an_older_value(pipe: Pipe) -> None:
+    p = pipe(
+        "import threading\nd = threading.Lock()\ntrain = {'x': 1}",
+        "for d in [train]:\n    d['y'] = 2",
+        "print(train)",
+    )
+    assert p.unshippable == []  # the lock named d is not needed by the loop
+    assert p.step("cell-1").inputs == {"train": "cell-0"}
+    assert p.step("cell-2").inputs == {"train": "cell-1"}

@@ -27,7 +27,7 @@ from jup2kub.errors import InputError, UsageError
 from jup2kub.model.analysis import analyze_cell
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.parameters import collect, infer_type
-from jup2kub.model.pipeline import Pipeline, build_pipeline
+from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
 from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
 from jup2kub.plan import plan_pipeline
 from jup2kub.run import remote
@@ -61,6 +61,7 @@ __all__ = [
     "run",
     "run_states",
     "submit",
+    "value_label",
     "write_graph",
 ]
 

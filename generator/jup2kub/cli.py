@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from jup2kub import __version__, api
-from jup2kub.api import Pipeline
+from jup2kub.api import Pipeline, value_label
 from jup2kub.errors import Jup2KubError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,18 +129,24 @@ def format_pipeline(p: Pipeline) -> str:
     for s in p.steps:
         out.append("")
         out.append(f"step {s.name}  (cells {', '.join(map(str, s.cells))})")
-        inputs = [f"{v} <- {src}" for v, src in sorted(s.inputs.items())]
+        inputs = [f"{value_label(v)} <- {src}" for v, src in sorted(s.inputs.items())]
         out.append(f"  inputs:     {', '.join(inputs) or '-'}")
         out.append(f"  parameters: {_names(s.parameters)}")
         readers = {
             v: [d.name for d in p.steps if d.inputs.get(v) == s.name] for v in sorted(s.outputs)
         }
-        outputs = [f"{v} -> {', '.join(r)}" for v, r in readers.items()]
+        outputs = [f"{value_label(v)} -> {', '.join(r)}" for v, r in readers.items()]
         out.append(f"  outputs:    {'; '.join(outputs) or '-'}")
         code = sorted({n for d in s.replay if d.kind == "code" for n in d.names})
         if code:
             out.append(f"  re-runs:    {', '.join(code)}")
         out.append(f"  after:      {_names(s.after) if s.after else '-'}")
+        if s.barrier is not None:
+            cell, why = s.barrier
+            out.append(
+                f"  barrier:    cell {cell} {why}: runs after every earlier step, "
+                "before every later one"
+            )
         for up, paths in sorted(s.file_deps.items()):
             out.append(f"  files:      {', '.join(sorted(paths))} (shared with {up})")
     out.append("")

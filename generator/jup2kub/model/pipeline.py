@@ -24,6 +24,11 @@ from jup2kub.model.split import Split, StepCells
 from jup2kub_runtime.randomness import RANDOM_STATE
 
 
+def value_label(name: str) -> str:
+    """How a value crossing steps is shown to people (the random state is no variable)."""
+    return "(global random state)" if name == RANDOM_STATE else name
+
+
 @dataclass(frozen=True)
 class Definition:
     """Code re-executed at the start of a step: an import/def/class, a setup call, a prelude."""
@@ -478,7 +483,7 @@ class _StepResolver:
                     # maybe deleted, maybe never bound here (an ``except ... as`` name)
                     del self.local[e.name]
             elif e.kind == "mutate":
-                self.mutate(e.name, st.cell, e.line)
+                self.mutate(e.name, st.cell, e.line, bound_here=e.bound_here)
             elif e.kind == "alias":
                 values = [n for n in e.sources if self._kind(n) in ("value", "param")]
                 self.b.aliases.join(e.name, values)
@@ -544,10 +549,12 @@ class _StepResolver:
         definer = self.b.env.get(name)
         return definer.kind if definer else None
 
-    def mutate(self, name: str, cell: int, line: int) -> None:
-        """Changing an object changes it under every name that may share it."""
+    def mutate(self, name: str, cell: int, line: int, *, bound_here: bool = False) -> None:
+        """Changing an object changes it under every name that may share it (``bound_here``:
+        ``name`` itself holds an object bound in this loop body or branch, not an input)."""
         for member in sorted(self.b.aliases.members(name)):
-            self._mutate_one(member, cell, line)
+            if not (bound_here and member == name):
+                self._mutate_one(member, cell, line)
 
     def _mutate_one(self, name: str, cell: int, line: int) -> None:
         local = self.local.get(name)

@@ -99,7 +99,8 @@ class _Emitter(ast.NodeVisitor):
     # events
     def _event(self, kind: str, name: str, node: ast.AST | None) -> None:
         line = self.offset + getattr(node, "lineno", 1) if node is not None else self.stmt.line
-        self.stmt.events.append(Event(kind, name, line, self.certain))
+        here = kind == "mutate" and any(name in region for region in self.regions)
+        self.stmt.events.append(Event(kind, name, line, self.certain, bound_here=here))
 
     def read(self, name: str, node: ast.AST | None = None) -> None:
         if not any(name in region for region in self.regions):

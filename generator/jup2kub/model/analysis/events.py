@@ -23,6 +23,9 @@ class Event:
     keywords: tuple[str, ...] = ()
     #: for a call: the variables passed as ``ax=``/``fig=``-like keywords (drawn on)
     drawn_on: tuple[str, ...] = ()
+    #: for a mutate: the name was bound earlier in the same loop body or branch, so the object
+    #: changed is that binding's (and its aliases'), not an earlier step's value of the name
+    bound_here: bool = False
 
 
 @dataclass(frozen=True)
