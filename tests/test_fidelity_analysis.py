@@ -238,3 +238,22 @@ def test_changing_a_loop_variable_is_no_read_of_an_older_value(pipe: Pipe) -> No
     assert p.unshippable == []  # the lock named d is not needed by the loop
     assert p.step("cell-1").inputs == {"train": "cell-0"}
     assert p.step("cell-2").inputs == {"train": "cell-1"}
+
+
+def test_a_seed_in_the_parameters_cell_or_a_kale_prelude(make_notebook: MakeNb) -> None:
+    for first in [
+        ("code", "import numpy as np\nnp.random.seed(3)\nn = 2", ["parameters"]),
+        ("code", "import numpy as np\nnp.random.seed(3)", ["imports"]),
+    ]:
+        nb = make_notebook(
+            [
+                first,
+                ("code", "a = np.random.rand()", ["block:one"]),
+                ("code", "b = np.random.rand()", ["block:two"]),
+                ("code", "print('quiet')", ["block:three", "prev:two"]),
+            ]
+        )
+        p = inspect_notebook(nb, "tags")
+        assert RANDOM_STATE not in p.step("one").inputs  # starts from the re-run seed
+        assert p.step("two").inputs == {RANDOM_STATE: "one"}
+        assert p.step("three").random_guard

@@ -193,7 +193,7 @@ class Pipeline:
 @dataclass
 class _Definer:
     step: str | None  # None: a parameters cell
-    kind: str  # "value" | "param" | "code" | "deleted"
+    kind: str  # "value" | "param" | "code" | "deleted" | "rerun" (re-run by every step)
     certain: bool
     prior: _Definer | None = None
     definition: Definition | None = None
@@ -298,12 +298,21 @@ class _Builder:
 
     def _parameters_cell(self, index: int) -> None:
         for st in self.cells[index].statements:
+            self.imports.update(st.imports)
             for e in st.events:
-                if e.kind == "def":
+                if e.kind == "call" and random_effect(e.name, e.keywords, self.imports) == SEED:
+                    self.seeded_in_every_step()
+                elif e.kind == "def":
                     if e.name in st.code_names:
                         self.env[e.name] = _Definer(None, "code", True, definition=_definition(st))
                     else:
                         self.env[e.name] = _Definer(None, "param", True)
+
+    def seeded_in_every_step(self) -> None:
+        """A seed in code every step re-runs (the parameters cell, a Kale prelude): the first
+        step that draws starts from it; later ones continue from the step that drew before."""
+        if RANDOM_STATE not in self.env:
+            self.env[RANDOM_STATE] = _Definer(None, "rerun", True)
 
     def _step(self, sc: StepCells) -> None:
         step = Step(sc.name, sc.source_name, list(sc.cells))
@@ -317,10 +326,12 @@ class _Builder:
             step.replay.append(setup)
             for name in reads:
                 r.read(name, setup.cell, setup.line, env_only=True)
+        r.in_prelude = True
         for index in self.split.prelude:
             for st in self.cells[index].statements:
                 step.replay.append(_definition(st, "prelude"))
                 r.statement(st)
+        r.in_prelude = False
         for index in sc.cells:
             for st in self.cells[index].statements:
                 r.statement(st)
@@ -452,6 +463,7 @@ class _StepResolver:
         self.new_setups: list[Statement] = []
         self.new_stars: list[Definition] = []
         self.cell = 0
+        self.in_prelude = False
 
     def statement(self, st: Statement) -> None:
         self.cell = st.cell
@@ -526,7 +538,9 @@ class _StepResolver:
 
     def call(self, e: Event, cell: int) -> None:
         effect = random_effect(e.name, e.keywords, self.b.imports)
-        if effect == SEED:
+        if effect == SEED and self.in_prelude:
+            self.b.seeded_in_every_step()
+        elif effect == SEED:
             self.local[RANDOM_STATE] = _Local("value", e.certain)
         elif effect == DRAW:
             self.mutate(RANDOM_STATE, cell, e.line)
@@ -561,6 +575,9 @@ class _StepResolver:
         if local is not None and local.certain and local.kind != "deleted":
             return
         definer = self.b.env.get(name)
+        if definer is not None and definer.kind == "rerun":
+            self.local[name] = _Local("value", True)  # starts from the re-run seed
+            return
         if definer is None or definer.kind not in ("value", "param"):
             return
         self.read(name, cell, line)
