@@ -257,3 +257,15 @@ def test_a_seed_in_the_parameters_cell_or_a_kale_prelude(make_notebook: MakeNb) 
         assert RANDOM_STATE not in p.step("one").inputs  # starts from the re-run seed
         assert p.step("two").inputs == {RANDOM_STATE: "one"}
         assert p.step("three").random_guard
+
+
+def test_seeding_and_drawing_inside_the_notebook_s_functions(pipe: Pipe) -> None:
+    p = pipe(
+        "import random\nimport numpy as np\ndef seed_everything(s):\n    random.seed(s)\n"
+        "    np.random.seed(s)\ndef noisy(v):\n    return v + np.random.normal()",
+        "seed_everything(42)",
+        "x = noisy(1.0)",
+        "print('nothing random')",
+    )
+    assert p.step("cell-2").inputs == {RANDOM_STATE: "cell-1"}
+    assert p.step("cell-3").random_guard

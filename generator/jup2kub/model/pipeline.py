@@ -632,6 +632,11 @@ class _StepResolver:
         for written in sorted(summary.writes):
             if written not in self.local or not self.local[written].certain:
                 self.local[written] = _Local("value", False)
+        effects = {random_effect(c, k, self.b.imports) for c, k in summary.calls}
+        if SEED in effects:
+            self.local[RANDOM_STATE] = _Local("value", True)
+        elif DRAW in effects:
+            self.mutate(RANDOM_STATE, cell, line)
 
     def _warn(self, cell: int, line: int, message: str) -> None:
         diag = Diagnostic(self.step.name, cell, line, message)

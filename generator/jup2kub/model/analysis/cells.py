@@ -22,6 +22,7 @@ from jup2kub.model.analysis.knowledge import (
 )
 from jup2kub.model.analysis.scopes import (
     Scope,
+    body_calls,
     call_name,
     class_free,
     comprehension_free,
@@ -323,7 +324,7 @@ class _Emitter(ast.NodeVisitor):
             self.visit(expr)
         reads, writes = function_free(node)
         self.stmt.summaries[node.name] = Summary(
-            frozenset(reads), frozenset(writes), mutates_parameters(node)
+            frozenset(reads), frozenset(writes), mutates_parameters(node), body_calls(node)
         )
         self.define(node.name, node)
 
@@ -335,7 +336,9 @@ class _Emitter(ast.NodeVisitor):
         body_reads, method_reads, writes = class_free(node)
         for name in sorted(body_reads):
             self.read(name, node)
-        self.stmt.summaries[node.name] = Summary(frozenset(method_reads), frozenset(writes))
+        self.stmt.summaries[node.name] = Summary(
+            frozenset(method_reads), frozenset(writes), calls=body_calls(node)
+        )
         self.define(node.name, node)
 
     def visit_Import(self, node: ast.Import) -> None:

@@ -36,6 +36,9 @@ class Summary:
     writes: frozenset[str]
     #: a call may modify the objects passed as arguments (the body changes a parameter)
     mutates_args: bool = False
+    #: the calls in the body: (callee as written, keywords given), for effects only the whole
+    #: notebook can tell (``np.random.seed`` inside ``def seed_everything(s)``)
+    calls: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
 
 
 @dataclass

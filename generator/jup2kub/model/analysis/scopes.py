@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 
+from jup2kub.model.analysis.aliases import dotted_name
 from jup2kub.model.analysis.knowledge import (
     DATABASE_MODULES,
     MUTATING_FUNCTIONS,
@@ -175,6 +176,15 @@ def function_free(
     # a module-level object the body changes in place counts as written (``log.append(x)``)
     writes = (scope.globals & scope.stores) | scope.global_writes | (scope.mutated - local)
     return reads, writes
+
+
+def body_calls(node: ast.AST) -> frozenset[tuple[str, tuple[str, ...]]]:
+    """Every call in ``node`` (nested bodies included): (callee as written, keywords given)."""
+    found = set()
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call) and (callee := dotted_name(call.func)) is not None:
+            found.add((callee, tuple(k.arg for k in call.keywords if k.arg)))
+    return frozenset(found)
 
 
 def mutates_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> bool:
