@@ -269,3 +269,15 @@ def test_seeding_and_drawing_inside_the_notebook_s_functions(pipe: Pipe) -> None
     )
     assert p.step("cell-2").inputs == {RANDOM_STATE: "cell-1"}
     assert p.step("cell-3").random_guard
+
+
+def test_a_submodule_loaded_implicitly_is_imported_where_it_is_reached(pipe: Pipe) -> None:
+    p = pipe(
+        "import matplotlib\nimport seaborn",  # seaborn imports matplotlib.pyplot
+        "fig = matplotlib.pyplot.figure()",
+    )
+    (submodules,) = [d for d in p.step("cell-1").replay if d.kind == "submodules"]
+    assert "'matplotlib.pyplot'" in submodules.source
+    namespace: dict[str, object] = {}
+    exec(submodules.source, namespace)  # imports what exists, binds nothing
+    assert set(namespace) == {"__builtins__"}

@@ -335,6 +335,8 @@ class _Builder:
         for index in sc.cells:
             for st in self.cells[index].statements:
                 r.statement(st)
+        if r.submodules:
+            step.replay.append(_submodule_imports(sorted(r.submodules)))
         step.replay = sorted(set(step.replay), key=lambda d: (d.cell, d.line))
         step.changes = {n for n, local in r.local.items() if local.kind == "value"}
         step.aliases = self.aliases.snapshot()
@@ -464,6 +466,7 @@ class _StepResolver:
         self.new_stars: list[Definition] = []
         self.cell = 0
         self.in_prelude = False
+        self.submodules: set[str] = set()
 
     def statement(self, st: Statement) -> None:
         self.cell = st.cell
@@ -503,6 +506,22 @@ class _StepResolver:
                 self.call(e, st.cell)
         if st.star_import:
             self.new_stars.append(_definition(st, "star"))
+        self._submodules(st)
+
+    def _submodules(self, st: Statement) -> None:
+        """Submodules the step's attribute chains may reach (``matplotlib.pyplot`` after an
+        implicit import by seaborn): imported before the cells when they exist."""
+        explicit = set(self.b.imports.values())
+        for chain in st.chains:
+            head, *parts = chain.split(".")
+            module = self.b.imports.get(head)
+            if module is None or self._kind(head) != "code" or module.startswith("."):
+                continue
+            # a prefix followed by another attribute: ``matplotlib.pyplot`` in ``..pyplot.figure``
+            for depth in range(1, min(len(parts) - 1, 3) + 1):
+                candidate = ".".join([module, *parts[:depth]])
+                if candidate not in explicit:
+                    self.submodules.add(candidate)
 
     def define(
         self,
@@ -657,6 +676,19 @@ def _opaque_order(steps: list[Step], j: int) -> set[str]:
     if s.opaque_read:
         after |= {e.name for e in earlier if e.writes_files}
     return after
+
+
+def _submodule_imports(modules: list[str]) -> Definition:
+    """Replayed code importing ``modules`` where they exist, binding no name."""
+    source = (
+        f"for _j2k_module in {tuple(modules)!r}:  # submodules the notebook may have loaded\n"
+        "    try:\n"
+        "        __import__(_j2k_module)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "del _j2k_module"
+    )
+    return Definition(-1, 0, source, (), "submodules")
 
 
 def _definition(st: Statement, kind: str = "code") -> Definition:

@@ -690,6 +690,14 @@ class _CellAnalyzer:
             source = ast.unparse(node) if shares_line else "\n".join(lines[start - 1 : end])
             stmt = Statement(self.index, line_offset + start, line_offset + end, source)
             _Emitter(self, stmt, line_offset).visit(node)
+            stmt.chains = {
+                chain
+                for n in ast.walk(node)
+                if isinstance(n, ast.Attribute)
+                and isinstance(n.ctx, ast.Load)
+                and (chain := dotted_name(n)) is not None
+                and not chain.startswith(".")
+            }
             if _replayable(node):
                 stmt.code_names = tuple(
                     dict.fromkeys(e.name for e in stmt.events if e.kind == "def")

@@ -65,6 +65,9 @@ class Statement:
     opaque: str | None = None
     #: it reads files under a computed name: it runs after every earlier step writing files
     opaque_read: bool = False
+    #: attribute chains on names (``matplotlib.pyplot.figure``): a chain on an imported package
+    #: may reach a submodule that only an earlier import (perhaps another package's) loaded
+    chains: set[str] = field(default_factory=set)
 
 
 @dataclass
