@@ -94,7 +94,8 @@ OPAQUE = [
     "#| step: inside\nwith open('here.txt', 'w') as fh:\n    fh.write('in sub')\n"
     "print(os.path.basename(os.getcwd()))",
     "#| step: back\nos.chdir('..')\nprint(sorted(os.listdir('sub')))",
-    "#| step: plots\nimport matplotlib\nmatplotlib.use('Agg')\nimport seaborn  # loads pyplot",
+    "#| step: plots\nimport matplotlib\nimport pandas as pd\n"
+    "pd.DataFrame({'a': [1, 2]}).plot();  # pandas loads matplotlib.pyplot",
     "#| step: later\nimport matplotlib\nprint(type(matplotlib.pyplot.figure).__name__)",
 ]
 

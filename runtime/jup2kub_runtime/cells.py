@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import tokenize
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -315,8 +316,27 @@ def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, A
     if last is None:
         return False, None
     value = eval(last, ns)
-    # Jupyter hides the value of a last line ending in ';'
-    return not source.rstrip().endswith(";"), value
+    return not _ends_in_semicolon(source), value
+
+
+_QUIET_SKIP = frozenset(
+    {tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT}
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _ends_in_semicolon(source: str) -> bool:
+    """IPython hides the value of a cell whose last token is ';', comments aside
+    (``df.plot();  # no repr``), as its DisplayHook.semicolon_at_end_of_expression does."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return source.rstrip().endswith(";")
+    for token in reversed(tokens):
+        if token.type in _QUIET_SKIP or token.type == tokenize.DEDENT:
+            continue
+        return token.type == tokenize.OP and token.string == ";"
+    return False
 
 
 class _Timer:
