@@ -281,3 +281,15 @@ def test_a_submodule_loaded_implicitly_is_imported_where_it_is_reached(pipe: Pip
     namespace: dict[str, object] = {}
     exec(submodules.source, namespace)  # imports what exists, binds nothing
     assert set(namespace) == {"__builtins__"}
+
+
+def test_what_is_read_from_a_file_or_cursor_is_a_new_object(pipe: Pipe) -> None:
+    p = pipe(
+        "import sqlite3\nconn = sqlite3.connect(':memory:')\ncur = conn.cursor()\n"
+        "rows = cur.execute('select 1').fetchall()\nfh = open('data.txt', 'w')\n"
+        "lines = ['a']",
+        "rows.append((2,))\nlines.sort()",
+        "print(rows, lines)",
+    )
+    assert p.unshippable == []
+    assert p.step("cell-1").inputs == {"lines": "cell-0", "rows": "cell-0"}

@@ -586,8 +586,18 @@ class _StepResolver:
         """Changing an object changes it under every name that may share it (``bound_here``:
         ``name`` itself holds an object bound in this loop body or branch, not an input)."""
         for member in sorted(self.b.aliases.members(name)):
-            if not (bound_here and member == name):
+            if member == name:
+                if not bound_here:
+                    self._mutate_one(member, cell, line)
+            elif not self._unshippable(member):  # a file or lock shares no data with a list
                 self._mutate_one(member, cell, line)
+
+    def _unshippable(self, name: str) -> bool:
+        local = self.local.get(name)
+        if local is not None:
+            return local.unshippable is not None
+        definer = self.b.env.get(name)
+        return definer is not None and definer.unshippable is not None
 
     def _mutate_one(self, name: str, cell: int, line: int) -> None:
         local = self.local.get(name)

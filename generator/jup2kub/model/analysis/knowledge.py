@@ -488,6 +488,16 @@ NEW_OBJECT_METHODS = frozenset(
         "sample",
         "drop",
         "deepcopy",
+        # reading from files, sockets and cursors gives new objects
+        "read",
+        "readline",
+        "readlines",
+        "fetchall",
+        "fetchone",
+        "fetchmany",
+        "recv",
+        "communicate",
+        "json",
         # draws of a random Generator/RandomState: new numbers, not parts of the generator
         "normal",
         "uniform",
