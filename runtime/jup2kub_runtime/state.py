@@ -365,7 +365,9 @@ class StateStore:
 
     def load_inputs(self, run_id: str, inputs: Mapping[str, str]) -> dict[str, Any]:
         """Load ``{variable: upstream_step}`` for a run. Each stored group file is unpickled
-        at most once, so variables stored together are the same objects (or share parts)."""
+        at most once, so variables stored together are the same objects (or share parts);
+        it is read whole even when only some of its members are wanted. Each step's
+        manifest is read once."""
         manifests: dict[str, dict[str, Any]] = {}
         groups: dict[Path, dict[str, Any]] = {}
         loaded: dict[str, Any] = {}

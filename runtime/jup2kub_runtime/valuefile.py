@@ -178,7 +178,7 @@ def _dump(
                 raise OutputError(
                     f"variable {name!r} of step {step!r} cannot be stored: {exc}", variable=name
                 ) from exc
-        trailer["buffers"] = _write_buffers(sink, raws, share=share)
+        trailer["buffers"] = _write_buffers(sink, raws, share=share) if raws else []
     finally:
         for raw in raws:
             raw.release()
