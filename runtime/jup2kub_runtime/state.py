@@ -4,7 +4,8 @@ Layout (``root`` is ``$J2K_STATE_PATH``)::
 
     runs/<run_id>/run.json                 the run's parameters (first writer wins)
     runs/<run_id>/<step>/values/<var>.pkl  each output variable (format in values.json)
-    runs/<run_id>/<step>/values.json       manifest of the stored variables: file, format, type
+    runs/<run_id>/<step>/values/group-<var>.pkl  outputs stored together (named by the first)
+    runs/<run_id>/<step>/values.json       manifest of the stored variables (below)
     runs/<run_id>/<step>/outputs.json      captured cell outputs (nbformat-like), also on failure
     runs/<run_id>/<step>/timing.json       start/end/seconds per step and cell
     runs/<run_id>/<step>/error.json        the last failure (cell, ename, evalue, traceback)
@@ -20,7 +21,15 @@ directory). Files no result depends on until a marker covers them (fan-in receip
 counter) are written without fsync: a killed process loses nothing of them (the page cache
 survives it), a power loss at worst forgets a receipt or undercounts an attempt.
 
-Values are stored in the format of ``valuefile`` (named in ``values.json``).
+Values are stored in the formats of ``valuefile``. ``values.json`` maps each output name to
+``{"file", "format", "type", "bytes", "buffers"}``: the file (relative to the step directory)
+and its format, the value's type, and the file's size and out-of-band buffer count. Outputs
+the step's spec puts in ``groups`` (they may be one object or share parts; overlapping groups
+are merged) are stored in one file of format ``pickle5-oob-group`` holding ``{name: value}``;
+each member's entry names that file, its ``bytes``/``buffers`` are the whole file's, and
+``"group"`` lists the members. ``load_inputs`` unpickles such a file once per call, so the
+members a step reads are the same objects again, as in the notebook. Older manifests (one file
+per value, without ``format``, ``bytes`` or ``group``) still load.
 
 Nothing that arrives in a Kafka message is ever unpickled: values are only read from the
 files named by the manifest of a completed step. Works without Kafka: the local runner uses
@@ -37,7 +46,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -240,33 +249,20 @@ class StateStore:
         timing: Mapping[str, Any],
         upstream_steps: list[str] | None = None,
         attempt: int = 1,
+        groups: Sequence[Sequence[str]] = (),
     ) -> None:
         """Store a successful step: values, outputs, timing, then the completion marker.
 
+        ``groups``: output names stored together in one file (see the module docstring).
         Durability order: every file is fsynced and renamed, every directory touched is
         fsynced once, and only then is the marker written (file, then directory fsynced).
         """
         d = self.step_dir(run_id, step)
         self._clean_temp(d)
-        dirs: dict[Path, None] = {}
+        dirs: dict[Path, None] = {d / "values": None} if values else {}
         manifest: dict[str, Any] = {}
-        for name, value in values.items():
-            path = d / "values" / f"{name}.pkl"
-            nbytes, nbuffers = self._write_file(
-                path,
-                functools.partial(
-                    valuefile.dump_value, name=name, value=value, step=step, writeback=self.fsync
-                ),
-                durable=True,
-            )
-            dirs[path.parent] = None
-            manifest[name] = {
-                "file": f"values/{name}.pkl",
-                "format": valuefile.VALUE_FORMAT,
-                "type": f"{type(value).__module__}.{type(value).__qualname__}",
-                "bytes": nbytes,
-                "buffers": nbuffers,
-            }
+        for members in value_units(values, groups):
+            manifest.update(self._write_values(d, step, {m: values[m] for m in members}))
         for fname, doc in (
             ("values.json", manifest),
             ("outputs.json", outputs),
@@ -290,6 +286,34 @@ class StateStore:
                 "upstream": upstream_steps or [],
             },
         )
+
+    def _write_values(self, d: Path, step: str, members: Mapping[str, Any]) -> dict[str, Any]:
+        """Write one value (or one group of them) durably; returns their manifest entries."""
+        first = next(iter(members))
+        grouped = len(members) > 1
+        rel = f"values/group-{first}.pkl" if grouped else f"values/{first}.pkl"
+        dump = (
+            functools.partial(valuefile.dump_group, values=members, step=step)
+            if grouped
+            else functools.partial(
+                valuefile.dump_value, name=first, value=members[first], step=step
+            )
+        )
+        nbytes, nbuffers = self._write_file(
+            d / rel, functools.partial(dump, writeback=self.fsync), durable=True
+        )
+        entries: dict[str, Any] = {}
+        for name, value in members.items():
+            entries[name] = {
+                "file": rel,
+                "format": valuefile.GROUP_FORMAT if grouped else valuefile.VALUE_FORMAT,
+                "type": f"{type(value).__module__}.{type(value).__qualname__}",
+                "bytes": nbytes,
+                "buffers": nbuffers,
+            }
+            if grouped:
+                entries[name]["group"] = list(members)
+        return entries
 
     def save_failure(
         self, run_id: str, step: str, *, outputs: Any, error: ErrorRecord, timing: Mapping[str, Any]
@@ -324,18 +348,78 @@ class StateStore:
     def outputs(self, run_id: str, step: str) -> Any:
         return self.read_json(self.step_dir(run_id, step) / "outputs.json")
 
-    def load_value(self, run_id: str, step: str, name: str) -> Any:
-        """Unpickle one stored output of a completed step (files on the volume only)."""
+    def manifest(self, run_id: str, step: str) -> dict[str, Any]:
+        """The ``values.json`` of a completed step (MissingInputError if not completed)."""
         if not self.is_complete(run_id, step):
             raise MissingInputError(f"step {step!r} has not completed run {run_id!r}")
-        manifest = self.read_json(self.step_dir(run_id, step) / "values.json") or {}
+        data = self.read_json(self.step_dir(run_id, step) / "values.json")
+        if data is not None and not isinstance(data, dict):
+            raise StateError(f"{self.step_dir(run_id, step) / 'values.json'}: not a JSON object")
+        return data or {}
+
+    def load_value(self, run_id: str, step: str, name: str) -> Any:
+        """Unpickle one stored output of a completed step (files on the volume only). A
+        member of a group comes alone: its identity with other members is lost (use
+        ``load_inputs`` to load several)."""
+        return self._load_member(run_id, step, name, self.manifest(run_id, step), {})
+
+    def load_inputs(self, run_id: str, inputs: Mapping[str, str]) -> dict[str, Any]:
+        """Load ``{variable: upstream_step}`` for a run. Each stored group file is unpickled
+        at most once, so variables stored together are the same objects (or share parts);
+        it is read whole even when only some of its members are wanted. Each step's
+        manifest is read once."""
+        manifests: dict[str, dict[str, Any]] = {}
+        groups: dict[Path, dict[str, Any]] = {}
+        loaded: dict[str, Any] = {}
+        for var, step in inputs.items():
+            if step not in manifests:
+                manifests[step] = self.manifest(run_id, step)
+            loaded[var] = self._load_member(run_id, step, var, manifests[step], groups)
+        return loaded
+
+    def stored_sizes(self, run_id: str, step: str) -> dict[str, int]:
+        """``{name: bytes}`` of a completed step's stored outputs: the size of the file each
+        is stored in (a group member gets its whole group file's size), e.g. to decide
+        whether a value is cheap enough to fingerprint. Names whose file is gone are left
+        out."""
+        d = self.step_dir(run_id, step)
+        sizes: dict[str, int] = {}
+        for name, entry in self.manifest(run_id, step).items():
+            size = entry.get("bytes") if isinstance(entry, dict) else None
+            if not isinstance(size, int) or isinstance(size, bool):
+                try:
+                    size = (d / entry["file"]).stat().st_size
+                except (OSError, KeyError, TypeError):
+                    continue
+            sizes[name] = size
+        return sizes
+
+    def _load_member(
+        self,
+        run_id: str,
+        step: str,
+        name: str,
+        manifest: Mapping[str, Any],
+        groups: dict[Path, dict[str, Any]],
+    ) -> Any:
+        """One stored output; a group file is read once into ``groups`` (keyed by path)."""
         entry = manifest.get(name)
-        if entry is None:
+        if not isinstance(entry, dict):
             raise MissingInputError(
                 f"step {step!r} did not store variable {name!r} for run {run_id!r}"
             )
         path = self.step_dir(run_id, step) / entry["file"]
         fmt = entry.get("format", valuefile.OLD_VALUE_FORMAT)
+        if fmt != valuefile.GROUP_FORMAT:
+            return self._load_file(path, fmt)
+        if path not in groups:
+            groups[path] = self._load_file(path, fmt)
+        if name not in groups[path]:
+            raise StateError(f"{path}: the value group does not hold {name!r}")
+        return groups[path][name]
+
+    @staticmethod
+    def _load_file(path: Path, fmt: str) -> Any:
         if fmt not in valuefile.FORMATS:
             raise StateError(f"{path}: unknown value format {fmt!r} (written by a newer runtime?)")
         try:
@@ -346,10 +430,6 @@ class StateStore:
         except valuefile.ValueFormatError as exc:
             raise StateError(f"cannot read {path}: {exc}") from exc
 
-    def load_inputs(self, run_id: str, inputs: Mapping[str, str]) -> dict[str, Any]:
-        """Load ``{variable: upstream_step}`` for a run."""
-        return {var: self.load_value(run_id, step, var) for var, step in inputs.items()}
-
     @staticmethod
     def _clean_temp(d: Path) -> None:
         for sub in (d, d / "values"):
@@ -358,6 +438,28 @@ class StateStore:
                     if p.name.startswith(".") and ".tmp-" in p.name:
                         with contextlib.suppress(OSError):
                             p.unlink()
+
+
+def value_units(values: Mapping[str, Any], groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The files a step's ``values`` are stored in, as lists of names in ``values`` order:
+    ``groups`` restricted to the stored names, overlapping ones merged (sharing is
+    transitive); every other name alone."""
+    owner = {name: name for name in values}
+
+    def root(name: str) -> str:
+        while owner[name] != name:
+            owner[name] = owner[owner[name]]
+            name = owner[name]
+        return name
+
+    for group in groups:
+        present = [name for name in group if name in owner]
+        for name in present[1:]:
+            owner[root(name)] = root(present[0])
+    units: dict[str, list[str]] = {}
+    for name in values:
+        units.setdefault(root(name), []).append(name)
+    return list(units.values())
 
 
 def _writer(data: bytes) -> Callable[[IO[bytes]], int]:

@@ -102,6 +102,7 @@ def run_step(
                 timing={**result.timing(), "attempt": attempt},
                 upstream_steps=list(spec.upstream),
                 attempt=attempt,
+                groups=spec.groups,
             )
         except OutputError as exc:
             store.save_failure(

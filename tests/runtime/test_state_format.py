@@ -23,8 +23,16 @@ from jup2kub_runtime.valuefile import VALUE_FORMAT, dumps_value
 from tests.support.runtime_harness import RUNTIME_DIR
 
 
-def save(store: StateStore, values: dict[str, Any], run: str = "r1", step: str = "s") -> None:
-    store.save_step(run, step, values, outputs={"cells": []}, timing={"seconds": 0.1})
+def save(
+    store: StateStore,
+    values: dict[str, Any],
+    run: str = "r1",
+    step: str = "s",
+    groups: list[list[str]] | None = None,
+) -> None:
+    store.save_step(
+        run, step, values, outputs={"cells": []}, timing={"seconds": 0.1}, groups=groups or []
+    )
 
 
 def test_values_round_trip_numpy_pandas_and_plain_objects(tmp_path: Path) -> None:
@@ -90,6 +98,9 @@ def test_old_cloudpickle_files_still_load(tmp_path: Path) -> None:
     (d / MARKER).write_text("{}")
     np.testing.assert_array_equal(store.load_value("old", "s", "a"), arr)
     assert store.load_value("old", "s", "f")(1) == 2
+    both = store.load_inputs("old", {"a": "s", "f": "s"})
+    np.testing.assert_array_equal(both["a"], arr)
+    assert both["f"](2) == 3
 
 
 def test_unknown_format_and_damaged_files_are_state_errors(tmp_path: Path) -> None:
@@ -152,11 +163,13 @@ def test_a_full_volume_is_a_state_error_not_an_output_error(
     assert not list(tmp_path.rglob(".*.tmp-*"))
 
 
+@pytest.mark.parametrize("groups", [[], [["a", "b"]]])
 def test_marker_only_after_everything_it_covers_is_durable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, groups: list[list[str]]
 ) -> None:
     """Every file of the result is fsynced before its rename, every directory is fsynced
-    after the renames, and the marker is renamed last (then its directory is fsynced)."""
+    after the renames, and the marker is renamed last (then its directory is fsynced); the
+    same when values are stored together (``groups``)."""
     events: list[tuple[str, str]] = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -172,9 +185,10 @@ def test_marker_only_after_everything_it_covers_is_durable(
     store.next_attempt("r1", "s")
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    save(store, {"a": np.arange(3), "b": "text"})
+    save(store, {"a": np.arange(3), "b": "text", "c": 1}, groups=groups)
     d = store.step_dir("r1", "s")
     renames = [dst for kind, dst in events if kind == "replace"]
+    assert len([r for r in renames if "/values/" in r]) == 3 - len(groups)
     assert renames[-1] == str(d / MARKER)
     marker_at = events.index(("replace", str(d / MARKER)))
     for dst in renames[:-1]:
