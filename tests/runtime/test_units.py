@@ -49,6 +49,9 @@ SPEC_JSON = {
     "outputs": ["model"],
     "upstream": ["load"],
     "downstream": ["evaluate"],
+    "groups": [],
+    "readonly_inputs": ["df"],
+    "random_guard": True,
 }
 
 
@@ -66,6 +69,9 @@ def test_spec_roundtrip_and_validation(tmp_path: Path) -> None:
         ({**SPEC_JSON, "outputs": ["not an id"]}, "identifier"),
         ({k: v for k, v in SPEC_JSON.items() if k != "cells"}, "lacks 'cells'"),
         ({**SPEC_JSON, "cells": [{"index": "1", "source": ""}]}, "'index' must be int"),
+        ({**SPEC_JSON, "groups": [["model", "other"]]}, "not outputs"),
+        ({**SPEC_JSON, "readonly_inputs": ["model"]}, "must be inputs"),
+        ({**SPEC_JSON, "random_guard": "yes"}, "'random_guard' must be bool"),
     ]:
         with pytest.raises(SpecError, match=message):
             StepSpec.from_json(json.dumps(bad))
