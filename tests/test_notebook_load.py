@@ -89,8 +89,8 @@ def test_missing_outputs_and_execution_count_are_added(tmp_path: Path) -> None:
     nb, notes = load(write(tmp_path, [cell]))
     assert nb.node.cells[0]["outputs"] == [] and nb.node.cells[0]["execution_count"] is None
     assert len(notes) == 1
-    assert "added missing 'outputs' to cell 0" in notes[0]
-    assert "added missing 'execution_count' to cell 0" in notes[0]
+    assert "added missing or replaced unreadable 'outputs' in cell 0" in notes[0]
+    assert "added missing or replaced unreadable 'execution_count' in cell 0" in notes[0]
 
 
 def test_unknown_fields_invalid_metadata_and_outputs_are_dropped(tmp_path: Path) -> None:
@@ -211,3 +211,13 @@ def test_results_of_a_44_notebook_validate(tmp_path: Path) -> None:
     result = nbformat.read(tmp_path / "w" / "runs" / run_id / "result.ipynb", as_version=4)
     nbformat.validate(result)
     assert result.nbformat_minor == 4 and all("id" not in c for c in result.cells)
+
+
+def test_unknown_top_level_fields_and_unreadable_outputs_lists_are_dropped(
+    tmp_path: Path,
+) -> None:
+    nb, notes = load(write(tmp_path, [code("x = 1", id="a", outputs=None)], saved_by="tool"))
+    assert "saved_by" not in nb.node and nb.node.cells[0]["outputs"] == []
+    assert len(notes) == 1
+    assert "removed the unknown top-level field 'saved_by'" in notes[0]
+    assert "added missing or replaced unreadable 'outputs' in cell 0" in notes[0]

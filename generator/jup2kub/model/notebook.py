@@ -194,12 +194,16 @@ def _check_structure(shown: str, data: dict[str, Any], notes: list[str]) -> None
         defaults: dict[str, Any] = {"source": "", "metadata": {}}
         if kind == "code":
             defaults.update(outputs=[], execution_count=None)
+            outputs = cell.get("outputs", [])
+            if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+                cell["outputs"] = []  # a run replaces them anyway
+                filled.setdefault("outputs", []).append(index)
         for key, value in defaults.items():
             if key not in cell:
                 cell[key] = value
                 filled.setdefault(key, []).append(index)
     for key, where in filled.items():
-        notes.append(f"added missing '{key}' to {_cells_text(where)}")
+        notes.append(f"added missing or replaced unreadable '{key}' in {_cells_text(where)}")
 
 
 def _cells_text(indices: list[int]) -> str:
@@ -247,8 +251,13 @@ def _normalized(shown: str, node: Any, notes: list[str]) -> Any:
 
 
 def _drop_unknown_fields(node: Any, notes: list[str]) -> None:
-    """Fields nbformat's schema does not define for a cell's type (Jupyter drops them on save)."""
-    definitions = _schema(node.nbformat_minor)["definitions"]
+    """Fields nbformat's schema does not define for a cell's type, or for a notebook (Jupyter
+    drops them when it saves)."""
+    schema = _schema(node.nbformat_minor)
+    for key in [k for k in node if k not in schema["properties"]]:
+        del node[key]
+        notes.append(f"removed the unknown top-level field '{key}'")
+    definitions = schema["definitions"]
     dropped: dict[str, list[int]] = {}
     for index, cell in enumerate(node.cells):
         known = definitions[f"{cell.cell_type}_cell"]["properties"]
@@ -263,9 +272,9 @@ def _drop_invalid_outputs(node: Any, notes: list[str]) -> None:
     """Stored outputs (and execution counts) nbformat cannot validate; a run replaces them."""
     where: list[int] = []
     for index, cell in enumerate(node.cells):
-        outputs = cell.get("outputs")
-        if cell.cell_type != "code" or not isinstance(outputs, list):
+        if cell.cell_type != "code":
             continue
+        outputs = cell.get("outputs")
         kept = [o for o in outputs if _valid_output(o, node.nbformat_minor)]
         count = cell.get("execution_count")
         bad_count = count is not None and (not isinstance(count, int) or isinstance(count, bool))
