@@ -5,6 +5,9 @@ step's inputs (loaded by the caller from the state store), the replayed definiti
 cells in order. Each cell's stdout/stderr, rich displays (IPython display protocol, matplotlib
 figures as PNG like the inline backend) and last-expression value are recorded as nbformat
 outputs, so a results notebook can be assembled later. No Kafka here: the local runner uses it.
+
+What is shown matches a Jupyter kernel: pandas is given a kernel's answers to its "am I in a
+kernel?" checks when it is imported, and ``plt.show()`` behaves as under the inline backend.
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ class _Capture:
             self.current.append(output)
 
 
-# ---- pandas as under a kernel -------------------------------------------------------------------
+# ---- imports as under a kernel -----------------------------------------------------------------
 
 
 class ZMQKernelLookalike:
