@@ -1,6 +1,6 @@
 """What a pipeline shows is what a Jupyter kernel shows: the same text/plain (and HTML, PNG) of
-wide frames, long series, arrays and figures, in the same order, compared output by output
-with a real nbclient run of the same notebook."""
+wide frames, long series, arrays, figures and estimators, in the same order, compared output by
+output with a real nbclient run of the same notebook."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ DISPLAYS = [
     "plt.plot([2, 1])\nprint('end')",
     "fig, ax = plt.subplots()\nax.plot([1, 2])\ndisplay(fig)\nfig.patch.set_alpha(0)\nfig",
     "plt.figure()",
+    "from sklearn.linear_model import LogisticRegression\nLogisticRegression(C=0.5)",
 ]
 FAILING = ["import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nraise ValueError('boom')"]
 
@@ -88,6 +89,7 @@ def test_displays_equal_the_kernel(
     assert "column_9  ...  column_20" in frame and "[40 rows x 30 columns]" in frame
     kinds = [o["output_type"] for o in reference.cells[6].outputs]
     assert kinds == ["display_data", "stream", "display_data"]  # plt.show() shows in place
+    assert {"text/plain", "text/html"} <= set(reference.cells[-1].outputs[0].data)  # sklearn
 
 
 def test_failing_cell_shows_its_error_before_its_figure(
