@@ -167,6 +167,16 @@ def test_nbformat_3_is_converted(tmp_path: Path) -> None:
             "(in the cell's id)",
         ),
         ({"nbformat": 4, "metadata": {}, "cells": []}, "", "'nbformat_minor'"),
+        (
+            {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {},
+                "cells": [{"cell_type": "markdown", "source": "", "attachments": {"a.png": "x"}}],
+            },
+            "cell 0",
+            "'attachments' must map file names",
+        ),
     ],
 )
 def test_refusals_name_the_file_the_cell_and_the_fix(
@@ -216,8 +226,11 @@ def test_results_of_a_44_notebook_validate(tmp_path: Path) -> None:
 def test_unknown_top_level_fields_and_unreadable_outputs_lists_are_dropped(
     tmp_path: Path,
 ) -> None:
-    nb, notes = load(write(tmp_path, [code("x = 1", id="a", outputs=None)], saved_by="tool"))
-    assert "saved_by" not in nb.node and nb.node.cells[0]["outputs"] == []
+    broken = [{"output_type": "display_data", "data": ["not", "a", "bundle"], "metadata": {}}]
+    cells = [code("x = 1", id="a", outputs=None), code("y = 2", id="b", outputs=broken)]
+    nb, notes = load(write(tmp_path, cells, saved_by="tool"))
+    assert "saved_by" not in nb.node
+    assert nb.node.cells[0]["outputs"] == nb.node.cells[1]["outputs"] == []
     assert len(notes) == 1
     assert "removed the unknown top-level field 'saved_by'" in notes[0]
-    assert "added missing or replaced unreadable 'outputs' in cell 0" in notes[0]
+    assert "added missing or replaced unreadable 'outputs' in cells 0, 1" in notes[0]

@@ -194,16 +194,32 @@ def _check_structure(shown: str, data: dict[str, Any], notes: list[str]) -> None
         defaults: dict[str, Any] = {"source": "", "metadata": {}}
         if kind == "code":
             defaults.update(outputs=[], execution_count=None)
-            outputs = cell.get("outputs", [])
-            if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            if not _readable_outputs(cell.get("outputs", [])):
                 cell["outputs"] = []  # a run replaces them anyway
                 filled.setdefault("outputs", []).append(index)
+        attachments = cell.get("attachments", {})
+        if not isinstance(attachments, dict) or not all(
+            isinstance(a, dict) for a in attachments.values()
+        ):
+            raise _refuse_cell(
+                shown, index, "the cell's 'attachments' must map file names to {mime type: data}"
+            )
         for key, value in defaults.items():
             if key not in cell:
                 cell[key] = value
                 filled.setdefault(key, []).append(index)
     for key, where in filled.items():
         notes.append(f"added missing or replaced unreadable '{key}' in {_cells_text(where)}")
+
+
+def _readable_outputs(outputs: Any) -> bool:
+    """Whether nbformat's reader can walk ``outputs`` (it then validates each one)."""
+    return isinstance(outputs, list) and all(
+        isinstance(o, dict)
+        and isinstance(o.get("data", {}), dict)
+        and isinstance(o.get("metadata", {}), dict)
+        for o in outputs
+    )
 
 
 def _cells_text(indices: list[int]) -> str:
