@@ -1,7 +1,8 @@
 """Command line: parses arguments, calls the library API (``jup2kub.api``), prints results.
 
 Errors raised on purpose (``Jup2KubError``) are printed without a traceback; input and usage
-errors exit with code 2, like click's own usage errors.
+errors exit with code 2, like click's own usage errors. What was repaired on reading a notebook
+(``NotebookRepairedWarning``) is printed as one ``warning:`` line.
 """
 
 from __future__ import annotations
