@@ -1,7 +1,8 @@
 """Command line: parses arguments, calls the library API (``jup2kub.api``), prints results.
 
 Errors raised on purpose (``Jup2KubError``) are printed without a traceback; input and usage
-errors exit with code 2, like click's own usage errors.
+errors exit with code 2, like click's own usage errors. What was repaired on reading a notebook
+(``NotebookRepairedWarning``) is printed as one ``warning:`` line.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
 from jup2kub import __version__, api
 from jup2kub.api import Pipeline, value_label
-from jup2kub.errors import Jup2KubError, UsageError
+from jup2kub.errors import Jup2KubError, NotebookRepairedWarning, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,12 +28,33 @@ def _reports_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", NotebookRepairedWarning)
+                warnings.showwarning = _show_warning
+                return func(*args, **kwargs)
         except Jup2KubError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Our own warnings as ``warning:`` lines on stderr; any other the Python way."""
+    if issubclass(category, NotebookRepairedWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 split_option = click.option(

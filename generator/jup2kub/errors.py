@@ -82,16 +82,25 @@ class UsageError(InputError):
 
 
 class NotebookReadError(InputError):
-    """The file is missing, not JSON, or not a valid notebook."""
+    """The file is missing, not JSON, or not a notebook Jupyter could open; ``cell`` is the
+    index of the broken cell, when one is to blame."""
 
-    def __init__(self, path: str, reason: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, path: str, reason: str, *, hint: str | None = None, cell: int | None = None
+    ) -> None:
         self.path = path
         self.reason = reason
+        self.cell = cell
         super().__init__(
             f"not a readable Jupyter notebook: {reason}",
-            where=path,
+            where=path if cell is None else f"{path}: cell {cell}",
             hint=hint or "pass an .ipynb file saved by Jupyter (nbformat 4)",
         )
+
+
+class NotebookRepairedWarning(UserWarning):
+    """The notebook deviates from nbformat in a way Jupyter tolerates; it was repaired on
+    reading (the file itself is left alone). The CLI prints it as a ``warning:`` line."""
 
 
 class UnsupportedKernelError(InputError):

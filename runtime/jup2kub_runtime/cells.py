@@ -5,6 +5,9 @@ step's inputs (loaded by the caller from the state store), the replayed definiti
 cells in order. Each cell's stdout/stderr, rich displays (IPython display protocol, matplotlib
 figures as PNG like the inline backend) and last-expression value are recorded as nbformat
 outputs, so a results notebook can be assembled later. No Kafka here: the local runner uses it.
+
+What is shown matches a Jupyter kernel: pandas is given a kernel's answers to its "am I in a
+kernel?" checks when it is imported, and ``plt.show()`` behaves as under the inline backend.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import builtins
 import contextlib
 import ctypes
 import functools
+import importlib.abc
+import importlib.machinery
 import io
 import linecache
 import os
@@ -26,7 +31,7 @@ import tokenize
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any, TextIO
 
 from .errors import ErrorRecord
@@ -150,6 +155,73 @@ class _Capture:
             self.current.append(output)
 
 
+# ---- imports as under a kernel -----------------------------------------------------------------
+
+
+class ZMQKernelLookalike:
+    """What pandas asks ``get_ipython()`` to tell a Jupyter kernel from a terminal: a ``kernel``
+    attribute (then display.max_columns is 20, not 0 = "fit the terminal", so wide frames are
+    cut after 10 columns and wrapped, as in Jupyter) and "zmq" in the type's name (an IPython
+    frontend: categories footers unwrapped, the console size from display.width)."""
+
+    kernel = None
+
+
+#: module -> globals it finds before its code runs; a kernel has them as builtins
+_KERNEL_GLOBALS: dict[str, dict[str, Any]] = {
+    "pandas.core.config_init": {"get_ipython": ZMQKernelLookalike},
+    "pandas.io.formats.console": {"get_ipython": ZMQKernelLookalike, "__IPYTHON__": True},
+}
+
+
+class _SeededLoader(importlib.abc.Loader):
+    """Runs a module's own loader between putting ``extra`` into the module's globals and
+    calling ``after`` on the module."""
+
+    def __init__(
+        self, loader: Any, extra: dict[str, Any], after: Callable[[ModuleType], None] | None
+    ) -> None:
+        self._loader = loader
+        self._extra = extra
+        self._after = after
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        created: ModuleType | None = self._loader.create_module(spec)
+        return created
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__dict__.update(self._extra)
+        self._loader.exec_module(module)
+        if self._after is not None:
+            self._after(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_data, ... as the real loader
+        return getattr(self._loader, name)
+
+
+class _KernelGlobalsFinder(importlib.abc.MetaPathFinder):
+    """pandas looks at ``get_ipython``/``__IPYTHON__`` (builtins in a kernel) when it is
+    imported and when it formats; this gives exactly those modules a kernel's answer, without
+    putting a fake IPython where other libraries or the step's code would see it. It also
+    gives pyplot the inline backend's ``show`` (``_AFTER_IMPORT``)."""
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        extra, after = _KERNEL_GLOBALS.get(fullname), _AFTER_IMPORT.get(fullname)
+        if extra is None and after is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _SeededLoader(spec.loader, extra or {}, after)
+        return spec
+
+
+def _install_import_hooks() -> None:
+    if not any(isinstance(f, _KernelGlobalsFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _KernelGlobalsFinder())
+
+
 # ---- rich display ------------------------------------------------------------------------------
 
 _formatter: Any = None
@@ -190,7 +262,13 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def format_object(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A display bundle (data, metadata) for ``obj``, like IPython's display formatter."""
+    """A display bundle (data, metadata) for ``obj``, like IPython's display formatter in a
+    kernel (where the inline backend adds PNG for matplotlib figures)."""
+    if _is_figure(obj):
+        try:
+            return _figure_bundle(obj)
+        except Exception:  # a figure that cannot render shows its repr, as IPython does
+            return {"text/plain": repr(obj)}, {}
     fmt = _ipython_formatter()
     if fmt is not None:
         try:
@@ -227,8 +305,54 @@ def format_object(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return _jsonable(data), metadata
 
 
+def _is_figure(obj: Any) -> bool:
+    module = sys.modules.get("matplotlib.figure")
+    return module is not None and isinstance(obj, module.Figure)
+
+
+def _figure_bundle(fig: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A figure as the inline backend's formatter shows it (also for ``display(fig)`` and a
+    cell ending in ``fig``): PNG as IPython's ``print_figure`` draws it, none for an empty
+    figure, and its repr."""
+    data: dict[str, Any] = {"text/plain": repr(fig)}
+    if fig.axes or fig.lines:
+        buf = io.BytesIO()
+        fig.canvas.print_figure(
+            buf,
+            format="png",
+            facecolor=fig.get_facecolor(),
+            edgecolor=fig.get_edgecolor(),
+            dpi=fig.dpi,
+            bbox_inches="tight",
+        )
+        data["image/png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+    return data, {}
+
+
+def _figure_metadata(fig: Any) -> dict[str, Any]:
+    """matplotlib-inline's hint for a transparent figure whose tick labels are all light or
+    all dark: the background the frontend must draw behind it."""
+    from matplotlib import colors
+
+    if colors.to_rgba(fig.get_facecolor())[3] >= 0.5:
+        return {}
+    labels = [
+        label.get_color()
+        for axes in fig.axes
+        for axis in (axes.xaxis, axes.yaxis)
+        for label in axis.get_ticklabels()
+    ]
+    if not labels:
+        return {}
+    light = colors.to_rgba_array(labels)[:, :3].dot((0.299, 0.587, 0.114)) > 0.5
+    if not (light == light[0]).all():
+        return {}
+    return {"needs_background": "dark" if light[0] else "light"}
+
+
 def _figure_outputs() -> list[Output]:
-    """PNG display_data for every open pyplot figure, then close them (inline backend style)."""
+    """display_data for every open pyplot figure, then close them: what the inline backend
+    shows after a cell and on ``plt.show()``."""
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
         return []
@@ -236,19 +360,9 @@ def _figure_outputs() -> list[Output]:
     try:
         for num in plt.get_fignums():
             fig = plt.figure(num)
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", bbox_inches="tight")
-            w, h = fig.get_size_inches() * fig.dpi
-            outputs.append(
-                {
-                    "output_type": "display_data",
-                    "data": {
-                        "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-                        "text/plain": f"<Figure size {w:g}x{h:g} with {len(fig.axes)} Axes>",
-                    },
-                    "metadata": {},
-                }
-            )
+            metadata = _figure_metadata(fig)
+            data, _ = _figure_bundle(fig)
+            outputs.append({"output_type": "display_data", "data": data, "metadata": metadata})
         plt.close("all")
     except Exception as exc:  # a figure that cannot render is reported, not fatal
         outputs.append(
@@ -259,6 +373,37 @@ def _figure_outputs() -> list[Output]:
             }
         )
     return outputs
+
+
+_active_capture: _Capture | None = None  # the running execution's, for plt.show()
+
+
+def _inline_pyplot(pyplot: ModuleType) -> None:
+    """``plt.show()`` shows the open figures there and then and closes them, as under the
+    inline backend (Agg's show would do nothing and leave them open for the next plot)."""
+    agg_show = pyplot.show
+
+    def show(*args: Any, **kwargs: Any) -> None:
+        capture = _active_capture
+        if capture is None:
+            agg_show(*args, **kwargs)
+            return
+        for out in _figure_outputs():
+            capture.add(out)
+
+    show.__doc__ = agg_show.__doc__
+    pyplot.show = show  # type: ignore[attr-defined]
+
+
+#: module -> what to change once it is imported (see _KernelGlobalsFinder)
+_AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {"matplotlib.pyplot": _inline_pyplot}
+_install_import_hooks()
+
+
+def _add_error_output(outputs: list[Output], error: Output, figures: list[Output]) -> None:
+    """A kernel shows a cell's error before the figures the inline backend flushes after the
+    cell (a post-execute hook, which runs even when the cell raised)."""
+    outputs.insert(len(outputs) - len(figures), error)
 
 
 # ---- execution ---------------------------------------------------------------------------------
@@ -396,6 +541,7 @@ def execute_step(
     cells: list[CellRecord] = []
     error: ErrorRecord | None = None
     permanent = False
+    figures: list[Output] = []  # the last cell's, shown after its error
     started = time.time()
 
     def display(*objs: Any, raw: bool = False, **_: Any) -> None:
@@ -423,6 +569,7 @@ def execute_step(
                 _run_source(rep.source, f"<cell {rep.cell}>", ns)
             phase = "cell"
             for count, cell in enumerate(spec.cells, start=1):
+                figures = []
                 cell_no = cell.index
                 record = CellRecord(index=cell.index, execution_count=count)
                 capture.current = record.outputs
@@ -441,14 +588,15 @@ def execute_step(
                             }
                         )
                 finally:
-                    for out in _figure_outputs():
+                    figures = _figure_outputs()
+                    for out in figures:
                         capture.add(out)
                     record.seconds = time.perf_counter() - t0
         except BaseException as exc:  # the step's code may raise anything, even SystemExit
             error = _error_record(exc, cell_no, phase)
             permanent = isinstance(exc, SyntaxError)
             if cells and phase == "cell":
-                cells[-1].outputs.append(error.to_output())
+                _add_error_output(cells[-1].outputs, error.to_output(), figures)
     values: dict[str, Any] = {}
     if error is None:
         missing = [v for v in spec.outputs if v not in ns]
@@ -480,11 +628,15 @@ class _patched_io:
         self.echo = echo
 
     def __enter__(self) -> None:
+        global _active_capture
+        _active_capture = self.capture
         self.saved = (sys.stdout, sys.stderr)
         sys.stdout = _Router("stdout", self.capture.stream, self.saved[0] if self.echo else None)
         sys.stderr = _Router("stderr", self.capture.stream, self.saved[1] if self.echo else None)
 
     def __exit__(self, *exc: object) -> None:
+        global _active_capture
+        _active_capture = None
         sys.stdout, sys.stderr = self.saved
 
 

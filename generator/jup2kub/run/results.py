@@ -17,11 +17,14 @@ from jup2kub.model.pipeline import Pipeline
 from jup2kub_runtime.state import StateStore
 
 
-def _parameters_cell(parameters: Mapping[str, Any]) -> Any:
+def _parameters_cell(parameters: Mapping[str, Any], minor: int) -> Any:
     lines = ["# Parameters"] + [f"{k} = {v!r}" for k, v in parameters.items()]
     cell = nbformat.v4.new_code_cell("\n".join(lines) + "\n")
     cell.metadata["tags"] = ["injected-parameters"]
-    cell["id"] = "injected-parameters"
+    if minor >= 5:
+        cell["id"] = "injected-parameters"
+    else:  # cell ids exist from nbformat 4.5 on; a 4.4 notebook must stay without them
+        del cell["id"]
     return cell
 
 
@@ -82,7 +85,7 @@ def results_notebook(
                     output["execution_count"] = count
     if parameters:
         at = pipeline.parameter_cells[-1] + 1 if pipeline.parameter_cells else 0
-        nb.cells.insert(at, _parameters_cell(parameters))
+        nb.cells.insert(at, _parameters_cell(parameters, nb.nbformat_minor))
     nb.metadata["jup2kub"] = {
         "run_id": run_id,
         "status": status,
