@@ -46,6 +46,8 @@ def test_missing_cell_ids_in_45_are_added(tmp_path: Path) -> None:
     nb, notes = load(write(tmp_path, [code("x = 1"), code("y = 2")]))
     ids = [c["id"] for c in nb.node.cells]
     assert all(isinstance(i, str) and i for i in ids) and len(set(ids)) == 2
+    again, _ = load(tmp_path / "nb.ipynb")
+    assert [c["id"] for c in again.node.cells] == ids  # the same on every read
     assert notes == [
         f"{tmp_path / 'nb.ipynb'}: added missing cell ids (nbformat 4.5), as Jupyter does"
     ]

@@ -245,6 +245,7 @@ def _normalized(shown: str, node: Any, notes: list[str]) -> Any:
         node.nbformat_minor = 5
     _drop_unknown_fields(node, notes)
     _drop_invalid_outputs(node, notes)
+    lacking = [i for i, c in enumerate(node.cells) if not c.get("id")]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -254,6 +255,7 @@ def _normalized(shown: str, node: Any, notes: list[str]) -> Any:
     missing = sum(issubclass(w.category, MissingIDFieldWarning) for w in caught)
     duplicate = sum(issubclass(w.category, DuplicateCellId) for w in caught)
     if missing:
+        _stable_ids(node, lacking)
         notes.append(f"added missing cell ids (nbformat 4.{node.nbformat_minor})")
     if duplicate:
         notes.append(f"replaced {duplicate} duplicate cell id{'s' if duplicate > 1 else ''}")
@@ -264,6 +266,18 @@ def _normalized(shown: str, node: Any, notes: list[str]) -> Any:
     except nbformat.ValidationError as exc:
         raise _translated(shown, exc) from exc
     return nbformat.from_dict(node)
+
+
+def _stable_ids(node: Any, lacking: list[int]) -> None:
+    """Ids for the cells that had none, the same on every read (nbformat's are random), so that
+    a run's results and a later ``jup2kub results`` of the same notebook agree."""
+    taken = {c.get("id") for i, c in enumerate(node.cells) if i not in lacking}
+    for index in lacking:
+        candidate = f"cell-{index}"
+        while candidate in taken:
+            candidate += "-j2k"
+        node.cells[index]["id"] = candidate
+        taken.add(candidate)
 
 
 def _drop_unknown_fields(node: Any, notes: list[str]) -> None:
