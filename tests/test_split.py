@@ -29,7 +29,7 @@ def test_tags_mode_follows_kale(make_notebook: MakeNb) -> None:
             ("code", "x += 1"),  # untagged: joins load-data
             ("code", "y = x * 2", ["block:double"]),  # legacy block: tag
             ("code", "print('debug', y)", ["skip"]),
-            ("code", "print('still skipped')"),  # Kale: inherits the skip tag
+            ("code", "print('not skipped')"),  # Kale: skip is transparent, joins double
             ("code", "z = y", ["step:copy", "prev:load-data"]),
             ("code", "print(z)", ["pipeline-metrics"]),
         ]
@@ -38,13 +38,13 @@ def test_tags_mode_follows_kale(make_notebook: MakeNb) -> None:
     assert p.split == "tags"
     assert [(s.name, s.cells) for s in p.steps] == [
         ("load-data", [3, 4]),
-        ("double", [5]),
+        ("double", [5, 7]),
         ("copy", [8]),
         ("pipeline-metrics", [9]),
     ]
     assert p.prelude == [0, 1]
     assert p.parameter_cells == [2]
-    assert p.skipped == [6, 7]
+    assert p.skipped == [6]
     assert p.step("copy").after == ["load-data", "double"]
     assert p.step("load-data").parameters == {"a"}
 
@@ -183,13 +183,7 @@ def test_derived_names_are_made_unique(make_notebook: MakeNb) -> None:
 
 
 def test_duplicate_step_names_are_rejected(make_notebook: MakeNb) -> None:
-    path = make_notebook(
-        [
-            ("code", "x = 1", ["step:a"]),
-            ("code", "y = 1", ["step:b"]),
-            ("code", "z = 1", ["step:a"]),
-        ]
-    )
+    path = make_notebook(["#| step: a\nx = 1", "#| step: b\ny = 1", "#| step: a\nz = 1"])
     with pytest.raises(DuplicateStepError) as info:
         inspect_notebook(path)
     assert info.value.name == "a"

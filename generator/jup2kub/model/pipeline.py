@@ -20,6 +20,7 @@ from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Statement
 from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
 from jup2kub.model.notebook import Notebook
+from jup2kub.model.kale import PodSettings, SplitWarning
 from jup2kub.model.split import Split, StepCells
 from jup2kub_runtime.randomness import RANDOM_STATE
 
@@ -92,6 +93,7 @@ class Step:
     #: it reads files under computed names: it runs after every earlier step writing files
     opaque_read: bool = False
     writes_files: bool = False
+    pod: PodSettings = field(default_factory=PodSettings)  # Kale's limit:/label:/annotation:
 
     @property
     def groups(self) -> list[list[str]]:
@@ -130,6 +132,7 @@ class Pipeline:
     notebook_sha256: str
     warnings: list[Diagnostic] = field(default_factory=list)
     unshippable: list[Unshippable] = field(default_factory=list)
+    split_warnings: list[SplitWarning] = field(default_factory=list)  # Kale tags not honoured
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -294,6 +297,7 @@ class _Builder:
             notebook_sha256=self.nb.sha256,
             warnings=self.warnings,
             unshippable=self.unshippable,
+            split_warnings=list(self.split.warnings),
         )
 
     def _parameters_cell(self, index: int) -> None:
@@ -317,6 +321,7 @@ class _Builder:
     def _step(self, sc: StepCells) -> None:
         step = Step(sc.name, sc.source_name, list(sc.cells))
         step.prev = [p for p, _ in sc.prev]
+        step.pod = sc.pod
         self.steps[sc.name] = step
         self.order[sc.name] = len(self.order)
         step.seeded_before = RANDOM_STATE in self.env

@@ -7,6 +7,7 @@ A split only groups cells; which values flow between the groups is ``analysis``'
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,18 +15,26 @@ from dataclasses import dataclass, field
 import yaml
 
 from jup2kub.errors import DuplicateStepError, InputError, NoCodeError, SplitError
+from jup2kub.model.kale import (
+    METRICS_TAG,
+    PARAMETER_TAGS,
+    PARAMETERS_TAG,
+    PRELUDE_TAGS,
+    SKIP_TAG,
+    KaleCell,
+    PodSettings,
+    SplitWarning,
+    has_code,
+    parse_cell,
+    steps_defaults,
+    unsupported_message,
+)
+from jup2kub.model.kale import STEP_TAG as _STEP_TAG
 from jup2kub.model.names import MAX_NAME, dns_label
 from jup2kub.model.notebook import Cell, Notebook
 
 SPLIT_MODES = ("auto", "tags", "markers", "headings", "cells")
 IMPLICIT_FIRST_STEP = "setup"
-
-PARAMETER_TAGS = frozenset({"parameters", "pipeline-parameters"})
-PRELUDE_TAGS = frozenset({"imports", "functions"})
-METRICS_TAG = "pipeline-metrics"
-SKIP_TAG = "skip"
-_STEP_TAG = re.compile(r"^(?:step|block):(.+)$")
-_PREV_TAG = re.compile(r"^prev:(.+)$")
 _OPTION_LINE = re.compile(r"^#\|\s?(.*)$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -40,6 +49,9 @@ class StepCells:
     cells: list[int]
     prev: list[tuple[str, int]] = field(default_factory=list)  # (target as written, cell index)
     explicit: bool = True  # named by the user (tags, markers) rather than derived
+    pod: PodSettings = field(default_factory=PodSettings)  # Kale's limit:/label:/annotation:
+    #: the step this one continues: a Kale step name seen again after another step's cells
+    continues: StepCells | None = None
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Split:
     parameters: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     metrics: list[int] = field(default_factory=list)
+    warnings: list[SplitWarning] = field(default_factory=list)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -99,17 +112,6 @@ def _is_parameters(cell: Cell) -> bool:
     return "parameters" in _option_list(cell_options(cell.source).get("tags"))
 
 
-def _step_tag(cell: Cell, path: str) -> str | None:
-    names = [m.group(1).strip() for t in cell.tags if (m := _STEP_TAG.match(t))]
-    if len(set(names)) > 1:
-        raise SplitError(
-            f"the cell has several step tags: {', '.join('step:' + n for n in names)}",
-            where=f"{path}: cell {cell.index}",
-            hint="keep one step tag per cell",
-        )
-    return names[0] if names else None
-
-
 def _marker(cell: Cell) -> str | None:
     value = cell_options(cell.source).get("step")
     return None if value is None else str(value).strip()
@@ -150,7 +152,7 @@ def step_heading_level(nb: Notebook) -> int | None:
 
 def detect_mode(nb: Notebook) -> str:
     code = [c for c in nb.cells if c.cell_type == "code"]
-    if any(_STEP_TAG.match(t) for c in code for t in c.tags):
+    if any((m := _STEP_TAG.match(t)) and m.group(1).strip() for c in code for t in c.tags):
         return "tags"
     if any(_marker(c) for c in code):
         return "markers"
@@ -170,7 +172,7 @@ class _Builder:
 
     def start(self, source_name: str, cell: int, *, explicit: bool) -> StepCells:
         name = dns_label(source_name)
-        if explicit and name in self._by_name:
+        if explicit and name in self._by_name and self._by_name[name].explicit:
             other = self._by_name[name]
             raise DuplicateStepError(
                 self.path, name, [other.cells[0] if other.cells else cell, cell]
@@ -180,6 +182,26 @@ class _Builder:
         step = StepCells(name, source_name, [], explicit=explicit)
         self.steps.append(step)
         self._by_name[name] = step
+        self.current = step
+        return step
+
+    def named(self, name: str) -> StepCells | None:
+        """The explicit step called ``name`` (a DNS label), if one was started."""
+        step = self._by_name.get(name)
+        return step if step is not None and step.explicit else None
+
+    def resume(self, base: StepCells) -> StepCells:
+        """A new step continuing ``base``: same settings and ``prev:``, a derived name."""
+        step = StepCells(
+            _unique(base.name, {s.name for s in self.steps}),
+            base.source_name,
+            [],
+            prev=list(base.prev),
+            explicit=False,
+            pod=base.pod,
+            continues=base,
+        )
+        self.steps.append(step)
         self.current = step
         return step
 
@@ -202,6 +224,260 @@ class _Builder:
         return steps
 
 
+class KaleSplitter:
+    """Kale's ``parse_notebook``, cell by cell, in Jup2Kub's terms.
+
+    An untagged cell joins what the last tagged cell before it opened (Kale's
+    ``prev_step_name``): a step, the prelude (``imports``/``functions``), the parameters
+    (``pipeline-parameters``, when the cell only assigns literals, as Kale requires) or the
+    metrics step. ``skip`` cells are transparent: the cells after one join what was open before
+    it. Untagged cells after a ``notebook:`` reference wait for the next step cell. Where Kale
+    would run cells out of notebook order (a step name seen again after another step's cells,
+    cells after a parameters cell), the cells form a continuation step instead, so the pipeline
+    keeps the notebook's order; and the cells before the first tag, which Kale drops, run in a
+    first step. Each such difference is a warning.
+    """
+
+    def __init__(self, nb: Notebook) -> None:
+        self.nb = nb
+        self.b = _Builder(nb.path)
+        self.split = Split("tags", [])
+        self.block: str | None = None  # what untagged cells join; None before any tag
+        self.barrier = False  # a parameters cell since the current step's last cell
+        self.awaiting = False  # after a notebook: reference, until the next step cell
+        self.pending: list[int] = []
+        self.leading: list[int] = []
+        #: warnings naming "{step}": the given step's final name, else the cell's step's
+        self.later: list[tuple[int, str, StepCells | None]] = []
+
+    def split_notebook(self) -> Split:
+        defaults, self.split.warnings = steps_defaults(self.nb)
+        for cell in self.nb.cells:
+            if cell.cell_type == "code":
+                self._cell(cell, parse_cell(cell, self.nb.path))
+        if self.pending:
+            raise SplitError(
+                "untagged cells after a notebook: cell must be followed by a step cell that "
+                f"owns them (cells {', '.join(map(str, self.pending))}; Kale refuses it too)",
+                where=f"{self.nb.path}: cell {self.pending[0]}",
+                hint="tag the first of them step:NAME",
+            )
+        self.split.steps = self._finish()
+        for step in self.split.steps:
+            step.pod = step.pod.with_defaults(defaults)
+        self._late_warnings()
+        return self.split
+
+    # ------------------------------------------------------------------ cells
+    def _cell(self, cell: Cell, kc: KaleCell) -> None:
+        code = _is_code(cell)
+        if kc.notebook is not None:
+            self._reference(cell, kc)
+        elif kc.role == SKIP_TAG:
+            if code:
+                self.split.skipped.append(cell.index)
+        elif kc.role in PRELUDE_TAGS:
+            self._block("prelude", cell.index if code else None, self.split.prelude)
+        elif kc.role in PARAMETER_TAGS:
+            self._block(kc.role, cell.index if code else None, self.split.parameters)
+            self.barrier = True
+        elif kc.role == METRICS_TAG:
+            self._metrics(cell, code)
+        elif kc.name is not None:
+            self._step(cell, kc, code)
+        elif code:
+            self._untagged(cell)
+
+    def _block(self, block: str, cell: int | None, into: list[int]) -> None:
+        if cell is not None:
+            into.append(cell)
+        self.block = block
+        self.awaiting = False
+
+    def _reference(self, cell: Cell, kc: KaleCell) -> None:
+        where = f"{self.nb.path}: cell {cell.index}"
+        if has_code(cell.source):
+            raise SplitError(
+                f"the notebook:{kc.notebook} cell holds code; a cell that references a notebook "
+                "holds none of its own (Kale refuses it too)",
+                where=where,
+                hint="move the code to a cell of its own tagged step:NAME",
+            )
+        if self.pending:
+            raise SplitError(
+                "untagged cells after a notebook: cell must be followed by a step cell that "
+                f"owns them before the next notebook: cell (cells "
+                f"{', '.join(map(str, self.pending))}; Kale refuses it too)",
+                where=where,
+                hint=f"tag cell {self.pending[0]} step:NAME",
+            )
+        if _is_code(cell):
+            self.split.skipped.append(cell.index)
+        self.split.warnings.append(
+            SplitWarning(
+                cell.index,
+                f"tag 'notebook:{kc.notebook}': Kale runs the referenced notebook as a "
+                "sub-pipeline here; Jupyter→Kubernetes runs only this notebook's cells",
+            )
+        )
+        self.b.current = None
+        self.block = None
+        self.awaiting = True
+
+    def _metrics(self, cell: Cell, code: bool) -> None:
+        if code:
+            self.split.metrics.append(cell.index)
+        if len(self.split.metrics) == 1 and code:
+            self.later.append(
+                (
+                    cell.index,
+                    f"tag {METRICS_TAG!r}: Kale logs the printed values as Kubeflow pipeline "
+                    "metrics; Jupyter→Kubernetes runs the cell in step '{step}' (its output is "
+                    "in the results notebook)",
+                    None,
+                )
+            )
+        self._step(cell, KaleCell(name=METRICS_TAG), code)
+
+    def _step(self, cell: Cell, kc: KaleCell, code: bool) -> None:
+        assert kc.name is not None
+        label = dns_label(kc.name)
+        current = self.b.current
+        if current is not None and not self.barrier and _base(current).name == label:
+            step = current
+        elif (existing := self.b.named(label)) is not None:
+            step = self.b.resume(_base(existing))
+            self.later.append(
+                (
+                    cell.index,
+                    f"step {kc.name!r} continues here after other cells; Kale merges these "
+                    f"cells into step {existing.name!r} and runs them together with its first "
+                    "cells; Jupyter→Kubernetes runs them as step '{step}', in notebook order",
+                    step,
+                )
+            )
+        else:
+            step = self.b.start(kc.name, cell.index, explicit=True)
+            step.pod = kc.pod
+            step.prev.extend((p, cell.index) for p in kc.prevs)
+            self._unsupported(cell.index, kc.unsupported, step)
+            kc = KaleCell(name=kc.name)  # its settings are taken
+        if kc.settings:
+            self.split.warnings.append(
+                SplitWarning(
+                    cell.index,
+                    f"tags {', '.join(map(repr, kc.settings))} are ignored: Kale takes a "
+                    f"step's settings from its first cell only (cell "
+                    f"{_first_cell(_base(step))})",
+                )
+            )
+        self.b.current = step
+        step.cells.extend(self.pending)
+        self.pending = []
+        if code:
+            step.cells.append(cell.index)
+        self.block = "step"
+        self.barrier = self.awaiting = False
+
+    def _unsupported(self, cell: int, tags: list[str], step: StepCells) -> None:
+        for tag in tags:
+            kind = tag.split(":", 1)[0]
+            self.later.append((cell, unsupported_message(tag, kind, "step '{step}'"), step))
+
+    def _untagged(self, cell: Cell) -> None:
+        if self.awaiting:
+            self.pending.append(cell.index)
+        elif self.block == "prelude":
+            self.split.prelude.append(cell.index)
+        elif self.block == PARAMETERS_TAG and _literal_assignments(cell.source):
+            self.split.parameters.append(cell.index)
+        else:
+            if self.block == PARAMETERS_TAG:
+                self.later.append(
+                    (
+                        cell.index,
+                        "this untagged cell follows a pipeline-parameters cell, so Kale reads it "
+                        "as parameters and refuses it (it is not only literal assignments); it "
+                        "runs in step '{step}'",
+                        None,
+                    )
+                )
+            self._add(cell.index)
+
+    def _add(self, cell: int) -> None:
+        if self.block is None:
+            self.leading.append(cell)
+        elif self.barrier and self.b.current is not None:
+            self.b.resume(_base(self.b.current))
+        self.b.add(cell)
+        self.block = "step"
+        self.barrier = False
+
+    # ------------------------------------------------------------------ the end
+    def _finish(self) -> list[StepCells]:
+        empty = {s.name for s in self.b.steps if s.explicit and not s.cells}
+        steps = self.b.finish()
+        for step in steps:
+            step.prev = [(t, c) for t, c in step.prev if dns_label(t) not in empty]
+            step.prev += [
+                (later.name, c)
+                for t, c in step.prev
+                for later in steps
+                if later is not step
+                and later.continues is not None
+                and later.continues.name == dns_label(t)
+                and later.cells[0] < c
+            ]
+        return steps
+
+    def _late_warnings(self) -> None:
+        owner = {c: s.name for s in self.split.steps for c in s.cells}
+        if self.leading:
+            cells = ", ".join(map(str, self.leading))
+            self.later.insert(
+                0,
+                (
+                    self.leading[0],
+                    f"cells {cells} come before the first tagged cell: Kale leaves them out of "
+                    "the pipeline; Jupyter→Kubernetes runs them in step '{step}' (tag them "
+                    "skip to leave them out)",
+                    None,
+                ),
+            )
+        for cell, message, step in self.later:
+            name = step.name if step is not None else owner.get(cell, "?")
+            self.split.warnings.append(SplitWarning(cell, message.replace("{step}", name)))
+        self.split.warnings.sort(key=lambda w: -1 if w.cell is None else w.cell)
+
+
+def _base(step: StepCells) -> StepCells:
+    return step.continues if step.continues is not None else step
+
+
+def _first_cell(step: StepCells) -> str:
+    return str(step.cells[0]) if step.cells else "?"
+
+
+def _literal_assignments(source: str) -> bool:
+    """Kale's parameters grammar: only ``name = literal`` statements."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in tree.body:
+        if not (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            return False
+        try:
+            ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False
+    return True
+
+
 def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
     """Group the notebook's code cells into steps according to ``mode``."""
     if mode not in SPLIT_MODES:
@@ -211,7 +487,7 @@ def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
     if not any(_is_code(c) for c in nb.cells):
         raise NoCodeError(nb.path)
     chosen = detect_mode(nb) if mode == "auto" else mode
-    split = {
+    split: Split = {
         "tags": _split_tags,
         "markers": _split_markers,
         "headings": _split_headings,
@@ -227,45 +503,7 @@ def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
 
 
 def _split_tags(nb: Notebook) -> Split:
-    b = _Builder(nb.path)
-    split = Split("tags", [])
-    role = "step"  # what an untagged cell joins: Kale lets cells inherit the previous tag
-    for cell in nb.cells:
-        if not _is_code(cell):
-            continue
-        tags = set(cell.tags)
-        name = _step_tag(cell, nb.path)
-        prevs = [m.group(1).strip() for t in cell.tags if (m := _PREV_TAG.match(t))]
-        if SKIP_TAG in tags:
-            split.skipped.append(cell.index)
-            role = "skip"
-            continue
-        if tags & PARAMETER_TAGS:
-            split.parameters.append(cell.index)
-            role = "step"
-            continue
-        if tags & PRELUDE_TAGS and name is None:
-            split.prelude.append(cell.index)
-            role = "prelude"
-            continue
-        if name is None and METRICS_TAG in tags:
-            name = METRICS_TAG
-            split.metrics.append(cell.index)
-        if name is not None:
-            if b.current is None or b.current.source_name != name:
-                b.start(name, cell.index, explicit=True)
-            role = "step"
-        elif role == "skip":
-            split.skipped.append(cell.index)
-            continue
-        elif role == "prelude":
-            split.prelude.append(cell.index)
-            continue
-        b.add(cell.index)
-        assert b.current is not None
-        b.current.prev.extend((p, cell.index) for p in prevs)
-    split.steps = b.finish()
-    return split
+    return KaleSplitter(nb).split_notebook()
 
 
 def _step_cells(nb: Notebook, split: Split) -> Iterator[Cell]:
