@@ -128,13 +128,19 @@ def test_unreadable_notebooks(
             ["cycle", "a -> b"],
         ),
         (
-            [
-                ("code", "x = 1", ["step:a"]),
-                ("code", "y = 1", ["step:b"]),
-                ("code", "z = 1", ["step:a"]),
-            ],
+            ["#| step: a\nx = 1", "#| step: b\ny = 1", "#| step: a\nz = 1"],
             {},
             ["'a'", "cells 0, 2", "unique name"],
+        ),
+        (
+            [("code", "x = 1", ["step:a"]), ("code", "y = 1", ["limit:nvidia.com/gpu:1"])],
+            {},
+            ["cell 1", "limit:nvidia.com/gpu:1", "without a step tag", "step:NAME"],
+        ),
+        (
+            [("code", "x = 1", ["step:a", "limit:nvidia.com/gpu:lots"])],
+            {},
+            ["cell 0", "'lots' is not a Kubernetes quantity", "limit:RESOURCE:AMOUNT"],
         ),
         ([("md", "# just text")], {}, ["no code cells"]),
         ([("code", "p = 1", ["parameters"])], {}, ["no code outside"]),

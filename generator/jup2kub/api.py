@@ -166,10 +166,15 @@ def run(
     resume: str | None = None,
     kafka: str | None = None,
     on_change: Callable[[dict[str, StepRun]], None] | None = None,
+    warn: Log | None = None,
 ) -> RunResult:
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
-    one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``."""
+    one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``.
+    ``warn`` gets each way the split differs from the notebook's Kale tags, before the run."""
     nb, pipeline = _load(path, split, name)
+    for warning in pipeline.split_warnings:
+        if warn is not None:
+            warn(str(warning))
     require_storable(pipeline)
     params = collect(parameters or {}, parameter_files, pipeline.parameters)
     workdir = workdir or Path(".jup2kub") / pipeline.name

@@ -124,10 +124,21 @@ def inspect(
         click.echo(json.dumps(pipeline.to_json(), indent=2))
     else:
         click.echo(format_pipeline(pipeline))
+    _split_warnings(pipeline)
     for warning in pipeline.warnings:
         click.echo(f"warning: {warning}", err=True)
     for problem in pipeline.unshippable:
         click.echo(f"warning: {problem} (run and build will refuse this)", err=True)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _split_warnings(pipeline: Pipeline) -> None:
+    """What the split honours differently from Kale's tags, or ignores."""
+    for warning in pipeline.split_warnings:
+        _warn(str(warning))
 
 
 def _names(items: list[str] | set[str]) -> str:
@@ -295,6 +306,7 @@ def build(
     pipeline, written = api.build(
         notebook, out, split, options, image_build, log=click.echo, name=name
     )
+    _split_warnings(pipeline)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
     click.echo(f"install it with: helm install mypipeline {written}")
 
@@ -414,6 +426,7 @@ def run(
             resume=resume,
             kafka=kafka,
             on_change=show,
+            warn=_warn,
         )
     finally:
         if live is not None:
