@@ -18,9 +18,9 @@ from typing import Any
 from jup2kub.errors import CycleError, UnknownStepError
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Statement, Summary
 from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
+from jup2kub.model.kale import PodSettings, SplitWarning
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
 from jup2kub.model.notebook import Notebook
-from jup2kub.model.kale import PodSettings, SplitWarning
 from jup2kub.model.split import Split, StepCells
 from jup2kub_runtime.randomness import RANDOM_STATE
 
