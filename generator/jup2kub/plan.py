@@ -36,6 +36,11 @@ class StepPlan:
     #: the step image's repository, without a registry (the chart's values add it)
     image_repository: str
     spec: StepSpec
+    #: from Kale's ``limit:``, ``label:``, ``annotation:`` tags: the step pods' resource limits
+    #: (Kubernetes quantities by resource name), labels and annotations
+    limits: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,4 +126,7 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         consumer_group=topics.consumer_group(pipeline.name, name),
         image_repository=f"{pipeline.name}-{name}",
         spec=spec,
+        limits=tuple(sorted(step.pod.limits.items())),
+        labels=tuple(sorted(step.pod.labels.items())),
+        annotations=tuple(sorted(step.pod.annotations.items())),
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import DNS_LABEL
-from jup2kub.plan import PipelinePlan
+from jup2kub.plan import PipelinePlan, StepPlan
 
 STORAGE_MODES = ("local", "ebs", "efs", "existingClaim")
 KAFKA_NODE_COUNTS = (1, 3)
@@ -65,6 +65,31 @@ def check_options(options: ChartOptions, plan: PipelinePlan) -> None:
                 where=f"pipeline graph: step {step.name!r}",
                 hint="rename the step (reserved: " + ", ".join(sorted(RESERVED_STEP_NAMES)) + ")",
             )
+        _check_labels(step)
+
+
+#: Labels the chart gives every step pod itself (templates/_labels.tpl, steps/deployment.yaml):
+#: selectors among them, so a notebook's label: tag must not replace them.
+RESERVED_POD_LABELS = frozenset(
+    {
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/part-of",
+        "app.kubernetes.io/component",
+        "jup2kub.io/role",
+    }
+)
+
+
+def _check_labels(step: StepPlan) -> None:
+    taken = sorted(k for k, _ in step.labels if k in RESERVED_POD_LABELS)
+    if taken:
+        raise InputError(
+            f"step {step.name!r} has a label:{taken[0]}:... tag, but the chart sets that label "
+            "itself (it selects the step's pods)",
+            where=f"pipeline graph: step {step.name!r}",
+            hint="use another label key (reserved: " + ", ".join(sorted(RESERVED_POD_LABELS)) + ")",
+        )
 
 
 def _check_storage(options: ChartOptions) -> None:

@@ -141,6 +141,13 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         "input_topics": list(step.input_topics),
         "output_topics": list(step.output_topics),
         "consumer_group": step.consumer_group,
+        # a limit alone makes Kubernetes request the same amount: the request follows the limit,
+        # as extended resources (nvidia.com/gpu) require and as Kale's limit: tags mean
+        "resources": {"requests": dict(step.limits), "limits": dict(step.limits)}
+        if step.limits
+        else {},
+        "pod_labels": dict(step.labels),
+        "pod_annotations": dict(step.annotations),
     }
 
 
