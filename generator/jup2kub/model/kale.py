@@ -13,12 +13,14 @@ Kale runs as a sub-pipeline; Jup2Kub leaves the reference out, with a warning.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from jup2kub.errors import SplitError
+from jup2kub.model.ipython import magic_call, translate
 from jup2kub.model.notebook import Cell, Notebook
 
 SKIP_TAG = "skip"
@@ -218,3 +220,69 @@ def _default_tags(raw: Any) -> list[str]:
 
 def unsupported_message(tag: str, kind: str, step: str) -> str:
     return f"tag {tag!r} (on {step}) is ignored: {UNSUPPORTED[kind]}"
+
+
+def prelude_names(source: str) -> set[str] | None:
+    """The names a cell of Kale's imports/functions block binds, when re-running it at the start
+    of every step is harmless: it only imports, defines functions and classes, assigns immutable
+    literals and runs line magics. None when it does anything else."""
+    tree = _parse(source)
+    if tree is None:
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign) and _immutable(node.value):
+            if not all(isinstance(t, ast.Name) for t in node.targets):
+                return None
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Expr) and (
+            isinstance(node.value, ast.Constant)
+            or (magic_call(node.value) or ("", []))[0] == "run_line_magic"
+        ):
+            continue
+        elif not isinstance(node, ast.Pass):
+            return None
+    return names
+
+
+def bound_names(source: str) -> set[str]:
+    """Every name ``source`` may bind anywhere (more than it does: used to stay safe)."""
+    tree = _parse(source)
+    if tree is None:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Global):
+            names.update(node.names)
+    return names
+
+
+def _parse(source: str) -> ast.Module | None:
+    try:
+        return ast.parse(translate(source))
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _immutable(node: ast.expr) -> bool:
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return _frozen(value)
+
+
+def _frozen(value: object) -> bool:
+    if isinstance(value, tuple):
+        return all(_frozen(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, complex, str, bytes))

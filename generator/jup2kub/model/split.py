@@ -24,8 +24,10 @@ from jup2kub.model.kale import (
     KaleCell,
     PodSettings,
     SplitWarning,
+    bound_names,
     has_code,
     parse_cell,
+    prelude_names,
     steps_defaults,
     unsupported_message,
 )
@@ -249,6 +251,7 @@ class KaleSplitter:
         self.leading: list[int] = []
         #: warnings naming "{step}": the given step's final name, else the cell's step's
         self.later: list[tuple[int, str, StepCells | None]] = []
+        self.bound: list[tuple[int, set[str]]] | None = None  # names each code cell binds
 
     def split_notebook(self) -> Split:
         defaults, self.split.warnings = steps_defaults(self.nb)
@@ -277,7 +280,9 @@ class KaleSplitter:
             if code:
                 self.split.skipped.append(cell.index)
         elif kc.role in PRELUDE_TAGS:
-            self._block("prelude", cell.index if code else None, self.split.prelude)
+            self._block("prelude", None, self.split.prelude)
+            if code:
+                self._prelude(cell)
         elif kc.role in PARAMETER_TAGS:
             self._block(kc.role, cell.index if code else None, self.split.parameters)
             self.barrier = True
@@ -388,7 +393,7 @@ class KaleSplitter:
         if self.awaiting:
             self.pending.append(cell.index)
         elif self.block == "prelude":
-            self.split.prelude.append(cell.index)
+            self._prelude(cell)
         elif self.block == PARAMETERS_TAG and _literal_assignments(cell.source):
             self.split.parameters.append(cell.index)
         else:
@@ -404,13 +409,48 @@ class KaleSplitter:
                 )
             self._add(cell.index)
 
-    def _add(self, cell: int) -> None:
-        if self.block is None:
+    def _prelude(self, cell: Cell) -> None:
+        """Kale runs the imports/functions block at the start of every step; so does the
+        pipeline, when that cannot change what a step sees. Otherwise the cell runs once, in
+        notebook order."""
+        names = prelude_names(cell.source)
+        if names is not None and not names & self._bound_later(cell.index):
+            self.split.prelude.append(cell.index)
+            return
+        why = (
+            "holds more than imports, definitions and constants"
+            if names is None
+            else f"binds {', '.join(sorted(names & self._bound_later(cell.index)))}, which a "
+            "later cell binds again"
+        )
+        self.later.append(
+            (
+                cell.index,
+                f"this cell of the imports/functions block {why}: Kale runs it at the start of "
+                "every step; Jupyter→Kubernetes runs it once, in step '{step}', in notebook order",
+                None,
+            )
+        )
+        self._add(cell.index, keep_block=True)
+
+    def _bound_later(self, index: int) -> set[str]:
+        """Names bound by the code cells after ``index`` outside the imports/functions block."""
+        if self.bound is None:
+            self.bound = [
+                (c.index, bound_names(c.source))
+                for c in self.nb.cells
+                if c.cell_type == "code" and not ({SKIP_TAG, *PRELUDE_TAGS} & set(c.tags))
+            ]
+        return {n for i, names in self.bound if i > index for n in names}
+
+    def _add(self, cell: int, *, keep_block: bool = False) -> None:
+        if self.block in (None, _LEADING):
             self.leading.append(cell)
         elif self.barrier and self.b.current is not None:
             self.b.resume(_base(self.b.current))
         self.b.add(cell)
-        self.block = "step"
+        if not keep_block:
+            self.block = _LEADING if self.block in (None, _LEADING) else "step"
         self.barrier = False
 
     # ------------------------------------------------------------------ the end
@@ -448,6 +488,9 @@ class KaleSplitter:
             name = step.name if step is not None else owner.get(cell, "?")
             self.split.warnings.append(SplitWarning(cell, message.replace("{step}", name)))
         self.split.warnings.sort(key=lambda w: -1 if w.cell is None else w.cell)
+
+
+_LEADING = "leading"  # untagged cells before any tag: Kale drops them
 
 
 def _base(step: StepCells) -> StepCells:

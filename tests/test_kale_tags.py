@@ -1,0 +1,365 @@
+"""Kale's tag language, read as kubeflow-kale 2.3 reads it (``kale/processors/nbprocessor.py``).
+
+Each expected split below was checked against Kale's own ``NotebookProcessor.parse_notebook`` on
+the same notebook. Where Kale would run cells out of notebook order, or drop them, the pipeline
+keeps the notebook's order instead and says so in a warning.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from jup2kub.api import inspect_notebook
+from jup2kub.errors import SplitError
+from jup2kub.model.kale import QUANTITY
+from jup2kub.model.notebook import load_notebook
+from jup2kub.model.pipeline import Pipeline
+from jup2kub.model.split import split_notebook
+from tests.support.cli_runner import jup2kub
+
+MakeNb = Callable[..., Path]
+
+
+def steps(p: Pipeline) -> list[tuple[str, list[int]]]:
+    return [(s.name, s.cells) for s in p.steps]
+
+
+def warnings(p: Pipeline) -> list[str]:
+    return [str(w) for w in p.split_warnings]
+
+
+def test_skip_is_transparent(make_notebook: MakeNb) -> None:
+    """Untagged cells after a skip cell join what was open before it (Kale's titanic example
+    puts its whole preprocessing there)."""
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "import math", ["imports"]),
+                ("code", "print('plot')", ["skip"]),
+                ("code", "import json"),  # joins the imports
+                ("code", "x = 1", ["step:load"]),
+                ("code", "print(x)", ["skip"]),
+                ("code", "print('skip again')", ["skip"]),
+                ("code", "x += 1"),  # joins load
+                ("code", "y = x", ["step:use", "prev:load"]),
+            ]
+        )
+    )
+    assert steps(p) == [("load", [3, 6]), ("use", [7])]
+    assert p.prelude == [0, 2]
+    assert p.skipped == [1, 4, 5]
+    assert not warnings(p)
+
+
+def test_the_first_role_tag_wins(make_notebook: MakeNb) -> None:
+    """A cell's first imports/functions/skip/pipeline-* tag decides what it is; its step tag
+    and settings are then ignored, as in Kale."""
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "x = 1", ["step:a"]),
+                ("code", "import os", ["step:b", "imports"]),
+                ("code", "print(x)", ["limit:cpu:1", "skip", "step:c"]),
+                ("code", "x += 1"),  # still step a: neither b nor c was started
+            ]
+        )
+    )
+    assert steps(p) == [("a", [0, 3])]
+    assert p.prelude == [1]
+    assert p.skipped == [2]
+    (w,) = warnings(p)  # Kale would prepend `x += 1` to every step, as part of the imports
+    assert "cell 3" in w and "runs it once, in step 'a'" in w
+
+
+def test_the_prelude_holds_only_what_can_run_in_every_step(make_notebook: MakeNb) -> None:
+    """Kale prepends the imports/functions block to every step. That is harmless for imports,
+    definitions and constants nothing rebinds; any other cell runs once, in notebook order."""
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "import random\n%matplotlib inline", ["imports"]),
+                ("code", "random.seed(0)"),  # a call: runs once, first
+                ("code", "LIMIT = 3\nNAMES = ('a', 'b')\ndef f(v):\n    return v", ["functions"]),
+                ("code", "SCALE = 2.0", ["functions"]),
+                ("code", "x = f(random.random()) * SCALE", ["step:a"]),
+                ("code", "SCALE = 3.0\nprint(x * SCALE, LIMIT, NAMES)", ["step:b"]),
+            ]
+        )
+    )
+    assert p.prelude == [0, 2]
+    assert steps(p) == [("setup", [1, 3]), ("a", [4]), ("b", [5])]
+    first, second = warnings(p)
+    assert "cell 1" in first and "more than imports, definitions and constants" in first
+    assert "cell 3" in second and "binds SCALE, which a later cell binds again" in second
+
+
+def test_empty_step_tag_is_no_step_tag(make_notebook: MakeNb) -> None:
+    p = inspect_notebook(
+        make_notebook([("code", "x = 1", ["step:load"]), ("code", "x.bit_length()", ["step:"])])
+    )
+    assert steps(p) == [("load", [0, 1])]
+
+
+def test_untagged_cells_after_pipeline_parameters(make_notebook: MakeNb) -> None:
+    """Kale reads them as parameters, which must be literal assignments; any other code runs
+    in a step continuing the one before, since parameters are not steps."""
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "x = 1", ["step:a"]),
+                ("code", "n = 2", ["pipeline-parameters"]),
+                ("code", "m = 3\nname = 'demo'"),  # literal assignments: parameters
+                ("code", "y = x + n + m"),  # not a parameter: Kale refuses it
+                ("code", "print(y)", ["step:b"]),
+            ]
+        )
+    )
+    assert p.parameter_cells == [1, 2]
+    assert p.parameters == {"n": 2, "m": 3, "name": "demo"}
+    assert steps(p) == [("a", [0]), ("a-2", [3]), ("b", [4])]
+    assert p.step("a-2").parameters == {"n", "m"}
+    assert p.step("a-2").inputs == {"x": "a"}
+    (w,) = warnings(p)
+    assert "cell 3" in w and "pipeline-parameters" in w and "step 'a-2'" in w
+
+
+def test_a_step_name_seen_again_continues_that_step(make_notebook: MakeNb) -> None:
+    """Kale merges the cells of a repeated step name into one step; right after the step that
+    is the same step, after another step's cells it becomes a continuation, so no cell runs
+    before a cell above it."""
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "x = 1", ["step:a", "limit:cpu:1"]),
+                ("code", "x += 1", ["step:a", "limit:cpu:2", "prev:b"]),  # merged, tags ignored
+                ("code", "y = x * 2", ["step:b"]),
+                ("code", "x = y + 1", ["step:a"]),  # after b: continues a as a-2
+                ("code", "print(x, y)", ["step:c", "prev:a"]),
+            ]
+        )
+    )
+    assert steps(p) == [("a", [0, 1]), ("b", [2]), ("a-2", [3]), ("c", [4])]
+    assert p.step("a").pod.limits == {"cpu": "1"}
+    assert p.step("a").after == []  # the later prev:b is ignored, as in Kale
+    assert p.step("a-2").pod.limits == {"cpu": "1"}
+    assert p.step("a-2").after == ["b"]
+    assert p.step("c").after == ["a", "b", "a-2"]  # prev:a: all of a above it
+    assert p.step("c").inputs == {"x": "a-2", "y": "b"}
+    ignored, continued = warnings(p)
+    assert "cell 1" in ignored and "'prev:b', 'limit:cpu:2'" in ignored and "cell 0" in ignored
+    assert "cell 3" in continued and "Kale merges" in continued and "'a-2'" in continued
+
+
+def test_settings_need_a_step_tag(make_notebook: MakeNb) -> None:
+    for tag in ("prev:a", "label:team:ml", "annotation:a:b", "cache:disabled", "image:x:1"):
+        path = make_notebook([("code", "x = 1", ["step:a"]), ("code", "y = 2", [tag])])
+        with pytest.raises(SplitError, match="without a step tag") as info:
+            inspect_notebook(path)
+        assert info.value.where is not None and info.value.where.endswith("cell 1")
+
+
+def test_cells_before_the_first_tag_run_first_with_a_warning(make_notebook: MakeNb) -> None:
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "print('skipped')", ["skip"]),
+                ("code", "x = 1"),  # Kale drops it
+                ("code", "x += 1"),  # Kale drops it
+                ("code", "print(x)", ["step:show"]),
+            ]
+        )
+    )
+    assert steps(p) == [("setup", [1, 2]), ("show", [3])]
+    (w,) = warnings(p)
+    assert "cells 1, 2" in w and "Kale leaves them out" in w and "step 'setup'" in w
+
+
+def test_notebook_references(make_notebook: MakeNb) -> None:
+    """A ``notebook:`` cell is left out (with a warning); untagged cells after it wait for the
+    next step cell, as in Kale."""
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "x = 1", ["step:a"]),
+                ("code", "# the sub-pipeline", ["notebook:prep"]),
+                ("code", "y = x + 1"),
+                ("code", "print(y)", ["step:b"]),
+            ]
+        )
+    )
+    assert steps(p) == [("a", [0]), ("b", [2, 3])]
+    assert p.skipped == [1]
+    (w,) = warnings(p)
+    assert "cell 1" in w and "notebook:prep" in w and "sub-pipeline" in w
+
+    with_code = make_notebook([("code", "x = 1", ["step:a"]), ("code", "y = 2", ["notebook:n"])])
+    with pytest.raises(SplitError, match="holds code"):
+        inspect_notebook(with_code)
+    unowned = make_notebook([("code", "x = 1", ["step:a"]), ("code", "", ["notebook:n"]), "y = 2"])
+    with pytest.raises(SplitError, match="followed by a step cell"):
+        inspect_notebook(unowned)
+
+
+def test_metrics_cells(make_notebook: MakeNb) -> None:
+    p = inspect_notebook(
+        make_notebook(
+            [
+                ("code", "acc = 0.9", ["step:train"]),
+                ("code", "print(acc)", ["pipeline-metrics"]),
+                ("code", "print('skipped')", ["skip"]),
+                ("code", "print(acc * 100)"),  # joins the metrics
+            ]
+        )
+    )
+    assert steps(p) == [("train", [0]), ("pipeline-metrics", [1, 3])]
+    (w,) = warnings(p)
+    assert "cell 1" in w and "pipeline metrics" in w and "step 'pipeline-metrics'" in w
+
+
+def test_pod_settings(make_notebook: MakeNb) -> None:
+    p = inspect_notebook(
+        make_notebook(
+            [
+                (
+                    "code",
+                    "x = 1",
+                    [
+                        "step:train",
+                        "limit:nvidia.com/gpu:1",
+                        "limit:memory:4Gi",
+                        "label:team:ml",
+                        "annotation:example.com/source:s3://bucket/key",
+                    ],
+                ),
+                ("code", "print(x)", ["step:report", "prev:train"]),
+            ]
+        )
+    )
+    train = p.step("train").pod
+    assert train.limits == {"nvidia.com/gpu": "1", "memory": "4Gi"}
+    assert train.labels == {"team": "ml"}
+    assert train.annotations == {"example.com/source": "s3://bucket/key"}
+    assert p.step("report").pod.is_empty()
+
+
+@pytest.mark.parametrize(
+    ("tag", "problem"),
+    [
+        ("limit:cpu:lots", "not a Kubernetes quantity"),
+        ("limit:bad resource:1", "not a Kubernetes resource name"),
+        ("label:team:machine learning", "not a Kubernetes label value"),
+        ("label:-team:ml", "not a Kubernetes label key"),
+        ("annotation:a b:c", "not a Kubernetes annotation key"),
+    ],
+)
+def test_bad_pod_settings_are_refused(make_notebook: MakeNb, tag: str, problem: str) -> None:
+    with pytest.raises(SplitError, match=problem) as info:
+        inspect_notebook(make_notebook([("code", "x = 1", ["step:a", tag])]))
+    assert info.value.where is not None and info.value.where.endswith("cell 0")
+    assert info.value.hint
+
+
+def _with_metadata(path: Path, metadata: dict[str, Any]) -> Path:
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["kubeflow_notebook"] = metadata
+    nbformat.write(nb, path)
+    return path
+
+
+def test_steps_defaults_apply_to_every_step(make_notebook: MakeNb) -> None:
+    """Kale's notebook-wide ``steps_defaults``; a default wins a clash with a step's own tag
+    (Kale's ``StepConfig.update``)."""
+    path = _with_metadata(
+        make_notebook(
+            [
+                ("code", "x = 1", ["step:a", "limit:cpu:2", "label:team:ml"]),
+                ("code", "print(x)", ["step:b"]),
+            ]
+        ),
+        {"steps_defaults": ["label:team:data", "annotation:owner:me", "cache:disabled"]},
+    )
+    p = inspect_notebook(path)
+    assert p.step("a").pod.limits == {"cpu": "2"}
+    assert p.step("a").pod.labels == {"team": "data"}
+    assert p.step("b").pod.labels == {"team": "data"}
+    assert p.step("b").pod.annotations == {"owner": "me"}
+    (w,) = warnings(p)
+    assert w.startswith("notebook metadata: tag 'cache:disabled' (on every step) is ignored")
+
+
+def test_kubeflow_only_tags_are_named_in_warnings(make_notebook: MakeNb) -> None:
+    path = make_notebook(
+        [
+            (
+                "code",
+                "x = 1",
+                [
+                    "step:train",
+                    "cache:enabled",
+                    "image:python:3.12-slim",
+                    "secret:db:password:DB_PASSWORD",
+                    "report:disabled",
+                ],
+            ),
+        ]
+    )
+    proc = jup2kub("inspect", path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("warning: cell 0: tag")]
+    for tag, instead in [
+        ("cache:enabled", "never reuses a step's results"),
+        ("image:python:3.12-slim", "--base-image"),
+        ("secret:db:password:DB_PASSWORD", "does not mount Secrets"),
+        ("report:disabled", "results notebook"),
+    ]:
+        assert any(f"'{tag}' (on step 'train') is ignored" in ln and instead in ln for ln in lines)
+
+
+def test_quantity_grammar_matches_the_chart_schema() -> None:
+    from jup2kub.chart.schema import SCHEMA_BASE, SKELETON
+
+    schema = json.loads((SKELETON / SCHEMA_BASE).read_text())
+    assert schema["definitions"]["quantity"]["pattern"] == QUANTITY.pattern
+
+
+# --------------------------------------------------------------------------- Kale's examples
+
+KALE_EXAMPLES = Path(__file__).parent / "kale"
+TITANIC = KALE_EXAMPLES / "titanic" / "titanic_dataset_ml.ipynb"
+
+#: Kale 2.3's own split of its titanic example (NotebookProcessor.parse_notebook; cells 3 and
+#: 4, the imports and functions, are prepended to every step).
+TITANIC_STEPS: Sequence[tuple[str, list[int]]] = [
+    ("data-loading", [5, 6, 8, 9, 10]),
+    ("data-preprocessing", [23, 25, 27, 29, 31, 32, 34]),
+    ("dataconversion", [35, 37, 39, 41, 43, 45, 47]),
+    ("featureengineering", [50, 52, 54, 55]),
+    ("randomforest", [57]),
+    ("logisticregression", [59]),
+    ("naivebayes", [61]),
+    ("svm", [63]),
+    ("decisiontree", [65]),
+    ("result", [67]),
+]
+
+
+def test_titanic_splits_as_kale_splits_it() -> None:
+    split = split_notebook(load_notebook(TITANIC))
+    assert [(s.name, s.cells) for s in split.steps] == list(TITANIC_STEPS)
+    assert split.prelude == [3, 4]
+    assert split.skipped == [12, 14, 16, 18, 20, 24]
+    assert [w.cell for w in split.warnings] == [57, 59, 61, 63, 65]  # report:disabled
+    p = inspect_notebook(TITANIC)
+    assert p.step("result").after == [
+        "randomforest",
+        "logisticregression",
+        "naivebayes",
+        "svm",
+        "decisiontree",
+    ]
