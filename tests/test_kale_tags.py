@@ -259,6 +259,7 @@ def test_pod_settings(make_notebook: MakeNb) -> None:
         ("label:team:machine learning", "not a Kubernetes label value"),
         ("label:-team:ml", "not a Kubernetes label key"),
         ("annotation:a b:c", "not a Kubernetes annotation key"),
+        ("limit:nvidia.com/gpu", "missing a part"),
     ],
 )
 def test_bad_pod_settings_are_refused(make_notebook: MakeNb, tag: str, problem: str) -> None:
@@ -577,3 +578,16 @@ def test_kales_titanic_example_runs_like_nbclient(tmp_path: Path) -> None:
     assert {"acc_random_forest", "acc_log", "acc_gaussian", "acc_linear_svc"} <= set(
         pipeline.step("result").inputs
     )
+
+
+def test_build_and_run_show_the_warnings(make_notebook: MakeNb, tmp_path: Path) -> None:
+    path = make_notebook(
+        [("code", "x = 1", ["step:a", "cache:disabled"]), ("code", "print(x)", ["step:b"])]
+    )
+    expected = "warning: cell 0: tag 'cache:disabled' (on step 'a') is ignored"
+    built = jup2kub("build", path, "-o", tmp_path / "out", "--no-images")
+    assert built.returncode == 0, built.stderr
+    assert expected in built.stderr
+    ran = jup2kub("run", path, "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert expected in ran.stderr

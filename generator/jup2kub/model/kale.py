@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ NOTEBOOK_METADATA_KEY = "kubeflow_notebook"
 STEP_TAG = re.compile(r"^(?:step|block):(.*)$")
 PREV_TAG = re.compile(r"^prev:(.+)$")
 POD_TAG = re.compile(r"^(limit|label|annotation):([^:]*):(.*)$")
+_POD_KIND = re.compile(r"^(limit|label|annotation):")
 NOTEBOOK_TAG = re.compile(r"^notebook:(.*)$")
 UNSUPPORTED_TAG = re.compile(r"^(secret|image|cache|report):(.*)$")
 
@@ -129,6 +131,12 @@ def parse_cell(cell: Cell, path: str) -> KaleCell:
             parsed.prevs.append(m.group(1).strip())
         elif m := POD_TAG.match(tag):
             _pod_tag(parsed, tag, m.group(1), m.group(2), m.group(3), f"{path}: cell {cell.index}")
+        elif m := _POD_KIND.match(tag):
+            raise SplitError(
+                f"tag {tag!r} is missing a part (Kale refuses it too)",
+                where=f"{path}: cell {cell.index}",
+                hint=_POD_HINTS[m.group(1)],
+            )
         elif m := NOTEBOOK_TAG.match(tag):
             parsed.notebook = m.group(1)
         elif UNSUPPORTED_TAG.match(tag):
@@ -193,14 +201,14 @@ def steps_defaults(nb: Notebook) -> tuple[PodSettings, list[SplitWarning]]:
     meta = (nb.node.get("metadata") or {}).get(NOTEBOOK_METADATA_KEY) or {}
     raw = meta.get("steps_defaults") if isinstance(meta, Mapping) else None
     defaults = KaleCell()
-    warnings = []
+    notes = []
     where = f"{nb.path}: metadata {NOTEBOOK_METADATA_KEY}.steps_defaults"
     for tag in _default_tags(raw):
         if m := POD_TAG.match(tag):
             _pod_tag(defaults, tag, m.group(1), m.group(2), m.group(3), where)
         elif u := UNSUPPORTED_TAG.match(tag):
-            warnings.append(SplitWarning(None, unsupported_message(tag, u.group(1), "every step")))
-    return defaults.pod, warnings
+            notes.append(SplitWarning(None, unsupported_message(tag, u.group(1), "every step")))
+    return defaults.pod, notes
 
 
 def _default_tags(raw: Any) -> list[str]:
@@ -269,7 +277,9 @@ def bound_names(source: str) -> set[str]:
 
 def _parse(source: str) -> ast.Module | None:
     try:
-        return ast.parse(translate(source))
+        with warnings.catch_warnings():  # invalid escapes etc.: the analysis reports the cell
+            warnings.simplefilter("ignore")
+            return ast.parse(translate(source))
     except (SyntaxError, ValueError):
         return None
 
