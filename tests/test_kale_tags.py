@@ -226,29 +226,30 @@ def test_metrics_cells(make_notebook: MakeNb) -> None:
 
 
 def test_pod_settings(make_notebook: MakeNb) -> None:
-    p = inspect_notebook(
-        make_notebook(
-            [
-                (
-                    "code",
-                    "x = 1",
-                    [
-                        "step:train",
-                        "limit:nvidia.com/gpu:1",
-                        "limit:memory:4Gi",
-                        "label:team:ml",
-                        "annotation:example.com/source:s3://bucket/key",
-                    ],
-                ),
-                ("code", "print(x)", ["step:report", "prev:train"]),
-            ]
-        )
+    path = make_notebook(
+        [
+            (
+                "code",
+                "x = 1",
+                [
+                    "step:train",
+                    "limit:nvidia.com/gpu:1",
+                    "limit:memory:4Gi",
+                    "label:team:ml",
+                    "annotation:example.com/source:s3://bucket/key",
+                ],
+            ),
+            ("code", "print(x)", ["step:report", "prev:train"]),
+        ]
     )
+    p = inspect_notebook(path)
     train = p.step("train").pod
     assert train.limits == {"nvidia.com/gpu": "1", "memory": "4Gi"}
     assert train.labels == {"team": "ml"}
-    assert train.annotations == {"example.com/source": "s3://bucket/key"}
+    assert train.annotations == {"example.com/source": "s3://bucket/key"}  # Kale: s3//bucket/key
     assert p.step("report").pod.is_empty()
+    shown = jup2kub("inspect", path).stdout
+    assert "  limits:     memory=4Gi, nvidia.com/gpu=1\n  labels:     team=ml\n" in shown
 
 
 @pytest.mark.parametrize(

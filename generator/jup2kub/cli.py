@@ -183,6 +183,14 @@ def format_pipeline(p: Pipeline) -> str:
             )
         for up, paths in sorted(s.file_deps.items()):
             out.append(f"  files:      {', '.join(sorted(paths))} (shared with {up})")
+        for title, settings in (
+            ("limits", s.pod.limits),
+            ("labels", s.pod.labels),
+            ("annotations", s.pod.annotations),
+        ):
+            if settings:
+                shown = ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+                out.append(f"  {title + ':':<12}{shown}")
     out.append("")
     out.append("run order (steps on one line can run in parallel):")
     for i, wave in enumerate(p.levels(), 1):
