@@ -296,3 +296,22 @@ def _frozen(value: object) -> bool:
     if isinstance(value, tuple):
         return all(_frozen(v) for v in value)
     return value is None or isinstance(value, (bool, int, float, complex, str, bytes))
+
+
+def literal_assignments(source: str) -> bool:
+    """Kale's parameters grammar: only ``name = literal`` statements."""
+    tree = _parse(source)
+    if tree is None:
+        return False
+    for node in tree.body:
+        if not (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            return False
+        try:
+            ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False
+    return True

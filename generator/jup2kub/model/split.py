@@ -7,7 +7,6 @@ A split only groups cells; which values flow between the groups is ``analysis``'
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from jup2kub.model.kale import (
     SplitWarning,
     bound_names,
     has_code,
+    literal_assignments,
     parse_cell,
     prelude_names,
     steps_defaults,
@@ -394,7 +394,7 @@ class KaleSplitter:
             self.pending.append(cell.index)
         elif self.block == "prelude":
             self._prelude(cell)
-        elif self.block == PARAMETERS_TAG and _literal_assignments(cell.source):
+        elif self.block == PARAMETERS_TAG and literal_assignments(cell.source):
             self.split.parameters.append(cell.index)
         else:
             if self.block == PARAMETERS_TAG:
@@ -499,26 +499,6 @@ def _base(step: StepCells) -> StepCells:
 
 def _first_cell(step: StepCells) -> str:
     return str(step.cells[0]) if step.cells else "?"
-
-
-def _literal_assignments(source: str) -> bool:
-    """Kale's parameters grammar: only ``name = literal`` statements."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return False
-    for node in tree.body:
-        if not (
-            isinstance(node, ast.Assign)
-            and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-        ):
-            return False
-        try:
-            ast.literal_eval(node.value)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return False
-    return True
 
 
 def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
