@@ -237,6 +237,7 @@ def test_pod_settings(make_notebook: MakeNb) -> None:
                     "limit:memory:4Gi",
                     "label:team:ml",
                     "annotation:example.com/source:s3://bucket/key",
+                    "secret:db-credentials:password:DB_PASSWORD",
                 ],
             ),
             ("code", "print(x)", ["step:report", "prev:train"]),
@@ -247,9 +248,11 @@ def test_pod_settings(make_notebook: MakeNb) -> None:
     assert train.limits == {"nvidia.com/gpu": "1", "memory": "4Gi"}
     assert train.labels == {"team": "ml"}
     assert train.annotations == {"example.com/source": "s3://bucket/key"}  # Kale: s3//bucket/key
+    assert train.secrets == {"DB_PASSWORD": ("db-credentials", "password")}
     assert p.step("report").pod.is_empty()
     shown = jup2kub("inspect", path).stdout
     assert "  limits:     memory=4Gi, nvidia.com/gpu=1\n  labels:     team=ml\n" in shown
+    assert "  secrets:    DB_PASSWORD=secret db-credentials, key password\n" in shown
 
 
 @pytest.mark.parametrize(
@@ -261,6 +264,11 @@ def test_pod_settings(make_notebook: MakeNb) -> None:
         ("label:-team:ml", "not a Kubernetes label key"),
         ("annotation:a b:c", "not a Kubernetes annotation key"),
         ("limit:nvidia.com/gpu", "missing a part"),
+        ("secret:db:password", "missing a part"),
+        ("secret:Db:password:DB_PASSWORD", "not a Kubernetes Secret name"),
+        ("secret:db:pass word:DB_PASSWORD", "not a key of a Kubernetes Secret"),
+        ("secret:db:password:DB-PASSWORD", "not an environment variable name"),
+        ("secret:db:password:J2K_STEP", "reserved for the step runtime"),
     ],
 )
 def test_bad_pod_settings_are_refused(make_notebook: MakeNb, tag: str, problem: str) -> None:
@@ -297,6 +305,14 @@ def test_steps_defaults_apply_to_every_step(make_notebook: MakeNb) -> None:
     (w,) = warnings(p)
     assert w.startswith("notebook metadata: tag 'cache:disabled' (on every step) is ignored")
 
+    # Kale's API form: settings by kind
+    secret = {"TOKEN": {"secret_name": "api", "secret_key": "token"}}
+    _with_metadata(path, {"steps_defaults": {"limits": {"cpu": "4"}, "secrets": secret}})
+    p = inspect_notebook(path)
+    assert p.step("a").pod.limits == p.step("b").pod.limits == {"cpu": "4"}
+    assert p.step("b").pod.secrets == {"TOKEN": ("api", "token")}
+    assert p.step("a").pod.labels == {"team": "ml"}
+
 
 def test_kubeflow_only_tags_are_named_in_warnings(make_notebook: MakeNb) -> None:
     path = make_notebook(
@@ -308,7 +324,6 @@ def test_kubeflow_only_tags_are_named_in_warnings(make_notebook: MakeNb) -> None
                     "step:train",
                     "cache:enabled",
                     "image:python:3.12-slim",
-                    "secret:db:password:DB_PASSWORD",
                     "report:disabled",
                 ],
             ),
@@ -320,7 +335,6 @@ def test_kubeflow_only_tags_are_named_in_warnings(make_notebook: MakeNb) -> None
     for tag, instead in [
         ("cache:enabled", "never reuses a step's results"),
         ("image:python:3.12-slim", "--base-image"),
-        ("secret:db:password:DB_PASSWORD", "does not mount Secrets"),
         ("report:disabled", "results notebook"),
     ]:
         assert any(f"'{tag}' (on step 'train') is ignored" in ln and instead in ln for ln in lines)
@@ -385,6 +399,7 @@ def _gpu_notebook(make_notebook: MakeNb, *extra_tags: str) -> Path:
                     "limit:memory:4Gi",
                     "label:team:ml",
                     "annotation:example.com/source:s3://bucket/key",
+                    "secret:db-credentials:password:DB_PASSWORD",
                     *extra_tags,
                 ],
             ),
@@ -415,9 +430,14 @@ def test_limits_labels_and_annotations_reach_the_step_deployment(
     assert train["metadata"]["labels"]["team"] == "ml"
     assert train["metadata"]["labels"]["app.kubernetes.io/component"] == "train"
     assert train["metadata"]["annotations"] == {"example.com/source": "s3://bucket/key"}
+    env = {e["name"]: e for e in train["spec"]["containers"][0]["env"]}
+    assert env["DB_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "db-credentials", "key": "password"}
+    }
     report = deployments["rel-gpu-report"]["spec"]["template"]
     assert "nvidia.com/gpu" not in report["spec"]["containers"][0]["resources"]["limits"]
     assert "team" not in report["metadata"]["labels"] and "annotations" not in report["metadata"]
+    assert "DB_PASSWORD" not in {e["name"] for e in report["spec"]["containers"][0]["env"]}
 
     # values still override the tags, key by key
     override = tmp_path / "more-gpus.yaml"

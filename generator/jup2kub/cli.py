@@ -183,10 +183,12 @@ def format_pipeline(p: Pipeline) -> str:
             )
         for up, paths in sorted(s.file_deps.items()):
             out.append(f"  files:      {', '.join(sorted(paths))} (shared with {up})")
+        secrets = {env: f"secret {name}, key {key}" for env, (name, key) in s.pod.secrets.items()}
         for title, settings in (
             ("limits", s.pod.limits),
             ("labels", s.pod.labels),
             ("annotations", s.pod.annotations),
+            ("secrets", secrets),
         ):
             if settings:
                 shown = ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))

@@ -36,11 +36,13 @@ class StepPlan:
     #: the step image's repository, without a registry (the chart's values add it)
     image_repository: str
     spec: StepSpec
-    #: from Kale's ``limit:``, ``label:``, ``annotation:`` tags: the step pods' resource limits
-    #: (Kubernetes quantities by resource name), labels and annotations
+    #: from Kale's ``limit:``, ``label:``, ``annotation:``, ``secret:`` tags: the step pods'
+    #: resource limits (Kubernetes quantities by resource name), labels, annotations and
+    #: environment variables from Secrets (variable, Secret, key)
     limits: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,4 +131,5 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         limits=tuple(sorted(step.pod.limits.items())),
         labels=tuple(sorted(step.pod.labels.items())),
         annotations=tuple(sorted(step.pod.annotations.items())),
+        secrets=tuple((env, *ref) for env, ref in sorted(step.pod.secrets.items())),
     )

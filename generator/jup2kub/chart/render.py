@@ -148,6 +148,7 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         else {},
         "pod_labels": dict(step.labels),
         "pod_annotations": dict(step.annotations),
+        "secret_env": {env: {"secret": secret, "key": key} for env, secret, key in step.secrets},
     }
 
 

@@ -5,10 +5,11 @@ A cell's tags say what the cell is (``skip``, ``imports``, ``functions``, ``pipe
 ``pipeline-metrics``: the first of these wins and the cell's other tags are ignored, as in Kale;
 papermill's ``parameters`` counts as one too), which step it starts (``step:NAME``, or the
 legacy ``block:NAME``), and settings that need a step name on the same cell: ``prev:``,
-``limit:RESOURCE:AMOUNT``, ``label:KEY:VALUE``, ``annotation:KEY:VALUE`` (honoured: the step's
-pods get them), and ``secret:``, ``image:``, ``cache:``, ``report:`` (Kubeflow features Jup2Kub
-has no counterpart for: each is named in a warning). ``notebook:NAME`` references a notebook
-Kale runs as a sub-pipeline; Jup2Kub leaves the reference out, with a warning.
+``limit:RESOURCE:AMOUNT``, ``label:KEY:VALUE``, ``annotation:KEY:VALUE``,
+``secret:SECRET:KEY:ENV`` (honoured: the step's pods get them), and ``image:``, ``cache:``,
+``report:`` (Kubeflow features Jup2Kub has no counterpart for: each is named in a warning).
+``notebook:NAME`` references a notebook Kale runs as a sub-pipeline; Jup2Kub leaves the
+reference out, with a warning.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ PREV_TAG = re.compile(r"^prev:(.+)$")
 POD_TAG = re.compile(r"^(limit|label|annotation):([^:]*):(.*)$")
 _POD_KIND = re.compile(r"^(limit|label|annotation):")
 NOTEBOOK_TAG = re.compile(r"^notebook:(.*)$")
-UNSUPPORTED_TAG = re.compile(r"^(secret|image|cache|report):(.*)$")
+SECRET_TAG = re.compile(r"^secret:([^:]*):([^:]*):([^:]*)$")
+UNSUPPORTED_TAG = re.compile(r"^(image|cache|report):(.*)$")
 
 #: A Kubernetes quantity (the chart's values.schema.json checks the same grammar).
 QUANTITY = re.compile(
@@ -52,11 +54,14 @@ K8S_KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?{_NAME_PART}$")
 K8S_LABEL_VALUE = re.compile(rf"^({_NAME_PART})?$")
 #: A resource name: ``cpu``, ``memory``, ``ephemeral-storage``, ``nvidia.com/gpu``, ...
 RESOURCE_NAME = re.compile(rf"^({_DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+SECRET_NAME = re.compile(rf"^{_DNS_SUBDOMAIN}$")
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Environment variables the step runtime reads (jup2kub_runtime.config): not for notebooks.
+RUNTIME_ENV_PREFIX = "J2K_"
 
 #: What each Kubeflow-only tag does in Kale, and what Jup2Kub does instead.
 UNSUPPORTED = {
-    "secret": "Kale sets an environment variable from a Kubernetes Secret; the chart does not "
-    "mount Secrets, so the variable is unset unless the pod gets it another way",
     "image": "Kale runs this step in that image; every step image is built from "
     "`jup2kub build --base-image` with the step's imports installed",
     "cache": "Kale sets Kubeflow's step caching; Jupyter→Kubernetes never reuses a step's "
@@ -86,6 +91,8 @@ class PodSettings:
     limits: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    #: environment variable -> (Secret name, key in it)
+    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def with_defaults(self, defaults: PodSettings) -> PodSettings:
         """Kale applies ``steps_defaults`` over a step's own settings: a default wins a clash."""
@@ -93,10 +100,11 @@ class PodSettings:
             {**self.limits, **defaults.limits},
             {**self.labels, **defaults.labels},
             {**self.annotations, **defaults.annotations},
+            {**self.secrets, **defaults.secrets},
         )
 
     def is_empty(self) -> bool:
-        return not (self.limits or self.labels or self.annotations)
+        return not (self.limits or self.labels or self.annotations or self.secrets)
 
 
 @dataclass
@@ -131,6 +139,8 @@ def parse_cell(cell: Cell, path: str) -> KaleCell:
             parsed.prevs.append(m.group(1).strip())
         elif m := POD_TAG.match(tag):
             _pod_tag(parsed, tag, m.group(1), m.group(2), m.group(3), f"{path}: cell {cell.index}")
+        elif tag.startswith("secret:"):
+            _secret_tag(parsed, tag, f"{path}: cell {cell.index}")
         elif m := _POD_KIND.match(tag):
             raise SplitError(
                 f"tag {tag!r} is missing a part (Kale refuses it too)",
@@ -166,6 +176,32 @@ def _pod_tag(parsed: KaleCell, tag: str, kind: str, key: str, value: str, where:
     )
     target[key] = value
     parsed.pod_tags.append(tag)
+
+
+def _secret_tag(parsed: KaleCell, tag: str, where: str) -> None:
+    m = SECRET_TAG.match(tag)
+    problem = "it is missing a part" if m is None else _secret_problem(*m.groups())
+    if problem or m is None:
+        raise SplitError(
+            f"tag {tag!r}: {problem}",
+            where=where,
+            hint="write secret:SECRET:KEY:ENV, e.g. secret:db-credentials:password:DB_PASSWORD",
+        )
+    secret, key, env = m.groups()
+    parsed.pod.secrets[env] = (secret, key)
+    parsed.pod_tags.append(tag)
+
+
+def _secret_problem(secret: str, key: str, env: str) -> str | None:
+    if not SECRET_NAME.match(secret) or len(secret) > 253:
+        return f"{secret!r} is not a Kubernetes Secret name"
+    if not SECRET_KEY.match(key):
+        return f"{key!r} is not a key of a Kubernetes Secret"
+    if not ENV_NAME.match(env):
+        return f"{env!r} is not an environment variable name"
+    if env.startswith(RUNTIME_ENV_PREFIX):
+        return f"{RUNTIME_ENV_PREFIX}* variables are reserved for the step runtime"
+    return None
 
 
 _POD_HINTS = {
@@ -206,6 +242,8 @@ def steps_defaults(nb: Notebook) -> tuple[PodSettings, list[SplitWarning]]:
     for tag in _default_tags(raw):
         if m := POD_TAG.match(tag):
             _pod_tag(defaults, tag, m.group(1), m.group(2), m.group(3), where)
+        elif tag.startswith("secret:"):
+            _secret_tag(defaults, tag, where)
         elif u := UNSUPPORTED_TAG.match(tag):
             notes.append(SplitWarning(None, unsupported_message(tag, u.group(1), "every step")))
     return defaults.pod, notes
@@ -218,12 +256,17 @@ def _default_tags(raw: Any) -> list[str]:
     if not isinstance(raw, Mapping):
         return []
     kinds = {"limits": "limit", "labels": "label", "annotations": "annotation"}
-    return [
+    tags = [
         f"{kind}:{k}:{v}"
         for key, kind in kinds.items()
         if isinstance(raw.get(key), Mapping)
         for k, v in raw[key].items()
     ]
+    secrets = raw.get("secrets")
+    for env, ref in secrets.items() if isinstance(secrets, Mapping) else []:
+        if isinstance(ref, Mapping):
+            tags.append(f"secret:{ref.get('secret_name')}:{ref.get('secret_key')}:{env}")
+    return tags
 
 
 def unsupported_message(tag: str, kind: str, step: str) -> str:

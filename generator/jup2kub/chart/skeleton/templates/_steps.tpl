@@ -17,7 +17,7 @@ Call with (dict "root" $ "name" $stepName).
 {{- range $k := list "replicas" "timeoutSeconds" "terminationGracePeriodSeconds" "nodeSelector" "tolerations" "affinity" "priorityClassName" }}
 {{- $_ := set $cfg $k (ternary (get $s $k) (get $d $k) (hasKey $s $k)) }}
 {{- end }}
-{{- range $k := list "autoscaling" "retry" "pdb" "env" "podAnnotations" "podLabels" }}
+{{- range $k := list "autoscaling" "retry" "pdb" "env" "secretEnv" "podAnnotations" "podLabels" }}
 {{- $m := deepCopy (get $d $k) }}
 {{- range $sk, $sv := (get $s $k | default dict) }}
 {{- $_ := set $m $sk $sv }}
