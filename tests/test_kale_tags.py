@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from jup2kub.api import inspect_notebook
+from jup2kub.chart.options import RESERVED_POD_LABELS
 from jup2kub.errors import SplitError
 from jup2kub.model.kale import QUANTITY
 from jup2kub.model.notebook import load_notebook
@@ -438,6 +439,7 @@ def test_limits_labels_and_annotations_reach_the_step_deployment(
     assert "nvidia.com/gpu" not in report["spec"]["containers"][0]["resources"]["limits"]
     assert "team" not in report["metadata"]["labels"] and "annotations" not in report["metadata"]
     assert "DB_PASSWORD" not in {e["name"] for e in report["spec"]["containers"][0]["env"]}
+    assert set(report["metadata"]["labels"]) == RESERVED_POD_LABELS  # all the chart's own
 
     # values still override the tags, key by key
     override = tmp_path / "more-gpus.yaml"
