@@ -83,12 +83,13 @@ def test_the_first_role_tag_wins(make_notebook: MakeNb) -> None:
 
 def test_the_prelude_holds_only_what_can_run_in_every_step(make_notebook: MakeNb) -> None:
     """Kale prepends the imports/functions block to every step. That is harmless for imports,
-    definitions and constants nothing rebinds; any other cell runs once, in notebook order."""
+    definitions, constants nothing rebinds and module settings (which the analysis re-runs in
+    later steps anyway); any other cell runs once, in notebook order."""
     p = inspect_notebook(
         make_notebook(
             [
-                ("code", "import random\n%matplotlib inline", ["imports"]),
-                ("code", "random.seed(0)"),  # a call: runs once, first
+                ("code", "import random\n%matplotlib inline\nrandom.seed(0)", ["imports"]),
+                ("code", "print('setting up')"),  # not a module setting: runs once, first
                 ("code", "LIMIT = 3\nNAMES = ('a', 'b')\ndef f(v):\n    return v", ["functions"]),
                 ("code", "SCALE = 2.0", ["functions"]),
                 ("code", "x = f(random.random()) * SCALE", ["step:a"]),
@@ -99,7 +100,7 @@ def test_the_prelude_holds_only_what_can_run_in_every_step(make_notebook: MakeNb
     assert p.prelude == [0, 2]
     assert steps(p) == [("setup", [1, 3]), ("a", [4]), ("b", [5])]
     first, second = warnings(p)
-    assert "cell 1" in first and "more than imports, definitions and constants" in first
+    assert "cell 1" in first and "more than imports, definitions, constants and module" in first
     assert "cell 3" in second and "binds SCALE, which a later cell binds again" in second
 
 

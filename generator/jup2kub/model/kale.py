@@ -273,31 +273,57 @@ def unsupported_message(tag: str, kind: str, step: str) -> str:
     return f"tag {tag!r} (on {step}) is ignored: {UNSUPPORTED[kind]}"
 
 
-def prelude_names(source: str) -> set[str] | None:
+def prelude_names(source: str, modules: frozenset[str] = frozenset()) -> set[str] | None:
     """The names a cell of Kale's imports/functions block binds, when re-running it at the start
     of every step is harmless: it only imports, defines functions and classes, assigns immutable
-    literals and runs line magics. None when it does anything else."""
+    literals, runs line magics and calls into imported modules (``np.random.seed(0)``: the
+    analysis re-runs such calls in later steps anyway). ``modules``: names imported by earlier
+    prelude cells. None when the cell does anything else."""
     tree = _parse(source)
     if tree is None:
         return None
     names: set[str] = set()
+    imported = set(modules)
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            bound = {(a.asname or a.name).split(".")[0] for a in node.names}
+            names |= bound
+            imported |= bound
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, ast.Assign) and _immutable(node.value):
             if not all(isinstance(t, ast.Name) for t in node.targets):
                 return None
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.Expr) and (
-            isinstance(node.value, ast.Constant)
-            or (magic_call(node.value) or ("", []))[0] == "run_line_magic"
-        ):
+        elif isinstance(node, ast.Expr) and _harmless_expression(node.value, imported):
             continue
         elif not isinstance(node, ast.Pass):
             return None
     return names
+
+
+def imported_names(source: str) -> set[str]:
+    """The names the top-level imports of ``source`` bind."""
+    tree = _parse(source)
+    return {
+        (a.asname or a.name).split(".")[0]
+        for node in (tree.body if tree is not None else [])
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for a in node.names
+    }
+
+
+def _harmless_expression(node: ast.expr, modules: set[str]) -> bool:
+    """A docstring, a line magic, or a call on an imported module (its configuration)."""
+    if isinstance(node, ast.Constant):
+        return True
+    magic = magic_call(node)
+    if magic is not None:
+        return magic[0] == "run_line_magic"
+    root: ast.expr = node
+    while isinstance(root, (ast.Call, ast.Attribute)):
+        root = root.func if isinstance(root, ast.Call) else root.value
+    return isinstance(node, ast.Call) and isinstance(root, ast.Name) and root.id in modules
 
 
 def bound_names(source: str) -> set[str]:

@@ -25,6 +25,7 @@ from jup2kub.model.kale import (
     SplitWarning,
     bound_names,
     has_code,
+    imported_names,
     literal_assignments,
     parse_cell,
     prelude_names,
@@ -252,6 +253,7 @@ class KaleSplitter:
         #: warnings naming "{step}": the given step's final name, else the cell's step's
         self.later: list[tuple[int, str, StepCells | None]] = []
         self.bound: list[tuple[int, set[str]]] | None = None  # names each code cell binds
+        self.modules: frozenset[str] = frozenset()  # names the prelude imports
 
     def split_notebook(self) -> Split:
         defaults, self.split.warnings = steps_defaults(self.nb)
@@ -413,12 +415,13 @@ class KaleSplitter:
         """Kale runs the imports/functions block at the start of every step; so does the
         pipeline, when that cannot change what a step sees. Otherwise the cell runs once, in
         notebook order."""
-        names = prelude_names(cell.source)
+        names = prelude_names(cell.source, self.modules)
         if names is not None and not names & self._bound_later(cell.index):
             self.split.prelude.append(cell.index)
+            self.modules |= imported_names(cell.source)
             return
         why = (
-            "holds more than imports, definitions and constants"
+            "holds more than imports, definitions, constants and module settings"
             if names is None
             else f"binds {', '.join(sorted(names & self._bound_later(cell.index)))}, which a "
             "later cell binds again"
