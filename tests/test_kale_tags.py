@@ -209,6 +209,11 @@ def test_notebook_references(make_notebook: MakeNb) -> None:
     unowned = make_notebook([("code", "x = 1", ["step:a"]), ("code", "", ["notebook:n"]), "y = 2"])
     with pytest.raises(SplitError, match="followed by a step cell"):
         inspect_notebook(unowned)
+    for source in ("", "# the first part"):
+        only = make_notebook([("code", source, ["notebook:a"]), ("code", "", ["notebook:b"])])
+        with pytest.raises(SplitError, match="only references other notebooks") as info:
+            inspect_notebook(only)
+        assert "cells 0, 1" in str(info.value) and info.value.hint
 
 
 def test_metrics_cells(make_notebook: MakeNb) -> None:

@@ -16,6 +16,7 @@ import yaml
 from jup2kub.errors import DuplicateStepError, InputError, NoCodeError, SplitError
 from jup2kub.model.kale import (
     METRICS_TAG,
+    NOTEBOOK_TAG,
     PARAMETER_TAGS,
     PARAMETERS_TAG,
     PRELUDE_TAGS,
@@ -268,6 +269,8 @@ class KaleSplitter:
                 hint="tag the first of them step:NAME",
             )
         self.split.steps = self._finish()
+        if not self.split.steps:
+            _refuse_composition(self.nb)
         for step in self.split.steps:
             step.pod = step.pod.with_defaults(defaults)
         self._late_warnings()
@@ -504,13 +507,31 @@ def _first_cell(step: StepCells) -> str:
     return str(step.cells[0]) if step.cells else "?"
 
 
+def _references(cell: Cell) -> bool:
+    return cell.cell_type == "code" and any(NOTEBOOK_TAG.match(t) for t in cell.tags)
+
+
+def _refuse_composition(nb: Notebook) -> None:
+    """A notebook of only ``notebook:`` references is a Kale composition: nothing runs here."""
+    refs = [c.index for c in nb.cells if _references(c)]
+    if refs:
+        raise SplitError(
+            "the notebook only references other notebooks (notebook: cells "
+            f"{', '.join(map(str, refs))}), which Kale runs as sub-pipelines; "
+            "Jupyter→Kubernetes runs the cells of one notebook",
+            where=f"{nb.path}: cell {refs[0]}",
+            hint="build each referenced notebook on its own, or copy their cells into this one",
+        )
+
+
 def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
     """Group the notebook's code cells into steps according to ``mode``."""
     if mode not in SPLIT_MODES:
         raise InputError(
             f"unknown split mode {mode!r}", hint="use one of: " + ", ".join(SPLIT_MODES)
         )
-    if not any(_is_code(c) for c in nb.cells):
+    if not any(_is_code(c) and not _references(c) for c in nb.cells):
+        _refuse_composition(nb)
         raise NoCodeError(nb.path)
     chosen = detect_mode(nb) if mode == "auto" else mode
     split: Split = {
