@@ -92,7 +92,7 @@ def test_the_prelude_holds_only_what_can_run_in_every_step(make_notebook: MakeNb
                 ("code", "print('setting up')"),  # not a module setting: runs once, first
                 ("code", "LIMIT = 3\nNAMES = ('a', 'b')\ndef f(v):\n    return v", ["functions"]),
                 ("code", "SCALE = 2.0", ["functions"]),
-                ("code", "x = f(random.random()) * SCALE", ["step:a"]),
+                ("code", "import random\nx = f(random.random()) * SCALE", ["step:a"]),
                 ("code", "SCALE = 3.0\nprint(x * SCALE, LIMIT, NAMES)", ["step:b"]),
             ]
         )
@@ -554,7 +554,6 @@ def test_kale_style_notebook_runs_like_nbclient(make_notebook: MakeNb, tmp_path:
 
 EDITS = [
     ("import seaborn as sns\n", ""),
-    ("train_url = ", "pd.set_option('display.max_columns', 20)\ntrain_url = "),
     ("    rand_age = np.random", "    np.random.seed(0)\n    rand_age = np.random"),
     ("(n_estimators=100)", "(n_estimators=100, random_state=0)"),
     ("DecisionTreeClassifier()", "DecisionTreeClassifier(random_state=0)"),
@@ -569,10 +568,7 @@ def _titanic_as_tested(tmp_path: Path) -> Path:
     - ``seaborn`` is not imported: only the skip cells use it (and Kale does not run those), so
       their code is replaced by a comment (its 0.9-era API fails with today's seaborn anyway);
     - the random age fill is seeded and the random forest and decision tree get a
-      ``random_state``, so the pipeline and nbclient draw the same numbers;
-    - pandas' ``display.max_columns`` is set to a kernel's default (20) in the first step:
-      the step runtime of this branch formats wide frames as a terminal does (the display
-      fidelity work fixes that on its own).
+      ``random_state``, so the pipeline and nbclient draw the same numbers.
     """
     nb = nbformat.read(TITANIC, as_version=4)
     data = TITANIC.parent / "data"

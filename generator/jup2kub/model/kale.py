@@ -326,22 +326,33 @@ def _harmless_expression(node: ast.expr, modules: set[str]) -> bool:
     return isinstance(node, ast.Call) and isinstance(root, ast.Name) and root.id in modules
 
 
-def bound_names(source: str) -> set[str]:
-    """Every name ``source`` may bind anywhere (more than it does: used to stay safe)."""
+def bindings(source: str) -> set[tuple[str, str]]:
+    """Every name ``source`` may bind anywhere (more than it does: used to stay safe), with how:
+    what an import binds (so importing the same module again is no new binding), or ''."""
     tree = _parse(source)
     if tree is None:
         return set()
-    names: set[str] = set()
+    found: set[tuple[str, str]] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
+            found.add((node.id, ""))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
+            found.add((node.name, ""))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            found.update(_imported(node))
         elif isinstance(node, ast.Global):
-            names.update(node.names)
-    return names
+            found.update((n, "") for n in node.names)
+    return found
+
+
+def _imported(node: ast.Import | ast.ImportFrom) -> set[tuple[str, str]]:
+    if isinstance(node, ast.Import):
+        return {
+            (a.asname, f"import {a.name}") if a.asname else (a.name.split(".")[0], "import")
+            for a in node.names
+        }
+    module = "." * node.level + (node.module or "")
+    return {(a.asname or a.name, f"from {module} import {a.name}") for a in node.names}
 
 
 def _parse(source: str) -> ast.Module | None:

@@ -24,7 +24,7 @@ from jup2kub.model.kale import (
     KaleCell,
     PodSettings,
     SplitWarning,
-    bound_names,
+    bindings,
     has_code,
     imported_names,
     literal_assignments,
@@ -253,7 +253,7 @@ class KaleSplitter:
         self.leading: list[int] = []
         #: warnings naming "{step}": the given step's final name, else the cell's step's
         self.later: list[tuple[int, str, StepCells | None]] = []
-        self.bound: list[tuple[int, set[str]]] | None = None  # names each code cell binds
+        self.bound: list[tuple[int, set[tuple[str, str]]]] | None = None  # cells' bindings
         self.modules: frozenset[str] = frozenset()  # names the prelude imports
 
     def split_notebook(self) -> Split:
@@ -419,15 +419,15 @@ class KaleSplitter:
         pipeline, when that cannot change what a step sees. Otherwise the cell runs once, in
         notebook order."""
         names = prelude_names(cell.source, self.modules)
-        if names is not None and not names & self._bound_later(cell.index):
+        again = set() if names is None else self._bound_later(cell.index, names, cell.source)
+        if names is not None and not again:
             self.split.prelude.append(cell.index)
             self.modules |= imported_names(cell.source)
             return
         why = (
             "holds more than imports, definitions, constants and module settings"
             if names is None
-            else f"binds {', '.join(sorted(names & self._bound_later(cell.index)))}, which a "
-            "later cell binds again"
+            else f"binds {', '.join(sorted(again))}, which a later cell binds again"
         )
         self.later.append(
             (
@@ -439,15 +439,23 @@ class KaleSplitter:
         )
         self._add(cell.index, keep_block=True)
 
-    def _bound_later(self, index: int) -> set[str]:
-        """Names bound by the code cells after ``index`` outside the imports/functions block."""
+    def _bound_later(self, index: int, names: set[str], source: str) -> set[str]:
+        """Which of ``names`` (bound by the prelude cell ``index``) a code cell after it binds
+        again outside the imports/functions block; importing the same thing again is fine."""
         if self.bound is None:
             self.bound = [
-                (c.index, bound_names(c.source))
+                (c.index, bindings(c.source))
                 for c in self.nb.cells
                 if c.cell_type == "code" and not ({SKIP_TAG, *PRELUDE_TAGS} & set(c.tags))
             ]
-        return {n for i, names in self.bound if i > index for n in names}
+        own = {b for b in bindings(source) if b[1]}
+        return {
+            name
+            for i, found in self.bound
+            if i > index
+            for name, how in found
+            if name in names and (name, how) not in own
+        }
 
     def _add(self, cell: int, *, keep_block: bool = False) -> None:
         if self.block in (None, _LEADING):
