@@ -151,3 +151,21 @@ def test_png_files_compare_as_pixels() -> None:
     assert a != b and same_file("fig.png", a, b)
     assert not same_file("fig.png", a, other)
     assert not same_file("fig.txt", a, b)
+
+
+def test_figures_compare_as_pictures() -> None:
+    """The oracle's rule for figures crossing steps: a figure and its axes refer to each
+    other, so they are compared as the pictures they draw, a copy through pickle included."""
+    import cloudpickle
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(3, 2))
+    axes[0].plot([1, 3, 2])
+    copy_fig, copy_axes = cloudpickle.loads(cloudpickle.dumps((fig, axes)))
+    assert same(fig, copy_fig) and same(axes, copy_axes)
+    copy_axes[1].plot([2, 2, 1])
+    assert not same(fig, copy_fig) and not same(axes, copy_axes)
+    plt.close("all")

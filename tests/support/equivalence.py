@@ -7,7 +7,8 @@ What is compared, and why each normalisation is sound:
   MIME kind (tests/support/nb_outputs.py); ``%%time`` lines and object addresses
   (``<... at 0x7f..>``) are removed, because they differ between any two nbclient runs too,
   and consecutive pieces of one stream are joined (the kernel's buffering decides them);
-- final values of the values crossing steps (``same``): equal as data, not as objects;
+- values crossing steps (``same``): equal as data, not as objects; figures as the pixels they
+  render;
 - files written (``differing_files``): byte for byte, except PNG images, which are compared as
   decoded pixels (matplotlib's ``imread``): the same pixels are the same picture, while a PNG's
   bytes also hold encoder choices (compression, text chunks) that no reader of the file sees.
@@ -16,8 +17,10 @@ What is compared, and why each normalisation is sound:
 from __future__ import annotations
 
 import copy
+import io
 import math
 import re
+import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -32,28 +35,65 @@ TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
-def same(a: Any, b: Any) -> bool:
-    """Equality for the kinds of values notebooks hold (arrays, frames, models, objects)."""
-    try:
-        import numpy as np
-        import pandas as pd
-    except ImportError:  # pragma: no cover
-        np = pd = None  # type: ignore[assignment]
-    if pd is not None and isinstance(a, (pd.DataFrame, pd.Series)):
+def same(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
+    """Equality for the kinds of values notebooks hold (arrays, frames, models, objects).
+
+    Objects are compared through their attributes; a pair met again while comparing (the
+    cycles of e.g. a figure and its axes) counts as equal. Matplotlib figures and artists are
+    compared as the pictures they render (``figure_pixels``)."""
+    import numpy as np
+    import pandas as pd
+
+    seen = set() if seen is None else seen
+    if isinstance(a, (pd.DataFrame, pd.Series)):
         return type(a) is type(b) and a.equals(b)
-    if np is not None and isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, np.ndarray):
+        if not (isinstance(b, np.ndarray) and a.shape == b.shape):
+            return False
+        if a.dtype == object:
+            return all(same(x, y, seen) for x, y in zip(a.flat, b.flat, strict=True))
+        return bool(np.array_equal(a, b))
     if isinstance(a, float):
         return isinstance(b, float) and (math.isclose(a, b) or (math.isnan(a) and math.isnan(b)))
     if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+        if not (type(a) is type(b) and len(a) == len(b)):
+            return False
+        return all(same(x, y, seen) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return (
+            isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k], seen) for k in a)
+        )
     if isinstance(a, (int, str, bool, type(None), bytes)):
         return bool(a == b)
+    pictures = figure_pixels(a), figure_pixels(b)
+    if pictures[0] is not None:
+        return pictures[1] is not None and same(*pictures)
     if hasattr(a, "__dict__"):
-        return type(a).__name__ == type(b).__name__ and same(vars(a), vars(b))
+        if (id(a), id(b)) in seen:
+            return True
+        seen.add((id(a), id(b)))
+        return type(a).__name__ == type(b).__name__ and same(vars(a), vars(b), seen)
     return ADDRESS.sub("", repr(a)) == ADDRESS.sub("", repr(b))
+
+
+def figure_pixels(value: Any) -> Any:
+    """The RGBA pixels a matplotlib figure (or the figure of an artist) renders, else None: two
+    figures are the same when they draw the same picture."""
+    if "matplotlib" not in sys.modules:
+        return None
+    import matplotlib.artist
+    import matplotlib.figure
+    import matplotlib.image
+
+    figure = value if isinstance(value, matplotlib.figure.Figure) else None
+    if figure is None and isinstance(value, matplotlib.artist.Artist):
+        figure = value.figure
+    if not isinstance(figure, matplotlib.figure.Figure):
+        return None
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=40)
+    buf.seek(0)
+    return matplotlib.image.imread(buf, format="png")
 
 
 def reference_run(path: Path, names: list[str], cwd: Path) -> tuple[Any, dict[str, Any]]:
@@ -150,8 +190,6 @@ def same_file(name: str, a: bytes, b: bytes) -> bool:
         return True
     if not name.lower().endswith(".png"):
         return False
-    import io
-
     import matplotlib.image as mpimg
     import numpy as np
 
