@@ -8,77 +8,21 @@ equal those of running the notebook with nbclient.
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import cloudpickle
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
 from tests.support.cli_runner import CORPUS, jup2kub
-from tests.support.nb_outputs import text_outputs
+from tests.support.equivalence import files_in, reference_run, same, shown
 
 MakeNb = Callable[..., Path]
-TIMING = re.compile(r"^(CPU times|Wall time).*$", re.M)
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality for the kinds of values notebooks hold (arrays, frames, models, objects)."""
-    try:
-        import numpy as np
-        import pandas as pd
-    except ImportError:  # pragma: no cover
-        np = pd = None  # type: ignore[assignment]
-    if pd is not None and isinstance(a, (pd.DataFrame, pd.Series)):
-        return type(a) is type(b) and a.equals(b)
-    if np is not None and isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b))
-    if isinstance(a, float):
-        return isinstance(b, float) and (math.isclose(a, b) or (math.isnan(a) and math.isnan(b)))
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (int, str, bool, type(None), bytes)):
-        return bool(a == b)
-    if hasattr(a, "__dict__"):
-        return type(a).__name__ == type(b).__name__ and same(vars(a), vars(b))
-    return repr(a) == repr(b)
-
-
-def reference_run(path: Path, names: list[str], cwd: Path) -> tuple[Any, dict[str, Any]]:
-    """Execute the notebook top to bottom with nbclient; return it and the final values."""
-    nb = nbformat.read(path, as_version=4)
-    dump = cwd / ".reference-values.pkl"
-    probe = nbformat.v4.new_code_cell(
-        "import cloudpickle as _cp\n"
-        f"with open({str(dump)!r}, 'wb') as _f:\n"
-        f"    _cp.dump({{_n: globals()[_n] for _n in {names!r} if _n in globals()}}, _f)\n"
-    )
-    nb.cells.append(probe)
-    NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-    ).execute()
-    nb.cells.pop()
-    values = cloudpickle.loads(dump.read_bytes())
-    dump.unlink()
-    return nb, values
-
-
-def files_in(directory: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(directory)): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and not str(p.relative_to(directory)).startswith((".jup2kub", "work"))
-    }
 
 
 @pytest.mark.parametrize("mode", ["embedded", "kafka"])
@@ -103,10 +47,7 @@ def test_run_equals_top_to_bottom_execution(
     nbformat.validate(result)
 
     # cells tagged "skip" (Kale) are not part of the pipeline by design
-    def shown(nb: Any) -> dict[int, list[tuple[str, str]]]:
-        return {i: o for i, o in text_outputs(nb, TIMING).items() if i not in pipeline.skipped}
-
-    assert shown(result) == shown(ref_nb)
+    assert shown(result, pipeline.skipped) == shown(ref_nb, pipeline.skipped)
     store = StateStore(run_dir / "work")
     assert set(ref_values) == set(last_writer)
     for var, step in last_writer.items():
