@@ -15,8 +15,7 @@ import nbformat
 import pytest
 
 from tests.support.cli_runner import jup2kub
-from tests.support.nb_outputs import text_outputs
-from tests.test_run import TIMING, files_in, reference_run
+from tests.support.equivalence import differing_files, reference_run, shown
 
 MakeNb = Callable[..., Path]
 
@@ -31,8 +30,8 @@ def run_and_compare(nb: Path, tmp_path: Path, extra: list[str] | None = None) ->
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
     result = nbformat.read(run_dir / "work" / "runs" / run_id / "result.ipynb", as_version=4)
-    assert text_outputs(result, TIMING) == text_outputs(ref_nb, TIMING)
-    assert files_in(run_dir) == files_in(ref_dir)
+    assert shown(result) == shown(ref_nb)
+    assert differing_files(ref_dir, run_dir) == []
 
 
 ALIASES = [
@@ -73,10 +72,12 @@ RANDOM = [
 ]
 
 LOOPS = [
-    "#| step: notes\nwith open('notes.txt', 'w') as file:\n    file.write('hello\\n')",
-    "#| step: listing\nimport os\nfor file in sorted(os.listdir('.')):\n"
-    "    if file.endswith('.txt'):\n        size = os.path.getsize(file)\n"
+    "#| step: notes\nimport os\nos.makedirs('logs', exist_ok=True)\n"
+    "with open('logs/notes.txt', 'w') as file:\n    file.write('hello\\n')",
+    "#| step: listing\nfor file in sorted(os.listdir('logs')):\n"
+    "    if file.endswith('.txt'):\n        size = os.path.getsize(os.path.join('logs', file))\n"
     "        print(file, size)",
+    "#| step: last\nprint('last:', file)",
     *[
         f"#| step: loop-{k}\nfor i in range({k + 2}):\n    sq = i * i\n    last = sq\n"
         f"print({k}, last)"
@@ -147,3 +148,21 @@ def test_an_unseen_mutation_fails_the_run_naming_the_variable(
     proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "'rows'" in proc.stderr and "step 'tidy'" in proc.stderr
+
+
+def test_a_value_handed_on_only_in_case_is_a_loud_placeholder(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = make_notebook(
+        [
+            "#| step: notes\nwith open('notes.txt', 'w') as file:\n    file.write('x')",
+            "#| step: scan\nimport os\nfor file in os.listdir('empty'):\n    print(file)",
+            "#| step: last\nprint('last:', file)",
+        ]
+    )
+    (tmp_path / "empty").mkdir()
+    assert "cannot be stored" not in jup2kub("inspect", nb, cwd=tmp_path).stderr
+    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "step 'last' failed in cell 2: UnstorableValueError" in proc.stderr
+    assert "'file' was not stored by step 'notes': it held a TextIOWrapper" in proc.stderr

@@ -114,6 +114,7 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         groups=step.groups,
         readonly_inputs=step.readonly_inputs,
         random_guard=step.random_guard,
+        placeholders=sorted(step.placeholders),
     )
     return StepPlan(
         name=name,

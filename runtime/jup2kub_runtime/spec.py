@@ -67,6 +67,10 @@ class StepSpec:
     #: the global random generators were seeded before this step and the analysis saw no draw
     #: in it: a draw would leave later steps out of step with the notebook (the run fails)
     random_guard: bool = False
+    #: outputs that may hold a value pickle cannot store (an open file), handed on only in case
+    #: a later step's conditional definition does not happen: stored as a placeholder that
+    #: raises a clear error when used (``placeholders.Unstorable``)
+    placeholders: list[str] = field(default_factory=list)
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -100,6 +104,8 @@ class StepSpec:
         for group in self.groups:
             if not set(group) <= set(self.outputs):
                 raise SpecError(f"group {group!r} names values that are not outputs")
+        if not set(self.placeholders) <= set(self.outputs):
+            raise SpecError("placeholders must be outputs")
         if not set(self.readonly_inputs) <= set(self.inputs):
             raise SpecError("readonly_inputs must be inputs")
         indexes = [c.index for c in self.cells]
@@ -122,6 +128,7 @@ class StepSpec:
             "groups": [list(g) for g in self.groups],
             "readonly_inputs": list(self.readonly_inputs),
             "random_guard": self.random_guard,
+            "placeholders": list(self.placeholders),
         }
 
     def to_json(self) -> str:
@@ -153,6 +160,7 @@ class StepSpec:
                 groups=[_strings(g, "groups") for g in _obj_list(data, "groups")],
                 readonly_inputs=_str_list(data, "readonly_inputs"),
                 random_guard=_get(data, "random_guard", bool, False),
+                placeholders=_str_list(data, "placeholders"),
             )
         except SpecError:
             raise

@@ -31,6 +31,7 @@ from typing import Any
 from . import STEP_RUN_MODULE
 from .cells import execute_step, warm_up
 from .errors import CellError, ErrorRecord, MissingInputError, OutputError, StepRuntimeError
+from .placeholders import stand_ins
 from .spec import StepSpec
 from .state import StateStore, check_run_id
 from .states import StepState
@@ -97,7 +98,7 @@ def run_step(
             store.save_step(
                 run_id,
                 spec.step,
-                result.values,
+                stand_ins(result.values, spec.placeholders, spec.step),
                 outputs=result.outputs_document(),
                 timing={**result.timing(), "attempt": attempt},
                 upstream_steps=list(spec.upstream),

@@ -52,6 +52,7 @@ SPEC_JSON = {
     "groups": [],
     "readonly_inputs": ["df"],
     "random_guard": True,
+    "placeholders": [],
 }
 
 

@@ -93,6 +93,9 @@ class Step:
     #: it reads files under computed names: it runs after every earlier step writing files
     opaque_read: bool = False
     writes_files: bool = False
+    #: outputs that cannot be stored but are only handed on in case a later step's conditional
+    #: definition does not happen (``with open(..) as file`` then ``for file in ..``)
+    placeholders: set[str] = field(default_factory=set)
     pod: PodSettings = field(default_factory=PodSettings)  # Kale's limit:/label:/annotation:
 
     @property
@@ -385,7 +388,9 @@ class _Builder:
                     step.inputs[name] = latest
                     self.steps[latest].outputs.add(name)
 
-    def add_input(self, step: Step, name: str, definer: _Definer) -> None:
+    def add_input(self, step: Step, name: str, definer: _Definer, *, carried: bool = False) -> None:
+        """``step`` reads ``name`` from ``definer`` (``carried``: only to hand it on, in case
+        its own conditional definition does not happen)."""
         if definer.kind == "param":
             step.parameters.add(name)
             return
@@ -393,7 +398,11 @@ class _Builder:
         step.inputs[name] = definer.step
         source = self.steps[definer.step]
         source.outputs.add(name)
-        if definer.unshippable is not None:
+        if definer.unshippable is not None and carried:
+            # needed only if the carrying step's definition does not happen: the runtime stores
+            # a placeholder that fails loudly when used, instead of refusing a correct notebook
+            source.placeholders.add(name)
+        elif definer.unshippable is not None:
             what, cell, line = definer.unshippable
             problem = Unshippable(name, what, definer.step, step.name, cell, line)
             if problem not in self.unshippable:
@@ -406,7 +415,7 @@ class _Builder:
             and name not in source.inputs
         ):
             # The defining step may leave the name untouched: it must carry the older value on.
-            self.add_input(source, name, prior)
+            self.add_input(source, name, prior, carried=True)
 
     # ---------------------------------------------------------------- edges
     def _file_dependencies(self, steps: list[Step]) -> None:
