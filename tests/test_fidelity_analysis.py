@@ -293,3 +293,20 @@ def test_what_is_read_from_a_file_or_cursor_is_a_new_object(pipe: Pipe) -> None:
     )
     assert p.unshippable == []
     assert p.step("cell-1").inputs == {"lines": "cell-0", "rows": "cell-0"}
+
+
+def test_pylab_is_a_star_import_and_skip_execution_cells_are_left_out(
+    make_notebook: MakeNb,
+) -> None:
+    nb = make_notebook(
+        [
+            ("code", "print('slow')", ["skip-execution"]),
+            "%pylab inline",
+            "a = uniform(size=3)",
+            "hist(a)",
+        ]
+    )
+    p = inspect_notebook(nb, "cells")
+    assert p.skipped == [0] and [s.name for s in p.steps] == ["cell-1", "cell-2", "cell-3"]
+    assert p.warnings == []  # uniform and hist come from the star import
+    assert [d.kind for d in p.step("cell-3").replay] == ["star"]

@@ -489,8 +489,7 @@ def _run_and_compare(path: Path, tmp_path: Path, values: Sequence[str] = ()) -> 
     """``jup2kub run`` equals nbclient top to bottom: outputs of every cell but the skipped
     ones (Kale does not run those), the final values crossing steps (or only ``values``, when
     some are rebound after they cross), and the files written."""
-    from tests.support.nb_outputs import text_outputs
-    from tests.test_run import TIMING, files_in, reference_run, same
+    from tests.support.equivalence import differing_files, reference_run, same, shown
 
     pipeline = inspect_notebook(path)
     last_writer = {
@@ -505,15 +504,12 @@ def _run_and_compare(path: Path, tmp_path: Path, values: Sequence[str] = ()) -> 
     run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
     result = nbformat.read(run_dir / "work" / "runs" / run_id / "result.ipynb", as_version=4)
 
-    def shown(nb: Any) -> dict[int, list[tuple[str, str]]]:
-        return {i: o for i, o in text_outputs(nb, TIMING).items() if i not in pipeline.skipped}
-
-    assert shown(result) == shown(ref_nb)
+    assert shown(result, pipeline.skipped) == shown(ref_nb, pipeline.skipped)
     store = StateStore(run_dir / "work")
     assert set(ref_values) == set(last_writer)
     for var, step in last_writer.items():
         assert same(ref_values[var], store.load_value(run_id, step, var)), var
-    assert files_in(run_dir) == files_in(ref_dir)
+    assert differing_files(ref_dir, run_dir) == []
     return pipeline
 
 

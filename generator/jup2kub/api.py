@@ -23,7 +23,7 @@ from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
 from jup2kub.cluster.status import ReleaseStatus, release_status
 from jup2kub.drawing import write_graph
-from jup2kub.errors import InputError, UsageError
+from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model.analysis import analyze_cell
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.parameters import collect, infer_type
@@ -77,7 +77,12 @@ def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = N
 
 def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pipeline]:
     nb = load_notebook(path)
-    parts = split_notebook(nb, split)
+    try:
+        parts = split_notebook(nb, split)
+    except NoCodeError:
+        for cell in nb.code_cells:  # a syntax error (in a parameters cell) explains more
+            analyze_cell(nb.path, cell.index, cell.source)
+        raise
     analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
     return nb, build_pipeline(nb, parts, analyses, name)
 

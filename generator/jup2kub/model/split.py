@@ -38,6 +38,8 @@ from jup2kub.model.names import MAX_NAME, dns_label
 from jup2kub.model.notebook import Cell, Notebook
 
 SPLIT_MODES = ("auto", "tags", "markers", "headings", "cells")
+#: nbclient's tag for cells it does not execute
+NBCLIENT_SKIP_TAG = "skip-execution"
 IMPLICIT_FIRST_STEP = "setup"
 _OPTION_LINE = re.compile(r"^#\|\s?(.*)$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -548,6 +550,7 @@ def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
         "headings": _split_headings,
         "cells": _split_cells,
     }[chosen](nb)
+    _leave_out_unexecuted(nb, split)
     if not split.steps:
         raise NoCodeError(
             nb.path,
@@ -555,6 +558,20 @@ def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
             "imports/functions cells, so there is no step to run",
         )
     return split
+
+
+def _leave_out_unexecuted(nb: Notebook, split: Split) -> None:
+    """Cells tagged ``skip-execution`` are not run by nbclient (nor nbmake, papermill's engine):
+    here they are skipped in every split mode, and the step they sat in goes on without them."""
+    unexecuted = {c.index for c in nb.cells if _is_code(c) and NBCLIENT_SKIP_TAG in c.tags}
+    if not unexecuted:
+        return
+    for step in split.steps:
+        step.cells = [i for i in step.cells if i not in unexecuted]
+    split.steps = [s for s in split.steps if s.cells]
+    split.prelude = [i for i in split.prelude if i not in unexecuted]
+    split.parameters = [i for i in split.parameters if i not in unexecuted]
+    split.skipped = sorted(set(split.skipped) | unexecuted)
 
 
 def _split_tags(nb: Notebook) -> Split:

@@ -528,6 +528,8 @@ class _Emitter(ast.NodeVisitor):
             name, arg = strings[0], strings[1] or ""
             if name == "cd":
                 self._opaque("changes the working directory (%cd)", node)
+            elif name == "pylab":  # ``from pylab import *`` and numpy's names, as a star import
+                self.stmt.star_import = True
             if name in PYTHON_LINE_MAGICS:
                 code = _strip_magic_flags(arg)
                 tree = self.a.parse(code, self.offset + node.lineno - 1, quiet=True)

@@ -264,4 +264,12 @@ def unshippable(value: ast.expr | None) -> str | None:
         and func.value.id in DATABASE_MODULES
     ):
         return "a database connection"
+    if (name or "").startswith("read_") and any(
+        k.arg == "chunksize" or (k.arg == "iterator" and _true(k.value)) for k in value.keywords
+    ):
+        return "a chunked file reader (it holds the open file)"
     return UNSHIPPABLE_CALLS.get(name or "")
+
+
+def _true(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
