@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from types import CodeType, ModuleType
 from typing import Any, TextIO
 
+from . import randomness
 from .errors import ErrorRecord
+from .guards import GuardError, StepGuards
 from .shell import get_ipython_for
 from .spec import StepSpec
 
@@ -529,19 +531,26 @@ def execute_step(
     *,
     echo: bool = False,
     timeout: float | None = None,
+    guards: StepGuards | None = None,
 ) -> ExecutionResult:
     """Run the step's code in a fresh namespace and return its outputs and captured cells.
 
     Never raises for errors in the step's code: they come back as ``result.error`` (with the
-    cell index), so the caller decides between retry and dead-letter.
+    cell index), so the caller decides between retry and dead-letter. The global random state
+    (``randomness.RANDOM_STATE`` among ``inputs``) is restored after the replay, and captured
+    as an output if ``spec.outputs`` names it; ``guards`` (default: the spec's checks with the
+    default settings) check what the analysis assumed.
     """
     overrides = dict(overrides or {})
+    inputs, random_state = randomness.split_state(inputs)
+    guards = StepGuards(spec) if guards is None else guards
     capture = _Capture()
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     cells: list[CellRecord] = []
     error: ErrorRecord | None = None
     permanent = False
     figures: list[Output] = []  # the last cell's, shown after its error
+    random_out: dict[str, Any] = {}
     started = time.time()
 
     def display(*objs: Any, raw: bool = False, **_: Any) -> None:
@@ -558,6 +567,7 @@ def execute_step(
     with _EXEC_LOCK, _Timer(timeout), _patched_io(capture, echo), _patched_display(display):
         phase, cell_no = "parameters", None
         try:
+            guards.start(inputs)
             if spec.parameters_source:
                 _run_source(spec.parameters_source, "<parameters>", ns)
             phase = "overrides"
@@ -567,6 +577,10 @@ def execute_step(
             for rep in spec.replay:
                 cell_no = rep.cell
                 _run_source(rep.source, f"<cell {rep.cell}>", ns)
+            phase, cell_no = "random-state", None
+            if random_state is not None:
+                randomness.restore(random_state)
+            guards.before_cells()
             phase = "cell"
             for count, cell in enumerate(spec.cells, start=1):
                 figures = []
@@ -587,11 +601,18 @@ def execute_step(
                                 "metadata": md,
                             }
                         )
+                    guards.after_cell(cell.index)
                 finally:
                     figures = _figure_outputs()
                     for out in figures:
                         capture.add(out)
                     record.seconds = time.perf_counter() - t0
+            guards.after_cells()
+            random_out = randomness.capture()
+        except GuardError as exc:  # the analysis' assumption broke: retrying cannot help
+            error, permanent = exc.record, True
+            if cells:
+                _add_error_output(cells[-1].outputs, error.to_output(), figures)
         except BaseException as exc:  # the step's code may raise anything, even SystemExit
             error = _error_record(exc, cell_no, phase)
             permanent = isinstance(exc, SyntaxError)
@@ -599,7 +620,7 @@ def execute_step(
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
     values: dict[str, Any] = {}
     if error is None:
-        missing = [v for v in spec.outputs if v not in ns]
+        missing = [v for v in spec.outputs if v not in ns and v != randomness.RANDOM_STATE]
         if missing:
             error = ErrorRecord(
                 None,
@@ -609,7 +630,9 @@ def execute_step(
             )
             permanent = True
         else:
-            values = {v: ns[v] for v in spec.outputs}
+            values = {v: ns[v] for v in spec.outputs if v != randomness.RANDOM_STATE}
+            if randomness.RANDOM_STATE in spec.outputs:
+                values[randomness.RANDOM_STATE] = random_out
     return ExecutionResult(
         step=spec.step,
         values=values,

@@ -33,6 +33,32 @@ DEFAULT_STATE_PATH = Path("/var/lib/jup2kub/state")
 DEFAULT_CODE_PATH = Path("/app/step")
 #: the HTTP port of /healthz, /readiness, /metrics and /runs (the chart's ``runtime.port``)
 DEFAULT_PORT = 8080
+#: what a step does when it breaks an assumption of the analysis (it changed an input it was
+#: to leave alone, or drew from a seeded global random generator where no draw was seen):
+#: fail the run (permanently), warn on the step's stderr and go on, or not check at all
+GUARD_MODES = ("fail", "warn", "off")
+DEFAULT_GUARD_MODE = "fail"
+#: inputs stored larger than this are not fingerprinted (pickling + hashing runs at about
+#: 1.4 GB/s for numeric data and 0.1 GB/s for object-heavy data on 2 shared cores, twice per
+#: value: at most ~0.1 s resp. ~1.3 s per 64 MiB input, about what loading it costs)
+DEFAULT_GUARD_MAX_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The runtime checks of the analysis' assumptions (J2K_GUARD_MODE, J2K_GUARD_MAX_BYTES);
+    the single-execution command reads them alone, the Kafka runtime as part of Config."""
+
+    mode: str = DEFAULT_GUARD_MODE
+    max_bytes: int = DEFAULT_GUARD_MAX_BYTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GuardSettings:
+        e = os.environ if env is None else env
+        mode = (e.get("J2K_GUARD_MODE") or DEFAULT_GUARD_MODE).strip().lower()
+        if mode not in GUARD_MODES:
+            raise ConfigError("J2K_GUARD_MODE", f"{mode!r} is not one of {', '.join(GUARD_MODES)}")
+        return cls(mode, _int(e, "J2K_GUARD_MAX_BYTES", DEFAULT_GUARD_MAX_BYTES, minimum=0))
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,13 @@ class Config:
     #: the notebook's code are shared by the steps of a run and never by two runs
     run_files: bool = True
     log_level: str = "INFO"
+    #: see GuardSettings
+    guard_mode: str = DEFAULT_GUARD_MODE
+    guard_max_bytes: int = DEFAULT_GUARD_MAX_BYTES
+
+    @property
+    def guards(self) -> GuardSettings:
+        return GuardSettings(self.guard_mode, self.guard_max_bytes)
 
     def retry_delay(self, attempt: int) -> float:
         """Backoff before retry number ``attempt`` (1-based): doubled each time, capped."""
@@ -80,6 +113,7 @@ class Config:
         pipeline = _name(e, "J2K_PIPELINE")
         step = _name(e, "J2K_STEP")
         grace = _float(e, "J2K_SHUTDOWN_GRACE_SECONDS", 25.0)
+        guards = GuardSettings.from_env(e)
         return cls(
             bootstrap_servers=_servers(e),
             pipeline=pipeline,
@@ -107,6 +141,8 @@ class Config:
             fsync=_bool(e, "J2K_FSYNC", True),
             run_files=_bool(e, "J2K_RUN_FILES", True),
             log_level=(e.get("J2K_LOG_LEVEL") or "INFO").upper(),
+            guard_mode=guards.mode,
+            guard_max_bytes=guards.max_bytes,
         )
 
     def to_env(self) -> dict[str, str]:

@@ -428,6 +428,7 @@ class StepLoop:
                 timeout=cfg.step_timeout_seconds or None,
                 on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
                 workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
+                guards=cfg.guards,
             )
         except CellError as exc:
             attempt = store.attempts(run_id, spec.step)

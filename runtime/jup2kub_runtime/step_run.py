@@ -30,7 +30,9 @@ from typing import Any
 
 from . import STEP_RUN_MODULE
 from .cells import execute_step, warm_up
+from .config import GuardSettings
 from .errors import CellError, ErrorRecord, MissingInputError, OutputError, StepRuntimeError
+from .guards import StepGuards
 from .placeholders import stand_ins
 from .spec import StepSpec
 from .state import StateStore, check_run_id
@@ -58,14 +60,17 @@ def run_step(
     timeout: float | None = None,
     on_start: Callable[[int], None] | None = None,
     workdir: Path | None = None,
+    guards: GuardSettings | None = None,
 ) -> StepOutcome:
     """Execute ``spec`` for ``run_id`` unless already complete; store the results.
 
     Raises MissingInputError (upstream incomplete), CellError (the code raised: retryable
     unless ``.permanent``), OutputError (unpicklable output: permanent), StateError (volume).
     Exactly-once guard: a completion marker short-cuts, and an flock excludes a concurrent
-    execution of the same (run, step) by another process on the same volume.
+    execution of the same (run, step) by another process on the same volume. ``guards``:
+    the checks of the analysis' assumptions (default: from the environment, J2K_GUARD_*).
     """
+    settings = GuardSettings.from_env() if guards is None else guards
     check_run_id(run_id)
     if not force and store.is_complete(run_id, spec.step):
         return StepOutcome(StepState.SKIPPED)
@@ -83,8 +88,11 @@ def run_step(
         if on_start is not None:
             on_start(attempt)
         inputs = store.load_inputs(run_id, spec.inputs)
+        checks = StepGuards(spec, settings, stored_sizes(store, run_id, spec.readonly_inputs, spec))
         with _working_directory(workdir):
-            result = execute_step(spec, inputs, parameters, echo=echo, timeout=timeout)
+            result = execute_step(
+                spec, inputs, parameters, echo=echo, timeout=timeout, guards=checks
+            )
         if result.error is not None:
             store.save_failure(
                 run_id,
@@ -115,6 +123,24 @@ def run_step(
             )
             raise
         return StepOutcome(StepState.SUCCEEDED, attempt, result.seconds)
+
+
+def stored_sizes(
+    store: StateStore, run_id: str, names: list[str], spec: StepSpec
+) -> dict[str, int]:
+    """The stored size (values.json ``bytes``) of each of ``names`` among ``spec``'s inputs
+    that its manifest records (older manifests have none)."""
+    manifests: dict[str, Any] = {}
+    sizes: dict[str, int] = {}
+    for name in names:
+        step = spec.inputs[name]
+        if step not in manifests:
+            manifests[step] = store.read_json(store.step_dir(run_id, step) / "values.json")
+        entry = (manifests[step] or {}).get(name) if isinstance(manifests[step], dict) else None
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        if isinstance(size, int):
+            sizes[name] = size
+    return sizes
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from . import randomness
 from .config import Config
 from .errors import TemporaryError
 from .messages import encode
@@ -59,6 +60,7 @@ class Transport:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        randomness.isolate_libraries()  # the client's threads draw while the step's cells run
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self._next_partition: dict[tuple[str, int | None], int] = {}
