@@ -105,18 +105,27 @@ def _cached_keys(cls: type) -> frozenset[str]:
     return found
 
 
+_EMPTIED = object()
+
+
 def _without(reduced: Any, keys: frozenset[str]) -> Any:
-    """A ``__reduce_ex__`` result whose state dict(s) lack ``keys``."""
+    """A ``__reduce_ex__`` result whose state dict(s) lack ``keys``, reduced as if the object
+    had never cached anything: a dict left empty goes, as objects without a ``__dict__``
+    state reduce (pandas' arrays add a third item to their state tuple once they cache)."""
     if not isinstance(reduced, tuple) or len(reduced) < 3:
         return reduced
 
     def clean(state: Any) -> Any:
-        if isinstance(state, dict):
-            return {k: v for k, v in state.items() if k not in keys}
+        if isinstance(state, dict) and not keys.isdisjoint(state):
+            return {k: v for k, v in state.items() if k not in keys} or _EMPTIED
         return state
 
     state = reduced[2]
-    state = tuple(clean(s) for s in state) if isinstance(state, tuple) else clean(state)
+    if isinstance(state, tuple):
+        state = tuple(c for c in map(clean, state) if c is not _EMPTIED)
+    else:
+        state = clean(state)
+        state = None if state is _EMPTIED else state
     return (*reduced[:2], state, *reduced[3:])
 
 
