@@ -1,0 +1,93 @@
+"""``jup2kub run`` on small notebooks: the global random stream continues across steps as in a
+top-to-bottom nbclient run (both local modes), and the runtime's checks of the analysis'
+assumptions fail the run with a readable message (a function changing its argument, a draw the
+analysis did not recognise), or warn under J2K_GUARD_MODE=warn."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.support.cli_runner import jup2kub
+from tests.support.nb_outputs import text_outputs
+
+MakeNb = Any
+NO_TIMING = re.compile(r"(?!x)x")  # these notebooks print nothing that varies between runs
+
+RANDOM_CELLS = [
+    "#| step: seed\nimport random\nimport numpy as np\nrandom.seed(1)\nnp.random.seed(1)",
+    "#| step: one\na = random.random()\nb = random.gauss(0, 1)\nprint(round(a, 12), round(b, 12))",
+    "#| step: two\nprint(np.random.randint(0, 1000, 5), random.randint(0, 99))",
+    "#| step: three\nprint(np.random.rand(2).round(12), random.choice('abcdef'))",
+]
+
+
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
+def test_random_stream_continues_as_top_to_bottom(
+    mode: str, tmp_path: Path, make_notebook: MakeNb, request: pytest.FixtureRequest
+) -> None:
+    nb_path = make_notebook(RANDOM_CELLS)
+    reference = nbformat.read(nb_path, as_version=4)
+    client = NotebookClient(
+        reference,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    extra = ["--kafka", request.getfixturevalue("kafka")] if mode == "kafka" else []
+    proc = jup2kub("run", nb_path, "--workdir", tmp_path / "w", *extra, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(tmp_path / "w" / "runs" / run_id / "result.ipynb", as_version=4)
+    shown = text_outputs(result, NO_TIMING)
+    assert shown == text_outputs(reference, NO_TIMING)
+    assert shown[3][0][0] == "stdout"  # the last step printed (the comparison is not vacuous)
+
+
+MUTATING_CELLS = [
+    "#| step: load\nimport pandas as pd\ndf = pd.DataFrame({'x': [1, 2, 3]})\n"
+    "def add_total(frame):\n    frame['total'] = frame['x'].sum()",
+    "#| step: clean\nsteps = [add_total]\nfor f in steps:\n    f(df)",  # a call nothing sees
+    "#| step: report\nprint(list(df.columns))",
+]
+
+
+def test_a_hidden_in_place_change_fails_the_run(tmp_path: Path, make_notebook: MakeNb) -> None:
+    nb_path = make_notebook(MUTATING_CELLS)
+    proc = jup2kub("run", nb_path, "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "error: step 'clean' failed in cell 1: InputChangedError: step 'clean' changed 'df' in "
+        "place (cell 1), but the analysis did not see it, so later steps would get the unchanged "
+        "value: likely a function or method that modifies its argument. Assign the result "
+        "instead (df = f(df)), or keep the cells that modify and read it in one step"
+    ) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # warn mode: the run goes on, the warning is in the cell's output
+    env = {**os.environ, "J2K_GUARD_MODE": "warn"}
+    proc = jup2kub("run", nb_path, "--workdir", tmp_path / "w2", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(tmp_path / "w2" / "runs" / run_id / "result.ipynb", as_version=4)
+    shown = text_outputs(result, NO_TIMING)
+    assert shown[1][0][0] == "stderr" and "changed 'df' in place" in shown[1][0][1]
+
+
+def test_an_unrecognised_draw_fails_the_run(tmp_path: Path, make_notebook: MakeNb) -> None:
+    cells = [
+        *RANDOM_CELLS[:2],
+        "#| step: hidden\ndraw = {'uniform': np.random.rand}\nprint(draw['uniform']())",
+    ]
+    proc = jup2kub("run", make_notebook(cells), "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "error: step 'hidden' failed in cell 2: RandomDrawError: step 'hidden': cell 2 drew from "
+        "numpy's global random generator through a call the analysis did not recognise"
+    ) in proc.stderr
