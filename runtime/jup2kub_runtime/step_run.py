@@ -128,15 +128,15 @@ def run_step(
 def stored_sizes(
     store: StateStore, run_id: str, names: list[str], spec: StepSpec
 ) -> dict[str, int]:
-    """The stored size (values.json ``bytes``) of each of ``names`` among ``spec``'s inputs
-    that its manifest records (older manifests have none)."""
-    manifests: dict[str, Any] = {}
+    """The stored size (values.json ``bytes``: a group's whole file) of each of ``names``
+    among ``spec``'s inputs that its manifest records (older manifests have none)."""
+    manifests: dict[str, dict[str, Any]] = {}
     sizes: dict[str, int] = {}
     for name in names:
         step = spec.inputs[name]
         if step not in manifests:
-            manifests[step] = store.read_json(store.step_dir(run_id, step) / "values.json")
-        entry = (manifests[step] or {}).get(name) if isinstance(manifests[step], dict) else None
+            manifests[step] = store.manifest(run_id, step)
+        entry = manifests[step].get(name)
         size = entry.get("bytes") if isinstance(entry, dict) else None
         if isinstance(size, int):
             sizes[name] = size

@@ -256,7 +256,12 @@ def test_nothing_from_a_message_is_unpickled(
             if isinstance(n, ast.ImportFrom) and n.level
             for a in n.names
         }
-        if module.name != "valuefile.py":
+        if module.name == "guards.py":  # pickles to fingerprint values, never unpickles
+            unpickling = {"load", "loads", "Unpickler"}
+            assert not any(
+                isinstance(n, ast.Attribute) and n.attr in unpickling for n in ast.walk(tree)
+            )
+        elif module.name != "valuefile.py":
             assert not names & {"pickle", "cloudpickle", "dill", "marshal"}, module.name
         if module.name not in ("state.py", "valuefile.py"):
             assert "valuefile" not in relative, module.name
