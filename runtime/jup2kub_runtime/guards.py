@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import pickle
+import random
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -201,15 +202,11 @@ class StepGuards:
             if digest is None or digest == w.digest:
                 continue
             w.digest = digest  # warn once per change
-            self._report(
-                ErrorRecord(
-                    cell,
-                    INPUT_CHANGED,
-                    input_changed_message(self.spec.step, w.name, cell),
-                    phase=PHASE,
-                    variable=w.name,
-                )
-            )
+            if is_generator(w.value):
+                ename, message = RANDOM_DRAWN, generator_drawn_message(self.spec.step, w.name, cell)
+            else:
+                ename, message = INPUT_CHANGED, input_changed_message(self.spec.step, w.name, cell)
+            self._report(ErrorRecord(cell, ename, message, phase=PHASE, variable=w.name))
 
     def _check_random(self, cell: int) -> None:
         if self._random is None:
@@ -225,6 +222,28 @@ class StepGuards:
         if self.settings.mode == "fail":
             raise GuardError(record)
         print(f"[jup2kub] warning: {record.evalue}", file=sys.stderr)
+
+
+def is_generator(value: Any) -> bool:
+    """Whether ``value`` is a random generator or one of its methods (``np.random.rand``)."""
+    target = getattr(value, "__self__", value)
+    np = sys.modules.get("numpy")
+    kinds: tuple[type, ...] = (random.Random,)
+    if np is not None:
+        kinds += (np.random.RandomState, np.random.Generator)
+    return isinstance(target, kinds)
+
+
+def generator_drawn_message(step: str, name: str, cell: int | None) -> str:
+    where = f" (cell {cell})" if cell is not None else ""
+    return (
+        f"step {step!r} drew from the random generator {name!r} holds{where}, but the analysis "
+        f"did not see it: a generator stored in a variable (or one of its functions, as in "
+        f"{name} = np.random.rand) is a copy in a later step, so the draw would not continue the "
+        f"notebook's random stream and later steps would get the unchanged generator. Call the "
+        f"random functions directly, or create the generator (np.random.default_rng(seed)) in "
+        f"the step that draws from it"
+    )
 
 
 def input_changed_message(step: str, name: str, cell: int | None) -> str:

@@ -17,7 +17,7 @@ from jup2kub_runtime.config import (
     GuardSettings,
 )
 from jup2kub_runtime.errors import CellError, ConfigError
-from jup2kub_runtime.guards import INPUT_CHANGED, PHASE, fingerprint
+from jup2kub_runtime.guards import INPUT_CHANGED, PHASE, RANDOM_DRAWN, fingerprint
 from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import StepState
@@ -219,3 +219,17 @@ def test_fingerprints_leave_out_caches_but_see_content() -> None:
 
 def _raise(self: object) -> object:
     raise TypeError("cannot pickle")
+
+
+@pytest.mark.parametrize("draw", ["np.random.rand", "np.random.default_rng(0)", "random.random"])
+def test_a_stored_generator_that_draws_is_named_as_a_draw(draw: str, tmp_path: Path) -> None:
+    make = f"import random\nv = {draw}\n"
+    call = "v.random()" if "default_rng" in draw else "v()"
+    first, second = two_steps(make, ["print('on')", call])
+    store = StateStore(tmp_path, fsync=False)
+    run_step(first, store, RUN, guards=GuardSettings())
+    with pytest.raises(CellError) as info:
+        run_step(second, store, RUN, guards=GuardSettings())
+    record = info.value.record
+    assert (record.ename, record.variable, record.cell) == (RANDOM_DRAWN, "v", 11)
+    assert record.evalue.startswith("step 'use' drew from the random generator 'v' holds (cell 11)")
