@@ -29,7 +29,7 @@ from jup2kub.chart.write import write_chart
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import pipeline_name_for
 from jup2kub.plan import plan_pipeline
-from jup2kub_runtime.config import Config
+from jup2kub_runtime.config import Config, GuardSettings
 from tests.support.graphs import plan_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +55,8 @@ RUNTIME_EXTRA_ENV = {
     "J2K_TOPIC_PARTITIONS",
     "J2K_TOPIC_REPLICATION_FACTOR",
     "J2K_SHUTDOWN_GRACE_SECONDS",
+    "J2K_GUARD_MODE",
+    "J2K_GUARD_MAX_BYTES",
 }
 
 
@@ -1205,3 +1207,22 @@ def test_relative_output_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     write_chart(plan_of(GRAPHS["single"], nb), Path("."))  # rebuilding the chart one stands in
     assert (tmp_path / "chart" / MARKER).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([nb.name, "chart"])
+
+
+def test_guard_settings_reach_the_runtime(
+    charts: dict[str, Path], write_values: Callable[..., str]
+) -> None:
+    values = {
+        "stepDefaults": {"guardMode": "warn"},
+        "steps": {"left": {"guardMode": "off", "guardMaxBytes": 1024}},
+    }
+    objects = render(charts["diamond"], [write_values(values)])
+    deps = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment").values()
+    }
+    assert Config.from_env(env_of(deps["left"])).guards == GuardSettings("off", 1024)
+    assert Config.from_env(env_of(deps["right"])).guards == GuardSettings("warn")
+    bad = write_values({"stepDefaults": {"guardMode": "loud"}})
+    template = run_helm("template", "rel", str(charts["linear"]), "-f", bad, ok=False)
+    assert template.returncode != 0 and "schema" in template.stderr

@@ -26,7 +26,13 @@ from jup2kub.chart.options import ChartOptions, check_options
 from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schema, values_table
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
-from jup2kub_runtime.config import DEFAULT_CODE_PATH, DEFAULT_PORT, DEFAULT_STATE_PATH
+from jup2kub_runtime.config import (
+    DEFAULT_CODE_PATH,
+    DEFAULT_GUARD_MAX_BYTES,
+    DEFAULT_GUARD_MODE,
+    DEFAULT_PORT,
+    DEFAULT_STATE_PATH,
+)
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
@@ -117,6 +123,8 @@ def _context(plan: PipelinePlan, options: ChartOptions) -> dict[str, Any]:
             "state_path": str(DEFAULT_STATE_PATH),
             "code_path": str(DEFAULT_CODE_PATH),
             "port": DEFAULT_PORT,
+            "guard_mode": DEFAULT_GUARD_MODE,
+            "guard_max_bytes": DEFAULT_GUARD_MAX_BYTES,
         },
         "kafka": {
             "repository": options.kafka_image,

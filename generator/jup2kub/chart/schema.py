@@ -10,6 +10,8 @@ from typing import Any
 
 import jsonschema
 
+from jup2kub_runtime.config import GUARD_MODES
+
 #: The one chart folder: Jinja2 ``*.j2`` files rendered with the pipeline's data, the schema
 #: base, and everything else (``templates/``, ``.helmignore``) copied verbatim.
 SKELETON = resources.files(__package__) / "skeleton"
@@ -24,6 +26,8 @@ def values_schema(step_names: Sequence[str]) -> dict[str, Any]:
         name: {"$ref": "#/definitions/step", "description": f"Step {name}."} for name in step_names
     }
     steps_schema["required"] = list(step_names)
+    for definition in ("stepDefaults", "step"):  # the runtime's own list of modes
+        schema["definitions"][definition]["properties"]["guardMode"]["enum"] = list(GUARD_MODES)
     return schema
 
 
