@@ -38,10 +38,11 @@ DEFAULT_PORT = 8080
 #: fail the run (permanently), warn on the step's stderr and go on, or not check at all
 GUARD_MODES = ("fail", "warn", "off")
 DEFAULT_GUARD_MODE = "fail"
-#: inputs stored larger than this are not fingerprinted (pickling + hashing runs at about
-#: 1.4 GB/s for numeric data and 0.1 GB/s for object-heavy data on 2 shared cores, twice per
-#: value: at most ~0.1 s resp. ~1.3 s per 64 MiB input, about what loading it costs)
-DEFAULT_GUARD_MAX_BYTES = 64 << 20
+#: inputs stored larger than this are not fingerprinted. A fingerprint costs what pickling the
+#: value costs, twice per input (after loading, after the cells); measured on 2 shared cores:
+#: ~2 GiB/s for numeric arrays and frames (out-of-band buffers, hashed in place), 25-50 MiB/s
+#: for object-heavy values (strings, dicts of lists): at most ~30 ms resp. ~1.3-2.5 s per input
+DEFAULT_GUARD_MAX_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ from .config import GuardSettings
 from .errors import ErrorRecord
 from .spec import StepSpec
 
-#: inputs stored at most this large are fingerprinted after every cell (else only at the end)
-PER_CELL_MAX_BYTES = 1 << 20
+#: inputs stored at most this large are fingerprinted after every cell (else only at the end):
+#: at most ~10 ms per cell even for object-heavy values
+PER_CELL_MAX_BYTES = 256 << 10
 #: the ``phase`` of a guard's ErrorRecord
 PHASE = "guard"
 INPUT_CHANGED = "InputChangedError"
