@@ -78,6 +78,8 @@ def test_a_hidden_in_place_change_fails_the_run(tmp_path: Path, make_notebook: M
     result = nbformat.read(tmp_path / "w2" / "runs" / run_id / "result.ipynb", as_version=4)
     shown = text_outputs(result, NO_TIMING)
     assert shown[1][0][0] == "stderr" and "changed 'df' in place" in shown[1][0][1]
+    log = tmp_path / "w2" / "runs" / run_id / "logs" / "clean.log"  # and in the step's log
+    assert "[jup2kub] warning: step 'clean' changed 'df' in place" in log.read_text()
 
 
 def test_an_unrecognised_draw_fails_the_run(tmp_path: Path, make_notebook: MakeNb) -> None:

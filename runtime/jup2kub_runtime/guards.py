@@ -158,7 +158,7 @@ class StepGuards:
     """The checks of one execution of ``spec``; ``execute_step`` calls ``start`` once the
     inputs are loaded, ``before_cells`` after the replay, ``after_cell`` after each cell and
     ``after_cells`` at the end. A failed check raises GuardError (mode ``fail``) or writes a
-    warning to ``sys.stderr`` (mode ``warn``, the cell's captured stderr) and goes on."""
+    warning to the cell's stderr and the process' own (mode ``warn``) and goes on."""
 
     spec: StepSpec
     settings: GuardSettings = field(default_factory=GuardSettings)
@@ -222,7 +222,10 @@ class StepGuards:
     def _report(self, record: ErrorRecord) -> None:
         if self.settings.mode == "fail":
             raise GuardError(record)
-        print(f"[jup2kub] warning: {record.evalue}", file=sys.stderr)
+        warning = f"[jup2kub] warning: {record.evalue}"
+        print(warning, file=sys.stderr)  # the cell's output, in the results notebook
+        if sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:
+            print(warning, file=sys.__stderr__, flush=True)  # the step's log (pod, local run)
 
 
 def is_generator(value: Any) -> bool:
