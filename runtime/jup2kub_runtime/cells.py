@@ -29,6 +29,7 @@ import threading
 import time
 import tokenize
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import CodeType, ModuleType
@@ -57,14 +58,23 @@ class CellRecord:
     outputs: list[Output] = field(default_factory=list)
     seconds: float = 0.0
     execution_count: int | None = None
+    #: every display/update with a display id, in order: it rewrites earlier outputs
+    #: with that id, also other steps' (the results notebook applies those)
+    display_events: list[Output] = field(default_factory=list)
+    display_ids: dict[str, str] = field(default_factory=dict)  # output position -> id
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "index": self.index,
             "execution_count": self.execution_count,
             "seconds": round(self.seconds, 6),
             "outputs": self.outputs,
         }
+        if self.display_events:
+            doc["display_events"] = self.display_events
+        if self.display_ids:
+            doc["display_ids"] = self.display_ids
+        return doc
 
 
 @dataclass
@@ -110,9 +120,16 @@ class ExecutionResult:
 class _Router(io.TextIOBase):
     """Stands in for sys.stdout/err: appends text to the current cell's stream output."""
 
-    def __init__(self, name: str, sink: Callable[[str, str], None], echo: TextIO | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        sink: Callable[[str, str], None],
+        flush: Callable[[str], None],
+        echo: TextIO | None,
+    ) -> None:
         self.name = name
         self._sink = sink
+        self._flush = flush
         self._echo = echo
 
     def writable(self) -> bool:
@@ -128,6 +145,7 @@ class _Router(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        self._flush(self.name)
         if self._echo is not None:
             self._echo.flush()
 
@@ -135,24 +153,114 @@ class _Router(io.TextIOBase):
         return False
 
 
+#: ipykernel's OutStream flushes a stream this long after its first unflushed write
+FLUSH_INTERVAL = 0.2
+
+
 class _Capture:
-    """Collects outputs for the cell being executed."""
+    """Collects outputs for the cell being executed, as nbclient records a kernel's messages.
+
+    Streams are buffered per stream like ipykernel's OutStream and flushed on ``flush()``,
+    before any display, clear or error, when FLUSH_INTERVAL has passed since the first
+    unflushed write (the kernel's timer, checked at the next event) and at the end of the
+    cell (stdout first). ``clear_output(wait=True)`` clears when the next output arrives;
+    outputs published with a display id are rewritten in place by later displays/updates
+    with that id, as nbclient does (events also kept per cell for other steps' outputs)."""
 
     def __init__(self) -> None:
         self.current: list[Output] = []
-        self._lock = threading.Lock()
+        self.record: CellRecord | None = None
+        self._lock = threading.RLock()
+        self._pending: dict[str, list[Any]] = {}  # stream -> [text, first write time]
+        self._clear_before_next = False
+        self._by_id: dict[str, list[Output]] = {}
 
     def stream(self, name: str, text: str) -> None:
         with self._lock:
-            last = self.current[-1] if self.current else None
-            if last and last["output_type"] == "stream" and last["name"] == name:
-                last["text"] += text
-            else:
-                self.current.append({"output_type": "stream", "name": name, "text": text})
+            self._timed_flush()
+            pending = self._pending.setdefault(name, ["", 0.0])
+            if not pending[0]:
+                pending[1] = time.monotonic()
+            pending[0] += text
+
+    def _timed_flush(self) -> None:
+        now = time.monotonic()
+        due = [(t, n) for n, (text, t) in self._pending.items() if text and now - t >= FLUSH_INTERVAL]
+        for _, name in sorted(due):
+            self.flush(name)
+
+    def flush(self, name: str) -> None:
+        with self._lock:
+            pending = self._pending.get(name)
+            if pending and pending[0]:
+                text, pending[0] = pending[0], ""
+                self._append({"output_type": "stream", "name": name, "text": text})
+
+    def flush_all(self) -> None:
+        """What ipykernel does before publishing anything and at the end of a cell."""
+        with self._lock:
+            self._timed_flush()
+            self.flush("stdout")
+            self.flush("stderr")
+
+    def _append(self, output: Output) -> None:
+        if self._clear_before_next:
+            self._clear_before_next = False
+            self._clear_now()
+        last = self.current[-1] if self.current else None
+        if (
+            output["output_type"] == "stream"
+            and last
+            and last["output_type"] == "stream"
+            and last["name"] == output["name"]
+        ):
+            last["text"] += output["text"]
+        else:
+            self.current.append(output)
+
+    def _clear_now(self) -> None:
+        gone = {id(o) for o in self.current}
+        self.current[:] = []
+        for outputs in self._by_id.values():
+            outputs[:] = [o for o in outputs if id(o) not in gone]
 
     def add(self, output: Output) -> None:
         with self._lock:
-            self.current.append(output)
+            self.flush_all()
+            self._append(output)
+
+    def clear(self, wait: bool = False) -> None:
+        with self._lock:
+            self.flush_all()
+            if wait:
+                self._clear_before_next = True
+            else:
+                self._clear_now()
+
+    def publish(
+        self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool
+    ) -> None:
+        """A display_data (or update_display_data) message as nbclient applies it."""
+        with self._lock:
+            self.flush_all()
+            if display_id:
+                for earlier in self._by_id.get(display_id, []):
+                    earlier["data"], earlier["metadata"] = dict(data), dict(metadata)
+                if self.record is not None:
+                    self.record.display_events.append(
+                        {"display_id": display_id, "data": data, "metadata": metadata}
+                    )
+            if update:
+                return
+            output = {"output_type": "display_data", "data": data, "metadata": metadata}
+            self._append(output)
+            if display_id:
+                self._by_id.setdefault(display_id, []).append(output)
+
+    def display_ids(self, outputs: list[Output]) -> dict[str, str]:
+        """Position (as a string, for JSON) -> display id of the outputs that have one."""
+        ids = {id(o): d for d, outs in self._by_id.items() for o in outs}
+        return {str(i): ids[id(o)] for i, o in enumerate(outputs) if id(o) in ids}
 
 
 # ---- imports as under a kernel -----------------------------------------------------------------
@@ -261,18 +369,21 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def format_object(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def format_object(obj: Any, include: Any = None, exclude: Any = None) -> tuple[Output, Output]:
     """A display bundle (data, metadata) for ``obj``, like IPython's display formatter in a
-    kernel (where the inline backend adds PNG for matplotlib figures)."""
+    kernel (where the inline backend adds PNG for matplotlib figures); ``include``/``exclude``
+    limit the MIME types as ``display`` does."""
     if _is_figure(obj):
         try:
-            return _figure_bundle(obj)
+            data, md = _figure_bundle(obj)
         except Exception:  # a figure that cannot render shows its repr, as IPython does
-            return {"text/plain": repr(obj)}, {}
+            data, md = {"text/plain": repr(obj)}, {}
+        keep = [m for m in data if (not include or m in include) and m not in (exclude or ())]
+        return {m: data[m] for m in keep}, {m: md[m] for m in md if m in keep or m not in data}
     fmt = _ipython_formatter()
     if fmt is not None:
         try:
-            got_data, got_md = fmt.format(obj)
+            got_data, got_md = fmt.format(obj, include=include, exclude=exclude)
             return _jsonable(got_data), dict(got_md or {})
         except Exception:  # a broken _repr_*_ must not fail the step; fall back to repr
             pass
@@ -310,10 +421,32 @@ def _is_figure(obj: Any) -> bool:
     return module is not None and isinstance(obj, module.Figure)
 
 
+_FIGURE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "application/pdf")
+
+
+def _shell_figure_formatter() -> Any:
+    """The shell's display formatter once figure formats were chosen (``%config
+    InlineBackend.figure_formats``, ``set_matplotlib_formats``): IPython's
+    ``select_figure_formats`` registered Figure printers on it, as in a kernel."""
+    module = sys.modules.get("IPython.core.interactiveshell")
+    if module is None or not module.InteractiveShell.initialized():
+        return None
+    fmt = module.InteractiveShell.instance().display_formatter
+    figure = sys.modules["matplotlib.figure"].Figure
+    for mime in _FIGURE_MIMES:
+        if figure in getattr(fmt.formatters.get(mime), "type_printers", {}):
+            return fmt
+    return None
+
+
 def _figure_bundle(fig: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A figure as the inline backend's formatter shows it (also for ``display(fig)`` and a
-    cell ending in ``fig``): PNG as IPython's ``print_figure`` draws it, none for an empty
-    figure, and its repr."""
+    cell ending in ``fig``): PNG as IPython's ``print_figure`` draws it (or the formats the
+    notebook chose), none for an empty figure, and its repr."""
+    chosen = _shell_figure_formatter()
+    if chosen is not None:
+        got, md = chosen.format(fig)
+        return _jsonable(got), dict(md or {})
     data: dict[str, Any] = {"text/plain": repr(fig)}
     if fig.axes or fig.lines:
         buf = io.BytesIO()
@@ -360,8 +493,8 @@ def _figure_outputs() -> list[Output]:
     try:
         for num in plt.get_fignums():
             fig = plt.figure(num)
-            metadata = _figure_metadata(fig)
-            data, _ = _figure_bundle(fig)
+            data, metadata = _figure_bundle(fig)
+            metadata.update(_figure_metadata(fig))
             outputs.append({"output_type": "display_data", "data": data, "metadata": metadata})
         plt.close("all")
     except Exception as exc:  # a figure that cannot render is reported, not fatal
@@ -544,18 +677,16 @@ def execute_step(
     figures: list[Output] = []  # the last cell's, shown after its error
     started = time.time()
 
-    def display(*objs: Any, raw: bool = False, **_: Any) -> None:
-        for obj in objs:
-            md: dict[str, Any]
-            if raw and isinstance(obj, dict):
-                data, md = _jsonable(obj), {}
-            else:
-                data, md = format_object(obj)
-            capture.add({"output_type": "display_data", "data": data, "metadata": md})
-
+    display = _display_for(capture)
     ns["display"] = display
     ns["get_ipython"] = get_ipython_for(ns)
-    with _EXEC_LOCK, _Timer(timeout), _patched_io(capture, echo), _patched_display(display):
+    with (
+        _EXEC_LOCK,
+        _Timer(timeout),
+        _patched_io(capture, echo),
+        _patched_display(display),
+        _publishing_shell(ns, capture),
+    ):
         phase, cell_no = "parameters", None
         try:
             if spec.parameters_source:
@@ -572,7 +703,7 @@ def execute_step(
                 figures = []
                 cell_no = cell.index
                 record = CellRecord(index=cell.index, execution_count=count)
-                capture.current = record.outputs
+                capture.current, capture.record = record.outputs, record
                 cells.append(record)
                 t0 = time.perf_counter()
                 try:
@@ -588,9 +719,12 @@ def execute_step(
                             }
                         )
                 finally:
+                    capture.flush_all()  # before the error or figures, as ipykernel does
                     figures = _figure_outputs()
                     for out in figures:
                         capture.add(out)
+                    capture.flush_all()
+                    record.display_ids = capture.display_ids(record.outputs)
                     record.seconds = time.perf_counter() - t0
         except BaseException as exc:  # the step's code may raise anything, even SystemExit
             error = _error_record(exc, cell_no, phase)
@@ -622,6 +756,103 @@ def execute_step(
     )
 
 
+def _display_for(capture: _Capture) -> Callable[..., Any]:
+    """IPython's ``display`` as a kernel runs it (same arguments; a DisplayHandle back when
+    given a display id), recording into ``capture``."""
+
+    def display(
+        *objs: Any,
+        include: Any = None,
+        exclude: Any = None,
+        metadata: dict[str, Any] | None = None,
+        transient: dict[str, Any] | None = None,
+        display_id: Any = None,
+        raw: bool = False,
+        clear: bool = False,
+        update: bool = False,
+        **_: Any,
+    ) -> Any:
+        transient = dict(transient or {})
+        if display_id:
+            transient["display_id"] = uuid.uuid4().hex if display_id is True else display_id
+        shown_id = transient.get("display_id")
+        if update and not shown_id:
+            raise TypeError("display_id required for update_display")
+        if not objs and shown_id:
+            objs, raw = ({},), True
+        if clear:
+            capture.clear(wait=True)
+        for obj in objs:
+            if raw:
+                data, md = _jsonable(obj), dict(metadata or {})
+            else:
+                data, md = format_object(obj, include=include, exclude=exclude)
+                if not data:
+                    continue  # _ipython_display_ showed it itself
+                md.update(metadata or {})
+            capture.publish(data, md, shown_id, update)
+        return _display_handle(shown_id) if display_id else None
+
+    return display
+
+
+def _display_handle(display_id: str) -> Any:
+    try:
+        from IPython.core.display_functions import DisplayHandle
+    except Exception:  # no IPython: nothing to update it with anyway
+        return None
+    return DisplayHandle(display_id)
+
+
+class _Publisher:
+    """The shell's ``display_pub`` while a step runs: ``publish_display_data``,
+    ``clear_output`` and anything else publishing through the shell record into the cell."""
+
+    is_publishing = False
+
+    def __init__(self, capture: _Capture) -> None:
+        self._capture = capture
+
+    def publish(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **_: Any,
+    ) -> None:
+        display_id = (transient or {}).get("display_id")
+        self._capture.publish(_jsonable(data), dict(metadata or {}), display_id, update)
+
+    def clear_output(self, wait: bool = False) -> None:
+        self._capture.clear(wait)
+
+
+class _publishing_shell:
+    """Creates the IPython shell stand-in up front (so ``clear_output``,
+    ``publish_display_data`` and ``set_matplotlib_formats`` find it, as in a kernel) with
+    ``_Publisher`` as its display publisher."""
+
+    def __init__(self, ns: dict[str, Any], capture: _Capture) -> None:
+        self.ns = ns
+        self.capture = capture
+        self.shell: Any = None
+
+    def __enter__(self) -> None:
+        try:
+            self.shell = self.ns["get_ipython"]()
+        except Exception:  # no IPython: the plain display above still works
+            return
+        self.saved = self.shell.display_pub
+        self.shell.display_pub = _Publisher(self.capture)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shell is not None:
+            self.shell.display_pub = self.saved
+
+
 class _patched_io:
     def __init__(self, capture: _Capture, echo: bool) -> None:
         self.capture = capture
@@ -631,8 +862,9 @@ class _patched_io:
         global _active_capture
         _active_capture = self.capture
         self.saved = (sys.stdout, sys.stderr)
-        sys.stdout = _Router("stdout", self.capture.stream, self.saved[0] if self.echo else None)
-        sys.stderr = _Router("stderr", self.capture.stream, self.saved[1] if self.echo else None)
+        out, err = self.saved if self.echo else (None, None)
+        sys.stdout = _Router("stdout", self.capture.stream, self.capture.flush, out)
+        sys.stderr = _Router("stderr", self.capture.stream, self.capture.flush, err)
 
     def __exit__(self, *exc: object) -> None:
         global _active_capture
