@@ -36,7 +36,7 @@ from types import CodeType, ModuleType
 from typing import Any, TextIO
 
 from .errors import ErrorRecord
-from .shell import get_ipython_for
+from .shell import get_ipython_for, reset_figure_formats
 from .spec import StepSpec
 
 # Before any user code imports matplotlib: render off-screen, like a headless kernel.
@@ -845,6 +845,7 @@ class _publishing_shell:
             self.shell = self.ns["get_ipython"]()
         except Exception:  # no IPython: the plain display above still works
             return
+        reset_figure_formats()
         self.saved = self.shell.display_pub
         self.shell.display_pub = _Publisher(self.capture)
 

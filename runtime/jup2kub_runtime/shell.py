@@ -83,7 +83,9 @@ def _config_with_inline_backend(shell: Any) -> None:
     """``%config InlineBackend...`` as in a kernel: the inline backend's configurable is
     known to the shell (created on first mention: it imports matplotlib), so setting
     ``figure_formats`` or ``print_figure_kwargs`` registers the figure formatters."""
-    config_magic = shell.magics_manager.magics["line"]["config"]
+    from IPython.core.magics import ConfigMagics
+
+    config_magic = ConfigMagics(shell=shell).magics["line"]["config"]
 
     def config(line: str) -> Any:
         if line.strip().startswith("InlineBackend"):
@@ -97,6 +99,23 @@ def _config_with_inline_backend(shell: Any) -> None:
 
     # not register_magic_function: "config" is a trait name of the magics holder
     shell.magics_manager.magics["line"]["config"] = config
+
+
+def reset_figure_formats() -> None:
+    """Back to a fresh kernel's figure formats (PNG): a step process runs many runs, and one
+    run's ``%config InlineBackend`` or ``set_matplotlib_formats`` must not reach the next."""
+    if _SHELL is None:
+        return
+    for formatter in _SHELL.display_formatter.formatters.values():
+        printers = getattr(formatter, "type_printers", {})
+        for kind in [k for k in printers if getattr(k, "__qualname__", "") == "Figure"]:
+            del printers[kind]
+    inline = sys.modules.get("matplotlib_inline.config")
+    if inline is not None and inline.InlineBackend.initialized():
+        cfg = inline.InlineBackend.instance()
+        if cfg in _SHELL.configurables:
+            _SHELL.configurables.remove(cfg)
+        inline.InlineBackend.clear_instance()
 
 
 def get_ipython_for(ns: dict[str, Any]) -> Callable[[], Any]:
