@@ -155,7 +155,10 @@ def test_display_protocol_equals_the_kernel(tmp_path: Path, make_notebook: MakeN
     for index, (ref_cell, run_cell) in enumerate(zip(reference.cells, result.cells, strict=True)):
         assert visible(run_cell) == visible(ref_cell), f"cell {index}: {PROTOCOL[index]}"
     # what the comparison pins down
-    texts = [[o.get("text") or o.get("data", {}).get("text/plain") for o in c.outputs] for c in reference.cells]
+    texts = [
+        [o.get("text") or o.get("data", {}).get("text/plain") for o in c.outputs]
+        for c in reference.cells
+    ]
     assert texts[1] == ["2\n"] and texts[2] == ["kept"] and texts[3] == ["stays\n"]
     assert texts[4] == ["'three'"] and texts[5] == [] and texts[6] == ["b\n"]
     assert texts[13] == ["Combo\n", "Bar!\nFoo!\n"]

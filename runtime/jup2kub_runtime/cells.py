@@ -64,7 +64,7 @@ class CellRecord:
     display_ids: dict[str, str] = field(default_factory=dict)  # output position -> id
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {
+        doc: dict[str, Any] = {
             "index": self.index,
             "execution_count": self.execution_count,
             "seconds": round(self.seconds, 6),
@@ -185,7 +185,9 @@ class _Capture:
 
     def _timed_flush(self) -> None:
         now = time.monotonic()
-        due = [(t, n) for n, (text, t) in self._pending.items() if text and now - t >= FLUSH_INTERVAL]
+        due = [
+            (t, n) for n, (text, t) in self._pending.items() if text and now - t >= FLUSH_INTERVAL
+        ]
         for _, name in sorted(due):
             self.flush(name)
 
@@ -374,12 +376,7 @@ def format_object(obj: Any, include: Any = None, exclude: Any = None) -> tuple[O
     kernel (where the inline backend adds PNG for matplotlib figures); ``include``/``exclude``
     limit the MIME types as ``display`` does."""
     if _is_figure(obj):
-        try:
-            data, md = _figure_bundle(obj)
-        except Exception:  # a figure that cannot render shows its repr, as IPython does
-            data, md = {"text/plain": repr(obj)}, {}
-        keep = [m for m in data if (not include or m in include) and m not in (exclude or ())]
-        return {m: data[m] for m in keep}, {m: md[m] for m in md if m in keep or m not in data}
+        return _figure_display(obj, include, exclude)
     fmt = _ipython_formatter()
     if fmt is not None:
         try:
@@ -419,6 +416,15 @@ def format_object(obj: Any, include: Any = None, exclude: Any = None) -> tuple[O
 def _is_figure(obj: Any) -> bool:
     module = sys.modules.get("matplotlib.figure")
     return module is not None and isinstance(obj, module.Figure)
+
+
+def _figure_display(fig: Any, include: Any, exclude: Any) -> tuple[Output, Output]:
+    try:
+        data, md = _figure_bundle(fig)
+    except Exception:  # a figure that cannot render shows its repr, as IPython does
+        data, md = {"text/plain": repr(fig)}, {}
+    keep = [m for m in data if (not include or m in include) and m not in (exclude or ())]
+    return {m: data[m] for m in keep}, {m: md[m] for m in md if m in keep or m not in data}
 
 
 _FIGURE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "application/pdf")
@@ -791,7 +797,7 @@ def _display_for(capture: _Capture) -> Callable[..., Any]:
                     continue  # _ipython_display_ showed it itself
                 md.update(metadata or {})
             capture.publish(data, md, shown_id, update)
-        return _display_handle(shown_id) if display_id else None
+        return _display_handle(str(shown_id)) if display_id else None
 
     return display
 
@@ -801,7 +807,7 @@ def _display_handle(display_id: str) -> Any:
         from IPython.core.display_functions import DisplayHandle
     except Exception:  # no IPython: nothing to update it with anyway
         return None
-    return DisplayHandle(display_id)
+    return DisplayHandle(display_id)  # type: ignore[no-untyped-call]
 
 
 class _Publisher:

@@ -83,9 +83,10 @@ def _config_with_inline_backend(shell: Any) -> None:
     """``%config InlineBackend...`` as in a kernel: the inline backend's configurable is
     known to the shell (created on first mention: it imports matplotlib), so setting
     ``figure_formats`` or ``print_figure_kwargs`` registers the figure formatters."""
-    from IPython.core.magics import ConfigMagics
+    from IPython.core.magics.config import ConfigMagics
 
-    config_magic = ConfigMagics(shell=shell).magics["line"]["config"]
+    magics: Any = ConfigMagics(shell=shell)  # type: ignore[no-untyped-call]
+    config_magic = magics.magics["line"]["config"]
 
     def config(line: str) -> Any:
         if line.strip().startswith("InlineBackend"):
