@@ -132,6 +132,11 @@ PROTOCOL = [
     "plt.plot([2, 1]);",
     "from matplotlib_inline.backend_inline import set_matplotlib_formats\n"
     "set_matplotlib_formats('jpeg')\nplt.plot([1, 1]);",
+    "from IPython.display import Image\nfrom IPython.utils.capture import capture_output\n"
+    "with capture_output() as captured:\n    print('inside')\n    display('shown later')\n"
+    "print('outside')\ncaptured.show()",
+    "plt.figure(figsize=(1, 1)).savefig('tiny.png')\nplt.close('all')\n"
+    "display(Image(filename='tiny.png', width=20), metadata={'note': 1})",
 ]
 
 
@@ -147,10 +152,14 @@ def visible(cell: Any) -> list[tuple[Any, ...]]:
     return items
 
 
-def test_display_protocol_equals_the_kernel(tmp_path: Path, make_notebook: MakeNb) -> None:
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
+def test_display_protocol_equals_the_kernel(
+    mode: str, tmp_path: Path, make_notebook: MakeNb, request: pytest.FixtureRequest
+) -> None:
     path = make_notebook(PROTOCOL)
     reference = kernel_run(path, tmp_path)
-    result, status = pipeline_run(path, tmp_path)
+    extra = ["--kafka", request.getfixturevalue("kafka")] if mode == "kafka" else []
+    result, status = pipeline_run(path, tmp_path, *extra)
     assert status == "succeeded"
     for index, (ref_cell, run_cell) in enumerate(zip(reference.cells, result.cells, strict=True)):
         assert visible(run_cell) == visible(ref_cell), f"cell {index}: {PROTOCOL[index]}"
@@ -164,6 +173,7 @@ def test_display_protocol_equals_the_kernel(tmp_path: Path, make_notebook: MakeN
     assert texts[13] == ["Combo\n", "Bar!\nFoo!\n"]
     assert "image/svg+xml" in reference.cells[15].outputs[0].data
     assert reference.cells[16].outputs[0].metadata["image/png"]["width"] > 0
+    assert texts[18] == ["outside\ninside\n", "'shown later'"]
 
 
 def test_pylab_inline_in_one_step(tmp_path: Path, make_notebook: MakeNb) -> None:
@@ -182,3 +192,24 @@ def test_pylab_inline_in_one_step(tmp_path: Path, make_notebook: MakeNb) -> None
     assert "Populating the interactive namespace" in reference.cells[0].outputs[0]["text"]
     kinds = [o["output_type"] for o in reference.cells[1].outputs]
     assert kinds == ["stream", "execute_result", "display_data"]
+
+
+def test_figure_formats_do_not_leak_into_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step process runs many runs: each starts with a fresh kernel's PNG figures."""
+    # importing the runtime sets MPLBACKEND; kernels started later in this session must not
+    # inherit it (they would not use the inline backend)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    from jup2kub_runtime.cells import execute_step
+    from jup2kub_runtime.spec import Cell, StepSpec
+
+    svg = (
+        "get_ipython().run_line_magic('config', \"InlineBackend.figure_formats = ['svg']\")\n"
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2]);"
+    )
+    shown_mimes = []
+    for source in (svg, svg, "import matplotlib.pyplot as plt\nplt.plot([1]);"):
+        spec = StepSpec(pipeline="p", step="s", cells=[Cell(0, source)])
+        result = execute_step(spec, {})
+        assert result.ok, result.error
+        shown_mimes.append(sorted(result.cells[0].outputs[0]["data"]))
+    assert shown_mimes == [["image/svg+xml", "text/plain"]] * 2 + [["image/png", "text/plain"]]

@@ -787,7 +787,7 @@ def _display_for(capture: _Capture) -> Callable[..., Any]:
         if not objs and shown_id:
             objs, raw = ({},), True
         if clear:
-            capture.clear(wait=True)
+            _publisher(capture).clear_output(wait=True)
         for obj in objs:
             if raw:
                 data, md = _jsonable(obj), dict(metadata or {})
@@ -796,10 +796,19 @@ def _display_for(capture: _Capture) -> Callable[..., Any]:
                 if not data:
                     continue  # _ipython_display_ showed it itself
                 md.update(metadata or {})
-            capture.publish(data, md, shown_id, update)
+            _publisher(capture).publish(data, md, transient=transient or None, update=update)
         return _display_handle(str(shown_id)) if display_id else None
 
     return display
+
+
+def _publisher(capture: _Capture) -> Any:
+    """Where ``display`` publishes, as IPython's does: the shell's display publisher (ours,
+    or one that ``IPython.utils.capture.capture_output`` put in its place)."""
+    module = sys.modules.get("IPython.core.interactiveshell")
+    if module is not None and module.InteractiveShell.initialized():
+        return module.InteractiveShell.instance().display_pub
+    return _Publisher(capture)
 
 
 def _display_handle(display_id: str) -> Any:

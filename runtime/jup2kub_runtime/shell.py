@@ -92,7 +92,7 @@ def _config_with_inline_backend(shell: Any) -> None:
         if line.strip().startswith("InlineBackend"):
             from matplotlib_inline.config import InlineBackend
 
-            cfg = InlineBackend.instance(parent=shell)
+            cfg = InlineBackend.instance()  # a fresh kernel's defaults, not a previous run's
             cfg.shell = shell
             if cfg not in shell.configurables:
                 shell.configurables.append(cfg)
@@ -111,6 +111,7 @@ def reset_figure_formats() -> None:
         printers = getattr(formatter, "type_printers", {})
         for kind in [k for k in printers if getattr(k, "__qualname__", "") == "Figure"]:
             del printers[kind]
+    _SHELL.config.pop("InlineBackend", None)  # %config also wrote it into the shell's config
     inline = sys.modules.get("matplotlib_inline.config")
     if inline is not None and inline.InlineBackend.initialized():
         cfg = inline.InlineBackend.instance()
