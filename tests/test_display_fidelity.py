@@ -34,6 +34,10 @@ DISPLAYS = [
     "from sklearn.linear_model import LogisticRegression\nLogisticRegression(C=0.5)",
 ]
 FAILING = ["import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nraise ValueError('boom')"]
+CLEARED_BY_ERROR = (
+    "from IPython.display import clear_output\nprint('progress')\nclear_output(wait=True)\n"
+    "raise ValueError('boom')"
+)
 
 
 def shown(cell: Any) -> list[tuple[Any, ...]]:
@@ -103,6 +107,17 @@ def test_failing_cell_shows_its_error_before_its_figure(
     assert [o["output_type"] for o in result.cells[1].outputs] == ["error", "display_data"]
 
 
+def test_error_is_the_output_a_waiting_clear_output_clears_for(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    path = make_notebook(["x = 1", CLEARED_BY_ERROR])
+    reference = kernel_run(path, tmp_path)
+    result, status = pipeline_run(path, tmp_path)
+    assert status == "failed"
+    assert shown(result.cells[1]) == shown(reference.cells[1])
+    assert [o["output_type"] for o in reference.cells[1].outputs] == ["error"]
+
+
 #: the display protocol beyond plain display(): every cell is its own step, so display ids
 #: are updated across steps too
 PROTOCOL = [
@@ -136,7 +151,8 @@ PROTOCOL = [
     "with capture_output() as captured:\n    print('inside')\n    display('shown later')\n"
     "print('outside')\ncaptured.show()",
     "plt.figure(figsize=(1, 1)).savefig('tiny.png')\nplt.close('all')\n"
-    "display(Image(filename='tiny.png', width=20), metadata={'note': 1})",
+    "display(Image(filename='tiny.png', width=20),\n"
+    "        metadata={'note': 1, 'image/png': {'height': 10}})",
 ]
 
 

@@ -206,9 +206,7 @@ class _Capture:
             self.flush("stderr")
 
     def _append(self, output: Output) -> None:
-        if self._clear_before_next:
-            self._clear_before_next = False
-            self._clear_now()
+        self.clear_if_pending()
         last = self.current[-1] if self.current else None
         if (
             output["output_type"] == "stream"
@@ -219,6 +217,12 @@ class _Capture:
             last["text"] += output["text"]
         else:
             self.current.append(output)
+
+    def clear_if_pending(self) -> None:
+        with self._lock:
+            if self._clear_before_next:
+                self._clear_before_next = False
+                self._clear_now()
 
     def _clear_now(self) -> None:
         gone = {id(o) for o in self.current}
@@ -500,7 +504,7 @@ def _figure_outputs() -> list[Output]:
         for num in plt.get_fignums():
             fig = plt.figure(num)
             data, metadata = _figure_bundle(fig)
-            metadata.update(_figure_metadata(fig))
+            metadata = _merge(metadata, _figure_metadata(fig))
             outputs.append({"output_type": "display_data", "data": data, "metadata": metadata})
         plt.close("all")
     except Exception as exc:  # a figure that cannot render is reported, not fatal
@@ -541,7 +545,11 @@ _install_import_hooks()
 
 def _add_error_output(outputs: list[Output], error: Output, figures: list[Output]) -> None:
     """A kernel shows a cell's error before the figures the inline backend flushes after the
-    cell (a post-execute hook, which runs even when the cell raised)."""
+    cell (a post-execute hook, which runs even when the cell raised); the error is an output
+    like any other for a pending ``clear_output(wait=True)``."""
+    capture = _active_capture
+    if capture is not None and capture.current is outputs:
+        capture.clear_if_pending()
     outputs.insert(len(outputs) - len(figures), error)
 
 
@@ -795,11 +803,21 @@ def _display_for(capture: _Capture) -> Callable[..., Any]:
                 data, md = format_object(obj, include=include, exclude=exclude)
                 if not data:
                     continue  # _ipython_display_ showed it itself
-                md.update(metadata or {})
+                if metadata:
+                    md = _merge(md, metadata)
             _publisher(capture).publish(data, md, transient=transient or None, update=update)
         return _display_handle(str(shown_id)) if display_id else None
 
     return display
+
+
+def _merge(into: Any, new: Any) -> Any:
+    """``display(..., metadata=...)`` merges as IPython does: nested dicts key by key."""
+    if not isinstance(into, dict) or not isinstance(new, dict):
+        return new
+    for key, value in new.items():
+        into[key] = _merge(into.get(key), value)
+    return into
 
 
 def _publisher(capture: _Capture) -> Any:
