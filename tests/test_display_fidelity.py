@@ -192,10 +192,13 @@ def test_display_protocol_equals_the_kernel(
     assert texts[18] == ["outside\ninside\n", "'shown later'"]
 
 
-def test_pylab_inline_in_one_step(tmp_path: Path, make_notebook: MakeNb) -> None:
+def test_pylab_and_capture_in_one_step(tmp_path: Path, make_notebook: MakeNb) -> None:
     cells = [
-        "#| step: one\nget_ipython().run_line_magic('pylab', 'inline')",
+        "#| step: one\n%pylab inline",
         "counts, edges, bars = hist([1, 2, 2, 3])\nprint(counts)\nlinspace(0, 1, 3)",
+        "%%capture captured\nprint('hidden')\nprint('err', file=sys.stderr)\ndisplay('d')\n1 + 1",
+        "%%capture\nprint('gone')",
+        "captured.show()\nprint(repr(captured.stdout))",
     ]
     path = make_notebook(cells)
     reference = kernel_run(path, tmp_path)
@@ -208,6 +211,9 @@ def test_pylab_inline_in_one_step(tmp_path: Path, make_notebook: MakeNb) -> None
     assert "Populating the interactive namespace" in reference.cells[0].outputs[0]["text"]
     kinds = [o["output_type"] for o in reference.cells[1].outputs]
     assert kinds == ["stream", "execute_result", "display_data"]
+    assert reference.cells[2].outputs == [] and reference.cells[3].outputs == []
+    kinds = [o["output_type"] for o in reference.cells[4].outputs]
+    assert kinds == ["stream", "stream", "display_data", "display_data", "stream"]
 
 
 def test_figure_formats_do_not_leak_into_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:

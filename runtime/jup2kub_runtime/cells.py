@@ -875,15 +875,20 @@ class _publishing_shell:
 
     def __enter__(self) -> None:
         try:
-            self.shell = self.ns["get_ipython"]()
+            shell = self.ns["get_ipython"]()
+            reset_figure_formats()
         except Exception:  # no IPython: the plain display above still works
             return
-        reset_figure_formats()
-        self.saved = self.shell.display_pub
-        self.shell.display_pub = _Publisher(self.capture)
+        self.shell = shell
+        self.saved = shell.display_pub
+        shell.display_pub = _Publisher(self.capture)
+        # as inside a kernel's run_cell: a nested run_cell (``%%capture``) keeps the
+        # displayhook in place (capture_output's) instead of setting the terminal's
+        shell.display_trap.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         if self.shell is not None:
+            self.shell.display_trap.__exit__(None, None, None)
             self.shell.display_pub = self.saved
 
 
