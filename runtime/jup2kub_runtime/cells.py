@@ -8,6 +8,10 @@ outputs, so a results notebook can be assembled later. No Kafka here: the local 
 
 What is shown matches a Jupyter kernel: pandas is given a kernel's answers to its "am I in a
 kernel?" checks when it is imported, and ``plt.show()`` behaves as under the inline backend.
+Outputs are recorded as nbclient records a kernel's messages: stdout/stderr buffered and
+flushed as ipykernel does, ``clear_output`` (also ``wait=True``) and display ids
+(``DisplayHandle.update``) applied to the recorded outputs, figures in the formats chosen with
+``%config InlineBackend`` or ``set_matplotlib_formats``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import threading
 import time
 import tokenize
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import CodeType, ModuleType
@@ -37,7 +42,7 @@ from typing import Any, TextIO
 from . import randomness
 from .errors import ErrorRecord
 from .guards import GuardError, StepGuards
-from .shell import get_ipython_for
+from .shell import get_ipython_for, reset_figure_formats
 from .spec import StepSpec
 
 # Before any user code imports matplotlib: render off-screen, like a headless kernel.
@@ -59,14 +64,23 @@ class CellRecord:
     outputs: list[Output] = field(default_factory=list)
     seconds: float = 0.0
     execution_count: int | None = None
+    #: every display/update with a display id, in order: it rewrites earlier outputs
+    #: with that id, also other steps' (the results notebook applies those)
+    display_events: list[Output] = field(default_factory=list)
+    display_ids: dict[str, str] = field(default_factory=dict)  # output position -> id
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "index": self.index,
             "execution_count": self.execution_count,
             "seconds": round(self.seconds, 6),
             "outputs": self.outputs,
         }
+        if self.display_events:
+            doc["display_events"] = self.display_events
+        if self.display_ids:
+            doc["display_ids"] = self.display_ids
+        return doc
 
 
 @dataclass
@@ -112,9 +126,16 @@ class ExecutionResult:
 class _Router(io.TextIOBase):
     """Stands in for sys.stdout/err: appends text to the current cell's stream output."""
 
-    def __init__(self, name: str, sink: Callable[[str, str], None], echo: TextIO | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        sink: Callable[[str, str], None],
+        flush: Callable[[str], None],
+        echo: TextIO | None,
+    ) -> None:
         self.name = name
         self._sink = sink
+        self._flush = flush
         self._echo = echo
 
     def writable(self) -> bool:
@@ -130,6 +151,7 @@ class _Router(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        self._flush(self.name)
         if self._echo is not None:
             self._echo.flush()
 
@@ -137,24 +159,120 @@ class _Router(io.TextIOBase):
         return False
 
 
+#: ipykernel's OutStream flushes a stream this long after its first unflushed write
+FLUSH_INTERVAL = 0.2
+
+
 class _Capture:
-    """Collects outputs for the cell being executed."""
+    """Collects outputs for the cell being executed, as nbclient records a kernel's messages.
+
+    Streams are buffered per stream like ipykernel's OutStream and flushed on ``flush()``,
+    before any display, clear or error, when FLUSH_INTERVAL has passed since the first
+    unflushed write (the kernel's timer, checked at the next event) and at the end of the
+    cell (stdout first). ``clear_output(wait=True)`` clears when the next output arrives;
+    outputs published with a display id are rewritten in place by later displays/updates
+    with that id, as nbclient does (events also kept per cell for other steps' outputs)."""
 
     def __init__(self) -> None:
         self.current: list[Output] = []
-        self._lock = threading.Lock()
+        self.record: CellRecord | None = None
+        self._lock = threading.RLock()
+        self._pending: dict[str, list[Any]] = {}  # stream -> [text, first write time]
+        self._clear_before_next = False
+        self._by_id: dict[str, list[Output]] = {}
 
     def stream(self, name: str, text: str) -> None:
         with self._lock:
-            last = self.current[-1] if self.current else None
-            if last and last["output_type"] == "stream" and last["name"] == name:
-                last["text"] += text
-            else:
-                self.current.append({"output_type": "stream", "name": name, "text": text})
+            self._timed_flush()
+            pending = self._pending.setdefault(name, ["", 0.0])
+            if not pending[0]:
+                pending[1] = time.monotonic()
+            pending[0] += text
+
+    def _timed_flush(self) -> None:
+        now = time.monotonic()
+        due = [
+            (t, n) for n, (text, t) in self._pending.items() if text and now - t >= FLUSH_INTERVAL
+        ]
+        for _, name in sorted(due):
+            self.flush(name)
+
+    def flush(self, name: str) -> None:
+        with self._lock:
+            pending = self._pending.get(name)
+            if pending and pending[0]:
+                text, pending[0] = pending[0], ""
+                self._append({"output_type": "stream", "name": name, "text": text})
+
+    def flush_all(self) -> None:
+        """What ipykernel does before publishing anything and at the end of a cell."""
+        with self._lock:
+            self._timed_flush()
+            self.flush("stdout")
+            self.flush("stderr")
+
+    def _append(self, output: Output) -> None:
+        self.clear_if_pending()
+        last = self.current[-1] if self.current else None
+        if (
+            output["output_type"] == "stream"
+            and last
+            and last["output_type"] == "stream"
+            and last["name"] == output["name"]
+        ):
+            last["text"] += output["text"]
+        else:
+            self.current.append(output)
+
+    def clear_if_pending(self) -> None:
+        with self._lock:
+            if self._clear_before_next:
+                self._clear_before_next = False
+                self._clear_now()
+
+    def _clear_now(self) -> None:
+        gone = {id(o) for o in self.current}
+        self.current[:] = []
+        for outputs in self._by_id.values():
+            outputs[:] = [o for o in outputs if id(o) not in gone]
 
     def add(self, output: Output) -> None:
         with self._lock:
-            self.current.append(output)
+            self.flush_all()
+            self._append(output)
+
+    def clear(self, wait: bool = False) -> None:
+        with self._lock:
+            self.flush_all()
+            if wait:
+                self._clear_before_next = True
+            else:
+                self._clear_now()
+
+    def publish(
+        self, data: dict[str, Any], metadata: dict[str, Any], display_id: str | None, update: bool
+    ) -> None:
+        """A display_data (or update_display_data) message as nbclient applies it."""
+        with self._lock:
+            self.flush_all()
+            if display_id:
+                for earlier in self._by_id.get(display_id, []):
+                    earlier["data"], earlier["metadata"] = dict(data), dict(metadata)
+                if self.record is not None:
+                    self.record.display_events.append(
+                        {"display_id": display_id, "data": data, "metadata": metadata}
+                    )
+            if update:
+                return
+            output = {"output_type": "display_data", "data": data, "metadata": metadata}
+            self._append(output)
+            if display_id:
+                self._by_id.setdefault(display_id, []).append(output)
+
+    def display_ids(self, outputs: list[Output]) -> dict[str, str]:
+        """Position (as a string, for JSON) -> display id of the outputs that have one."""
+        ids = {id(o): d for d, outs in self._by_id.items() for o in outs}
+        return {str(i): ids[id(o)] for i, o in enumerate(outputs) if id(o) in ids}
 
 
 # ---- imports as under a kernel -----------------------------------------------------------------
@@ -263,18 +381,16 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def format_object(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def format_object(obj: Any, include: Any = None, exclude: Any = None) -> tuple[Output, Output]:
     """A display bundle (data, metadata) for ``obj``, like IPython's display formatter in a
-    kernel (where the inline backend adds PNG for matplotlib figures)."""
+    kernel (where the inline backend adds PNG for matplotlib figures); ``include``/``exclude``
+    limit the MIME types as ``display`` does."""
     if _is_figure(obj):
-        try:
-            return _figure_bundle(obj)
-        except Exception:  # a figure that cannot render shows its repr, as IPython does
-            return {"text/plain": repr(obj)}, {}
+        return _figure_display(obj, include, exclude)
     fmt = _ipython_formatter()
     if fmt is not None:
         try:
-            got_data, got_md = fmt.format(obj)
+            got_data, got_md = fmt.format(obj, include=include, exclude=exclude)
             return _jsonable(got_data), dict(got_md or {})
         except Exception:  # a broken _repr_*_ must not fail the step; fall back to repr
             pass
@@ -312,10 +428,41 @@ def _is_figure(obj: Any) -> bool:
     return module is not None and isinstance(obj, module.Figure)
 
 
+def _figure_display(fig: Any, include: Any, exclude: Any) -> tuple[Output, Output]:
+    try:
+        data, md = _figure_bundle(fig)
+    except Exception:  # a figure that cannot render shows its repr, as IPython does
+        data, md = {"text/plain": repr(fig)}, {}
+    keep = [m for m in data if (not include or m in include) and m not in (exclude or ())]
+    return {m: data[m] for m in keep}, {m: md[m] for m in md if m in keep or m not in data}
+
+
+_FIGURE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "application/pdf")
+
+
+def _shell_figure_formatter() -> Any:
+    """The shell's display formatter once figure formats were chosen (``%config
+    InlineBackend.figure_formats``, ``set_matplotlib_formats``): IPython's
+    ``select_figure_formats`` registered Figure printers on it, as in a kernel."""
+    module = sys.modules.get("IPython.core.interactiveshell")
+    if module is None or not module.InteractiveShell.initialized():
+        return None
+    fmt = module.InteractiveShell.instance().display_formatter
+    figure = sys.modules["matplotlib.figure"].Figure
+    for mime in _FIGURE_MIMES:
+        if figure in getattr(fmt.formatters.get(mime), "type_printers", {}):
+            return fmt
+    return None
+
+
 def _figure_bundle(fig: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A figure as the inline backend's formatter shows it (also for ``display(fig)`` and a
-    cell ending in ``fig``): PNG as IPython's ``print_figure`` draws it, none for an empty
-    figure, and its repr."""
+    cell ending in ``fig``): PNG as IPython's ``print_figure`` draws it (or the formats the
+    notebook chose), none for an empty figure, and its repr."""
+    chosen = _shell_figure_formatter()
+    if chosen is not None:
+        got, md = chosen.format(fig)
+        return _jsonable(got), dict(md or {})
     data: dict[str, Any] = {"text/plain": repr(fig)}
     if fig.axes or fig.lines:
         buf = io.BytesIO()
@@ -362,8 +509,8 @@ def _figure_outputs() -> list[Output]:
     try:
         for num in plt.get_fignums():
             fig = plt.figure(num)
-            metadata = _figure_metadata(fig)
-            data, _ = _figure_bundle(fig)
+            data, metadata = _figure_bundle(fig)
+            metadata = _merge(metadata, _figure_metadata(fig))
             outputs.append({"output_type": "display_data", "data": data, "metadata": metadata})
         plt.close("all")
     except Exception as exc:  # a figure that cannot render is reported, not fatal
@@ -404,7 +551,11 @@ _install_import_hooks()
 
 def _add_error_output(outputs: list[Output], error: Output, figures: list[Output]) -> None:
     """A kernel shows a cell's error before the figures the inline backend flushes after the
-    cell (a post-execute hook, which runs even when the cell raised)."""
+    cell (a post-execute hook, which runs even when the cell raised); the error is an output
+    like any other for a pending ``clear_output(wait=True)``."""
+    capture = _active_capture
+    if capture is not None and capture.current is outputs:
+        capture.clear_if_pending()
     outputs.insert(len(outputs) - len(figures), error)
 
 
@@ -553,18 +704,16 @@ def execute_step(
     random_out: dict[str, Any] = {}
     started = time.time()
 
-    def display(*objs: Any, raw: bool = False, **_: Any) -> None:
-        for obj in objs:
-            md: dict[str, Any]
-            if raw and isinstance(obj, dict):
-                data, md = _jsonable(obj), {}
-            else:
-                data, md = format_object(obj)
-            capture.add({"output_type": "display_data", "data": data, "metadata": md})
-
+    display = _display_for(capture)
     ns["display"] = display
     ns["get_ipython"] = get_ipython_for(ns)
-    with _EXEC_LOCK, _Timer(timeout), _patched_io(capture, echo), _patched_display(display):
+    with (
+        _EXEC_LOCK,
+        _Timer(timeout),
+        _patched_io(capture, echo),
+        _patched_display(display),
+        _publishing_shell(ns, capture),
+    ):
         phase, cell_no = "parameters", None
         try:
             guards.start(inputs)
@@ -586,7 +735,7 @@ def execute_step(
                 figures = []
                 cell_no = cell.index
                 record = CellRecord(index=cell.index, execution_count=count)
-                capture.current = record.outputs
+                capture.current, capture.record = record.outputs, record
                 cells.append(record)
                 t0 = time.perf_counter()
                 try:
@@ -603,9 +752,12 @@ def execute_step(
                         )
                     guards.after_cell(cell.index)
                 finally:
+                    capture.flush_all()  # before the error or figures, as ipykernel does
                     figures = _figure_outputs()
                     for out in figures:
                         capture.add(out)
+                    capture.flush_all()
+                    record.display_ids = capture.display_ids(record.outputs)
                     record.seconds = time.perf_counter() - t0
             guards.after_cells()
             random_out = randomness.capture()
@@ -645,6 +797,128 @@ def execute_step(
     )
 
 
+def _display_for(capture: _Capture) -> Callable[..., Any]:
+    """IPython's ``display`` as a kernel runs it (same arguments; a DisplayHandle back when
+    given a display id), recording into ``capture``."""
+
+    def display(
+        *objs: Any,
+        include: Any = None,
+        exclude: Any = None,
+        metadata: dict[str, Any] | None = None,
+        transient: dict[str, Any] | None = None,
+        display_id: Any = None,
+        raw: bool = False,
+        clear: bool = False,
+        update: bool = False,
+        **_: Any,
+    ) -> Any:
+        transient = dict(transient or {})
+        if display_id:
+            transient["display_id"] = uuid.uuid4().hex if display_id is True else display_id
+        shown_id = transient.get("display_id")
+        if update and not shown_id:
+            raise TypeError("display_id required for update_display")
+        if not objs and shown_id:
+            objs, raw = ({},), True
+        if clear:
+            _publisher(capture).clear_output(wait=True)
+        for obj in objs:
+            if raw:
+                data, md = _jsonable(obj), dict(metadata or {})
+            else:
+                data, md = format_object(obj, include=include, exclude=exclude)
+                if not data:
+                    continue  # _ipython_display_ showed it itself
+                if metadata:
+                    md = _merge(md, metadata)
+            _publisher(capture).publish(data, md, transient=transient or None, update=update)
+        return _display_handle(str(shown_id)) if display_id else None
+
+    return display
+
+
+def _merge(into: Any, new: Any) -> Any:
+    """``display(..., metadata=...)`` merges as IPython does: nested dicts key by key."""
+    if not isinstance(into, dict) or not isinstance(new, dict):
+        return new
+    for key, value in new.items():
+        into[key] = _merge(into.get(key), value)
+    return into
+
+
+def _publisher(capture: _Capture) -> Any:
+    """Where ``display`` publishes, as IPython's does: the shell's display publisher (ours,
+    or one that ``IPython.utils.capture.capture_output`` put in its place)."""
+    module = sys.modules.get("IPython.core.interactiveshell")
+    if module is not None and module.InteractiveShell.initialized():
+        return module.InteractiveShell.instance().display_pub
+    return _Publisher(capture)
+
+
+def _display_handle(display_id: str) -> Any:
+    try:
+        from IPython.core.display_functions import DisplayHandle
+    except Exception:  # no IPython: nothing to update it with anyway
+        return None
+    return DisplayHandle(display_id)  # type: ignore[no-untyped-call]
+
+
+class _Publisher:
+    """The shell's ``display_pub`` while a step runs: ``publish_display_data``,
+    ``clear_output`` and anything else publishing through the shell record into the cell."""
+
+    is_publishing = False
+
+    def __init__(self, capture: _Capture) -> None:
+        self._capture = capture
+
+    def publish(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **_: Any,
+    ) -> None:
+        display_id = (transient or {}).get("display_id")
+        self._capture.publish(_jsonable(data), dict(metadata or {}), display_id, update)
+
+    def clear_output(self, wait: bool = False) -> None:
+        self._capture.clear(wait)
+
+
+class _publishing_shell:
+    """Creates the IPython shell stand-in up front (so ``clear_output``,
+    ``publish_display_data`` and ``set_matplotlib_formats`` find it, as in a kernel) with
+    ``_Publisher`` as its display publisher."""
+
+    def __init__(self, ns: dict[str, Any], capture: _Capture) -> None:
+        self.ns = ns
+        self.capture = capture
+        self.shell: Any = None
+
+    def __enter__(self) -> None:
+        try:
+            shell = self.ns["get_ipython"]()
+            reset_figure_formats()
+        except Exception:  # no IPython: the plain display above still works
+            return
+        self.shell = shell
+        self.saved = shell.display_pub
+        shell.display_pub = _Publisher(self.capture)
+        # as inside a kernel's run_cell: a nested run_cell (``%%capture``) keeps the
+        # displayhook in place (capture_output's) instead of setting the terminal's
+        shell.display_trap.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shell is not None:
+            self.shell.display_trap.__exit__(None, None, None)
+            self.shell.display_pub = self.saved
+
+
 class _patched_io:
     def __init__(self, capture: _Capture, echo: bool) -> None:
         self.capture = capture
@@ -654,8 +928,9 @@ class _patched_io:
         global _active_capture
         _active_capture = self.capture
         self.saved = (sys.stdout, sys.stderr)
-        sys.stdout = _Router("stdout", self.capture.stream, self.saved[0] if self.echo else None)
-        sys.stderr = _Router("stderr", self.capture.stream, self.saved[1] if self.echo else None)
+        out, err = self.saved if self.echo else (None, None)
+        sys.stdout = _Router("stdout", self.capture.stream, self.capture.flush, out)
+        sys.stderr = _Router("stderr", self.capture.stream, self.capture.flush, err)
 
     def __exit__(self, *exc: object) -> None:
         global _active_capture

@@ -4,7 +4,8 @@ they run here through IPython's own magics when IPython is installed.
 
 Two things differ from a plain terminal IPython, as in a Jupyter kernel: shell commands'
 output goes through ``sys.stdout`` (so it is captured per cell), and ``%matplotlib`` is a
-no-op because ``cells`` already renders figures after each cell like the inline backend.
+no-op because ``cells`` already renders figures after each cell like the inline backend
+(``%pylab`` imports its names without switching backends; ``%config InlineBackend`` works).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _instance() -> Any:
         sys.displayhook = saved_hook
         shell.system = _system_for(shell)
         shell.register_magic_function(lambda line: None, "line", "matplotlib")
+        shell.enable_matplotlib = _inline_matplotlib  # %pylab: figures as the inline backend
+        _config_with_inline_backend(shell)
         _SHELL = shell
     return _SHELL
 
@@ -62,6 +65,59 @@ def _system_for(shell: Any) -> Callable[[str], None]:
         shell.user_ns["_exit_code"] = proc.returncode
 
     return system
+
+
+_INLINE = ("inline", "module://matplotlib_inline.backend_inline")
+
+
+def _inline_matplotlib(gui: str | None = None) -> tuple[str, str]:
+    """What ``%pylab``'s ``enable_matplotlib`` does in a kernel, minus switching backends:
+    pyplot imported (``cells`` gives it the inline backend's ``show`` and renders figures
+    after each cell); the magic then imports numpy and pylab into the namespace."""
+    import matplotlib.pyplot  # noqa: F401
+
+    return _INLINE
+
+
+def _config_with_inline_backend(shell: Any) -> None:
+    """``%config InlineBackend...`` as in a kernel: the inline backend's configurable is
+    known to the shell (created on first mention: it imports matplotlib), so setting
+    ``figure_formats`` or ``print_figure_kwargs`` registers the figure formatters."""
+    from IPython.core.magics.config import ConfigMagics
+
+    magics: Any = ConfigMagics(shell=shell)  # type: ignore[no-untyped-call]
+    config_magic = magics.magics["line"]["config"]
+
+    def config(line: str) -> Any:
+        if line.strip().startswith("InlineBackend"):
+            from matplotlib_inline.config import InlineBackend
+
+            cfg = InlineBackend.instance()  # a fresh kernel's defaults, not a previous run's
+            cfg.shell = shell
+            if cfg not in shell.configurables:
+                shell.configurables.append(cfg)
+        return config_magic(line)
+
+    # not register_magic_function: "config" is a trait name of the magics holder
+    shell.magics_manager.magics["line"]["config"] = config
+
+
+def reset_figure_formats() -> None:
+    """Back to a fresh kernel's figure formats (PNG): a step process runs many runs, and one
+    run's ``%config InlineBackend`` or ``set_matplotlib_formats`` must not reach the next."""
+    if _SHELL is None:
+        return
+    for formatter in _SHELL.display_formatter.formatters.values():
+        printers = getattr(formatter, "type_printers", {})
+        for kind in [k for k in printers if getattr(k, "__qualname__", "") == "Figure"]:
+            del printers[kind]
+    _SHELL.config.pop("InlineBackend", None)  # %config also wrote it into the shell's config
+    inline = sys.modules.get("matplotlib_inline.config")
+    if inline is not None and inline.InlineBackend.initialized():
+        cfg = inline.InlineBackend.instance()
+        if cfg in _SHELL.configurables:
+            _SHELL.configurables.remove(cfg)
+        inline.InlineBackend.clear_instance()
 
 
 def get_ipython_for(ns: dict[str, Any]) -> Callable[[], Any]:

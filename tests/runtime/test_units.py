@@ -261,10 +261,9 @@ def test_cells_capture_like_jupyter() -> None:
     result = execute_step(spec, {}, {"y": 20})
     assert result.ok and result.values == {"x": 3, "y": 20}
     c1, c2, c3, c4, c5 = (c.outputs for c in result.cells)
-    assert c1 == [
-        {"output_type": "stream", "name": "stdout", "text": "out\n"},
+    assert c1 == [  # ipykernel buffers each stream and flushes stdout first
+        {"output_type": "stream", "name": "stdout", "text": "out\nmore\n"},
         {"output_type": "stream", "name": "stderr", "text": "err\n"},
-        {"output_type": "stream", "name": "stdout", "text": "more\n"},
         {
             "output_type": "execute_result",
             "execution_count": 1,

@@ -53,6 +53,8 @@ def results_notebook(
             cell.outputs = []
             cell.execution_count = None
     ran: set[int] = set()
+    events: dict[int, list[dict[str, Any]]] = {}  # cell -> its display-id events
+    ids: dict[int, dict[str, str]] = {}  # cell -> output position -> display id
     for step in pipeline.steps:
         doc = store.outputs(run_id, step.name)
         if not isinstance(doc, dict):
@@ -63,6 +65,8 @@ def results_notebook(
                 continue
             ran.add(index)
             nb.cells[index].outputs = [nbformat.from_dict(o) for o in record.get("outputs", [])]
+            events[index] = list(record.get("display_events") or [])
+            ids[index] = dict(record.get("display_ids") or {})
         error = doc.get("error")
         if isinstance(error, dict) and isinstance(error.get("cell"), int):
             target = nb.cells[error["cell"]]
@@ -75,6 +79,7 @@ def results_notebook(
                         traceback=[str(t) for t in error.get("traceback", [])],
                     )
                 )
+    _apply_display_updates(nb, events, ids)
     count = 0
     for index, cell in enumerate(nb.cells):
         if index in ran:
@@ -93,6 +98,30 @@ def results_notebook(
         "notebook_sha256": pipeline.notebook_sha256,
     }
     return nb
+
+
+def _apply_display_updates(
+    nb: Any, events: Mapping[int, list[dict[str, Any]]], ids: Mapping[int, dict[str, str]]
+) -> None:
+    """nbclient rewrites every earlier output with a display id when a later cell displays or
+    updates that id, also across steps: an output ends with the data of the last such event
+    in a later cell (a step already applied its own; this adds the other steps')."""
+    last: dict[str, tuple[int, dict[str, Any]]] = {}  # id -> (cell, event), latest cell
+    for index in sorted(events):
+        for event in events[index]:
+            if isinstance(event, dict) and isinstance(event.get("display_id"), str):
+                last[event["display_id"]] = (index, event)
+    for index, positions in ids.items():
+        outputs = nb.cells[index].outputs
+        for position, display_id in positions.items():
+            found = last.get(display_id)
+            if found is None or found[0] <= index or not position.isdigit():
+                continue
+            if int(position) < len(outputs):
+                outputs[int(position)]["data"] = nbformat.from_dict(found[1].get("data") or {})
+                outputs[int(position)]["metadata"] = nbformat.from_dict(
+                    found[1].get("metadata") or {}
+                )
 
 
 def write_results(
