@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from jup2kub.api import inspect_notebook
+from jup2kub.model.pipeline import Step
 from jup2kub_runtime.randomness import RANDOM_STATE
 from jup2kub_runtime.state import StateStore
 from tests.support.cli_runner import CORPUS, jup2kub
@@ -68,19 +69,26 @@ def references() -> dict[str, Reference]:
     return {}
 
 
+def compared(step: Step) -> set[str]:
+    """The values a step hands on that the kernel has too: not the random state (no variable
+    of the kernel's; the outputs show it) nor placeholders (values pickle cannot store, handed on
+    only in case a conditional rebinding does not happen: using one fails loudly)."""
+    return set(step.outputs) - {RANDOM_STATE} - step.placeholders
+
+
 def reference(name: str, cache: dict[str, Reference], tmp: pytest.TempPathFactory) -> Reference:
     if name not in cache:
         path = CORPUS / name
         steps = [s for s in inspect_notebook(path).steps if s.outputs]
         handed_on: dict[int, list[str]] = {}
         for step in steps:
-            handed_on.setdefault(max(step.cells), []).extend(step.outputs)
+            handed_on.setdefault(max(step.cells), []).extend(compared(step))
         directory = fresh_dir(tmp.mktemp("reference") / "cwd")
         nb, values = reference_run_by_step(path, handed_on, directory)
         by_step = {}
         for step in steps:
             kept = values[max(step.cells)]
-            by_step[step.name] = {v: kept[v] for v in step.outputs if v in kept}
+            by_step[step.name] = {v: kept[v] for v in compared(step) if v in kept}
         cache[name] = Reference(nb, by_step, directory)
     return cache[name]
 
@@ -121,8 +129,7 @@ def test_corpus_notebook(
     assert shown(result, pipeline.skipped) == shown(ref.notebook, pipeline.skipped)
     store = StateStore(run_dir / "work")
     for step in pipeline.steps:
-        # the random state is no variable of the kernel's: the outputs and values show it
-        handed_on = set(step.outputs) - {RANDOM_STATE}
+        handed_on = compared(step)
         assert set(ref.values.get(step.name, {})) == handed_on, step.name
         for var in handed_on:
             got = store.load_value(run_id, step.name, var)

@@ -310,3 +310,15 @@ def test_pylab_is_a_star_import_and_skip_execution_cells_are_left_out(
     assert p.skipped == [0] and [s.name for s in p.steps] == ["cell-1", "cell-2", "cell-3"]
     assert p.warnings == []  # uniform and hist come from the star import
     assert [d.kind for d in p.step("cell-3").replay] == ["star"]
+
+
+def test_in_place_augmented_assignment_and_draws_in_comprehensions(pipe: Pipe) -> None:
+    p = pipe(
+        "import numpy as np\nimport random\ncontrol = [1.0, 2.0]\ngroups = [control]\n"
+        "np.random.seed(0)\nrandom.seed(0)",
+        "baseline = groups[0]\nbaseline += [3.0]",
+        "print(control)",
+        "draws = [np.random.rand() for _ in range(3)]\npicks = {k: random.random() for k in 'ab'}",
+    )
+    assert p.step("cell-2").inputs == {"control": "cell-1"}
+    assert p.step("cell-3").inputs == {RANDOM_STATE: "cell-0"}

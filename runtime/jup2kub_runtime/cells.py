@@ -499,6 +499,14 @@ def _figure_metadata(fig: Any) -> dict[str, Any]:
     return {"needs_background": "dark" if light[0] else "light"}
 
 
+def _close_figures() -> None:
+    """Figures the replayed code opened are not shown (the cell that made them showed them)."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        with contextlib.suppress(Exception):
+            plt.close("all")
+
+
 def _figure_outputs() -> list[Output]:
     """display_data for every open pyplot figure, then close them: what the inline backend
     shows after a cell and on ``plt.show()``."""
@@ -726,6 +734,9 @@ def execute_step(
             for rep in spec.replay:
                 cell_no = rep.cell
                 _run_source(rep.source, f"<cell {rep.cell}>", ns)
+            capture.flush_all()  # what the replay printed belongs to no cell: dropped
+            capture.current = []
+            _close_figures()
             phase, cell_no = "random-state", None
             if random_state is not None:
                 randomness.restore(random_state)

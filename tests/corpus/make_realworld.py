@@ -219,7 +219,7 @@ CHURN = notebook(
             ["block:bootstrap", "prev:train"],
         ),
         ("code", "import matplotlib.pyplot as plt\n\nplt.hist(boot, bins=10)", ["skip"]),
-        ("code", "plt.title('bootstrap churn rate')"),
+        ("code", "import matplotlib.pyplot as plt\n\nplt.title('bootstrap churn rate')"),
         ("code", "pick = random.choice(list(customers.index))\ncustomers.loc[pick]"),
         ("code", "print(round(acc, 4))", ["pipeline-metrics"]),
     ]

@@ -545,7 +545,7 @@ class _StepResolver:
         def_reads: tuple[str, ...],
         code: set[str],
     ) -> None:
-        if e.certain:
+        if e.certain and not e.in_place:
             self.b.aliases.rebind(e.name)  # a new object: no longer shares the old one's
         if e.name in code:
             self.local[e.name] = _Local(

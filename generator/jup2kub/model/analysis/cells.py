@@ -218,11 +218,16 @@ class _Emitter(ast.NodeVisitor):
         if isinstance(node.target, ast.Name):
             self.read(node.target.id, node.target)
         self.visit(node.value)
-        self.target(node.target)
-        if isinstance(node.target, ast.Name):
-            # ``lst += other`` extends the object in place: every name sharing it changes
-            self._event("mutate", node.target.id, node)
-            self.alias([node.target.id], value_sources(node.value), node)
+        if not isinstance(node.target, ast.Name):
+            self.target(node.target)
+            return
+        # ``lst += other`` extends the object in place: every name sharing it changes
+        name = node.target.id
+        self._event("mutate", name, node)
+        self.stmt.events.append(Event("def", name, self._line(node), self.certain, in_place=True))
+        if self.regions:
+            self.regions[-1].add(name)
+        self.alias([name], value_sources(node.value), node)
 
     def visit_Delete(self, node: ast.Delete) -> None:
         for t in node.targets:
@@ -392,6 +397,18 @@ class _Emitter(ast.NodeVisitor):
         self.certain = False
         for name in sorted(walrus):
             self.define(name, node)
+        first = set(map(id, ast.walk(node.generators[0].iter)))
+        for call in ast.walk(node):  # draws and changes made by the element expressions
+            if isinstance(call, ast.Call) and id(call) not in first:
+                self._call_event(call)
+                func = call.func
+                root = root_name(func.value) if isinstance(func, ast.Attribute) else None
+                if (
+                    root in reads
+                    and isinstance(func, ast.Attribute)
+                    and func.attr in MUTATING_METHODS
+                ):
+                    self._event("mutate", root, call)
         self.certain = saved
 
     visit_ListComp = _comprehension  # type: ignore[assignment]

@@ -26,6 +26,9 @@ class Event:
     #: for a mutate: the name was bound earlier in the same loop body or branch, so the object
     #: changed is that binding's (and its aliases'), not an earlier step's value of the name
     bound_here: bool = False
+    #: for a def: ``x += ..`` rebinds ``x`` to the same object when it is mutable (a list), so
+    #: the names sharing it keep sharing it
+    in_place: bool = False
 
 
 @dataclass(frozen=True)
