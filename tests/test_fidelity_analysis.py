@@ -322,3 +322,8 @@ def test_in_place_augmented_assignment_and_draws_in_comprehensions(pipe: Pipe) -
     )
     assert p.step("cell-2").inputs == {"control": "cell-1"}
     assert p.step("cell-3").inputs == {RANDOM_STATE: "cell-0"}
+
+
+def test_a_generator_that_is_not_carried_is_named_in_a_warning(pipe: Pipe) -> None:
+    p = pipe("import torch\ntorch.manual_seed(0)", "x = torch.rand(2)")
+    assert any("torch.manual_seed" in d.message for d in p.warnings)

@@ -24,6 +24,9 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.split import Split, StepCells
 from jup2kub_runtime.randomness import RANDOM_STATE
 
+#: seeding calls of generators the runtime does not carry (torch, TensorFlow, ...)
+FOREIGN_SEEDERS = ("manual_seed", "set_seed", "set_random_seed", "manual_seed_all")
+
 
 def value_label(name: str) -> str:
     """How a value crossing steps is shown to people (the random state is no variable)."""
@@ -493,6 +496,15 @@ class _StepResolver:
             e.kind == "call" and random_effect(e.name, e.keywords, self.b.imports) == SEED
             for e in st.events
         )
+        foreign = [e for e in st.events if e.kind == "call" and e.name.endswith(FOREIGN_SEEDERS)]
+        for e in foreign:
+            self._warn(
+                st.cell,
+                e.line,
+                f"{e.name}(...) seeds a generator whose state is not carried between steps "
+                "(only random's and NumPy's are): it is re-run at the start of every later "
+                "step, so draws there restart its stream; keep the draws in this step",
+            )
         if (
             st.setup_root is not None
             and not seeds  # the random state travels as a value instead (RANDOM_STATE)
