@@ -27,9 +27,9 @@ from jup2kub.model.analysis.scopes import (
     class_free,
     comprehension_free,
     def_time_exprs,
+    function_effects,
     function_free,
     is_pure,
-    mutates_parameters,
     root_name,
     unshippable,
 )
@@ -107,9 +107,16 @@ class _Emitter(ast.NodeVisitor):
         if not any(name in region for region in self.regions):
             self._event("read", name, node)
 
-    def define(self, name: str, node: ast.AST | None = None, what: str | None = None) -> None:
+    def define(
+        self,
+        name: str,
+        node: ast.AST | None = None,
+        what: str | None = None,
+        *,
+        in_place: bool = False,
+    ) -> None:
         line = self._line(node)
-        self.stmt.events.append(Event("def", name, line, self.certain, what))
+        self.stmt.events.append(Event("def", name, line, self.certain, what, in_place=in_place))
         if self.regions:
             self.regions[-1].add(name)
 
@@ -224,9 +231,7 @@ class _Emitter(ast.NodeVisitor):
         # ``lst += other`` extends the object in place: every name sharing it changes
         name = node.target.id
         self._event("mutate", name, node)
-        self.stmt.events.append(Event("def", name, self._line(node), self.certain, in_place=True))
-        if self.regions:
-            self.regions[-1].add(name)
+        self.define(name, node, in_place=True)
         self.alias([name], value_sources(node.value), node)
 
     def visit_Delete(self, node: ast.Delete) -> None:
@@ -327,9 +332,9 @@ class _Emitter(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         for expr in def_time_exprs(node):
             self.visit(expr)
-        reads, writes = function_free(node)
+        reads, writes, mutates = function_effects(node)
         self.stmt.summaries[node.name] = Summary(
-            frozenset(reads), frozenset(writes), mutates_parameters(node), body_calls(node)
+            frozenset(reads), frozenset(writes), mutates, body_calls(node)
         )
         self.define(node.name, node)
 

@@ -165,17 +165,27 @@ def function_free(
     node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
 ) -> tuple[set[str], set[str]]:
     """Names a function body reads from outside itself, and globals it assigns."""
+    reads, writes, _ = function_effects(node)
+    return reads, writes
+
+
+def function_effects(
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
+) -> tuple[set[str], set[str], bool]:
+    """``function_free``'s reads and writes, and whether the body may change an object passed
+    to it (``def prep(d): d["x"] = 1``), from one walk of the body."""
     scope = Scope()
     if isinstance(node, ast.Lambda):
         scope.visit(node.body)
     else:
         for stmt in node.body:
             scope.visit(stmt)
-    local = _arg_names(node.args) | (scope.stores - scope.globals - scope.nonlocals)
+    params = _arg_names(node.args)
+    local = params | (scope.stores - scope.globals - scope.nonlocals)
     reads = (scope.loads | scope.nested_free) - local
     # a module-level object the body changes in place counts as written (``log.append(x)``)
     writes = (scope.globals & scope.stores) | scope.global_writes | (scope.mutated - local)
-    return reads, writes
+    return reads, writes, bool(params & scope.mutated)
 
 
 def body_calls(node: ast.AST) -> frozenset[tuple[str, tuple[str, ...]]]:
@@ -185,17 +195,6 @@ def body_calls(node: ast.AST) -> frozenset[tuple[str, tuple[str, ...]]]:
         if isinstance(call, ast.Call) and (callee := dotted_name(call.func)) is not None:
             found.add((callee, tuple(k.arg for k in call.keywords if k.arg)))
     return frozenset(found)
-
-
-def mutates_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> bool:
-    """Whether the body may change an object passed to it (``def prep(d): d["x"] = 1``)."""
-    scope = Scope()
-    if isinstance(node, ast.Lambda):
-        scope.visit(node.body)
-    else:
-        for stmt in node.body:
-            scope.visit(stmt)
-    return bool(_arg_names(node.args) & scope.mutated)
 
 
 def class_free(node: ast.ClassDef) -> tuple[set[str], set[str], set[str]]:
