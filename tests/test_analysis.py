@@ -464,7 +464,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
     },
     "plain_cells": {
-        "split": "cells",
+        "split": "grouped",  # no chain to collapse: every cell keeps its own step
         "steps": {
             "cell-0": ([], ["values"], []),
             "cell-1": (["values"], ["count", "total"], ["cell-0"]),

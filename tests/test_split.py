@@ -122,10 +122,13 @@ def test_cells_mode_and_parameters(make_notebook: MakeNb) -> None:
     path = make_notebook(
         [("code", "alpha = 0.1\nname = 'x'\nk = 2 ** 3", ["parameters"]), "a = alpha", "", "b = a"]
     )
-    p = inspect_notebook(path)
+    p = inspect_notebook(path, split="cells")
     assert p.split == "cells"
     assert [(s.name, s.cells) for s in p.steps] == [("cell-1", [1]), ("cell-3", [3])]
     assert p.parameters == {"alpha": 0.1, "name": "x", "k": None}
+    grouped = inspect_notebook(path)  # auto: no explicit steps, so the chain is grouped
+    assert grouped.split == "grouped"
+    assert [(s.name, s.cells) for s in grouped.steps] == [("cells-1-3", [1, 3])]
 
 
 @pytest.mark.parametrize(
@@ -134,7 +137,7 @@ def test_cells_mode_and_parameters(make_notebook: MakeNb) -> None:
         ([("code", "x = 1", ["step:a"]), "#| step: b\ny = 2"], "tags"),
         (["#| step: b\ny = 2", ("md", "## A"), ("md", "## B")], "markers"),
         ([("md", "## A"), "x = 1", ("md", "## B"), "y = 2"], "headings"),
-        ([("md", "# Only one"), "x = 1", "y = 2"], "cells"),
+        ([("md", "# Only one"), "x = 1", "y = 2"], "grouped"),
     ],
 )
 def test_auto_picks_the_first_mode_the_notebook_uses(

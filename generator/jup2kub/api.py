@@ -27,6 +27,7 @@ from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model.analysis import analyze_cell
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.parameters import collect, infer_type
+from jup2kub.model.grouping import group_cells
 from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
 from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
 from jup2kub.plan import plan_pipeline
@@ -84,7 +85,10 @@ def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pip
             analyze_cell(nb.path, cell.index, cell.source)
         raise
     analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
-    return nb, build_pipeline(nb, parts, analyses, name)
+    pipeline = build_pipeline(nb, parts, analyses, name)
+    if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
+        pipeline = build_pipeline(nb, group_cells(parts, pipeline), analyses, name)
+    return nb, pipeline
 
 
 def require_storable(pipeline: Pipeline) -> None:

@@ -163,6 +163,8 @@ def format_pipeline(p: Pipeline) -> str:
     for s in p.steps:
         out.append("")
         out.append(f"step {s.name}  (cells {', '.join(map(str, s.cells))})")
+        for why in s.grouping:
+            out.append(f"  grouped:    {why}")
         inputs = [f"{value_label(v)} <- {src}" for v, src in sorted(s.inputs.items())]
         out.append(f"  inputs:     {', '.join(inputs) or '-'}")
         out.append(f"  parameters: {_names(s.parameters)}")

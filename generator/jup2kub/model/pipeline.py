@@ -100,6 +100,8 @@ class Step:
     #: definition does not happen (``with open(..) as file`` then ``for file in ..``)
     placeholders: set[str] = field(default_factory=set)
     pod: PodSettings = field(default_factory=PodSettings)  # Kale's limit:/label:/annotation:
+    #: why automatic grouping put these cells together (``inspect`` shows it)
+    grouping: list[str] = field(default_factory=list)
 
     @property
     def groups(self) -> list[list[str]]:
@@ -193,6 +195,7 @@ class Pipeline:
                     "parameters": sorted(s.parameters),
                     "outputs": sorted(s.outputs),
                     "after": list(s.after),
+                    **({"grouping": list(s.grouping)} if s.grouping else {}),
                 }
                 for s in self.steps
             ],
@@ -328,6 +331,7 @@ class _Builder:
         step = Step(sc.name, sc.source_name, list(sc.cells))
         step.prev = [p for p, _ in sc.prev]
         step.pod = sc.pod
+        step.grouping = list(sc.grouping)
         self.steps[sc.name] = step
         self.order[sc.name] = len(self.order)
         step.seeded_before = RANDOM_STATE in self.env

@@ -58,6 +58,8 @@ class StepCells:
     pod: PodSettings = field(default_factory=PodSettings)  # Kale's limit:/label:/annotation:
     #: the step this one continues: a Kale step name seen again after another step's cells
     continues: StepCells | None = None
+    #: why automatic grouping put these cells together and started a step here
+    grouping: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +71,8 @@ class Split:
     skipped: list[int] = field(default_factory=list)
     metrics: list[int] = field(default_factory=list)
     warnings: list[SplitWarning] = field(default_factory=list)
+    #: ``auto`` chose the mode (a ``cells`` split may then be grouped automatically)
+    automatic: bool = False
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -551,6 +555,7 @@ def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
         "cells": _split_cells,
     }[chosen](nb)
     _leave_out_unexecuted(nb, split)
+    split.automatic = mode == "auto"
     if not split.steps:
         raise NoCodeError(
             nb.path,
