@@ -147,7 +147,7 @@ def test_inspect_shows_the_grouping(make_notebook: MakeNb) -> None:
     doc = json.loads(jup2kub("inspect", nb, "--json").stdout)
     assert [s["cells"] for s in doc["steps"]] == [[0, 1, 2], [3]]
     assert doc["steps"][1]["grouping"] == [
-        "new step: it does not depend on cell 1, so they can run in parallel"
+        "new step: it does not depend on cell 2, so they can run in parallel"
     ]
 
 

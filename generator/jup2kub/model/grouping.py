@@ -42,6 +42,8 @@ class _Graph:
     succs: list[set[int]]
     ancestors: list[int]  # bit sets over positions
     descendants: list[int]
+    pred_bits: list[int]
+    succ_bits: list[int]
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> _Graph:
@@ -61,7 +63,7 @@ class _Graph:
             for s in succs[i]:
                 descendants[i] |= descendants[s] | (1 << s)
         cells = [s.cells[0] for s in pipeline.steps]
-        return cls(cells, preds, succs, ancestors, descendants)
+        return cls(cells, preds, succs, ancestors, descendants, _bits(preds), _bits(succs))
 
     def needs(self, later: int, earlier: int) -> bool:
         return bool(self.ancestors[later] >> earlier & 1)
@@ -72,6 +74,19 @@ class _Group:
     members: list[int] = field(default_factory=list)  # positions, consecutive
     definitions: list[int] = field(default_factory=list)  # imports/definitions-only members
     why: list[str] = field(default_factory=list)
+    inside: int = 0  # bit set of the members
+    first: int | None = None  # the first member that is not definitions-only
+    last: int | None = None  # the last such member
+    outside: int = 0  # bit set of cells outside the group that need a member
+
+    def add(self, graph: _Graph, pending: list[int], i: int) -> None:
+        self.members += [*pending, i]
+        self.definitions += pending
+        for m in (*pending, i):
+            self.inside |= 1 << m
+        self.first = i if self.first is None else self.first
+        self.last = i
+        self.outside = (self.outside | graph.succ_bits[i]) & ~self.inside
 
     @property
     def working(self) -> list[int]:
@@ -125,8 +140,7 @@ def _group_segment(
         if current is None or refusal is not None:
             current = _Group(why=[_boundary(graph, refusal) if refusal else first_why])
             groups.append(current)
-        current.members += [*pending, i]
-        current.definitions += pending
+        current.add(graph, pending, i)
         pending = []
     if pending:
         if not groups:
@@ -137,21 +151,36 @@ def _group_segment(
 
 
 def _refusal(graph: _Graph, group: _Group, i: int) -> str | None:
-    """Why cell position ``i`` cannot join ``group`` without delaying some cell, or None."""
-    working = group.working
-    for a in working:
-        if not graph.needs(i, a):
-            return f"parallel {a} {i}"
-    inside = set(group.members)
-    for a in working:
-        for z in sorted(graph.succs[a] - inside):
-            if z != i and not graph.needs(z, i):
-                return f"fanout {a} {z}"
-    first = working[0] if working else None
-    for p in sorted(graph.preds[i] - inside):
-        if first is None or not graph.needs(first, p):
-            return f"join {p} {first if first is not None else i}"
+    """Why cell position ``i`` cannot join ``group`` without delaying some cell, or None.
+
+    The group's working members form a chain, so needing the last one means needing all."""
+    if group.last is None or group.first is None:
+        return None
+    if not graph.needs(i, group.last):
+        return f"parallel {group.last} {i}"
+    early = group.outside & ~(1 << i) & ~graph.descendants[i]
+    if early:
+        z = _lowest(early)
+        a = next(m for m in group.working if graph.succ_bits[m] >> z & 1)
+        return f"fanout {a} {z}"
+    late = graph.pred_bits[i] & ~group.inside & ~graph.ancestors[group.first]
+    if late:
+        return f"join {_lowest(late)} {group.first}"
     return None
+
+
+def _bits(sets: list[set[int]]) -> list[int]:
+    out = []
+    for members in sets:
+        bits = 0
+        for m in members:
+            bits |= 1 << m
+        out.append(bits)
+    return out
+
+
+def _lowest(bits: int) -> int:
+    return (bits & -bits).bit_length() - 1
 
 
 def _boundary(graph: _Graph, refusal: str) -> str:

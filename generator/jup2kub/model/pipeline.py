@@ -432,14 +432,15 @@ class _Builder:
             sts = [st for i in s.cells for st in self.cells[i].statements]
             writes[s.name] = {w for st in sts for w in st.file_writes if len(w) >= 3}
             literals[s.name] = {lit for st in sts for lit in st.literals}
+
+        def used(paths: set[str], reader: Step) -> set[str]:
+            return {p for p in paths if any(p in lit for lit in literals[reader.name])}
+
         for j, later in enumerate(steps):
             for earlier in steps[:j]:
-                shared = {
-                    p for p in writes[earlier.name] if any(p in lit for lit in literals[later.name])
-                }
-                shared |= {
-                    p for p in writes[later.name] if any(p in lit for lit in literals[earlier.name])
-                }
+                if not writes[earlier.name] and not writes[later.name]:
+                    continue  # most pairs: neither writes a file
+                shared = used(writes[earlier.name], later) | used(writes[later.name], earlier)
                 if shared:
                     later.file_deps[earlier.name] = shared
 
