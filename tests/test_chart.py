@@ -1026,11 +1026,54 @@ def test_failed_build_leaves_out_untouched(tmp_path: Path) -> None:
         write_chart(plan_of(broken, nb), out)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([nb.name, "out"])
-    # a rebuild replaces the old chart, stale files included
-    (out / "templates" / "stale.yaml").write_text("kind: Stale\n")
+    # a rebuild replaces the old chart, and keeps the files the user added
+    (out / "templates" / "mine.yaml").write_text("kind: Mine\n")
     write_chart(plan_of(GRAPHS["single"], nb), out)
-    assert not (out / "templates" / "stale.yaml").exists()
+    assert (out / "templates" / "mine.yaml").read_text() == "kind: Mine\n"
     assert list(yaml.safe_load((out / "values.yaml").read_text())["steps"]) == ["main"]
+
+
+def test_rebuild_deletes_only_what_a_build_wrote(tmp_path: Path) -> None:
+    """The marker lists the files a build wrote: a rebuild removes those it no longer writes
+    and never deletes nor overwrites a file the user put into the chart."""
+    graph = GRAPHS["linear"]
+    nb = _notebook(tmp_path, graph)
+    out = write_chart(plan_of(graph, nb), tmp_path / "out", extra_files={"images/a/lock": b"1"})
+    listed = json.loads((out / MARKER).read_text())["files"]
+    assert "images/a/lock" in listed and MARKER in listed and "Chart.yaml" in listed
+    (out / "values-staging.yaml").write_text("steps: {}\n")
+    (out / "notes").mkdir()
+    (out / "notes" / "todo.txt").write_text("ask ops")
+    os.symlink("values-staging.yaml", out / "values-current.yaml")
+    write_chart(plan_of(graph, nb), out)
+    assert not (out / "images").exists()  # written by the first build only
+    assert (out / "values-staging.yaml").read_text() == "steps: {}\n"
+    assert (out / "notes" / "todo.txt").read_text() == "ask ops"
+    assert os.readlink(out / "values-current.yaml") == "values-staging.yaml"
+    # a file of the user's where the new chart writes one: refused, nothing changed
+    (out / "images").mkdir()
+    (out / "images" / "a").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError) as info:
+        write_chart(plan_of(graph, nb), out, extra_files={"images/a/lock": b"1"})
+    assert "images/a" in str(info.value) and info.value.exit_code == 2
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([nb.name, "out"])
+
+
+def test_a_chart_without_a_file_list_keeps_every_file_the_build_does_not_write(
+    tmp_path: Path,
+) -> None:
+    graph = GRAPHS["single"]
+    nb = _notebook(tmp_path, graph)
+    out = write_chart(plan_of(graph, nb), tmp_path / "out")
+    marker = json.loads((out / MARKER).read_text())
+    del marker["files"]  # as an older Jup2Kub wrote it
+    (out / MARKER).write_text(json.dumps(marker))
+    (out / "extra.yaml").write_text("x: 1\n")
+    write_chart(plan_of(graph, nb), out)
+    assert (out / "extra.yaml").read_text() == "x: 1\n"
+    assert "files" in json.loads((out / MARKER).read_text())
 
 
 def test_step_names_of_the_charts_own_objects_are_refused(tmp_path: Path) -> None:

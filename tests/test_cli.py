@@ -186,3 +186,14 @@ def test_run_and_build_refuse_unpicklable_values(make_notebook: MakeNb, tmp_path
     assert not (tmp_path / "x.txt").exists()  # nothing ran
     shown = jup2kub("inspect", nb)
     assert shown.returncode == 0 and "run and build will refuse this" in shown.stderr
+
+
+def test_unwritable_graph_and_bad_resume_id_are_clear_errors(tmp_path: Path) -> None:
+    nb = CORPUS / "plain_cells.ipynb"
+    proc = jup2kub("inspect", nb, "--graph", "/proc/graph.dot")
+    assert proc.returncode == 2
+    assert "cannot write the graph" in proc.stderr and "Traceback" not in proc.stderr
+    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", "--resume", "../../etc")
+    assert proc.returncode == 2
+    assert "--resume: run id '../../etc' is invalid" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,35 @@ def test_steps_work_on_the_shared_volume(tmp_path: Path) -> None:
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert container["workingDir"] == env["J2K_STATE_PATH"] == "/var/lib/jup2kub/state"
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_build_into_the_notebooks_own_directory_is_refused(tmp_path: Path) -> None:
+    """``build out/nb.ipynb -o out`` once deleted the notebook: an OUT that holds the notebook
+    is refused before anything is written, whatever OUT holds."""
+    out = tmp_path / "out"
+    built = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", out, "--no-images")
+    assert built.returncode == 0, built.stderr
+    shutil.copy(CORPUS / "plain_cells.ipynb", out / "nb.ipynb")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for target in (out, out / ".."):
+        proc = jup2kub("build", out / "nb.ipynb", "-o", target, "--no-images")
+        assert proc.returncode == 2, proc.stderr
+        assert "holds the notebook" in proc.stderr and "Traceback" not in proc.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_build_to_a_read_only_place_is_a_clear_error(tmp_path: Path) -> None:
+    """OUT on a read-only file system (a read-only tmpfs mounted in a private mount namespace,
+    gone with the command): exit 2 and a sentence, not a traceback."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespaces here (unshare -m fails): cannot make a read-only place")
+    script = (
+        f"mount -t tmpfs -o ro tmpfs {ro} && exec {sys.executable} -m jup2kub.cli build "
+        f"{CORPUS / 'plain_cells.ipynb'} -o {ro / 'chart'} --no-images"
+    )
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write the chart: Read-only file system" in proc.stderr
+    assert "Traceback" not in proc.stderr

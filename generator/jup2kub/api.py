@@ -16,7 +16,7 @@ from typing import Any
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
-from jup2kub.chart.write import write_chart
+from jup2kub.chart.write import check_output_outside, write_chart
 from jup2kub.cluster.deploy import DeployResult, deploy, parse_duration
 from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
@@ -25,9 +25,9 @@ from jup2kub.cluster.status import ReleaseStatus, release_status
 from jup2kub.drawing import write_graph
 from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model.analysis import analyze_cell
+from jup2kub.model.grouping import group_cells
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.parameters import collect, infer_type
-from jup2kub.model.grouping import group_cells
 from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
 from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
 from jup2kub.plan import plan_pipeline
@@ -128,6 +128,7 @@ def build(
 ) -> tuple[Pipeline, Path]:
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step."""
+    check_output_outside(Path(out), {"notebook": Path(path)})
     pipeline = inspect_notebook(path, split, name)
     require_storable(pipeline)
     plan = plan_pipeline(pipeline)
@@ -180,6 +181,8 @@ def run(
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
     one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``.
     ``warn`` gets each way the split differs from the notebook's Kale tags, before the run."""
+    if resume is not None:
+        _check_run_id(resume, "--resume")
     nb, pipeline = _load(path, split, name)
     for warning in pipeline.split_warnings:
         if warn is not None:

@@ -84,4 +84,11 @@ def write_graph(pipeline: Pipeline, target: Path) -> None:
         if proc.returncode != 0:
             raise UsageError(f"Graphviz failed: {proc.stderr.decode(errors='replace').strip()}")
         data = proc.stdout
-    atomic_write_bytes(target, data)
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the graph: {exc.strerror or exc}",
+            where=str(target),
+            hint="choose a writable --graph path",
+        ) from None
