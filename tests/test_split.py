@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
-from jup2kub.api import inspect_notebook
+from jup2kub.api import build, inspect_notebook
 from jup2kub.errors import CycleError, DuplicateStepError, SplitError, UnknownStepError
 from jup2kub.model.names import dns_label
 
@@ -245,3 +247,30 @@ def test_several_step_tags_on_one_cell(make_notebook: MakeNb) -> None:
     path = make_notebook([("code", "x = 1", ["step:a", "block:b"])])
     with pytest.raises(SplitError, match="several step tags"):
         inspect_notebook(path)
+
+
+def test_one_validation_of_step_names_for_every_command(
+    make_notebook: MakeNb, tmp_path: Path
+) -> None:
+    """What ``inspect`` accepts, ``build`` builds; what a chart cannot use is refused by
+    ``inspect`` already, naming the cell; a name that is cut says so."""
+    with pytest.raises(
+        SplitError, match=re.escape("cell 1: the cell's '#|' options are not valid YAML")
+    ):
+        inspect_notebook(make_notebook(["#| step: a\nx = 1", "#| step: -\ny = x"]))
+    with pytest.raises(SplitError, match="cell 0: step name 'Kafka' is taken"):
+        inspect_notebook(make_notebook(["#| step: Kafka\nx = 1"]))
+    with pytest.raises(SplitError, match="has no letter or digit"):
+        inspect_notebook(make_notebook([("code", "x = 1", ["step:---"])]))
+    headed = inspect_notebook(
+        make_notebook([("md", "## Kafka"), "x = 1", ("md", "## State"), "y = x"])
+    )
+    assert [s.name for s in headed.steps] == ["kafka-2", "state-2"]  # derived names step aside
+    long = inspect_notebook(make_notebook(["#| step: " + "a" * 50 + "\nx = 1"]))
+    assert [str(w) for w in long.split_warnings] == [
+        f"cell 0: step name {'a' * 50!r} is cut to 40 characters: {'a' * 40!r}"
+    ]
+    numeric = make_notebook(["#| step: 123\nx = 1", "#| step: b\ny = x"])
+    assert [s.name for s in inspect_notebook(numeric).steps] == ["123", "b"]
+    _, out = build(numeric, tmp_path / "chart")
+    assert list(yaml.safe_load((out / "values.yaml").read_text())["steps"]) == ["123", "b"]

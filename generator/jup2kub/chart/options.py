@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from jup2kub.errors import InputError, UsageError
-from jup2kub.model.names import DNS_LABEL
+from jup2kub.model.names import DNS_LABEL, RESERVED_STEP_NAMES
 from jup2kub.plan import PipelinePlan, StepPlan
 
 STORAGE_MODES = ("local", "ebs", "efs", "existingClaim")
@@ -19,7 +19,6 @@ KAFKA_NODE_COUNTS = (1, 3)
 DEFAULT_KAFKA_IMAGE = "apache/kafka"
 DEFAULT_KAFKA_TAG = "3.9.1"
 #: Names of the chart's own objects (<fullname>-<suffix>), which a step's objects would clash with.
-RESERVED_STEP_NAMES = frozenset({"kafka", "kafka-headless", "topics", "state"})
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"

@@ -13,6 +13,9 @@ from jup2kub.errors import UsageError
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 #: Longest pipeline or step name: ``<release>-<pipeline>-<step>`` objects must stay within 63.
 MAX_NAME = 40
+#: Step names the chart's own objects use (the Kafka StatefulSet and its Services, the topic
+#: job, the state volume)
+RESERVED_STEP_NAMES = frozenset({"kafka", "kafka-headless", "topics", "state"})
 
 
 def dns_label(raw: str, max_len: int = MAX_NAME, fallback: str = "step") -> str:
@@ -49,3 +52,24 @@ def check_pipeline_name(name: str) -> str:
             hint="use lower-case letters, digits and '-'",
         )
     return name
+
+
+def step_label(raw: str) -> tuple[str, str | None]:
+    """The step name for a name the user wrote (a tag or marker), and a note when the name
+    lost more than case and punctuation (cut to ``MAX_NAME``); ValueError
+    saying why when no usable name is left or the chart's objects take it."""
+    full = dns_label(raw, max_len=10_000, fallback="")
+    if not full:
+        raise ValueError(
+            f"step name {raw!r} has no letter or digit; use lower-case letters, digits and '-'"
+        )
+    name = full[:MAX_NAME].rstrip("-")
+    if name in RESERVED_STEP_NAMES:
+        raise ValueError(
+            f"step name {raw!r} is taken by the chart's own objects (reserved: "
+            + ", ".join(sorted(RESERVED_STEP_NAMES))
+            + ")"
+        )
+    if name != full:
+        return name, f"step name {raw!r} is cut to {MAX_NAME} characters: {name!r}"
+    return name, None

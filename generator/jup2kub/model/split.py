@@ -34,7 +34,7 @@ from jup2kub.model.kale import (
     unsupported_message,
 )
 from jup2kub.model.kale import STEP_TAG as _STEP_TAG
-from jup2kub.model.names import MAX_NAME, dns_label
+from jup2kub.model.names import MAX_NAME, RESERVED_STEP_NAMES, dns_label, step_label
 from jup2kub.model.notebook import Cell, Notebook
 
 SPLIT_MODES = ("auto", "tags", "markers", "headings", "cells")
@@ -179,21 +179,35 @@ class _Builder:
         self.steps: list[StepCells] = []
         self._by_name: dict[str, StepCells] = {}
         self.current: StepCells | None = None
+        #: what happened to names the user wrote (cut to MAX_NAME)
+        self.warnings: list[SplitWarning] = []
 
     def start(self, source_name: str, cell: int, *, explicit: bool) -> StepCells:
-        name = dns_label(source_name)
+        name = self._label(source_name, cell) if explicit else dns_label(source_name)
         if explicit and name in self._by_name and self._by_name[name].explicit:
             other = self._by_name[name]
             raise DuplicateStepError(
                 self.path, name, [other.cells[0] if other.cells else cell, cell]
             )
         if not explicit:
-            name = _unique(name, set(self._by_name))
+            name = _unique(name, set(self._by_name) | RESERVED_STEP_NAMES)
         step = StepCells(name, source_name, [], explicit=explicit)
         self.steps.append(step)
         self._by_name[name] = step
         self.current = step
         return step
+
+    def _label(self, written: str, cell: int) -> str:
+        """The name of a step the user named: refused with the reason, or noted if cut."""
+        try:
+            name, note = step_label(written)
+        except ValueError as exc:
+            raise SplitError(
+                str(exc), where=f"{self.path}: cell {cell}", hint="rename the step"
+            ) from None
+        if note is not None:
+            self.warnings.append(SplitWarning(cell, note))
+        return name
 
     def named(self, name: str) -> StepCells | None:
         """The explicit step called ``name`` (a DNS label), if one was started."""
@@ -226,7 +240,7 @@ class _Builder:
         # Implicit names were made unique against names seen so far; an explicit name seen later
         # may still clash with one, so rename implicit steps at the end when needed.
         explicit = {s.name for s in steps if s.explicit}
-        taken = set(explicit)
+        taken = explicit | RESERVED_STEP_NAMES
         for s in steps:
             if not s.explicit:
                 s.name = _unique(s.name, taken)
@@ -477,6 +491,7 @@ class KaleSplitter:
     def _finish(self) -> list[StepCells]:
         empty = {s.name for s in self.b.steps if s.explicit and not s.cells}
         steps = self.b.finish()
+        self.split.warnings += self.b.warnings
         for step in steps:
             step.prev = [(t, c) for t, c in step.prev if dns_label(t) not in empty]
             step.prev += [
@@ -598,17 +613,44 @@ def _split_markers(nb: Notebook) -> Split:
     b = _Builder(nb.path)
     split = Split("markers", [])
     for cell in _step_cells(nb, split):
-        options = cell_options(cell.source)
+        options = _step_options(nb.path, cell)
         name = options.get("step")
         if name is not None:
-            name = str(name).strip()
+            name = _marker_name(nb.path, cell, name)
             if b.current is None or b.current.source_name != name:
                 b.start(name, cell.index, explicit=True)
         b.add(cell.index)
         assert b.current is not None
         b.current.prev.extend((p, cell.index) for p in _option_list(options.get("prev")))
     split.steps = b.finish()
+    split.warnings += b.warnings
     return split
+
+
+_STEP_OPTION = re.compile(r"^#\|\s?\s*(step|prev)\s*:")
+
+
+def _step_options(path: str, cell: Cell) -> dict[str, object]:
+    """A cell's ``#|`` options; a ``step:``/``prev:`` line in options YAML cannot read is an
+    error (``#| step: -``), not a marker silently ignored."""
+    options = cell_options(cell.source)
+    if options or not any(_STEP_OPTION.match(line) for line in cell.source.splitlines()):
+        return options
+    raise SplitError(
+        "the cell's '#|' options are not valid YAML, so its step marker cannot be read",
+        where=f"{path}: cell {cell.index}",
+        hint="write the step name as a YAML string, e.g. '#| step: \"load-data\"'",
+    )
+
+
+def _marker_name(path: str, cell: Cell, value: object) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value).strip()
+    raise SplitError(
+        f"'#| step:' needs a name, not {value!r}",
+        where=f"{path}: cell {cell.index}",
+        hint="write e.g. '#| step: load-data'",
+    )
 
 
 def _split_headings(nb: Notebook) -> Split:
