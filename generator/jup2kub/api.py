@@ -8,6 +8,7 @@ Calls that need nothing but their module's function are re-exported as they are
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,11 @@ from jup2kub.drawing import write_graph
 from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model.analysis import analyze_cell
 from jup2kub.model.grouping import group_cells
+from jup2kub.model.ipython import translate
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
+from jup2kub.model.secrets import literal_values
 from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
 from jup2kub.plan import plan_pipeline
 from jup2kub.run import remote
@@ -36,6 +39,7 @@ from jup2kub.run.executor import BLOCKED, RunResult, StepRun, new_run_id, run_pi
 from jup2kub.run.kafka import KafkaExecutor
 from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import write_results
+from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
 
 __all__ = [
@@ -189,9 +193,43 @@ def run(
             warn(str(warning))
     require_storable(pipeline)
     params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    secrets = secret_environment(nb, pipeline, params)
     workdir = workdir or Path(".jup2kub") / pipeline.name
-    executor = KafkaExecutor(kafka) if kafka else LocalExecutor(jobs)
+    executor = (
+        KafkaExecutor(kafka, environment=secrets)
+        if kafka
+        else LocalExecutor(jobs, environment=secrets)
+    )
     return run_pipeline(nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change)
+
+
+def secret_environment(
+    nb: Notebook, pipeline: Pipeline, parameters: Mapping[str, Any]
+) -> dict[str, str]:
+    """The step processes' variables holding the secret parameters: from this environment
+    (``API_KEY`` for ``api_key``), else the notebook's own value."""
+    refuse_secret_overrides(pipeline, parameters)
+    env: dict[str, str] = {}
+    for secret in pipeline.secret_parameters:
+        value = os.environ.get(secret.environment)
+        if value is None:
+            value = literal_values(translate(nb.cells[secret.cell].source)).get(secret.name)
+        if value is not None:
+            env[secret_parameter_env(secret.name)] = value
+    return env
+
+
+def refuse_secret_overrides(pipeline: Pipeline, parameters: Mapping[str, Any]) -> None:
+    """A secret given with ``-p`` or ``-f`` is refused: run parameters are recorded (summary,
+    results, Kafka messages)."""
+    for secret in pipeline.secret_parameters:
+        if secret.name in parameters:
+            raise UsageError(
+                f"parameter {secret.name!r} is a secret: a -p or -f value would be recorded "
+                "with the run (its summary, results and messages)",
+                hint=f"set {secret.environment} in the environment instead (jup2kub run), or "
+                f"secretParameters.{secret.name} in the chart's values",
+            )
 
 
 def submit(
@@ -207,6 +245,7 @@ def submit(
     """Submit a run of the notebook's deployed pipeline through its Kafka; returns the run id."""
     pipeline = inspect_notebook(path, split, name)
     params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    refuse_secret_overrides(pipeline, params)
     run_id = run_id or new_run_id()
     _check_run_id(run_id, "--run-id")
     remote.submit_run(bootstrap, pipeline.name, run_id, params)

@@ -115,6 +115,9 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         readonly_inputs=step.readonly_inputs,
         random_guard=step.random_guard,
         placeholders=sorted(step.placeholders),
+        secret_parameters=sorted(
+            {s.name for s in pipeline.secret_parameters} & set(step.parameters)
+        ),
     )
     return StepPlan(
         name=name,

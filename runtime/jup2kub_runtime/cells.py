@@ -40,7 +40,8 @@ from types import CodeType, ModuleType
 from typing import Any, TextIO
 
 from . import randomness
-from .errors import ErrorRecord
+from .config import secret_parameters
+from .errors import ConfigError, ErrorRecord
 from .guards import GuardError, StepGuards
 from .shell import get_ipython_for, reset_figure_formats
 from .spec import StepSpec
@@ -729,6 +730,8 @@ def execute_step(
                 _run_source(spec.parameters_source, "<parameters>", ns)
             phase = "overrides"
             ns.update(overrides)
+            phase = "secret parameters"
+            ns.update(secret_parameters(spec.secret_parameters))
             ns.update(inputs)
             phase = "replay"
             for rep in spec.replay:
@@ -778,7 +781,7 @@ def execute_step(
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
         except BaseException as exc:  # the step's code may raise anything, even SystemExit
             error = _error_record(exc, cell_no, phase)
-            permanent = isinstance(exc, SyntaxError)
+            permanent = isinstance(exc, (SyntaxError, ConfigError))
             if cells and phase == "cell":
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
     values: dict[str, Any] = {}

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .names import NAME_RE, TOPIC_RE
+from .names import NAME_RE, TOPIC_RE, secret_parameter_env
 from .topics import (
     consumer_group,
     dead_letter_topic,
@@ -284,3 +284,19 @@ def _bool(e: Mapping[str, str], var: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(var, f"{raw!r} is not a boolean")
+
+
+def secret_parameters(names: Iterable[str]) -> dict[str, str]:
+    """The values of the secret parameters ``names`` from this process's environment (the
+    chart maps them from Kubernetes Secrets, ``jup2kub run`` from its own environment)."""
+    values = {name: os.environ.get(secret_parameter_env(name)) for name in names}
+    missing = sorted(name for name, value in values.items() if value is None)
+    if missing:
+        name = missing[0]
+        raise ConfigError(
+            secret_parameter_env(name),
+            f"not set, so the secret parameter {name} has no value; on the cluster set "
+            f"secretParameters.{name}.secret (the Kubernetes Secret) in the chart's values, "
+            f"with jup2kub run set {name.upper()} in the environment",
+        )
+    return {name: value for name, value in values.items() if value is not None}

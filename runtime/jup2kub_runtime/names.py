@@ -16,3 +16,11 @@ IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 #: a run id: one safe path component of 1-128 letters, digits, '.', '_' or '-'
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+#: the environment variable holding a secret parameter's value in a step process
+SECRET_PARAMETER_ENV_PREFIX = "J2K_SECRET_PARAMETER_"
+
+
+def secret_parameter_env(name: str) -> str:
+    """Where a step process finds the secret parameter ``name`` (a Python identifier)."""
+    return SECRET_PARAMETER_ENV_PREFIX + name

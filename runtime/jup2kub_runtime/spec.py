@@ -71,6 +71,9 @@ class StepSpec:
     #: a later step's conditional definition does not happen: stored as a placeholder that
     #: raises a clear error when used (``placeholders.Unstorable``)
     placeholders: list[str] = field(default_factory=list)
+    #: parameters whose value is a secret: not in ``parameters_source`` (None there), but in
+    #: the process's environment (``names.secret_parameter_env``), set after the overrides
+    secret_parameters: list[str] = field(default_factory=list)
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -98,7 +101,7 @@ class StepSpec:
                 raise SpecError(f"input {var!r} is not a Python identifier")
             if source not in self.upstream:
                 raise SpecError(f"input {var!r} comes from {source!r}, which is not upstream")
-        for var in [*self.outputs, *self.parameters]:
+        for var in [*self.outputs, *self.parameters, *self.secret_parameters]:
             if not IDENTIFIER_RE.match(var):
                 raise SpecError(f"variable {var!r} is not a Python identifier")
         for group in self.groups:
@@ -129,6 +132,11 @@ class StepSpec:
             "readonly_inputs": list(self.readonly_inputs),
             "random_guard": self.random_guard,
             "placeholders": list(self.placeholders),
+            **(
+                {"secret_parameters": list(self.secret_parameters)}
+                if self.secret_parameters
+                else {}
+            ),
         }
 
     def to_json(self) -> str:
@@ -161,6 +169,7 @@ class StepSpec:
                 readonly_inputs=_str_list(data, "readonly_inputs"),
                 random_guard=_get(data, "random_guard", bool, False),
                 placeholders=_str_list(data, "placeholders"),
+                secret_parameters=_str_list(data, "secret_parameters"),
             )
         except SpecError:
             raise

@@ -103,6 +103,7 @@ def _context(plan: PipelinePlan, options: ChartOptions) -> dict[str, Any]:
             f"{'' if n == 1 else 's'} connected by Kafka",
         },
         "steps": [_step_context(s, options, sha) for s in plan.steps],
+        "secret_parameters": sorted({n for s in plan.steps for n in s.spec.secret_parameters}),
         "topics": {
             "runs": plan.runs_topic,
             "status": plan.status_topic,
@@ -157,6 +158,7 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         "pod_labels": dict(step.labels),
         "pod_annotations": dict(step.annotations),
         "secret_env": {env: {"secret": secret, "key": key} for env, secret, key in step.secrets},
+        "secret_parameters": list(step.spec.secret_parameters),
     }
 
 
@@ -180,6 +182,12 @@ def _yaml_scalar(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
+def _yaml_key(value: str) -> str:
+    """A mapping key as written by hand (``load``), quoted only where YAML would read it as
+    something else (``123``, ``true``, ``null``)."""
+    return value if yaml.safe_load(f"{value}: 0") == {value: 0} else _yaml_scalar(value)
+
+
 def _md_code(value: Any) -> str:
     text = value if isinstance(value, str) and value else json.dumps(value, ensure_ascii=False)
     return "`" + text.replace("|", "\\|") + "`"
@@ -193,5 +201,6 @@ def _jinja() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["y"] = _yaml_scalar
+    env.filters["key"] = _yaml_key
     env.filters["md_code"] = _md_code
     return env

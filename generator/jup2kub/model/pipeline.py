@@ -21,6 +21,7 @@ from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effe
 from jup2kub.model.kale import PodSettings, SplitWarning
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
 from jup2kub.model.notebook import Notebook
+from jup2kub.model.secrets import SecretParameter, find_secrets, redact
 from jup2kub.model.split import Split, StepCells
 from jup2kub_runtime.randomness import RANDOM_STATE
 
@@ -141,6 +142,8 @@ class Pipeline:
     warnings: list[Diagnostic] = field(default_factory=list)
     unshippable: list[Unshippable] = field(default_factory=list)
     split_warnings: list[SplitWarning] = field(default_factory=list)  # Kale tags not honoured
+    #: parameters holding credentials: their literals are not in ``python`` (None there)
+    secret_parameters: list[SecretParameter] = field(default_factory=list)
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -293,6 +296,11 @@ class _Builder:
         parameters: dict[str, Any] = {}
         for i in self.split.parameters:
             parameters.update(parameter_defaults(self.cells[i].python))
+        secrets = [s for i in self.split.parameters for s in find_secrets(i, self.cells[i].python)]
+        python = {i: c.python for i, c in self.cells.items()}
+        for i in self.split.parameters:  # no secret literal in anything written from here on
+            python[i] = redact(python[i], {s.name for s in secrets})
+        parameters.update({s.name: None for s in secrets})
         return Pipeline(
             name=self.name,
             notebook=self.nb.path,
@@ -302,11 +310,15 @@ class _Builder:
             steps=steps,
             prelude=list(self.split.prelude),
             skipped=list(self.split.skipped),
-            python={i: c.python for i, c in self.cells.items()},
+            python=python,
             notebook_sha256=self.nb.sha256,
             warnings=self.warnings,
             unshippable=self.unshippable,
-            split_warnings=list(self.split.warnings),
+            split_warnings=[
+                *self.split.warnings,
+                *(SplitWarning(s.cell, s.warning()) for s in secrets),
+            ],
+            secret_parameters=secrets,
         )
 
     def _parameters_cell(self, index: int) -> None:

@@ -43,10 +43,18 @@ class KafkaExecutor:
     mode = "kafka"
     resumable = False
 
-    def __init__(self, bootstrap: str, timeout: float = 3600, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        timeout: float = 3600,
+        python: str = sys.executable,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
         self.python = python
+        #: extra variables for the runtimes (secret parameters): never written anywhere
+        self.environment = dict(environment or {})
         self._runtimes: dict[str, _Runtime] = {}
 
     def execute(self, run: Run) -> None:
@@ -82,6 +90,7 @@ class KafkaExecutor:
         port = free_port()
         log = (run.logs / f"{step}.log").open("wb")
         env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], port)
+        env.update(self.environment)
         proc = subprocess.Popen(
             [self.python, "-m", "jup2kub_runtime"],
             env=env,

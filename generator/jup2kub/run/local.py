@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -40,9 +41,16 @@ class LocalExecutor:
     mode = "embedded"
     resumable = True
 
-    def __init__(self, jobs: int | None = None, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        jobs: int | None = None,
+        python: str = sys.executable,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.limit = max(1, jobs or os.cpu_count() or 1)
         self.python = python
+        #: extra variables for the step processes (secret parameters): never written anywhere
+        self.environment = dict(environment or {})
 
     def execute(self, run: Run) -> None:
         _Schedule(self, run).loop()
@@ -61,7 +69,12 @@ class _Schedule:
         #: started ahead (``--wait``): imports done, waiting for "go" once the upstream is done
         self.ready: dict[str, _Process] = {}
         self.params_json = json.dumps(dict(run.parameters))
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+        self.env = {
+            **os.environ,
+            **executor.environment,
+            "PYTHONUNBUFFERED": "1",
+            "MPLBACKEND": "Agg",
+        }
 
     def loop(self) -> None:
         try:

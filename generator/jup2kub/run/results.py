@@ -3,6 +3,7 @@ injected parameters shown, like papermill's output notebook."""
 
 from __future__ import annotations
 
+import ast
 import copy
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from jup2kub.errors import InputError
 from jup2kub.files import atomic_write_text
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
+from jup2kub.model.secrets import redact
 from jup2kub_runtime.state import StateStore
 
 
@@ -52,6 +54,7 @@ def results_notebook(
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    _redact_secrets(nb, pipeline)
     ran: set[int] = set()
     events: dict[int, list[dict[str, Any]]] = {}  # cell -> its display-id events
     ids: dict[int, dict[str, str]] = {}  # cell -> output position -> display id
@@ -98,6 +101,22 @@ def results_notebook(
         "notebook_sha256": pipeline.notebook_sha256,
     }
     return nb
+
+
+def _redact_secrets(nb: Any, pipeline: Pipeline) -> None:
+    """The parameters cells without the literals of secret parameters (None instead); a cell
+    Python cannot parse as written (magics) shows as the Python it runs as."""
+    names = {s.name for s in pipeline.secret_parameters}
+    if not names:
+        return
+    for index in pipeline.parameter_cells:
+        cell = nb.cells[index]
+        try:
+            ast.parse(cell.source)
+        except SyntaxError:
+            cell.source = pipeline.python[index]
+        else:
+            cell.source = redact(cell.source, names)
 
 
 def _apply_display_updates(
