@@ -8,9 +8,11 @@ equal those of running the notebook with nbclient.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -244,3 +246,14 @@ def test_live_progress_on_a_terminal_and_quiet_otherwise(
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
     assert "running" in text  # seen while 'second' sleeps
     assert re.search(r"first\s+succeeded", text) and re.search(r"second\s+succeeded\s+\d", text)
+
+
+def test_a_run_sweeps_temp_files_killed_writers_left(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    leftover = work / "runs" / "old-run" / "step" / ".values.json.tmp-4242-1"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a value")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    proc = jup2kub("run", CORPUS / "plain_cells.ipynb", "--workdir", work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not leftover.exists() and leftover.parent.is_dir()

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 
 from .config import Config
 from .errors import ConfigError, SpecError, StepRuntimeError
@@ -42,6 +43,8 @@ def main() -> int:
         )
         return 2
     store = StateStore(cfg.state_path, fsync=cfg.fsync)
+    # temp files of writers killed earlier (a long-lived volume must not accumulate them)
+    threading.Thread(target=store.sweep_temporaries, name="sweep", daemon=True).start()
     health = Health(cfg.pipeline, cfg.step, cfg.liveness_stall_seconds, store.writable)
     health.runs_provider = functools.partial(recent_runs, store, cfg.step)
     health.outputs_provider = functools.partial(run_outputs, store, cfg.step)

@@ -68,6 +68,10 @@ def check_run_id(run_id: object) -> str:
     return run_id
 
 
+#: a temp file untouched this long belongs to a writer that died (a live one writes on)
+TEMP_MAX_AGE_SECONDS = 3600.0
+
+
 def _now() -> float:
     return time.time()
 
@@ -429,6 +433,22 @@ class StateStore:
             raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
         except valuefile.ValueFormatError as exc:
             raise StateError(f"cannot read {path}: {exc}") from exc
+
+    def sweep_temporaries(self, older_than: float = TEMP_MAX_AGE_SECONDS) -> int:
+        """Remove the temp files of writers that died (``.NAME.tmp-PID-NS`` untouched for
+        ``older_than`` seconds) in every run and step directory; returns how many. A live
+        writer keeps its file's mtime fresh, and another replica's writers are only ever as
+        old as one write, so age alone tells."""
+        removed = 0
+        cutoff = _now() - older_than
+        runs = self.root / "runs"
+        for pattern in ("*/.*.tmp-*", "*/*/.*.tmp-*", "*/*/values/.*.tmp-*"):
+            for path in runs.glob(pattern):
+                with contextlib.suppress(OSError):
+                    if path.lstat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed
 
     @staticmethod
     def _clean_temp(d: Path) -> None:

@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,25 @@ def test_nothing_from_a_message_is_unpickled(
             assert not names & {"dill", "marshal"}, module.name
         if module.name not in ("state.py", "valuefile.py"):
             assert "valuefile" not in relative, module.name
+
+
+def test_sweep_removes_only_old_temp_files_of_dead_writers(tmp_path: Path) -> None:
+    """A writer killed mid-write leaves ``.NAME.tmp-PID-NS``; a sweep removes those untouched
+    for an hour, and leaves fresh ones (a live writer), values and other files alone."""
+    store = StateStore(tmp_path)
+    store.save_step("r1", "a", {"x": 1}, outputs={}, timing={}, upstream_steps=[], attempt=1)
+    step = store.step_dir("r1", "a")
+    old = [
+        step / ".values.json.tmp-99-1",
+        step / "values" / ".x.pkl.tmp-99-2",
+        store.run_dir("r1") / ".run.json.tmp-99-3",
+    ]
+    fresh = step / ".outputs.json.tmp-98-4"
+    for path in [*old, fresh]:
+        path.write_bytes(b"partial")
+    for path in old:
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    kept = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p not in old)
+    assert store.sweep_temporaries() == 3
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == kept
+    assert fresh.exists() and store.load_value("r1", "a", "x") == 1

@@ -141,6 +141,8 @@ def run_pipeline(
     workdir = Path(workdir).absolute()
     _writable(workdir)
     store = StateStore(workdir)
+    with contextlib.suppress(OSError):  # leftovers of writers killed in earlier runs
+        store.sweep_temporaries()
     if resume is not None:
         parameters = _resumed_parameters(store, workdir, resume, pipeline, parameters)
     run = _start(nb, pipeline, store, workdir, resume or new_run_id(), parameters, executor.mode)
