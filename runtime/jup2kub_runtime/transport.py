@@ -14,7 +14,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from . import randomness
@@ -102,6 +102,38 @@ class Transport:
                 time.sleep(2.0)
 
     def connect(
+        self,
+        on_revoked: Callable[[set[TopicPartition]], None],
+        on_assigned: Callable[[set[TopicPartition]], None],
+        *,
+        timeout: float = 120.0,
+    ) -> None:
+        """Create the producer and the group consumer; while no broker answers (it may have
+        gone since the topics were created), retry with a growing pause for ``timeout``
+        seconds, then raise TemporaryError naming the address."""
+        deadline = time.monotonic() + timeout
+        pause = 0.5
+        while True:
+            try:
+                self._connect(on_revoked, on_assigned)
+                return
+            except NoBrokersAvailable as exc:
+                self.close()
+                self.consumer = self.producer = None
+                if time.monotonic() + pause > deadline:
+                    raise TemporaryError(
+                        f"no Kafka broker answers at {','.join(self.cfg.bootstrap_servers)} "
+                        f"(tried for {timeout:.0f} s): {exc!r}"
+                    ) from exc
+                log.warning(
+                    "no Kafka broker answers at %s; retrying in %.1f s",
+                    ",".join(self.cfg.bootstrap_servers),
+                    pause,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+    def _connect(
         self,
         on_revoked: Callable[[set[TopicPartition]], None],
         on_assigned: Callable[[set[TopicPartition]], None],

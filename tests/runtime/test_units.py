@@ -442,3 +442,22 @@ def test_execute_command_started_ahead_waits_for_go(tmp_path: Path) -> None:
     started = run("late", "go\n")
     assert started.returncode == 0, started.stderr
     assert StateStore(tmp_path / "st").load_value("late", "s", "y") == 8
+
+
+def test_connect_retries_then_names_the_address_no_broker_answers() -> None:
+    """With no broker (a loopback port nobody listens on), connecting retries with a growing
+    pause, then fails as a temporary error naming the address: no NoBrokersAvailable
+    traceback out of the process."""
+    import socket
+
+    from jup2kub_runtime.errors import TemporaryError
+    from jup2kub_runtime.transport import Transport
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = Config.for_step("p", "s", [], [], f"127.0.0.1:{port}")
+    transport = Transport(cfg)
+    with pytest.raises(TemporaryError, match=f"no Kafka broker answers at 127.0.0.1:{port}"):
+        transport.connect(lambda _: None, lambda _: None, timeout=1.5)
+    assert transport.consumer is None and transport.producer is None
