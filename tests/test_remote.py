@@ -15,7 +15,7 @@ import nbformat
 from jup2kub.api import inspect_notebook
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.kafka import free_port, ready, runtime_env
-from tests.support.cli_runner import jup2kub
+from tests.support.cli_runner import CORPUS, jup2kub
 
 MakeNb = Callable[..., Path]
 Runtimes = list[tuple[subprocess.Popen[bytes], int, Any]]
@@ -145,3 +145,19 @@ def test_submit_and_status_address_the_pipeline_by_its_name(
         assert bad.returncode == 2 and "--name" in bad.stderr
     finally:
         _stop(procs)
+
+
+def test_submit_and_status_without_a_broker_say_which_address(tmp_path: Path) -> None:
+    """No broker at --kafka: a bounded wait, then one sentence naming the address (exit 1),
+    never a NoBrokersAvailable traceback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    nb = CORPUS / "plain_cells.ipynb"
+    for args in (("submit", nb, "--kafka", dead), ("status", nb, "some-run", "--kafka", dead)):
+        proc = jup2kub(*args, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert f"cannot reach Kafka at {dead}" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

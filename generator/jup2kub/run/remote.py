@@ -58,14 +58,21 @@ class StatusReader:
 
     def __init__(self, bootstrap: str, pipeline: str) -> None:
         from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
 
         self.topic = topics.status_topic(pipeline)
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=_servers(bootstrap),
-            enable_auto_commit=False,
-            consumer_timeout_ms=500,
-            auto_offset_reset="earliest",
-        )
+        try:
+            self.consumer = KafkaConsumer(
+                bootstrap_servers=_servers(bootstrap),
+                enable_auto_commit=False,
+                consumer_timeout_ms=500,
+                auto_offset_reset="earliest",
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(
+                f"cannot reach Kafka at {bootstrap} ({exc})",
+                hint="check --kafka; for a cluster, `kubectl port-forward` the Kafka service first",
+            ) from exc
         self._partition = TopicPartition
         self.assigned = False
         self.latest: dict[str, dict[str, dict[str, Any]]] = {}  # run -> step -> message
