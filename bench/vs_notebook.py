@@ -96,23 +96,48 @@ def tree(root: int, procs: Mapping[int, tuple[int, int]]) -> set[int]:
     return found
 
 
+def zombie(text: str) -> bool:
+    """Whether a ``/proc/PID/stat`` text is a zombie's (ended, not yet reaped: no memory)."""
+    return text[text.rindex(")") + 2 :].startswith("Z")
+
+
 def _processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, session id) of the live processes (zombies left out)."""
     procs: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
-                procs[int(entry.name)] = parse_stat(Path(entry.path, "stat").read_text())
+                text = Path(entry.path, "stat").read_text()
+                if not zombie(text):
+                    procs[int(entry.name)] = parse_stat(text)
     return procs
 
 
-def tree_pss_kib(root: int) -> int:
-    """The summed PSS (KiB) of ``root``'s process tree now (processes that end while being
-    read count as 0)."""
+def pss_kib(pids: Iterable[int]) -> int:
+    """The summed PSS (KiB) of ``pids`` now (a process that ends while being read counts 0)."""
     total = 0
-    for pid in tree(root, _processes()):
+    for pid in pids:
         with contextlib.suppress(OSError):
             total += parse_pss(Path(f"/proc/{pid}/smaps_rollup").read_text()) or 0
     return total
+
+
+def tree_pss_kib(root: int) -> int:
+    """The summed PSS (KiB) of ``root``'s process tree now."""
+    return pss_kib(tree(root, _processes()))
+
+
+def leftovers(root: int, seen: Iterable[int] = (), grace: float = 1.0) -> list[int]:
+    """The processes of an ended command still alive after ``grace`` seconds: in its session,
+    or ever seen in its tree. A command whose processes outlive it would not be measured
+    fairly (their start or memory would escape the figures)."""
+    known = set(seen) - {root}
+    deadline = time.monotonic() + grace
+    while True:
+        left = sorted(p for p, (_, sid) in _processes().items() if sid == root or p in known)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
 
 
 class PeakSampler(threading.Thread):
@@ -123,11 +148,14 @@ class PeakSampler(threading.Thread):
         self.root = root
         self.peak_kib = 0
         self.samples = 0
+        self.seen: set[int] = set()
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.is_set():
-            self.peak_kib = max(self.peak_kib, tree_pss_kib(self.root))
+            pids = tree(self.root, _processes())
+            self.seen |= pids
+            self.peak_kib = max(self.peak_kib, pss_kib(pids))
             self.samples += 1
             self.halt.wait(SAMPLE_EVERY)
 
@@ -148,6 +176,7 @@ class Sample:
     peak_kib: int | None = None
     samples: int = 0
     stderr: str = ""
+    leftover: int = 0  # processes of the command alive after it ended
 
 
 def user_env() -> dict[str, str]:
@@ -160,7 +189,8 @@ def user_env() -> dict[str, str]:
 
 def measure(cmd: Sequence[str], cwd: Path, *, memory: bool = False) -> Sample:
     """Run ``cmd`` in ``cwd`` as a fresh command in its own session; its wall seconds (and,
-    with ``memory``, its process tree's peak PSS)."""
+    with ``memory``, its process tree's peak PSS), and how many of its processes outlived it
+    (left running: only counted)."""
     with tempfile.TemporaryFile() as err:
         t = time.perf_counter()
         proc = subprocess.Popen(
@@ -177,13 +207,14 @@ def measure(cmd: Sequence[str], cwd: Path, *, memory: bool = False) -> Sample:
             sampler.start()
         try:
             code = proc.wait(timeout=900)
+            seconds = time.perf_counter() - t
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             if sampler is not None:
                 sampler.stop()
-        seconds = time.perf_counter() - t
+        left = leftovers(proc.pid, sampler.seen if sampler else ())
         err.seek(0)
         stderr = err.read().decode(errors="replace")
     return Sample(
@@ -192,6 +223,7 @@ def measure(cmd: Sequence[str], cwd: Path, *, memory: bool = False) -> Sample:
         sampler.peak_kib if sampler else None,
         sampler.samples if sampler else 0,
         stderr[-2000:] if code else "",
+        len(left),
     )
 
 
@@ -289,6 +321,10 @@ def table(
     rows, failed = [], {}
     for name, sides in res.items():
         bad = [s for side in sides.values() for s in side if s.returncode != 0]
+        left = max((s.leftover for side in sides.values() for s in side), default=0)
+        if left:
+            failed[name] = f"{left} process(es) outlived the command"
+            continue
         if bad:
             lines = bad[0].stderr.strip().splitlines()
             failed[name] = f"exit code {bad[0].returncode}" + (f": {lines[-1]}" if lines else "")
@@ -365,26 +401,48 @@ def step_seconds(summary_doc: Mapping[str, Any], skip: Iterable[str] = ()) -> li
     ]
 
 
+def _chain_run(path: Path, base: Path) -> tuple[float, dict[str, Any]]:
+    """One embedded run of a chain notebook: its wall seconds and its summary.json."""
+    cwd = fresh_dir(base / "cwd", data=False)
+    s = measure(jup2kub_cmd(path, base / "work"), cwd)
+    if s.returncode or s.leftover:
+        raise RuntimeError(
+            f"jup2kub run of {path.name} failed (exit code {s.returncode}, {s.leftover} "
+            f"process(es) left): {s.stderr}"
+        )
+    (doc_path,) = (base / "work" / "runs").glob("*/summary.json")
+    doc = json.loads(doc_path.read_text())
+    shutil.rmtree(base, ignore_errors=True)
+    return s.seconds, doc
+
+
+def marginal(long_walls: Sequence[float], short_walls: Sequence[float], extra: int) -> float:
+    """Wall seconds per added step: the median run of the long chain minus the short one's,
+    over the ``extra`` steps it has more."""
+    return (statistics.median(long_walls) - statistics.median(short_walls)) / extra
+
+
 def overhead(steps: int, repeat: int, work: Path) -> dict[str, Any]:
     """``repeat`` embedded runs of a ``steps``-step chain: every step's seconds but the first
-    (it has no input to load), and each whole run's wall."""
+    (it has no input to load) as the executor recorded them, and each whole run's wall; runs
+    of a 2-step chain, interleaved, give the wall each added step costs, by timestamps only."""
     work.mkdir(parents=True, exist_ok=True)
-    path = write(chain_notebook(steps), work / "chain.ipynb")
+    long = write(chain_notebook(steps), work / "chain.ipynb")
+    short = write(chain_notebook(2), work / "chain2.ipynb")
     seconds: list[float] = []
     walls: list[float] = []
+    short_walls: list[float] = []
     for k in range(repeat):
-        cwd = fresh_dir(work / f"chain-{k}" / "cwd", data=False)
-        s = measure(jup2kub_cmd(path, cwd.parent / "work"), cwd)
-        if s.returncode:
-            raise RuntimeError(f"jup2kub run of the {steps}-step chain failed: {s.stderr}")
-        (doc_path,) = (cwd.parent / "work" / "runs").glob("*/summary.json")
-        seconds += step_seconds(json.loads(doc_path.read_text()), skip=["s0"])
-        walls.append(s.seconds)
-        shutil.rmtree(cwd.parent, ignore_errors=True)
+        wall, doc = _chain_run(long, work / f"long-{k}")
+        seconds += step_seconds(doc, skip=["s0"])
+        walls.append(wall)
+        short_walls.append(_chain_run(short, work / f"short-{k}")[0])
     return {
         "steps": steps,
         "step_s": summary(seconds),
         "p90_s": round(pct(seconds, 0.9), 4),
         "samples_s": [round(x, 4) for x in seconds],
         "run_wall_s": summary(walls),
+        "run_wall_2_steps_s": summary(short_walls),
+        "marginal_step_s": round(marginal(walls, short_walls, steps - 2), 4),
     }

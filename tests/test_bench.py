@@ -86,6 +86,37 @@ def test_stat_fields_follow_the_last_parenthesis_of_the_command_name() -> None:
     assert parse_stat("77 (a) b (c)) R 1 70 69 0 -1") == (1, 69)
 
 
+def test_zombies_are_recognised_by_their_state() -> None:
+    from bench.vs_notebook import zombie
+
+    assert zombie("4243 (python (x)) Z 4242 4242 4242 0 -1")
+    assert not zombie("4243 (Z) S 4242 4242 4242 0 -1")
+
+
+def test_processes_that_outlive_their_command_are_found() -> None:
+    """A command that leaves a process running in its session (a real one: ``sleep &``) is
+    caught; a command that ends with all its processes is clean."""
+    import os
+    import signal
+
+    from bench.vs_notebook import leftovers
+
+    clean = subprocess.Popen(["sh", "-c", "sleep 0.1"], start_new_session=True)
+    clean.wait()
+    assert leftovers(clean.pid, grace=0.5) == []
+    leaky = subprocess.Popen(
+        ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = leaky.communicate()
+    left_behind = int(out)
+    try:
+        assert leftovers(leaky.pid, grace=0.1) == [left_behind]
+    finally:
+        os.kill(left_behind, signal.SIGKILL)
+
+
 def test_process_tree_has_descendants_and_the_session_but_not_strangers() -> None:
     from bench.vs_notebook import tree
 
@@ -141,6 +172,17 @@ def test_ratio_table_leaves_out_notebooks_with_a_failed_run() -> None:
     assert failed == {"broken.ipynb": "exit code 1: ValueError: x"}
     rows, _ = table(res, lambda s: s.peak_kib)
     assert rows[0]["ratio"] == 1.5
+    leaky = {"leaky.ipynb": {"nbclient": [ok], "jup2kub": [Sample(1.0, 0, leftover=2)]}}
+    assert table(leaky, lambda s: s.seconds) == (
+        [],
+        {"leaky.ipynb": "2 process(es) outlived the command"},
+    )
+
+
+def test_marginal_step_cost_is_the_median_difference_per_added_step() -> None:
+    from bench.vs_notebook import marginal
+
+    assert marginal([4.0, 3.0, 5.0], [1.0, 2.0, 1.0], 18) == 3.0 / 18
 
 
 def test_step_seconds_from_a_summary() -> None:
@@ -239,5 +281,6 @@ def test_bench_driver_quick_issue_14_rows(tmp_path: Path) -> None:
     assert linear["details"]["failed"] == {} and linear["details"]["steps"] >= 1
     assert [ln["target"] for ln in linear["lines"]] == ["<= 1.20"]
     assert overhead["details"]["step_s"]["n"] == 19 and overhead["lines"][0]["met"] in (True, False)
+    assert overhead["details"]["run_wall_2_steps_s"]["n"] == 1
     for png in ("linear150.png", "overhead.png"):
         assert (tmp_path / "plots" / png).stat().st_size > 1000
