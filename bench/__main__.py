@@ -1,4 +1,5 @@
-"""Every benchmark of issue 8 side by side in one run, on one machine, with one Kafka broker.
+"""Every benchmark of issues 8 and 14 side by side in one run, on one machine, with one Kafka
+broker.
 
     python -m bench [--only ROW ...] [--skip ROW ...] [--quick] [--out bench]
 
@@ -6,7 +7,10 @@ Rows: generation (jup2kub build --no-images vs Kale's compiler), scaling (inspec
 code cells), handoff (1 KB / 1 MB / 100 MB of state across a step boundary on real Kafka),
 throughput (runs/s with 1 replica per step; 3 vs 1 replicas with sleep-bound steps), pipeline
 (jup2kub run embedded and --kafka vs nbclient), images (step image vs reprounzip docker image,
-unchanged-step rebuild), recovery (kill -9 of the replica executing a step).
+unchanged-step rebuild), recovery (kill -9 of the replica executing a step); issue 14 (as fast
+as the notebook it replaces, bench/vs_notebook.py): corpus (jup2kub run vs nbclient on every
+runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), overhead (an
+empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -36,8 +40,22 @@ from typing import Any
 from bench.stats import spread
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("generation", "scaling", "handoff", "throughput", "pipeline", "images", "recovery")
+ROWS = (
+    "generation",
+    "scaling",
+    "handoff",
+    "throughput",
+    "pipeline",
+    "corpus",
+    "linear150",
+    "overhead",
+    "memory",
+    "images",
+    "recovery",
+)
 KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
+MEMORY_RUNS = 2  # per notebook and side (full run)
+OVERHEAD_STEPS = 20
 
 
 @dataclass
@@ -222,17 +240,26 @@ def row_throughput(ctx: Context, row: Row) -> None:
     _plot_throughput(ctx, row.details)
 
 
+#: issue 14's targets for ``jup2kub run`` / nbclient (issue 5's were 1.10 and 0.65 for both modes)
+PIPELINE_TARGETS = {
+    ("sequential", "embedded"): 1.02,
+    ("sequential", "kafka"): 1.10,
+    ("branches", "embedded"): 0.60,
+    ("branches", "kafka"): 0.65,
+}
+
+
 def row_pipeline(ctx: Context, row: Row) -> None:
     from bench import pipeline_vs_notebook as pvn
 
     rows = pvn.run(1 if ctx.quick else 3, 0.5 if ctx.quick else 2.0, ctx.bootstrap, log=False)
     row.details["notebooks"] = rows
-    targets = {"sequential": 1.10, "branches": 0.65}
+    targets = PIPELINE_TARGETS
     for r in rows:
         for mode in ("embedded", "kafka"):
             if f"{mode}_ratio" not in r:
                 continue
-            t = targets[r["notebook"]]
+            t = targets[r["notebook"], mode]
             lo, hi = r[f"{mode}_ratio_range"]
             row.lines.append(
                 Line(
@@ -246,6 +273,147 @@ def row_pipeline(ctx: Context, row: Row) -> None:
                 )
             )
     _plot_pipeline(ctx, rows)
+
+
+def _progress(text: str) -> None:
+    print(f"    {text}", file=sys.stderr, flush=True)
+
+
+def ratio_lines(
+    what: str, rows: list[dict[str, Any]], runs: int, target: float, cap: float
+) -> list[Line]:
+    """The two lines of a per-notebook ratio table: the median ratio, and the largest."""
+    from bench.vs_notebook import ratio_summary
+
+    s = ratio_summary(rows)
+    lo, hi = s["max_range"]
+    return [
+        Line(
+            f"{what}: median over the corpus notebooks",
+            f"{s['median']:.2f} (IQR {s['p25']:.2f}-{s['p75']:.2f} of the per-notebook ratios, "
+            f"n={s['n']} notebooks x {runs} run(s) each side)",
+            f"<= {target:.2f}",
+            s["median"] <= target,
+        ),
+        Line(
+            f"{what}: largest per-notebook ratio",
+            f"{s['max']:.2f} ({s['max_notebook']}; range {lo:.2f}-{hi:.2f})",
+            f"<= {cap:.2f} for every notebook",
+            s["max"] <= cap,
+        ),
+    ]
+
+
+def failed_line(what: str, failed: dict[str, str]) -> list[Line]:
+    """A line naming the notebooks a ratio could not be measured for (a failed command)."""
+    if not failed:
+        return []
+    return [
+        Line(
+            f"{what}: notebooks not measured",
+            "; ".join(f"{n}: {why}" for n, why in failed.items()),
+            "every runnable corpus notebook measured",
+            False,
+        )
+    ]
+
+
+def row_corpus(ctx: Context, row: Row) -> None:
+    from bench import vs_notebook as vn
+
+    runs = 1 if ctx.quick else 3
+    res = vn.side_by_side(vn.corpus_notebooks(ctx.quick), runs, ctx.work / "corpus", log=_progress)
+    rows, failed = vn.table(res, lambda s: s.seconds)
+    row.details.update(notebooks=rows, failed=failed, runs=runs)
+    if rows:
+        row.details["summary"] = vn.ratio_summary(rows)
+        row.details["total_ratio"] = round(
+            sum(r["jup2kub"]["median"] for r in rows) / sum(r["nbclient"]["median"] for r in rows),
+            3,
+        )
+        lines = ratio_lines("corpus: wall time, jup2kub run / nbclient", rows, runs, 0.9, 1.3)
+        lines[0].measured += f"; all notebooks together {row.details['total_ratio']:.2f}"
+        row.lines += lines
+        _plot_ratios(
+            ctx, rows, "corpus: jup2kub run / nbclient wall time", [0.9, 1.3], "corpus.png"
+        )
+    row.lines += failed_line("corpus", failed)
+
+
+def row_memory(ctx: Context, row: Row) -> None:
+    from bench import vs_notebook as vn
+
+    runs = 1 if ctx.quick else MEMORY_RUNS
+    res = vn.side_by_side(
+        vn.corpus_notebooks(ctx.quick), runs, ctx.work / "memory", memory=True, log=_progress
+    )
+    rows, failed = vn.table(res, lambda s: s.peak_kib)
+    row.details.update(notebooks=rows, failed=failed, runs=runs, sample_every_s=vn.SAMPLE_EVERY)
+    if rows:
+        row.details["summary"] = vn.ratio_summary(rows)
+        row.lines += ratio_lines(
+            "memory: peak PSS of the process tree, jup2kub run / nbclient", rows, runs, 1.5, 1.5
+        )
+        _plot_ratios(
+            ctx,
+            rows,
+            "memory: peak PSS of the process tree, jup2kub run / nbclient",
+            [1.5],
+            "memory.png",
+        )
+    row.lines += failed_line("memory", failed)
+
+
+def row_linear150(ctx: Context, row: Row) -> None:
+    from bench import vs_notebook as vn
+    from jup2kub.api import inspect_notebook
+
+    path = vn.write(vn.linear_notebook(150), ctx.work / "linear150.ipynb")
+    steps = len(inspect_notebook(path).steps)
+    runs = 1 if ctx.quick else 5
+    res = vn.side_by_side(
+        {"linear150": path}, runs, ctx.work / "linear150", data=False, log=_progress
+    )
+    rows, failed = vn.table(res, lambda s: s.seconds)
+    row.details.update(notebooks=rows, failed=failed, steps=steps, code_cells=150)
+    if failed:
+        row.lines += failed_line("linear150", failed)
+        return
+    r = rows[0]
+    lo, hi = r["ratio_range"]
+    row.lines.append(
+        Line(
+            "linear150: 150-cell chain, no explicit steps (automatic split), "
+            "jup2kub run / nbclient",
+            f"{r['ratio']:.2f} (range {lo:.2f}-{hi:.2f}; {r['jup2kub']['median']:.2f} s vs "
+            f"nbclient {r['nbclient']['median']:.2f} s, n={runs}; split into {steps} step(s))",
+            "<= 1.20",
+            r["ratio"] <= 1.2,
+        )
+    )
+    _plot_linear(ctx, r, steps)
+
+
+def row_overhead(ctx: Context, row: Row) -> None:
+    from bench import vs_notebook as vn
+
+    res = vn.overhead(OVERHEAD_STEPS, 1 if ctx.quick else 5, ctx.work / "overhead")
+    row.details.update(res)
+    s = res["step_s"]
+    row.lines.append(
+        Line(
+            "step overhead: an empty step reading the previous step's value, scheduled -> done "
+            "(jup2kub run, embedded)",
+            f"p50 {s['median'] * 1e3:.1f} ms, p90 {res['p90_s'] * 1e3:.1f} ms (IQR "
+            f"{s['p25'] * 1e3:.1f}-{s['p75'] * 1e3:.1f}, n={s['n']}; {res['steps']}-step chain, "
+            f"whole run {spread(res['run_wall_s'], ' s')}); by timestamps only, each added "
+            f"step costs {res['marginal_step_s'] * 1e3:.0f} ms of the run's wall "
+            f"({res['steps']} vs 2 steps)",
+            "p50 <= 20 ms",
+            s["median"] <= 0.020,
+        )
+    )
+    _plot_overhead(ctx, res)
 
 
 def row_images(ctx: Context, row: Row) -> None:
@@ -322,6 +490,10 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "handoff": row_handoff,
     "throughput": row_throughput,
     "pipeline": row_pipeline,
+    "corpus": row_corpus,
+    "linear150": row_linear150,
+    "overhead": row_overhead,
+    "memory": row_memory,
     "images": row_images,
     "recovery": row_recovery,
 }
@@ -459,6 +631,56 @@ def _plot_pipeline(ctx: Context, rows: list[dict[str, Any]]) -> None:
     ax.set(ylabel="wall seconds (median)", title="pipeline vs notebook")
     ax.legend()
     _save(ctx, fig, "pipeline_vs_notebook.png")
+
+
+@plot
+def _plot_ratios(
+    ctx: Context, rows: list[dict[str, Any]], title: str, targets: list[float], name: str
+) -> None:
+    plt = _plt()
+    rows = sorted(rows, key=lambda r: r["ratio"])
+    fig, ax = plt.subplots(figsize=(8, 0.25 * len(rows) + 1.5))
+    y = range(len(rows))
+    ratios = [r["ratio"] for r in rows]
+    err = [
+        [r["ratio"] - r["ratio_range"][0] for r in rows],
+        [r["ratio_range"][1] - r["ratio"] for r in rows],
+    ]
+    ax.barh(list(y), ratios, xerr=err, capsize=2)
+    ax.set_yticks(list(y), [r["notebook"].removesuffix(".ipynb") for r in rows], fontsize=7)
+    for t, style in zip(targets, ("--", ":"), strict=False):
+        ax.axvline(t, color="r", ls=style, label=f"target {t}")
+    ax.axvline(1.0, color="k", lw=0.5)
+    ax.set(xlabel="ratio (median; bars: range)", title=title)
+    ax.legend(fontsize=7)
+    _save(ctx, fig, name)
+
+
+@plot
+def _plot_linear(ctx: Context, r: dict[str, Any], steps: int) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, side in enumerate(("nbclient", "jup2kub")):
+        samples = r[f"{side}_samples"]
+        ax.bar(i, r[side]["median"], 0.6, alpha=0.6)
+        ax.plot([i] * len(samples), samples, "k.")
+    ax.axhline(1.2 * r["nbclient"]["median"], color="r", ls="--", label="target 1.2x nbclient")
+    ax.set_xticks([0, 1], ["nbclient", f"jup2kub run ({steps} step(s))"])
+    ax.set(ylabel="wall seconds", title="150-cell chain, automatic split")
+    ax.legend(fontsize=7)
+    _save(ctx, fig, "linear150.png")
+
+
+@plot
+def _plot_overhead(ctx: Context, res: dict[str, Any]) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist([s * 1e3 for s in res["samples_s"]], bins=30)
+    ax.axvline(20, color="r", ls="--", label="target p50 20 ms")
+    ax.axvline(res["step_s"]["median"] * 1e3, color="k", label="p50")
+    ax.set(xlabel="ms, scheduled -> done", ylabel="steps", title="empty step overhead (embedded)")
+    ax.legend(fontsize=7)
+    _save(ctx, fig, "overhead.png")
 
 
 @plot
