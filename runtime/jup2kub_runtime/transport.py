@@ -14,7 +14,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from . import randomness
@@ -146,19 +146,21 @@ class Transport:
     def _await_metadata(self, topics: Iterable[str], timeout: float = 60.0) -> None:
         """Wait until the brokers serve partition metadata for every input topic, so that the
         first group join assigns them (a topic created moments ago may not have a leader yet).
-        The producer asks (probing with the group consumer itself upsets its fetching); it
-        is connected already, which a throwaway client is not."""
-        assert self.producer is not None
-        deadline = time.monotonic() + timeout
-        missing = list(topics)
-        while missing and time.monotonic() < deadline:
-            try:
-                self.producer.partitions_for(missing[0])  # waits up to max_block_ms
-                missing.pop(0)
-            except KafkaTimeoutError:
-                pass
-        if missing:
-            log.warning("no partition metadata yet for %s; subscribing anyway", missing)
+        A throwaway client asks: probing with the group consumer itself upsets its fetching."""
+        probe = KafkaConsumer(
+            bootstrap_servers=self.cfg.bootstrap_servers, client_id=f"j2k-{self.cfg.step}-probe"
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            missing = list(topics)
+            while missing and time.monotonic() < deadline:
+                missing = [t for t in missing if not probe.partitions_for_topic(t)]
+                if missing:
+                    time.sleep(0.2)
+            if missing:
+                log.warning("no partition metadata yet for %s; subscribing anyway", missing)
+        finally:
+            probe.close()
 
     # ---- consuming ---------------------------------------------------------------------------
     def poll(self, timeout_ms: int) -> list[Any]:
