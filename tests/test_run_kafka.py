@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def sleepers(tmp_path: Path) -> Iterator[dict[str, _Runtime]]:
 def test_watch_stops_a_finished_step_and_reports_an_exit(
     sleepers: dict[str, _Runtime], tmp_path: Path
 ) -> None:
-    watch = _Watch(sleepers, tmp_path, "127.0.0.1:9")
+    watch = _Watch(sleepers, tmp_path, "127.0.0.1:9", time.monotonic())
     watch.check({"a": {"state": "succeeded"}, "b": {"state": "started"}})
     assert sleepers["a"].proc.wait(timeout=30) == -signal.SIGTERM
     assert sleepers["b"].proc.poll() is None  # still at work: left alone
@@ -116,6 +117,6 @@ def test_watch_gives_up_on_a_runtime_never_ready(
     sleepers: dict[str, _Runtime], tmp_path: Path
 ) -> None:
     """Nothing answers on the sleepers' ports: not ready. A step that reported is ready."""
-    watch = _Watch(sleepers, tmp_path, "127.0.0.1:9", timeout=0, grace=0)
+    watch = _Watch(sleepers, tmp_path, "127.0.0.1:9", time.monotonic(), timeout=0, grace=0)
     with pytest.raises(KafkaUnavailableError, match="steps b did not become ready"):
         watch.check({"a": {"state": "started"}})

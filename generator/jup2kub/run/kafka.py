@@ -50,16 +50,28 @@ class KafkaExecutor:
         self._runtimes: dict[str, _Runtime] = {}
 
     def execute(self, run: Run) -> None:
-        # Root steps first: the run's first work waits for them alone. One by one: close()
-        # stops those started before a failure.
-        for s in sorted(run.plan.steps, key=lambda s: bool(s.after)):
-            self._runtimes[s.name] = self._start(run, s.name)
-        # While the steps start: create the pipeline's topics, submit the run and follow it at
+        # The root steps' runtimes first: the run's first work waits for them alone. The others
+        # start once the topics exist and the run is submitted: the roots have had a head start
+        # of that long on two cores, the others are needed only once a root step is done. One
+        # by one: close() stops those started before a failure.
+        began = time.monotonic()
+        for s in run.plan.steps:
+            if not s.after:
+                self._runtimes[s.name] = self._start(run, s.name)
+        # While the roots start: create the pipeline's topics, submit the run and follow it at
         # once. The root steps read it once they have joined their groups (a new group starts
         # at the earliest offset), and the status topic is read from its start, so nothing is
         # missed; a runtime that exits, or never becomes ready, ends the wait (_Watch).
-        _ensure_topics([r.env for r in self._runtimes.values()])
+        _ensure_topics(
+            [
+                runtime_env(run.plan, s.name, self.bootstrap, run.workdir, run.bundles[s.name], 0)
+                for s in run.plan.steps
+            ]
+        )
         remote.submit_run(self.bootstrap, run.plan.name, run.run_id, run.parameters)
+        for s in run.plan.steps:
+            if s.after:
+                self._runtimes[s.name] = self._start(run, s.name)
         downstream = {s.name: list(s.downstream) for s in run.plan.steps}
         remote.wait_for_run(
             self.bootstrap,
@@ -69,7 +81,7 @@ class KafkaExecutor:
             downstream,
             self.timeout,
             _Progress(run).update,
-            _Watch(self._runtimes, run.logs, self.bootstrap).check,
+            _Watch(self._runtimes, run.logs, self.bootstrap, began).check,
         )
         for r in self._runtimes.values():  # they stop while the results are written
             if r.proc.poll() is None:
@@ -200,7 +212,7 @@ def _ensure_topics(envs: list[dict[str, str]]) -> None:
 class _Watch:
     """While the run is followed: a runtime whose step has a final state is stopped (it serves
     this run alone); one that exits before that is an error at once, and so is one not ready
-    ``timeout`` s after the start. A step that reported on the run took work, so it was ready;
+    ``timeout`` s after ``began``. A step that reported on the run took work, so it was ready;
     the others' readiness is asked only after ``grace`` s (asking imports the runtime's HTTP
     server, which it otherwise skips)."""
 
@@ -209,14 +221,15 @@ class _Watch:
         runtimes: Mapping[str, _Runtime],
         logs: Path,
         bootstrap: str,
+        began: float,
         timeout: float = 120,
         grace: float = 10,
     ) -> None:
         self.runtimes = runtimes
         self.logs = logs
         self.bootstrap = bootstrap
+        self.began = began
         self.timeout = timeout
-        self.started = time.monotonic()
         self.grace = grace
         self.unready = set(runtimes)
         self.stopping: set[str] = set()
@@ -239,11 +252,11 @@ class _Watch:
                 )
         self.unready -= set(states)
         now = time.monotonic()
-        if not self.unready or now - self.started < self.grace or now - self._asked < 1.0:
+        if not self.unready or now - self.began < self.grace or now - self._asked < 1.0:
             return
         self._asked = now
         self.unready = {n for n in self.unready if not ready(self.runtimes[n].port)}
-        if self.unready and now - self.started > self.timeout:
+        if self.unready and now - self.began > self.timeout:
             raise KafkaUnavailableError(
                 f"steps {', '.join(sorted(self.unready))} did not become ready in "
                 f"{self.timeout:.0f} s",
