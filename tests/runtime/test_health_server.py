@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from jup2kub_runtime.config import Config
 from jup2kub_runtime.health import Health, HealthServer
+from jup2kub_runtime.spec import Cell, StepSpec
+from tests.support.runtime_harness import RUNTIME_DIR
 
 SCRIPT = textwrap.dedent(
     """
@@ -71,3 +76,32 @@ def test_a_port_in_use_fails_at_start_and_stop_before_any_request_ends_the_threa
         server.sock.close()
     with socket.socket() as s:  # the port is free again
         s.bind(("127.0.0.1", server.port))
+
+
+def test_a_runtime_whose_port_is_taken_exits_2_naming_it(tmp_path: Path) -> None:
+    spec = StepSpec(pipeline="p", step="s", cells=[Cell(1, "a = 1")], outputs=["a"])
+    spec.dump(tmp_path / "code")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg = Config.for_step(
+            "p",
+            "s",
+            [],
+            [],
+            "127.0.0.1:9",
+            tmp_path / "state",
+            tmp_path / "code",
+            port=taken.getsockname()[1],
+            health_host="127.0.0.1",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
+        proc = subprocess.run(
+            [sys.executable, "-m", "jup2kub_runtime"],
+            env={**env, **cfg.to_env(), "PYTHONPATH": str(RUNTIME_DIR)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert "J2K_PORT: cannot listen on 127.0.0.1" in proc.stderr
