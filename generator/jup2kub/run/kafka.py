@@ -58,14 +58,28 @@ class KafkaExecutor:
         self._runtimes: dict[str, _Runtime] = {}
 
     def execute(self, run: Run) -> None:
-        for s in run.plan.steps:  # one by one: close() stops those started before a failure
-            self._runtimes[s.name] = self._start(run, s.name)
-        # While the steps start: create the pipeline's topics and submit the run at once. The
-        # root steps read it once they have joined their groups (a new group starts at the
-        # earliest offset), and the status topic is read from its start, so nothing is missed.
-        _ensure_topics([r.env for r in self._runtimes.values()])
+        # The root steps' runtimes first: the run's first work waits for them alone. The others
+        # start once the topics exist and the run is submitted: the roots have had a head start
+        # of that long on two cores, the others are needed only once a root step is done. One
+        # by one: close() stops those started before a failure.
+        began = time.monotonic()
+        for s in run.plan.steps:
+            if not s.after:
+                self._runtimes[s.name] = self._start(run, s.name)
+        # While the roots start: create the pipeline's topics, submit the run and follow it at
+        # once. The root steps read it once they have joined their groups (a new group starts
+        # at the earliest offset), and the status topic is read from its start, so nothing is
+        # missed; a runtime that exits, or never becomes ready, ends the wait (_Watch).
+        _ensure_topics(
+            [
+                runtime_env(run.plan, s.name, self.bootstrap, run.workdir, run.bundles[s.name], 0)
+                for s in run.plan.steps
+            ]
+        )
         remote.submit_run(self.bootstrap, run.plan.name, run.run_id, run.parameters)
-        _wait_ready(self._runtimes, run.logs, self.bootstrap)
+        for s in run.plan.steps:
+            if s.after:
+                self._runtimes[s.name] = self._start(run, s.name)
         downstream = {s.name: list(s.downstream) for s in run.plan.steps}
         remote.wait_for_run(
             self.bootstrap,
@@ -75,6 +89,7 @@ class KafkaExecutor:
             downstream,
             self.timeout,
             _Progress(run).update,
+            _Watch(self._runtimes, run.logs, self.bootstrap, began).check,
         )
         for r in self._runtimes.values():  # they stop while the results are written
             if r.proc.poll() is None:
@@ -203,31 +218,59 @@ def _ensure_topics(envs: list[dict[str, str]]) -> None:
         ) from exc
 
 
-def _wait_ready(
-    runtimes: Mapping[str, _Runtime], logs: Path, bootstrap: str, timeout: float = 120
-) -> None:
-    """Until every step's runtime answers ready; one that exits first is an error."""
-    deadline = time.monotonic() + timeout
-    pending = set(runtimes)
-    while pending:
-        for name in sorted(pending):
-            r = runtimes[name]
-            if r.proc.poll() is not None:
+class _Watch:
+    """While the run is followed: a runtime whose step has a final state is stopped (it serves
+    this run alone); one that exits before that is an error at once, and so is one not ready
+    ``timeout`` s after ``began``. A step that reported on the run took work, so it was ready;
+    the others' readiness is asked only after ``grace`` s (asking imports the runtime's HTTP
+    server, which it otherwise skips)."""
+
+    def __init__(
+        self,
+        runtimes: Mapping[str, _Runtime],
+        logs: Path,
+        bootstrap: str,
+        began: float,
+        timeout: float = 120,
+        grace: float = 10,
+    ) -> None:
+        self.runtimes = runtimes
+        self.logs = logs
+        self.bootstrap = bootstrap
+        self.began = began
+        self.timeout = timeout
+        self.grace = grace
+        self.unready = set(runtimes)
+        self.stopping: set[str] = set()
+        self._asked = 0.0
+
+    def check(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        for name, r in self.runtimes.items():
+            final = states.get(name, {}).get("state") in remote.FINAL
+            if final and name not in self.stopping:
+                # Its part of the run is over: it stops (gracefully) while the others work.
+                self.stopping.add(name)
+                if r.proc.poll() is None:
+                    r.proc.send_signal(signal.SIGTERM)
+            if not final and r.proc.poll() is not None:
                 raise Jup2KubError(
-                    f"the runtime of step {name!r} exited at start (exit code {r.proc.returncode})",
-                    where=str(logs / f"{name}.log"),
-                    hint=f"check that Kafka answers at {bootstrap}",
+                    f"the runtime of step {name!r} exited (exit code {r.proc.returncode}) "
+                    "before the step ended",
+                    where=str(self.logs / f"{name}.log"),
+                    hint=f"check that Kafka answers at {self.bootstrap}",
                 )
-            if ready(r.port):
-                pending.discard(name)
-        if not pending:
+        self.unready -= set(states)
+        now = time.monotonic()
+        if not self.unready or now - self.began < self.grace or now - self._asked < 1.0:
             return
-        if time.monotonic() > deadline:
+        self._asked = now
+        self.unready = {n for n in self.unready if not ready(self.runtimes[n].port)}
+        if self.unready and now - self.began > self.timeout:
             raise KafkaUnavailableError(
-                f"steps {', '.join(sorted(pending))} did not become ready in {timeout:.0f} s",
-                hint=f"check that Kafka answers at {bootstrap}; logs are in {logs}",
+                f"steps {', '.join(sorted(self.unready))} did not become ready in "
+                f"{self.timeout:.0f} s",
+                hint=f"check that Kafka answers at {self.bootstrap}; logs are in {self.logs}",
             )
-        time.sleep(0.05)
 
 
 def _stop(runtimes: Mapping[str, _Runtime]) -> None:

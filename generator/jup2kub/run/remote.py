@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jup2kub.errors import KafkaUnavailableError
@@ -131,8 +131,10 @@ def wait_for_run(
     downstream: Mapping[str, list[str]],
     timeout: float,
     on_change: Any = None,
+    check: Callable[[Mapping[str, Mapping[str, Any]]], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Follow ``run_id`` until every step succeeded, or a step failed for good, or timeout."""
+    """Follow ``run_id`` until every step succeeded, or a step failed for good, or timeout.
+    ``check(states)`` runs after every poll while the run goes on; it may raise to give up."""
     wanted = list(steps)
     reader = StatusReader(bootstrap, pipeline)
     try:
@@ -151,6 +153,8 @@ def wait_for_run(
                 return states
             if failed and _settled(wanted, states, failed, downstream):
                 return states
+            if check is not None:
+                check(states)
         return reader.states(run_id)
     finally:
         reader.close()
