@@ -600,9 +600,12 @@ def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | No
     return body, None if last is None else compile(last, filename, "eval")
 
 
-def warm_up(spec: StepSpec) -> None:
+def warm_up(spec: StepSpec, *, imports: bool = True) -> None:
     """What every execution of ``spec`` needs, done ahead (a step process calls it while it
-    joins its consumer group): IPython's display machinery imported, the cells compiled."""
+    joins its consumer group): IPython's display machinery imported, the cells compiled and,
+    with ``imports``, the installed modules they import imported if that is quiet (``preimport``;
+    a noisy one restarts the process without it). Holds the execution lock meanwhile: an
+    execution waits, and the capture of the imports' output sees no cell's."""
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
     _ipython_formatter()
@@ -612,6 +615,11 @@ def warm_up(spec: StepSpec) -> None:
     for filename, source in sources:
         with contextlib.suppress(Exception):  # a syntax error is reported when the run hits it
             _compile_source(source, filename)
+    if imports:
+        from . import preimport  # not at the top: preimport imports this module first
+
+        with _EXEC_LOCK:
+            preimport.warm([spec], alone=False)
 
 
 def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:

@@ -119,7 +119,7 @@ class StepLoop:
         signal.signal(signal.SIGINT, self.request_stop)
         cfg = self.cfg
         # Imports and compiling for the first run, while the consumer connects and joins.
-        threading.Thread(target=warm_up, args=(self.spec,), name="warm-up", daemon=True).start()
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
         self.transport.ensure_topics(
             [*cfg.input_topics, *cfg.output_topics, cfg.status_topic, cfg.dead_letter_topic]
         )
@@ -140,6 +140,15 @@ class StepLoop:
             self.transport.close()
         log.info("stopped")
         return 0
+
+    def _warm_up(self) -> None:
+        """Ready (``/readiness``) only once done, whatever happened."""
+        try:
+            warm_up(self.spec)
+        except Exception as exc:  # the first execution meets the problem itself
+            log.warning("warm-up: %r", exc)
+        finally:
+            self.health.warmed_up = True
 
     def _iterate(self) -> bool:
         """One pass of the loop; False once it should end."""
