@@ -1,0 +1,208 @@
+"""Imports done ahead (``preimport``) and the fork server (``forkserver``): only quiet imports of
+installed modules are done ahead, a noisy one restarts the server without it, and each child
+is a step process with step_run's exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jup2kub_runtime import FORK_SERVER_MODULE, preimport
+from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.state import StateStore
+from tests.support.runtime_harness import RUNTIME_DIR
+
+
+def test_imports_in_finds_top_level_absolute_imports() -> None:
+    source = (
+        "import os, numpy.linalg as la\nfrom pandas.io import json\nfrom . import local\n"
+        "try:\n    import scipy\nexcept ImportError:\n    pass\n"
+        "def f():\n    import never\nclass K:\n    import nor\n%matplotlib inline\n"
+    )
+    assert preimport.imports_in(source) == []  # the magic: not Python, the cell reports it
+    assert preimport.imports_in(source.replace("%matplotlib inline\n", "")) == [
+        "os",
+        "numpy.linalg",
+        "pandas.io",
+        "scipy",
+    ]
+
+
+def test_modules_needed_reads_parameters_replay_and_cells() -> None:
+    spec = StepSpec(
+        pipeline="p",
+        step="s",
+        cells=[Cell(3, "import json\nimport csv")],
+        parameters_source="import math\nn = 1",
+        replay=[ReplayCell(1, "import json\ndef f(): pass")],
+    )
+    assert preimport.modules_needed([spec]) == ["math", "json", "csv"]
+
+
+def test_only_modules_outside_the_notebooks_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "j2k_local_mod.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not preimport.outside("j2k_local_mod", [tmp_path])
+    assert preimport.outside("j2k_local_mod", [tmp_path / "elsewhere"])
+    assert preimport.outside("json", [tmp_path])
+    assert preimport.outside("cloudpickle.cloudpickle", [Path(sys.prefix)])  # installed
+    assert not preimport.outside("j2k_no_such_module", [])
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        if name.startswith("j2k_probe_"):
+            del sys.modules[name]
+
+
+@pytest.mark.parametrize(
+    ("code", "quiet"),
+    [
+        ("x = 1\n", True),
+        ("print('hello')\n", False),
+        ("import sys\nsys.stderr.write('psst')\n", False),
+        ("import warnings\nwarnings.warn('w', UserWarning)\n", False),
+        # ignored by the default filters, but a cell may have changed them: not quiet
+        ("import warnings\nwarnings.warn('d', DeprecationWarning)\n", False),
+        ("raise ImportError('broken')\n", False),
+        ("import random\nrandom.random()\n", False),
+        ("import threading, time\nthreading.Thread(target=time.sleep, args=(1,)).start()\n", False),
+    ],
+)
+def test_import_quietly(code: str, quiet: bool, modules: Path) -> None:
+    name = f"j2k_probe_{abs(hash(code))}"
+    (modules / f"{name}.py").write_text(code)
+    assert preimport.import_quietly(name) is quiet
+
+
+def test_first_noisy_stops_at_the_first_noisy_module(modules: Path) -> None:
+    (modules / "j2k_probe_a.py").write_text("a = 1\n")
+    (modules / "j2k_probe_b.py").write_text("print('b')\n")
+    (modules / "j2k_probe_c.py").write_text("c = 1\n")
+    assert preimport.first_noisy(["j2k_probe_a", "j2k_probe_b", "j2k_probe_c"]) == "j2k_probe_b"
+    assert "j2k_probe_a" in sys.modules and "j2k_probe_c" not in sys.modules
+
+
+class _Server:
+    """A fork server process and its JSON-lines protocol."""
+
+    def __init__(self, spec: Path, cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                FORK_SERVER_MODULE,
+                "--parent",
+                str(os.getpid()),
+                "--spec",
+                str(spec),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+        )
+        self.buffer = b""
+
+    def send(self, **request: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def event(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 120)
+            assert ready, "no event from the fork server"
+            data = os.read(self.proc.stdout.fileno(), 4096)
+            assert data, "the fork server ended"
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        event: dict[str, Any] = json.loads(line)
+        return event
+
+    def close(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.stdin = None
+        return self.proc.wait(timeout=60)
+
+
+def test_fork_server_runs_steps_with_step_runs_exit_codes(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "j2k_noisy.py").write_text("print('noisy at import')\nVALUE = 2\n")
+    (site / "j2k_quiet.py").write_text("VALUE = 3\n")
+    source = "import j2k_quiet\nimport j2k_noisy\nimport os, pathlib, sys, time\n"
+    spec = StepSpec(
+        pipeline="p",
+        step="s",
+        cells=[
+            Cell(1, source + "pathlib.Path(f'pid-{os.getpid()}').touch()\nif mode == 'sleep':\n"
+                 "    time.sleep(600)\nif mode == 'fail':\n    raise ValueError('no')\n"
+                 "print('shown', j2k_noisy.VALUE + j2k_quiet.VALUE)"),
+        ],
+        parameters_source="mode = 'ok'\n",
+        parameters=["mode"],
+    )
+    spec.dump(tmp_path / "bundle")
+    state = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(RUNTIME_DIR), str(site)])}
+    cwd = tmp_path / "work"  # the modules on PYTHONPATH lie outside it
+    cwd.mkdir()
+    server = _Server(tmp_path / "bundle", cwd, env)
+    try:
+        common = {"spec": str(tmp_path / "bundle"), "state": str(state)}
+        server.send(id="ok", run_id="r1", params='{"mode": "ok"}', **common)
+        started = server.event()
+        assert started["event"] == "started" and started["id"] == "ok"
+        assert server.event() == {"event": "exited", "id": "ok", "pid": started["pid"], "code": 0}
+        outputs = StateStore(state).outputs("r1", "s")
+        text = "".join(o.get("text", "") for o in outputs["cells"][0]["outputs"])
+        assert text == "noisy at import\nshown 5\n"  # the import's output: in its cell
+        environ = Path(f"/proc/{server.proc.pid}/environ").read_bytes().split(b"\0")
+        assert b"J2K_PREIMPORT_SKIP=j2k_noisy" in environ  # restarted without it
+
+        err = tmp_path / "fail.err"
+        server.send(id="fail", run_id="r2", params='{"mode": "fail"}', stderr=str(err), **common)
+        assert server.event()["event"] == "started"
+        assert server.event()["code"] == 1
+        assert json.loads(err.read_text().splitlines()[-1])["error"]["ename"] == "ValueError"
+
+        server.send(id="bad", run_id="../x", **common)
+        server.event()
+        assert server.event()["code"] == 2
+
+        server.send(id="killed", run_id="r3", params='{"mode": "sleep"}', **common)
+        pid = server.event()["pid"]
+        while not (cwd / f"pid-{pid}").exists():
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        assert server.event() == {"event": "exited", "id": "killed", "pid": pid, "code": -9}
+
+        server.send(id="left", run_id="r4", params='{"mode": "sleep"}', **common)
+        pid = server.event()["pid"]
+        while not (cwd / f"pid-{pid}").exists():
+            time.sleep(0.05)
+        assert server.close() == 0  # end of input: the running child is killed and reported
+        assert server.event() == {"event": "exited", "id": "left", "pid": pid, "code": -9}
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+        server.proc.communicate()
