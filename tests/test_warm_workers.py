@@ -29,7 +29,9 @@ def _env(mode: str, **extra: str) -> dict[str, str]:
     return {**os.environ, "J2K_LOCAL_WORKERS": mode, **extra}
 
 
-def _start(nb: Path, work: Path, cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+def _start(
+    nb: Path, work: Path, cwd: Path, env: dict[str, str], *args: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "jup2kub.cli", "run", str(nb), "--workdir", str(work), *args],
         stdout=subprocess.PIPE,

@@ -145,7 +145,7 @@ class Server:
             )
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - as an uncaught exception ends a process
+        except BaseException:
             traceback.print_exc()
             code = 1
         _as_at_exit()

@@ -256,5 +256,6 @@ def execute_once(
     )
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -154,9 +154,12 @@ def test_fork_server_runs_steps_with_step_runs_exit_codes(tmp_path: Path) -> Non
         pipeline="p",
         step="s",
         cells=[
-            Cell(1, source + "pathlib.Path(f'pid-{os.getpid()}').touch()\nif mode == 'sleep':\n"
-                 "    time.sleep(600)\nif mode == 'fail':\n    raise ValueError('no')\n"
-                 "print('shown', j2k_noisy.VALUE + j2k_quiet.VALUE)"),
+            Cell(
+                1,
+                source + "pathlib.Path(f'pid-{os.getpid()}').touch()\nif mode == 'sleep':\n"
+                "    time.sleep(600)\nif mode == 'fail':\n    raise ValueError('no')\n"
+                "print('shown', j2k_noisy.VALUE + j2k_quiet.VALUE)",
+            ),
         ],
         parameters_source="mode = 'ok'\n",
         parameters=["mode"],

@@ -69,7 +69,9 @@ class LocalExecutor:
 
     def execute(self, run: Run) -> None:
         spawner = _Spawner(self.python, run)
-        launcher: _Launcher = _Forker(self.python, run, spawner) if self.workers == "fork" else spawner
+        launcher: _Launcher = (
+            _Forker(self.python, run, spawner) if self.workers == "fork" else spawner
+        )
         _Schedule(self, run, launcher).loop()
 
     def close(self) -> None:
