@@ -600,12 +600,15 @@ def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | No
     return body, None if last is None else compile(last, filename, "eval")
 
 
-def warm_up(spec: StepSpec, *, imports: bool = True) -> None:
+def warm_up(
+    spec: StepSpec, *, imports: bool = True, restart: Callable[[str], None] | None = None
+) -> None:
     """What every execution of ``spec`` needs, done ahead (a step process calls it while it
     joins its consumer group): IPython's display machinery imported, the cells compiled and,
     with ``imports``, the installed modules they import imported if that is quiet (``preimport``;
-    a noisy one restarts the process without it). Holds the execution lock meanwhile: an
-    execution waits, and the capture of the imports' output sees no cell's."""
+    a noisy one restarts the process without it, or is handed to ``restart``). Holds the
+    execution lock meanwhile: an execution waits, and the capture of the imports' output sees
+    no cell's."""
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
     _ipython_formatter()
@@ -619,7 +622,7 @@ def warm_up(spec: StepSpec, *, imports: bool = True) -> None:
         from . import preimport  # not at the top: preimport imports this module first
 
         with _EXEC_LOCK:
-            preimport.warm([spec], alone=False)
+            preimport.warm([spec], alone=False, restart=restart or preimport.restart_without)
 
 
 def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:

@@ -26,7 +26,7 @@ import sys
 import sysconfig
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -123,14 +123,19 @@ def candidates(specs: Iterable[StepSpec], local_dirs: Iterable[Path]) -> list[st
     return sorted(names, key=lambda m: m != "numpy")
 
 
-def _random_states(alone: bool) -> tuple[Any, ...]:
-    states: list[Any] = [random.getstate()] if alone else []
+def _random_states(alone: bool) -> dict[str, Any]:
+    """The global generators' states that can be read now (NumPy's once it is imported)."""
+    states: dict[str, Any] = {"random": random.getstate()} if alone else {}
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
         with contextlib.suppress(Exception):
             kind, keys, pos, has_gauss, gauss = numpy_random.get_state()
-            states.append((kind, keys.tobytes(), pos, has_gauss, gauss))
-    return tuple(states)
+            states["numpy"] = (kind, keys.tobytes(), pos, has_gauss, gauss)
+    return states
+
+
+def _drew(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return any(after.get(k, v) != v for k, v in before.items())
 
 
 def import_quietly(name: str, *, alone: bool = True) -> bool:
@@ -152,7 +157,7 @@ def import_quietly(name: str, *, alone: bool = True) -> bool:
             exec(compile(f"import {name}", "<preimport>", "exec"), {"__name__": "__main__"})
         except BaseException:
             return False
-    if sink.getvalue() or caught or _random_states(alone) != before_random:
+    if sink.getvalue() or caught or _drew(before_random, _random_states(alone)):
         return False
     return not alone or {t.ident for t in threading.enumerate()} <= before_threads
 
@@ -176,9 +181,16 @@ def restart_without(name: str) -> None:
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
-def warm(specs: Iterable[StepSpec], local_dirs: Iterable[Path] = (), *, alone: bool = True) -> None:
-    """Import ahead what ``specs`` need, restarting the process without any noisy module
-    (``alone``: see ``import_quietly``).
+def warm(
+    specs: Iterable[StepSpec],
+    local_dirs: Iterable[Path] = (),
+    *,
+    alone: bool = True,
+    restart: Callable[[str], None] = restart_without,
+) -> None:
+    """Import ahead what ``specs`` need; a noisy module stops it and calls ``restart`` with its
+    name (default: start the process again now without it; ``alone``: see
+    ``import_quietly``).
 
     The runtime's cell machinery and IPython's display come first (cells sets MPLBACKEND and
     the import hooks that give pandas a kernel's answers before pandas is imported)."""
@@ -190,4 +202,4 @@ def warm(specs: Iterable[StepSpec], local_dirs: Iterable[Path] = (), *, alone: b
         return
     noisy = first_noisy(candidates(specs, local_dirs), alone=alone)
     if noisy is not None:
-        restart_without(noisy)
+        restart(noisy)

@@ -209,3 +209,25 @@ def test_fork_server_runs_steps_with_step_runs_exit_codes(tmp_path: Path) -> Non
         if server.proc.poll() is None:
             server.proc.kill()
         server.proc.communicate()
+
+
+def test_a_step_process_is_ready_only_once_warmed_up(
+    tmp_path: Path, modules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jup2kub_runtime.config import Config
+    from jup2kub_runtime.health import Health
+    from jup2kub_runtime.loop import StepLoop
+    from tests.runtime.test_loop_commits import ENV, FakeTransport
+
+    (modules / "j2k_probe_warm.py").write_text("VALUE = 1\n")
+    work = tmp_path / "work"  # the module lies outside the working directory
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg = Config.from_env({**ENV, "J2K_STATE_PATH": str(tmp_path / "state")})
+    spec = StepSpec(pipeline="p", step="s", cells=[Cell(1, "import j2k_probe_warm\nx = 1")])
+    health = Health("p", "s", 60.0, lambda: True)
+    loop = StepLoop(cfg, spec, StateStore(tmp_path / "state"), FakeTransport(), health)  # type: ignore[arg-type]
+    assert health.readiness()["warmed_up"] is False
+    loop._warm_up()
+    assert health.readiness()["warmed_up"] is True
+    assert "j2k_probe_warm" in sys.modules  # imported ahead: the first run does not pay it
