@@ -149,6 +149,42 @@ def test_a_crashing_step_does_not_take_the_parallel_ones_down(
     assert store.load_value(run_dir.name, "right", "b") == 3
 
 
+def test_a_dead_fork_server_fails_its_steps_and_later_ones_are_spawned(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = make_notebook(
+        [
+            "#| step: first\nx = 1",
+            "#| step: slow\nimport os, pathlib, time\n"
+            "pathlib.Path('pid').write_text(str(os.getpid()))\ntime.sleep(600)\ny = x",
+            "#| step: later\nimport os\nz = (x, os.getppid())",
+            "#| step: last\nprint(y)",
+            "#| step: show\nprint(z)",
+        ]
+    )
+    work = tmp_path / "w"
+    proc = _start(nb, work, tmp_path, _env("fork"), "--jobs", "1")
+    step = _wait_for_file(tmp_path / "pid", proc)
+    (server,) = [c for c in _children(proc.pid) if "jup2kub_runtime.forkserver" in _cmdline(c)]
+    os.kill(server, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out + err
+    assert "step 'slow' failed" in err and "the fork server ended" in err
+    (run_dir,) = (work / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    statuses = {k: v["status"] for k, v in summary["steps"].items()}
+    assert statuses == {
+        "first": "succeeded",
+        "slow": "failed",
+        "later": "succeeded",
+        "last": "blocked",
+        "show": "succeeded",
+    }
+    z = StateStore(work).load_value(run_dir.name, "later", "z")
+    assert z == (1, proc.pid)  # spawned by jup2kub itself
+    assert _wait_gone([server, step]) == []
+
+
 def _sleeper(make_notebook: MakeNb) -> Path:
     return make_notebook(
         [

@@ -380,6 +380,7 @@ class _Forker:
         server, self.server = self.server, None
         if server is not None:
             _end_server(server)
+        why = f"[jup2kub] the fork server ended (exit code {server and server.returncode})\n"
         done: list[Ended] = []
         for name, forked in list(self.running.items()):
             del self.running[name]
@@ -387,8 +388,7 @@ class _Forker:
                 self.spawner.start(name)
                 continue
             _kill(forked.pid)
-            stderr = _read_and_remove(forked.stderr)
-            done.append((name, -signal.SIGKILL, stderr))
+            done.append((name, -signal.SIGKILL, _read_and_remove(forked.stderr) + why))
         return done
 
     def close(self) -> None:
