@@ -604,11 +604,11 @@ def warm_up(
     spec: StepSpec, *, imports: bool = True, restart: Callable[[str], None] | None = None
 ) -> None:
     """What every execution of ``spec`` needs, done ahead (a step process calls it while it
-    joins its consumer group): IPython's display machinery imported, the cells compiled and,
-    with ``imports``, the installed modules they import imported if that is quiet (``preimport``;
-    a noisy one restarts the process without it, or is handed to ``restart``). Holds the
-    execution lock meanwhile: an execution waits, and the capture of the imports' output sees
-    no cell's."""
+    joins its consumer group): IPython's display machinery imported, the cells compiled, the
+    IPython shell stand-in created and, with ``imports``, the installed modules the cells
+    import, where that is quiet (``preimport``: a noisy one restarts the process without it,
+    or is handed to ``restart``). Holds the execution lock meanwhile: an execution waits, and
+    the capture of the imports' output sees no cell's."""
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
     _ipython_formatter()
@@ -618,11 +618,14 @@ def warm_up(
     for filename, source in sources:
         with contextlib.suppress(Exception):  # a syntax error is reported when the run hits it
             _compile_source(source, filename)
-    if imports:
-        from . import preimport  # not at the top: preimport imports this module first
+    with _EXEC_LOCK:
+        if imports:
+            from . import preimport  # not at the top: preimport imports this module first
 
-        with _EXEC_LOCK:
             preimport.warm([spec], alone=False, restart=restart or preimport.restart_without)
+        # the IPython shell every execution creates first (50 ms); after the imports, as then
+        with contextlib.suppress(Exception):
+            get_ipython_for({})()
 
 
 def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:

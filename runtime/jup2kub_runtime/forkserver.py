@@ -29,6 +29,7 @@ import argparse
 import atexit
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import select
@@ -199,7 +200,7 @@ def _reseed_numpy() -> None:
 
 def _as_at_exit() -> None:
     """What a process's normal end does before ``os._exit``: wait for the non-daemon threads,
-    run the exit handlers, flush."""
+    run the exit handlers (the step's: the server's own were cleared), flush."""
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             with contextlib.suppress(Exception):
@@ -233,7 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     preimport.warm(specs.values(), [Path(d) for d in args.local])
     for spec in specs.values():
         warm_up(spec, imports=False)
+    _settle_for_forking()
     return Server(specs).serve()
+
+
+def _settle_for_forking() -> None:
+    """What would make every child slow, undone once: the exit handlers the imports
+    registered (IPython's runs a full garbage collection, touching, so copying, every page),
+    and the garbage collector's walks over the server's objects (frozen: never collected)."""
+    atexit._clear()  # a child runs only the handlers its step's code registers
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":
