@@ -619,13 +619,19 @@ def warm_up(
         with contextlib.suppress(Exception):  # a syntax error is reported when the run hits it
             _compile_source(source, filename)
     with _EXEC_LOCK:
+        create_shell()
         if imports:
             from . import preimport  # not at the top: preimport imports this module first
 
             preimport.warm([spec], alone=False, restart=restart or preimport.restart_without)
-        # the IPython shell every execution creates first (50 ms); after the imports, as then
-        with contextlib.suppress(Exception):
-            get_ipython_for({})()
+
+
+def create_shell() -> None:
+    """The IPython shell stand-in every execution creates before its cells run (50 ms): done
+    ahead, and before importing ahead, so that a module imported ahead finds what it would
+    find when a cell imports it (``IPython.get_ipython()``, ``__IPYTHON__``)."""
+    with contextlib.suppress(Exception):
+        get_ipython_for({})()
 
 
 def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:

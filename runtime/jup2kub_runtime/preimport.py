@@ -192,12 +192,14 @@ def warm(
     name (default: start the process again now without it; ``alone``: see
     ``import_quietly``).
 
-    The runtime's cell machinery and IPython's display come first (cells sets MPLBACKEND and
-    the import hooks that give pandas a kernel's answers before pandas is imported)."""
-    from . import cells  # noqa: F401 - the hooks and MPLBACKEND before anything else
+    The runtime's cell machinery, IPython's display and the shell stand-in come first, as when
+    a cell imports (cells sets MPLBACKEND and the import hooks that give pandas a kernel's
+    answers before pandas is imported)."""
+    from . import cells  # the hooks and MPLBACKEND before anything else
 
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
+    cells.create_shell()  # as a cell's import finds it
     if not enabled():
         return
     noisy = first_noisy(candidates(specs, local_dirs), alone=alone)
