@@ -298,3 +298,28 @@ def test_unseeded_steps_draw_different_numbers(tmp_path: Path, make_notebook: Ma
     assert a != b
     ra = store.load_value(run_dir.name, "one", "ra")
     assert ra != store.load_value(run_dir.name, "two", "rb")
+
+
+def test_a_step_sees_the_same_process_either_way(tmp_path: Path, make_notebook: MakeNb) -> None:
+    site = tmp_path / "site"
+    (site / "noisypkg").mkdir(parents=True)
+    (site / "noisypkg" / "__init__.py").write_text(NOISY)
+    nb = make_notebook(
+        [
+            "#| step: a\nimport noisypkg, os, sys\nx = 1\n"
+            "print(os.path.basename(sys.argv[0]), sys.argv[1::2])\n"
+            "print(sorted(k for k in os.environ if k.startswith('J2K_')))",
+        ]
+    )
+    shown_by: dict[str, object] = {}
+    (tmp_path / "run").mkdir()  # noisypkg lies outside: imported ahead, found noisy, skipped
+    nb = nb.rename(tmp_path / "run" / nb.name)
+    for mode in MODES:
+        env = _env(mode, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+        proc = jup2kub("run", nb, "--workdir", tmp_path / mode, cwd=tmp_path / "run", env=env)
+        assert proc.returncode == 0, proc.stderr
+        (run_dir,) = (tmp_path / mode / "runs").iterdir()
+        result = nbformat.read(run_dir / "result.ipynb", as_version=4)
+        shown_by[mode] = shown(result)
+    assert shown_by["fork"] == shown_by["spawn"]
+    assert "step_run.py" in str(shown_by["fork"])

@@ -40,7 +40,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import FORK_SERVER_MODULE, preimport
+from . import FORK_SERVER_MODULE, preimport, step_run
 from .cells import warm_up
 from .errors import StepRuntimeError
 from .spec import StepSpec
@@ -136,14 +136,14 @@ class Server:
         _redirect(1, str(request.get("stdout") or os.devnull))
         _redirect(2, str(request.get("stderr") or os.devnull))
         _reseed_numpy()
+        os.environ.pop(preimport.SKIP_ENV, None)  # the step's code sees the runner's environment
         try:
-            path = str(request["spec"])
-            code = execute_once(
-                self.specs.get(path) or path,
-                str(request["state"]),
-                str(request["run_id"]),
-                str(request.get("params") or "{}"),
-            )
+            path, state = str(request["spec"]), str(request["state"])
+            run_id, params = str(request["run_id"]), str(request.get("params") or "{}")
+            # as ``python -m jup2kub_runtime.step_run`` has it
+            sys.argv = [step_run.__file__ or "", "--spec", path, "--state", state]
+            sys.argv += ["--run-id", run_id, "--params", params]
+            code = execute_once(self.specs.get(path) or path, state, run_id, params)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

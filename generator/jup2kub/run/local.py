@@ -378,9 +378,14 @@ class _Forker:
         """The server died: its children die with it (killed here too, in case); the steps it
         had forked failed as killed ones, the others are spawned instead."""
         server, self.server = self.server, None
+        code = None
         if server is not None:
             _end_server(server)
-        why = f"[jup2kub] the fork server ended (exit code {server and server.returncode})\n"
+            code = server.returncode
+        self.server_log.seek(0)
+        last = self.server_log.read().decode(errors="replace").strip().splitlines()[-1:]
+        why = f"[jup2kub] the fork server ended (exit code {code}){': ' if last else ''}"
+        why += "".join(last) + "\n"
         done: list[Ended] = []
         for name, forked in list(self.running.items()):
             del self.running[name]
