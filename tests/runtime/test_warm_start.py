@@ -231,3 +231,32 @@ def test_a_step_process_is_ready_only_once_warmed_up(
     loop._warm_up()
     assert health.readiness()["warmed_up"] is True
     assert "j2k_probe_warm" in sys.modules  # imported ahead: the first run does not pay it
+
+
+def test_a_kafka_step_process_restarts_without_a_noisy_import(tmp_path: Path, broker: Any) -> None:
+    from tests.support.runtime_harness import Pipeline, unique
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "j2k_noisy_k.py").write_text("print('noisy at import')\nVALUE = 2\n")
+    (site / "j2k_quiet_k.py").write_text("VALUE = 3\n")
+    spec = StepSpec(
+        pipeline=unique("warm"),
+        step="only",
+        cells=[Cell(1, "import j2k_quiet_k\nimport j2k_noisy_k\nprint(j2k_noisy_k.VALUE)")],
+    )
+    path = os.pathsep.join([str(RUNTIME_DIR), str(site)])
+    p = Pipeline(tmp_path, broker.bootstrap, [spec], step_env={"only": {"PYTHONPATH": path}})
+    p.start()
+    try:
+        p.wait_ready()
+        status, body = p.proc("only").get("/readiness")
+        assert status == 200 and isinstance(body, dict) and body["warmed_up"] is True
+        p.submit("r1")
+        p.wait_complete(["r1"])
+        outputs = p.store.outputs("r1", "only")
+        text = "".join(o.get("text", "") for o in outputs["cells"][0]["outputs"])
+        assert text == "noisy at import\n2\n"  # the import's output: in its cell
+        assert "restarting without importing j2k_noisy_k ahead" in p.proc("only").log_text()
+    finally:
+        p.stop()
