@@ -19,6 +19,7 @@ import ast
 import contextlib
 import importlib.util
 import io
+import logging
 import os
 import random
 import site
@@ -115,12 +116,14 @@ def outside(name: str, local_dirs: Iterable[Path]) -> bool:
 
 
 def candidates(specs: Iterable[StepSpec], local_dirs: Iterable[Path]) -> list[str]:
-    """The modules worth importing ahead for ``specs``: numpy first (so that a later module's
-    draw from its global generator shows), then in the steps' order."""
+    """The modules worth importing ahead for ``specs``: numpy and matplotlib first (so that a
+    later module's draw from NumPy's global generator, or change to matplotlib's settings,
+    shows), then in the steps' order."""
     local = [Path.cwd(), *local_dirs]
     skip = skipped()
     names = [m for m in modules_needed(specs) if m not in skip and outside(m, local)]
-    return sorted(names, key=lambda m: m != "numpy")
+    first = {"numpy": 0, "matplotlib": 1}
+    return sorted(names, key=lambda m: first.get(m.partition(".")[0], 2))
 
 
 def _random_states(alone: bool) -> dict[str, Any]:
@@ -138,13 +141,32 @@ def _drew(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return any(after.get(k, v) != v for k, v in before.items())
 
 
+def _settings() -> tuple[Any, ...]:
+    """Process-wide settings an import could change for the cells before it: the root
+    logger's handlers and level, sys.path, matplotlib's rcParams (once imported)."""
+    root = logging.getLogger()
+    matplotlib: Any = sys.modules.get("matplotlib")
+    rc = dict(matplotlib.rcParams) if hasattr(matplotlib, "rcParams") else None
+    return (list(root.handlers), root.level, list(sys.path), rc)
+
+
+def _changed(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    """Whether settings changed (matplotlib's only if it was imported before)."""
+    *rest_before, rc_before = before
+    *rest_after, rc_after = after
+    return rest_before != rest_after or (rc_before is not None and rc_before != rc_after)
+
+
 def import_quietly(name: str, *, alone: bool = True) -> bool:
     """Import ``name``; False if that printed, warned, raised, drew from NumPy's global
-    generator or, ``alone`` (no other thread of this process works meanwhile), drew from
-    Python's or left a new thread running. Python-level output only: the runtime does not show
-    what C code writes to the file descriptors in cells either."""
+    generator, changed the process' logging, sys.path or matplotlib's settings, replaced
+    ``warnings.showwarning`` or, ``alone`` (no other thread of this process works meanwhile),
+    drew from Python's or left a new thread running. Python-level output only: the runtime
+    does not show what C code writes to the file descriptors in cells either. The warning
+    filters the module installs stay, as when a cell imports it."""
     before_threads = {t.ident for t in threading.enumerate()}
     before_random = _random_states(alone)
+    before_settings = _settings()
     sink = io.StringIO()
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -152,12 +174,20 @@ def import_quietly(name: str, *, alone: bool = True) -> bool:
         contextlib.redirect_stderr(sink),
     ):
         warnings.simplefilter("always")
+        ours, showwarning = warnings.filters[0], warnings.showwarning
         try:
             # from a frame named __main__, as a cell's import (a warning's stacklevel lands here)
             exec(compile(f"import {name}", "<preimport>", "exec"), {"__name__": "__main__"})
         except BaseException:
             return False
-    if sink.getvalue() or caught or _drew(before_random, _random_states(alone)):
+        installed = [f for f in warnings.filters if f is not ours]
+        replaced = warnings.showwarning is not showwarning
+    # catch_warnings put the filters back: the module's own (numpy's, say) must stay
+    warnings.filters[:] = installed  # type: ignore[index]
+    warnings._filters_mutated()  # type: ignore[attr-defined]
+    if sink.getvalue() or caught or replaced or _drew(before_random, _random_states(alone)):
+        return False
+    if _changed(before_settings, _settings()):
         return False
     return not alone or {t.ident for t in threading.enumerate()} <= before_threads
 

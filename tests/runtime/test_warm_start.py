@@ -5,12 +5,14 @@ is a step process with step_run's exit codes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,12 +65,17 @@ def test_only_modules_outside_the_notebooks_directory(
 
 @pytest.fixture
 def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on sys.path for probe modules; what they change is put back afterwards."""
     monkeypatch.syspath_prepend(str(tmp_path))
     before = set(sys.modules)
+    root = logging.getLogger()
+    handlers, level, filters = list(root.handlers), root.level, list(warnings.filters)
     yield tmp_path
     for name in set(sys.modules) - before:
         if name.startswith("j2k_probe_"):
             del sys.modules[name]
+    root.handlers[:], warnings.filters[:] = handlers, filters  # type: ignore[index]
+    root.setLevel(level)
 
 
 @pytest.mark.parametrize(
@@ -83,12 +90,43 @@ def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         ("raise ImportError('broken')\n", False),
         ("import random\nrandom.random()\n", False),
         ("import threading, time\nthreading.Thread(target=time.sleep, args=(1,)).start()\n", False),
+        # settings the cells before the import would see changed
+        ("import logging\nlogging.getLogger().addHandler(logging.NullHandler())\n", False),
+        ("import logging\nlogging.getLogger().setLevel(logging.DEBUG)\n", False),
+        ("import sys\nsys.path.append('/j2k-nowhere')\n", False),
+        ("import warnings\nwarnings.showwarning = print\n", False),
     ],
 )
 def test_import_quietly(code: str, quiet: bool, modules: Path) -> None:
     name = f"j2k_probe_{abs(hash(code))}"
     (modules / f"{name}.py").write_text(code)
     assert preimport.import_quietly(name) is quiet
+
+
+def test_a_change_to_matplotlibs_settings_is_not_quiet(modules: Path) -> None:
+    import matplotlib
+
+    (modules / "j2k_probe_style.py").write_text(
+        "import matplotlib\nmatplotlib.rcParams['lines.linewidth'] = 7\n"
+    )
+    saved = dict(matplotlib.rcParams)
+    try:
+        assert not preimport.import_quietly("j2k_probe_style")
+    finally:
+        matplotlib.rcParams.update(saved)
+    spec = StepSpec(pipeline="p", step="s", cells=[Cell(1, "import json, matplotlib.pyplot")])
+    assert preimport.candidates([spec], [])[0] == "matplotlib.pyplot"  # first: changes show
+
+
+def test_the_warning_filters_a_module_installs_stay(modules: Path) -> None:
+    (modules / "j2k_probe_filters.py").write_text(
+        "import warnings\nwarnings.filterwarnings('ignore', message='j2k-probe')\n"
+    )
+    assert preimport.import_quietly("j2k_probe_filters")
+    assert any(f[1] is not None and f[1].pattern == "j2k-probe" for f in warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.warn("j2k-probe", UserWarning, stacklevel=1)
+    assert caught == []  # as after a cell's import: ignored
 
 
 def test_first_noisy_stops_at_the_first_noisy_module(modules: Path) -> None:
