@@ -309,6 +309,7 @@ class _Forker:
             cwd=Path.cwd(),
         )
         self.pending = b""
+        self.backlog: list[Ended] = []  # ended while starting a step
 
     def start(self, name: str) -> None:
         if self.server is None or self.server.stdin is None:
@@ -327,7 +328,7 @@ class _Forker:
             self.server.stdin.write((json.dumps(request) + "\n").encode())
             self.server.stdin.flush()
         except OSError:  # the server is gone: spawn this one, and the next ones
-            self._server_gone()
+            self.backlog += self._server_gone()
             self.spawner.start(name)
             return
         self.running[name] = _Forked(stderr)
@@ -340,23 +341,22 @@ class _Forker:
         self.spawner.cancel(name)
 
     def wait(self, timeout: float) -> list[Ended]:
+        done, self.backlog = self.backlog, []
+        if done:
+            return done + self.spawner.ended()
         if not self.running or self.server is None or self.server.stdout is None:
             return self.spawner.wait(timeout) if self.spawner.running else self.spawner.ended()
-        if self.spawner.running:
-            timeout = min(timeout, 0.02)
         out = self.server.stdout
         ready, _, _ = select.select([out], [], [], timeout)
-        done: list[Ended] = []
         if ready:
             data = os.read(out.fileno(), 65536)
-            if not data:
-                done += self._server_gone()
-            else:
-                self.pending += data
-                *lines, self.pending = self.pending.split(b"\n")
-                for line in lines:
-                    done += self._event(line)
+            done += self._events(data) if data else self._server_gone()
         return done + self.spawner.ended()
+
+    def _events(self, data: bytes) -> list[Ended]:
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        return [ended for line in lines for ended in self._event(line)]
 
     def _event(self, line: bytes) -> list[Ended]:
         try:
@@ -379,14 +379,14 @@ class _Forker:
         had forked failed as killed ones, the others are spawned instead."""
         server, self.server = self.server, None
         code = None
+        done: list[Ended] = []
         if server is not None:
-            _end_server(server)
+            done += self._events(_end_server(server) + b"\n")  # what it said before it ended
             code = server.returncode
         self.server_log.seek(0)
         last = self.server_log.read().decode(errors="replace").strip().splitlines()[-1:]
         why = f"[jup2kub] the fork server ended (exit code {code}){': ' if last else ''}"
         why += "".join(last) + "\n"
-        done: list[Ended] = []
         for name, forked in list(self.running.items()):
             del self.running[name]
             if forked.pid is None:
@@ -414,17 +414,19 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _end_server(server: subprocess.Popen[bytes]) -> None:
-    """End of input (it kills and reaps its children), then wait; kill it if need be."""
+def _end_server(server: subprocess.Popen[bytes]) -> bytes:
+    """End of input (it kills and reaps its children), then wait, killing it if need be;
+    what it wrote meanwhile."""
     with contextlib.suppress(OSError):
         if server.stdin is not None:
             server.stdin.close()
     server.stdin = None
     try:
-        server.communicate(timeout=10)
+        out, _ = server.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         server.kill()
-        server.communicate()
+        out, _ = server.communicate()
+    return out or b""
 
 
 def _read_and_remove(path: Path) -> str:
