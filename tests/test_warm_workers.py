@@ -306,8 +306,10 @@ def test_a_step_sees_the_same_process_either_way(tmp_path: Path, make_notebook: 
     (site / "noisypkg" / "__init__.py").write_text(NOISY)
     nb = make_notebook(
         [
-            "#| step: a\nimport noisypkg, os, sys\nx = 1\n"
-            "print(os.path.basename(sys.argv[0]), sys.argv[1::2])\n"
+            "#| step: first\nimport time\ntime.sleep(0.5)\nx = 1",
+            # spawned, it starts ahead (--wait) while 'first' runs: it imports ahead too
+            "#| step: a\nimport noisypkg, os, sys\ny = x\n"
+            "print(os.path.basename(sys.argv[0]), sys.argv[1:9:2])\n"
             "print(sorted(k for k in os.environ if k.startswith('J2K_')))",
         ]
     )

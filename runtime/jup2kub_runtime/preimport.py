@@ -235,3 +235,5 @@ def warm(
     noisy = first_noisy(candidates(specs, local_dirs), alone=alone)
     if noisy is not None:
         restart(noisy)
+    else:  # done: the steps' code sees the environment the process was started with
+        os.environ.pop(SKIP_ENV, None)
