@@ -6,7 +6,10 @@ wall time of ``jup2kub run`` and each step's time from start to finish as the ru
 (process start, imports, inputs loaded, cells, results stored, process end), p50 over the
 steps after the first (the first also waits for the server's start). Medians of ``--repeat``.
 
-    python -m bench.warm_workers [--repeat 3] [--steps 10]
+    python -m bench.warm_workers [--repeat 3] [--steps 10] [--baseline CHECKOUT]
+
+``--baseline`` adds a row for another checkout's code (e.g. ``git archive main`` unpacked):
+the runner before warm workers.
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ def notebook(steps: int) -> nbformat.NotebookNode:
     return nb
 
 
-def one_run(path: Path, workers: str, work: Path) -> tuple[float, float]:
-    """(wall seconds, p50 seconds of a step after the first)."""
+def one_run(path: Path, workers: str, work: Path, code: Path | None) -> tuple[float, float]:
+    """(wall seconds, p50 seconds of a step after the first); ``code``: another checkout."""
     env = {**os.environ, "J2K_LOCAL_WORKERS": workers}
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code / "generator"), str(code / "runtime")])
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "jup2kub.cli", "run", str(path), "--workdir", str(work)],
@@ -62,20 +68,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--baseline", type=Path, help="a checkout to measure as 'baseline'")
     args = parser.parse_args()
+    kinds: dict[str, tuple[str, Path | None]] = {"spawn": ("spawn", None), "fork": ("fork", None)}
+    if args.baseline:
+        kinds = {"baseline": ("spawn", args.baseline.absolute()), **kinds}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "chain.ipynb"
         nbformat.write(notebook(args.steps), path)
-        rows: dict[str, list[tuple[float, float]]] = {"spawn": [], "fork": []}
+        rows: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
         for i in range(args.repeat):
-            for workers in rows:
-                rows[workers].append(one_run(path, workers, Path(tmp) / f"{workers}{i}"))
+            for kind, (workers, code) in kinds.items():
+                rows[kind].append(one_run(path, workers, Path(tmp) / f"{kind}{i}", code))
     print(f"{args.steps}-step chain importing pandas, medians of {args.repeat}")
-    print("workers  wall s  per-step p50 ms")
-    for workers, runs in rows.items():
+    print("workers   wall s  per-step p50 ms")
+    for kind, runs in rows.items():
         wall = statistics.median(r[0] for r in runs)
         step = statistics.median(r[1] for r in runs)
-        print(f"{workers:7}  {wall:6.2f}  {step * 1000:8.1f}")
+        print(f"{kind:8}  {wall:6.2f}  {step * 1000:8.1f}")
 
 
 if __name__ == "__main__":
