@@ -34,6 +34,7 @@ import time
 import tokenize
 import traceback
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import CodeType, ModuleType
@@ -552,9 +553,39 @@ def _inline_pyplot(pyplot: ModuleType) -> None:
     pyplot.show = show  # type: ignore[attr-defined]
 
 
+def _rekeyed_transforms(transforms: ModuleType) -> None:
+    """A figure handed on between steps is unpickled in another process: matplotlib keys a
+    transform's parents by ``id()`` and its ``__setstate__`` keeps the ids of the process that
+    pickled it, so a parent created here at such an address replaces an entry (and a dead one's
+    callback removes it): a stale transform then draws text off by the DPI change of
+    ``savefig``. Keyed by this process' ids instead, as in the notebook's one process."""
+    node = transforms.TransformNode
+
+    def __setstate__(self: Any, data_dict: dict[str, Any]) -> None:
+        self.__dict__ = data_dict
+        parents = {id(v): v for v in self._parents.values() if v is not None}
+        self._parents = {}
+        for k, v in parents.items():
+            self._parents[k] = weakref.ref(v, _dropper(self._parents, k))
+
+    node.__setstate__ = __setstate__
+
+
+def _dropper(entries: dict[int, Any], key: int) -> Callable[[Any], None]:
+    def drop(_ref: Any) -> None:  # the parent died: forget it
+        entries.pop(key, None)
+
+    return drop
+
+
 #: module -> what to change once it is imported (see _KernelGlobalsFinder)
-_AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {"matplotlib.pyplot": _inline_pyplot}
+_AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {
+    "matplotlib.pyplot": _inline_pyplot,
+    "matplotlib.transforms": _rekeyed_transforms,
+}
 _install_import_hooks()
+if "matplotlib.transforms" in sys.modules:  # imported before the runtime
+    _rekeyed_transforms(sys.modules["matplotlib.transforms"])
 
 
 def _add_error_output(outputs: list[Output], error: Output, figures: list[Output]) -> None:

@@ -298,3 +298,31 @@ def test_a_kafka_step_process_restarts_without_a_noisy_import(tmp_path: Path, br
         assert "restarting without importing j2k_noisy_k ahead" in p.proc("only").log_text()
     finally:
         p.stop()
+
+
+def test_unpickled_transforms_know_their_parents_by_this_process_ids() -> None:
+    """Steps forked from one server allocate alike, so a handed-on figure's stale parent ids
+    (matplotlib keeps the pickling process') collided with new transforms: text drawn off by
+    savefig's DPI change (corpus visits_seaborn_markers, now and then)."""
+    import gc
+    import pickle
+
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import TransformNode
+
+    import jup2kub_runtime.cells  # noqa: F401 - rekeys matplotlib's transforms
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3])
+    copy = pickle.loads(pickle.dumps(fig))  # the original stays alive: its ids stay taken
+    nodes = [o for o in gc.get_objects() if isinstance(o, TransformNode)]
+    checked = 0
+    for node in nodes:
+        for key, ref in node._parents.items():
+            parent = ref()
+            if parent is not None:
+                assert key == id(parent)
+                checked += 1
+    assert checked > 0
+    plt.close(fig)
+    plt.close(copy)
