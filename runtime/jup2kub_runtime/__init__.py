@@ -12,6 +12,8 @@ Modules, Kafka-free first (the local ``jup2kub run`` uses only these):
 - ``step_run``  ``run_step(spec, store, run_id, params)`` and the single-execution command
                 ``python -m jup2kub_runtime.step_run --spec step.json --state DIR --run-id ID``
                 (``STEP_RUN_MODULE`` below names it for callers)
+- ``preimport`` imports ahead, quietly, what steps import (long-lived processes)
+- ``forkserver`` forks each local step's process from a warm one (Linux; ``jup2kub run``)
 - ``errors``    permanent (dead-letter) vs temporary (retry) error classes, ``ErrorRecord``
 - ``names``     the valid pipeline/step names, identifiers, topic names and run ids
 - ``states``    ``StepState``: the one vocabulary of step states (status messages, /runs, CLI)
@@ -27,3 +29,5 @@ __version__ = "0.1.0"
 #: here, not in ``step_run``, so that callers (the generator) get it without importing
 #: ``cells``, which sets MPLBACKEND for step processes when imported.
 STEP_RUN_MODULE = f"{__name__}.step_run"
+#: ``python -m FORK_SERVER_MODULE ...``: the local runner's fork server (``forkserver.main``)
+FORK_SERVER_MODULE = f"{__name__}.forkserver"

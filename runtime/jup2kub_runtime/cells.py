@@ -34,6 +34,7 @@ import time
 import tokenize
 import traceback
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import CodeType, ModuleType
@@ -553,9 +554,39 @@ def _inline_pyplot(pyplot: ModuleType) -> None:
     pyplot.show = show  # type: ignore[attr-defined]
 
 
+def _rekeyed_transforms(transforms: ModuleType) -> None:
+    """A figure handed on between steps is unpickled in another process: matplotlib keys a
+    transform's parents by ``id()`` and its ``__setstate__`` keeps the ids of the process that
+    pickled it, so a parent created here at such an address replaces an entry (and a dead one's
+    callback removes it): a stale transform then draws text off by the DPI change of
+    ``savefig``. Keyed by this process' ids instead, as in the notebook's one process."""
+    node = transforms.TransformNode
+
+    def __setstate__(self: Any, data_dict: dict[str, Any]) -> None:
+        self.__dict__ = data_dict
+        parents = {id(v): v for v in self._parents.values() if v is not None}
+        self._parents = {}
+        for k, v in parents.items():
+            self._parents[k] = weakref.ref(v, _dropper(self._parents, k))
+
+    node.__setstate__ = __setstate__
+
+
+def _dropper(entries: dict[int, Any], key: int) -> Callable[[Any], None]:
+    def drop(_ref: Any) -> None:  # the parent died: forget it
+        entries.pop(key, None)
+
+    return drop
+
+
 #: module -> what to change once it is imported (see _KernelGlobalsFinder)
-_AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {"matplotlib.pyplot": _inline_pyplot}
+_AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {
+    "matplotlib.pyplot": _inline_pyplot,
+    "matplotlib.transforms": _rekeyed_transforms,
+}
 _install_import_hooks()
+if "matplotlib.transforms" in sys.modules:  # imported before the runtime
+    _rekeyed_transforms(sys.modules["matplotlib.transforms"])
 
 
 def _add_error_output(outputs: list[Output], error: Output, figures: list[Output]) -> None:
@@ -601,9 +632,15 @@ def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | No
     return body, None if last is None else compile(last, filename, "eval")
 
 
-def warm_up(spec: StepSpec) -> None:
+def warm_up(
+    spec: StepSpec, *, imports: bool = True, restart: Callable[[str], None] | None = None
+) -> None:
     """What every execution of ``spec`` needs, done ahead (a step process calls it while it
-    joins its consumer group): IPython's display machinery imported, the cells compiled."""
+    joins its consumer group): IPython's display machinery imported, the cells compiled, the
+    IPython shell stand-in created and, with ``imports``, the installed modules the cells
+    import, where that is quiet (``preimport``: a noisy one restarts the process without it,
+    or is handed to ``restart``). Holds the execution lock meanwhile: an execution waits, and
+    the capture of the imports' output sees no cell's."""
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
     _ipython_formatter()
@@ -613,6 +650,20 @@ def warm_up(spec: StepSpec) -> None:
     for filename, source in sources:
         with contextlib.suppress(Exception):  # a syntax error is reported when the run hits it
             _compile_source(source, filename)
+    with _EXEC_LOCK:
+        create_shell()
+        if imports:
+            from . import preimport  # not at the top: preimport imports this module first
+
+            preimport.warm([spec], alone=False, restart=restart or preimport.restart_without)
+
+
+def create_shell() -> None:
+    """The IPython shell stand-in every execution creates before its cells run (50 ms): done
+    ahead, and before importing ahead, so that a module imported ahead finds what it would
+    find when a cell imports it (``IPython.get_ipython()``, ``__IPYTHON__``)."""
+    with contextlib.suppress(Exception):
+        get_ipython_for({})()
 
 
 def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:

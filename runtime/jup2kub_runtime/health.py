@@ -97,6 +97,8 @@ class Health:
         #: (a commit or an ack wait) and so not refresh ``connected`` for a long time
         self.connected_probe: Callable[[], bool] | None = None
         self.subscribed = False
+        #: set once the warm-up (imports, compiling) is over: the first run pays none of it
+        self.warmed_up = False
         self.busy_since: float | None = None
         #: the run the worker is handling (set once its message is parsed)
         self.busy_run: str | None = None
@@ -144,6 +146,7 @@ class Health:
             "kafka_connected": connected,
             "subscribed": self.subscribed,
             "state_writable": self.volume_writable(),
+            "warmed_up": self.warmed_up,
         }
 
     def metrics_text(self) -> str:
@@ -169,7 +172,7 @@ class Health:
             "# HELP j2k_busy 1 while the step executes a run.",
             "# TYPE j2k_busy gauge",
             f"j2k_busy{{{lab}}} {int(self.busy_since is not None)}",
-            "# HELP j2k_ready 1 when connected, subscribed and the volume is writable.",
+            "# HELP j2k_ready 1 when connected, subscribed, warmed up and the volume is writable.",
             "# TYPE j2k_ready gauge",
             f"j2k_ready{{{lab}}} {int(all(self.readiness().values()))}",
         ]

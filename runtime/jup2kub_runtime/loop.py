@@ -26,6 +26,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from . import preimport
 from .cells import warm_up
 from .config import Config
 from .errors import (
@@ -93,6 +94,11 @@ class StepLoop:
         self.health = health
         health.connected_probe = transport.connected
         self.stop = threading.Event()
+        #: cleared while the warm-up runs: a run waits for it (it may restart the process)
+        self.warmed = threading.Event()
+        self.warmed.set()
+        #: a module the warm-up found noisy: the process starts again without it
+        self.restart_for: str | None = None
         self.stop_at: float | None = None
         self.job: Job | None = None
         #: handled jobs awaiting their acknowledgements, and the offsets they make committable
@@ -119,7 +125,8 @@ class StepLoop:
         signal.signal(signal.SIGINT, self.request_stop)
         cfg = self.cfg
         # Imports and compiling for the first run, while the consumer connects and joins.
-        threading.Thread(target=warm_up, args=(self.spec,), name="warm-up", daemon=True).start()
+        self.warmed.clear()
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
         self.transport.ensure_topics(
             [*cfg.input_topics, *cfg.output_topics, cfg.status_topic, cfg.dead_letter_topic]
         )
@@ -141,8 +148,34 @@ class StepLoop:
         log.info("stopped")
         return 0
 
+    def _warm_up(self) -> None:
+        """Ready (``/readiness``) only once done, whatever happened. A noisy import restarts
+        the process (``preimport``): no run has started then, they wait for the warm-up."""
+        try:
+            warm_up(self.spec, restart=self._restart_without)
+        except Exception as exc:  # the first execution meets the problem itself
+            log.warning("warm-up: %r", exc)
+        finally:
+            self.health.warmed_up = True
+            self.warmed.set()
+
+    def _restart_without(self, module: str) -> None:
+        """From the warm-up thread: the main thread leaves the group, then restarts."""
+        self.restart_for = module
+
+    def _restart_if_asked(self) -> None:
+        """A noisy import happened ahead (its output lost): this process must not run a step.
+        Leave the consumer group cleanly (a quick rebalance), then start again without it."""
+        if self.restart_for is None or (self.job is not None and not self.job.finished):
+            return
+        log.info("restarting without importing %s ahead (it is not quiet)", self.restart_for)
+        self.health.loop_running = False
+        self.transport.close()
+        preimport.restart_without(self.restart_for)
+
     def _iterate(self) -> bool:
         """One pass of the loop; False once it should end."""
+        self._restart_if_asked()
         self.health.beat()
         self.health.connected = self.transport.connected()
         now = time.monotonic()
@@ -315,7 +348,10 @@ class StepLoop:
     # ---- worker side ---------------------------------------------------------------------------
     def _work(self, job: Job) -> None:
         self._tls.job = job
+        self.warmed.wait()
         try:
+            if self.restart_for is not None:
+                raise Abandon(f"restarting without importing {self.restart_for} ahead")
             job.commit = self._handle(job.record)
         except Abandon:
             job.commit = False

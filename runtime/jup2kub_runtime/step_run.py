@@ -173,27 +173,52 @@ def main(argv: list[str] | None = None) -> int:
         "--wait", action="store_true", help="prepare, then execute only after a line 'go' on stdin"
     )
     args = parser.parse_args(argv)
+    return execute_once(
+        args.spec,
+        args.state,
+        args.run_id,
+        args.params,
+        timeout=args.timeout,
+        force=args.force,
+        echo=args.echo,
+        wait=args.wait,
+    )
+
+
+def execute_once(
+    spec_or_path: StepSpec | str,
+    state: str,
+    run_id: str,
+    params_json: str = "{}",
+    *,
+    timeout: float = 0.0,
+    force: bool = False,
+    echo: bool = False,
+    wait: bool = False,
+) -> int:
+    """One execution as the command does it (also a fork server's child): the exit code, with
+    the status (stdout) or the error (stderr) printed as JSON."""
     try:
-        params = json.loads(args.params)
+        params = json.loads(params_json)
         if not isinstance(params, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:
         print(f"--params: invalid JSON object: {exc}", file=sys.stderr)
         return 2
     try:
-        spec = StepSpec.load(args.spec)
-        if args.wait:
+        spec = spec_or_path if isinstance(spec_or_path, StepSpec) else StepSpec.load(spec_or_path)
+        if wait:
             warm_up(spec)
             if sys.stdin.readline().strip() != "go":
                 return 4
         outcome = run_step(
             spec,
-            StateStore(args.state),
-            args.run_id,
+            StateStore(state),
+            run_id,
             params,
-            force=args.force,
-            echo=args.echo,
-            timeout=args.timeout or None,
+            force=force,
+            echo=echo,
+            timeout=timeout or None,
         )
     except (CellError, OutputError) as exc:
         record = exc.record if isinstance(exc, CellError) else ErrorRecord.of(exc)
@@ -202,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "status": StepState.FAILED.value,
                     "step": spec.step,
-                    "run_id": args.run_id,
+                    "run_id": run_id,
                     "error": record.to_json(),
                 }
             ),
@@ -214,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if outcome.status is StepState.BUSY:
         print(
-            f"step {spec.step!r} of run {args.run_id!r} is being executed by another process",
+            f"step {spec.step!r} of run {run_id!r} is being executed by another process",
             file=sys.stderr,
         )
         return 3
@@ -223,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "status": outcome.status.value,
                 "step": spec.step,
-                "run_id": args.run_id,
+                "run_id": run_id,
                 "attempt": outcome.attempt,
                 "seconds": round(outcome.seconds, 6),
             }
