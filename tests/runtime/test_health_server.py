@@ -37,6 +37,7 @@ SCRIPT = textwrap.dedent(
 
     first = get("/readiness")
     health.loop_running, health.subscribed, health.connected = True, True, True
+    health.warmed_up = True
     print(json.dumps({
         "flask_before": before,
         "flask_after": "flask" in sys.modules,
@@ -58,7 +59,13 @@ def test_flask_is_imported_on_the_first_request_which_is_answered() -> None:
     assert seen["healthz"][0] == 200 and seen["healthz"][1]["alive"] is True
     assert seen["readiness"] == [
         200,
-        {"ready": True, "kafka_connected": True, "subscribed": True, "state_writable": True},
+        {
+            "ready": True,
+            "kafka_connected": True,
+            "subscribed": True,
+            "state_writable": True,
+            "warmed_up": True,
+        },
     ]
 
 
