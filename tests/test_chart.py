@@ -957,6 +957,11 @@ def test_notes(charts: dict[str, Path], tmp_path: Path) -> None:
         for step in ("load", "left", "right", "join"):
             assert f"- {step}:" in notes
         assert ("ReadWriteOnce" in notes) == (values_file == "values-dev.yaml"), expect
+        # no cluster to look the API server up in: the notes say what to set
+        assert "set networkPolicy.apiServer.cidrs" in notes
+    objects = render(copy_dir, sets=["networkPolicy.apiServer.cidrs={10.0.0.1/32}"])
+    notes = by_kind(objects, "ConfigMap")["notes"]["data"]["notes"]
+    assert "the API server from 10.0.0.1/32." in " ".join(notes.split())
 
 
 def test_templates_are_verbatim_and_never_mix_syntaxes(charts: dict[str, Path]) -> None:
