@@ -140,6 +140,23 @@ def test_step_endpoints_are_refused_outside_the_release(
     cluster.kubectl("-n", ns, "delete", "pod", "insider", "--wait=false")
 
 
+def test_the_api_server_is_looked_up_at_install(cluster: Cluster, release: dict[str, str]) -> None:
+    """`helm template` cannot look it up; an install allows the default/kubernetes addresses."""
+    policies = cluster.kubectl(
+        "-n", release["namespace"], "get", "networkpolicy", "-l",
+        "app.kubernetes.io/component=steps", "-o", "json",
+    )  # fmt: skip
+    (policy,) = json.loads(policies.stdout)["items"]
+    (rule,) = policy["spec"]["ingress"]
+    endpoints = cluster.kubectl("-n", "default", "get", "endpointslice", "kubernetes", "-o", "json")
+    addresses = [a for e in json.loads(endpoints.stdout)["endpoints"] for a in e["addresses"]]
+    assert addresses
+    assert [peer["ipBlock"]["cidr"] for peer in rule["from"]] == [
+        f"{a}/{128 if ':' in a else 32}" for a in addresses
+    ]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+
 def test_status_and_results_through_the_api_server_still_work(
     cluster: Cluster, release: dict[str, str], tmp_path: Path
 ) -> None:
