@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +192,26 @@ def test_status_and_results_through_the_api_server_still_work(
         )
         assert r.returncode == 0, r.stdout + r.stderr
     assert nbformat.read(fetched, 4) == nbformat.read(direct, 4)
+
+
+def test_steps_from_opens_the_steps_to_a_namespace(
+    cluster: Cluster, release: dict[str, str], built: Path, namespace: str
+) -> None:
+    """The refusal above is the policy's: networkPolicy.stepsFrom lets a namespace in."""
+    ns = release["namespace"]
+    step = _pod_ip(cluster, ns, "jup2kub.io/role=step,app.kubernetes.io/component=load")
+    _probe_pod(cluster, namespace, "viewer")
+    assert _blocked(_get(cluster, namespace, "viewer", f"http://{step}:8080/runs"))
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+    helm(
+        cluster, "upgrade", RELEASE, str(built), "-n", ns, "--reuse-values",
+        "--set-json", f"networkPolicy.stepsFrom={json.dumps([peer])}", "--wait",
+    )  # fmt: skip
+    # the enforcer applies a changed policy asynchronously: wait for it (bounded)
+    deadline = time.monotonic() + 60
+    r = _get(cluster, namespace, "viewer", f"http://{step}:8080/runs")
+    while r.returncode != 0 and time.monotonic() < deadline:
+        time.sleep(2)
+        r = _get(cluster, namespace, "viewer", f"http://{step}:8080/runs")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) is not None  # the step's runs, as JSON
