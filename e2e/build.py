@@ -169,6 +169,12 @@ def build_local_path(cache: Path) -> None:
     _build_main_module(cache, "local-path-provisioner", mod, versions.LOCAL_PATH_PROVISIONER, mod)
 
 
+def build_kube_router(cache: Path) -> None:
+    """Only for `e2e/cluster netpol up` (not part of build_all: most runs do not need it)."""
+    mod = "github.com/cloudnativelabs/kube-router/v2"
+    _build_main_module(cache, "kube-router", mod, versions.KUBE_ROUTER, f"{mod}/cmd/kube-router")
+
+
 def build_pause(cache: Path) -> None:
     want = "pause 1"
     if _stamp_ok(cache, "pause", want, ["pause"]):

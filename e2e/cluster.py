@@ -912,6 +912,9 @@ def _our_shims() -> list[int]:
 def down() -> None:
     if os.geteuid() != 0:
         raise SystemExit("e2e/cluster must run as root")
+    from e2e import netpol
+
+    netpol.down()
     stop("kube-proxy")
     stop("kubelet")
     if _pid_of("containerd") and (BIN / "cri-cleanup").is_file():
@@ -1018,6 +1021,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     li.add_argument("images", nargs="+", help="FILE.tar or a Docker image reference")
     ex = sub.add_parser("exec", help="run a command with cluster DNS (and KUBECONFIG)")
     ex.add_argument("command", nargs=argparse.REMAINDER)
+    np = sub.add_parser(
+        "netpol", help="enforce NetworkPolicies (kube-router's policy controller) or stop it"
+    )
+    np.add_argument("action", choices=("up", "down"))
     ki = sub.add_parser("kafka-image", help="build the apache/kafka-compatible image")
     ki.add_argument("--load", action="store_true", help="also import it into the cluster")
     args = p.parse_args(argv)
@@ -1040,6 +1047,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "exec":
         cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
         exec_with_cluster_dns(cmd)
+    elif args.cmd == "netpol":
+        from e2e import netpol
+
+        netpol.up() if args.action == "up" else netpol.down()
     elif args.cmd == "kafka-image":
         print(kafka_image(args.load))
     return 0

@@ -18,7 +18,7 @@ if [ -z "${J2K_E2E_KUBECONFIG:-}" ]; then
     missing=()
     for pair in containerd:containerd runc:runc iptables:iptables conntrack:conntrack \
                 debootstrap:debootstrap busybox:busybox-static mvn:maven java:openjdk-17-jre-headless \
-                curl:curl openssl:openssl; do
+                curl:curl openssl:openssl ipset:ipset; do
         command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
     done
     [ -d /usr/lib/cni ] || missing+=(containernetworking-plugins)

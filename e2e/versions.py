@@ -60,3 +60,6 @@ COREDNS = "v1.12.4"
 #: the dynamic hostPath provisioner kind uses: the cluster's default StorageClass (v0.0.30:
 #: the newest release whose checksum the module proxy serves)
 LOCAL_PATH_PROVISIONER = "v0.0.30"
+#: kube-router, only its network policy controller (`e2e/cluster netpol up`): NetworkPolicies
+#: enforced with iptables and ipsets on top of the bridge CNI (the newest v2 the proxy serves)
+KUBE_ROUTER = "v2.1.0"

@@ -346,8 +346,8 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readiness"
         assert container["resources"] == {
-            "requests": {"cpu": "500m", "memory": "500Mi"},
-            "limits": {"cpu": "1", "memory": "1Gi"},
+            "requests": {"cpu": "500m", "memory": "500Mi", "ephemeral-storage": "256Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
         }
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True
@@ -594,7 +594,11 @@ def test_external_kafka(charts: dict[str, Path], write_values: Callable[..., str
     objects = render(charts["diamond"], [values])
     validate_strict(objects)
     assert not by_kind(objects, "StatefulSet")
-    assert not by_kind(objects, "NetworkPolicy")
+    policies = by_kind(objects, "NetworkPolicy").values()  # no Kafka here to protect
+    assert {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in policies} == {
+        "steps",
+        "topics",
+    }
     for dep in by_kind(objects, "Deployment").values():
         assert env_of(dep)["J2K_BOOTSTRAP_SERVERS"] == "broker-a:9092,broker-b:9092"
     job_env = env_of(component(objects, "Job", "topics"))
@@ -606,7 +610,7 @@ def test_external_kafka(charts: dict[str, Path], write_values: Callable[..., str
 
 def test_network_policy(charts: dict[str, Path]) -> None:
     objects = render(charts["linear"])
-    (policy,) = by_kind(objects, "NetworkPolicy").values()
+    policy = component(objects, "NetworkPolicy", "kafka")
     sts = component(objects, "StatefulSet", "kafka")
     assert policy["spec"]["podSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
     client_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 9092)
@@ -631,6 +635,7 @@ def test_values_files_shape(charts: dict[str, Path]) -> None:
     assert small["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {
         "cpu": "100m",
         "memory": "128Mi",
+        "ephemeral-storage": "256Mi",  # from values.yaml: values files merge key by key
     }
 
     prod = render(charts["diamond"], ["values-prod.yaml"])
@@ -688,8 +693,8 @@ def test_per_step_overrides(charts: dict[str, Path], write_values: Callable[...,
     assert deps["left"]["spec"]["replicas"] == 2
     resources = deps["left"]["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources == {
-        "requests": {"cpu": "500m", "memory": "500Mi"},
-        "limits": {"cpu": "1", "memory": "4Gi"},
+        "requests": {"cpu": "500m", "memory": "500Mi", "ephemeral-storage": "256Mi"},
+        "limits": {"cpu": "1", "memory": "4Gi", "ephemeral-storage": "2Gi"},
     }
     env = env_of(deps["left"])
     assert env["J2K_MAX_RETRIES"] == "5"
@@ -952,6 +957,11 @@ def test_notes(charts: dict[str, Path], tmp_path: Path) -> None:
         for step in ("load", "left", "right", "join"):
             assert f"- {step}:" in notes
         assert ("ReadWriteOnce" in notes) == (values_file == "values-dev.yaml"), expect
+        # no cluster to look the API server up in: the notes say what to set
+        assert "set networkPolicy.apiServer.cidrs" in notes
+    objects = render(copy_dir, sets=["networkPolicy.apiServer.cidrs={10.0.0.1/32}"])
+    notes = by_kind(objects, "ConfigMap")["notes"]["data"]["notes"]
+    assert "the API server from 10.0.0.1/32." in " ".join(notes.split())
 
 
 def test_templates_are_verbatim_and_never_mix_syntaxes(charts: dict[str, Path]) -> None:
