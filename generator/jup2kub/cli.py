@@ -8,12 +8,14 @@ errors exit with code 2, like click's own usage errors. What was repaired on rea
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import json
+import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -21,7 +23,7 @@ import click
 
 from jup2kub import __version__, api
 from jup2kub.api import Pipeline, value_label
-from jup2kub.errors import Jup2KubError, NotebookRepairedWarning, UsageError
+from jup2kub.errors import Jup2KubError, NotebookRepairedWarning, Terminated, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,15 +32,35 @@ def _reports_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _signals_raise():
                 warnings.simplefilter("always", NotebookRepairedWarning)
                 warnings.showwarning = _show_warning
                 return func(*args, **kwargs)
         except Jup2KubError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, Terminated) as exc:
+            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            click.echo(f"interrupted ({signal.Signals(signum).name})", err=True)
+            sys.exit(128 + signum)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Terminated`` while a command runs (as Ctrl-C raises
+    KeyboardInterrupt), so that it ends its child processes and says what it left."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 _python_showwarning = warnings.showwarning

@@ -32,6 +32,49 @@ class Jup2KubError(Exception):
         return self.message
 
 
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) arrived: raised like KeyboardInterrupt, so that every ``finally``
+    on the way out runs (child processes are ended, files closed)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"signal {signum}")
+
+
+class RunInterrupted(Jup2KubError):
+    """A run was stopped by Ctrl-C or a signal: its completed steps are kept and it can be
+    resumed. Exit code 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(
+        self, run_id: str, workdir: str, signum: int, *, notebook: str, resumable: bool
+    ) -> None:
+        self.run_id = run_id
+        self.workdir = workdir
+        self.signum = signum
+        self.resumable = resumable
+        self.exit_code = 128 + signum
+        super().__init__(
+            f"run {run_id} was interrupted ({_signal_name(signum)}); every step process has "
+            "ended, and the steps that completed are kept",
+            where=workdir,
+            hint=(
+                f"re-run only what did not complete: jup2kub run {notebook} --workdir "
+                f"{workdir} --resume {run_id}"
+                if resumable
+                else "start the run again"
+            ),
+        )
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 class DeployError(Jup2KubError):
     """The release could not be installed or did not become ready."""
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import secrets
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 
 import nbformat
 
-from jup2kub.errors import InputError, RunStorageError, UsageError
+from jup2kub.errors import InputError, RunInterrupted, RunStorageError, Terminated, UsageError
 from jup2kub.files import atomic_write_text
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
@@ -152,10 +153,20 @@ def run_pipeline(
             st.state, st.reused = DONE, True
     run.notify()
     try:
-        executor.execute(run)
-        return _finish(nb, run, executor.mode)
-    finally:
-        executor.close()
+        try:
+            executor.execute(run)
+        finally:
+            executor.close()  # before an interruption is reported: no step process remains
+    except (KeyboardInterrupt, Terminated) as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        raise RunInterrupted(
+            run.run_id,
+            str(workdir),
+            int(signum),
+            notebook=pipeline.notebook,
+            resumable=executor.resumable,
+        ) from None
+    return _finish(nb, run, executor.mode)
 
 
 def _resumed_parameters(

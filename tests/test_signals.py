@@ -1,0 +1,105 @@
+"""Ctrl-C and SIGTERM to ``jup2kub run``: every child ends with it, the message names the run
+and how to resume it, the exit code is 130 / 143, and the resumed run completes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli_runner import jup2kub
+from tests.test_warm_workers import _alive, _children, _env, _wait_for_file, _wait_gone
+
+MakeNb = Callable[..., Path]
+
+
+def _blocking(make_notebook: MakeNb) -> Path:
+    """A second step that waits while the file ``block`` exists (so a resume completes)."""
+    return make_notebook(
+        [
+            "#| step: first\nx = 1",
+            "#| step: slow\nimport os, pathlib, time\n"
+            "pathlib.Path('pid').write_text(str(os.getpid()))\n"
+            "while pathlib.Path('block').exists():\n    time.sleep(0.05)\ny = x + 1\nprint(y)",
+        ]
+    )
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _start(nb: Path, cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jup2kub.cli", "run", str(nb), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "how", "code"),
+    [
+        ("spawn", signal.SIGTERM, 143),
+        ("spawn", signal.SIGINT, 130),
+        ("fork", signal.SIGTERM, 143),
+    ],
+)
+def test_interrupted_run_ends_its_children_and_says_how_to_resume(
+    mode: str, how: signal.Signals, code: int, tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = _blocking(make_notebook)
+    (tmp_path / "block").touch()
+    work = tmp_path / "work"
+    proc = _start(nb, tmp_path, _env(mode), "--workdir", str(work))
+    step = _wait_for_file(tmp_path / "pid", proc)
+    family = _descendants(proc.pid)
+    assert step in family
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    found = re.search(rf"run (\S+) was interrupted \({how.name}\)", err)
+    assert found is not None, err
+    run_id = found.group(1)
+    assert f"jup2kub run {nb} --workdir {work} --resume {run_id}" in err
+    assert _wait_gone(family) == []
+    assert not (work / "runs" / run_id / "summary.json").exists()  # nothing presented as done
+    (tmp_path / "block").unlink()
+    resumed = jup2kub("run", nb, "--workdir", work, "--resume", run_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"run {run_id}: succeeded" in resumed.stdout
+
+
+def test_sigterm_to_run_over_kafka_ends_every_runtime(
+    kafka: str, tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = _blocking(make_notebook)
+    (tmp_path / "block").touch()
+    proc = _start(
+        nb, tmp_path, dict(os.environ), "--workdir", str(tmp_path / "w"), "--kafka", kafka
+    )
+    _wait_for_file(tmp_path / "pid", proc)
+    family = _descendants(proc.pid)
+    # the slow step's runtime at least (a runtime stops once its step is final)
+    assert [p for p in family if _alive(p)] != []
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err
+    assert "was interrupted (SIGTERM)" in err and "start the run again" in err
+    assert "Traceback" not in err
+    assert _wait_gone(family) == []
