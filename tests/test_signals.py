@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tests.support.cli_runner import jup2kub
@@ -103,3 +104,29 @@ def test_sigterm_to_run_over_kafka_ends_every_runtime(
     assert "was interrupted (SIGTERM)" in err and "start the run again" in err
     assert "Traceback" not in err
     assert _wait_gone(family) == []
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_killed_step_names_the_cell_it_was_running_and_keeps_earlier_output(
+    mode: str, tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = make_notebook(
+        [
+            "#| step: only\nprint('loaded')\nrows = 3",
+            "print('cleaned', rows)",
+            "import os, pathlib, time\npathlib.Path('pid').write_text(str(os.getpid()))\n"
+            "time.sleep(600)",
+        ]
+    )
+    proc = _start(nb, tmp_path, _env(mode), "--workdir", str(tmp_path / "w"))
+    os.kill(_wait_for_file(tmp_path / "pid", proc), signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out + err
+    assert (
+        "step 'only' failed in cell 2: StepKilled: the step's process was killed by SIGKILL" in err
+    )
+    run_id = re.search(r"run (\S+): failed", out).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(tmp_path / "w" / "runs" / run_id / "result.ipynb", as_version=4)
+    assert [o.get("text") for o in result.cells[0].outputs] == ["loaded\n"]
+    assert [o.get("text") for o in result.cells[1].outputs] == ["cleaned 3\n"]
+    assert result.cells[2].outputs[-1]["ename"] == "StepKilled"

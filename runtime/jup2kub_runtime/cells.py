@@ -743,8 +743,12 @@ def execute_step(
     echo: bool = False,
     timeout: float | None = None,
     guards: StepGuards | None = None,
+    on_cell: Callable[[int, CellRecord | None], None] | None = None,
 ) -> ExecutionResult:
     """Run the step's code in a fresh namespace and return its outputs and captured cells.
+
+    ``on_cell(index, previous)`` runs before each cell with the record of the cell before it
+    (None for the first): a process killed by a signal leaves that much behind.
 
     Never raises for errors in the step's code: they come back as ``result.error`` (with the
     cell index), so the caller decides between retry and dead-letter. The global random state
@@ -797,6 +801,8 @@ def execute_step(
             guards.before_cells()
             phase = "cell"
             for count, cell in enumerate(spec.cells, start=1):
+                if on_cell is not None:
+                    on_cell(cell.index, cells[-1] if cells else None)
                 figures = []
                 cell_no = cell.index
                 record = CellRecord(index=cell.index, execution_count=count)

@@ -44,6 +44,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -68,6 +69,8 @@ def check_run_id(run_id: object) -> str:
     return run_id
 
 
+#: a step directory's record of the cells an execution got through (``record_progress``)
+PROGRESS_DIR = "progress"
 #: a temp file untouched this long belongs to a writer that died (a live one writes on)
 TEMP_MAX_AGE_SECONDS = 3600.0
 
@@ -318,6 +321,31 @@ class StateStore:
             if grouped:
                 entries[name]["group"] = list(members)
         return entries
+
+    # ---- progress of an execution (what a process killed by a signal leaves) -----------------
+    def record_progress(self, run_id: str, step: str, cell: int, finished: Any | None) -> None:
+        """Cell ``cell`` starts; ``finished`` is the record (``CellRecord.to_dict()``) of the
+        cell before it. Not durable: it only explains a process that died."""
+        d = self.step_dir(run_id, step) / PROGRESS_DIR
+        if finished is not None:
+            self.write_json(d / f"cell-{finished['index']}.json", finished, durable=False)
+        self.write_json(d / "executing.json", {"cell": cell}, durable=False)
+
+    def progress(self, run_id: str, step: str) -> tuple[int | None, list[dict[str, Any]]]:
+        """The cell that was executing and the records of the cells that finished before it
+        (in order), as ``record_progress`` left them."""
+        d = self.step_dir(run_id, step) / PROGRESS_DIR
+        executing = self.read_json(d / "executing.json")
+        cell = executing.get("cell") if isinstance(executing, dict) else None
+        records = [self.read_json(p) for p in d.glob("cell-*.json")]
+        done = sorted(
+            (r for r in records if isinstance(r, dict) and isinstance(r.get("index"), int)),
+            key=lambda r: int(r["execution_count"] or 0),
+        )
+        return (cell if isinstance(cell, int) else None), done
+
+    def clear_progress(self, run_id: str, step: str) -> None:
+        shutil.rmtree(self.step_dir(run_id, step) / PROGRESS_DIR, ignore_errors=True)
 
     def save_failure(
         self, run_id: str, step: str, *, outputs: Any, error: ErrorRecord, timing: Mapping[str, Any]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -29,9 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from . import STEP_RUN_MODULE
-from .cells import execute_step, warm_up
+from .cells import CellRecord, execute_step, warm_up
 from .config import GuardSettings
-from .errors import CellError, ErrorRecord, MissingInputError, OutputError, StepRuntimeError
+from .errors import (
+    CellError,
+    ErrorRecord,
+    MissingInputError,
+    OutputError,
+    StateError,
+    StepRuntimeError,
+)
 from .guards import StepGuards
 from .placeholders import stand_ins
 from .spec import StepSpec
@@ -91,8 +99,15 @@ def run_step(
         checks = StepGuards(spec, settings, stored_sizes(store, run_id, spec.readonly_inputs, spec))
         with _working_directory(workdir):
             result = execute_step(
-                spec, inputs, parameters, echo=echo, timeout=timeout, guards=checks
+                spec,
+                inputs,
+                parameters,
+                echo=echo,
+                timeout=timeout,
+                guards=checks,
+                on_cell=functools.partial(_progress, store, run_id, spec.step),
             )
+        store.clear_progress(run_id, spec.step)
         if result.error is not None:
             store.save_failure(
                 run_id,
@@ -123,6 +138,14 @@ def run_step(
             )
             raise
         return StepOutcome(StepState.SUCCEEDED, attempt, result.seconds)
+
+
+def _progress(
+    store: StateStore, run_id: str, step: str, cell: int, previous: CellRecord | None
+) -> None:
+    """Best effort: a process killed by a signal is explained by it (never fails a step)."""
+    with contextlib.suppress(StateError):
+        store.record_progress(run_id, step, cell, None if previous is None else previous.to_dict())
 
 
 def stored_sizes(

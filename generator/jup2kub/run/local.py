@@ -33,7 +33,7 @@ from typing import IO, Protocol
 
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, WAITING, Run, explain
 from jup2kub_runtime import FORK_SERVER_MODULE, STEP_RUN_MODULE
-from jup2kub_runtime.errors import ErrorRecord
+from jup2kub_runtime.errors import ErrorRecord, StepRuntimeError
 from jup2kub_runtime.state import StateStore
 
 #: ``fork`` or ``spawn``: how step processes start (default: fork where it exists)
@@ -447,10 +447,16 @@ def _read_and_remove(path: Path) -> str:
 
 
 def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) -> object:
-    """The step's error record: from the store, else from its last JSON line, else its stderr."""
+    """The step's error record: from the store, else (killed by a signal) the cell it was
+    executing, else from its last JSON line, else its stderr."""
     error = store.error(run_id, step)
     if isinstance(error, dict) and error:
         return error
+    if code < 0:
+        with contextlib.suppress(StepRuntimeError):
+            killed = _killed(store, run_id, step, -code)
+            if killed is not None:
+                return killed
     text = stderr.strip()
     for line in reversed(text.splitlines()):
         try:
@@ -460,3 +466,28 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) 
         if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
             return dict(doc["error"])
     return ErrorRecord(None, "StepProcessError", text[-2000:] or f"exit code {code}").to_json()
+
+
+def _killed(store: StateStore, run_id: str, step: str, signum: int) -> object | None:
+    """A step process killed by ``signum`` while a cell ran: the error names that cell, and
+    the outputs of the cells before it are kept as a failed attempt's (the results show
+    them); None when it died before its first cell."""
+    cell, finished = store.progress(run_id, step)
+    if cell is None:
+        return None
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    record = ErrorRecord(
+        cell,
+        "StepKilled",
+        f"the step's process was killed by {name} while cell {cell} ran",
+        phase="cell",
+    )
+    outputs = {"version": 1, "step": step, "parameters": {}, "cells": finished}
+    store.save_failure(
+        run_id, step, outputs={**outputs, "error": record.to_json()}, error=record, timing={}
+    )
+    store.clear_progress(run_id, step)
+    return record.to_json()
