@@ -68,7 +68,7 @@ def test_missing_optional_dynamic_and_local_path_packages(
     missing = make_notebook(["x = 1", "import no_such_module_j2k\ny = x"])
     with pytest.raises(InputError) as err:
         deps.capture(inspect_notebook(missing), target)
-    assert "no_such_module_j2k" in str(err.value) and "cell-1" in str(err.value)
+    assert "no_such_module_j2k" in str(err.value) and "cell 1" in str(err.value)
     assert err.value.exit_code == 2
 
     optional = make_notebook(

@@ -485,7 +485,7 @@ def test_traced_build_copies_data_and_leaks_no_environment(
     ]
     nbformat.write(node, nb)
     monkeypatch.setenv("J2K_SECRET_CANARY", CANARY)
-    pipeline = inspect_notebook(nb)
+    pipeline = inspect_notebook(nb, split="cells")  # a step per cell, as the test names them
     d = deps.capture(pipeline, target)
     plan = plan_pipeline(pipeline)
     deps.trace(d, plan, cwd=work)
