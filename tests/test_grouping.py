@@ -173,3 +173,20 @@ def test_the_parallelism_check_catches_a_merge_of_parallel_cells(make_notebook: 
     path = make_notebook(["#| step: both\na = 1", "b = 2", "#| step: last\nc = a + b"])
     with pytest.raises(AssertionError, match="could run in parallel"):
         _assert_keeps_parallelism(inspect_notebook(path, split="cells"), inspect_notebook(path))
+
+
+def test_steps_know_whether_the_notebook_seeds_before_or_in_them(make_notebook: MakeNb) -> None:
+    """A step of a seeded notebook imports a module that draws at import where the notebook
+    does (``StepSpec.random_seeded``); an unseeded notebook's steps may import it ahead."""
+    from jup2kub.plan import plan_pipeline
+
+    seeded = make_notebook(["#| step: a\nx = 1", "#| step: b\nimport random\nrandom.seed(1)"])
+    plain = make_notebook(["#| step: a\nx = 1", "#| step: b\nimport math\ny = math.pi + x"])
+    assert [s.spec.random_seeded for s in plan_pipeline(inspect_notebook(seeded)).steps] == [
+        False,
+        True,
+    ]
+    assert [s.spec.random_seeded for s in plan_pipeline(inspect_notebook(plain)).steps] == [
+        False,
+        False,
+    ]

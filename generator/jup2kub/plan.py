@@ -118,6 +118,7 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         secret_parameters=sorted(
             {s.name for s in pipeline.secret_parameters} & set(step.parameters)
         ),
+        random_seeded=step.seeded_before or step.seeded_after,
     )
     return StepPlan(
         name=name,

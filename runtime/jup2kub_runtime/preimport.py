@@ -157,11 +157,12 @@ def _changed(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
     return rest_before != rest_after or (rc_before is not None and rc_before != rc_after)
 
 
-def import_quietly(name: str, *, alone: bool = True) -> bool:
+def import_quietly(name: str, *, alone: bool = True, draws_matter: bool = True) -> bool:
     """Import ``name``; False if that printed, warned, raised, drew from NumPy's global
     generator, changed the process' logging, sys.path or matplotlib's settings, replaced
     ``warnings.showwarning`` or, ``alone`` (no other thread of this process works meanwhile),
-    drew from Python's or left a new thread running. Python-level output only: the runtime
+    drew from Python's or left a new thread running; draws count only if ``draws_matter``
+    (the notebook seeds a global generator). Python-level output only: the runtime
     does not show what C code writes to the file descriptors in cells either. The warning
     filters the module installs stay, as when a cell imports it."""
     before_threads = {t.ident for t in threading.enumerate()}
@@ -185,19 +186,22 @@ def import_quietly(name: str, *, alone: bool = True) -> bool:
     # catch_warnings put the filters back: the module's own (numpy's, say) must stay
     warnings.filters[:] = installed  # type: ignore[index]
     warnings._filters_mutated()  # type: ignore[attr-defined]
-    if sink.getvalue() or caught or replaced or _drew(before_random, _random_states(alone)):
+    drew = draws_matter and _drew(before_random, _random_states(alone))
+    if sink.getvalue() or caught or replaced or drew:
         return False
     if _changed(before_settings, _settings()):
         return False
     return not alone or {t.ident for t in threading.enumerate()} <= before_threads
 
 
-def first_noisy(names: Iterable[str], *, alone: bool = True) -> str | None:
+def first_noisy(
+    names: Iterable[str], *, alone: bool = True, draws_matter: bool = True
+) -> str | None:
     """Import each of ``names`` quietly; the first one that was not quiet (then stop)."""
     for name in names:
         if name in sys.modules:
             continue
-        if not import_quietly(name, alone=alone):
+        if not import_quietly(name, alone=alone, draws_matter=draws_matter):
             return name
     return None
 
@@ -232,7 +236,11 @@ def warm(
     cells.create_shell()  # as a cell's import finds it
     if not enabled():
         return
-    noisy = first_noisy(candidates(specs, local_dirs), alone=alone)
+    specs = list(specs)
+    # An import that draws from a global generator changes what a seeded notebook draws
+    # next; in a notebook that never seeds, the draw is not observable.
+    seeded = any(s.random_seeded for s in specs)
+    noisy = first_noisy(candidates(specs, local_dirs), alone=alone, draws_matter=seeded)
     if noisy is not None:
         restart(noisy)
     else:  # done: the steps' code sees the environment the process was started with

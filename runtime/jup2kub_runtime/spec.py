@@ -74,6 +74,9 @@ class StepSpec:
     #: parameters whose value is a secret: not in ``parameters_source`` (None there), but in
     #: the process's environment (``names.secret_parameter_env``), set after the overrides
     secret_parameters: list[str] = field(default_factory=list)
+    #: the notebook seeds a global random generator before or in this step: an import that
+    #: draws from one must then happen where the notebook imports (not ahead, ``preimport``)
+    random_seeded: bool = False
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -170,6 +173,7 @@ class StepSpec:
                 random_guard=_get(data, "random_guard", bool, False),
                 placeholders=_str_list(data, "placeholders"),
                 secret_parameters=_str_list(data, "secret_parameters"),
+                random_seeded=_get(data, "random_seeded", bool, False),
             )
         except SpecError:
             raise

@@ -103,6 +103,17 @@ def test_import_quietly(code: str, quiet: bool, modules: Path) -> None:
     assert preimport.import_quietly(name) is quiet
 
 
+@pytest.mark.parametrize("draws_matter", [True, False])
+def test_a_draw_at_import_matters_only_when_the_notebook_seeds(
+    draws_matter: bool, modules: Path
+) -> None:
+    """scikit-learn's ``sklearn.tree`` draws from ``random`` at import: in a notebook that never
+    seeds a global generator that draw is unobservable, so the module is imported ahead."""
+    name = f"j2k_probe_draws_{draws_matter}"
+    (modules / f"{name}.py").write_text("import random\nrandom.random()\n")
+    assert preimport.import_quietly(name, draws_matter=draws_matter) is not draws_matter
+
+
 def test_a_change_to_matplotlibs_settings_is_not_quiet(modules: Path) -> None:
     import matplotlib
 

@@ -90,8 +90,9 @@ class Step:
     changes: set[str] = field(default_factory=set)
     #: may-alias classes at the end of the step: outputs in one class are stored together
     aliases: list[frozenset[str]] = field(default_factory=list)
-    #: the global random generators were seeded before this step
+    #: the global random generators were seeded before this step / by its end
     seeded_before: bool = False
+    seeded_after: bool = False
     #: why the step must run after all earlier steps and before all later ones (cell, reason)
     barrier: tuple[int, str] | None = None
     #: it reads files under computed names: it runs after every earlier step writing files
@@ -385,6 +386,7 @@ class _Builder:
                 local.summary,
                 local.unshippable,
             )
+        step.seeded_after = RANDOM_STATE in self.env
         for st in r.new_setups:
             reads = tuple(dict.fromkeys(e.name for e in st.events if e.kind == "read"))
             self.setups.append((_definition(st, "setup"), reads))

@@ -160,6 +160,10 @@ class _Schedule:
         run.notify()
 
 
+#: how this runner marks what it adds to a step's stderr
+RUNNER_NOTE = "[jup2kub]"
+
+
 def _step_env(extra: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **extra, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
 
@@ -392,7 +396,7 @@ class _Forker:
             code = server.returncode
         self.server_log.seek(0)
         last = self.server_log.read().decode(errors="replace").strip().splitlines()[-1:]
-        why = f"[jup2kub] the fork server ended (exit code {code}){': ' if last else ''}"
+        why = f"{RUNNER_NOTE} the fork server ended (exit code {code}){': ' if last else ''}"
         why += "".join(last) + "\n"
         for name, forked in list(self.running.items()):
             del self.running[name]
@@ -454,7 +458,7 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) 
         return error
     if code < 0:
         with contextlib.suppress(StepRuntimeError):
-            killed = _killed(store, run_id, step, -code)
+            killed = _killed(store, run_id, step, -code, _runner_note(stderr))
             if killed is not None:
                 return killed
     text = stderr.strip()
@@ -468,7 +472,18 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) 
     return ErrorRecord(None, "StepProcessError", text[-2000:] or f"exit code {code}").to_json()
 
 
-def _killed(store: StateStore, run_id: str, step: str, signum: int) -> object | None:
+def _runner_note(stderr: str) -> str:
+    """What this runner said about the process (``[jup2kub] ...`` lines), e.g. that its fork
+    server ended."""
+    lines = stderr.splitlines()
+    return "; ".join(
+        line[len(RUNNER_NOTE) :].strip() for line in lines if line.startswith(RUNNER_NOTE)
+    )
+
+
+def _killed(
+    store: StateStore, run_id: str, step: str, signum: int, note: str = ""
+) -> object | None:
     """A step process killed by ``signum`` while a cell ran: the error names that cell, and
     the outputs of the cells before it are kept as a failed attempt's (the results show
     them); None when it died before its first cell."""
@@ -482,7 +497,8 @@ def _killed(store: StateStore, run_id: str, step: str, signum: int) -> object | 
     record = ErrorRecord(
         cell,
         "StepKilled",
-        f"the step's process was killed by {name} while cell {cell} ran",
+        f"the step's process was killed by {name} while cell {cell} ran"
+        + (f" ({note})" if note else ""),
         phase="cell",
     )
     outputs = {"version": 1, "step": step, "parameters": {}, "cells": finished}
