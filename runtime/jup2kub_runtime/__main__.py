@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 
+from . import log_summary
 from .config import Config
 from .errors import ConfigError, SpecError, StepRuntimeError
 from .health import Health, HealthServer
@@ -30,6 +31,7 @@ def main() -> int:
         format=f"%(asctime)s %(levelname)s {cfg.step}[{os.getpid()}] %(name)s: %(message)s",
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    log_summary.install()
     try:
         spec = StepSpec.load(cfg.code_path)
     except SpecError as exc:

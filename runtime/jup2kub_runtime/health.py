@@ -92,6 +92,9 @@ class Health:
         self._lock = threading.Lock()
         self.last_beat = time.monotonic()
         self.loop_running = False
+        #: start-up is waiting for the broker: alive as long as it beats (an outage is no
+        #: reason to restart the process; readiness says the broker is missing)
+        self.starting = False
         self.connected = False
         #: asked at each readiness request when set: the loop may be blocked on a dead broker
         #: (a commit or an ack wait) and so not refresh ``connected`` for a long time
@@ -131,7 +134,8 @@ class Health:
 
     # ---- readers (HTTP) ----------------------------------------------------------------------
     def alive(self) -> bool:
-        return self.loop_running and time.monotonic() - self.last_beat < self.stall_seconds
+        running = self.loop_running or self.starting
+        return running and time.monotonic() - self.last_beat < self.stall_seconds
 
     def volume_writable(self) -> bool:
         checked, ok = self._volume_ok

@@ -45,7 +45,7 @@ from .spec import StepSpec
 from .state import StateStore
 from .states import StepState
 from .step_run import run_step
-from .transport import Transport
+from .transport import StartupStopped, Transport
 
 log = logging.getLogger("jup2kub_runtime")
 
@@ -127,10 +127,23 @@ class StepLoop:
         # Imports and compiling for the first run, while the consumer connects and joins.
         self.warmed.clear()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
-        self.transport.ensure_topics(
-            [*cfg.input_topics, *cfg.output_topics, cfg.status_topic, cfg.dead_letter_topic]
-        )
-        self.transport.connect(self._on_revoked, self._on_assigned)
+        # While the broker is away (an outage), wait as long as it takes: alive (/healthz, so
+        # the kubelet restarts nothing), not ready; a stop request ends the wait.
+        self.health.starting = True
+        try:
+            self.transport.ensure_topics(
+                [*cfg.input_topics, *cfg.output_topics, cfg.status_topic, cfg.dead_letter_topic],
+                timeout=None,
+                waiting=self._starting,
+            )
+            self.transport.connect(
+                self._on_revoked, self._on_assigned, timeout=None, waiting=self._starting
+            )
+        except StartupStopped:
+            log.info("stopped before the broker answered")
+            return 0
+        finally:
+            self.health.starting = False
         self.health.loop_running = True
         log.info(
             "step %s of pipeline %s consuming %s as group %s",
@@ -147,6 +160,11 @@ class StepLoop:
             self.transport.close()
         log.info("stopped")
         return 0
+
+    def _starting(self) -> bool:
+        """Start-up goes on (a liveness beat) unless a stop was requested."""
+        self.health.beat()
+        return not self.stop.is_set()
 
     def _warm_up(self) -> None:
         """Ready (``/readiness``) only once done, whatever happened. A noisy import restarts

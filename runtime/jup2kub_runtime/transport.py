@@ -19,7 +19,7 @@ from kafka.structs import OffsetAndMetadata
 
 from . import randomness
 from .config import Config
-from .errors import TemporaryError
+from .errors import StepRuntimeError, TemporaryError
 from .messages import encode
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,50 @@ def _create(admin: KafkaAdminClient, new: list[NewTopic]) -> None:
             pass
 
 
+class StartupStopped(StepRuntimeError):
+    """A stop was requested while the broker was still awaited at start-up."""
+
+
+class _Retry:
+    """Waiting for a broker: a growing pause (0.5 s doubling to 10 s), one summarising warning
+    per attempt; after ``timeout`` seconds (None: never) TemporaryError naming the address.
+    ``waiting()`` is called every half second meanwhile (the runtime's liveness beat); False
+    stops the wait (StartupStopped)."""
+
+    def __init__(
+        self, cfg: Config, timeout: float | None, waiting: Callable[[], bool] | None
+    ) -> None:
+        self.address = ",".join(cfg.bootstrap_servers)
+        self.started = time.monotonic()
+        self.timeout = timeout
+        self.waiting = waiting
+        self.delay = 0.5
+        self.attempts = 0
+
+    def pause(self, what: str, exc: Exception) -> None:
+        self.attempts += 1
+        waited = time.monotonic() - self.started
+        if self.timeout is not None and waited + self.delay > self.timeout:
+            raise TemporaryError(
+                f"{what}: no Kafka broker answers at {self.address} "
+                f"(tried {self.attempts} times in {waited:.0f} s): {exc!r}"
+            ) from exc
+        log.warning(
+            "no Kafka broker answers at %s (attempt %d, %.0f s so far: %r); retrying in %.1f s",
+            self.address,
+            self.attempts,
+            waited,
+            exc,
+            self.delay,
+        )
+        end = time.monotonic() + self.delay
+        while (left := end - time.monotonic()) > 0:
+            if self.waiting is not None and not self.waiting():
+                raise StartupStopped("stopped while waiting for the broker")
+            time.sleep(min(0.5, left))
+        self.delay = min(self.delay * 2, 10.0)
+
+
 class Transport:
     """One consumer (the step's group, manual commits) and one producer."""
 
@@ -85,10 +129,17 @@ class Transport:
         self._next_partition: dict[tuple[str, int | None], int] = {}
 
     # ---- setup -------------------------------------------------------------------------------
-    def ensure_topics(self, topics: Iterable[str], *, timeout: float = 120.0) -> None:
-        """Create the topics idempotently; waits for the broker (it may start after us)."""
+    def ensure_topics(
+        self,
+        topics: Iterable[str],
+        *,
+        timeout: float | None = 120.0,
+        waiting: Callable[[], bool] | None = None,
+    ) -> None:
+        """Create the topics idempotently; waits for the broker (it may start after us) as
+        ``_Retry`` says."""
         wanted = sorted(set(topics))
-        deadline = time.monotonic() + timeout
+        retry = _Retry(self.cfg, timeout, waiting)
         while True:
             try:
                 admin = KafkaAdminClient(
@@ -110,23 +161,19 @@ class Transport:
             except TopicAlreadyExistsError:
                 return
             except KafkaError as exc:
-                if time.monotonic() > deadline:
-                    raise TemporaryError(f"cannot create topics {wanted}: {exc!r}") from exc
-                log.warning("Kafka not reachable yet (%r); retrying", exc)
-                time.sleep(2.0)
+                retry.pause(f"cannot create topics {wanted}", exc)
 
     def connect(
         self,
         on_revoked: Callable[[set[TopicPartition]], None],
         on_assigned: Callable[[set[TopicPartition]], None],
         *,
-        timeout: float = 120.0,
+        timeout: float | None = 120.0,
+        waiting: Callable[[], bool] | None = None,
     ) -> None:
         """Create the producer and the group consumer; while no broker answers (it may have
-        gone since the topics were created), retry with a growing pause for ``timeout``
-        seconds, then raise TemporaryError naming the address."""
-        deadline = time.monotonic() + timeout
-        pause = 0.5
+        gone since the topics were created), retry as ``_Retry`` says."""
+        retry = _Retry(self.cfg, timeout, waiting)
         while True:
             try:
                 self._connect(on_revoked, on_assigned)
@@ -134,18 +181,7 @@ class Transport:
             except NoBrokersAvailable as exc:
                 self.close()
                 self.consumer = self.producer = None
-                if time.monotonic() + pause > deadline:
-                    raise TemporaryError(
-                        f"no Kafka broker answers at {','.join(self.cfg.bootstrap_servers)} "
-                        f"(tried for {timeout:.0f} s): {exc!r}"
-                    ) from exc
-                log.warning(
-                    "no Kafka broker answers at %s; retrying in %.1f s",
-                    ",".join(self.cfg.bootstrap_servers),
-                    pause,
-                )
-                time.sleep(pause)
-                pause = min(pause * 2, 10.0)
+                retry.pause("cannot connect", exc)
 
     def _connect(
         self,

@@ -112,3 +112,81 @@ def test_a_runtime_whose_port_is_taken_exits_2_naming_it(tmp_path: Path) -> None
         )
     assert proc.returncode == 2
     assert "J2K_PORT: cannot listen on 127.0.0.1" in proc.stderr
+
+
+def test_during_a_broker_outage_the_runtime_is_alive_not_ready_and_quiet(tmp_path: Path) -> None:
+    """No broker at start-up: /healthz stays 200 (the kubelet restarts nothing), /readiness
+    503, the wait is logged as a growing pause (no line every 60 ms), and SIGTERM ends it."""
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    spec = StepSpec(pipeline="p", step="s", cells=[Cell(1, "a = 1")], outputs=["a"])
+    spec.dump(tmp_path / "code")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = Config.for_step(
+        "p",
+        "s",
+        [],
+        [],
+        f"127.0.0.1:{dead}",
+        tmp_path / "state",
+        tmp_path / "code",
+        port=port,
+        health_host="127.0.0.1",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jup2kub_runtime"],
+        env={**env, **cfg.to_env(), "PYTHONPATH": str(RUNTIME_DIR)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
+
+    try:
+        seen = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            seen.append((status("/healthz"), status("/readiness")))
+            time.sleep(0.5)
+        assert seen[-6:] == [(200, 503)] * 6, seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"no Kafka broker answers at 127.0.0.1:{dead} (attempt 3" in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) < 40, err  # not a line per connect attempt
+
+
+def test_repeated_library_lines_are_summarised() -> None:
+    import logging
+
+    from jup2kub_runtime.log_summary import RepeatSummary
+
+    summary = RepeatSummary(window=3600)
+
+    def record(name: str, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, None, None)
+
+    passed = [summary.filter(record("kafka.conn", "Connect attempt failed")) for _ in range(50)]
+    assert passed == [True] + [False] * 49
+    assert all(summary.filter(record("jup2kub_runtime.loop", "own line")) for _ in range(3))
+    summary.window = 0.0  # the window is over: the next line says what was left out
+    again = record("kafka.conn", "Connect attempt failed")
+    assert summary.filter(again) and "and 49 more like it" in again.getMessage()
