@@ -120,3 +120,55 @@ def test_watch_gives_up_on_a_runtime_never_ready(
     watch = _Watch(sleepers, tmp_path, "127.0.0.1:9", time.monotonic(), timeout=0, grace=0)
     with pytest.raises(KafkaUnavailableError, match="steps b did not become ready"):
         watch.check({"a": {"state": "started"}})
+
+
+def test_a_runtime_on_port_0_binds_one_and_says_which(tmp_path: Path) -> None:
+    """``run --kafka`` lets each runtime bind a port the system chooses (a port picked ahead
+    could be taken before the runtime binds it, as a flaky CI run showed) and reads it from
+    the runtime's log."""
+    import socket
+    import urllib.request
+
+    from jup2kub_runtime.config import Config as RuntimeConfig
+    from jup2kub_runtime.spec import Cell, StepSpec
+
+    StepSpec(pipeline="p", step="s", cells=[Cell(1, "a = 1")], outputs=["a"]).dump(
+        tmp_path / "code"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    cfg = RuntimeConfig.for_step(
+        "p",
+        "s",
+        [],
+        [],
+        f"127.0.0.1:{dead}",
+        tmp_path / "state",
+        tmp_path / "code",
+        port=0,
+        health_host="127.0.0.1",
+    )
+    log_path = tmp_path / "s.log"
+    log = log_path.open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jup2kub_runtime"],
+        env={**env, **cfg.to_env()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    runtime = _Runtime(proc, log, 0, {}, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not runtime.health_port() and time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.05)
+        port = runtime.health_port()
+        assert port > 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()

@@ -9,7 +9,7 @@ import sys
 import threading
 
 from . import log_summary
-from .config import Config
+from .config import HEALTH_PORT_LINE, Config
 from .errors import ConfigError, SpecError, StepRuntimeError
 from .health import Health, HealthServer
 from .history import recent_runs, run_outputs
@@ -59,6 +59,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    if cfg.port == 0:  # a port the system chose: say which (``jup2kub run --kafka`` reads it)
+        print(f"{HEALTH_PORT_LINE}{server.port}", file=sys.stderr, flush=True)
     server.start()
     try:
         code = StepLoop(cfg, spec, store, Transport(cfg), health).run()

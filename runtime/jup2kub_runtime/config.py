@@ -286,6 +286,10 @@ def _bool(e: Mapping[str, str], var: str, default: bool) -> bool:
     raise ConfigError(var, f"{raw!r} is not a boolean")
 
 
+#: what a runtime prints with its health server's port when J2K_PORT=0 let the system choose
+HEALTH_PORT_LINE = "jup2kub-runtime: health server port "
+
+
 def secret_parameters(names: Iterable[str]) -> dict[str, str]:
     """The values of the secret parameters ``names`` from this process's environment (the
     chart maps them from Kubernetes Secrets, ``jup2kub run`` from its own environment)."""

@@ -7,6 +7,7 @@ through Kafka like ``jup2kub submit`` does and followed on the status topic.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from jup2kub.errors import Jup2KubError, KafkaUnavailableError
 from jup2kub.plan import PipelinePlan
 from jup2kub.run import remote
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, Run, explain
-from jup2kub_runtime.config import Config
+from jup2kub_runtime.config import HEALTH_PORT_LINE, Config
 from jup2kub_runtime.errors import ErrorRecord
 from jup2kub_runtime.states import StepState
 
@@ -33,8 +34,19 @@ from jup2kub_runtime.states import StepState
 class _Runtime:
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
-    port: int
+    port: int  # 0: chosen by the runtime, read from its log once it says (``health_port``)
     env: dict[str, str]
+    log_path: Path | None = None
+
+    def health_port(self) -> int:
+        """The health server's port; 0 while the runtime has not said it yet."""
+        if self.port == 0 and self.log_path is not None:
+            with contextlib.suppress(OSError):
+                for line in self.log_path.read_text(errors="replace").splitlines():
+                    if line.startswith(HEALTH_PORT_LINE):
+                        self.port = int(line[len(HEALTH_PORT_LINE) :].strip())
+                        break
+        return self.port
 
 
 class KafkaExecutor:
@@ -102,9 +114,11 @@ class KafkaExecutor:
         self._runtimes = {}
 
     def _start(self, run: Run, step: str) -> _Runtime:
-        port = free_port()
-        log = (run.logs / f"{step}.log").open("wb")
-        env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], port)
+        # Port 0: the runtime binds one the system chooses (a port picked here and bound later
+        # could be taken meanwhile, e.g. as another client's ephemeral port).
+        log_path = run.logs / f"{step}.log"
+        log = log_path.open("wb")
+        env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], 0)
         env.update(self.environment)
         proc = subprocess.Popen(
             [self.python, "-m", "jup2kub_runtime"],
@@ -113,7 +127,7 @@ class KafkaExecutor:
             stderr=subprocess.STDOUT,
             cwd=Path.cwd(),
         )
-        return _Runtime(proc, log, port, env)
+        return _Runtime(proc, log, 0, env, log_path)
 
     def _settle(self, run: Run) -> None:
         """What never finished: blocked behind a failure, or timed out."""
@@ -264,7 +278,9 @@ class _Watch:
         if not self.unready or now - self.began < self.grace or now - self._asked < 1.0:
             return
         self._asked = now
-        self.unready = {n for n in self.unready if not ready(self.runtimes[n].port)}
+        self.unready = {
+            n for n in self.unready if not (p := self.runtimes[n].health_port()) or not ready(p)
+        }
         if self.unready and now - self.began > self.timeout:
             raise KafkaUnavailableError(
                 f"steps {', '.join(sorted(self.unready))} did not become ready in "
