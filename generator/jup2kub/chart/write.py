@@ -92,11 +92,10 @@ def _foreign_files(out: Path, ours: set[str]) -> list[str]:
     return sorted(found)
 
 
-def _clashes(rel: str, files: Mapping[str, bytes]) -> bool:
-    """The new chart writes ``rel``, or a file below it, or ``rel`` lies below one of its
-    files."""
-    parents = {p.as_posix() for f in files for p in Path(f).parents}
-    return rel in files or rel in parents or any(p.as_posix() in files for p in Path(rel).parents)
+def _clashes(rel: str, files: Mapping[str, bytes], taken: set[str]) -> bool:
+    """The new chart writes ``rel``, or a file below it (``taken``: its files and their
+    directories), or ``rel`` lies below one of its files."""
+    return rel in taken or any(p.as_posix() in files for p in Path(rel).parents)
 
 
 def _user_files(out: Path, files: Mapping[str, bytes]) -> list[str]:
@@ -118,7 +117,8 @@ def _user_files(out: Path, files: Mapping[str, bytes]) -> list[str]:
             hint=f"choose an empty or new directory (Jup2Kub charts carry a {MARKER} file)",
         )
     foreign = _foreign_files(out, ours)
-    clash = [rel for rel in foreign if _clashes(rel, files)]
+    taken = set(files) | {p.as_posix() for f in files for p in Path(f).parents}
+    clash = [rel for rel in foreign if _clashes(rel, files, taken)]
     if clash:
         raise UsageError(
             f"{clash[0]} was not written by Jup2Kub, and the new chart writes a file there",
