@@ -554,7 +554,13 @@ class StepLoop:
             if not outcome.meanwhile:
                 self.health.inc("j2k_runs_skipped_total")
                 log.info("run %s already complete here: re-announcing it", run_id)
-            self._publish(self._downstream(msg), final=True)
+            # The process that completed it may have died before its status went out: say it
+            # again (a repeated "succeeded" changes nothing for those who fold the topic).
+            attempt = max(self.store.attempts(run_id, self.spec.step), 1)
+            succeeded = status_message(run_id, self.spec.step, StepState.SUCCEEDED, attempt)
+            self._publish(
+                [(self.cfg.status_topic, succeeded, run_id), *self._downstream(msg)], final=True
+            )
         elif isinstance(outcome, Waiting):
             self.health.inc("j2k_runs_waiting_total")
             log.info("run %s: waiting for %s", run_id, outcome.missing)

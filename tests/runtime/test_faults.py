@@ -347,3 +347,33 @@ def _get_or_none(proc, path):  # type: ignore[no-untyped-def]
         return proc.get(path)
     except OSError:
         return None
+
+
+def test_skip_of_a_completed_step_republishes_its_status(
+    broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """A process that died between a step's COMPLETE marker and its "succeeded" status: the
+    redelivery is skipped and re-announced, and its status is said again, so the run does not
+    look stuck at "waiting" (reproduced by completing the first step before submitting)."""
+    from jup2kub_runtime.step_run import run_step
+
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    specs = linear_specs(unique("skip"), effects)
+    p = Pipeline(tmp_path, broker.bootstrap, specs)
+    run_step(specs[0], p.store, "pre", {"seed": 3, "RUN_ID": "pre"})
+    assert p.store.is_complete("pre", "load")
+    p.start()
+    try:
+        p.wait_ready()
+        p.submit("pre", seed=3, RUN_ID="pre")
+        p.wait_complete(["pre"])
+        statuses = p.statuses(
+            lambda ms: {m["step"] for m in ms if m.get("state") == "succeeded"}
+            >= {"load", "mid", "sink"}
+        )
+        load = [m for m in statuses if m["step"] == "load"]
+        assert [m["state"] for m in load] == ["succeeded"]  # never executed again
+        assert count_effects(effects, "load") == {"pre": 1}
+    finally:
+        p.stop()
