@@ -161,3 +161,31 @@ def test_submit_and_status_without_a_broker_say_which_address(tmp_path: Path) ->
         assert proc.returncode == 1, proc.stderr
         assert f"cannot reach Kafka at {dead}" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_run_kafka_without_a_broker_gives_up_after_kafka_timeout(tmp_path: Path) -> None:
+    """`run --kafka` with nobody at the address: it waits --kafka-timeout, not for ever, then
+    names the address (exit 1), and no step runtime is left behind."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    nb = CORPUS / "plain_cells.ipynb"
+    proc = jup2kub("run", nb, "--kafka", dead, "--kafka-timeout", "3s", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert f"check that Kafka answers at {dead}" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _processes_in(tmp_path) == []  # the runtimes started (in its cwd) have ended
+
+
+def _processes_in(cwd: Path) -> list[int]:
+    """Processes whose working directory is ``cwd``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cwd").resolve() == cwd.resolve():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids

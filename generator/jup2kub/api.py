@@ -181,10 +181,12 @@ def run(
     kafka: str | None = None,
     on_change: Callable[[dict[str, StepRun]], None] | None = None,
     warn: Log | None = None,
+    kafka_timeout: float = 60,
 ) -> RunResult:
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
     one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``.
-    ``warn`` gets each way the split differs from the notebook's Kale tags, before the run."""
+    ``warn`` gets each way the split differs from the notebook's Kale tags, before the run.
+    ``kafka_timeout``: how long the broker may take to answer before the run is an error."""
     if resume is not None:
         _check_run_id(resume, "--resume")
     nb, pipeline = _load(path, split, name)
@@ -196,7 +198,7 @@ def run(
     secrets = secret_environment(nb, pipeline, params)
     workdir = workdir or Path(".jup2kub") / pipeline.name
     executor = (
-        KafkaExecutor(kafka, environment=secrets)
+        KafkaExecutor(kafka, environment=secrets, connect_timeout=kafka_timeout)
         if kafka
         else LocalExecutor(jobs, environment=secrets)
     )

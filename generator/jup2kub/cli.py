@@ -427,6 +427,14 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     help="Run one runtime process per step on this Kafka and submit the run through it: "
     "the cluster's data path, on this machine.",
 )
+@click.option(
+    "--kafka-timeout",
+    metavar="DURATION",
+    default="60s",
+    show_default=True,
+    help="With --kafka: how long the broker may take to answer before the run is an error "
+    "naming its address.",
+)
 @name_option
 @_reports_errors
 def run(
@@ -438,6 +446,7 @@ def run(
     jobs: int | None,
     resume: str | None,
     kafka: str | None,
+    kafka_timeout: str,
     name: str | None,
 ) -> None:
     """Run NOTEBOOK's pipeline on this machine and write a results notebook."""
@@ -466,6 +475,7 @@ def run(
             kafka=kafka,
             on_change=show,
             warn=_warn,
+            kafka_timeout=api.parse_duration(kafka_timeout),
         )
     finally:
         if live is not None:

@@ -369,8 +369,9 @@ def test_skip_of_a_completed_step_republishes_its_status(
         p.submit("pre", seed=3, RUN_ID="pre")
         p.wait_complete(["pre"])
         statuses = p.statuses(
-            lambda ms: {m["step"] for m in ms if m.get("state") == "succeeded"}
-            >= {"load", "mid", "sink"}
+            lambda ms: (
+                {m["step"] for m in ms if m.get("state") == "succeeded"} >= {"load", "mid", "sink"}
+            )
         )
         load = [m for m in statuses if m["step"] == "load"]
         assert [m["state"] for m in load] == ["succeeded"]  # never executed again

@@ -61,9 +61,12 @@ class KafkaExecutor:
         timeout: float = 3600,
         python: str = sys.executable,
         environment: Mapping[str, str] | None = None,
+        connect_timeout: float = 60,
     ) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
+        #: how long the broker may take to answer (topics created, runtimes ready)
+        self.connect_timeout = connect_timeout
         self.python = python
         #: extra variables for the runtimes (secret parameters): never written anywhere
         self.environment = dict(environment or {})
@@ -86,7 +89,8 @@ class KafkaExecutor:
             [
                 runtime_env(run.plan, s.name, self.bootstrap, run.workdir, run.bundles[s.name], 0)
                 for s in run.plan.steps
-            ]
+            ],
+            self.connect_timeout,
         )
         remote.submit_run(self.bootstrap, run.plan.name, run.run_id, run.parameters)
         for s in run.plan.steps:
@@ -101,7 +105,9 @@ class KafkaExecutor:
             downstream,
             self.timeout,
             _Progress(run).update,
-            _Watch(self._runtimes, run.logs, self.bootstrap, began).check,
+            _Watch(
+                self._runtimes, run.logs, self.bootstrap, began, max(self.connect_timeout, 120)
+            ).check,
         )
         for r in self._runtimes.values():  # they stop while the results are written
             if r.proc.poll() is None:
@@ -211,8 +217,9 @@ def ready(port: int) -> bool:
         return False
 
 
-def _ensure_topics(envs: list[dict[str, str]]) -> None:
-    """Create every topic of the pipeline as the step runtimes would (idempotent)."""
+def _ensure_topics(envs: list[dict[str, str]], timeout: float = 60) -> None:
+    """Create every topic of the pipeline as the step runtimes would (idempotent); a broker
+    that does not answer within ``timeout`` s is an error naming its address."""
     from jup2kub_runtime.errors import StepRuntimeError
     from jup2kub_runtime.transport import Transport
 
@@ -225,7 +232,7 @@ def _ensure_topics(envs: list[dict[str, str]]) -> None:
         for t in (*c.input_topics, *c.output_topics, c.status_topic, c.dead_letter_topic)
     }
     try:
-        Transport(configs[-1]).ensure_topics(sorted(wanted), timeout=60)
+        Transport(configs[-1]).ensure_topics(sorted(wanted), timeout=timeout)
     except StepRuntimeError as exc:
         raise KafkaUnavailableError(
             str(exc), hint=f"check that Kafka answers at {configs[-1].bootstrap_servers[0]}"
