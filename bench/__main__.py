@@ -10,7 +10,9 @@ throughput (runs/s with 1 replica per step; 3 vs 1 replicas with sleep-bound ste
 unchanged-step rebuild), recovery (kill -9 of the replica executing a step); issue 14 (as fast
 as the notebook it replaces, bench/vs_notebook.py): corpus (jup2kub run vs nbclient on every
 runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), overhead (an
-empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's).
+empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's); issue 15:
+soak (1,000 runs through a diamond under step kills and broker kills, bench/soak.py; its own
+broker).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -52,6 +54,7 @@ ROWS = (
     "memory",
     "images",
     "recovery",
+    "soak",
 )
 KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
@@ -484,6 +487,36 @@ def row_recovery(ctx: Context, row: Row) -> None:
     _plot_recovery(ctx, res)
 
 
+def row_soak(ctx: Context, row: Row) -> None:
+    from bench import soak
+
+    root = ctx.work / "soak"
+    res = soak.soak(root, runs=100 if ctx.quick else 1000)
+    shutil.rmtree(root, ignore_errors=True)
+    row.details.update({k: v for k, v in res.items() if k != "examples"})
+    bad = {k: res[k] for k in ("lost", "doubled", "wrong", "dead_lettered", "silent_steps")}
+    row.lines.append(
+        Line(
+            f"soak: {res['runs']} runs, diamond, {res['replicas']} replicas per step, "
+            f"{res['step_kills']} step kills (-9), broker killed (-9) and restarted "
+            f"{res['broker_kills']} times",
+            ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in bad.items())
+            + f"; {res['re_executed_after_kill']} re-executed after a kill before commit",
+            "0 lost, doubled, wrong, dead-lettered, silent",
+            not any(bad.values()),
+        )
+    )
+    row.lines.append(
+        Line(
+            "soak: a poison run under the same faults",
+            f"dead-lettered: {res['poison_dead_lettered']} ({res['poison_reason']}, "
+            f"{res['poison_error']})",
+            "dead-lettered after its retries",
+            bool(res["poison_dead_lettered"]) and res["poison_reason"] == "retries exhausted",
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -496,6 +529,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "memory": row_memory,
     "images": row_images,
     "recovery": row_recovery,
+    "soak": row_soak,
 }
 
 # ---------------------------------------------------------------------------------- plots
