@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from jup2kub.cluster.deploy import parse_duration
+from jup2kub.cluster.pods import await_ready_pods
+from jup2kub.cluster.readiness import PodInfo, Readiness
 from jup2kub.errors import UsageError, ValuesError
 from jup2kub.helm import load_values, merge_values
 from tests.support.cli_runner import CORPUS, jup2kub
@@ -179,3 +181,33 @@ def test_usage_errors(chart_dir: Path, dead_cluster: Path, args: list[str], mess
     r = jup2kub(*args, env={**os.environ, "KUBECONFIG": str(dead_cluster)})
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr
+
+
+def _pods_state(ready: dict[str, bool]) -> Readiness:
+    pods = [
+        PodInfo(f"{step}-0", step, "Running", ok, 0, "n", None, port=8080)
+        for step, ok in ready.items()
+    ]
+    return Readiness([], pods)
+
+
+def test_results_wait_for_a_replaced_pod_to_be_ready() -> None:
+    """`results --release` right after a step's pod was replaced: the pods are read again
+    until the step has a ready one, instead of failing at once."""
+    states = iter([_pods_state({"a": True, "b": False}), _pods_state({"a": True, "b": True})])
+    reads: list[int] = []
+
+    def read() -> Readiness:
+        reads.append(1)
+        return next(states)
+
+    first = _pods_state({"a": True, "b": False})
+    state, missing = await_ready_pods(first, read, ["a", "b"], timeout=30, poll=0.01)
+    assert missing == [] and len(reads) == 2
+    assert all(p.ready for p in state.pods)
+
+
+def test_results_give_up_after_the_timeout_naming_the_step() -> None:
+    never = _pods_state({"a": True, "b": False})
+    state, missing = await_ready_pods(never, lambda: never, ["a", "b"], timeout=0.05, poll=0.01)
+    assert missing == ["b"] and state is never

@@ -210,6 +210,40 @@ def test_deleting_the_executing_pod(cluster: Cluster, faults: dict[str, str]) ->
     _check_once(cluster, faults, run_id, "deleted", 25)
 
 
+def test_results_right_after_a_pod_is_replaced(
+    cluster: Cluster, faults: dict[str, str], tmp_path: Path
+) -> None:
+    """`results --release` while the only pod of a step is being replaced waits (bounded) for
+    the new one to be ready instead of failing at once with "no ready pod"."""
+    ns = faults["namespace"]
+    run_id = _submit(cluster, faults, "replaced", 1)
+    _wait(cluster, faults, run_id)
+    cluster.kubectl("-n", ns, "delete", "pod", "-l", "app.kubernetes.io/component=after")
+    out = tmp_path / "replaced.ipynb"
+    r = subprocess.run(
+        [
+            "jup2kub",
+            "results",
+            faults["notebook"],
+            run_id,
+            "--release",
+            RELEASE,
+            "-n",
+            ns,
+            "-o",
+            str(out),
+            "--timeout",
+            "5m",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=cluster.env(),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "replaced:3" in out.read_text()  # after's printed result: label:total + 1
+
+
 def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, str]) -> None:
     ns = faults["namespace"]
     for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
@@ -234,12 +268,26 @@ def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, st
 
 
 def test_deleting_kafka_mid_stream(cluster: Cluster, faults: dict[str, str]) -> None:
+    """The Kafka pod deleted twice, each time while runs are in flight: every run completes
+    once, with the right value."""
     ns = faults["namespace"]
     for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
-    runs = {f"k{i}": _submit(cluster, faults, f"k{i}", 5) for i in range(4)}
-    _executing_pod(cluster, faults, "k0")
-    kafka = cluster.kubectl(
+    runs: dict[str, str] = {}
+    for round_ in range(2):
+        batch = {f"k{round_}{i}": _submit(cluster, faults, f"k{round_}{i}", 5) for i in range(3)}
+        runs.update(batch)
+        _executing_pod(cluster, faults, f"k{round_}0", timeout=600)
+        kafka = _kafka_pod(cluster, ns)
+        cluster.kubectl("-n", ns, "delete", "pod", kafka, "--wait=false")
+        _await_new_kafka(cluster, ns, kafka)
+    for label, run_id in runs.items():
+        _wait(cluster, faults, run_id, timeout=900)
+        _check_once(cluster, faults, run_id, label, 5)
+
+
+def _kafka_pod(cluster: Cluster, ns: str) -> str:
+    return cluster.kubectl(
         "-n",
         ns,
         "get",
@@ -249,10 +297,30 @@ def test_deleting_kafka_mid_stream(cluster: Cluster, faults: dict[str, str]) -> 
         "-o",
         "jsonpath={.items[0].metadata.name}",
     ).stdout
-    cluster.kubectl("-n", ns, "delete", "pod", kafka, "--wait=false")
-    for label, run_id in runs.items():
-        _wait(cluster, faults, run_id, timeout=900)
-        _check_once(cluster, faults, run_id, label, 5)
+
+
+def _await_new_kafka(cluster: Cluster, ns: str, name: str, timeout: float = 600) -> None:
+    """Wait until the Kafka pod ``name`` (a StatefulSet keeps the name) is a new, ready pod."""
+    uid = "jsonpath={.metadata.uid}"
+    before = cluster.kubectl("-n", ns, "get", "pod", name, "-o", uid, check=False).stdout
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = cluster.kubectl("-n", ns, "get", "pod", name, "-o", uid, check=False).stdout
+        if now and now != before:
+            r = cluster.kubectl(
+                "-n",
+                ns,
+                "wait",
+                "--for=condition=Ready",
+                f"pod/{name}",
+                "--timeout=10m",
+                timeout=700,
+                check=False,
+            )
+            if r.returncode == 0:
+                return
+        time.sleep(2)
+    raise AssertionError(f"Kafka pod {name} was not replaced by a ready one")
 
 
 def _deployments(cluster: Cluster, ns: str) -> dict[str, tuple[str, int]]:

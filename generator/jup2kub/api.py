@@ -276,9 +276,11 @@ def results(
     target: KubeTarget = KubeTarget(),
     output: Path | None = None,
     split: str = "auto",
+    timeout: float = 60.0,
 ) -> tuple[str, Path]:
     """Write the results notebook of ``run_id``, read from a state directory or from a
-    release's step pods; returns the run's status and the notebook's path."""
+    release's step pods (waiting up to ``timeout`` s for each step to have a ready pod);
+    returns the run's status and the notebook's path."""
     if (state is None) == (release is None):
         raise UsageError(
             "pass exactly one of --state DIR and --release NAME",
@@ -288,7 +290,7 @@ def results(
     output = output or Path(f"{run_id}.ipynb")
     if release is not None:
         _check_run_id(run_id, "RUN_ID")
-        source: Any = fetch_run(release, run_id, [s.name for s in pipeline.steps], target)
+        source: Any = fetch_run(release, run_id, [s.name for s in pipeline.steps], target, timeout)
     else:
         source = state
     return write_results(nb, pipeline, source, run_id, output), output

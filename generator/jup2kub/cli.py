@@ -801,6 +801,12 @@ def status(
     default=None,
     help="Where to write the notebook [default: RUN_ID.ipynb].",
 )
+@click.option(
+    "--timeout",
+    default="60s",
+    show_default=True,
+    help="With --release: how long to wait for each step to have a ready pod (e.g. 90s, 5m).",
+)
 @split_option
 @_reports_errors
 def results(
@@ -812,6 +818,7 @@ def results(
     kubeconfig: Path | None,
     context: str | None,
     output: Path | None,
+    timeout: str,
     split: str,
 ) -> None:
     """Assemble the results notebook of RUN_ID from the pipeline's state volume (--state) or
@@ -824,6 +831,7 @@ def results(
         target=_target(namespace, kubeconfig, context),
         output=output,
         split=split,
+        timeout=api.parse_duration(timeout),
     )
     click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jup2kub.cluster.kube import Kube, KubeTarget
-from jup2kub.cluster.readiness import PodInfo, readiness
+from jup2kub.cluster.readiness import PodInfo, Readiness, readiness
 from jup2kub.errors import ClusterError, DeployError, InputError
 from jup2kub_runtime.states import StepState
 
@@ -58,9 +59,14 @@ class RemoteRun:
 
 
 def fetch_run(
-    release: str, run_id: str, steps: Sequence[str], target: KubeTarget = KubeTarget()
+    release: str,
+    run_id: str,
+    steps: Sequence[str],
+    target: KubeTarget = KubeTarget(),
+    timeout: float = 60.0,
 ) -> RemoteRun:
-    """Collect RUN_ID's outputs from one ready pod of each of STEPS in RELEASE."""
+    """Collect RUN_ID's outputs from one ready pod of each of STEPS in RELEASE, waiting up to
+    ``timeout`` s for a step whose pods are not ready (just replaced, as `kubectl wait`)."""
     kube = Kube.connect(target)
     state = readiness(kube, release)
     where = f"release {release}, namespace {kube.namespace}"
@@ -77,16 +83,11 @@ def fetch_run(
             where=where,
             hint="pass the notebook (and --split) the release was built from",
         )
+    state = _ready_pods(kube, release, state, steps, timeout, f"to read run {run_id} from")
     docs: dict[str, dict[str, Any]] = {}
     parameters: dict[str, Any] = {}
     for step in steps:
         pods = [p for p in state.pods if p.component == step and p.ready and p.port]
-        if not pods:
-            raise DeployError(
-                f"step {step} has no ready pod to read run {run_id} from",
-                where=where,
-                hint=f"see `jup2kub status --release {release}`",
-            )
         status, body = pod_get(kube, pods[0], f"runs/{run_id}/outputs")
         if status == 400:
             raise InputError(
@@ -104,3 +105,46 @@ def fetch_run(
             hint=f"list recent runs with `jup2kub status --release {release}`",
         )
     return RemoteRun(run_id, parameters, docs)
+
+
+def _unready(state: Readiness, steps: Sequence[str]) -> list[str]:
+    ready = {p.component for p in state.pods if p.ready and p.port}
+    return [s for s in steps if s not in ready]
+
+
+def _ready_pods(
+    kube: Kube,
+    release: str,
+    state: Readiness,
+    steps: Sequence[str],
+    timeout: float,
+    purpose: str,
+) -> Readiness:
+    """``state`` once every step has a ready pod (re-read while some have none, up to
+    ``timeout`` s), else an error naming the steps still without one."""
+    state, missing = await_ready_pods(state, lambda: readiness(kube, release), steps, timeout)
+    if missing:
+        raise DeployError(
+            f"step{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{'have' if len(missing) > 1 else 'has'} no ready pod {purpose} "
+            f"(waited {timeout:.0f} s)",
+            where=f"release {release}, namespace {kube.namespace}",
+            hint=f"see `jup2kub status --release {release}`; wait longer with --timeout",
+        )
+    return state
+
+
+def await_ready_pods(
+    state: Readiness,
+    read: Callable[[], Readiness],
+    steps: Sequence[str],
+    timeout: float,
+    poll: float = 1.0,
+) -> tuple[Readiness, list[str]]:
+    """Re-``read`` every ``poll`` s until each of ``steps`` has a ready pod or ``timeout`` s
+    have passed: the last state and the steps still without a ready pod."""
+    deadline = time.monotonic() + timeout
+    while (missing := _unready(state, steps)) and time.monotonic() < deadline:
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        state = read()
+    return state, missing
