@@ -16,6 +16,7 @@ from jup2kub.api import inspect_notebook
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.kafka import free_port, ready, runtime_env
 from tests.support.cli_runner import CORPUS, jup2kub
+from tests.support.processes import processes_in
 
 MakeNb = Callable[..., Path]
 Runtimes = list[tuple[subprocess.Popen[bytes], int, Any]]
@@ -176,16 +177,4 @@ def test_run_kafka_without_a_broker_gives_up_after_kafka_timeout(tmp_path: Path)
     assert proc.returncode == 1, proc.stderr
     assert f"check that Kafka answers at {dead}" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert _processes_in(tmp_path) == []  # the runtimes started (in its cwd) have ended
-
-
-def _processes_in(cwd: Path) -> list[int]:
-    """Processes whose working directory is ``cwd``."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cwd").resolve() == cwd.resolve():
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
+    assert processes_in(tmp_path) == []  # the runtimes started (in its cwd) have ended

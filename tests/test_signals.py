@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from tests.support.cli_runner import jup2kub
-from tests.test_warm_workers import _alive, _children, _env, _wait_for_file, _wait_gone
+from tests.support.processes import alive, children, wait_for_file, wait_gone, workers_env
 
 MakeNb = Callable[..., Path]
 
@@ -35,7 +35,7 @@ def _blocking(make_notebook: MakeNb) -> Path:
 def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
-        for child in _children(todo.pop()):
+        for child in children(todo.pop()):
             found.append(child)
             todo.append(child)
     return found
@@ -66,8 +66,8 @@ def test_interrupted_run_ends_its_children_and_says_how_to_resume(
     nb = _blocking(make_notebook)
     (tmp_path / "block").touch()
     work = tmp_path / "work"
-    proc = _start(nb, tmp_path, _env(mode), "--workdir", str(work))
-    step = _wait_for_file(tmp_path / "pid", proc)
+    proc = _start(nb, tmp_path, workers_env(mode), "--workdir", str(work))
+    step = wait_for_file(tmp_path / "pid", proc)
     family = _descendants(proc.pid)
     assert step in family
     proc.send_signal(how)
@@ -78,7 +78,7 @@ def test_interrupted_run_ends_its_children_and_says_how_to_resume(
     assert found is not None, err
     run_id = found.group(1)
     assert f"jup2kub run {nb} --workdir {work} --resume {run_id}" in err
-    assert _wait_gone(family) == []
+    assert wait_gone(family) == []
     assert not (work / "runs" / run_id / "summary.json").exists()  # nothing presented as done
     (tmp_path / "block").unlink()
     resumed = jup2kub("run", nb, "--workdir", work, "--resume", run_id, cwd=tmp_path)
@@ -94,16 +94,16 @@ def test_sigterm_to_run_over_kafka_ends_every_runtime(
     proc = _start(
         nb, tmp_path, dict(os.environ), "--workdir", str(tmp_path / "w"), "--kafka", kafka
     )
-    _wait_for_file(tmp_path / "pid", proc)
+    wait_for_file(tmp_path / "pid", proc)
     family = _descendants(proc.pid)
     # the slow step's runtime at least (a runtime stops once its step is final)
-    assert [p for p in family if _alive(p)] != []
+    assert [p for p in family if alive(p)] != []
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 143, err
     assert "was interrupted (SIGTERM)" in err and "start the run again" in err
     assert "Traceback" not in err
-    assert _wait_gone(family) == []
+    assert wait_gone(family) == []
 
 
 @pytest.mark.parametrize("mode", ["fork", "spawn"])
@@ -118,8 +118,8 @@ def test_a_killed_step_names_the_cell_it_was_running_and_keeps_earlier_output(
             "time.sleep(600)",
         ]
     )
-    proc = _start(nb, tmp_path, _env(mode), "--workdir", str(tmp_path / "w"))
-    os.kill(_wait_for_file(tmp_path / "pid", proc), signal.SIGKILL)
+    proc = _start(nb, tmp_path, workers_env(mode), "--workdir", str(tmp_path / "w"))
+    os.kill(wait_for_file(tmp_path / "pid", proc), signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
     assert (

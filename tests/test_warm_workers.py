@@ -20,13 +20,10 @@ import pytest
 from jup2kub_runtime.state import StateStore
 from tests.support.cli_runner import jup2kub
 from tests.support.equivalence import reference_run, shown
+from tests.support.processes import children, wait_for_file, wait_gone, workers_env
 
 MakeNb = Callable[..., Path]
 MODES = ["fork", "spawn"]
-
-
-def _env(mode: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "J2K_LOCAL_WORKERS": mode, **extra}
 
 
 def _start(
@@ -40,40 +37,6 @@ def _start(
         cwd=cwd,
         env=env,
     )
-
-
-def _wait_for_file(path: Path, proc: subprocess.Popen[str]) -> int:
-    """The pid a step wrote into ``path`` (waits while the run goes on)."""
-    while not (path.exists() and path.read_text().strip()):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    return int(path.read_text())
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _wait_gone(pids: list[int]) -> list[int]:
-    """The pids still alive after waiting for them to end (generously: the machine is shared)."""
-    for _ in range(600):
-        left = [p for p in pids if _alive(p)]
-        if not left:
-            return []
-        time.sleep(0.05)
-    return left
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
 
 
 def _cmdline(pid: int) -> str:
@@ -99,8 +62,8 @@ def test_killed_worker_fails_the_step_and_resume_completes_it(
         ]
     )
     work = tmp_path / "w"
-    proc = _start(nb, work, tmp_path, _env(mode))
-    pid = _wait_for_file(tmp_path / "pid", proc)
+    proc = _start(nb, work, tmp_path, workers_env(mode))
+    pid = wait_for_file(tmp_path / "pid", proc)
     os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
@@ -111,7 +74,9 @@ def test_killed_worker_fails_the_step_and_resume_completes_it(
     assert summary["steps"]["slow"]["status"] == "failed"
 
     (tmp_path / "fixed").touch()
-    again = jup2kub("run", nb, "--workdir", work, "--resume", run_id, cwd=tmp_path, env=_env(mode))
+    again = jup2kub(
+        "run", nb, "--workdir", work, "--resume", run_id, cwd=tmp_path, env=workers_env(mode)
+    )
     assert again.returncode == 0, again.stderr
     result = nbformat.read(work / "runs" / run_id / "result.ipynb", as_version=4)
     assert result.cells[2].outputs[0]["text"] == "2\n"
@@ -131,7 +96,9 @@ def test_a_crashing_step_does_not_take_the_parallel_ones_down(
         ]
     )
     work = tmp_path / "w"
-    proc = jup2kub("run", nb, "--workdir", work, "--jobs", "3", cwd=tmp_path, env=_env("fork"))
+    proc = jup2kub(
+        "run", nb, "--workdir", work, "--jobs", "3", cwd=tmp_path, env=workers_env("fork")
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "step 'crash' failed" in proc.stderr
     (run_dir,) = (work / "runs").iterdir()
@@ -163,9 +130,9 @@ def test_a_dead_fork_server_fails_its_steps_and_later_ones_are_spawned(
         ]
     )
     work = tmp_path / "w"
-    proc = _start(nb, work, tmp_path, _env("fork"), "--jobs", "1")
-    step = _wait_for_file(tmp_path / "pid", proc)
-    (server,) = [c for c in _children(proc.pid) if "jup2kub_runtime.forkserver" in _cmdline(c)]
+    proc = _start(nb, work, tmp_path, workers_env("fork"), "--jobs", "1")
+    step = wait_for_file(tmp_path / "pid", proc)
+    (server,) = [c for c in children(proc.pid) if "jup2kub_runtime.forkserver" in _cmdline(c)]
     os.kill(server, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
@@ -182,7 +149,7 @@ def test_a_dead_fork_server_fails_its_steps_and_later_ones_are_spawned(
     }
     z = StateStore(work).load_value(run_dir.name, "later", "z")
     assert z == (1, proc.pid)  # spawned by jup2kub itself
-    assert _wait_gone([server, step]) == []
+    assert wait_gone([server, step]) == []
 
 
 def _sleeper(make_notebook: MakeNb) -> Path:
@@ -199,15 +166,15 @@ def _sleeper(make_notebook: MakeNb) -> Path:
 def test_nothing_outlives_the_command(
     how: signal.Signals, tmp_path: Path, make_notebook: MakeNb
 ) -> None:
-    proc = _start(_sleeper(make_notebook), tmp_path / "w", tmp_path, _env("fork"))
-    step = _wait_for_file(tmp_path / "pid", proc)
-    servers = [c for c in _children(proc.pid) if "jup2kub_runtime.forkserver" in _cmdline(c)]
+    proc = _start(_sleeper(make_notebook), tmp_path / "w", tmp_path, workers_env("fork"))
+    step = wait_for_file(tmp_path / "pid", proc)
+    servers = [c for c in children(proc.pid) if "jup2kub_runtime.forkserver" in _cmdline(c)]
     assert len(servers) == 1
-    assert step in _children(servers[0])  # the step's process is the server's child
+    assert step in children(servers[0])  # the step's process is the server's child
     os.kill(proc.pid, how)
     proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert _wait_gone([servers[0], step]) == []
+    assert wait_gone([servers[0], step]) == []
 
 
 def test_nothing_outlives_a_finished_run(tmp_path: Path, make_notebook: MakeNb) -> None:
@@ -217,15 +184,15 @@ def test_nothing_outlives_a_finished_run(tmp_path: Path, make_notebook: MakeNb) 
             "#| step: b\nimport os, pathlib\npathlib.Path('pid').write_text(str(os.getpid()))",
         ]
     )
-    proc = _start(nb, tmp_path / "w", tmp_path, _env("fork"))
+    proc = _start(nb, tmp_path / "w", tmp_path, workers_env("fork"))
     servers: list[int] = []
     while proc.poll() is None:  # catch the server while the run goes on
-        servers += [c for c in _children(proc.pid) if c not in servers]
+        servers += [c for c in children(proc.pid) if c not in servers]
         time.sleep(0.01)
     assert proc.returncode == 0, proc.communicate()
     step = int((tmp_path / "pid").read_text())
     assert step != proc.pid and servers
-    assert _wait_gone([*servers, step]) == []
+    assert wait_gone([*servers, step]) == []
 
 
 NOISY = """\
@@ -254,7 +221,9 @@ def test_a_noisy_import_still_shows_in_its_cell(tmp_path: Path, make_notebook: M
             "#| step: third\nimport noisypkg\nprint(y)",
         ]
     )
-    env = _env("fork", PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    env = workers_env(
+        "fork", PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    )
     (nbdir / nb.name).write_bytes(nb.read_bytes())
     nb = nbdir / nb.name
     proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=nbdir, env=env)
@@ -290,7 +259,7 @@ def test_unseeded_steps_draw_different_numbers(tmp_path: Path, make_notebook: Ma
         ]
     )
     work = tmp_path / "w"
-    proc = jup2kub("run", nb, "--workdir", work, cwd=tmp_path, env=_env("fork"))
+    proc = jup2kub("run", nb, "--workdir", work, cwd=tmp_path, env=workers_env("fork"))
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = (work / "runs").iterdir()
     store = StateStore(work)
@@ -317,7 +286,9 @@ def test_a_step_sees_the_same_process_either_way(tmp_path: Path, make_notebook: 
     (tmp_path / "run").mkdir()  # noisypkg lies outside: imported ahead, found noisy, skipped
     nb = nb.rename(tmp_path / "run" / nb.name)
     for mode in MODES:
-        env = _env(mode, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+        env = workers_env(
+            mode, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+        )
         proc = jup2kub("run", nb, "--workdir", tmp_path / mode, cwd=tmp_path / "run", env=env)
         assert proc.returncode == 0, proc.stderr
         (run_dir,) = (tmp_path / mode / "runs").iterdir()
