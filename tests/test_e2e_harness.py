@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,19 @@ def test_hand_assembled_pause_image_runs_on_a_real_engine(tmp_path: Path) -> Non
     finally:
         subprocess.run([docker, "rm", "-f", name], capture_output=True, timeout=60)
         subprocess.run([docker, "rmi", images.PAUSE_IMAGE], capture_output=True, timeout=60)
+
+
+def test_daemon_configs_are_rewritten_only_when_they_change(tmp_path: Path) -> None:
+    """kube-proxy exits when its configuration file is written at all: a second `cluster up`
+    that rewrote it left new Services unreachable (the e2e flake of
+    test_dns_and_clusterip_service). An unchanged configuration is not written again."""
+    from e2e.cluster import _write_config
+
+    path = tmp_path / "kube-proxy-config.json"
+    _write_config(path, "{}")
+    first = path.stat().st_mtime_ns
+    time.sleep(0.05)  # more than the kernel's coarse clock tick: a write would move the mtime
+    _write_config(path, "{}")
+    assert path.stat().st_mtime_ns == first
+    _write_config(path, '{"mode": "iptables"}')
+    assert path.read_text() == '{"mode": "iptables"}'

@@ -15,6 +15,7 @@ import nbformat
 from jup2kub.api import inspect_notebook
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.kafka import free_port, ready, runtime_env
+from jup2kub_runtime.topics import runs_topic
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.processes import processes_in
 
@@ -158,10 +159,44 @@ def test_submit_and_status_without_a_broker_say_which_address(tmp_path: Path) ->
         dead = f"127.0.0.1:{s.getsockname()[1]}"
     nb = CORPUS / "plain_cells.ipynb"
     for args in (("submit", nb, "--kafka", dead), ("status", nb, "some-run", "--kafka", dead)):
-        proc = jup2kub(*args, timeout=120)
+        proc = jup2kub(*args, "--kafka-timeout", "3s", timeout=120)
         assert proc.returncode == 1, proc.stderr
         assert f"cannot reach Kafka at {dead}" in proc.stderr, proc.stderr
+        assert "waited 3 s" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_submit_waits_for_a_broker_that_comes_up(tmp_path: Path) -> None:
+    """A broker restarting (or its pod name not yet in DNS) when `submit` starts: it is waited
+    for within --kafka-timeout, and the run is submitted once it answers."""
+    from tests.support.kafka_broker import KafkaBroker
+
+    broker = KafkaBroker(tmp_path / "kafka")  # its port is chosen, nothing listens yet
+    nb = CORPUS / "plain_cells.ipynb"
+    cmd = ["submit", nb, "--kafka", broker.bootstrap, "--kafka-timeout", "5m", "--run-id", "late"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jup2kub.cli", *map(str, cmd)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, proc.communicate()  # still waiting, not failed
+        broker.start()
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)  # the deployed pipeline's
+        admin.create_topics([NewTopic(runs_topic("plain-cells"), 1, 1)])
+        admin.close()
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert out.strip() == "late"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        broker.stop()
 
 
 def test_run_kafka_without_a_broker_gives_up_after_kafka_timeout(tmp_path: Path) -> None:

@@ -243,14 +243,16 @@ def submit(
     run_id: str | None = None,
     split: str = "auto",
     name: str | None = None,
+    kafka_timeout: float = remote.CONNECT_TIMEOUT,
 ) -> str:
-    """Submit a run of the notebook's deployed pipeline through its Kafka; returns the run id."""
+    """Submit a run of the notebook's deployed pipeline through its Kafka (waiting up to
+    ``kafka_timeout`` s for it to answer); returns the run id."""
     pipeline = inspect_notebook(path, split, name)
     params = collect(parameters or {}, parameter_files, pipeline.parameters)
     refuse_secret_overrides(pipeline, params)
     run_id = run_id or new_run_id()
     _check_run_id(run_id, "--run-id")
-    remote.submit_run(bootstrap, pipeline.name, run_id, params)
+    remote.submit_run(bootstrap, pipeline.name, run_id, params, connect_timeout=kafka_timeout)
     return run_id
 
 
@@ -261,10 +263,12 @@ def run_states(
     *,
     split: str = "auto",
     name: str | None = None,
+    kafka_timeout: float = remote.CONNECT_TIMEOUT,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """The latest status message of each step of ``run_id``, from the pipeline's status topic."""
     pipeline = inspect_notebook(path, split, name)
-    return pipeline, remote.run_states(bootstrap, pipeline.name, run_id)
+    states = remote.run_states(bootstrap, pipeline.name, run_id, connect_timeout=kafka_timeout)
+    return pipeline, states
 
 
 def results(

@@ -99,6 +99,19 @@ name_option = click.option(
 )
 
 
+def kafka_timeout_option(default: str) -> Callable[[F], F]:
+    """--kafka-timeout: how long a broker that does not answer is waited for (it may be
+    restarting), then an error naming its address."""
+    return click.option(
+        "--kafka-timeout",
+        metavar="DURATION",
+        default=default,
+        show_default=True,
+        help="How long to wait for a Kafka broker that does not answer (e.g. 90s, 5m), then "
+        "an error naming its address.",
+    )
+
+
 def parameter_options(func: F) -> F:
     """-p NAME VALUE (repeatable) and -f FILE (repeatable), as papermill spells them."""
     func = click.option(
@@ -427,14 +440,7 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     help="Run one runtime process per step on this Kafka and submit the run through it: "
     "the cluster's data path, on this machine.",
 )
-@click.option(
-    "--kafka-timeout",
-    metavar="DURATION",
-    default="60s",
-    show_default=True,
-    help="With --kafka: how long the broker may take to answer before the run is an error "
-    "naming its address.",
-)
+@kafka_timeout_option("60s")
 @name_option
 @_reports_errors
 def run(
@@ -517,6 +523,7 @@ kafka_option = click.option(
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
 @kafka_option
+@kafka_timeout_option("30s")
 @parameter_options
 @click.option("--run-id", default=None, help="Choose the run id [default: generated].")
 @split_option
@@ -525,6 +532,7 @@ kafka_option = click.option(
 def submit(
     notebook: Path,
     bootstrap: str,
+    kafka_timeout: str,
     pairs: tuple[tuple[str, str], ...],
     files: tuple[Path, ...],
     run_id: str | None,
@@ -541,6 +549,7 @@ def submit(
             run_id=run_id,
             split=split,
             name=name,
+            kafka_timeout=api.parse_duration(kafka_timeout),
         )
     )
 
@@ -710,6 +719,7 @@ def _release_status_text(st: api.ReleaseStatus) -> None:
     default=None,
     help="With NOTEBOOK RUN_ID: the pipeline's Kafka (host:port).",
 )
+@kafka_timeout_option("30s")
 @click.option(
     "--release",
     default=None,
@@ -732,6 +742,7 @@ def status(
     notebook: Path | None,
     run_id: str | None,
     bootstrap: str | None,
+    kafka_timeout: str,
     release: str | None,
     namespace: str | None,
     kubeconfig: Path | None,
@@ -761,7 +772,14 @@ def status(
             "status needs NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME",
             hint="e.g. `jup2kub status nb.ipynb RUN_ID --kafka host:9092`",
         )
-    pipeline, states = api.run_states(notebook, run_id, bootstrap, split=split, name=name)
+    pipeline, states = api.run_states(
+        notebook,
+        run_id,
+        bootstrap,
+        split=split,
+        name=name,
+        kafka_timeout=api.parse_duration(kafka_timeout),
+    )
     if as_json:
         click.echo(json.dumps(states, indent=2))
         return

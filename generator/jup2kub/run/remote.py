@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from jup2kub.errors import KafkaUnavailableError
 from jup2kub_runtime import messages, topics
@@ -18,29 +18,61 @@ from jup2kub_runtime.states import StepState
 FINAL = (StepState.SUCCEEDED, StepState.FAILED)
 
 
+T = TypeVar("T")
+
+#: how long submit and status wait for a broker that does not answer (e.g. one restarting)
+CONNECT_TIMEOUT = 30.0
+
+
 def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
+def _connect(bootstrap: str, make: Callable[[], T], timeout: float) -> T:
+    """``make()`` a client, again with a growing pause while no broker answers (it may be
+    restarting, or its name not yet in DNS), for up to ``timeout`` s; then an error naming the
+    address."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout
+    pause = 0.5
+    while True:
+        try:
+            return make()
+        except KafkaError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise KafkaUnavailableError(
+                    f"cannot reach Kafka at {bootstrap} ({exc}; waited {timeout:.0f} s)",
+                    hint="check --kafka, or wait longer with --kafka-timeout; for a cluster, "
+                    "reach Kafka's advertised pod names (e.g. `e2e/cluster exec --`)",
+                ) from exc
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
+
+
 def submit_run(
-    bootstrap: str, pipeline: str, run_id: str, parameters: Mapping[str, Any], timeout: float = 30
+    bootstrap: str,
+    pipeline: str,
+    run_id: str,
+    parameters: Mapping[str, Any],
+    timeout: float = 30,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
     """Publish one run message to ``<pipeline>.runs`` and wait for the broker's ack."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    try:
-        producer = KafkaProducer(
+    producer = _connect(
+        bootstrap,
+        lambda: KafkaProducer(
             bootstrap_servers=_servers(bootstrap),
             acks="all",
             retries=5,
             request_timeout_ms=int(timeout * 1000),
-        )
-    except KafkaError as exc:
-        raise KafkaUnavailableError(
-            f"cannot reach Kafka at {bootstrap} ({exc})",
-            hint="check --kafka; for a cluster, `kubectl port-forward` the Kafka service first",
-        ) from exc
+        ),
+        connect_timeout,
+    )
     try:
         message = messages.run_message(run_id, dict(parameters))
         producer.send(
@@ -56,23 +88,22 @@ def submit_run(
 class StatusReader:
     """Reads the pipeline's status topic from the beginning, without a consumer group."""
 
-    def __init__(self, bootstrap: str, pipeline: str) -> None:
+    def __init__(
+        self, bootstrap: str, pipeline: str, connect_timeout: float = CONNECT_TIMEOUT
+    ) -> None:
         from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
 
         self.topic = topics.status_topic(pipeline)
-        try:
-            self.consumer = KafkaConsumer(
+        self.consumer = _connect(
+            bootstrap,
+            lambda: KafkaConsumer(
                 bootstrap_servers=_servers(bootstrap),
                 enable_auto_commit=False,
                 consumer_timeout_ms=500,
                 auto_offset_reset="earliest",
-            )
-        except KafkaError as exc:
-            raise KafkaUnavailableError(
-                f"cannot reach Kafka at {bootstrap} ({exc})",
-                hint="check --kafka; for a cluster, `kubectl port-forward` the Kafka service first",
-            ) from exc
+            ),
+            connect_timeout,
+        )
         self._partition = TopicPartition
         self.assigned = False
         self.latest: dict[str, dict[str, dict[str, Any]]] = {}  # run -> step -> message
@@ -111,9 +142,15 @@ class StatusReader:
         self.consumer.close()
 
 
-def run_states(bootstrap: str, pipeline: str, run_id: str, settle: float = 2.0) -> dict[str, Any]:
+def run_states(
+    bootstrap: str,
+    pipeline: str,
+    run_id: str,
+    settle: float = 2.0,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> dict[str, Any]:
     """The latest status message of each step of ``run_id`` (reads the topic for ``settle`` s)."""
-    reader = StatusReader(bootstrap, pipeline)
+    reader = StatusReader(bootstrap, pipeline, connect_timeout)
     try:
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
