@@ -69,6 +69,13 @@ class Cluster:
             f".svc.cluster.local:9092"
         )
 
+    def run(self, *cmd: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """A command on the host with this cluster's kubeconfig (and kubectl) in its
+        environment, its output captured."""
+        return subprocess.run(
+            [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env=self.env()
+        )
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.kubeconfig:

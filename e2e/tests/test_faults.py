@@ -220,25 +220,19 @@ def test_results_right_after_a_pod_is_replaced(
     _wait(cluster, faults, run_id)
     cluster.kubectl("-n", ns, "delete", "pod", "-l", "app.kubernetes.io/component=after")
     out = tmp_path / "replaced.ipynb"
-    r = subprocess.run(
-        [
-            "jup2kub",
-            "results",
-            faults["notebook"],
-            run_id,
-            "--release",
-            RELEASE,
-            "-n",
-            ns,
-            "-o",
-            str(out),
-            "--timeout",
-            "5m",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=cluster.env(),
+    r = cluster.run(
+        "jup2kub",
+        "results",
+        faults["notebook"],
+        run_id,
+        "--release",
+        RELEASE,
+        "-n",
+        ns,
+        "-o",
+        out,
+        "--timeout",
+        "5m",
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "replaced:3" in out.read_text()  # after's printed result: label:total + 1
