@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,23 +262,75 @@ def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, st
     assert attempts["slow"] >= 2, attempts  # the killed execution did not count
 
 
+SOAK_RUNS = int(os.environ.get("J2K_E2E_SOAK_RUNS", "24"))
+
+# Submits runs s0000.. (label = run id, duration 0) through the pipeline's Kafka, one producer
+# per run as `jup2kub submit` does, each retried until the broker takes it: the broker is
+# deleted meanwhile. Runs with cluster DNS (the broker advertises its pod name).
+SUBMITTER = """
+import sys, time
+from jup2kub.errors import KafkaUnavailableError
+from jup2kub.run.remote import submit_run
+bootstrap, pipeline, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    run_id = f"s{i:04d}"
+    while True:
+        try:
+            submit_run(bootstrap, pipeline, run_id, {"label": run_id, "duration": 0},
+                       connect_timeout=600)
+            break
+        except KafkaUnavailableError:
+            time.sleep(1)
+    print(run_id, flush=True)
+"""
+
+
 def test_deleting_kafka_mid_stream(cluster: Cluster, faults: dict[str, str]) -> None:
-    """The Kafka pod deleted twice, each time while runs are in flight: every run completes
-    once, with the right value."""
+    """A stream of runs (J2K_E2E_SOAK_RUNS, default 24) while the Kafka pod is deleted twice,
+    once a third and once two thirds of them are done: every run completes, once, with the
+    right value, and says so on the status topic."""
     ns = faults["namespace"]
-    for d in cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split():
-        cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
-    runs: dict[str, str] = {}
-    for round_ in range(2):
-        batch = {f"k{round_}{i}": _submit(cluster, faults, f"k{round_}{i}", 5) for i in range(3)}
-        runs.update(batch)
-        _executing_pod(cluster, faults, f"k{round_}0", timeout=600)
-        kafka = _kafka_pod(cluster, ns)
-        cluster.kubectl("-n", ns, "delete", "pod", kafka, "--wait=false")
-        _await_new_kafka(cluster, ns, kafka)
-    for label, run_id in runs.items():
-        _wait(cluster, faults, run_id, timeout=900)
-        _check_once(cluster, faults, run_id, label, 5)
+    _rolled_out(cluster, ns)
+    prefix = [str(E2E / "cluster"), "exec", "--"] if cluster.own else []
+    pipeline = json.loads((Path(faults["work"]) / "out" / "pipeline.json").read_text())["name"]
+    submitter = subprocess.Popen(
+        [*prefix, sys.executable, "-c", SUBMITTER, faults["broker"], pipeline, str(SOAK_RUNS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cluster.env(),
+    )
+    runs = [f"s{i:04d}" for i in range(SOAK_RUNS)]
+    try:
+        for share in (1 / 3, 2 / 3):
+            _await_done(cluster, ns, runs, int(SOAK_RUNS * share), timeout=900)
+            kafka = _kafka_pod(cluster, ns)
+            cluster.kubectl("-n", ns, "delete", "pod", kafka, "--wait=false")
+            _await_new_kafka(cluster, ns, kafka)
+        _, err = submitter.communicate(timeout=1800)
+        assert submitter.returncode == 0, err[-3000:]
+        _await_done(cluster, ns, runs, len(runs), timeout=900 + 2 * len(runs))
+    finally:
+        if submitter.poll() is None:
+            submitter.kill()
+            submitter.wait()
+    for run_id in runs:
+        _check_once(cluster, faults, run_id, run_id, 0)
+    for run_id in (runs[0], runs[len(runs) // 2], runs[-1]):
+        _wait(cluster, faults, run_id, timeout=120)  # "succeeded" on the status topic
+
+
+def _await_done(cluster: Cluster, ns: str, runs: list[str], count: int, timeout: float) -> None:
+    """Wait until ``count`` of ``runs`` have completed their last step (its COMPLETE marker)."""
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        root = state_dir(cluster, ns) / "runs"
+        done = sum((root / r / "after" / "COMPLETE").exists() for r in runs)
+        if done >= count:
+            return
+        time.sleep(2)
+    raise AssertionError(f"only {done} of {count} runs completed in {timeout:.0f} s")
 
 
 def _kafka_pod(cluster: Cluster, ns: str) -> str:
