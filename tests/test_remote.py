@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 
 from jup2kub.api import inspect_notebook
 from jup2kub.plan import PipelinePlan, plan_pipeline
@@ -213,3 +214,53 @@ def test_run_kafka_without_a_broker_gives_up_after_kafka_timeout(tmp_path: Path)
     assert f"check that Kafka answers at {dead}" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert processes_in(tmp_path) == []  # the runtimes started (in its cwd) have ended
+
+
+def test_submit_outlives_a_broker_dying_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker killed after `submit` connected, before its message was acknowledged: no
+    traceback (closing the producer used to raise while flushing), the message is sent again
+    once the broker is back, within --kafka-timeout."""
+    import threading
+
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from jup2kub.run import remote
+    from tests.support.kafka_broker import KafkaBroker
+
+    broker = KafkaBroker(tmp_path / "kafka")
+    broker.start()
+    topic = runs_topic("dying")
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    made: list[int] = []
+    real = remote._producer
+
+    def producer_then_kill(bootstrap: str, timeout: float) -> Any:
+        producer = real(bootstrap, timeout)
+        if not made:
+            producer.partitions_for(topic)  # its metadata known: the send goes out at once  # the first time: the broker dies now, back after the send timed out
+            assert broker.proc is not None
+            broker.proc.kill()
+            broker.proc.wait()
+            broker.proc = None
+            threading.Timer(8, broker.start).start()
+        made.append(1)
+        return producer
+
+    monkeypatch.setattr(remote, "_producer", producer_then_kill)
+    try:
+        remote.submit_run(broker.bootstrap, "dying", "r1", {}, timeout=5, connect_timeout=240)
+        assert len(made) >= 2  # sent again with a new producer
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, consumer_timeout_ms=10000)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        keys = {r.key for r in consumer}
+        consumer.close()
+        assert b"r1" in keys
+    finally:
+        broker.stop()

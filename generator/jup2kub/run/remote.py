@@ -6,6 +6,7 @@ against a cluster's Kafka reached through ``kubectl port-forward``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,10 +29,12 @@ def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
-def _connect(bootstrap: str, make: Callable[[], T], timeout: float) -> T:
+def _connect(
+    bootstrap: str, make: Callable[[], T], timeout: float, total: float | None = None
+) -> T:
     """``make()`` a client, again with a growing pause while no broker answers (it may be
     restarting, or its name not yet in DNS), for up to ``timeout`` s; then an error naming the
-    address."""
+    address (``total``: the whole wait it is the rest of, for that message)."""
     from kafka.errors import KafkaError
 
     deadline = time.monotonic() + timeout
@@ -43,7 +46,7 @@ def _connect(bootstrap: str, make: Callable[[], T], timeout: float) -> T:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise KafkaUnavailableError(
-                    f"cannot reach Kafka at {bootstrap} ({exc}; waited {timeout:.0f} s)",
+                    f"cannot reach Kafka at {bootstrap} ({exc}; waited {total or timeout:.0f} s)",
                     hint="check --kafka, or wait longer with --kafka-timeout; for a cluster, "
                     "reach Kafka's advertised pod names (e.g. `e2e/cluster exec --`)",
                 ) from exc
@@ -59,30 +62,49 @@ def submit_run(
     timeout: float = 30,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
-    """Publish one run message to ``<pipeline>.runs`` and wait for the broker's ack."""
-    from kafka import KafkaProducer
+    """Publish one run message to ``<pipeline>.runs`` and wait for the broker's ack; a broker
+    that goes away meanwhile is waited for up to ``connect_timeout`` s, and the message sent
+    again (a run submitted twice is still executed once: the steps' markers make the second a
+    skip)."""
     from kafka.errors import KafkaError
 
-    producer = _connect(
-        bootstrap,
-        lambda: KafkaProducer(
-            bootstrap_servers=_servers(bootstrap),
-            acks="all",
-            retries=5,
-            request_timeout_ms=int(timeout * 1000),
-        ),
-        connect_timeout,
+    message = messages.encode(messages.run_message(run_id, dict(parameters)))
+    deadline = time.monotonic() + connect_timeout
+    while True:
+        producer = _connect(
+            bootstrap,
+            lambda: _producer(bootstrap, timeout),
+            deadline - time.monotonic(),
+            connect_timeout,
+        )
+        try:
+            producer.send(topics.runs_topic(pipeline), key=run_id.encode(), value=message).get(
+                timeout=timeout
+            )
+            producer.flush(timeout=timeout)
+            return
+        except KafkaError as exc:
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailableError(
+                    f"submitting run {run_id!r} to Kafka at {bootstrap} failed ({exc}; "
+                    f"waited {connect_timeout:.0f} s)",
+                    hint="check that the pipeline's Kafka runs; wait longer with --kafka-timeout",
+                ) from exc
+        finally:
+            with contextlib.suppress(KafkaError):  # the broker may be gone: nothing to flush
+                producer.close(timeout=5)
+        time.sleep(1.0)
+
+
+def _producer(bootstrap: str, timeout: float) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=_servers(bootstrap),
+        acks="all",
+        retries=5,
+        request_timeout_ms=int(timeout * 1000),
     )
-    try:
-        message = messages.run_message(run_id, dict(parameters))
-        producer.send(
-            topics.runs_topic(pipeline), key=run_id.encode(), value=messages.encode(message)
-        ).get(timeout=timeout)
-        producer.flush(timeout=timeout)
-    except KafkaError as exc:
-        raise KafkaUnavailableError(f"submitting run {run_id!r} failed ({exc})") from exc
-    finally:
-        producer.close(timeout=5)
 
 
 class StatusReader:
