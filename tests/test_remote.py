@@ -241,8 +241,8 @@ def test_submit_outlives_a_broker_dying_under_it(
 
     def producer_then_kill(bootstrap: str, timeout: float) -> Any:
         producer = real(bootstrap, timeout)
-        if not made:
-            producer.partitions_for(topic)  # its metadata known: the send goes out at once  # the first time: the broker dies now, back after the send timed out
+        if not made:  # the first time: the broker dies now, back after the send timed out
+            producer.partitions_for(topic)  # its metadata known: the send goes out at once
             assert broker.proc is not None
             broker.proc.kill()
             broker.proc.wait()
