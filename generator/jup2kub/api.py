@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
+from jup2kub.catalog import BuildFacts, Catalog, StepRecord, observed_types, step_records
+from jup2kub.catalog.charts import read_chart
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
 from jup2kub.chart.write import check_output_outside, write_chart
@@ -46,6 +48,7 @@ __all__ = [
     "BLOCKED",
     "SPLIT_MODES",
     "STORAGE_MODES",
+    "Catalog",
     "ChartOptions",
     "DeployResult",
     "ImageBuild",
@@ -54,8 +57,10 @@ __all__ = [
     "Readiness",
     "ReleaseStatus",
     "RunResult",
+    "StepRecord",
     "StepRun",
     "build",
+    "catalog_add",
     "deploy",
     "infer_type",
     "inspect_notebook",
@@ -129,15 +134,18 @@ def build(
     image_build: ImageBuild | None = None,
     log: Log | None = None,
     name: str | None = None,
+    catalog: Catalog | None = None,
 ) -> tuple[Pipeline, Path]:
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
-    the images' tags/digests and the dependency locks, to ``out`` in one atomic step."""
+    the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
+    record the steps in ``catalog`` (when given)."""
     check_output_outside(Path(out), {"notebook": Path(path)})
-    pipeline = inspect_notebook(path, split, name)
+    nb, pipeline = _load(path, split, name)
     require_storable(pipeline)
     plan = plan_pipeline(pipeline)
     options = options or ChartOptions()
     audit: dict[str, bytes] = {}
+    facts = BuildFacts()
     if image_build is not None:
         from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
 
@@ -165,7 +173,16 @@ def build(
         )
         options = dataclasses.replace(options, image_tags=built.tags, image_digests=built.digests)
         audit = images.build_files(captured, locks, built)
-    return pipeline, write_chart(plan, Path(out), options, audit)
+        facts = BuildFacts(
+            locks=dict(locks.steps),
+            images={s: i.reference for s, i in built.images.items()},
+            digests={s: i.digest or i.image_id for s, i in built.images.items()},
+        )
+    written = write_chart(plan, Path(out), options, audit)
+    if catalog is not None:
+        types = observed_types(Path(".jup2kub") / pipeline.name, [s.name for s in pipeline.steps])
+        catalog.add(step_records(nb, pipeline, origin="build", build=facts, types=types))
+    return pipeline, written
 
 
 def run(
@@ -297,3 +314,33 @@ def _check_run_id(run_id: str, where: str) -> None:
         check_run_id(run_id)
     except Exception as exc:
         raise UsageError(str(exc), where=where) from None
+
+
+def catalog_add(
+    catalog: Catalog,
+    path: str | Path,
+    *,
+    split: str = "auto",
+    name: str | None = None,
+    workdir: Path | None = None,
+) -> list[StepRecord]:
+    """Record the steps of a notebook, or of a chart written by ``build`` (with its locks and
+    images), in ``catalog``; types come from the newest local run under ``workdir`` (default
+    ``.jup2kub/PIPELINE``)."""
+    path = Path(path)
+    build_facts = BuildFacts()
+    origin = "notebook"
+    if path.is_dir():
+        chart = read_chart(path)
+        nb, pipeline = _load(chart.notebook, split, name or chart.pipeline)
+        if split == "auto" and chart.split != pipeline.split:
+            nb, pipeline = _load(chart.notebook, chart.split, name or chart.pipeline)
+        build_facts, origin = chart.build, "chart"
+    else:
+        nb, pipeline = _load(path, split, name)
+    types = observed_types(
+        workdir or Path(".jup2kub") / pipeline.name, [s.name for s in pipeline.steps]
+    )
+    records = step_records(nb, pipeline, origin=origin, build=build_facts, types=types)
+    catalog.add(records)
+    return records

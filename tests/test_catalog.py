@@ -1,0 +1,207 @@
+"""The step catalog on a real SQLite file and a real PostgreSQL server: round trips, search,
+concurrent writers (real processes), the CLI's JSON and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from jup2kub import api
+from jup2kub.catalog import Catalog
+from tests.support.cli_runner import CORPUS, jup2kub
+from tests.support.postgres import PostgresServer
+
+SECRET = "sk-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty catalog database of each kind."""
+    if request.param == "sqlite":
+        return str(tmp_path / "cat" / "catalog.db")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+def _secret_notebook(make_notebook: Callable[..., Path]) -> Path:
+    return make_notebook(
+        [
+            {"source": f'api_key = "{SECRET}"\nn = 3', "tags": ["parameters"]},
+            ("md", "## Load the measurements\nReads the *raw* readings."),
+            "#| step: load\nimport json\nimport numpy as np\nreadings = list(range(n))",
+            "#| step: total\nfrom collections import Counter\ntotal = sum(readings)\n"
+            "auth = len(api_key)",
+        ],
+        name="sensors.ipynb",
+    )
+
+
+def test_round_trip(catalog_url: str, make_notebook: Callable[..., Path]) -> None:
+    nb = _secret_notebook(make_notebook)
+    with Catalog(catalog_url) as catalog:
+        added = api.catalog_add(catalog, nb)
+        assert [r.key for r in added] == ["sensors/load", "sensors/total"]
+    with Catalog(catalog_url) as catalog:  # a second open: the schema is current already
+        listed = catalog.steps()
+        assert [r.to_json() for r in listed] == [r.to_json() for r in added]
+        load = catalog.find("load")
+        assert load.outputs == {"readings": "unknown"}
+        assert load.parameters == {"n": {"default": 3, "secret": False}}
+        assert load.imports == ["json", "numpy"]
+        assert "Load the measurements" in load.markdown
+        assert load.notebook == str(nb.resolve()) and load.cells == [2]
+        total = catalog.find("sensors/total")
+        assert total.inputs == {"readings": {"from": "load", "type": "unknown"}}
+        assert total.parameters["api_key"] == {"default": None, "secret": True}
+        removed = catalog.remove("sensors/load")
+        assert removed.key == "sensors/load"
+        assert [r.key for r in catalog.steps()] == ["sensors/total"]
+
+
+def test_no_secret_value_is_stored(catalog_url: str, make_notebook: Callable[..., Path]) -> None:
+    with Catalog(catalog_url) as catalog:
+        api.catalog_add(catalog, _secret_notebook(make_notebook))
+    url = catalog_url if "://" in catalog_url else f"sqlite:///{catalog_url}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM catalog_steps")).all()
+        tokens = conn.execute(text("SELECT token FROM catalog_tokens")).scalars().all()
+    engine.dispose()
+    assert len(rows) == 2
+    assert SECRET not in repr(rows) and SECRET.lower() not in tokens
+    if "://" not in catalog_url:  # nor anywhere in the file (WAL included)
+        for path in Path(catalog_url).parent.iterdir():
+            assert SECRET.encode() not in path.read_bytes()
+
+
+def test_search_by_written_variable_and_imported_package(catalog_url: str) -> None:
+    with Catalog(catalog_url) as catalog:
+        for notebook in ("digits_kale", "sales_markers", "growth_headings"):
+            api.catalog_add(catalog, CORPUS / f"{notebook}.ipynb", workdir=Path("/nonexistent"))
+        by_variable = catalog.search("clf")
+        assert by_variable[0][0].key == "digits-kale/train"
+        assert "writes:clf" in by_variable[0][1]
+        assert {r.key for r, _ in by_variable} == {"digits-kale/train", "digits-kale/evaluate"}
+        by_package = {r.key for r, m in catalog.search("pandas") if "package:pandas" in m}
+        assert "sales-markers/load" in by_package
+        assert all(k.startswith("sales-markers/") for k in by_package)
+        both = catalog.search("sklearn clf")  # every word must match
+        assert {r.key for r, _ in both} == {"digits-kale/train", "digits-kale/evaluate"}
+        assert catalog.search("skl")[0][1][0].endswith(":sklearn")  # a word's beginning matches
+        assert catalog.search("no-such-thing-anywhere") == []
+
+
+def _concurrently(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jup2kub.cli", *c],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in commands
+    ]
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def test_concurrent_builds_and_adds_lose_nothing(catalog_url: str, tmp_path: Path) -> None:
+    """Builds and adds of several pipelines at once, each its own process, one fresh catalog
+    (its schema is created by whichever comes first): every step is there afterwards."""
+    nb = CORPUS / "sales_markers.ipynb"
+    commands = [
+        ["build", str(nb), "-o", str(tmp_path / f"chart{i}"), "--no-images",
+         "--name", f"sales{i}", "--catalog", catalog_url]
+        for i in range(3)
+    ] + [
+        ["catalog", "add", str(nb), "--name", f"added{i}", "--catalog", catalog_url]
+        for i in range(3)
+    ]  # fmt: skip
+    for proc in _concurrently(commands, tmp_path):
+        assert proc.returncode == 0, proc.stderr
+    with Catalog(catalog_url) as catalog:
+        keys = {r.key for r in catalog.steps()}
+        steps = {s.name for s in api.inspect_notebook(nb).steps}
+        pipelines = {f"sales{i}" for i in range(3)} | {f"added{i}" for i in range(3)}
+        assert keys == {f"{p}/{s}" for p in pipelines for s in steps}
+        assert {r.origin for r in catalog.steps("sales0")} == {"build"}
+
+
+def test_types_observed_by_a_run(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    result = api.run(CORPUS / "sales_markers.ipynb", workdir=workdir)
+    assert result.ok
+    with Catalog(str(tmp_path / "c.db")) as catalog:
+        api.catalog_add(catalog, CORPUS / "sales_markers.ipynb", workdir=workdir)
+        assert catalog.find("clean").outputs == {"sales": "pandas.DataFrame"}
+        assert catalog.find("clean").inputs["raw"]["type"] == "pandas.DataFrame"
+
+
+def test_chart_add_records_the_build(tmp_path: Path) -> None:
+    out = tmp_path / "chart"
+    built = jup2kub("build", CORPUS / "plain_cells.ipynb", "-o", out, "--no-images", "--no-catalog")
+    assert built.returncode == 0, built.stderr
+    db = str(tmp_path / "c.db")
+    assert not Path(db).exists()
+    added = jup2kub("catalog", "add", out, "--catalog", db, "--json")
+    assert added.returncode == 0, added.stderr
+    records = json.loads(added.stdout)
+    assert {r["origin"] for r in records} == {"chart"}
+    assert {r["pipeline"] for r in records} == {"plain-cells"}
+    shown = jup2kub("catalog", "show", f"plain-cells/{records[0]['step']}", "--catalog", db,
+                    "--json")  # fmt: skip
+    assert json.loads(shown.stdout)["code_sha256"] == records[0]["code_sha256"]
+
+
+def test_cli_json_and_text(tmp_path: Path) -> None:
+    db = str(tmp_path / "c.db")
+    env = {**os.environ, "JUP2KUB_CATALOG": db}
+    assert jup2kub("catalog", "add", CORPUS / "digits_kale.ipynb", env=env).returncode == 0
+    found = jup2kub("catalog", "search", "clf", "--json", env=env)
+    assert [r["step"] for r in json.loads(found.stdout)] == ["train", "evaluate"]
+    listed = jup2kub("catalog", "list", "--json", env=env)
+    assert len(json.loads(listed.stdout)) == 5
+    shown = jup2kub("catalog", "show", "train", env=env)
+    assert "writes:      clf: unknown" in shown.stdout
+    removed = jup2kub("catalog", "remove", "digits-kale/train", "--json", env=env)
+    assert json.loads(removed.stdout) == {"removed": "digits-kale/train"}
+    assert len(json.loads(jup2kub("catalog", "list", "--json", env=env).stdout)) == 4
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://nobody@127.0.0.1:1/none", "cannot open the catalog"),
+        ("mysql://x@127.0.0.1/db", "unsupported catalog database 'mysql'"),
+        ("postgresql://x@127.0.0.1:notaport/db", "not a database URL"),
+    ],
+)
+def test_unusable_catalog_is_a_clear_error(tmp_path: Path, url: str, message: str) -> None:
+    for args in (["catalog", "list"], ["build", str(CORPUS / "plain_cells.ipynb"), "-o",
+                                       str(tmp_path / "c"), "--no-images"]):  # fmt: skip
+        proc = jup2kub(*args, "--catalog", url)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "c").exists()  # refused before building anything
+
+
+def test_unknown_and_ambiguous_steps(tmp_path: Path) -> None:
+    db = str(tmp_path / "c.db")
+    with Catalog(db) as catalog:
+        api.catalog_add(catalog, CORPUS / "sales_markers.ipynb")
+        api.catalog_add(catalog, CORPUS / "sales_markers.ipynb", name="again")
+    proc = jup2kub("catalog", "show", "load", "--catalog", db)
+    assert proc.returncode == 2 and "again/load, sales-markers/load" in proc.stderr
+    proc = jup2kub("catalog", "remove", "nope", "--catalog", db)
+    assert proc.returncode == 2 and "no step 'nope'" in proc.stderr
