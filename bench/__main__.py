@@ -10,7 +10,8 @@ throughput (runs/s with 1 replica per step; 3 vs 1 replicas with sleep-bound ste
 unchanged-step rebuild), recovery (kill -9 of the replica executing a step); issue 14 (as fast
 as the notebook it replaces, bench/vs_notebook.py): corpus (jup2kub run vs nbclient on every
 runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), overhead (an
-empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's).
+empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's); issue 19:
+catalog (search over 10,000 catalogued steps on SQLite, bench/catalog.py).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -52,6 +53,7 @@ ROWS = (
     "memory",
     "images",
     "recovery",
+    "catalog",
 )
 KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
@@ -484,6 +486,24 @@ def row_recovery(ctx: Context, row: Row) -> None:
     _plot_recovery(ctx, res)
 
 
+def row_catalog(ctx: Context, row: Row) -> None:
+    from bench import catalog
+
+    res = catalog.run(10_000, 100 if ctx.quick else 400, ctx.work)
+    row.details.update(res)
+    row.lines.append(
+        Line(
+            f"catalog search over {res['steps']} steps (SQLite, library API, warm)",
+            f"p50 {res['p50_s'] * 1e3:.1f} ms, p99 {res['p99_s'] * 1e3:.1f} ms "
+            f"(n={res['queries']}; "
+            + ", ".join(f"{k} {v['p50_s'] * 1e3:.1f}" for k, v in res["by_kind"].items())
+            + " ms p50)",
+            "p50 <= 50 ms",
+            res["p50_s"] <= 0.050,
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -496,6 +516,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "memory": row_memory,
     "images": row_images,
     "recovery": row_recovery,
+    "catalog": row_catalog,
 }
 
 # ---------------------------------------------------------------------------------- plots

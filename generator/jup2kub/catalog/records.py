@@ -89,6 +89,12 @@ def words(text: str) -> set[str]:
     return out
 
 
+def query_words(text: str) -> set[str]:
+    """The words of a search: identifiers whole (``train_model`` matches that variable, not
+    everything with ``train`` or ``model``)."""
+    return {m.group(0).lower()[:_MAX_TOKEN] for m in _WORD.finditer(text)}
+
+
 def who() -> str:
     """``user@host`` of whoever records the step (``JUP2KUB_USER`` overrides the user)."""
     try:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from jup2kub.catalog.models import StepRow, TokenRow
-from jup2kub.catalog.records import StepRecord, words
+from jup2kub.catalog.records import StepRecord, query_words
 from jup2kub.errors import CatalogError
 
 ENV = "JUP2KUB_CATALOG"
@@ -187,7 +187,7 @@ class Catalog:
     def search(self, query: str, limit: int = 50) -> list[tuple[StepRecord, list[str]]]:
         """Steps matching every word of ``query`` (a word matches a token it begins), with
         what matched (``variable:df``, ``package:pandas``, ...)."""
-        terms = sorted(words(query))
+        terms = sorted(query_words(query))
         if not terms:
             return []
         with Session(self.engine) as session:
