@@ -7,7 +7,9 @@ Calls that need nothing but their module's function are re-exported as they are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
-from jup2kub.catalog import BuildFacts, Catalog, StepRecord, observed_types, step_records
+from jup2kub.catalog import (
+    BuildFacts,
+    Catalog,
+    StepRecord,
+    compose,
+    default_location,
+    observed_types,
+    step_records,
+)
 from jup2kub.catalog.charts import read_chart
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
@@ -86,6 +96,8 @@ def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = N
 
 
 def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pipeline]:
+    if compose.is_composition(path):
+        return _load_composition(Path(path), name)
     nb = load_notebook(path)
     try:
         parts = split_notebook(nb, split)
@@ -97,6 +109,26 @@ def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pip
     pipeline = build_pipeline(nb, parts, analyses, name)
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
         pipeline = build_pipeline(nb, group_cells(parts, pipeline), analyses, name)
+    return nb, pipeline
+
+
+def _load_composition(path: Path, name: str | None) -> tuple[Notebook, Pipeline]:
+    """A composition file: its notebook (made in memory), cut at its steps' markers."""
+    with contextlib.ExitStack() as stack:
+
+        def catalog() -> Catalog | None:
+            location = default_location()
+            if "://" not in location and not Path(location).exists():
+                return None
+            return stack.enter_context(Catalog(location))
+
+        nb, pipeline_name, verify = compose.load_composition(
+            path, _load, functools.cache(catalog), name
+        )
+    parts = split_notebook(nb, "markers")
+    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
+    pipeline = build_pipeline(nb, parts, analyses, pipeline_name)
+    verify(pipeline)
     return nb, pipeline
 
 
