@@ -1,0 +1,228 @@
+"""Compositions: steps of two notebooks (or of the catalog) wired into one pipeline, run locally
+and on a real Kafka broker, built into a chart that lints and validates; bad wiring refused
+with exit 2 naming the line, the step and the variable."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from jup2kub import api
+from jup2kub.catalog import Catalog
+from jup2kub.errors import CompositionError
+from tests.support.cli_runner import jup2kub
+from tests.support.notebooks import build_notebook
+from tests.test_chart import helm, render, run_helm, validate_strict  # noqa: F401 (fixture)
+
+A_CELLS: list[Any] = [
+    {"source": "n = 4\nscale = 2.0", "tags": ["parameters"]},
+    ("md", "## Load\nSquare roots of the first *n* integers."),
+    "#| step: load\nimport math\nvalues = [math.sqrt(i) * scale for i in range(n)]\n"
+    "print('loaded', len(values))",
+    "#| step: double\nlabel = 'doubled'\ndoubled = [v * 2 for v in values]\ndoubled",
+    "#| step: show\nprint(label, len(doubled))",
+]
+B_CELLS: list[Any] = [
+    {"source": "n = 4\noffset = 1", "tags": ["parameters"]},
+    "#| step: make\nreadings = list(range(n))",
+    "#| step: total\nimport statistics\ndef shift(xs):\n    return [x + offset for x in xs]\n"
+    "total = sum(shift(readings))\nmean = statistics.mean(readings)\nprint(total, mean)\ntotal",
+]
+
+COMPOSITION = """\
+# load from a.ipynb, total from b.ipynb, reading a's values as its readings
+name: mixed
+parameters:
+  n: 5
+steps:
+  - notebook: a.ipynb
+    step: load
+  - name: summed
+    notebook: b.ipynb
+    step: total
+    inputs:
+      readings: load.values
+"""
+
+
+def _by_hand(n: int = 5, scale: float = 2.0, offset: int = 1) -> list[str]:
+    """The two notebooks' logic, written out: what the composed run must print."""
+    values = [math.sqrt(i) * scale for i in range(n)]
+    total = sum(x + offset for x in values)
+    return [f"loaded {len(values)}\n", f"{total} {statistics.mean(values)}\n", repr(total)]
+
+
+def _write(directory: Path, name: str, cells: list[Any]) -> Path:
+    path = directory / name
+    path.write_text(nbformat.writes(build_notebook(cells)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    _write(tmp_path, "a.ipynb", A_CELLS)
+    _write(tmp_path, "b.ipynb", B_CELLS)
+    (tmp_path / "mixed.yaml").write_text(COMPOSITION)
+    return tmp_path
+
+
+def _printed(result: api.RunResult) -> list[str]:
+    nb = json.loads(result.notebook.read_text())
+    out = []
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            text = o.get("text") or o.get("data", {}).get("text/plain")
+            out.append("".join(text))
+    return out
+
+
+def test_inspect_shows_the_wiring(project: Path) -> None:
+    pipeline = api.inspect_notebook(project / "mixed.yaml")
+    assert pipeline.name == "mixed"
+    assert [s.name for s in pipeline.steps] == ["load", "summed"]
+    assert pipeline.step("summed").inputs == {"values": "load"}
+    assert pipeline.parameters["n"] == 5
+
+
+def test_runs_locally_as_the_logic_by_hand(project: Path) -> None:
+    result = api.run(project / "mixed.yaml", workdir=project / "work")
+    assert result.ok, result.steps
+    assert _printed(result) == _by_hand()
+    again = api.run(project / "mixed.yaml", {"n": 7}, workdir=project / "work")
+    assert _printed(again) == _by_hand(n=7)
+
+
+def test_runs_on_kafka_as_the_logic_by_hand(
+    project: Path, kafka: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    result = api.run(project / "mixed.yaml", workdir=project / "work", kafka=kafka)
+    assert result.ok, result.steps
+    assert _printed(result) == _by_hand()
+
+
+def test_chart_lints_renders_and_validates(project: Path, helm: str) -> None:
+    with Catalog(None) as catalog:
+        pipeline, out = api.build(project / "mixed.yaml", project / "chart", catalog=catalog)
+    assert [s.name for s in pipeline.steps] == ["load", "summed"]
+    lint = run_helm("lint", "--strict", str(out), ok=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    objects = render(out, [], [])
+    validate_strict(objects)
+    deployments = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
+    assert any(d.endswith("-load") for d in deployments)
+    assert any(d.endswith("-summed") for d in deployments)
+    with Catalog(None) as catalog:  # the composed steps are recorded too
+        assert {r.key for r in catalog.steps("mixed")} == {"mixed/load", "mixed/summed"}
+
+
+def test_a_catalogued_step(project: Path, tmp_path: Path) -> None:
+    with Catalog(None) as catalog:
+        api.catalog_add(catalog, project / "b.ipynb")
+    (project / "from-catalog.yaml").write_text(
+        COMPOSITION.replace("notebook: b.ipynb\n    step: total", "catalog: b/total")
+    )
+    result = api.run(project / "from-catalog.yaml", workdir=project / "work")
+    assert result.ok and _printed(result) == _by_hand()
+    # the notebook changed since: the catalogued step is no longer what was recorded
+    _write(project, "b.ipynb", [*B_CELLS[:-1], B_CELLS[-1].replace("mean(", "median(")])
+    with pytest.raises(CompositionError, match="its code changed"):
+        api.inspect_notebook(project / "from-catalog.yaml")
+
+
+def _refused(project: Path, text: str) -> str:
+    (project / "bad.yaml").write_text(textwrap.dedent(text))
+    proc = jup2kub("inspect", project / "bad.yaml")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+STEPS_AB = """\
+steps:
+  - notebook: a.ipynb
+    step: load
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # an input not wired
+            STEPS_AB + "  - {notebook: b.ipynb, step: total}\n",
+            ["bad.yaml, line 4", "step 'total': input 'readings' is not connected"],
+        ),
+        (  # wired to a step that is not there
+            STEPS_AB + "  - {notebook: b.ipynb, step: total, inputs: {readings: nowhere.x}}\n",
+            ["line 4", "input 'readings' is wired to step 'nowhere'"],
+        ),
+        (  # wired to a value the upstream step does not write
+            STEPS_AB + "  - notebook: b.ipynb\n    step: total\n    inputs:\n"
+            "      readings: load.nothing\n",
+            ["line 7", "step 'load' does not write 'nothing'"],
+        ),
+        (  # duplicate names
+            STEPS_AB + "  - {notebook: a.ipynb, step: load}\n",
+            ["line 4", "duplicate step name 'load' (also on line 2)"],
+        ),
+        (  # a cycle
+            "steps:\n  - {name: one, notebook: b.ipynb, step: total, inputs: {readings: two.total}}\n"
+            "  - {name: two, notebook: b.ipynb, step: total, inputs: {readings: one.total}}\n",
+            ["wiring has a cycle", "one -> two -> one"],
+        ),
+        (  # the schema: a list where a mapping belongs, on its line
+            STEPS_AB + "    inputs: [values]\n",
+            ["bad.yaml, line 4", "steps.0.inputs: ['values'] is not of type 'object'"],
+        ),
+        (  # not YAML
+            "steps:\n  - notebook: a.ipynb\n   step: [\n",
+            ["bad.yaml, line 3", "not valid YAML"],
+        ),
+        (  # an unknown step of the notebook
+            "steps:\n  - notebook: a.ipynb\n    step: nope\n",
+            ["line 3", "has no step 'nope' (its steps: load, double, show)"],
+        ),
+    ],
+)
+def test_bad_compositions_are_refused(project: Path, text: str, expected: list[str]) -> None:
+    stderr = _refused(project, text)
+    for part in expected:
+        assert part in stderr
+
+
+def test_conflicting_parameter_defaults_are_refused(project: Path) -> None:
+    _write(project, "b.ipynb", [{"source": "n = 6\noffset = 1", "tags": ["parameters"]},
+                                *B_CELLS[1:]])  # fmt: skip
+    text = COMPOSITION.replace("parameters:\n  n: 5\n", "").replace(
+        "  - name: summed", "  - notebook: b.ipynb\n    step: make\n  - name: summed"
+    )
+    stderr = _refused(project, text)
+    assert "parameter 'n' defaults to 6" in stderr and "to 4" in stderr
+    assert api.inspect_notebook(project / "mixed.yaml").parameters["n"] == 5  # set: fine
+
+
+def test_type_mismatch_known_to_the_catalog_is_refused(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)  # runs in .jup2kub/PIPELINE: where catalog add looks for types
+    for notebook in ("a.ipynb", "b.ipynb"):
+        assert api.run(project / notebook).ok
+        with Catalog(None) as catalog:
+            api.catalog_add(catalog, project / notebook)
+    text = STEPS_AB + (
+        "  - {notebook: a.ipynb, step: double, inputs: {values: load}}\n"
+        "  - {notebook: b.ipynb, step: total, inputs: {readings: double.label}}\n"
+    )
+    stderr = _refused(project, text)
+    assert "line 5" in stderr
+    assert (
+        "input 'readings' was a builtins.list in its runs, and double.label is a builtins.str"
+        in (stderr)
+    )
