@@ -19,7 +19,7 @@ from jup2kub.catalog import Catalog
 from jup2kub.errors import CompositionError
 from tests.support.cli_runner import jup2kub
 from tests.support.notebooks import build_notebook
-from tests.test_chart import helm, render, run_helm, validate_strict  # noqa: F401 (fixture)
+from tests.test_chart import render, run_helm, validate_strict
 
 A_CELLS: list[Any] = [
     {"source": "n = 4\nscale = 2.0", "tags": ["parameters"]},
@@ -108,7 +108,7 @@ def test_runs_on_kafka_as_the_logic_by_hand(
     assert _printed(result) == _by_hand()
 
 
-def test_chart_lints_renders_and_validates(project: Path, helm: str) -> None:
+def test_chart_lints_renders_and_validates(project: Path) -> None:
     with Catalog(None) as catalog:
         pipeline, out = api.build(project / "mixed.yaml", project / "chart", catalog=catalog)
     assert [s.name for s in pipeline.steps] == ["load", "summed"]
@@ -173,7 +173,8 @@ steps:
             ["line 4", "duplicate step name 'load' (also on line 2)"],
         ),
         (  # a cycle
-            "steps:\n  - {name: one, notebook: b.ipynb, step: total, inputs: {readings: two.total}}\n"
+            "steps:\n"
+            "  - {name: one, notebook: b.ipynb, step: total, inputs: {readings: two.total}}\n"
             "  - {name: two, notebook: b.ipynb, step: total, inputs: {readings: one.total}}\n",
             ["wiring has a cycle", "one -> two -> one"],
         ),
