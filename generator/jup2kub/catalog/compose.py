@@ -447,7 +447,8 @@ def _step_cells(source: _Source) -> list[Any]:
     head += [
         f"{var} = {up_var}" for var, (_, up_var) in sorted(source.wires.items()) if var != up_var
     ]
-    cells = [nbformat.v4.new_code_cell(marker + "\n".join(head))] if head else []
+    # ``pass`` last: a replayed setup call's value is not displayed (it was not in its notebook)
+    cells = [nbformat.v4.new_code_cell(marker + "\n".join([*head, "pass"]))] if head else []
     for n, index in enumerate(step.cells):
         text = _strip_options(source.nb.cells[index].source)
         first = not cells and n == 0

@@ -15,7 +15,21 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    create_engine,
+    delete,
+    distinct,
+    event,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
@@ -185,35 +199,38 @@ class Catalog:
             return [_record(r) for r in session.scalars(query)]
 
     def search(self, query: str, limit: int = 50) -> list[tuple[StepRecord, list[str]]]:
-        """Steps matching every word of ``query`` (a word matches a token it begins), with
-        what matched (``variable:df``, ``package:pandas``, ...)."""
+        """Steps matching every word of ``query`` (a word matches a token it begins), most
+        matches first, with what matched (``writes:df``, ``package:pandas``, ...). The
+        database intersects and ranks; only the ``limit`` best steps are read."""
         terms = sorted(query_words(query))
         if not terms:
             return []
+        conditions = [_begins(term) for term in terms]
+        per_term = union_all(
+            *(
+                select(TokenRow.step_id.label("sid"), literal(i).label("term")).where(c)
+                for i, c in enumerate(conditions)
+            )
+        ).subquery()
+        best = (
+            select(per_term.c.sid)
+            .group_by(per_term.c.sid)
+            .having(func.count(distinct(per_term.c.term)) == len(terms))
+            .order_by(func.count().desc(), per_term.c.sid)
+            .limit(limit)
+        )
         with Session(self.engine) as session:
-            matches: dict[int, list[str]] | None = None
-            for term in terms:
-                found: dict[int, list[str]] = {}
-                hits = session.execute(
-                    select(TokenRow.step_id, TokenRow.field, TokenRow.token).where(
-                        or_(
-                            TokenRow.token == term,
-                            (TokenRow.token > term) & (TokenRow.token < term + "\x7f"),
-                        )
-                    )
-                )
-                for step_id, field, token in hits:
-                    if matches is None or step_id in matches:
-                        found.setdefault(step_id, []).append(f"{field}:{token}")
-                matches = (
-                    found if matches is None else {k: matches[k] + v for k, v in found.items()}
-                )
-                if not matches:
-                    return []
-            assert matches is not None
-            ids = sorted(matches, key=lambda i: (-len(matches[i]), i))[:limit]
+            ids = list(session.scalars(best))
+            if not ids:
+                return []
+            matched: dict[int, set[str]] = {i: set() for i in ids}
+            hits = select(TokenRow.step_id, TokenRow.field, TokenRow.token).where(
+                TokenRow.step_id.in_(ids), or_(*conditions)
+            )
+            for step_id, field, token in session.execute(hits):
+                matched[step_id].add(f"{field}:{token}")
             rows = {r.id: r for r in session.scalars(select(StepRow).where(StepRow.id.in_(ids)))}
-            return [(_record(rows[i]), sorted(set(matches[i]))) for i in ids]
+            return [(_record(rows[i]), sorted(matched[i])) for i in ids]
 
     def find(self, name: str) -> StepRecord:
         """The step ``PIPELINE/STEP``, or ``STEP`` when only one pipeline has a step so named."""
@@ -253,6 +270,11 @@ class Catalog:
             query = query.where(StepRow.pipeline == pipeline)
         with Session(self.engine) as session:
             return [_record(r) for r in session.scalars(query.order_by(StepRow.pipeline))]
+
+
+def _begins(term: str) -> ColumnElement[bool]:
+    """Tokens that are ``term`` or begin with it: an index range scan (tokens are ASCII)."""
+    return or_(TokenRow.token == term, (TokenRow.token > term) & (TokenRow.token < term + "\x7f"))
 
 
 def _record(row: StepRow) -> StepRecord:
