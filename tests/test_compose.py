@@ -227,3 +227,47 @@ def test_type_mismatch_known_to_the_catalog_is_refused(
         "input 'readings' was a builtins.list in its runs, and double.label is a builtins.str"
         in (stderr)
     )
+
+
+def test_kale_notebook_cells_compose_the_notebooks(project: Path) -> None:
+    """Kale 2.3: a notebook of ``notebook:NAME`` cells runs the named notebooks' steps, one
+    notebook after the other, each with its own values (nothing crosses notebooks)."""
+    parent = _write(project, "both.ipynb", [
+        {"source": "", "tags": ["notebook:a"]},
+        {"source": "# the second part", "tags": ["notebook:b.ipynb"]},
+    ])  # fmt: skip
+    pipeline = api.inspect_notebook(parent)
+    assert [s.name for s in pipeline.steps] == ["a-load", "a-double", "a-show", "b-make", "b-total"]
+    assert pipeline.step("b-make").after == ["a-show"]  # b after a
+    assert pipeline.step("b-total").inputs == {"readings": "b-make"}
+    result = api.run(parent, workdir=project / "work")
+    assert result.ok, result.steps
+    values = [math.sqrt(i) * 2.0 for i in range(4)]
+    doubled = [v * 2 for v in values]
+    readings = list(range(4))
+    total = sum(x + 1 for x in readings)
+    assert _printed(result) == [
+        "loaded 4\n",
+        repr(doubled),
+        f"doubled {len(doubled)}\n",
+        f"{total} {statistics.mean(readings)}\n",
+        repr(total),
+    ]
+
+
+def test_after_orders_without_values(project: Path) -> None:
+    (project / "after.yaml").write_text(
+        STEPS_AB + "  - {notebook: b.ipynb, step: make, after: [load]}\n"
+    )
+    pipeline = api.inspect_notebook(project / "after.yaml")
+    assert pipeline.step("make").after == ["load"] and pipeline.step("make").inputs == {}
+    stderr = _refused(project, STEPS_AB + "  - {notebook: b.ipynb, step: make, after: [x]}\n")
+    assert "step 'make' runs after step 'x', which is not in the composition" in stderr
+
+
+def test_a_value_its_notebook_does_not_give_is_refused(project: Path) -> None:
+    """A step reading a name its own notebook never defines would get another notebook's
+    value in the composition (a silent difference): refused."""
+    _write(project, "c.ipynb", ["#| step: use\nprint(values)"])
+    stderr = _refused(project, STEPS_AB + "  - {notebook: c.ipynb, step: use}\n")
+    assert "step 'use' reads 'values'" in stderr and "from step 'load'" in stderr

@@ -99,6 +99,9 @@ def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pip
     if compose.is_composition(path):
         return _load_composition(Path(path), name)
     nb = load_notebook(path)
+    references = compose.kale_references(nb)
+    if references is not None:  # Kale 2.3: a notebook of notebook:NAME cells
+        return _load_composition(Path(path), name, (nb, references))
     try:
         parts = split_notebook(nb, split)
     except NoCodeError:
@@ -112,8 +115,11 @@ def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pip
     return nb, pipeline
 
 
-def _load_composition(path: Path, name: str | None) -> tuple[Notebook, Pipeline]:
-    """A composition file: its notebook (made in memory), cut at its steps' markers."""
+def _load_composition(
+    path: Path, name: str | None, kale: tuple[Notebook, list[tuple[int, str]]] | None = None
+) -> tuple[Notebook, Pipeline]:
+    """A composition file (or Kale's notebook of ``notebook:`` cells): its notebook, made in
+    memory, cut at its steps' markers."""
     with contextlib.ExitStack() as stack:
 
         def catalog() -> Catalog | None:
@@ -122,8 +128,11 @@ def _load_composition(path: Path, name: str | None) -> tuple[Notebook, Pipeline]
                 return None
             return stack.enter_context(Catalog(location))
 
-        nb, pipeline_name, verify = compose.load_composition(
-            path, _load, functools.cache(catalog), name
+        opener = functools.cache(catalog)
+        nb, pipeline_name, verify = (
+            compose.load_composition(path, _load, opener, name)
+            if kale is None
+            else compose.load_kale_composition(kale[0], kale[1], _load, opener, name)
         )
     parts = split_notebook(nb, "markers")
     analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]

@@ -33,6 +33,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from jup2kub.catalog.records import UNKNOWN, code_hash, step_code
 from jup2kub.catalog.store import Catalog
 from jup2kub.errors import CompositionError
+from jup2kub.model.kale import NOTEBOOK_TAG
 from jup2kub.model.names import DNS_LABEL, MAX_NAME, dns_label
 from jup2kub.model.notebook import Cell, Notebook
 from jup2kub.model.pipeline import Pipeline, parameter_defaults
@@ -68,6 +69,7 @@ SCHEMA: dict[str, Any] = {
                         "type": "object",
                         "additionalProperties": {"type": "string", "minLength": 1},
                     },
+                    "after": {"type": "array", "items": {"type": "string", "minLength": 1}},
                 },
             },
         },
@@ -91,6 +93,8 @@ class _Source:
     #: input variable -> (upstream composed step, the upstream's variable)
     wires: dict[str, tuple[str, str]] = field(default_factory=dict)
     wire_lines: dict[str, int] = field(default_factory=dict)
+    #: steps it runs after without reading their values (files, Kale's notebook order)
+    after: list[str] = field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -158,6 +162,15 @@ def load_composition(
     from it (every input comes from the step it is wired to)."""
     doc = _Document(Path(path))
     doc.check()
+    return _compose(doc, load, catalog, name)
+
+
+def _compose(
+    doc: _Document,
+    load: Loader,
+    catalog: Callable[[], Catalog | None],
+    name: str | None,
+) -> tuple[Notebook, str, Callable[[Pipeline], None]]:
     sources = _sources(doc, load, catalog)
     order = _order(doc, sources)
     parameters = _parameters(doc, sources)
@@ -169,6 +182,81 @@ def load_composition(
         _verify(doc, sources, pipeline)
 
     return nb, str(pipeline_name), verify
+
+
+# ------------------------------------------------------------------- Kale's notebook: cells
+def kale_references(nb: Notebook) -> list[tuple[int, str]] | None:
+    """The ``notebook:NAME`` cells of a notebook made only of them (Kale 2.3's composition),
+    else None."""
+    refs: list[tuple[int, str]] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        names = [m.group(1).strip() for t in cell.tags if (m := NOTEBOOK_TAG.match(t))]
+        if names and names[0]:
+            refs.append((cell.index, names[0]))
+        elif cell.source.strip():
+            return None
+    return refs or None
+
+
+class _KaleDocument(_Document):
+    """A Kale composition read as a composition file: each referenced notebook's steps, named
+    ``NOTEBOOK-STEP``, wired as in that notebook; each notebook runs after the one before."""
+
+    def __init__(self, nb: Notebook, refs: list[tuple[int, str]], load: Loader) -> None:
+        self.path = Path(nb.path)
+        self.cells: list[int] = []
+        steps: list[dict[str, Any]] = []
+        previous: list[str] = []
+        for cell, ref in refs:
+            target = self.path.parent / (ref if ref.endswith(".ipynb") else f"{ref}.ipynb")
+            if not target.is_file():
+                raise CompositionError(
+                    f"notebook:{ref} refers to {target}, which is not there (a notebook of only "
+                    "notebook: cells is Kale's composition of the notebooks it names)",
+                    where=f"{self.path}: cell {cell}",
+                    hint="put the referenced notebook next to this one, or fix the tag",
+                )
+            _, pipeline = load(target, "auto", None)
+            prefix = dns_label(Path(ref).name.removesuffix(".ipynb"), max_len=MAX_NAME // 2)
+            names = {st.name: dns_label(f"{prefix}-{st.name}") for st in pipeline.steps}
+            for st in pipeline.steps:
+                steps.append(
+                    {
+                        "name": names[st.name],
+                        "notebook": str(target),
+                        "step": st.name,
+                        "inputs": {v: f"{names[up]}.{v}" for v, up in st.inputs.items()},
+                        "after": previous if not st.after else [],
+                    }
+                )
+                self.cells.append(cell)
+            downstream = {a for st in pipeline.steps for a in st.after}
+            previous = [names[st.name] for st in pipeline.steps if st.name not in downstream]
+        self.data = {"steps": steps}
+
+    def at(self, line: int) -> str:
+        return f"{self.path}: cell {line}"
+
+    def line(self, keys: Sequence[Any]) -> int:
+        if len(keys) >= 2 and keys[0] == "steps" and isinstance(keys[1], int):
+            return self.cells[keys[1]]
+        return self.cells[0]
+
+
+def load_kale_composition(
+    nb: Notebook,
+    refs: list[tuple[int, str]],
+    load: Loader,
+    catalog: Callable[[], Catalog | None],
+    name: str | None = None,
+) -> tuple[Notebook, str, Callable[[Pipeline], None]]:
+    """Kale 2.3's composition (a notebook of ``notebook:NAME`` cells) as a composed pipeline:
+    the referenced notebooks' steps, each notebook after the one before, no value shared."""
+    doc = _KaleDocument(nb, refs, load)
+    name = name or dns_label(Path(nb.path).name.removesuffix(".ipynb"), fallback="composed")
+    return _compose(doc, load, catalog, name)
 
 
 # ------------------------------------------------------------------------------- the steps
@@ -192,9 +280,17 @@ def _sources(
             upstream, _, upstream_var = str(wire).partition(".")
             source.wires[str(var)] = (upstream, upstream_var or str(var))
             source.wire_lines[str(var)] = doc.line(["steps", i, "inputs", var])
+        source.after = [str(a) for a in item.get("after") or []]
         sources[name] = source
     for source in sources.values():
         _check_wires(doc, source, sources)
+        for upstream in source.after:
+            if upstream not in sources:
+                raise CompositionError(
+                    f"step {source.name!r} runs after step {upstream!r}, which is not in the "
+                    "composition",
+                    where=doc.at(source.line),
+                )
     return sources
 
 
@@ -303,7 +399,9 @@ def _check_wires(doc: _Document, source: _Source, sources: dict[str, _Source]) -
 
 def _order(doc: _Document, sources: dict[str, _Source]) -> list[str]:
     """The steps in an order that respects the wiring (the file's order where free)."""
-    graph = {n: sorted({up for up, _ in s.wires.values()}) for n, s in sources.items()}
+    graph = {
+        n: sorted({up for up, _ in s.wires.values()} | set(s.after)) for n, s in sources.items()
+    }
     position = {n: i for i, n in enumerate(sources)}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(graph)
     try:
@@ -443,6 +541,8 @@ def _notebook(path: Path, order: list[_Source], parameters: dict[str, Any]) -> N
 def _step_cells(source: _Source) -> list[Any]:
     step = source.pipeline.step(source.step)
     marker = f"#| step: {source.name}\n"
+    if source.after:
+        marker += f"#| prev: [{', '.join(source.after)}]\n"
     head = [d.source.rstrip("\n") for d in step.replay]
     head += [
         f"{var} = {up_var}" for var, (_, up_var) in sorted(source.wires.items()) if var != up_var
@@ -461,6 +561,16 @@ def _verify(doc: _Document, sources: dict[str, _Source], pipeline: Pipeline) -> 
     happens to bind the same name before it)."""
     for source in sources.values():
         step = pipeline.step(source.name)
+        wired = {up_var for _, up_var in source.wires.values()} | {RANDOM_STATE}
+        for var, writer in sorted(step.inputs.items()):
+            if var not in wired:
+                raise CompositionError(
+                    f"step {source.name!r} reads {var!r}, which its notebook does not give it "
+                    f"there, from step {writer!r} of the composition",
+                    where=doc.at(source.line),
+                    hint=f"in {source.nb.path} the step reads {var!r} from no step of its own; "
+                    "define it there, or make it a parameter",
+                )
         for var, (upstream, up_var) in source.wires.items():
             got = step.inputs.get(up_var)
             if got is not None and got != upstream:
