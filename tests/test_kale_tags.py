@@ -211,7 +211,7 @@ def test_notebook_references(make_notebook: MakeNb) -> None:
         inspect_notebook(unowned)
     for source in ("", "# the first part"):  # Kale's composition: see tests/test_compose.py
         only = make_notebook([("code", source, ["notebook:a"]), ("code", "", ["notebook:b"])])
-        with pytest.raises(CompositionError, match="notebook:a refers to .*a.ipynb") as info:
+        with pytest.raises(CompositionError, match=r"notebook:a refers to .*a\.ipynb") as info:
             inspect_notebook(only)
         assert "cell 0" in str(info.value) and info.value.hint
 
