@@ -205,3 +205,27 @@ def test_unknown_and_ambiguous_steps(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "again/load, sales-markers/load" in proc.stderr
     proc = jup2kub("catalog", "remove", "nope", "--catalog", db)
     assert proc.returncode == 2 and "no step 'nope'" in proc.stderr
+
+
+def test_concurrent_adds_of_one_pipeline_replace_each_other(
+    catalog_url: str, tmp_path: Path
+) -> None:
+    """The same steps recorded by several processes at once: each replaces the last, none
+    fails on the unique (pipeline, step) key, one record per step remains."""
+    nb = CORPUS / "growth_headings.ipynb"
+    commands = [["catalog", "add", str(nb), "--catalog", catalog_url] for _ in range(4)]
+    for proc in _concurrently(commands, tmp_path):
+        assert proc.returncode == 0, proc.stderr
+    with Catalog(catalog_url) as catalog:
+        keys = [r.key for r in catalog.steps()]
+    assert sorted(keys) == sorted(
+        f"growth-headings/{s.name}" for s in api.inspect_notebook(nb).steps
+    )
+
+
+def test_default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUP2KUB_CATALOG")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    with Catalog() as catalog:
+        assert catalog.count() == 0
+    assert (tmp_path / "data" / "jup2kub" / "catalog.db").is_file()
