@@ -17,6 +17,7 @@ from jup2kub import api
 from jup2kub.catalog import Catalog
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.postgres import PostgresServer
+from tests.test_images import base_image  # noqa: F401 (a fixture)
 
 SECRET = "sk-0123456789abcdefghijklmnop"
 
@@ -229,3 +230,32 @@ def test_default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     with Catalog() as catalog:
         assert catalog.count() == 0
     assert (tmp_path / "data" / "jup2kub" / "catalog.db").is_file()
+
+
+@pytest.mark.usefixtures("base_image")
+def test_a_build_with_images_records_images_and_locks(
+    tmp_path: Path, make_notebook: Callable[..., Path]
+) -> None:
+    """A real image build (Docker): each step's record names its image, the image's digest
+    (its id until pushed) and its dependency lock; the chart read back gives the same."""
+    nb = make_notebook(
+        ["#| step: one\nimport yaml\ndoc = yaml.safe_load('a: 1')", "#| step: two\nprint(doc)"],
+        name="imaged.ipynb",
+    )
+    base = os.environ["J2K_BASE_IMAGE"]
+    with Catalog(str(tmp_path / "c.db")) as catalog:
+        _, out = api.build(
+            nb, tmp_path / "out", image_build=api.ImageBuild(base_image=base), catalog=catalog
+        )
+        built = {r.step: r for r in catalog.steps("imaged")}
+        assert set(built) == {"one", "two"}
+        for record in built.values():
+            assert record.image.startswith("imaged-") and record.digest.startswith("sha256:")
+            assert record.origin == "build"
+        assert "pyyaml==" in built["one"].lock.lower()
+        catalog.remove("imaged/one")
+        catalog.remove("imaged/two")
+        again = {r.step: r for r in api.catalog_add(catalog, out)}
+        assert {s: (r.image, r.lock) for s, r in again.items()} == {
+            s: (r.image, r.lock) for s, r in built.items()
+        }
