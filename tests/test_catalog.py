@@ -259,3 +259,17 @@ def test_a_build_with_images_records_images_and_locks(
         assert {s: (r.image, r.lock) for s, r in again.items()} == {
             s: (r.image, r.lock) for s, r in built.items()
         }
+
+
+def test_a_schema_from_a_newer_version_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "newer.db"
+    with Catalog(str(db)):
+        pass
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE catalog_alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    proc = jup2kub("catalog", "list", "--catalog", db)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Can't locate revision identified by '9999'" in proc.stderr
+    assert "upgrade jup2kub" in proc.stderr

@@ -8,13 +8,15 @@ PostgreSQL writers take a table lock, so two builds replacing the same step queu
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from alembic.util.exc import CommandError
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -118,6 +120,31 @@ def _sqlite_events(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _database_errors(
+    method: Callable[Concatenate[Catalog, P], T],
+) -> Callable[Concatenate[Catalog, P], T]:
+    """A database failure (unreachable, locked past the busy timeout, read-only, full) becomes
+    an error naming the catalog, not a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: Catalog, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            raise CatalogError(
+                f"the catalog database failed: {str(exc.orig).strip().splitlines()[0]}",
+                where=self.shown,
+                hint=f"check the URL (--catalog or ${ENV}) and that the database is reachable "
+                "and writable",
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 class Catalog:
     """An open catalog. ``Catalog(location)`` connects and brings the schema up to date."""
 
@@ -134,6 +161,13 @@ class Catalog:
                 f"cannot open the catalog: {str(exc.orig).strip().splitlines()[0]}",
                 where=self.shown,
                 hint=f"check the URL (--catalog or ${ENV}) and that the server is reachable",
+            ) from None
+        except CommandError as exc:  # e.g. a schema revision from a newer jup2kub
+            self.engine.dispose()
+            raise CatalogError(
+                f"cannot bring the catalog's schema up to date: {exc}",
+                where=self.shown,
+                hint="a newer jup2kub may have written it: upgrade jup2kub",
             ) from None
 
     def close(self) -> None:
@@ -172,6 +206,7 @@ class Catalog:
             yield session
 
     # ------------------------------------------------------------------ operations
+    @_database_errors
     def add(self, records: Iterable[StepRecord]) -> int:
         """Record steps, replacing earlier records of the same pipeline and step name."""
         count = 0
@@ -191,6 +226,7 @@ class Catalog:
                 count += 1
         return count
 
+    @_database_errors
     def steps(self, pipeline: str | None = None) -> list[StepRecord]:
         query = select(StepRow).order_by(StepRow.pipeline, StepRow.id)
         if pipeline is not None:
@@ -198,6 +234,7 @@ class Catalog:
         with Session(self.engine) as session:
             return [_record(r) for r in session.scalars(query)]
 
+    @_database_errors
     def search(self, query: str, limit: int = 50) -> list[tuple[StepRecord, list[str]]]:
         """Steps matching every word of ``query`` (a word matches a token it begins), most
         matches first, with what matched (``writes:df``, ``package:pandas``, ...). The
@@ -232,6 +269,7 @@ class Catalog:
             rows = {r.id: r for r in session.scalars(select(StepRow).where(StepRow.id.in_(ids)))}
             return [(_record(rows[i]), sorted(matched[i])) for i in ids]
 
+    @_database_errors
     def find(self, name: str) -> StepRecord:
         """The step ``PIPELINE/STEP``, or ``STEP`` when only one pipeline has a step so named."""
         rows = self._rows(name)
@@ -249,6 +287,7 @@ class Catalog:
             )
         return rows[0]
 
+    @_database_errors
     def remove(self, name: str) -> StepRecord:
         record = self.find(name)
         with self._writing() as session:
@@ -259,6 +298,7 @@ class Catalog:
             )
         return record
 
+    @_database_errors
     def count(self) -> int:
         with Session(self.engine) as session:
             return int(session.scalar(select(func.count(StepRow.id))) or 0)
