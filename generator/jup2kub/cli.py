@@ -914,6 +914,8 @@ def catalog_search(text: str, limit: int, catalog: str | None, as_json: bool) ->
     if as_json:
         _echo_json([{**r.to_json(), "matched": m} for r, m in found])
         return
+    if not found:
+        click.echo(f"no catalogued step matches {text!r}", err=True)
     for record, matched in found:
         click.echo(f"{_step_line(record)}  (matched {', '.join(matched)})")
 

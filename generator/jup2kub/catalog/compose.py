@@ -148,7 +148,7 @@ class _Document:
             raise CompositionError(
                 f"{what}: {error.message}",
                 where=self.at(self.line(keys)),
-                hint="see README: Compositions",
+                hint="see the README: The step catalog and compositions",
             )
 
 
@@ -228,7 +228,7 @@ class _KaleDocument(_Document):
                         "notebook": str(target),
                         "step": st.name,
                         "inputs": {v: f"{names[up]}.{v}" for v, up in st.inputs.items()},
-                        "after": previous if not st.after else [],
+                        "after": [names[a] for a in st.after] or previous,
                     }
                 )
                 self.cells.append(cell)
