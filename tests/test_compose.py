@@ -205,7 +205,10 @@ def test_conflicting_parameter_defaults_are_refused(project: Path) -> None:
         "  - name: summed", "  - notebook: b.ipynb\n    step: make\n  - name: summed"
     )
     stderr = _refused(project, text)
-    assert "parameter 'n' defaults to 6" in stderr and "to 4" in stderr
+    assert "step 'load': parameter 'n' defaults to 4 in" in stderr and "to 6 in" in stderr
+    # b's parameters cell runs after a's even when no step of b reads n: still refused
+    stderr = _refused(project, COMPOSITION.replace("parameters:\n  n: 5\n", ""))
+    assert "step 'load': parameter 'n' defaults to 4 in" in stderr
     assert api.inspect_notebook(project / "mixed.yaml").parameters["n"] == 5  # set: fine
 
 

@@ -173,7 +173,7 @@ def _compose(
 ) -> tuple[Notebook, str, Callable[[Pipeline], None]]:
     sources = _sources(doc, load, catalog)
     order = _order(doc, sources)
-    parameters = _parameters(doc, sources)
+    parameters = _parameters(doc, sources, order)
     _check_types(doc, sources, catalog)
     nb = _notebook(doc.path, [sources[n] for n in order], parameters)
     pipeline_name = name or doc.data.get("name") or dns_label(doc.path.stem, fallback="composed")
@@ -421,27 +421,38 @@ def _order(doc: _Document, sources: dict[str, _Source]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ parameters
-def _parameters(doc: _Document, sources: dict[str, _Source]) -> dict[str, Any]:
-    """The composition's parameter values; two notebooks giving one parameter the steps read
-    different defaults, with no value here, is refused (which one would be silent)."""
+def _parameters(doc: _Document, sources: dict[str, _Source], order: list[str]) -> dict[str, Any]:
+    """The composition's parameter values. The notebooks' parameters cells run one after the
+    other (in ``order``), so a later notebook's default wins: a step whose own notebook gives
+    one of its parameters another default (or one that is not a literal), with no value here,
+    is refused, since its value would change silently."""
     given = dict(doc.data.get("parameters") or {})
-    known: dict[str, tuple[Any, str]] = {}
-    for source in sources.values():
-        defaults: dict[str, Any] = {}
-        for i in source.pipeline.parameter_cells:
-            defaults.update(parameter_defaults(source.nb.cells[i].source))
-        for param in sorted(source.pipeline.step(source.step).parameters):
-            value = defaults.get(param)
-            if param in given or param not in defaults:
+    defaults: dict[str, dict[str, Any]] = {}
+    final: dict[str, tuple[Any, str]] = {}
+    for name in order:
+        nb = sources[name].nb
+        if nb.path not in defaults:
+            mine: dict[str, Any] = {}
+            for i in sources[name].pipeline.parameter_cells:
+                mine.update(parameter_defaults(nb.cells[i].source))
+            defaults[nb.path] = mine
+            final.update({p: (v, nb.path) for p, v in mine.items()})
+    for name in order:
+        source = sources[name]
+        secret = {s.name for s in source.pipeline.secret_parameters}
+        for param in sorted(source.pipeline.step(source.step).parameters - set(given)):
+            value = defaults[source.nb.path].get(param)
+            won, where = final.get(param, (value, source.nb.path))
+            if where == source.nb.path or (won == value and value is not None):
                 continue
-            if param in known and (known[param][0] != value or value is None):
-                raise CompositionError(
-                    f"step {source.name!r}: parameter {param!r} defaults to {value!r} in "
-                    f"{source.nb.path} and to {known[param][0]!r} in {known[param][1]}",
-                    where=doc.at(source.line),
-                    hint=f"choose its value: parameters: {{{param}: VALUE}}",
-                )
-            known[param] = (value, source.nb.path)
+            shown = "" if param in secret else f" {value!r}"
+            other = "" if param in secret else f" {won!r}"
+            raise CompositionError(
+                f"step {source.name!r}: parameter {param!r} defaults to{shown} in "
+                f"{source.nb.path} and to{other} in {where}",
+                where=doc.at(source.line),
+                hint=f"choose its value: parameters: {{{param}: VALUE}}",
+            )
     every = {p for s in sources.values() for p in s.pipeline.parameters}
     for param in given:
         if param not in every:
