@@ -139,7 +139,8 @@ def test_concurrent_builds_and_adds_lose_nothing(catalog_url: str, tmp_path: Pat
         assert {r.origin for r in catalog.steps("sales0")} == {"build"}
 
 
-def test_types_observed_by_a_run(tmp_path: Path) -> None:
+def test_types_observed_by_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the notebook writes a file where it runs
     workdir = tmp_path / "work"
     result = api.run(CORPUS / "sales_markers.ipynb", workdir=workdir)
     assert result.ok
