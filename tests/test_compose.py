@@ -274,3 +274,23 @@ def test_a_value_its_notebook_does_not_give_is_refused(project: Path) -> None:
     _write(project, "c.ipynb", ["#| step: use\nprint(values)"])
     stderr = _refused(project, STEPS_AB + "  - {notebook: c.ipynb, step: use}\n")
     assert "step 'use' reads 'values'" in stderr and "from step 'load'" in stderr
+
+
+def test_build_resolves_catalogued_steps_in_its_catalog(project: Path, postgres: Any) -> None:
+    """`build --catalog URL` takes catalogued steps from that catalog (PostgreSQL here; the
+    default catalog stays empty) and records the composed steps there."""
+    url = postgres.new_database()
+    with Catalog(url) as catalog:
+        api.catalog_add(catalog, project / "b.ipynb")
+    (project / "from-catalog.yaml").write_text(
+        COMPOSITION.replace("notebook: b.ipynb\n    step: total", "catalog: b/total")
+    )
+    proc = jup2kub(
+        "build", project / "from-catalog.yaml", "-o", project / "out", "--no-images",
+        "--catalog", url,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Catalog(url) as catalog:
+        assert {r.key for r in catalog.steps("mixed")} == {"mixed/load", "mixed/summed"}
+    with Catalog(None) as default:
+        assert default.count() == 0

@@ -95,13 +95,17 @@ def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = N
     return _load(path, split, name)[1]
 
 
-def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pipeline]:
+def _load(
+    path: str | Path, split: str, name: str | None, catalog: Catalog | None = None
+) -> tuple[Notebook, Pipeline]:
+    """``catalog``: where a composition's catalogued steps and types are looked up (default:
+    the default catalog, if there is one)."""
     if compose.is_composition(path):
-        return _load_composition(Path(path), name)
+        return _load_composition(Path(path), name, catalog=catalog)
     nb = load_notebook(path)
     references = compose.kale_references(nb)
     if references is not None:  # Kale 2.3: a notebook of notebook:NAME cells
-        return _load_composition(Path(path), name, (nb, references))
+        return _load_composition(Path(path), name, (nb, references), catalog)
     try:
         parts = split_notebook(nb, split)
     except NoCodeError:
@@ -116,19 +120,24 @@ def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pip
 
 
 def _load_composition(
-    path: Path, name: str | None, kale: tuple[Notebook, list[tuple[int, str]]] | None = None
+    path: Path,
+    name: str | None,
+    kale: tuple[Notebook, list[tuple[int, str]]] | None = None,
+    catalog: Catalog | None = None,
 ) -> tuple[Notebook, Pipeline]:
     """A composition file (or Kale's notebook of ``notebook:`` cells): its notebook, made in
     memory, cut at its steps' markers."""
     with contextlib.ExitStack() as stack:
 
-        def catalog() -> Catalog | None:
+        def opened() -> Catalog | None:
+            if catalog is not None:
+                return catalog
             location = default_location()
             if "://" not in location and not Path(location).exists():
                 return None
             return stack.enter_context(Catalog(location))
 
-        opener = functools.cache(catalog)
+        opener = functools.cache(opened)
         nb, pipeline_name, verify = (
             compose.load_composition(path, _load, opener, name)
             if kale is None
@@ -181,7 +190,7 @@ def build(
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
     record the steps in ``catalog`` (when given)."""
     check_output_outside(Path(out), {"notebook": Path(path)})
-    nb, pipeline = _load(path, split, name)
+    nb, pipeline = _load(path, split, name, catalog)
     require_storable(pipeline)
     plan = plan_pipeline(pipeline)
     options = options or ChartOptions()
@@ -378,7 +387,7 @@ def catalog_add(
             nb, pipeline = _load(chart.notebook, chart.split, name or chart.pipeline)
         build_facts, origin = chart.build, "chart"
     else:
-        nb, pipeline = _load(path, split, name)
+        nb, pipeline = _load(path, split, name, catalog)
     types = observed_types(
         workdir or Path(".jup2kub") / pipeline.name, [s.name for s in pipeline.steps]
     )
