@@ -341,7 +341,7 @@ def _catalog_step(
         raise CompositionError(
             f"step {ref!r} comes from the catalog, and there is no catalog here",
             where=doc.at(line),
-            hint="pass --catalog URL or set JUP2KUB_CATALOG, or add the notebook first "
+            hint="set JUP2KUB_CATALOG (or build --catalog URL), or record the notebook first "
             "(jup2kub catalog add NOTEBOOK)",
         )
     record = store.find(ref)
