@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jup2kub.catalog import Catalog, StepRecord
+from jup2kub.catalog.records import StepRecord
+from jup2kub.catalog.store import Catalog
 
 PACKAGES = [
     "numpy",

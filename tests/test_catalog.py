@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from jup2kub import api
-from jup2kub.catalog import Catalog
+from jup2kub.catalog.store import Catalog
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.postgres import PostgresServer
 from tests.test_images import base_image  # noqa: F401 (a fixture)
@@ -274,3 +274,22 @@ def test_a_schema_from_a_newer_version_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "Can't locate revision identified by '9999'" in proc.stderr
     assert "upgrade jup2kub" in proc.stderr
+
+
+def test_head_revision_is_the_newest_migration() -> None:
+    """``store._HEAD`` (the quick is-the-schema-current check) names the newest migration."""
+    from alembic.script import ScriptDirectory
+
+    from jup2kub.catalog import store
+
+    assert ScriptDirectory(str(store._MIGRATIONS)).get_current_head() == store._HEAD
+
+
+def test_commands_that_need_no_catalog_do_not_load_the_database_layer() -> None:
+    """The database libraries load only when a catalog is opened (their import is slow)."""
+    probe = (
+        "import sys, jup2kub.cli, jup2kub.api; "
+        "print(sorted(m for m in ('sqlalchemy', 'alembic') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

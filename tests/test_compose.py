@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from jup2kub import api
-from jup2kub.catalog import Catalog
+from jup2kub.catalog.store import Catalog
 from jup2kub.errors import CompositionError
 from tests.support.cli_runner import jup2kub
 from tests.support.notebooks import build_notebook

@@ -14,19 +14,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
-from jup2kub.catalog import (
-    BuildFacts,
-    Catalog,
-    StepRecord,
-    compose,
-    default_location,
-    observed_types,
-    step_records,
-)
-from jup2kub.catalog.charts import read_chart
+from jup2kub.catalog import detect
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
 from jup2kub.chart.write import check_output_outside, write_chart
@@ -54,11 +45,14 @@ from jup2kub.run.results import write_results
 from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
 
+if TYPE_CHECKING:  # the catalog's database layer loads only when a catalog is used
+    from jup2kub.catalog.records import StepRecord as StepRecord
+    from jup2kub.catalog.store import Catalog as Catalog
+
 __all__ = [
     "BLOCKED",
     "SPLIT_MODES",
     "STORAGE_MODES",
-    "Catalog",
     "ChartOptions",
     "DeployResult",
     "ImageBuild",
@@ -67,13 +61,13 @@ __all__ = [
     "Readiness",
     "ReleaseStatus",
     "RunResult",
-    "StepRecord",
     "StepRun",
     "build",
     "catalog_add",
     "deploy",
     "infer_type",
     "inspect_notebook",
+    "open_catalog",
     "package",
     "parse_duration",
     "release_status",
@@ -100,10 +94,10 @@ def _load(
 ) -> tuple[Notebook, Pipeline]:
     """``catalog``: where a composition's catalogued steps and types are looked up (default:
     the default catalog, if there is one)."""
-    if compose.is_composition(path):
+    if detect.is_composition(path):
         return _load_composition(Path(path), name, catalog=catalog)
     nb = load_notebook(path)
-    references = compose.kale_references(nb)
+    references = detect.kale_references(nb)
     if references is not None:  # Kale 2.3: a notebook of notebook:NAME cells
         return _load_composition(Path(path), name, (nb, references), catalog)
     try:
@@ -127,6 +121,9 @@ def _load_composition(
 ) -> tuple[Notebook, Pipeline]:
     """A composition file (or Kale's notebook of ``notebook:`` cells): its notebook, made in
     memory, cut at its steps' markers."""
+    from jup2kub.catalog import compose
+    from jup2kub.catalog.store import Catalog, default_location
+
     with contextlib.ExitStack() as stack:
 
         def opened() -> Catalog | None:
@@ -195,6 +192,8 @@ def build(
     plan = plan_pipeline(pipeline)
     options = options or ChartOptions()
     audit: dict[str, bytes] = {}
+    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+
     facts = BuildFacts()
     if image_build is not None:
         from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
@@ -377,6 +376,9 @@ def catalog_add(
     """Record the steps of a notebook, or of a chart written by ``build`` (with its locks and
     images), in ``catalog``; types come from the newest local run under ``workdir`` (default
     ``.jup2kub/PIPELINE``)."""
+    from jup2kub.catalog.charts import read_chart
+    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+
     path = Path(path)
     build_facts = BuildFacts()
     origin = "notebook"
@@ -394,3 +396,11 @@ def catalog_add(
     records = step_records(nb, pipeline, origin=origin, build=build_facts, types=types)
     catalog.add(records)
     return records
+
+
+def open_catalog(location: str | None = None) -> Catalog:
+    """The step catalog at ``location`` (a SQLite path or database URL; default:
+    ``$JUP2KUB_CATALOG``, else the user's data directory), its schema brought up to date."""
+    from jup2kub.catalog.store import Catalog
+
+    return Catalog(location)

@@ -357,7 +357,7 @@ def build(
             data_files=data_files,
         )
     with contextlib.ExitStack() as stack:
-        store = None if no_catalog else stack.enter_context(api.Catalog(catalog))
+        store = None if no_catalog else stack.enter_context(api.open_catalog(catalog))
         pipeline, written = api.build(
             notebook, out, split, options, image_build, log=click.echo, name=name, catalog=store
         )
@@ -876,7 +876,7 @@ def catalog_add(
     as_json: bool,
 ) -> None:
     """Record the steps of a notebook, or of a chart written by `jup2kub build`."""
-    with api.Catalog(catalog) as store:
+    with api.open_catalog(catalog) as store:
         records = api.catalog_add(store, path, split=split, name=name, workdir=workdir)
     if as_json:
         _echo_json([r.to_json() for r in records])
@@ -892,7 +892,7 @@ def catalog_add(
 @_reports_errors
 def catalog_list(pipeline: str | None, catalog: str | None, as_json: bool) -> None:
     """List the catalogued steps."""
-    with api.Catalog(catalog) as store:
+    with api.open_catalog(catalog) as store:
         records = store.steps(pipeline)
     if as_json:
         _echo_json([r.to_json() for r in records])
@@ -909,7 +909,7 @@ def catalog_list(pipeline: str | None, catalog: str | None, as_json: bool) -> No
 @_reports_errors
 def catalog_search(text: str, limit: int, catalog: str | None, as_json: bool) -> None:
     """Steps whose names, variables, imported packages or markdown match every word of TEXT."""
-    with api.Catalog(catalog) as store:
+    with api.open_catalog(catalog) as store:
         found = store.search(text, limit)
     if as_json:
         _echo_json([{**r.to_json(), "matched": m} for r, m in found])
@@ -927,7 +927,7 @@ def catalog_search(text: str, limit: int, catalog: str | None, as_json: bool) ->
 @_reports_errors
 def catalog_show(step: str, catalog: str | None, as_json: bool) -> None:
     """Everything the catalog knows about one step."""
-    with api.Catalog(catalog) as store:
+    with api.open_catalog(catalog) as store:
         record = store.find(step)
     if as_json:
         _echo_json(record.to_json())
@@ -959,7 +959,7 @@ def catalog_show(step: str, catalog: str | None, as_json: bool) -> None:
 @_reports_errors
 def catalog_remove(step: str, catalog: str | None, as_json: bool) -> None:
     """Remove a step from the catalog."""
-    with api.Catalog(catalog) as store:
+    with api.open_catalog(catalog) as store:
         record = store.remove(step)
     if as_json:
         _echo_json({"removed": record.key})

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import nbformat
@@ -31,18 +31,18 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from jup2kub.catalog.records import UNKNOWN, code_hash, step_code
-from jup2kub.catalog.store import Catalog
 from jup2kub.errors import CompositionError
-from jup2kub.model.kale import NOTEBOOK_TAG
 from jup2kub.model.names import DNS_LABEL, MAX_NAME, dns_label
 from jup2kub.model.notebook import Cell, Notebook
 from jup2kub.model.pipeline import Pipeline, parameter_defaults
 from jup2kub.model.split import SPLIT_MODES
 from jup2kub_runtime.randomness import RANDOM_STATE
 
+if TYPE_CHECKING:
+    from jup2kub.catalog.store import Catalog
+
 #: How a notebook is read and cut into steps: the api's loader (path, split, name).
 Loader = Callable[[Path, str, "str | None"], tuple[Notebook, Pipeline]]
-SUFFIXES = (".yaml", ".yml")
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -75,10 +75,6 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-def is_composition(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in SUFFIXES
 
 
 @dataclass
@@ -185,21 +181,6 @@ def _compose(
 
 
 # ------------------------------------------------------------------- Kale's notebook: cells
-def kale_references(nb: Notebook) -> list[tuple[int, str]] | None:
-    """The ``notebook:NAME`` cells of a notebook made only of them (Kale 2.3's composition),
-    else None."""
-    refs: list[tuple[int, str]] = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        names = [m.group(1).strip() for t in cell.tags if (m := NOTEBOOK_TAG.match(t))]
-        if names and names[0]:
-            refs.append((cell.index, names[0]))
-        elif cell.source.strip():
-            return None
-    return refs or None
-
-
 class _KaleDocument(_Document):
     """A Kale composition read as a composition file: each referenced notebook's steps, named
     ``NOTEBOOK-STEP``, wired as in that notebook; each notebook runs after the one before."""

@@ -16,7 +16,6 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from alembic.util.exc import CommandError
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -43,6 +42,7 @@ from jup2kub.errors import CatalogError
 ENV = "JUP2KUB_CATALOG"
 BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
+#: the newest revision in migrations/versions (tests/test_catalog.py checks)
 _HEAD = "0001"
 _FIELDS = [c for c in StepRecord.__dataclass_fields__]
 
@@ -162,13 +162,6 @@ class Catalog:
                 where=self.shown,
                 hint=f"check the URL (--catalog or ${ENV}) and that the server is reachable",
             ) from None
-        except CommandError as exc:  # e.g. a schema revision from a newer jup2kub
-            self.engine.dispose()
-            raise CatalogError(
-                f"cannot bring the catalog's schema up to date: {exc}",
-                where=self.shown,
-                hint="a newer jup2kub may have written it: upgrade jup2kub",
-            ) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -189,14 +182,23 @@ class Catalog:
                     conn.rollback()
                     return
             conn.rollback()
-        from alembic import command
+        from alembic import command  # only when the schema changes (a slow import)
         from alembic.config import Config
+        from alembic.util.exc import CommandError
 
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        try:
+            with self.engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except CommandError as exc:  # e.g. a schema revision from a newer jup2kub
+            self.engine.dispose()
+            raise CatalogError(
+                f"cannot bring the catalog's schema up to date: {exc}",
+                where=self.shown,
+                hint="a newer jup2kub may have written it: upgrade jup2kub",
+            ) from None
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
