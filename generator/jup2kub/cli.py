@@ -897,6 +897,10 @@ def catalog_list(pipeline: str | None, catalog: str | None, as_json: bool) -> No
     if as_json:
         _echo_json([r.to_json() for r in records])
         return
+    if not records:
+        click.echo(
+            "no catalogued step" + (f" of pipeline {pipeline!r}" if pipeline else ""), err=True
+        )
     for record in records:
         click.echo(_step_line(record))
 
