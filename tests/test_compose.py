@@ -19,7 +19,7 @@ from jup2kub.catalog.store import Catalog
 from jup2kub.errors import CompositionError
 from tests.support.cli_runner import jup2kub
 from tests.support.notebooks import build_notebook
-from tests.test_chart import render, run_helm, validate_strict
+from tests.test_chart import VALUES_FILES, flags, render, run_helm, validate_strict
 
 A_CELLS: list[Any] = [
     {"source": "n = 4\nscale = 2.0", "tags": ["parameters"]},
@@ -112,10 +112,13 @@ def test_chart_lints_renders_and_validates(project: Path) -> None:
     with Catalog(None) as catalog:
         pipeline, out = api.build(project / "mixed.yaml", project / "chart", catalog=catalog)
     assert [s.name for s in pipeline.steps] == ["load", "summed"]
-    lint = run_helm("lint", "--strict", str(out), ok=False)
-    assert lint.returncode == 0, lint.stdout + lint.stderr
+    for values in VALUES_FILES:  # each values file, as tests/test_chart.py checks every chart
+        extra = [] if values == "values.yaml" else [values]
+        lint = run_helm("lint", "--strict", str(out), *flags("-f", [out / f for f in extra]),
+                        ok=False)  # fmt: skip
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+        validate_strict(render(out, extra, []))
     objects = render(out, [], [])
-    validate_strict(objects)
     deployments = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
     assert any(d.endswith("-load") for d in deployments)
     assert any(d.endswith("-summed") for d in deployments)
