@@ -185,6 +185,10 @@ steps:
             STEPS_AB + "    inputs: [values]\n",
             ["bad.yaml, line 4", "steps.0.inputs: ['values'] is not of type 'object'"],
         ),
+        (  # an unknown key, on its own line
+            STEPS_AB + "    stepz: load\n",
+            ["bad.yaml, line 4", "steps.0: Additional properties are not allowed ('stepz'"],
+        ),
         (  # not YAML
             "steps:\n  - notebook: a.ipynb\n   step: [\n",
             ["bad.yaml, line 3", "not valid YAML"],

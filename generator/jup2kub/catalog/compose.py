@@ -141,9 +141,13 @@ class _Document:
             error = errors[0]
             keys = list(error.path)
             what = ".".join(str(k) for k in keys) or "the file"
+            line = keys
+            if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+                known = error.schema.get("properties", {})
+                line = [*keys, next(k for k in error.instance if k not in known)]  # its line
             raise CompositionError(
                 f"{what}: {error.message}",
-                where=self.at(self.line(keys)),
+                where=self.at(self.line(line)),
                 hint="see the README: The step catalog and compositions",
             )
 
