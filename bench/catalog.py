@@ -2,7 +2,7 @@
 packages and markdown drawn like real notebooks'), then timed searches through the library API
 (``Catalog.search``, warm process): one word, a package, a markdown word, two words.
 
-    python -m bench.catalog [--steps 10000] [--queries 200] [--json OUT]
+    python -m bench.catalog [--steps 10000] [--queries 200] [--json OUT] [--url postgresql://...]
 """
 
 from __future__ import annotations
@@ -98,9 +98,10 @@ def _record(rng: random.Random, i: int) -> StepRecord:
     )
 
 
-def run(steps: int, queries: int, directory: Path) -> dict[str, Any]:
+def run(steps: int, queries: int, directory: Path, url: str | None = None) -> dict[str, Any]:
+    """``url``: an (empty) database to fill instead of a SQLite file in ``directory``."""
     rng = random.Random(19)
-    catalog = Catalog(str(directory / "catalog.db"))
+    catalog = Catalog(url or str(directory / "catalog.db"))
     try:
         started = time.perf_counter()
         batch = 500
@@ -144,9 +145,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--url", default=None, help="an empty catalog database (PostgreSQL)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run(args.steps, args.queries, Path(tmp))
+        result = run(args.steps, args.queries, Path(tmp), args.url)
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text + "\n")
