@@ -301,3 +301,18 @@ def test_build_resolves_catalogued_steps_in_its_catalog(project: Path, postgres:
         assert {r.key for r in catalog.steps("mixed")} == {"mixed/load", "mixed/summed"}
     with Catalog(None) as default:
         assert default.count() == 0
+
+
+def test_a_step_starting_with_a_cell_magic(project: Path) -> None:
+    """A Kale-tagged step whose first cell is a cell magic keeps it first in the composition."""
+    _write(project, "c.ipynb", [
+        {"source": "%%capture out\nvalue = 41\nprint('hidden')", "tags": ["step:first"]},
+        {"source": "print(value + 1)", "tags": ["step:second"]},
+    ])  # fmt: skip
+    (project / "magic.yaml").write_text(
+        "steps:\n  - {notebook: c.ipynb, step: first}\n"
+        "  - {notebook: c.ipynb, step: second, inputs: {value: first}}\n"
+    )
+    result = api.run(project / "magic.yaml", workdir=project / "work")
+    assert result.ok, result.steps
+    assert _printed(result) == ["42\n"]

@@ -543,12 +543,11 @@ def _step_cells(source: _Source) -> list[Any]:
     head += [
         f"{var} = {up_var}" for var, (_, up_var) in sorted(source.wires.items()) if var != up_var
     ]
-    # ``pass`` last: a replayed setup call's value is not displayed (it was not in its notebook)
-    cells = [nbformat.v4.new_code_cell(marker + "\n".join([*head, "pass"]))] if head else []
-    for n, index in enumerate(step.cells):
-        text = _strip_options(source.nb.cells[index].source)
-        first = not cells and n == 0
-        cells.append(nbformat.v4.new_code_cell((marker if first else "") + text))
+    # The marker gets a cell of its own, so the step's cells stay as they were (a cell magic
+    # must stay first); ``pass`` last: a replayed setup call's value is not displayed.
+    cells = [nbformat.v4.new_code_cell(marker + "\n".join([*head, "pass"]))]
+    for index in step.cells:
+        cells.append(nbformat.v4.new_code_cell(_strip_options(source.nb.cells[index].source)))
     return cells
 
 
