@@ -12,7 +12,7 @@ as the notebook it replaces, bench/vs_notebook.py): corpus (jup2kub run vs nbcli
 runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), overhead (an
 empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's); issue 15:
 soak (1,000 runs through a diamond under step kills and broker kills, bench/soak.py; its own
-broker).
+broker); issue 19: catalog (search over 10,000 catalogued steps on SQLite, bench/catalog.py).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -55,6 +55,7 @@ ROWS = (
     "images",
     "recovery",
     "soak",
+    "catalog",
 )
 KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
@@ -517,6 +518,24 @@ def row_soak(ctx: Context, row: Row) -> None:
     )
 
 
+def row_catalog(ctx: Context, row: Row) -> None:
+    from bench import catalog
+
+    res = catalog.run(10_000, 100 if ctx.quick else 400, ctx.work)
+    row.details.update(res)
+    row.lines.append(
+        Line(
+            f"catalog search over {res['steps']} steps (SQLite, library API, warm)",
+            f"p50 {res['p50_s'] * 1e3:.1f} ms, p99 {res['p99_s'] * 1e3:.1f} ms "
+            f"(n={res['queries']}; "
+            + ", ".join(f"{k} {v['p50_s'] * 1e3:.1f}" for k, v in res["by_kind"].items())
+            + " ms p50)",
+            "p50 <= 50 ms",
+            res["p50_s"] <= 0.050,
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -530,6 +549,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "images": row_images,
     "recovery": row_recovery,
     "soak": row_soak,
+    "catalog": row_catalog,
 }
 
 # ---------------------------------------------------------------------------------- plots

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.notebooks import CellSpec, build_notebook
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -41,3 +42,20 @@ def _kernel_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     Jupyter: importing ``jup2kub_runtime.cells`` sets MPLBACKEND=Agg in this process for step
     execution, and a kernel would inherit it. Step processes set it themselves."""
     monkeypatch.delenv("MPLBACKEND", raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the whole session (started on first use)."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _private_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`jup2kub build` records steps in the catalog: each test gets its own (never the user's)."""
+    monkeypatch.setenv("JUP2KUB_CATALOG", str(tmp_path / "catalog.db"))

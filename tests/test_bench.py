@@ -284,3 +284,11 @@ def test_bench_driver_quick_issue_14_rows(tmp_path: Path) -> None:
     assert overhead["details"]["run_wall_2_steps_s"]["n"] == 1
     for png in ("linear150.png", "overhead.png"):
         assert (tmp_path / "plots" / png).stat().st_size > 1000
+
+
+def test_catalog_benchmark_smoke(tmp_path: Path) -> None:
+    from bench import catalog
+
+    res = catalog.run(60, 8, tmp_path)
+    assert res["steps"] == 60 and res["queries"] == 8
+    assert res["by_kind"]["markdown"]["mean_hits"] >= 1  # each unique word finds its step

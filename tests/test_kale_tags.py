@@ -19,7 +19,7 @@ import yaml
 
 from jup2kub.api import inspect_notebook
 from jup2kub.chart.options import RESERVED_POD_LABELS
-from jup2kub.errors import SplitError
+from jup2kub.errors import CompositionError, SplitError
 from jup2kub.model.kale import QUANTITY
 from jup2kub.model.notebook import load_notebook
 from jup2kub.model.pipeline import Pipeline
@@ -209,11 +209,11 @@ def test_notebook_references(make_notebook: MakeNb) -> None:
     unowned = make_notebook([("code", "x = 1", ["step:a"]), ("code", "", ["notebook:n"]), "y = 2"])
     with pytest.raises(SplitError, match="followed by a step cell"):
         inspect_notebook(unowned)
-    for source in ("", "# the first part"):
+    for source in ("", "# the first part"):  # Kale's composition: see tests/test_compose.py
         only = make_notebook([("code", source, ["notebook:a"]), ("code", "", ["notebook:b"])])
-        with pytest.raises(SplitError, match="only references other notebooks") as info:
+        with pytest.raises(CompositionError, match=r"notebook:a refers to .*a\.ipynb") as info:
             inspect_notebook(only)
-        assert "cells 0, 1" in str(info.value) and info.value.hint
+        assert "cell 0" in str(info.value) and info.value.hint
 
 
 def test_metrics_cells(make_notebook: MakeNb) -> None:

@@ -7,14 +7,17 @@ Calls that need nothing but their module's function are re-exported as they are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
+from jup2kub.catalog import detect
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
 from jup2kub.chart.write import check_output_outside, write_chart
@@ -42,6 +45,10 @@ from jup2kub.run.results import write_results
 from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
 
+if TYPE_CHECKING:  # the catalog's database layer loads only when a catalog is used
+    from jup2kub.catalog.records import StepRecord as StepRecord
+    from jup2kub.catalog.store import Catalog as Catalog
+
 __all__ = [
     "BLOCKED",
     "SPLIT_MODES",
@@ -56,9 +63,11 @@ __all__ = [
     "RunResult",
     "StepRun",
     "build",
+    "catalog_add",
     "deploy",
     "infer_type",
     "inspect_notebook",
+    "open_catalog",
     "package",
     "parse_duration",
     "release_status",
@@ -80,8 +89,17 @@ def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = N
     return _load(path, split, name)[1]
 
 
-def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pipeline]:
+def _load(
+    path: str | Path, split: str, name: str | None, catalog: Catalog | None = None
+) -> tuple[Notebook, Pipeline]:
+    """``catalog``: where a composition's catalogued steps and types are looked up (default:
+    the default catalog, if there is one)."""
+    if detect.is_composition(path):
+        return _load_composition(Path(path), name, catalog=catalog)
     nb = load_notebook(path)
+    references = detect.kale_references(nb)
+    if references is not None:  # Kale 2.3: a notebook of notebook:NAME cells
+        return _load_composition(Path(path), name, (nb, references), catalog)
     try:
         parts = split_notebook(nb, split)
     except NoCodeError:
@@ -92,6 +110,40 @@ def _load(path: str | Path, split: str, name: str | None) -> tuple[Notebook, Pip
     pipeline = build_pipeline(nb, parts, analyses, name)
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
         pipeline = build_pipeline(nb, group_cells(parts, pipeline), analyses, name)
+    return nb, pipeline
+
+
+def _load_composition(
+    path: Path,
+    name: str | None,
+    kale: tuple[Notebook, list[tuple[int, str]]] | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[Notebook, Pipeline]:
+    """A composition file (or Kale's notebook of ``notebook:`` cells): its notebook, made in
+    memory, cut at its steps' markers."""
+    from jup2kub.catalog import compose
+    from jup2kub.catalog.store import Catalog, default_location
+
+    with contextlib.ExitStack() as stack:
+
+        def opened() -> Catalog | None:
+            if catalog is not None:
+                return catalog
+            location = default_location()
+            if "://" not in location and not Path(location).exists():
+                return None
+            return stack.enter_context(Catalog(location))
+
+        opener = functools.cache(opened)
+        nb, pipeline_name, verify = (
+            compose.load_composition(path, _load, opener, name)
+            if kale is None
+            else compose.load_kale_composition(kale[0], kale[1], _load, opener, name)
+        )
+    parts = split_notebook(nb, "markers")
+    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
+    pipeline = build_pipeline(nb, parts, analyses, pipeline_name)
+    verify(pipeline)
     return nb, pipeline
 
 
@@ -129,15 +181,20 @@ def build(
     image_build: ImageBuild | None = None,
     log: Log | None = None,
     name: str | None = None,
+    catalog: Catalog | None = None,
 ) -> tuple[Pipeline, Path]:
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
-    the images' tags/digests and the dependency locks, to ``out`` in one atomic step."""
+    the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
+    record the steps in ``catalog`` (when given)."""
     check_output_outside(Path(out), {"notebook": Path(path)})
-    pipeline = inspect_notebook(path, split, name)
+    nb, pipeline = _load(path, split, name, catalog)
     require_storable(pipeline)
     plan = plan_pipeline(pipeline)
     options = options or ChartOptions()
     audit: dict[str, bytes] = {}
+    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+
+    facts = BuildFacts()
     if image_build is not None:
         from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
 
@@ -165,7 +222,16 @@ def build(
         )
         options = dataclasses.replace(options, image_tags=built.tags, image_digests=built.digests)
         audit = images.build_files(captured, locks, built)
-    return pipeline, write_chart(plan, Path(out), options, audit)
+        facts = BuildFacts(
+            locks=dict(locks.steps),
+            images={s: i.reference for s, i in built.images.items()},
+            digests={s: i.digest or i.image_id for s, i in built.images.items()},
+        )
+    written = write_chart(plan, Path(out), options, audit)
+    if catalog is not None:
+        types = observed_types(Path(".jup2kub") / pipeline.name, [s.name for s in pipeline.steps])
+        catalog.add(step_records(nb, pipeline, origin="build", build=facts, types=types))
+    return pipeline, written
 
 
 def run(
@@ -305,3 +371,44 @@ def _check_run_id(run_id: str, where: str) -> None:
         check_run_id(run_id)
     except Exception as exc:
         raise UsageError(str(exc), where=where) from None
+
+
+def catalog_add(
+    catalog: Catalog,
+    path: str | Path,
+    *,
+    split: str = "auto",
+    name: str | None = None,
+    workdir: Path | None = None,
+) -> list[StepRecord]:
+    """Record the steps of a notebook, or of a chart written by ``build`` (with its locks and
+    images), in ``catalog``; types come from the newest local run under ``workdir`` (default
+    ``.jup2kub/PIPELINE``)."""
+    from jup2kub.catalog.charts import read_chart
+    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+
+    path = Path(path)
+    build_facts = BuildFacts()
+    origin = "notebook"
+    if path.is_dir():
+        chart = read_chart(path)
+        nb, pipeline = _load(chart.notebook, split, name or chart.pipeline)
+        if split == "auto" and chart.split != pipeline.split:
+            nb, pipeline = _load(chart.notebook, chart.split, name or chart.pipeline)
+        build_facts, origin = chart.build, "chart"
+    else:
+        nb, pipeline = _load(path, split, name, catalog)
+    types = observed_types(
+        workdir or Path(".jup2kub") / pipeline.name, [s.name for s in pipeline.steps]
+    )
+    records = step_records(nb, pipeline, origin=origin, build=build_facts, types=types)
+    catalog.add(records)
+    return records
+
+
+def open_catalog(location: str | None = None) -> Catalog:
+    """The step catalog at ``location`` (a SQLite path or database URL; default:
+    ``$JUP2KUB_CATALOG``, else the user's data directory), its schema brought up to date."""
+    from jup2kub.catalog.store import Catalog
+
+    return Catalog(location)

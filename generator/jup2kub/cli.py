@@ -133,6 +133,15 @@ def parameter_options(func: F) -> F:
     )(func)
 
 
+catalog_option = click.option(
+    "--catalog",
+    default=None,
+    metavar="URL",
+    help="The step catalog: a SQLite file path or postgresql://USER@HOST:PORT/DB [default: "
+    "$JUP2KUB_CATALOG, else $XDG_DATA_HOME/jup2kub/catalog.db].",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jup2kub")
 def main() -> None:
@@ -314,6 +323,8 @@ def format_pipeline(p: Pipeline) -> str:
     help="With --trace: copy data files into the images (large "
     "ones go to the volume anyway) or only list them for the shared volume.",
 )
+@catalog_option
+@click.option("--no-catalog", is_flag=True, help="Do not record the steps in the step catalog.")
 @_reports_errors
 def build(
     notebook: Path,
@@ -333,8 +344,11 @@ def build(
     push: bool,
     trace: bool,
     data_files: str,
+    catalog: str | None,
+    no_catalog: bool,
 ) -> None:
-    """Build NOTEBOOK's pipeline as a Helm chart in OUT (plus its step images)."""
+    """Build NOTEBOOK's pipeline as a Helm chart in OUT (plus its step images), and record its
+    steps in the step catalog."""
     if no_images and (push or trace):
         raise UsageError("--push and --trace build images; drop them or --no-images")
     options = api.ChartOptions(
@@ -355,9 +369,13 @@ def build(
             trace=trace,
             data_files=data_files,
         )
-    pipeline, written = api.build(
-        notebook, out, split, options, image_build, log=click.echo, name=name
-    )
+    with contextlib.ExitStack() as stack:
+        store = None if no_catalog else stack.enter_context(api.open_catalog(catalog))
+        pipeline, written = api.build(
+            notebook, out, split, options, image_build, log=click.echo, name=name, catalog=store
+        )
+        if store is not None:
+            click.echo(f"{len(pipeline.steps)} steps recorded in the catalog {store.shown}")
     _split_warnings(pipeline)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
     click.echo(f"install it with: helm install mypipeline {written}")
@@ -852,6 +870,141 @@ def results(
         timeout=api.parse_duration(timeout),
     )
     click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
+
+
+# ---------------------------------------------------------------------------------- catalog
+@main.group()
+def catalog() -> None:
+    """The step catalog: every built or added step, searchable, for reuse in compositions."""
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _step_line(record: api.StepRecord) -> str:
+    outputs = ", ".join(f"{v}: {t}" for v, t in record.outputs.items()) or "-"
+    return f"{record.key}  writes {outputs}"
+
+
+@catalog.command("add")
+@click.argument("path", metavar="NOTEBOOK|CHART", type=click.Path(exists=True, path_type=Path))
+@split_option
+@name_option
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where local runs left their state (observed value types) [default: .jup2kub/PIPELINE].",
+)
+@catalog_option
+@json_option
+@_reports_errors
+def catalog_add(
+    path: Path,
+    split: str,
+    name: str | None,
+    workdir: Path | None,
+    catalog: str | None,
+    as_json: bool,
+) -> None:
+    """Record the steps of a notebook, or of a chart written by `jup2kub build`."""
+    with api.open_catalog(catalog) as store:
+        records = api.catalog_add(store, path, split=split, name=name, workdir=workdir)
+    if as_json:
+        _echo_json([r.to_json() for r in records])
+        return
+    for record in records:
+        click.echo(f"added {_step_line(record)}")
+
+
+@catalog.command("list")
+@click.option("--pipeline", default=None, help="Only this pipeline's steps.")
+@catalog_option
+@json_option
+@_reports_errors
+def catalog_list(pipeline: str | None, catalog: str | None, as_json: bool) -> None:
+    """List the catalogued steps."""
+    with api.open_catalog(catalog) as store:
+        records = store.steps(pipeline)
+    if as_json:
+        _echo_json([r.to_json() for r in records])
+        return
+    if not records:
+        click.echo(
+            "no catalogued step" + (f" of pipeline {pipeline!r}" if pipeline else ""), err=True
+        )
+    for record in records:
+        click.echo(_step_line(record))
+
+
+@catalog.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@catalog_option
+@json_option
+@_reports_errors
+def catalog_search(text: str, limit: int, catalog: str | None, as_json: bool) -> None:
+    """Steps whose names, variables, imported packages or markdown match every word of TEXT."""
+    with api.open_catalog(catalog) as store:
+        found = store.search(text, limit)
+    if as_json:
+        _echo_json([{**r.to_json(), "matched": m} for r, m in found])
+        return
+    if not found:
+        click.echo(f"no catalogued step matches {text!r}", err=True)
+    for record, matched in found:
+        click.echo(f"{_step_line(record)}  (matched {', '.join(matched)})")
+
+
+@catalog.command("show")
+@click.argument("step", metavar="[PIPELINE/]STEP")
+@catalog_option
+@json_option
+@_reports_errors
+def catalog_show(step: str, catalog: str | None, as_json: bool) -> None:
+    """Everything the catalog knows about one step."""
+    with api.open_catalog(catalog) as store:
+        record = store.find(step)
+    if as_json:
+        _echo_json(record.to_json())
+        return
+    inputs = ", ".join(f"{v}: {i['type']} (from {i['from']})" for v, i in record.inputs.items())
+    params = ", ".join(
+        f"{p} (secret)" if i["secret"] else f"{p}={i['default']!r}"
+        for p, i in record.parameters.items()
+    )
+    lines = [
+        ("step", record.key),
+        ("notebook", f"{record.notebook} (cells {', '.join(map(str, record.cells))})"),
+        ("code sha256", record.code_sha256),
+        ("reads", inputs or "-"),
+        ("writes", ", ".join(f"{v}: {t}" for v, t in record.outputs.items()) or "-"),
+        ("parameters", params or "-"),
+        ("imports", ", ".join(record.imports) or "-"),
+        ("image", f"{record.image} {record.digest}".strip() or "- (not built)"),
+        ("recorded", f"{record.recorded_at.isoformat()} by {record.recorded_by} ({record.origin})"),
+    ]
+    for label, value in lines:
+        click.echo(f"{label + ':':<13}{value}")
+
+
+@catalog.command("remove")
+@click.argument("step", metavar="[PIPELINE/]STEP")
+@catalog_option
+@json_option
+@_reports_errors
+def catalog_remove(step: str, catalog: str | None, as_json: bool) -> None:
+    """Remove a step from the catalog."""
+    with api.open_catalog(catalog) as store:
+        record = store.remove(step)
+    if as_json:
+        _echo_json({"removed": record.key})
+    else:
+        click.echo(f"removed {record.key}")
 
 
 if __name__ == "__main__":  # pragma: no cover

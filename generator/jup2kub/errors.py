@@ -243,3 +243,11 @@ class NoCodeError(SplitError):
     def __init__(self, path: str, detail: str = "the notebook has no code cells") -> None:
         self.path = path
         super().__init__(detail, where=path, hint="add code cells (or untag skipped ones)")
+
+
+class CatalogError(InputError):
+    """The step catalog cannot be opened or used (bad URL, unreachable server, unknown step)."""
+
+
+class CompositionError(InputError):
+    """A composition file is malformed or its wiring is wrong (names the line, step, variable)."""

@@ -1,0 +1,225 @@
+"""What the catalog records about a step, taken from the in-memory pipeline (and, when there are
+any, the build's locks and images and the types observed by local runs). Secret parameters are
+recorded by name only: their values never reach the catalog."""
+
+from __future__ import annotations
+
+import ast
+import getpass
+import hashlib
+import json
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jup2kub import __version__
+from jup2kub.model.notebook import Notebook
+from jup2kub.model.pipeline import Pipeline, Step
+
+UNKNOWN = "unknown"
+_WORD = re.compile(r"[A-Za-z0-9]+(?:[_.-][A-Za-z0-9]+)*")
+_MAX_TOKEN = 100
+
+
+@dataclass
+class StepRecord:
+    """One catalogued step, as stored and as ``catalog show --json`` prints it."""
+
+    pipeline: str
+    step: str
+    notebook: str
+    notebook_sha256: str
+    cells: list[int]
+    code_sha256: str
+    code: str
+    markdown: str
+    #: variable -> {"from": upstream step, "type": observed type or "unknown"}
+    inputs: dict[str, dict[str, str]]
+    outputs: dict[str, str]  # variable -> observed type or "unknown"
+    #: name -> {"default": literal or None, "secret": bool}
+    parameters: dict[str, dict[str, Any]]
+    imports: list[str]
+    lock: str = ""
+    image: str = ""
+    digest: str = ""
+    recorded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    recorded_by: str = ""
+    origin: str = "notebook"
+    generator: str = f"jup2kub {__version__}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.pipeline}/{self.step}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["recorded_at"] = self.recorded_at.isoformat()
+        return data
+
+    def tokens(self) -> set[tuple[str, str]]:
+        """The (token, field) pairs a search matches against."""
+        found: set[tuple[str, str]] = set()
+        for text in (self.pipeline, self.step):
+            found |= {(t, "name") for t in words(text)}
+        for kind, names in (
+            ("reads", self.inputs),
+            ("writes", self.outputs),
+            ("parameter", self.parameters),
+        ):
+            found |= {(t, kind) for name in names for t in words(name)}
+        for package in self.imports:
+            found |= {(t, "package") for t in words(package)}
+        found |= {(t, "markdown") for t in words(self.markdown)}
+        return found
+
+
+def words(text: str) -> set[str]:
+    """Lowercase search words of ``text``: each identifier-like run whole and in its parts
+    (``train_model`` gives ``train_model``, ``train`` and ``model``)."""
+    out: set[str] = set()
+    for match in _WORD.finditer(text):
+        whole = match.group(0).lower()[:_MAX_TOKEN]
+        out.add(whole)
+        out.update(p for p in re.split(r"[_.-]", whole) if p)
+    return out
+
+
+def query_words(text: str) -> set[str]:
+    """The words of a search: identifiers whole (``train_model`` matches that variable, not
+    everything with ``train`` or ``model``)."""
+    return {m.group(0).lower()[:_MAX_TOKEN] for m in _WORD.finditer(text)}
+
+
+def who() -> str:
+    """``user@host`` of whoever records the step (``JUP2KUB_USER`` overrides the user)."""
+    try:
+        user = os.environ.get("JUP2KUB_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def step_code(pipeline: Pipeline, step: Step) -> str:
+    """The code the step's image runs: replayed definitions, then its cells."""
+    parts = [d.source for d in step.replay] + [pipeline.python[i] for i in step.cells]
+    return "\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def imported_packages(code: str) -> list[str]:
+    """Top-level packages the code imports (``from sklearn.linear_model import ..`` gives
+    ``sklearn``)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return sorted(found)
+
+
+def step_markdown(nb: Notebook, pipeline: Pipeline) -> dict[str, str]:
+    """Each markdown cell belongs to the step of the next code cell after it (or inside it)."""
+    owner = {i: s.name for s in pipeline.steps for i in s.cells}
+    texts: dict[str, list[str]] = {s.name: [] for s in pipeline.steps}
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        following = [i for i in owner if i > cell.index]
+        if following:
+            texts[owner[min(following)]].append(cell.source)
+    return {name: "\n\n".join(t) for name, t in texts.items()}
+
+
+def observed_types(workdir: Path | None, steps: list[str]) -> dict[str, dict[str, str]]:
+    """step -> variable -> type, from the newest completed local run under ``workdir`` (the
+    state store's ``values.json`` manifests); empty when there has been no run."""
+    if workdir is None or not (workdir / "runs").is_dir():
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for step in steps:
+        manifests = sorted(
+            (workdir / "runs").glob(f"*/{step}/values.json"),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for manifest in manifests:
+            if not (manifest.parent / "COMPLETE").exists():
+                continue
+            try:
+                entries = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            found[step] = {k: str(v.get("type", UNKNOWN)) for k, v in entries.items()}
+            break
+    return found
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What a build adds: per step, the dependency lock, the image reference and its digest."""
+
+    locks: Mapping[str, str] = field(default_factory=dict)
+    images: Mapping[str, str] = field(default_factory=dict)
+    digests: Mapping[str, str] = field(default_factory=dict)
+
+
+def step_records(
+    nb: Notebook | None,
+    pipeline: Pipeline,
+    *,
+    origin: str,
+    build: BuildFacts = BuildFacts(),
+    types: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[StepRecord]:
+    """The records of every step of ``pipeline``."""
+    types = types or {}
+    markdown = step_markdown(nb, pipeline) if nb is not None else {}
+    secret = {s.name for s in pipeline.secret_parameters}
+    by = who()
+    records = []
+    for s in pipeline.steps:
+        code = step_code(pipeline, s)
+        records.append(
+            StepRecord(
+                pipeline=pipeline.name,
+                step=s.name,
+                notebook=str(Path(pipeline.notebook).resolve()),
+                notebook_sha256=pipeline.notebook_sha256,
+                cells=list(s.cells),
+                code_sha256=code_hash(code),
+                code=code,
+                markdown=markdown.get(s.name, ""),
+                inputs={
+                    v: {"from": up, "type": types.get(up, {}).get(v, UNKNOWN)}
+                    for v, up in sorted(s.inputs.items())
+                },
+                outputs={v: types.get(s.name, {}).get(v, UNKNOWN) for v in sorted(s.outputs)},
+                parameters={
+                    p: {
+                        "default": None if p in secret else pipeline.parameters.get(p),
+                        "secret": p in secret,
+                    }
+                    for p in sorted(s.parameters)
+                },
+                imports=imported_packages(code),
+                lock=build.locks.get(s.name, ""),
+                image=build.images.get(s.name, ""),
+                digest=build.digests.get(s.name, ""),
+                recorded_by=by,
+                origin=origin,
+            )
+        )
+    return records
