@@ -417,7 +417,21 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     "resume",
     metavar="RUN_ID",
     default=None,
-    help="Re-run only the steps of RUN_ID that did not complete.",
+    help="Run again as RUN_ID, reusing the steps it completed whose code, inputs, "
+    "parameters and environment are unchanged (edits and new -p/-f are honoured).",
+)
+@click.option(
+    "--no-cache",
+    "no_cache",
+    is_flag=True,
+    help="Execute every step; do not reuse or store results in the step cache.",
+)
+@click.option(
+    "--cache-dir",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The step cache, shared by runs [default: WORKDIR/cache].",
 )
 @click.option(
     "--kafka",
@@ -437,6 +451,8 @@ def run(
     workdir: Path | None,
     jobs: int | None,
     resume: str | None,
+    no_cache: bool,
+    cache_dir: Path | None,
     kafka: str | None,
     name: str | None,
 ) -> None:
@@ -466,6 +482,8 @@ def run(
             kafka=kafka,
             on_change=show,
             warn=_warn,
+            cache=not no_cache,
+            cache_dir=cache_dir,
         )
     finally:
         if live is not None:
@@ -473,6 +491,7 @@ def run(
     click.echo(f"run {result.run_id}: {'succeeded' if result.ok else 'failed'}")
     click.echo(f"results notebook: {result.notebook}")
     click.echo(f"summary: {result.summary}")
+    _cache_summary(result)
     if not result.ok:
         for st in result.failed:
             err = st.error
@@ -489,10 +508,22 @@ def run(
             click.echo(f"not run (upstream failed): {', '.join(blocked)}", err=True)
         click.echo(
             f"hint: fix the notebook, then `jup2kub run {notebook} --workdir {result.workdir} "
-            f"--resume {result.run_id}` re-runs only what did not complete",
+            f"--resume {result.run_id}` re-runs what failed or changed (code, inputs, "
+            "parameters: edits and new -p/-f are honoured), reusing the rest",
             err=True,
         )
         sys.exit(1)
+
+
+def _cache_summary(result: api.RunResult) -> None:
+    """Which steps were reused and which executed, and why (with the step cache)."""
+    if not any(st.why for st in result.steps.values()):
+        return
+    for st in result.steps.values():
+        if st.reused:
+            click.echo(f"  reused   {st.name}: {st.why}")
+        elif st.state in (api.DONE, api.FAILED):
+            click.echo(f"  executed {st.name}: {st.why}")
 
 
 kafka_option = click.option(

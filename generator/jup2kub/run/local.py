@@ -137,6 +137,10 @@ class _Schedule:
                 self.launcher.cancel(name)
                 self.run.notify()
             elif all(u == DONE for u in ups) and free:
+                if self.run.reuse(name):  # unchanged: its results are in place
+                    self.launcher.cancel(name)
+                    self.run.notify()
+                    continue
                 self.launcher.start(name)
                 self.running.add(name)
                 st.state, st.started = RUNNING, time.monotonic()
@@ -153,6 +157,7 @@ class _Schedule:
         st.finished = time.monotonic()
         if code == 0:
             st.state = DONE
+            run.executed(name)
         else:
             st.state = FAILED
             error = _failure(run.store, run.run_id, name, code, stderr)

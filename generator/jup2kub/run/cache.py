@@ -1,0 +1,288 @@
+"""The local step cache: entries keyed by a step's cache key (``jup2kub_runtime.cachekey``).
+
+Layout (``root`` is ``--cache-dir``, default ``WORKDIR/cache``)::
+
+    entries/<key[:2]>/<key>/entry.json   what the entry holds, every file's sha256, and its own
+                                         digest (a damaged entry.json is detected too)
+    entries/<key[:2]>/<key>/step/...     the step's stored results (values/, values.json,
+                                         outputs.json, timing.json)
+    entries/<key[:2]>/<key>/work/<n>     the files the step wrote (restored on reuse)
+    last/<pipeline>/<step>.json          the step's key parts last time (why it re-ran)
+    tmp/                                 entries being written
+
+An entry is written under ``tmp/`` and renamed into place in one step, so a reader sees a whole
+entry or none; two runs storing the same key race harmlessly (the loser drops its copy).
+Entries are never changed once in place. Loading checks every file against its sha256 while
+copying it to a temporary name, and only a fully verified entry is moved into the run: a
+damaged entry is removed and the step executes instead. Nothing unverified is ever loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jup2kub.files import atomic_write_text
+from jup2kub_runtime.cachekey import KeyParts, canonical, digest, file_digest
+
+ENTRY_VERSION = 1
+ENTRY_FILE = "entry.json"
+#: the files of a step's results an entry keeps (the rest is per execution: locks, attempts)
+STEP_FILES = ("values.json", "outputs.json", "timing.json")
+#: where ``jup2kub runs`` finds the cache of a workdir by default
+DEFAULT_DIRNAME = "cache"
+
+
+class CorruptEntry(Exception):
+    """An entry whose files do not match their recorded hashes (never loaded)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def run_id(self) -> str | None:
+        value = self.doc.get("run_id")
+        return value if isinstance(value, str) else None
+
+
+def _hash_copy(src: Path, dst: Path) -> str:
+    """Copy ``src`` to ``dst`` (new file), returning the sha256 of what was copied."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            h.update(block)
+            fout.write(block)
+    return h.hexdigest()
+
+
+def _link_or_copy(src: Path, dst: Path) -> str:
+    """Hard-link ``src`` (never changed in place: the store writes by rename) or copy it;
+    the sha256 of its content."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        return _hash_copy(src, dst)
+    return file_digest(dst)
+
+
+def _sealed(doc: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in doc.items() if k != "digest"}
+    return {**body, "digest": digest(canonical(body))}
+
+
+class CacheStore:
+    """The entries under one cache directory, shared by runs and processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+
+    def entry_dir(self, key: str) -> Path:
+        return self.root / "entries" / key[:2] / key
+
+    # ---- lookup and load -----------------------------------------------------------------
+    def lookup(self, key: str) -> Entry | None:
+        """The entry for ``key`` if one is in place (its files are checked by ``load``)."""
+        path = self.entry_dir(key)
+        try:
+            doc = json.loads((path / ENTRY_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            self.discard(key)
+            return None
+        if not isinstance(doc, dict) or _sealed(doc) != doc or doc.get("key") != key:
+            self.discard(key)
+            return None
+        return Entry(key, path, doc)
+
+    def load(self, entry: Entry, step_dir: Path, marker: Mapping[str, Any], cwd: Path) -> None:
+        """Put ``entry``'s results at ``step_dir`` (replacing what is there) with ``marker`` as
+        its completion marker, and restore the files it wrote under ``cwd``; raises
+        CorruptEntry (the entry is removed) if any file differs from its hash, before anything
+        is changed."""
+        staging = step_dir.parent / f".{step_dir.name}.cache-{os.getpid()}-{secrets.token_hex(4)}"
+        restored: list[tuple[Path, Path]] = []
+        try:
+            staging.mkdir(parents=True)
+            files = entry.doc.get("files")
+            if not isinstance(files, dict):
+                raise CorruptEntry("no file list")
+            for rel, sha in files.items():
+                target = staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._verified_copy(entry, f"step/{rel}", target, sha)
+            restored = self._stage_work(entry, cwd)
+            (staging / "COMPLETE").write_text(json.dumps(dict(marker)))
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(step_dir)
+            os.rename(staging, step_dir)
+            for tmp, target in restored:
+                os.replace(tmp, target)
+            restored = []
+        except CorruptEntry:
+            self.discard(entry.key)
+            raise
+        except OSError as exc:
+            raise CorruptEntry(f"cannot load: {exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            for tmp, _ in restored:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        with contextlib.suppress(OSError):  # when it was last used (``runs gc``)
+            os.utime(entry.path)
+
+    def _verified_copy(self, entry: Entry, rel: str, target: Path, sha: object) -> None:
+        try:
+            got = _hash_copy(entry.path / rel, target)
+        except FileNotFoundError as exc:
+            raise CorruptEntry(f"{rel} is missing") from exc
+        if got != sha:
+            raise CorruptEntry(f"{rel} does not match its hash")
+
+    def _stage_work(self, entry: Entry, cwd: Path) -> list[tuple[Path, Path]]:
+        """The written files that differ from the entry's, copied (verified) next to their
+        place under temporary names: ``(temporary, target)`` pairs, renamed by the caller."""
+        staged: list[tuple[Path, Path]] = []
+        work = entry.doc.get("work")
+        if not isinstance(work, list):
+            raise CorruptEntry("no list of written files")
+        try:
+            for item in work:
+                target = cwd / str(item["path"])
+                if item.get("sha256") is None or file_digest(target) == item["sha256"]:
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.parent / f".{target.name}.j2k-{os.getpid()}-{secrets.token_hex(4)}"
+                staged.append((tmp, target))
+                self._verified_copy(entry, str(item["file"]), tmp, item["sha256"])
+        except BaseException:
+            for tmp, _ in staged:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            raise
+        return staged
+
+    # ---- store -----------------------------------------------------------------------------
+    def store(
+        self,
+        key: str,
+        parts: KeyParts,
+        step_dir: Path,
+        *,
+        pipeline: str,
+        step: str,
+        run_id: str,
+        writes: Sequence[str],
+        cwd: Path,
+        seconds: float | None,
+    ) -> bool:
+        """Keep a completed step's results under ``key``; False if an entry was already there
+        (another run stored it first) or the results could not be read."""
+        if (self.entry_dir(key) / ENTRY_FILE).exists():
+            return False
+        tmp = self.root / "tmp" / f"{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            files = self._copy_step(step_dir, tmp / "step")
+            work = self._copy_work(writes, cwd, tmp / "work")
+            doc = _sealed(
+                {
+                    "version": ENTRY_VERSION,
+                    "key": key,
+                    "parts": parts.to_json(),
+                    "pipeline": pipeline,
+                    "step": step,
+                    "run_id": run_id,
+                    "created": time.time(),
+                    "seconds": seconds,
+                    "files": files,
+                    "work": work,
+                }
+            )
+            (tmp / ENTRY_FILE).write_text(json.dumps(doc))
+            final = self.entry_dir(key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another run put the same entry in place first
+                return False
+            return True
+        except OSError:
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _copy_step(step_dir: Path, dest: Path) -> dict[str, str]:
+        files: dict[str, str] = {}
+        names = [*STEP_FILES]
+        values = step_dir / "values"
+        if values.is_dir():
+            names += [
+                f"values/{p.name}" for p in sorted(values.iterdir()) if not p.name.startswith(".")
+            ]
+        (dest / "values").mkdir(parents=True)
+        for rel in names:
+            if (step_dir / rel).is_file():
+                files[rel] = _link_or_copy(step_dir / rel, dest / rel)
+        return files
+
+    @staticmethod
+    def _copy_work(writes: Sequence[str], cwd: Path, dest: Path) -> list[dict[str, Any]]:
+        work: list[dict[str, Any]] = []
+        dest.mkdir(parents=True)
+        for n, path in enumerate(sorted(set(writes))):
+            source = cwd / path
+            if not source.is_file():  # not written (or a directory): left as it is on reuse
+                work.append({"path": path, "file": None, "sha256": None})
+                continue
+            sha = _hash_copy(source, dest / str(n))
+            work.append({"path": path, "file": f"work/{n}", "sha256": sha})
+        return work
+
+    def discard(self, key: str) -> None:
+        """Remove an entry (damaged, or collected): renamed away first, so no reader sees it
+        half removed."""
+        path = self.entry_dir(key)
+        gone = self.root / "tmp" / f"gone-{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            gone.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, gone)
+        except OSError:
+            return
+        shutil.rmtree(gone, ignore_errors=True)
+
+    # ---- the parts each step had last time -------------------------------------------------
+    def last_parts(self, pipeline: str, step: str) -> KeyParts | None:
+        try:
+            data = json.loads((self.root / "last" / pipeline / f"{step}.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return KeyParts.from_json(data)
+
+    def remember(self, pipeline: str, step: str, parts: KeyParts) -> None:
+        path = self.root / "last" / pipeline / f"{step}.json"
+        with contextlib.suppress(OSError):
+            atomic_write_text(path, json.dumps(parts.to_json()))
+
+    # ---- housekeeping ----------------------------------------------------------------------
+    def entries(self) -> Iterator[Path]:
+        base = self.root / "entries"
+        if not base.is_dir():
+            return
+        for shard in sorted(base.iterdir()):
+            if shard.is_dir():
+                yield from (p for p in sorted(shard.iterdir()) if (p / ENTRY_FILE).is_file())

@@ -1,0 +1,205 @@
+"""Deciding, when a step is ready, whether it executes or is reused, and saying why.
+
+A step is reused when its key (``jup2kub_runtime.cachekey``) is unchanged:
+
+- on ``--resume RUN_ID``, a step that completed in that run with the same key is kept where it
+  is (any step, cacheable or not: its results are that run's own);
+- else a cacheable step whose key has a verified entry in the cache is loaded from it.
+
+Otherwise it executes, and the reason is recorded: what changed since the step's key was last
+seen (code, a parameter, an input, a file, the environment), that it is not cacheable and why,
+or that the cache holds no result for it. Keys are computed when the step is ready, so the key
+of a step downstream of one that is not cacheable hashes that step's stored outputs instead of
+its key. Each step's decision is recorded in ``runs/RUN_ID/cache/STEP.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jup2kub.files import atomic_write_text
+from jup2kub.model.cacheability import StepCache, parameter_reads
+from jup2kub.run.cache import CacheStore, CorruptEntry
+from jup2kub.run.executor import Run
+from jup2kub_runtime.cachekey import (
+    KeyParts,
+    environment_digest,
+    files_digests,
+    outputs_digest,
+    step_key_parts,
+    why_changed,
+)
+
+#: file digests that do not identify a content: the key cannot be trusted
+UNKNOWN_FILES = ("too-large", "unreadable")
+EXECUTED, REUSED, KEPT = "executed", "reused", "kept"
+
+
+@dataclass
+class Decision:
+    """What the cache decided for one step of a run, and why."""
+
+    key: str
+    parts: KeyParts
+    cacheable: bool
+    outcome: str = EXECUTED  # EXECUTED | REUSED (from the cache) | KEPT (resumed run's own)
+    reason: str = ""
+    from_run: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "cacheable": self.cacheable,
+            **({"from_run": self.from_run} if self.from_run else {}),
+            "parts": self.parts.to_json(),
+        }
+
+
+class RunCache:
+    """The reuse decisions of one run (``store`` None: ``--no-cache``)."""
+
+    def __init__(
+        self, store: CacheStore | None, *, resumed: bool = False, cwd: Path | None = None
+    ) -> None:
+        self.store = store
+        self.resumed = resumed
+        self.cwd = (cwd or Path.cwd()).absolute()
+        self.decisions: dict[str, Decision] = {}
+
+    def reuse(self, run: Run, name: str) -> bool:
+        """Called when ``name`` is ready to execute: True if its results are in place now."""
+        info = _info(run, name)
+        parts, trusted = self._parts(run, name, info)
+        d = Decision(parts.key, parts, info.cacheable and trusted)
+        self.decisions[name] = d
+        recorded = self._recorded(run, name)
+        step_dir = run.store.step_dir(run.run_id, name)
+        if self.resumed and run.store.is_complete(run.run_id, name):
+            if recorded is not None and recorded.key == d.key:
+                return self._reused(run, name, KEPT, f"unchanged since run {run.run_id}", None)
+            shutil.rmtree(step_dir, ignore_errors=True)  # stale: it executes again
+        before = recorded.parts if recorded is not None and self.resumed else None
+        if before is None and self.store is not None:
+            before = self.store.last_parts(run.pipeline.name, name)
+        changed = why_changed(before, d.parts)
+        if not info.cacheable:
+            d.reason = "; ".join([*changed, info.describe()])
+        elif not trusted:
+            d.reason = "; ".join([*changed, "not cacheable: a file it names cannot be hashed"])
+        elif self.store is None:
+            d.reason = "; ".join([*changed, "cache off (--no-cache)"])
+        else:
+            entry = self.store.lookup(d.key)
+            d.reason = "; ".join(changed) or "not in the cache"
+            if entry is not None:
+                marker = _marker(run, name, d.key, entry.run_id, entry.doc.get("seconds"))
+                try:
+                    self.store.load(entry, step_dir, marker, self.cwd)
+                except CorruptEntry as exc:
+                    d.reason = f"cache entry damaged ({exc}): executed again"
+                else:
+                    self.store.remember(run.pipeline.name, name, d.parts)
+                    why = "unchanged" + (f" (cached by run {entry.run_id})" if entry.run_id else "")
+                    return self._reused(run, name, REUSED, why, entry.run_id)
+        self._record(run, name)
+        return False
+
+    def executed(self, run: Run, name: str, seconds: float | None) -> None:
+        """``name`` completed by executing: keep its results in the cache if cacheable."""
+        d = self.decisions.get(name)
+        if d is None:
+            return
+        if self.store is not None and d.cacheable:
+            self.store.store(
+                d.key,
+                d.parts,
+                run.store.step_dir(run.run_id, name),
+                pipeline=run.pipeline.name,
+                step=name,
+                run_id=run.run_id,
+                writes=_info(run, name).writes,
+                cwd=self.cwd,
+                seconds=seconds,
+            )
+        if self.store is not None:
+            self.store.remember(run.pipeline.name, name, d.parts)
+        self._record(run, name)
+
+    def summary(self, name: str) -> dict[str, Any]:
+        d = self.decisions.get(name)
+        if d is None:
+            return {}
+        doc = d.to_json()
+        del doc["parts"]
+        return doc
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _parts(self, run: Run, name: str, info: StepCache) -> tuple[KeyParts, bool]:
+        spec = run.plan.step(name).spec
+        upstream = {u: self._upstream_part(run, u) for u in run.plan.step(name).after}
+        read_params = {p: run.parameters[p] for p in spec.parameters if p in run.parameters}
+        names = [*info.reads, *parameter_reads(read_params)]
+        files = files_digests(names, self.cwd)
+        trusted = not any(v in UNKNOWN_FILES for v in files.values())
+        parts = step_key_parts(spec, run.parameters, upstream, files, environment_digest())
+        return parts, trusted
+
+    def _upstream_part(self, run: Run, name: str) -> str:
+        d = self.decisions.get(name)
+        if d is not None and d.cacheable:
+            return d.key
+        return outputs_digest(run.store.step_dir(run.run_id, name))
+
+    def _reused(self, run: Run, name: str, outcome: str, why: str, origin: str | None) -> bool:
+        d = self.decisions[name]
+        d.outcome, d.reason, d.from_run = outcome, why, origin
+        self._record(run, name)
+        return True
+
+    @staticmethod
+    def _path(run: Run, name: str) -> Path:
+        return run.store.run_dir(run.run_id) / "cache" / f"{name}.json"
+
+    def _recorded(self, run: Run, name: str) -> Decision | None:
+        try:
+            data = json.loads(self._path(run, name).read_bytes())
+            parts = KeyParts.from_json(data.get("parts"))
+        except (OSError, ValueError, AttributeError):
+            return None
+        if parts is None or not isinstance(data.get("key"), str):
+            return None
+        return Decision(data["key"], parts, bool(data.get("cacheable")))
+
+    def _record(self, run: Run, name: str) -> None:
+        run.steps[name].why = self.decisions[name].reason
+        with contextlib.suppress(OSError):
+            doc = self.decisions[name].to_json()
+            atomic_write_text(self._path(run, name), json.dumps(doc, indent=1) + "\n")
+
+
+def _info(run: Run, name: str) -> StepCache:
+    info = run.pipeline.cache.get(name)
+    if isinstance(info, StepCache):
+        return info
+    return StepCache(False, ("its cacheability is unknown",))
+
+
+def _marker(run: Run, name: str, key: str, origin: str | None, seconds: object) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "step": name,
+        "attempt": 0,
+        "at": time.time(),
+        "seconds": seconds,
+        "reused": key,
+        "from_run": origin,
+        "upstream": list(run.plan.step(name).spec.upstream),
+    }
