@@ -44,6 +44,8 @@ CODE, PARAMETER, ENVIRONMENT, FILE, INPUT = (
 )
 #: files hashed at most this big (a larger one makes the step's key unknown: not reused)
 MAX_FILE_BYTES = 1 << 30
+#: directories hashed with at most this many files (a larger one: not reused either)
+MAX_DIR_FILES = 2000
 
 
 def digest(data: bytes | str) -> str:
@@ -92,7 +94,10 @@ def file_digest(path: Path) -> str:
     try:
         if path.is_dir():
             h = hashlib.sha256()
-            for sub in sorted(p for p in path.rglob("*") if p.is_file()):
+            found = sorted(p for p in path.rglob("*") if p.is_file())
+            if len(found) > MAX_DIR_FILES:
+                return "too-large"
+            for sub in found:
                 h.update(str(sub.relative_to(path)).encode() + b"\0")
                 h.update(file_digest(sub).encode())
             return "dir:" + h.hexdigest()

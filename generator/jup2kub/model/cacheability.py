@@ -86,6 +86,9 @@ NETWORK_CALLS = (
     "openml.",
     "ucimlrepo.",
 )
+#: calls listing directories: the files found (and read) are not known ahead
+LISTING_CALLS = ("glob.glob", "glob.iglob", "os.listdir", "os.scandir", "os.walk")
+LISTING_METHODS = (".glob", ".rglob", ".iterdir")
 #: calls whose result depends on the process' environment or is random by design
 ENVIRONMENT_CALLS = ("os.getenv", "os.getpid", "getpass.getuser", "platform.node")
 RANDOM_CALLS = ("uuid.uuid1", "uuid.uuid4", "os.urandom", "secrets.", "random.SystemRandom")
@@ -95,8 +98,9 @@ TORCH_DRAWS = ("torch.rand", "torch.randn", "torch.randint", "torch.randperm", "
 #: magics (``get_ipython().run_line_magic('time', ..)``) that print the clock
 TIME_MAGICS = frozenset({"time", "timeit", "prun"})
 URL = re.compile(r"^(https?|ftp|s3|gs|gcs|az|abfs|hdfs)://", re.IGNORECASE)
-#: a string literal that may name a file: path characters only, with a dot or a slash
+#: a string literal that may name a file (or a directory): path characters only
 PATHLIKE = re.compile(r"^[\w./\\~ +-]{1,255}$")
+MODE = re.compile(r"^[rwxabt+]{1,4}$")
 OPT_IN = frozenset({"true", "yes", "on", "enabled", "enable", "1"})
 OPT_OUT = frozenset({"false", "no", "off", "disabled", "disable", "0", "never"})
 
@@ -287,6 +291,8 @@ def _effects(trees: list[ast.AST], imports: Mapping[str, str], step: Step) -> It
             yield f"draws unseeded randomness ({name})"
         elif name.endswith(".run_line_magic") and _first_string(call) in TIME_MAGICS:
             yield f"prints the clock (%{_first_string(call)})"
+        elif _matches(name, LISTING_CALLS) or name.endswith(LISTING_METHODS):
+            yield f"lists a directory ({name})"
         elif _appends(name, call):
             yield f"appends to a file ({name})"
     if DRAW in effects and not seeded:
@@ -309,6 +315,10 @@ def _appends(name: str, call: ast.Call) -> bool:
     modes = [k.value for k in call.keywords if k.arg == "mode"]
     if name == "open" and len(call.args) > 1:
         modes.append(call.args[1])
+    elif isinstance(call.func, ast.Attribute) and call.func.attr == "open" and call.args:
+        first = call.args[0]  # ``Path(..).open("a")``: a mode, not a path
+        if isinstance(first, ast.Constant) and MODE.match(str(first.value)):
+            modes.append(first)
     literal = [m.value for m in modes if isinstance(m, ast.Constant) and isinstance(m.value, str)]
     return any("a" in m or "+" in m for m in literal)
 
@@ -326,11 +336,11 @@ def _strings(tree: ast.AST) -> Iterator[str]:
 
 
 def _pathlike(text: str) -> bool:
-    """A literal that may name a file: path characters, a dot or slash, not ``.``/``..``."""
+    """A literal that may name a file: path characters only, not ``.``/``..``/``/``."""
     stripped = text.strip()
     if stripped in ("", ".", "..", "/", "./", "~") or stripped != text:
         return False
-    return bool(PATHLIKE.match(text)) and ("." in text or "/" in text)
+    return bool(PATHLIKE.match(text))
 
 
 def parameter_reads(values: Mapping[str, object]) -> list[str]:

@@ -16,6 +16,7 @@ its key. Each step's decision is recorded in ``runs/RUN_ID/cache/STEP.json``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import time
@@ -51,6 +52,15 @@ class Decision:
     outcome: str = EXECUTED  # EXECUTED | REUSED (from the cache) | KEPT (resumed run's own)
     reason: str = ""
     from_run: str | None = None
+    #: the digests of the files it names once it executed: a resumed run finds them so
+    files_after: dict[str, str] | None = None
+
+    def keys(self) -> set[str]:
+        """Its key, and the key it has with the files as its execution left them."""
+        found = {self.key}
+        if self.files_after is not None:
+            found.add(dataclasses.replace(self.parts, files=self.files_after).key)
+        return found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +70,7 @@ class Decision:
             "cacheable": self.cacheable,
             **({"from_run": self.from_run} if self.from_run else {}),
             "parts": self.parts.to_json(),
+            **({"files_after": self.files_after} if self.files_after is not None else {}),
         }
 
 
@@ -83,7 +94,8 @@ class RunCache:
         recorded = self._recorded(run, name)
         step_dir = run.store.step_dir(run.run_id, name)
         if self.resumed and run.store.is_complete(run.run_id, name):
-            if recorded is not None and recorded.key == d.key:
+            if recorded is not None and d.key in recorded.keys():
+                self.decisions[name] = recorded  # the key its downstream steps saw
                 return self._reused(run, name, KEPT, f"unchanged since run {run.run_id}", None)
             shutil.rmtree(step_dir, ignore_errors=True)  # stale: it executes again
         before = recorded.parts if recorded is not None and self.resumed else None
@@ -117,6 +129,7 @@ class RunCache:
         d = self.decisions.get(name)
         if d is None:
             return
+        d.files_after = files_digests(d.parts.files, self.cwd)
         if self.store is not None and d.cacheable:
             self.store.store(
                 d.key,
@@ -145,7 +158,8 @@ class RunCache:
     def _parts(self, run: Run, name: str, info: StepCache) -> tuple[KeyParts, bool]:
         spec = run.plan.step(name).spec
         upstream = {u: self._upstream_part(run, u) for u in run.plan.step(name).after}
-        read_params = {p: run.parameters[p] for p in spec.parameters if p in run.parameters}
+        defaults = run.pipeline.parameters
+        read_params = {p: run.parameters.get(p, defaults.get(p)) for p in spec.parameters}
         names = [*info.reads, *parameter_reads(read_params)]
         files = files_digests(names, self.cwd)
         trusted = not any(v in UNKNOWN_FILES for v in files.values())
@@ -176,7 +190,13 @@ class RunCache:
             return None
         if parts is None or not isinstance(data.get("key"), str):
             return None
-        return Decision(data["key"], parts, bool(data.get("cacheable")))
+        after = data.get("files_after")
+        return Decision(
+            data["key"],
+            parts,
+            bool(data.get("cacheable")),
+            files_after=dict(after) if isinstance(after, dict) else None,
+        )
 
     def _record(self, run: Run, name: str) -> None:
         run.steps[name].why = self.decisions[name].reason
