@@ -55,7 +55,7 @@ class Decision:
     #: the digests of the files it names once it executed: a resumed run finds them so
     files_after: dict[str, str] | None = None
 
-    def keys(self) -> set[str]:
+    def matching_keys(self) -> set[str]:
         """Its key, and the key it has with the files as its execution left them."""
         found = {self.key}
         if self.files_after is not None:
@@ -94,7 +94,7 @@ class RunCache:
         recorded = self._recorded(run, name)
         step_dir = run.store.step_dir(run.run_id, name)
         if self.resumed and run.store.is_complete(run.run_id, name):
-            if recorded is not None and d.key in recorded.keys():
+            if recorded is not None and d.key in recorded.matching_keys():
                 self.decisions[name] = recorded  # the key its downstream steps saw
                 return self._reused(run, name, KEPT, f"unchanged since run {run.run_id}", None)
             shutil.rmtree(step_dir, ignore_errors=True)  # stale: it executes again
