@@ -204,6 +204,8 @@ def format_pipeline(p: Pipeline) -> str:
         if code:
             out.append(f"  re-runs:    {', '.join(code)}")
         out.append(f"  after:      {_names(s.after) if s.after else '-'}")
+        if s.name in p.cache:
+            out.append(f"  cache:      {p.cache[s.name].describe()}")
         if s.barrier is not None:
             cell, why = s.barrier
             out.append(

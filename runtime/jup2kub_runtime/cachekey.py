@@ -215,7 +215,7 @@ def why_changed(before: KeyParts | None, now: KeyParts) -> list[str]:
         reasons.append(f"{PARAMETER}: {', '.join(changed)}")
     if before.environment != now.environment:
         reasons.append(ENVIRONMENT)
-    changed = _changed(before.files, now.files)
+    changed = _changed(before.files, now.files, missing="absent")
     if changed:
         reasons.append(f"{FILE}: {', '.join(changed)}")
     changed = _changed(before.upstream, now.upstream)
@@ -224,8 +224,12 @@ def why_changed(before: KeyParts | None, now: KeyParts) -> list[str]:
     return reasons
 
 
-def _changed(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
-    return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+def _changed(
+    before: Mapping[str, str], now: Mapping[str, str], missing: str | None = None
+) -> list[str]:
+    """The names whose value differs (a name on one side only counts as ``missing``)."""
+    names = set(before) | set(now)
+    return sorted(k for k in names if before.get(k, missing) != now.get(k, missing))
 
 
 def outputs_digest(step_dir: Path) -> str:

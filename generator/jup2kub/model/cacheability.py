@@ -340,7 +340,7 @@ def _pathlike(text: str) -> bool:
     stripped = text.strip()
     if stripped in ("", ".", "..", "/", "./", "~") or stripped != text:
         return False
-    return bool(PATHLIKE.match(text))
+    return bool(PATHLIKE.match(text)) and not MODE.match(text)  # ``open(f, "w")``
 
 
 def parameter_reads(values: Mapping[str, object]) -> list[str]:

@@ -203,6 +203,7 @@ class Pipeline:
                     "outputs": sorted(s.outputs),
                     "after": list(s.after),
                     **({"grouping": list(s.grouping)} if s.grouping else {}),
+                    **({"cache": self.cache[s.name].to_json()} if s.name in self.cache else {}),
                 }
                 for s in self.steps
             ],

@@ -161,10 +161,16 @@ class RunCache:
         defaults = run.pipeline.parameters
         read_params = {p: run.parameters.get(p, defaults.get(p)) for p in spec.parameters}
         names = [*info.reads, *parameter_reads(read_params)]
-        files = files_digests(names, self.cwd)
+        files = files_digests([n for n in names if not self._ours(run, n)], self.cwd)
         trusted = not any(v in UNKNOWN_FILES for v in files.values())
         parts = step_key_parts(spec, run.parameters, upstream, files, environment_digest())
         return parts, trusted
+
+    def _ours(self, run: Run, name: str) -> bool:
+        """Whether ``name`` is (in, or holds) jup2kub's own files: the workdir, the cache."""
+        path = (self.cwd / name).resolve()
+        mine = [run.workdir.resolve(), *([self.store.root.resolve()] if self.store else [])]
+        return any(path == m or m in path.parents or path in m.parents for m in mine)
 
     def _upstream_part(self, run: Run, name: str) -> str:
         d = self.decisions.get(name)
