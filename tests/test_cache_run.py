@@ -15,8 +15,8 @@ from typing import Any
 
 import nbformat
 
-from jup2kub.run.cache import CacheStore
 from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.stepcache import CacheStore
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.equivalence import shown
 from tests.support.notebooks import build_notebook
@@ -261,3 +261,33 @@ def _env(**extra: str) -> dict[str, str]:
     import os
 
     return {**os.environ, **extra}
+
+
+def test_runtimes_on_kafka_reuse_unchanged_steps_from_the_state_volume(
+    kafka: str, tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    """The cluster's data path: each runtime checks its step's key in the state volume's
+    cache before executing, and loads the stored result (marker last) instead."""
+    nb = make_notebook(
+        [
+            "#| step: first\nx = 20\nprint('first', x)",
+            "#| step: second\ny = x + 1",
+            "#| step: third\nprint('total', x + y)",
+        ]
+    )
+    runs = Runs(tmp_path, nb, "--kafka", kafka)
+    first = runs.run()
+    again = runs.run()
+    state = StateStore(tmp_path / "w")
+    for step in ("first", "second", "third"):
+        assert (state.completion(first["run_id"], step) or {}).get("reused") is None
+        marker = state.completion(again["run_id"], step) or {}
+        assert marker.get("reused") and marker.get("from_run") == first["run_id"], step
+    assert outputs(again) == outputs(first)
+    assert state.load_value(again["run_id"], "second", "y") == 21
+
+    off = runs.run("--no-cache")  # the chart's steps.<name>.cache: false sets J2K_CACHE=off
+    assert all(
+        (state.completion(off["run_id"], s) or {}).get("reused") is None
+        for s in ("first", "second", "third")
+    )

@@ -35,8 +35,7 @@ from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
 from jup2kub.model.secrets import literal_values
 from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
 from jup2kub.plan import plan_pipeline
-from jup2kub.run import remote
-from jup2kub.run.cache import DEFAULT_DIRNAME, CacheStore
+from jup2kub.run import housekeeping, remote
 from jup2kub.run.executor import (
     BLOCKED,
     DONE,
@@ -52,6 +51,7 @@ from jup2kub.run.results import write_results
 from jup2kub.run.reuse import RunCache
 from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
+from jup2kub_runtime.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 __all__ = [
     "BLOCKED",
@@ -70,6 +70,7 @@ __all__ = [
     "StepRun",
     "build",
     "deploy",
+    "housekeeping",
     "infer_type",
     "inspect_notebook",
     "package",
@@ -213,8 +214,14 @@ def run(
     params = collect(parameters or {}, parameter_files, pipeline.parameters)
     secrets = secret_environment(nb, pipeline, params)
     workdir = workdir or Path(".jup2kub") / pipeline.name
+    if kafka and cache_dir is not None:
+        raise UsageError(
+            "--cache-dir works with the embedded mode only",
+            hint="with --kafka the runtimes keep the step cache in WORKDIR/cache (the state "
+            "volume's cache/ on a cluster)",
+        )
     executor = (
-        KafkaExecutor(kafka, environment=secrets)
+        KafkaExecutor(kafka, environment={**secrets, **({} if cache else {CACHE_ENV: "off"})})
         if kafka
         else LocalExecutor(jobs, environment=secrets)
     )

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,20 @@ CODE, PARAMETER, ENVIRONMENT, FILE, INPUT = (
 MAX_FILE_BYTES = 1 << 30
 #: directories hashed with at most this many files (a larger one: not reused either)
 MAX_DIR_FILES = 2000
+
+
+#: a string literal that may name a file (or a directory): path characters only
+PATHLIKE = re.compile(r"^[\w./\\~ +-]{1,255}$")
+#: an ``open`` mode (``"w"``, ``"rb"``): not a file name
+MODE = re.compile(r"^[rwxabt+]{1,4}$")
+
+
+def pathlike(text: str) -> bool:
+    """Whether a string may name a file: path characters only, not ``.``/``..``/``/``/a mode."""
+    stripped = text.strip()
+    if stripped in ("", ".", "..", "/", "./", "~") or stripped != text:
+        return False
+    return bool(PATHLIKE.match(text)) and not MODE.match(text)
 
 
 def digest(data: bytes | str) -> str:

@@ -23,6 +23,7 @@ from jup2kub.model.analysis.effects import DRAW, SEED, random_effect
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline, Step
 from jup2kub.model.split import cell_options
+from jup2kub_runtime.cachekey import MODE, pathlike
 
 #: calls whose result depends on the clock
 TIME_CALLS = (
@@ -98,9 +99,6 @@ TORCH_DRAWS = ("torch.rand", "torch.randn", "torch.randint", "torch.randperm", "
 #: magics (``get_ipython().run_line_magic('time', ..)``) that print the clock
 TIME_MAGICS = frozenset({"time", "timeit", "prun"})
 URL = re.compile(r"^(https?|ftp|s3|gs|gcs|az|abfs|hdfs)://", re.IGNORECASE)
-#: a string literal that may name a file (or a directory): path characters only
-PATHLIKE = re.compile(r"^[\w./\\~ +-]{1,255}$")
-MODE = re.compile(r"^[rwxabt+]{1,4}$")
 OPT_IN = frozenset({"true", "yes", "on", "enabled", "enable", "1"})
 OPT_OUT = frozenset({"false", "no", "off", "disabled", "disable", "0", "never"})
 
@@ -194,7 +192,7 @@ def _assess_step(
     )
     # a file the step writes is restored on reuse: what it held before does not count, unless
     # the step appends to it (then it is not cacheable)
-    reads = sorted({s for t in trees for s in _strings(t) if _pathlike(s)} - set(writes))
+    reads = sorted({s for t in trees for s in _strings(t) if pathlike(s)} - set(writes))
     choice = _choice(nb, step)
     if choice is not None:
         return StepCache(choice[0], tuple(reasons), choice[1], tuple(reads), tuple(writes))
@@ -335,14 +333,6 @@ def _strings(tree: ast.AST) -> Iterator[str]:
             yield node.value
 
 
-def _pathlike(text: str) -> bool:
-    """A literal that may name a file: path characters only, not ``.``/``..``/``/``."""
-    stripped = text.strip()
-    if stripped in ("", ".", "..", "/", "./", "~") or stripped != text:
-        return False
-    return bool(PATHLIKE.match(text)) and not MODE.match(text)  # ``open(f, "w")``
-
-
 def parameter_reads(values: Mapping[str, object]) -> list[str]:
     """Run parameter values that may name a file (a ``data_path`` parameter)."""
-    return sorted(v for v in values.values() if isinstance(v, str) and _pathlike(v))
+    return sorted(v for v in values.values() if isinstance(v, str) and pathlike(v))

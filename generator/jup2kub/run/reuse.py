@@ -26,7 +26,6 @@ from typing import Any
 
 from jup2kub.files import atomic_write_text
 from jup2kub.model.cacheability import StepCache, parameter_reads
-from jup2kub.run.cache import CacheStore, CorruptEntry
 from jup2kub.run.executor import Run
 from jup2kub_runtime.cachekey import (
     KeyParts,
@@ -36,6 +35,7 @@ from jup2kub_runtime.cachekey import (
     step_key_parts,
     why_changed,
 )
+from jup2kub_runtime.stepcache import CacheStore, CorruptEntry
 
 #: file digests that do not identify a content: the key cannot be trusted
 UNKNOWN_FILES = ("too-large", "unreadable")
@@ -114,7 +114,9 @@ class RunCache:
             if entry is not None:
                 marker = _marker(run, name, d.key, entry.run_id, entry.doc.get("seconds"))
                 try:
-                    self.store.load(entry, step_dir, marker, self.cwd)
+                    self.store.load(
+                        entry, step_dir, marker, self.cwd, marker_writer=run.store.write_json
+                    )
                 except CorruptEntry as exc:
                     d.reason = f"cache entry damaged ({exc}): executed again"
                 else:

@@ -1,6 +1,8 @@
-"""The local step cache: entries keyed by a step's cache key (``jup2kub_runtime.cachekey``).
+"""The step cache: entries keyed by a step's cache key (``cachekey``), shared by the local runner
+(``jup2kub run``: ``--cache-dir``, default ``WORKDIR/cache``) and the runtime on a cluster
+(``cache/`` on the state volume, ``run_step(..., cache=...)``).
 
-Layout (``root`` is ``--cache-dir``, default ``WORKDIR/cache``)::
+Layout under ``root``::
 
     entries/<key[:2]>/<key>/entry.json   what the entry holds, every file's sha256, and its own
                                          digest (a damaged entry.json is detected too)
@@ -26,20 +28,53 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jup2kub.files import atomic_write_text
-from jup2kub_runtime.cachekey import KeyParts, canonical, digest, file_digest
+from .cachekey import (
+    KeyParts,
+    canonical,
+    digest,
+    file_digest,
+    files_digests,
+    outputs_digest,
+    pathlike,
+    step_key_parts,
+)
+from .spec import StepSpec
+from .state import StateStore
 
 ENTRY_VERSION = 1
 ENTRY_FILE = "entry.json"
 #: the files of a step's results an entry keeps (the rest is per execution: locks, attempts)
 STEP_FILES = ("values.json", "outputs.json", "timing.json")
-#: where ``jup2kub runs`` finds the cache of a workdir by default
+#: the cache's directory under a workdir (local) or the state volume (cluster)
 DEFAULT_DIRNAME = "cache"
+#: a step's key in its state directory: the key its downstream steps chain on
+KEY_FILE = "cachekey.json"
+#: results files of a step directory that a loaded entry replaces
+RESULT_FILES = (*STEP_FILES, "error.json")
+
+MarkerWriter = Callable[[Path, Mapping[str, Any]], None]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write under a temporary name, then rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_marker(path: Path, marker: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(dict(marker)))
 
 
 class CorruptEntry(Exception):
@@ -108,11 +143,21 @@ class CacheStore:
             return None
         return Entry(key, path, doc)
 
-    def load(self, entry: Entry, step_dir: Path, marker: Mapping[str, Any], cwd: Path) -> None:
-        """Put ``entry``'s results at ``step_dir`` (replacing what is there) with ``marker`` as
-        its completion marker, and restore the files it wrote under ``cwd``; raises
-        CorruptEntry (the entry is removed) if any file differs from its hash, before anything
-        is changed."""
+    def load(
+        self,
+        entry: Entry,
+        step_dir: Path,
+        marker: Mapping[str, Any],
+        cwd: Path,
+        *,
+        extra: Mapping[str, str] | None = None,
+        marker_writer: MarkerWriter = write_marker,
+    ) -> None:
+        """Put ``entry``'s results in ``step_dir`` (with ``extra`` files: name -> text), restore
+        the files it wrote under ``cwd``, then write ``marker`` as the completion marker (last).
+        Every file is copied and checked against its hash before anything is changed: on a
+        mismatch CorruptEntry is raised and the entry removed. The step directory itself
+        stays (a lock held in it stays valid)."""
         staging = step_dir.parent / f".{step_dir.name}.cache-{os.getpid()}-{secrets.token_hex(4)}"
         restored: list[tuple[Path, Path]] = []
         try:
@@ -125,13 +170,13 @@ class CacheStore:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._verified_copy(entry, f"step/{rel}", target, sha)
             restored = self._stage_work(entry, cwd)
-            (staging / "COMPLETE").write_text(json.dumps(dict(marker)))
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(step_dir)
-            os.rename(staging, step_dir)
+            for name, text in (extra or {}).items():
+                (staging / name).write_text(text)
+            self._replace_results(staging, step_dir, [*files, *(extra or {})])
             for tmp, target in restored:
                 os.replace(tmp, target)
             restored = []
+            marker_writer(step_dir / "COMPLETE", marker)
         except CorruptEntry:
             self.discard(entry.key)
             raise
@@ -144,6 +189,18 @@ class CacheStore:
                     tmp.unlink()
         with contextlib.suppress(OSError):  # when it was last used (``runs gc``)
             os.utime(entry.path)
+
+    @staticmethod
+    def _replace_results(staging: Path, step_dir: Path, names: Sequence[str]) -> None:
+        """Swap a failed or stale attempt's results for the staged ones (no marker yet)."""
+        step_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(step_dir / "values", ignore_errors=True)
+        for name in RESULT_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (step_dir / name).unlink()
+        (step_dir / "values").mkdir()
+        for rel in names:
+            os.replace(staging / rel, step_dir / rel)
 
     def _verified_copy(self, entry: Entry, rel: str, target: Path, sha: object) -> None:
         try:
@@ -286,3 +343,100 @@ class CacheStore:
         for shard in sorted(base.iterdir()):
             if shard.is_dir():
                 yield from (p for p in sorted(shard.iterdir()) if (p / ENTRY_FILE).is_file())
+
+
+#: ``J2K_CACHE``: ``off`` turns the step cache off for a step's runtime (the chart's
+#: ``steps.<name>.cache: false``); anything else leaves it on
+CACHE_ENV = "J2K_CACHE"
+
+
+def cache_enabled(env: Mapping[str, str] | None = None) -> bool:
+    e = os.environ if env is None else env
+    return e.get(CACHE_ENV, "on").strip().lower() not in ("off", "false", "0", "no")
+
+
+def upstream_part(step_dir: Path) -> str:
+    """What a downstream key chains on: the step's recorded key if it was cacheable, else a
+    hash of its stored outputs."""
+    try:
+        doc = json.loads((step_dir / KEY_FILE).read_bytes())
+    except (OSError, ValueError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("cacheable") is True and isinstance(doc.get("key"), str):
+        return str(doc["key"])
+    return outputs_digest(step_dir)
+
+
+class StepReuse:
+    """One step of one run on the runtime's side: its key from what the state volume holds,
+    reuse of a verified entry, and keeping the result once it executed."""
+
+    def __init__(
+        self,
+        spec: StepSpec,
+        state: StateStore,
+        run_id: str,
+        parameters: Mapping[str, Any],
+        cache: CacheStore,
+        cwd: Path,
+    ) -> None:
+        self.spec, self.state, self.run_id, self.cache, self.cwd = spec, state, run_id, cache, cwd
+        upstream = {u: upstream_part(state.step_dir(run_id, u)) for u in spec.upstream}
+        values = [parameters.get(p) for p in spec.parameters]
+        names = [*spec.cache_reads, *(v for v in values if isinstance(v, str) and pathlike(v))]
+        files = files_digests(names, cwd)
+        self.trusted = not any(v in ("too-large", "unreadable") for v in files.values())
+        self.parts = step_key_parts(spec, parameters, upstream, files)
+        self.key = self.parts.key
+
+    def reuse(self) -> bool:
+        """Load the entry for this key into the step's directory, marker last; False if none
+        (or it was damaged: then it is removed, and the step executes)."""
+        if not self.trusted:
+            return False
+        entry = self.cache.lookup(self.key)
+        if entry is None:
+            return False
+        marker = {
+            "run_id": self.run_id,
+            "step": self.spec.step,
+            "attempt": 0,
+            "at": time.time(),
+            "seconds": entry.doc.get("seconds"),
+            "reused": self.key,
+            "from_run": entry.run_id,
+            "upstream": list(self.spec.upstream),
+        }
+        try:
+            self.cache.load(
+                entry,
+                self.state.step_dir(self.run_id, self.spec.step),
+                marker,
+                self.cwd,
+                extra={KEY_FILE: self._key_doc()},
+                marker_writer=self.state.write_json,
+            )
+        except CorruptEntry:
+            return False
+        return True
+
+    def keep(self, seconds: float) -> None:
+        """The step executed and its results are stored: record its key, keep an entry."""
+        step_dir = self.state.step_dir(self.run_id, self.spec.step)
+        with contextlib.suppress(OSError):
+            atomic_write_text(step_dir / KEY_FILE, self._key_doc())
+        if self.trusted:
+            self.cache.store(
+                self.key,
+                self.parts,
+                step_dir,
+                pipeline=self.spec.pipeline,
+                step=self.spec.step,
+                run_id=self.run_id,
+                writes=self.spec.cache_writes,
+                cwd=self.cwd,
+                seconds=seconds,
+            )
+
+    def _key_doc(self) -> str:
+        return json.dumps({"key": self.key, "cacheable": self.trusted})
