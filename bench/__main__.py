@@ -10,7 +10,8 @@ throughput (runs/s with 1 replica per step; 3 vs 1 replicas with sleep-bound ste
 unchanged-step rebuild), recovery (kill -9 of the replica executing a step); issue 14 (as fast
 as the notebook it replaces, bench/vs_notebook.py): corpus (jup2kub run vs nbclient on every
 runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), overhead (an
-empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's).
+empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's); issue 17:
+step_cache (re-runs after an edit reuse what did not change, bench/step_cache.py).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -52,6 +53,7 @@ ROWS = (
     "memory",
     "images",
     "recovery",
+    "step_cache",
 )
 KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
@@ -484,6 +486,37 @@ def row_recovery(ctx: Context, row: Row) -> None:
     _plot_recovery(ctx, res)
 
 
+def row_step_cache(ctx: Context, row: Row) -> None:
+    from bench import step_cache as sc
+
+    repeat, work = (2, 0.3) if ctx.quick else (7, 1.0)
+    res = sc.run(repeat, work, ctx.work / "step_cache")
+    row.details.update(res)
+    e, p = res["edit"], res["parameter"]
+    floor = res["all_reused_s"]["median"]
+    row.lines.append(
+        Line(
+            "step cache: 6-step notebook, last step's code edited, re-run (fresh command) vs "
+            "the changed step's own time",
+            f"{spread(e['rerun_s'], ' s')} vs step {spread(e['step_s'], ' s')}; budget "
+            f"{e['budget_s']:.2f} s; the command with every step reused takes "
+            f"{spread(res['all_reused_s'], ' s')}, so the re-run is that + "
+            f"{e['rerun_s']['median'] - floor:.2f} s; --no-cache {spread(res['no_cache_s'], ' s')}",
+            "<= 1.2 x step + 0.3 s",
+            bool(e["met"]),
+        )
+    )
+    row.lines.append(
+        Line(
+            "step cache: parameter read by one branch changed: steps executed",
+            f"{', '.join(p['executed'][0])} in every re-run ({len(p['executed'])} runs; "
+            f"{spread(p['rerun_s'], ' s')})",
+            "only that branch and its downstream (left, join, summary, final)",
+            bool(p["met"]),
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -496,6 +529,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "memory": row_memory,
     "images": row_images,
     "recovery": row_recovery,
+    "step_cache": row_step_cache,
 }
 
 # ---------------------------------------------------------------------------------- plots

@@ -284,3 +284,23 @@ def test_bench_driver_quick_issue_14_rows(tmp_path: Path) -> None:
     assert overhead["details"]["run_wall_2_steps_s"]["n"] == 1
     for png in ("linear150.png", "overhead.png"):
         assert (tmp_path / "plots" / png).stat().st_size > 1000
+
+
+def test_step_cache_benchmark_smoke(tmp_path: Path) -> None:
+    """Issue 17's benchmark harness: an edit of the last step re-executes only it, a new
+    value of the parameter one branch reads only that branch and its downstream."""
+    out = tmp_path / "cache.json"
+    args = ["--repeat", "1", "--work", "0.01", "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.step_cache", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["edit"]["executed"] == [["final"]]
+    assert res["parameter"]["executed"] == [["final", "join", "left", "summary"]]
+    assert res["parameter"]["met"] is True and res["edit"]["rerun_s"]["n"] == 1
