@@ -68,6 +68,7 @@ def _run(path: Path, workdir: Path, *args: str) -> tuple[float, dict[str, Any]]:
 
 
 def run(repeat: int, work: float, base: Path) -> dict[str, Any]:
+    base.mkdir(parents=True, exist_ok=True)
     path = base / "six.ipynb"
     workdir = base / "w"
     nbformat.write(notebook(work, 0), path)
