@@ -291,3 +291,37 @@ def test_runtimes_on_kafka_reuse_unchanged_steps_from_the_state_volume(
         (state.completion(off["run_id"], s) or {}).get("reused") is None
         for s in ("first", "second", "third")
     )
+
+
+def test_corpus_edits_and_parameters_reexecute_exactly_the_affected_steps(tmp_path: Path) -> None:
+    """Real notebooks: a parameter change re-executes the step reading it and its downstream
+    (digits_kale); an edited cell re-executes its step and what follows it, a comment does
+    not count (growth_headings)."""
+    from jup2kub.api import inspect_notebook
+
+    digits = tmp_path / "digits_kale.ipynb"
+    digits.write_bytes((CORPUS / "digits_kale.ipynb").read_bytes())
+    runs = Runs(tmp_path, digits)
+    runs.run()
+    changed = runs.run("-p", "test_size", "0.3")
+    assert executed(changed) == {"split", "train", "evaluate", "pipeline-metrics"}
+    assert reason(changed, "split") == "parameter changed: test_size"
+    assert changed["reused"] == ["load-data"]
+
+    growth = tmp_path / "growth_headings.ipynb"
+    growth.write_bytes((CORPUS / "growth_headings.ipynb").read_bytes())
+    runs = Runs(tmp_path / "g", growth)
+    (tmp_path / "g").mkdir()
+    first = runs.run()
+    nb = nbformat.read(growth, as_version=4)
+    fit = inspect_notebook(growth).step("fit").cells[-1]
+    nb.cells[fit].source += "\n# only a comment"
+    nbformat.write(nb, growth)
+    assert executed(runs.run()) == set()
+    nb.cells[fit].source += "\npass"
+    nbformat.write(nb, growth)
+    edited = runs.run()
+    assert executed(edited) == {"fit", "residuals"}
+    assert reason(edited, "fit") == "code changed"
+    assert reason(edited, "residuals") == "input changed: fit"
+    assert outputs(edited) == outputs(first)
