@@ -82,6 +82,8 @@ def test_every_invalidation_reason_reexecutes_exactly_the_affected_steps(tmp_pat
     runs = _six(tmp_path)
     first = runs.run()
     assert executed(first) == STEPS and first["reused"] == []
+    assert Path(first["notebook"]).is_absolute() and Path(first["result_notebook"]).is_absolute()
+    assert all(Path(s["outputs"]).is_absolute() for s in first["steps"].values())
     assert {reason(first, s) for s in STEPS} == {"not in the cache"}
 
     again = runs.run()

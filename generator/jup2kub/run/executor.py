@@ -274,7 +274,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
         summary: dict[str, Any] = {
             "run_id": run_id,
             "pipeline": run.pipeline.name,
-            "notebook": nb.path,
+            "notebook": str(Path(nb.path).absolute()),  # every path here is absolute
             "mode": mode,
             "status": status,
             "parameters": dict(run.parameters),
