@@ -109,6 +109,8 @@ def _cache(make_notebook: MakeNb, *cells: object) -> dict[str, StepCache]:
         ("import subprocess\nsubprocess.run(['ls'])\nt = 1", "not followed"),
         ("import glob\nt = [open(f).read() for f in glob.glob('*.txt')]", "lists a directory"),
         ("open('log.txt', 'a').write('x')\nt = 1", "appends to a file"),
+        ("import os\nos.remove('old.csv')\nt = 1", "removes or moves files (os.remove)"),
+        ("import pathlib\npathlib.Path('x.csv').unlink()\nt = 1", "removes or moves files"),
     ],
 )
 def test_effects_the_key_cannot_see_make_a_step_not_cacheable(
@@ -129,6 +131,19 @@ def test_seeded_randomness_and_plain_code_are_cacheable(make_notebook: MakeNb) -
     )
     assert all(c.cacheable for c in cache.values()), {k: c.describe() for k, c in cache.items()}
     assert cache["c"].reads == ("data.csv",) and cache["c"].writes == ("out.csv",)
+
+
+def test_a_file_the_step_also_checks_counts_as_it_is_before(make_notebook: MakeNb) -> None:
+    """Only written: restored on reuse, its earlier content does not matter. Also read or
+    checked (``if not exists: write``): what it holds when the step starts is in the key."""
+    cache = _cache(
+        make_notebook,
+        "#| step: a\nimport os\nif not os.path.exists('m.txt'):\n"
+        "    open('m.txt', 'w').write('1')\nm = open('m.txt').read()",
+        "#| step: b\nopen('o.txt', 'w').write(m)",
+    )
+    assert "m.txt" in cache["a"].reads and cache["a"].writes == ("m.txt",)
+    assert "o.txt" not in cache["b"].reads and cache["b"].writes == ("o.txt",)
 
 
 def test_the_notebook_opts_in_and_out(make_notebook: MakeNb) -> None:

@@ -327,3 +327,28 @@ def test_corpus_edits_and_parameters_reexecute_exactly_the_affected_steps(tmp_pa
     assert reason(edited, "fit") == "code changed"
     assert reason(edited, "residuals") == "input changed: fit"
     assert outputs(edited) == outputs(first)
+
+
+def test_a_file_the_step_checks_before_writing_counts_as_it_was(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    """``if not exists(f): write f`` then read it: what ``f`` holds when the step starts is in
+    its key, so an edit of ``f`` is seen (reusing would restore the old content instead)."""
+    nb = make_notebook(
+        [
+            "#| step: a\nimport os\nif not os.path.exists('m.txt'):\n"
+            "    open('m.txt', 'w').write('1')\nm = open('m.txt').read()",
+            "#| step: b\nprint('m is', m)",
+        ]
+    )
+    runs = Runs(tmp_path, nb)
+    runs.run()
+    second = runs.run()  # m.txt exists now: a executes once more (it writes nothing)
+    assert reason(second, "a") == "file changed: m.txt"
+    assert reason(second, "b") == "input changed: a"  # chain keys
+    assert executed(runs.run()) == set()
+    (tmp_path / "m.txt").write_text("2")
+    edited = runs.run()
+    assert executed(edited) == {"a", "b"}
+    assert outputs(edited)[1] == [("stdout", "m is 2")]
+    assert (tmp_path / "m.txt").read_text() == "2"

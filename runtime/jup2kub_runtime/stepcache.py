@@ -28,7 +28,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ class CacheStore:
         mismatch CorruptEntry is raised and the entry removed. The step directory itself
         stays (a lock held in it stays valid)."""
         staging = step_dir.parent / f".{step_dir.name}.cache-{os.getpid()}-{secrets.token_hex(4)}"
-        restored: list[tuple[Path, Path]] = []
+        restored: list[tuple[Path | None, Path]] = []
         try:
             staging.mkdir(parents=True)
             files = entry.doc.get("files")
@@ -174,7 +174,10 @@ class CacheStore:
                 (staging / name).write_text(text)
             self._replace_results(staging, step_dir, [*files, *(extra or {})])
             for tmp, target in restored:
-                os.replace(tmp, target)
+                if tmp is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(tmp, target)
             restored = []
             marker_writer(step_dir / "COMPLETE", marker)
         except CorruptEntry:
@@ -186,7 +189,8 @@ class CacheStore:
             shutil.rmtree(staging, ignore_errors=True)
             for tmp, _ in restored:
                 with contextlib.suppress(OSError):
-                    tmp.unlink()
+                    if tmp is not None:
+                        tmp.unlink()
         with contextlib.suppress(OSError):  # when it was last used (``runs gc``)
             os.utime(entry.path)
 
@@ -210,26 +214,33 @@ class CacheStore:
         if got != sha:
             raise CorruptEntry(f"{rel} does not match its hash")
 
-    def _stage_work(self, entry: Entry, cwd: Path) -> list[tuple[Path, Path]]:
+    def _stage_work(self, entry: Entry, cwd: Path) -> list[tuple[Path | None, Path]]:
         """The written files that differ from the entry's, copied (verified) next to their
-        place under temporary names: ``(temporary, target)`` pairs, renamed by the caller."""
-        staged: list[tuple[Path, Path]] = []
+        place under temporary names: ``(temporary, target)`` pairs, renamed by the caller
+        (``(None, target)``: a file the step removed, removed by the caller)."""
+        staged: list[tuple[Path | None, Path]] = []
         work = entry.doc.get("work")
         if not isinstance(work, list):
             raise CorruptEntry("no list of written files")
         try:
             for item in work:
                 target = cwd / str(item["path"])
-                if item.get("sha256") is None or file_digest(target) == item["sha256"]:
+                if item.get("sha256") is None:
+                    # gone after the step, though there before it (in its key): it removed it
+                    if item.get("keyed") and target.is_file():
+                        staged.append((None, target))
+                    continue
+                if file_digest(target) == item["sha256"]:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.parent / f".{target.name}.j2k-{os.getpid()}-{secrets.token_hex(4)}"
                 staged.append((tmp, target))
                 self._verified_copy(entry, str(item["file"]), tmp, item["sha256"])
         except BaseException:
-            for tmp, _ in staged:
+            for leftover, _ in staged:
                 with contextlib.suppress(OSError):
-                    tmp.unlink()
+                    if leftover is not None:
+                        leftover.unlink()
             raise
         return staged
 
@@ -246,6 +257,7 @@ class CacheStore:
         writes: Sequence[str],
         cwd: Path,
         seconds: float | None,
+        keyed: Collection[str] = (),
     ) -> bool:
         """Keep a completed step's results under ``key``; False if an entry was already there
         (another run stored it first) or the results could not be read."""
@@ -254,7 +266,7 @@ class CacheStore:
         tmp = self.root / "tmp" / f"{key}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             files = self._copy_step(step_dir, tmp / "step")
-            work = self._copy_work(writes, cwd, tmp / "work")
+            work = self._copy_work(writes, cwd, tmp / "work", set(keyed))
             doc = _sealed(
                 {
                     "version": ENTRY_VERSION,
@@ -298,13 +310,17 @@ class CacheStore:
         return files
 
     @staticmethod
-    def _copy_work(writes: Sequence[str], cwd: Path, dest: Path) -> list[dict[str, Any]]:
+    def _copy_work(
+        writes: Sequence[str], cwd: Path, dest: Path, keyed: set[str]
+    ) -> list[dict[str, Any]]:
+        """The files the step wrote; ``keyed``: those whose content before the step is in its
+        key (one it removed is removed on reuse; any other absent one is left as it is)."""
         work: list[dict[str, Any]] = []
         dest.mkdir(parents=True)
         for n, path in enumerate(sorted(set(writes))):
             source = cwd / path
-            if not source.is_file():  # not written (or a directory): left as it is on reuse
-                work.append({"path": path, "file": None, "sha256": None})
+            if not source.is_file():  # not written (or a directory)
+                work.append({"path": path, "file": None, "sha256": None, "keyed": path in keyed})
                 continue
             sha = _hash_copy(source, dest / str(n))
             work.append({"path": path, "file": f"work/{n}", "sha256": sha})
@@ -436,6 +452,7 @@ class StepReuse:
                 writes=self.spec.cache_writes,
                 cwd=self.cwd,
                 seconds=seconds,
+                keyed=self.parts.files,
             )
 
     def _key_doc(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -90,6 +91,17 @@ NETWORK_CALLS = (
 #: calls listing directories: the files found (and read) are not known ahead
 LISTING_CALLS = ("glob.glob", "glob.iglob", "os.listdir", "os.scandir", "os.walk")
 LISTING_METHODS = (".glob", ".rglob", ".iterdir")
+#: calls removing or moving files: what they leave cannot be restored from an entry
+REMOVING_CALLS = (
+    "os.remove",
+    "os.unlink",
+    "os.rename",
+    "os.replace",
+    "os.rmdir",
+    "os.removedirs",
+    "shutil.move",
+    "shutil.rmtree",
+)
 #: calls whose result depends on the process' environment or is random by design
 ENVIRONMENT_CALLS = ("os.getenv", "os.getpid", "getpass.getuser", "platform.node")
 RANDOM_CALLS = ("uuid.uuid1", "uuid.uuid4", "os.urandom", "secrets.", "random.SystemRandom")
@@ -190,9 +202,12 @@ def _assess_step(
     writes = sorted(
         {w for i in [*step.cells, *defining] for w in cells.get(i, _CellEffects()).writes}
     )
-    # a file the step writes is restored on reuse: what it held before does not count, unless
-    # the step appends to it (then it is not cacheable)
-    reads = sorted({s for t in trees for s in _strings(t) if pathlike(s)} - set(writes))
+    # a file the step only writes (its name occurs once: in the writing call) is restored on
+    # reuse, so what it held before does not count; one the code also names elsewhere (reads
+    # it, checks that it exists) counts as it is when the step starts
+    mentions = Counter(s for t in trees for s in _strings(t))
+    written_only = {w for w in writes if mentions[w] == 1}
+    reads = sorted({s for s in mentions if pathlike(s)} - written_only)
     choice = _choice(nb, step)
     if choice is not None:
         return StepCache(choice[0], tuple(reasons), choice[1], tuple(reads), tuple(writes))
@@ -266,6 +281,8 @@ def _calls(tree: ast.AST, imports: Mapping[str, str]) -> Iterator[tuple[str, ast
             name = _dotted(node.func)
             if name is not None:
                 yield _qualified(name, imports), node
+            elif isinstance(node.func, ast.Attribute):  # ``Path("x").unlink()``
+                yield f"().{node.func.attr}", node
 
 
 def _effects(trees: list[ast.AST], imports: Mapping[str, str], step: Step) -> Iterator[str]:
@@ -291,6 +308,8 @@ def _effects(trees: list[ast.AST], imports: Mapping[str, str], step: Step) -> It
             yield f"prints the clock (%{_first_string(call)})"
         elif _matches(name, LISTING_CALLS) or name.endswith(LISTING_METHODS):
             yield f"lists a directory ({name})"
+        elif _matches(name, REMOVING_CALLS) or name.endswith(".unlink"):
+            yield f"removes or moves files ({name})"
         elif _appends(name, call):
             yield f"appends to a file ({name})"
     if DRAW in effects and not seeded:

@@ -143,6 +143,7 @@ class RunCache:
                 writes=_info(run, name).writes,
                 cwd=self.cwd,
                 seconds=seconds,
+                keyed=d.parts.files,
             )
         if self.store is not None:
             self.store.remember(run.pipeline.name, name, d.parts)
