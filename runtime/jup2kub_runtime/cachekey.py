@@ -109,10 +109,15 @@ def file_digest(path: Path) -> str:
     try:
         if path.is_dir():
             h = hashlib.sha256()
-            found = sorted(p for p in path.rglob("*") if p.is_file())
-            if len(found) > MAX_DIR_FILES:
-                return "too-large"
-            for sub in found:
+            found: list[Path] = []
+            total = 0
+            for p in path.rglob("*"):  # stops early: a literal may name a huge directory
+                if p.is_file():
+                    found.append(p)
+                    total += p.stat().st_size
+                    if len(found) > MAX_DIR_FILES or total > MAX_FILE_BYTES:
+                        return "too-large"
+            for sub in sorted(found):
                 h.update(str(sub.relative_to(path)).encode() + b"\0")
                 h.update(file_digest(sub).encode())
             return "dir:" + h.hexdigest()
