@@ -162,3 +162,17 @@ def test_the_notebook_opts_in_and_out(make_notebook: MakeNb) -> None:
     )
     assert kale["c"].cacheable and kale["c"].decided_by == "tag"
     assert not kale["d"].cacheable and kale["d"].decided_by == "tag"
+
+
+def test_a_named_directory_too_large_to_hash_is_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jup2kub_runtime import cachekey
+
+    (tmp_path / "d").mkdir()
+    for i in range(3):
+        (tmp_path / "d" / f"{i}.csv").write_text(str(i))
+    small = files_digests(["d"], tmp_path)["d"]
+    assert small.startswith("dir:")
+    monkeypatch.setattr(cachekey, "MAX_DIR_FILES", 2)
+    assert files_digests(["d"], tmp_path)["d"] == "too-large"  # the step is then not reused
