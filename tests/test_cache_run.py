@@ -352,3 +352,20 @@ def test_a_file_the_step_checks_before_writing_counts_as_it_was(
     assert executed(edited) == {"a", "b"}
     assert outputs(edited)[1] == [("stdout", "m is 2")]
     assert (tmp_path / "m.txt").read_text() == "2"
+
+
+def test_a_step_naming_a_directory_too_large_to_hash_executes(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    from jup2kub_runtime.cachekey import MAX_DIR_FILES
+
+    big = tmp_path / "frames"
+    big.mkdir()
+    for i in range(MAX_DIR_FILES + 1):
+        (big / f"{i}.txt").write_text("x")
+    nb = make_notebook(["#| step: a\nn = len(open('frames/0.txt').read()) + len('frames')"])
+    runs = Runs(tmp_path, nb)
+    runs.run()
+    again = runs.run()
+    assert executed(again) == {"a"}
+    assert reason(again, "a") == "not cacheable: a file it names cannot be hashed"
