@@ -369,3 +369,21 @@ def test_a_step_naming_a_directory_too_large_to_hash_executes(
     again = runs.run()
     assert executed(again) == {"a"}
     assert reason(again, "a") == "not cacheable: a file it names cannot be hashed"
+
+
+def test_resume_keeps_a_step_only_while_the_files_it_wrote_are_as_it_left_them(
+    tmp_path: Path,
+) -> None:
+    runs = _six(tmp_path)
+    cells = list(CELLS)
+    cells[6] = "#| step: show\nraise ValueError('later')"
+    runs.edit(cells)
+    proc = jup2kub("run", runs.nb, "--workdir", tmp_path / "w", "--no-cache", cwd=tmp_path)
+    assert proc.returncode == 1
+    run_id = re.search(r"run (\S+): failed", proc.stdout).group(1)  # type: ignore[union-attr]
+    (tmp_path / "out.txt").unlink()
+    runs.edit(CELLS)
+    resumed = runs.run("--resume", run_id, "--no-cache")
+    assert executed(resumed) == {"write", "show"}  # write made out.txt again
+    assert reason(resumed, "write").startswith("file changed: out.txt (since it wrote it)")
+    assert (tmp_path / "out.txt").read_text() == "13"

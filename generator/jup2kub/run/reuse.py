@@ -28,6 +28,7 @@ from jup2kub.files import atomic_write_text
 from jup2kub.model.cacheability import StepCache, parameter_reads
 from jup2kub.run.executor import Run
 from jup2kub_runtime.cachekey import (
+    FILE,
     KeyParts,
     environment_digest,
     files_digests,
@@ -54,6 +55,8 @@ class Decision:
     from_run: str | None = None
     #: the digests of the files it names once it executed: a resumed run finds them so
     files_after: dict[str, str] | None = None
+    #: the digests of the files it writes once it executed: kept on resume only if still so
+    writes_after: dict[str, str] | None = None
 
     def matching_keys(self) -> set[str]:
         """Its key, and the key it has with the files as its execution left them."""
@@ -71,6 +74,7 @@ class Decision:
             **({"from_run": self.from_run} if self.from_run else {}),
             "parts": self.parts.to_json(),
             **({"files_after": self.files_after} if self.files_after is not None else {}),
+            **({"writes_after": self.writes_after} if self.writes_after is not None else {}),
         }
 
 
@@ -93,15 +97,21 @@ class RunCache:
         self.decisions[name] = d
         recorded = self._recorded(run, name)
         step_dir = run.store.step_dir(run.run_id, name)
+        touched: list[str] = []
         if self.resumed and run.store.is_complete(run.run_id, name):
             if recorded is not None and d.key in recorded.matching_keys():
-                self.decisions[name] = recorded  # the key its downstream steps saw
-                return self._reused(run, name, KEPT, f"unchanged since run {run.run_id}", None)
+                touched = self._touched(recorded)
+                if not touched:
+                    self.decisions[name] = recorded  # the key its downstream steps saw
+                    why = f"unchanged since run {run.run_id}"
+                    return self._reused(run, name, KEPT, why, None)
             shutil.rmtree(step_dir, ignore_errors=True)  # stale: it executes again
         before = recorded.parts if recorded is not None and self.resumed else None
         if before is None and self.store is not None:
             before = self.store.last_parts(run.pipeline.name, name)
         changed = why_changed(before, d.parts)
+        if touched:
+            changed.append(f"{FILE}: {', '.join(touched)} (since it wrote it)")
         if not info.cacheable:
             d.reason = "; ".join([*changed, info.describe()])
         elif not trusted:
@@ -132,6 +142,7 @@ class RunCache:
         if d is None:
             return
         d.files_after = files_digests(d.parts.files, self.cwd)
+        d.writes_after = files_digests(_info(run, name).writes, self.cwd)
         if self.store is not None and d.cacheable:
             self.store.store(
                 d.key,
@@ -169,6 +180,13 @@ class RunCache:
         parts = step_key_parts(spec, run.parameters, upstream, files, environment_digest())
         return parts, trusted
 
+    def _touched(self, recorded: Decision) -> list[str]:
+        """The files a step the resumed run completed wrote that are no longer as it left
+        them (it is kept only if there are none)."""
+        written = recorded.writes_after or {}
+        now = files_digests(written, self.cwd)
+        return sorted(n for n in written if now[n] != written[n])
+
     def _ours(self, run: Run, name: str) -> bool:
         """Whether ``name`` is (in, or holds) jup2kub's own files: the workdir, the cache."""
         path = (self.cwd / name).resolve()
@@ -199,12 +217,13 @@ class RunCache:
             return None
         if parts is None or not isinstance(data.get("key"), str):
             return None
-        after = data.get("files_after")
+        after, writes = data.get("files_after"), data.get("writes_after")
         return Decision(
             data["key"],
             parts,
             bool(data.get("cacheable")),
             files_after=dict(after) if isinstance(after, dict) else None,
+            writes_after=dict(writes) if isinstance(writes, dict) else None,
         )
 
     def _record(self, run: Run, name: str) -> None:
