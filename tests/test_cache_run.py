@@ -156,6 +156,9 @@ def test_a_step_that_is_not_cacheable_executes_every_time(
     assert again["reused"] == ["after"]
     out = inspect_json(nb, tmp_path)
     assert out["clock"]["cacheable"] is False and out["after"]["cacheable"] is True
+    text = jup2kub("inspect", nb, cwd=tmp_path).stdout
+    assert "  cache:      not cacheable: reads the clock (time.time)" in text
+    assert "  cache:      cacheable" in text
 
 
 def inspect_json(nb: Path, cwd: Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def test_runs_lists_removes_and_collects(tmp_path: Path, make_notebook: MakeNb) 
     done = collect(tmp_path / "w", older_than=1800, now=time.time() + 3600)
     assert done.runs == [first] and done.entries == 2
     assert not list((tmp_path / "w" / "runs").iterdir())
+    assert not list((tmp_path / "w" / "bundles").iterdir())  # no run was made from them
     assert (tmp_path / "w" / "notes.txt").read_text() == "mine"
     third = _run(nb, tmp_path)  # the cache is empty: everything executes again
     listed = jup2kub("runs", "--workdir", tmp_path / "w", cwd=tmp_path)

@@ -1,6 +1,7 @@
 """``jup2kub runs``: the local runs of a workdir and the step cache beside them, listed and
 collected. Only what jup2kub wrote is removed: run directories (``runs/RUN_ID``, holding a
-``run.json``) and cache entries (``cache/entries/..``, holding an ``entry.json``).
+``run.json``), cache entries (``cache/entries/..``, holding an ``entry.json``) and the step
+bundles no remaining run was made from (``bundles/..``).
 
 Sizes count each file once within the runs and within the cache; a cache entry hard-links
 the values of the run that stored it, so a file may count in both. A run without a summary
@@ -210,7 +211,24 @@ def collect(
         else:
             done.entries += 1
     _sweep(root)
+    done.freed += _unused_bundles(workdir)
     return done
+
+
+def _unused_bundles(workdir: Path) -> int:
+    """Remove the step bundles (``bundles/<notebook sha>``) no remaining run was made from;
+    the bytes freed."""
+    kept = {str(_json(p / "run.json").get("notebook_sha256", ""))[:16] for p in _runs(workdir)}
+    freed = 0
+    for path in _children(workdir / "bundles"):
+        if path.is_dir() and path.name not in kept:
+            freed += _size([path], set())
+            _remove(path)
+    return freed
+
+
+def _runs(workdir: Path) -> Iterator[Path]:
+    return (p for p in _children(workdir / "runs") if (p / "run.json").is_file())
 
 
 def _quiet(path: Path, now: float) -> bool:
