@@ -96,45 +96,47 @@ class RunCache:
         d = Decision(parts.key, parts, info.cacheable and trusted)
         self.decisions[name] = d
         recorded = self._recorded(run, name)
-        step_dir = run.store.step_dir(run.run_id, name)
-        touched: list[str] = []
+        changed: list[str] = []
         if self.resumed and run.store.is_complete(run.run_id, name):
-            if recorded is not None and d.key in recorded.matching_keys():
-                touched = self._touched(recorded)
-                if not touched:
-                    self.decisions[name] = recorded  # the key its downstream steps saw
-                    why = f"unchanged since run {run.run_id}"
-                    return self._reused(run, name, KEPT, why, None)
-            shutil.rmtree(step_dir, ignore_errors=True)  # stale: it executes again
+            touched = self._touched(recorded) if recorded is not None else []
+            if recorded is not None and d.key in recorded.matching_keys() and not touched:
+                self.decisions[name] = recorded  # the key its downstream steps saw
+                return self._reused(run, name, KEPT, f"unchanged since run {run.run_id}", None)
+            shutil.rmtree(run.store.step_dir(run.run_id, name), ignore_errors=True)  # stale
+            changed += [f"{FILE}: {', '.join(touched)} (since it wrote it)"] if touched else []
         before = recorded.parts if recorded is not None and self.resumed else None
         if before is None and self.store is not None:
             before = self.store.last_parts(run.pipeline.name, name)
-        changed = why_changed(before, d.parts)
-        if touched:
-            changed.append(f"{FILE}: {', '.join(touched)} (since it wrote it)")
+        changed[:0] = why_changed(before, d.parts)
         if not info.cacheable:
             d.reason = "; ".join([*changed, info.describe()])
         elif not trusted:
             d.reason = "; ".join([*changed, "not cacheable: a file it names cannot be hashed"])
         elif self.store is None:
             d.reason = "; ".join([*changed, "cache off (--no-cache)"])
-        else:
-            entry = self.store.lookup(d.key)
+        elif self._load(run, name, self.store):
+            return True
+        elif not d.reason:
             d.reason = "; ".join(changed) or "not in the cache"
-            if entry is not None:
-                marker = _marker(run, name, d.key, entry.run_id, entry.doc.get("seconds"))
-                try:
-                    self.store.load(
-                        entry, step_dir, marker, self.cwd, marker_writer=run.store.write_json
-                    )
-                except CorruptEntry as exc:
-                    d.reason = f"cache entry damaged ({exc}): executed again"
-                else:
-                    self.store.remember(run.pipeline.name, name, d.parts)
-                    why = "unchanged" + (f" (cached by run {entry.run_id})" if entry.run_id else "")
-                    return self._reused(run, name, REUSED, why, entry.run_id)
         self._record(run, name)
         return False
+
+    def _load(self, run: Run, name: str, store: CacheStore) -> bool:
+        """Load the entry of ``name``'s key into the run, if there is one and it is whole."""
+        d = self.decisions[name]
+        entry = store.lookup(d.key)
+        if entry is None:
+            return False
+        marker = _marker(run, name, d.key, entry.run_id, entry.doc.get("seconds"))
+        step_dir = run.store.step_dir(run.run_id, name)
+        try:
+            store.load(entry, step_dir, marker, self.cwd, marker_writer=run.store.write_json)
+        except CorruptEntry as exc:
+            d.reason = f"cache entry damaged ({exc}): executed again"
+            return False
+        store.remember(run.pipeline.name, name, d.parts)
+        why = "unchanged" + (f" (cached by run {entry.run_id})" if entry.run_id else "")
+        return self._reused(run, name, REUSED, why, entry.run_id)
 
     def executed(self, run: Run, name: str, seconds: float | None) -> None:
         """``name`` completed by executing: keep its results in the cache if cacheable."""
