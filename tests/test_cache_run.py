@@ -290,6 +290,8 @@ def test_runtimes_on_kafka_reuse_unchanged_steps_from_the_state_volume(
         assert marker.get("reused") and marker.get("from_run") == first["run_id"], step
     assert outputs(again) == outputs(first)
     assert state.load_value(again["run_id"], "second", "y") == 21
+    assert set(again["reused"]) == {"first", "second", "third"}
+    assert "reused   first: unchanged (its runtime reused" in again["stdout"]
 
     off = runs.run("--no-cache")  # the chart's steps.<name>.cache: false sets J2K_CACHE=off
     assert all(

@@ -30,7 +30,7 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.results import mark_reused, results_notebook
-from jup2kub_runtime.errors import ErrorRecord
+from jup2kub_runtime.errors import ErrorRecord, StateError
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import StepState
 
@@ -265,6 +265,8 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
     """Write the results notebook and the summary (atomically) and return the result."""
     steps, store, run_id = run.steps, run.store, run.run_id
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
+    if run.cache is None:
+        _reused_by_runtimes(run)
     try:
         result_nb = results_notebook(nb.node, run.pipeline, store, run_id, run.parameters, status)
         mark_reused(result_nb, run.pipeline, {n: st.why for n, st in steps.items() if st.reused})
@@ -284,10 +286,10 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
         if run.cache is not None:
             for name, doc in summary["steps"].items():
                 doc["cache"] = run.cache.summary(name)
-            summary["executed"] = [
-                n for n, st in steps.items() if not st.reused and st.state in (DONE, FAILED)
-            ]
-            summary["reused"] = [n for n, st in steps.items() if st.reused]
+        summary["executed"] = [
+            n for n, st in steps.items() if not st.reused and st.state in (DONE, FAILED)
+        ]
+        summary["reused"] = [n for n, st in steps.items() if st.reused]
         summary_path = run_dir / "summary.json"
         atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
         return RunResult(
@@ -306,6 +308,20 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
             hint=f"free space (or pick another --workdir), then `--resume {run_id}`: the steps "
             "that completed are kept, and no result was written as if complete",
         ) from exc
+
+
+def _reused_by_runtimes(run: Run) -> None:
+    """Steps whose runtime loaded the step cache's result (``--kafka``: the marker says)."""
+    for name, st in run.steps.items():
+        if st.state != DONE or st.reused:
+            continue
+        with contextlib.suppress(OSError, ValueError, StateError):
+            marker = run.store.completion(run.run_id, name) or {}
+            if marker.get("reused"):
+                st.reused = True
+                st.why = (
+                    f"unchanged (its runtime reused the result of run {marker.get('from_run')})"
+                )
 
 
 def _step_summary(store: StateStore, run_id: str, st: StepRun) -> dict[str, Any]:
