@@ -311,23 +311,34 @@ class _Forker:
         # the steps' stderr goes outside WORKDIR first: it must survive a full work disk
         self.tmp = Path(tempfile.mkdtemp(prefix="jup2kub-steps-"))
         self.server_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        args = [python, "-m", FORK_SERVER_MODULE, "--parent", str(os.getpid())]
-        for name in run.plan.order:
-            args += ["--spec", str(run.bundles[name])]
-        notebook = Path(run.pipeline.notebook)
+        self.python = python
+        self.server: subprocess.Popen[bytes] | None = None
+        self.launched = False  # the server starts with the first step that executes
+        self.pending = b""
+        self.backlog: list[Ended] = []  # ended while starting a step
+
+    def _launch(self) -> None:
+        """Start the server, warming up for the steps still to run (reused ones need nothing;
+        a run whose steps are all reused starts none)."""
+        self.launched = True
+        args = [self.python, "-m", FORK_SERVER_MODULE, "--parent", str(os.getpid())]
+        for name in self.run.plan.order:
+            if self.run.steps[name].state != DONE:
+                args += ["--spec", str(self.run.bundles[name])]
+        notebook = Path(self.run.pipeline.notebook)
         args += ["--local", str(notebook.absolute().parent)]
-        self.server: subprocess.Popen[bytes] | None = subprocess.Popen(
+        self.server = subprocess.Popen(
             args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.server_log,
-            env=spawner.env,
+            env=self.spawner.env,
             cwd=Path.cwd(),
         )
-        self.pending = b""
-        self.backlog: list[Ended] = []  # ended while starting a step
 
     def start(self, name: str) -> None:
+        if not self.launched:
+            self._launch()
         if self.server is None or self.server.stdin is None:
             self.spawner.start(name)
             return
@@ -350,7 +361,7 @@ class _Forker:
         self.running[name] = _Forked(stderr)
 
     def ahead(self, name: str) -> None:
-        if self.server is None:
+        if self.launched and self.server is None:
             self.spawner.ahead(name)
 
     def cancel(self, name: str) -> None:
