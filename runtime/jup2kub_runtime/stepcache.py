@@ -93,14 +93,26 @@ class Entry:
         return value if isinstance(value, str) else None
 
 
-def _hash_copy(src: Path, dst: Path) -> str:
-    """Copy ``src`` to ``dst`` (new file), returning the sha256 of what was copied."""
+def _hash_copy(src: Path, dst: Path, *, sync: bool = False) -> str:
+    """Copy ``src`` to ``dst`` (new file, fsynced if ``sync``), returning the sha256 of what
+    was copied."""
     h = hashlib.sha256()
     with open(src, "rb") as fin, open(dst, "xb") as fout:
         for block in iter(lambda: fin.read(1 << 20), b""):
             h.update(block)
             fout.write(block)
+        if sync:
+            fout.flush()
+            os.fsync(fout.fileno())
     return h.hexdigest()
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _link_or_copy(src: Path, dst: Path) -> str:
@@ -152,12 +164,14 @@ class CacheStore:
         *,
         extra: Mapping[str, str] | None = None,
         marker_writer: MarkerWriter = write_marker,
+        durable: bool = True,
     ) -> None:
         """Put ``entry``'s results in ``step_dir`` (with ``extra`` files: name -> text), restore
         the files it wrote under ``cwd``, then write ``marker`` as the completion marker (last).
         Every file is copied and checked against its hash before anything is changed: on a
         mismatch CorruptEntry is raised and the entry removed. The step directory itself
-        stays (a lock held in it stays valid)."""
+        stays (a lock held in it stays valid). ``durable``: the results are fsynced before the
+        marker is written, as the state store does for an executed step."""
         staging = step_dir.parent / f".{step_dir.name}.cache-{os.getpid()}-{secrets.token_hex(4)}"
         restored: list[tuple[Path | None, Path]] = []
         try:
@@ -168,7 +182,7 @@ class CacheStore:
             for rel, sha in files.items():
                 target = staging / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                self._verified_copy(entry, f"step/{rel}", target, sha)
+                self._verified_copy(entry, f"step/{rel}", target, sha, sync=durable)
             restored = self._stage_work(entry, cwd)
             for name, text in (extra or {}).items():
                 (staging / name).write_text(text)
@@ -179,6 +193,9 @@ class CacheStore:
                 else:
                     os.replace(tmp, target)
             restored = []
+            if durable:
+                _sync_dir(step_dir / "values")
+                _sync_dir(step_dir)
             marker_writer(step_dir / "COMPLETE", marker)
         except CorruptEntry:
             self.discard(entry.key)
@@ -206,9 +223,11 @@ class CacheStore:
         for rel in names:
             os.replace(staging / rel, step_dir / rel)
 
-    def _verified_copy(self, entry: Entry, rel: str, target: Path, sha: object) -> None:
+    def _verified_copy(
+        self, entry: Entry, rel: str, target: Path, sha: object, *, sync: bool = False
+    ) -> None:
         try:
-            got = _hash_copy(entry.path / rel, target)
+            got = _hash_copy(entry.path / rel, target, sync=sync)
         except FileNotFoundError as exc:
             raise CorruptEntry(f"{rel} is missing") from exc
         if got != sha:
@@ -431,6 +450,7 @@ class StepReuse:
                 self.cwd,
                 extra={KEY_FILE: self._key_doc()},
                 marker_writer=self.state.write_json,
+                durable=self.state.fsync,
             )
         except CorruptEntry:
             return False

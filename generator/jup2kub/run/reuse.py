@@ -130,7 +130,14 @@ class RunCache:
         marker = _marker(run, name, d.key, entry.run_id, entry.doc.get("seconds"))
         step_dir = run.store.step_dir(run.run_id, name)
         try:
-            store.load(entry, step_dir, marker, self.cwd, marker_writer=run.store.write_json)
+            store.load(
+                entry,
+                step_dir,
+                marker,
+                self.cwd,
+                marker_writer=run.store.write_json,
+                durable=run.store.fsync,
+            )
         except CorruptEntry as exc:
             d.reason = f"cache entry damaged ({exc}): executed again"
             return False
