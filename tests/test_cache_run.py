@@ -392,3 +392,10 @@ def test_resume_keeps_a_step_only_while_the_files_it_wrote_are_as_it_left_them(
     assert executed(resumed) == {"write", "show"}  # write made out.txt again
     assert reason(resumed, "write").startswith("file changed: out.txt (since it wrote it)")
     assert (tmp_path / "out.txt").read_text() == "13"
+
+
+def test_cache_dir_is_for_the_embedded_mode(tmp_path: Path, make_notebook: MakeNb) -> None:
+    nb = make_notebook(["#| step: a\nx = 1"])
+    proc = jup2kub("run", nb, "--kafka", "127.0.0.1:9", "--cache-dir", tmp_path / "c", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--cache-dir works with the embedded mode only" in proc.stderr
