@@ -15,10 +15,11 @@ from typing import Any
 
 import nbformat
 
+from jup2kub.api import inspect_notebook
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.stepcache import CacheStore
 from tests.support.cli_runner import CORPUS, jup2kub
-from tests.support.equivalence import shown
+from tests.support.equivalence import same, shown
 from tests.support.notebooks import build_notebook
 
 MakeNb = Callable[..., Path]
@@ -254,6 +255,11 @@ def test_corpus_notebook_reuses_all_but_what_it_cannot_see(tmp_path: Path) -> No
     assert executed(again) == {"model"}
     assert "not cacheable" in reason(again, "model")
     assert outputs(again) == outputs(first)
+    state = StateStore(tmp_path / "w")
+    for step in inspect_notebook(nb).steps:  # every reused value is the executed one
+        for var in step.outputs:
+            before = state.load_value(first["run_id"], step.name, var)
+            assert same(before, state.load_value(again["run_id"], step.name, var)), var
     files = {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")}
     for name in files:
         (tmp_path / name).unlink()
@@ -304,8 +310,6 @@ def test_corpus_edits_and_parameters_reexecute_exactly_the_affected_steps(tmp_pa
     """Real notebooks: a parameter change re-executes the step reading it and its downstream
     (digits_kale); an edited cell re-executes its step and what follows it, a comment does
     not count (growth_headings)."""
-    from jup2kub.api import inspect_notebook
-
     digits = tmp_path / "digits_kale.ipynb"
     digits.write_bytes((CORPUS / "digits_kale.ipynb").read_bytes())
     runs = Runs(tmp_path, digits)
