@@ -609,7 +609,7 @@ def _cache_summary(result: api.RunResult) -> None:
         if st.reused:
             click.echo(f"  reused   {st.name}: {st.why}")
         elif st.state in (api.DONE, api.FAILED):
-            click.echo(f"  executed {st.name}: {st.why}")
+            click.echo(f"  executed {st.name}" + (f": {st.why}" if st.why else ""))
 
 
 kafka_option = click.option(
