@@ -427,7 +427,8 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     "--no-cache",
     "no_cache",
     is_flag=True,
-    help="Execute every step; do not reuse or store results in the step cache.",
+    help="Do not reuse or store results in the step cache: every step executes (with "
+    "--resume, the run's own unchanged steps are still kept).",
 )
 @click.option(
     "--cache-dir",
