@@ -6,8 +6,9 @@ values crossing a step boundary really go through storage; independent steps run
 up to ``jobs``. Two ways to start a step's process (``J2K_LOCAL_WORKERS``):
 
 - ``fork`` (default on Linux): a fork server started once per run (with the first step that
-  executes: steps reused from the step cache need none) has imported what the steps import (quietly: see ``jup2kub_runtime.preimport``); each step's process is forked from it, so
-  a step pays neither Python's start nor the imports. If the server dies, its running steps
+  executes: steps reused from the step cache need none) has imported what the steps import
+  (quietly: see ``jup2kub_runtime.preimport``); each step's process is forked from it, so a
+  step pays neither Python's start nor the imports. If the server dies, its running steps
   fail (as killed ones) and later steps are spawned.
 - ``spawn`` (elsewhere): a fresh ``python -m jup2kub_runtime.step_run`` per step. While a core is
   free and a step's upstream is still running, its process starts ahead (``--wait``): Python's
