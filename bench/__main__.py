@@ -12,7 +12,8 @@ as the notebook it replaces, bench/vs_notebook.py): corpus (jup2kub run vs nbcli
 runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), overhead (an
 empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's); issue 15:
 soak (1,000 runs through a diamond under step kills and broker kills, bench/soak.py; its own
-broker); issue 19: catalog (search over 10,000 catalogued steps on SQLite, bench/catalog.py).
+broker); issue 19: catalog (search over 10,000 catalogued steps on SQLite, bench/catalog.py);
+issue 17: step_cache (re-runs after an edit reuse what did not change, bench/step_cache.py).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -56,6 +57,7 @@ ROWS = (
     "recovery",
     "soak",
     "catalog",
+    "step_cache",
 )
 KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
@@ -536,6 +538,37 @@ def row_catalog(ctx: Context, row: Row) -> None:
     )
 
 
+def row_step_cache(ctx: Context, row: Row) -> None:
+    from bench import step_cache as sc
+
+    repeat, work = (2, 0.3) if ctx.quick else (7, 1.0)
+    res = sc.run(repeat, work, ctx.work / "step_cache")
+    row.details.update(res)
+    e, p = res["edit"], res["parameter"]
+    floor = res["all_reused_s"]["median"]
+    row.lines.append(
+        Line(
+            "step cache: 6-step notebook, last step's code edited, re-run (fresh command) vs "
+            "the changed step's own time",
+            f"{spread(e['rerun_s'], ' s')} vs step {spread(e['step_s'], ' s')}; budget "
+            f"{e['budget_s']:.2f} s; the command with every step reused takes "
+            f"{spread(res['all_reused_s'], ' s')}, so the re-run is that + "
+            f"{e['rerun_s']['median'] - floor:.2f} s; --no-cache {spread(res['no_cache_s'], ' s')}",
+            "<= 1.2 x step + 0.3 s",
+            bool(e["met"]),
+        )
+    )
+    row.lines.append(
+        Line(
+            "step cache: parameter read by one branch changed: steps executed",
+            f"{', '.join(p['executed'][0])} in every re-run ({len(p['executed'])} runs; "
+            f"{spread(p['rerun_s'], ' s')})",
+            "only that branch and its downstream (left, join, summary, final)",
+            bool(p["met"]),
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -550,6 +583,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "recovery": row_recovery,
     "soak": row_soak,
     "catalog": row_catalog,
+    "step_cache": row_step_cache,
 }
 
 # ---------------------------------------------------------------------------------- plots

@@ -62,6 +62,7 @@ def time_nbclient(path: Path) -> float:
 
 def time_run(path: Path, workdir: Path, kafka: str | None) -> float:
     cmd = [sys.executable, "-m", "jup2kub.cli", "run", str(path), "--workdir", str(workdir)]
+    cmd += ["--no-cache"]  # each repeat executes (the same workdir would reuse every step)
     if kafka:
         cmd += ["--kafka", kafka]
     t = time.perf_counter()

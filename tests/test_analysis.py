@@ -41,6 +41,7 @@ def test_simple_chain(flow: Flow) -> None:
         "parameters": [],
         "outputs": ["b"],
         "after": ["cell-0"],
+        "cache": {"cacheable": True, "reasons": []},
     }
     assert g["cell-2"]["inputs"] == ["a", "b"]
     assert g["cell-2"]["after"] == ["cell-0", "cell-1"]

@@ -292,3 +292,23 @@ def test_catalog_benchmark_smoke(tmp_path: Path) -> None:
     res = catalog.run(60, 8, tmp_path)
     assert res["steps"] == 60 and res["queries"] == 8
     assert res["by_kind"]["markdown"]["mean_hits"] >= 1  # each unique word finds its step
+
+
+def test_step_cache_benchmark_smoke(tmp_path: Path) -> None:
+    """Issue 17's benchmark harness: an edit of the last step re-executes only it, a new
+    value of the parameter one branch reads only that branch and its downstream."""
+    out = tmp_path / "cache.json"
+    args = ["--repeat", "1", "--work", "0.01", "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.step_cache", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["edit"]["executed"] == [["final"]]
+    assert res["parameter"]["executed"] == [["final", "join", "left", "summary"]]
+    assert res["parameter"]["met"] is True and res["edit"]["rerun_s"]["n"] == 1

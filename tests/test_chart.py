@@ -30,6 +30,7 @@ from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import pipeline_name_for
 from jup2kub.plan import plan_pipeline
 from jup2kub_runtime.config import Config, GuardSettings
+from jup2kub_runtime.stepcache import cache_enabled
 from tests.support.graphs import plan_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +58,8 @@ RUNTIME_EXTRA_ENV = {
     "J2K_SHUTDOWN_GRACE_SECONDS",
     "J2K_GUARD_MODE",
     "J2K_GUARD_MAX_BYTES",
+    "J2K_CACHE",  # the step cache (steps.<name>.cache)
+    "J2K_IMAGE_DIGEST",  # the step's environment in its cache key
 }
 
 
@@ -1277,5 +1280,20 @@ def test_guard_settings_reach_the_runtime(
     assert Config.from_env(env_of(deps["left"])).guards == GuardSettings("off", 1024)
     assert Config.from_env(env_of(deps["right"])).guards == GuardSettings("warn")
     bad = write_values({"stepDefaults": {"guardMode": "loud"}})
+    template = run_helm("template", "rel", str(charts["linear"]), "-f", bad, ok=False)
+    assert template.returncode != 0 and "schema" in template.stderr
+
+
+def test_the_step_cache_is_turned_off_per_step(
+    charts: dict[str, Path], write_values: Callable[..., str]
+) -> None:
+    objects = render(charts["diamond"], [write_values({"steps": {"left": {"cache": False}}})])
+    deps = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment").values()
+    }
+    assert not cache_enabled(env_of(deps["left"])) and cache_enabled(env_of(deps["right"]))
+    assert env_of(deps["left"])["J2K_IMAGE_DIGEST"] != env_of(deps["right"])["J2K_IMAGE_DIGEST"]
+    bad = write_values({"stepDefaults": {"cache": "sometimes"}})
     template = run_helm("template", "rel", str(charts["linear"]), "-f", bad, ok=False)
     assert template.returncode != 0 and "schema" in template.stderr

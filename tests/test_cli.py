@@ -29,7 +29,8 @@ def test_inspect_json_has_exactly_the_documented_shape() -> None:
         "regions": ["north", "south", "east", "west"],
     }
     for step in doc["steps"]:
-        assert set(step) == {"name", "cells", "inputs", "parameters", "outputs", "after"}
+        assert set(step) == {"name", "cells", "inputs", "parameters", "outputs", "after", "cache"}
+        assert set(step["cache"]) <= {"cacheable", "reasons", "decided_by"}
         assert all(isinstance(c, int) for c in step["cells"])
     names = [s["name"] for s in doc["steps"]]
     assert names == ["load", "clean", "summarize", "model", "report"]

@@ -329,7 +329,7 @@ def test_kubeflow_only_tags_are_named_in_warnings(make_notebook: MakeNb) -> None
                 "x = 1",
                 [
                     "step:train",
-                    "cache:enabled",
+                    "cache:sometimes",
                     "image:python:3.12-slim",
                     "report:disabled",
                 ],
@@ -340,7 +340,7 @@ def test_kubeflow_only_tags_are_named_in_warnings(make_notebook: MakeNb) -> None
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("warning: cell 0: tag")]
     for tag, instead in [
-        ("cache:enabled", "never reuses a step's results"),
+        ("cache:sometimes", "opts that step in or out"),
         ("image:python:3.12-slim", "--base-image"),
         ("report:disabled", "results notebook"),
     ]:
@@ -603,9 +603,9 @@ def test_kales_titanic_example_runs_like_nbclient(tmp_path: Path) -> None:
 
 def test_build_and_run_show_the_warnings(make_notebook: MakeNb, tmp_path: Path) -> None:
     path = make_notebook(
-        [("code", "x = 1", ["step:a", "cache:disabled"]), ("code", "print(x)", ["step:b"])]
+        [("code", "x = 1", ["step:a", "report:disabled"]), ("code", "print(x)", ["step:b"])]
     )
-    expected = "warning: cell 0: tag 'cache:disabled' (on step 'a') is ignored"
+    expected = "warning: cell 0: tag 'report:disabled' (on step 'a') is ignored"
     built = jup2kub("build", path, "-o", tmp_path / "out", "--no-images")
     assert built.returncode == 0, built.stderr
     assert expected in built.stderr

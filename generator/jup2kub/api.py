@@ -28,6 +28,7 @@ from jup2kub.cluster.readiness import Readiness
 from jup2kub.cluster.status import ReleaseStatus, release_status
 from jup2kub.drawing import write_graph
 from jup2kub.errors import InputError, NoCodeError, UsageError
+from jup2kub.model import cacheability
 from jup2kub.model.analysis import analyze_cell
 from jup2kub.model.grouping import group_cells
 from jup2kub.model.ipython import translate
@@ -37,13 +38,23 @@ from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
 from jup2kub.model.secrets import literal_values
 from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
 from jup2kub.plan import plan_pipeline
-from jup2kub.run import remote
-from jup2kub.run.executor import BLOCKED, RunResult, StepRun, new_run_id, run_pipeline
+from jup2kub.run import housekeeping, remote
+from jup2kub.run.executor import (
+    BLOCKED,
+    DONE,
+    FAILED,
+    RunResult,
+    StepRun,
+    new_run_id,
+    run_pipeline,
+)
 from jup2kub.run.kafka import KafkaExecutor
 from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import write_results
+from jup2kub.run.reuse import RunCache
 from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
+from jup2kub_runtime.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 if TYPE_CHECKING:  # the catalog's database layer loads only when a catalog is used
     from jup2kub.catalog.records import StepRecord as StepRecord
@@ -51,6 +62,8 @@ if TYPE_CHECKING:  # the catalog's database layer loads only when a catalog is u
 
 __all__ = [
     "BLOCKED",
+    "DONE",
+    "FAILED",
     "SPLIT_MODES",
     "STORAGE_MODES",
     "ChartOptions",
@@ -65,6 +78,7 @@ __all__ = [
     "build",
     "catalog_add",
     "deploy",
+    "housekeeping",
     "infer_type",
     "inspect_notebook",
     "open_catalog",
@@ -110,6 +124,7 @@ def _load(
     pipeline = build_pipeline(nb, parts, analyses, name)
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
         pipeline = build_pipeline(nb, group_cells(parts, pipeline), analyses, name)
+    pipeline.cache = cacheability.assess(nb, pipeline, analyses)
     return nb, pipeline
 
 
@@ -248,11 +263,16 @@ def run(
     on_change: Callable[[dict[str, StepRun]], None] | None = None,
     warn: Log | None = None,
     kafka_timeout: float = 60,
+    cache: bool = True,
+    cache_dir: Path | None = None,
 ) -> RunResult:
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
     one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``.
     ``warn`` gets each way the split differs from the notebook's Kale tags, before the run.
-    ``kafka_timeout``: how long the broker may take to answer before the run is an error."""
+    ``kafka_timeout``: how long the broker may take to answer before the run is an error.
+
+    Steps whose cache key is unchanged are reused from ``cache_dir`` (default WORKDIR/cache;
+    ``cache`` False: every step executes); not with ``kafka``."""
     if resume is not None:
         _check_run_id(resume, "--resume")
     nb, pipeline = _load(path, split, name)
@@ -263,12 +283,28 @@ def run(
     params = collect(parameters or {}, parameter_files, pipeline.parameters)
     secrets = secret_environment(nb, pipeline, params)
     workdir = workdir or Path(".jup2kub") / pipeline.name
+    if kafka and cache_dir is not None:
+        raise UsageError(
+            "--cache-dir works with the embedded mode only",
+            hint="with --kafka the runtimes keep the step cache in WORKDIR/cache (the state "
+            "volume's cache/ on a cluster)",
+        )
     executor = (
-        KafkaExecutor(kafka, environment=secrets, connect_timeout=kafka_timeout)
+        KafkaExecutor(
+            kafka,
+            environment={**secrets, **({} if cache else {CACHE_ENV: "off"})},
+            connect_timeout=kafka_timeout,
+        )
         if kafka
         else LocalExecutor(jobs, environment=secrets)
     )
-    return run_pipeline(nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change)
+    reuse = None
+    if not kafka:
+        store = CacheStore(cache_dir or workdir / DEFAULT_DIRNAME) if cache else None
+        reuse = RunCache(store, resumed=resume is not None)
+    return run_pipeline(
+        nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change, cache=reuse
+    )
 
 
 def secret_environment(

@@ -14,6 +14,7 @@ import gc
 import json
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -226,6 +227,8 @@ def format_pipeline(p: Pipeline) -> str:
         if code:
             out.append(f"  re-runs:    {', '.join(code)}")
         out.append(f"  after:      {_names(s.after) if s.after else '-'}")
+        if s.name in p.cache:
+            out.append(f"  cache:      {p.cache[s.name].describe()}")
         if s.barrier is not None:
             cell, why = s.barrier
             out.append(
@@ -448,7 +451,22 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     "resume",
     metavar="RUN_ID",
     default=None,
-    help="Re-run only the steps of RUN_ID that did not complete.",
+    help="Run again as RUN_ID, reusing the steps it completed whose code, inputs, "
+    "parameters and environment are unchanged (edits and new -p/-f are honoured).",
+)
+@click.option(
+    "--no-cache",
+    "no_cache",
+    is_flag=True,
+    help="Do not reuse or store results in the step cache: every step executes (with "
+    "--resume, the run's own unchanged steps are still kept).",
+)
+@click.option(
+    "--cache-dir",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The step cache, shared by runs [default: WORKDIR/cache].",
 )
 @click.option(
     "--kafka",
@@ -469,6 +487,8 @@ def run(
     workdir: Path | None,
     jobs: int | None,
     resume: str | None,
+    no_cache: bool,
+    cache_dir: Path | None,
     kafka: str | None,
     kafka_timeout: str,
     name: str | None,
@@ -500,6 +520,8 @@ def run(
             on_change=show,
             warn=_warn,
             kafka_timeout=api.parse_duration(kafka_timeout),
+            cache=not no_cache,
+            cache_dir=cache_dir,
         )
     finally:
         if live is not None:
@@ -507,6 +529,7 @@ def run(
     click.echo(f"run {result.run_id}: {'succeeded' if result.ok else 'failed'}")
     click.echo(f"results notebook: {result.notebook}")
     click.echo(f"summary: {result.summary}")
+    _cache_summary(result)
     if not result.ok:
         for st in result.failed:
             err = st.error
@@ -523,10 +546,105 @@ def run(
             click.echo(f"not run (upstream failed): {', '.join(blocked)}", err=True)
         click.echo(
             f"hint: fix the notebook, then `jup2kub run {notebook} --workdir {result.workdir} "
-            f"--resume {result.run_id}` re-runs only what did not complete",
+            f"--resume {result.run_id}` re-runs what failed or changed (code, inputs, "
+            "parameters: edits and new -p/-f are honoured), reusing the rest",
             err=True,
         )
         sys.exit(1)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}T"
+
+
+workdir_option = click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The runs' work directory [default: every pipeline's under .jup2kub/].",
+)
+
+
+@main.group(invoke_without_command=True)
+@workdir_option
+@click.pass_context
+@_reports_errors
+def runs(ctx: click.Context, workdir: Path | None) -> None:
+    """List the local runs (id, start, status, duration, size, steps executed/reused) and the
+    step cache's size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    hk = api.housekeeping
+    for wd in hk.workdirs(workdir):
+        click.echo(f"{wd}:")
+        click.echo(f"  {'run':34} {'started':19} {'status':10} {'time':>8} {'size':>8}  steps")
+        for r in hk.list_runs(wd):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started))
+            took = "-" if r.seconds is None else f"{r.seconds:.1f}s"
+            use = "-" if r.executed is None else f"{r.executed} executed, {r.reused} reused"
+            click.echo(
+                f"  {r.run_id:34} {when:19} {r.status:10} {took:>8} {_size(r.size):>8}  {use}"
+            )
+        cache = hk.cache_info(wd / "cache")
+        click.echo(f"  step cache: {cache.entries} entries, {_size(cache.size)} ({cache.root})")
+
+
+@runs.command("rm")
+@click.argument("run_ids", metavar="RUN_ID...", nargs=-1, required=True)
+@workdir_option
+@_reports_errors
+def runs_rm(run_ids: tuple[str, ...], workdir: Path | None) -> None:
+    """Remove runs (their state, results and logs; the cache keeps its entries)."""
+    hk = api.housekeeping
+    found = hk.workdirs(workdir)
+    for run_id in run_ids:
+        owner = next((wd for wd in found if (wd / "runs" / run_id).is_dir()), None)
+        click.echo(f"removed {hk.remove_run(owner or (workdir or Path('.')), run_id)}")
+
+
+@runs.command("gc")
+@workdir_option
+@click.option("--older-than", "older_than", metavar="DUR", help="e.g. 7d, 12h, 30m.")
+@click.option("--max-size", "max_size", metavar="SIZE", help="e.g. 500M, 2G.")
+@click.option(
+    "--cache-dir",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The step cache [default: WORKDIR/cache].",
+)
+@_reports_errors
+def runs_gc(
+    workdir: Path | None, older_than: str | None, max_size: str | None, cache_dir: Path | None
+) -> None:
+    """Remove runs started, and cache entries last used, longer than DUR ago; then the oldest
+    of both until they take at most SIZE."""
+    hk = api.housekeeping
+    if older_than is None and max_size is None:
+        raise UsageError("say what to collect", hint="pass --older-than DUR and/or --max-size SIZE")
+    age = None if older_than is None else hk.parse_age(older_than)
+    size = None if max_size is None else hk.parse_size(max_size)
+    for wd in hk.workdirs(workdir):
+        done = hk.collect(wd, cache_dir, older_than=age, max_size=size)
+        click.echo(
+            f"{wd}: removed {len(done.runs)} runs and {done.entries} cache entries, "
+            f"{_size(done.freed)} freed"
+        )
+
+
+def _cache_summary(result: api.RunResult) -> None:
+    """Which steps were reused and which executed, and why (with the step cache)."""
+    if not any(st.why for st in result.steps.values()):
+        return
+    for st in result.steps.values():
+        if st.reused:
+            click.echo(f"  reused   {st.name}: {st.why}")
+        elif st.state in (api.DONE, api.FAILED):
+            click.echo(f"  executed {st.name}" + (f": {st.why}" if st.why else ""))
 
 
 kafka_option = click.option(

@@ -58,8 +58,8 @@ class RunInterrupted(Jup2KubError):
             "ended, and the steps that completed are kept",
             where=workdir,
             hint=(
-                f"re-run only what did not complete: jup2kub run {notebook} --workdir "
-                f"{workdir} --resume {run_id}"
+                f"complete it, reusing what completed and did not change: jup2kub run "
+                f"{notebook} --workdir {workdir} --resume {run_id}"
                 if resumable
                 else "start the run again"
             ),

@@ -16,6 +16,7 @@ from typing import Any
 from jup2kub.files import atomic_write_text
 from jup2kub.model.pipeline import Pipeline
 from jup2kub_runtime import topics
+from jup2kub_runtime.cachekey import pathlike
 from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
 
 
@@ -119,6 +120,7 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
             {s.name for s in pipeline.secret_parameters} & set(step.parameters)
         ),
         random_seeded=step.seeded_before or step.seeded_after,
+        **_cache_fields(pipeline, name),
     )
     return StepPlan(
         name=name,
@@ -138,3 +140,18 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         annotations=tuple(sorted(step.pod.annotations.items())),
         secrets=tuple((env, *ref) for env, ref in sorted(step.pod.secrets.items())),
     )
+
+
+def _cache_fields(pipeline: Pipeline, name: str) -> dict[str, Any]:
+    """The step cache's part of a step's spec (none when it is not cacheable): the files its
+    code names, with the path-like defaults of the parameters it reads, and those it writes."""
+    info = pipeline.cache.get(name)
+    if info is None or not info.cacheable:
+        return {}
+    defaults = [pipeline.parameters.get(p) for p in pipeline.step(name).parameters]
+    paths = {v for v in defaults if isinstance(v, str) and pathlike(v)}
+    return {
+        "cache": True,
+        "cache_reads": sorted(set(info.reads) | paths),
+        "cache_writes": list(info.writes),
+    }

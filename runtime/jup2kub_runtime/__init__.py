@@ -17,6 +17,8 @@ Modules, Kafka-free first (the local ``jup2kub run`` uses only these):
 - ``errors``    permanent (dead-letter) vs temporary (retry) error classes, ``ErrorRecord``
 - ``names``     the valid pipeline/step names, identifiers, topic names and run ids
 - ``states``    ``StepState``: the one vocabulary of step states (status messages, /runs, CLI)
+- ``cachekey``  a step's cache key (code, inputs, parameters, files, environment) by parts
+- ``stepcache`` the step cache's verified entries (``run_step(..., cache=...)``, local runs)
 
 Kafka side (``python -m jup2kub_runtime``): ``config`` (J2K_* environment), ``topics`` (names),
 ``messages`` (JSON messages and their validation), ``transport`` (kafka-python), ``loop``

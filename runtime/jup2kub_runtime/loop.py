@@ -45,6 +45,8 @@ from .spec import StepSpec
 from .state import StateStore
 from .states import StepState
 from .step_run import run_step
+from .stepcache import DEFAULT_DIRNAME as CACHE_DIR
+from .stepcache import CacheStore, cache_enabled
 from .transport import StartupStopped, Transport
 
 log = logging.getLogger("jup2kub_runtime")
@@ -483,6 +485,7 @@ class StepLoop:
                 on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
                 workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
                 guards=cfg.guards,
+                cache=CacheStore(store.root / CACHE_DIR) if cache_enabled() else None,
             )
         except CellError as exc:
             attempt = store.attempts(run_id, spec.step)
@@ -503,6 +506,8 @@ class StepLoop:
         if result.status is StepState.BUSY:
             return Retry(0.2)  # another process on the volume executes it: await its marker
         if result.status is StepState.SUCCEEDED:
+            if result.reused:
+                log.info("run %s: reused the step cache's result (its key is unchanged)", run_id)
             return Succeeded(result.attempt, result.seconds)
         return Skipped(meanwhile=True)
 

@@ -77,6 +77,11 @@ class StepSpec:
     #: the notebook seeds a global random generator before or in this step: an import that
     #: draws from one must then happen where the notebook imports (not ahead, ``preimport``)
     random_seeded: bool = False
+    #: the step cache may reuse this step's results (``cachekey``, ``stepcache``); the files
+    #: its code names (hashed into its key) and the files it writes (kept with an entry)
+    cache: bool = False
+    cache_reads: list[str] = field(default_factory=list)
+    cache_writes: list[str] = field(default_factory=list)
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -140,6 +145,15 @@ class StepSpec:
                 if self.secret_parameters
                 else {}
             ),
+            **(
+                {
+                    "cache": True,
+                    "cache_reads": list(self.cache_reads),
+                    "cache_writes": list(self.cache_writes),
+                }
+                if self.cache
+                else {}
+            ),
         }
 
     def to_json(self) -> str:
@@ -174,6 +188,9 @@ class StepSpec:
                 placeholders=_str_list(data, "placeholders"),
                 secret_parameters=_str_list(data, "secret_parameters"),
                 random_seeded=_get(data, "random_seeded", bool, False),
+                cache=_get(data, "cache", bool, False),
+                cache_reads=_str_list(data, "cache_reads"),
+                cache_writes=_str_list(data, "cache_writes"),
             )
         except SpecError:
             raise

@@ -45,6 +45,7 @@ from .placeholders import stand_ins
 from .spec import StepSpec
 from .state import StateStore, check_run_id
 from .states import StepState
+from .stepcache import CacheStore, StepReuse
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class StepOutcome:
     status: StepState  # SUCCEEDED, SKIPPED or BUSY
     attempt: int = 0
     seconds: float = 0.0
+    #: succeeded by loading the step cache's entry for its key (not executed)
+    reused: bool = False
 
 
 def run_step(
@@ -69,6 +72,7 @@ def run_step(
     on_start: Callable[[int], None] | None = None,
     workdir: Path | None = None,
     guards: GuardSettings | None = None,
+    cache: CacheStore | None = None,
 ) -> StepOutcome:
     """Execute ``spec`` for ``run_id`` unless already complete; store the results.
 
@@ -77,6 +81,8 @@ def run_step(
     Exactly-once guard: a completion marker short-cuts, and an flock excludes a concurrent
     execution of the same (run, step) by another process on the same volume. ``guards``:
     the checks of the analysis' assumptions (default: from the environment, J2K_GUARD_*).
+    ``cache``: the step cache (a cacheable step whose key has an entry there is loaded from it
+    instead of executed, under the same lock; an executed one is kept there).
     """
     settings = GuardSettings.from_env() if guards is None else guards
     check_run_id(run_id)
@@ -92,6 +98,12 @@ def run_step(
             return StepOutcome(StepState.BUSY)
         if not force and store.is_complete(run_id, spec.step):
             return StepOutcome(StepState.SKIPPED)
+        reuse = None
+        if cache is not None and spec.cache:
+            cwd = workdir if workdir is not None else Path.cwd()
+            reuse = StepReuse(spec, store, run_id, parameters or {}, cache, cwd)
+            if reuse.reuse():
+                return StepOutcome(StepState.SUCCEEDED, 0, 0.0, reused=True)
         attempt = store.next_attempt(run_id, spec.step)
         if on_start is not None:
             on_start(attempt)
@@ -128,6 +140,8 @@ def run_step(
                 attempt=attempt,
                 groups=spec.groups,
             )
+            if reuse is not None:
+                reuse.keep(result.seconds)
         except OutputError as exc:
             store.save_failure(
                 run_id,

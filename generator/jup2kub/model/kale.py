@@ -42,6 +42,11 @@ _POD_KIND = re.compile(r"^(limit|label|annotation):")
 NOTEBOOK_TAG = re.compile(r"^notebook:(.*)$")
 SECRET_TAG = re.compile(r"^secret:([^:]*):([^:]*):([^:]*)$")
 UNSUPPORTED_TAG = re.compile(r"^(image|cache|report):(.*)$")
+#: a step's ``cache:`` tag the step cache honours (``cacheability``): opt in or out
+CACHE_TAG = re.compile(
+    r"^cache:\s*(true|yes|on|enabled|enable|1|false|no|off|disabled|disable|0|never)\s*$",
+    re.IGNORECASE,
+)
 
 #: A Kubernetes quantity (the chart's values.schema.json checks the same grammar).
 QUANTITY = re.compile(
@@ -64,9 +69,9 @@ RUNTIME_ENV_PREFIX = "J2K_"
 UNSUPPORTED = {
     "image": "Kale runs this step in that image; every step image is built from "
     "`jup2kub build --base-image` with the step's imports installed",
-    "cache": "Kale sets Kubeflow's step caching; Jupyter→Kubernetes never reuses a step's "
-    "results from an earlier run (`jup2kub run --resume RUN_ID` re-runs only what did not "
-    "complete)",
+    "cache": "Kale sets Kubeflow's step caching; Jup2Kub's step cache decides per step what "
+    "it may reuse, and a step's own `cache:enabled` / `cache:disabled` tag (or "
+    "`#| cache: true|false`) opts that step in or out",
     "report": "Kale renders an HTML report of the step; the step's outputs go into the run's "
     "results notebook instead",
 }
@@ -117,12 +122,18 @@ class KaleCell:
     pod: PodSettings = field(default_factory=PodSettings)
     pod_tags: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
+    cache: list[str] = field(default_factory=list)
     notebook: str | None = None
 
     @property
     def settings(self) -> list[str]:
         """The tags that only a step's first cell may carry (Kale ignores them elsewhere)."""
-        return [*(f"prev:{p}" for p in self.prevs), *self.pod_tags, *self.unsupported]
+        return [
+            *(f"prev:{p}" for p in self.prevs),
+            *self.pod_tags,
+            *self.unsupported,
+            *self.cache,
+        ]
 
 
 def parse_cell(cell: Cell, path: str) -> KaleCell:
@@ -149,6 +160,8 @@ def parse_cell(cell: Cell, path: str) -> KaleCell:
             )
         elif m := NOTEBOOK_TAG.match(tag):
             parsed.notebook = m.group(1)
+        elif CACHE_TAG.match(tag):
+            parsed.cache.append(tag)  # the step cache's opt-in/out (``cacheability``)
         elif UNSUPPORTED_TAG.match(tag):
             parsed.unsupported.append(tag)
     if len(set(names)) > 1:

@@ -145,6 +145,9 @@ class Pipeline:
     split_warnings: list[SplitWarning] = field(default_factory=list)  # Kale tags not honoured
     #: parameters holding credentials: their literals are not in ``python`` (None there)
     secret_parameters: list[SecretParameter] = field(default_factory=list)
+    #: per step, whether the step cache may reuse it (``cacheability.StepCache``, set by the
+    #: loader: the analysis of the cells is needed)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -200,6 +203,7 @@ class Pipeline:
                     "outputs": sorted(s.outputs),
                     "after": list(s.after),
                     **({"grouping": list(s.grouping)} if s.grouping else {}),
+                    **({"cache": self.cache[s.name].to_json()} if s.name in self.cache else {}),
                 }
                 for s in self.steps
             ],

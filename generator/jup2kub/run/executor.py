@@ -29,8 +29,8 @@ from jup2kub.files import atomic_write_text
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan, plan_pipeline
-from jup2kub.run.results import results_notebook
-from jup2kub_runtime.errors import ErrorRecord
+from jup2kub.run.results import mark_reused, results_notebook
+from jup2kub_runtime.errors import ErrorRecord, StateError
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import StepState
 
@@ -53,7 +53,9 @@ class StepRun:
     started: float | None = None
     finished: float | None = None
     error: ErrorRecord | None = None
-    reused: bool = False  # completed by an earlier attempt of this run (--resume)
+    reused: bool = False  # not executed: kept from the resumed run, or loaded from the cache
+    #: why it executed or was reused (the step cache's decision), empty without a cache
+    why: str = ""
 
     @property
     def seconds(self) -> float | None:
@@ -83,6 +85,19 @@ class RunResult:
 OnChange = Callable[[dict[str, StepRun]], None]
 
 
+class StepReuse(Protocol):
+    """The step cache as the executors see it (``run.reuse.RunCache``)."""
+
+    def reuse(self, run: Run, name: str) -> bool:
+        """``name`` is ready: True if its results were put in place instead of executing."""
+
+    def executed(self, run: Run, name: str, seconds: float | None) -> None:
+        """``name`` completed by executing."""
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """The decision for ``name``, for summary.json (empty if none)."""
+
+
 @dataclass
 class Run:
     """One run as an executor sees it: where its state, bundles and logs are."""
@@ -97,10 +112,24 @@ class Run:
     logs: Path
     steps: dict[str, StepRun]
     on_change: OnChange | None = None
+    #: the step cache (None: every step executes, as with --kafka)
+    cache: StepReuse | None = None
 
     def notify(self) -> None:
         if self.on_change is not None:
             self.on_change(self.steps)
+
+    def reuse(self, name: str) -> bool:
+        """Whether ``name``'s results were put in place without executing it (the cache)."""
+        if self.cache is None or not self.cache.reuse(self, name):
+            return False
+        st = self.steps[name]
+        st.state, st.reused = DONE, True
+        return True
+
+    def executed(self, name: str) -> None:
+        if self.cache is not None:
+            self.cache.executed(self, name, self.steps[name].seconds)
 
 
 class Executor(Protocol):
@@ -132,8 +161,10 @@ def run_pipeline(
     *,
     resume: str | None = None,
     on_change: OnChange | None = None,
+    cache: StepReuse | None = None,
 ) -> RunResult:
-    """Run ``pipeline`` with ``executor``; with ``resume``, only what run ``resume`` lacks."""
+    """Run ``pipeline`` with ``executor``; with ``resume``, again in run ``resume``, reusing
+    what it completed (with ``cache``: only the steps whose key is unchanged)."""
     if resume is not None and not executor.resumable:
         raise UsageError(
             f"--resume works with the embedded mode only, not {executor.mode}",
@@ -147,9 +178,20 @@ def run_pipeline(
     if resume is not None:
         parameters = _resumed_parameters(store, workdir, resume, pipeline, parameters)
     run = _start(nb, pipeline, store, workdir, resume or new_run_id(), parameters, executor.mode)
-    run.on_change = on_change
+    run.on_change, run.cache = on_change, cache
+    if resume is not None:  # this version of the notebook, these parameters
+        store.write_json(
+            store.run_dir(resume) / "run.json",
+            {
+                "run_id": resume,
+                "parameters": dict(parameters),
+                "notebook": nb.path,
+                "notebook_sha256": pipeline.notebook_sha256,
+                "mode": executor.mode,
+            },
+        )
     for name, st in run.steps.items():
-        if store.is_complete(run.run_id, name):
+        if cache is None and store.is_complete(run.run_id, name):
             st.state, st.reused = DONE, True
     run.notify()
     try:
@@ -178,11 +220,6 @@ def _resumed_parameters(
             f"there is no run {run_id!r} to resume",
             where=str(workdir),
             hint="list runs with `ls WORKDIR/runs`, or pass the --workdir of that run",
-        )
-    if info.get("notebook_sha256") not in (None, pipeline.notebook_sha256):
-        raise InputError(
-            f"run {run_id!r} was made from a different version of the notebook",
-            hint="start a new run; resuming would mix results of two notebook versions",
         )
     return dict(info.get("parameters") or {}) | dict(parameters)
 
@@ -228,21 +265,31 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
     """Write the results notebook and the summary (atomically) and return the result."""
     steps, store, run_id = run.steps, run.store, run.run_id
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
+    if run.cache is None:
+        _reused_by_runtimes(run)
     try:
         result_nb = results_notebook(nb.node, run.pipeline, store, run_id, run.parameters, status)
+        mark_reused(result_nb, run.pipeline, {n: st.why for n, st in steps.items() if st.reused})
         run_dir = store.run_dir(run_id)
         notebook_path = run_dir / "result.ipynb"
         atomic_write_text(notebook_path, nbformat.writes(result_nb))
-        summary = {
+        summary: dict[str, Any] = {
             "run_id": run_id,
             "pipeline": run.pipeline.name,
-            "notebook": nb.path,
+            "notebook": str(Path(nb.path).absolute()),  # every path here is absolute
             "mode": mode,
             "status": status,
             "parameters": dict(run.parameters),
             "result_notebook": str(notebook_path),
             "steps": {name: _step_summary(store, run_id, st) for name, st in steps.items()},
         }
+        if run.cache is not None:
+            for name, doc in summary["steps"].items():
+                doc["cache"] = run.cache.summary(name)
+        summary["executed"] = [
+            n for n, st in steps.items() if not st.reused and st.state in (DONE, FAILED)
+        ]
+        summary["reused"] = [n for n, st in steps.items() if st.reused]
         summary_path = run_dir / "summary.json"
         atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
         return RunResult(
@@ -261,6 +308,20 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
             hint=f"free space (or pick another --workdir), then `--resume {run_id}`: the steps "
             "that completed are kept, and no result was written as if complete",
         ) from exc
+
+
+def _reused_by_runtimes(run: Run) -> None:
+    """Steps whose runtime loaded the step cache's result (``--kafka``: the marker says)."""
+    for name, st in run.steps.items():
+        if st.state != DONE or st.reused:
+            continue
+        with contextlib.suppress(OSError, ValueError, StateError):
+            marker = run.store.completion(run.run_id, name) or {}
+            if marker.get("reused"):
+                st.reused = True
+                st.why = (
+                    f"unchanged (its runtime reused the result of run {marker.get('from_run')})"
+                )
 
 
 def _step_summary(store: StateStore, run_id: str, st: StepRun) -> dict[str, Any]:

@@ -5,9 +5,10 @@ Each step runs in its own process, over the same state store layout as on the cl
 values crossing a step boundary really go through storage; independent steps run in parallel
 up to ``jobs``. Two ways to start a step's process (``J2K_LOCAL_WORKERS``):
 
-- ``fork`` (default on Linux): a fork server started once per run has imported what the steps
-  import (quietly: see ``jup2kub_runtime.preimport``); each step's process is forked from it, so
-  a step pays neither Python's start nor the imports. If the server dies, its running steps
+- ``fork`` (default on Linux): a fork server started once per run (with the first step that
+  executes: steps reused from the step cache need none) has imported what the steps import
+  (quietly: see ``jup2kub_runtime.preimport``); each step's process is forked from it, so a
+  step pays neither Python's start nor the imports. If the server dies, its running steps
   fail (as killed ones) and later steps are spawned.
 - ``spawn`` (elsewhere): a fresh ``python -m jup2kub_runtime.step_run`` per step. While a core is
   free and a step's upstream is still running, its process starts ahead (``--wait``): Python's
@@ -137,6 +138,10 @@ class _Schedule:
                 self.launcher.cancel(name)
                 self.run.notify()
             elif all(u == DONE for u in ups) and free:
+                if self.run.reuse(name):  # unchanged: its results are in place
+                    self.launcher.cancel(name)
+                    self.run.notify()
+                    continue
                 self.launcher.start(name)
                 self.running.add(name)
                 st.state, st.started = RUNNING, time.monotonic()
@@ -153,6 +158,7 @@ class _Schedule:
         st.finished = time.monotonic()
         if code == 0:
             st.state = DONE
+            run.executed(name)
         else:
             st.state = FAILED
             error = _failure(run.store, run.run_id, name, code, stderr)
@@ -306,23 +312,34 @@ class _Forker:
         # the steps' stderr goes outside WORKDIR first: it must survive a full work disk
         self.tmp = Path(tempfile.mkdtemp(prefix="jup2kub-steps-"))
         self.server_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        args = [python, "-m", FORK_SERVER_MODULE, "--parent", str(os.getpid())]
-        for name in run.plan.order:
-            args += ["--spec", str(run.bundles[name])]
-        notebook = Path(run.pipeline.notebook)
+        self.python = python
+        self.server: subprocess.Popen[bytes] | None = None
+        self.launched = False  # the server starts with the first step that executes
+        self.pending = b""
+        self.backlog: list[Ended] = []  # ended while starting a step
+
+    def _launch(self) -> None:
+        """Start the server, warming up for the steps still to run (reused ones need nothing;
+        a run whose steps are all reused starts none)."""
+        self.launched = True
+        args = [self.python, "-m", FORK_SERVER_MODULE, "--parent", str(os.getpid())]
+        for name in self.run.plan.order:
+            if self.run.steps[name].state != DONE:
+                args += ["--spec", str(self.run.bundles[name])]
+        notebook = Path(self.run.pipeline.notebook)
         args += ["--local", str(notebook.absolute().parent)]
-        self.server: subprocess.Popen[bytes] | None = subprocess.Popen(
+        self.server = subprocess.Popen(
             args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.server_log,
-            env=spawner.env,
+            env=self.spawner.env,
             cwd=Path.cwd(),
         )
-        self.pending = b""
-        self.backlog: list[Ended] = []  # ended while starting a step
 
     def start(self, name: str) -> None:
+        if not self.launched:
+            self._launch()
         if self.server is None or self.server.stdin is None:
             self.spawner.start(name)
             return
@@ -345,7 +362,7 @@ class _Forker:
         self.running[name] = _Forked(stderr)
 
     def ahead(self, name: str) -> None:
-        if self.server is None:
+        if self.launched and self.server is None:
             self.spawner.ahead(name)
 
     def cancel(self, name: str) -> None:

@@ -103,6 +103,22 @@ def results_notebook(
     return nb
 
 
+def mark_reused(nb: Any, pipeline: Pipeline, reused: Mapping[str, str]) -> None:
+    """Mark the cells of the steps that were not executed in this run (``reused``: step ->
+    why) in their metadata, and list them in the notebook's ``jup2kub`` metadata."""
+    if not reused:
+        return
+    shift = 1 if any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells) else 0
+    at = pipeline.parameter_cells[-1] + 1 if pipeline.parameter_cells else 0
+    for step in pipeline.steps:
+        if step.name not in reused:
+            continue
+        for index in step.cells:
+            cell = nb.cells[index + (shift if index >= at else 0)]
+            cell.metadata["jup2kub"] = {"step": step.name, "reused": reused[step.name]}
+    nb.metadata["jup2kub"]["reused"] = dict(reused)
+
+
 def _redact_secrets(nb: Any, pipeline: Pipeline) -> None:
     """The parameters cells without the literals of secret parameters (None instead); a cell
     Python cannot parse as written (magics) shows as the Python it runs as."""

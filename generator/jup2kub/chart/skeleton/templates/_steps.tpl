@@ -17,6 +17,7 @@ Call with (dict "root" $ "name" $stepName).
 {{- range $k := list "replicas" "timeoutSeconds" "guardMode" "guardMaxBytes" "terminationGracePeriodSeconds" "nodeSelector" "tolerations" "affinity" "spread" "priorityClassName" }}
 {{- $_ := set $cfg $k (ternary (get $s $k) (get $d $k) (hasKey $s $k)) }}
 {{- end }}
+{{- $_ := set $cfg "cache" (ternary (get $s "cache") (dig "cache" true $d) (hasKey $s "cache")) }}
 {{- range $k := list "autoscaling" "retry" "pdb" "env" "secretEnv" "podAnnotations" "podLabels" }}
 {{- $m := deepCopy (get $d $k) }}
 {{- range $sk, $sv := (get $s $k | default dict) }}

@@ -1,0 +1,479 @@
+"""The step cache: entries keyed by a step's cache key (``cachekey``), shared by the local runner
+(``jup2kub run``: ``--cache-dir``, default ``WORKDIR/cache``) and the runtime on a cluster
+(``cache/`` on the state volume, ``run_step(..., cache=...)``).
+
+Layout under ``root``::
+
+    entries/<key[:2]>/<key>/entry.json   what the entry holds, every file's sha256, and its own
+                                         digest (a damaged entry.json is detected too)
+    entries/<key[:2]>/<key>/step/...     the step's stored results (values/, values.json,
+                                         outputs.json, timing.json)
+    entries/<key[:2]>/<key>/work/<n>     the files the step wrote (restored on reuse)
+    last/<pipeline>/<step>.json          the step's key parts last time (why it re-ran)
+    tmp/                                 entries being written
+
+An entry is written under ``tmp/`` and renamed into place in one step, so a reader sees a whole
+entry or none; two runs storing the same key race harmlessly (the loser drops its copy).
+Entries are never changed once in place. Loading checks every file against its sha256 while
+copying it to a temporary name, and only a fully verified entry is moved into the run: a
+damaged entry is removed and the step executes instead. Nothing unverified is ever loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cachekey import (
+    KeyParts,
+    canonical,
+    digest,
+    file_digest,
+    files_digests,
+    outputs_digest,
+    pathlike,
+    step_key_parts,
+)
+from .spec import StepSpec
+from .state import StateStore
+
+ENTRY_VERSION = 1
+ENTRY_FILE = "entry.json"
+#: the files of a step's results an entry keeps (the rest is per execution: locks, attempts)
+STEP_FILES = ("values.json", "outputs.json", "timing.json")
+#: the cache's directory under a workdir (local) or the state volume (cluster)
+DEFAULT_DIRNAME = "cache"
+#: a step's key in its state directory: the key its downstream steps chain on
+KEY_FILE = "cachekey.json"
+#: results files of a step directory that a loaded entry replaces
+RESULT_FILES = (*STEP_FILES, "error.json")
+
+MarkerWriter = Callable[[Path, Mapping[str, Any]], None]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write under a temporary name, then rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_marker(path: Path, marker: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(dict(marker)))
+
+
+class CorruptEntry(Exception):
+    """An entry whose files do not match their recorded hashes (never loaded)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def run_id(self) -> str | None:
+        value = self.doc.get("run_id")
+        return value if isinstance(value, str) else None
+
+
+def _hash_copy(src: Path, dst: Path, *, sync: bool = False) -> str:
+    """Copy ``src`` to ``dst`` (new file, fsynced if ``sync``), returning the sha256 of what
+    was copied."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            h.update(block)
+            fout.write(block)
+        if sync:
+            fout.flush()
+            os.fsync(fout.fileno())
+    return h.hexdigest()
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _link_or_copy(src: Path, dst: Path) -> str:
+    """Hard-link ``src`` (never changed in place: the store writes by rename) or copy it;
+    the sha256 of its content."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        return _hash_copy(src, dst)
+    return file_digest(dst)
+
+
+def _sealed(doc: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in doc.items() if k != "digest"}
+    return {**body, "digest": digest(canonical(body))}
+
+
+class CacheStore:
+    """The entries under one cache directory, shared by runs and processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+
+    def entry_dir(self, key: str) -> Path:
+        return self.root / "entries" / key[:2] / key
+
+    # ---- lookup and load -----------------------------------------------------------------
+    def lookup(self, key: str) -> Entry | None:
+        """The entry for ``key`` if one is in place (its files are checked by ``load``)."""
+        path = self.entry_dir(key)
+        try:
+            doc = json.loads((path / ENTRY_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            self.discard(key)
+            return None
+        if not isinstance(doc, dict) or _sealed(doc) != doc or doc.get("key") != key:
+            self.discard(key)
+            return None
+        return Entry(key, path, doc)
+
+    def load(
+        self,
+        entry: Entry,
+        step_dir: Path,
+        marker: Mapping[str, Any],
+        cwd: Path,
+        *,
+        extra: Mapping[str, str] | None = None,
+        marker_writer: MarkerWriter = write_marker,
+        durable: bool = True,
+    ) -> None:
+        """Put ``entry``'s results in ``step_dir`` (with ``extra`` files: name -> text), restore
+        the files it wrote under ``cwd``, then write ``marker`` as the completion marker (last).
+        Every file is copied and checked against its hash before anything is changed: on a
+        mismatch CorruptEntry is raised and the entry removed. The step directory itself
+        stays (a lock held in it stays valid). ``durable``: the results are fsynced before the
+        marker is written, as the state store does for an executed step."""
+        staging = step_dir.parent / f".{step_dir.name}.cache-{os.getpid()}-{secrets.token_hex(4)}"
+        restored: list[tuple[Path | None, Path]] = []
+        try:
+            staging.mkdir(parents=True)
+            files = entry.doc.get("files")
+            if not isinstance(files, dict):
+                raise CorruptEntry("no file list")
+            for rel, sha in files.items():
+                target = staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._verified_copy(entry, f"step/{rel}", target, sha, sync=durable)
+            restored = self._stage_work(entry, cwd)
+            for name, text in (extra or {}).items():
+                (staging / name).write_text(text)
+            self._replace_results(staging, step_dir, [*files, *(extra or {})])
+            for tmp, target in restored:
+                if tmp is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(tmp, target)
+            restored = []
+            if durable:
+                _sync_dir(step_dir / "values")
+                _sync_dir(step_dir)
+            marker_writer(step_dir / "COMPLETE", marker)
+        except CorruptEntry:
+            self.discard(entry.key)
+            raise
+        except OSError as exc:
+            raise CorruptEntry(f"cannot load: {exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            for tmp, _ in restored:
+                with contextlib.suppress(OSError):
+                    if tmp is not None:
+                        tmp.unlink()
+        with contextlib.suppress(OSError):  # when it was last used (``runs gc``)
+            os.utime(entry.path)
+
+    @staticmethod
+    def _replace_results(staging: Path, step_dir: Path, names: Sequence[str]) -> None:
+        """Swap a failed or stale attempt's results for the staged ones (no marker yet)."""
+        step_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(step_dir / "values", ignore_errors=True)
+        for name in RESULT_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (step_dir / name).unlink()
+        (step_dir / "values").mkdir()
+        for rel in names:
+            os.replace(staging / rel, step_dir / rel)
+
+    def _verified_copy(
+        self, entry: Entry, rel: str, target: Path, sha: object, *, sync: bool = False
+    ) -> None:
+        try:
+            got = _hash_copy(entry.path / rel, target, sync=sync)
+        except FileNotFoundError as exc:
+            raise CorruptEntry(f"{rel} is missing") from exc
+        if got != sha:
+            raise CorruptEntry(f"{rel} does not match its hash")
+
+    def _stage_work(self, entry: Entry, cwd: Path) -> list[tuple[Path | None, Path]]:
+        """The written files that differ from the entry's, copied (verified) next to their
+        place under temporary names: ``(temporary, target)`` pairs, renamed by the caller
+        (``(None, target)``: a file the step removed, removed by the caller)."""
+        staged: list[tuple[Path | None, Path]] = []
+        work = entry.doc.get("work")
+        if not isinstance(work, list):
+            raise CorruptEntry("no list of written files")
+        try:
+            for item in work:
+                target = cwd / str(item["path"])
+                if item.get("sha256") is None:
+                    # gone after the step, though there before it (in its key): it removed it
+                    if item.get("keyed") and target.is_file():
+                        staged.append((None, target))
+                    continue
+                if file_digest(target) == item["sha256"]:
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.parent / f".{target.name}.j2k-{os.getpid()}-{secrets.token_hex(4)}"
+                staged.append((tmp, target))
+                self._verified_copy(entry, str(item["file"]), tmp, item["sha256"])
+        except BaseException:
+            for leftover, _ in staged:
+                with contextlib.suppress(OSError):
+                    if leftover is not None:
+                        leftover.unlink()
+            raise
+        return staged
+
+    # ---- store -----------------------------------------------------------------------------
+    def store(
+        self,
+        key: str,
+        parts: KeyParts,
+        step_dir: Path,
+        *,
+        pipeline: str,
+        step: str,
+        run_id: str,
+        writes: Sequence[str],
+        cwd: Path,
+        seconds: float | None,
+        keyed: Collection[str] = (),
+    ) -> bool:
+        """Keep a completed step's results under ``key``; False if an entry was already there
+        (another run stored it first) or the results could not be read."""
+        if (self.entry_dir(key) / ENTRY_FILE).exists():
+            return False
+        tmp = self.root / "tmp" / f"{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            files = self._copy_step(step_dir, tmp / "step")
+            work = self._copy_work(writes, cwd, tmp / "work", set(keyed))
+            doc = _sealed(
+                {
+                    "version": ENTRY_VERSION,
+                    "key": key,
+                    "parts": parts.to_json(),
+                    "pipeline": pipeline,
+                    "step": step,
+                    "run_id": run_id,
+                    "created": time.time(),
+                    "seconds": seconds,
+                    "files": files,
+                    "work": work,
+                }
+            )
+            (tmp / ENTRY_FILE).write_text(json.dumps(doc))
+            final = self.entry_dir(key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another run put the same entry in place first
+                return False
+            return True
+        except OSError:
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _copy_step(step_dir: Path, dest: Path) -> dict[str, str]:
+        files: dict[str, str] = {}
+        names = [*STEP_FILES]
+        values = step_dir / "values"
+        if values.is_dir():
+            names += [
+                f"values/{p.name}" for p in sorted(values.iterdir()) if not p.name.startswith(".")
+            ]
+        (dest / "values").mkdir(parents=True)
+        for rel in names:
+            if (step_dir / rel).is_file():
+                files[rel] = _link_or_copy(step_dir / rel, dest / rel)
+        return files
+
+    @staticmethod
+    def _copy_work(
+        writes: Sequence[str], cwd: Path, dest: Path, keyed: set[str]
+    ) -> list[dict[str, Any]]:
+        """The files the step wrote; ``keyed``: those whose content before the step is in its
+        key (one it removed is removed on reuse; any other absent one is left as it is)."""
+        work: list[dict[str, Any]] = []
+        dest.mkdir(parents=True)
+        for n, path in enumerate(sorted(set(writes))):
+            source = cwd / path
+            if not source.is_file():  # not written (or a directory)
+                work.append({"path": path, "file": None, "sha256": None, "keyed": path in keyed})
+                continue
+            sha = _hash_copy(source, dest / str(n))
+            work.append({"path": path, "file": f"work/{n}", "sha256": sha})
+        return work
+
+    def discard(self, key: str) -> None:
+        """Remove an entry (damaged, or collected): renamed away first, so no reader sees it
+        half removed."""
+        path = self.entry_dir(key)
+        gone = self.root / "tmp" / f"gone-{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            gone.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, gone)
+        except OSError:
+            return
+        shutil.rmtree(gone, ignore_errors=True)
+
+    # ---- the parts each step had last time -------------------------------------------------
+    def last_parts(self, pipeline: str, step: str) -> KeyParts | None:
+        try:
+            data = json.loads((self.root / "last" / pipeline / f"{step}.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return KeyParts.from_json(data)
+
+    def remember(self, pipeline: str, step: str, parts: KeyParts) -> None:
+        path = self.root / "last" / pipeline / f"{step}.json"
+        with contextlib.suppress(OSError):
+            atomic_write_text(path, json.dumps(parts.to_json()))
+
+    # ---- housekeeping ----------------------------------------------------------------------
+    def entries(self) -> Iterator[Path]:
+        base = self.root / "entries"
+        if not base.is_dir():
+            return
+        for shard in sorted(base.iterdir()):
+            if shard.is_dir():
+                yield from (p for p in sorted(shard.iterdir()) if (p / ENTRY_FILE).is_file())
+
+
+#: ``J2K_CACHE``: ``off`` turns the step cache off for a step's runtime (the chart's
+#: ``steps.<name>.cache: false``); anything else leaves it on
+CACHE_ENV = "J2K_CACHE"
+
+
+def cache_enabled(env: Mapping[str, str] | None = None) -> bool:
+    e = os.environ if env is None else env
+    return e.get(CACHE_ENV, "on").strip().lower() not in ("off", "false", "0", "no")
+
+
+def upstream_part(step_dir: Path) -> str:
+    """What a downstream key chains on: the step's recorded key if it was cacheable, else a
+    hash of its stored outputs."""
+    try:
+        doc = json.loads((step_dir / KEY_FILE).read_bytes())
+    except (OSError, ValueError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("cacheable") is True and isinstance(doc.get("key"), str):
+        return str(doc["key"])
+    return outputs_digest(step_dir)
+
+
+class StepReuse:
+    """One step of one run on the runtime's side: its key from what the state volume holds,
+    reuse of a verified entry, and keeping the result once it executed."""
+
+    def __init__(
+        self,
+        spec: StepSpec,
+        state: StateStore,
+        run_id: str,
+        parameters: Mapping[str, Any],
+        cache: CacheStore,
+        cwd: Path,
+    ) -> None:
+        self.spec, self.state, self.run_id, self.cache, self.cwd = spec, state, run_id, cache, cwd
+        upstream = {u: upstream_part(state.step_dir(run_id, u)) for u in spec.upstream}
+        values = [parameters.get(p) for p in spec.parameters]
+        names = [*spec.cache_reads, *(v for v in values if isinstance(v, str) and pathlike(v))]
+        files = files_digests(names, cwd)
+        self.trusted = not any(v in ("too-large", "unreadable") for v in files.values())
+        self.parts = step_key_parts(spec, parameters, upstream, files)
+        self.key = self.parts.key
+
+    def reuse(self) -> bool:
+        """Load the entry for this key into the step's directory, marker last; False if none
+        (or it was damaged: then it is removed, and the step executes)."""
+        if not self.trusted:
+            return False
+        entry = self.cache.lookup(self.key)
+        if entry is None:
+            return False
+        marker = {
+            "run_id": self.run_id,
+            "step": self.spec.step,
+            "attempt": 0,
+            "at": time.time(),
+            "seconds": entry.doc.get("seconds"),
+            "reused": self.key,
+            "from_run": entry.run_id,
+            "upstream": list(self.spec.upstream),
+        }
+        try:
+            self.cache.load(
+                entry,
+                self.state.step_dir(self.run_id, self.spec.step),
+                marker,
+                self.cwd,
+                extra={KEY_FILE: self._key_doc()},
+                marker_writer=self.state.write_json,
+                durable=self.state.fsync,
+            )
+        except CorruptEntry:
+            return False
+        return True
+
+    def keep(self, seconds: float) -> None:
+        """The step executed and its results are stored: record its key, keep an entry."""
+        step_dir = self.state.step_dir(self.run_id, self.spec.step)
+        with contextlib.suppress(OSError):
+            atomic_write_text(step_dir / KEY_FILE, self._key_doc())
+        if self.trusted:
+            self.cache.store(
+                self.key,
+                self.parts,
+                step_dir,
+                pipeline=self.spec.pipeline,
+                step=self.spec.step,
+                run_id=self.run_id,
+                writes=self.spec.cache_writes,
+                cwd=self.cwd,
+                seconds=seconds,
+                keyed=self.parts.files,
+            )
+
+    def _key_doc(self) -> str:
+        return json.dumps({"key": self.key, "cacheable": self.trusted})
