@@ -38,7 +38,7 @@ from jup2kub.run import remote
 from jup2kub.run.executor import BLOCKED, RunResult, StepRun, new_run_id, run_pipeline
 from jup2kub.run.kafka import KafkaExecutor
 from jup2kub.run.local import LocalExecutor
-from jup2kub.run.results import write_results
+from jup2kub.run.results import copy_results, write_results
 from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
 
@@ -173,9 +173,12 @@ def run(
     parameters: Mapping[str, Any] | None = None,
     *,
     parameter_files: Sequence[Path] = (),
+    parameter_yaml: Sequence[str] = (),
+    parameter_strings: Sequence[tuple[str, str]] = (),
     split: str = "auto",
     name: str | None = None,
     workdir: Path | None = None,
+    output: Path | None = None,
     jobs: int | None = None,
     resume: str | None = None,
     kafka: str | None = None,
@@ -184,15 +187,19 @@ def run(
 ) -> RunResult:
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
     one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``.
-    ``warn`` gets each way the split differs from the notebook's Kale tags, before the run."""
+    ``warn`` gets each way the split differs from the notebook's Kale tags, before the run.
+    ``parameter_yaml`` (``-y``) and ``parameter_strings`` (``-p`` pairs, typed against the
+    notebook's values) add to ``parameters``; ``output`` also gets the results notebook."""
     if resume is not None:
         _check_run_id(resume, "--resume")
+    if output is not None:
+        _check_output_file(Path(output), Path(path))
     nb, pipeline = _load(path, split, name)
     for warning in pipeline.split_warnings:
         if warn is not None:
             warn(str(warning))
     require_storable(pipeline)
-    params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    params = _parameters(pipeline, parameters, parameter_files, parameter_yaml, parameter_strings)
     secrets = secret_environment(nb, pipeline, params)
     workdir = workdir or Path(".jup2kub") / pipeline.name
     executor = (
@@ -200,7 +207,29 @@ def run(
         if kafka
         else LocalExecutor(jobs, environment=secrets)
     )
-    return run_pipeline(nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change)
+    result = run_pipeline(
+        nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change
+    )
+    if output is not None:
+        result.output = copy_results(result.notebook, Path(output))
+    return result
+
+
+def _parameters(
+    pipeline: Pipeline,
+    given: Mapping[str, Any] | None,
+    files: Sequence[Path],
+    yaml_texts: Sequence[str],
+    strings: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    return collect(
+        given or {},
+        files,
+        pipeline.parameters,
+        yaml_texts=yaml_texts,
+        strings=strings,
+        expressions=pipeline.parameter_expressions,
+    )
 
 
 def secret_environment(
@@ -238,13 +267,15 @@ def submit(
     parameters: Mapping[str, Any] | None = None,
     *,
     parameter_files: Sequence[Path] = (),
+    parameter_yaml: Sequence[str] = (),
+    parameter_strings: Sequence[tuple[str, str]] = (),
     run_id: str | None = None,
     split: str = "auto",
     name: str | None = None,
 ) -> str:
     """Submit a run of the notebook's deployed pipeline through its Kafka; returns the run id."""
     pipeline = inspect_notebook(path, split, name)
-    params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    params = _parameters(pipeline, parameters, parameter_files, parameter_yaml, parameter_strings)
     refuse_secret_overrides(pipeline, params)
     run_id = run_id or new_run_id()
     _check_run_id(run_id, "--run-id")
@@ -290,6 +321,20 @@ def results(
     else:
         source = state
     return write_results(nb, pipeline, source, run_id, output), output
+
+
+def _check_output_file(output: Path, notebook: Path) -> None:
+    """The results notebook may go anywhere but over the notebook itself or a directory."""
+    if output.is_dir():
+        raise UsageError(
+            "the results notebook's path is a directory", where=str(output), hint="name a file"
+        )
+    if output.exists() and notebook.exists() and output.resolve() == notebook.resolve():
+        raise UsageError(
+            "the results notebook would replace the notebook being run",
+            where=str(output),
+            hint="name another file, e.g. out.ipynb",
+        )
 
 
 def _check_run_id(run_id: str, where: str) -> None:

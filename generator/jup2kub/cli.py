@@ -100,7 +100,16 @@ name_option = click.option(
 
 
 def parameter_options(func: F) -> F:
-    """-p NAME VALUE (repeatable) and -f FILE (repeatable), as papermill spells them."""
+    """-p NAME VALUE, -y YAML and -f FILE (each repeatable), as papermill spells them."""
+    func = click.option(
+        "-y",
+        "--parameters-yaml",
+        "yaml_texts",
+        multiple=True,
+        metavar="YAML",
+        help="Parameters as inline YAML, e.g. -y 'n: 3' or -y '{n: 3, label: x}' (applied "
+        "after -f, before -p).",
+    )(func)
     func = click.option(
         "-f",
         "--parameters-file",
@@ -116,7 +125,9 @@ def parameter_options(func: F) -> F:
         nargs=2,
         multiple=True,
         metavar="NAME VALUE",
-        help="Set a parameter (type inferred as papermill does: int, float, True/False/None, str).",
+        help="Set a parameter (type inferred as papermill does: int, float, True/False/None, "
+        "str; a string where the notebook's value is one). It must have the type of the "
+        "parameters cell's value.",
     )(func)
 
 
@@ -172,6 +183,12 @@ def _names(items: list[str] | set[str]) -> str:
     return ", ".join(sorted(items)) if items else "-"
 
 
+def _parameter_shown(p: Pipeline, name: str, value: Any) -> str:
+    """``n=10``; a non-literal default as written: ``today=date.today()``."""
+    written = p.parameter_expressions.get(name)
+    return f"{name}={written}" if written is not None else f"{name}={value!r}"
+
+
 def format_pipeline(p: Pipeline) -> str:
     """The human-readable view of ``inspect``."""
     out = [
@@ -180,7 +197,7 @@ def format_pipeline(p: Pipeline) -> str:
         f"split:      {p.split} ({len(p.steps)} steps)",
     ]
     if p.parameter_cells:
-        params = ", ".join(f"{k}={v!r}" for k, v in p.parameters.items()) or "-"
+        params = ", ".join(_parameter_shown(p, k, v) for k, v in p.parameters.items()) or "-"
         cells = ", ".join(map(str, p.parameter_cells))
         out.append(f"parameters: {params} (cell {cells})")
     if p.prelude:
@@ -397,6 +414,21 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
 
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "output_arg",
+    metavar="[OUTPUT.ipynb]",
+    required=False,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the results notebook here (as papermill's OUTPUT; same as the second "
+    "argument).",
+)
 @parameter_options
 @split_option
 @click.option(
@@ -431,7 +463,10 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
 @_reports_errors
 def run(
     notebook: Path,
+    output_arg: Path | None,
+    output: Path | None,
     pairs: tuple[tuple[str, str], ...],
+    yaml_texts: tuple[str, ...],
     files: tuple[Path, ...],
     split: str,
     workdir: Path | None,
@@ -440,7 +475,11 @@ def run(
     kafka: str | None,
     name: str | None,
 ) -> None:
-    """Run NOTEBOOK's pipeline on this machine and write a results notebook."""
+    """Run NOTEBOOK's pipeline on this machine and write a results notebook (also to
+    OUTPUT.ipynb when given)."""
+    if output_arg is not None and output is not None and output_arg != output:
+        raise UsageError("OUTPUT.ipynb and -o name two different files; give one")
+    output = output or output_arg
     live = None
     if sys.stderr.isatty():
         from rich.console import Console
@@ -456,11 +495,13 @@ def run(
     try:
         result = api.run(
             notebook,
-            _typed(pairs),
             parameter_files=files,
+            parameter_yaml=yaml_texts,
+            parameter_strings=pairs,
             split=split,
             name=name,
             workdir=workdir,
+            output=output,
             jobs=jobs,
             resume=resume,
             kafka=kafka,
@@ -471,7 +512,10 @@ def run(
         if live is not None:
             live.stop()
     click.echo(f"run {result.run_id}: {'succeeded' if result.ok else 'failed'}")
-    click.echo(f"results notebook: {result.notebook}")
+    if result.output is not None:
+        click.echo(f"results notebook: {result.output} (and {result.notebook})")
+    else:
+        click.echo(f"results notebook: {result.notebook}")
     click.echo(f"summary: {result.summary}")
     if not result.ok:
         for st in result.failed:
@@ -516,6 +560,7 @@ def submit(
     notebook: Path,
     bootstrap: str,
     pairs: tuple[tuple[str, str], ...],
+    yaml_texts: tuple[str, ...],
     files: tuple[Path, ...],
     run_id: str | None,
     split: str,
@@ -526,18 +571,14 @@ def submit(
         api.submit(
             notebook,
             bootstrap,
-            _typed(pairs),
             parameter_files=files,
+            parameter_yaml=yaml_texts,
+            parameter_strings=pairs,
             run_id=run_id,
             split=split,
             name=name,
         )
     )
-
-
-def _typed(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """``-p NAME VALUE`` pairs with their types inferred as papermill does."""
-    return {key: api.infer_type(value) for key, value in pairs}
 
 
 def kube_options(func: F) -> F:

@@ -70,6 +70,8 @@ class RunResult:
     notebook: Path
     summary: Path
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: where the results notebook was also written (``run -o``), if asked
+    output: Path | None = None
 
     @property
     def ok(self) -> bool:
