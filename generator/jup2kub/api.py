@@ -35,7 +35,16 @@ from jup2kub.model.secrets import literal_values
 from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
 from jup2kub.plan import plan_pipeline
 from jup2kub.run import remote
-from jup2kub.run.executor import BLOCKED, RunResult, StepRun, new_run_id, run_pipeline
+from jup2kub.run.executor import (
+    BLOCKED,
+    DONE,
+    FAILED,
+    RUNNING,
+    RunResult,
+    StepRun,
+    new_run_id,
+    run_pipeline,
+)
 from jup2kub.run.kafka import KafkaExecutor
 from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import copy_results, write_results
@@ -44,6 +53,9 @@ from jup2kub_runtime.state import check_run_id
 
 __all__ = [
     "BLOCKED",
+    "DONE",
+    "FAILED",
+    "RUNNING",
     "SPLIT_MODES",
     "STORAGE_MODES",
     "ChartOptions",
@@ -184,16 +196,25 @@ def run(
     kafka: str | None = None,
     on_change: Callable[[dict[str, StepRun]], None] | None = None,
     warn: Log | None = None,
+    timeout: float | None = None,
+    on_output: Callable[[str, str], None] | None = None,
 ) -> RunResult:
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
     one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``.
     ``warn`` gets each way the split differs from the notebook's Kale tags, before the run.
     ``parameter_yaml`` (``-y``) and ``parameter_strings`` (``-p`` pairs, typed against the
-    notebook's values) add to ``parameters``; ``output`` also gets the results notebook."""
+    notebook's values) add to ``parameters``; ``output`` also gets the results notebook.
+    ``timeout`` bounds the run (seconds: its running steps are killed, it can be resumed);
+    ``on_output`` gets each line the cells print (step, line), as they print it."""
     if resume is not None:
         _check_run_id(resume, "--resume")
     if output is not None:
         _check_output_file(Path(output), Path(path))
+    if kafka and (timeout or on_output is not None):
+        raise UsageError(
+            "--timeout and --log-output work with the embedded mode only, not --kafka",
+            hint="drop --kafka, or follow the runtimes' own logs",
+        )
     nb, pipeline = _load(path, split, name)
     for warning in pipeline.split_warnings:
         if warn is not None:
@@ -205,7 +226,7 @@ def run(
     executor = (
         KafkaExecutor(kafka, environment=secrets)
         if kafka
-        else LocalExecutor(jobs, environment=secrets)
+        else LocalExecutor(jobs, environment=secrets, timeout=timeout, on_output=on_output)
     )
     result = run_pipeline(
         nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change

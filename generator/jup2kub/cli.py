@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import json
+import shlex
 import signal
 import sys
 import warnings
@@ -400,6 +401,7 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     table.add_column("step")
     table.add_column("state")
     table.add_column("time", justify="right")
+    table.add_column("cell", justify="right")
     colors = {"succeeded": "green", "failed": "red", "running": "yellow", "blocked": "magenta"}
     for st in steps.values():
         seconds = st.seconds
@@ -408,8 +410,70 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
             st.name,
             f"[{colors.get(st.state.value, 'white')}]{state}[/]",
             "" if seconds is None else f"{seconds:.1f}s",
+            "" if st.cell is None or st.state != api.RUNNING else str(st.cell),
         )
     return table
+
+
+class _ProgressLines:
+    """Progress where stderr is no terminal (CI logs, files): one line when a step starts and
+    one when it ends, with its time; a step still running says so every ``every`` seconds
+    (J2K_PROGRESS_INTERVAL, default 60) with the cell it executes, so a hung step shows."""
+
+    def __init__(self, every: float) -> None:
+        self.seen: dict[str, str] = {}
+        self.every = every
+        self.told: dict[str, float] = {}  # step -> elapsed seconds when last said running
+
+    def __call__(self, steps: dict[str, api.StepRun]) -> None:
+        for st in steps.values():
+            state = st.state.value
+            if self.seen.get(st.name) != state:
+                self.seen[st.name] = state
+                self._changed(st)
+            elif self._due(st):
+                self.told[st.name] = st.seconds or 0.0
+                where = f", cell {st.cell}" if st.cell is not None else ""
+                self._say(f"step {st.name}: still running ({_elapsed(st.seconds or 0)}{where})")
+
+    def _due(self, st: api.StepRun) -> bool:
+        if st.state != api.RUNNING or st.seconds is None:
+            return False
+        return st.seconds - self.told.get(st.name, 0.0) >= self.every
+
+    def _changed(self, st: api.StepRun) -> None:
+        if st.state == api.RUNNING:
+            self.told[st.name] = 0.0
+            self._say(f"step {st.name}: started")
+        elif st.reused:
+            self._say(f"step {st.name}: succeeded earlier (reused)")
+        elif st.state in (api.DONE, api.FAILED):
+            took = "" if st.seconds is None else f" in {_elapsed(st.seconds)}"
+            self._say(f"step {st.name}: {st.state.value}{took}")
+        elif st.state == api.BLOCKED:
+            self._say(f"step {st.name}: not run")
+
+    @staticmethod
+    def _say(text: str) -> None:
+        import time
+
+        click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
+
+
+def _elapsed(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _progress_interval() -> float:
+    import os
+
+    try:
+        return max(0.0, float(os.environ.get("J2K_PROGRESS_INTERVAL", "60")))
+    except ValueError:
+        return 60.0
 
 
 @main.command()
@@ -459,6 +523,20 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     help="Run one runtime process per step on this Kafka and submit the run through it: "
     "the cluster's data path, on this machine.",
 )
+@click.option(
+    "--timeout",
+    "timeout",
+    metavar="DURATION",
+    default=None,
+    help="End the run after this long (e.g. 90s, 15m, 2h): every step process ends, the run "
+    "can be resumed; exit code 124.",
+)
+@click.option(
+    "--log-output",
+    is_flag=True,
+    help="Print what the cells print as they print it, each line prefixed with its step "
+    "(stderr), as papermill's --log-output does.",
+)
 @name_option
 @_reports_errors
 def run(
@@ -473,6 +551,8 @@ def run(
     jobs: int | None,
     resume: str | None,
     kafka: str | None,
+    timeout: str | None,
+    log_output: bool,
     name: str | None,
 ) -> None:
     """Run NOTEBOOK's pipeline on this machine and write a results notebook (also to
@@ -480,17 +560,33 @@ def run(
     if output_arg is not None and output is not None and output_arg != output:
         raise UsageError("OUTPUT.ipynb and -o name two different files; give one")
     output = output or output_arg
+    seconds = None if timeout is None else api.parse_duration(timeout)
     live = None
-    if sys.stderr.isatty():
+    lines = None if sys.stderr.isatty() else _ProgressLines(_progress_interval())
+    latest: dict[str, api.StepRun] = {}
+    if lines is None:
         from rich.console import Console
         from rich.live import Live
 
-        live = Live(console=Console(stderr=True), refresh_per_second=8, transient=False)
+        # rendered at every refresh: a running step's time goes on counting
+        live = Live(
+            console=Console(stderr=True),
+            refresh_per_second=4,
+            transient=False,
+            get_renderable=lambda: _progress_table(latest),
+        )
         live.start()
 
     def show(steps: dict[str, api.StepRun]) -> None:
+        latest.update(steps)
+        if lines is not None:
+            lines(steps)
+
+    def printed(step: str, line: str) -> None:
         if live is not None:
-            live.update(_progress_table(steps))
+            live.console.print(f"[{step}] {line}", highlight=False, markup=False)
+        else:
+            click.echo(f"[{step}] {line}", err=True)
 
     try:
         result = api.run(
@@ -507,6 +603,8 @@ def run(
             kafka=kafka,
             on_change=show,
             warn=_warn,
+            timeout=seconds,
+            on_output=printed if log_output else None,
         )
     finally:
         if live is not None:
@@ -529,11 +627,21 @@ def run(
             for line in err.traceback:
                 click.echo(f"  {line}", err=True)
         blocked = [s.name for s in result.steps.values() if s.state == api.BLOCKED]
+        why = "the run timed out" if result.timed_out else "upstream failed"
         if blocked:
-            click.echo(f"not run (upstream failed): {', '.join(blocked)}", err=True)
+            click.echo(f"not run ({why}): {', '.join(blocked)}", err=True)
+        again = ["--workdir", str(result.workdir), "--resume", result.run_id]
+        resume = shlex.join(["jup2kub", "run", str(notebook), *again])
+        if result.timed_out:
+            click.echo(
+                f"error: run {result.run_id} exceeded its --timeout of {timeout}: every step "
+                "process has ended",
+                err=True,
+            )
+            click.echo(f"hint: `{resume}` continues it (the completed steps are kept)", err=True)
+            sys.exit(124)
         click.echo(
-            f"hint: fix the notebook, then `jup2kub run {notebook} --workdir {result.workdir} "
-            f"--resume {result.run_id}` re-runs only what did not complete",
+            f"hint: fix the notebook, then `{resume}` re-runs only what did not complete",
             err=True,
         )
         sys.exit(1)

@@ -54,6 +54,7 @@ class StepRun:
     finished: float | None = None
     error: ErrorRecord | None = None
     reused: bool = False  # completed by an earlier attempt of this run (--resume)
+    cell: int | None = None  # while running: the cell it executes, when the executor knows
 
     @property
     def seconds(self) -> float | None:
@@ -72,6 +73,8 @@ class RunResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     #: where the results notebook was also written (``run -o``), if asked
     output: Path | None = None
+    #: the run's time limit (``--timeout``) ended it: its running steps were killed
+    timed_out: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,6 +102,8 @@ class Run:
     logs: Path
     steps: dict[str, StepRun]
     on_change: OnChange | None = None
+    #: set by an executor whose time limit ended the run (its seconds)
+    timed_out: float | None = None
 
     def notify(self) -> None:
         if self.on_change is not None:
@@ -241,6 +246,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
             "notebook": nb.path,
             "mode": mode,
             "status": status,
+            **({"timed_out_after": run.timed_out} if run.timed_out else {}),
             "parameters": dict(run.parameters),
             "result_notebook": str(notebook_path),
             "steps": {name: _step_summary(store, run_id, st) for name, st in steps.items()},
@@ -248,7 +254,13 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
         summary_path = run_dir / "summary.json"
         atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
         return RunResult(
-            run_id, run.workdir, steps, notebook_path, summary_path, dict(run.parameters)
+            run_id,
+            run.workdir,
+            steps,
+            notebook_path,
+            summary_path,
+            dict(run.parameters),
+            timed_out=run.timed_out,
         )
     except OSError as exc:
         failed = "; ".join(
