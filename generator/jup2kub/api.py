@@ -180,6 +180,24 @@ def build(
     return pipeline, write_chart(plan, Path(out), options, audit)
 
 
+def chart_images(chart: Path) -> list[str]:
+    """The step images a built chart names (``repository:tag``, with its registry), read from
+    its values.yaml: what ``build --no-images`` left to build."""
+    import yaml
+
+    try:
+        values = yaml.safe_load((Path(chart) / "values.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    registry = str((values.get("image") or {}).get("registry") or "")
+    names = []
+    for step in (values.get("steps") or {}).values():
+        image = (step or {}).get("image") or {}
+        ref = f"{image.get('repository')}:{image.get('tag')}"
+        names.append(f"{registry.rstrip('/')}/{ref}" if registry else ref)
+    return names
+
+
 def run(
     path: str | Path,
     parameters: Mapping[str, Any] | None = None,

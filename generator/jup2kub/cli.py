@@ -365,7 +365,40 @@ def build(
     )
     _split_warnings(pipeline)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
-    click.echo(f"install it with: helm install mypipeline {written}")
+    install = shlex.join(["helm", "install", pipeline.name, str(written)])
+    dev = shlex.join(["-f", str(written / "values-dev.yaml")])
+    if no_images:
+        _next_steps_without_images(written, notebook, install, dev)
+    elif not push:
+        click.echo(
+            "the step images are in this machine's Docker engine only: a cluster that pulls "
+            "from a registry needs them pushed (add --image-registry REGISTRY --push), a "
+            "local cluster needs them loaded into its nodes (e.g. `kind load docker-image`, "
+            "`minikube image load`, `e2e/cluster load-image`)"
+        )
+        click.echo(f"then install it with: {install} {dev}  (or: jup2kub deploy)")
+    else:
+        click.echo(f"install it with: {install}  (or: jup2kub deploy)")
+
+
+def _next_steps_without_images(written: Path, notebook: Path, install: str, dev: str) -> None:
+    """``--no-images``: the chart names step images nobody built, so installing it now would
+    leave every step pod unable to pull: say what is missing and what builds it."""
+    images = api.chart_images(written)
+    again = [a for a in sys.argv[1:] if a != "--no-images"]
+    build_cmd = shlex.join(["jup2kub", *again]) if again[:1] == ["build"] else None
+    build_cmd = build_cmd or shlex.join(["jup2kub", "build", str(notebook), "-o", str(written)])
+    click.echo(
+        f"not built (--no-images): the step images {', '.join(images) or '-'}; the chart's "
+        "steps cannot start until they exist where the cluster pulls from"
+    )
+    click.echo(f"build them with the local Docker engine: {build_cmd}")
+    click.echo(
+        "  then push them (add --image-registry REGISTRY --push) or load them into a local "
+        "cluster's nodes (`kind load docker-image`, `minikube image load`, "
+        "`e2e/cluster load-image`)"
+    )
+    click.echo(f"then install it with: {install} {dev}  (or: jup2kub deploy)")
 
 
 @main.command()

@@ -7,6 +7,7 @@ shows a traceback. Anything else is a bug in Jup2Kub or the environment (exit co
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 
@@ -58,8 +59,9 @@ class RunInterrupted(Jup2KubError):
             "ended, and the steps that completed are kept",
             where=workdir,
             hint=(
-                f"re-run only what did not complete: jup2kub run {notebook} --workdir "
-                f"{workdir} --resume {run_id}"
+                "re-run only what did not complete: "
+                + shlex.join(["jup2kub", "run", notebook, "--workdir", workdir])
+                + f" --resume {run_id}"
                 if resumable
                 else "start the run again"
             ),
