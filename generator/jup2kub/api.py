@@ -23,7 +23,7 @@ from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
 from jup2kub.cluster.status import ReleaseStatus, release_status
-from jup2kub.drawing import write_graph
+from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model.analysis import analyze_cell
 from jup2kub.model.grouping import group_cells
@@ -78,6 +78,7 @@ __all__ = [
     "run",
     "run_states",
     "submit",
+    "to_mermaid",
     "value_label",
     "write_graph",
 ]
