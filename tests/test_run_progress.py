@@ -24,8 +24,9 @@ def _env(workers: str, **extra: str) -> dict[str, str]:
     return {**os.environ, "J2K_LOCAL_WORKERS": workers, **extra}
 
 
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
 def test_one_line_per_step_start_and_end_and_a_running_step_shows_its_cell(
-    make_notebook: MakeNb, tmp_path: Path
+    mode: str, make_notebook: MakeNb, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     nb = make_notebook(
         [
@@ -36,7 +37,8 @@ def test_one_line_per_step_start_and_end_and_a_running_step_shows_its_cell(
         ]
     )
     env = _env("fork", J2K_PROGRESS_INTERVAL="0")
-    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", cwd=tmp_path, env=env)
+    extra = ["--kafka", request.getfixturevalue("kafka")] if mode == "kafka" else []
+    proc = jup2kub("run", nb, "--workdir", tmp_path / "w", *extra, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in proc.stderr.splitlines()]
     events = [line for line in lines if "still running" not in line]

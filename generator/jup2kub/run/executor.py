@@ -30,7 +30,7 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.results import results_notebook
-from jup2kub_runtime.errors import ErrorRecord
+from jup2kub_runtime.errors import ErrorRecord, StepRuntimeError
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import StepState
 
@@ -108,6 +108,16 @@ class Run:
     def notify(self) -> None:
         if self.on_change is not None:
             self.on_change(self.steps)
+
+    def tick(self) -> None:
+        """Every second or so while steps run: which cell each running step executes (what
+        its process recorded in the store), then ``notify``, so that a running step's elapsed
+        time shows, and a hung step shows where."""
+        for st in self.steps.values():
+            if st.state == RUNNING:
+                with contextlib.suppress(OSError, ValueError, StepRuntimeError):
+                    st.cell = self.store.progress(self.run_id, st.name)[0]
+        self.notify()
 
 
 class Executor(Protocol):

@@ -165,10 +165,7 @@ class _Schedule:
         if now < self.next_tick:
             return
         self.next_tick = now + TICK_SECONDS
-        for name in self.running:
-            with contextlib.suppress(OSError, ValueError, StepRuntimeError):
-                self.run.steps[name].cell = self.run.store.progress(self.run.run_id, name)[0]
-        self.run.notify()
+        self.run.tick()
 
     def _time_out(self) -> None:
         """The run's time is up: every step process ends now; a running step fails in the
