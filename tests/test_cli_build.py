@@ -30,7 +30,12 @@ def test_build_writes_a_chart(tmp_path: Path) -> None:
         "ebs",
     )
     assert proc.returncode == 0, proc.stderr
-    assert f"helm install mypipeline {out}" in proc.stdout
+    assert f"helm install sales-markers {out}" in proc.stdout
+    # the images were not built: named, with the command that builds them (no --no-images)
+    assert "not built (--no-images): the step images sales-markers-load:" in proc.stdout
+    assert f"jup2kub build {CORPUS / 'sales_markers.ipynb'} -o {out} --kafka-nodes 1" in (
+        proc.stdout
+    )
     chart = yaml.safe_load((out / "Chart.yaml").read_text())
     assert chart["name"] == "sales-markers"
     values = yaml.safe_load((out / "values.yaml").read_text())

@@ -420,11 +420,11 @@ def test_limits_labels_and_annotations_reach_the_step_deployment(
     make_notebook: MakeNb, tmp_path: Path
 ) -> None:
     from jup2kub.api import build
-    from tests.test_chart import by_kind, run_helm, validate_strict
+    from tests.test_chart import PROD_EFS, by_kind, run_helm, validate_strict
 
     _, out = build(_gpu_notebook(make_notebook), tmp_path / "out", image_build=None)
     for values in ("values.yaml", "values-dev.yaml", "values-prod.yaml"):
-        run_helm("lint", "--strict", str(out), "-f", str(out / values))
+        run_helm("lint", "--strict", str(out), "-f", str(out / values), "--set", PROD_EFS)
     objects = [o for o in yaml.safe_load_all(run_helm("template", "rel", str(out)).stdout) if o]
     validate_strict(objects)
     deployments = by_kind(objects, "Deployment")

@@ -30,6 +30,10 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     assert "jup2kub/chart/skeleton/.helmignore" in names
     assert any(n.startswith("jup2kub/build/dockerfiles/") for n in names)
     assert not any(n.startswith(("tests/", "generator/", "runtime/")) for n in names)
+    # the prebuilt JupyterLab extension and its server half's switch, where Jupyter finds them
+    data = "jup2kub-0.1.0.data/data/"
+    assert f"{data}share/jupyter/labextensions/jup2kub-labextension/package.json" in names
+    assert f"{data}etc/jupyter/jupyter_server_config.d/jup2kub.json" in names
 
     target = tmp_path / "site"
     install = subprocess.run(

@@ -7,3 +7,16 @@ command line over it.
 """
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext jup2kub``: the ``%jup2kub`` and ``%%step`` magics (``jup2kub.magics``)."""
+    from jup2kub.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    from jup2kub.magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -26,7 +26,7 @@ from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
 from jup2kub.cluster.status import ReleaseStatus, release_status
-from jup2kub.drawing import write_graph
+from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model import cacheability
 from jup2kub.model.analysis import analyze_cell
@@ -43,6 +43,7 @@ from jup2kub.run.executor import (
     BLOCKED,
     DONE,
     FAILED,
+    RUNNING,
     RunResult,
     StepRun,
     new_run_id,
@@ -50,7 +51,7 @@ from jup2kub.run.executor import (
 )
 from jup2kub.run.kafka import KafkaExecutor
 from jup2kub.run.local import LocalExecutor
-from jup2kub.run.results import write_results
+from jup2kub.run.results import copy_results, write_results
 from jup2kub.run.reuse import RunCache
 from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
@@ -64,6 +65,7 @@ __all__ = [
     "BLOCKED",
     "DONE",
     "FAILED",
+    "RUNNING",
     "SPLIT_MODES",
     "STORAGE_MODES",
     "ChartOptions",
@@ -89,6 +91,7 @@ __all__ = [
     "run",
     "run_states",
     "submit",
+    "to_mermaid",
     "value_label",
     "write_graph",
 ]
@@ -249,14 +252,35 @@ def build(
     return pipeline, written
 
 
+def chart_images(chart: Path) -> list[str]:
+    """The step images a built chart names (``repository:tag``, with its registry), read from
+    its values.yaml: what ``build --no-images`` left to build."""
+    import yaml
+
+    try:
+        values = yaml.safe_load((Path(chart) / "values.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    registry = str((values.get("image") or {}).get("registry") or "")
+    names = []
+    for step in (values.get("steps") or {}).values():
+        image = (step or {}).get("image") or {}
+        ref = f"{image.get('repository')}:{image.get('tag')}"
+        names.append(f"{registry.rstrip('/')}/{ref}" if registry else ref)
+    return names
+
+
 def run(
     path: str | Path,
     parameters: Mapping[str, Any] | None = None,
     *,
     parameter_files: Sequence[Path] = (),
+    parameter_yaml: Sequence[str] = (),
+    parameter_strings: Sequence[tuple[str, str]] = (),
     split: str = "auto",
     name: str | None = None,
     workdir: Path | None = None,
+    output: Path | None = None,
     jobs: int | None = None,
     resume: str | None = None,
     kafka: str | None = None,
@@ -265,6 +289,8 @@ def run(
     kafka_timeout: float = 60,
     cache: bool = True,
     cache_dir: Path | None = None,
+    timeout: float | None = None,
+    on_output: Callable[[str, str], None] | None = None,
 ) -> RunResult:
     """Run the notebook's pipeline on this machine: one process per step, or with ``kafka``
     one runtime per step on that broker. The default WORKDIR is ``.jup2kub/PIPELINE``.
@@ -272,15 +298,27 @@ def run(
     ``kafka_timeout``: how long the broker may take to answer before the run is an error.
 
     Steps whose cache key is unchanged are reused from ``cache_dir`` (default WORKDIR/cache;
-    ``cache`` False: every step executes); not with ``kafka``."""
+    ``cache`` False: every step executes); not with ``kafka``.
+
+    ``parameter_yaml`` (``-y``) and ``parameter_strings`` (``-p`` pairs, typed against the
+    notebook's values) add to ``parameters``; ``output`` also gets the results notebook.
+    ``timeout`` bounds the run (seconds: its running steps are killed, it can be resumed);
+    ``on_output`` gets each line the cells print (step, line), as they print it."""
     if resume is not None:
         _check_run_id(resume, "--resume")
+    if output is not None:
+        _check_output_file(Path(output), Path(path))
+    if kafka and (timeout or on_output is not None):
+        raise UsageError(
+            "--timeout and --log-output work with the embedded mode only, not --kafka",
+            hint="drop --kafka, or follow the runtimes' own logs",
+        )
     nb, pipeline = _load(path, split, name)
     for warning in pipeline.split_warnings:
         if warn is not None:
             warn(str(warning))
     require_storable(pipeline)
-    params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    params = _parameters(pipeline, parameters, parameter_files, parameter_yaml, parameter_strings)
     secrets = secret_environment(nb, pipeline, params)
     workdir = workdir or Path(".jup2kub") / pipeline.name
     if kafka and cache_dir is not None:
@@ -296,14 +334,34 @@ def run(
             connect_timeout=kafka_timeout,
         )
         if kafka
-        else LocalExecutor(jobs, environment=secrets)
+        else LocalExecutor(jobs, environment=secrets, timeout=timeout, on_output=on_output)
     )
     reuse = None
     if not kafka:
         store = CacheStore(cache_dir or workdir / DEFAULT_DIRNAME) if cache else None
         reuse = RunCache(store, resumed=resume is not None)
-    return run_pipeline(
+    result = run_pipeline(
         nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change, cache=reuse
+    )
+    if output is not None:
+        result.output = copy_results(result.notebook, Path(output))
+    return result
+
+
+def _parameters(
+    pipeline: Pipeline,
+    given: Mapping[str, Any] | None,
+    files: Sequence[Path],
+    yaml_texts: Sequence[str],
+    strings: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    return collect(
+        given or {},
+        files,
+        pipeline.parameters,
+        yaml_texts=yaml_texts,
+        strings=strings,
+        expressions=pipeline.parameter_expressions,
     )
 
 
@@ -342,6 +400,8 @@ def submit(
     parameters: Mapping[str, Any] | None = None,
     *,
     parameter_files: Sequence[Path] = (),
+    parameter_yaml: Sequence[str] = (),
+    parameter_strings: Sequence[tuple[str, str]] = (),
     run_id: str | None = None,
     split: str = "auto",
     name: str | None = None,
@@ -350,7 +410,7 @@ def submit(
     """Submit a run of the notebook's deployed pipeline through its Kafka (waiting up to
     ``kafka_timeout`` s for it to answer); returns the run id."""
     pipeline = inspect_notebook(path, split, name)
-    params = collect(parameters or {}, parameter_files, pipeline.parameters)
+    params = _parameters(pipeline, parameters, parameter_files, parameter_yaml, parameter_strings)
     refuse_secret_overrides(pipeline, params)
     run_id = run_id or new_run_id()
     _check_run_id(run_id, "--run-id")
@@ -400,6 +460,20 @@ def results(
     else:
         source = state
     return write_results(nb, pipeline, source, run_id, output), output
+
+
+def _check_output_file(output: Path, notebook: Path) -> None:
+    """The results notebook may go anywhere but over the notebook itself or a directory."""
+    if output.is_dir():
+        raise UsageError(
+            "the results notebook's path is a directory", where=str(output), hint="name a file"
+        )
+    if output.exists() and notebook.exists() and output.resolve() == notebook.resolve():
+        raise UsageError(
+            "the results notebook would replace the notebook being run",
+            where=str(output),
+            hint="name another file, e.g. out.ipynb",
+        )
 
 
 def _check_run_id(run_id: str, where: str) -> None:

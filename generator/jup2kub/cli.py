@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import json
+import shlex
 import signal
 import sys
 import time
@@ -114,7 +115,16 @@ def kafka_timeout_option(default: str) -> Callable[[F], F]:
 
 
 def parameter_options(func: F) -> F:
-    """-p NAME VALUE (repeatable) and -f FILE (repeatable), as papermill spells them."""
+    """-p NAME VALUE, -y YAML and -f FILE (each repeatable), as papermill spells them."""
+    func = click.option(
+        "-y",
+        "--parameters-yaml",
+        "yaml_texts",
+        multiple=True,
+        metavar="YAML",
+        help="Parameters as inline YAML, e.g. -y 'n: 3' or -y '{n: 3, label: x}' (applied "
+        "after -f, before -p).",
+    )(func)
     func = click.option(
         "-f",
         "--parameters-file",
@@ -130,7 +140,9 @@ def parameter_options(func: F) -> F:
         nargs=2,
         multiple=True,
         metavar="NAME VALUE",
-        help="Set a parameter (type inferred as papermill does: int, float, True/False/None, str).",
+        help="Set a parameter (type inferred as papermill does: int, float, True/False/None, "
+        "str; a string where the notebook's value is one). It must have the type of the "
+        "parameters cell's value.",
     )(func)
 
 
@@ -195,6 +207,12 @@ def _names(items: list[str] | set[str]) -> str:
     return ", ".join(sorted(items)) if items else "-"
 
 
+def _parameter_shown(p: Pipeline, name: str, value: Any) -> str:
+    """``n=10``; a non-literal default as written: ``today=date.today()``."""
+    written = p.parameter_expressions.get(name)
+    return f"{name}={written}" if written is not None else f"{name}={value!r}"
+
+
 def format_pipeline(p: Pipeline) -> str:
     """The human-readable view of ``inspect``."""
     out = [
@@ -203,7 +221,7 @@ def format_pipeline(p: Pipeline) -> str:
         f"split:      {p.split} ({len(p.steps)} steps)",
     ]
     if p.parameter_cells:
-        params = ", ".join(f"{k}={v!r}" for k, v in p.parameters.items()) or "-"
+        params = ", ".join(_parameter_shown(p, k, v) for k, v in p.parameters.items()) or "-"
         cells = ", ".join(map(str, p.parameter_cells))
         out.append(f"parameters: {params} (cell {cells})")
     if p.prelude:
@@ -381,7 +399,40 @@ def build(
             click.echo(f"{len(pipeline.steps)} steps recorded in the catalog {store.shown}")
     _split_warnings(pipeline)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
-    click.echo(f"install it with: helm install mypipeline {written}")
+    install = shlex.join(["helm", "install", pipeline.name, str(written)])
+    dev = shlex.join(["-f", str(written / "values-dev.yaml")])
+    if no_images:
+        _next_steps_without_images(written, notebook, install, dev)
+    elif not push:
+        click.echo(
+            "the step images are in this machine's Docker engine only: a cluster that pulls "
+            "from a registry needs them pushed (add --image-registry REGISTRY --push), a "
+            "local cluster needs them loaded into its nodes (e.g. `kind load docker-image`, "
+            "`minikube image load`, `e2e/cluster load-image`)"
+        )
+        click.echo(f"then install it with: {install} {dev}  (or: jup2kub deploy)")
+    else:
+        click.echo(f"install it with: {install}  (or: jup2kub deploy)")
+
+
+def _next_steps_without_images(written: Path, notebook: Path, install: str, dev: str) -> None:
+    """``--no-images``: the chart names step images nobody built, so installing it now would
+    leave every step pod unable to pull: say what is missing and what builds it."""
+    images = api.chart_images(written)
+    again = [a for a in sys.argv[1:] if a != "--no-images"]
+    build_cmd = shlex.join(["jup2kub", *again]) if again[:1] == ["build"] else None
+    build_cmd = build_cmd or shlex.join(["jup2kub", "build", str(notebook), "-o", str(written)])
+    click.echo(
+        f"not built (--no-images): the step images {', '.join(images) or '-'}; the chart's "
+        "steps cannot start until they exist where the cluster pulls from"
+    )
+    click.echo(f"build them with the local Docker engine: {build_cmd}")
+    click.echo(
+        "  then push them (add --image-registry REGISTRY --push) or load them into a local "
+        "cluster's nodes (`kind load docker-image`, `minikube image load`, "
+        "`e2e/cluster load-image`)"
+    )
+    click.echo(f"then install it with: {install} {dev}  (or: jup2kub deploy)")
 
 
 @main.command()
@@ -417,6 +468,7 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     table.add_column("step")
     table.add_column("state")
     table.add_column("time", justify="right")
+    table.add_column("cell", justify="right")
     colors = {"succeeded": "green", "failed": "red", "running": "yellow", "blocked": "magenta"}
     for st in steps.values():
         seconds = st.seconds
@@ -425,12 +477,89 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
             st.name,
             f"[{colors.get(st.state.value, 'white')}]{state}[/]",
             "" if seconds is None else f"{seconds:.1f}s",
+            "" if st.cell is None or st.state != api.RUNNING else str(st.cell),
         )
     return table
 
 
+class _ProgressLines:
+    """Progress where stderr is no terminal (CI logs, files): one line when a step starts and
+    one when it ends, with its time; a step still running says so every ``every`` seconds
+    (J2K_PROGRESS_INTERVAL, default 60) with the cell it executes, so a hung step shows."""
+
+    def __init__(self, every: float) -> None:
+        self.seen: dict[str, str] = {}
+        self.every = every
+        self.told: dict[str, float] = {}  # step -> elapsed seconds when last said running
+
+    def __call__(self, steps: dict[str, api.StepRun]) -> None:
+        for st in steps.values():
+            state = st.state.value
+            if self.seen.get(st.name) != state:
+                self.seen[st.name] = state
+                self._changed(st)
+            elif self._due(st):
+                self.told[st.name] = st.seconds or 0.0
+                where = f", cell {st.cell}" if st.cell is not None else ""
+                self._say(f"step {st.name}: still running ({_elapsed(st.seconds or 0)}{where})")
+
+    def _due(self, st: api.StepRun) -> bool:
+        if st.state != api.RUNNING or st.seconds is None:
+            return False
+        return st.seconds - self.told.get(st.name, 0.0) >= self.every
+
+    def _changed(self, st: api.StepRun) -> None:
+        if st.state == api.RUNNING:
+            self.told[st.name] = 0.0
+            self._say(f"step {st.name}: started")
+        elif st.reused:
+            self._say(f"step {st.name}: succeeded earlier (reused)")
+        elif st.state in (api.DONE, api.FAILED):
+            took = "" if st.seconds is None else f" in {_elapsed(st.seconds)}"
+            self._say(f"step {st.name}: {st.state.value}{took}")
+        elif st.state == api.BLOCKED:
+            self._say(f"step {st.name}: not run")
+
+    @staticmethod
+    def _say(text: str) -> None:
+        import time
+
+        click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
+
+
+def _elapsed(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _progress_interval() -> float:
+    import os
+
+    try:
+        return max(0.0, float(os.environ.get("J2K_PROGRESS_INTERVAL", "60")))
+    except ValueError:
+        return 60.0
+
+
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "output_arg",
+    metavar="[OUTPUT.ipynb]",
+    required=False,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the results notebook here (as papermill's OUTPUT; same as the second "
+    "argument).",
+)
 @parameter_options
 @split_option
 @click.option(
@@ -477,11 +606,28 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Any:
     "the cluster's data path, on this machine.",
 )
 @kafka_timeout_option("60s")
+@click.option(
+    "--timeout",
+    "timeout",
+    metavar="DURATION",
+    default=None,
+    help="End the run after this long (e.g. 90s, 15m, 2h): every step process ends, the run "
+    "can be resumed; exit code 124.",
+)
+@click.option(
+    "--log-output",
+    is_flag=True,
+    help="Print what the cells print as they print it, each line prefixed with its step "
+    "(stderr), as papermill's --log-output does.",
+)
 @name_option
 @_reports_errors
 def run(
     notebook: Path,
+    output_arg: Path | None,
+    output: Path | None,
     pairs: tuple[tuple[str, str], ...],
+    yaml_texts: tuple[str, ...],
     files: tuple[Path, ...],
     split: str,
     workdir: Path | None,
@@ -491,29 +637,53 @@ def run(
     cache_dir: Path | None,
     kafka: str | None,
     kafka_timeout: str,
+    timeout: str | None,
+    log_output: bool,
     name: str | None,
 ) -> None:
-    """Run NOTEBOOK's pipeline on this machine and write a results notebook."""
+    """Run NOTEBOOK's pipeline on this machine and write a results notebook (also to
+    OUTPUT.ipynb when given)."""
+    if output_arg is not None and output is not None and output_arg != output:
+        raise UsageError("OUTPUT.ipynb and -o name two different files; give one")
+    output = output or output_arg
+    seconds = None if timeout is None else api.parse_duration(timeout)
     live = None
-    if sys.stderr.isatty():
+    lines = None if sys.stderr.isatty() else _ProgressLines(_progress_interval())
+    latest: dict[str, api.StepRun] = {}
+    if lines is None:
         from rich.console import Console
         from rich.live import Live
 
-        live = Live(console=Console(stderr=True), refresh_per_second=8, transient=False)
+        # rendered at every refresh: a running step's time goes on counting
+        live = Live(
+            console=Console(stderr=True),
+            refresh_per_second=4,
+            transient=False,
+            get_renderable=lambda: _progress_table(latest),
+        )
         live.start()
 
     def show(steps: dict[str, api.StepRun]) -> None:
+        latest.update(steps)
+        if lines is not None:
+            lines(steps)
+
+    def printed(step: str, line: str) -> None:
         if live is not None:
-            live.update(_progress_table(steps))
+            live.console.print(f"[{step}] {line}", highlight=False, markup=False)
+        else:
+            click.echo(f"[{step}] {line}", err=True)
 
     try:
         result = api.run(
             notebook,
-            _typed(pairs),
             parameter_files=files,
+            parameter_yaml=yaml_texts,
+            parameter_strings=pairs,
             split=split,
             name=name,
             workdir=workdir,
+            output=output,
             jobs=jobs,
             resume=resume,
             kafka=kafka,
@@ -522,12 +692,17 @@ def run(
             kafka_timeout=api.parse_duration(kafka_timeout),
             cache=not no_cache,
             cache_dir=cache_dir,
+            timeout=seconds,
+            on_output=printed if log_output else None,
         )
     finally:
         if live is not None:
             live.stop()
     click.echo(f"run {result.run_id}: {'succeeded' if result.ok else 'failed'}")
-    click.echo(f"results notebook: {result.notebook}")
+    if result.output is not None:
+        click.echo(f"results notebook: {result.output} (and {result.notebook})")
+    else:
+        click.echo(f"results notebook: {result.notebook}")
     click.echo(f"summary: {result.summary}")
     _cache_summary(result)
     if not result.ok:
@@ -542,12 +717,22 @@ def run(
             for line in err.traceback:
                 click.echo(f"  {line}", err=True)
         blocked = [s.name for s in result.steps.values() if s.state == api.BLOCKED]
+        why = "the run timed out" if result.timed_out else "upstream failed"
         if blocked:
-            click.echo(f"not run (upstream failed): {', '.join(blocked)}", err=True)
+            click.echo(f"not run ({why}): {', '.join(blocked)}", err=True)
+        again = ["--workdir", str(result.workdir), "--resume", result.run_id]
+        resume = shlex.join(["jup2kub", "run", str(notebook), *again])
+        if result.timed_out:
+            click.echo(
+                f"error: run {result.run_id} exceeded its --timeout of {timeout}: every step "
+                "process has ended",
+                err=True,
+            )
+            click.echo(f"hint: `{resume}` continues it (the completed steps are kept)", err=True)
+            sys.exit(124)
         click.echo(
-            f"hint: fix the notebook, then `jup2kub run {notebook} --workdir {result.workdir} "
-            f"--resume {result.run_id}` re-runs what failed or changed (code, inputs, "
-            "parameters: edits and new -p/-f are honoured), reusing the rest",
+            f"hint: fix the notebook, then `{resume}` re-runs what failed or changed (code, "
+            "inputs, parameters: edits and new -p/-f are honoured), reusing the rest",
             err=True,
         )
         sys.exit(1)
@@ -670,6 +855,7 @@ def submit(
     bootstrap: str,
     kafka_timeout: str,
     pairs: tuple[tuple[str, str], ...],
+    yaml_texts: tuple[str, ...],
     files: tuple[Path, ...],
     run_id: str | None,
     split: str,
@@ -680,19 +866,15 @@ def submit(
         api.submit(
             notebook,
             bootstrap,
-            _typed(pairs),
             parameter_files=files,
+            parameter_yaml=yaml_texts,
+            parameter_strings=pairs,
             run_id=run_id,
             split=split,
             name=name,
             kafka_timeout=api.parse_duration(kafka_timeout),
         )
     )
-
-
-def _typed(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """``-p NAME VALUE`` pairs with their types inferred as papermill does."""
-    return {key: api.infer_type(value) for key, value in pairs}
 
 
 def kube_options(func: F) -> F:

@@ -7,6 +7,7 @@ shows a traceback. Anything else is a bug in Jup2Kub or the environment (exit co
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 
@@ -58,8 +59,9 @@ class RunInterrupted(Jup2KubError):
             "ended, and the steps that completed are kept",
             where=workdir,
             hint=(
-                f"complete it, reusing what completed and did not change: jup2kub run "
-                f"{notebook} --workdir {workdir} --resume {run_id}"
+                "complete it, reusing what completed and did not change: "
+                + shlex.join(["jup2kub", "run", notebook, "--workdir", workdir])
+                + f" --resume {run_id}"
                 if resumable
                 else "start the run again"
             ),

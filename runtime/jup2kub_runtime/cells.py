@@ -66,6 +66,8 @@ class CellRecord:
     outputs: list[Output] = field(default_factory=list)
     seconds: float = 0.0
     execution_count: int | None = None
+    #: wall-clock start (epoch seconds): the results notebook's per-cell timings
+    started_at: float | None = None
     #: every display/update with a display id, in order: it rewrites earlier outputs
     #: with that id, also other steps' (the results notebook applies those)
     display_events: list[Output] = field(default_factory=list)
@@ -78,6 +80,8 @@ class CellRecord:
             "seconds": round(self.seconds, 6),
             "outputs": self.outputs,
         }
+        if self.started_at is not None:
+            doc["started_at"] = round(self.started_at, 6)
         if self.display_events:
             doc["display_events"] = self.display_events
         if self.display_ids:
@@ -805,7 +809,7 @@ def execute_step(
                     on_cell(cell.index, cells[-1] if cells else None)
                 figures = []
                 cell_no = cell.index
-                record = CellRecord(index=cell.index, execution_count=count)
+                record = CellRecord(index=cell.index, execution_count=count, started_at=time.time())
                 capture.current, capture.record = record.outputs, record
                 cells.append(record)
                 t0 = time.perf_counter()

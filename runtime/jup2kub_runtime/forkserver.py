@@ -143,7 +143,8 @@ class Server:
             # as ``python -m jup2kub_runtime.step_run`` has it
             sys.argv = [step_run.__file__ or "", "--spec", path, "--state", state]
             sys.argv += ["--run-id", run_id, "--params", params]
-            code = execute_once(self.specs.get(path) or path, state, run_id, params)
+            echo = bool(request.get("echo"))  # the cells' output also on stdout/stderr
+            code = execute_once(self.specs.get(path) or path, state, run_id, params, echo=echo)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

@@ -54,7 +54,8 @@ def render_chart(plan: PipelinePlan, options: ChartOptions | None = None) -> dic
     values = yaml.safe_load(files["values.yaml"])
     self_check(schema, values, "values.yaml")
     for env_file in ENV_VALUES_FILES:
-        self_check(schema, merge_values(values, yaml.safe_load(files[env_file])), env_file)
+        merged = merge_values(values, yaml.safe_load(files[env_file]))
+        self_check(schema, _with_user_settings(merged), env_file)
     files["values.schema.json"] = (json.dumps(schema, indent=2) + "\n").encode()
     context["values_table"] = values_table(schema, values)
     files["README.md"] = env.get_template("README.md.j2").render(context).encode()
@@ -85,6 +86,17 @@ def kafka_cluster_id(pipeline: str) -> str:
         if not text.startswith("-"):
             return text
         counter += 1
+
+
+def _with_user_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The values as a user installs them: an EFS file system id that only the user can know
+    (values-prod.yaml leaves it empty rather than made up) is given at install."""
+    efs = (values.get("storage") or {}).get("efs") or {}
+    if values.get("storage", {}).get("mode") != "efs" or efs.get("fileSystemId"):
+        return values
+    if efs.get("volumeHandle"):
+        return values
+    return {**values, "storage": {**values["storage"], "efs": {**efs, "fileSystemId": "fs-0"}}}
 
 
 def _context(plan: PipelinePlan, options: ChartOptions) -> dict[str, Any]:

@@ -21,8 +21,32 @@ def _manager() -> TransformerManager:
 
 
 def translate(source: str) -> str:
-    """Return ``source`` as the plain Python IPython would execute (magics become calls)."""
-    return str(_manager().transform_cell(source))
+    """Return ``source`` as the plain Python IPython would execute (magics become calls).
+
+    Jup2Kub's own IPython extension is an editing aid, not part of the computation: a first
+    line ``%%step NAME`` (a step marker, which the extension strips before IPython runs the
+    cell) becomes a comment, and ``%load_ext jup2kub`` / ``%jup2kub ...`` lines ``pass``."""
+    return str(_manager().transform_cell(own_magics_removed(source)))
+
+
+#: ``%%step NAME``: the extension's step marker, as a cell's first line
+STEP_MAGIC = re.compile(r"^%%step(?:[ \t]+(?P<name>.*?))?[ \t]*$")
+_OWN_LINE_MAGIC = re.compile(r"^(?P<indent>[ \t]*)%(?:(?:re)?load_ext[ \t]+jup2kub\b|jup2kub\b).*$")
+
+
+def own_magics_removed(source: str) -> str:
+    """``source`` without Jup2Kub's own magics, line numbers kept."""
+    lines = source.split("\n")
+    if lines and STEP_MAGIC.match(lines[0]):
+        lines[0] = "# " + lines[0]
+    return "\n".join(_OWN_LINE_MAGIC.sub(r"\g<indent>pass", line) for line in lines)
+
+
+def only_own_magics(source: str) -> bool:
+    """A cell holding nothing but ``%load_ext jup2kub`` / ``%jup2kub ...`` lines (and
+    comments): the editor's tool, left out of the pipeline."""
+    lines = [x.strip() for x in source.splitlines() if x.strip() and not x.strip().startswith("#")]
+    return bool(lines) and all(_OWN_LINE_MAGIC.match(x) for x in lines)
 
 
 _BRACES = re.compile(r"(?<!\{)\{([^{}]+)\}(?!\})")

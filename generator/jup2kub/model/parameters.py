@@ -27,31 +27,40 @@ def infer_type(value: str) -> Any:
     return value
 
 
+def infer_for(value: str, default: Any) -> Any:
+    """A ``-p`` string for a parameter whose notebook value is ``default``: kept a string when
+    the notebook's value is one (``-p label 007`` stays ``'007'``), else papermill's rule."""
+    if isinstance(default, str):
+        return value
+    return infer_type(value)
+
+
 def collect(
-    given: Mapping[str, Any], files: Iterable[Path], known: Mapping[str, Any]
+    given: Mapping[str, Any],
+    files: Iterable[Path],
+    known: Mapping[str, Any],
+    *,
+    yaml_texts: Iterable[str] = (),
+    strings: Iterable[tuple[str, str]] = (),
+    expressions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Merge ``-f`` files (in order) then ``given`` values (``-p``, types already inferred);
-    every name must be a known parameter."""
+    """Merge, as papermill does, ``-f`` files (in order), then ``-y`` YAML texts, then
+    ``given`` values (types already inferred) and ``strings`` (``-p`` pairs, inferred here
+    against the notebook's values); every name must be a known parameter, and a value must
+    have the type of the parameter cell's literal (``expressions``: the non-literal ones)."""
     values: dict[str, Any] = {}
     for path in files:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise InputError(
                 f"cannot read parameters file ({exc.strerror})", where=str(path)
             ) from exc
-        except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML: {exc}", where=str(path)) from exc
-        if data is None:
-            continue
-        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-            raise InputError(
-                "a parameters file must hold a mapping of names to values",
-                where=str(path),
-                hint="write it as 'name: value' lines",
-            )
-        values.update(data)
+        values.update(_yaml_mapping(text, str(path)))
+    for text in yaml_texts:
+        values.update(_yaml_mapping(text, "-y"))
     values.update(given)
+    values.update({k: infer_for(v, known.get(k)) for k, v in strings})
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise InputError(
@@ -71,4 +80,56 @@ def collect(
                 f"parameter {name!r} has a value that is not plain data ({exc})",
                 hint="use numbers, strings, booleans, null, lists and mappings",
             ) from exc
+        if name not in (expressions or {}):
+            check_type(name, value, known.get(name))
     return values
+
+
+def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", where=where) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise InputError(
+            "parameters must be a mapping of names to values",
+            where=where,
+            hint="write it as 'name: value' lines, or -y '{name: value, other: 2}'",
+        )
+    return data
+
+
+def _kind(value: Any) -> str:
+    """The type family a run's value must share with the notebook's literal."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "int" if isinstance(value, int) else "float"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return type(value).__name__
+
+
+def check_type(name: str, value: Any, default: Any) -> None:
+    """A value of another type than the notebook's literal would fail inside a cell, after
+    other steps ran (or worse, compute something else): refused up front, naming it. None on
+    either side is accepted, and an int where the notebook has a float."""
+    if default is None or value is None:
+        return
+    want, got = _kind(default), _kind(value)
+    if want == got or (want == "float" and got == "int"):
+        return
+    raise InputError(
+        f"parameter {name!r} must be {want}, like the notebook's value {default!r}; "
+        f"got {got} {value!r}",
+        hint=f"pass a value of type {want} (e.g. {_example(name, default)}), or change the "
+        "parameters cell's value if the type is meant to change",
+    )
+
+
+def _example(name: str, default: Any) -> str:
+    if isinstance(default, (list, tuple, dict, str)):
+        return f"-y '{name}: {json.dumps(default)}'"
+    return f"-p {name} {default}"

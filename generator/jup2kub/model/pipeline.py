@@ -148,6 +148,9 @@ class Pipeline:
     #: per step, whether the step cache may reuse it (``cacheability.StepCache``, set by the
     #: loader: the analysis of the cells is needed)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: parameters whose default is not a literal: their expression as written (``parameters``
+    #: holds None for them; a run's value for them is not type-checked)
+    parameter_expressions: dict[str, str] = field(default_factory=dict)
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -207,6 +210,12 @@ class Pipeline:
                 }
                 for s in self.steps
             ],
+            # non-literal defaults as written (their "parameters" value is null)
+            **(
+                {"parameter_expressions": dict(self.parameter_expressions)}
+                if self.parameter_expressions
+                else {}
+            ),
         }
 
 
@@ -263,6 +272,33 @@ def parameter_defaults(source: str) -> dict[str, Any]:
     return defaults
 
 
+def parameter_expressions(source: str) -> dict[str, str]:
+    """Names a parameters cell assigns a non-literal to (``today = date.today()``), with the
+    expression as written: what ``inspect`` shows instead of None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        else:
+            continue
+        value = node.value
+        for name in names:
+            out.pop(name, None)  # the last assignment wins
+            if value is not None and _literal(value) is None and not _is_none(value):
+                out[name] = ast.get_source_segment(source, value) or ast.unparse(value)
+    return out
+
+
+def _is_none(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
 class _Builder:
     def __init__(
         self, nb: Notebook, split: Split, cells: dict[int, CellAnalysis], name: str
@@ -306,6 +342,13 @@ class _Builder:
         for i in self.split.parameters:  # no secret literal in anything written from here on
             python[i] = redact(python[i], {s.name for s in secrets})
         parameters.update({s.name: None for s in secrets})
+        expressions: dict[str, str] = {}
+        for i in self.split.parameters:  # a later cell's assignment wins
+            written = parameter_expressions(python[i])
+            for key in parameter_defaults(python[i]):
+                expressions.pop(key, None)
+                if key in written and key not in {s.name for s in secrets}:
+                    expressions[key] = written[key]
         return Pipeline(
             name=self.name,
             notebook=self.nb.path,
@@ -324,6 +367,7 @@ class _Builder:
                 *(SplitWarning(s.cell, s.warning()) for s in secrets),
             ],
             secret_parameters=secrets,
+            parameter_expressions=expressions,
         )
 
     def _parameters_cell(self, index: int) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from jup2kub.errors import DuplicateStepError, InputError, NoCodeError, SplitError
+from jup2kub.model.ipython import STEP_MAGIC, only_own_magics
 from jup2kub.model.kale import (
     METRICS_TAG,
     NOTEBOOK_TAG,
@@ -92,20 +93,27 @@ def _is_code(cell: Cell) -> bool:
 
 
 def cell_options(source: str) -> dict[str, object]:
-    """Quarto-style ``#|`` options at the top of a cell, parsed as YAML (empty if none/invalid)."""
+    """Quarto-style ``#|`` options at the top of a cell, parsed as YAML (empty if none/invalid).
+
+    A first line ``%%step NAME`` (the IPython extension's cell magic) is ``#| step: NAME``."""
+    all_lines = source.splitlines()
+    magic = STEP_MAGIC.match(all_lines[0]) if all_lines else None
     lines = []
-    for line in source.splitlines():
+    for line in all_lines[1:] if magic else all_lines:
         m = _OPTION_LINE.match(line)
         if not m:
             break
         lines.append(m.group(1))
-    if not lines:
-        return {}
-    try:
-        data = yaml.safe_load("\n".join(lines))
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    data: object = {}
+    if lines:
+        try:
+            data = yaml.safe_load("\n".join(lines))
+        except yaml.YAMLError:
+            data = {}
+    options = data if isinstance(data, dict) else {}
+    if magic:
+        options = {**options, "step": (magic.group("name") or "").strip() or None}
+    return options
 
 
 def _option_list(value: object) -> list[str]:
@@ -582,8 +590,13 @@ def split_notebook(nb: Notebook, mode: str = "auto") -> Split:
 
 def _leave_out_unexecuted(nb: Notebook, split: Split) -> None:
     """Cells tagged ``skip-execution`` are not run by nbclient (nor nbmake, papermill's engine):
-    here they are skipped in every split mode, and the step they sat in goes on without them."""
-    unexecuted = {c.index for c in nb.cells if _is_code(c) and NBCLIENT_SKIP_TAG in c.tags}
+    here they are skipped in every split mode, and the step they sat in goes on without them.
+    So are cells holding only Jup2Kub's own magics (``%jup2kub inspect``): the editor's tool."""
+    unexecuted = {
+        c.index
+        for c in nb.cells
+        if _is_code(c) and (NBCLIENT_SKIP_TAG in c.tags or only_own_magics(c.source))
+    }
     if not unexecuted:
         return
     for step in split.steps:
@@ -634,6 +647,13 @@ def _step_options(path: str, cell: Cell) -> dict[str, object]:
     """A cell's ``#|`` options; a ``step:``/``prev:`` line in options YAML cannot read is an
     error (``#| step: -``), not a marker silently ignored."""
     options = cell_options(cell.source)
+    first = cell.source.split("\n", 1)[0]
+    if "step" in options and options["step"] is None and STEP_MAGIC.match(first):
+        raise SplitError(
+            "'%%step' needs a step name",
+            where=f"{path}: cell {cell.index}",
+            hint="write e.g. '%%step load-data' as the cell's first line",
+        )
     if options or not any(_STEP_OPTION.match(line) for line in cell.source.splitlines()):
         return options
     raise SplitError(

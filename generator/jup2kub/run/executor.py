@@ -30,7 +30,7 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.results import mark_reused, results_notebook
-from jup2kub_runtime.errors import ErrorRecord, StateError
+from jup2kub_runtime.errors import ErrorRecord, StateError, StepRuntimeError
 from jup2kub_runtime.state import StateStore
 from jup2kub_runtime.states import StepState
 
@@ -56,6 +56,7 @@ class StepRun:
     reused: bool = False  # not executed: kept from the resumed run, or loaded from the cache
     #: why it executed or was reused (the step cache's decision), empty without a cache
     why: str = ""
+    cell: int | None = None  # while running: the cell it executes, when the executor knows
 
     @property
     def seconds(self) -> float | None:
@@ -72,6 +73,10 @@ class RunResult:
     notebook: Path
     summary: Path
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: where the results notebook was also written (``run -o``), if asked
+    output: Path | None = None
+    #: the run's time limit (``--timeout``) ended it: its running steps were killed
+    timed_out: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,6 +119,8 @@ class Run:
     on_change: OnChange | None = None
     #: the step cache (None: every step executes, as with --kafka)
     cache: StepReuse | None = None
+    #: set by an executor whose time limit ended the run (its seconds)
+    timed_out: float | None = None
 
     def notify(self) -> None:
         if self.on_change is not None:
@@ -130,6 +137,16 @@ class Run:
     def executed(self, name: str) -> None:
         if self.cache is not None:
             self.cache.executed(self, name, self.steps[name].seconds)
+
+    def tick(self) -> None:
+        """Every second or so while steps run: which cell each running step executes (what
+        its process recorded in the store), then ``notify``, so that a running step's elapsed
+        time shows, and a hung step shows where."""
+        for st in self.steps.values():
+            if st.state == RUNNING:
+                with contextlib.suppress(OSError, ValueError, StepRuntimeError):
+                    st.cell = self.store.progress(self.run_id, st.name)[0]
+        self.notify()
 
 
 class Executor(Protocol):
@@ -279,6 +296,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
             "notebook": str(Path(nb.path).absolute()),  # every path here is absolute
             "mode": mode,
             "status": status,
+            **({"timed_out_after": run.timed_out} if run.timed_out else {}),
             "parameters": dict(run.parameters),
             "result_notebook": str(notebook_path),
             "steps": {name: _step_summary(store, run_id, st) for name, st in steps.items()},
@@ -293,7 +311,13 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
         summary_path = run_dir / "summary.json"
         atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
         return RunResult(
-            run_id, run.workdir, steps, notebook_path, summary_path, dict(run.parameters)
+            run_id,
+            run.workdir,
+            steps,
+            notebook_path,
+            summary_path,
+            dict(run.parameters),
+            timed_out=run.timed_out,
         )
     except OSError as exc:
         failed = "; ".join(

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -105,9 +105,12 @@ class KafkaExecutor:
             downstream,
             self.timeout,
             _Progress(run).update,
-            _Watch(
-                self._runtimes, run.logs, self.bootstrap, began, max(self.connect_timeout, 120)
-            ).check,
+            _Ticking(
+                run,
+                _Watch(
+                    self._runtimes, run.logs, self.bootstrap, began, max(self.connect_timeout, 120)
+                ).check,
+            ),
         )
         for r in self._runtimes.values():  # they stop while the results are written
             if r.proc.poll() is None:
@@ -237,6 +240,22 @@ def _ensure_topics(envs: list[dict[str, str]], timeout: float = 60) -> None:
         raise KafkaUnavailableError(
             str(exc), hint=f"check that Kafka answers at {configs[-1].bootstrap_servers[0]}"
         ) from exc
+
+
+class _Ticking:
+    """``check`` after every poll, and the run's ``tick`` once a second (elapsed times, the
+    cell a running step executes)."""
+
+    def __init__(self, run: Run, check: Callable[[Mapping[str, Mapping[str, Any]]], None]) -> None:
+        self.run = run
+        self.check = check
+        self.next = time.monotonic() + 1.0
+
+    def __call__(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        self.check(states)
+        if time.monotonic() >= self.next:
+            self.next = time.monotonic() + 1.0
+            self.run.tick()
 
 
 class _Watch:

@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -42,6 +42,12 @@ WORKERS_ENV = "J2K_LOCAL_WORKERS"
 
 #: a step that ended: its name, exit code (minus the signal's number if killed), stderr
 Ended = tuple[str, int, str]
+
+#: a line a step's cells printed (``--log-output``): the step's name and the line
+OnOutput = Callable[[str, str], None]
+
+#: seconds between refreshes of a running step's cell and elapsed time (the progress display)
+TICK_SECONDS = 1.0
 
 
 def fork_available() -> bool:
@@ -68,17 +74,25 @@ class LocalExecutor:
         python: str = sys.executable,
         workers: str | None = None,
         environment: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+        on_output: OnOutput | None = None,
     ) -> None:
         self.limit = max(1, jobs or os.cpu_count() or 1)
         self.python = python
         self.workers = workers or workers_mode()
         #: extra variables for the step processes (secret parameters): never written anywhere
         self.environment = dict(environment or {})
+        #: the whole run's time limit in seconds (``--timeout``)
+        self.timeout = timeout if timeout and timeout > 0 else None
+        #: gets every line the cells print, as they print it (``--log-output``)
+        self.on_output = on_output
 
     def execute(self, run: Run) -> None:
-        spawner = _Spawner(self.python, run, self.environment)
+        echo = self.on_output is not None
+        spawner = _Spawner(self.python, run, self.environment, echo=echo)
         launcher: _Launcher = (
-            _Forker(self.python, run, spawner) if self.workers == "fork" else spawner
+            _Forker(self.python, run, spawner, echo=echo) if self.workers == "fork" else spawner
         )
         _Schedule(self, run, launcher).loop()
 
@@ -101,6 +115,10 @@ class _Launcher(Protocol):
     def wait(self, timeout: float) -> list[Ended]:
         """The steps that ended, waiting up to ``timeout`` seconds for one."""
 
+    def output(self) -> list[tuple[str, str]]:
+        """The lines the steps' cells printed since the last call (with ``echo``), whole
+        lines only until a step ends."""
+
     def close(self) -> None:
         """Kill what still runs; nothing outlives this."""
 
@@ -113,6 +131,10 @@ class _Schedule:
         self.run = run
         self.launcher = launcher
         self.running: set[str] = set()
+        began = time.monotonic()
+        timeout = executor.timeout
+        self.deadline = None if timeout is None else began + timeout
+        self.next_tick = began + TICK_SECONDS
 
     def loop(self) -> None:
         try:
@@ -120,10 +142,56 @@ class _Schedule:
                 self._start_ready_steps()
                 if not self.running:
                     break
-                for name, code, stderr in self.launcher.wait(0.02):
+                ended = self.launcher.wait(0.02)
+                self._show_output()  # before a step's end is reported: its last lines first
+                for name, code, stderr in ended:
                     self._finished(name, code, stderr)
+                self._tick()
         finally:
             self.launcher.close()
+
+    def _show_output(self) -> None:
+        on_output = self.executor.on_output
+        if on_output is not None:
+            for step, line in self.launcher.output():
+                on_output(step, line)
+
+    def _tick(self) -> None:
+        """Once a second: which cell each running step executes (a hung step shows where),
+        and the run's time limit."""
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline and self.running:
+            self._time_out()
+            return
+        if now < self.next_tick:
+            return
+        self.next_tick = now + TICK_SECONDS
+        self.run.tick()
+
+    def _time_out(self) -> None:
+        """The run's time is up: every step process ends now; a running step fails in the
+        cell it was executing (its earlier cells' outputs kept), the steps not started are
+        not run, and the run can be resumed."""
+        run, limit = self.run, self.executor.timeout or 0.0
+        run.timed_out = limit
+        self.launcher.close()
+        note = f"the run's --timeout of {limit:g}s ended it"
+        for name in sorted(self.running):
+            st = run.steps[name]
+            st.state, st.finished = FAILED, time.monotonic()
+            error: object = None
+            with contextlib.suppress(StepRuntimeError, OSError):
+                error = _killed(run.store, run.run_id, name, signal.SIGKILL, note)
+            if error is None:
+                error = ErrorRecord(None, "RunTimeout", note.capitalize()).to_json()
+            st.error = ErrorRecord.from_json(error)
+            with contextlib.suppress(OSError):
+                _write_log(run, name, None, "", note)
+        self.running.clear()
+        for st in run.steps.values():
+            if st.state == WAITING:
+                st.state = BLOCKED
+        run.notify()
 
     def _start_ready_steps(self) -> None:
         steps = self.run.steps
@@ -152,10 +220,10 @@ class _Schedule:
     def _finished(self, name: str, code: int, stderr: str) -> None:
         run = self.run
         with contextlib.suppress(OSError):
-            (run.logs / f"{name}.log").write_text(stderr)
+            _write_log(run, name, code, stderr)
         self.running.discard(name)
         st = run.steps[name]
-        st.finished = time.monotonic()
+        st.finished, st.cell = time.monotonic(), None
         if code == 0:
             st.state = DONE
             run.executed(name)
@@ -170,6 +238,114 @@ class _Schedule:
 RUNNER_NOTE = "[jup2kub]"
 
 
+def _write_log(run: Run, name: str, code: int | None, stderr: str, note: str = "") -> None:
+    """``logs/STEP.log``: what the step's process wrote on stderr, under a header saying
+    which run and step, when, how it ended and where its outputs are: never an empty file."""
+    st = run.steps[name]
+    seconds = "" if st.seconds is None else f" after {st.seconds:.2f}s"
+    if code is None:
+        ended = f"killed{seconds}: {note}"
+    elif code < 0:
+        ended = f"killed by {_signal_name(-code)}{seconds}"
+    else:
+        ended = f"exit code {code}{seconds}"
+    lines = [
+        f"{RUNNER_NOTE} run {run.run_id}, step {name}: {ended}",
+        f"{RUNNER_NOTE} written {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; the cells' outputs: "
+        f"{run.store.step_dir(run.run_id, name)}",
+        *_cell_texts(run, name),
+        f"{RUNNER_NOTE} the process' stderr:",
+        stderr.rstrip("\n")
+        if stderr.strip()
+        else f"{RUNNER_NOTE} (not kept: killed at the time limit)"
+        if code is None
+        else f"{RUNNER_NOTE} (nothing)",
+    ]
+    (run.logs / f"{name}.log").write_text("\n".join(lines) + "\n")
+
+
+def _cell_texts(run: Run, name: str) -> list[str]:
+    """What the step's cells printed and raised, cell by cell (the results notebook has it
+    all, figures too): a log reader sees the text without opening a notebook."""
+    try:
+        doc = run.store.outputs(run.run_id, name)
+    except (OSError, ValueError, StepRuntimeError):
+        return []
+    out: list[str] = []
+    for record in doc.get("cells", []) if isinstance(doc, dict) else []:
+        texts = []
+        for o in record.get("outputs") or []:
+            if o.get("output_type") == "stream":
+                texts.append(str(o.get("text", "")).rstrip("\n"))
+            elif o.get("output_type") == "error":
+                texts.append(f"{o.get('ename')}: {o.get('evalue')}")
+        if texts:
+            out += [f"{RUNNER_NOTE} cell {record.get('index')}:", *texts]
+    return out
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class _Tail:
+    """New whole lines of a file a step process writes, read as they come."""
+
+    def __init__(self, step: str, read: Callable[[int], bytes]) -> None:
+        self.step = step
+        self.read = read  # bytes from an offset on
+        self.offset = 0
+        self.pending = b""
+
+    def lines(self, final: bool = False) -> list[tuple[str, str]]:
+        with contextlib.suppress(OSError, ValueError):
+            data = self.read(self.offset)
+            self.offset += len(data)
+            self.pending += data
+        *whole, self.pending = self.pending.split(b"\n")
+        if final and self.pending:
+            whole, self.pending = [*whole, self.pending], b""
+        texts = (line.decode(errors="replace") for line in whole)
+        return [(self.step, t) for t in texts if not _is_protocol(t)]
+
+
+def _is_protocol(line: str) -> bool:
+    """The step process' own status or error line (JSON for this runner), not a cell's."""
+    if not line.startswith('{"status"'):
+        return False
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "run_id" in doc and "step" in doc
+
+
+def _file_reader(path: Path) -> Callable[[int], bytes]:
+    def read(offset: int) -> bytes:
+        try:
+            with path.open("rb") as f:
+                f.seek(offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    return read
+
+
+def _fd_reader(f: IO[bytes]) -> Callable[[int], bytes]:
+    def read(offset: int) -> bytes:
+        chunks = []
+        while chunk := os.pread(f.fileno(), 1 << 16, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    return read
+
+
 def _step_env(extra: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **extra, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
 
@@ -179,19 +355,30 @@ class _Process:
     step: str
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
+    out: IO[bytes] | None = None  # the cells' stdout (echo)
+    tails: list[_Tail] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.log.close()
+        if self.out is not None:
+            self.out.close()
 
 
 class _Spawner:
     """A fresh ``python -m jup2kub_runtime.step_run`` per step; started ahead with ``--wait``
     (imports done, waiting for "go" once the upstream is done)."""
 
-    def __init__(self, python: str, run: Run, environment: Mapping[str, str]) -> None:
+    def __init__(
+        self, python: str, run: Run, environment: Mapping[str, str], *, echo: bool = False
+    ) -> None:
         self.python = python
         self.run = run
+        self.echo = echo
         self.running: dict[str, _Process] = {}
         self.ready: dict[str, _Process] = {}
         self.params_json = json.dumps(dict(run.parameters))
         self.env = _step_env(environment)
+        self.printed: list[tuple[str, str]] = []  # the last lines of steps that ended
 
     def start(self, name: str) -> None:
         p = self.ready.pop(name, None)
@@ -221,18 +408,23 @@ class _Spawner:
             if code is None:
                 continue
             p.proc.communicate()
+            self.printed += [line for tail in p.tails for line in tail.lines(final=True)]
             p.log.seek(0)
             stderr = p.log.read().decode(errors="replace")
-            p.log.close()
+            p.close()
             del self.running[name]
             done.append((name, code, stderr))
         return done
+
+    def output(self) -> list[tuple[str, str]]:
+        lines, self.printed = self.printed, []
+        return lines + [line for p in self.running.values() for t in p.tails for line in t.lines()]
 
     def close(self) -> None:
         for p in self.running.values():
             p.proc.kill()
             p.proc.wait()
-            p.log.close()
+            p.close()
         self.running.clear()
         for p in self.ready.values():
             _cancel(p)
@@ -242,6 +434,7 @@ class _Spawner:
         run = self.run
         # stderr goes outside WORKDIR first: it must survive a full work disk
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the step ends)
+        out = tempfile.TemporaryFile() if self.echo else None  # noqa: SIM115 (same)
         proc = subprocess.Popen(
             [
                 self.python,
@@ -256,14 +449,16 @@ class _Spawner:
                 "--params",
                 self.params_json,
                 *(["--wait"] if wait else []),
+                *(["--echo"] if self.echo else []),
             ],
             stdin=subprocess.PIPE if wait else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if out is None else out,
             stderr=log,
             env=self.env,
             cwd=Path.cwd(),
         )
-        return _Process(name, proc, log)
+        tails = [_Tail(name, _fd_reader(f)) for f in (out, log) if f is not None and self.echo]
+        return _Process(name, proc, log, out, tails)
 
 
 def _go(p: _Process) -> bool:
@@ -291,22 +486,25 @@ def _cancel(p: _Process) -> None:
     except subprocess.TimeoutExpired:
         p.proc.kill()
         p.proc.communicate()
-    p.log.close()
+    p.close()
 
 
 @dataclass
 class _Forked:
     stderr: Path
     pid: int | None = None  # known once the server says it forked
+    tails: list[_Tail] = field(default_factory=list)
 
 
 class _Forker:
     """Each step's process forked by one fork server (``jup2kub_runtime.forkserver``) that has
     imported what the steps import; ``spawner`` starts the steps once the server is gone."""
 
-    def __init__(self, python: str, run: Run, spawner: _Spawner) -> None:
+    def __init__(self, python: str, run: Run, spawner: _Spawner, *, echo: bool = False) -> None:
         self.run = run
         self.spawner = spawner
+        self.echo = echo
+        self.printed: list[tuple[str, str]] = []  # the last lines of steps that ended
         self.params_json = json.dumps(dict(run.parameters))
         self.running: dict[str, _Forked] = {}
         # the steps' stderr goes outside WORKDIR first: it must survive a full work disk
@@ -344,7 +542,7 @@ class _Forker:
             self.spawner.start(name)
             return
         stderr = self.tmp / f"{name}.stderr"
-        request = {
+        request: dict[str, object] = {
             "id": name,
             "spec": str(self.run.bundles[name]),
             "state": str(self.run.workdir),
@@ -352,6 +550,9 @@ class _Forker:
             "params": self.params_json,
             "stderr": str(stderr),
         }
+        stdout = self.tmp / f"{name}.stdout"
+        if self.echo:
+            request |= {"echo": True, "stdout": str(stdout)}
         try:
             self.server.stdin.write((json.dumps(request) + "\n").encode())
             self.server.stdin.flush()
@@ -359,7 +560,8 @@ class _Forker:
             self.backlog += self._server_gone()
             self.spawner.start(name)
             return
-        self.running[name] = _Forked(stderr)
+        tails = [_Tail(name, _file_reader(f)) for f in (stdout, stderr)] if self.echo else []
+        self.running[name] = _Forked(stderr, tails=tails)
 
     def ahead(self, name: str) -> None:
         if self.launched and self.server is None:
@@ -399,8 +601,19 @@ class _Forker:
             forked.pid = int(event["pid"])
         elif event.get("event") == "exited":
             del self.running[name]
+            self._last_lines(forked)
             return [(name, int(event["code"]), _read_and_remove(forked.stderr))]
         return []
+
+    def _last_lines(self, forked: _Forked) -> None:
+        self.printed += [line for tail in forked.tails for line in tail.lines(final=True)]
+        with contextlib.suppress(OSError):
+            (self.tmp / f"{forked.stderr.stem}.stdout").unlink(missing_ok=True)
+
+    def output(self) -> list[tuple[str, str]]:
+        lines, self.printed = self.printed, []
+        lines += [line for f in self.running.values() for t in f.tails for line in t.lines()]
+        return lines + self.spawner.output()
 
     def _server_gone(self) -> list[Ended]:
         """The server died: its children die with it (killed here too, in case); the steps it
@@ -421,6 +634,7 @@ class _Forker:
                 self.spawner.start(name)
                 continue
             _kill(forked.pid)
+            self._last_lines(forked)
             done.append((name, -signal.SIGKILL, _read_and_remove(forked.stderr) + why))
         return done
 

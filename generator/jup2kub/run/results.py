@@ -6,13 +6,14 @@ from __future__ import annotations
 import ast
 import copy
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 import nbformat
 
-from jup2kub.errors import InputError
-from jup2kub.files import atomic_write_text
+from jup2kub.errors import InputError, RunStorageError
+from jup2kub.files import atomic_write_bytes, atomic_write_text
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.model.secrets import redact
@@ -58,6 +59,7 @@ def results_notebook(
     ran: set[int] = set()
     events: dict[int, list[dict[str, Any]]] = {}  # cell -> its display-id events
     ids: dict[int, dict[str, str]] = {}  # cell -> output position -> display id
+    timings = CellTimings()
     for step in pipeline.steps:
         doc = store.outputs(run_id, step.name)
         if not isinstance(doc, dict):
@@ -70,8 +72,10 @@ def results_notebook(
             nb.cells[index].outputs = [nbformat.from_dict(o) for o in record.get("outputs", [])]
             events[index] = list(record.get("display_events") or [])
             ids[index] = dict(record.get("display_ids") or {})
+            timings.record(index, record)
         error = doc.get("error")
         if isinstance(error, dict) and isinstance(error.get("cell"), int):
+            timings.failed.add(error["cell"])
             target = nb.cells[error["cell"]]
             if not any(o.get("output_type") == "error" for o in target.outputs):
                 target.outputs.append(
@@ -91,6 +95,7 @@ def results_notebook(
             for output in cell.outputs:
                 if output.get("output_type") == "execute_result":
                     output["execution_count"] = count
+    timings.annotate(nb, {c for step in pipeline.steps for c in step.cells}, parameters)
     if parameters:
         at = pipeline.parameter_cells[-1] + 1 if pipeline.parameter_cells else 0
         nb.cells.insert(at, _parameters_cell(parameters, nb.nbformat_minor))
@@ -117,6 +122,64 @@ def mark_reused(nb: Any, pipeline: Pipeline, reused: Mapping[str, str]) -> None:
             cell = nb.cells[index + (shift if index >= at else 0)]
             cell.metadata["jup2kub"] = {"step": step.name, "reused": reused[step.name]}
     nb.metadata["jup2kub"]["reused"] = dict(reused)
+
+
+class CellTimings:
+    """Per-cell timings recorded as papermill records them (``metadata.papermill``: start and
+    end time, duration, status, exception) and as nbclient does (``metadata.execution``), so
+    tools reading papermill's output notebooks read these too."""
+
+    def __init__(self) -> None:
+        self.spans: dict[int, tuple[float, float]] = {}  # cell -> (start, end), epoch seconds
+        self.failed: set[int] = set()
+
+    def record(self, index: int, record: Mapping[str, Any]) -> None:
+        start, seconds = record.get("started_at"), record.get("seconds")
+        if isinstance(start, (int, float)) and isinstance(seconds, (int, float)):
+            self.spans[index] = (float(start), float(start) + float(seconds))
+
+    def annotate(self, nb: Any, step_cells: set[int], parameters: Mapping[str, Any]) -> None:
+        """Every step cell's timing (pending: not run); cells outside the steps (parameters,
+        skipped) have none."""
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or index not in step_cells:
+                continue
+            span = self.spans.get(index)
+            failed = index in self.failed
+            status = "failed" if failed else "completed" if span else "pending"
+            cell.metadata["papermill"] = {
+                "exception": failed if span or failed else None,
+                "start_time": _iso(span[0]) if span else None,
+                "end_time": _iso(span[1]) if span else None,
+                "duration": round(span[1] - span[0], 6) if span else None,
+                "status": status,
+            }
+            if span:
+                start, end = _iso(span[0]) + "Z", _iso(span[1]) + "Z"
+                cell.metadata["execution"] = {
+                    "iopub.status.busy": start,
+                    "iopub.execute_input": start,
+                    "shell.execute_reply": end,
+                    "iopub.status.idle": end,
+                }
+            else:
+                cell.metadata.pop("execution", None)
+        spans = list(self.spans.values())
+        first = min((s for s, _ in spans), default=None)
+        last = max((e for _, e in spans), default=None)
+        nb.metadata["papermill"] = {
+            "start_time": None if first is None else _iso(first),
+            "end_time": None if last is None else _iso(last),
+            "duration": None if first is None or last is None else round(last - first, 6),
+            "exception": bool(self.failed) or None,
+            "parameters": dict(parameters),
+        }
+
+
+def _iso(epoch: float) -> str:
+    """UTC without an offset, as papermill writes ``datetime.utcnow().isoformat()``."""
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
 
 
 def _redact_secrets(nb: Any, pipeline: Pipeline) -> None:
@@ -180,3 +243,17 @@ def write_results(
     result = results_notebook(nb.node, pipeline, source, run_id, parameters, status)
     atomic_write_text(target, nbformat.writes(result))
     return status
+
+
+def copy_results(notebook: Path, target: Path) -> Path:
+    """The run's results notebook also at ``target`` (``run -o``), written atomically: a
+    reader never sees half a notebook, and an earlier file there stays whole until then."""
+    try:
+        atomic_write_bytes(target, notebook.read_bytes())
+    except OSError as exc:
+        raise RunStorageError(
+            f"cannot write the results notebook ({exc.strerror or exc})",
+            where=str(target),
+            hint=f"it is also at {notebook}",
+        ) from exc
+    return target

@@ -1,0 +1,210 @@
+"""The JupyterLab side panel's server half (a jupyter_server extension, enabled on install).
+
+- ``GET  /jup2kub/inspect?path=NB``: the notebook's steps (``inspect --json``), which step each
+  cell belongs to, and the DAG as SVG when Graphviz is there.
+- ``POST /jup2kub/runs`` ``{"path": NB}``: runs the notebook as saved (``jup2kub run``, in its
+  own process, from the notebook's directory as Jupyter runs it); ``GET /jup2kub/runs/ID``: its
+  steps' states, then the results notebook's path.
+- ``POST /jup2kub/build`` ``{"path": NB}``: writes the chart (``build --no-images``) beside
+  the notebook and returns what the command said.
+
+Paths are relative to the server's root directory, as the front end knows them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from jup2kub import api
+from jup2kub.errors import Jup2KubError, UsageError
+
+#: one line of ``jup2kub run``'s progress where stderr is no terminal
+_PROGRESS = re.compile(
+    r"^\d\d:\d\d:\d\d step (?P<step>\S+): (?P<what>started|succeeded|failed|not run)"
+)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "jup2kub.labserver"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    web_app = server_app.web_app
+    base = url_path_join(web_app.settings["base_url"], "jup2kub")
+    root = Path(server_app.root_dir).resolve()
+    runs = _Runs()
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "inspect"), InspectHandler, {"root": root}),
+            (url_path_join(base, "runs"), RunsHandler, {"root": root, "runs": runs}),
+            (url_path_join(base, "runs", r"([\w-]+)"), RunHandler, {"root": root, "runs": runs}),
+            (url_path_join(base, "build"), BuildHandler, {"root": root}),
+        ],
+    )
+
+
+def _notebook(root: Path, relative: str | None) -> Path:
+    """The notebook's absolute path, never outside the server's root."""
+    if not relative:
+        raise web.HTTPError(400, "path is required")
+    path = (root / relative).resolve()
+    if root != path and root not in path.parents:
+        raise web.HTTPError(403, "outside the server's root directory")
+    if not path.is_file():
+        raise web.HTTPError(404, f"no notebook {relative}")
+    return path
+
+
+class _Handler(APIHandler):  # type: ignore[misc]
+    def initialize(self, root: Path, runs: _Runs | None = None) -> None:
+        self.root = root
+        self.runs = runs
+
+    def body(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise web.HTTPError(400, f"not JSON: {exc}") from exc
+        return data if isinstance(data, dict) else {}
+
+
+class InspectHandler(_Handler):
+    @web.authenticated  # type: ignore[untyped-decorator]
+    def get(self) -> None:
+        path = _notebook(self.root, self.get_query_argument("path", None))
+        try:
+            pipeline = api.inspect_notebook(path)
+        except Jup2KubError as exc:
+            self.finish(json.dumps({"error": str(exc)}))
+            return
+        doc = pipeline.to_json()
+        doc["cell_steps"] = {str(c): s.name for s in pipeline.steps for c in s.cells}
+        doc["levels"] = pipeline.levels()
+        doc["skipped"] = pipeline.skipped
+        doc["svg"] = _svg(pipeline)
+        self.finish(json.dumps(doc))
+
+
+def _svg(pipeline: api.Pipeline) -> str | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "dag.svg"
+        try:
+            api.write_graph(pipeline, target)
+        except UsageError:
+            return None
+        return target.read_text(encoding="utf-8")
+
+
+class RunsHandler(_Handler):
+    @web.authenticated  # type: ignore[untyped-decorator]
+    def post(self) -> None:
+        path = _notebook(self.root, self.body().get("path"))
+        assert self.runs is not None
+        self.finish(json.dumps(self.runs.start(path, self.root)))
+
+
+class RunHandler(_Handler):
+    @web.authenticated  # type: ignore[untyped-decorator]
+    def get(self, ident: str) -> None:
+        assert self.runs is not None
+        state = self.runs.state(ident)
+        if state is None:
+            raise web.HTTPError(404, f"no run {ident}")
+        self.finish(json.dumps(state))
+
+
+class BuildHandler(_Handler):
+    @web.authenticated  # type: ignore[untyped-decorator]
+    async def post(self) -> None:
+        path = _notebook(self.root, self.body().get("path"))
+        out = path.with_name(path.stem + "-chart")
+        command = [sys.executable, "-m", "jup2kub.cli", "build", path.name, "-o", out.name]
+        proc = subprocess.run(
+            [*command, "--no-images"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        self.finish(
+            json.dumps(
+                {
+                    "ok": proc.returncode == 0,
+                    "chart": str(out.relative_to(self.root)),
+                    "output": proc.stdout + proc.stderr,
+                }
+            )
+        )
+
+
+class _Runs:
+    """Runs started from the panel: ``jup2kub run`` processes and what their progress says."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs: dict[str, dict[str, Any]] = {}
+
+    def start(self, path: Path, root: Path) -> dict[str, Any]:
+        ident = uuid.uuid4().hex[:12]
+        output = path.with_name(path.stem + "-results.ipynb")
+        state: dict[str, Any] = {
+            "id": ident,
+            "steps": {},
+            "done": False,
+            "ok": None,
+            "results": str(output.relative_to(root)),
+            "log": "",
+            "started": time.time(),
+        }
+        with self.lock:
+            self.runs[ident] = state
+        command = [sys.executable, "-m", "jup2kub.cli", "run", path.name, output.name]
+        threading.Thread(
+            target=self._follow, args=(state, command, path.parent), daemon=True
+        ).start()
+        return dict(state)
+
+    def state(self, ident: str) -> dict[str, Any] | None:
+        with self.lock:
+            state = self.runs.get(ident)
+            return None if state is None else json.loads(json.dumps(state))
+
+    def _follow(self, state: dict[str, Any], command: list[str], cwd: Path) -> None:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**__import__("os").environ, "J2K_PROGRESS_INTERVAL": "5"},
+        )
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            m = _PROGRESS.match(line)
+            with self.lock:
+                if m:
+                    what = {"not run": "blocked", "started": "running"}.get(m["what"], m["what"])
+                    state["steps"][m["step"]] = what
+                else:
+                    state["log"] += line
+        stdout = proc.stdout.read() if proc.stdout else ""
+        code = proc.wait()
+        with self.lock:
+            state["log"] += stdout
+            state["done"], state["ok"] = True, code == 0

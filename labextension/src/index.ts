@@ -1,0 +1,256 @@
+/**
+ * Jup2Kub in JupyterLab: a side panel with the current notebook's steps and DAG, buttons to
+ * inspect, run and build it, a run's progress, and a badge on each cell naming its step.
+ * The work is done by the server half (jup2kub.labserver) through /jup2kub/... endpoints.
+ */
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin,
+  ILabShell
+} from '@jupyterlab/application';
+import { URLExt } from '@jupyterlab/coreutils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
+import { Widget } from '@lumino/widgets';
+
+interface IStep {
+  name: string;
+  cells: number[];
+  inputs: string[];
+  outputs: string[];
+  after: string[];
+}
+
+interface IInspection {
+  error?: string;
+  name: string;
+  split: string;
+  steps: IStep[];
+  levels: string[][];
+  cell_steps: { [cell: string]: string };
+  svg: string | null;
+}
+
+interface IRunState {
+  id: string;
+  steps: { [step: string]: string };
+  done: boolean;
+  ok: boolean | null;
+  results: string;
+  log: string;
+}
+
+async function call<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'jup2kub', path);
+  const response = await ServerConnection.makeRequest(url, init, settings);
+  const text = await response.text();
+  if (!response.ok) {
+    throw new Error(`${response.status}: ${text}`);
+  }
+  return JSON.parse(text) as T;
+}
+
+function escape(text: string): string {
+  const div = document.createElement('div');
+  div.textContent = text;
+  return div.innerHTML;
+}
+
+class Jup2KubPanel extends Widget {
+  private notebook: NotebookPanel | null = null;
+  private status: HTMLElement;
+  private stepsNode: HTMLElement;
+  private dagNode: HTMLElement;
+  private runNode: HTMLElement;
+
+  constructor(
+    private app: JupyterFrontEnd,
+    tracker: INotebookTracker
+  ) {
+    super();
+    this.id = 'jup2kub-panel';
+    this.title.caption = 'Jup2Kub pipeline';
+    this.title.label = 'Jup2Kub';
+    this.addClass('jp-Jup2KubPanel');
+    this.node.innerHTML = `
+      <h2>Jup2Kub pipeline</h2>
+      <div class="jp-Jup2Kub-buttons">
+        <button class="jp-Button jp-mod-styled" data-action="inspect">Inspect</button>
+        <button class="jp-Button jp-mod-styled jp-mod-accept" data-action="run">Run</button>
+        <button class="jp-Button jp-mod-styled" data-action="build">Build chart</button>
+      </div>
+      <div class="jp-Jup2Kub-status"></div>
+      <div class="jp-Jup2Kub-steps"></div>
+      <div class="jp-Jup2Kub-dag"></div>
+      <div class="jp-Jup2Kub-run"></div>`;
+    this.status = this.node.querySelector('.jp-Jup2Kub-status') as HTMLElement;
+    this.stepsNode = this.node.querySelector('.jp-Jup2Kub-steps') as HTMLElement;
+    this.dagNode = this.node.querySelector('.jp-Jup2Kub-dag') as HTMLElement;
+    this.runNode = this.node.querySelector('.jp-Jup2Kub-run') as HTMLElement;
+    this.node.querySelectorAll('button').forEach(button => {
+      button.addEventListener('click', () => {
+        const action = button.dataset.action;
+        if (action === 'inspect') {
+          void this.inspect();
+        } else if (action === 'run') {
+          void this.run();
+        } else if (action === 'build') {
+          void this.build();
+        }
+      });
+    });
+    tracker.currentChanged.connect((_, panel) => this.follow(panel));
+    this.follow(tracker.currentWidget);
+  }
+
+  private follow(panel: NotebookPanel | null): void {
+    this.notebook = panel;
+    if (panel === null) {
+      this.say('Open a notebook to see its pipeline.');
+      return;
+    }
+    void panel.context.ready.then(() => this.inspect());
+    panel.context.saveState.connect((_, state) => {
+      if (state === 'completed' && this.notebook === panel) {
+        void this.inspect();
+      }
+    });
+  }
+
+  private say(text: string): void {
+    this.status.textContent = text;
+  }
+
+  private get path(): string | null {
+    return this.notebook ? this.notebook.context.path : null;
+  }
+
+  async inspect(): Promise<void> {
+    const path = this.path;
+    if (path === null) {
+      return;
+    }
+    this.say(`Inspecting ${path} (as saved)...`);
+    let doc: IInspection;
+    try {
+      doc = await call<IInspection>(`inspect?path=${encodeURIComponent(path)}`);
+    } catch (error) {
+      this.say(`Inspect failed: ${error}`);
+      return;
+    }
+    if (doc.error) {
+      this.say(doc.error);
+      this.stepsNode.innerHTML = '';
+      this.dagNode.innerHTML = '';
+      this.badges({});
+      return;
+    }
+    this.say(
+      `${doc.name}: ${doc.steps.length} steps (${doc.split}); run order: ` +
+        doc.levels.map(level => level.join(' | ')).join(' → ')
+    );
+    const rows = doc.steps
+      .map(
+        s =>
+          `<tr data-step="${escape(s.name)}"><td class="jp-Jup2Kub-step">${escape(s.name)}</td>` +
+          `<td>${s.cells.join(', ')}</td><td>${escape(s.inputs.join(', ') || '-')}</td>` +
+          `<td>${escape(s.outputs.join(', ') || '-')}</td></tr>`
+      )
+      .join('');
+    this.stepsNode.innerHTML =
+      '<table><tr><th>step</th><th>cells</th><th>inputs</th><th>outputs</th></tr>' +
+      rows +
+      '</table>';
+    this.dagNode.innerHTML = doc.svg ?? '<p>(install Graphviz for the DAG picture)</p>';
+    this.badges(doc.cell_steps);
+  }
+
+  private badges(cellSteps: { [cell: string]: string }): void {
+    const notebook = this.notebook;
+    if (notebook === null) {
+      return;
+    }
+    notebook.content.widgets.forEach((cell, index) => {
+      cell.node.querySelectorAll('.jp-Jup2Kub-badge').forEach(b => b.remove());
+      const step = cellSteps[String(index)];
+      if (step !== undefined) {
+        const badge = document.createElement('div');
+        badge.className = 'jp-Jup2Kub-badge';
+        badge.textContent = step;
+        badge.title = `Jup2Kub step ${step}`;
+        cell.node.appendChild(badge);
+      }
+    });
+  }
+
+  async run(): Promise<void> {
+    const path = this.path;
+    if (path === null) {
+      return;
+    }
+    if (this.notebook && this.notebook.context.model.dirty) {
+      await this.notebook.context.save();
+    }
+    this.say(`Running ${path} as a pipeline...`);
+    let state = await call<IRunState>('runs', {
+      method: 'POST',
+      body: JSON.stringify({ path })
+    });
+    while (!state.done) {
+      this.showRun(state);
+      await new Promise(resolve => setTimeout(resolve, 500));
+      state = await call<IRunState>(`runs/${state.id}`);
+    }
+    this.showRun(state);
+    this.say(state.ok ? 'Run succeeded.' : 'Run failed: see the results notebook.');
+  }
+
+  private showRun(state: IRunState): void {
+    const rows = Object.entries(state.steps)
+      .map(
+        ([step, what]) =>
+          `<tr><td>${escape(step)}</td><td class="jp-Jup2Kub-state-${what}">${what}</td></tr>`
+      )
+      .join('');
+    const link = state.done
+      ? `<p><a href="#" class="jp-Jup2Kub-results">${escape(state.results)}</a></p>`
+      : '';
+    this.runNode.innerHTML = `<h3>Run</h3><table>${rows}</table>${link}`;
+    const anchor = this.runNode.querySelector('.jp-Jup2Kub-results');
+    if (anchor) {
+      anchor.addEventListener('click', event => {
+        event.preventDefault();
+        void this.app.commands.execute('docmanager:open', { path: state.results });
+      });
+    }
+  }
+
+  async build(): Promise<void> {
+    const path = this.path;
+    if (path === null) {
+      return;
+    }
+    this.say(`Building the chart of ${path}...`);
+    const result = await call<{ ok: boolean; chart: string; output: string }>('build', {
+      method: 'POST',
+      body: JSON.stringify({ path })
+    });
+    this.say(result.ok ? `Chart written to ${result.chart}` : 'Build failed');
+    this.runNode.innerHTML = `<pre class="jp-Jup2Kub-build">${escape(result.output)}</pre>`;
+  }
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'jup2kub-labextension:plugin',
+  description: 'Jup2Kub: the notebook as a pipeline (steps, DAG, run, build)',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ILabShell],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    const panel = new Jup2KubPanel(app, tracker);
+    app.shell.add(panel, 'right', { rank: 900 });
+  }
+};
+
+export default plugin;
