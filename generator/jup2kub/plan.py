@@ -119,6 +119,7 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
             {s.name for s in pipeline.secret_parameters} & set(step.parameters)
         ),
         random_seeded=step.seeded_before or step.seeded_after,
+        maps=pipeline.step_maps(step),
     )
     return StepPlan(
         name=name,

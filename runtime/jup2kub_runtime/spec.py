@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .mapspec import MapSpec
 from .names import IDENTIFIER_RE, NAME_RE
 
 SPEC_VERSION = 1
@@ -77,6 +78,8 @@ class StepSpec:
     #: the notebook seeds a global random generator before or in this step: an import that
     #: draws from one must then happen where the notebook imports (not ahead, ``preimport``)
     random_seeded: bool = False
+    #: data-parallel map cells (``#| map: true``): their elements run in parallel chunks
+    maps: list[MapSpec] = field(default_factory=list)
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -117,6 +120,8 @@ class StepSpec:
         indexes = [c.index for c in self.cells]
         if len(set(indexes)) != len(indexes):
             raise SpecError("two cells of the step have the same index")
+        if not {m.cell for m in self.maps} <= set(indexes):
+            raise SpecError("a map entry names a cell that is not one of the step's")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +145,7 @@ class StepSpec:
                 if self.secret_parameters
                 else {}
             ),
+            **({"maps": [m.to_dict() for m in self.maps]} if self.maps else {}),
         }
 
     def to_json(self) -> str:
@@ -174,6 +180,7 @@ class StepSpec:
                 placeholders=_str_list(data, "placeholders"),
                 secret_parameters=_str_list(data, "secret_parameters"),
                 random_seeded=_get(data, "random_seeded", bool, False),
+                maps=[MapSpec.from_dict(m) for m in _obj_list(data, "maps")],
             )
         except SpecError:
             raise
