@@ -14,6 +14,7 @@ these checks catch what it cannot.
 from __future__ import annotations
 
 import contextlib
+import io
 import linecache
 import math
 import os
@@ -106,7 +107,8 @@ def run_map(
         watched = _watched(spec, ns)
         work = functools_partial(_run_chunk, spec, ns, code, watched, capture)
         if jobs > 1 and len(chunks) > 1 and hasattr(os, "fork"):
-            results = _in_processes(chunks, work, jobs, capture)
+            shared = {name: ns[name] for name in spec.reads if name in ns}
+            results = _in_processes(chunks, work, jobs, capture, shared)
         else:
             results = [work(start, chunk, forked=False) for start, chunk in chunks]
         _assemble(spec, ns, items, results, capture)
@@ -277,6 +279,7 @@ def _in_processes(
     work: Callable[..., ChunkResult],
     jobs: int,
     capture: Any,
+    shared: dict[str, Any],
 ) -> list[ChunkResult]:
     """Run each chunk in a forked process, at most ``jobs`` at once; results in chunk order.
     Every child is killed and reaped before this returns, whatever happens."""
@@ -289,7 +292,7 @@ def _in_processes(
         while pending or running:
             while pending and len(running) < jobs:
                 number, (start, chunk) = pending.pop(0)
-                fd, pid = _fork_chunk(work, start, chunk)
+                fd, pid = _fork_chunk(work, start, chunk, shared)
                 running[fd] = (number, pid, bytearray())
                 selector.register(fd, selectors.EVENT_READ)
             for key, _ in selector.select():
@@ -302,7 +305,8 @@ def _in_processes(
                 selector.unregister(fd)
                 os.close(fd)
                 _, status = os.waitpid(pid, 0)
-                results[number] = _decode(payload, status, chunks[number][0])
+                start = chunks[number][0]
+                results[number] = _decode(payload, status, start, chunks[number][1], shared)
     finally:
         for fd, (_, pid, _) in running.items():
             with contextlib.suppress(OSError):
@@ -315,19 +319,26 @@ def _in_processes(
     return [results[i] for i in range(len(chunks))]
 
 
-def _fork_chunk(work: Callable[..., ChunkResult], start: int, chunk: list[Any]) -> tuple[int, int]:
+def _fork_chunk(
+    work: Callable[..., ChunkResult], start: int, chunk: list[Any], shared: dict[str, Any]
+) -> tuple[int, int]:
     read, write = os.pipe()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read)
-        _child(work, start, chunk, write, parent)
+        _child(work, start, chunk, write, parent, shared)
     os.close(write)
     return read, pid
 
 
 def _child(
-    work: Callable[..., ChunkResult], start: int, chunk: list[Any], fd: int, parent: int
+    work: Callable[..., ChunkResult],
+    start: int,
+    chunk: list[Any],
+    fd: int,
+    parent: int,
+    shared: dict[str, Any],
 ) -> None:
     code = 1
     try:
@@ -338,7 +349,7 @@ def _child(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         result = work(start, chunk, forked=True)
         try:
-            payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            payload = _dumps(result, chunk, shared)
         except Exception as exc:
             failed = ChunkResult(outputs=result.outputs)
             failed.error = (
@@ -355,11 +366,48 @@ def _child(
         os._exit(code)
 
 
-def _decode(payload: bytearray, status: int, start: int) -> ChunkResult:
+class _Pickler(pickle.Pickler):
+    """Sends the collection's items and the shared values the elements read as references,
+    so that a result holding one of them (``out.append(x)``) is that very object again."""
+
+    def __init__(self, file: io.BytesIO, chunk: list[Any], shared: dict[str, Any]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.known: dict[int, tuple[str, Any]] = {}
+        for name, value in shared.items():
+            self.known.setdefault(id(value), ("shared", name))
+        for i, item in enumerate(chunk):
+            self.known.setdefault(id(item), ("item", i))
+
+    def persistent_id(self, obj: Any) -> tuple[str, Any] | None:
+        if isinstance(obj, (int, float, str, bool, type(None))):
+            return None
+        return self.known.get(id(obj))
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, chunk: list[Any], shared: dict[str, Any]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.chunk = chunk
+        self.shared = shared
+
+    def persistent_load(self, pid: Any) -> Any:
+        kind, key = pid
+        return self.chunk[key] if kind == "item" else self.shared[key]
+
+
+def _dumps(result: ChunkResult, chunk: list[Any], shared: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, chunk, shared).dump(result)
+    return buffer.getvalue()
+
+
+def _decode(
+    payload: bytearray, status: int, start: int, chunk: list[Any], shared: dict[str, Any]
+) -> ChunkResult:
     if len(payload) >= 8:
         (size,) = struct.unpack("!Q", payload[:8])
         if len(payload) == 8 + size:
-            result: ChunkResult = pickle.loads(bytes(payload[8:]))
+            result: ChunkResult = _Unpickler(bytes(payload[8:]), chunk, shared).load()
             return result
     why = (
         f"killed by signal {os.WTERMSIG(status)}"

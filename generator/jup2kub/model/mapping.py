@@ -18,12 +18,14 @@ generators, and effects the analysis cannot order (shell commands, file writes, 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from jup2kub.errors import MapRefusedError
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Summary, analyze_cell
 from jup2kub.model.analysis.effects import DRAW, random_effect
+from jup2kub.model.analysis.scopes import is_pure as is_pure_method
 from jup2kub.model.notebook import Cell, Notebook
 from jup2kub.model.split import Split, StepCells, cell_options
 from jup2kub_runtime.mapspec import ACC, ITEM, MapSpec
@@ -283,7 +285,17 @@ def _assigned(
         )
     )
     element = ast.unparse(ast.fix_missing_locations(ast.Module(body=[call], type_ignores=[])))
-    reads = _check_element(ctx, element, loop.lineno, accumulators={ACC}, carry=set(), fresh={})
+    _check_comprehension_calls(ctx, value, loop.lineno)
+    for node in ast.walk(value):
+        if isinstance(node, ast.NamedExpr):
+            raise ctx.refuse(
+                loop.lineno,
+                f"{ast.unparse(node.target)} := binds a name every iteration reads and writes",
+                ast.unparse(node.target),
+            )
+    reads = _check_element(
+        ctx, _pad(loop.lineno, element), accumulators={ACC}, carry=set(), fresh={}
+    )
     return MapSpec(
         cell=ctx.cell,
         line=loop.lineno,
@@ -298,6 +310,29 @@ def _assigned(
         result=target.id,
         chunk=chunk,
     )
+
+
+def _check_comprehension_calls(ctx: _Context, value: ast.expr, line: int) -> None:
+    """A method call inside a comprehension that may change its object (the cell analysis
+    counts those only outside comprehensions)."""
+    local = {n for g in ast.walk(value) if isinstance(g, ast.comprehension) for n in _target_names(g.target)}
+    for node in ast.walk(value):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+        ):
+            continue
+        name, method = node.func.value.id, node.func.attr
+        if name in ctx.imports or name in ctx.summaries or is_pure_method(method):
+            continue
+        what = "an item of the collection" if name in local else "state every iteration shares"
+        raise ctx.refuse(
+            line,
+            f"{name}.{method}() may change {name!r} ({what}); iterations running apart would "
+            "lose the change",
+            name,
+        )
 
 
 def _plain_function(node: ast.expr) -> bool:
@@ -352,9 +387,7 @@ def _for_loop(
             name,
         )
     fresh = _fresh_bindings(loop.body)
-    reads = _check_element(
-        ctx, element, loop.lineno, accumulators=accumulators, carry=carry, fresh=fresh
-    )
+    reads = _check_element(ctx, element, accumulators=accumulators, carry=carry, fresh=fresh)
     targets = _target_names(loop.target)
     return MapSpec(
         cell=ctx.cell,
@@ -404,15 +437,12 @@ def _check_body_statements(ctx: _Context, body: list[ast.stmt]) -> None:
 
 def _walk_loop_level(body: list[ast.stmt]) -> Iterable[ast.AST]:
     """The nodes of ``body`` outside nested loops and functions (where ``break`` ends ours)."""
-    stack: list[ast.AST] = list(body)
+    nested = (ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.Lambda)
+    stack: list[ast.AST] = [n for n in body if not isinstance(n, nested)]
     while stack:
         node = stack.pop()
         yield node
-        for child in ast.iter_child_nodes(node):
-            if not isinstance(
-                child, (ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.Lambda)
-            ):
-                stack.append(child)
+        stack.extend(c for c in ast.iter_child_nodes(node) if not isinstance(c, nested))
 
 
 def _accumulators(ctx: _Context, loop: ast.For) -> set[str]:
@@ -507,7 +537,6 @@ def _fresh_bindings(body: list[ast.stmt]) -> dict[str, bool]:
 def _check_element(
     ctx: _Context,
     element: str,
-    line: int,
     *,
     accumulators: set[str],
     carry: set[str],
@@ -515,17 +544,22 @@ def _check_element(
 ) -> set[str]:
     """Refuse what the element code does that would differ run apart; returns the shared
     names it reads (the runtime checks them unchanged)."""
-    analysis = analyze_cell(ctx.path, ctx.cell, _pad(line, element))
+    blank = len(element) - len(element.lstrip("\n"))
+    analysis = analyze_cell(ctx.path, ctx.cell, "pass\n" * blank + element[blank:])
     reads: set[str] = set()
     for st in analysis.statements:
         if st.opaque:
+            at = re.search(r", line (\d+)$", st.opaque)
             raise ctx.refuse(
-                st.line, f"the loop {st.opaque}: the iterations' effects could not be ordered"
+                int(at.group(1)) if at else st.line,
+                f"the loop {st.opaque.rsplit(', line', 1)[0]}: the iterations' effects could "
+                "not be ordered",
             )
         if st.file_writes:
             path = sorted(st.file_writes)[0]
+            lines = [n for n, text in enumerate(element.splitlines(), 1) if path in text]
             raise ctx.refuse(
-                st.line,
+                lines[0] if lines else st.line,
                 f"the loop writes the file {path!r}: iterations running apart would race",
                 path,
             )

@@ -73,6 +73,8 @@ class LocalExecutor:
         self.workers = workers or workers_mode()
         #: extra variables for the step processes (secret parameters): never written anywhere
         self.environment = dict(environment or {})
+        #: a map step runs its elements in up to ``jobs`` processes too (runtime ``mapping``)
+        self.environment.setdefault("J2K_MAP_JOBS", str(self.limit))
 
     def execute(self, run: Run) -> None:
         spawner = _Spawner(self.python, run, self.environment)
