@@ -199,7 +199,9 @@ def test_notebook_functions_that_change_state_are_refused(make_notebook: MakeNb)
         ("import numpy as np\ndef f(x):\n    return x + np.random.rand()", "draws"),
     ]
     for helper, why in cases:
-        nb = make_notebook([helper + "\nxs = [[2, 1], [4, 3]]", "#| map: true\nys = [f(x) for x in xs]"])
+        nb = make_notebook(
+            [helper + "\nxs = [[2, 1], [4, 3]]", "#| map: true\nys = [f(x) for x in xs]"]
+        )
         with pytest.raises(MapRefusedError) as info:
             inspect_notebook(nb)
         assert why in str(info.value) and "cell 1, line 2" in str(info.value)

@@ -167,8 +167,8 @@ def qualify(ctx: _Context, python: str, chunk: int | None) -> MapSpec:
             "that appends each iteration's result",
         )
     if len(found) > 1:
-        lines = ", ".join(str(st.lineno) for st in found)
-        raise ctx.refuse(found[1].lineno, f"the cell holds several loops (lines {lines})")
+        at = ", ".join(str(st.lineno) for st in found)
+        raise ctx.refuse(found[1].lineno, f"the cell holds several loops (lines {at})")
     loop = found[0]
     lines = python.splitlines(keepends=True)
     _own_lines(ctx, tree, loop)
@@ -274,7 +274,7 @@ def _assigned(
             else f"zip({', '.join(ast.unparse(i) for i in iterables)})"
         )
         item: ast.expr = ast.Name(ITEM, ast.Load())
-        args = [item] if len(iterables) == 1 else [ast.Starred(item, ast.Load())]
+        args: list[ast.expr] = [item] if len(iterables) == 1 else [ast.Starred(item, ast.Load())]
         collect = ast.Call(func=function, args=args, keywords=[])
         method = "append"
     call = ast.Expr(
@@ -315,7 +315,12 @@ def _assigned(
 def _check_comprehension_calls(ctx: _Context, value: ast.expr, line: int) -> None:
     """A method call inside a comprehension that may change its object (the cell analysis
     counts those only outside comprehensions)."""
-    local = {n for g in ast.walk(value) if isinstance(g, ast.comprehension) for n in _target_names(g.target)}
+    local = {
+        n
+        for g in ast.walk(value)
+        if isinstance(g, ast.comprehension)
+        for n in _target_names(g.target)
+    }
     for node in ast.walk(value):
         if not (
             isinstance(node, ast.Call)
@@ -410,8 +415,9 @@ def _check_body_statements(ctx: _Context, body: list[ast.stmt]) -> None:
     for node in _walk_loop_level(body):
         if isinstance(node, ast.Break):
             raise ctx.refuse(
-                node.lineno, "break ends the loop on an iteration's result: iterations depend "
-                "on the ones before them"
+                node.lineno,
+                "break ends the loop on an iteration's result: iterations depend "
+                "on the ones before them",
             )
         if isinstance(node, (ast.Global, ast.Nonlocal)):
             raise ctx.refuse(node.lineno, "global/nonlocal inside the loop")
@@ -429,8 +435,7 @@ def _check_body_statements(ctx: _Context, body: list[ast.stmt]) -> None:
         if isinstance(node, ast.NamedExpr):
             raise ctx.refuse(
                 node.lineno,
-                f"{ast.unparse(node.target)} := binds a name every iteration reads and "
-                "writes",
+                f"{ast.unparse(node.target)} := binds a name every iteration reads and writes",
                 ast.unparse(node.target),
             )
 
@@ -526,11 +531,10 @@ def _fresh_bindings(body: list[ast.stmt]) -> dict[str, bool]:
             for target in node.targets:
                 if isinstance(target, ast.Name):
                     fresh[target.id] = fresh.get(target.id, True) and new
-        elif isinstance(node, (ast.For, ast.With, ast.AugAssign, ast.AnnAssign)):
+        elif isinstance(node, (ast.For, ast.With, ast.AnnAssign)):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                    if not isinstance(node, ast.AugAssign):
-                        fresh[sub.id] = False
+                    fresh[sub.id] = False
     return fresh
 
 
@@ -603,8 +607,7 @@ def _check_event(
         )
         raise ctx.refuse(
             e.line,
-            f"the loop changes {e.name!r} ({what}); iterations running apart would lose the "
-            "change",
+            f"the loop changes {e.name!r} ({what}); iterations running apart would lose the change",
             e.name,
         )
     elif e.kind == "call":
