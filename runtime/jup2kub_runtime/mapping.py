@@ -23,10 +23,11 @@ import selectors
 import signal
 import struct
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import randomness
 from .guards import fingerprint
@@ -35,6 +36,31 @@ from .mapspec import ACC, ITEM, MapSpec
 #: elements per worker aimed at by the automatic chunk size (load balance vs overhead)
 CHUNKS_PER_WORKER = 4
 _UNSET = object()
+
+
+class Distributor(Protocol):
+    """Runs a map cell's chunks elsewhere (on a Kafka pipeline: every replica of the step,
+    ``mapkafka``); returns their results in chunk order."""
+
+    def run(
+        self, spec: MapSpec, chunks: list[tuple[int, list[Any]]], shared: dict[str, Any]
+    ) -> list[ChunkResult]: ...
+
+    def parallelism(self) -> int:
+        """Workers to size the automatic chunks for."""
+
+
+_current = threading.local()
+
+
+@contextlib.contextmanager
+def distributing(distributor: Distributor | None) -> Iterator[None]:
+    """Map cells executed by this thread meanwhile run their chunks through ``distributor``."""
+    _current.distributor = distributor
+    try:
+        yield
+    finally:
+        _current.distributor = None
 
 
 class MapElementError(Exception):
@@ -97,17 +123,23 @@ def run_map(
 ) -> tuple[bool, Any]:
     """Run the map cell in ``ns`` as the notebook would; returns ``run_source``'s (shown,
     value) of the cell's last statement. ``capture`` is the execution's output capture."""
+    lines = (len(cell_source), None, cell_source.splitlines(True), filename)
     try:
         run_source(spec.before, filename, ns)
+        linecache.cache[filename] = lines  # an element's traceback shows the cell's lines
         items = list(eval(compile(spec.iterable, filename, "eval"), ns))
-        jobs = map_jobs()
+        distributor: Distributor | None = getattr(_current, "distributor", None)
+        jobs = map_jobs() if distributor is None else distributor.parallelism()
         size = chunk_size(len(items), jobs, spec.chunk)
         chunks = [(i, items[i : i + size]) for i in range(0, len(items), size)]
         code = compile(spec.element, filename, "exec")
         watched = _watched(spec, ns)
         work = functools_partial(_run_chunk, spec, ns, code, watched, capture)
-        if jobs > 1 and len(chunks) > 1 and hasattr(os, "fork"):
-            shared = {name: ns[name] for name in spec.reads if name in ns}
+        shared = {name: ns[name] for name in spec.reads if name in ns}
+        if distributor is not None and chunks:
+            capture.flush_all()
+            results = distributor.run(spec, chunks, shared)
+        elif jobs > 1 and len(chunks) > 1 and hasattr(os, "fork"):
             results = _in_processes(chunks, work, jobs, capture, shared)
         else:
             results = [work(start, chunk, forked=False) for start, chunk in chunks]
@@ -116,12 +148,7 @@ def run_map(
         return run_source(spec.after, filename, ns) if spec.after.strip() else (False, None)
     finally:
         ns.pop(ITEM, None)
-        linecache.cache[filename] = (
-            len(cell_source),
-            None,
-            cell_source.splitlines(True),
-            filename,
-        )
+        linecache.cache[filename] = lines
 
 
 def functools_partial(fn: Callable[..., Any], *args: Any) -> Callable[..., ChunkResult]:

@@ -571,7 +571,19 @@ def _check_element(
             raise ctx.refuse(st.line, f"the loop configures {st.setup_root!r}")
         for e in st.events:
             _check_event(ctx, e, accumulators, carry, fresh, reads)
-    return reads - carry - accumulators - {ITEM, ACC} - BUILTIN_NAMES
+    return _through_functions(ctx, reads) - carry - accumulators - {ITEM, ACC} - BUILTIN_NAMES
+
+
+def _through_functions(ctx: _Context, reads: set[str]) -> set[str]:
+    """``reads`` with what the notebook functions among them read when called, transitively
+    (another replica must be given those values too)."""
+    found, todo = set(reads), list(reads)
+    while todo:
+        summary = ctx.summaries.get(todo.pop())
+        for name in summary.reads - found if summary is not None else ():
+            found.add(name)
+            todo.append(name)
+    return found
 
 
 def _check_event(
