@@ -26,6 +26,7 @@ from jup2kub.chart.options import ChartOptions, check_options
 from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schema, values_table
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
+from jup2kub_runtime.mapkafka import elements_topic
 from jup2kub_runtime.config import (
     DEFAULT_CODE_PATH,
     DEFAULT_GUARD_MAX_BYTES,
@@ -150,6 +151,8 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         "input_topics": list(step.input_topics),
         "output_topics": list(step.output_topics),
         "consumer_group": step.consumer_group,
+        # a map step's chunks travel on a topic of their own (runtime ``mapkafka``)
+        "map_topic": elements_topic(step.spec.pipeline, step.name) if step.spec.maps else "",
         # a limit alone makes Kubernetes request the same amount: the request follows the limit,
         # as extended resources (nvidia.com/gpu) require and as Kale's limit: tags mean
         "resources": {"requests": dict(step.limits), "limits": dict(step.limits)}
