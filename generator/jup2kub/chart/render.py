@@ -26,7 +26,6 @@ from jup2kub.chart.options import ChartOptions, check_options
 from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schema, values_table
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
-from jup2kub_runtime.mapkafka import elements_topic
 from jup2kub_runtime.config import (
     DEFAULT_CODE_PATH,
     DEFAULT_GUARD_MAX_BYTES,
@@ -34,6 +33,7 @@ from jup2kub_runtime.config import (
     DEFAULT_PORT,
     DEFAULT_STATE_PATH,
 )
+from jup2kub_runtime.mapkafka import elements_topic
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
