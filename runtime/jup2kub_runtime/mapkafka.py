@@ -38,6 +38,7 @@ from .messages import encode
 from .shell import get_ipython_for
 from .spec import StepSpec
 from .state import StateStore
+from .topics import elements_topic
 
 log = logging.getLogger("jup2kub_runtime.map")
 
@@ -45,11 +46,6 @@ log = logging.getLogger("jup2kub_runtime.map")
 MAP_ROLE_ENV = "J2K_MAP_ROLE"
 #: how often the coordinator looks for the chunks' results
 POLL_SECONDS = 0.02
-
-
-def elements_topic(pipeline: str, step: str) -> str:
-    """The topic a map step's chunks travel on (one message per chunk)."""
-    return f"{pipeline}.map.{step}"
 
 
 def elements_partitions(cfg: Config) -> int:

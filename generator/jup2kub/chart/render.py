@@ -33,7 +33,7 @@ from jup2kub_runtime.config import (
     DEFAULT_PORT,
     DEFAULT_STATE_PATH,
 )
-from jup2kub_runtime.mapkafka import elements_topic
+from jup2kub_runtime.topics import elements_topic
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
