@@ -10,7 +10,9 @@ throughput (runs/s with 1 replica per step; 3 vs 1 replicas with sleep-bound ste
 unchanged-step rebuild), recovery (kill -9 of the replica executing a step); issue 14 (as fast
 as the notebook it replaces, bench/vs_notebook.py): corpus (jup2kub run vs nbclient on every
 runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), overhead (an
-empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's).
+empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's); issue 18:
+map (a map over 64 CPU-bound elements: --jobs 2 and --kafka with 2 replicas vs nbclient, and
+the per-element overhead, bench/map_steps.py).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -52,8 +54,9 @@ ROWS = (
     "memory",
     "images",
     "recovery",
+    "map",
 )
-KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
+KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery", "map"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
 OVERHEAD_STEPS = 20
 
@@ -484,6 +487,42 @@ def row_recovery(ctx: Context, row: Row) -> None:
     _plot_recovery(ctx, res)
 
 
+def row_map(ctx: Context, row: Row) -> None:
+    """Issue 18: a map over 64 CPU-bound elements of ~0.25 s, side by side."""
+    from bench import map_steps
+
+    res = map_steps.run(1 if ctx.quick else 3, ctx.work / "map", ctx.bootstrap, _progress)
+    row.details.update(res)
+    base = res["summary_s"]["nbclient"]["median"]
+    for side, what, target in (
+        ("jobs2", "jup2kub run --jobs 2", 0.55),
+        ("kafka", "jup2kub run --kafka, 2 replicas", 0.6),
+    ):
+        if f"{side}_ratio" not in res:
+            continue
+        lo, hi = res[f"{side}_ratio_range"]
+        row.lines.append(
+            Line(
+                f"map of 64 elements x 0.25 s vs nbclient: {what}",
+                f"{res[f'{side}_ratio']:.2f} (range {lo:.2f}-{hi:.2f}; "
+                f"{res['summary_s'][side]['median']:.2f} s vs nbclient {base:.2f} s, "
+                f"n={res['summary_s'][side]['n']})",
+                f"<= {target:.2f}",
+                res[f"{side}_ratio"] <= target,
+            )
+        )
+    o = res["overhead_s"]
+    row.lines.append(
+        Line(
+            "map: per-element overhead (map cell - plain loop, 64 no-op elements, --jobs 2)",
+            f"p50 {o['median'] * 1e3:.2f} ms (IQR {o['p25'] * 1e3:.2f}-{o['p75'] * 1e3:.2f}, "
+            f"n={o['n']})",
+            "p50 <= 5 ms",
+            o["median"] <= 0.005,
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -496,6 +535,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "memory": row_memory,
     "images": row_images,
     "recovery": row_recovery,
+    "map": row_map,
 }
 
 # ---------------------------------------------------------------------------------- plots
