@@ -210,6 +210,8 @@ class ElementWorker(threading.Thread):
         attempt = int(msg["attempt"])
         if spec is None or self.store.is_complete(run_id, self.spec.step):
             return
+        if attempt < self.store.attempts(run_id, self.spec.step):
+            return  # a later execution of the step sent its own chunks
         d = map_dir(self.store, run_id, self.spec.step, spec.cell, attempt)
         out = _chunk_path(d, number, "out")
         if out.exists() or not _chunk_path(d, number, "in").exists():
