@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -119,3 +120,78 @@ def _helper_replica_mid_chunk(work: Path, proc: subprocess.Popen[str]) -> int:
                 return int(found.group(1))
         time.sleep(0.05)
     raise AssertionError("no replica took a chunk")
+
+
+def _flaky_step(tmp_path: Path) -> tuple[Any, Any, Any]:
+    """A map step whose element 1 fails on its first try (a file counts the tries)."""
+    from jup2kub_runtime.config import Config
+    from jup2kub_runtime.mapspec import ACC, ITEM, MapSpec
+    from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
+    from jup2kub_runtime.state import StateStore
+
+    helper = (
+        "import os\ndef flaky(x, path):\n    if x == 1:\n"
+        "        tries = len(open(path).read()) if os.path.exists(path) else 0\n"
+        "        open(path, 'a').write('x')\n        if tries < FAILS:\n"
+        "            raise ValueError(f'try {tries}')\n    return x * 10"
+    )
+    m = MapSpec(
+        cell=1,
+        line=1,
+        form="list",
+        iterable="xs",
+        element=f"{ACC}.extend([flaky(x, PATH) for x in [{ITEM}]])\n",
+        accumulators=[ACC],
+        reads=["PATH", "FAILS"],
+        result="ys",
+    )
+    spec = StepSpec(
+        pipeline="p",
+        step="s",
+        cells=[Cell(1, "ys = [flaky(x, PATH) for x in xs]")],
+        replay=[ReplayCell(0, helper)],
+        maps=[m],
+    )
+    cfg = Config.for_step(
+        "p",
+        "s",
+        [],
+        [],
+        "127.0.0.1:9",
+        tmp_path / "state",
+        max_retries=1,
+        retry_backoff_seconds=0.01,
+    )
+    return cfg, spec, StateStore(tmp_path / "state")
+
+
+def _chunk_result(tmp_path: Path, fails: int) -> Any:
+    import pickle
+    import threading
+
+    from jup2kub_runtime.mapkafka import ElementWorker, map_dir
+    from jup2kub_runtime.messages import encode
+
+    cfg, spec, store = _flaky_step(tmp_path)
+    d = map_dir(store, "r1", "s", 1, 0)
+    shared = {"PATH": str(tmp_path / f"tries-{fails}"), "FAILS": fails}
+    store.write_bytes(d / "context.pkl", pickle.dumps({"shared": shared, "parameters": {}}))
+    store.write_bytes(d / "chunk-00000.in", pickle.dumps((0, [0, 1, 2])))
+    worker = ElementWorker(cfg, spec, store, threading.Event())
+    worker._handle(encode({"run_id": "r1", "cell": 1, "attempt": 0, "chunk": 0}))
+    return pickle.loads((d / "chunk-00000.out").read_bytes())
+
+
+def test_an_element_is_retried_with_the_steps_policy(tmp_path: Path) -> None:
+    result = _chunk_result(tmp_path, fails=1)
+    assert result.error is None
+    assert [args for _, _, args in result.ops] == [([0],), ([10],), ([20],)]
+    assert (tmp_path / "tries-1").read_text() == "xx"  # failed once, then succeeded
+
+
+def test_an_element_failing_after_its_retries_names_its_index(tmp_path: Path) -> None:
+    result = _chunk_result(tmp_path, fails=5)
+    index, what, trace = result.error
+    assert index == 1 and what == "ValueError: try 1"
+    assert "raise ValueError" in trace
+    assert (tmp_path / "tries-5").read_text() == "xx"  # max_retries=1: two tries
