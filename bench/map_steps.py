@@ -130,6 +130,7 @@ def run(
     repeat: int, work: Path, bootstrap: str | None, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     say = log or (lambda text: None)
+    work.mkdir(parents=True, exist_ok=True)
     n = calibrate()
     notebook = write(map_notebook(n), work / "map64.ipynb")
     times = side_by_side(notebook, repeat, work, bootstrap, say)
