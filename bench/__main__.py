@@ -506,7 +506,8 @@ def row_map(ctx: Context, row: Row) -> None:
                 f"map of 64 elements x 0.25 s vs nbclient: {what}",
                 f"{res[f'{side}_ratio']:.2f} (range {lo:.2f}-{hi:.2f}; "
                 f"{res['summary_s'][side]['median']:.2f} s vs nbclient {base:.2f} s, "
-                f"n={res['summary_s'][side]['n']})",
+                f"n={res['summary_s'][side]['n']}; per round "
+                f"{', '.join(f'{r:.2f}' for r in res[f'{side}_paired_ratios'])})",
                 f"<= {target:.2f}",
                 res[f"{side}_ratio"] <= target,
             )
