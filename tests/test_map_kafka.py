@@ -195,3 +195,20 @@ def test_an_element_failing_after_its_retries_names_its_index(tmp_path: Path) ->
     assert index == 1 and what == "ValueError: try 1"
     assert "raise ValueError" in trace
     assert (tmp_path / "tries-5").read_text() == "xx"  # max_retries=1: two tries
+
+
+def test_items_that_cannot_cross_the_volume_are_named(
+    tmp_path: Path, make_notebook: MakeNb, kafka: str
+) -> None:
+    nb = make_notebook(
+        [
+            "import threading\nout = []",
+            "#| map: true\nfor lock in [threading.Lock(), threading.Lock()]:\n"
+            "    out.append(id(lock) > 0)",
+        ],
+        name="maplocks.ipynb",
+    )
+    proc = jup2kub("run", nb, "--kafka", kafka, "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "map cell 1, line 2: element 0's item" in proc.stderr
+    assert "cannot be stored for the step's other replicas" in proc.stderr

@@ -103,10 +103,14 @@ class Distributor:
     ) -> list[ChunkResult]:
         attempt = self.store.attempts(self.run_id, self.spec.step)
         d = map_dir(self.store, self.run_id, self.spec.step, spec.cell, attempt)
-        context = {"shared": _by_value(shared), "parameters": self.parameters}
+        values = _by_value(shared)
+        for name, value in values.items():
+            _storable(value, f"the value {name!r}, which the elements read,", spec)
+        context = {"shared": values, "parameters": self.parameters}
         self.store.write_bytes(d / "context.pkl", pickle.dumps(context, protocol=5))
         for number, chunk in enumerate(chunks):
-            self.store.write_bytes(_chunk_path(d, number, "in"), pickle.dumps(chunk, protocol=5))
+            data = _storable(chunk, f"element {chunk[0]}'s item (or one of its chunk's)", spec)
+            self.store.write_bytes(_chunk_path(d, number, "in"), data)
         self._announce(spec, len(chunks), attempt)
         return self._gather(d, chunks, shared)
 
@@ -145,6 +149,22 @@ class Distributor:
             if len(results) < len(chunks) and self.stop.wait(POLL_SECONDS):
                 raise RuntimeError("stopping: the map's chunks are left to another replica")
         return [results[i] for i in range(len(chunks))]
+
+
+def _storable(value: Any, what: str, spec: MapSpec) -> bytes:
+    """``value`` pickled for the other replicas, or a clear error naming it."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise MapStorageError(
+            f"map cell {spec.cell}, line {spec.line}: {what} cannot be stored for the step's "
+            f"other replicas ({type(exc).__name__}: {exc}); on Kafka a map's items and shared "
+            "values cross the state volume"
+        ) from None
+
+
+class MapStorageError(Exception):
+    """A map's item or shared value cannot be pickled for the other replicas."""
 
 
 class ElementWorker(threading.Thread):
