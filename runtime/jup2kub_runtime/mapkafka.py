@@ -216,7 +216,13 @@ class ElementWorker(threading.Thread):
             while not self.stop.is_set():
                 for tp, records in consumer.poll(timeout_ms=100).items():
                     for record in records:
-                        self._handle(record.value)
+                        try:
+                            self._handle(record.value)
+                        except Exception:  # the volume, a bad message: try it again later
+                            log.exception("map chunk message %s@%d", tp, record.offset)
+                            consumer.seek(tp, record.offset)
+                            self.stop.wait(1.0)
+                            break
                         consumer.commit({tp: _offset(record.offset + 1)})
         except KafkaError as exc:  # pragma: no cover - the process restarts on a broker loss
             log.error("elements consumer stopped: %r", exc)
@@ -224,10 +230,14 @@ class ElementWorker(threading.Thread):
             consumer.close()
 
     def _handle(self, raw: bytes) -> None:
-        msg = json.loads(raw)
-        run_id, number = str(msg["run_id"]), int(msg["chunk"])
-        spec = self.maps.get(int(msg["cell"]))
-        attempt = int(msg["attempt"])
+        try:
+            msg = json.loads(raw)
+            run_id, number = str(msg["run_id"]), int(msg["chunk"])
+            spec = self.maps.get(int(msg["cell"]))
+            attempt = int(msg["attempt"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping a malformed map chunk message: %r", exc)
+            return
         if spec is None or self.store.is_complete(run_id, self.spec.step):
             return
         if attempt < self.store.attempts(run_id, self.spec.step):
