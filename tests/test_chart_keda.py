@@ -184,3 +184,11 @@ def test_the_validation_catches_a_wrong_field() -> None:
     bad["spec"]["maxReplicas"] = 3  # the HPA's name, not KEDA's maxReplicaCount
     with pytest.raises(jsonschema.ValidationError):
         validate_scaledobject(bad)
+
+
+def test_helm_lint_strict_with_kafka_lag(map_chart: Path) -> None:
+    args = ["lint", "--strict", str(map_chart)]
+    for setting in KAFKA_LAG:
+        args += ["--set", setting]
+    proc = run_helm(*args, ok=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -106,7 +106,7 @@ def test_functions_of_the_notebook_that_change_nothing_qualify(make_notebook: Ma
     assert StepSpec.from_json(spec.to_json()).maps == spec.maps
     doc = p.to_json()["steps"]
     assert [s["map"] for s in doc if "map" in s] == [
-        {"cell": 1, "line": 3, "form": "list", "over": "xs", "result": "scores", "chunk": 3}
+        {"cell": 1, "line": 3, "form": "list", "over": "xs", "into": ["scores"], "chunk": 3}
     ]
 
 

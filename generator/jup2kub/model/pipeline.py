@@ -220,7 +220,7 @@ def map_summary(m: MapSpec) -> dict[str, Any]:
         "line": m.line,
         "form": m.form,
         "over": m.iterable,
-        "result": m.result or m.accumulators,
+        "into": [m.result] if m.result else list(m.accumulators),
         "chunk": m.chunk if m.chunk is not None else "auto",
     }
 
