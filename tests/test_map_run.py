@@ -152,3 +152,14 @@ def test_summary_records_the_map_step(tmp_path: Path, make_notebook: MakeNb) -> 
     run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
     summary = json.loads((tmp_path / "w" / "runs" / run_id / "summary.json").read_text())
     assert summary["status"] == "succeeded"
+
+
+def test_annotations_are_evaluated_as_in_the_kernel(tmp_path: Path, make_notebook: MakeNb) -> None:
+    nb = make_notebook(
+        [
+            "def f(x: int) -> list[int]:\n    return [x]\nprint(f.__annotations__)",
+            "#| map: true\nys = [f.__annotations__['x'] for x in range(3)]",
+            "print(ys)",
+        ]
+    )
+    run_and_compare(nb, tmp_path)

@@ -629,8 +629,10 @@ def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | No
     if isinstance(tail, ast.Expr):
         tree.body.pop()
         last = ast.Expression(tail.value)
-    body = compile(tree, filename, "exec")
-    return body, None if last is None else compile(last, filename, "eval")
+    # dont_inherit: this module's ``from __future__ import annotations`` must not turn the
+    # notebook's annotations into strings (a kernel evaluates them)
+    body = compile(tree, filename, "exec", dont_inherit=True)
+    return body, None if last is None else compile(last, filename, "eval", dont_inherit=True)
 
 
 def warm_up(

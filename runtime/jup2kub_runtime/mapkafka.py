@@ -342,6 +342,6 @@ def _run_in_namespace(
         capture.current = []
         ns.update(shared)
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        code = compile(spec.element, filename, "exec")
+        code = compile(spec.element, filename, "exec", dont_inherit=True)
         watched = _watched(spec, ns)
         return _run_chunk(spec, ns, code, watched, capture, start, items, forked=True)

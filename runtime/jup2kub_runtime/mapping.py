@@ -127,12 +127,12 @@ def run_map(
     try:
         run_source(spec.before, filename, ns)
         linecache.cache[filename] = lines  # an element's traceback shows the cell's lines
-        items = list(eval(compile(spec.iterable, filename, "eval"), ns))
+        items = list(eval(compile(spec.iterable, filename, "eval", dont_inherit=True), ns))
         distributor: Distributor | None = getattr(_current, "distributor", None)
         jobs = map_jobs() if distributor is None else distributor.parallelism()
         size = chunk_size(len(items), jobs, spec.chunk)
         chunks = [(i, items[i : i + size]) for i in range(0, len(items), size)]
-        code = compile(spec.element, filename, "exec")
+        code = compile(spec.element, filename, "exec", dont_inherit=True)
         watched = _watched(spec, ns)
         work = functools_partial(_run_chunk, spec, ns, code, watched, capture)
         shared = {name: ns[name] for name in spec.reads if name in ns}
@@ -295,7 +295,9 @@ def _assemble(
             )
     if spec.target and items:
         ns[ITEM] = items[-1]
-        exec(f"for {spec.target} in [{ITEM}]: pass", ns)
+        exec(
+            compile(f"for {spec.target} in [{ITEM}]: pass", "<map>", "exec", dont_inherit=True), ns
+        )
 
 
 # ---- processes -----------------------------------------------------------------------------
