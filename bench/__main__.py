@@ -13,7 +13,9 @@ runnable corpus notebook), linear150 (a 150-cell chain without explicit steps), 
 empty step's scheduled -> done), memory (peak PSS of the process tree vs nbclient's); issue 15:
 soak (1,000 runs through a diamond under step kills and broker kills, bench/soak.py; its own
 broker); issue 19: catalog (search over 10,000 catalogued steps on SQLite, bench/catalog.py);
-issue 17: step_cache (re-runs after an edit reuse what did not change, bench/step_cache.py).
+issue 17: step_cache (re-runs after an edit reuse what did not change, bench/step_cache.py);
+issue 18: map (a map over 64 CPU-bound elements: --jobs 2 and --kafka with 2 replicas vs
+nbclient, and the per-element overhead, bench/map_steps.py).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -58,8 +60,9 @@ ROWS = (
     "soak",
     "catalog",
     "step_cache",
+    "map",
 )
-KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery"}
+KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery", "map"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
 OVERHEAD_STEPS = 20
 
@@ -569,6 +572,43 @@ def row_step_cache(ctx: Context, row: Row) -> None:
     )
 
 
+def row_map(ctx: Context, row: Row) -> None:
+    """Issue 18: a map over 64 CPU-bound elements of ~0.25 s, side by side."""
+    from bench import map_steps
+
+    res = map_steps.run(1 if ctx.quick else 3, ctx.work / "map", ctx.bootstrap, _progress)
+    row.details.update(res)
+    base = res["summary_s"]["nbclient"]["median"]
+    for side, what, target in (
+        ("jobs2", "jup2kub run --jobs 2", 0.55),
+        ("kafka", "jup2kub run --kafka, 2 replicas", 0.6),
+    ):
+        if f"{side}_ratio" not in res:
+            continue
+        lo, hi = res[f"{side}_ratio_range"]
+        row.lines.append(
+            Line(
+                f"map of 64 elements x 0.25 s vs nbclient: {what}",
+                f"{res[f'{side}_ratio']:.2f} (range {lo:.2f}-{hi:.2f}; "
+                f"{res['summary_s'][side]['median']:.2f} s vs nbclient {base:.2f} s, "
+                f"n={res['summary_s'][side]['n']}; per round "
+                f"{', '.join(f'{r:.2f}' for r in res[f'{side}_paired_ratios'])})",
+                f"<= {target:.2f}",
+                res[f"{side}_ratio"] <= target,
+            )
+        )
+    o = res["overhead_s"]
+    row.lines.append(
+        Line(
+            "map: per-element overhead (map cell - plain loop, 64 no-op elements, --jobs 2)",
+            f"p50 {o['median'] * 1e3:.2f} ms (IQR {o['p25'] * 1e3:.2f}-{o['p75'] * 1e3:.2f}, "
+            f"n={o['n']})",
+            "p50 <= 5 ms",
+            o["median"] <= 0.005,
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -584,6 +624,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "soak": row_soak,
     "catalog": row_catalog,
     "step_cache": row_step_cache,
+    "map": row_map,
 }
 
 # ---------------------------------------------------------------------------------- plots

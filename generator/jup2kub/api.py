@@ -32,6 +32,7 @@ from jup2kub.model import cacheability
 from jup2kub.model.analysis import analyze_cell
 from jup2kub.model.grouping import group_cells
 from jup2kub.model.ipython import translate
+from jup2kub.model.mapping import isolate_maps, plan_maps
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
@@ -123,10 +124,14 @@ def _load(
         for cell in nb.code_cells:  # a syntax error (in a parameters cell) explains more
             analyze_cell(nb.path, cell.index, cell.source)
         raise
+    parts = isolate_maps(nb, parts)  # a map cell is a step of its own
     analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
     pipeline = build_pipeline(nb, parts, analyses, name)
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
-        pipeline = build_pipeline(nb, group_cells(parts, pipeline), analyses, name)
+        grouped = isolate_maps(nb, group_cells(parts, pipeline))
+        pipeline = build_pipeline(nb, grouped, analyses, name)
+    steps = {i for s in pipeline.steps for i in s.cells}
+    pipeline.maps = {i: m for i, m in plan_maps(nb, analyses).items() if i in steps}
     pipeline.cache = cacheability.assess(nb, pipeline, analyses)
     return nb, pipeline
 

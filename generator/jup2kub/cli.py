@@ -233,6 +233,13 @@ def format_pipeline(p: Pipeline) -> str:
         out.append(f"step {s.name}  (cells {', '.join(map(str, s.cells))})")
         for why in s.grouping:
             out.append(f"  grouped:    {why}")
+        for m in p.step_maps(s):
+            chunk = "automatic" if m.chunk is None else str(m.chunk)
+            into = m.result or ", ".join(m.accumulators)
+            out.append(
+                f"  map:        cell {m.cell}, line {m.line}: {m.form} over {m.iterable} -> "
+                f"{into} (elements in parallel, chunk {chunk})"
+            )
         inputs = [f"{value_label(v)} <- {src}" for v, src in sorted(s.inputs.items())]
         out.append(f"  inputs:     {', '.join(inputs) or '-'}")
         out.append(f"  parameters: {_names(s.parameters)}")

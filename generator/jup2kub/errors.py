@@ -253,3 +253,29 @@ class CatalogError(InputError):
 
 class CompositionError(InputError):
     """A composition file is malformed or its wiring is wrong (names the line, step, variable)."""
+
+
+class MapRefusedError(SplitError):
+    """A cell marked ``map`` cannot run its iterations apart with the notebook's results."""
+
+    def __init__(
+        self,
+        path: str,
+        cell: int,
+        line: int | None,
+        what: str,
+        *,
+        variable: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.cell = cell
+        self.line = line
+        self.variable = variable
+        where = f"{path}: cell {cell}" + (f", line {line}" if line is not None else "")
+        super().__init__(
+            f"map cell: {what}",
+            where=where,
+            hint=hint
+            or "remove '#| map: true' (or the map tag) to run the loop as written, in one process",
+        )

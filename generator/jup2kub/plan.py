@@ -121,6 +121,7 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         ),
         random_seeded=step.seeded_before or step.seeded_after,
         **_cache_fields(pipeline, name),
+        maps=pipeline.step_maps(step),
     )
     return StepPlan(
         name=name,

@@ -44,6 +44,7 @@ from . import randomness
 from .config import secret_parameters
 from .errors import ConfigError, ErrorRecord
 from .guards import GuardError, StepGuards
+from .mapping import run_map
 from .shell import get_ipython_for, reset_figure_formats
 from .spec import StepSpec
 
@@ -632,8 +633,10 @@ def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | No
     if isinstance(tail, ast.Expr):
         tree.body.pop()
         last = ast.Expression(tail.value)
-    body = compile(tree, filename, "exec")
-    return body, None if last is None else compile(last, filename, "eval")
+    # dont_inherit: this module's ``from __future__ import annotations`` must not turn the
+    # notebook's annotations into strings (a kernel evaluates them)
+    body = compile(tree, filename, "exec", dont_inherit=True)
+    return body, None if last is None else compile(last, filename, "eval", dont_inherit=True)
 
 
 def warm_up(
@@ -679,6 +682,17 @@ def _run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, A
         return False, None
     value = eval(last, ns)
     return not _ends_in_semicolon(source), value
+
+
+def _run_cell(
+    spec: StepSpec, index: int, source: str, ns: dict[str, Any], capture: _Capture
+) -> tuple[bool, Any]:
+    """A cell as ``_run_source`` runs it; a map cell's elements in parallel (``mapping``)."""
+    filename = f"<cell {index}>"
+    for map_spec in spec.maps:
+        if map_spec.cell == index:
+            return run_map(map_spec, ns, filename, source, _run_source, capture)
+    return _run_source(source, filename, ns)
 
 
 _QUIET_SKIP = frozenset(
@@ -814,7 +828,7 @@ def execute_step(
                 cells.append(record)
                 t0 = time.perf_counter()
                 try:
-                    shown, value = _run_source(cell.source, f"<cell {cell.index}>", ns)
+                    shown, value = _run_cell(spec, cell.index, cell.source, ns, capture)
                     if shown and value is not None:
                         data, md = format_object(value)
                         capture.add(

@@ -38,6 +38,8 @@ from .errors import (
     TemporaryError,
 )
 from .health import Health
+from .mapkafka import MAP_ROLE_ENV, Distributor, ElementWorker
+from .mapping import distributing
 from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
 from .offsets import CommitBook
 from .outcomes import DeadLetter, Outcome, Retry, Skipped, Succeeded, Waiting
@@ -146,6 +148,13 @@ class StepLoop:
             return 0
         finally:
             self.health.starting = False
+        if self.spec.maps:  # every replica takes a share of the map cells' chunks
+            elements = ElementWorker(cfg, self.spec, self.store, self.stop)
+            elements.ensure_topic()
+            self.transport._await_metadata([elements.topic])
+            elements.start()
+            if os.environ.get(MAP_ROLE_ENV) == "elements":
+                return self._elements_only(elements)
         self.health.loop_running = True
         log.info(
             "step %s of pipeline %s consuming %s as group %s",
@@ -160,6 +169,20 @@ class StepLoop:
         finally:
             self.health.loop_running = False
             self.transport.close()
+        log.info("stopped")
+        return 0
+
+    def _elements_only(self, elements: ElementWorker) -> int:
+        """A helper that only runs map chunks (J2K_MAP_ROLE=elements, ``run --kafka``'s extra
+        replicas): it leaves the step's own group alone, so that joining it never moves the
+        partition of a step being executed."""
+        self.transport.close()
+        log.info("step %s: running map chunks only", self.spec.step)
+        self.health.loop_running = self.health.subscribed = self.health.warmed_up = True
+        self.health.connected_probe = elements.is_alive
+        while not self.stop.wait(0.5):
+            self.health.beat()
+        elements.join(timeout=30)
         log.info("stopped")
         return 0
 
@@ -475,18 +498,26 @@ class StepLoop:
                 )
             )
             return DeadLetter("retries exhausted", error, store.attempts(run_id, spec.step))
-        try:
-            result = run_step(
-                spec,
-                store,
-                run_id,
-                msg.parameters,
-                timeout=cfg.step_timeout_seconds or None,
-                on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
-                workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
-                guards=cfg.guards,
-                cache=CacheStore(store.root / CACHE_DIR) if cache_enabled() else None,
+        distributor = (
+            Distributor(
+                cfg, spec, store, self.transport.producer, run_id, msg.parameters, self.stop
             )
+            if spec.maps
+            else None
+        )
+        try:
+            with distributing(distributor):
+                result = run_step(
+                    spec,
+                    store,
+                    run_id,
+                    msg.parameters,
+                    timeout=cfg.step_timeout_seconds or None,
+                    on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
+                    workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
+                    guards=cfg.guards,
+                    cache=CacheStore(store.root / CACHE_DIR) if cache_enabled() else None,
+                )
         except CellError as exc:
             attempt = store.attempts(run_id, spec.step)
             log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)

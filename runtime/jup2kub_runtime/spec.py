@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .mapspec import MapSpec
 from .names import IDENTIFIER_RE, NAME_RE
 
 SPEC_VERSION = 1
@@ -82,6 +83,8 @@ class StepSpec:
     cache: bool = False
     cache_reads: list[str] = field(default_factory=list)
     cache_writes: list[str] = field(default_factory=list)
+    #: data-parallel map cells (``#| map: true``): their elements run in parallel chunks
+    maps: list[MapSpec] = field(default_factory=list)
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -122,6 +125,8 @@ class StepSpec:
         indexes = [c.index for c in self.cells]
         if len(set(indexes)) != len(indexes):
             raise SpecError("two cells of the step have the same index")
+        if not {m.cell for m in self.maps} <= set(indexes):
+            raise SpecError("a map entry names a cell that is not one of the step's")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +159,7 @@ class StepSpec:
                 if self.cache
                 else {}
             ),
+            **({"maps": [m.to_dict() for m in self.maps]} if self.maps else {}),
         }
 
     def to_json(self) -> str:
@@ -191,6 +197,7 @@ class StepSpec:
                 cache=_get(data, "cache", bool, False),
                 cache_reads=_str_list(data, "cache_reads"),
                 cache_writes=_str_list(data, "cache_writes"),
+                maps=[MapSpec.from_dict(m) for m in _obj_list(data, "maps")],
             )
         except SpecError:
             raise

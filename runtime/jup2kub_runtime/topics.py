@@ -35,3 +35,8 @@ def input_topics(pipeline: str, step: str, upstream: Sequence[str]) -> list[str]
 def output_topics(pipeline: str, step: str, downstream: Sequence[str]) -> list[str]:
     """What a step produces to: one edge per downstream step (none for a leaf)."""
     return [edge_topic(pipeline, step, d) for d in downstream]
+
+
+def elements_topic(pipeline: str, step: str) -> str:
+    """A map step's chunks (one message per chunk, ``mapkafka``), consumed by every replica."""
+    return f"{pipeline}.map.{step}"

@@ -33,6 +33,7 @@ from jup2kub_runtime.config import (
     DEFAULT_PORT,
     DEFAULT_STATE_PATH,
 )
+from jup2kub_runtime.topics import elements_topic
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
@@ -162,6 +163,8 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         "input_topics": list(step.input_topics),
         "output_topics": list(step.output_topics),
         "consumer_group": step.consumer_group,
+        # a map step's chunks travel on a topic of their own (runtime ``mapkafka``)
+        "map_topic": elements_topic(step.spec.pipeline, step.name) if step.spec.maps else "",
         # a limit alone makes Kubernetes request the same amount: the request follows the limit,
         # as extended resources (nvidia.com/gpu) require and as Kale's limit: tags mean
         "resources": {"requests": dict(step.limits), "limits": dict(step.limits)}

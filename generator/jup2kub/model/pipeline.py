@@ -23,6 +23,7 @@ from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_fo
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.secrets import SecretParameter, find_secrets, redact
 from jup2kub.model.split import Split, StepCells
+from jup2kub_runtime.mapspec import MapSpec
 from jup2kub_runtime.randomness import RANDOM_STATE
 
 #: seeding calls of generators the runtime does not carry (torch, TensorFlow, ...)
@@ -151,6 +152,11 @@ class Pipeline:
     #: parameters whose default is not a literal: their expression as written (``parameters``
     #: holds None for them; a run's value for them is not type-checked)
     parameter_expressions: dict[str, str] = field(default_factory=dict)
+    #: data-parallel map cells (``model.mapping``): cell index -> what the runtime runs
+    maps: dict[int, MapSpec] = field(default_factory=dict)
+
+    def step_maps(self, step: Step) -> list[MapSpec]:
+        return [self.maps[i] for i in step.cells if i in self.maps]
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -207,6 +213,7 @@ class Pipeline:
                     "after": list(s.after),
                     **({"grouping": list(s.grouping)} if s.grouping else {}),
                     **({"cache": self.cache[s.name].to_json()} if s.name in self.cache else {}),
+                    **({"map": map_summary(self.step_maps(s)[0])} if self.step_maps(s) else {}),
                 }
                 for s in self.steps
             ],
@@ -217,6 +224,18 @@ class Pipeline:
                 else {}
             ),
         }
+
+
+def map_summary(m: MapSpec) -> dict[str, Any]:
+    """How ``inspect`` shows a map cell."""
+    return {
+        "cell": m.cell,
+        "line": m.line,
+        "form": m.form,
+        "over": m.iterable,
+        "into": [m.result] if m.result else list(m.accumulators),
+        "chunk": m.chunk if m.chunk is not None else "auto",
+    }
 
 
 @dataclass

@@ -27,6 +27,7 @@ from jup2kub.run import remote
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, Run, explain
 from jup2kub_runtime.config import HEALTH_PORT_LINE, Config
 from jup2kub_runtime.errors import ErrorRecord
+from jup2kub_runtime.mapkafka import MAP_ROLE_ENV
 from jup2kub_runtime.states import StepState
 
 
@@ -78,9 +79,9 @@ class KafkaExecutor:
         # of that long on two cores, the others are needed only once a root step is done. One
         # by one: close() stops those started before a failure.
         began = time.monotonic()
-        for s in run.plan.steps:
-            if not s.after:
-                self._runtimes[s.name] = self._start(run, s.name)
+        for s in run.plan.steps:  # map steps too: their replicas' groups settle meanwhile
+            if not s.after or s.spec.maps:
+                self._start_replicas(run, s.name)
         # While the roots start: create the pipeline's topics, submit the run and follow it at
         # once. The root steps read it once they have joined their groups (a new group starts
         # at the earliest offset), and the status topic is read from its start, so nothing is
@@ -94,8 +95,8 @@ class KafkaExecutor:
         )
         remote.submit_run(self.bootstrap, run.plan.name, run.run_id, run.parameters)
         for s in run.plan.steps:
-            if s.after:
-                self._runtimes[s.name] = self._start(run, s.name)
+            if s.after and not s.spec.maps:
+                self._start_replicas(run, s.name)
         downstream = {s.name: list(s.downstream) for s in run.plan.steps}
         remote.wait_for_run(
             self.bootstrap,
@@ -122,13 +123,25 @@ class KafkaExecutor:
         _stop(self._runtimes)
         self._runtimes = {}
 
-    def _start(self, run: Run, step: str) -> _Runtime:
+    def _start_replicas(self, run: Run, step: str) -> None:
+        """One runtime per step; a map step's elements are shared by J2K_MAP_REPLICAS
+        (default 2) runtimes, as by the replicas of its Deployment on a cluster."""
+        self._runtimes[step] = self._start(run, step)
+        if run.plan.step(step).spec.maps:
+            for n in range(2, map_replicas() + 1):
+                self._runtimes[f"{step}#{n}"] = self._start(run, step, f"{step}-{n}", helper=True)
+
+    def _start(
+        self, run: Run, step: str, name: str | None = None, *, helper: bool = False
+    ) -> _Runtime:
         # Port 0: the runtime binds one the system chooses (a port picked here and bound later
         # could be taken meanwhile, e.g. as another client's ephemeral port).
-        log_path = run.logs / f"{step}.log"
+        log_path = run.logs / f"{name or step}.log"
         log = log_path.open("wb")
         env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], 0)
         env.update(self.environment)
+        if helper:  # runs map chunks only: joins no step group (no partition moves mid-step)
+            env[MAP_ROLE_ENV] = "elements"
         proc = subprocess.Popen(
             [self.python, "-m", "jup2kub_runtime"],
             env=env,
@@ -202,6 +215,14 @@ def runtime_env(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("J2K_")}
     return {**env, **config.to_env(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+
+
+def map_replicas() -> int:
+    """Runtimes per map step for ``run --kafka`` (J2K_MAP_REPLICAS, default 2)."""
+    try:
+        return max(1, int(os.environ.get("J2K_MAP_REPLICAS", "") or 2))
+    except ValueError:
+        return 2
 
 
 def free_port() -> int:
@@ -286,20 +307,22 @@ class _Watch:
 
     def check(self, states: Mapping[str, Mapping[str, Any]]) -> None:
         for name, r in self.runtimes.items():
-            final = states.get(name, {}).get("state") in remote.FINAL
+            step, _, replica = name.partition("#")
+            final = states.get(step, {}).get("state") in remote.FINAL
             if final and name not in self.stopping:
                 # Its part of the run is over: it stops (gracefully) while the others work.
                 self.stopping.add(name)
                 if r.proc.poll() is None:
                     r.proc.send_signal(signal.SIGTERM)
-            if not final and r.proc.poll() is not None:
+            if not final and r.proc.poll() is not None and not replica:
+                # (an extra replica of a map step may go: the others take its share)
                 raise Jup2KubError(
                     f"the runtime of step {name!r} exited (exit code {r.proc.returncode}) "
                     "before the step ended",
                     where=str(self.logs / f"{name}.log"),
                     hint=f"check that Kafka answers at {self.bootstrap}",
                 )
-        self.unready -= set(states)
+        self.unready = {n for n in self.unready if n.partition("#")[0] not in states}
         now = time.monotonic()
         if not self.unready or now - self.began < self.grace or now - self._asked < 1.0:
             return

@@ -87,6 +87,8 @@ class LocalExecutor:
         self.timeout = timeout if timeout and timeout > 0 else None
         #: gets every line the cells print, as they print it (``--log-output``)
         self.on_output = on_output
+        #: a map step runs its elements in up to ``jobs`` processes too (runtime ``mapping``)
+        self.environment.setdefault("J2K_MAP_JOBS", str(self.limit))
 
     def execute(self, run: Run) -> None:
         echo = self.on_output is not None

@@ -1,0 +1,347 @@
+"""A map cell's elements over Kafka: every replica of the step takes a share.
+
+The replica executing the step (the coordinator) reaches the map cell, writes the shared values
+the elements read and each chunk's items to the state volume (``runs/RUN/STEP/map-CELL/
+attempt-N/``), and sends one message per chunk to the step's elements topic, spread over its
+partitions. Every replica runs an ``ElementWorker`` thread consuming that topic in its own group:
+it runs the chunk in a process forked for it (the step's definitions replayed, the shared values
+loaded from the volume), retries it with the step's retry policy, and writes the result next to
+the chunk's items, atomically; only then is the message committed, so a replica killed mid-chunk
+leaves the message to another replica and no half-written result. The coordinator waits for
+every result, replays them in order (``mapping``) and completes the step once, as any step:
+nothing is lost, and a chunk run twice leaves one result.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import linecache
+import logging
+import os
+import pickle
+import signal
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from . import cells
+from .config import Config, secret_parameters
+from .mapping import ChunkResult, _dumps, _run_chunk, _Unpickler, _watched
+from .mapspec import MapSpec
+from .messages import encode
+from .shell import get_ipython_for
+from .spec import StepSpec
+from .state import StateStore
+from .topics import elements_topic
+
+log = logging.getLogger("jup2kub_runtime.map")
+
+#: "elements": a replica that only runs map chunks (``loop.StepLoop._elements_only``)
+MAP_ROLE_ENV = "J2K_MAP_ROLE"
+#: how often the coordinator looks for the chunks' results
+POLL_SECONDS = 0.02
+
+
+def elements_partitions(cfg: Config) -> int:
+    """Partitions of the elements topic (J2K_MAP_PARTITIONS): at least as many as replicas."""
+    try:
+        wanted = int(os.environ.get("J2K_MAP_PARTITIONS", "") or 0)
+    except ValueError:
+        wanted = 0
+    return max(wanted, cfg.topic_partitions, 4)
+
+
+def map_dir(store: StateStore, run_id: str, step: str, cell: int, attempt: int) -> Path:
+    return store.step_dir(run_id, step) / f"map-{cell}" / f"attempt-{attempt}"
+
+
+def _chunk_path(d: Path, number: int, suffix: str) -> Path:
+    return d / f"chunk-{number:05d}.{suffix}"
+
+
+def _by_value(shared: dict[str, Any]) -> dict[str, Any]:
+    """The shared values another process needs: not modules, classes and functions (the
+    step's replayed imports and definitions bring those)."""
+    return {
+        name: value
+        for name, value in shared.items()
+        if not isinstance(value, (types.ModuleType, type, types.BuiltinFunctionType))
+        and not (isinstance(value, types.FunctionType) and value.__name__ != "<lambda>")
+    }
+
+
+class Distributor:
+    """The coordinator's side (``mapping.Distributor``) for one execution of the step."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        spec: StepSpec,
+        store: StateStore,
+        producer: Any,
+        run_id: str,
+        parameters: dict[str, Any],
+        stop: threading.Event,
+    ) -> None:
+        self.cfg, self.spec, self.store, self.producer = cfg, spec, store, producer
+        self.run_id, self.parameters, self.stop = run_id, parameters, stop
+
+    def parallelism(self) -> int:
+        """Half the elements topic's partitions: about two chunks per partition, so that
+        replicas sharing the partitions evenly share the chunks evenly."""
+        topic = elements_topic(self.cfg.pipeline, self.spec.step)
+        return max(1, len(self.producer.partitions_for(topic) or [0]) // 2)
+
+    def run(
+        self, spec: MapSpec, chunks: list[tuple[int, list[Any]]], shared: dict[str, Any]
+    ) -> list[ChunkResult]:
+        attempt = self.store.attempts(self.run_id, self.spec.step)
+        d = map_dir(self.store, self.run_id, self.spec.step, spec.cell, attempt)
+        values = _by_value(shared)
+        for name, value in values.items():
+            _storable(value, f"the value {name!r}, which the elements read,", spec)
+        context = {"shared": values, "parameters": self.parameters}
+        self.store.write_bytes(d / "context.pkl", pickle.dumps(context, protocol=5))
+        for number, chunk in enumerate(chunks):
+            data = _storable(chunk, f"element {chunk[0]}'s item (or one of its chunk's)", spec)
+            self.store.write_bytes(_chunk_path(d, number, "in"), data)
+        self._announce(spec, len(chunks), attempt)
+        return self._gather(d, chunks, shared)
+
+    def _announce(self, spec: MapSpec, count: int, attempt: int) -> None:
+        topic = elements_topic(self.cfg.pipeline, self.spec.step)
+        partitions = sorted(self.producer.partitions_for(topic) or [0])
+        futures = [
+            self.producer.send(
+                topic,
+                encode(
+                    {
+                        "type": "map-chunk",
+                        "run_id": self.run_id,
+                        "step": self.spec.step,
+                        "cell": spec.cell,
+                        "attempt": attempt,
+                        "chunk": number,
+                    }
+                ),
+                partition=partitions[number % len(partitions)],
+            )
+            for number in range(count)
+        ]
+        for future in futures:
+            future.get(timeout=60)
+
+    def _gather(
+        self, d: Path, chunks: list[tuple[int, list[Any]]], shared: dict[str, Any]
+    ) -> list[ChunkResult]:
+        results: dict[int, ChunkResult] = {}
+        while len(results) < len(chunks):
+            for number, (_, items) in enumerate(chunks):
+                path = _chunk_path(d, number, "out")
+                if number not in results and path.exists():
+                    results[number] = _Unpickler(path.read_bytes(), items, shared).load()
+            if len(results) < len(chunks) and self.stop.wait(POLL_SECONDS):
+                raise RuntimeError("stopping: the map's chunks are left to another replica")
+        return [results[i] for i in range(len(chunks))]
+
+
+def _storable(value: Any, what: str, spec: MapSpec) -> bytes:
+    """``value`` pickled for the other replicas, or a clear error naming it."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise MapStorageError(
+            f"map cell {spec.cell}, line {spec.line}: {what} cannot be stored for the step's "
+            f"other replicas ({type(exc).__name__}: {exc}); on Kafka a map's items and shared "
+            "values cross the state volume"
+        ) from None
+
+
+class MapStorageError(Exception):
+    """A map's item or shared value cannot be pickled for the other replicas."""
+
+
+class ElementWorker(threading.Thread):
+    """Consumes the step's elements topic: runs each chunk, stores its result, commits."""
+
+    def __init__(self, cfg: Config, spec: StepSpec, store: StateStore, stop: threading.Event):
+        super().__init__(name="map-elements", daemon=True)
+        self.cfg, self.spec, self.store, self.stop = cfg, spec, store, stop
+        self.topic = elements_topic(cfg.pipeline, spec.step)
+        self.maps = {m.cell: m for m in spec.maps}
+        self.executed = 0  # chunks this replica ran (tests, metrics)
+
+    def ensure_topic(self) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=self.cfg.bootstrap_servers)
+        try:
+            if self.topic not in set(admin.list_topics()):
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            self.topic,
+                            elements_partitions(self.cfg),
+                            self.cfg.topic_replication_factor,
+                        )
+                    ]
+                )
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.cfg.bootstrap_servers,
+            group_id=f"{self.cfg.consumer_group}.elements",
+            client_id=f"j2k-{self.spec.step}-elements",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=1,
+            max_poll_interval_ms=self.cfg.max_poll_interval_ms,
+            session_timeout_ms=self.cfg.session_timeout_ms,
+            # a replica joining later waits until the members rejoin, which they do once a
+            # heartbeat tells them: often, so that a new replica takes its share at once
+            heartbeat_interval_ms=300,
+            metadata_max_age_ms=5000,
+            retry_backoff_ms=20,
+        )
+        try:
+            while not self.stop.is_set():
+                for tp, records in consumer.poll(timeout_ms=100).items():
+                    for record in records:
+                        try:
+                            self._handle(record.value)
+                        except Exception:  # the volume, a bad message: try it again later
+                            log.exception("map chunk message %s@%d", tp, record.offset)
+                            consumer.seek(tp, record.offset)
+                            self.stop.wait(1.0)
+                            break
+                        consumer.commit({tp: _offset(record.offset + 1)})
+        except KafkaError as exc:  # pragma: no cover - the process restarts on a broker loss
+            log.error("elements consumer stopped: %r", exc)
+        finally:
+            consumer.close()
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            msg = json.loads(raw)
+            run_id, number = str(msg["run_id"]), int(msg["chunk"])
+            spec = self.maps.get(int(msg["cell"]))
+            attempt = int(msg["attempt"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping a malformed map chunk message: %r", exc)
+            return
+        if spec is None or self.store.is_complete(run_id, self.spec.step):
+            return
+        if attempt < self.store.attempts(run_id, self.spec.step):
+            return  # a later execution of the step sent its own chunks
+        d = map_dir(self.store, run_id, self.spec.step, spec.cell, attempt)
+        out = _chunk_path(d, number, "out")
+        if out.exists() or not _chunk_path(d, number, "in").exists():
+            return
+        for tries in range(1, self.cfg.max_retries + 2):
+            payload, failed = self._execute(spec, d, number)
+            if not failed or tries > self.cfg.max_retries or self.stop.is_set():
+                break
+            log.warning("run %s: map chunk %d failed (try %d), retrying", run_id, number, tries)
+            if self.stop.wait(self.cfg.retry_delay(tries)):
+                return
+        if not out.exists():
+            self.store.write_bytes(out, payload)
+        self.executed += 1
+        log.info("run %s: map chunk %d of cell %d done", run_id, number, spec.cell)
+
+    def _execute(self, spec: MapSpec, d: Path, number: int) -> tuple[bytes, bool]:
+        """Run the chunk in a forked process; (its result, whether an element failed)."""
+        read, write = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            _chunk_child(self.spec, spec, d, number, write, parent)
+        os.close(write)
+        data = bytearray()
+        with os.fdopen(read, "rb") as pipe:
+            while chunk := pipe.read(1 << 20):
+                data.extend(chunk)
+        _, status = os.waitpid(pid, 0)
+        failed = len(data) < 1 or data[0] != 0
+        if not data:
+            why = f"the process running the chunk ended (status {status})"
+            result = ChunkResult(error=(0, f"ChildProcessError: {why}", ""))
+            return pickle.dumps(result), True
+        return bytes(data[1:]), failed
+
+
+def _offset(offset: int) -> Any:
+    from .transport import offset_and_metadata
+
+    return offset_and_metadata(offset)
+
+
+def _chunk_child(step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, parent: int) -> None:
+    """In the forked process: the step's namespace rebuilt, the chunk run, its result sent."""
+    code = 1
+    try:
+        from .forkserver import die_with_parent
+
+        die_with_parent(parent)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        cells._EXEC_LOCK = threading.Lock()  # the coordinating thread may hold the parent's
+        context = pickle.loads((d / "context.pkl").read_bytes())
+        start, items = pickle.loads(_chunk_path(d, number, "in").read_bytes())
+        shared: dict[str, Any] = context["shared"]
+        result = _run_in_namespace(step, spec, context, shared, start, items)
+        payload = _dumps(result, items, shared)
+        with os.fdopen(fd, "wb") as out:
+            out.write(bytes([0 if result.error is None else 1]))
+            out.write(payload)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _run_in_namespace(
+    step: StepSpec,
+    spec: MapSpec,
+    context: dict[str, Any],
+    shared: dict[str, Any],
+    start: int,
+    items: list[Any],
+) -> ChunkResult:
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    capture = cells._Capture()
+    display = cells._display_for(capture)
+    ns["display"] = display
+    ns["get_ipython"] = get_ipython_for(ns)
+    filename = f"<cell {spec.cell}>"
+    source = next((c.source for c in step.cells if c.index == spec.cell), "")
+    with (
+        cells._patched_io(capture, False),
+        cells._patched_display(display),
+        cells._publishing_shell(ns, capture),
+    ):
+        try:
+            if step.parameters_source:
+                cells._run_source(step.parameters_source, "<parameters>", ns)
+            ns.update(context["parameters"])
+            ns.update(secret_parameters(step.secret_parameters))
+            for rep in step.replay:
+                cells._run_source(rep.source, f"<cell {rep.cell}>", ns)
+        except BaseException as exc:
+            return ChunkResult(error=(start, f"{type(exc).__name__}: {exc} (replaying)", ""))
+        capture.flush_all()
+        capture.current = []
+        ns.update(shared)
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        code = compile(spec.element, filename, "exec", dont_inherit=True)
+        watched = _watched(spec, ns)
+        return _run_chunk(spec, ns, code, watched, capture, start, items, forked=True)
