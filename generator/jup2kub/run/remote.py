@@ -91,9 +91,26 @@ def submit_run(
                     hint="check that the pipeline's Kafka runs; wait longer with --kafka-timeout",
                 ) from exc
         finally:
-            with contextlib.suppress(KafkaError):  # the broker may be gone: nothing to flush
-                producer.close(timeout=5)
+            _close(producer)
         time.sleep(1.0)
+
+
+def _close(producer: Any) -> None:
+    """Close ``producer`` even when the broker is gone with a message unacknowledged.
+
+    kafka-python's ``close`` flushes first and raises when that times out, leaving the producer
+    open, so that its ``__del__`` raises again at exit ("Exception ignored in ..."). Then the
+    pending batches are aborted (its sender's ``force_close``) and the close completes."""
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=5)
+    except KafkaError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        with contextlib.suppress(KafkaError):
+            producer.close(timeout=0)
 
 
 def _producer(bootstrap: str, timeout: float) -> Any:
