@@ -135,6 +135,9 @@ def test_side_panel_badges_run_and_build_in_a_real_browser(lab: tuple[str, Path]
             assert badges == ["make", "double", "total"]
             # the notebook's own %jup2kub inspect: the kernel knows its notebook (the server
             # tells it), and the DAG shows inline
+            # (only once the kernel is connected and idle: Shift+Enter while it still starts
+            # is dropped, the cell left unexecuted, as the failure screenshot showed)
+            page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=120_000)
             page.locator(".jp-Cell").nth(4).click()
             page.keyboard.press("Shift+Enter")
             inline = page.locator(".jp-Cell").nth(4).locator(".jp-OutputArea")

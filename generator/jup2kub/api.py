@@ -26,6 +26,7 @@ from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
 from jup2kub.cluster.status import ReleaseStatus, release_status
+from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model import cacheability
@@ -81,6 +82,7 @@ __all__ = [
     "build",
     "catalog_add",
     "deploy",
+    "graph_svg",
     "housekeeping",
     "infer_type",
     "inspect_notebook",

@@ -58,32 +58,43 @@ def to_mermaid(pipeline: Pipeline) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_graph(pipeline: Pipeline, target: Path) -> None:
-    """Write the graph to ``target``; its suffix picks the format."""
-    fmt = target.suffix.lstrip(".").lower()
+def render(pipeline: Pipeline, fmt: str, name: str = "the graph") -> bytes:
+    """The graph in ``fmt`` (one of FORMATS; svg and png through Graphviz's ``dot``)."""
     if fmt not in FORMATS:
         raise UsageError(
-            f"cannot draw a graph as {target.name!r}",
+            f"cannot draw a graph as {name!r}",
             hint="use a file name ending in " + ", ".join("." + f for f in FORMATS),
         )
     if fmt == "mmd":
-        data = to_mermaid(pipeline).encode()
-    elif fmt == "dot":
-        data = to_dot(pipeline).encode()
-    else:
-        dot = shutil.which("dot")
-        if dot is None:
-            raise UsageError(
-                f"drawing {target.name} needs Graphviz's 'dot' program, which is not installed",
-                hint="install Graphviz (e.g. apt-get install graphviz), or write a .mmd "
-                "(Mermaid) or .dot file instead",
-            )
-        proc = subprocess.run(
-            [dot, f"-T{fmt}"], input=to_dot(pipeline).encode(), capture_output=True, check=False
+        return to_mermaid(pipeline).encode()
+    if fmt == "dot":
+        return to_dot(pipeline).encode()
+    dot = shutil.which("dot")
+    if dot is None:
+        raise UsageError(
+            f"drawing {name} needs Graphviz's 'dot' program, which is not installed",
+            hint="install Graphviz (e.g. apt-get install graphviz), or write a .mmd "
+            "(Mermaid) or .dot file instead",
         )
-        if proc.returncode != 0:
-            raise UsageError(f"Graphviz failed: {proc.stderr.decode(errors='replace').strip()}")
-        data = proc.stdout
+    proc = subprocess.run(
+        [dot, f"-T{fmt}"], input=to_dot(pipeline).encode(), capture_output=True, check=False
+    )
+    if proc.returncode != 0:
+        raise UsageError(f"Graphviz failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def svg(pipeline: Pipeline) -> str | None:
+    """The graph as SVG text for a page (Jupyter), or None where Graphviz is missing."""
+    try:
+        return render(pipeline, "svg").decode("utf-8")
+    except UsageError:
+        return None
+
+
+def write_graph(pipeline: Pipeline, target: Path) -> None:
+    """Write the graph to ``target``; its suffix picks the format."""
+    data = render(pipeline, target.suffix.lstrip(".").lower(), target.name)
     try:
         atomic_write_bytes(target, data)
     except OSError as exc:

@@ -17,7 +17,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from jup2kub import api
-from jup2kub.errors import Jup2KubError, UsageError
+from jup2kub.errors import Jup2KubError
 
 #: one line of ``jup2kub run``'s progress where stderr is no terminal
 _PROGRESS = re.compile(
@@ -95,18 +94,8 @@ class InspectHandler(_Handler):
         doc["cell_steps"] = {str(c): s.name for s in pipeline.steps for c in s.cells}
         doc["levels"] = pipeline.levels()
         doc["skipped"] = pipeline.skipped
-        doc["svg"] = _svg(pipeline)
+        doc["svg"] = api.graph_svg(pipeline)
         self.finish(json.dumps(doc))
-
-
-def _svg(pipeline: api.Pipeline) -> str | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "dag.svg"
-        try:
-            api.write_graph(pipeline, target)
-        except UsageError:
-            return None
-        return target.read_text(encoding="utf-8")
 
 
 class RunsHandler(_Handler):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import os
 import shlex
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -128,7 +127,7 @@ class Jup2KubMagics(Magics):  # type: ignore[misc]
         from IPython.display import HTML, SVG, display
 
         display(HTML(steps_html(pipeline)))
-        svg = _svg(pipeline)
+        svg = api.graph_svg(pipeline)
         if svg is not None:
             display(SVG(svg))
         else:
@@ -244,16 +243,6 @@ def steps_html(p: api.Pipeline) -> str:
         f"run order: {' &rarr; '.join(' | '.join(w) for w in p.levels())}</p>"
     )
     return f"{title}<table class='jup2kub-steps'><tr>{head}</tr>{''.join(rows)}</table>"
-
-
-def _svg(pipeline: api.Pipeline) -> str | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "dag.svg"
-        try:
-            api.write_graph(pipeline, target)
-        except UsageError:
-            return None
-        return target.read_text(encoding="utf-8")
 
 
 def _relative(path: Path) -> str:
