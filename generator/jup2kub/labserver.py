@@ -9,8 +9,9 @@
   the notebook and returns what the command said.
 - ``GET  /jup2kub/catalog?q=TEXT``: the step catalog's matches (``catalog search --json``'s
   records) in ``results``; the catalog is the one the CLI uses (``$JUP2KUB_CATALOG``, else the
-  default). None there yet, or an empty one: no results and a ``note``; a broken one: a JSON
-  error (500) with its message.
+  default), each with ``lab_path``, its notebook's path under the server's root (or null). None
+  there yet, or an empty one: no results and a ``note``; a broken one: a JSON error (500) with
+  its message.
 
 Paths are relative to the server's root directory, as the front end knows them.
 """
@@ -160,16 +161,17 @@ class CatalogHandler(_Handler):
         if limit < 1:
             raise web.HTTPError(400, "limit must be at least 1")
         try:  # a database, maybe remote: off the server's event loop
-            answer = await asyncio.to_thread(search_catalog, text, limit)
+            answer = await asyncio.to_thread(search_catalog, text, limit, self.root)
         except Jup2KubError as exc:
             self.set_status(500)
             answer = {"message": str(exc), "reason": "catalog"}
         self.finish(json.dumps(answer))
 
 
-def search_catalog(text: str, limit: int = 50) -> dict[str, Any]:
-    """The catalog's steps matching ``text``, as ``catalog search --json`` gives them; a
-    catalog file not there yet is not created (no results, a note)."""
+def search_catalog(text: str, limit: int = 50, root: Path | None = None) -> dict[str, Any]:
+    """The catalog's steps matching ``text``, as ``catalog search --json`` gives them, with
+    their notebooks' paths under ``root`` (for the panel to open them); a catalog file not
+    there yet is not created (no results, a note)."""
     from jup2kub.catalog.records import query_words
     from jup2kub.catalog.store import default_location
 
@@ -190,10 +192,21 @@ def search_catalog(text: str, limit: int = 50) -> dict[str, Any]:
             answer["note"] = "type a name, variable, package or word to search for"
         else:
             found = store.search(text, limit)
-            answer["results"] = [{**r.to_json(), "matched": m} for r, m in found]
+            answer["results"] = [
+                {**r.to_json(), "matched": m, "lab_path": _under(root, r.notebook)}
+                for r, m in found
+            ]
             if not found:
                 answer["note"] = f"no catalogued step matches {text!r}"
     return answer
+
+
+def _under(root: Path | None, notebook: str) -> str | None:
+    """``notebook``'s path relative to ``root``, if it is under it."""
+    if root is None:
+        return None
+    path = (root / notebook).resolve()
+    return str(path.relative_to(root)) if root in path.parents else None
 
 
 class _Runs:

@@ -50,6 +50,7 @@ interface ICatalogHit {
   outputs: { [variable: string]: string };
   imports: string[];
   matched: string[];
+  lab_path: string | null;
 }
 
 interface ICatalogAnswer {
@@ -293,6 +294,13 @@ class Jup2KubPanel extends Widget {
     this.catalogNote.textContent =
       answer.note ?? `${count} step${count === 1 ? '' : 's'} in ${answer.catalog}`;
     this.catalogNode.innerHTML = answer.results.map(hit => this.hit(hit)).join('');
+    this.catalogNode.querySelectorAll('a[data-path]').forEach(anchor => {
+      anchor.addEventListener('click', event => {
+        event.preventDefault();
+        const path = (anchor as HTMLElement).dataset.path;
+        void this.app.commands.execute('docmanager:open', { path });
+      });
+    });
   }
 
   private hit(hit: ICatalogHit): string {
@@ -302,12 +310,20 @@ class Jup2KubPanel extends Widget {
     const writes = Object.entries(hit.outputs).map(
       ([name, type]) => name + (type === 'unknown' ? '' : `: ${type}`)
     );
-    const line = (label: string, items: string[]): string =>
-      `<div><span class="jp-Jup2Kub-label">${label}</span> ${escape(items.join(', ') || '-')}</div>`;
+    const label = (name: string): string => `<span class="jp-Jup2Kub-label">${name}</span>`;
+    const line = (name: string, items: string[]): string =>
+      `<div>${label(name)} ${escape(items.join(', ') || '-')}</div>`;
+    const cells = ` (cells ${hit.cells.join(', ')})`;
+    // a notebook under the server's root opens in Lab; another is named in full
+    const notebook =
+      hit.lab_path === null
+        ? line('notebook', [hit.notebook + cells])
+        : `<div>${label('notebook')} <a href="#" class="jp-Jup2Kub-open" ` +
+          `data-path="${escape(hit.lab_path)}">${escape(hit.lab_path)}</a>${cells}</div>`;
     return (
       `<li class="jp-Jup2Kub-hit" data-step="${escape(hit.pipeline + '/' + hit.step)}">` +
       `<div class="jp-Jup2Kub-hit-name">${escape(hit.pipeline)}/<b>${escape(hit.step)}</b></div>` +
-      line('notebook', [`${hit.notebook} (cells ${hit.cells.join(', ')})`]) +
+      notebook +
       line('reads', reads) +
       line('writes', writes) +
       line('imports', hit.imports) +
