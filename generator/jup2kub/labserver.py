@@ -7,12 +7,18 @@
   steps' states, then the results notebook's path.
 - ``POST /jup2kub/build`` ``{"path": NB}``: writes the chart (``build --no-images``) beside
   the notebook and returns what the command said.
+- ``GET  /jup2kub/catalog?q=TEXT``: the step catalog's matches (``catalog search --json``'s
+  records) in ``results``; the catalog is the one the CLI uses (``$JUP2KUB_CATALOG``, else the
+  default), each with ``lab_path``, its notebook's path under the server's root (or null). None
+  there yet, or an empty one: no results and a ``note``; a broken one: a JSON error (500) with
+  its message.
 
 Paths are relative to the server's root directory, as the front end knows them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -52,6 +58,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
             (url_path_join(base, "runs"), RunsHandler, {"root": root, "runs": runs}),
             (url_path_join(base, "runs", r"([\w-]+)"), RunHandler, {"root": root, "runs": runs}),
             (url_path_join(base, "build"), BuildHandler, {"root": root}),
+            (url_path_join(base, "catalog"), CatalogHandler, {"root": root}),
         ],
     )
 
@@ -139,6 +146,67 @@ class BuildHandler(_Handler):
                 }
             )
         )
+
+
+class CatalogHandler(_Handler):
+    @web.authenticated  # type: ignore[untyped-decorator]
+    async def get(self) -> None:
+        text = self.get_query_argument("q", None)
+        if text is None:
+            raise web.HTTPError(400, "q (the words to search for) is required")
+        try:
+            limit = int(self.get_query_argument("limit", "50"))
+        except ValueError:
+            raise web.HTTPError(400, "limit must be a whole number") from None
+        if limit < 1:
+            raise web.HTTPError(400, "limit must be at least 1")
+        try:  # a database, maybe remote: off the server's event loop
+            answer = await asyncio.to_thread(search_catalog, text, limit, self.root)
+        except Jup2KubError as exc:
+            self.set_status(500)
+            answer = {"message": str(exc), "reason": "catalog"}
+        self.finish(json.dumps(answer))
+
+
+def search_catalog(text: str, limit: int = 50, root: Path | None = None) -> dict[str, Any]:
+    """The catalog's steps matching ``text``, as ``catalog search --json`` gives them, with
+    their notebooks' paths under ``root`` (for the panel to open them); a catalog file not
+    there yet is not created (no results, a note)."""
+    from jup2kub.catalog.records import query_words
+    from jup2kub.catalog.store import default_location
+
+    location = default_location()
+    answer: dict[str, Any] = {"catalog": None, "query": text, "results": [], "note": None}
+    if "://" not in location and not Path(location).expanduser().exists():
+        answer["catalog"] = location
+        answer["note"] = (
+            f"no step catalog at {location} yet: `jup2kub build` or `jup2kub catalog add "
+            "NOTEBOOK` records steps there"
+        )
+        return answer
+    with api.open_catalog(location) as store:
+        answer["catalog"] = store.shown
+        if not store.count():
+            answer["note"] = f"the step catalog {store.shown} is empty"
+        elif not query_words(text):
+            answer["note"] = "type a name, variable, package or word to search for"
+        else:
+            found = store.search(text, limit)
+            answer["results"] = [
+                {**r.to_json(), "matched": m, "lab_path": _under(root, r.notebook)}
+                for r, m in found
+            ]
+            if not found:
+                answer["note"] = f"no catalogued step matches {text!r}"
+    return answer
+
+
+def _under(root: Path | None, notebook: str) -> str | None:
+    """``notebook``'s path relative to ``root``, if it is under it."""
+    if root is None:
+        return None
+    path = (root / notebook).resolve()
+    return str(path.relative_to(root)) if root in path.parents else None
 
 
 class _Runs:

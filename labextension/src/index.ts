@@ -1,6 +1,7 @@
 /**
  * Jup2Kub in JupyterLab: a side panel with the current notebook's steps and DAG, buttons to
- * inspect, run and build it, a run's progress, and a badge on each cell naming its step.
+ * inspect, run and build it, a run's progress, a badge on each cell naming its step, and a
+ * search box over the step catalog (every built or added step, any notebook).
  * The work is done by the server half (jup2kub.labserver) through /jup2kub/... endpoints.
  */
 import {
@@ -40,6 +41,24 @@ interface IRunState {
   log: string;
 }
 
+interface ICatalogHit {
+  pipeline: string;
+  step: string;
+  notebook: string;
+  cells: number[];
+  inputs: { [variable: string]: { from: string; type: string } };
+  outputs: { [variable: string]: string };
+  imports: string[];
+  matched: string[];
+  lab_path: string | null;
+}
+
+interface ICatalogAnswer {
+  catalog: string | null;
+  results: ICatalogHit[];
+  note: string | null;
+}
+
 async function call<T>(path: string, init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'jup2kub', path);
@@ -63,6 +82,11 @@ class Jup2KubPanel extends Widget {
   private stepsNode: HTMLElement;
   private dagNode: HTMLElement;
   private runNode: HTMLElement;
+  private searchBox: HTMLInputElement;
+  private catalogNote: HTMLElement;
+  private catalogNode: HTMLElement;
+  private searchTimer: number | undefined;
+  private searchSeq = 0;
 
   constructor(
     private app: JupyterFrontEnd,
@@ -83,11 +107,29 @@ class Jup2KubPanel extends Widget {
       <div class="jp-Jup2Kub-status"></div>
       <div class="jp-Jup2Kub-steps"></div>
       <div class="jp-Jup2Kub-dag"></div>
-      <div class="jp-Jup2Kub-run"></div>`;
+      <div class="jp-Jup2Kub-run"></div>
+      <h3>Step catalog</h3>
+      <input type="search" class="jp-Jup2Kub-search jp-mod-styled"
+        placeholder="Search steps: names, variables, packages, words" />
+      <div class="jp-Jup2Kub-catalog-note"></div>
+      <ul class="jp-Jup2Kub-catalog"></ul>`;
     this.status = this.node.querySelector('.jp-Jup2Kub-status') as HTMLElement;
     this.stepsNode = this.node.querySelector('.jp-Jup2Kub-steps') as HTMLElement;
     this.dagNode = this.node.querySelector('.jp-Jup2Kub-dag') as HTMLElement;
     this.runNode = this.node.querySelector('.jp-Jup2Kub-run') as HTMLElement;
+    this.searchBox = this.node.querySelector('.jp-Jup2Kub-search') as HTMLInputElement;
+    this.catalogNote = this.node.querySelector('.jp-Jup2Kub-catalog-note') as HTMLElement;
+    this.catalogNode = this.node.querySelector('.jp-Jup2Kub-catalog') as HTMLElement;
+    this.searchBox.addEventListener('input', () => {
+      window.clearTimeout(this.searchTimer);
+      this.searchTimer = window.setTimeout(() => void this.search(), 250);
+    });
+    this.searchBox.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        window.clearTimeout(this.searchTimer);
+        void this.search();
+      }
+    });
     this.node.querySelectorAll('button').forEach(button => {
       button.addEventListener('click', () => {
         const action = button.dataset.action;
@@ -224,6 +266,69 @@ class Jup2KubPanel extends Widget {
         void this.app.commands.execute('docmanager:open', { path: state.results });
       });
     }
+  }
+
+  /** Searches the catalog for the box's words; an answer to an older search is dropped. */
+  async search(): Promise<void> {
+    const text = this.searchBox.value.trim();
+    const seq = ++this.searchSeq;
+    if (text === '') {
+      this.catalogNote.textContent = '';
+      this.catalogNode.innerHTML = '';
+      return;
+    }
+    let answer: ICatalogAnswer;
+    try {
+      answer = await call<ICatalogAnswer>(`catalog?q=${encodeURIComponent(text)}`);
+    } catch (error) {
+      if (seq === this.searchSeq) {
+        this.catalogNote.textContent = `Catalog search failed: ${error}`;
+        this.catalogNode.innerHTML = '';
+      }
+      return;
+    }
+    if (seq !== this.searchSeq) {
+      return;
+    }
+    const count = answer.results.length;
+    this.catalogNote.textContent =
+      answer.note ?? `${count} step${count === 1 ? '' : 's'} in ${answer.catalog}`;
+    this.catalogNode.innerHTML = answer.results.map(hit => this.hit(hit)).join('');
+    this.catalogNode.querySelectorAll('a[data-path]').forEach(anchor => {
+      anchor.addEventListener('click', event => {
+        event.preventDefault();
+        const path = (anchor as HTMLElement).dataset.path;
+        void this.app.commands.execute('docmanager:open', { path });
+      });
+    });
+  }
+
+  private hit(hit: ICatalogHit): string {
+    const reads = Object.entries(hit.inputs).map(
+      ([name, input]) => `${name} ← ${input.from}` + (input.type === 'unknown' ? '' : `: ${input.type}`)
+    );
+    const writes = Object.entries(hit.outputs).map(
+      ([name, type]) => name + (type === 'unknown' ? '' : `: ${type}`)
+    );
+    const label = (name: string): string => `<span class="jp-Jup2Kub-label">${name}</span>`;
+    const line = (name: string, items: string[]): string =>
+      `<div>${label(name)} ${escape(items.join(', ') || '-')}</div>`;
+    const cells = ` (cells ${hit.cells.join(', ')})`;
+    // a notebook under the server's root opens in Lab; another is named in full
+    const notebook =
+      hit.lab_path === null
+        ? line('notebook', [hit.notebook + cells])
+        : `<div>${label('notebook')} <a href="#" class="jp-Jup2Kub-open" ` +
+          `data-path="${escape(hit.lab_path)}">${escape(hit.lab_path)}</a>${cells}</div>`;
+    return (
+      `<li class="jp-Jup2Kub-hit" data-step="${escape(hit.pipeline + '/' + hit.step)}">` +
+      `<div class="jp-Jup2Kub-hit-name">${escape(hit.pipeline)}/<b>${escape(hit.step)}</b></div>` +
+      notebook +
+      line('reads', reads) +
+      line('writes', writes) +
+      line('imports', hit.imports) +
+      `<div class="jp-Jup2Kub-matched">matched ${escape(hit.matched.join(', '))}</div></li>`
+    );
   }
 
   async build(): Promise<void> {
