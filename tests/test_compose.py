@@ -19,7 +19,14 @@ from jup2kub.catalog.store import Catalog
 from jup2kub.errors import CompositionError
 from tests.support.cli_runner import jup2kub
 from tests.support.notebooks import build_notebook
-from tests.test_chart import VALUES_FILES, flags, render, run_helm, validate_strict
+from tests.test_chart import (
+    VALUES_FILES,
+    _prod_efs,
+    flags,
+    render,
+    run_helm,
+    validate_strict,
+)
 
 A_CELLS: list[Any] = [
     {"source": "n = 4\nscale = 2.0", "tags": ["parameters"]},
@@ -114,8 +121,9 @@ def test_chart_lints_renders_and_validates(project: Path) -> None:
     assert [s.name for s in pipeline.steps] == ["load", "summed"]
     for values in VALUES_FILES:  # each values file, as tests/test_chart.py checks every chart
         extra = [] if values == "values.yaml" else [values]
+        sets = flags("--set", _prod_efs(extra, []))  # prod needs the user's EFS id
         lint = run_helm("lint", "--strict", str(out), *flags("-f", [out / f for f in extra]),
-                        ok=False)  # fmt: skip
+                        *sets, ok=False)  # fmt: skip
         assert lint.returncode == 0, lint.stdout + lint.stderr
         validate_strict(render(out, extra, []))
     objects = render(out, [], [])

@@ -32,12 +32,12 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from . import cells
 from .config import Config, secret_parameters
-from .mapping import ChunkResult, _dumps, _run_chunk, _Unpickler, _watched
+from .mapping import ChunkResult, _dumps, _references, _run_chunk, _watched
 from .mapspec import MapSpec
 from .messages import encode
 from .shell import get_ipython_for
 from .spec import StepSpec
-from .state import StateStore
+from .state import StateStore, loads_own
 from .topics import elements_topic
 
 log = logging.getLogger("jup2kub_runtime.map")
@@ -145,7 +145,7 @@ class Distributor:
             for number, (_, items) in enumerate(chunks):
                 path = _chunk_path(d, number, "out")
                 if number not in results and path.exists():
-                    results[number] = _Unpickler(path.read_bytes(), items, shared).load()
+                    results[number] = loads_own(path.read_bytes(), _references(items, shared))
             if len(results) < len(chunks) and self.stop.wait(POLL_SECONDS):
                 raise RuntimeError("stopping: the map's chunks are left to another replica")
         return [results[i] for i in range(len(chunks))]
@@ -296,8 +296,8 @@ def _chunk_child(step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, p
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         cells._EXEC_LOCK = threading.Lock()  # the coordinating thread may hold the parent's
-        context = pickle.loads((d / "context.pkl").read_bytes())
-        start, items = pickle.loads(_chunk_path(d, number, "in").read_bytes())
+        context = loads_own((d / "context.pkl").read_bytes())
+        start, items = loads_own(_chunk_path(d, number, "in").read_bytes())
         shared: dict[str, Any] = context["shared"]
         result = _run_in_namespace(step, spec, context, shared, start, items)
         payload = _dumps(result, items, shared)

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from . import randomness
 from .guards import fingerprint
 from .mapspec import ACC, ITEM, MapSpec
+from .state import loads_own
 
 #: elements per worker aimed at by the automatic chunk size (load balance vs overhead)
 CHUNKS_PER_WORKER = 4
@@ -413,15 +414,14 @@ class _Pickler(pickle.Pickler):
         return self.known.get(id(obj))
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, chunk: list[Any], shared: dict[str, Any]) -> None:
-        super().__init__(io.BytesIO(data))
-        self.chunk = chunk
-        self.shared = shared
+def _references(chunk: list[Any], shared: dict[str, Any]) -> Callable[[Any], Any]:
+    """What ``_Pickler`` sent by reference, resolved to the very objects again."""
 
-    def persistent_load(self, pid: Any) -> Any:
+    def resolve(pid: Any) -> Any:
         kind, key = pid
-        return self.chunk[key] if kind == "item" else self.shared[key]
+        return chunk[key] if kind == "item" else shared[key]
+
+    return resolve
 
 
 def _dumps(result: ChunkResult, chunk: list[Any], shared: dict[str, Any]) -> bytes:
@@ -436,7 +436,7 @@ def _decode(
     if len(payload) >= 8:
         (size,) = struct.unpack("!Q", payload[:8])
         if len(payload) == 8 + size:
-            result: ChunkResult = _Unpickler(bytes(payload[8:]), chunk, shared).load()
+            result: ChunkResult = loads_own(bytes(payload[8:]), _references(chunk, shared))
             return result
     why = (
         f"killed by signal {os.WTERMSIG(status)}"

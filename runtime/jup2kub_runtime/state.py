@@ -55,6 +55,9 @@ from . import valuefile
 from .errors import ErrorRecord, MissingInputError, PermanentError, StateError
 from .names import NAME_RE, RUN_ID_RE
 
+#: unpickling what this pipeline's own processes wrote (see ``valuefile.loads_own``)
+loads_own = valuefile.loads_own
+
 MARKER = "COMPLETE"
 T = TypeVar("T")
 

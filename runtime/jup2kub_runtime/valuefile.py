@@ -335,6 +335,16 @@ def load_value_file(fh: IO[bytes]) -> Any:
     return pickle.Unpickler(fh, buffers=buffers).load()
 
 
+def loads_own(data: bytes, references: Callable[[Any], Any] | None = None) -> Any:
+    """Unpickle bytes a process of this pipeline wrote itself (a map's chunk files on the
+    state volume, a forked chunk process's pipe), never a message's; ``references`` resolves
+    the persistent ids of objects sent by reference (a map's items and shared values)."""
+    unpickler = pickle.Unpickler(io.BytesIO(data))
+    if references is not None:
+        unpickler.persistent_load = references  # type: ignore[method-assign]
+    return unpickler.load()
+
+
 def _file_regions(spans: list[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
     """The spans of a value file's buffers merged where they overlap: ``(lo, hi, indexes)``."""
     regions: list[tuple[int, int, list[int]]] = []
