@@ -166,3 +166,34 @@ def test_a_value_handed_on_only_in_case_is_a_loud_placeholder(
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "step 'last' failed in cell 2: UnstorableValueError" in proc.stderr
     assert "'file' was not stored by step 'notes': it held a TextIOWrapper" in proc.stderr
+
+
+def test_steps_keep_what_the_command_line_leaves_out(tmp_path: Path, make_notebook: MakeNb) -> None:
+    """The command line's process goes without jsonschema's IRI checks (a slow import,
+    jup2kub.startup); a step importing jsonschema still has them, as in Jupyter."""
+    import jsonschema
+
+    available = "iri" in jsonschema.FormatChecker.checkers  # this process: the test's own
+    nb = make_notebook(
+        [
+            "#| step: check\nimport jsonschema\nprint('iri' in jsonschema.FormatChecker.checkers)",
+        ]
+    )
+    run_and_compare(nb, tmp_path)
+    assert available  # so the comparison above covered a checker that exists here
+    cli = jup2kub_process_modules()
+    assert cli == "rfc3987_syntax left out"
+
+
+def jup2kub_process_modules() -> str:
+    """Whether the command line's process leaves rfc3987_syntax out once nbformat is in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jup2kub.cli, sys; m = sys.modules.get('rfc3987_syntax', 'absent'); "
+        "print('rfc3987_syntax left out' if m is None else 'rfc3987_syntax imported')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
