@@ -154,11 +154,7 @@ def test_submit_and_status_address_the_pipeline_by_its_name(
 def test_submit_and_status_without_a_broker_say_which_address(tmp_path: Path) -> None:
     """No broker at --kafka: a bounded wait, then one sentence naming the address (exit 1),
     never a NoBrokersAvailable traceback."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     nb = CORPUS / "plain_cells.ipynb"
     for args in (("submit", nb, "--kafka", dead), ("status", nb, "some-run", "--kafka", dead)):
         proc = jup2kub(*args, "--kafka-timeout", "3s", timeout=120)
@@ -204,11 +200,7 @@ def test_submit_waits_for_a_broker_that_comes_up(tmp_path: Path) -> None:
 def test_run_kafka_without_a_broker_gives_up_after_kafka_timeout(tmp_path: Path) -> None:
     """`run --kafka` with nobody at the address: it waits --kafka-timeout, not for ever, then
     names the address (exit 1), and no step runtime is left behind."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     nb = CORPUS / "plain_cells.ipynb"
     proc = jup2kub("run", nb, "--kafka", dead, "--kafka-timeout", "3s", cwd=tmp_path, timeout=120)
     assert proc.returncode == 1, proc.stderr
