@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jup2kub.cluster.deploy import parse_duration
 from jup2kub.cluster.pods import await_ready_pods
 from jup2kub.cluster.readiness import PodInfo, Readiness
+from jup2kub.durations import parse_duration
 from jup2kub.errors import UsageError, ValuesError
 from jup2kub.helm import load_values, merge_values
 from tests.support.cli_runner import CORPUS, jup2kub

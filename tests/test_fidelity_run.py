@@ -171,21 +171,28 @@ def test_a_value_handed_on_only_in_case_is_a_loud_placeholder(
 
 
 def test_steps_keep_what_the_command_line_leaves_out(tmp_path: Path, make_notebook: MakeNb) -> None:
-    """The command line's process goes without jsonschema's IRI checks (a slow import,
-    jup2kub.startup); a step importing jsonschema still has them, as in Jupyter."""
+    """The command line's process goes without jsonschema's optional format checkers (slow
+    imports, jup2kub.startup); a step importing jsonschema still has them, as in Jupyter."""
     import jsonschema
 
-    available = "iri" in jsonschema.FormatChecker.checkers  # this process: the test's own
+    formats = ["iri", "uri", "duration", "date-time", "color"]
+    available = [f for f in formats if f in jsonschema.FormatChecker.checkers]  # this process
     nb = make_notebook(
         [
-            "#| step: check\nimport jsonschema\nprint('iri' in jsonschema.FormatChecker.checkers)",
+            "#| step: check\nimport jsonschema\n"
+            f"print([f for f in {formats!r} if f in jsonschema.FormatChecker.checkers])",
         ]
     )
     run_and_compare(nb, tmp_path)
-    assert available  # so the comparison above covered a checker that exists here
-    # the command line's own process leaves it out, once nbformat (and jsonschema) are in
-    code = "import jup2kub.cli, sys; print(sys.modules.get('rfc3987_syntax', 'absent'))"
+    assert available == formats  # so the comparison above covered checkers that exist here
+    # the command line's own process leaves them out, once nbformat (and jsonschema) are in
+    code = (
+        "import jup2kub.cli, sys, jsonschema\n"
+        "from jup2kub.startup import FORMAT_CHECKERS\n"
+        "print([n for n in FORMAT_CHECKERS if sys.modules.get(n, 'absent') is not None])\n"
+        f"print([f for f in {formats!r} if f in jsonschema.FormatChecker.checkers])"
+    )
     cli = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert cli == "None"
+    ).stdout.splitlines()
+    assert cli == ["[]", "[]"]

@@ -20,14 +20,12 @@ from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.catalog import detect
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
-from jup2kub.chart.write import check_output_outside, write_chart
-from jup2kub.cluster.deploy import DeployResult, deploy, parse_duration
 from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
-from jup2kub.cluster.status import ReleaseStatus, release_status
 from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
+from jup2kub.durations import parse_duration
 from jup2kub.errors import InputError, NoCodeError, UsageError
 from jup2kub.model import cacheability
 from jup2kub.model.analysis import analyze_cell
@@ -51,7 +49,6 @@ from jup2kub.run.executor import (
     new_run_id,
     run_pipeline,
 )
-from jup2kub.run.kafka import KafkaExecutor
 from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import copy_results, write_results
 from jup2kub.run.reuse import RunCache
@@ -59,9 +56,38 @@ from jup2kub_runtime.names import secret_parameter_env
 from jup2kub_runtime.state import check_run_id
 from jup2kub_runtime.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
-if TYPE_CHECKING:  # the catalog's database layer loads only when a catalog is used
+if TYPE_CHECKING:  # modules that load when used (the catalog's database layer, kafka, asyncio)
     from jup2kub.catalog.records import StepRecord as StepRecord
     from jup2kub.catalog.store import Catalog as Catalog
+    from jup2kub.cluster.deploy import DeployResult as DeployResult
+    from jup2kub.cluster.deploy import deploy as deploy
+    from jup2kub.cluster.status import ReleaseStatus as ReleaseStatus
+    from jup2kub.cluster.status import release_status as release_status
+    from jup2kub.run.kafka import KafkaExecutor
+
+#: re-exported names whose modules load on first use: every command pays for its own imports
+#: only (``deploy`` and ``release_status`` bring asyncio; a local run needs neither)
+_LAZY = {
+    "deploy": "jup2kub.cluster.deploy",
+    "DeployResult": "jup2kub.cluster.deploy",
+    "release_status": "jup2kub.cluster.status",
+    "ReleaseStatus": "jup2kub.cluster.status",
+}
+
+
+def _kafka_executor() -> type[KafkaExecutor]:
+    from jup2kub.run.kafka import KafkaExecutor  # kafka-python: for --kafka only
+
+    return KafkaExecutor
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BLOCKED",
@@ -211,6 +237,8 @@ def build(
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
     record the steps in ``catalog`` (when given)."""
+    from jup2kub.chart.write import check_output_outside, write_chart  # jinja2: builds only
+
     check_output_outside(Path(out), {"notebook": Path(path)})
     nb, pipeline = _load(path, split, name, catalog)
     require_storable(pipeline)
@@ -335,7 +363,7 @@ def run(
             "volume's cache/ on a cluster)",
         )
     executor = (
-        KafkaExecutor(
+        _kafka_executor()(
             kafka,
             environment={**secrets, **({} if cache else {CACHE_ENV: "off"})},
             connect_timeout=kafka_timeout,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +36,6 @@ class DeployResult:
 
 #: helm's limit on release names
 MAX_RELEASE_NAME = 53
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
-
-
-def parse_duration(text: str) -> float:
-    """'15m', '1h30m', '90s', '90' -> seconds (helm's duration style)."""
-    m = _DURATION.match(text.strip())
-    if not text.strip() or m is None or not any(m.groups()):
-        raise UsageError(f"invalid duration {text!r}", hint="use e.g. 90s, 15m or 1h")
-    h, mnt, s = m.groups()
-    return int(h or 0) * 3600 + int(mnt or 0) * 60 + float(s or 0)
 
 
 def deploy(
