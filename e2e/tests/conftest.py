@@ -39,6 +39,15 @@ def cluster() -> Iterator[Cluster]:
         subprocess.run([str(E2E / "cluster"), "down"], check=True, timeout=900)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`jup2kub build` records steps in the catalog: the session gets its own (never the
+    user's default one, which the e2e images would otherwise fill)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUP2KUB_CATALOG", str(tmp_path_factory.mktemp("catalog") / "catalog.db"))
+        yield
+
+
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"j2k-e2e-{secrets.token_hex(3)}"
