@@ -399,7 +399,7 @@ def build(
             data_files=data_files,
         )
     with contextlib.ExitStack() as stack:
-        store = None if no_catalog else stack.enter_context(api.open_catalog(catalog))
+        store = None if no_catalog else stack.enter_context(api.open_build_catalog(catalog))
         pipeline, written = api.build(
             notebook, out, split, options, image_build, log=click.echo, name=name, catalog=store
         )
