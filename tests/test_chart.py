@@ -496,7 +496,10 @@ def test_a_code_bundle_too_big_for_a_configmap_is_refused(tmp_path: Path) -> Non
     (step,) = plan.steps
     big = [Cell(0, "x = '" + "a" * (1 << 20) + "'")]
     plan = dataclasses.replace(
-        plan, steps=type(plan.steps)([dataclasses.replace(step, spec=dataclasses.replace(step.spec, cells=big))])
+        plan,
+        steps=type(plan.steps)(
+            [dataclasses.replace(step, spec=dataclasses.replace(step.spec, cells=big))]
+        ),
     )
     with pytest.raises(InputError, match=r"code bundle of step 'main' is 1024 KiB.*ConfigMap"):
         write_chart(plan, tmp_path / "out")

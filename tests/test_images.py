@@ -257,7 +257,7 @@ def test_images_are_non_root_read_only_friendly_and_reused(
     pipeline = inspect_notebook(nb)
     result, _, _ = build(pipeline, client, target, base_image)
     assert set(result.images) == {s.name for s in pipeline.steps}
-    for step, img in result.images.items():
+    for img in result.images.values():
         assert img.repository.startswith("plain-cells-cell-")
         config = client.images.get(img.reference).attrs["Config"]
         assert config["User"] == "10001:10001"
@@ -299,9 +299,7 @@ def test_images_are_non_root_read_only_friendly_and_reused(
     again, _, _ = build(pipeline, client, target, base_image, log=log)
     assert not any(i.built for i in again.images.values())
     assert again.tags == result.tags
-    assert sum(("not rebuilt" in line or "not built" in line) for line in log) == len(
-        result.images
-    )
+    assert sum(("not rebuilt" in line or "not built" in line) for line in log) == len(result.images)
 
     # one cell's code changed: no image changes (the code is not in the image)
     salt = uuid.uuid4().int % 10**9

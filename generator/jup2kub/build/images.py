@@ -303,7 +303,9 @@ def step_context(ctx: Path, step: str, deps: Dependencies, locks: Locks) -> None
 
 def _pins(lock: str) -> str:
     """A lock's requirement lines and hashes, without its comments."""
-    body = [line for line in lock.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    body = [
+        line for line in lock.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     return "\n".join(["# pinned packages of a Jup2Kub step image (hashes checked)", *body]) + "\n"
 
 

@@ -9,7 +9,6 @@ PostgreSQL writers take a table lock, so two builds replacing the same step queu
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timezone
@@ -35,7 +34,8 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from jup2kub.catalog.lite import ENV, HEAD, default_location, sqlite_path
+from jup2kub.catalog.lite import ENV, HEAD, sqlite_path
+from jup2kub.catalog.lite import default_location as default_location
 from jup2kub.catalog.models import StepRow, TokenRow
 from jup2kub.catalog.records import StepRecord, query_words
 from jup2kub.errors import CatalogError
