@@ -442,9 +442,12 @@ def test_push_records_digests_for_the_chart(
     result, _, _ = build(pipeline, client, target, base_image, registry=registry, push=True)
     assert set(result.digests) == {s.name for s in pipeline.steps}
     for step, img in result.images.items():
-        assert img.repository == f"{registry}/plain-cells-{step}"
+        # the steps need the same packages: one image (an earlier one's, tagged into this
+        # registry), named by every step
+        name = result.repositories.get(step, f"plain-cells-{step}")
+        assert img.repository == f"{registry}/{name}"
         req = urllib.request.Request(
-            f"http://{registry}/v2/plain-cells-{step}/manifests/{img.tag}",
+            f"http://{registry}/v2/{name}/manifests/{img.tag}",
             method="HEAD",
             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
         )
@@ -452,7 +455,12 @@ def test_push_records_digests_for_the_chart(
             assert resp.headers["Docker-Content-Digest"] == img.digest
     files = render_chart(
         plan_pipeline(pipeline),
-        ChartOptions(image_registry=registry, image_tags=result.tags, image_digests=result.digests),
+        ChartOptions(
+            image_registry=registry,
+            image_tags=result.tags,
+            image_digests=result.digests,
+            image_repositories=result.repositories,
+        ),
     )
     import yaml
 
@@ -460,6 +468,8 @@ def test_push_records_digests_for_the_chart(
     for step, img in result.images.items():
         assert values["steps"][step]["image"]["digest"] == img.digest
         assert values["steps"][step]["image"]["tag"] == img.tag
+        assert f"{registry}/{values['steps'][step]['image']['repository']}" == img.repository
+    assert len({i.digest for i in result.images.values()}) == 1
 
 
 def _export_contains(client: docker.DockerClient, image: str, needles: list[bytes]) -> set[bytes]:
