@@ -430,6 +430,17 @@ def _relative(reference: str, registry: str, tag: str) -> str | None:
     return repo[len(prefix) :]
 
 
+def _tag(image: Any, repo: str, tag: str) -> None:
+    """Name an existing image ``repo:tag`` as well (instead of building the same content)."""
+    try:
+        image.tag(repo, tag)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            f"tagging image {image.id} as {repo}:{tag} failed: {exc.explanation or exc}",
+            where=repo,
+        ) from exc
+
+
 def reusable(
     client: docker.DockerClient,
     content: str,
@@ -451,7 +462,7 @@ def reusable(
         rel = _relative(reference, registry, content)
         if rel is not None:
             return Found(rel, image, f"catalog:{key}")
-        image.tag(repository(registry, own), content)
+        _tag(image, repository(registry, own), content)
         return Found(own, image, f"catalog:{key}")
     try:
         labelled = client.images.list(
@@ -466,7 +477,7 @@ def reusable(
                 return Found(rel, image, "label")
     if labelled:
         image = sorted(labelled, key=lambda i: str(i.id))[0]
-        image.tag(repository(registry, own), content)
+        _tag(image, repository(registry, own), content)
         return Found(own, image, "label")
     return None
 
