@@ -611,3 +611,14 @@ def test_a_composition_reuses_the_catalogued_images(
     built = json.loads((tmp_path / "c" / "images" / "images.json").read_text())["steps"]
     assert sorted(built) == ["clean", "load"]
     assert all(i["reused"].startswith("catalog:sales-markers/") for i in built.values())
+
+
+def test_a_reference_counts_only_inside_the_builds_registry() -> None:
+    """A found image's name is used as it is only where the chart's registry puts it."""
+    rel = images._relative
+    assert rel("a-load:abc", "", "abc") == "a-load"
+    assert rel("team/a-load:abc", "", "abc") == "team/a-load"
+    assert rel("127.0.0.1:5000/a-load:abc", "", "abc") is None  # another registry's name
+    assert rel("reg.example.com/a-load:abc", "reg.example.com", "abc") == "a-load"
+    assert rel("reg.example.com/a-load:abc", "other.example.com", "abc") is None
+    assert rel("a-load:abd", "", "abc") is None

@@ -420,12 +420,16 @@ def _content_hash(image: Any) -> str:
 
 def _relative(reference: str, registry: str, tag: str) -> str | None:
     """The repository of ``reference`` (``REPO:TAG``) relative to ``registry``, or None when
-    it has another tag or lies outside that registry (the chart adds the registry)."""
+    it has another tag or lies outside that registry (the chart adds the registry; with none,
+    only a local name counts, not another registry's)."""
     repo, sep, ref_tag = reference.rpartition(":")
     if not sep or ref_tag != tag or "/" in ref_tag:
         return None
     prefix = registry.rstrip("/") + "/" if registry else ""
     if not repo.startswith(prefix) or not repo[len(prefix) :]:
+        return None
+    first, slash, _ = repo.partition("/")
+    if not registry and slash and ("." in first or ":" in first or first == "localhost"):
         return None
     return repo[len(prefix) :]
 
