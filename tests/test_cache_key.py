@@ -176,3 +176,19 @@ def test_a_named_directory_too_large_to_hash_is_unknown(
     assert small.startswith("dir:")
     monkeypatch.setattr(cachekey, "MAX_DIR_FILES", 2)
     assert files_digests(["d"], tmp_path)["d"] == "too-large"  # the step is then not reused
+
+
+def test_on_a_cluster_the_code_stays_in_the_key_beside_the_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image no longer holds the code (the chart mounts it), so one image serves steps of
+    other code: the key's code part comes from the mounted bundle, its environment part from
+    the image reference (``J2K_IMAGE_DIGEST``)."""
+    monkeypatch.setenv("J2K_IMAGE_DIGEST", "sales-markers-load:0123456789abcdef")
+    before = step_key_parts(_spec("x = 1"), {}, {})
+    edited = step_key_parts(_spec("x = 2"), {}, {})
+    assert before.environment == edited.environment and before.key != edited.key
+    assert why_changed(before, edited) == ["code changed"]
+    monkeypatch.setenv("J2K_IMAGE_DIGEST", "sales-markers-load:fedcba9876543210")
+    repackaged = step_key_parts(_spec("x = 1"), {}, {})
+    assert why_changed(before, repackaged) == ["environment changed"]

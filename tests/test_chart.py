@@ -8,6 +8,7 @@ mode x values file, and validate strictly against Kubernetes 1.29 through the ne
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -30,6 +31,7 @@ from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import pipeline_name_for
 from jup2kub.plan import plan_pipeline
 from jup2kub_runtime.config import Config, GuardSettings
+from jup2kub_runtime.spec import Cell
 from jup2kub_runtime.stepcache import cache_enabled
 from tests.support.graphs import plan_of
 
@@ -371,8 +373,12 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"] == {"drop": ["ALL"]}
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert mounts == {"/var/lib/jup2kub/state": "state", "/tmp": "tmp"}
+        assert mounts == {"/var/lib/jup2kub/state": "state", "/tmp": "tmp", "/app/step": "code"}
+        assert [m.get("readOnly") for m in container["volumeMounts"] if m["name"] == "code"] == [
+            True
+        ]
         volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["code"]["configMap"]["name"] == f"{name}-code"
         assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "rel-linear-analysis-state"
         assert "emptyDir" in volumes["tmp"]
         assert container["image"].startswith(f"linear-analysis-{step}:")
@@ -447,6 +453,57 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
     assert not by_kind(objects, "HorizontalPodAutoscaler")
     (sa,) = by_kind(objects, "ServiceAccount").values()
     assert sa["automountServiceAccountToken"] is False
+
+
+def test_code_bundles_are_configmaps_that_roll_their_pods(
+    charts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each step's step.json is in the chart (files/steps/STEP/), mounted from a ConfigMap; its
+    checksum is on the pod template, so an edited bundle rolls that step's pods only."""
+    chart = charts["linear"]
+    objects = render(chart)
+    configmaps = by_kind(objects, "ConfigMap")
+    for step in ("load", "clean", "report"):
+        bundle = (chart / "files" / "steps" / step / "step.json").read_text()
+        assert json.loads(bundle)["step"] == step
+        cm = configmaps[f"rel-linear-analysis-{step}-code"]
+        assert cm["data"] == {"step.json": bundle}
+        assert cm["metadata"]["labels"]["app.kubernetes.io/component"] == step
+    edited = tmp_path / "edited"
+    shutil.copytree(chart, edited)
+    bundle = edited / "files" / "steps" / "clean" / "step.json"
+    spec = json.loads(bundle.read_text())
+    spec["cells"][0]["source"] += "\nx = 1"
+    bundle.write_text(json.dumps(spec))
+
+    def checksums(root: Path) -> dict[str, str]:
+        return {
+            name: dep["spec"]["template"]["metadata"]["annotations"]["checksum/code"]
+            for name, dep in by_kind(render(root), "Deployment").items()
+        }
+
+    before, after = checksums(chart), checksums(edited)
+    assert {n for n in before if before[n] != after[n]} == {"rel-linear-analysis-clean"}
+    # a chart missing a step's bundle does not render (rather than a pod with no code)
+    bundle.unlink()
+    proc = run_helm("template", "rel", str(edited), ok=False)
+    assert proc.returncode != 0 and "steps.clean: the chart has no code bundle" in proc.stderr
+
+
+def test_a_code_bundle_too_big_for_a_configmap_is_refused(tmp_path: Path) -> None:
+    graph = GRAPHS["single"]
+    plan = plan_of(graph, _notebook(tmp_path, graph))
+    (step,) = plan.steps
+    big = [Cell(0, "x = '" + "a" * (1 << 20) + "'")]
+    plan = dataclasses.replace(
+        plan,
+        steps=type(plan.steps)(
+            [dataclasses.replace(step, spec=dataclasses.replace(step.spec, cells=big))]
+        ),
+    )
+    with pytest.raises(InputError, match=r"code bundle of step 'main' is 1024 KiB.*ConfigMap"):
+        write_chart(plan, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_diamond_topics(charts: dict[str, Path]) -> None:
@@ -960,7 +1017,7 @@ def test_notes(charts: dict[str, Path], tmp_path: Path) -> None:
     """NOTES.txt renders (helm only renders it on install, so wrap it in a ConfigMap here)."""
     copy_dir = tmp_path / "chart"
     shutil.copytree(charts["diamond"], copy_dir)
-    (copy_dir / "files").mkdir()
+    (copy_dir / "files").mkdir(exist_ok=True)  # the code bundles are there already
     shutil.move(copy_dir / "templates" / "NOTES.txt", copy_dir / "files" / "NOTES.txt")
     (copy_dir / "templates" / "notes-under-test.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"

@@ -108,7 +108,12 @@ def _render(chart: Path, *sets: str) -> list[dict[str, Any]]:
 
 
 def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (found,) = [o for o in objects if o["kind"] == kind]
+    """The one object of ``kind`` that is not a step's (steps have code ConfigMaps too)."""
+    (found,) = [
+        o
+        for o in objects
+        if o["kind"] == kind and o["metadata"].get("labels", {}).get("jup2kub.io/role") != "step"
+    ]
     return found
 
 

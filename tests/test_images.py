@@ -136,6 +136,8 @@ class StepContainers:
         self.ports: dict[str, int] = {}
         state.mkdir(parents=True, exist_ok=True)
         os.chown(state, images.USER_ID, images.USER_ID)
+        # the code bundles, mounted read-only where the chart mounts its ConfigMaps
+        bundles = plan_pipeline(pipeline).write_bundles(state.parent / "code")
         for step in pipeline.steps:
             inputs = [edge_topic(self.name, u, step.name) for u in step.after] or [
                 runs_topic(self.name)
@@ -161,7 +163,10 @@ class StepContainers:
                 user=f"{images.USER_ID}:{images.USER_ID}",
                 tmpfs={"/tmp": "rw,size=512m"},
                 environment=env,
-                volumes={str(state): {"bind": STATE_MOUNT, "mode": "rw"}},
+                volumes={
+                    str(state): {"bind": STATE_MOUNT, "mode": "rw"},
+                    str(bundles[step.name]): {"bind": "/app/step", "mode": "ro"},
+                },
                 name=f"j2k-test-{self.name}-{step.name}-{uuid.uuid4().hex[:6]}",
             )
             self.ports[step.name] = port
@@ -252,23 +257,24 @@ def test_images_are_non_root_read_only_friendly_and_reused(
     pipeline = inspect_notebook(nb)
     result, _, _ = build(pipeline, client, target, base_image)
     assert set(result.images) == {s.name for s in pipeline.steps}
-    for step, img in result.images.items():
-        assert img.repository == f"plain-cells-{step}"
+    for img in result.images.values():
+        assert img.repository.startswith("plain-cells-cell-")
         config = client.images.get(img.reference).attrs["Config"]
         assert config["User"] == "10001:10001"
         assert config["Entrypoint"] == ["/opt/jup2kub/venv/bin/python", "-m", "jup2kub_runtime"]
         assert "8080/tcp" in config["ExposedPorts"]
         assert config["WorkingDir"] == STATE_MOUNT
         assert "J2K_CODE_PATH=/app/step" in config["Env"]
-    # the step code and lock are in the image; the wheels are not (install stage only)
+    # the lock is in the image (pins only: no step or pipeline name); the wheels are not
+    # (install stage only); nor is the code bundle (the chart mounts it at /app/step)
     out = (
         client.containers.run(
             result.images["cell-0"].reference,
             [
                 "-c",
-                "import json, os, jup2kub_runtime; print(json.load(open('/app/step/step.json'))"
-                "['step']); print(os.path.exists('/tmp/wheels')); "
-                "print(open('/app/requirements.lock').read().count('--hash=sha256:'))",
+                "import os, jup2kub_runtime; print(os.listdir('/app/step')); "
+                "print(os.path.exists('/tmp/wheels')); lock = open('/app/requirements.lock')"
+                ".read(); print(lock.count('--hash=sha256:'), 'cell-0' in lock)",
             ],
             entrypoint=["/opt/jup2kub/venv/bin/python"],
             remove=True,
@@ -279,17 +285,23 @@ def test_images_are_non_root_read_only_friendly_and_reused(
         .decode()
         .split()
     )
-    assert out[0] == "cell-0" and out[1] == "False" and int(out[2]) >= 3
+    assert out[0] == "[]" and out[1] == "False" and int(out[2]) >= 3 and out[3] == "False"
+    # the steps need the same packages and no data file: one image, built at most once (an
+    # earlier test session may have built it: its content hash is the same)
+    assert len({i.image_id for i in result.images.values()}) == 1
+    assert len({i.tag for i in result.images.values()}) == 1
+    assert sum(i.built for i in result.images.values()) <= 1
+    first = pipeline.steps[0].name
+    assert all(i.reference == result.images[first].reference for i in result.images.values())
 
     # same notebook: nothing rebuilt, same tags
     log: list[str] = []
     again, _, _ = build(pipeline, client, target, base_image, log=log)
     assert not any(i.built for i in again.images.values())
     assert again.tags == result.tags
-    assert sum("unchanged, not rebuilt" in line for line in log) == len(result.images)
+    assert sum(("not rebuilt" in line or "not built" in line) for line in log) == len(result.images)
 
-    # one cell changed (differently in every test run, so no earlier image matches): only
-    # its step is rebuilt
+    # one cell's code changed: no image changes (the code is not in the image)
     salt = uuid.uuid4().int % 10**9
     nb2 = copy_notebook(
         nb,
@@ -297,12 +309,18 @@ def test_images_are_non_root_read_only_friendly_and_reused(
         {2: f"squares = [v * v + 0 * {salt} for v in values]"},
     )
     changed, _, _ = build(inspect_notebook(nb2), client, target, base_image)
-    rebuilt = sorted(s for s, i in changed.images.items() if i.built)
-    assert rebuilt == ["cell-2"]
-    assert changed.tags["cell-2"] != result.tags["cell-2"]
-    assert {s: t for s, t in changed.tags.items() if s != "cell-2"} == {
-        s: t for s, t in result.tags.items() if s != "cell-2"
-    }
+    assert not any(i.built for i in changed.images.values())
+    assert changed.tags == result.tags
+    # one cell imports a package: its step's image differs, and that of the step reading its
+    # value (which inherits the package, to load the value); the others keep theirs
+    nb3 = copy_notebook(
+        nb,
+        tmp_path / "v3" / "plain_cells.ipynb",
+        {2: "import yaml\nsquares = [v * v for v in values]"},
+    )
+    imported, _, _ = build(inspect_notebook(nb3), client, target, base_image)
+    changed_steps = {s for s, t in imported.tags.items() if t != result.tags[s]}
+    assert "cell-2" in changed_steps and changed_steps <= {"cell-2", "cell-4"}
 
 
 def test_step_containers_on_kafka_match_jup2kub_run(
@@ -424,9 +442,12 @@ def test_push_records_digests_for_the_chart(
     result, _, _ = build(pipeline, client, target, base_image, registry=registry, push=True)
     assert set(result.digests) == {s.name for s in pipeline.steps}
     for step, img in result.images.items():
-        assert img.repository == f"{registry}/plain-cells-{step}"
+        # the steps need the same packages: one image (an earlier one's, tagged into this
+        # registry), named by every step
+        name = result.repositories.get(step, f"plain-cells-{step}")
+        assert img.repository == f"{registry}/{name}"
         req = urllib.request.Request(
-            f"http://{registry}/v2/plain-cells-{step}/manifests/{img.tag}",
+            f"http://{registry}/v2/{name}/manifests/{img.tag}",
             method="HEAD",
             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
         )
@@ -434,7 +455,12 @@ def test_push_records_digests_for_the_chart(
             assert resp.headers["Docker-Content-Digest"] == img.digest
     files = render_chart(
         plan_pipeline(pipeline),
-        ChartOptions(image_registry=registry, image_tags=result.tags, image_digests=result.digests),
+        ChartOptions(
+            image_registry=registry,
+            image_tags=result.tags,
+            image_digests=result.digests,
+            image_repositories=result.repositories,
+        ),
     )
     import yaml
 
@@ -442,6 +468,8 @@ def test_push_records_digests_for_the_chart(
     for step, img in result.images.items():
         assert values["steps"][step]["image"]["digest"] == img.digest
         assert values["steps"][step]["image"]["tag"] == img.tag
+        assert f"{registry}/{values['steps'][step]['image']['repository']}" == img.repository
+    assert len({i.digest for i in result.images.values()}) == 1
 
 
 def _export_contains(client: docker.DockerClient, image: str, needles: list[bytes]) -> set[bytes]:
@@ -529,3 +557,68 @@ def test_traced_build_copies_data_and_leaks_no_environment(
             assert CANARY.encode() not in p.read_bytes(), p
     for img in result.images.values():
         assert not _export_contains(client, img.reference, [CANARY.encode()]), img.reference
+
+
+COMPOSED = """\
+name: sales-reuse
+steps:
+  - notebook: sales_markers.ipynb
+    step: load
+  - notebook: sales_markers.ipynb
+    step: clean
+    inputs:
+      raw: load
+"""
+
+
+def test_a_composition_reuses_the_catalogued_images(
+    client: docker.DockerClient, base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notebook A built (its steps catalogued), then a composition of A's steps: no image is
+    built, and the chart names A's images (the code bundles are the chart's own)."""
+    import yaml
+
+    from jup2kub import api
+    from jup2kub.catalog.store import Catalog
+
+    monkeypatch.chdir(tmp_path)
+    nb = copy_notebook(CORPUS / "sales_markers.ipynb", tmp_path / "sales_markers.ipynb")
+    (tmp_path / "composed.yaml").write_text(COMPOSED)
+    image_build = api.ImageBuild(base_image=base_image)
+    with Catalog(str(tmp_path / "catalog.db")) as catalog:
+        api.build(nb, tmp_path / "a", image_build=image_build, catalog=catalog)
+        log: list[str] = []
+        api.build(
+            tmp_path / "composed.yaml",
+            tmp_path / "c",
+            image_build=image_build,
+            catalog=catalog,
+            log=log.append,
+        )
+        recorded = {r.step: r.image for r in catalog.steps("sales-reuse")}
+    a = yaml.safe_load((tmp_path / "a" / "values.yaml").read_text())["steps"]
+    c = yaml.safe_load((tmp_path / "c" / "values.yaml").read_text())["steps"]
+    assert sorted(c) == ["clean", "load"]
+    assert not [line for line in log if "building" in line], log
+    for step in c:
+        assert c[step]["image"] == a[step]["image"]
+        ref = f"{a[step]['image']['repository']}:{a[step]['image']['tag']}"
+        # (A's steps with the same packages share one image: any of them may be named)
+        assert f"step {step}: reused catalogued image {ref} (of sales-markers/" in "\n".join(log)
+        assert recorded[step] == ref
+        spec = json.loads((tmp_path / "c" / "files" / "steps" / step / "step.json").read_text())
+        assert spec["pipeline"] == "sales-reuse"
+    built = json.loads((tmp_path / "c" / "images" / "images.json").read_text())["steps"]
+    assert sorted(built) == ["clean", "load"]
+    assert all(i["reused"].startswith("catalog:sales-markers/") for i in built.values())
+
+
+def test_a_reference_counts_only_inside_the_builds_registry() -> None:
+    """A found image's name is used as it is only where the chart's registry puts it."""
+    rel = images._relative
+    assert rel("a-load:abc", "", "abc") == "a-load"
+    assert rel("team/a-load:abc", "", "abc") == "team/a-load"
+    assert rel("127.0.0.1:5000/a-load:abc", "", "abc") is None  # another registry's name
+    assert rel("reg.example.com/a-load:abc", "reg.example.com", "abc") == "a-load"
+    assert rel("reg.example.com/a-load:abc", "other.example.com", "abc") is None
+    assert rel("a-load:abd", "", "abc") is None

@@ -57,6 +57,7 @@ from jup2kub_runtime.state import check_run_id
 from jup2kub_runtime.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 if TYPE_CHECKING:  # modules that load when used (the catalog's database layer, kafka, asyncio)
+    from jup2kub.catalog.lite import LiteCatalog
     from jup2kub.catalog.records import StepRecord as StepRecord
     from jup2kub.catalog.store import Catalog as Catalog
     from jup2kub.cluster.deploy import DeployResult as DeployResult
@@ -112,6 +113,7 @@ __all__ = [
     "housekeeping",
     "infer_type",
     "inspect_notebook",
+    "open_build_catalog",
     "open_catalog",
     "package",
     "parse_duration",
@@ -136,7 +138,7 @@ def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = N
 
 
 def _load(
-    path: str | Path, split: str, name: str | None, catalog: Catalog | None = None
+    path: str | Path, split: str, name: str | None, catalog: Catalog | LiteCatalog | None = None
 ) -> tuple[Notebook, Pipeline]:
     """``catalog``: where a composition's catalogued steps and types are looked up (default:
     the default catalog, if there is one)."""
@@ -168,7 +170,7 @@ def _load_composition(
     path: Path,
     name: str | None,
     kale: tuple[Notebook, list[tuple[int, str]]] | None = None,
-    catalog: Catalog | None = None,
+    catalog: Catalog | LiteCatalog | None = None,
 ) -> tuple[Notebook, Pipeline]:
     """A composition file (or Kale's notebook of ``notebook:`` cells): its notebook, made in
     memory, cut at its steps' markers."""
@@ -179,7 +181,7 @@ def _load_composition(
 
         def opened() -> Catalog | None:
             if catalog is not None:
-                return catalog
+                return catalog if isinstance(catalog, Catalog) else catalog.full()
             location = default_location()
             if "://" not in location and not Path(location).exists():
                 return None
@@ -232,17 +234,19 @@ def build(
     image_build: ImageBuild | None = None,
     log: Log | None = None,
     name: str | None = None,
-    catalog: Catalog | None = None,
+    catalog: Catalog | LiteCatalog | None = None,
 ) -> tuple[Pipeline, Path]:
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
     record the steps in ``catalog`` (when given)."""
-    from jup2kub.chart.write import check_output_outside, write_chart  # jinja2: builds only
+    from jup2kub.chart.render import code_files  # jinja2: builds only
+    from jup2kub.chart.write import check_output_outside, write_chart
 
     check_output_outside(Path(out), {"notebook": Path(path)})
     nb, pipeline = _load(path, split, name, catalog)
     require_storable(pipeline)
     plan = plan_pipeline(pipeline)
+    code_files(plan)  # a code bundle too big for the chart is refused before any image build
     options = options or ChartOptions()
     audit: dict[str, bytes] = {}
     from jup2kub.catalog.records import BuildFacts, observed_types, step_records
@@ -272,8 +276,14 @@ def build(
             ),
             client=client,
             log=log,
+            catalogued=catalog.images_with_tag if catalog is not None else None,
         )
-        options = dataclasses.replace(options, image_tags=built.tags, image_digests=built.digests)
+        options = dataclasses.replace(
+            options,
+            image_tags=built.tags,
+            image_digests=built.digests,
+            image_repositories=built.repositories,
+        )
         audit = images.build_files(captured, locks, built)
         facts = BuildFacts(
             locks=dict(locks.steps),
@@ -557,3 +567,11 @@ def open_catalog(location: str | None = None) -> Catalog:
     from jup2kub.catalog.store import Catalog
 
     return Catalog(location)
+
+
+def open_build_catalog(location: str | None = None) -> Catalog | LiteCatalog:
+    """The catalog ``build`` records in: a current SQLite catalog through ``sqlite3`` alone
+    (SQLAlchemy's import is most of what recording costs), anything else as ``open_catalog``."""
+    from jup2kub.catalog.lite import LiteCatalog
+
+    return LiteCatalog.open(location) or open_catalog(location)

@@ -399,7 +399,9 @@ def build(
             data_files=data_files,
         )
     with contextlib.ExitStack() as stack:
-        store = None if no_catalog else stack.enter_context(api.open_catalog(catalog))
+        store = None if no_catalog else api.open_build_catalog(catalog)
+        if store is not None:
+            stack.callback(store.close)
         pipeline, written = api.build(
             notebook, out, split, options, image_build, log=click.echo, name=name, catalog=store
         )

@@ -3,8 +3,12 @@
 Every build context holds a wheelhouse resolved on the build host (``jup2kub.build.deps``) and is
 built with network "none", so builds neither need nor silently use a package index. Images are
 tagged ``REGISTRY/PIPELINE-STEP:<content hash>``, the hash covering everything that goes into
-the image (base image id, Dockerfile, locks, wheels, code, data files, platform): an image
-whose tag already exists is not rebuilt. ``push`` returns the registry digests the chart pins.
+the image (base image id, Dockerfile, pinned packages, wheels, data files, platform). The step's
+code bundle (``step.json``) is not in the image: the chart mounts it (a ConfigMap), so steps of
+any pipeline with the same packages and data files share one image. An image with the content
+hash is never rebuilt: this pipeline's own tag, a catalogued step's image or any local image
+labelled with the hash is reused (``reusable``). ``push`` returns the registry digests the chart
+pins.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ _PROBE = (
 )
 
 Log = Callable[[str], None]
+#: content hash -> (image reference, digest, "PIPELINE/STEP") of catalogued steps whose image
+#: has that tag (``Catalog.images_with_tag``)
+Catalogued = Callable[[str], Iterable[tuple[str, str, str]]]
+CONTENT_LABEL = "io.jup2kub.content-hash"
+LAYER_LABEL = "io.jup2kub.layer"
 _STEP_RESULT = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 _FROM_STEP = re.compile(r"^Step \d+/\d+ : FROM ")
 
@@ -70,6 +79,12 @@ class BuiltImage:
     seconds: float
     size: int
     digest: str | None = None  # sha256:... after a push
+    #: how an unbuilt image was found: "" (built), "own" (this pipeline's tag existed),
+    #: "catalog:PIPELINE/STEP" or "label" (a local image with the same content hash)
+    reused: str = ""
+    #: the repository as the chart's ``steps.<name>.image.repository`` writes it (without the
+    #: build's registry, which ``image.registry`` adds)
+    chart_repository: str = ""
 
     @property
     def reference(self) -> str:
@@ -90,6 +105,11 @@ class BuildResult:
         return {s: i.tag for s, i in self.images.items()}
 
     @property
+    def repositories(self) -> dict[str, str]:
+        """step -> repository relative to the registry, for ``ChartOptions.image_repositories``."""
+        return {s: i.chart_repository for s, i in self.images.items() if i.chart_repository}
+
+    @property
     def digests(self) -> dict[str, str]:
         """step -> registry digest of pushed images, for ``ChartOptions.image_digests``."""
         return {s: i.digest for s, i in self.images.items() if i.digest}
@@ -107,6 +127,7 @@ class BuildResult:
                     "digest": i.digest,
                     "image_id": i.image_id,
                     "size": i.size,
+                    **({"reused": i.reused} if i.reused else {}),
                 }
                 for s, i in sorted(self.images.items())
             },
@@ -250,19 +271,19 @@ def _lock_names(text: str) -> list[str]:
     ]
 
 
-def step_context(ctx: Path, spec_json: str, step: str, deps: Dependencies, locks: Locks) -> None:
-    """Fill ``ctx`` with one step's build context."""
+def step_context(ctx: Path, step: str, deps: Dependencies, locks: Locks) -> None:
+    """Fill ``ctx`` with one step's build context: its pinned packages and data files only.
+    The lock goes in as pins (no comments: those name the step and pipeline), so steps of
+    any pipeline that need the same packages and files get the same content hash."""
     text = locks.steps[step]
     runtime_names = set(_lock_names(locks.runtime))
     install = _filter_lock(text, keep=lambda n: n not in runtime_names)
-    (ctx / "requirements.lock").write_text(text, encoding="utf-8")
-    (ctx / "step-install.lock").write_text(install, encoding="utf-8")
+    (ctx / "requirements.lock").write_text(_pins(text), encoding="utf-8")
+    (ctx / "step-install.lock").write_text(_pins(install), encoding="utf-8")
     (ctx / "wheels").mkdir()
     for name in _lock_names(install):
         w: Wheel = locks.wheels[name]
         _link(w.path, ctx / "wheels" / w.path.name)
-    (ctx / "step").mkdir()
-    (ctx / "step" / "step.json").write_text(spec_json, encoding="utf-8")
     copies = []
     for i, f in enumerate(f for f in deps.steps[step].data_files if f.placement == "image"):
         rel = f"data/{i}-{Path(f.path).name}"
@@ -278,6 +299,14 @@ def step_context(ctx: Path, spec_json: str, step: str, deps: Dependencies, locks
         + "\n"
     )
     (ctx / "Dockerfile").write_text(text, encoding="utf-8")
+
+
+def _pins(lock: str) -> str:
+    """A lock's requirement lines and hashes, without its comments."""
+    body = [
+        line for line in lock.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    return "\n".join(["# pinned packages of a Jup2Kub step image (hashes checked)", *body]) + "\n"
 
 
 def _filter_lock(text: str, keep: Callable[[str], bool]) -> str:
@@ -364,6 +393,99 @@ def _build(
     return image
 
 
+# --------------------------------------------------------------------------- reuse
+
+
+@dataclass(frozen=True)
+class Found:
+    """An existing image with a step's content: its repository (as the chart names it,
+    relative to the build's registry), the image, and how it was found (``BuiltImage.reused``)."""
+
+    repository: str
+    image: Any
+    how: str
+
+    def describe(self, registry: str, tag: str) -> str:
+        ref = f"{repository(registry, self.repository)}:{tag}"
+        if self.how == "own":
+            return f"unchanged, not rebuilt ({ref} exists)"
+        if self.how.startswith("catalog:"):
+            return f"reused catalogued image {ref} (of {self.how[len('catalog:') :]}), not built"
+        return f"reused image {ref} (same content hash), not built"
+
+
+def _content_hash(image: Any) -> str:
+    return str(((image.attrs.get("Config") or {}).get("Labels") or {}).get(CONTENT_LABEL, ""))
+
+
+def _relative(reference: str, registry: str, tag: str) -> str | None:
+    """The repository of ``reference`` (``REPO:TAG``) relative to ``registry``, or None when
+    it has another tag or lies outside that registry (the chart adds the registry; with none,
+    only a local name counts, not another registry's)."""
+    repo, sep, ref_tag = reference.rpartition(":")
+    if not sep or ref_tag != tag or "/" in ref_tag:
+        return None
+    prefix = registry.rstrip("/") + "/" if registry else ""
+    if not repo.startswith(prefix) or not repo[len(prefix) :]:
+        return None
+    first, slash, _ = repo.partition("/")
+    if not registry and slash and ("." in first or ":" in first or first == "localhost"):
+        return None
+    return repo[len(prefix) :]
+
+
+def _tag(image: Any, repo: str, tag: str) -> None:
+    """Name an existing image ``repo:tag`` as well (instead of building the same content)."""
+    try:
+        image.tag(repo, tag)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            f"tagging image {image.id} as {repo}:{tag} failed: {exc.explanation or exc}",
+            where=repo,
+        ) from exc
+
+
+def reusable(
+    client: docker.DockerClient,
+    content: str,
+    registry: str,
+    own: str,
+    catalogued: Catalogued | None = None,
+) -> Found | None:
+    """An image on this engine with the content hash ``content``, in this order: this
+    pipeline's own tag (``own``: the plan's repository), a catalogued step's image, any image
+    labelled with the hash. An image found outside ``registry`` is tagged into it under
+    ``own`` (no build); None when there is none."""
+    image = _exists(client, f"{repository(registry, own)}:{content}")
+    if image is not None:
+        return Found(own, image, "own")
+    for reference, _digest, key in catalogued(content) if catalogued else ():
+        image = _exists(client, reference)
+        if image is None or _content_hash(image) != content:
+            continue  # catalogued, but not on this engine (or another image by that name)
+        rel = _relative(reference, registry, content)
+        if rel is not None:
+            return Found(rel, image, f"catalog:{key}")
+        _tag(image, repository(registry, own), content)
+        return Found(own, image, f"catalog:{key}")
+    try:
+        labelled = client.images.list(
+            filters={"label": [f"{CONTENT_LABEL}={content}", f"{LAYER_LABEL}=step"]}
+        )
+    except docker.errors.APIError:
+        labelled = []
+    for image in sorted(labelled, key=lambda i: str(i.id)):
+        for tag in sorted(image.tags):
+            rel = _relative(tag, registry, content)
+            if rel is not None:
+                return Found(rel, image, "label")
+    if labelled:
+        image = sorted(labelled, key=lambda i: str(i.id))[0]
+        _tag(image, repository(registry, own), content)
+        return Found(own, image, "label")
+    return None
+
+
 def push(client: docker.DockerClient, repository: str, tag: str) -> str:
     """Push ``repository:tag``; returns the registry's manifest digest (sha256:...)."""
     digest = None
@@ -404,11 +526,14 @@ def build_images(
     client: docker.DockerClient | None = None,
     steps: Iterable[str] | None = None,
     log: Log | None = None,
+    catalogued: Catalogued | None = None,
 ) -> BuildResult:
     """Build (or reuse) the runtime layer and every step's image; push them when asked.
 
     ``deps``/``locks`` come from ``jup2kub.build.deps`` for the same target as the base image
-    (``probe_target``). ``log`` gets one line per image, saying whether it was rebuilt.
+    (``probe_target``). ``log`` gets one line per image, saying whether it was rebuilt or
+    which existing image with the same content it reuses (``reusable``; ``catalogued`` looks
+    catalogued steps' images up by content hash).
     """
     options = options or ImageOptions()
     client = client or engine()
@@ -429,7 +554,7 @@ def build_images(
     common = {
         "base": base_id,
         "platform": options.platform or "",
-        "generator": "images/1",
+        "generator": "images/2",  # 2: the code bundle left the image
         "workdir": options.workdir,
     }
     with tempfile.TemporaryDirectory(prefix="jup2kub-images-") as tmp:
@@ -458,14 +583,13 @@ def build_images(
         for step in wanted:
             ctx = Path(tmp) / f"step-{step}"
             ctx.mkdir()
-            step_context(ctx, specs[step].spec.to_json(), step, deps, locks)
+            step_context(ctx, step, deps, locks)
             digest = _hash_context(ctx, {**common, "runtime": runtime_ref})[:16]
-            repo = repository(options.registry, specs[step].image_repository)
-            ref = f"{repo}:{digest}"
+            own = specs[step].image_repository
             t0 = time.monotonic()
-            image = _exists(client, ref)
-            built = image is None
-            if image is None:
+            found = reusable(client, digest, options.registry, own, catalogued)
+            if found is None:
+                ref = f"{repository(options.registry, own)}:{digest}"
                 say(f"step {step}: building {ref}")
                 image = _build(
                     client,
@@ -477,21 +601,25 @@ def build_images(
                     {
                         "io.jup2kub.pipeline": name,
                         "io.jup2kub.step": step,
-                        "io.jup2kub.content-hash": digest,
+                        LAYER_LABEL: "step",
+                        CONTENT_LABEL: digest,
                     },
                     say,
                 )
+                found = Found(own, image, "")
                 say(f"step {step}: built in {time.monotonic() - t0:.1f}s")
             else:
-                say(f"step {step}: unchanged, not rebuilt ({ref} exists)")
+                say(f"step {step}: {found.describe(options.registry, digest)}")
             result.images[step] = BuiltImage(
                 step,
-                repo,
+                repository(options.registry, found.repository),
                 digest,
-                str(image.id),
-                built,
+                str(found.image.id),
+                not found.how,
                 time.monotonic() - t0,
-                int(image.attrs.get("Size") or 0),
+                int(found.image.attrs.get("Size") or 0),
+                reused=found.how,
+                chart_repository=found.repository if found.repository != own else "",
             )
             shutil.rmtree(ctx, ignore_errors=True)
     if options.push:

@@ -9,7 +9,6 @@ PostgreSQL writers take a table lock, so two builds replacing the same step queu
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timezone
@@ -35,38 +34,23 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
+from jup2kub.catalog.lite import ENV, HEAD, sqlite_path
+from jup2kub.catalog.lite import default_location as default_location
 from jup2kub.catalog.models import StepRow, TokenRow
 from jup2kub.catalog.records import StepRecord, query_words
 from jup2kub.errors import CatalogError
 
-ENV = "JUP2KUB_CATALOG"
 BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
-#: the newest revision in migrations/versions (tests/test_catalog.py checks)
-_HEAD = "0001"
+_HEAD = HEAD  # the newest revision in migrations/versions (tests/test_catalog.py checks)
 _FIELDS = [c for c in StepRecord.__dataclass_fields__]
-
-
-def default_location() -> str:
-    """``$JUP2KUB_CATALOG``, else ``$XDG_DATA_HOME/jup2kub/catalog.db``."""
-    if os.environ.get(ENV):
-        return os.environ[ENV]
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return str(Path(data) / "jup2kub" / "catalog.db")
 
 
 def _url(location: str) -> str:
     """A database URL; a plain path is a SQLite file (its directory is created)."""
     if "://" in location:
         return location
-    path = Path(location).expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CatalogError(
-            f"cannot create the catalog's directory: {exc.strerror}", where=str(path.parent)
-        ) from None
-    return f"sqlite:///{path}"
+    return f"sqlite:///{sqlite_path(location)}"
 
 
 def _parse(url: str) -> URL:
@@ -299,6 +283,20 @@ class Catalog:
                 )
             )
         return record
+
+    @_database_errors
+    def images_with_tag(self, tag: str) -> list[tuple[str, str, str]]:
+        """(image reference, digest, PIPELINE/STEP) of the steps whose image is tagged ``tag``
+        (a step image's tag is its content hash), newest first: what a build may reuse."""
+        if not tag or not tag.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            return []
+        query = (
+            select(StepRow.image, StepRow.digest, StepRow.pipeline, StepRow.step)
+            .where(StepRow.image.like(f"%:{tag}"))
+            .order_by(StepRow.recorded_at.desc(), StepRow.id.desc())
+        )
+        with Session(self.engine) as session:
+            return [(i, d, f"{p}/{s}") for i, d, p, s in session.execute(query)]
 
     @_database_errors
     def count(self) -> int:

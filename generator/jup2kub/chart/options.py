@@ -27,6 +27,8 @@ _SEMVER = re.compile(
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: [host[:port]/]path of lowercase components, as docker names repositories
+_REPOSITORY = re.compile(r"^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._/-]+[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class ChartOptions:
 
     ``image_tags``/``image_digests`` map step names to what the image build produced; steps
     without a tag get the notebook's short hash, so a rebuild of an unchanged notebook is stable.
+    ``image_repositories``: steps whose image is another's with the same content (a catalogued
+    step's), by repository relative to ``image_registry``; others get ``PIPELINE-STEP``.
     """
 
     storage: str = "local"
@@ -45,6 +49,7 @@ class ChartOptions:
     chart_version: str = "0.1.0"
     image_tags: Mapping[str, str] = field(default_factory=dict)
     image_digests: Mapping[str, str] = field(default_factory=dict)
+    image_repositories: Mapping[str, str] = field(default_factory=dict)
     kafka_image: str = DEFAULT_KAFKA_IMAGE
     kafka_tag: str = DEFAULT_KAFKA_TAG
     #: required by storage "efs" / "existingClaim" respectively
@@ -154,6 +159,7 @@ def _check_images(options: ChartOptions, plan: PipelinePlan) -> None:
     for kind, mapping, pattern in (
         ("image tag", options.image_tags, _TAG),
         ("image digest", options.image_digests, _DIGEST),
+        ("image repository", options.image_repositories, _REPOSITORY),
     ):
         for step, value in mapping.items():
             if step not in names:

@@ -24,6 +24,7 @@ import yaml
 from jup2kub import __version__
 from jup2kub.chart.options import ChartOptions, check_options
 from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schema, values_table
+from jup2kub.errors import InputError
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
 from jup2kub_runtime.config import (
@@ -38,6 +39,29 @@ from jup2kub_runtime.topics import elements_topic
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
 ENV_VALUES_FILES = ("values-dev.yaml", "values-prod.yaml")
+#: Kubernetes refuses a ConfigMap whose data (keys and values) exceeds 1 MiB
+CONFIGMAP_MAX_BYTES = 1 << 20
+CODE_KEY = "step.json"
+
+
+def code_files(plan: PipelinePlan) -> dict[str, bytes]:
+    """Each step's code bundle, by its path in the chart (``files/steps/STEP/step.json``): the
+    chart mounts it from a ConfigMap, so it is not in the step's image. A bundle too big for a
+    ConfigMap is refused, naming the step and its size."""
+    files = {}
+    for step in plan.steps:
+        data = step.spec.to_json().encode()
+        if len(data) + len(CODE_KEY) > CONFIGMAP_MAX_BYTES:
+            raise InputError(
+                f"the code bundle of step {step.name!r} is {len(data) / 1024:.0f} KiB: more "
+                f"than a Kubernetes ConfigMap holds ({CONFIGMAP_MAX_BYTES // 1024} KiB)",
+                where=plan.notebook,
+                hint="the chart mounts each step's code from a ConfigMap: move large literals "
+                "(embedded data, long strings) out of the cells into a file the step reads, or "
+                "split the step into smaller ones",
+            )
+        files[f"files/steps/{step.name}/{CODE_KEY}"] = data
+    return files
 
 
 def render_chart(plan: PipelinePlan, options: ChartOptions | None = None) -> dict[str, bytes]:
@@ -61,6 +85,7 @@ def render_chart(plan: PipelinePlan, options: ChartOptions | None = None) -> dic
     context["values_table"] = values_table(schema, values)
     files["README.md"] = env.get_template("README.md.j2").render(context).encode()
     files["pipeline.json"] = _json(plan.graph, indent=2, ensure_ascii=False)
+    files.update(code_files(plan))
     files[MARKER] = _json(
         {
             "generator": "jup2kub",
@@ -156,7 +181,7 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         "inputs": list(step.inputs),
         "outputs": list(step.outputs),
         "image": {
-            "repository": step.image_repository,
+            "repository": options.image_repositories.get(step.name, step.image_repository),
             "tag": options.image_tags.get(step.name, sha[:12]),
             "digest": options.image_digests.get(step.name, ""),
         },

@@ -1,6 +1,8 @@
-# Jup2Kub per-step layer: the step's locked packages and its code bundle, on top of the shared
+# Jup2Kub per-step layer: the step's locked packages and data files, on top of the shared
 # runtime layer. Built with network "none" from wheels in the build context (see
 # runtime.Dockerfile). The install stage keeps the wheels out of the final image.
+# The step's code bundle (step.json) is not in the image: the chart mounts it read-only at
+# J2K_CODE_PATH (/app/step), so steps of any pipeline needing the same packages share an image.
 ARG RUNTIME_IMAGE
 
 FROM ${RUNTIME_IMAGE} AS build
@@ -24,5 +26,4 @@ RUN if grep -q '==' /tmp/step-install.lock; then \
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /opt/jup2kub/step-site /opt/jup2kub/step-site
 # @DATA_FILES@ (data files the trace found, copied at the path the notebook read them from)
-COPY step/ /app/step/
 COPY requirements.lock /app/requirements.lock

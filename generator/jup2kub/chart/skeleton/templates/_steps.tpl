@@ -68,3 +68,22 @@ Call with (dict "root" $ "name" $stepName).
 {{- end }}
 {{- $ref }}
 {{- end }}
+
+{{/*
+A step's code bundle (step.json), carried by the chart in files/steps/<name>/ and mounted from a
+ConfigMap at runtime.codePath: the step image holds packages and data files only.
+Call with (dict "root" $ "name" $stepName).
+*/}}
+{{- define "jup2kub.step.code" -}}
+{{- $path := printf "files/steps/%s/step.json" .name }}
+{{- $code := .root.Files.Get $path }}
+{{- if not $code }}
+{{- fail (printf "steps.%s: the chart has no code bundle %s (every step needs one: build the chart with jup2kub build)" .name $path) }}
+{{- end }}
+{{- $code }}
+{{- end }}
+
+{{/* Name of a step's code ConfigMap. Call with (dict "root" $ "name" $stepName). */}}
+{{- define "jup2kub.step.codeName" -}}
+{{- include "jup2kub.componentName" (dict "root" .root "suffix" (printf "%s-code" .name)) }}
+{{- end }}
