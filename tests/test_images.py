@@ -551,6 +551,23 @@ def test_traced_build_copies_data_and_leaks_no_environment(
         network_mode="none",
     )
     assert cat.decode() == data.read_text()
+    # the data file edited where it is: the content hash covers its bytes, so the step that
+    # reads it gets a new image with the new contents (a stale copy would be a silent
+    # difference), and the other step's image stays
+    data.write_text("a,b\n5,6\n")
+    again = images.build_images(
+        plan, d, locks, images.ImageOptions(base_image=base_image), client=client
+    )
+    assert again.images["cell-1"].reference != result.images["cell-1"].reference
+    assert again.images["cell-0"].reference == result.images["cell-0"].reference
+    cat = client.containers.run(
+        again.images["cell-1"].reference,
+        [str(data)],
+        entrypoint=["cat"],
+        remove=True,
+        network_mode="none",
+    )
+    assert cat.decode() == "a,b\n5,6\n"
     # no value of the build host's environment, in OUT or in any image
     for p in out.rglob("*"):
         if p.is_file():
