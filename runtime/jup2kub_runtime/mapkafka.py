@@ -22,12 +22,14 @@ import os
 import pickle
 import signal
 import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from . import cells
@@ -46,6 +48,9 @@ log = logging.getLogger("jup2kub_runtime.map")
 MAP_ROLE_ENV = "J2K_MAP_ROLE"
 #: how often the coordinator looks for the chunks' results
 POLL_SECONDS = 0.02
+#: how long the coordinator waits for the elements group to settle before announcing chunks
+SETTLE_SECONDS = 10.0
+SETTLE_POLL_SECONDS = 0.05
 
 
 def elements_partitions(cfg: Config) -> int:
@@ -88,9 +93,12 @@ class Distributor:
         run_id: str,
         parameters: dict[str, Any],
         stop: threading.Event,
+        elements: ElementWorker | None = None,
     ) -> None:
         self.cfg, self.spec, self.store, self.producer = cfg, spec, store, producer
         self.run_id, self.parameters, self.stop = run_id, parameters, stop
+        #: this replica's worker: the chunks wait for its group to settle
+        self.elements = elements
 
     def parallelism(self) -> int:
         """Half the elements topic's partitions: about two chunks per partition, so that
@@ -111,8 +119,13 @@ class Distributor:
         for number, chunk in enumerate(chunks):
             data = _storable(chunk, f"element {chunk[0]}'s item (or one of its chunk's)", spec)
             self.store.write_bytes(_chunk_path(d, number, "in"), data)
+        if self.elements is not None:
+            self.elements.settle()
         self._announce(spec, len(chunks), attempt)
-        return self._gather(d, chunks, shared)
+        log.info("run %s: %d map chunks of cell %d announced", self.run_id, len(chunks), spec.cell)
+        results = self._gather(d, chunks, shared)
+        log.info("run %s: map chunks of cell %d gathered", self.run_id, spec.cell)
+        return results
 
     def _announce(self, spec: MapSpec, count: int, attempt: int) -> None:
         topic = elements_topic(self.cfg.pipeline, self.spec.step)
@@ -176,6 +189,33 @@ class ElementWorker(threading.Thread):
         self.topic = elements_topic(cfg.pipeline, spec.step)
         self.maps = {m.cell: m for m in spec.maps}
         self.executed = 0  # chunks this replica ran (tests, metrics)
+        self.group = f"{cfg.consumer_group}.elements"
+        #: set while this replica owns elements partitions (``_Assignments``)
+        self.assigned = threading.Event()
+
+    def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait (at most ``timeout`` s) until this replica owns elements partitions and the
+        group is stable. Chunks announced to a group still rebalancing go to the members that
+        joined first, and a member busy in a chunk holds up the others' rebalance until that
+        chunk ends: the replicas that joined last would idle for a chunk's length."""
+        deadline = time.monotonic() + timeout
+        if not self.assigned.wait(timeout):
+            log.warning("map elements: no partitions after %gs; announcing anyway", timeout)
+            return
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.cfg.bootstrap_servers, client_id=f"j2k-{self.spec.step}-settle"
+        )
+        try:
+            while time.monotonic() < deadline and not self.stop.is_set():
+                [group] = admin.describe_consumer_groups([self.group])
+                if group.state == "Stable" and self.assigned.is_set():
+                    return
+                time.sleep(SETTLE_POLL_SECONDS)
+            log.warning("map elements group %s not stable after %gs", self.group, timeout)
+        except KafkaError as exc:  # the chunks go out anyway; the group settles meanwhile
+            log.warning("map elements group %s: %r", self.group, exc)
+        finally:
+            admin.close()
 
     def ensure_topic(self) -> None:
         admin = KafkaAdminClient(bootstrap_servers=self.cfg.bootstrap_servers)
@@ -197,9 +237,8 @@ class ElementWorker(threading.Thread):
 
     def run(self) -> None:
         consumer = KafkaConsumer(
-            self.topic,
             bootstrap_servers=self.cfg.bootstrap_servers,
-            group_id=f"{self.cfg.consumer_group}.elements",
+            group_id=self.group,
             client_id=f"j2k-{self.spec.step}-elements",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -212,6 +251,7 @@ class ElementWorker(threading.Thread):
             metadata_max_age_ms=5000,
             retry_backoff_ms=20,
         )
+        consumer.subscribe([self.topic], listener=_Assignments(self.assigned))
         try:
             while not self.stop.is_set():
                 for tp, records in consumer.poll(timeout_ms=100).items():
@@ -246,6 +286,7 @@ class ElementWorker(threading.Thread):
         out = _chunk_path(d, number, "out")
         if out.exists() or not _chunk_path(d, number, "in").exists():
             return
+        log.info("run %s: running map chunk %d (cell %d)", run_id, number, spec.cell)
         for tries in range(1, self.cfg.max_retries + 2):
             payload, failed = self._execute(spec, d, number)
             if not failed or tries > self.cfg.max_retries or self.stop.is_set():
@@ -278,6 +319,26 @@ class ElementWorker(threading.Thread):
             result = ChunkResult(error=(0, f"ChildProcessError: {why}", ""))
             return pickle.dumps(result), True
         return bytes(data[1:]), failed
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tracks (and logs: the map's timeline) the elements partitions this replica owns."""
+
+    def __init__(self, assigned: threading.Event) -> None:
+        self.assigned = assigned
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.assigned.clear()
+        log.info("map elements partitions revoked: %s", _partitions(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("map elements partitions assigned: %s", _partitions(assigned))
+        if assigned:
+            self.assigned.set()
+
+
+def _partitions(tps: Any) -> str:
+    return ",".join(str(tp.partition) for tp in sorted(tps)) or "none"
 
 
 def _offset(offset: int) -> Any:
