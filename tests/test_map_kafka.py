@@ -130,7 +130,8 @@ def _flaky_step(tmp_path: Path) -> tuple[Any, Any, Any]:
     from jup2kub_runtime.state import StateStore
 
     helper = (
-        "import os\ndef flaky(x, path):\n    if x == 1:\n"
+        "import os\ndef flaky(x, path):\n    open(path + '.all', 'a').write(str(x))\n"
+        "    print('element', x)\n    if x == 1:\n"
         "        tries = len(open(path).read()) if os.path.exists(path) else 0\n"
         "        open(path, 'a').write('x')\n        if tries < FAILS:\n"
         "            raise ValueError(f'try {tries}')\n    return x * 10"
@@ -182,11 +183,15 @@ def _chunk_result(tmp_path: Path, fails: int) -> Any:
     return pickle.loads((d / "chunk-00000.out").read_bytes())
 
 
-def test_an_element_is_retried_with_the_steps_policy(tmp_path: Path) -> None:
+def test_an_element_is_retried_alone_with_the_steps_policy(tmp_path: Path) -> None:
+    """Elements 0 and 2 of the chunk run once; element 1 fails once and runs again; what its
+    failed try printed and appended is dropped."""
     result = _chunk_result(tmp_path, fails=1)
     assert result.error is None
     assert [args for _, _, args in result.ops] == [([0],), ([10],), ([20],)]
     assert (tmp_path / "tries-1").read_text() == "xx"  # failed once, then succeeded
+    assert (tmp_path / "tries-1.all").read_text() == "0112"
+    assert "".join(o["text"] for o in result.outputs) == "element 0\nelement 1\nelement 2\n"
 
 
 def test_an_element_failing_after_its_retries_names_its_index(tmp_path: Path) -> None:
@@ -195,6 +200,8 @@ def test_an_element_failing_after_its_retries_names_its_index(tmp_path: Path) ->
     assert index == 1 and what == "ValueError: try 1"
     assert "raise ValueError" in trace
     assert (tmp_path / "tries-5").read_text() == "xx"  # max_retries=1: two tries
+    assert (tmp_path / "tries-5.all").read_text() == "011"  # the chunk stops at element 1
+    assert [args for _, _, args in result.ops] == [([0],)]  # element 0's result is kept
 
 
 def test_items_that_cannot_cross_the_volume_are_named(

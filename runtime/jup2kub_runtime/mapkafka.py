@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import signal
+import struct
 import threading
 import time
 import types
@@ -34,7 +35,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from . import cells
 from .config import Config, secret_parameters
-from .mapping import ChunkResult, _dumps, _references, _run_chunk, _watched
+from .mapping import ChunkResult, RetryPolicy, _dumps, _references, _run_chunk, _watched
 from .mapspec import MapSpec
 from .messages import encode
 from .shell import get_ipython_for
@@ -121,13 +122,13 @@ class Distributor:
             self.store.write_bytes(_chunk_path(d, number, "in"), data)
         if self.elements is not None:
             self.elements.settle()
-        self._announce(spec, len(chunks), attempt)
+        self._announce(spec, [start for start, _ in chunks], attempt)
         log.info("run %s: %d map chunks of cell %d announced", self.run_id, len(chunks), spec.cell)
         results = self._gather(d, chunks, shared)
         log.info("run %s: map chunks of cell %d gathered", self.run_id, spec.cell)
         return results
 
-    def _announce(self, spec: MapSpec, count: int, attempt: int) -> None:
+    def _announce(self, spec: MapSpec, starts: list[int], attempt: int) -> None:
         topic = elements_topic(self.cfg.pipeline, self.spec.step)
         partitions = sorted(self.producer.partitions_for(topic) or [0])
         futures = [
@@ -141,11 +142,12 @@ class Distributor:
                         "cell": spec.cell,
                         "attempt": attempt,
                         "chunk": number,
+                        "start": start,
                     }
                 ),
                 partition=partitions[number % len(partitions)],
             )
-            for number in range(count)
+            for number, start in enumerate(starts)
         ]
         for future in futures:
             future.get(timeout=60)
@@ -273,6 +275,7 @@ class ElementWorker(threading.Thread):
         try:
             msg = json.loads(raw)
             run_id, number = str(msg["run_id"]), int(msg["chunk"])
+            start = int(msg.get("start", 0))  # the chunk's first element
             spec = self.maps.get(int(msg["cell"]))
             attempt = int(msg["attempt"])
         except (ValueError, KeyError, TypeError) as exc:
@@ -287,11 +290,13 @@ class ElementWorker(threading.Thread):
         if out.exists() or not _chunk_path(d, number, "in").exists():
             return
         log.info("run %s: running map chunk %d (cell %d)", run_id, number, spec.cell)
+        # Each element is retried in the chunk's process (``mapping._element``); a process
+        # that dies loses its work with it, so the chunk runs whole again, as often.
         for tries in range(1, self.cfg.max_retries + 2):
-            payload, failed = self._execute(spec, d, number)
-            if not failed or tries > self.cfg.max_retries or self.stop.is_set():
+            payload, died = self._execute(spec, d, number, start)
+            if not died or tries > self.cfg.max_retries or self.stop.is_set():
                 break
-            log.warning("run %s: map chunk %d failed (try %d), retrying", run_id, number, tries)
+            log.warning("run %s: map chunk %d's process died (try %d)", run_id, number, tries)
             if self.stop.wait(self.cfg.retry_delay(tries)):
                 return
         if not out.exists():
@@ -299,26 +304,25 @@ class ElementWorker(threading.Thread):
         self.executed += 1
         log.info("run %s: map chunk %d of cell %d done", run_id, number, spec.cell)
 
-    def _execute(self, spec: MapSpec, d: Path, number: int) -> tuple[bytes, bool]:
-        """Run the chunk in a forked process; (its result, whether an element failed)."""
+    def _execute(self, spec: MapSpec, d: Path, number: int, start: int) -> tuple[bytes, bool]:
+        """Run the chunk in a forked process; (its result, whether the process died)."""
         read, write = os.pipe()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             os.close(read)
-            _chunk_child(self.spec, spec, d, number, write, parent)
+            _chunk_child(self.spec, spec, d, number, write, parent, _policy(self.cfg))
         os.close(write)
         data = bytearray()
         with os.fdopen(read, "rb") as pipe:
             while chunk := pipe.read(1 << 20):
                 data.extend(chunk)
         _, status = os.waitpid(pid, 0)
-        failed = len(data) < 1 or data[0] != 0
-        if not data:
+        if len(data) < 8 or struct.unpack("!Q", data[:8])[0] != len(data) - 8:
             why = f"the process running the chunk ended (status {status})"
-            result = ChunkResult(error=(0, f"ChildProcessError: {why}", ""))
+            result = ChunkResult(error=(start, f"ChildProcessError: {why}", ""))
             return pickle.dumps(result), True
-        return bytes(data[1:]), failed
+        return bytes(data[8:]), False
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -347,7 +351,13 @@ def _offset(offset: int) -> Any:
     return offset_and_metadata(offset)
 
 
-def _chunk_child(step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, parent: int) -> None:
+def _policy(cfg: Config) -> RetryPolicy:
+    return RetryPolicy(cfg.max_retries, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds)
+
+
+def _chunk_child(
+    step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, parent: int, policy: RetryPolicy
+) -> None:
     """In the forked process: the step's namespace rebuilt, the chunk run, its result sent."""
     code = 1
     try:
@@ -360,10 +370,12 @@ def _chunk_child(step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, p
         context = loads_own((d / "context.pkl").read_bytes())
         start, items = loads_own(_chunk_path(d, number, "in").read_bytes())
         shared: dict[str, Any] = context["shared"]
-        result = _run_in_namespace(step, spec, context, shared, start, items)
+        result = _run_in_namespace(step, spec, context, shared, start, items, policy)
         payload = _dumps(result, items, shared)
         with os.fdopen(fd, "wb") as out:
-            out.write(bytes([0 if result.error is None else 1]))
+            # the chunk ran (its elements may have failed: ``result.error``); the length tells
+            # a whole result from one cut short by the process's death
+            out.write(struct.pack("!Q", len(payload)))
             out.write(payload)
         code = 0
     finally:
@@ -377,6 +389,7 @@ def _run_in_namespace(
     shared: dict[str, Any],
     start: int,
     items: list[Any],
+    policy: RetryPolicy,
 ) -> ChunkResult:
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     capture = cells._Capture()
@@ -405,4 +418,4 @@ def _run_in_namespace(
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         code = compile(spec.element, filename, "exec", dont_inherit=True)
         watched = _watched(spec, ns)
-        return _run_chunk(spec, ns, code, watched, capture, start, items, forked=True)
+        return _run_chunk(spec, ns, code, watched, capture, policy, start, items, forked=True)
