@@ -219,3 +219,15 @@ def test_items_that_cannot_cross_the_volume_are_named(
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "map cell 1, line 2: element 0's item" in proc.stderr
     assert "cannot be stored for the step's other replicas" in proc.stderr
+
+
+def test_the_elements_topic_splits_evenly_over_the_step_replicas(tmp_path: Path) -> None:
+    """A multiple of the step topics' partitions (the chart's most replicas), at least 4."""
+    from jup2kub_runtime.config import Config
+    from jup2kub_runtime.mapkafka import elements_partitions
+
+    def partitions(per: int) -> int:
+        cfg = Config.for_step("p", "s", [], [], "127.0.0.1:9", tmp_path, topic_partitions=per)
+        return elements_partitions(cfg)
+
+    assert [partitions(n) for n in (1, 2, 3, 4, 5, 6)] == [4, 4, 6, 4, 5, 6]

@@ -55,12 +55,17 @@ SETTLE_POLL_SECONDS = 0.05
 
 
 def elements_partitions(cfg: Config) -> int:
-    """Partitions of the elements topic (J2K_MAP_PARTITIONS): at least as many as replicas."""
+    """Partitions of the elements topic: J2K_MAP_PARTITIONS, else the smallest multiple of
+    the step topics' partitions (the chart raises those to the step's most replicas) that is
+    at least 4, so that as many replicas as those partitions own equal shares."""
     try:
         wanted = int(os.environ.get("J2K_MAP_PARTITIONS", "") or 0)
     except ValueError:
         wanted = 0
-    return max(wanted, cfg.topic_partitions, 4)
+    if wanted > 0:
+        return wanted
+    per = max(1, cfg.topic_partitions)
+    return per * -(-4 // per)
 
 
 def map_dir(store: StateStore, run_id: str, step: str, cell: int, attempt: int) -> Path:
