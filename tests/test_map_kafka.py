@@ -231,3 +231,18 @@ def test_the_elements_topic_splits_evenly_over_the_step_replicas(tmp_path: Path)
         return elements_partitions(cfg)
 
     assert [partitions(n) for n in (1, 2, 3, 4, 5, 6)] == [4, 4, 6, 4, 5, 6]
+
+
+def test_chunks_go_to_the_members_in_turn_whatever_they_own() -> None:
+    """10 partitions over 3 replicas (4, 3, 3): each replica still gets a third of 36
+    chunks; unknown owners: round robin over the partitions."""
+    from collections import Counter
+
+    from jup2kub_runtime.mapkafka import spread
+
+    owned = [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    member = {p: m for m, parts in enumerate(owned) for p in parts}
+    chosen = spread(36, owned, list(range(10)))
+    assert Counter(member[p] for p in chosen) == {0: 12, 1: 12, 2: 12}
+    assert Counter(chosen)[0] == 3 and Counter(chosen)[4] == 4  # spread over its partitions
+    assert spread(5, [], [0, 1, 2]) == [0, 1, 2, 0, 1]

@@ -125,17 +125,18 @@ class Distributor:
         for number, chunk in enumerate(chunks):
             data = _storable(chunk, f"element {chunk[0]}'s item (or one of its chunk's)", spec)
             self.store.write_bytes(_chunk_path(d, number, "in"), data)
-        if self.elements is not None:
-            self.elements.settle()
-        self._announce(spec, [start for start, _ in chunks], attempt)
+        owned = self.elements.settle() if self.elements is not None else []
+        self._announce(spec, [start for start, _ in chunks], attempt, owned)
         log.info("run %s: %d map chunks of cell %d announced", self.run_id, len(chunks), spec.cell)
         results = self._gather(d, chunks, shared)
         log.info("run %s: map chunks of cell %d gathered", self.run_id, spec.cell)
         return results
 
-    def _announce(self, spec: MapSpec, starts: list[int], attempt: int) -> None:
+    def _announce(
+        self, spec: MapSpec, starts: list[int], attempt: int, owned: list[list[int]]
+    ) -> None:
         topic = elements_topic(self.cfg.pipeline, self.spec.step)
-        partitions = sorted(self.producer.partitions_for(topic) or [0])
+        partitions = spread(len(starts), owned, sorted(self.producer.partitions_for(topic) or [0]))
         futures = [
             self.producer.send(
                 topic,
@@ -150,7 +151,7 @@ class Distributor:
                         "start": start,
                     }
                 ),
-                partition=partitions[number % len(partitions)],
+                partition=partitions[number],
             )
             for number, start in enumerate(starts)
         ]
@@ -200,15 +201,16 @@ class ElementWorker(threading.Thread):
         #: set while this replica owns elements partitions (``_Assignments``)
         self.assigned = threading.Event()
 
-    def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+    def settle(self, timeout: float = SETTLE_SECONDS) -> list[list[int]]:
         """Wait (at most ``timeout`` s) until this replica owns elements partitions and the
-        group is stable. Chunks announced to a group still rebalancing go to the members that
-        joined first, and a member busy in a chunk holds up the others' rebalance until that
-        chunk ends: the replicas that joined last would idle for a chunk's length."""
+        group is stable; returns each member's partitions then (none if it never settled).
+        Chunks announced to a group still rebalancing go to the members that joined first,
+        and a member busy in a chunk holds up the others' rebalance until that chunk ends:
+        the replicas that joined last would idle for a chunk's length."""
         deadline = time.monotonic() + timeout
         if not self.assigned.wait(timeout):
             log.warning("map elements: no partitions after %gs; announcing anyway", timeout)
-            return
+            return []
         admin = KafkaAdminClient(
             bootstrap_servers=self.cfg.bootstrap_servers, client_id=f"j2k-{self.spec.step}-settle"
         )
@@ -216,13 +218,14 @@ class ElementWorker(threading.Thread):
             while time.monotonic() < deadline and not self.stop.is_set():
                 [group] = admin.describe_consumer_groups([self.group])
                 if group.state == "Stable" and self.assigned.is_set():
-                    return
+                    return _owned(group, self.topic)
                 time.sleep(SETTLE_POLL_SECONDS)
             log.warning("map elements group %s not stable after %gs", self.group, timeout)
         except KafkaError as exc:  # the chunks go out anyway; the group settles meanwhile
             log.warning("map elements group %s: %r", self.group, exc)
         finally:
             admin.close()
+        return []
 
     def ensure_topic(self) -> None:
         admin = KafkaAdminClient(bootstrap_servers=self.cfg.bootstrap_servers)
@@ -254,7 +257,7 @@ class ElementWorker(threading.Thread):
             session_timeout_ms=self.cfg.session_timeout_ms,
             # a replica joining later waits until the members rejoin, which they do once a
             # heartbeat tells them: often, so that a new replica takes its share at once
-            heartbeat_interval_ms=300,
+            heartbeat_interval_ms=100,
             metadata_max_age_ms=5000,
             retry_backoff_ms=20,
         )
@@ -344,6 +347,29 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("map elements partitions assigned: %s", _partitions(assigned))
         if assigned:
             self.assigned.set()
+
+
+def _owned(group: Any, topic: str) -> list[list[int]]:
+    """Each member's partitions of ``topic`` in a described group (members in id order)."""
+    owned = []
+    for member in sorted(group.members, key=lambda m: m.member_id):
+        parts = getattr(member.member_assignment, "assignment", None) or []
+        mine = sorted(p for t, ps in parts if t == topic for p in ps)
+        if mine:
+            owned.append(mine)
+    return owned
+
+
+def spread(count: int, owned: list[list[int]], partitions: list[int]) -> list[int]:
+    """The partition of each of ``count`` chunks: round robin over the members (``owned``:
+    each one's partitions), then over each member's partitions, so that every replica gets
+    an equal share whatever the partition count; round robin over ``partitions`` if the
+    owners are unknown."""
+    if not owned:
+        return [partitions[n % len(partitions)] for n in range(count)]
+    return [
+        owned[n % len(owned)][(n // len(owned)) % len(owned[n % len(owned)])] for n in range(count)
+    ]
 
 
 def _partitions(tps: Any) -> str:
