@@ -154,6 +154,12 @@ def test_three_replicas_split_a_runs_elements_evenly(
         for pod, text in logs.items()
     }
     print(f"elements per replica: {done}")
+    for pod, text in logs.items():  # the timeline, for the record
+        print(
+            pod,
+            *re.findall(r".*(?:partitions assigned|announced|chunks of cell).*", text),
+            sep="\n  ",
+        )
     assert sum(done.values()) == ELEMENTS, done
     even = ELEMENTS / REPLICAS
     assert all(abs(n - even) <= 0.2 * even for n in done.values()), done
