@@ -246,3 +246,28 @@ def test_chunks_go_to_the_members_in_turn_whatever_they_own() -> None:
     assert Counter(member[p] for p in chosen) == {0: 12, 1: 12, 2: 12}
     assert Counter(chosen)[0] == 3 and Counter(chosen)[4] == 4  # spread over its partitions
     assert spread(5, [], [0, 1, 2]) == [0, 1, 2, 0, 1]
+
+
+def test_an_element_failing_after_its_retries_is_not_retried_with_the_step() -> None:
+    """The element had its tries: the step's failure is permanent (dead-lettered at once on
+    Kafka), not retried whole, which would run every element again."""
+    from jup2kub_runtime.cells import execute_step
+    from jup2kub_runtime.mapspec import ACC, ITEM, MapSpec
+    from jup2kub_runtime.spec import Cell, StepSpec
+
+    m = MapSpec(
+        cell=0,
+        line=1,
+        form="list",
+        iterable="[1, 0, 2]",
+        element=f"{ACC}.append(1 / {ITEM})\n",
+        before=f"{ACC} = []",
+        finish=f"ys = {ACC}",
+        accumulators=[ACC],
+        result="ys",
+    )
+    cells = [Cell(0, "ys = [1 / x for x in [1, 0, 2]]")]
+    spec = StepSpec(pipeline="p", step="s", cells=cells, maps=[m])
+    result = execute_step(spec, {})
+    assert result.error is not None and result.permanent
+    assert "element 1 of 3 (cell 0, line 1) failed: ZeroDivisionError" in result.error.evalue
