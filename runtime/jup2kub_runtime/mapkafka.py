@@ -2,11 +2,13 @@
 
 The replica executing the step (the coordinator) reaches the map cell, writes the shared values
 the elements read and each chunk's items to the state volume (``runs/RUN/STEP/map-CELL/
-attempt-N/``), and sends one message per chunk to the step's elements topic, spread over its
-partitions. Every replica runs an ``ElementWorker`` thread consuming that topic in its own group:
-it runs the chunk in a process forked for it (the step's definitions replayed, the shared values
-loaded from the volume), retries it with the step's retry policy, and writes the result next to
-the chunk's items, atomically; only then is the message committed, so a replica killed mid-chunk
+attempt-N/``), waits for the elements group to be stable, and sends one message per chunk to
+the step's elements topic, to the group's members in turn (``spread``). Every replica runs an
+``ElementWorker`` thread consuming that topic in its own group: it runs the chunk in a process
+forked for it (the step's definitions replayed, the shared values loaded from the volume), each
+failing element tried again there with the step's retry policy (``mapping._element``; a process
+that dies runs the chunk again whole), and writes the result next to the chunk's items,
+atomically; only then is the message committed, so a replica killed mid-chunk
 leaves the message to another replica and no half-written result. The coordinator waits for
 every result, replays them in order (``mapping``) and completes the step once, as any step:
 nothing is lost, and a chunk run twice leaves one result.
