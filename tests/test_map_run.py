@@ -5,6 +5,7 @@ the analysis could not see, fails the run naming the element's index."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import nbformat
 import pytest
 
 from tests.support.cli_runner import jup2kub
+from tests.support.equivalence import reference_run, shown
 from tests.test_fidelity_run import run_and_compare
 
 MakeNb = Callable[..., Path]
@@ -163,3 +165,97 @@ def test_annotations_are_evaluated_as_in_the_kernel(tmp_path: Path, make_noteboo
         ]
     )
     run_and_compare(nb, tmp_path)
+
+
+FLAKY_LIB = (
+    "import os\n\n\ndef flaky(x, fails=(1, 4)):\n"
+    "    '''Raises on the first try of the elements ``fails`` when FLAKY_DIR is set (the\n"
+    "    pipeline's run only): a marker file per element remembers the try.'''\n"
+    "    marks = os.environ.get('FLAKY_DIR')\n"
+    "    if marks and x in fails:\n"
+    "        mark = os.path.join(marks, f'tried-{x}')\n"
+    "        tries = len(open(mark).read()) if os.path.exists(mark) else 0\n"
+    "        with open(mark, 'a') as f:\n"
+    "            f.write('x')\n"
+    "        if tries < int(os.environ.get('FLAKY_TRIES', '1')):\n"
+    "            print('failing', x)\n"
+    "            if os.environ.get('FLAKY_EXIT'):\n"
+    "                os._exit(3)\n"
+    "            raise RuntimeError(f'try {tries} of element {x}')\n"
+    "    return x * 10\n"
+)
+
+FLAKY = [
+    "from flakylib import flaky\nxs = list(range(7))",
+    "#| map: true\n#| map-chunk: 3\nout = []\nseen = set()\nfor x in xs:\n    y = flaky(x)\n"
+    "    print('element', x)\n    out.append(y)\n    seen.add(y)",
+    "print(out, sorted(seen), x, y)",
+]
+
+
+def _flaky_env(marks: Path, tries: int) -> dict[str, str]:
+    marks.mkdir()
+    return {
+        **os.environ,
+        "FLAKY_DIR": str(marks),
+        "FLAKY_TRIES": str(tries),
+        "J2K_MAX_RETRIES": "1",
+        "J2K_RETRY_BACKOFF_SECONDS": "0.01",
+    }
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_element_failing_once_is_retried_alone(
+    jobs: str, tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    """The elements of its chunk that succeeded are kept, the failing one runs again, and
+    what its failed try printed or appended is dropped: the notebook's results."""
+    nb = make_notebook(FLAKY)
+    for d in (tmp_path, tmp_path / "ref"):
+        d.mkdir(exist_ok=True)
+        (d / "flakylib.py").write_text(FLAKY_LIB)
+    ref, _ = reference_run(nb, [], tmp_path / "ref")
+    env = _flaky_env(tmp_path / "marks", tries=1)
+    proc = jup2kub("run", nb, "--jobs", jobs, "--workdir", tmp_path / "w", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(tmp_path / "w" / "runs" / run_id / "result.ipynb", as_version=4)
+    assert shown(result) == shown(ref)
+    assert "".join(o["text"] for o in result.cells[1].outputs) == "".join(
+        f"element {x}\n" for x in range(7)
+    )
+    # elements 1 and 4 failed once each, then succeeded (two tries each)
+    assert {m.name: m.read_text() for m in (tmp_path / "marks").iterdir()} == {
+        "tried-1": "xx",
+        "tried-4": "xx",
+    }
+
+
+def test_an_element_failing_on_every_try_names_its_index(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    nb = make_notebook(FLAKY)
+    (tmp_path / "flakylib.py").write_text(FLAKY_LIB)
+    env = _flaky_env(tmp_path / "marks", tries=5)
+    proc = jup2kub("run", nb, "--jobs", "2", "--workdir", tmp_path / "w", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "element 1 of 7 (cell 1, line 5) failed: RuntimeError: try 1 of element 1" in proc.stderr
+    assert (tmp_path / "marks" / "tried-1").read_text() == "xx"  # J2K_MAX_RETRIES=1: two tries
+
+
+def test_a_chunk_whose_process_dies_runs_again(tmp_path: Path, make_notebook: MakeNb) -> None:
+    """Its process gone, a chunk's work is lost with it: the chunk runs whole again (the
+    retry policy's tries), and nothing of the dead try shows."""
+    nb = make_notebook(FLAKY)
+    (tmp_path / "flakylib.py").write_text(FLAKY_LIB)
+    env = {**_flaky_env(tmp_path / "marks", tries=1), "FLAKY_EXIT": "1"}
+    proc = jup2kub("run", nb, "--jobs", "2", "--workdir", tmp_path / "w", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(tmp_path / "w" / "runs" / run_id / "result.ipynb", as_version=4)
+    assert "".join(o["text"] for o in result.cells[1].outputs) == "".join(
+        f"element {x}\n" for x in range(7)
+    )
+    assert result.cells[2].outputs[0]["text"] == (
+        "[0, 10, 20, 30, 40, 50, 60] [0, 10, 20, 30, 40, 50, 60] 6 60\n"
+    )

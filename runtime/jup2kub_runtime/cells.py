@@ -44,7 +44,7 @@ from . import randomness
 from .config import secret_parameters
 from .errors import ConfigError, ErrorRecord
 from .guards import GuardError, StepGuards
-from .mapping import run_map
+from .mapping import MapElementError, run_map
 from .shell import get_ipython_for, reset_figure_formats
 from .spec import StepSpec
 
@@ -856,7 +856,8 @@ def execute_step(
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
         except BaseException as exc:  # the step's code may raise anything, even SystemExit
             error = _error_record(exc, cell_no, phase)
-            permanent = isinstance(exc, (SyntaxError, ConfigError))
+            # a map's element was retried already, on its own (``mapping``)
+            permanent = isinstance(exc, (SyntaxError, ConfigError, MapElementError))
             if cells and phase == "cell":
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
     values: dict[str, Any] = {}

@@ -114,6 +114,8 @@ class StepLoop:
         self._last_poll = 0.0
         #: every assigned partition paused (by _pause); _resume undoes it before taking records
         self.paused = False
+        #: a map step's worker for the elements topic (``mapkafka``)
+        self.elements: ElementWorker | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -149,7 +151,7 @@ class StepLoop:
         finally:
             self.health.starting = False
         if self.spec.maps:  # every replica takes a share of the map cells' chunks
-            elements = ElementWorker(cfg, self.spec, self.store, self.stop)
+            elements = self.elements = ElementWorker(cfg, self.spec, self.store, self.stop)
             elements.ensure_topic()
             self.transport._await_metadata([elements.topic])
             elements.start()
@@ -500,7 +502,14 @@ class StepLoop:
             return DeadLetter("retries exhausted", error, store.attempts(run_id, spec.step))
         distributor = (
             Distributor(
-                cfg, spec, store, self.transport.producer, run_id, msg.parameters, self.stop
+                cfg,
+                spec,
+                store,
+                self.transport.producer,
+                run_id,
+                msg.parameters,
+                self.stop,
+                self.elements,
             )
             if spec.maps
             else None

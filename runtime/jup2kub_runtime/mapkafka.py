@@ -2,11 +2,13 @@
 
 The replica executing the step (the coordinator) reaches the map cell, writes the shared values
 the elements read and each chunk's items to the state volume (``runs/RUN/STEP/map-CELL/
-attempt-N/``), and sends one message per chunk to the step's elements topic, spread over its
-partitions. Every replica runs an ``ElementWorker`` thread consuming that topic in its own group:
-it runs the chunk in a process forked for it (the step's definitions replayed, the shared values
-loaded from the volume), retries it with the step's retry policy, and writes the result next to
-the chunk's items, atomically; only then is the message committed, so a replica killed mid-chunk
+attempt-N/``), waits for the elements group to be stable, and sends one message per chunk to
+the step's elements topic, to the group's members in turn (``spread``). Every replica runs an
+``ElementWorker`` thread consuming that topic in its own group: it runs the chunk in a process
+forked for it (the step's definitions replayed, the shared values loaded from the volume), each
+failing element tried again there with the step's retry policy (``mapping._element``; a process
+that dies runs the chunk again whole), and writes the result next to the chunk's items,
+atomically; only then is the message committed, so a replica killed mid-chunk
 leaves the message to another replica and no half-written result. The coordinator waits for
 every result, replays them in order (``mapping``) and completes the step once, as any step:
 nothing is lost, and a chunk run twice leaves one result.
@@ -21,18 +23,21 @@ import logging
 import os
 import pickle
 import signal
+import struct
 import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from . import cells
 from .config import Config, secret_parameters
-from .mapping import ChunkResult, _dumps, _references, _run_chunk, _watched
+from .mapping import ChunkResult, RetryPolicy, _dumps, _references, _run_chunk, _watched
 from .mapspec import MapSpec
 from .messages import encode
 from .shell import get_ipython_for
@@ -46,15 +51,23 @@ log = logging.getLogger("jup2kub_runtime.map")
 MAP_ROLE_ENV = "J2K_MAP_ROLE"
 #: how often the coordinator looks for the chunks' results
 POLL_SECONDS = 0.02
+#: how long the coordinator waits for the elements group to settle before announcing chunks
+SETTLE_SECONDS = 10.0
+SETTLE_POLL_SECONDS = 0.05
 
 
 def elements_partitions(cfg: Config) -> int:
-    """Partitions of the elements topic (J2K_MAP_PARTITIONS): at least as many as replicas."""
+    """Partitions of the elements topic: J2K_MAP_PARTITIONS, else the smallest multiple of
+    the step topics' partitions (the chart raises those to the step's most replicas) that is
+    at least 4, so that as many replicas as those partitions own equal shares."""
     try:
         wanted = int(os.environ.get("J2K_MAP_PARTITIONS", "") or 0)
     except ValueError:
         wanted = 0
-    return max(wanted, cfg.topic_partitions, 4)
+    if wanted > 0:
+        return wanted
+    per = max(1, cfg.topic_partitions)
+    return per * -(-4 // per)
 
 
 def map_dir(store: StateStore, run_id: str, step: str, cell: int, attempt: int) -> Path:
@@ -88,9 +101,12 @@ class Distributor:
         run_id: str,
         parameters: dict[str, Any],
         stop: threading.Event,
+        elements: ElementWorker | None = None,
     ) -> None:
         self.cfg, self.spec, self.store, self.producer = cfg, spec, store, producer
         self.run_id, self.parameters, self.stop = run_id, parameters, stop
+        #: this replica's worker: the chunks wait for its group to settle
+        self.elements = elements
 
     def parallelism(self) -> int:
         """Half the elements topic's partitions: about two chunks per partition, so that
@@ -111,12 +127,18 @@ class Distributor:
         for number, chunk in enumerate(chunks):
             data = _storable(chunk, f"element {chunk[0]}'s item (or one of its chunk's)", spec)
             self.store.write_bytes(_chunk_path(d, number, "in"), data)
-        self._announce(spec, len(chunks), attempt)
-        return self._gather(d, chunks, shared)
+        owned = self.elements.settle() if self.elements is not None else []
+        self._announce(spec, [start for start, _ in chunks], attempt, owned)
+        log.info("run %s: %d map chunks of cell %d announced", self.run_id, len(chunks), spec.cell)
+        results = self._gather(d, chunks, shared)
+        log.info("run %s: map chunks of cell %d gathered", self.run_id, spec.cell)
+        return results
 
-    def _announce(self, spec: MapSpec, count: int, attempt: int) -> None:
+    def _announce(
+        self, spec: MapSpec, starts: list[int], attempt: int, owned: list[list[int]]
+    ) -> None:
         topic = elements_topic(self.cfg.pipeline, self.spec.step)
-        partitions = sorted(self.producer.partitions_for(topic) or [0])
+        partitions = spread(len(starts), owned, sorted(self.producer.partitions_for(topic) or [0]))
         futures = [
             self.producer.send(
                 topic,
@@ -128,11 +150,12 @@ class Distributor:
                         "cell": spec.cell,
                         "attempt": attempt,
                         "chunk": number,
+                        "start": start,
                     }
                 ),
-                partition=partitions[number % len(partitions)],
+                partition=partitions[number],
             )
-            for number in range(count)
+            for number, start in enumerate(starts)
         ]
         for future in futures:
             future.get(timeout=60)
@@ -176,6 +199,35 @@ class ElementWorker(threading.Thread):
         self.topic = elements_topic(cfg.pipeline, spec.step)
         self.maps = {m.cell: m for m in spec.maps}
         self.executed = 0  # chunks this replica ran (tests, metrics)
+        self.group = f"{cfg.consumer_group}.elements"
+        #: set while this replica owns elements partitions (``_Assignments``)
+        self.assigned = threading.Event()
+
+    def settle(self, timeout: float = SETTLE_SECONDS) -> list[list[int]]:
+        """Wait (at most ``timeout`` s) until this replica owns elements partitions and the
+        group is stable; returns each member's partitions then (none if it never settled).
+        Chunks announced to a group still rebalancing go to the members that joined first,
+        and a member busy in a chunk holds up the others' rebalance until that chunk ends:
+        the replicas that joined last would idle for a chunk's length."""
+        deadline = time.monotonic() + timeout
+        if not self.assigned.wait(timeout):
+            log.warning("map elements: no partitions after %gs; announcing anyway", timeout)
+            return []
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.cfg.bootstrap_servers, client_id=f"j2k-{self.spec.step}-settle"
+        )
+        try:
+            while time.monotonic() < deadline and not self.stop.is_set():
+                [group] = admin.describe_consumer_groups([self.group])
+                if group.state == "Stable" and self.assigned.is_set():
+                    return _owned(group, self.topic)
+                time.sleep(SETTLE_POLL_SECONDS)
+            log.warning("map elements group %s not stable after %gs", self.group, timeout)
+        except KafkaError as exc:  # the chunks go out anyway; the group settles meanwhile
+            log.warning("map elements group %s: %r", self.group, exc)
+        finally:
+            admin.close()
+        return []
 
     def ensure_topic(self) -> None:
         admin = KafkaAdminClient(bootstrap_servers=self.cfg.bootstrap_servers)
@@ -197,9 +249,8 @@ class ElementWorker(threading.Thread):
 
     def run(self) -> None:
         consumer = KafkaConsumer(
-            self.topic,
             bootstrap_servers=self.cfg.bootstrap_servers,
-            group_id=f"{self.cfg.consumer_group}.elements",
+            group_id=self.group,
             client_id=f"j2k-{self.spec.step}-elements",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -208,10 +259,11 @@ class ElementWorker(threading.Thread):
             session_timeout_ms=self.cfg.session_timeout_ms,
             # a replica joining later waits until the members rejoin, which they do once a
             # heartbeat tells them: often, so that a new replica takes its share at once
-            heartbeat_interval_ms=300,
+            heartbeat_interval_ms=100,
             metadata_max_age_ms=5000,
             retry_backoff_ms=20,
         )
+        consumer.subscribe([self.topic], listener=_Assignments(self.assigned))
         try:
             while not self.stop.is_set():
                 for tp, records in consumer.poll(timeout_ms=100).items():
@@ -233,6 +285,7 @@ class ElementWorker(threading.Thread):
         try:
             msg = json.loads(raw)
             run_id, number = str(msg["run_id"]), int(msg["chunk"])
+            start = int(msg.get("start", 0))  # the chunk's first element
             spec = self.maps.get(int(msg["cell"]))
             attempt = int(msg["attempt"])
         except (ValueError, KeyError, TypeError) as exc:
@@ -246,11 +299,14 @@ class ElementWorker(threading.Thread):
         out = _chunk_path(d, number, "out")
         if out.exists() or not _chunk_path(d, number, "in").exists():
             return
+        log.info("run %s: running map chunk %d (cell %d)", run_id, number, spec.cell)
+        # Each element is retried in the chunk's process (``mapping._element``); a process
+        # that dies loses its work with it, so the chunk runs whole again, as often.
         for tries in range(1, self.cfg.max_retries + 2):
-            payload, failed = self._execute(spec, d, number)
-            if not failed or tries > self.cfg.max_retries or self.stop.is_set():
+            payload, died = self._execute(spec, d, number, start)
+            if not died or tries > self.cfg.max_retries or self.stop.is_set():
                 break
-            log.warning("run %s: map chunk %d failed (try %d), retrying", run_id, number, tries)
+            log.warning("run %s: map chunk %d's process died (try %d)", run_id, number, tries)
             if self.stop.wait(self.cfg.retry_delay(tries)):
                 return
         if not out.exists():
@@ -258,26 +314,68 @@ class ElementWorker(threading.Thread):
         self.executed += 1
         log.info("run %s: map chunk %d of cell %d done", run_id, number, spec.cell)
 
-    def _execute(self, spec: MapSpec, d: Path, number: int) -> tuple[bytes, bool]:
-        """Run the chunk in a forked process; (its result, whether an element failed)."""
+    def _execute(self, spec: MapSpec, d: Path, number: int, start: int) -> tuple[bytes, bool]:
+        """Run the chunk in a forked process; (its result, whether the process died)."""
         read, write = os.pipe()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             os.close(read)
-            _chunk_child(self.spec, spec, d, number, write, parent)
+            _chunk_child(self.spec, spec, d, number, write, parent, _policy(self.cfg))
         os.close(write)
         data = bytearray()
         with os.fdopen(read, "rb") as pipe:
             while chunk := pipe.read(1 << 20):
                 data.extend(chunk)
         _, status = os.waitpid(pid, 0)
-        failed = len(data) < 1 or data[0] != 0
-        if not data:
+        if len(data) < 8 or struct.unpack("!Q", data[:8])[0] != len(data) - 8:
             why = f"the process running the chunk ended (status {status})"
-            result = ChunkResult(error=(0, f"ChildProcessError: {why}", ""))
+            result = ChunkResult(error=(start, f"ChildProcessError: {why}", ""))
             return pickle.dumps(result), True
-        return bytes(data[1:]), failed
+        return bytes(data[8:]), False
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tracks (and logs: the map's timeline) the elements partitions this replica owns."""
+
+    def __init__(self, assigned: threading.Event) -> None:
+        self.assigned = assigned
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.assigned.clear()
+        log.info("map elements partitions revoked: %s", _partitions(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("map elements partitions assigned: %s", _partitions(assigned))
+        if assigned:
+            self.assigned.set()
+
+
+def _owned(group: Any, topic: str) -> list[list[int]]:
+    """Each member's partitions of ``topic`` in a described group (members in id order)."""
+    owned = []
+    for member in sorted(group.members, key=lambda m: m.member_id):
+        parts = getattr(member.member_assignment, "assignment", None) or []
+        mine = sorted(p for t, ps in parts if t == topic for p in ps)
+        if mine:
+            owned.append(mine)
+    return owned
+
+
+def spread(count: int, owned: list[list[int]], partitions: list[int]) -> list[int]:
+    """The partition of each of ``count`` chunks: round robin over the members (``owned``:
+    each one's partitions), then over each member's partitions, so that every replica gets
+    an equal share whatever the partition count; round robin over ``partitions`` if the
+    owners are unknown."""
+    if not owned:
+        return [partitions[n % len(partitions)] for n in range(count)]
+    return [
+        owned[n % len(owned)][(n // len(owned)) % len(owned[n % len(owned)])] for n in range(count)
+    ]
+
+
+def _partitions(tps: Any) -> str:
+    return ",".join(str(tp.partition) for tp in sorted(tps)) or "none"
 
 
 def _offset(offset: int) -> Any:
@@ -286,7 +384,13 @@ def _offset(offset: int) -> Any:
     return offset_and_metadata(offset)
 
 
-def _chunk_child(step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, parent: int) -> None:
+def _policy(cfg: Config) -> RetryPolicy:
+    return RetryPolicy(cfg.max_retries, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds)
+
+
+def _chunk_child(
+    step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, parent: int, policy: RetryPolicy
+) -> None:
     """In the forked process: the step's namespace rebuilt, the chunk run, its result sent."""
     code = 1
     try:
@@ -299,10 +403,12 @@ def _chunk_child(step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, p
         context = loads_own((d / "context.pkl").read_bytes())
         start, items = loads_own(_chunk_path(d, number, "in").read_bytes())
         shared: dict[str, Any] = context["shared"]
-        result = _run_in_namespace(step, spec, context, shared, start, items)
+        result = _run_in_namespace(step, spec, context, shared, start, items, policy)
         payload = _dumps(result, items, shared)
         with os.fdopen(fd, "wb") as out:
-            out.write(bytes([0 if result.error is None else 1]))
+            # the chunk ran (its elements may have failed: ``result.error``); the length tells
+            # a whole result from one cut short by the process's death
+            out.write(struct.pack("!Q", len(payload)))
             out.write(payload)
         code = 0
     finally:
@@ -316,6 +422,7 @@ def _run_in_namespace(
     shared: dict[str, Any],
     start: int,
     items: list[Any],
+    policy: RetryPolicy,
 ) -> ChunkResult:
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     capture = cells._Capture()
@@ -344,4 +451,4 @@ def _run_in_namespace(
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         code = compile(spec.element, filename, "exec", dont_inherit=True)
         watched = _watched(spec, ns)
-        return _run_chunk(spec, ns, code, watched, capture, start, items, forked=True)
+        return _run_chunk(spec, ns, code, watched, capture, policy, start, items, forked=True)

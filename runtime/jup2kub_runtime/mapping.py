@@ -24,6 +24,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +63,31 @@ def distributing(distributor: Distributor | None) -> Iterator[None]:
         yield
     finally:
         _current.distributor = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failing element is tried again, and after how long: the step's policy
+    (``Config.max_retries`` / ``retry_delay`` on Kafka, ``local_policy`` in a local run)."""
+
+    retries: int = 0
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1-based): doubled each time, capped."""
+        return float(min(self.backoff * 2.0 ** (attempt - 1), self.backoff_max))
+
+
+def local_policy() -> RetryPolicy:
+    """A local run's element retries: J2K_MAX_RETRIES and J2K_RETRY_BACKOFF_SECONDS, the
+    variables a Kafka runtime reads its policy from; none unless set (a local run fails fast)."""
+    try:
+        retries = max(0, int(os.environ.get("J2K_MAX_RETRIES", "") or 0))
+        backoff = max(0.0, float(os.environ.get("J2K_RETRY_BACKOFF_SECONDS", "") or 1.0))
+    except ValueError:
+        return RetryPolicy()
+    return RetryPolicy(retries, backoff)
 
 
 class MapElementError(Exception):
@@ -135,13 +161,14 @@ def run_map(
         chunks = [(i, items[i : i + size]) for i in range(0, len(items), size)]
         code = compile(spec.element, filename, "exec", dont_inherit=True)
         watched = _watched(spec, ns)
-        work = functools_partial(_run_chunk, spec, ns, code, watched, capture)
+        policy = local_policy()
+        work = functools_partial(_run_chunk, spec, ns, code, watched, capture, policy)
         shared = {name: ns[name] for name in spec.reads if name in ns}
         if distributor is not None and chunks:
             capture.flush_all()
             results = distributor.run(spec, chunks, shared)
         elif jobs > 1 and len(chunks) > 1 and hasattr(os, "fork"):
-            results = _in_processes(chunks, work, jobs, capture, shared)
+            results = _in_processes(chunks, work, jobs, capture, shared, policy.retries)
         else:
             results = [work(start, chunk, forked=False) for start, chunk in chunks]
         _assemble(spec, ns, items, results, capture)
@@ -183,12 +210,14 @@ def _run_chunk(
     code: Any,
     watched: dict[str, bytes],
     capture: Any,
+    policy: RetryPolicy,
     start: int,
     chunk: list[Any],
     *,
     forked: bool,
 ) -> ChunkResult:
-    """Run the elements ``chunk`` (the first has index ``start``) in ``ns``."""
+    """Run the elements ``chunk`` (the first has index ``start``) in ``ns``, each tried again
+    on failure as ``policy`` says; the chunk stops at an element that still fails."""
     result = ChunkResult()
     saved = {name: ns.get(name, _UNSET) for name in [*spec.accumulators, *spec.carry]}
     for name in spec.accumulators:
@@ -201,17 +230,9 @@ def _run_chunk(
     try:
         for offset, item in enumerate(chunk):
             index = start + offset
-            for name in spec.carry:
-                ns[name] = _UNSET
-            ns[ITEM] = item
-            try:
-                exec(code, ns)
-            except BaseException as exc:  # the element's code may raise anything
-                result.error = (index, _describe(exc), _traceback(exc))
+            result.error = _element(spec, ns, code, capture, policy, result, index, item)
+            if result.error is not None:
                 break
-            for name in spec.carry:
-                if ns.get(name, _UNSET) is not _UNSET:
-                    result.carry[name] = ns[name]
         if result.error is None:
             result.error = _checks(spec, ns, watched, random_before, index)
     finally:
@@ -224,6 +245,67 @@ def _run_chunk(
         capture.flush_all()
         result.outputs = list(capture.current)
     return result
+
+
+def _element(
+    spec: MapSpec,
+    ns: dict[str, Any],
+    code: Any,
+    capture: Any,
+    policy: RetryPolicy,
+    result: ChunkResult,
+    index: int,
+    item: Any,
+) -> tuple[int, str, str] | None:
+    """Run one element, trying it again while it raises and ``policy`` allows; a failed
+    try leaves nothing behind (its accumulator operations, outputs and bindings are
+    dropped). Returns the last try's failure, or None."""
+    for attempt in range(1, policy.retries + 2):
+        for name in spec.carry:
+            ns[name] = _UNSET
+        ns[ITEM] = item
+        mark = len(result.ops)
+        failure: tuple[int, str, str] | None = None
+        with _attempt_outputs(capture) as shown:
+            try:
+                exec(code, ns)
+            except Exception as exc:  # the element's code may raise anything
+                failure = (index, _describe(exc), _traceback(exc))
+            except BaseException as exc:  # an interrupt: no retry
+                failure, attempt = (index, _describe(exc), _traceback(exc)), policy.retries + 1
+        if failure is None or attempt > policy.retries:
+            _show(capture, shown)  # the notebook shows what the failing element printed too
+            break
+        del result.ops[mark:]
+        time.sleep(policy.delay(attempt))
+    if failure is None:
+        for name in spec.carry:
+            if ns.get(name, _UNSET) is not _UNSET:
+                result.carry[name] = ns[name]
+    return failure
+
+
+@contextlib.contextmanager
+def _attempt_outputs(capture: Any) -> Iterator[list[dict[str, Any]]]:
+    """What one try of an element shows, kept apart from the cell's outputs (``_show``
+    adds it once the try is known good): a fresh output list and stream buffer meanwhile."""
+    shown: list[dict[str, Any]] = []
+    saved = capture.current, capture._pending
+    capture.current, capture._pending = [], {}
+    try:
+        yield shown
+    finally:
+        capture.flush_all()
+        shown.extend(capture.current)
+        capture.current, capture._pending = saved
+
+
+def _show(capture: Any, outputs: list[dict[str, Any]]) -> None:
+    for output in outputs:
+        if output.get("output_type") == "stream":
+            capture.stream(output["name"], output["text"])
+        else:
+            capture.add(output)
 
 
 def _checks(
@@ -280,11 +362,7 @@ def _assemble(
     """Replay the chunks in order: outputs, accumulator operations, the loop's last bindings;
     the first failed element raises MapElementError (the chunks before it are replayed)."""
     for result in results:
-        for output in result.outputs:
-            if output.get("output_type") == "stream":
-                capture.stream(output["name"], output["text"])
-            else:
-                capture.add(output)
+        _show(capture, result.outputs)
         for name, method, args in result.ops:
             getattr(ns[name], method)(*args)
         ns.update(result.carry)
@@ -310,19 +388,23 @@ def _in_processes(
     jobs: int,
     capture: Any,
     shared: dict[str, Any],
+    retries: int = 0,
 ) -> list[ChunkResult]:
     """Run each chunk in a forked process, at most ``jobs`` at once; results in chunk order.
-    Every child is killed and reaped before this returns, whatever happens."""
+    A process that dies is started again, up to ``retries`` times (its partial work is
+    lost with it, so the chunk runs whole). Every child is killed and reaped before this
+    returns, whatever happens."""
     capture.flush_all()
     results: dict[int, ChunkResult] = {}
     running: dict[int, tuple[int, int, bytearray]] = {}  # fd -> (chunk number, pid, data)
-    pending = list(enumerate(chunks))
+    pending = list(range(len(chunks)))
+    deaths = dict.fromkeys(pending, 0)
     selector = selectors.DefaultSelector()
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                number, (start, chunk) = pending.pop(0)
-                fd, pid = _fork_chunk(work, start, chunk, shared)
+                number = pending.pop(0)
+                fd, pid = _fork_chunk(work, *chunks[number], shared)
                 running[fd] = (number, pid, bytearray())
                 selector.register(fd, selectors.EVENT_READ)
             for key, _ in selector.select():
@@ -335,8 +417,13 @@ def _in_processes(
                 selector.unregister(fd)
                 os.close(fd)
                 _, status = os.waitpid(pid, 0)
-                start = chunks[number][0]
-                results[number] = _decode(payload, status, start, chunks[number][1], shared)
+                start, items = chunks[number]
+                result = _decode(payload, status, start, items, shared)
+                if result is None and deaths[number] < retries:
+                    deaths[number] += 1
+                    pending.insert(0, number)
+                    continue
+                results[number] = result or _died(status, start)
     finally:
         for fd, (_, pid, _) in running.items():
             with contextlib.suppress(OSError):
@@ -432,12 +519,17 @@ def _dumps(result: ChunkResult, chunk: list[Any], shared: dict[str, Any]) -> byt
 
 def _decode(
     payload: bytearray, status: int, start: int, chunk: list[Any], shared: dict[str, Any]
-) -> ChunkResult:
+) -> ChunkResult | None:
+    """The chunk's result, or None if its process died before sending it whole."""
     if len(payload) >= 8:
         (size,) = struct.unpack("!Q", payload[:8])
         if len(payload) == 8 + size:
             result: ChunkResult = loads_own(bytes(payload[8:]), _references(chunk, shared))
             return result
+    return None
+
+
+def _died(status: int, start: int) -> ChunkResult:
     why = (
         f"killed by signal {os.WTERMSIG(status)}"
         if os.WIFSIGNALED(status)
@@ -448,4 +540,14 @@ def _decode(
     return failed
 
 
-__all__ = ["ACC", "ITEM", "MapElementError", "MapSpec", "chunk_size", "map_jobs", "run_map"]
+__all__ = [
+    "ACC",
+    "ITEM",
+    "MapElementError",
+    "MapSpec",
+    "RetryPolicy",
+    "chunk_size",
+    "local_policy",
+    "map_jobs",
+    "run_map",
+]
