@@ -8,8 +8,10 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -103,6 +105,28 @@ def with_cluster_dns(
     return subprocess.run(
         [*prefix, *cmd], capture_output=True, text=True, timeout=timeout, env=cluster.env()
     )
+
+
+FINAL_STATES = ("succeeded", "failed")
+
+
+def wait_final(
+    cluster: Cluster, notebook: str, broker: str, run_id: str, steps: int, timeout: float = 600
+) -> dict[str, Any]:
+    """Follow ``jup2kub status --json`` until ``steps`` steps of the run are final (succeeded
+    or failed); their states. A run that does not get there within ``timeout`` fails the test."""
+    deadline = time.monotonic() + timeout
+    states: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = with_cluster_dns(
+            cluster, "jup2kub", "status", notebook, run_id, "--kafka", broker, "--json"
+        )
+        if r.returncode == 0:
+            states = json.loads(r.stdout)
+            if sum(s.get("state") in FINAL_STATES for s in states.values()) >= steps:
+                return states
+        time.sleep(3)
+    raise AssertionError(f"run {run_id} did not finish: {states}")
 
 
 def state_dir(cluster: Cluster, ns: str) -> Path:

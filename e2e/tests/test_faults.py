@@ -25,7 +25,7 @@ import yaml
 from nbformat import v4
 
 from e2e import cluster as harness
-from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, with_cluster_dns
+from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, wait_final, with_cluster_dns
 
 RELEASE = "faults"
 STEPS = ("slow", "after")
@@ -151,17 +151,7 @@ def _submit(cluster: Cluster, f: dict[str, str], label: str, duration: int) -> s
 
 
 def _wait(cluster: Cluster, f: dict[str, str], run_id: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    states: dict[str, dict[str, object]] = {}
-    while time.monotonic() < deadline:
-        r = with_cluster_dns(
-            cluster, "jup2kub", "status", f["notebook"], run_id, "--kafka", f["broker"], "--json"
-        )
-        if r.returncode == 0:
-            states = json.loads(r.stdout)
-            if all(states.get(s, {}).get("state") in ("succeeded", "failed") for s in STEPS):
-                break
-        time.sleep(3)
+    states = wait_final(cluster, f["notebook"], f["broker"], run_id, len(STEPS), timeout)
     assert {s: states.get(s, {}).get("state") for s in STEPS} == {s: "succeeded" for s in STEPS}, (
         states
     )

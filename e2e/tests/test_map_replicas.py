@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import nbformat
 import pytest
 import yaml
 
-from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, with_cluster_dns
+from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, wait_final, with_cluster_dns
 
 RELEASE = "maprel"
 REPLICAS = 3
@@ -110,19 +109,7 @@ def release(
 
 
 def _wait_run(cluster: Cluster, nb: Path, broker: str, run_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 600
-    states: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        r = with_cluster_dns(
-            cluster, "jup2kub", "status", str(nb), run_id, "--kafka", broker, "--json"
-        )
-        if r.returncode == 0:
-            states = json.loads(r.stdout)
-            final = [s for s in states.values() if s.get("state") in ("succeeded", "failed")]
-            if len(final) == len(CELLS):  # one step per cell here
-                return states
-        time.sleep(3)
-    raise AssertionError(f"run {run_id} did not finish: {states}")
+    return wait_final(cluster, str(nb), broker, run_id, steps=len(CELLS))  # a step per cell
 
 
 def _replica_logs(cluster: Cluster, ns: str, step: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import nbformat
 import pytest
 import yaml
 
-from e2e.support import E2E, REPO, Cluster, docker_ok, helm, state_dir, with_cluster_dns
+from e2e.support import E2E, REPO, Cluster, docker_ok, helm, state_dir, wait_final, with_cluster_dns
 from tests.support.nb_outputs import text_outputs
 
 NOTEBOOK = REPO / "tests" / "corpus" / "sales_markers.ipynb"
@@ -127,19 +126,7 @@ def submit(cluster: Cluster, broker: str, *params: str) -> str:
 
 
 def wait_run(cluster: Cluster, broker: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    states: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        r = with_cluster_dns(
-            cluster, "jup2kub", "status", str(NOTEBOOK), run_id, "--kafka", broker, "--json"
-        )
-        if r.returncode == 0:
-            states = json.loads(r.stdout)
-            done = [s for s in states.values() if s.get("state") in ("succeeded", "failed")]
-            if len(done) == 5:
-                return states
-        time.sleep(5)
-    raise AssertionError(f"run {run_id} did not finish: {states}")
+    return wait_final(cluster, str(NOTEBOOK), broker, run_id, steps=5, timeout=timeout)
 
 
 def test_runs_complete_and_equal_local_runs(
