@@ -538,7 +538,6 @@ def build_images(
     options = options or ImageOptions()
     client = client or engine()
     say: Log = log or (lambda _msg: None)
-    name = plan.name
     if deps.target.platform != (options.platform or "linux/amd64"):
         raise UsageError(
             f"the locks were made for {deps.target.platform}, the build is for "
@@ -573,7 +572,7 @@ def build_images(
                 "the runtime layer",
                 {"BASE_IMAGE": base_ref, "WORKDIR": options.workdir},
                 options.platform,
-                {"io.jup2kub.layer": "runtime", "io.jup2kub.content-hash": rt_hash},
+                {LAYER_LABEL: "runtime", CONTENT_LABEL: rt_hash},
                 say,
             )
             say(f"runtime layer: built in {time.monotonic() - t0:.1f}s")
@@ -598,12 +597,9 @@ def build_images(
                     f"step {step!r}",
                     {"RUNTIME_IMAGE": runtime_ref},
                     options.platform,
-                    {
-                        "io.jup2kub.pipeline": name,
-                        "io.jup2kub.step": step,
-                        LAYER_LABEL: "step",
-                        CONTENT_LABEL: digest,
-                    },
+                    # no pipeline or step label: the image is any step's with this content (the
+                    # catalog records which steps use it)
+                    {LAYER_LABEL: "step", CONTENT_LABEL: digest},
                     say,
                 )
                 found = Found(own, image, "")
