@@ -360,13 +360,16 @@ def _await_new_kafka(cluster: Cluster, ns: str, name: str, timeout: float = 600)
     raise AssertionError(f"Kafka pod {name} was not replaced by a ready one")
 
 
-def _deployments(cluster: Cluster, ns: str) -> dict[str, tuple[str, int]]:
+def _deployments(cluster: Cluster, ns: str) -> dict[str, tuple[str, str, int]]:
+    """Per step: its image, the checksum of its code bundle (the chart's ConfigMap) on the pod
+    template, and the Deployment's generation."""
     items = json.loads(cluster.kubectl("-n", ns, "get", "deployments", "-o", "json").stdout)[
         "items"
     ]
     return {
         d["metadata"]["name"].rsplit("-", 1)[-1]: (
             d["spec"]["template"]["spec"]["containers"][0]["image"],
+            d["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/code", ""),
             d["metadata"]["generation"],
         )
         for d in items
@@ -397,8 +400,8 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(
         }
         for v, out in builds.items()
     }
-    assert tags["v1"]["slow"] == tags["v2"]["slow"]
-    assert tags["v1"]["after"] != tags["v2"]["after"]
+    # a code edit changes no image (the code is the chart's, in a ConfigMap per step)
+    assert tags["v1"] == tags["v2"]
     helm(
         cluster,
         "upgrade",
@@ -447,8 +450,10 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(
     assert r.returncode == 0, r.stdout + r.stderr
     assert "revision" in r.stdout and "workloads ready" in r.stdout
     after = _deployments(cluster, ns)
-    assert after["slow"] == before["slow"]  # same image, not rolled
-    assert after["after"][0] != before["after"][0]
+    assert after["slow"] == before["slow"]  # same image and code: not rolled
+    assert after["after"][0] == before["after"][0]  # same image ...
+    assert after["after"][1] != before["after"][1]  # ... new code: rolled
+    assert after["after"][2] > before["after"][2]
     _wait(cluster, faults, in_flight)
     run = state_dir(cluster, ns) / "runs" / in_flight
     assert (run / "after" / "attempts").read_text().strip() == "1"
@@ -460,7 +465,7 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(
 
     helm(cluster, "rollback", RELEASE, str(v1_revision), "-n", ns, "--wait", "--timeout", "10m")
     _rolled_out(cluster, ns)
-    assert _deployments(cluster, ns)["after"][0] == before["after"][0]
+    assert _deployments(cluster, ns)["after"][1] == before["after"][1]
     old = _submit(cluster, faults, "v1", 1)
     _wait(cluster, faults, old)
     assert "v1:3" in (state_dir(cluster, ns) / "runs" / old / "after" / "outputs.json").read_text()
