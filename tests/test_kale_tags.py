@@ -436,14 +436,17 @@ def test_limits_labels_and_annotations_reach_the_step_deployment(
     assert resources["limits"]["cpu"] == "1"  # stepDefaults still apply to the rest
     assert train["metadata"]["labels"]["team"] == "ml"
     assert train["metadata"]["labels"]["app.kubernetes.io/component"] == "train"
-    assert train["metadata"]["annotations"] == {"example.com/source": "s3://bucket/key"}
+    annotations = dict(train["metadata"]["annotations"])
+    assert annotations.pop("checksum/code")  # the chart's own: rolls the pods on a code edit
+    assert annotations == {"example.com/source": "s3://bucket/key"}
     env = {e["name"]: e for e in train["spec"]["containers"][0]["env"]}
     assert env["DB_PASSWORD"]["valueFrom"] == {
         "secretKeyRef": {"name": "db-credentials", "key": "password"}
     }
     report = deployments["rel-gpu-report"]["spec"]["template"]
     assert "nvidia.com/gpu" not in report["spec"]["containers"][0]["resources"]["limits"]
-    assert "team" not in report["metadata"]["labels"] and "annotations" not in report["metadata"]
+    assert "team" not in report["metadata"]["labels"]
+    assert list(report["metadata"]["annotations"]) == ["checksum/code"]  # the chart's own only
     assert "DB_PASSWORD" not in {e["name"] for e in report["spec"]["containers"][0]["env"]}
     assert set(report["metadata"]["labels"]) == RESERVED_POD_LABELS  # all the chart's own
 
