@@ -22,8 +22,6 @@ import linecache
 import logging
 import os
 import pickle
-import signal
-import struct
 import threading
 import time
 import types
@@ -37,7 +35,17 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from . import cells
 from .config import Config, secret_parameters
-from .mapping import ChunkResult, RetryPolicy, _dumps, _references, _run_chunk, _watched
+from .mapping import (
+    ChunkResult,
+    ChunkRun,
+    RetryPolicy,
+    _references,
+    _run_chunk,
+    _watched,
+    died,
+    framed,
+    send_from_child,
+)
 from .mapspec import MapSpec
 from .messages import encode
 from .shell import get_ipython_for
@@ -328,11 +336,10 @@ class ElementWorker(threading.Thread):
             while chunk := pipe.read(1 << 20):
                 data.extend(chunk)
         _, status = os.waitpid(pid, 0)
-        if len(data) < 8 or struct.unpack("!Q", data[:8])[0] != len(data) - 8:
-            why = f"the process running the chunk ended (status {status})"
-            result = ChunkResult(error=(start, f"ChildProcessError: {why}", ""))
-            return pickle.dumps(result), True
-        return bytes(data[8:]), False
+        body = framed(data)
+        if body is None:
+            return pickle.dumps(died(status, start)), True
+        return body, False
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -392,27 +399,16 @@ def _chunk_child(
     step: StepSpec, spec: MapSpec, d: Path, number: int, fd: int, parent: int, policy: RetryPolicy
 ) -> None:
     """In the forked process: the step's namespace rebuilt, the chunk run, its result sent."""
-    code = 1
-    try:
-        from .forkserver import die_with_parent
 
-        die_with_parent(parent)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def run() -> ChunkRun:
         cells._EXEC_LOCK = threading.Lock()  # the coordinating thread may hold the parent's
         context = loads_own((d / "context.pkl").read_bytes())
         start, items = loads_own(_chunk_path(d, number, "in").read_bytes())
         shared: dict[str, Any] = context["shared"]
         result = _run_in_namespace(step, spec, context, shared, start, items, policy)
-        payload = _dumps(result, items, shared)
-        with os.fdopen(fd, "wb") as out:
-            # the chunk ran (its elements may have failed: ``result.error``); the length tells
-            # a whole result from one cut short by the process's death
-            out.write(struct.pack("!Q", len(payload)))
-            out.write(payload)
-        code = 0
-    finally:
-        os._exit(code)
+        return result, start, items, shared
+
+    send_from_child(fd, parent, run)
 
 
 def _run_in_namespace(

@@ -28,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from . import randomness
 from .guards import fingerprint
@@ -423,7 +423,7 @@ def _in_processes(
                     deaths[number] += 1
                     pending.insert(0, number)
                     continue
-                results[number] = result or _died(status, start)
+                results[number] = result or died(status, start)
     finally:
         for fd, (_, pid, _) in running.items():
             with contextlib.suppress(OSError):
@@ -444,19 +444,22 @@ def _fork_chunk(
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read)
-        _child(work, start, chunk, write, parent, shared)
+        send_from_child(
+            write, parent, lambda: (work(start, chunk, forked=True), start, chunk, shared)
+        )
     os.close(write)
     return read, pid
 
 
-def _child(
-    work: Callable[..., ChunkResult],
-    start: int,
-    chunk: list[Any],
-    fd: int,
-    parent: int,
-    shared: dict[str, Any],
-) -> None:
+#: what a chunk's process computes: its result, the chunk's first index, its items and the
+#: shared values (both sent by reference, ``_Pickler``)
+ChunkRun = tuple[ChunkResult, int, list[Any], dict[str, Any]]
+
+
+def send_from_child(fd: int, parent: int, run: Callable[[], ChunkRun]) -> NoReturn:
+    """In a chunk's forked process (local or Kafka): die with ``parent``, ``run`` the chunk
+    and send its result on ``fd``, length first (``framed``: a whole result, or none); a
+    result that cannot be pickled is sent as the chunk's error. Never returns."""
     code = 1
     try:
         from .forkserver import die_with_parent
@@ -464,7 +467,7 @@ def _child(
         die_with_parent(parent)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        result = work(start, chunk, forked=True)
+        result, start, chunk, shared = run()
         try:
             payload = _dumps(result, chunk, shared)
         except Exception as exc:
@@ -521,15 +524,24 @@ def _decode(
     payload: bytearray, status: int, start: int, chunk: list[Any], shared: dict[str, Any]
 ) -> ChunkResult | None:
     """The chunk's result, or None if its process died before sending it whole."""
+    body = framed(payload)
+    if body is None:
+        return None
+    result: ChunkResult = loads_own(body, _references(chunk, shared))
+    return result
+
+
+def framed(payload: bytes | bytearray) -> bytes | None:
+    """What ``send_from_child`` sent, if it arrived whole (None: the process died first)."""
     if len(payload) >= 8:
         (size,) = struct.unpack("!Q", payload[:8])
         if len(payload) == 8 + size:
-            result: ChunkResult = loads_own(bytes(payload[8:]), _references(chunk, shared))
-            return result
+            return bytes(payload[8:])
     return None
 
 
-def _died(status: int, start: int) -> ChunkResult:
+def died(status: int, start: int) -> ChunkResult:
+    """The error of a chunk whose process ended (``status`` from waitpid) without its result."""
     why = (
         f"killed by signal {os.WTERMSIG(status)}"
         if os.WIFSIGNALED(status)
