@@ -82,6 +82,15 @@ def _now() -> float:
     return time.time()
 
 
+def fsync_dir(path: Path) -> None:
+    """Make ``path``'s entries (files renamed into it) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class StateStore:
     """Durable per-run, per-step storage rooted at a (shared) directory."""
 
@@ -133,14 +142,6 @@ class StateStore:
             if isinstance(exc, OSError):
                 raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
             raise
-
-    @staticmethod
-    def _fsync_dir(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     @staticmethod
     def read_json(path: Path) -> Any:
@@ -372,7 +373,7 @@ class StateStore:
             return
         for path in dirs:
             try:
-                self._fsync_dir(path)
+                fsync_dir(path)
             except OSError as exc:
                 raise StateError(f"cannot sync {path}: {exc.strerror or exc}") from exc
 

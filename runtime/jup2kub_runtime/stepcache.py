@@ -44,7 +44,7 @@ from .cachekey import (
     step_key_parts,
 )
 from .spec import StepSpec
-from .state import StateStore
+from .state import StateStore, fsync_dir
 
 ENTRY_VERSION = 1
 ENTRY_FILE = "entry.json"
@@ -105,14 +105,6 @@ def _hash_copy(src: Path, dst: Path, *, sync: bool = False) -> str:
             fout.flush()
             os.fsync(fout.fileno())
     return h.hexdigest()
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _link_or_copy(src: Path, dst: Path) -> str:
@@ -194,8 +186,8 @@ class CacheStore:
                     os.replace(tmp, target)
             restored = []
             if durable:
-                _sync_dir(step_dir / "values")
-                _sync_dir(step_dir)
+                fsync_dir(step_dir / "values")
+                fsync_dir(step_dir)
             marker_writer(step_dir / "COMPLETE", marker)
         except CorruptEntry:
             self.discard(entry.key)

@@ -34,7 +34,7 @@ from jup2kub.catalog.records import UNKNOWN, code_hash, step_code
 from jup2kub.errors import CompositionError
 from jup2kub.model.names import DNS_LABEL, MAX_NAME, dns_label
 from jup2kub.model.notebook import Cell, Notebook
-from jup2kub.model.pipeline import Pipeline, parameter_defaults
+from jup2kub.model.pipeline import Pipeline, parameter_defaults, stable_order
 from jup2kub.model.split import SPLIT_MODES
 from jup2kub_runtime.randomness import RANDOM_STATE
 
@@ -387,22 +387,14 @@ def _order(doc: _Document, sources: dict[str, _Source]) -> list[str]:
     graph = {
         n: sorted({up for up, _ in s.wires.values()} | set(s.after)) for n, s in sources.items()
     }
-    position = {n: i for i, n in enumerate(sources)}
-    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(graph)
     try:
-        sorter.prepare()
+        return stable_order(graph)
     except graphlib.CycleError as exc:
         cycle = list(reversed(exc.args[1]))
         first = sources[cycle[0]]
         raise CompositionError(
             "the wiring has a cycle: " + " -> ".join(cycle), where=doc.at(first.line)
         ) from None
-    order: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=position.__getitem__)
-        order.extend(ready)
-        sorter.done(*ready)
-    return order
 
 
 # ------------------------------------------------------------------------------ parameters

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,17 +184,7 @@ class Pipeline:
         return waves
 
     def topological_order(self) -> list[str]:
-        order = {s.name: i for i, s in enumerate(self.steps)}
-        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(
-            {s.name: s.after for s in self.steps}
-        )
-        sorter.prepare()
-        out: list[str] = []
-        while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=order.__getitem__)
-            out.extend(ready)
-            sorter.done(*ready)
-        return out
+        return stable_order({s.name: s.after for s in self.steps})
 
     def to_json(self) -> dict[str, Any]:
         """The ``jup2kub inspect --json`` document (a stable interface for other tools)."""
@@ -545,6 +535,20 @@ class _Builder:
         except graphlib.CycleError as exc:
             cycle = list(reversed(exc.args[1]))
             raise CycleError(self.nb.path, cycle) from None
+
+
+def stable_order(graph: Mapping[str, Iterable[str]]) -> list[str]:
+    """``graph``'s nodes (node -> the nodes it comes after) in an order that respects it, ties
+    in ``graph``'s own order; graphlib.CycleError if there is none."""
+    position = {n: i for i, n in enumerate(graph)}
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(graph)
+    sorter.prepare()
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    return order
 
 
 @dataclass
