@@ -239,14 +239,12 @@ def build(
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
     record the steps in ``catalog`` (when given)."""
-    from jup2kub.chart.render import code_files  # jinja2: builds only
-    from jup2kub.chart.write import check_output_outside, write_chart
+    from jup2kub.chart.write import check_output_outside, write_chart  # jinja2: builds only
 
     check_output_outside(Path(out), {"notebook": Path(path)})
     nb, pipeline = _load(path, split, name, catalog)
     require_storable(pipeline)
     plan = plan_pipeline(pipeline)
-    code_files(plan)  # a code bundle too big for the chart is refused before any image build
     options = options or ChartOptions()
     audit: dict[str, bytes] = {}
     from jup2kub.catalog.records import BuildFacts, observed_types, step_records
@@ -254,6 +252,9 @@ def build(
     facts = BuildFacts()
     if image_build is not None:
         from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
+        from jup2kub.chart.render import code_files
+
+        code_files(plan)  # a code bundle too big for the chart: refused before the images
 
         client = images.engine()
         target = images.probe_target(client, image_build.base_image, image_build.platform)
