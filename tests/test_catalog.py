@@ -283,12 +283,12 @@ def test_a_schema_from_a_newer_version_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_head_revision_is_the_newest_migration() -> None:
-    """``store._HEAD`` (the quick is-the-schema-current check) names the newest migration."""
+    """``lite.HEAD`` (the quick is-the-schema-current check) names the newest migration."""
     from alembic.script import ScriptDirectory
 
     from jup2kub.catalog import store
 
-    assert ScriptDirectory(str(store._MIGRATIONS)).get_current_head() == store._HEAD
+    assert ScriptDirectory(str(store._MIGRATIONS)).get_current_head() == store.HEAD
 
 
 def test_commands_that_need_no_catalog_do_not_load_the_database_layer() -> None:

@@ -474,15 +474,15 @@ def reusable(
         )
     except docker.errors.APIError:
         labelled = []
-    for image in sorted(labelled, key=lambda i: str(i.id)):
+    labelled.sort(key=lambda i: str(i.id))
+    for image in labelled:
         for tag in sorted(image.tags):
             rel = _relative(tag, registry, content)
             if rel is not None:
                 return Found(rel, image, "label")
     if labelled:
-        image = sorted(labelled, key=lambda i: str(i.id))[0]
-        _tag(image, repository(registry, own), content)
-        return Found(own, image, "label")
+        _tag(labelled[0], repository(registry, own), content)
+        return Found(own, labelled[0], "label")
     return None
 
 

@@ -29,7 +29,7 @@ ENV = "JUP2KUB_CATALOG"
 HEAD = "0001"
 BUSY_TIMEOUT_MS = 60_000
 _JSON_FIELDS = frozenset({"cells", "inputs", "outputs", "parameters", "imports"})
-_FIELDS = list(StepRecord.__dataclass_fields__)
+FIELDS = list(StepRecord.__dataclass_fields__)
 
 
 def default_location() -> str:
@@ -111,8 +111,8 @@ class LiteCatalog:
         """Record steps, replacing earlier records of the same pipeline and step name (one
         ``BEGIN IMMEDIATE`` transaction, as ``store.Catalog.add``)."""
         count = 0
-        columns = ", ".join(_FIELDS)
-        marks = ", ".join("?" for _ in _FIELDS)
+        columns = ", ".join(FIELDS)
+        marks = ", ".join("?" for _ in FIELDS)
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -123,7 +123,7 @@ class LiteCatalog:
                     )
                     cursor = self._conn.execute(
                         f"INSERT INTO catalog_steps ({columns}) VALUES ({marks})",
-                        [_column(record, f) for f in _FIELDS],
+                        [_column(record, f) for f in FIELDS],
                     )
                     self._conn.executemany(
                         "INSERT INTO catalog_tokens (step_id, token, field) VALUES (?, ?, ?)",

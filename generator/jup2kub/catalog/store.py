@@ -34,16 +34,13 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from jup2kub.catalog.lite import ENV, HEAD, sqlite_path
+from jup2kub.catalog.lite import BUSY_TIMEOUT_MS, ENV, FIELDS, HEAD, sqlite_path
 from jup2kub.catalog.lite import default_location as default_location
 from jup2kub.catalog.models import StepRow, TokenRow
 from jup2kub.catalog.records import StepRecord, query_words
 from jup2kub.errors import CatalogError
 
-BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_HEAD = HEAD  # the newest revision in migrations/versions (tests/test_catalog.py checks)
-_FIELDS = [c for c in StepRecord.__dataclass_fields__]
 
 
 def _url(location: str) -> str:
@@ -162,7 +159,7 @@ class Catalog:
                 version = conn.execute(
                     text("SELECT version_num FROM catalog_alembic_version")
                 ).scalar()
-                if version == _HEAD:
+                if version == HEAD:
                     conn.rollback()
                     return
             conn.rollback()
@@ -203,7 +200,7 @@ class Catalog:
                         StepRow.pipeline == record.pipeline, StepRow.step == record.step
                     )
                 )
-                row = StepRow(**{k: getattr(record, k) for k in _FIELDS})
+                row = StepRow(**{k: getattr(record, k) for k in FIELDS})
                 session.add(row)
                 session.flush()
                 session.add_all(
@@ -318,7 +315,7 @@ def _begins(term: str) -> ColumnElement[bool]:
 
 
 def _record(row: StepRow) -> StepRecord:
-    record = StepRecord(**{k: getattr(row, k) for k in _FIELDS})
+    record = StepRecord(**{k: getattr(row, k) for k in FIELDS})
     if record.recorded_at.tzinfo is None:  # SQLite hands back naive UTC datetimes
         record.recorded_at = record.recorded_at.replace(tzinfo=timezone.utc)
     return record
