@@ -6,8 +6,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.support.imports import import_cycles
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,3 +47,21 @@ def test_import_layers() -> None:
     proc = run(tool("lint-imports"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 broken" in proc.stdout
+
+
+def test_no_import_cycles() -> None:
+    """No two of our modules import each other, directly or not, imports inside functions
+    counted: a cycle hidden behind a function-level import is still a cycle."""
+    assert import_cycles() == []
+
+
+def test_import_cycles_sees_imports_inside_functions(tmp_path: Path, monkeypatch: Any) -> None:
+    package = tmp_path / "cyclic"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from cyclic import b\n")
+    (package / "b.py").write_text("def late():\n    from cyclic import c\n")
+    (package / "c.py").write_text("import cyclic.a\n")
+    (package / "d.py").write_text("import cyclic.a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_cycles("cyclic") == [["cyclic.a", "cyclic.b", "cyclic.c"]]
