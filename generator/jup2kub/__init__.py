@@ -6,7 +6,9 @@ step becomes on Kafka) -> ``build`` (step images) and ``chart`` (the Helm chart)
 command line over it.
 """
 
-__version__ = "0.1.0"
+from jup2kub.version import __version__
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -7,9 +7,7 @@ Calls that need nothing but their module's function are re-exported as they are
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
-from jup2kub.catalog import detect
+from jup2kub.catalog.lookup import composition_catalog
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
 from jup2kub.cluster.kube import KubeTarget
@@ -26,17 +24,14 @@ from jup2kub.cluster.readiness import Readiness
 from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
-from jup2kub.errors import InputError, NoCodeError, UsageError
-from jup2kub.model import cacheability
-from jup2kub.model.analysis import analyze_cell
-from jup2kub.model.grouping import group_cells
+from jup2kub.errors import InputError, UsageError
 from jup2kub.model.ipython import translate
-from jup2kub.model.mapping import isolate_maps, plan_maps
-from jup2kub.model.notebook import Notebook, load_notebook
+from jup2kub.model.load import load
+from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import collect, infer_type
-from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
+from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
-from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
+from jup2kub.model.split import SPLIT_MODES
 from jup2kub.plan import plan_pipeline
 from jup2kub.run import housekeeping, remote
 from jup2kub.run.executor import (
@@ -142,62 +137,8 @@ def _load(
 ) -> tuple[Notebook, Pipeline]:
     """``catalog``: where a composition's catalogued steps and types are looked up (default:
     the default catalog, if there is one)."""
-    if detect.is_composition(path):
-        return _load_composition(Path(path), name, catalog=catalog)
-    nb = load_notebook(path)
-    references = detect.kale_references(nb)
-    if references is not None:  # Kale 2.3: a notebook of notebook:NAME cells
-        return _load_composition(Path(path), name, (nb, references), catalog)
-    try:
-        parts = split_notebook(nb, split)
-    except NoCodeError:
-        for cell in nb.code_cells:  # a syntax error (in a parameters cell) explains more
-            analyze_cell(nb.path, cell.index, cell.source)
-        raise
-    parts = isolate_maps(nb, parts)  # a map cell is a step of its own
-    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
-    pipeline = build_pipeline(nb, parts, analyses, name)
-    if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
-        grouped = isolate_maps(nb, group_cells(parts, pipeline))
-        pipeline = build_pipeline(nb, grouped, analyses, name)
-    steps = {i for s in pipeline.steps for i in s.cells}
-    pipeline.maps = {i: m for i, m in plan_maps(nb, analyses).items() if i in steps}
-    pipeline.cache = cacheability.assess(nb, pipeline, analyses)
-    return nb, pipeline
-
-
-def _load_composition(
-    path: Path,
-    name: str | None,
-    kale: tuple[Notebook, list[tuple[int, str]]] | None = None,
-    catalog: Catalog | LiteCatalog | None = None,
-) -> tuple[Notebook, Pipeline]:
-    """A composition file (or Kale's notebook of ``notebook:`` cells): its notebook, made in
-    memory, cut at its steps' markers."""
-    from jup2kub.catalog import compose
-    from jup2kub.catalog.store import Catalog, default_location
-
-    with contextlib.ExitStack() as stack:
-
-        def opened() -> Catalog | None:
-            if catalog is not None:
-                return catalog if isinstance(catalog, Catalog) else catalog.full()
-            location = default_location()
-            if "://" not in location and not Path(location).exists():
-                return None
-            return stack.enter_context(Catalog(location))
-
-        opener = functools.cache(opened)
-        nb, pipeline_name, verify = (
-            compose.load_composition(path, _load, opener, name)
-            if kale is None
-            else compose.load_kale_composition(kale[0], kale[1], _load, opener, name)
-        )
-    parts = split_notebook(nb, "markers")
-    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
-    pipeline = build_pipeline(nb, parts, analyses, pipeline_name)
-    verify(pipeline)
-    return nb, pipeline
+    with composition_catalog(catalog) as steps:
+        return load(path, split, name, steps)
 
 
 def require_storable(pipeline: Pipeline) -> None:
