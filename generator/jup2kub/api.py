@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
+from jup2kub.catalog.charts import read_chart
 from jup2kub.catalog.lookup import composition_catalog
+from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+from jup2kub.catalog.records import StepRecord as StepRecord
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
 from jup2kub.cluster.kube import KubeTarget
@@ -53,7 +56,6 @@ from jup2kub_runtime.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 if TYPE_CHECKING:  # modules that load when used (the catalog's database layer, kafka, asyncio)
     from jup2kub.catalog.lite import LiteCatalog
-    from jup2kub.catalog.records import StepRecord as StepRecord
     from jup2kub.catalog.store import Catalog as Catalog
     from jup2kub.cluster.deploy import DeployResult as DeployResult
     from jup2kub.cluster.deploy import deploy as deploy
@@ -180,7 +182,8 @@ def build(
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
     record the steps in ``catalog`` (when given)."""
-    from jup2kub.chart.write import check_output_outside, write_chart  # jinja2: builds only
+    from jup2kub.chart.render import code_files  # jinja2: builds only
+    from jup2kub.chart.write import check_output_outside, write_chart  # jinja2 too
 
     check_output_outside(Path(out), {"notebook": Path(path)})
     nb, pipeline = _load(path, split, name, catalog)
@@ -188,12 +191,9 @@ def build(
     plan = plan_pipeline(pipeline)
     options = options or ChartOptions()
     audit: dict[str, bytes] = {}
-    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
-
     facts = BuildFacts()
     if image_build is not None:
         from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
-        from jup2kub.chart.render import code_files
 
         code_files(plan)  # a code bundle too big for the chart: refused before the images
 
@@ -481,9 +481,6 @@ def catalog_add(
     """Record the steps of a notebook, or of a chart written by ``build`` (with its locks and
     images), in ``catalog``; types come from the newest local run under ``workdir`` (default
     ``.jup2kub/PIPELINE``)."""
-    from jup2kub.catalog.charts import read_chart
-    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
-
     path = Path(path)
     build_facts = BuildFacts()
     origin = "notebook"
@@ -506,7 +503,7 @@ def catalog_add(
 def open_catalog(location: str | None = None) -> Catalog:
     """The step catalog at ``location`` (a SQLite path or database URL; default:
     ``$JUP2KUB_CATALOG``, else the user's data directory), its schema brought up to date."""
-    from jup2kub.catalog.store import Catalog
+    from jup2kub.catalog.store import Catalog  # SQLAlchemy: only when a catalog is opened
 
     return Catalog(location)
 
@@ -514,6 +511,6 @@ def open_catalog(location: str | None = None) -> Catalog:
 def open_build_catalog(location: str | None = None) -> Catalog | LiteCatalog:
     """The catalog ``build`` records in: a current SQLite catalog through ``sqlite3`` alone
     (SQLAlchemy's import is most of what recording costs), anything else as ``open_catalog``."""
-    from jup2kub.catalog.lite import LiteCatalog
+    from jup2kub.catalog.lite import LiteCatalog  # sqlite3: only for a build that records
 
     return LiteCatalog.open(location) or open_catalog(location)

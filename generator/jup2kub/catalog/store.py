@@ -112,7 +112,7 @@ def _database_errors(
     an error naming the catalog, not a traceback."""
 
     @functools.wraps(method)
-    def wrapper(self: Catalog, *args: P.args, **kwargs: P.kwargs) -> T:
+    def wrapper(self: Catalog, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return method(self, *args, **kwargs)
         except DBAPIError as exc:
@@ -123,7 +123,7 @@ def _database_errors(
                 "and writable",
             ) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class Catalog:
