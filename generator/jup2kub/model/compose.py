@@ -12,6 +12,10 @@ it is checked to read each input from the step the composition wires it to.
 Refused with exit 2, naming the step and the variable: inputs not wired, wires to steps or
 values that do not exist, cycles, duplicate step names, type mismatches the catalog knows,
 parameters given different defaults by two notebooks.
+
+The source notebooks are read through the ``Loader`` that ``model.load`` hands in (a source may
+itself be a composition); catalogued steps are asked of a ``StepCatalog``, which the catalog
+implements: nothing here imports the catalog or the api.
 """
 
 from __future__ import annotations
@@ -497,9 +501,7 @@ def _check_types(doc: _Document, sources: dict[str, _Source], catalog: StepCatal
     wired = [
         (s, var, up, up_var) for s in sources.values() for var, (up, up_var) in s.wires.items()
     ]
-    if not wired:
-        return
-    if catalog is None:
+    if not wired or catalog is None:
         return
     records = {r.key: r for r in catalog.steps()}
 
