@@ -7,9 +7,7 @@ Calls that need nothing but their module's function are re-exported as they are
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jup2kub.build import DEFAULT_BASE_IMAGE
-from jup2kub.catalog import detect
+from jup2kub.catalog.charts import read_chart
+from jup2kub.catalog.lookup import composition_catalog
+from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+from jup2kub.catalog.records import StepRecord as StepRecord
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
 from jup2kub.cluster.kube import KubeTarget
@@ -26,17 +27,14 @@ from jup2kub.cluster.readiness import Readiness
 from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
-from jup2kub.errors import InputError, NoCodeError, UsageError
-from jup2kub.model import cacheability
-from jup2kub.model.analysis import analyze_cell
-from jup2kub.model.grouping import group_cells
+from jup2kub.errors import InputError, UsageError
 from jup2kub.model.ipython import translate
-from jup2kub.model.mapping import isolate_maps, plan_maps
-from jup2kub.model.notebook import Notebook, load_notebook
+from jup2kub.model.load import load
+from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import collect, infer_type
-from jup2kub.model.pipeline import Pipeline, build_pipeline, value_label
+from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
-from jup2kub.model.split import SPLIT_MODES, code_cells, split_notebook
+from jup2kub.model.split import SPLIT_MODES
 from jup2kub.plan import plan_pipeline
 from jup2kub.run import housekeeping, remote
 from jup2kub.run.executor import (
@@ -58,7 +56,6 @@ from jup2kub_runtime.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 if TYPE_CHECKING:  # modules that load when used (the catalog's database layer, kafka, asyncio)
     from jup2kub.catalog.lite import LiteCatalog
-    from jup2kub.catalog.records import StepRecord as StepRecord
     from jup2kub.catalog.store import Catalog as Catalog
     from jup2kub.cluster.deploy import DeployResult as DeployResult
     from jup2kub.cluster.deploy import deploy as deploy
@@ -142,62 +139,8 @@ def _load(
 ) -> tuple[Notebook, Pipeline]:
     """``catalog``: where a composition's catalogued steps and types are looked up (default:
     the default catalog, if there is one)."""
-    if detect.is_composition(path):
-        return _load_composition(Path(path), name, catalog=catalog)
-    nb = load_notebook(path)
-    references = detect.kale_references(nb)
-    if references is not None:  # Kale 2.3: a notebook of notebook:NAME cells
-        return _load_composition(Path(path), name, (nb, references), catalog)
-    try:
-        parts = split_notebook(nb, split)
-    except NoCodeError:
-        for cell in nb.code_cells:  # a syntax error (in a parameters cell) explains more
-            analyze_cell(nb.path, cell.index, cell.source)
-        raise
-    parts = isolate_maps(nb, parts)  # a map cell is a step of its own
-    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
-    pipeline = build_pipeline(nb, parts, analyses, name)
-    if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
-        grouped = isolate_maps(nb, group_cells(parts, pipeline))
-        pipeline = build_pipeline(nb, grouped, analyses, name)
-    steps = {i for s in pipeline.steps for i in s.cells}
-    pipeline.maps = {i: m for i, m in plan_maps(nb, analyses).items() if i in steps}
-    pipeline.cache = cacheability.assess(nb, pipeline, analyses)
-    return nb, pipeline
-
-
-def _load_composition(
-    path: Path,
-    name: str | None,
-    kale: tuple[Notebook, list[tuple[int, str]]] | None = None,
-    catalog: Catalog | LiteCatalog | None = None,
-) -> tuple[Notebook, Pipeline]:
-    """A composition file (or Kale's notebook of ``notebook:`` cells): its notebook, made in
-    memory, cut at its steps' markers."""
-    from jup2kub.catalog import compose
-    from jup2kub.catalog.store import Catalog, default_location
-
-    with contextlib.ExitStack() as stack:
-
-        def opened() -> Catalog | None:
-            if catalog is not None:
-                return catalog if isinstance(catalog, Catalog) else catalog.full()
-            location = default_location()
-            if "://" not in location and not Path(location).exists():
-                return None
-            return stack.enter_context(Catalog(location))
-
-        opener = functools.cache(opened)
-        nb, pipeline_name, verify = (
-            compose.load_composition(path, _load, opener, name)
-            if kale is None
-            else compose.load_kale_composition(kale[0], kale[1], _load, opener, name)
-        )
-    parts = split_notebook(nb, "markers")
-    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
-    pipeline = build_pipeline(nb, parts, analyses, pipeline_name)
-    verify(pipeline)
-    return nb, pipeline
+    with composition_catalog(catalog) as steps:
+        return load(path, split, name, steps)
 
 
 def require_storable(pipeline: Pipeline) -> None:
@@ -239,7 +182,8 @@ def build(
     """Build the step images (unless ``image_build`` is None) and write the Helm chart, with
     the images' tags/digests and the dependency locks, to ``out`` in one atomic step; then
     record the steps in ``catalog`` (when given)."""
-    from jup2kub.chart.write import check_output_outside, write_chart  # jinja2: builds only
+    from jup2kub.chart.render import code_files  # jinja2: builds only
+    from jup2kub.chart.write import check_output_outside, write_chart  # jinja2 too
 
     check_output_outside(Path(out), {"notebook": Path(path)})
     nb, pipeline = _load(path, split, name, catalog)
@@ -247,12 +191,9 @@ def build(
     plan = plan_pipeline(pipeline)
     options = options or ChartOptions()
     audit: dict[str, bytes] = {}
-    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
-
     facts = BuildFacts()
     if image_build is not None:
         from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
-        from jup2kub.chart.render import code_files
 
         code_files(plan)  # a code bundle too big for the chart: refused before the images
 
@@ -540,9 +481,6 @@ def catalog_add(
     """Record the steps of a notebook, or of a chart written by ``build`` (with its locks and
     images), in ``catalog``; types come from the newest local run under ``workdir`` (default
     ``.jup2kub/PIPELINE``)."""
-    from jup2kub.catalog.charts import read_chart
-    from jup2kub.catalog.records import BuildFacts, observed_types, step_records
-
     path = Path(path)
     build_facts = BuildFacts()
     origin = "notebook"
@@ -565,7 +503,7 @@ def catalog_add(
 def open_catalog(location: str | None = None) -> Catalog:
     """The step catalog at ``location`` (a SQLite path or database URL; default:
     ``$JUP2KUB_CATALOG``, else the user's data directory), its schema brought up to date."""
-    from jup2kub.catalog.store import Catalog
+    from jup2kub.catalog.store import Catalog  # SQLAlchemy: only when a catalog is opened
 
     return Catalog(location)
 
@@ -573,6 +511,6 @@ def open_catalog(location: str | None = None) -> Catalog:
 def open_build_catalog(location: str | None = None) -> Catalog | LiteCatalog:
     """The catalog ``build`` records in: a current SQLite catalog through ``sqlite3`` alone
     (SQLAlchemy's import is most of what recording costs), anything else as ``open_catalog``."""
-    from jup2kub.catalog.lite import LiteCatalog
+    from jup2kub.catalog.lite import LiteCatalog  # sqlite3: only for a build that records
 
     return LiteCatalog.open(location) or open_catalog(location)

@@ -24,9 +24,10 @@ from typing import Any, TextIO, TypeVar
 import click
 
 import jup2kub.startup  # noqa: F401  (first: before nbformat is imported)
-from jup2kub import __version__, api
+from jup2kub import api
 from jup2kub.api import Pipeline, value_label
 from jup2kub.errors import Jup2KubError, NotebookRepairedWarning, Terminated, UsageError
+from jup2kub.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -30,11 +30,11 @@ from typing import Any
 import docker
 import docker.errors
 
-from jup2kub import __version__
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.build.deps import Dependencies, Locks, Target, Wheel
 from jup2kub.errors import ImageBuildError, InputError, UsageError
 from jup2kub.plan import PipelinePlan
+from jup2kub.version import __version__
 from jup2kub_runtime.config import DEFAULT_STATE_PATH
 
 #: The chart's default ``storage.mountPath``: the image's working directory (see the Dockerfile).

@@ -11,45 +11,27 @@ through it): same tables, JSON as text, times as SQLAlchemy stores them on SQLit
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable
 from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jup2kub.catalog.database import (
+    BUSY_TIMEOUT_MS,
+    ENV,
+    FIELDS,
+    HEAD,
+    default_location,
+    sqlite_path,
+)
 from jup2kub.catalog.records import StepRecord
 from jup2kub.errors import CatalogError
 
 if TYPE_CHECKING:
     from jup2kub.catalog.store import Catalog
 
-ENV = "JUP2KUB_CATALOG"
-#: the newest revision in migrations/versions (tests/test_catalog.py checks)
-HEAD = "0001"
-BUSY_TIMEOUT_MS = 60_000
 _JSON_FIELDS = frozenset({"cells", "inputs", "outputs", "parameters", "imports"})
-FIELDS = list(StepRecord.__dataclass_fields__)
-
-
-def default_location() -> str:
-    """``$JUP2KUB_CATALOG``, else ``$XDG_DATA_HOME/jup2kub/catalog.db``."""
-    if os.environ.get(ENV):
-        return os.environ[ENV]
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return str(Path(data) / "jup2kub" / "catalog.db")
-
-
-def sqlite_path(location: str) -> Path:
-    """The file of a SQLite catalog given as a path, its directory created."""
-    path = Path(location).expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CatalogError(
-            f"cannot create the catalog's directory: {exc.strerror}", where=str(path.parent)
-        ) from None
-    return path
 
 
 class LiteCatalog:
@@ -91,10 +73,18 @@ class LiteCatalog:
     def full(self) -> Catalog:
         """The same catalog through ``store.Catalog`` (every operation), opened once."""
         if self._full is None:
-            from jup2kub.catalog.store import Catalog
+            from jup2kub.catalog.store import Catalog  # SQLAlchemy: only when more is asked
 
             self._full = Catalog(str(self.path))
         return self._full
+
+    def find(self, name: str) -> StepRecord:
+        """As ``store.Catalog.find``, through ``full()`` (a composition's catalogued step)."""
+        return self.full().find(name)
+
+    def steps(self) -> list[StepRecord]:
+        """As ``store.Catalog.steps``, through ``full()`` (a composition's wire types)."""
+        return self.full().steps()
 
     def close(self) -> None:
         self._conn.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import getpass
-import hashlib
 import json
 import os
 import re
@@ -17,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jup2kub import __version__
+from jup2kub.model.compose import UNKNOWN
 from jup2kub.model.notebook import Notebook
-from jup2kub.model.pipeline import Pipeline, Step
+from jup2kub.model.pipeline import Pipeline, code_hash, step_code
+from jup2kub.version import __version__
 
-UNKNOWN = "unknown"
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[_.-][A-Za-z0-9]+)*")
 _MAX_TOKEN = 100
 
@@ -102,16 +101,6 @@ def who() -> str:
     except (KeyError, OSError):
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
-
-
-def step_code(pipeline: Pipeline, step: Step) -> str:
-    """The code the step's image runs: replayed definitions, then its cells."""
-    parts = [d.source for d in step.replay] + [pipeline.python[i] for i in step.cells]
-    return "\n".join(p.rstrip("\n") for p in parts) + "\n"
-
-
-def code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def imported_packages(code: str) -> list[str]:

@@ -34,8 +34,8 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from jup2kub.catalog.lite import BUSY_TIMEOUT_MS, ENV, FIELDS, HEAD, sqlite_path
-from jup2kub.catalog.lite import default_location as default_location
+from jup2kub.catalog.database import BUSY_TIMEOUT_MS, ENV, FIELDS, HEAD, sqlite_path
+from jup2kub.catalog.database import default_location as default_location
 from jup2kub.catalog.models import StepRow, TokenRow
 from jup2kub.catalog.records import StepRecord, query_words
 from jup2kub.errors import CatalogError
@@ -112,7 +112,7 @@ def _database_errors(
     an error naming the catalog, not a traceback."""
 
     @functools.wraps(method)
-    def wrapper(self: Catalog, *args: P.args, **kwargs: P.kwargs) -> T:
+    def wrapper(self: Catalog, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return method(self, *args, **kwargs)
         except DBAPIError as exc:
@@ -123,7 +123,7 @@ def _database_errors(
                 "and writable",
             ) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class Catalog:

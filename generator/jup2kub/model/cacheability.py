@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from jup2kub.model.analysis import CellAnalysis
-from jup2kub.model.analysis.effects import DRAW, SEED, random_effect
+from jup2kub.model.analysis.effects import DRAW, SEED, qualified, random_effect
 from jup2kub.model.notebook import Notebook
-from jup2kub.model.pipeline import Pipeline, Step
+from jup2kub.model.pipeline import Step
 from jup2kub.model.split import cell_options
 from jup2kub_runtime.cachekey import MODE, pathlike
 
@@ -156,9 +156,14 @@ class _CellEffects:
 
 
 def assess(
-    nb: Notebook, pipeline: Pipeline, analyses: Iterable[CellAnalysis]
+    nb: Notebook,
+    steps: Iterable[Step],
+    python: Mapping[int, str],
+    secrets: set[str],
+    analyses: Iterable[CellAnalysis],
 ) -> dict[str, StepCache]:
-    """Each step's cacheability, from the pipeline and its cells' analyses."""
+    """Each step's cacheability, from the resolved steps, the cells as plain Python, the
+    secret parameters' names and the cells' analyses."""
     cells = {
         a.index: _CellEffects(
             frozenset(w for st in a.statements for w in st.file_writes),
@@ -166,8 +171,8 @@ def assess(
         )
         for a in analyses
     }
-    imports = _imports(pipeline.python.values())
-    return {s.name: _assess_step(nb, pipeline, s, imports, cells) for s in pipeline.steps}
+    imports = _imports(python.values())
+    return {s.name: _assess_step(nb, python, secrets, s, imports, cells) for s in steps}
 
 
 def _opaque(a: CellAnalysis) -> str | None:
@@ -179,15 +184,16 @@ def _opaque(a: CellAnalysis) -> str | None:
 
 def _assess_step(
     nb: Notebook,
-    pipeline: Pipeline,
+    python: Mapping[int, str],
+    secrets: set[str],
     step: Step,
     imports: Mapping[str, str],
     cells: Mapping[int, _CellEffects],
 ) -> StepCache:
-    sources = [pipeline.python[i] for i in step.cells] + [d.source for d in step.replay]
+    sources = [python[i] for i in step.cells] + [d.source for d in step.replay]
     trees = [_parse(src) for src in sources]
     reasons = list(dict.fromkeys(_effects(trees, imports, step)))
-    secret = sorted(step.parameters & {s.name for s in pipeline.secret_parameters})
+    secret = sorted(step.parameters & secrets)
     if secret:
         reasons.append(f"reads secret parameter {', '.join(secret)}")
     if step.barrier is not None:
@@ -263,14 +269,6 @@ def _dotted(node: ast.AST) -> str | None:
     return ".".join(reversed(parts))
 
 
-def _qualified(name: str, imports: Mapping[str, str]) -> str:
-    head, _, rest = name.partition(".")
-    module = imports.get(head)
-    if module is None:
-        return name
-    return f"{module}.{rest}" if rest else module
-
-
 def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(name.startswith(p) if p.endswith(".") else name == p for p in patterns)
 
@@ -280,7 +278,7 @@ def _calls(tree: ast.AST, imports: Mapping[str, str]) -> Iterator[tuple[str, ast
         if isinstance(node, ast.Call):
             name = _dotted(node.func)
             if name is not None:
-                yield _qualified(name, imports), node
+                yield qualified(name, imports), node
             elif isinstance(node.func, ast.Attribute):  # ``Path("x").unlink()``
                 yield f"().{node.func.attr}", node
 

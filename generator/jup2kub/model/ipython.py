@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from IPython.core.inputtransformer2 import TransformerManager
@@ -15,9 +16,13 @@ PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 PYTHON_LINE_MAGICS = frozenset({"time", "timeit", "prun", "debug"})
 
 
+#: IPython's transformer, seen as typed (its ``__init__`` carries no annotations)
+_new_manager: Callable[[], TransformerManager] = TransformerManager
+
+
 @lru_cache(maxsize=1)
 def _manager() -> TransformerManager:
-    return TransformerManager()
+    return _new_manager()
 
 
 def translate(source: str) -> str:

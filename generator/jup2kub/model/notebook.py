@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -21,6 +22,15 @@ from nbformat.validator import normalize
 from nbformat.warnings import DuplicateCellId, MissingIDFieldWarning
 
 from jup2kub.errors import NotebookReadError, NotebookRepairedWarning, UnsupportedKernelError
+
+# nbformat's functions carry no annotations: the typed views of those the model calls (here and
+# in ``compose``), so that callers stay checked
+_reads: Callable[[str], Any] = reader.reads
+_convert: Callable[[Any, int], Any] = nbformat.convert
+_from_dict: Callable[[Any], Any] = nbformat.from_dict
+new_notebook: Callable[[], Any] = nbformat.v4.new_notebook
+new_code_cell: Callable[[str], Any] = nbformat.v4.new_code_cell
+writes: Callable[[Any], str] = nbformat.writes
 
 _REPAIR_HINT = (
     "open and re-save the notebook in Jupyter, or repair it with `jupyter nbconvert --to notebook`"
@@ -131,9 +141,9 @@ def _read_node(shown: str, data: dict[str, Any], notes: list[str]) -> Any:
     if major == 4:
         _check_structure(shown, data, notes)
     try:
-        node = reader.reads(json.dumps(data))  # joins list sources, drops transient fields
+        node = _reads(json.dumps(data))  # joins list sources, drops transient fields
         if major < 4:
-            node = nbformat.convert(node, 4)
+            node = _convert(node, 4)
             notes.append(f"converted from nbformat {major} to nbformat 4")
     except (nbformat.ValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise NotebookReadError(
@@ -265,7 +275,7 @@ def _normalized(shown: str, node: Any, notes: list[str]) -> Any:
         nbformat.validate(node)
     except nbformat.ValidationError as exc:
         raise _translated(shown, exc) from exc
-    return nbformat.from_dict(node)
+    return _from_dict(node)
 
 
 def _stable_ids(node: Any, lacking: list[int]) -> None:

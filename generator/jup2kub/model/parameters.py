@@ -1,8 +1,10 @@
 """Run parameters, the way papermill takes them: ``-p name value`` with type inference,
-``-f params.yaml``; checked against the notebook's parameters cell."""
+``-f params.yaml``; checked against the notebook's parameters cell, whose defaults (and
+non-literal expressions) are read here too."""
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -133,3 +135,71 @@ def _example(name: str, default: Any) -> str:
     if isinstance(default, (list, tuple, dict, str)):
         return f"-y '{name}: {json.dumps(default)}'"
     return f"-p {name} {default}"
+
+
+def _literal(node: ast.expr | None) -> Any:
+    if node is None:
+        return None
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if _json_safe(value) else None
+
+
+def _json_safe(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_safe(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
+    return False
+
+
+def parameter_defaults(source: str) -> dict[str, Any]:
+    """Names a parameters cell assigns, with their default when it is a literal."""
+    defaults: dict[str, Any] = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return defaults
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    defaults[target.id] = _literal(node.value)
+                elif isinstance(target, (ast.Tuple, ast.List)):
+                    for elt in target.elts:
+                        if isinstance(elt, ast.Name):
+                            defaults[elt.id] = None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defaults[node.target.id] = _literal(node.value)
+    return defaults
+
+
+def parameter_expressions(source: str) -> dict[str, str]:
+    """Names a parameters cell assigns a non-literal to (``today = date.today()``), with the
+    expression as written: what ``inspect`` shows instead of None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        else:
+            continue
+        value = node.value
+        for name in names:
+            out.pop(name, None)  # the last assignment wins
+            if value is not None and _literal(value) is None and not _is_none(value):
+                out[name] = ast.get_source_segment(source, value) or ast.unparse(value)
+    return out
+
+
+def _is_none(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None

@@ -21,11 +21,11 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from jup2kub import __version__
 from jup2kub.build.deps.capture import check_local, close_dependencies, installed
 from jup2kub.build.deps.results import DataFile, Dependencies
 from jup2kub.errors import InputError, UsageError
 from jup2kub.plan import PipelinePlan
+from jup2kub.version import __version__
 from jup2kub_runtime import STEP_RUN_MODULE
 from jup2kub_runtime.spec import Cell, StepSpec
 
@@ -274,10 +274,10 @@ OWN_DIST_NAMES = frozenset({"jup2kub"})
 
 
 def _own_modules() -> list[Any]:
-    import jup2kub
     import jup2kub_runtime
+    from jup2kub import version  # a module at the package's top: its directory is the package's
 
-    return [jup2kub, jup2kub_runtime]
+    return [version, jup2kub_runtime]
 
 
 def _metadata_file(path: str) -> bool:

@@ -263,7 +263,8 @@ class _Emitter(ast.NodeVisitor):
                 self.visit(s)
         self.certain = saved
 
-    visit_AsyncFor = visit_For  # type: ignore[assignment]
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
+        self.visit_For(node)
 
     def visit_While(self, node: ast.While) -> None:
         self.visit(node.test)
@@ -283,7 +284,8 @@ class _Emitter(ast.NodeVisitor):
                 self.alias(target_names(item.optional_vars), sources, node)
         self.body(node.body, certain=True)
 
-    visit_AsyncWith = visit_With  # type: ignore[assignment]
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> None:
+        self.visit_With(node)
 
     def visit_Try(self, node: ast.Try) -> None:
         # Either the body (and else) ran to the end, or a handler did.
@@ -338,7 +340,8 @@ class _Emitter(ast.NodeVisitor):
         )
         self.define(node.name, node)
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self.visit_FunctionDef(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
@@ -369,7 +372,8 @@ class _Emitter(ast.NodeVisitor):
     def visit_Global(self, node: ast.Global) -> None:  # no effect at module level
         return
 
-    visit_Nonlocal = visit_Global  # type: ignore[assignment]
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:  # nor this
+        return
 
     # expressions
     def visit_Name(self, node: ast.Name) -> None:
@@ -416,10 +420,17 @@ class _Emitter(ast.NodeVisitor):
                     self._event("mutate", root, call)
         self.certain = saved
 
-    visit_ListComp = _comprehension  # type: ignore[assignment]
-    visit_SetComp = _comprehension  # type: ignore[assignment]
-    visit_GeneratorExp = _comprehension  # type: ignore[assignment]
-    visit_DictComp = _comprehension  # type: ignore[assignment]
+    def visit_ListComp(self, node: ast.ListComp) -> None:
+        self._comprehension(node)
+
+    def visit_SetComp(self, node: ast.SetComp) -> None:
+        self._comprehension(node)
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> None:
+        self._comprehension(node)
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._comprehension(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and node.value:

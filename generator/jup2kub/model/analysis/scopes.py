@@ -40,8 +40,11 @@ class Scope(ast.NodeVisitor):
                 self.mutated.add(root)
         self.generic_visit(node)
 
-    visit_Attribute = _store_through  # type: ignore[assignment]
-    visit_Subscript = _store_through  # type: ignore[assignment]
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self._store_through(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        self._store_through(node)
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
@@ -85,7 +88,8 @@ class Scope(ast.NodeVisitor):
             self.visit(expr)
         self._nested(*function_free(node))
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self.visit_FunctionDef(node)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         for expr in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
@@ -108,10 +112,17 @@ class Scope(ast.NodeVisitor):
         self.stores |= walrus
         self.walrus |= walrus
 
-    visit_ListComp = _comprehension  # type: ignore[assignment]
-    visit_SetComp = _comprehension  # type: ignore[assignment]
-    visit_GeneratorExp = _comprehension  # type: ignore[assignment]
-    visit_DictComp = _comprehension  # type: ignore[assignment]
+    def visit_ListComp(self, node: ast.ListComp) -> None:
+        self._comprehension(node)
+
+    def visit_SetComp(self, node: ast.SetComp) -> None:
+        self._comprehension(node)
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> None:
+        self._comprehension(node)
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._comprehension(node)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:

@@ -12,6 +12,10 @@ it is checked to read each input from the step the composition wires it to.
 Refused with exit 2, naming the step and the variable: inputs not wired, wires to steps or
 values that do not exist, cycles, duplicate step names, type mismatches the catalog knows,
 parameters given different defaults by two notebooks.
+
+The source notebooks are read through the ``Loader`` that ``model.load`` hands in (a source may
+itself be a composition); catalogued steps are asked of a ``StepCatalog``, which the catalog
+implements: nothing here imports the catalog or the api.
 """
 
 from __future__ import annotations
@@ -19,30 +23,81 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jsonschema
-import nbformat
-import nbformat.v4
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
-from jup2kub.catalog.records import UNKNOWN, code_hash, step_code
 from jup2kub.errors import CompositionError
+from jup2kub.model.kale import NOTEBOOK_TAG
 from jup2kub.model.names import DNS_LABEL, MAX_NAME, dns_label
-from jup2kub.model.notebook import Cell, Notebook
-from jup2kub.model.pipeline import Pipeline, parameter_defaults, stable_order
+from jup2kub.model.notebook import Cell, Notebook, new_code_cell, new_notebook, writes
+from jup2kub.model.parameters import parameter_defaults
+from jup2kub.model.pipeline import Pipeline, code_hash, stable_order, step_code
 from jup2kub.model.split import SPLIT_MODES
 from jup2kub_runtime.randomness import RANDOM_STATE
 
-if TYPE_CHECKING:
-    from jup2kub.catalog.store import Catalog
+SUFFIXES = (".yaml", ".yml")
+#: a value's type when no run has observed it
+UNKNOWN = "unknown"
 
-#: How a notebook is read and cut into steps: the api's loader (path, split, name).
+
+#: the check a composition's pipeline must pass: each input read from the step it is wired to
+Verify = Callable[[Pipeline], None]
+
+
+#: how a step's own notebook (or composition) is read and cut into steps: path, split, name
 Loader = Callable[[Path, str, "str | None"], tuple[Notebook, Pipeline]]
+
+
+class CataloguedStep(Protocol):
+    """A step as the catalog recorded it (``catalog.records.StepRecord``)."""
+
+    @property
+    def key(self) -> str: ...  # PIPELINE/STEP
+    @property
+    def pipeline(self) -> str: ...
+    @property
+    def step(self) -> str: ...
+    @property
+    def notebook(self) -> str: ...
+    @property
+    def code_sha256(self) -> str: ...  # ``code_hash(step_code(..))`` when recorded
+    @property
+    def inputs(self) -> Mapping[str, Mapping[str, str]]: ...  # variable -> {"type": ...}
+    @property
+    def outputs(self) -> Mapping[str, str]: ...  # variable -> observed type or UNKNOWN
+
+
+class StepCatalog(Protocol):
+    """What a composition asks the step catalog (``catalog.store.Catalog`` answers)."""
+
+    def find(self, name: str) -> CataloguedStep: ...  # PIPELINE/STEP, or raises
+
+    def steps(self) -> Sequence[CataloguedStep]: ...
+
+
+def is_composition(path: str | Path) -> bool:
+    """A composition file (YAML) rather than a notebook: a cheap check made on every read."""
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+def kale_references(nb: Notebook) -> list[tuple[int, str]] | None:
+    """The ``notebook:NAME`` cells of a notebook made only of them (Kale 2.3's composition),
+    else None."""
+    refs: list[tuple[int, str]] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        names = [m.group(1).strip() for t in cell.tags if (m := NOTEBOOK_TAG.match(t))]
+        if names and names[0]:
+            refs.append((cell.index, names[0]))
+        elif cell.source.strip():
+            return None
+    return refs or None
+
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -108,6 +163,9 @@ class _Document:
             raise CompositionError(
                 f"cannot read the file ({exc.strerror})", where=str(path)
             ) from None
+        from ruamel.yaml import YAML  # ruamel.yaml loads for compositions only (start-up time)
+        from ruamel.yaml.error import MarkedYAMLError
+
         try:
             self.data = YAML(typ="rt").load(text)
         except MarkedYAMLError as exc:
@@ -155,9 +213,9 @@ class _Document:
 def load_composition(
     path: str | Path,
     load: Loader,
-    catalog: Callable[[], Catalog | None],
+    catalog: StepCatalog | None,
     name: str | None = None,
-) -> tuple[Notebook, str, Callable[[Pipeline], None]]:
+) -> tuple[Notebook, str, Verify]:
     """The composed notebook, its pipeline name, and the check to run on the pipeline built
     from it (every input comes from the step it is wired to)."""
     doc = _Document(Path(path))
@@ -168,9 +226,9 @@ def load_composition(
 def _compose(
     doc: _Document,
     load: Loader,
-    catalog: Callable[[], Catalog | None],
+    catalog: StepCatalog | None,
     name: str | None,
-) -> tuple[Notebook, str, Callable[[Pipeline], None]]:
+) -> tuple[Notebook, str, Verify]:
     sources = _sources(doc, load, catalog)
     order = _order(doc, sources)
     parameters = _parameters(doc, sources, order)
@@ -234,9 +292,9 @@ def load_kale_composition(
     nb: Notebook,
     refs: list[tuple[int, str]],
     load: Loader,
-    catalog: Callable[[], Catalog | None],
+    catalog: StepCatalog | None,
     name: str | None = None,
-) -> tuple[Notebook, str, Callable[[Pipeline], None]]:
+) -> tuple[Notebook, str, Verify]:
     """Kale 2.3's composition (a notebook of ``notebook:NAME`` cells) as a composed pipeline:
     the referenced notebooks' steps, each notebook after the one before, no value shared."""
     doc = _KaleDocument(nb, refs, load)
@@ -245,9 +303,7 @@ def load_kale_composition(
 
 
 # ------------------------------------------------------------------------------- the steps
-def _sources(
-    doc: _Document, load: Loader, catalog: Callable[[], Catalog | None]
-) -> dict[str, _Source]:
+def _sources(doc: _Document, load: Loader, catalog: StepCatalog | None) -> dict[str, _Source]:
     sources: dict[str, _Source] = {}
     loaded: dict[tuple[str, str, str | None], tuple[Notebook, Pipeline]] = {}
     for i, item in enumerate(doc.data["steps"]):
@@ -284,7 +340,7 @@ def _source_step(
     item: dict[str, Any],
     line: int,
     load: Loader,
-    catalog: Callable[[], Catalog | None],
+    catalog: StepCatalog | None,
     loaded: dict[tuple[str, str, str | None], tuple[Notebook, Pipeline]],
 ) -> tuple[Notebook, Pipeline, str]:
     if ("catalog" in item) == ("notebook" in item or "step" in item):
@@ -318,18 +374,17 @@ def _catalog_step(
     ref: str,
     line: int,
     load: Loader,
-    catalog: Callable[[], Catalog | None],
+    catalog: StepCatalog | None,
     loaded: dict[tuple[str, str, str | None], tuple[Notebook, Pipeline]],
 ) -> tuple[Notebook, Pipeline, str]:
-    store = catalog()
-    if store is None:
+    if catalog is None:
         raise CompositionError(
             f"step {ref!r} comes from the catalog, and there is no catalog here",
             where=doc.at(line),
             hint="set JUP2KUB_CATALOG (or build --catalog URL), or record the notebook first "
             "(jup2kub catalog add NOTEBOOK)",
         )
-    record = store.find(ref)
+    record = catalog.find(ref)
     key = (record.notebook, "auto", record.pipeline)
     if key not in loaded:
         loaded[key] = load(Path(record.notebook), "auto", record.pipeline)
@@ -441,21 +496,16 @@ def _parameters(doc: _Document, sources: dict[str, _Source], order: list[str]) -
 
 
 # ------------------------------------------------------------------------------ types
-def _check_types(
-    doc: _Document, sources: dict[str, _Source], catalog: Callable[[], Catalog | None]
-) -> None:
+def _check_types(doc: _Document, sources: dict[str, _Source], catalog: StepCatalog | None) -> None:
     """A wire whose two ends have different types in the catalog (observed by runs) is refused."""
     wired = [
         (s, var, up, up_var) for s in sources.values() for var, (up, up_var) in s.wires.items()
     ]
-    if not wired:
+    if not wired or catalog is None:
         return
-    store = catalog()
-    if store is None:
-        return
-    records = {r.key: r for r in store.steps()}
+    records = {r.key: r for r in catalog.steps()}
 
-    def recorded(source: _Source) -> Any:
+    def recorded(source: _Source) -> CataloguedStep | None:
         return records.get(f"{source.pipeline.name}/{source.step}")
 
     for source, var, upstream, up_var in wired:
@@ -491,7 +541,7 @@ def _strip_options(source: str) -> str:
 
 
 def _notebook(path: Path, order: list[_Source], parameters: dict[str, Any]) -> Notebook:
-    node = nbformat.v4.new_notebook()
+    node = new_notebook()
     node.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "jup2kub": {"composition": str(path)},
@@ -506,7 +556,7 @@ def _notebook(path: Path, order: list[_Source], parameters: dict[str, Any]) -> N
                 params.append(_strip_options(source.nb.cells[i].source).rstrip("\n"))
     params += [f"{k} = {v!r}" for k, v in parameters.items()]
     if params:
-        cell = nbformat.v4.new_code_cell("\n".join(params))
+        cell = new_code_cell("\n".join(params))
         cell.metadata["tags"] = ["parameters"]
         cells.append(cell)
     for source in order:
@@ -514,7 +564,7 @@ def _notebook(path: Path, order: list[_Source], parameters: dict[str, Any]) -> N
     for i, cell in enumerate(cells):
         cell["id"] = f"c{i}"
     node.cells = cells
-    raw = nbformat.writes(node).encode()
+    raw = writes(node).encode()
     return Notebook(
         path=str(path),
         cells=tuple(
@@ -537,9 +587,9 @@ def _step_cells(source: _Source) -> list[Any]:
     ]
     # The marker gets a cell of its own, so the step's cells stay as they were (a cell magic
     # must stay first); ``pass`` last: a replayed setup call's value is not displayed.
-    cells = [nbformat.v4.new_code_cell(marker + "\n".join([*head, "pass"]))]
+    cells = [new_code_cell(marker + "\n".join([*head, "pass"]))]
     for index in step.cells:
-        cells.append(nbformat.v4.new_code_cell(_strip_options(source.nb.cells[index].source)))
+        cells.append(new_code_cell(_strip_options(source.nb.cells[index].source)))
     return cells
 
 
