@@ -30,11 +30,12 @@ from typing import Any
 import docker
 import docker.errors
 
-from jup2kub import __version__
+import jup2kub_runtime
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.build.deps import Dependencies, Locks, Target, Wheel
 from jup2kub.errors import ImageBuildError, InputError, UsageError
 from jup2kub.plan import PipelinePlan
+from jup2kub.version import __version__
 from jup2kub_runtime.config import DEFAULT_STATE_PATH
 
 #: The chart's default ``storage.mountPath``: the image's working directory (see the Dockerfile).
@@ -242,8 +243,6 @@ def _hash_context(ctx: Path, extra: Mapping[str, str]) -> str:
 
 
 def _runtime_source() -> Path:
-    import jup2kub_runtime
-
     return Path(jup2kub_runtime.__file__).parent
 
 

@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jup2kub import __version__
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline, Step
+from jup2kub.version import __version__
 
 UNKNOWN = "unknown"
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[_.-][A-Za-z0-9]+)*")

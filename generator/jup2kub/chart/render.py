@@ -21,12 +21,12 @@ from typing import Any
 import jinja2
 import yaml
 
-from jup2kub import __version__
 from jup2kub.chart.options import ChartOptions, check_options
 from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schema, values_table
 from jup2kub.errors import InputError
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
+from jup2kub.version import __version__
 from jup2kub_runtime.config import (
     DEFAULT_CODE_PATH,
     DEFAULT_GUARD_MAX_BYTES,

@@ -17,13 +17,13 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
-from jup2kub import __version__
 from jup2kub.build.deps.capture import RUNTIME_DISTRIBUTIONS, installed
-from jup2kub.build.deps.results import Dependencies, Wheel
+from jup2kub.build.deps.findings import Dependencies, Wheel
 from jup2kub.build.deps.target import Target
 from jup2kub.build.deps.trace import file_sha256
 from jup2kub.errors import InputError
 from jup2kub.files import atomic_write_text
+from jup2kub.version import __version__
 
 
 def default_wheel_cache() -> Path:
