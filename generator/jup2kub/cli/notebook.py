@@ -257,7 +257,12 @@ def build(
             click.echo(f"{len(pipeline.steps)} steps recorded in the catalog {store.shown}")
     split_warnings(pipeline)
     click.echo(f"chart for {len(pipeline.steps)} steps written to {written}")
-    install = shlex.join(["helm", "install", pipeline.name, str(written)])
+    _next_steps(pipeline.name, written, notebook, no_images, push)
+
+
+def _next_steps(name: str, written: Path, notebook: Path, no_images: bool, push: bool) -> None:
+    """How the chart gets installed, and what its images need first (pushing, loading)."""
+    install = shlex.join(["helm", "install", name, str(written)])
     dev = shlex.join(["-f", str(written / "values-dev.yaml")])
     if no_images:
         _next_steps_without_images(written, notebook, install, dev)
