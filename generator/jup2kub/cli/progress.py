@@ -23,7 +23,7 @@ class RunProgress:
 
     def __init__(self) -> None:
         self.latest: dict[str, api.StepRun] = {}
-        self.lines = None if sys.stderr.isatty() else ProgressLines(_progress_interval())
+        self.lines = None if sys.stderr.isatty() else _ProgressLines(_progress_interval())
         self.live: Live | None = None
         if self.lines is None:
             from rich.console import Console  # rich: loaded only where a terminal shows it
@@ -75,7 +75,7 @@ def _progress_table(steps: dict[str, api.StepRun]) -> Table:
     return table
 
 
-class ProgressLines:
+class _ProgressLines:
     """Progress where stderr is no terminal (CI logs, files): one line when a step starts and
     one when it ends, with its time; a step still running says so every ``every`` seconds
     (J2K_PROGRESS_INTERVAL, default 60) with the cell it executes, so a hung step shows."""
