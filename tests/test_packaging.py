@@ -24,7 +24,7 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("jup2kub-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "jup2kub/cli.py" in names
+    assert "jup2kub/cli/__init__.py" in names and "jup2kub/cli/__main__.py" in names
     assert "jup2kub_runtime/__init__.py" in names
     assert any(n.startswith("jup2kub/chart/skeleton/templates/") for n in names)
     assert "jup2kub/chart/skeleton/.helmignore" in names

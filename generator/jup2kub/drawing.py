@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from jup2kub.errors import UsageError
-from jup2kub.files import atomic_write_bytes
+from jup2kub.files import atomic_write_bytes, writable
 from jup2kub.model.pipeline import Pipeline
 
 FORMATS = ("svg", "png", "dot", "mmd")
@@ -95,11 +95,5 @@ def svg(pipeline: Pipeline) -> str | None:
 def write_graph(pipeline: Pipeline, target: Path) -> None:
     """Write the graph to ``target``; its suffix picks the format."""
     data = render(pipeline, target.suffix.lstrip(".").lower(), target.name)
-    try:
+    with writable("the graph", target, hint="choose a writable --graph path"):
         atomic_write_bytes(target, data)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write the graph: {exc.strerror or exc}",
-            where=str(target),
-            hint="choose a writable --graph path",
-        ) from None

@@ -1,10 +1,27 @@
-"""Writing outputs atomically: a reader sees the old file or the new one, never half of one."""
+"""Writing outputs atomically: a reader sees the old file or the new one, never half of one;
+and one way to say that an output cannot be written where the user asked."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from jup2kub.errors import UsageError
+
+
+@contextlib.contextmanager
+def writable(what: str, where: Path, hint: str) -> Iterator[None]:
+    """An ``OSError`` while writing ``what`` to ``where`` becomes a usage error (exit code 2)
+    naming the path, with ``hint`` (which option to change)."""
+    try:
+        yield
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {what}: {exc.strerror or exc}", where=str(where), hint=hint
+        ) from None
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

@@ -62,7 +62,7 @@ def run_helm(args: Sequence[str], *, helm: str | None = None, where: str | None 
 
 def client(kubeconfig: Path | None, context: str | None, timeout: float) -> Any:
     """A pyhelm3 client on the same helm binary (imported late: only deploy needs it)."""
-    from pyhelm3 import Client
+    from pyhelm3 import Client  # pyhelm3: only deploy and status load it
 
     return Client(
         executable=find_helm(),

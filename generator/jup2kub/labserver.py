@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,8 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from jup2kub import api
+from jup2kub.catalog.database import default_location
+from jup2kub.catalog.records import query_words
 from jup2kub.errors import Jup2KubError
 
 #: one line of ``jup2kub run``'s progress where stderr is no terminal
@@ -75,7 +78,7 @@ def _notebook(root: Path, relative: str | None) -> Path:
     return path
 
 
-class _Handler(APIHandler):  # type: ignore[misc]
+class _Handler(APIHandler):
     def initialize(self, root: Path, runs: _Runs | None = None) -> None:
         self.root = root
         self.runs = runs
@@ -89,7 +92,7 @@ class _Handler(APIHandler):  # type: ignore[misc]
 
 
 class InspectHandler(_Handler):
-    @web.authenticated  # type: ignore[untyped-decorator]
+    @web.authenticated
     def get(self) -> None:
         path = _notebook(self.root, self.get_query_argument("path", None))
         try:
@@ -106,7 +109,7 @@ class InspectHandler(_Handler):
 
 
 class RunsHandler(_Handler):
-    @web.authenticated  # type: ignore[untyped-decorator]
+    @web.authenticated
     def post(self) -> None:
         path = _notebook(self.root, self.body().get("path"))
         assert self.runs is not None
@@ -114,7 +117,7 @@ class RunsHandler(_Handler):
 
 
 class RunHandler(_Handler):
-    @web.authenticated  # type: ignore[untyped-decorator]
+    @web.authenticated
     def get(self, ident: str) -> None:
         assert self.runs is not None
         state = self.runs.state(ident)
@@ -124,7 +127,7 @@ class RunHandler(_Handler):
 
 
 class BuildHandler(_Handler):
-    @web.authenticated  # type: ignore[untyped-decorator]
+    @web.authenticated
     async def post(self) -> None:
         path = _notebook(self.root, self.body().get("path"))
         out = path.with_name(path.stem + "-chart")
@@ -149,7 +152,7 @@ class BuildHandler(_Handler):
 
 
 class CatalogHandler(_Handler):
-    @web.authenticated  # type: ignore[untyped-decorator]
+    @web.authenticated
     async def get(self) -> None:
         text = self.get_query_argument("q", None)
         if text is None:
@@ -172,9 +175,6 @@ def search_catalog(text: str, limit: int = 50, root: Path | None = None) -> dict
     """The catalog's steps matching ``text``, as ``catalog search --json`` gives them, with
     their notebooks' paths under ``root`` (for the panel to open them); a catalog file not
     there yet is not created (no results, a note)."""
-    from jup2kub.catalog.records import query_words
-    from jup2kub.catalog.store import default_location
-
     location = default_location()
     answer: dict[str, Any] = {"catalog": None, "query": text, "results": [], "note": None}
     if "://" not in location and not Path(location).expanduser().exists():
@@ -249,7 +249,7 @@ class _Runs:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
-            env={**__import__("os").environ, "J2K_PROGRESS_INTERVAL": "5"},
+            env={**os.environ, "J2K_PROGRESS_INTERVAL": "5"},
         )
         assert proc.stderr is not None
         for line in proc.stderr:

@@ -8,7 +8,7 @@
 - ``%%step NAME`` as a cell's first line: a step marker, read by the analysis exactly as
   ``#| step: NAME``; the extension strips it before IPython runs the cell.
 
-Arguments are parsed by the command line's own options (``jup2kub.cli``), so each magic takes
+Arguments are parsed by the command line's own commands (``jup2kub.cli``), so each magic takes
 what the command takes.
 """
 
@@ -17,15 +17,29 @@ from __future__ import annotations
 import html
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, magics_class
 
-from jup2kub import api, cli
+from jup2kub import api
+from jup2kub.cli import main as cli_main
+from jup2kub.cli.notebook import inspect as inspect_command
+from jup2kub.cli.running import run as run_command
 from jup2kub.errors import Jup2KubError, UsageError
+from jup2kub.ipython_api import (
+    HtmlArea,
+    cell_magic_named,
+    line_magic_named,
+    run_cell,
+    show_file_link,
+    show_html,
+    show_svg,
+)
+from jup2kub.model.ipython import STEP_MAGIC
 
 #: where jupyter_server tells the kernel which notebook it runs (since jupyter_server 2)
 SESSION_ENV = "JPY_SESSION_NAME"
@@ -49,8 +63,6 @@ def unload_ipython_extension(ipython: Any) -> None:
 def strip_step_magic(lines: list[str]) -> list[str]:
     """A first line ``%%step NAME`` becomes a comment: the cell then runs as the plain Python
     it is (its last expression shown), exactly as the pipeline's step runs it."""
-    from jup2kub.model.ipython import STEP_MAGIC
-
     if lines and STEP_MAGIC.match(lines[0].rstrip("\n")):
         return ["# " + lines[0], *lines[1:]]
     return lines
@@ -68,8 +80,8 @@ def current_notebook(user_ns: dict[str, Any]) -> Path | None:
 
 
 @magics_class
-class Jup2KubMagics(Magics):  # type: ignore[misc]
-    @line_magic("jup2kub")  # type: ignore[untyped-decorator, arg-type]
+class Jup2KubMagics(Magics):
+    @line_magic_named("jup2kub")
     def jup2kub(self, line: str) -> None:
         """%jup2kub inspect|run|build|deploy|status|submit|results [ARGS]: see `jup2kub --help`."""
         try:
@@ -86,16 +98,16 @@ class Jup2KubMagics(Magics):  # type: ignore[misc]
         except click.ClickException as exc:
             _error(exc.format_message())
 
-    @cell_magic("step")  # type: ignore[untyped-decorator, arg-type]
+    @cell_magic_named("step")
     def step(self, line: str, cell: str) -> None:
         """%%step NAME: the cell is step NAME's first cell (as ``#| step: NAME``). Reached only
         when the cell's first line was not stripped (the extension strips it): run the body."""
         assert self.shell is not None
-        self.shell.run_cell(cell, store_history=False)
+        run_cell(self.shell, cell)
 
     def _dispatch(self, args: list[str]) -> None:
         if not args or args[0] in ("-h", "--help", "help"):
-            _show_text(cli.main.get_help(click.Context(cli.main, info_name="%jup2kub")))
+            _show_text(cli_main.get_help(click.Context(cli_main, info_name="%jup2kub")))
             return
         command, rest = args[0], args[1:]
         if command in NOTEBOOK_COMMANDS:
@@ -122,25 +134,21 @@ class Jup2KubMagics(Magics):  # type: ignore[misc]
         return [str(path), *rest]
 
     def _inspect(self, args: list[str]) -> None:
-        params = _parse(cli.inspect, "inspect", args)
+        params = _parse(inspect_command, "inspect", args)
         pipeline = api.inspect_notebook(params["notebook"], params["split"], params["name"])
-        from IPython.display import HTML, SVG, display
-
-        display(HTML(steps_html(pipeline)))
+        show_html(steps_html(pipeline))
         svg = api.graph_svg(pipeline)
         if svg is not None:
-            display(SVG(svg))
+            show_svg(svg)
         else:
             _show_text("(install Graphviz for the DAG picture)\n" + api.to_mermaid(pipeline))
         for warning in [*pipeline.split_warnings, *pipeline.warnings, *pipeline.unshippable]:
             _show_text(f"warning: {warning}")
 
     def _run(self, args: list[str]) -> None:
-        params = _parse(cli.run, "run", args)
-        from IPython.display import HTML, FileLink, display
-
+        params = _parse(run_command, "run", args)
         output = params["output"] or params["output_arg"]
-        progress = _Progress(display(HTML("starting..."), display_id=True))
+        progress = _Progress(HtmlArea("starting..."))
         timeout = params["timeout"]
         result = api.run(
             params["notebook"],
@@ -161,8 +169,8 @@ class Jup2KubMagics(Magics):  # type: ignore[misc]
         progress.update(result.steps, force=True)
         state = "succeeded" if result.ok else "failed"
         notebook = result.output or result.notebook
-        display(HTML(f"<b>run {html.escape(result.run_id)}: {state}</b>; results notebook:"))
-        display(FileLink(_relative(notebook)))
+        show_html(f"<b>run {html.escape(result.run_id)}: {state}</b>; results notebook:")
+        show_file_link(_relative(notebook))
         for st in result.failed:
             if st.error is not None:
                 where = f"cell {st.error.cell}" if st.error.cell is not None else "its setup"
@@ -171,7 +179,7 @@ class Jup2KubMagics(Magics):  # type: ignore[misc]
     def _command(self, args: list[str]) -> None:
         """Any other command, as the command line runs it, its output in the cell."""
         try:
-            cli.main.main(args, prog_name="%jup2kub", standalone_mode=False)
+            cli_main.main(args, prog_name="%jup2kub", standalone_mode=False)
         except SystemExit as exc:  # the command's own error exit: its message is printed
             if exc.code not in (0, None):
                 _error(f"exit code {exc.code}")
@@ -185,8 +193,8 @@ def _parse(command: click.Command, name: str, args: list[str]) -> dict[str, Any]
 class _Progress:
     """The run's steps as a table in the cell, updated in place (at most 4 times a second)."""
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
+    def __init__(self, area: HtmlArea) -> None:
+        self.area = area
         self.shown = 0.0
 
     def update(self, steps: dict[str, api.StepRun], force: bool = False) -> None:
@@ -194,10 +202,7 @@ class _Progress:
         if not force and now - self.shown < 0.25:
             return
         self.shown = now
-        from IPython.display import HTML
-
-        if self.handle is not None:
-            self.handle.update(HTML(progress_html(steps)))
+        self.area.update(progress_html(steps))
 
 
 _COLORS = {"succeeded": "green", "failed": "red", "running": "#b58900", "blocked": "purple"}
@@ -258,6 +263,4 @@ def _show_text(text: str) -> None:
 
 
 def _error(text: str) -> None:
-    import sys
-
     print(f"error: {text}", file=sys.stderr)

@@ -24,4 +24,5 @@ FORMAT_CHECKERS = (
 )
 
 for _name in FORMAT_CHECKERS:
+    # None makes the import fail (as documented for sys.modules); typeshed admits modules only
     sys.modules.setdefault(_name, None)  # type: ignore[arg-type]

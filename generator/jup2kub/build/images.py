@@ -30,6 +30,7 @@ from typing import Any
 import docker
 import docker.errors
 
+import jup2kub_runtime
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.build.deps import Dependencies, Locks, Target, Wheel
 from jup2kub.errors import ImageBuildError, InputError, UsageError
@@ -242,8 +243,6 @@ def _hash_context(ctx: Path, extra: Mapping[str, str]) -> str:
 
 
 def _runtime_source() -> Path:
-    import jup2kub_runtime
-
     return Path(jup2kub_runtime.__file__).parent
 
 

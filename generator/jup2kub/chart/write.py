@@ -18,6 +18,7 @@ from pathlib import Path
 from jup2kub.chart.options import ChartOptions
 from jup2kub.chart.render import MARKER, render_chart
 from jup2kub.errors import UsageError
+from jup2kub.files import writable
 from jup2kub.plan import PipelinePlan
 
 
@@ -133,15 +134,9 @@ def _write_atomically(out: Path, files: Mapping[str, bytes]) -> None:
     in, so OUT is never half written and keeps what the user added."""
     out = Path(os.path.abspath(out))
     foreign = _user_files(out, files)
-    try:
+    with writable("the chart", out, hint="choose a writable -o/--output"):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write the chart: {exc.strerror or exc}",
-            where=str(out),
-            hint="choose a writable -o/--output",
-        ) from None
     try:
         _fill(tmp, files)
         if out.exists():

@@ -54,7 +54,7 @@ def deploy(
     The values are checked against the chart's schema by a client-side render first, so a
     typo is rejected before anything is created on the cluster.
     """
-    from pyhelm3 import errors as helm_errors
+    from pyhelm3 import errors as helm_errors  # pyhelm3: only deploy and status load it
 
     say = on_progress or (lambda _msg: None)
     if not DNS_LABEL.match(release) or len(release) > MAX_RELEASE_NAME:

@@ -42,7 +42,7 @@ class Kube:
 
     @classmethod
     def connect(cls, target: KubeTarget) -> Kube:
-        from kubernetes import client, config
+        from kubernetes import client, config  # the Kubernetes client: slow import, on use
         from kubernetes.config.config_exception import ConfigException
 
         try:
@@ -66,7 +66,7 @@ class Kube:
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the API; connection failures and denials become ClusterError."""
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client.exceptions import ApiException  # as in connect
         from urllib3.exceptions import HTTPError
 
         try:
@@ -104,7 +104,7 @@ def _incluster_namespace() -> str:
 
 
 def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
-    from kubernetes import config
+    from kubernetes import config  # the Kubernetes client: slow import, on use
 
     contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     chosen = next((c for c in contexts if c["name"] == context), None) if context else active

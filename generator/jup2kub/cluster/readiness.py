@@ -57,52 +57,35 @@ class PodInfo:
 
 
 def _workloads(kube: Kube, release: str) -> list[Workload]:
+    kinds = (
+        (
+            "Deployment",
+            "list deployments",
+            kube.apps.list_namespaced_deployment,
+            _deployment_current,
+        ),
+        (
+            "StatefulSet",
+            "list statefulsets",
+            kube.apps.list_namespaced_stateful_set,
+            _statefulset_current,
+        ),
+    )
     found: list[Workload] = []
-    deployments = kube.call(
-        "list deployments",
-        kube.apps.list_namespaced_deployment,
-        kube.namespace,
-        label_selector=kube.selected(release),
-    ).items
-    for d in deployments:
-        st = d.status
-        desired = d.spec.replicas if d.spec.replicas is not None else 1
-        found.append(
-            Workload(
-                "Deployment",
-                d.metadata.name,
-                (d.metadata.labels or {}).get(COMPONENT_LABEL, ""),
-                desired,
-                st.ready_replicas or 0,
-                st.updated_replicas or 0,
-                _deployment_current(d),
+    for kind, what, list_them, current in kinds:
+        items = kube.call(what, list_them, kube.namespace, label_selector=kube.selected(release))
+        for w in items.items:
+            found.append(
+                Workload(
+                    kind,
+                    w.metadata.name,
+                    (w.metadata.labels or {}).get(COMPONENT_LABEL, ""),
+                    _desired(w),
+                    w.status.ready_replicas or 0,
+                    w.status.updated_replicas or 0,
+                    current(w),
+                )
             )
-        )
-    statefulsets = kube.call(
-        "list statefulsets",
-        kube.apps.list_namespaced_stateful_set,
-        kube.namespace,
-        label_selector=kube.selected(release),
-    ).items
-    for s in statefulsets:
-        st = s.status
-        desired = s.spec.replicas if s.spec.replicas is not None else 1
-        current = (st.observed_generation or 0) >= (s.metadata.generation or 0) and (
-            st.update_revision is None
-            or st.current_revision == st.update_revision
-            or (st.updated_replicas or 0) >= desired
-        )
-        found.append(
-            Workload(
-                "StatefulSet",
-                s.metadata.name,
-                (s.metadata.labels or {}).get(COMPONENT_LABEL, ""),
-                desired,
-                st.ready_replicas or 0,
-                st.updated_replicas or 0,
-                current,
-            )
-        )
     return sorted(found, key=lambda w: (w.kind != "StatefulSet", w.name))
 
 
@@ -165,13 +148,30 @@ def _pods(kube: Kube, release: str) -> list[PodInfo]:
     return sorted(found, key=lambda p: (p.component, p.name))
 
 
+def _desired(workload: Any) -> int:
+    """The replicas a Deployment or StatefulSet asks for (1 when unset)."""
+    replicas = workload.spec.replicas
+    return int(replicas) if replicas is not None else 1
+
+
 def _deployment_current(d: Any) -> bool:
+    """The controller has seen the newest spec and replaced every old pod."""
     st = d.status
-    desired = d.spec.replicas if d.spec.replicas is not None else 1
+    desired = _desired(d)
     return (
         (st.observed_generation or 0) >= (d.metadata.generation or 0)
         and (st.updated_replicas or 0) >= desired
         and (st.replicas or 0) <= desired
+    )
+
+
+def _statefulset_current(s: Any) -> bool:
+    """The controller has seen the newest spec and rolled it out to every pod."""
+    st = s.status
+    return (st.observed_generation or 0) >= (s.metadata.generation or 0) and (
+        st.update_revision is None
+        or st.current_revision == st.update_revision
+        or (st.updated_replicas or 0) >= _desired(s)
     )
 
 

@@ -104,7 +104,7 @@ def release_status(
     release: str, target: KubeTarget = KubeTarget(), *, runs: int = 10
 ) -> ReleaseStatus:
     """Pods, readiness and recent runs of RELEASE, read through the Kubernetes API."""
-    from pyhelm3 import errors as helm_errors
+    from pyhelm3 import errors as helm_errors  # pyhelm3: only deploy and status load it
 
     kube = Kube.connect(target)
 

@@ -22,13 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-import nbformat
-
 from jup2kub.errors import InputError, RunInterrupted, RunStorageError, Terminated, UsageError
 from jup2kub.files import atomic_write_text
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan, plan_pipeline
+from jup2kub.run.notebook_nodes import notebook_text
 from jup2kub.run.results import mark_reused, results_notebook
 from jup2kub_runtime.errors import ErrorRecord, StateError, StepRuntimeError
 from jup2kub_runtime.state import StateStore
@@ -289,7 +288,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
         mark_reused(result_nb, run.pipeline, {n: st.why for n, st in steps.items() if st.reused})
         run_dir = store.run_dir(run_id)
         notebook_path = run_dir / "result.ipynb"
-        atomic_write_text(notebook_path, nbformat.writes(result_nb))
+        atomic_write_text(notebook_path, notebook_text(result_nb))
         summary: dict[str, Any] = {
             "run_id": run_id,
             "pipeline": run.pipeline.name,

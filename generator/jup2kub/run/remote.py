@@ -35,7 +35,7 @@ def _connect(
     """``make()`` a client, again with a growing pause while no broker answers (it may be
     restarting, or its name not yet in DNS), for up to ``timeout`` s; then an error naming the
     address (``total``: the whole wait it is the rest of, for that message)."""
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError  # kafka-python: loaded by the commands that talk to Kafka
 
     deadline = time.monotonic() + timeout
     pause = 0.5
@@ -66,7 +66,7 @@ def submit_run(
     that goes away meanwhile is waited for up to ``connect_timeout`` s, and the message sent
     again (a run submitted twice is still executed once: the steps' markers make the second a
     skip)."""
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError  # kafka-python: loaded by the commands that talk to Kafka
 
     message = messages.encode(messages.run_message(run_id, dict(parameters)))
     deadline = time.monotonic() + connect_timeout
@@ -101,7 +101,7 @@ def _close(producer: Any) -> None:
     kafka-python's ``close`` flushes first and raises when that times out, leaving the producer
     open, so that its ``__del__`` raises again at exit ("Exception ignored in ..."). Then the
     pending batches are aborted (its sender's ``force_close``) and the close completes."""
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError  # kafka-python: loaded by the commands that talk to Kafka
 
     try:
         producer.close(timeout=5)
@@ -114,7 +114,7 @@ def _close(producer: Any) -> None:
 
 
 def _producer(bootstrap: str, timeout: float) -> Any:
-    from kafka import KafkaProducer
+    from kafka import KafkaProducer  # kafka-python: loaded on use
 
     return KafkaProducer(
         bootstrap_servers=_servers(bootstrap),
@@ -130,7 +130,7 @@ class StatusReader:
     def __init__(
         self, bootstrap: str, pipeline: str, connect_timeout: float = CONNECT_TIMEOUT
     ) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import KafkaConsumer, TopicPartition  # kafka-python: loaded on use
 
         self.topic = topics.status_topic(pipeline)
         self.consumer = _connect(

@@ -10,19 +10,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-import nbformat
-
 from jup2kub.errors import InputError, RunStorageError
 from jup2kub.files import atomic_write_bytes, atomic_write_text
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.model.secrets import redact
+from jup2kub.run.notebook_nodes import code_cell, error_output, from_json, notebook_text
 from jup2kub_runtime.state import StateStore
 
 
 def _parameters_cell(parameters: Mapping[str, Any], minor: int) -> Any:
     lines = ["# Parameters"] + [f"{k} = {v!r}" for k, v in parameters.items()]
-    cell = nbformat.v4.new_code_cell("\n".join(lines) + "\n")
+    cell = code_cell("\n".join(lines) + "\n")
     cell.metadata["tags"] = ["injected-parameters"]
     if minor >= 5:
         cell["id"] = "injected-parameters"
@@ -69,7 +68,7 @@ def results_notebook(
             if not isinstance(index, int) or not 0 <= index < len(nb.cells):
                 continue
             ran.add(index)
-            nb.cells[index].outputs = [nbformat.from_dict(o) for o in record.get("outputs", [])]
+            nb.cells[index].outputs = [from_json(o) for o in record.get("outputs", [])]
             events[index] = list(record.get("display_events") or [])
             ids[index] = dict(record.get("display_ids") or {})
             timings.record(index, record)
@@ -79,11 +78,10 @@ def results_notebook(
             target = nb.cells[error["cell"]]
             if not any(o.get("output_type") == "error" for o in target.outputs):
                 target.outputs.append(
-                    nbformat.v4.new_output(
-                        "error",
-                        ename=str(error.get("ename", "Error")),
-                        evalue=str(error.get("evalue", "")),
-                        traceback=[str(t) for t in error.get("traceback", [])],
+                    error_output(
+                        str(error.get("ename", "Error")),
+                        str(error.get("evalue", "")),
+                        [str(t) for t in error.get("traceback", [])],
                     )
                 )
     _apply_display_updates(nb, events, ids)
@@ -216,10 +214,8 @@ def _apply_display_updates(
             if found is None or found[0] <= index or not position.isdigit():
                 continue
             if int(position) < len(outputs):
-                outputs[int(position)]["data"] = nbformat.from_dict(found[1].get("data") or {})
-                outputs[int(position)]["metadata"] = nbformat.from_dict(
-                    found[1].get("metadata") or {}
-                )
+                outputs[int(position)]["data"] = from_json(found[1].get("data") or {})
+                outputs[int(position)]["metadata"] = from_json(found[1].get("metadata") or {})
 
 
 def write_results(
@@ -241,7 +237,7 @@ def write_results(
     done = all(source.is_complete(run_id, s.name) for s in pipeline.steps)
     status = "succeeded" if done else "incomplete"
     result = results_notebook(nb.node, pipeline, source, run_id, parameters, status)
-    atomic_write_text(target, nbformat.writes(result))
+    atomic_write_text(target, notebook_text(result))
     return status
 
 

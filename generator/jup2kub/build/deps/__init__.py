@@ -8,6 +8,7 @@ locked files.
 """
 
 from jup2kub.build.deps.capture import RUNTIME_DISTRIBUTIONS, capture, closure, imports_of
+from jup2kub.build.deps.findings import DataFile, Dependencies, StepDeps, Wheel
 from jup2kub.build.deps.locks import (
     Locks,
     default_wheel_cache,
@@ -16,7 +17,6 @@ from jup2kub.build.deps.locks import (
     resolve_wheels,
     write_trace_summary,
 )
-from jup2kub.build.deps.results import DataFile, Dependencies, StepDeps, Wheel
 from jup2kub.build.deps.target import Target
 from jup2kub.build.deps.trace import reprozip_command, trace
 

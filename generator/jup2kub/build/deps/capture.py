@@ -18,7 +18,7 @@ from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from jup2kub.build.deps.results import Dependencies, StepDeps
+from jup2kub.build.deps.findings import Dependencies, StepDeps
 from jup2kub.build.deps.target import Target
 from jup2kub.errors import InputError
 from jup2kub.model.pipeline import Pipeline

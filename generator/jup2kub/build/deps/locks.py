@@ -18,7 +18,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 from jup2kub.build.deps.capture import RUNTIME_DISTRIBUTIONS, installed
-from jup2kub.build.deps.results import Dependencies, Wheel
+from jup2kub.build.deps.findings import Dependencies, Wheel
 from jup2kub.build.deps.target import Target
 from jup2kub.build.deps.trace import file_sha256
 from jup2kub.errors import InputError

@@ -21,11 +21,12 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+import jup2kub_runtime
+from jup2kub import version
 from jup2kub.build.deps.capture import check_local, close_dependencies, installed
-from jup2kub.build.deps.results import DataFile, Dependencies
+from jup2kub.build.deps.findings import DataFile, Dependencies
 from jup2kub.errors import InputError, UsageError
 from jup2kub.plan import PipelinePlan
-from jup2kub.version import __version__
 from jup2kub_runtime import STEP_RUN_MODULE
 from jup2kub_runtime.spec import Cell, StepSpec
 
@@ -259,7 +260,7 @@ def trace(
     close_dependencies(deps)
     deps.trace_summary = {
         "tool": f"reprozip {_reprozip_version()}",
-        "generator": f"jup2kub {__version__}",
+        "generator": f"jup2kub {version.__version__}",
         "environment": "scrubbed: the traced run saw only PATH, HOME, LANG and Python/"
         "matplotlib settings; ReproZip's raw records (which hold environments) were deleted",
         "data_files_mode": data_files,
@@ -274,9 +275,8 @@ OWN_DIST_NAMES = frozenset({"jup2kub"})
 
 
 def _own_modules() -> list[Any]:
-    import jup2kub_runtime
-    from jup2kub import version  # a module at the package's top: its directory is the package's
-
+    """Jup2Kub's own packages (the generator's through a module of its own: the package itself
+    loads the magics, which import this module)."""
     return [version, jup2kub_runtime]
 
 

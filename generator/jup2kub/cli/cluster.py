@@ -1,0 +1,279 @@
+"""The deployed pipeline's commands: ``deploy`` (install a chart and wait until it is ready),
+``submit`` (start a run), ``status`` (a run, or a release) and ``results`` (a run's results
+notebook)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jup2kub import api
+from jup2kub.cli.options import (
+    json_option,
+    kafka_timeout_option,
+    kube_options,
+    kube_target,
+    name_option,
+    parameter_options,
+    split_option,
+)
+from jup2kub.cli.release_views import live_display, print_release_status, readiness_table
+from jup2kub.cli.reporting import echo_json, reports_errors
+from jup2kub.errors import UsageError
+
+kafka_option = click.option(
+    "--kafka",
+    "bootstrap",
+    metavar="BOOTSTRAP",
+    required=True,
+    help="The pipeline's Kafka (host:port; for a cluster, a `kubectl port-forward`).",
+)
+
+
+@click.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@kafka_option
+@kafka_timeout_option("30s")
+@parameter_options
+@click.option("--run-id", default=None, help="Choose the run id [default: generated].")
+@split_option
+@name_option
+@reports_errors
+def submit(
+    notebook: Path,
+    bootstrap: str,
+    kafka_timeout: str,
+    pairs: tuple[tuple[str, str], ...],
+    yaml_texts: tuple[str, ...],
+    files: tuple[Path, ...],
+    run_id: str | None,
+    split: str,
+    name: str | None,
+) -> None:
+    """Submit a run of NOTEBOOK's deployed pipeline; prints the run id."""
+    click.echo(
+        api.submit(
+            notebook,
+            bootstrap,
+            parameter_files=files,
+            parameter_yaml=yaml_texts,
+            parameter_strings=pairs,
+            run_id=run_id,
+            split=split,
+            name=name,
+            kafka_timeout=api.parse_duration(kafka_timeout),
+        )
+    )
+
+
+@click.command()
+@click.argument("chart_dir", metavar="OUT", type=click.Path(exists=True, path_type=Path))
+@click.option("--release", required=True, help="Helm release name.")
+@click.option(
+    "-f",
+    "--values",
+    "values_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Values file (repeatable; later files win), e.g. OUT/values-prod.yaml.",
+)
+@kube_options
+@click.option(
+    "--timeout",
+    default="15m",
+    show_default=True,
+    help="How long helm and the readiness wait may take (e.g. 90s, 15m).",
+)
+@click.option("--no-wait", is_flag=True, help="Return once helm is done; skip the readiness wait.")
+@reports_errors
+def deploy(
+    chart_dir: Path,
+    release: str,
+    values_files: tuple[Path, ...],
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    timeout: str,
+    no_wait: bool,
+) -> None:
+    """Install or upgrade OUT (a chart from `jup2kub build`) as RELEASE and wait until Kafka
+    and every step pass their readiness probes."""
+    seconds = api.parse_duration(timeout)
+    live = live_display()
+
+    def progress(message: str) -> None:
+        if live is None:
+            click.echo(message, err=True)
+
+    def readiness(state: api.Readiness) -> None:
+        if live is not None:
+            live.update(readiness_table(state))
+
+    try:
+        result = api.deploy(
+            chart_dir,
+            release,
+            list(values_files),
+            kube_target(namespace, kubeconfig, context),
+            timeout=seconds,
+            wait=not no_wait,
+            on_progress=progress,
+            on_readiness=readiness,
+        )
+    finally:
+        if live is not None:
+            live.stop()
+    summary = result.readiness.summary() if result.readiness else "not waited for"
+    click.echo(
+        f"release {result.release} revision {result.revision} {result.status} in "
+        f"namespace {result.namespace}: {summary}"
+    )
+
+
+@click.command()
+@click.argument("notebook", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("run_id", required=False)
+@click.option(
+    "--kafka",
+    "bootstrap",
+    metavar="BOOTSTRAP",
+    default=None,
+    help="With NOTEBOOK RUN_ID: the pipeline's Kafka (host:port).",
+)
+@kafka_timeout_option("30s")
+@click.option(
+    "--release",
+    default=None,
+    help="Show a deployed release instead: pods, readiness and recent runs.",
+)
+@kube_options
+@click.option(
+    "--runs",
+    "n_runs",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="With --release: how many recent runs to show.",
+)
+@split_option
+@name_option
+@json_option
+@reports_errors
+def status(
+    notebook: Path | None,
+    run_id: str | None,
+    bootstrap: str | None,
+    kafka_timeout: str,
+    release: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    n_runs: int,
+    split: str,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """Show one run (NOTEBOOK RUN_ID --kafka BOOTSTRAP: per-step status from the status topic)
+    or a release (--release NAME: pods, readiness and recent runs, through the Kubernetes API).
+    """
+    if release is not None:
+        if notebook is not None or bootstrap is not None:
+            raise UsageError(
+                "--release takes no NOTEBOOK, RUN_ID or --kafka",
+                hint="use `jup2kub status --release NAME [-n NAMESPACE]`",
+            )
+        st = api.release_status(release, kube_target(namespace, kubeconfig, context), runs=n_runs)
+        if as_json:
+            echo_json(st.to_json())
+        else:
+            print_release_status(st)
+        return
+    if notebook is None or run_id is None or bootstrap is None:
+        raise UsageError(
+            "status needs NOTEBOOK RUN_ID --kafka BOOTSTRAP, or --release NAME",
+            hint="e.g. `jup2kub status nb.ipynb RUN_ID --kafka host:9092`",
+        )
+    pipeline, states = api.run_states(
+        notebook,
+        run_id,
+        bootstrap,
+        split=split,
+        name=name,
+        kafka_timeout=api.parse_duration(kafka_timeout),
+    )
+    if as_json:
+        echo_json(states)
+        return
+    for step in pipeline.steps:
+        msg = states.get(step.name)
+        if msg is None:
+            click.echo(f"{step.name:<30} waiting")
+            continue
+        line = f"{step.name:<30} {msg.get('state')} (attempt {msg.get('attempt')}, {msg.get('at')})"
+        error = msg.get("error")
+        if isinstance(error, dict):
+            line += f": {error.get('ename')}: {error.get('evalue')} (cell {error.get('cell')})"
+        click.echo(line)
+
+
+@click.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("run_id")
+@click.option(
+    "--state",
+    "state",
+    default=None,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The pipeline's state directory (the volume, mounted or copied here).",
+)
+@click.option(
+    "--release",
+    default=None,
+    help="Or: read the run from this release's step pods (Kubernetes API).",
+)
+@kube_options
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the notebook [default: RUN_ID.ipynb].",
+)
+@click.option(
+    "--timeout",
+    default="60s",
+    show_default=True,
+    help="With --release: how long to wait for each step to have a ready pod (e.g. 90s, 5m).",
+)
+@split_option
+@reports_errors
+def results(
+    notebook: Path,
+    run_id: str,
+    state: Path | None,
+    release: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    output: Path | None,
+    timeout: str,
+    split: str,
+) -> None:
+    """Assemble the results notebook of RUN_ID from the pipeline's state volume (--state) or
+    from a deployed release (--release, through the API server: no volume access needed)."""
+    status_text, target = api.results(
+        notebook,
+        run_id,
+        state=state,
+        release=release,
+        target=kube_target(namespace, kubeconfig, context),
+        output=output,
+        split=split,
+        timeout=api.parse_duration(timeout),
+    )
+    click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
+
+
+# ---------------------------------------------------------------------------------- catalog
