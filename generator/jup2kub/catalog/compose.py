@@ -36,7 +36,7 @@ from jup2kub.model.names import DNS_LABEL, MAX_NAME, dns_label
 from jup2kub.model.notebook import Cell, Notebook
 from jup2kub.model.pipeline import Pipeline, parameter_defaults, stable_order
 from jup2kub.model.split import SPLIT_MODES
-from jup2kub_runtime.randomness import RANDOM_STATE
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 if TYPE_CHECKING:
     from jup2kub.catalog.store import Catalog

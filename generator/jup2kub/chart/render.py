@@ -27,14 +27,14 @@ from jup2kub.chart.schema import SCHEMA_BASE, SKELETON, self_check, values_schem
 from jup2kub.errors import InputError
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
-from jup2kub_runtime.config import (
+from jup2kub_runtime.contract.config import (
     DEFAULT_CODE_PATH,
     DEFAULT_GUARD_MAX_BYTES,
     DEFAULT_GUARD_MODE,
     DEFAULT_PORT,
     DEFAULT_STATE_PATH,
 )
-from jup2kub_runtime.topics import elements_topic
+from jup2kub_runtime.contract.topics import elements_topic
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import SpecError
 from .mapspec import MapSpec
-from .names import IDENTIFIER_RE, NAME_RE
+from .valid_names import IDENTIFIER_RE, NAME_RE
 
 SPEC_VERSION = 1
 SPEC_FILENAME = "step.json"

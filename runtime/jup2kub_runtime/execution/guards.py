@@ -29,10 +29,10 @@ from typing import Any
 
 import cloudpickle
 
+from ..contract.config import GuardSettings
+from ..contract.errors import ErrorRecord
+from ..contract.spec import StepSpec
 from . import randomness
-from .config import GuardSettings
-from .errors import ErrorRecord
-from .spec import StepSpec
 
 #: inputs stored at most this large are fingerprinted after every cell (else only at the end):
 #: at most ~10 ms per cell even for object-heavy values

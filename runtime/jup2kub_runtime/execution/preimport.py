@@ -31,7 +31,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .spec import StepSpec
+from ..contract.spec import StepSpec
+from . import kernel_imports
+from .shell import create_shell
 
 SKIP_ENV = "J2K_PREIMPORT_SKIP"
 SWITCH_ENV = "J2K_PREIMPORT"
@@ -226,14 +228,13 @@ def warm(
     name (default: start the process again now without it; ``alone``: see
     ``import_quietly``).
 
-    The runtime's cell machinery, IPython's display and the shell stand-in come first, as when
-    a cell imports (cells sets MPLBACKEND and the import hooks that give pandas a kernel's
-    answers before pandas is imported)."""
-    from . import cells  # the hooks and MPLBACKEND before anything else
-
+    The kernel's import hooks, IPython's display and the shell stand-in come first, as when
+    a cell imports (``kernel_imports`` sets MPLBACKEND and the import hooks that give pandas a
+    kernel's answers before pandas is imported)."""
+    kernel_imports.install()  # the hooks and MPLBACKEND before anything else
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
-    cells.create_shell()  # as a cell's import finds it
+    create_shell()  # as a cell's import finds it
     if not enabled():
         return
     specs = list(specs)

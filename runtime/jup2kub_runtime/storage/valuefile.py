@@ -40,7 +40,7 @@ from typing import IO, Any
 
 import cloudpickle
 
-from .errors import OutputError
+from ..contract.errors import OutputError
 
 PICKLE_PROTOCOL = 5
 VALUE_FORMAT = "pickle5-oob"
