@@ -25,9 +25,12 @@ import random
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cloudpickle
+if TYPE_CHECKING:  # cloudpickle ships no types: its Pickler is a pickle.Pickler
+    from pickle import Pickler as CloudPickler
+else:
+    from cloudpickle import Pickler as CloudPickler
 
 from ..contract.config import GuardSettings
 from ..contract.errors import ErrorRecord
@@ -72,7 +75,7 @@ class _HashSink:
         return False
 
 
-class _FingerprintPickler(cloudpickle.Pickler):  # type: ignore[misc]
+class _FingerprintPickler(CloudPickler):
     """cloudpickle, leaving out what reading a value may change (see the module docstring)."""
 
     def reducer_override(self, obj: Any) -> Any:

@@ -96,7 +96,7 @@ def _inline_pyplot(pyplot: ModuleType) -> None:
             capture.add(out)
 
     show.__doc__ = agg_show.__doc__
-    pyplot.show = show  # type: ignore[attr-defined]
+    vars(pyplot)["show"] = show
 
 
 def _rekeyed_transforms(transforms: ModuleType) -> None:

@@ -343,8 +343,8 @@ class patched_display:
             mod = sys.modules.get(name)
             if mod is not None and hasattr(mod, "display"):
                 self.saved.append((mod, mod.display))
-                mod.display = self.display  # type: ignore[attr-defined]
+                vars(mod)["display"] = self.display
 
     def __exit__(self, *exc: object) -> None:
         for mod, original in self.saved:
-            mod.display = original  # type: ignore[attr-defined]
+            mod.display = original
