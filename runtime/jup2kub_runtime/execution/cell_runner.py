@@ -50,7 +50,7 @@ from .rich_display import (
     patched_display,
     publishing_shell,
 )
-from .shell import create_shell, get_ipython_for
+from .shell import get_ipython_for
 
 kernel_imports.install()  # before any step's code imports: the hooks, MPLBACKEND
 
@@ -152,15 +152,10 @@ def _compile_source(source: str, filename: str) -> tuple[CodeType, CodeType | No
     return body, None if last is None else compile(last, filename, "eval", dont_inherit=True)
 
 
-def warm_up(
-    spec: StepSpec, *, imports: bool = True, restart: Callable[[str], None] | None = None
-) -> None:
-    """What every execution of ``spec`` needs, done ahead (a step process calls it while it
-    joins its consumer group): IPython's display machinery imported, the cells compiled, the
-    IPython shell stand-in created and, with ``imports``, the installed modules the cells
-    import, where that is quiet (``preimport``: a noisy one restarts the process without it,
-    or is handed to ``restart``). Holds the execution lock meanwhile: an execution waits, and
-    the capture of the imports' output sees no cell's."""
+def prepare(spec: StepSpec) -> None:
+    """What every execution of ``spec`` needs that can be done ahead without the execution lock:
+    IPython's display machinery imported, the cells compiled (``preimport.warm_up`` does the
+    rest)."""
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
     ipython_formatter()
@@ -170,12 +165,11 @@ def warm_up(
     for filename, source in sources:
         with contextlib.suppress(Exception):  # a syntax error is reported when the run hits it
             _compile_source(source, filename)
-    with _EXEC_LOCK:
-        create_shell()
-        if imports:
-            from . import preimport  # start-up cost: only a process that imports ahead loads it
 
-            preimport.warm([spec], alone=False, restart=restart or preimport.restart_without)
+
+def execution_lock() -> threading.Lock:
+    """Held by an execution (sys.stdout/err are process-wide) and by a warm-up."""
+    return _EXEC_LOCK
 
 
 def run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, Any]:

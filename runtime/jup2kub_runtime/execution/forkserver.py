@@ -43,7 +43,6 @@ from .. import FORK_SERVER_MODULE
 from ..contract.errors import StepRuntimeError
 from ..contract.spec import StepSpec
 from . import preimport, step_run
-from .cell_runner import warm_up
 from .lifetime import die_with_parent
 from .step_run import execute_once
 
@@ -224,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = _load(args.spec)
     preimport.warm(specs.values(), [Path(d) for d in args.local])
     for spec in specs.values():
-        warm_up(spec, imports=False)
+        preimport.warm_up(spec, imports=False)
     _settle_for_forking()
     return Server(specs).serve()
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract.spec import StepSpec
-from . import kernel_imports
+from . import cell_runner, kernel_imports
 from .shell import create_shell
 
 SKIP_ENV = "J2K_PREIMPORT_SKIP"
@@ -246,3 +246,19 @@ def warm(
         restart(noisy)
     else:  # done: the steps' code sees the environment the process was started with
         os.environ.pop(SKIP_ENV, None)
+
+
+def warm_up(
+    spec: StepSpec, *, imports: bool = True, restart: Callable[[str], None] | None = None
+) -> None:
+    """What every execution of ``spec`` needs, done ahead (a step process calls it while it
+    joins its consumer group): IPython's display machinery imported, the cells compiled, the
+    IPython shell stand-in created and, with ``imports``, the installed modules the cells
+    import, where that is quiet (``warm``: a noisy one restarts the process without it, or is
+    handed to ``restart``). Holds the execution lock meanwhile: an execution waits, and the
+    capture of the imports' output sees no cell's."""
+    cell_runner.prepare(spec)
+    with cell_runner.execution_lock():
+        create_shell()
+        if imports:
+            warm([spec], alone=False, restart=restart or restart_without)

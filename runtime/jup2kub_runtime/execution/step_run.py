@@ -44,10 +44,11 @@ from ..contract.states import StepState
 from ..contract.valid_names import check_run_id
 from ..storage.state_store import StateStore
 from ..storage.stepcache import CacheStore, StepReuse
-from .cell_runner import execute_step, warm_up
+from .cell_runner import execute_step
 from .guards import StepGuards
 from .output_capture import CellRecord
 from .placeholders import stand_ins
+from .preimport import warm_up
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ from ..contract.messages import (
 from ..contract.spec import StepSpec
 from ..contract.states import StepState
 from ..execution import preimport
-from ..execution.cell_runner import warm_up
 from ..execution.map_chunks import distributing
 from ..execution.step_run import run_step
 from ..storage.state_store import StateStore
@@ -203,7 +202,7 @@ class StepLoop:
         """Ready (``/readiness``) only once done, whatever happened. A noisy import restarts
         the process (``preimport``): no run has started then, they wait for the warm-up."""
         try:
-            warm_up(self.spec, restart=self._restart_without)
+            preimport.warm_up(self.spec, restart=self._restart_without)
         except Exception as exc:  # the first execution meets the problem itself
             log.warning("warm-up: %r", exc)
         finally:
