@@ -7,11 +7,12 @@ figures as PNG like the inline backend) and last-expression value are recorded a
 outputs, so a results notebook can be assembled later. No Kafka here: the local runner uses it.
 
 What is shown matches a Jupyter kernel: pandas is given a kernel's answers to its "am I in a
-kernel?" checks when it is imported, and ``plt.show()`` behaves as under the inline backend.
-Outputs are recorded as nbclient records a kernel's messages: stdout/stderr buffered and
-flushed as ipykernel does, ``clear_output`` (also ``wait=True``) and display ids
-(``DisplayHandle.update``) applied to the recorded outputs, figures in the formats chosen with
-``%config InlineBackend`` or ``set_matplotlib_formats``.
+kernel?" checks when it is imported, and ``plt.show()`` behaves as under the inline backend
+(``kernel_imports``). Outputs are recorded as nbclient records a kernel's messages
+(``output_capture``): stdout/stderr buffered and flushed as ipykernel does, ``clear_output``
+(also ``wait=True``) and display ids (``DisplayHandle.update``) applied to the recorded
+outputs, figures in the formats chosen with ``%config InlineBackend`` or
+``set_matplotlib_formats`` (``rich_display``).
 """
 
 from __future__ import annotations

@@ -131,8 +131,15 @@ _AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {
 }
 
 
+_installed = False
+
+
 def install() -> None:
-    """The hooks above, and matplotlib's off-screen backend, for every later import."""
+    """The hooks above, and matplotlib's off-screen backend, for every later import (once)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
     # Before any user code imports matplotlib: render off-screen, like a headless kernel.
     os.environ.setdefault("MPLBACKEND", "Agg")
     _install_import_hooks()

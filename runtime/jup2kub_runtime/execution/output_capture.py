@@ -207,6 +207,8 @@ def active_capture() -> Capture | None:
 
 
 class patched_io:
+    """sys.stdout/err routed into ``capture`` meanwhile (``echo``: also to the real ones)."""
+
     def __init__(self, capture: Capture, echo: bool) -> None:
         self.capture = capture
         self.echo = echo
