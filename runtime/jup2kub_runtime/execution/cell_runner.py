@@ -187,7 +187,7 @@ def run_source(source: str, filename: str, ns: dict[str, Any]) -> tuple[bool, An
 def _run_cell(
     spec: StepSpec, index: int, source: str, ns: dict[str, Any], capture: Capture
 ) -> tuple[bool, Any]:
-    """A cell as ``run_source`` runs it; a map cell's elements in parallel (``mapping``)."""
+    """A cell as ``run_source`` runs it; a map cell's elements in parallel (``map_chunks``)."""
     filename = f"<cell {index}>"
     for map_spec in spec.maps:
         if map_spec.cell == index:
@@ -356,7 +356,7 @@ def execute_step(
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
         except BaseException as exc:  # the step's code may raise anything, even SystemExit
             error = _error_record(exc, cell_no, phase)
-            # a map's element was retried already, on its own (``mapping``)
+            # a map's element was retried already, on its own (``map_chunks``)
             permanent = isinstance(exc, (SyntaxError, ConfigError, MapElementError))
             if cells and phase == "cell":
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)

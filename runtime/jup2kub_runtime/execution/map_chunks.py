@@ -44,7 +44,7 @@ _UNSET = object()
 
 class Distributor(Protocol):
     """Runs a map cell's chunks elsewhere (on a Kafka pipeline: every replica of the step,
-    ``mapkafka``); returns their results in chunk order."""
+    ``serving.map_distribution``); returns their results in chunk order."""
 
     def run(
         self, spec: MapSpec, chunks: list[tuple[int, list[Any]]], shared: dict[str, Any]

@@ -119,7 +119,7 @@ class StepLoop:
         self._last_poll = 0.0
         #: every assigned partition paused (by _pause); _resume undoes it before taking records
         self.paused = False
-        #: a map step's worker for the elements topic (``mapkafka``)
+        #: a map step's worker for the elements topic (``map_distribution``)
         self.elements: ElementWorker | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------

@@ -6,11 +6,11 @@ attempt-N/``), waits for the elements group to be stable, and sends one message 
 the step's elements topic, to the group's members in turn (``spread``). Every replica runs an
 ``ElementWorker`` thread consuming that topic in its own group: it runs the chunk in a process
 forked for it (the step's definitions replayed, the shared values loaded from the volume), each
-failing element tried again there with the step's retry policy (``mapping._element``; a process
+failing element tried again there with the step's retry policy (``map_chunks._element``; a process
 that dies runs the chunk again whole), and writes the result next to the chunk's items,
 atomically; only then is the message committed, so a replica killed mid-chunk
 leaves the message to another replica and no half-written result. The coordinator waits for
-every result, replays them in order (``mapping``) and completes the step once, as any step:
+every result, replays them in order (``map_chunks``) and completes the step once, as any step:
 nothing is lost, and a chunk run twice leaves one result.
 """
 
@@ -99,7 +99,7 @@ def _by_value(shared: dict[str, Any]) -> dict[str, Any]:
 
 
 class Distributor:
-    """The coordinator's side (``mapping.Distributor``) for one execution of the step."""
+    """The coordinator's side (``map_chunks.Distributor``) for one execution of the step."""
 
     def __init__(
         self,
@@ -309,7 +309,7 @@ class ElementWorker(threading.Thread):
         if out.exists() or not _chunk_path(d, number, "in").exists():
             return
         log.info("run %s: running map chunk %d (cell %d)", run_id, number, spec.cell)
-        # Each element is retried in the chunk's process (``mapping._element``); a process
+        # Each element is retried in the chunk's process (``map_chunks._element``); a process
         # that dies loses its work with it, so the chunk runs whole again, as often.
         for tries in range(1, self.cfg.max_retries + 2):
             payload, died = self._execute(spec, d, number, start)
