@@ -188,7 +188,7 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         "input_topics": list(step.input_topics),
         "output_topics": list(step.output_topics),
         "consumer_group": step.consumer_group,
-        # a map step's chunks travel on a topic of their own (runtime ``mapkafka``)
+        # a map step's chunks travel on a topic of their own (runtime ``serving.map_distribution``)
         "map_topic": elements_topic(step.spec.pipeline, step.name) if step.spec.maps else "",
         # a limit alone makes Kubernetes request the same amount: the request follows the limit,
         # as extended resources (nvidia.com/gpu) require and as Kale's limit: tags mean
