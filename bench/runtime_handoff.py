@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import pct, summary
-from jup2kub_runtime.messages import parse_time
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.contract.messages import parse_time
+from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.runtime_harness import Pipeline
 

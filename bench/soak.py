@@ -39,9 +39,9 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from jup2kub_runtime.messages import run_message
-from jup2kub_runtime.spec import Cell, StepSpec
-from jup2kub_runtime.topics import dead_letter_topic, status_topic
+from jup2kub_runtime.contract.messages import run_message
+from jup2kub_runtime.contract.spec import Cell, StepSpec
+from jup2kub_runtime.contract.topics import dead_letter_topic, status_topic
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.runtime_harness import Pipeline
 

@@ -39,8 +39,8 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _kernel_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kernels started by a test (nbclient's reference runs) use the inline backend, as in
-    Jupyter: importing ``jup2kub_runtime.cells`` sets MPLBACKEND=Agg in this process for step
-    execution, and a kernel would inherit it. Step processes set it themselves."""
+    Jupyter: importing ``jup2kub_runtime.execution.cell_runner`` sets MPLBACKEND=Agg in this
+    process for step execution, and a kernel would inherit it. Step processes set it themselves."""
     monkeypatch.delenv("MPLBACKEND", raising=False)
 
 

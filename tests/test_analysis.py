@@ -14,7 +14,7 @@ import pytest
 
 from jup2kub.api import inspect_notebook
 from jup2kub.errors import CellSyntaxError
-from jup2kub_runtime.randomness import RANDOM_STATE
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 MakeNb = Callable[..., Path]
 

@@ -10,7 +10,8 @@ import pytest
 
 from jup2kub.api import inspect_notebook
 from jup2kub.model.cacheability import StepCache
-from jup2kub_runtime.cachekey import (
+from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.storage.cachekey import (
     KeyParts,
     code_digest,
     files_digests,
@@ -19,7 +20,6 @@ from jup2kub_runtime.cachekey import (
     step_key_parts,
     why_changed,
 )
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
 
 MakeNb = Callable[..., Path]
 
@@ -167,7 +167,7 @@ def test_the_notebook_opts_in_and_out(make_notebook: MakeNb) -> None:
 def test_a_named_directory_too_large_to_hash_is_unknown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jup2kub_runtime import cachekey
+    from jup2kub_runtime.storage import cachekey
 
     (tmp_path / "d").mkdir()
     for i in range(3):

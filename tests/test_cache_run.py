@@ -16,8 +16,8 @@ from typing import Any
 import nbformat
 
 from jup2kub.api import inspect_notebook
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.stepcache import CacheStore
+from jup2kub_runtime.storage.state_store import StateStore
+from jup2kub_runtime.storage.stepcache import CacheStore
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.equivalence import same, shown
 from tests.support.notebooks import build_notebook
@@ -366,7 +366,7 @@ def test_a_file_the_step_checks_before_writing_counts_as_it_was(
 def test_a_step_naming_a_directory_too_large_to_hash_executes(
     tmp_path: Path, make_notebook: MakeNb
 ) -> None:
-    from jup2kub_runtime.cachekey import MAX_DIR_FILES
+    from jup2kub_runtime.storage.cachekey import MAX_DIR_FILES
 
     big = tmp_path / "frames"
     big.mkdir()

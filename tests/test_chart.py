@@ -30,9 +30,9 @@ from jup2kub.chart.write import write_chart
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import pipeline_name_for
 from jup2kub.plan import plan_pipeline
-from jup2kub_runtime.config import Config, GuardSettings
-from jup2kub_runtime.spec import Cell
-from jup2kub_runtime.stepcache import cache_enabled
+from jup2kub_runtime.contract.config import Config, GuardSettings
+from jup2kub_runtime.contract.spec import Cell
+from jup2kub_runtime.storage.stepcache import cache_enabled
 from tests.support.graphs import plan_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1310,7 +1310,7 @@ def test_package_rejects_a_non_chart(tmp_path: Path, helm: str) -> None:
 
 def test_topic_names_are_the_runtimes(tmp_path: Path) -> None:
     """The chart's topics and consumer groups are the ones the runtime derives for itself."""
-    from jup2kub_runtime import topics as runtime
+    from jup2kub_runtime.contract import topics as runtime
 
     nb = _notebook(tmp_path, GRAPHS["diamond"])
     files = render_chart(plan_of(GRAPHS["diamond"], nb, name="p-1"))

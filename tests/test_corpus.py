@@ -27,8 +27,8 @@ import yaml
 
 from jup2kub.api import inspect_notebook
 from jup2kub.model.pipeline import Step
-from jup2kub_runtime.randomness import RANDOM_STATE
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.equivalence import (
     differing_files,

@@ -221,8 +221,8 @@ def test_figure_formats_do_not_leak_into_the_next_run(monkeypatch: pytest.Monkey
     # importing the runtime sets MPLBACKEND; kernels started later in this session must not
     # inherit it (they would not use the inline backend)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    from jup2kub_runtime.cells import execute_step
-    from jup2kub_runtime.spec import Cell, StepSpec
+    from jup2kub_runtime.contract.spec import Cell, StepSpec
+    from jup2kub_runtime.execution.cell_runner import execute_step
 
     svg = (
         "get_ipython().run_line_magic('config', \"InlineBackend.figure_formats = ['svg']\")\n"

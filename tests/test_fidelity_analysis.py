@@ -13,7 +13,7 @@ import pytest
 from jup2kub.api import inspect_notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import plan_pipeline
-from jup2kub_runtime.randomness import RANDOM_STATE
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 MakeNb = Callable[..., Path]
 

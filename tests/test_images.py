@@ -34,9 +34,9 @@ from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import plan_pipeline
 from jup2kub.run.executor import run_pipeline
 from jup2kub.run.local import LocalExecutor
-from jup2kub_runtime.messages import run_message
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.topics import edge_topic, runs_topic
+from jup2kub_runtime.contract.messages import run_message
+from jup2kub_runtime.contract.topics import edge_topic, runs_topic
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.kafka_broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]

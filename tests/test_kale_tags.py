@@ -24,7 +24,7 @@ from jup2kub.model.kale import QUANTITY
 from jup2kub.model.notebook import load_notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.model.split import split_notebook
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.cli_runner import jup2kub
 
 MakeNb = Callable[..., Path]

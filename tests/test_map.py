@@ -14,8 +14,8 @@ from jup2kub.model.mapping import _Context, qualify
 from jup2kub.model.notebook import load_notebook
 from jup2kub.model.split import split_notebook
 from jup2kub.plan import plan_pipeline
-from jup2kub_runtime.mapspec import ACC, ITEM, MapSpec
-from jup2kub_runtime.spec import StepSpec
+from jup2kub_runtime.contract.mapspec import ACC, ITEM, MapSpec
+from jup2kub_runtime.contract.spec import StepSpec
 from tests.support.cli_runner import jup2kub
 
 MakeNb = Callable[..., Path]

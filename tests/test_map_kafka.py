@@ -124,10 +124,10 @@ def _helper_replica_mid_chunk(work: Path, proc: subprocess.Popen[str]) -> int:
 
 def _flaky_step(tmp_path: Path) -> tuple[Any, Any, Any]:
     """A map step whose element 1 fails on its first try (a file counts the tries)."""
-    from jup2kub_runtime.config import Config
-    from jup2kub_runtime.mapspec import ACC, ITEM, MapSpec
-    from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
-    from jup2kub_runtime.state import StateStore
+    from jup2kub_runtime.contract.config import Config
+    from jup2kub_runtime.contract.mapspec import ACC, ITEM, MapSpec
+    from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
+    from jup2kub_runtime.storage.state_store import StateStore
 
     helper = (
         "import os\ndef flaky(x, path):\n    open(path + '.all', 'a').write(str(x))\n"
@@ -170,8 +170,8 @@ def _chunk_result(tmp_path: Path, fails: int) -> Any:
     import pickle
     import threading
 
-    from jup2kub_runtime.mapkafka import ElementWorker, map_dir
-    from jup2kub_runtime.messages import encode
+    from jup2kub_runtime.contract.messages import encode
+    from jup2kub_runtime.serving.map_distribution import ElementWorker, map_dir
 
     cfg, spec, store = _flaky_step(tmp_path)
     d = map_dir(store, "r1", "s", 1, 0)
@@ -223,8 +223,8 @@ def test_items_that_cannot_cross_the_volume_are_named(
 
 def test_the_elements_topic_splits_evenly_over_the_step_replicas(tmp_path: Path) -> None:
     """A multiple of the step topics' partitions (the chart's most replicas), at least 4."""
-    from jup2kub_runtime.config import Config
-    from jup2kub_runtime.mapkafka import elements_partitions
+    from jup2kub_runtime.contract.config import Config
+    from jup2kub_runtime.serving.map_distribution import elements_partitions
 
     def partitions(per: int) -> int:
         cfg = Config.for_step("p", "s", [], [], "127.0.0.1:9", tmp_path, topic_partitions=per)
@@ -238,7 +238,7 @@ def test_chunks_go_to_the_members_in_turn_whatever_they_own() -> None:
     chunks; unknown owners: round robin over the partitions."""
     from collections import Counter
 
-    from jup2kub_runtime.mapkafka import spread
+    from jup2kub_runtime.serving.map_distribution import spread
 
     owned = [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
     member = {p: m for m, parts in enumerate(owned) for p in parts}
@@ -251,9 +251,9 @@ def test_chunks_go_to_the_members_in_turn_whatever_they_own() -> None:
 def test_an_element_failing_after_its_retries_is_not_retried_with_the_step() -> None:
     """The element had its tries: the step's failure is permanent (dead-lettered at once on
     Kafka), not retried whole, which would run every element again."""
-    from jup2kub_runtime.cells import execute_step
-    from jup2kub_runtime.mapspec import ACC, ITEM, MapSpec
-    from jup2kub_runtime.spec import Cell, StepSpec
+    from jup2kub_runtime.contract.mapspec import ACC, ITEM, MapSpec
+    from jup2kub_runtime.contract.spec import Cell, StepSpec
+    from jup2kub_runtime.execution.cell_runner import execute_step
 
     m = MapSpec(
         cell=0,

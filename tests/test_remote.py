@@ -17,7 +17,7 @@ import pytest
 from jup2kub.api import inspect_notebook
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.kafka import free_port, ready, runtime_env
-from jup2kub_runtime.topics import runs_topic
+from jup2kub_runtime.contract.topics import runs_topic
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.processes import processes_in
 

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 from jup2kub.api import inspect_notebook
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.equivalence import files_in, reference_run, same, shown
 

@@ -129,8 +129,8 @@ def test_a_runtime_on_port_0_binds_one_and_says_which(tmp_path: Path) -> None:
     import socket
     import urllib.request
 
-    from jup2kub_runtime.config import Config as RuntimeConfig
-    from jup2kub_runtime.spec import Cell, StepSpec
+    from jup2kub_runtime.contract.config import Config as RuntimeConfig
+    from jup2kub_runtime.contract.spec import Cell, StepSpec
 
     StepSpec(pipeline="p", step="s", cells=[Cell(1, "a = 1")], outputs=["a"]).dump(
         tmp_path / "code"

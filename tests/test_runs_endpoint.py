@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jup2kub_runtime.errors import ErrorRecord
-from jup2kub_runtime.health import Health, create_app
-from jup2kub_runtime.history import recent_runs, run_outputs
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.contract.errors import ErrorRecord
+from jup2kub_runtime.serving.health import Health, create_app
+from jup2kub_runtime.serving.history import recent_runs, run_outputs
+from jup2kub_runtime.storage.state_store import StateStore
 
 
 def _store(tmp_path: Path) -> StateStore:

@@ -15,7 +15,7 @@ import pytest
 from jup2kub.api import inspect_notebook
 from jup2kub.model.secrets import find_secrets, redact
 from jup2kub.plan import plan_pipeline
-from jup2kub_runtime.cells import execute_step
+from jup2kub_runtime.execution.cell_runner import execute_step
 from tests.support.cli_runner import jup2kub
 
 MakeNb = Callable[..., Path]

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.cli_runner import jup2kub
 from tests.support.equivalence import reference_run, shown
 from tests.support.processes import children, wait_for_file, wait_gone, workers_env
@@ -132,7 +132,9 @@ def test_a_dead_fork_server_fails_its_steps_and_later_ones_are_spawned(
     work = tmp_path / "w"
     proc = _start(nb, work, tmp_path, workers_env("fork"), "--jobs", "1")
     step = wait_for_file(tmp_path / "pid", proc)
-    (server,) = [c for c in children(proc.pid) if "jup2kub_runtime.forkserver" in _cmdline(c)]
+    (server,) = [
+        c for c in children(proc.pid) if "jup2kub_runtime.execution.forkserver" in _cmdline(c)
+    ]
     os.kill(server, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
@@ -168,7 +170,9 @@ def test_nothing_outlives_the_command(
 ) -> None:
     proc = _start(_sleeper(make_notebook), tmp_path / "w", tmp_path, workers_env("fork"))
     step = wait_for_file(tmp_path / "pid", proc)
-    servers = [c for c in children(proc.pid) if "jup2kub_runtime.forkserver" in _cmdline(c)]
+    servers = [
+        c for c in children(proc.pid) if "jup2kub_runtime.execution.forkserver" in _cmdline(c)
+    ]
     assert len(servers) == 1
     assert step in children(servers[0])  # the step's process is the server's child
     os.kill(proc.pid, how)

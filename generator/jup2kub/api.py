@@ -50,9 +50,8 @@ from jup2kub.run.executor import (
 from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import copy_results, write_results
 from jup2kub.run.reuse import RunCache
-from jup2kub_runtime.names import secret_parameter_env
-from jup2kub_runtime.state import check_run_id
-from jup2kub_runtime.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
+from jup2kub_runtime.contract.valid_names import check_run_id, secret_parameter_env
+from jup2kub_runtime.storage.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 if TYPE_CHECKING:  # modules that load when used (the catalog's database layer, kafka, asyncio)
     from jup2kub.catalog.lite import LiteCatalog

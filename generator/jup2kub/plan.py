@@ -1,9 +1,9 @@
 """The deployable plan: what each step of a pipeline becomes once it runs against Kafka.
 
 Built once from the in-memory ``Pipeline``: per step the values it moves, its Kafka wiring
-(topics from ``jup2kub_runtime.topics``, the runtime's own contract) and the bundle the runtime
-executes (``step.json``, the runtime's ``StepSpec``). The chart, the image build and both local
-executors read this plan, so none of them derives names or topics on its own.
+(topics from ``jup2kub_runtime.contract.topics``, the runtime's own contract) and the bundle the
+runtime executes (``step.json``, the runtime's ``StepSpec``). The chart, the image build and both
+local executors read this plan, so none of them derives names or topics on its own.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 from jup2kub.files import atomic_write_text
 from jup2kub.model.pipeline import Pipeline
-from jup2kub_runtime import topics
-from jup2kub_runtime.cachekey import pathlike
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.contract import topics
+from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.storage.cachekey import pathlike
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,34 @@
 """Jup2Kub step runtime: runs one pipeline step inside its container.
 
 This package is shipped in every step image and must never import ``jup2kub`` (the generator);
-it depends only on kafka-python, flask and cloudpickle.
+it depends only on kafka-python, flask and cloudpickle. Its packages, each importing only those
+below it (the import-linter contract in pyproject.toml):
 
-Modules, Kafka-free first (the local ``jup2kub run`` uses only these):
-
-- ``spec``      ``StepSpec`` (+ ``Cell``, ``ReplayCell``, ``SPEC_VERSION``): the step.json bundle
-- ``cells``     ``execute_step(spec, inputs, overrides)``: runs the cells, captures outputs
-- ``state``     ``StateStore(root)``: runs/<run_id>/<step>/ values, outputs.json, COMPLETE marker
-- ``valuefile`` the file format of one stored value (``pickle5-oob``; older ``cloudpickle``)
-- ``step_run``  ``run_step(spec, store, run_id, params)`` and the single-execution command
-                ``python -m jup2kub_runtime.step_run --spec step.json --state DIR --run-id ID``
-                (``STEP_RUN_MODULE`` below names it for callers)
-- ``preimport`` imports ahead, quietly, what steps import (long-lived processes)
-- ``forkserver`` forks each local step's process from a warm one (Linux; ``jup2kub run``)
-- ``errors``    permanent (dead-letter) vs temporary (retry) error classes, ``ErrorRecord``
-- ``names``     the valid pipeline/step names, identifiers, topic names and run ids
-- ``states``    ``StepState``: the one vocabulary of step states (status messages, /runs, CLI)
-- ``cachekey``  a step's cache key (code, inputs, parameters, files, environment) by parts
-- ``stepcache`` the step cache's verified entries (``run_step(..., cache=...)``, local runs)
-
-Kafka side (``python -m jup2kub_runtime``): ``config`` (J2K_* environment), ``topics`` (names),
-``messages`` (JSON messages and their validation), ``transport`` (kafka-python), ``loop``
-(consume-execute-produce), ``health`` (Flask /healthz, /readiness, /metrics).
+- ``serving``   the Kafka side (``python -m jup2kub_runtime``): ``loop`` (consume-execute-
+                produce), ``transport`` (kafka-python), ``offsets`` + ``outcomes`` (what is
+                committed when), ``map_distribution`` (a map cell's chunks over all replicas),
+                ``health`` (Flask /healthz, /readiness, /metrics, /runs), ``history`` (/runs),
+                ``log_summary``
+- ``execution`` running a step, Kafka-free (the local ``jup2kub run`` uses only this and below):
+                ``step_run`` (one step's run, ``run_step``, and the single-execution command
+                ``python -m jup2kub_runtime.execution.step_run``: ``STEP_RUN_MODULE`` below),
+                ``cell_runner`` (``execute_step``: the cells as a kernel runs them, with
+                ``output_capture``, ``rich_display``, ``kernel_imports``, ``shell``),
+                ``map_chunks`` (a map cell's elements in parallel chunks), ``guards``,
+                ``randomness``, ``placeholders``, ``preimport`` (imports ahead, quietly) +
+                ``forkserver`` (the local runner's warm step processes), ``lifetime``
+- ``storage``   the state volume (``state_store``: ``StateStore``), the value file format
+                (``valuefile``), the step cache (``cachekey`` + ``stepcache``)
+- ``contract``  the wire contract the generator imports: ``config`` (the ``J2K_*``
+                environment), ``topics``, ``messages``, ``states`` (``StepState``), ``errors``
+                (``ErrorRecord``), ``spec`` (step.json) + ``mapspec``, ``valid_names``
 """
 
 __version__ = "0.1.0"
 
 #: ``python -m STEP_RUN_MODULE ...``: the single-execution command (``step_run.main``). Named
 #: here, not in ``step_run``, so that callers (the generator) get it without importing
-#: ``cells``, which sets MPLBACKEND for step processes when imported.
-STEP_RUN_MODULE = f"{__name__}.step_run"
+#: ``cell_runner``, which sets MPLBACKEND for step processes when imported.
+STEP_RUN_MODULE = f"{__name__}.execution.step_run"
 #: ``python -m FORK_SERVER_MODULE ...``: the local runner's fork server (``forkserver.main``)
-FORK_SERVER_MODULE = f"{__name__}.forkserver"
+FORK_SERVER_MODULE = f"{__name__}.execution.forkserver"

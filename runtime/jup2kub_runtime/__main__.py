@@ -8,15 +8,15 @@ import os
 import sys
 import threading
 
-from . import log_summary
-from .config import HEALTH_PORT_LINE, Config
-from .errors import ConfigError, SpecError, StepRuntimeError
-from .health import Health, HealthServer
-from .history import recent_runs, run_outputs
-from .loop import StepLoop
-from .spec import StepSpec
-from .state import StateStore
-from .transport import Transport
+from .contract.config import HEALTH_PORT_LINE, Config
+from .contract.errors import ConfigError, SpecError, StepRuntimeError
+from .contract.spec import StepSpec
+from .serving import log_summary
+from .serving.health import Health, HealthServer
+from .serving.history import recent_runs, run_outputs
+from .serving.loop import StepLoop
+from .serving.transport import Transport
+from .storage.state_store import StateStore
 
 
 def main() -> int:

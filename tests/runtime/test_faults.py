@@ -11,8 +11,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from test_pipelines import check_linear, linear_specs
 
-from jup2kub_runtime.spec import Cell, StepSpec
-from jup2kub_runtime.topics import edge_topic, runs_topic
+from jup2kub_runtime.contract.spec import Cell, StepSpec
+from jup2kub_runtime.contract.topics import edge_topic, runs_topic
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.runtime_harness import Pipeline, count_effects, effect_cell, unique
 
@@ -355,7 +355,7 @@ def test_skip_of_a_completed_step_republishes_its_status(
     """A process that died between a step's COMPLETE marker and its "succeeded" status: the
     redelivery is skipped and re-announced, and its status is said again, so the run does not
     look stuck at "waiting" (reproduced by completing the first step before submitting)."""
-    from jup2kub_runtime.step_run import run_step
+    from jup2kub_runtime.execution.step_run import run_step
 
     effects = tmp_path / "effects"
     effects.mkdir()

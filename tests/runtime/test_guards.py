@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from jup2kub_runtime.config import (
+from jup2kub_runtime.contract.config import (
     DEFAULT_GUARD_MAX_BYTES,
     DEFAULT_GUARD_MODE,
     Config,
     GuardSettings,
 )
-from jup2kub_runtime.errors import CellError, ConfigError
-from jup2kub_runtime.guards import INPUT_CHANGED, PHASE, RANDOM_DRAWN, fingerprint
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.states import StepState
-from jup2kub_runtime.step_run import run_step
+from jup2kub_runtime.contract.errors import CellError, ConfigError
+from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.contract.states import StepState
+from jup2kub_runtime.execution.guards import INPUT_CHANGED, PHASE, RANDOM_DRAWN, fingerprint
+from jup2kub_runtime.execution.step_run import run_step
+from jup2kub_runtime.storage.state_store import StateStore
 
 RUN = "r1"
 IMPORTS = (

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from jup2kub_runtime.config import Config
-from jup2kub_runtime.health import Health, HealthServer
-from jup2kub_runtime.spec import Cell, StepSpec
+from jup2kub_runtime.contract.config import Config
+from jup2kub_runtime.contract.spec import Cell, StepSpec
+from jup2kub_runtime.serving.health import Health, HealthServer
 from tests.support.runtime_harness import RUNTIME_DIR
 
 SCRIPT = textwrap.dedent(
     """
     import json, sys, urllib.error, urllib.request
-    from jup2kub_runtime.health import Health, HealthServer
+    from jup2kub_runtime.serving.health import Health, HealthServer
 
     health = Health("p", "s", 30.0, lambda: True)
     server = HealthServer(health, "127.0.0.1", 0)
@@ -177,7 +177,7 @@ def test_during_a_broker_outage_the_runtime_is_alive_not_ready_and_quiet(tmp_pat
 def test_repeated_library_lines_are_summarised() -> None:
     import logging
 
-    from jup2kub_runtime.log_summary import RepeatSummary
+    from jup2kub_runtime.serving.log_summary import RepeatSummary
 
     summary = RepeatSummary(window=3600)
 
@@ -186,7 +186,7 @@ def test_repeated_library_lines_are_summarised() -> None:
 
     passed = [summary.filter(record("kafka.conn", "Connect attempt failed")) for _ in range(50)]
     assert passed == [True] + [False] * 49
-    assert all(summary.filter(record("jup2kub_runtime.loop", "own line")) for _ in range(3))
+    assert all(summary.filter(record("jup2kub_runtime.serving.loop", "own line")) for _ in range(3))
     summary.window = 0.0  # the window is over: the next line says what was left out
     again = record("kafka.conn", "Connect attempt failed")
     assert summary.filter(again) and "and 49 more like it" in again.getMessage()

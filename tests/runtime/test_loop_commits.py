@@ -9,12 +9,12 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from jup2kub_runtime.config import Config
-from jup2kub_runtime.health import Health
-from jup2kub_runtime.loop import MAX_IN_FLIGHT, Job, StepLoop
-from jup2kub_runtime.spec import Cell, StepSpec
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.transport import Transport
+from jup2kub_runtime.contract.config import Config
+from jup2kub_runtime.contract.spec import Cell, StepSpec
+from jup2kub_runtime.serving.health import Health
+from jup2kub_runtime.serving.loop import MAX_IN_FLIGHT, Job, StepLoop
+from jup2kub_runtime.serving.transport import Transport
+from jup2kub_runtime.storage.state_store import StateStore
 
 ENV = {
     "J2K_BOOTSTRAP_SERVERS": "k:9092",

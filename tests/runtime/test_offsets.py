@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kafka import TopicPartition
 
-from jup2kub_runtime.offsets import CommitBook
+from jup2kub_runtime.serving.offsets import CommitBook
 
 A, B = TopicPartition("p.runs", 0), TopicPartition("p.runs", 1)
 

@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jup2kub_runtime import STEP_RUN_MODULE, randomness
-from jup2kub_runtime.config import GuardSettings
-from jup2kub_runtime.errors import CellError
-from jup2kub_runtime.guards import PHASE, RANDOM_DRAWN
-from jup2kub_runtime.randomness import RANDOM_STATE
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.step_run import run_step
+from jup2kub_runtime import STEP_RUN_MODULE
+from jup2kub_runtime.contract.config import GuardSettings
+from jup2kub_runtime.contract.errors import CellError
+from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.execution import randomness
+from jup2kub_runtime.execution.guards import PHASE, RANDOM_DRAWN
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
+from jup2kub_runtime.execution.step_run import run_step
+from jup2kub_runtime.storage.state_store import StateStore
 
 RUN = "r1"
 SEED = "import random\nimport numpy as np\nrandom.seed(1)\nnp.random.seed(1)\n"

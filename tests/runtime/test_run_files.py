@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jup2kub_runtime.spec import Cell, StepSpec
+from jup2kub_runtime.contract.spec import Cell, StepSpec
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.runtime_harness import Pipeline, unique
 

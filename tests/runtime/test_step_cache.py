@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jup2kub_runtime.spec import Cell, StepSpec
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.step_run import StepOutcome, run_step
-from jup2kub_runtime.stepcache import KEY_FILE, CacheStore, cache_enabled
+from jup2kub_runtime.contract.spec import Cell, StepSpec
+from jup2kub_runtime.execution.step_run import StepOutcome, run_step
+from jup2kub_runtime.storage.state_store import StateStore
+from jup2kub_runtime.storage.stepcache import KEY_FILE, CacheStore, cache_enabled
 
 
 def _specs(code: str = "y = x + 1") -> tuple[StepSpec, StepSpec]:

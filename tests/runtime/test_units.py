@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from jup2kub_runtime import STEP_RUN_MODULE, step_run
-from jup2kub_runtime.cells import execute_step
-from jup2kub_runtime.config import DEFAULT_CODE_PATH, DEFAULT_PORT, Config
-from jup2kub_runtime.errors import (
+from jup2kub_runtime import STEP_RUN_MODULE
+from jup2kub_runtime.contract.config import DEFAULT_CODE_PATH, DEFAULT_PORT, Config
+from jup2kub_runtime.contract.errors import (
     CellError,
     ConfigError,
     ErrorRecord,
@@ -24,17 +23,19 @@ from jup2kub_runtime.errors import (
     PermanentError,
     SpecError,
 )
-from jup2kub_runtime.messages import (
+from jup2kub_runtime.contract.messages import (
     dead_letter_message,
     parse,
     run_message,
     status_message,
     step_done_message,
 )
-from jup2kub_runtime.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.states import STATUS_STATES, StepState
-from jup2kub_runtime.step_run import run_step
+from jup2kub_runtime.contract.spec import SPEC_VERSION, Cell, ReplayCell, StepSpec
+from jup2kub_runtime.contract.states import STATUS_STATES, StepState
+from jup2kub_runtime.execution import step_run
+from jup2kub_runtime.execution.cell_runner import execute_step
+from jup2kub_runtime.execution.step_run import run_step
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.runtime_harness import RUNTIME_DIR
 
 SPEC_JSON = {
@@ -359,7 +360,9 @@ def test_state_store_and_run_step(tmp_path: Path) -> None:
 
 def test_step_run_module_is_named_for_callers() -> None:
     assert step_run.__name__ == STEP_RUN_MODULE
-    code = "import sys, jup2kub_runtime; print('jup2kub_runtime.cells' in sys.modules)"
+    code = (
+        "import sys, jup2kub_runtime; print('jup2kub_runtime.execution.cell_runner' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -450,8 +453,8 @@ def test_connect_retries_then_names_the_address_no_broker_answers() -> None:
     traceback out of the process."""
     import socket
 
-    from jup2kub_runtime.errors import TemporaryError
-    from jup2kub_runtime.transport import Transport
+    from jup2kub_runtime.contract.errors import TemporaryError
+    from jup2kub_runtime.serving.transport import Transport
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jup2kub_runtime.errors import OutputError, StateError
-from jup2kub_runtime.spec import Cell, StepSpec
-from jup2kub_runtime.state import MARKER, StateStore, value_units
-from jup2kub_runtime.step_run import run_step
-from jup2kub_runtime.valuefile import GROUP_FORMAT, VALUE_FORMAT
+from jup2kub_runtime.contract.errors import OutputError, StateError
+from jup2kub_runtime.contract.spec import Cell, StepSpec
+from jup2kub_runtime.execution.step_run import run_step
+from jup2kub_runtime.storage.state_store import MARKER, StateStore, value_units
+from jup2kub_runtime.storage.valuefile import GROUP_FORMAT, VALUE_FORMAT
 
 MAKE = """\
 a = [1]

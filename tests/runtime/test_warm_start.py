@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from jup2kub_runtime import FORK_SERVER_MODULE, preimport
-from jup2kub_runtime.spec import Cell, ReplayCell, StepSpec
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime import FORK_SERVER_MODULE
+from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
+from jup2kub_runtime.execution import preimport
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.runtime_harness import RUNTIME_DIR
 
 
@@ -263,9 +264,9 @@ def test_fork_server_runs_steps_with_step_runs_exit_codes(tmp_path: Path) -> Non
 def test_a_step_process_is_ready_only_once_warmed_up(
     tmp_path: Path, modules: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jup2kub_runtime.config import Config
-    from jup2kub_runtime.health import Health
-    from jup2kub_runtime.loop import StepLoop
+    from jup2kub_runtime.contract.config import Config
+    from jup2kub_runtime.serving.health import Health
+    from jup2kub_runtime.serving.loop import StepLoop
     from tests.runtime.test_loop_commits import ENV, FakeTransport
 
     (modules / "j2k_probe_warm.py").write_text("VALUE = 1\n")
@@ -321,7 +322,7 @@ def test_unpickled_transforms_know_their_parents_by_this_process_ids() -> None:
     import matplotlib.pyplot as plt
     from matplotlib.transforms import TransformNode
 
-    import jup2kub_runtime.cells  # noqa: F401 - rekeys matplotlib's transforms
+    import jup2kub_runtime.execution.cell_runner  # noqa: F401 - rekeys matplotlib's transforms
 
     fig, ax = plt.subplots()
     ax.plot([1, 2, 3])

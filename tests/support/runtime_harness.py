@@ -17,10 +17,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from jup2kub_runtime.messages import run_message
-from jup2kub_runtime.spec import Cell, StepSpec
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.topics import dead_letter_topic, edge_topic, runs_topic, status_topic
+from jup2kub_runtime.contract.messages import run_message
+from jup2kub_runtime.contract.spec import Cell, StepSpec
+from jup2kub_runtime.contract.topics import dead_letter_topic, edge_topic, runs_topic, status_topic
+from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.kafka_broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -36,7 +36,7 @@ from jup2kub.build.deps import Dependencies, Locks, Target, Wheel
 from jup2kub.errors import ImageBuildError, InputError, UsageError
 from jup2kub.plan import PipelinePlan
 from jup2kub.version import __version__
-from jup2kub_runtime.config import DEFAULT_STATE_PATH
+from jup2kub_runtime.contract.config import DEFAULT_STATE_PATH
 
 #: The chart's default ``storage.mountPath``: the image's working directory (see the Dockerfile).
 DEFAULT_WORKDIR = str(DEFAULT_STATE_PATH)

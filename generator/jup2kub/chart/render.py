@@ -27,14 +27,14 @@ from jup2kub.errors import InputError
 from jup2kub.helm import merge_values
 from jup2kub.plan import PipelinePlan, StepPlan
 from jup2kub.version import __version__
-from jup2kub_runtime.config import (
+from jup2kub_runtime.contract.config import (
     DEFAULT_CODE_PATH,
     DEFAULT_GUARD_MAX_BYTES,
     DEFAULT_GUARD_MODE,
     DEFAULT_PORT,
     DEFAULT_STATE_PATH,
 )
-from jup2kub_runtime.topics import elements_topic
+from jup2kub_runtime.contract.topics import elements_topic
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
@@ -188,7 +188,7 @@ def _step_context(step: StepPlan, options: ChartOptions, sha: str) -> dict[str, 
         "input_topics": list(step.input_topics),
         "output_topics": list(step.output_topics),
         "consumer_group": step.consumer_group,
-        # a map step's chunks travel on a topic of their own (runtime ``mapkafka``)
+        # a map step's chunks travel on a topic of their own (runtime ``serving.map_distribution``)
         "map_topic": elements_topic(step.spec.pipeline, step.name) if step.spec.maps else "",
         # a limit alone makes Kubernetes request the same amount: the request follows the limit,
         # as extended resources (nvidia.com/gpu) require and as Kale's limit: tags mean

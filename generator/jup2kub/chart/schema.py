@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from jup2kub_runtime.config import GUARD_MODES
+from jup2kub_runtime.contract.config import GUARD_MODES
 
 #: The one chart folder: Jinja2 ``*.j2`` files rendered with the pipeline's data, the schema
 #: base, and everything else (``templates/``, ``.helmignore``) copied verbatim.

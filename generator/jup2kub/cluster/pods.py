@@ -13,7 +13,7 @@ from typing import Any
 from jup2kub.cluster.kube import Kube, KubeTarget
 from jup2kub.cluster.readiness import PodInfo, Readiness, readiness
 from jup2kub.errors import ClusterError, DeployError, InputError
-from jup2kub_runtime.states import StepState
+from jup2kub_runtime.contract.states import StepState
 
 
 def pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:

@@ -12,7 +12,7 @@ from jup2kub.cluster.kube import Kube, KubeTarget
 from jup2kub.cluster.pods import pod_get
 from jup2kub.cluster.readiness import PodInfo, Readiness, readiness
 from jup2kub.errors import ClusterError, InputError
-from jup2kub_runtime.states import StepState
+from jup2kub_runtime.contract.states import StepState
 
 
 @dataclass

@@ -24,7 +24,7 @@ from jup2kub.model.analysis.effects import DRAW, SEED, qualified, random_effect
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Step
 from jup2kub.model.split import cell_options
-from jup2kub_runtime.cachekey import MODE, pathlike
+from jup2kub_runtime.storage.cachekey import MODE, pathlike
 
 #: calls whose result depends on the clock
 TIME_CALLS = (

@@ -37,7 +37,7 @@ from jup2kub.model.notebook import Cell, Notebook, new_code_cell, new_notebook, 
 from jup2kub.model.parameters import parameter_defaults
 from jup2kub.model.pipeline import Pipeline, code_hash, stable_order, step_code
 from jup2kub.model.split import SPLIT_MODES
-from jup2kub_runtime.randomness import RANDOM_STATE
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 SUFFIXES = (".yaml", ".yml")
 #: a value's type when no run has observed it

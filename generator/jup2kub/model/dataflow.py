@@ -26,8 +26,8 @@ from jup2kub.model.parameters import parameter_defaults, parameter_expressions
 from jup2kub.model.pipeline import Definition, Diagnostic, Pipeline, Step, Unshippable
 from jup2kub.model.secrets import find_secrets, redact
 from jup2kub.model.split import Split, StepCells
-from jup2kub_runtime.mapspec import MapSpec
-from jup2kub_runtime.randomness import RANDOM_STATE
+from jup2kub_runtime.contract.mapspec import MapSpec
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 #: seeding calls of generators the runtime does not carry (torch, TensorFlow, ...)
 FOREIGN_SEEDERS = ("manual_seed", "set_seed", "set_random_seed", "manual_seed_all")

@@ -62,7 +62,8 @@ RESOURCE_NAME = re.compile(rf"^({_DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A
 SECRET_NAME = re.compile(rf"^{_DNS_SUBDOMAIN}$")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Environment variables the step runtime reads (jup2kub_runtime.config): not for notebooks.
+#: Environment variables the step runtime reads (jup2kub_runtime.contract.config): not for
+#: notebooks.
 RUNTIME_ENV_PREFIX = "J2K_"
 
 #: What each Kubeflow-only tag does in Kale, and what Jup2Kub does instead.

@@ -5,8 +5,8 @@ Three forms qualify: a comprehension assigned to a name (``scores = [score(x) fo
 dict and set comprehensions too), ``list(map(f, xs, ...))`` assigned to a name, and a ``for``
 loop whose body only computes per-iteration values and appends/adds/assigns them to
 accumulators (``out.append(y)``, ``seen.add(k)``, ``table[k] = v``). The cell becomes a step of
-its own; the runtime (``jup2kub_runtime.mapping``) replays the accumulators' operations in the
-original order, so the result equals the sequential one.
+its own; the runtime (``jup2kub_runtime.execution.map_chunks``) replays the accumulators'
+operations in the original order, so the result equals the sequential one.
 
 What would make the parallel result differ is refused (exit 2), naming the cell, line and
 variable: a value carried from one iteration to the next (``total += x``, a read of a name the
@@ -28,7 +28,7 @@ from jup2kub.model.analysis.effects import DRAW, random_effect
 from jup2kub.model.analysis.scopes import is_pure as is_pure_method
 from jup2kub.model.notebook import Cell, Notebook
 from jup2kub.model.split import Split, StepCells, cell_options
-from jup2kub_runtime.mapspec import ACC, ITEM, MapSpec
+from jup2kub_runtime.contract.mapspec import ACC, ITEM, MapSpec
 
 MAP_TAG = "map"
 MAP_OPTION = "map"

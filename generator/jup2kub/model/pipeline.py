@@ -14,8 +14,8 @@ from typing import Any
 
 from jup2kub.model.kale import PodSettings, SplitWarning
 from jup2kub.model.secrets import SecretParameter
-from jup2kub_runtime.mapspec import MapSpec
-from jup2kub_runtime.randomness import RANDOM_STATE
+from jup2kub_runtime.contract.mapspec import MapSpec
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 
 def value_label(name: str) -> str:

@@ -7,7 +7,7 @@ default is a string, or when its default looks like a credential whatever its na
 literal is replaced by ``None`` in everything Jup2Kub writes; at run time the value comes from
 the environment (``jup2kub run``: ``NAME`` upper-cased, else the notebook's own value, never
 written down) or from a Kubernetes Secret (the chart's ``secretParameters``), and reaches the
-step process as ``jup2kub_runtime.names.secret_parameter_env(name)``.
+step process as ``jup2kub_runtime.contract.valid_names.secret_parameter_env(name)``.
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.notebook_nodes import notebook_text
 from jup2kub.run.results import mark_reused, results_notebook
-from jup2kub_runtime.errors import ErrorRecord, StateError, StepRuntimeError
-from jup2kub_runtime.state import StateStore
-from jup2kub_runtime.states import StepState
+from jup2kub_runtime.contract.errors import ErrorRecord, StateError, StepRuntimeError
+from jup2kub_runtime.contract.states import StepState
+from jup2kub_runtime.storage.state_store import StateStore
 
 #: a step's states in a local run (the runtime's one vocabulary)
 WAITING, RUNNING, DONE, FAILED, BLOCKED = (

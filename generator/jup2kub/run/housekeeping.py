@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from jup2kub.errors import InputError, UsageError
-from jup2kub_runtime.state import check_run_id
-from jup2kub_runtime.stepcache import DEFAULT_DIRNAME, CacheStore
+from jup2kub_runtime.contract.valid_names import check_run_id
+from jup2kub_runtime.storage.stepcache import DEFAULT_DIRNAME, CacheStore
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$"

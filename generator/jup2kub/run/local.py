@@ -7,12 +7,12 @@ up to ``jobs``. Two ways to start a step's process (``J2K_LOCAL_WORKERS``):
 
 - ``fork`` (default on Linux): a fork server started once per run (with the first step that
   executes: steps reused from the step cache need none) has imported what the steps import
-  (quietly: see ``jup2kub_runtime.preimport``); each step's process is forked from it, so a
-  step pays neither Python's start nor the imports. If the server dies, its running steps
+  (quietly: see ``jup2kub_runtime.execution.preimport``); each step's process is forked from it,
+  so a step pays neither Python's start nor the imports. If the server dies, its running steps
   fail (as killed ones) and later steps are spawned.
-- ``spawn`` (elsewhere): a fresh ``python -m jup2kub_runtime.step_run`` per step. While a core is
-  free and a step's upstream is still running, its process starts ahead (``--wait``): Python's
-  start and the imports are done when the upstream finishes.
+- ``spawn`` (elsewhere): a fresh ``python -m jup2kub_runtime.execution.step_run`` per step. While a
+  core is free and a step's upstream is still running, its process starts ahead (``--wait``):
+  Python's start and the imports are done when the upstream finishes.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import IO, Protocol
 
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, WAITING, Run, explain
 from jup2kub_runtime import FORK_SERVER_MODULE, STEP_RUN_MODULE
-from jup2kub_runtime.errors import ErrorRecord, StepRuntimeError
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.contract.config import MAP_JOBS_ENV
+from jup2kub_runtime.contract.errors import ErrorRecord, StepRuntimeError
+from jup2kub_runtime.storage.state_store import StateStore
 
 #: ``fork`` or ``spawn``: how step processes start (default: fork where it exists)
 WORKERS_ENV = "J2K_LOCAL_WORKERS"
@@ -88,7 +89,7 @@ class LocalExecutor:
         #: gets every line the cells print, as they print it (``--log-output``)
         self.on_output = on_output
         #: a map step runs its elements in up to ``jobs`` processes too (runtime ``mapping``)
-        self.environment.setdefault("J2K_MAP_JOBS", str(self.limit))
+        self.environment.setdefault(MAP_JOBS_ENV, str(self.limit))
 
     def execute(self, run: Run) -> None:
         echo = self.on_output is not None
@@ -367,8 +368,8 @@ class _Process:
 
 
 class _Spawner:
-    """A fresh ``python -m jup2kub_runtime.step_run`` per step; started ahead with ``--wait``
-    (imports done, waiting for "go" once the upstream is done)."""
+    """A fresh ``python -m jup2kub_runtime.execution.step_run`` per step; started ahead with
+    ``--wait`` (imports done, waiting for "go" once the upstream is done)."""
 
     def __init__(
         self, python: str, run: Run, environment: Mapping[str, str], *, echo: bool = False
@@ -499,8 +500,9 @@ class _Forked:
 
 
 class _Forker:
-    """Each step's process forked by one fork server (``jup2kub_runtime.forkserver``) that has
-    imported what the steps import; ``spawner`` starts the steps once the server is gone."""
+    """Each step's process forked by one fork server (``jup2kub_runtime.execution.forkserver``)
+    that has imported what the steps import; ``spawner`` starts the steps once the server is
+    gone."""
 
     def __init__(self, python: str, run: Run, spawner: _Spawner, *, echo: bool = False) -> None:
         self.run = run

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from jup2kub.errors import KafkaUnavailableError
-from jup2kub_runtime import messages, topics
-from jup2kub_runtime.states import StepState
+from jup2kub_runtime.contract import messages, topics
+from jup2kub_runtime.contract.states import StepState
 
 FINAL = (StepState.SUCCEEDED, StepState.FAILED)
 

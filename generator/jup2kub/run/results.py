@@ -16,7 +16,7 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.model.secrets import redact
 from jup2kub.run.notebook_nodes import code_cell, error_output, from_json, notebook_text
-from jup2kub_runtime.state import StateStore
+from jup2kub_runtime.storage.state_store import StateStore
 
 
 def _parameters_cell(parameters: Mapping[str, Any], minor: int) -> Any:

@@ -1,6 +1,6 @@
 """Deciding, when a step is ready, whether it executes or is reused, and saying why.
 
-A step is reused when its key (``jup2kub_runtime.cachekey``) is unchanged:
+A step is reused when its key (``jup2kub_runtime.storage.cachekey``) is unchanged:
 
 - on ``--resume RUN_ID``, a step that completed in that run with the same key is kept where it
   is (any step, cacheable or not: its results are that run's own);
@@ -27,7 +27,7 @@ from typing import Any
 from jup2kub.files import atomic_write_text
 from jup2kub.model.cacheability import StepCache, parameter_reads
 from jup2kub.run.executor import Run
-from jup2kub_runtime.cachekey import (
+from jup2kub_runtime.storage.cachekey import (
     FILE,
     KeyParts,
     environment_digest,
@@ -36,7 +36,7 @@ from jup2kub_runtime.cachekey import (
     step_key_parts,
     why_changed,
 )
-from jup2kub_runtime.stepcache import CacheStore, CorruptEntry
+from jup2kub_runtime.storage.stepcache import CacheStore, CorruptEntry
 
 #: file digests that do not identify a content: the key cannot be trusted
 UNKNOWN_FILES = ("too-large", "unreadable")

@@ -28,7 +28,7 @@ from jup2kub.build.deps.findings import DataFile, Dependencies
 from jup2kub.errors import InputError, UsageError
 from jup2kub.plan import PipelinePlan
 from jup2kub_runtime import STEP_RUN_MODULE
-from jup2kub_runtime.spec import Cell, StepSpec
+from jup2kub_runtime.contract.spec import Cell, StepSpec
 
 #: Data files larger than this go to the shared volume even with ``--data-files copy``.
 DEFAULT_COPY_LIMIT = 64 * 1024 * 1024

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .names import NAME_RE, TOPIC_RE, secret_parameter_env
 from .topics import (
     consumer_group,
     dead_letter_topic,
@@ -24,6 +23,7 @@ from .topics import (
     output_topics,
     status_topic,
 )
+from .valid_names import NAME_RE, TOPIC_RE, secret_parameter_env
 
 _HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
@@ -43,6 +43,11 @@ DEFAULT_GUARD_MODE = "fail"
 #: ~2 GiB/s for numeric arrays and frames (out-of-band buffers, hashed in place), 25-50 MiB/s
 #: for object-heavy values (strings, dicts of lists): at most ~30 ms resp. ~1.3-2.5 s per input
 DEFAULT_GUARD_MAX_BYTES = 32 << 20
+#: how many of a map cell's chunks one process runs at once (default: the CPU count); the local
+#: runner sets it to its own limit
+MAP_JOBS_ENV = "J2K_MAP_JOBS"
+#: "elements": a replica that only runs map chunks (``serving.loop.StepLoop._elements_only``)
+MAP_ROLE_ENV = "J2K_MAP_ROLE"
 
 
 @dataclass(frozen=True)

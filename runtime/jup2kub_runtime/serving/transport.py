@@ -17,10 +17,10 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from . import randomness
-from .config import Config
-from .errors import StepRuntimeError, TemporaryError
-from .messages import encode
+from ..contract.config import Config
+from ..contract.errors import StepRuntimeError, TemporaryError
+from ..contract.messages import encode
+from ..execution import randomness
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,13 @@ they run here through IPython's own magics when IPython is installed.
 
 Two things differ from a plain terminal IPython, as in a Jupyter kernel: shell commands'
 output goes through ``sys.stdout`` (so it is captured per cell), and ``%matplotlib`` is a
-no-op because ``cells`` already renders figures after each cell like the inline backend
+no-op because ``cell_runner`` already renders figures after each cell like the inline backend
 (``%pylab`` imports its names without switching backends; ``%config InlineBackend`` works).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -72,7 +73,7 @@ _INLINE = ("inline", "module://matplotlib_inline.backend_inline")
 
 def _inline_matplotlib(gui: str | None = None) -> tuple[str, str]:
     """What ``%pylab``'s ``enable_matplotlib`` does in a kernel, minus switching backends:
-    pyplot imported (``cells`` gives it the inline backend's ``show`` and renders figures
+    pyplot imported (``kernel_imports`` gives it the inline backend's ``show`` and renders figures
     after each cell); the magic then imports numpy and pylab into the namespace."""
     import matplotlib.pyplot  # noqa: F401
 
@@ -129,3 +130,11 @@ def get_ipython_for(ns: dict[str, Any]) -> Callable[[], Any]:
         return shell
 
     return get_ipython
+
+
+def create_shell() -> None:
+    """The IPython shell stand-in every execution creates before its cells run (50 ms): done
+    ahead, and before importing ahead, so that a module imported ahead finds what it would
+    find when a cell imports it (``IPython.get_ipython()``, ``__IPYTHON__``)."""
+    with contextlib.suppress(Exception):
+        get_ipython_for({})()

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import STEP_RUN_MODULE
-from .cells import CellRecord, execute_step, warm_up
-from .config import GuardSettings
-from .errors import (
+from .. import STEP_RUN_MODULE
+from ..contract.config import GuardSettings
+from ..contract.errors import (
     CellError,
     ErrorRecord,
     MissingInputError,
@@ -40,12 +39,16 @@ from .errors import (
     StateError,
     StepRuntimeError,
 )
+from ..contract.spec import StepSpec
+from ..contract.states import StepState
+from ..contract.valid_names import check_run_id
+from ..storage.state_store import StateStore
+from ..storage.stepcache import CacheStore, StepReuse
+from .cell_runner import execute_step
 from .guards import StepGuards
+from .output_capture import CellRecord
 from .placeholders import stand_ins
-from .spec import StepSpec
-from .state import StateStore, check_run_id
-from .states import StepState
-from .stepcache import CacheStore, StepReuse
+from .preimport import warm_up
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,17 @@ import random
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cloudpickle
+if TYPE_CHECKING:  # cloudpickle ships no types: its Pickler is a pickle.Pickler
+    from pickle import Pickler as CloudPickler
+else:
+    from cloudpickle import Pickler as CloudPickler
 
+from ..contract.config import GuardSettings
+from ..contract.errors import ErrorRecord
+from ..contract.spec import StepSpec
 from . import randomness
-from .config import GuardSettings
-from .errors import ErrorRecord
-from .spec import StepSpec
 
 #: inputs stored at most this large are fingerprinted after every cell (else only at the end):
 #: at most ~10 ms per cell even for object-heavy values
@@ -72,7 +75,7 @@ class _HashSink:
         return False
 
 
-class _FingerprintPickler(cloudpickle.Pickler):  # type: ignore[misc]
+class _FingerprintPickler(CloudPickler):
     """cloudpickle, leaving out what reading a value may change (see the module docstring)."""
 
     def reducer_override(self, obj: Any) -> Any:

@@ -30,10 +30,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
+from ..contract.config import MAP_JOBS_ENV
+from ..contract.mapspec import ACC, ITEM, MapSpec
+from ..storage.state_store import loads_own
 from . import randomness
 from .guards import fingerprint
-from .mapspec import ACC, ITEM, MapSpec
-from .state import loads_own
+from .lifetime import die_with_parent
 
 #: elements per worker aimed at by the automatic chunk size (load balance vs overhead)
 CHUNKS_PER_WORKER = 4
@@ -42,7 +44,7 @@ _UNSET = object()
 
 class Distributor(Protocol):
     """Runs a map cell's chunks elsewhere (on a Kafka pipeline: every replica of the step,
-    ``mapkafka``); returns their results in chunk order."""
+    ``serving.map_distribution``); returns their results in chunk order."""
 
     def run(
         self, spec: MapSpec, chunks: list[tuple[int, list[Any]]], shared: dict[str, Any]
@@ -128,7 +130,7 @@ class _Recorder:
 def map_jobs() -> int:
     """How many chunks run at once (J2K_MAP_JOBS, default the CPU count)."""
     try:
-        return max(1, int(os.environ.get("J2K_MAP_JOBS", "") or (os.cpu_count() or 1)))
+        return max(1, int(os.environ.get(MAP_JOBS_ENV, "") or (os.cpu_count() or 1)))
     except ValueError:
         return max(1, os.cpu_count() or 1)
 
@@ -462,8 +464,6 @@ def send_from_child(fd: int, parent: int, run: Callable[[], ChunkRun]) -> NoRetu
     result that cannot be pickled is sent as the chunk's error. Never returns."""
     code = 1
     try:
-        from .forkserver import die_with_parent
-
         die_with_parent(parent)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

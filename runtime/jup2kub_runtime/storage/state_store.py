@@ -51,25 +51,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from ..contract.errors import ErrorRecord, MissingInputError, PermanentError, StateError
+from ..contract.valid_names import NAME_RE, check_run_id
 from . import valuefile
-from .errors import ErrorRecord, MissingInputError, PermanentError, StateError
-from .names import NAME_RE, RUN_ID_RE
 
 #: unpickling what this pipeline's own processes wrote (see ``valuefile.loads_own``)
 loads_own = valuefile.loads_own
 
 MARKER = "COMPLETE"
 T = TypeVar("T")
-
-
-def check_run_id(run_id: object) -> str:
-    """Return ``run_id`` if it is safe as a single path component, else raise PermanentError."""
-    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
-        raise PermanentError(
-            f"run id {run_id!r} is invalid: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return run_id
 
 
 #: a step directory's record of the cells an execution got through (``record_progress``)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import PermanentError
+from ..contract.errors import PermanentError
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import ErrorRecord, PermanentError
-from .state import StateStore, check_run_id
-from .states import StepState
+from ..contract.errors import ErrorRecord, PermanentError
+from ..contract.states import StepState
+from ..contract.valid_names import check_run_id
+from ..storage.state_store import StateStore
 
 #: at most this many run directories are looked at per request
 MAX_LIMIT = 200

@@ -31,7 +31,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .spec import StepSpec
+from ..contract.spec import StepSpec
+from . import cell_runner, kernel_imports
+from .shell import create_shell
 
 SKIP_ENV = "J2K_PREIMPORT_SKIP"
 SWITCH_ENV = "J2K_PREIMPORT"
@@ -226,14 +228,13 @@ def warm(
     name (default: start the process again now without it; ``alone``: see
     ``import_quietly``).
 
-    The runtime's cell machinery, IPython's display and the shell stand-in come first, as when
-    a cell imports (cells sets MPLBACKEND and the import hooks that give pandas a kernel's
-    answers before pandas is imported)."""
-    from . import cells  # the hooks and MPLBACKEND before anything else
-
+    The kernel's import hooks, IPython's display and the shell stand-in come first, as when
+    a cell imports (``kernel_imports`` sets MPLBACKEND and the import hooks that give pandas a
+    kernel's answers before pandas is imported)."""
+    kernel_imports.install()  # the hooks and MPLBACKEND before anything else
     with contextlib.suppress(Exception):
         import IPython.display  # noqa: F401
-    cells.create_shell()  # as a cell's import finds it
+    create_shell()  # as a cell's import finds it
     if not enabled():
         return
     specs = list(specs)
@@ -245,3 +246,19 @@ def warm(
         restart(noisy)
     else:  # done: the steps' code sees the environment the process was started with
         os.environ.pop(SKIP_ENV, None)
+
+
+def warm_up(
+    spec: StepSpec, *, imports: bool = True, restart: Callable[[str], None] | None = None
+) -> None:
+    """What every execution of ``spec`` needs, done ahead (a step process calls it while it
+    joins its consumer group): IPython's display machinery imported, the cells compiled, the
+    IPython shell stand-in created and, with ``imports``, the installed modules the cells
+    import, where that is quiet (``warm``: a noisy one restarts the process without it, or is
+    handed to ``restart``). Holds the execution lock meanwhile: an execution waits, and the
+    capture of the imports' output sees no cell's."""
+    cell_runner.prepare(spec)
+    with cell_runner.execution_lock():
+        create_shell()
+        if imports:
+            warm([spec], alone=False, restart=restart or restart_without)

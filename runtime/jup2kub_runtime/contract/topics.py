@@ -38,5 +38,6 @@ def output_topics(pipeline: str, step: str, downstream: Sequence[str]) -> list[s
 
 
 def elements_topic(pipeline: str, step: str) -> str:
-    """A map step's chunks (one message per chunk, ``mapkafka``), consumed by every replica."""
+    """A map step's chunks (one message per chunk, ``serving.map_distribution``), consumed by
+    every replica."""
     return f"{pipeline}.map.{step}"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import PermanentError
+
 #: a pipeline or step name: 1-63 letters, digits, '_' or '-', starting with a letter or digit
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: a Python identifier (parameters, a step's input and output variables)
@@ -24,3 +26,13 @@ SECRET_PARAMETER_ENV_PREFIX = "J2K_SECRET_PARAMETER_"
 def secret_parameter_env(name: str) -> str:
     """Where a step process finds the secret parameter ``name`` (a Python identifier)."""
     return SECRET_PARAMETER_ENV_PREFIX + name
+
+
+def check_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it is safe as a single path component, else raise PermanentError."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise PermanentError(
+            f"run id {run_id!r} is invalid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return run_id

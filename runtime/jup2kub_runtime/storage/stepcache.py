@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..contract.spec import StepSpec
 from .cachekey import (
     KeyParts,
     canonical,
@@ -43,8 +44,7 @@ from .cachekey import (
     pathlike,
     step_key_parts,
 )
-from .spec import StepSpec
-from .state import StateStore, fsync_dir
+from .state_store import StateStore, fsync_dir
 
 ENTRY_VERSION = 1
 ENTRY_FILE = "entry.json"

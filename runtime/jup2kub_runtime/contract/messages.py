@@ -12,9 +12,8 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .errors import ErrorRecord, MessageError, PermanentError
-from .names import IDENTIFIER_RE, NAME_RE
-from .state import check_run_id
 from .states import STATUS_STATES, StepState
+from .valid_names import IDENTIFIER_RE, NAME_RE, check_run_id
 
 MESSAGE_VERSION = 1
 MESSAGE_TYPES = ("run", "step-done", "status", "dead-letter")

@@ -26,10 +26,8 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from . import preimport
-from .cells import warm_up
-from .config import Config
-from .errors import (
+from ..contract.config import MAP_ROLE_ENV, Config
+from ..contract.errors import (
     CellError,
     ErrorRecord,
     MessageError,
@@ -37,18 +35,25 @@ from .errors import (
     StepRuntimeError,
     TemporaryError,
 )
+from ..contract.messages import (
+    Incoming,
+    dead_letter_message,
+    parse,
+    status_message,
+    step_done_message,
+)
+from ..contract.spec import StepSpec
+from ..contract.states import StepState
+from ..execution import preimport
+from ..execution.map_chunks import distributing
+from ..execution.step_run import run_step
+from ..storage.state_store import StateStore
+from ..storage.stepcache import DEFAULT_DIRNAME as CACHE_DIR
+from ..storage.stepcache import CacheStore, cache_enabled
 from .health import Health
-from .mapkafka import MAP_ROLE_ENV, Distributor, ElementWorker
-from .mapping import distributing
-from .messages import Incoming, dead_letter_message, parse, status_message, step_done_message
+from .map_distribution import Distributor, ElementWorker
 from .offsets import CommitBook
 from .outcomes import DeadLetter, Outcome, Retry, Skipped, Succeeded, Waiting
-from .spec import StepSpec
-from .state import StateStore
-from .states import StepState
-from .step_run import run_step
-from .stepcache import DEFAULT_DIRNAME as CACHE_DIR
-from .stepcache import CacheStore, cache_enabled
 from .transport import StartupStopped, Transport
 
 log = logging.getLogger("jup2kub_runtime")
@@ -114,7 +119,7 @@ class StepLoop:
         self._last_poll = 0.0
         #: every assigned partition paused (by _pause); _resume undoes it before taking records
         self.paused = False
-        #: a map step's worker for the elements topic (``mapkafka``)
+        #: a map step's worker for the elements topic (``map_distribution``)
         self.elements: ElementWorker | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -197,7 +202,7 @@ class StepLoop:
         """Ready (``/readiness``) only once done, whatever happened. A noisy import restarts
         the process (``preimport``): no run has started then, they wait for the warm-up."""
         try:
-            warm_up(self.spec, restart=self._restart_without)
+            preimport.warm_up(self.spec, restart=self._restart_without)
         except Exception as exc:  # the first execution meets the problem itself
             log.warning("warm-up: %r", exc)
         finally:

@@ -36,11 +36,16 @@ import os
 import pickle
 import struct
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import cloudpickle
 
-from .errors import OutputError
+if TYPE_CHECKING:  # cloudpickle ships no types: its Pickler is a pickle.Pickler
+    from pickle import Pickler as CloudPickler
+else:
+    from cloudpickle import Pickler as CloudPickler
+
+from ..contract.errors import OutputError
 
 PICKLE_PROTOCOL = 5
 VALUE_FORMAT = "pickle5-oob"
@@ -131,7 +136,7 @@ def dump_group(
     return _dump(fh, dict(values), step, values, writeback=writeback, share_views=True)
 
 
-class _GroupPickler(cloudpickle.CloudPickler):  # type: ignore[misc]
+class _GroupPickler(CloudPickler):
     """Notes whether a pandas object is pickled. pandas (copy-on-write) tracks which of its
     objects share memory, which pickle does not keep: a loaded DataFrame would not know that
     a Series shares its block, and an in-place change of one would show through the other,
@@ -339,10 +344,20 @@ def loads_own(data: bytes, references: Callable[[Any], Any] | None = None) -> An
     """Unpickle bytes a process of this pipeline wrote itself (a map's chunk files on the
     state volume, a forked chunk process's pipe), never a message's; ``references`` resolves
     the persistent ids of objects sent by reference (a map's items and shared values)."""
-    unpickler = pickle.Unpickler(io.BytesIO(data))
-    if references is not None:
-        unpickler.persistent_load = references  # type: ignore[method-assign]
-    return unpickler.load()
+    if references is None:
+        return pickle.Unpickler(io.BytesIO(data)).load()
+    return _ByReference(io.BytesIO(data), references).load()
+
+
+class _ByReference(pickle.Unpickler):
+    """Resolves persistent ids (objects sent by reference) with ``references``."""
+
+    def __init__(self, fh: io.BytesIO, references: Callable[[Any], Any]) -> None:
+        super().__init__(fh)
+        self._references = references
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._references(pid)
 
 
 def _file_regions(spans: list[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -40,22 +39,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import FORK_SERVER_MODULE, preimport, step_run
-from .cells import warm_up
-from .errors import StepRuntimeError
-from .spec import StepSpec
+from .. import FORK_SERVER_MODULE
+from ..contract.errors import StepRuntimeError
+from ..contract.spec import StepSpec
+from . import preimport, step_run
+from .lifetime import die_with_parent
 from .step_run import execute_once
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> None:
-    """SIGKILL this process when its parent ends; exit now if the parent is gone already."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 class Server:
@@ -234,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = _load(args.spec)
     preimport.warm(specs.values(), [Path(d) for d in args.local])
     for spec in specs.values():
-        warm_up(spec, imports=False)
+        preimport.warm_up(spec, imports=False)
     _settle_for_forking()
     return Server(specs).serve()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from .errors import ErrorRecord
+from ..contract.errors import ErrorRecord
 
 
 @dataclass(frozen=True)

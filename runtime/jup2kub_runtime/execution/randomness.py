@@ -87,7 +87,7 @@ def isolate_libraries(modules: Iterable[str] = LIBRARY_MODULES) -> None:
     for name in modules:
         mod = sys.modules.get(name)
         if mod is not None and getattr(mod, "random", None) is random:
-            mod.random = random.Random()  # type: ignore[attr-defined]
+            vars(mod)["random"] = random.Random()
 
 
 def _digest(*parts: bytes) -> bytes:

@@ -1,9 +1,9 @@
 """The contract of a data-parallel map cell (``#| map: true``), part of ``step.json``.
 
 The generator cuts the cell into plain Python pieces (``jup2kub.model.mapping``); the runtime
-(``mapping``) runs them: ``before`` in the step's namespace, then ``element`` once per item of
-``iterable`` (bound to ``ITEM``) in parallel chunks, with each accumulator replaced by a
-recorder whose operations are replayed on the real object in the original order, then
+(``execution.map_chunks``) runs them: ``before`` in the step's namespace, then ``element`` once
+per item of ``iterable`` (bound to ``ITEM``) in parallel chunks, with each accumulator replaced
+by a recorder whose operations are replayed on the real object in the original order, then
 ``finish`` and ``after``. Every piece keeps the cell's line numbers (leading blank lines).
 """
 

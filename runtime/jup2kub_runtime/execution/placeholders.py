@@ -36,10 +36,10 @@ class Unstorable:
     def __getattr__(self, name: str) -> Any:
         self._fail()
 
-    __setattr__ = __call__ = __str__ = __repr__ = __format__ = __bool__ = _fail  # type: ignore[assignment]
-    __len__ = __iter__ = __getitem__ = __setitem__ = __contains__ = __hash__ = _fail  # type: ignore[assignment]
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __add__ = __radd__ = _fail  # type: ignore[assignment]
-    __enter__ = __exit__ = __int__ = __float__ = __index__ = __fspath__ = _fail  # type: ignore[assignment]
+    __setattr__ = __call__ = __str__ = __repr__ = __format__ = __bool__ = _fail
+    __len__ = __iter__ = __getitem__ = __setitem__ = __contains__ = __hash__ = _fail
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __add__ = __radd__ = _fail
+    __enter__ = __exit__ = __int__ = __float__ = __index__ = __fspath__ = _fail
 
 
 def stand_ins(values: Mapping[str, Any], names: list[str], step: str) -> dict[str, Any]:

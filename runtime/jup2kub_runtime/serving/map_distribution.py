@@ -6,11 +6,11 @@ attempt-N/``), waits for the elements group to be stable, and sends one message 
 the step's elements topic, to the group's members in turn (``spread``). Every replica runs an
 ``ElementWorker`` thread consuming that topic in its own group: it runs the chunk in a process
 forked for it (the step's definitions replayed, the shared values loaded from the volume), each
-failing element tried again there with the step's retry policy (``mapping._element``; a process
+failing element tried again there with the step's retry policy (``map_chunks._element``; a process
 that dies runs the chunk again whole), and writes the result next to the chunk's items,
 atomically; only then is the message committed, so a replica killed mid-chunk
 leaves the message to another replica and no half-written result. The coordinator waits for
-every result, replays them in order (``mapping``) and completes the step once, as any step:
+every result, replays them in order (``map_chunks``) and completes the step once, as any step:
 nothing is lost, and a chunk run twice leaves one result.
 """
 
@@ -33,9 +33,13 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from . import cells
-from .config import Config, secret_parameters
-from .mapping import (
+from ..contract.config import Config, secret_parameters
+from ..contract.mapspec import MapSpec
+from ..contract.messages import encode
+from ..contract.spec import StepSpec
+from ..contract.topics import elements_topic
+from ..execution import cell_runner
+from ..execution.map_chunks import (
     ChunkResult,
     ChunkRun,
     RetryPolicy,
@@ -46,17 +50,14 @@ from .mapping import (
     framed,
     send_from_child,
 )
-from .mapspec import MapSpec
-from .messages import encode
-from .shell import get_ipython_for
-from .spec import StepSpec
-from .state import StateStore, loads_own
-from .topics import elements_topic
+from ..execution.output_capture import Capture, patched_io
+from ..execution.rich_display import display_for, patched_display, publishing_shell
+from ..execution.shell import get_ipython_for
+from ..storage.state_store import StateStore, loads_own
+from .transport import offset_and_metadata
 
 log = logging.getLogger("jup2kub_runtime.map")
 
-#: "elements": a replica that only runs map chunks (``loop.StepLoop._elements_only``)
-MAP_ROLE_ENV = "J2K_MAP_ROLE"
 #: how often the coordinator looks for the chunks' results
 POLL_SECONDS = 0.02
 #: how long the coordinator waits for the elements group to settle before announcing chunks
@@ -98,7 +99,7 @@ def _by_value(shared: dict[str, Any]) -> dict[str, Any]:
 
 
 class Distributor:
-    """The coordinator's side (``mapping.Distributor``) for one execution of the step."""
+    """The coordinator's side (``map_chunks.Distributor``) for one execution of the step."""
 
     def __init__(
         self,
@@ -308,7 +309,7 @@ class ElementWorker(threading.Thread):
         if out.exists() or not _chunk_path(d, number, "in").exists():
             return
         log.info("run %s: running map chunk %d (cell %d)", run_id, number, spec.cell)
-        # Each element is retried in the chunk's process (``mapping._element``); a process
+        # Each element is retried in the chunk's process (``map_chunks._element``); a process
         # that dies loses its work with it, so the chunk runs whole again, as often.
         for tries in range(1, self.cfg.max_retries + 2):
             payload, died = self._execute(spec, d, number, start)
@@ -386,8 +387,6 @@ def _partitions(tps: Any) -> str:
 
 
 def _offset(offset: int) -> Any:
-    from .transport import offset_and_metadata
-
     return offset_and_metadata(offset)
 
 
@@ -401,7 +400,7 @@ def _chunk_child(
     """In the forked process: the step's namespace rebuilt, the chunk run, its result sent."""
 
     def run() -> ChunkRun:
-        cells._EXEC_LOCK = threading.Lock()  # the coordinating thread may hold the parent's
+        cell_runner.release_after_fork()  # the coordinating thread may hold the parent's lock
         context = loads_own((d / "context.pkl").read_bytes())
         start, items = loads_own(_chunk_path(d, number, "in").read_bytes())
         shared: dict[str, Any] = context["shared"]
@@ -421,24 +420,24 @@ def _run_in_namespace(
     policy: RetryPolicy,
 ) -> ChunkResult:
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-    capture = cells._Capture()
-    display = cells._display_for(capture)
+    capture = Capture()
+    display = display_for(capture)
     ns["display"] = display
     ns["get_ipython"] = get_ipython_for(ns)
     filename = f"<cell {spec.cell}>"
     source = next((c.source for c in step.cells if c.index == spec.cell), "")
     with (
-        cells._patched_io(capture, False),
-        cells._patched_display(display),
-        cells._publishing_shell(ns, capture),
+        patched_io(capture, False),
+        patched_display(display),
+        publishing_shell(ns, capture),
     ):
         try:
             if step.parameters_source:
-                cells._run_source(step.parameters_source, "<parameters>", ns)
+                cell_runner.run_source(step.parameters_source, "<parameters>", ns)
             ns.update(context["parameters"])
             ns.update(secret_parameters(step.secret_parameters))
             for rep in step.replay:
-                cells._run_source(rep.source, f"<cell {rep.cell}>", ns)
+                cell_runner.run_source(rep.source, f"<cell {rep.cell}>", ns)
         except BaseException as exc:
             return ChunkResult(error=(start, f"{type(exc).__name__}: {exc} (replaying)", ""))
         capture.flush_all()

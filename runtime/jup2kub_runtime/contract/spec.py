@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import SpecError
 from .mapspec import MapSpec
-from .names import IDENTIFIER_RE, NAME_RE
+from .valid_names import IDENTIFIER_RE, NAME_RE
 
 SPEC_VERSION = 1
 SPEC_FILENAME = "step.json"
@@ -73,7 +73,7 @@ class StepSpec:
     #: raises a clear error when used (``placeholders.Unstorable``)
     placeholders: list[str] = field(default_factory=list)
     #: parameters whose value is a secret: not in ``parameters_source`` (None there), but in
-    #: the process's environment (``names.secret_parameter_env``), set after the overrides
+    #: the process's environment (``valid_names.secret_parameter_env``), set after the overrides
     secret_parameters: list[str] = field(default_factory=list)
     #: the notebook seeds a global random generator before or in this step: an import that
     #: draws from one must then happen where the notebook imports (not ahead, ``preimport``)

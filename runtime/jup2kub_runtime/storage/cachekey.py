@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .spec import StepSpec
+from ..contract.spec import StepSpec
 
 #: bumped when what goes into a key changes: older entries then never match
 KEY_VERSION = 1
@@ -158,8 +158,8 @@ def environment_digest() -> str:
             except OSError:
                 continue
             parts += [n for n in names if n.endswith((".dist-info", ".egg-info", ".egg-link"))]
-        here = Path(__file__).parent
-        parts += [file_digest(p) for p in sorted(here.glob("*.py"))]
+        runtime = Path(__file__).parents[1]  # the whole package, not only this one
+        parts += [file_digest(p) for p in sorted(runtime.rglob("*.py"))]
         _ENVIRONMENT["local"] = digest("\n".join(parts))
     return _ENVIRONMENT["local"]
 
