@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e import cluster as harness
+from e2e.host.layout import BIN
 
 E2E = Path(__file__).resolve().parent
 REPO = E2E.parent
@@ -31,7 +31,7 @@ class Cluster:
     def kubectl(
         self, *args: str, check: bool = True, timeout: float = 180, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        exe = str(harness.BIN / "kubectl") if self.own else (shutil.which("kubectl") or "kubectl")
+        exe = str(BIN / "kubectl") if self.own else (shutil.which("kubectl") or "kubectl")
         cmd = [exe] + (["--kubeconfig", self.kubeconfig] if self.kubeconfig else []) + list(args)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input_text)
         if check and r.returncode != 0:
@@ -83,7 +83,7 @@ class Cluster:
         if self.kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig
         if self.own:
-            env["PATH"] = f"{harness.BIN}:{env.get('PATH', '')}"
+            env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
         return env
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e import build, images
+from e2e.build.components import build_pause
+from e2e.host.processes import write_config
+from e2e.images import system as images
 
 
 def _docker() -> str:
@@ -31,7 +33,7 @@ def test_hand_assembled_pause_image_runs_on_a_real_engine(tmp_path: Path) -> Non
     docker = _docker()
     cache = tmp_path / "cache"
     (cache / "bin").mkdir(parents=True)
-    build.build_pause(cache)
+    build_pause(cache)
     tar = images.pause(cache / "bin", tmp_path / "images")
     loaded = subprocess.run(
         [docker, "load", "-i", str(tar)], capture_output=True, text=True, timeout=300
@@ -84,13 +86,11 @@ def test_daemon_configs_are_rewritten_only_when_they_change(tmp_path: Path) -> N
     """kube-proxy exits when its configuration file is written at all: a second `cluster up`
     that rewrote it left new Services unreachable (the e2e flake of
     test_dns_and_clusterip_service). An unchanged configuration is not written again."""
-    from e2e.cluster import _write_config
-
     path = tmp_path / "kube-proxy-config.json"
-    _write_config(path, "{}")
+    write_config(path, "{}")
     first = path.stat().st_mtime_ns
     time.sleep(0.05)  # more than the kernel's coarse clock tick: a write would move the mtime
-    _write_config(path, "{}")
+    write_config(path, "{}")
     assert path.stat().st_mtime_ns == first
-    _write_config(path, '{"mode": "iptables"}')
+    write_config(path, '{"mode": "iptables"}')
     assert path.read_text() == '{"mode": "iptables"}'

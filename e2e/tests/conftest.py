@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e import cluster as harness
-from e2e import images
+from e2e.host.layout import KUBECONFIG
+from e2e.images.system import BUSYBOX_IMAGE
 from e2e.support import E2E, Cluster
 
 
@@ -34,7 +34,7 @@ def cluster() -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.skip("the harness's cluster needs root (or set J2K_E2E_KUBECONFIG)")
     subprocess.run([str(E2E / "cluster"), "up"], check=True, timeout=3 * 3600)
-    yield Cluster(str(harness.KUBECONFIG), own=True, busybox=images.BUSYBOX_IMAGE)
+    yield Cluster(str(KUBECONFIG), own=True, busybox=BUSYBOX_IMAGE)
     if os.environ.get("J2K_E2E_DOWN") == "1":
         subprocess.run([str(E2E / "cluster"), "down"], check=True, timeout=900)
 

@@ -2,7 +2,7 @@
 
 The chart is installed with every step scaled to 0, so only the Kafka StatefulSet, its
 post-install topics Job and the shared state volume run. On the harness's cluster the Kafka
-image is the locally built ``apache/kafka`` (e2e/kafka_image.py): the chart must start it
+image is the locally built ``apache/kafka`` (e2e/images/kafka.py): the chart must start it
 unchanged, through its real probes, and Kafka must come back on its volume when its pod dies.
 """
 

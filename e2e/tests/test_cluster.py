@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from e2e import cluster as harness
-from e2e.cluster import render_manifest
+from e2e.addons import render_manifest
+from e2e.host.processes import pid_of
 from e2e.support import E2E, Cluster
 
 MANIFESTS = E2E / "tests" / "manifests"
@@ -52,11 +52,11 @@ def test_a_second_cluster_up_keeps_new_services_reachable(cluster: Cluster, name
     created afterwards were never programmed. A second `up` now leaves kube-proxy running."""
     if not cluster.own:
         pytest.skip("`cluster up` is the harness's own cluster's command")
-    before = harness._pid_of("kube-proxy")
+    before = pid_of("kube-proxy")
     assert before is not None
     subprocess.run([str(E2E / "cluster"), "up"], check=True, timeout=900, capture_output=True)
     time.sleep(2)  # kube-proxy noticed a written file within a second, then exited
-    assert harness._pid_of("kube-proxy") == before
+    assert pid_of("kube-proxy") == before
     _check_service(cluster, namespace)
 
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from nbformat import v4
 
-from e2e import cluster as harness
+from e2e.host.layout import CTRD_SOCK
 from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, wait_final, with_cluster_dns
 
 RELEASE = "faults"
@@ -240,7 +240,7 @@ def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, st
     ).stdout
     container = cid.removeprefix("containerd://")
     pid = subprocess.run(
-        ["ctr", "--address", str(harness.CTRD_SOCK), "-n", "k8s.io", "tasks", "ls"],
+        ["ctr", "--address", str(CTRD_SOCK), "-n", "k8s.io", "tasks", "ls"],
         capture_output=True,
         text=True,
         check=True,

@@ -21,6 +21,7 @@ import nbformat
 import pytest
 import yaml
 
+from e2e.network import netpol
 from e2e.support import Cluster, helm, state_dir
 from e2e.tests.test_pipeline import NOTEBOOK, built, submit, wait_run
 
@@ -36,8 +37,6 @@ def enforced(cluster: Cluster) -> Iterator[None]:
             pytest.skip("set J2K_E2E_NETPOL=1 if this cluster's CNI enforces NetworkPolicies")
         yield
         return
-    from e2e import netpol
-
     started = not netpol.running()
     try:
         netpol.up()

@@ -13,8 +13,12 @@ from __future__ import annotations
 import shlex
 import shutil
 
-from e2e import build
-from e2e import cluster as harness
+from e2e.build.components import build_kube_router
+from e2e.host.commands import log, run, wait_for
+from e2e.host.layout import BIN, HOME, KUBECONFIG
+from e2e.host.processes import pid_of, start, stop
+from e2e.network.addresses import NODE_NAME, POD_CIDR, SERVICE_CIDR
+from e2e.network.host import iptables
 
 NAME = "kube-router"
 #: the chain kube-router hooks into FORWARD once its controller has synced
@@ -29,52 +33,52 @@ IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "kube-router-")
 #: reached; and Docker turns ip_forward on. So while kube-router runs the guard is repeated in
 #: mangle FORWARD, which every forwarded packet passes first.
 GUARD = (
-    ("-s", harness.POD_CIDR, "!", "-d", harness.POD_CIDR, "-j", "DROP"),
-    ("!", "-s", harness.POD_CIDR, "-d", harness.POD_CIDR, "-j", "DROP"),
+    ("-s", POD_CIDR, "!", "-d", POD_CIDR, "-j", "DROP"),
+    ("!", "-s", POD_CIDR, "-d", POD_CIDR, "-j", "DROP"),
 )
 
 
 def _guard(on: bool) -> None:
     for rule in GUARD:
-        present = harness._iptables("-t", "mangle", "-C", "FORWARD", *rule)
+        present = iptables("-t", "mangle", "-C", "FORWARD", *rule)
         if on and not present:
-            harness._iptables("-t", "mangle", "-I", "FORWARD", "1", *rule, check=True)
-        while not on and harness._iptables("-t", "mangle", "-D", "FORWARD", *rule):
+            iptables("-t", "mangle", "-I", "FORWARD", "1", *rule, check=True)
+        while not on and iptables("-t", "mangle", "-D", "FORWARD", *rule):
             pass
 
 
 def running() -> bool:
-    return harness._pid_of(NAME) is not None
+    return pid_of(NAME) is not None
 
 
 def up() -> None:
-    if not harness._pid_of("kube-apiserver"):
+    if not pid_of("kube-apiserver"):
         raise SystemExit("the cluster is not running (e2e/cluster up)")
     if not shutil.which("ipset"):
         raise SystemExit("kube-router needs ipset: apt-get install ipset")
-    build.build_kube_router(harness.HOME)
+    build_kube_router(HOME)
     _guard(True)
-    harness.start(
+    start(
         NAME,
         [
-            str(harness.BIN / NAME),
+            str(BIN / NAME),
             "--run-firewall=true",
             "--run-router=false",
             "--run-service-proxy=false",
             "--enable-cni=false",
-            f"--kubeconfig={harness.KUBECONFIG}",
-            f"--hostname-override={harness.NODE_NAME}",
-            f"--service-cluster-ip-range={harness.SERVICE_CIDR}",
+            f"--kubeconfig={KUBECONFIG}",
+            f"--hostname-override={NODE_NAME}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--health-port=0",
             "--metrics-port=0",
         ],
     )
-    harness.wait_for(
+    wait_for(
         "kube-router's firewall chains",
-        lambda: harness._iptables("-L", FORWARD_CHAIN, "-n") and running(),
+        lambda: iptables("-L", FORWARD_CHAIN, "-n") and running(),
         timeout=120,
     )
-    harness.log("NetworkPolicies are enforced (kube-router)")
+    log("NetworkPolicies are enforced (kube-router)")
 
 
 def down() -> None:
@@ -83,8 +87,8 @@ def down() -> None:
     Not with `kube-router --cleanup-config`: in v2.1.0 it deletes every IPVS service on the
     machine ("we assume that we own all of them") and then panics in the service proxy's
     cleanup, before the policy rules are removed."""
-    harness.stop(NAME)
-    saved = harness.run(["iptables-save", "-t", "filter"], check=False, capture=True).stdout
+    stop(NAME)
+    saved = run(["iptables-save", "-t", "filter"], check=False, capture=True).stdout
     for line in saved.splitlines():
         parts = shlex.split(line)
         # the jumps from the built-in chains, tagged "kube-router netpol - <id>"
@@ -93,7 +97,7 @@ def down() -> None:
             and parts[1] in ("INPUT", "FORWARD", "OUTPUT")
             and any(p.startswith("kube-router netpol") for p in parts)
         ):
-            harness._iptables("-D", *parts[1:])
+            iptables("-D", *parts[1:])
     chains = [
         line[1:].split()[0]
         for line in saved.splitlines()
@@ -101,10 +105,10 @@ def down() -> None:
     ]
     for op in ("-F", "-X"):
         for chain in chains:
-            harness._iptables(op, chain)
+            iptables(op, chain)
     if shutil.which("ipset"):
-        names = harness.run(["ipset", "list", "-n"], check=False, capture=True).stdout.split()
+        names = run(["ipset", "list", "-n"], check=False, capture=True).stdout.split()
         for name in names:
             if name.removeprefix("inet6:").startswith(IPSET_PREFIXES):
-                harness.run(["ipset", "destroy", name], check=False, capture=True)
+                run(["ipset", "destroy", name], check=False, capture=True)
     _guard(False)

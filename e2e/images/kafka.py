@@ -26,13 +26,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from e2e import stamps
-from e2e.oci import ImageConfig, write_docker_archive
+from e2e.build import stamps
+from e2e.images.oci import ImageConfig, write_docker_archive
 from tests.support.kafka_broker import kafka_libs, kafka_version
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-KAFKA_DIR = HERE / "kafka"
+E2E = Path(__file__).resolve().parents[1]
+REPO = E2E.parent
+KAFKA_DIR = E2E / "kafka"
 SUITE = "bookworm"
 PACKAGES = ("openjdk-17-jre-headless", "bash")
 APPUSER_UID = 1000

@@ -1,6 +1,6 @@
 """The images the e2e cluster needs, built locally (no registry can be reached from here).
 
-- ``j2k.local/pause``: the pod sandbox (a static Go binary, see build.py)
+- ``j2k.local/pause``: the pod sandbox (a static Go binary, see e2e/go/pause)
 - ``j2k.local/coredns``: CoreDNS built from its Go module
 - ``j2k.local/busybox``: Debian's static busybox and netcheck, for tests and helper pods
 - ``j2k.local/local-path-provisioner``: dynamic hostPath volumes (the default StorageClass)
@@ -11,8 +11,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from e2e import stamps, versions
-from e2e.oci import Entry, ImageConfig, write_docker_archive
+from e2e import versions
+from e2e.build import stamps
+from e2e.images.oci import Entry, ImageConfig, write_docker_archive
 
 PAUSE_IMAGE = "j2k.local/pause:1"
 COREDNS_IMAGE = f"j2k.local/coredns:{versions.COREDNS}"
