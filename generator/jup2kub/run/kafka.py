@@ -26,8 +26,9 @@ from jup2kub.plan import PipelinePlan
 from jup2kub.run import remote
 from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, Run, explain
 from jup2kub_runtime.contract.config import HEALTH_PORT_LINE, MAP_ROLE_ENV, Config
-from jup2kub_runtime.contract.errors import ErrorRecord
+from jup2kub_runtime.contract.errors import ErrorRecord, StepRuntimeError
 from jup2kub_runtime.contract.states import StepState
+from jup2kub_runtime.serving.transport import Transport
 
 
 @dataclass
@@ -243,9 +244,6 @@ def ready(port: int) -> bool:
 def _ensure_topics(envs: list[dict[str, str]], timeout: float = 60) -> None:
     """Create every topic of the pipeline as the step runtimes would (idempotent); a broker
     that does not answer within ``timeout`` s is an error naming its address."""
-    from jup2kub_runtime.contract.errors import StepRuntimeError
-    from jup2kub_runtime.serving.transport import Transport
-
     configs = [Config.from_env(env) for env in envs]
     if not configs:
         return
