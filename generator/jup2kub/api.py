@@ -29,12 +29,11 @@ from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.ipython import translate
-from jup2kub.model.load import load
+from jup2kub.model.load import SPLIT_MODES, load
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
-from jup2kub.model.split import SPLIT_MODES
 from jup2kub.plan import plan_pipeline
 from jup2kub.run import housekeeping, remote
 from jup2kub.run.executor import (

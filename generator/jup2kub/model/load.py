@@ -27,7 +27,9 @@ from jup2kub.model.grouping import group_cells
 from jup2kub.model.mapping import isolate_maps
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.pipeline import Pipeline
-from jup2kub.model.split import Split, code_cells, split_notebook
+from jup2kub.model.split import SPLIT_MODES, Split, code_cells, split_notebook
+
+__all__ = ["SPLIT_MODES", "load"]
 
 
 def load(
