@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import graphlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jup2kub.errors import CycleError, UnknownStepError
 from jup2kub.model import cacheability
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Statement, Summary
+from jup2kub.model.analysis.calls import call_effects, changed_by
 from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
+from jup2kub.model.analysis.events import CallSite
 from jup2kub.model.kale import SplitWarning
 from jup2kub.model.mapping import plan_maps
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
@@ -425,11 +427,31 @@ class _StepResolver:
             self.local[RANDOM_STATE] = _Local("value", e.certain)
         elif effect == DRAW:
             self.mutate(RANDOM_STATE, cell, e.line)
-        head = e.name.partition(".")[0]
-        summary = self._summary(head) if head == e.name else None
-        if summary is not None and summary.mutates_args:
-            for name in e.sources:
-                self.mutate(name, cell, e.line)
+        for name in sorted(self._changed_by(e.site) if e.site is not None else ()):
+            self.mutate(name, cell, e.line)
+
+    def _changed_by(self, site: CallSite) -> set[str]:
+        """What a call changes through the notebook's functions; ``obj.m(..)`` on an object of
+        unknown class: through any notebook class's method ``m``."""
+        if self._summary(site.callee[0]) is not None or len(site.callee) != 2:
+            return changed_by(site, self._summary)
+        head, method = site.callee
+        found: set[str] = set()
+        for cls in self._classes_with(method):
+            bound = replace(site, callee=(cls, method), receiver=frozenset({head}))
+            found |= changed_by(bound, self._summary)
+        return found
+
+    def _classes_with(self, method: str) -> set[str]:
+        """The notebook classes in scope that define ``method``."""
+        names = set(self.local) | set(self.b.env)
+        return {
+            name
+            for name in names
+            if (s := self._summary(name)) is not None
+            and s.kind == "class"
+            and method in dict(s.inner)
+        }
 
     def _summary(self, name: str) -> Summary | None:
         local = self.local.get(name)
@@ -520,7 +542,11 @@ class _StepResolver:
         self.expanded.add(name)
         for dependency in sorted(summary.reads):
             self.read(dependency, cell, line)
-        for written in sorted(summary.writes):
+        changes = call_effects((name,), self._summary)
+        through = changes.globals if changes is not None else frozenset()
+        for written in sorted(summary.writes | through):
+            if written in through:  # changed in place by a function it calls: for every alias
+                self.mutate(written, cell, line)
             if written not in self.local or not self.local[written].certain:
                 self.local[written] = _Local("value", False)
         effects = {random_effect(c, k, self.b.imports) for c, k in summary.calls}

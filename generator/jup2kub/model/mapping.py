@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from jup2kub.errors import MapRefusedError
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Summary, analyze_cell
+from jup2kub.model.analysis.calls import call_effects
 from jup2kub.model.analysis.effects import DRAW, random_effect
 from jup2kub.model.analysis.scopes import is_pure as is_pure_method
 from jup2kub.model.notebook import Cell, Notebook
@@ -639,13 +640,16 @@ def _check_call(
     summary = ctx.summaries.get(callee)
     if summary is None:
         return
-    written = summary.writes - set(ctx.imports) - set(ctx.summaries)
+    # through the notebook functions it calls, too (``batch()`` calling ``eval(x, ENV)``)
+    effects = call_effects((callee,), ctx.summaries.get)
+    through = effects.globals if effects is not None else frozenset()
+    written = (summary.writes | through) - set(ctx.imports) - set(ctx.summaries)
     if written:
         name = sorted(written)[0]
         raise ctx.refuse(
             line, f"{callee}() changes the global {name!r}, which every iteration shares", name
         )
-    if summary.mutates_args:
+    if summary.mutates_args or (effects is not None and effects.params):
         raise ctx.refuse(
             line,
             f"{callee}() changes its arguments; iterations running apart would lose the change",
