@@ -440,6 +440,8 @@ class _StepResolver:
         for cls in self._classes_with(method):
             bound = replace(site, callee=(cls, method), receiver=frozenset({head}))
             found |= changed_by(bound, self._summary)
+            changes = call_effects((cls, method), self._summary)
+            found |= changes.globals if changes is not None else set()
         return found
 
     def _classes_with(self, method: str) -> set[str]:

@@ -21,6 +21,7 @@ from jup2kub.model.analysis.scopes import body_calls, class_free, function_effec
 #: a module-level name -> its summary, if it is a notebook function or class at that point
 Lookup = Callable[[str], Summary | None]
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 #: methods whose result is (part of) the receiver: ``for k, v in env.items()``
 _VIEW_METHODS = frozenset({"items", "values", "get", "setdefault", "__getitem__"})
 
@@ -150,23 +151,19 @@ def held_by(node: ast.expr) -> set[str]:
 
 
 def _walk_scope(stmts: Iterable[ast.AST]) -> Iterator[ast.AST]:
-    """The nodes of a body, without descending into nested functions, lambdas and classes."""
+    """The nodes of a body; nested functions, lambdas and classes without their insides."""
     todo = list(stmts)
     while todo:
         node = todo.pop()
         yield node
-        for child in ast.iter_child_nodes(node):
-            if not isinstance(
-                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-            ):
-                todo.append(child)
+        if not isinstance(node, (*_SCOPES, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
 
 
 def _nested_functions(stmts: Iterable[ast.stmt]) -> Iterator[FunctionNode]:
     for node in _walk_scope(stmts):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                yield child
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
 
 
 def _sites(
