@@ -251,3 +251,15 @@ def test_a_map_over_a_function_changing_a_global_through_a_chain_is_refused(
     )
     with pytest.raises(MapRefusedError, match="'ENV'"):
         inspect_notebook(nb)
+
+
+def test_a_call_on_a_module_inside_a_function_is_no_change_of_the_module(pipe: Pipe) -> None:
+    """``re.compile(..)`` in a helper: ``re`` stays an import (replayed), not a stored value."""
+    p = pipe(
+        "import re\ntable = {}",
+        "def add(t, k):\n    t[k] = re.compile(k)\ndef load():\n    add(table, 'a')",
+        "load()",
+        "print(table, re.escape('.'))",
+    )
+    assert changed_by_call(p, "table")
+    assert "re" not in p.step("cell-2").outputs and "re" not in p.step("cell-3").inputs

@@ -547,6 +547,8 @@ class _StepResolver:
         changes = call_effects((name,), self._summary)
         through = changes.globals if changes is not None else frozenset()
         for written in sorted(summary.writes | through):
+            if written in self.b.imports and self._kind(written) == "code":
+                continue  # ``re.compile(..)`` in the body: a call on a module, not a change
             if written in through:  # changed in place by a function it calls: for every alias
                 self.mutate(written, cell, line)
             if written not in self.local or not self.local[written].certain:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from jup2kub.model.analysis.aliases import target_names
 from jup2kub.model.analysis.events import CallSite, Summary
+from jup2kub.model.analysis.knowledge import ARGUMENT_RETURNING_FUNCTIONS
 from jup2kub.model.analysis.scopes import body_calls, class_free, function_effects, function_scope
 
 #: a module-level name -> its summary, if it is a notebook function or class at that point
@@ -126,7 +127,8 @@ class _Holders:
 
 def held_by(node: ast.expr) -> set[str]:
     """Variables whose objects the value of ``node`` may be or contain, by plain access only
-    (``d``, ``d[k]``, ``d.attr``, ``[a, b]``, ``d.items()``); a call's result is new."""
+    (``d``, ``d[k]``, ``d.attr``, ``[a, b]``, ``d.items()``, ``enumerate(d)``); the result of
+    any other call is a new object."""
     if isinstance(node, ast.Name):
         return {node.id}
     if isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
@@ -141,12 +143,15 @@ def held_by(node: ast.expr) -> set[str]:
         return set().union(*(held_by(v) for v in node.values))
     if isinstance(node, ast.NamedExpr):
         return held_by(node.value)
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in _VIEW_METHODS
-    ):
-        return held_by(node.func.value)
+    if isinstance(node, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in _VIEW_METHODS:
+            return held_by(func.value)
+        if isinstance(func, ast.Name) and func.id in ARGUMENT_RETURNING_FUNCTIONS:
+            # ``ChainMap(local, env)``, ``enumerate(frames)``: the elements are the arguments'
+            return set().union(
+                *(held_by(a) for a in [*node.args, *(k.value for k in node.keywords)])
+            )
     return set()
 
 
