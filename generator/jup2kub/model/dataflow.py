@@ -436,6 +436,8 @@ class _StepResolver:
         if self._summary(site.callee[0]) is not None or len(site.callee) != 2:
             return changed_by(site, self._summary)
         head, method = site.callee
+        if head in self.b.imports:  # ``np.append(..)``: a module's function
+            return set()
         found: set[str] = set()
         for cls in self._classes_with(method):
             bound = replace(site, callee=(cls, method), receiver=frozenset({head}))
