@@ -228,6 +228,20 @@ def test_methods_of_notebook_classes(pipe: Pipe) -> None:
     assert changed_by_call(p, "REGISTRY")
 
 
+def test_methods_called_on_parameters_and_globals_inside_functions(pipe: Pipe) -> None:
+    setup = f"grammar = {{}}\nREGISTRY = {{}}\n{METHODS}\nmachine = Machine({{}})"
+    helpers = (
+        "def through(m, g):\n    m.load(g, 'p')\n"
+        "def prepare():\n    machine.load(grammar, 'q')\n"
+        "def announce():\n    machine.register()"
+    )
+    for call, name in [("through(machine, grammar)", "grammar"), ("prepare()", "grammar")]:
+        p = pipe(setup, helpers, call, f"print({name})")
+        assert changed_by_call(p, name), call
+    p = pipe(setup, helpers, "announce()", "print(REGISTRY)")
+    assert changed_by_call(p, "REGISTRY")
+
+
 def test_a_call_through_an_unknown_callable_stays_the_guard_s(pipe: Pipe) -> None:
     """Not followed: ``L`` stays a read-only input, which the runtime guard checks."""
     p = pipe(
@@ -263,3 +277,26 @@ def test_a_call_on_a_module_inside_a_function_is_no_change_of_the_module(pipe: P
     )
     assert changed_by_call(p, "table")
     assert "re" not in p.step("cell-2").outputs and "re" not in p.step("cell-3").inputs
+
+
+def test_maps_over_notebook_classes(make_notebook: MakeNb) -> None:
+    """Building objects whose constructor sets ``self`` runs apart; a method changing a global
+    through a helper does not."""
+    helpers = (
+        "grammar = {}\n"
+        "def add(table, k):\n    table[k] = 1\n"
+        "class Point:\n    def __init__(self, x):\n        self.x = x\n"
+        "    def apply(self, table):  # a name pandas uses for reading only\n"
+        "        add(table, self.x)\n"
+        "xs = [1, 2, 3]"
+    )
+    nb = make_notebook([helpers, "#| map: true\npoints = [Point(x) for x in xs]"])
+    assert inspect_notebook(nb).maps  # planned as a map
+    nb = make_notebook(
+        [
+            f"{helpers}\npoints = [Point(x) for x in xs]",
+            "#| map: true\nfor p in points:\n    p.apply(grammar)",
+        ]
+    )
+    with pytest.raises(MapRefusedError, match="changes its arguments"):
+        inspect_notebook(nb)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import graphlib
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from jup2kub.errors import CycleError, UnknownStepError
@@ -19,7 +19,6 @@ from jup2kub.model import cacheability
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Statement, Summary
 from jup2kub.model.analysis.calls import call_effects, changed_by
 from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
-from jup2kub.model.analysis.events import CallSite
 from jup2kub.model.kale import SplitWarning
 from jup2kub.model.mapping import plan_maps
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
@@ -427,27 +426,15 @@ class _StepResolver:
             self.local[RANDOM_STATE] = _Local("value", e.certain)
         elif effect == DRAW:
             self.mutate(RANDOM_STATE, cell, e.line)
-        for name in sorted(self._changed_by(e.site) if e.site is not None else ()):
+        changed = changed_by(e.site, self._summary, self._methods) if e.site else set()
+        for name in sorted(changed):
             self.mutate(name, cell, e.line)
 
-    def _changed_by(self, site: CallSite) -> set[str]:
-        """What a call changes through the notebook's functions; ``obj.m(..)`` on an object of
-        unknown class: through any notebook class's method ``m``."""
-        if self._summary(site.callee[0]) is not None or len(site.callee) != 2:
-            return changed_by(site, self._summary)
-        head, method = site.callee
-        if head in self.b.imports:  # ``np.append(..)``: a module's function
+    def _methods(self, receiver: str, method: str) -> set[str]:
+        """The notebook classes in scope whose method ``receiver.method`` may be (none for a
+        module's function: ``np.append``)."""
+        if receiver in self.b.imports:
             return set()
-        found: set[str] = set()
-        for cls in self._classes_with(method):
-            bound = replace(site, callee=(cls, method), receiver=frozenset({head}))
-            found |= changed_by(bound, self._summary)
-            changes = call_effects((cls, method), self._summary)
-            found |= changes.globals if changes is not None else set()
-        return found
-
-    def _classes_with(self, method: str) -> set[str]:
-        """The notebook classes in scope that define ``method``."""
         names = set(self.local) | set(self.b.env)
         return {
             name
@@ -546,7 +533,7 @@ class _StepResolver:
         self.expanded.add(name)
         for dependency in sorted(summary.reads):
             self.read(dependency, cell, line)
-        changes = call_effects((name,), self._summary)
+        changes = call_effects((name,), self._summary, self._methods)
         through = changes.globals if changes is not None else frozenset()
         for written in sorted(summary.writes | through):
             if written in self.b.imports and self._kind(written) == "code":

@@ -21,6 +21,8 @@ from jup2kub.model.analysis.scopes import body_calls, class_free, function_effec
 
 #: a module-level name -> its summary, if it is a notebook function or class at that point
 Lookup = Callable[[str], Summary | None]
+#: (receiver as written, method) -> the notebook classes whose method ``obj.method`` may be
+Methods = Callable[[str, str], Iterable[str]]
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 #: methods whose result is (part of) the receiver: ``for k, v in env.items()``
@@ -183,21 +185,19 @@ def _sites(
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        receiver: frozenset[str] | None = None
         if isinstance(func, ast.Name) and func.id in nested:
-            callee = (*path, func.id)
+            yield site_of(node, (*path, func.id), holders.of)
         elif isinstance(func, ast.Name) and func.id not in holders.local:
-            callee = (func.id,)
+            yield site_of(node, (func.id,), holders.of)
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-            if owner is not None and func.value.id == self_name:
-                callee, receiver = (owner, func.attr), frozenset({self_name})
-            elif func.value.id not in holders.local:
-                callee = (func.value.id, func.attr)  # ``Env.find(..)``, ``helpers.fill(..)``
-            else:
-                continue
-        else:
-            continue
-        yield site_of(node, callee, holders.of, receiver)
+            name = func.value.id
+            receiver = holders.of(func.value)
+            if owner is not None and name == self_name:
+                yield site_of(node, (owner, func.attr), holders.of, receiver, bound=True)
+            elif name not in holders.local:  # ``Env.find(..)``, ``machine.extend(..)``
+                yield site_of(node, (name, func.attr), holders.of, receiver)
+            elif receiver:  # a method of a parameter (or what it holds)
+                yield site_of(node, ("", func.attr), holders.of, receiver)
 
 
 def site_of(
@@ -205,6 +205,8 @@ def site_of(
     callee: tuple[str, ...],
     names: Callable[[ast.expr], frozenset[str]],
     receiver: frozenset[str] | None = None,
+    *,
+    bound: bool = False,
 ) -> CallSite:
     """The call ``node`` as a site: ``names`` says which variables an argument may hold."""
     spread: set[str] = set()
@@ -220,7 +222,7 @@ def site_of(
             spread |= names(k.value)
         else:
             keywords.append((k.arg, names(k.value)))
-    return CallSite(callee, tuple(args), tuple(keywords), frozenset(spread), receiver)
+    return CallSite(callee, tuple(args), tuple(keywords), frozenset(spread), receiver, bound)
 
 
 # ---- the fixpoint over the call graph ---------------------------------------------------------
@@ -228,7 +230,8 @@ def site_of(
 
 @dataclass(frozen=True)
 class CallEffects:
-    """What a call may change: the callee's parameters (their objects) and module-level names."""
+    """What a call may change: the callee's parameters (their objects; not the ``self`` of a
+    method called on an object) and module-level names."""
 
     params: frozenset[str]
     globals: frozenset[str]
@@ -245,51 +248,88 @@ def resolve(path: tuple[str, ...], lookup: Lookup) -> Summary | None:
     return summary
 
 
-def call_effects(path: tuple[str, ...], lookup: Lookup) -> CallEffects | None:
-    """What calling ``path`` may change, through every notebook function it may reach; a
-    class's effects are those of any of its methods (constructor included). None: not a
-    notebook function or class."""
+def call_effects(
+    path: tuple[str, ...], lookup: Lookup, methods: Methods | None = None
+) -> CallEffects | None:
+    """What calling ``path`` may change, through every notebook function it may reach. For a
+    class: what any of its methods may change, and the constructor's parameters; for
+    ``obj.m`` (an object of unknown class): any notebook class's method ``m``, as ``methods``
+    tells. None: none of those."""
     summary = resolve(path, lookup)
-    if summary is None:
+    # each function the call may run, and which of its parameters are the call's arguments
+    # (all, those after ``self``, or none: a class's other methods run later, on the object)
+    roots: list[tuple[tuple[str, ...], slice | None]]
+    if summary is not None and summary.kind == "class":
+        roots = [
+            ((*path, m), slice(1, None) if m == "__init__" else None) for m, _ in summary.inner
+        ]
+    elif summary is not None:
+        roots = [(path, slice(None))]
+    elif methods is not None and len(path) == 2:
+        roots = [((cls, path[1]), slice(1, None)) for cls in sorted(methods(*path))]
+    else:
         return None
-    graph = _CallGraph(lookup)
-    roots = [(*path, m) for m, _ in summary.inner] if summary.kind == "class" else [path]
-    for root in roots:
+    graph = _CallGraph(lookup, methods)
+    for root, _ in roots:
         graph.reach(root)
     graph.solve()
     params: set[str] = set()
     written: set[str] = set()
-    for root in roots:
+    for root, arguments in roots:
         if root in graph.state:
-            p, w = graph.state[root]
-            params |= p
-            written |= w
-    if summary.kind == "class":
-        init = graph.state.get((*path, "__init__"))
-        params = set(init[0]) if init else set()
+            changed, changed_globals = graph.state[root]
+            written |= changed_globals
+            if arguments is not None:
+                params |= changed & _parameters(graph.summaries[root], arguments)
     return CallEffects(frozenset(params), frozenset(written))
 
 
-def changed_by(site: CallSite, lookup: Lookup) -> set[str]:
-    """The caller's variables whose objects the call at ``site`` may change."""
-    target = _callee(site, lookup)
-    if target is None:
-        return set()
-    path, summary, bound = target
-    effects = call_effects(path, lookup)
-    return _arguments(site, summary, effects.params, bound) if effects else set()
+def _parameters(summary: Summary, arguments: slice) -> set[str]:
+    """The parameters in ``arguments`` (of the named ones), ``*args`` and ``**kwargs``."""
+    variadic = {n for n in (summary.star, summary.starstar) if n}
+    return set(summary.params[arguments]) | variadic
 
 
-def _callee(site: CallSite, lookup: Lookup) -> tuple[tuple[str, ...], Summary, bool] | None:
-    """(path, summary, whether the first parameter is bound) of the function ``site`` calls; a
-    class's constructor for a class."""
+def changed_by(site: CallSite, lookup: Lookup, methods: Methods | None = None) -> set[str]:
+    """The caller's variables whose objects the call at ``site`` may change; for a method of
+    an object of unknown class, with the module-level names the method changes (no use of the
+    class's name in the step counts them)."""
+    targets = _targets(site, lookup, methods)
+    graph = _CallGraph(lookup, methods)
+    for path, _, _ in targets:
+        graph.reach(path)
+    graph.solve()
+    unknown = resolve(site.callee, lookup) is None
+    found: set[str] = set()
+    for path, summary, bound in targets:
+        params, written = graph.state.get(path, (set(), set()))
+        found |= _arguments(site, summary, params, bound)
+        if unknown:
+            found |= written
+    return found
+
+
+def _targets(
+    site: CallSite, lookup: Lookup, methods: Methods | None
+) -> list[tuple[tuple[str, ...], Summary, bool]]:
+    """(path, summary, whether the first parameter is bound) of each function ``site`` may
+    call: the constructor for a class; for ``obj.m(..)`` on an object of unknown class, the
+    notebook classes' methods ``m``."""
     summary = resolve(site.callee, lookup)
-    if summary is None:
-        return None
-    if summary.kind == "class":
+    if summary is not None and summary.kind == "class":
         init = dict(summary.inner).get("__init__")
-        return ((*site.callee, "__init__"), init, True) if init is not None else None
-    return site.callee, summary, site.receiver is not None
+        return [((*site.callee, "__init__"), init, True)] if init is not None else []
+    if summary is not None:
+        return [(site.callee, summary, site.bound)]
+    if methods is None or site.receiver is None or len(site.callee) != 2:
+        return []
+    head, method = site.callee
+    found: list[tuple[tuple[str, ...], Summary, bool]] = []
+    for cls in sorted(methods(head, method)):
+        target = resolve((cls, method), lookup)
+        if target is not None:
+            found.append(((cls, method), target, True))
+    return found
 
 
 def _arguments(site: CallSite, callee: Summary, changed: Iterable[str], bound: bool) -> set[str]:
@@ -317,8 +357,9 @@ class _CallGraph:
     """The notebook functions reachable from some calls, and per function what a call of it
     may change, grown until nothing changes (a fixpoint)."""
 
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(self, lookup: Lookup, methods: Methods | None) -> None:
         self.lookup = lookup
+        self.methods = methods
         self.summaries: dict[tuple[str, ...], Summary] = {}
         #: per function: (parameters it may change, module-level names it may change)
         self.state: dict[tuple[str, ...], tuple[set[str], set[str]]] = {}
@@ -335,9 +376,7 @@ class _CallGraph:
             self.summaries[path] = summary
             self.state[path] = (set(summary.mutated_params), set(summary.writes))
             for site in summary.sites:
-                target = _callee(site, self.lookup)
-                if target is not None:
-                    todo.append(target[0])
+                todo.extend(t[0] for t in _targets(site, self.lookup, self.methods))
 
     def solve(self) -> None:
         changed = True
@@ -347,17 +386,22 @@ class _CallGraph:
                 params, written = self.state[path]
                 size = len(params) + len(written)
                 for site in summary.sites:
-                    self._through(site, path, params, written)
+                    for target in _targets(site, self.lookup, self.methods):
+                        self._through(site, target, path, params, written)
                 changed |= len(params) + len(written) != size
 
     def _through(
-        self, site: CallSite, caller_path: tuple[str, ...], params: set[str], written: set[str]
+        self,
+        site: CallSite,
+        target: tuple[tuple[str, ...], Summary, bool],
+        caller_path: tuple[str, ...],
+        params: set[str],
+        written: set[str],
     ) -> None:
         """Add to the caller's (params, written) what the call at ``site`` may change."""
-        target = _callee(site, self.lookup)
-        if target is None or target[0] not in self.state:
-            return
         path, callee, bound = target
+        if path not in self.state:
+            return
         caller = self.summaries[caller_path]
         callee_params, callee_written = self.state[path]
         named = set(caller.params) | {n for n in (caller.star, caller.starstar) if n}

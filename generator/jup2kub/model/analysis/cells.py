@@ -480,7 +480,7 @@ class _Emitter(ast.NodeVisitor):
                 sources=passed,
                 keywords=keywords,
                 drawn_on=tuple(sorted(drawn)),
-                site=site_of(node, tuple(callee.split(".")), _held),
+                site=site_of(node, tuple(callee.split(".")), _held, _receiver(node.func)),
             )
         )
         for name in sorted(drawn):
@@ -599,6 +599,13 @@ class _Region:
 
 def _held(node: ast.expr) -> frozenset[str]:
     return frozenset(held_by(node))
+
+
+def _receiver(func: ast.expr) -> frozenset[str] | None:
+    """``{obj}`` for a method called on a variable (``obj.m(..)``)."""
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return frozenset({func.value.id})
+    return None
 
 
 def _computed_path(node: ast.expr | None) -> bool:

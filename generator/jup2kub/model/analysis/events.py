@@ -40,14 +40,17 @@ class CallSite:
 
     #: the callee's path among the notebook's definitions: ``("batch",)``, ``("Env", "find")``
     #: for ``Env.find`` or ``self.find`` in a method of ``Env``, ``("outer", "inner")`` for a
-    #: function defined inside ``outer``
+    #: function defined inside ``outer``; ``("", "m")`` for a method of a local variable
     callee: tuple[str, ...]
     args: tuple[frozenset[str], ...] = ()
     keywords: tuple[tuple[str, frozenset[str]], ...] = ()
     #: variables passed as ``*xs`` or ``**kw``: they may reach any parameter
     spread: frozenset[str] = frozenset()
-    #: for ``self.m(..)``: what the method's first parameter gets
+    #: for a method call on a variable (``self.m(..)``, ``machine.extend(..)``): what the
+    #: variable may hold, which the method's first parameter gets
     receiver: frozenset[str] | None = None
+    #: ``callee`` is a method of the caller's own class, called on ``self``
+    bound: bool = False
 
 
 @dataclass(frozen=True)
