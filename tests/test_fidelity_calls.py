@@ -79,6 +79,26 @@ def test_a_helper_chain_filling_a_global_directly(pipe: Pipe) -> None:
     assert changed_by_call(p, "grammar")
 
 
+def test_a_global_rebound_in_a_helper_of_a_helper(pipe: Pipe) -> None:
+    p = pipe(
+        "MODE = 'slow'",
+        "def set_mode():\n    global MODE\n    MODE = 'fast'\n"
+        "class Config:\n    def apply(self):\n        set_mode()\n"
+        "def configure():\n    Config().apply()",
+        "configure()",
+        "print(MODE)",
+    )
+    assert changed_by_call(p, "MODE")
+    p = pipe(
+        "MODE = 'slow'",
+        "def set_mode():\n    global MODE\n    MODE = 'fast'\n"
+        "class Config:\n    def apply(self):\n        set_mode()\nc = Config()",
+        "c.apply()",
+        "print(MODE)",
+    )
+    assert changed_by_call(p, "MODE")
+
+
 def test_recursion_and_mutual_recursion_end(pipe: Pipe) -> None:
     p = pipe(
         "acc = []",
