@@ -4,8 +4,10 @@ A function's summary says which of its parameters its body changes in place and 
 makes, with the parameters and module-level names each argument may hold. ``call_effects``
 closes that over the functions a call may reach (a fixpoint, so recursion ends): ``batch(p)``
 calling ``eval(parse(p), ENV)``, where ``eval`` assigns into its ``env``, changes ``ENV``. Callees
-are looked up when the call happens, so the latest definition before it counts. A call through
-anything else (a callable passed in, a method of an object of unknown class) is not followed.
+are looked up when the call happens, so the latest definition before it counts; ``obj.m(..)``
+on an object of unknown class may be any notebook class's method ``m``. A call through anything
+else (a callable passed in or stored in a container) is not followed: what it is given stays a
+read-only input, which the runtime guard checks.
 """
 
 from __future__ import annotations
