@@ -64,6 +64,27 @@ FUNCTIONS = [
     "#| step: use\nprint(data, log)",
 ]
 
+#: changes made through a chain of the notebook's functions (issue 28): an interpreter whose
+#: ``eval`` assigns into its ``env`` inside a ``match``, reached from ``batch`` with the global
+#: ``ENV``; helpers filling a global ``grammar``; a class whose methods change ``self.state``
+CALL_CHAINS = [
+    "#| step: interpreter\nENV = {'pi': 3}\n"
+    "def parse(program):\n    return program.replace('(', ' ').replace(')', ' ').split()\n"
+    "def eval(exp, env):\n    match exp:\n        case ['define', name, *value]:\n"
+    "            env[name] = eval(value, env)\n        case [x]:\n"
+    "            return env.get(x, x)\n"
+    "def batch(program):\n    return eval(parse(program), ENV)",
+    "#| step: define\nbatch('(define r 10)')\nbatch('(define area pi)')",
+    "#| step: grammar\ngrammar = {}\ndef rule(name, *words):\n    grammar[name] = words\n"
+    "def fill(table, name):\n    table.setdefault(name, 0)\n    table[name] += 1\n"
+    "class Machine:\n    def __init__(self):\n        self.state = {'pc': 0}\n"
+    "    def step(self, counts):\n        self.state['pc'] += 1\n        fill(counts, 'step')",
+    "#| step: load\nrule('stmt', 'PRINT', 'expr')\nrule('expr', 'NUM')\n"
+    "machine = Machine()\nmachine.step(grammar)\nmachine.step(grammar)",
+    "#| step: report\nprint(sorted(ENV.items()))\nprint(sorted(grammar))\n"
+    "print(grammar['step'], machine.state)",
+]
+
 RANDOM = [
     "#| step: setup\nimport random\nimport numpy as np\nprint('unseeded so far')",
     "#| step: seed\nnp.random.seed(1)\nrandom.seed(1)",
@@ -105,14 +126,16 @@ OPAQUE = [
 
 @pytest.mark.parametrize(
     "cells",
-    [ALIASES, FIGURE, FUNCTIONS, RANDOM, LOOPS, OPAQUE],
-    ids=["aliases", "figure", "functions", "random", "loops", "opaque"],
+    [ALIASES, FIGURE, FUNCTIONS, CALL_CHAINS, RANDOM, LOOPS, OPAQUE],
+    ids=["aliases", "figure", "functions", "call_chains", "random", "loops", "opaque"],
 )
 def test_equal_to_the_notebook(cells: list[str], tmp_path: Path, make_notebook: MakeNb) -> None:
     run_and_compare(make_notebook(cells), tmp_path)
 
 
-@pytest.mark.parametrize("cells", [ALIASES, RANDOM], ids=["aliases", "random"])
+@pytest.mark.parametrize(
+    "cells", [ALIASES, RANDOM, CALL_CHAINS], ids=["aliases", "random", "call_chains"]
+)
 def test_equal_to_the_notebook_over_kafka(
     cells: list[str], tmp_path: Path, make_notebook: MakeNb, kafka: str
 ) -> None:

@@ -645,6 +645,254 @@ LAB = notebook(
     ]
 )
 
+LISPY = notebook(
+    [
+        (
+            "md",
+            "# (How to Write a (Lisp) Interpreter (in Python))\n"
+            "A Scheme subset after Peter Norvig's lis.py, with `match`: parse, an environment, "
+            "`eval`, and a few programs run through `batch`.",
+        ),
+        ("code", "import math\nimport operator as op\nfrom collections import ChainMap"),
+        ("md", "## Parsing: from text to lists"),
+        (
+            "code",
+            "Symbol = str\n\n\n"
+            "def tokenize(chars):\n"
+            '    "Convert a string of characters into a list of tokens."\n'
+            "    return chars.replace('(', ' ( ').replace(')', ' ) ').split()\n\n\n"
+            "def parse(program):\n"
+            '    "Read a Scheme expression from a string."\n'
+            "    return read_from_tokens(tokenize(program))\n\n\n"
+            "def read_from_tokens(tokens):\n"
+            '    "Read an expression from a sequence of tokens."\n'
+            "    if not tokens:\n"
+            "        raise SyntaxError('unexpected EOF')\n"
+            "    token = tokens.pop(0)\n"
+            "    if token == '(':\n"
+            "        exp = []\n"
+            "        while tokens[0] != ')':\n"
+            "            exp.append(read_from_tokens(tokens))\n"
+            "        tokens.pop(0)  # pop off ')'\n"
+            "        return exp\n"
+            "    elif token == ')':\n"
+            "        raise SyntaxError('unexpected )')\n"
+            "    return atom(token)\n\n\n"
+            "def atom(token):\n"
+            '    "Numbers become numbers; every other token is a symbol."\n'
+            "    try:\n"
+            "        return int(token)\n"
+            "    except ValueError:\n"
+            "        try:\n"
+            "            return float(token)\n"
+            "        except ValueError:\n"
+            "            return Symbol(token)",
+        ),
+        ("code", "parse('(begin (define r 10) (* pi (* r r)))')"),
+        ("md", "## Environments\nThe global environment: math functions and operators."),
+        (
+            "code",
+            "def standard_env():\n"
+            '    "An environment with some Scheme standard procedures."\n'
+            "    env = {k: v for k, v in vars(math).items() if not k.startswith('_')}\n"
+            "    env.update({\n"
+            "        '+': op.add, '-': op.sub, '*': op.mul, '/': op.truediv,\n"
+            "        '>': op.gt, '<': op.lt, '>=': op.ge, '<=': op.le, '=': op.eq,\n"
+            "        'abs': abs, 'max': max, 'min': min, 'not': op.not_,\n"
+            "    })\n"
+            "    return env\n\n\n"
+            "ENV = standard_env()\nlen(ENV)",
+        ),
+        ("md", "## Procedures and `eval`"),
+        (
+            "code",
+            "class Procedure:\n"
+            '    "A user-defined Scheme procedure."\n'
+            "    def __init__(self, parms, body, env):\n"
+            "        self.parms, self.body, self.env = parms, body, env\n\n"
+            "    def __call__(self, *args):\n"
+            "        return eval(self.body, ChainMap(dict(zip(self.parms, args)), self.env))\n\n\n"
+            "def change(env, name, value):\n"
+            '    "set!: find the innermost map that defines name and change it there."\n'
+            "    maps = env.maps if isinstance(env, ChainMap) else [env]\n"
+            "    for m in maps:\n"
+            "        if name in m:\n"
+            "            m[name] = value\n"
+            "            return\n"
+            "    raise NameError(name)\n\n\n"
+            "def eval(exp, env):\n"
+            '    "Evaluate an expression in an environment."\n'
+            "    match exp:\n"
+            "        case str(name):\n"
+            "            return env[name]\n"
+            "        case int(x) | float(x):\n"
+            "            return x\n"
+            "        case ['quote', x]:\n"
+            "            return x\n"
+            "        case ['if', test, then, alt]:\n"
+            "            return eval(then if eval(test, env) else alt, env)\n"
+            "        case ['define', [str(name), *parms], body]:\n"
+            "            env[name] = Procedure(parms, body, env)\n"
+            "        case ['define', str(name), value]:\n"
+            "            env[name] = eval(value, env)\n"
+            "        case ['set!', str(name), value]:\n"
+            "            change(env, name, eval(value, env))\n"
+            "        case ['lambda', parms, body]:\n"
+            "            return Procedure(parms, body, env)\n"
+            "        case ['begin', *exps]:\n"
+            "            for e in exps:\n"
+            "                result = eval(e, env)\n"
+            "            return result\n"
+            "        case [op_, *args]:\n"
+            "            proc = eval(op_, env)\n"
+            "            return proc(*[eval(a, env) for a in args])",
+        ),
+        (
+            "code",
+            "def batch(program):\n"
+            '    "Run a program in the global environment."\n'
+            "    return eval(parse(program), ENV)\n\n\n"
+            "def lispstr(exp):\n"
+            '    "Convert a Python object back into a Lisp-readable string."\n'
+            "    if isinstance(exp, list):\n"
+            "        return '(' + ' '.join(map(lispstr, exp)) + ')'\n"
+            "    return str(exp)",
+        ),
+        ("md", "## Definitions\nEach `define` adds to the global environment."),
+        (
+            "code",
+            "batch('(define r 10)')\n"
+            "batch('(define (circle-area r) (* pi (* r r)))')\n"
+            "batch('(define (square x) (* x x))')\n"
+            "round(batch('(circle-area r)'), 6)",
+        ),
+        ("md", "## Recursion and state"),
+        (
+            "code",
+            "batch('(define (fact n) (if (<= n 1) 1 (* n (fact (- n 1)))))')\n"
+            "batch('(define counter 0)')\n"
+            "batch('(define (tick) (set! counter (+ counter 1)))')\n"
+            "for _ in range(3):\n"
+            "    batch('(tick)')\n"
+            "print(batch('(fact 10)'), batch('(square 12)'), batch('counter'))",
+        ),
+        ("md", "## What the session defined"),
+        (
+            "code",
+            "user = sorted(set(ENV) - set(standard_env()))\nprint(user)\n"
+            "print(ENV['r'], ENV['counter'], lispstr(parse('(a (b c) 3)')))\n"
+            "batch('(begin (define r 2) (circle-area r))')",
+        ),
+        ("code", "print(round(batch('(circle-area r)'), 4), ENV['r'])"),
+    ]
+)
+
+BASIC = notebook(
+    [
+        ("md", "# A tiny BASIC\nA grammar, a parser and a machine for a few lines of BASIC."),
+        (
+            "code",
+            "#| step: setup\nimport re\n\n"
+            "grammar = {}  # keyword -> compiled pattern of the statement's arguments\n"
+            'PROGRAM = """\n'
+            "10 LET N = 10\n"
+            "20 LET A = 0\n"
+            "30 LET B = 1\n"
+            "40 PRINT A\n"
+            "50 LET T = A + B\n"
+            "60 LET A = B\n"
+            "70 LET B = T\n"
+            "80 LET N = N - 1\n"
+            "90 IF N > 0 THEN 40\n"
+            "100 END\n"
+            '"""',
+        ),
+        (
+            "code",
+            "#| step: rules\n"
+            "def add_rule(table, keyword, pattern):\n"
+            '    "One statement: its keyword and the pattern of what follows."\n'
+            "    table[keyword] = re.compile(pattern + '$')\n\n\n"
+            "def rule(keyword, pattern):\n"
+            "    grammar[keyword] = re.compile(pattern + '$')\n\n\n"
+            "def assignment_rules(table):\n"
+            "    add_rule(table, 'LET', r'(?P<var>[A-Z]) = (?P<exp>.+)')\n\n\n"
+            "def control_rules(table):\n"
+            "    add_rule(table, 'GOTO', r'(?P<target>\\d+)')\n"
+            "    add_rule(table, 'IF', r'(?P<exp>.+) THEN (?P<target>\\d+)')\n\n\n"
+            "def output_rules(table):\n"
+            "    add_rule(table, 'PRINT', r'(?P<exp>.+)')\n"
+            "    add_rule(table, 'END', r'')\n\n\n"
+            "def load_grammar():\n"
+            "    assignment_rules(grammar)\n"
+            "    control_rules(grammar)\n"
+            "    output_rules(grammar)",
+        ),
+        ("code", "#| step: grammar\nload_grammar()\nsorted(grammar)"),
+        (
+            "code",
+            "#| step: parse\n"
+            "def parse_line(line):\n"
+            "    number, keyword, *rest = line.split(maxsplit=2)\n"
+            "    match = grammar[keyword].match(rest[0] if rest else '')\n"
+            "    if match is None:\n"
+            "        raise SyntaxError(line)\n"
+            "    return int(number), (keyword, match.groupdict())\n\n\n"
+            "program = dict(parse_line(line) for line in PROGRAM.strip().splitlines())\n"
+            "len(program), program[90]",
+        ),
+        (
+            "code",
+            "#| step: machine\n"
+            "def bump(counts, key):\n"
+            "    counts[key] = counts.get(key, 0) + 1\n\n\n"
+            "class Machine:\n"
+            '    "Runs a parsed program; its state: variables, line pointer, output, counts."\n'
+            "    def __init__(self, program):\n"
+            "        self.lines = sorted(program)\n"
+            "        self.program = program\n"
+            "        self.state = {'vars': {}, 'pc': 0, 'out': [], 'counts': {}}\n\n"
+            "    def value(self, exp):\n"
+            "        return eval(exp, {'__builtins__': {}}, dict(self.state['vars']))\n\n"
+            "    def jump(self, target):\n"
+            "        self.state['pc'] = self.lines.index(int(target))\n\n"
+            "    def execute(self, keyword, args):\n"
+            "        bump(self.state['counts'], keyword)\n"
+            "        self.state['pc'] += 1\n"
+            "        if keyword == 'LET':\n"
+            "            self.state['vars'][args['var']] = self.value(args['exp'])\n"
+            "        elif keyword == 'PRINT':\n"
+            "            self.state['out'].append(str(self.value(args['exp'])))\n"
+            "        elif keyword == 'GOTO':\n"
+            "            self.jump(args['target'])\n"
+            "        elif keyword == 'IF' and self.value(args['exp']):\n"
+            "            self.jump(args['target'])\n"
+            "        elif keyword == 'END':\n"
+            "            self.state['pc'] = len(self.lines)\n\n"
+            "    def extend(self, table):\n"
+            '        "Add the statements only this machine knows to a grammar."\n'
+            "        for keyword in ('REM', 'STOP'):\n"
+            "            add_rule(table, keyword, r'.*')\n\n"
+            "    def run(self, limit=500):\n"
+            "        while self.state['pc'] < len(self.lines) and limit:\n"
+            "            self.execute(*self.program[self.lines[self.state['pc']]])\n"
+            "            limit -= 1\n\n\n"
+            "machine = Machine(program)",
+        ),
+        ("code", "#| step: run\nmachine.run()\nprint(' '.join(machine.state['out']))"),
+        (
+            "code",
+            "#| step: more_rules\nmachine.extend(grammar)\nrule('DIM', r'.*')\n"
+            "machine.execute('LET', {'var': 'Z', 'exp': 'A * 2'})\nsorted(grammar)",
+        ),
+        (
+            "code",
+            "#| step: report\nprint(machine.state['vars'])\nprint(machine.state['counts'])\n"
+            "print(sorted(grammar), machine.state['pc'])",
+        ),
+    ]
+)
+
 NOTEBOOKS = {
     "retail_aliasing_markers": RETAIL,
     "sensor_figure_headings": SENSORS,
@@ -660,6 +908,8 @@ NOTEBOOKS = {
     "chunked_reader_refused": CHUNKS,
     "models_step_tags": MODELS,
     "treatment_lab_cells": LAB,
+    "lispy_interpreter_headings": LISPY,
+    "tiny_basic_markers": BASIC,
 }
 
 

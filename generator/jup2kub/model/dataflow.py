@@ -17,6 +17,7 @@ from typing import Any
 from jup2kub.errors import CycleError, UnknownStepError
 from jup2kub.model import cacheability
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Statement, Summary
+from jup2kub.model.analysis.calls import call_effects, changed_by
 from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
 from jup2kub.model.kale import SplitWarning
 from jup2kub.model.mapping import plan_maps
@@ -425,11 +426,23 @@ class _StepResolver:
             self.local[RANDOM_STATE] = _Local("value", e.certain)
         elif effect == DRAW:
             self.mutate(RANDOM_STATE, cell, e.line)
-        head = e.name.partition(".")[0]
-        summary = self._summary(head) if head == e.name else None
-        if summary is not None and summary.mutates_args:
-            for name in e.sources:
-                self.mutate(name, cell, e.line)
+        changed = changed_by(e.site, self._summary, self._methods) if e.site else set()
+        for name in sorted(changed):
+            self.mutate(name, cell, e.line)
+
+    def _methods(self, receiver: str, method: str) -> set[str]:
+        """The notebook classes in scope whose method ``receiver.method`` may be (none for a
+        module's function: ``np.append``)."""
+        if receiver in self.b.imports:
+            return set()
+        names = set(self.local) | set(self.b.env)
+        return {
+            name
+            for name in names
+            if (s := self._summary(name)) is not None
+            and s.kind == "class"
+            and method in dict(s.inner)
+        }
 
     def _summary(self, name: str) -> Summary | None:
         local = self.local.get(name)
@@ -520,7 +533,13 @@ class _StepResolver:
         self.expanded.add(name)
         for dependency in sorted(summary.reads):
             self.read(dependency, cell, line)
-        for written in sorted(summary.writes):
+        changes = call_effects((name,), self._summary, self._methods)
+        through = changes.globals if changes is not None else frozenset()
+        for written in sorted(summary.writes | through):
+            if written in self.b.imports and self._kind(written) == "code":
+                continue  # ``re.compile(..)`` in the body: a call on a module, not a change
+            if written in through:  # changed in place by a function it calls: for every alias
+                self.mutate(written, cell, line)
             if written not in self.local or not self.local[written].certain:
                 self.local[written] = _Local("value", False)
         effects = {random_effect(c, k, self.b.imports) for c, k in summary.calls}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from jup2kub.errors import MapRefusedError
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Summary, analyze_cell
+from jup2kub.model.analysis.calls import call_effects
 from jup2kub.model.analysis.effects import DRAW, random_effect
 from jup2kub.model.analysis.scopes import is_pure as is_pure_method
 from jup2kub.model.notebook import Cell, Notebook
@@ -133,6 +134,16 @@ class _Context:
 
     def refuse(self, line: int | None, what: str, variable: str | None = None) -> MapRefusedError:
         return MapRefusedError(self.path, self.cell, line, what, variable=variable)
+
+    def methods(self, receiver: str, method: str) -> list[str]:
+        """The notebook classes whose method ``receiver.method`` may be (none on a module)."""
+        if receiver in self.imports:
+            return []
+        return [
+            name
+            for name, s in self.summaries.items()
+            if s.kind == "class" and method in dict(s.inner)
+        ]
 
 
 def plan_maps(nb: Notebook, cells: Iterable[CellAnalysis]) -> dict[int, MapSpec]:
@@ -623,12 +634,19 @@ def _check_event(
             e.name,
         )
     elif e.kind == "call":
-        _check_call(ctx, e.name, e.keywords, e.line, carry)
+        _check_call(ctx, e.name, e.keywords, e.line, carry, accumulators | {ACC})
 
 
 def _check_call(
-    ctx: _Context, callee: str, keywords: tuple[str, ...], line: int, carry: set[str]
+    ctx: _Context,
+    callee: str,
+    keywords: tuple[str, ...],
+    line: int,
+    carry: set[str],
+    collected: set[str],
 ) -> None:
+    """Refuse a call that draws, changes shared state, or reads what the loop carries
+    (``collected``: the lists the iterations' results go to, whose methods are the lists')."""
     if random_effect(callee, keywords, ctx.imports) == DRAW:
         raise ctx.refuse(
             line,
@@ -636,21 +654,25 @@ def _check_call(
             "cannot continue the notebook's random stream",
             callee,
         )
-    summary = ctx.summaries.get(callee)
-    if summary is None:
-        return
-    written = summary.writes - set(ctx.imports) - set(ctx.summaries)
+    # through the notebook functions it calls too (``batch()`` calling ``eval(x, ENV)``), and
+    # any notebook class's method ``m`` for ``obj.m()``
+    methods = None if callee.partition(".")[0] in collected else ctx.methods
+    effects = call_effects(tuple(callee.split(".")), ctx.summaries.get, methods)
+    written = effects.globals - set(ctx.imports) - set(ctx.summaries) if effects else set()
     if written:
         name = sorted(written)[0]
         raise ctx.refuse(
             line, f"{callee}() changes the global {name!r}, which every iteration shares", name
         )
-    if summary.mutates_args:
+    if effects is not None and effects.params:
         raise ctx.refuse(
             line,
             f"{callee}() changes its arguments; iterations running apart would lose the change",
             callee,
         )
+    summary = ctx.summaries.get(callee)
+    if summary is None:
+        return
     carried = sorted(summary.reads & carry)
     if carried:
         raise ctx.refuse(

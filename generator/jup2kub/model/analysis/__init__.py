@@ -12,7 +12,8 @@ that later steps see the mutated value; see ``knowledge.PURE_METHODS`` for the c
 to mutate.
 
 Modules: ``knowledge`` (what is known about names the analysis cannot see into), ``events`` (what
-it yields), ``scopes`` (Python's scoping rules), ``cells`` (one cell's statements to events).
+it yields), ``scopes`` (Python's scoping rules), ``calls`` (changes made through the notebook's
+own functions, over its call graph), ``cells`` (one cell's statements to events).
 """
 
 from jup2kub.model.analysis.cells import analyze_cell

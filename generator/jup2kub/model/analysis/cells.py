@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 
 from jup2kub.errors import CellSyntaxError
 from jup2kub.model.analysis.aliases import dotted_name, target_names, value_sources
-from jup2kub.model.analysis.events import CellAnalysis, Event, Statement, Summary
+from jup2kub.model.analysis.calls import class_summary, function_summary, held_by, site_of
+from jup2kub.model.analysis.events import CellAnalysis, Event, Statement
 from jup2kub.model.analysis.knowledge import (
     DRAWN_ON_KEYWORDS,
     FILE_CHANGERS,
@@ -22,12 +23,10 @@ from jup2kub.model.analysis.knowledge import (
 )
 from jup2kub.model.analysis.scopes import (
     Scope,
-    body_calls,
     call_name,
     class_free,
     comprehension_free,
     def_time_exprs,
-    function_effects,
     function_free,
     is_pure,
     root_name,
@@ -334,10 +333,7 @@ class _Emitter(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         for expr in def_time_exprs(node):
             self.visit(expr)
-        reads, writes, mutates = function_effects(node)
-        self.stmt.summaries[node.name] = Summary(
-            frozenset(reads), frozenset(writes), mutates, body_calls(node)
-        )
+        self.stmt.summaries[node.name] = function_summary(node, (node.name,))
         self.define(node.name, node)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
@@ -346,12 +342,10 @@ class _Emitter(ast.NodeVisitor):
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
             self.visit(expr)
-        body_reads, method_reads, writes = class_free(node)
+        body_reads, _, _ = class_free(node)
         for name in sorted(body_reads):
             self.read(name, node)
-        self.stmt.summaries[node.name] = Summary(
-            frozenset(method_reads), frozenset(writes), calls=body_calls(node)
-        )
+        self.stmt.summaries[node.name] = class_summary(node)
         self.define(node.name, node)
 
     def visit_Import(self, node: ast.Import) -> None:
@@ -486,6 +480,7 @@ class _Emitter(ast.NodeVisitor):
                 sources=passed,
                 keywords=keywords,
                 drawn_on=tuple(sorted(drawn)),
+                site=site_of(node, tuple(callee.split(".")), _held, _receiver(node.func)),
             )
         )
         for name in sorted(drawn):
@@ -600,6 +595,17 @@ class _Region:
 
     def __exit__(self, *exc: object) -> None:
         self.emitter.regions.pop()
+
+
+def _held(node: ast.expr) -> frozenset[str]:
+    return frozenset(held_by(node))
+
+
+def _receiver(func: ast.expr) -> frozenset[str] | None:
+    """``{obj}`` for a method called on a variable (``obj.m(..)``)."""
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return frozenset({func.value.id})
+    return None
 
 
 def _computed_path(node: ast.expr | None) -> bool:

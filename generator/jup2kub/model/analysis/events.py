@@ -29,6 +29,28 @@ class Event:
     #: for a def: ``x += ..`` rebinds ``x`` to the same object when it is mutable (a list), so
     #: the names sharing it keep sharing it
     in_place: bool = False
+    #: for a call: which variables go to which parameter (to follow changes through functions)
+    site: CallSite | None = None
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call, with the variables each argument may hold (for a call inside a function: its
+    parameters and module-level names, local names traced back to those)."""
+
+    #: the callee's path among the notebook's definitions: ``("batch",)``, ``("Env", "find")``
+    #: for ``Env.find`` or ``self.find`` in a method of ``Env``, ``("outer", "inner")`` for a
+    #: function defined inside ``outer``; ``("", "m")`` for a method of a local variable
+    callee: tuple[str, ...]
+    args: tuple[frozenset[str], ...] = ()
+    keywords: tuple[tuple[str, frozenset[str]], ...] = ()
+    #: variables passed as ``*xs`` or ``**kw``: they may reach any parameter
+    spread: frozenset[str] = frozenset()
+    #: for a method call on a variable (``self.m(..)``, ``machine.extend(..)``): what the
+    #: variable may hold, which the method's first parameter gets
+    receiver: frozenset[str] | None = None
+    #: ``callee`` is a method of the caller's own class, called on ``self``
+    bound: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +64,22 @@ class Summary:
     #: the calls in the body: (callee as written, keywords given), for effects only the whole
     #: notebook can tell (``np.random.seed`` inside ``def seed_everything(s)``)
     calls: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
+    #: "function" or "class"
+    kind: str = "function"
+    #: the parameters in order (the first ``positional`` can be passed by position), and the
+    #: names of ``*args`` and ``**kwargs``
+    params: tuple[str, ...] = ()
+    positional: int = 0
+    star: str | None = None
+    starstar: str | None = None
+    #: the parameters whose objects the body itself may change (also through a local name)
+    mutated_params: frozenset[str] = frozenset()
+    #: the body's own local names (a nested function changing one changes nothing outside)
+    local_names: frozenset[str] = frozenset()
+    #: the calls in the body that may reach the notebook's functions (see ``calls``)
+    sites: tuple[CallSite, ...] = ()
+    #: a class's methods, a function's nested functions
+    inner: tuple[tuple[str, Summary], ...] = ()
 
 
 @dataclass

@@ -29,6 +29,8 @@ class Scope(ast.NodeVisitor):
         self.global_writes: set[str] = set()
         #: names whose object the body may change (``x.append(..)``, ``x[k] = ..``)
         self.mutated: set[str] = set()
+        #: names the body augments (``x += ..``): changed in place if the object is mutable
+        self.augmented: set[str] = set()
 
     def visit_Name(self, node: ast.Name) -> None:
         (self.loads if isinstance(node.ctx, ast.Load) else self.stores).add(node.id)
@@ -62,7 +64,7 @@ class Scope(ast.NodeVisitor):
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):
             self.loads.add(node.target.id)
-            self.mutated.add(node.target.id)  # ``lst += [x]`` extends the list in place
+            self.augmented.add(node.target.id)  # ``lst += [x]`` extends the list in place
         self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
@@ -185,18 +187,25 @@ def function_effects(
 ) -> tuple[set[str], set[str], bool]:
     """``function_free``'s reads and writes, and whether the body may change an object passed
     to it (``def prep(d): d["x"] = 1``), from one walk of the body."""
+    scope, local = function_scope(node)
+    reads = (scope.loads | scope.nested_free) - local
+    mutated = scope.mutated | scope.augmented
+    # a module-level object the body changes in place counts as written (``log.append(x)``)
+    writes = (scope.globals & scope.stores) | scope.global_writes | (mutated - local)
+    return reads, writes, bool(_arg_names(node.args) & mutated)
+
+
+def function_scope(
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
+) -> tuple[Scope, set[str]]:
+    """The body's scope, and its local names (parameters included)."""
     scope = Scope()
     if isinstance(node, ast.Lambda):
         scope.visit(node.body)
     else:
         for stmt in node.body:
             scope.visit(stmt)
-    params = _arg_names(node.args)
-    local = params | (scope.stores - scope.globals - scope.nonlocals)
-    reads = (scope.loads | scope.nested_free) - local
-    # a module-level object the body changes in place counts as written (``log.append(x)``)
-    writes = (scope.globals & scope.stores) | scope.global_writes | (scope.mutated - local)
-    return reads, writes, bool(params & scope.mutated)
+    return scope, _arg_names(node.args) | (scope.stores - scope.globals - scope.nonlocals)
 
 
 def body_calls(node: ast.AST) -> frozenset[tuple[str, tuple[str, ...]]]:
