@@ -42,6 +42,7 @@ from . import kernel_imports, output_capture, randomness, rich_display
 from .guards import GuardError, StepGuards
 from .map_chunks import MapElementError, run_map
 from .output_capture import Capture, CellRecord, Output, active_capture, patched_io
+from .placeholders import Unbound, bound
 from .rich_display import (
     close_figures,
     display_for,
@@ -120,6 +121,13 @@ _OWN_FILES = frozenset(
     os.path.abspath(path)
     for path in (__file__, output_capture.__file__, rich_display.__file__, kernel_imports.__file__)
 )
+
+
+def _allowed(exc: BaseException) -> bool:
+    """Whether a cell tagged ``raises-exception`` may raise ``exc`` and the step go on: any
+    exception of the cell's code, as in a kernel; not the step's time limit nor a failed check
+    of the analysis' assumptions (Jup2Kub's own, not the notebook's)."""
+    return not isinstance(exc, (StepTimeout, GuardError))
 
 
 def _error_record(exc: BaseException, cell: int | None, phase: str) -> ErrorRecord:
@@ -275,7 +283,7 @@ def execute_step(
     default settings) check what the analysis assumed.
     """
     overrides = dict(overrides or {})
-    inputs, random_state = randomness.split_state(inputs)
+    inputs, random_state = randomness.split_state(bound(inputs))
     guards = StepGuards(spec) if guards is None else guards
     capture = Capture()
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -283,6 +291,7 @@ def execute_step(
     error: ErrorRecord | None = None
     permanent = False
     figures: list[Output] = []  # the last cell's, shown after its error
+    allowed_errors: list[ErrorRecord] = []  # raised in cells tagged raises-exception
     random_out: dict[str, Any] = {}
     started = time.time()
 
@@ -327,6 +336,7 @@ def execute_step(
                 capture.current, capture.record = record.outputs, record
                 cells.append(record)
                 t0 = time.perf_counter()
+                allowed: ErrorRecord | None = None
                 try:
                     shown, value = _run_cell(spec, cell.index, cell.source, ns, capture)
                     if shown and value is not None:
@@ -340,12 +350,20 @@ def execute_step(
                             }
                         )
                     guards.after_cell(cell.index)
+                except BaseException as exc:
+                    if not (cell.allows_errors and _allowed(exc)):
+                        raise
+                    allowed = _error_record(exc, cell.index, "cell")
+                    allowed_errors.append(allowed)
+                    guards.after_cell(cell.index)  # what it changed before raising counts too
                 finally:
                     capture.flush_all()  # before the error or figures, as ipykernel does
                     figures = figure_outputs()
                     for out in figures:
                         capture.add(out)
                     capture.flush_all()
+                    if allowed is not None:
+                        _add_error_output(record.outputs, allowed.to_output(), figures)
                     record.display_ids = capture.display_ids(record.outputs)
                     record.seconds = time.perf_counter() - t0
             guards.after_cells()
@@ -363,7 +381,9 @@ def execute_step(
     values: dict[str, Any] = {}
     if error is None:
         missing = [v for v in spec.outputs if v not in ns and v != randomness.RANDOM_STATE]
-        if missing:
+        if missing and allowed_errors:  # a raises-exception cell stopped before binding them
+            ns.update({name: Unbound(name, spec.step) for name in missing})
+        elif missing:
             error = ErrorRecord(
                 None,
                 "NameError",
