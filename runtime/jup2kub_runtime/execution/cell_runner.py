@@ -317,7 +317,7 @@ def execute_step(
             ns.update(inputs)
             phase = "replay"
             for rep in spec.replay:
-                cell_no = rep.cell
+                cell_no = rep.cell if rep.cell >= 0 else None  # no cell holds the code
                 run_source(rep.source, f"<cell {rep.cell}>", ns)
             capture.flush_all()  # what the replay printed belongs to no cell: dropped
             capture.current = []
@@ -380,21 +380,8 @@ def execute_step(
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
     values: dict[str, Any] = {}
     if error is None:
-        missing = [v for v in spec.outputs if v not in ns and v != randomness.RANDOM_STATE]
-        if missing and allowed_errors:  # a raises-exception cell stopped before binding them
-            ns.update({name: Unbound(name, spec.step) for name in missing})
-        elif missing:
-            error = ErrorRecord(
-                None,
-                "NameError",
-                f"step {spec.step!r} did not define output(s) {', '.join(missing)}",
-                phase="outputs",
-            )
-            permanent = True
-        else:
-            values = {v: ns[v] for v in spec.outputs if v != randomness.RANDOM_STATE}
-            if randomness.RANDOM_STATE in spec.outputs:
-                values[randomness.RANDOM_STATE] = random_out
+        values, error = _output_values(spec, ns, random_out, unbound_ok=bool(allowed_errors))
+        permanent = error is not None
     return ExecutionResult(
         step=spec.step,
         values=values,
@@ -405,6 +392,26 @@ def execute_step(
         parameters=overrides,
         permanent=permanent,
     )
+
+
+def _output_values(
+    spec: StepSpec, ns: dict[str, Any], random_out: dict[str, Any], *, unbound_ok: bool
+) -> tuple[dict[str, Any], ErrorRecord | None]:
+    """The step's outputs from its namespace, or the error naming those it did not define.
+    ``unbound_ok``: a cell tagged ``raises-exception`` raised, maybe before binding some; those
+    are handed on as ``Unbound`` (a later step reading one gets the notebook's NameError)."""
+    missing = [v for v in spec.outputs if v not in ns and v != randomness.RANDOM_STATE]
+    if missing and not unbound_ok:
+        message = f"step {spec.step!r} did not define output(s) {', '.join(missing)}"
+        return {}, ErrorRecord(None, "NameError", message, phase="outputs")
+    values = {
+        v: ns[v] if v in ns else Unbound(v, spec.step)
+        for v in spec.outputs
+        if v != randomness.RANDOM_STATE
+    }
+    if randomness.RANDOM_STATE in spec.outputs:
+        values[randomness.RANDOM_STATE] = random_out
+    return values, None
 
 
 def release_after_fork() -> None:
