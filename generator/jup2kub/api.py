@@ -289,7 +289,8 @@ def run(
     ``parameter_yaml`` (``-y``) and ``parameter_strings`` (``-p`` pairs, typed against the
     notebook's values) add to ``parameters``; ``output`` also gets the results notebook.
     ``timeout`` bounds the run (seconds: its running steps are killed, it can be resumed);
-    ``on_output`` gets each line the cells print (step, line), as they print it."""
+    ``on_output`` gets each line the cells print (step, line), as they print it (both in
+    either mode)."""
     if resume is not None:
         _check_run_id(resume, "--resume")
     if output is not None:

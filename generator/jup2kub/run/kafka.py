@@ -109,13 +109,22 @@ class KafkaExecutor:
         for s in run.plan.steps:
             if s.after and not s.spec.maps:
                 self._start_replicas(run, s.name)
-        downstream = {s.name: list(s.downstream) for s in run.plan.steps}
+        self._follow(run, began)
+        if self.limit is not None and time.monotonic() >= began + self.limit and not _settled(run):
+            self._time_out(run)
+            return
+        for r in self._runtimes.values():  # they stop while the results are written
+            if r.proc.poll() is None:
+                r.proc.send_signal(signal.SIGTERM)
+        self._settle(run)
+
+    def _follow(self, run: Run, began: float) -> None:
+        """Follow the run on the status topic until it ends (or its time limit): the steps'
+        states, their runtimes watched (_Watch), what their cells print shown."""
         watch = _Watch(
             self._runtimes, run.logs, self.bootstrap, began, max(self.connect_timeout, 120)
         )
         printed = _CellOutput(self._cell_files, self.on_output)
-        ends = None if self.limit is None else began + self.limit
-
         progress = _Progress(run)
 
         def changed(states: Mapping[str, Mapping[str, Any]]) -> None:
@@ -126,24 +135,20 @@ class KafkaExecutor:
             watch.check(states)
             printed.show()
 
+        wait = self.timeout
+        if self.limit is not None:
+            wait = min(wait, began + self.limit - time.monotonic())
         remote.wait_for_run(
             self.bootstrap,
             run.plan.name,
             run.run_id,
             list(run.steps),
-            downstream,
-            self.timeout if ends is None else min(self.timeout, ends - time.monotonic()),
+            {s.name: list(s.downstream) for s in run.plan.steps},
+            wait,
             changed,
             _Ticking(run, check),
         )
         printed.show(final=True)
-        if ends is not None and time.monotonic() >= ends and not _settled(run):
-            self._time_out(run)
-            return
-        for r in self._runtimes.values():  # they stop while the results are written
-            if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGTERM)
-        self._settle(run)
 
     def _time_out(self, run: Run) -> None:
         """The run's time is up: every runtime ends now; a running step fails in the cell it

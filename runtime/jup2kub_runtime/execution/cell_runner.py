@@ -125,9 +125,10 @@ _OWN_FILES = frozenset(
 
 def _allowed(exc: BaseException) -> bool:
     """Whether a cell tagged ``raises-exception`` may raise ``exc`` and the step go on: any
-    exception of the cell's code, as in a kernel; not the step's time limit nor a failed check
-    of the analysis' assumptions (Jup2Kub's own, not the notebook's)."""
-    return not isinstance(exc, (StepTimeout, GuardError))
+    exception of the cell's code, as in a kernel; not the step's time limit, a failed check of
+    the analysis' assumptions (Jup2Kub's own, not the notebook's) nor an interrupt (Ctrl-C
+    ends the run's step processes)."""
+    return not isinstance(exc, (StepTimeout, GuardError, KeyboardInterrupt))
 
 
 def _error_record(exc: BaseException, cell: int | None, phase: str) -> ErrorRecord:
