@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -142,3 +143,30 @@ def test_timeout_ends_every_step_process_and_says_how_to_resume(
     if mode == "embedded":  # with --kafka, the runtime's own log
         log = (work / "runs" / run_id / "logs" / "b.log").read_text()
         assert "killed after" in log and "--timeout of 3s" in log
+
+
+def test_a_kafka_run_ended_by_its_timeout_is_continued_by_the_resume_command(
+    make_notebook: MakeNb, tmp_path: Path, kafka: str
+) -> None:
+    nb = make_notebook(
+        [
+            "#| step: a\nx = 1\nprint('a ran')",
+            "#| step: b\nimport os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.1)\n"
+            "y = x + 1",
+            "#| step: c\nprint(y)",
+        ]
+    )
+    work = tmp_path / "w"
+    proc = jup2kub("run", nb, "--workdir", work, "--timeout", "30s", "--kafka", kafka, cwd=tmp_path)
+    assert proc.returncode == 124, proc.stdout + proc.stderr
+    hint = re.search(r"hint: `(jup2kub run [^`]+)`", proc.stderr)
+    assert hint is not None, proc.stderr
+    (tmp_path / "go").write_text("")
+    again = jup2kub(*shlex.split(hint.group(1))[1:], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    run_id = re.search(r"run (\S+): succeeded", again.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(work / "runs" / run_id / "result.ipynb", as_version=4)
+    assert [c.outputs[0]["text"] for c in (result.cells[0], result.cells[2])] == [
+        "a ran\n",
+        "2\n",
+    ]
