@@ -102,6 +102,21 @@ def test_missing_optional_dynamic_and_local_path_packages(
     assert "cell-0" in str(err.value)
 
 
+def test_replayed_imports_are_not_warned_about_as_cell_minus_one(
+    make_notebook: MakeNb, target: deps.Target
+) -> None:
+    """A step re-imports the submodules an attribute chain reaches (``matplotlib.pyplot``)
+    with code the user did not write: no warning about it, and none names "cell -1"."""
+    nb = make_notebook(["import matplotlib", "x = 1", "fig = matplotlib.pyplot.figure()\nx"])
+    pipeline = inspect_notebook(nb, "cells")
+    assert any(d.kind == "submodules" for d in pipeline.steps[-1].replay)
+    d = deps.capture(pipeline, target)
+    assert not [w for w in d.warnings if "cell -1" in w or "computed name" in w], d.warnings
+    assert all(
+        "cell -1" not in why for sd in d.steps.values() for w in sd.direct.values() for why in w
+    )
+
+
 def test_lock_pins_versions_and_wheel_hashes(target: deps.Target, tmp_path: Path) -> None:
     pipeline = inspect_notebook(CORPUS / "sales_markers.ipynb")
     d = deps.capture(pipeline, target)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -53,9 +54,9 @@ def test_one_line_per_step_start_and_end_and_a_running_step_shows_its_cell(
     assert any(re.fullmatch(r"step slow: still running \(\d+\.\ds, cell 2\)", x) for x in lines)
 
 
-@pytest.mark.parametrize("workers", ["fork", "spawn"])
+@pytest.mark.parametrize("workers", ["fork", "spawn", "kafka"])
 def test_log_output_streams_the_cells_output_while_they_run(
-    workers: str, make_notebook: MakeNb, tmp_path: Path
+    workers: str, make_notebook: MakeNb, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     # the cell waits for a file the test writes only once it has seen the cell's first line:
     # without live streaming the step would wait in vain and fail after a minute
@@ -67,8 +68,9 @@ def test_log_output_streams_the_cells_output_while_they_run(
             "    time.sleep(0.05)\nelse:\n    raise TimeoutError('no go')\nprint('went')",
         ]
     )
+    extra = ["--kafka", request.getfixturevalue("kafka")] if workers == "kafka" else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jup2kub.cli", "run", str(nb), "--log-output"],
+        [sys.executable, "-m", "jup2kub.cli", "run", str(nb), "--log-output", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -103,8 +105,9 @@ def test_step_logs_are_never_empty(make_notebook: MakeNb, tmp_path: Path) -> Non
     assert "\n[jup2kub] cell 1:\nw\n" in loud  # what the cell wrote, also in the log
 
 
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
 def test_timeout_ends_every_step_process_and_says_how_to_resume(
-    make_notebook: MakeNb, tmp_path: Path
+    mode: str, make_notebook: MakeNb, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     nb = make_notebook(
         [
@@ -115,10 +118,15 @@ def test_timeout_ends_every_step_process_and_says_how_to_resume(
         ]
     )
     work = tmp_path / "w"
-    proc = jup2kub("run", nb, "out.ipynb", "--workdir", work, "--timeout", "3s", cwd=tmp_path)
+    # with --kafka the limit also covers the runtimes' start (seconds on two shared cores)
+    limit, seconds = ("3s", 3) if mode == "embedded" else ("30s", 30)
+    extra = ["--kafka", request.getfixturevalue("kafka")] if mode == "kafka" else []
+    proc = jup2kub(
+        "run", nb, "out.ipynb", "--workdir", work, "--timeout", limit, *extra, cwd=tmp_path
+    )
     assert proc.returncode == 124, proc.stdout + proc.stderr
     run_id = re.search(r"run (\S+): failed", proc.stdout).group(1)  # type: ignore[union-attr]
-    assert f"run {run_id} exceeded its --timeout of 3s" in proc.stderr
+    assert f"run {run_id} exceeded its --timeout of {limit}" in proc.stderr
     assert f"--workdir {work} --resume {run_id}" in proc.stderr
     assert "not run (the run timed out): c" in proc.stderr
     pid = int((tmp_path / "b.pid").read_text())
@@ -127,16 +135,38 @@ def test_timeout_ends_every_step_process_and_says_how_to_resume(
     result = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert result.cells[0].outputs[0]["text"] == "a ran\n"
     error = result.cells[2].outputs[-1]
-    assert error["output_type"] == "error" and "--timeout of 3s" in error["evalue"]
+    assert error["output_type"] == "error" and f"--timeout of {seconds}s" in error["evalue"]
     summary = json.loads((work / "runs" / run_id / "summary.json").read_text())
-    assert summary["timed_out_after"] == 3
+    assert summary["timed_out_after"] == seconds
+    assert summary["steps"]["b"]["status"] == "failed"
     assert summary["steps"]["c"]["status"] == "blocked"
-    log = (work / "runs" / run_id / "logs" / "b.log").read_text()
-    assert "killed after" in log and "--timeout of 3s" in log
+    if mode == "embedded":  # with --kafka, the runtime's own log
+        log = (work / "runs" / run_id / "logs" / "b.log").read_text()
+        assert "killed after" in log and "--timeout of 3s" in log
 
 
-def test_timeout_with_kafka_is_refused(make_notebook: MakeNb, tmp_path: Path) -> None:
-    nb = make_notebook(["x = 1"])
-    proc = jup2kub("run", nb, "--kafka", "127.0.0.1:1", "--timeout", "5s", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "--timeout and --log-output work with the embedded mode only" in proc.stderr
+def test_a_kafka_run_ended_by_its_timeout_is_continued_by_the_resume_command(
+    make_notebook: MakeNb, tmp_path: Path, kafka: str
+) -> None:
+    nb = make_notebook(
+        [
+            "#| step: a\nx = 1\nprint('a ran')",
+            "#| step: b\nimport os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.1)\n"
+            "y = x + 1",
+            "#| step: c\nprint(y)",
+        ]
+    )
+    work = tmp_path / "w"
+    proc = jup2kub("run", nb, "--workdir", work, "--timeout", "30s", "--kafka", kafka, cwd=tmp_path)
+    assert proc.returncode == 124, proc.stdout + proc.stderr
+    hint = re.search(r"hint: `(jup2kub run [^`]+)`", proc.stderr)
+    assert hint is not None, proc.stderr
+    (tmp_path / "go").write_text("")
+    again = jup2kub(*shlex.split(hint.group(1))[1:], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    run_id = re.search(r"run (\S+): succeeded", again.stdout).group(1)  # type: ignore[union-attr]
+    result = nbformat.read(work / "runs" / run_id / "result.ipynb", as_version=4)
+    assert [c.outputs[0]["text"] for c in (result.cells[0], result.cells[2])] == [
+        "a ran\n",
+        "2\n",
+    ]

@@ -288,16 +288,12 @@ def run(
     ``parameter_yaml`` (``-y``) and ``parameter_strings`` (``-p`` pairs, typed against the
     notebook's values) add to ``parameters``; ``output`` also gets the results notebook.
     ``timeout`` bounds the run (seconds: its running steps are killed, it can be resumed);
-    ``on_output`` gets each line the cells print (step, line), as they print it."""
+    ``on_output`` gets each line the cells print (step, line), as they print it (both in
+    either mode)."""
     if resume is not None:
         _check_run_id(resume, "--resume")
     if output is not None:
         _check_output_file(Path(output), Path(path))
-    if kafka and (timeout or on_output is not None):
-        raise UsageError(
-            "--timeout and --log-output work with the embedded mode only, not --kafka",
-            hint="drop --kafka, or follow the runtimes' own logs",
-        )
     nb, pipeline = _load(path, split, name)
     for warning in pipeline.split_warnings:
         if warn is not None:
@@ -317,6 +313,8 @@ def run(
             kafka,
             environment={**secrets, **({} if cache else {CACHE_ENV: "off"})},
             connect_timeout=kafka_timeout,
+            limit=timeout,
+            on_output=on_output,
         )
         if kafka
         else LocalExecutor(jobs, environment=secrets, timeout=timeout, on_output=on_output)

@@ -107,7 +107,7 @@ def _step_plan(pipeline: Pipeline, name: str) -> StepPlan:
         parameters_source=pipeline.parameters_source,
         parameters=sorted(step.parameters),
         replay=[ReplayCell(d.cell, d.source) for d in step.replay],
-        cells=[Cell(i, pipeline.python[i]) for i in step.cells],
+        cells=[Cell(i, pipeline.python[i], i in pipeline.raising_cells) for i in step.cells],
         inputs=dict(sorted(step.inputs.items())),
         outputs=sorted(step.outputs),
         upstream=list(step.after),

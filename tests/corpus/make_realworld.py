@@ -893,6 +893,46 @@ BASIC = notebook(
     ]
 )
 
+STOCKTAKE = notebook(
+    [
+        ("md", "# Stocktake\nKnown data problems are kept visible: those cells may raise."),
+        (
+            "code",
+            "#| step: load\nimport csv\nimport sys\n\n"
+            "with open('data/inventory.csv') as f:\n    rows = list(csv.DictReader(f))\n"
+            "threshold = 10\nstatus = 'raw'\nprint(len(rows), 'rows')",
+        ),
+        (
+            "code",
+            "#| step: validate\nchecked = 0\nfor row in rows:\n    checked += 1\n"
+            "    if int(row['sold']) > int(row['on_hand']):\n"
+            "        print('oversold:', row['sku'], file=sys.stderr)\n"
+            "        raise ValueError(f\"{row['sku']} sold more than it had on hand\")\n"
+            "status = 'validated'\nchecked",
+            ["raises-exception"],
+        ),
+        (
+            "code",
+            "#| step: reorder\nreorder = [r['sku'] for r in rows if int(r['on_hand']) < threshold]\n"
+            "print(len(reorder), 'to reorder')",
+            ["raises-exception"],
+        ),
+        (
+            "code",
+            "#| step: report\nprint('status:', status, '| rows checked:', checked)\n"
+            "{'status': status, 'checked': checked, 'reorder': reorder[:5]}",
+        ),
+        (
+            "code",
+            "by_category = {}\nfor r in rows:\n"
+            "    by_category.setdefault(r['category'], []).append(int(r['on_hand']))\n"
+            "by_category['hardware']",
+            ["raises-exception"],
+        ),
+        ("code", "sorted(by_category), row['sku']"),
+    ]
+)
+
 NOTEBOOKS = {
     "retail_aliasing_markers": RETAIL,
     "sensor_figure_headings": SENSORS,
@@ -910,6 +950,7 @@ NOTEBOOKS = {
     "treatment_lab_cells": LAB,
     "lispy_interpreter_headings": LISPY,
     "tiny_basic_markers": BASIC,
+    "stocktake_raises_markers": STOCKTAKE,
 }
 
 

@@ -10,10 +10,11 @@ made into a notebook in memory (``compose``) and cut at its steps' markers.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from jup2kub.errors import NoCodeError
-from jup2kub.model.analysis import CellAnalysis, analyze_cell
+from jup2kub.model.analysis import CellAnalysis, Event, analyze_cell
 from jup2kub.model.compose import (
     StepCatalog,
     Verify,
@@ -27,7 +28,13 @@ from jup2kub.model.grouping import group_cells
 from jup2kub.model.mapping import isolate_maps
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.pipeline import Pipeline
-from jup2kub.model.split import SPLIT_MODES, Split, code_cells, split_notebook
+from jup2kub.model.split import (
+    RAISES_EXCEPTION_TAG,
+    SPLIT_MODES,
+    Split,
+    code_cells,
+    split_notebook,
+)
 
 __all__ = ["SPLIT_MODES", "load"]
 
@@ -60,7 +67,7 @@ def _notebook_pipeline(nb: Notebook, split: str, name: str | None) -> Pipeline:
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
         per_cell = build_pipeline(nb, parts, analyses, name, assess=False)
         parts = isolate_maps(nb, group_cells(parts, per_cell))
-    return build_pipeline(nb, parts, analyses, name)
+    return _with_raising(nb, build_pipeline(nb, parts, analyses, name))
 
 
 def _split(nb: Notebook, mode: str) -> Split:
@@ -73,13 +80,39 @@ def _split(nb: Notebook, mode: str) -> Split:
 
 
 def _analyses(nb: Notebook, parts: Split) -> list[CellAnalysis]:
-    return [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
+    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
+    return [_may_stop(a) if a.index in _raising(nb) else a for a in analyses]
+
+
+def _raising(nb: Notebook) -> list[int]:
+    """The code cells tagged ``raises-exception``: nbclient records their error and goes on."""
+    return [c.index for c in nb.code_cells if RAISES_EXCEPTION_TAG in c.tags]
+
+
+def _may_stop(analysis: CellAnalysis) -> CellAnalysis:
+    """A cell that may raise anywhere may leave any name it binds unbound (or as it was)."""
+
+    def uncertain(e: Event) -> Event:
+        return dataclasses.replace(e, certain=False) if e.kind in ("def", "del") else e
+
+    statements = [
+        dataclasses.replace(st, events=[uncertain(e) for e in st.events])
+        for st in analysis.statements
+    ]
+    return dataclasses.replace(analysis, statements=statements)
+
+
+def _with_raising(nb: Notebook, pipeline: Pipeline) -> Pipeline:
+    pipeline.raising_cells = _raising(nb)
+    return pipeline
 
 
 def _composed(nb: Notebook, name: str, verify: Verify) -> tuple[Notebook, Pipeline]:
     """A composition's notebook, cut at its steps' markers; its steps are neither mapped nor
     cached (``assess=False``)."""
     parts = split_notebook(nb, "markers")
-    pipeline = build_pipeline(nb, parts, _analyses(nb, parts), name, assess=False)
+    pipeline = _with_raising(
+        nb, build_pipeline(nb, parts, _analyses(nb, parts), name, assess=False)
+    )
     verify(pipeline)
     return nb, pipeline

@@ -142,6 +142,9 @@ class Pipeline:
     parameter_expressions: dict[str, str] = field(default_factory=dict)
     #: data-parallel map cells (``model.mapping``): cell index -> what the runtime runs
     maps: dict[int, MapSpec] = field(default_factory=dict)
+    #: cells tagged ``raises-exception`` (papermill's, nbclient's): an error there is recorded in
+    #: the cell's outputs and its step goes on (set by the loader)
+    raising_cells: list[int] = field(default_factory=list)
 
     def step_maps(self, step: Step) -> list[MapSpec]:
         return [self.maps[i] for i in step.cells if i in self.maps]

@@ -41,6 +41,7 @@ from jup2kub.model.notebook import Cell, Notebook
 SPLIT_MODES = ("auto", "tags", "markers", "headings", "cells")
 #: nbclient's tag for cells it does not execute
 NBCLIENT_SKIP_TAG = "skip-execution"
+RAISES_EXCEPTION_TAG = "raises-exception"  # nbclient records the cell's error and goes on
 IMPLICIT_FIRST_STEP = "setup"
 _OPTION_LINE = re.compile(r"^#\|\s?(.*)$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

@@ -368,3 +368,31 @@ def explain(pipeline: Pipeline, step: str, error: object) -> ErrorRecord:
         return record
     needed = ", ".join(repr(r) for r in readers)
     return dataclasses.replace(record, evalue=f"{record.evalue} (needed by step {needed})")
+
+
+def killed_in_cell(
+    store: StateStore, run_id: str, step: str, signum: int, note: str = ""
+) -> object | None:
+    """A step process killed by ``signum`` while a cell ran (by either executor): the error
+    names that cell, and the outputs of the cells before it are kept as a failed attempt's
+    (the results show them); None when it died before its first cell."""
+    cell, finished = store.progress(run_id, step)
+    if cell is None:
+        return None
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    record = ErrorRecord(
+        cell,
+        "StepKilled",
+        f"the step's process was killed by {name} while cell {cell} ran"
+        + (f" ({note})" if note else ""),
+        phase="cell",
+    )
+    outputs = {"version": 1, "step": step, "parameters": {}, "cells": finished}
+    store.save_failure(
+        run_id, step, outputs={**outputs, "error": record.to_json()}, error=record, timing={}
+    )
+    store.clear_progress(run_id, step)
+    return record.to_json()

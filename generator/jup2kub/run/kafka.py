@@ -24,8 +24,13 @@ from typing import IO, Any
 from jup2kub.errors import Jup2KubError, KafkaUnavailableError
 from jup2kub.plan import PipelinePlan
 from jup2kub.run import remote
-from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, Run, explain
-from jup2kub_runtime.contract.config import HEALTH_PORT_LINE, MAP_ROLE_ENV, Config
+from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, Run, explain, killed_in_cell
+from jup2kub_runtime.contract.config import (
+    CELL_OUTPUT_ENV,
+    HEALTH_PORT_LINE,
+    MAP_ROLE_ENV,
+    Config,
+)
 from jup2kub_runtime.contract.errors import ErrorRecord, StepRuntimeError
 from jup2kub_runtime.contract.states import StepState
 from jup2kub_runtime.serving.transport import Transport
@@ -63,15 +68,23 @@ class KafkaExecutor:
         python: str = sys.executable,
         environment: Mapping[str, str] | None = None,
         connect_timeout: float = 60,
+        *,
+        limit: float | None = None,
+        on_output: Callable[[str, str], None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
+        #: the whole run's time limit in seconds (``--timeout``): then every runtime ends
+        self.limit = limit if limit and limit > 0 else None
+        #: gets each line the cells print (step, line), as they print it (``--log-output``)
+        self.on_output = on_output
         #: how long the broker may take to answer (topics created, runtimes ready)
         self.connect_timeout = connect_timeout
         self.python = python
         #: extra variables for the runtimes (secret parameters): never written anywhere
         self.environment = dict(environment or {})
         self._runtimes: dict[str, _Runtime] = {}
+        self._cell_files: dict[str, Path] = {}  # step -> what its cells print (``on_output``)
 
     def execute(self, run: Run) -> None:
         # The root steps' runtimes first: the run's first work waits for them alone. The others
@@ -97,26 +110,75 @@ class KafkaExecutor:
         for s in run.plan.steps:
             if s.after and not s.spec.maps:
                 self._start_replicas(run, s.name)
-        downstream = {s.name: list(s.downstream) for s in run.plan.steps}
+        self._follow(run, began)
+        if self.limit is not None and time.monotonic() >= began + self.limit and not _settled(run):
+            self._time_out(run)
+            return
+        for r in self._runtimes.values():  # they stop while the results are written
+            if r.proc.poll() is None:
+                r.proc.send_signal(signal.SIGTERM)
+        self._settle(run)
+
+    def _follow(self, run: Run, began: float) -> None:
+        """Follow the run on the status topic until it ends (or its time limit): the steps'
+        states, their runtimes watched (_Watch), what their cells print shown."""
+        watch = _Watch(
+            self._runtimes, run.logs, self.bootstrap, began, max(self.connect_timeout, 120)
+        )
+        printed = _CellOutput(self._cell_files, self.on_output)
+        progress = _Progress(run)
+
+        def changed(states: Mapping[str, Mapping[str, Any]]) -> None:
+            printed.show()  # a step's last lines before its end is reported
+            progress.update(states)
+
+        def check(states: Mapping[str, Mapping[str, Any]]) -> None:
+            watch.check(states)
+            printed.show()
+
+        wait = self.timeout
+        if self.limit is not None:
+            wait = min(wait, began + self.limit - time.monotonic())
         remote.wait_for_run(
             self.bootstrap,
             run.plan.name,
             run.run_id,
             list(run.steps),
-            downstream,
-            self.timeout,
-            _Progress(run).update,
-            _Ticking(
-                run,
-                _Watch(
-                    self._runtimes, run.logs, self.bootstrap, began, max(self.connect_timeout, 120)
-                ).check,
-            ),
+            {s.name: list(s.downstream) for s in run.plan.steps},
+            wait,
+            changed,
+            _Ticking(run, check),
         )
-        for r in self._runtimes.values():  # they stop while the results are written
+        printed.show(final=True)
+
+    def _time_out(self, run: Run) -> None:
+        """The run's time is up: every runtime ends now; a running step fails in the cell it
+        was executing (its earlier cells' outputs kept), the steps not started are not run."""
+        for r in self._runtimes.values():
             if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGTERM)
-        self._settle(run)
+                r.proc.kill()
+        for r in self._runtimes.values():
+            r.proc.wait()
+        run.timed_out = self.limit
+        note = f"the run's --timeout of {self.limit:g}s ended it"
+        for name in run.plan.order:
+            st = run.steps[name]
+            if st.state in (DONE, FAILED):
+                continue
+            if run.store.is_complete(run.run_id, name):  # it finished as the time ran out
+                st.state = DONE
+                continue
+            error: object = None
+            with contextlib.suppress(StepRuntimeError, OSError):
+                error = killed_in_cell(run.store, run.run_id, name, signal.SIGKILL, note)
+            if error is None and st.state != RUNNING:
+                st.state = BLOCKED
+                continue
+            st.state, st.finished = FAILED, time.monotonic()
+            st.error = ErrorRecord.from_json(
+                error or ErrorRecord(None, "RunTimeout", note.capitalize()).to_json()
+            )
+        run.notify()
 
     def close(self) -> None:
         """Stop the runtimes (after the results are written, or on failure)."""
@@ -140,6 +202,9 @@ class KafkaExecutor:
         log = log_path.open("wb")
         env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], 0)
         env.update(self.environment)
+        if self.on_output is not None and not helper:  # a map's helpers: chunks, no cells
+            self._cell_files[step] = run.logs / f"{step}.cells.txt"
+            env[CELL_OUTPUT_ENV] = str(self._cell_files[step])
         if helper:  # runs map chunks only: joins no step group (no partition moves mid-step)
             env[MAP_ROLE_ENV] = "elements"
         proc = subprocess.Popen(
@@ -162,6 +227,46 @@ class KafkaExecutor:
             else:
                 st.state = FAILED
                 st.error = ErrorRecord(None, "Timeout", f"no result within {self.timeout:.0f} s")
+
+
+def _settled(run: Run) -> bool:
+    """Whether every step has ended, or waits behind one that failed (nothing more to do)."""
+    stuck: set[str] = set()  # failed, or waiting behind a failure
+    for name in run.plan.order:
+        if run.steps[name].state == FAILED or stuck & set(run.plan.step(name).after):
+            stuck.add(name)
+        elif run.steps[name].state != DONE:
+            return False
+    return True
+
+
+class _CellOutput:
+    """What the runtimes' cells print (``--log-output``): each runtime also writes it to a file
+    of its own (``J2K_CELL_OUTPUT``), read here as it grows and handed on line by line."""
+
+    def __init__(
+        self, files: Mapping[str, Path], on_output: Callable[[str, str], None] | None
+    ) -> None:
+        self.files = files
+        self.on_output = on_output
+        self.read: dict[str, int] = {}
+        self.pending: dict[str, bytes] = {}
+
+    def show(self, *, final: bool = False) -> None:
+        if self.on_output is None:
+            return
+        for step, path in self.files.items():
+            with contextlib.suppress(OSError), path.open("rb") as f:
+                f.seek(self.read.get(step, 0))
+                data = f.read()
+                self.read[step] = self.read.get(step, 0) + len(data)
+                self.pending[step] = self.pending.get(step, b"") + data
+            *lines, rest = self.pending.get(step, b"").split(b"\n")
+            if final and rest:
+                lines, rest = [*lines, rest], b""
+            self.pending[step] = rest
+            for line in lines:
+                self.on_output(step, line.decode(errors="replace"))
 
 
 class _Progress:

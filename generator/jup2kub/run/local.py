@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from jup2kub.run.executor import BLOCKED, DONE, FAILED, RUNNING, WAITING, Run, explain
+from jup2kub.run.executor import (
+    BLOCKED,
+    DONE,
+    FAILED,
+    RUNNING,
+    WAITING,
+    Run,
+    explain,
+    killed_in_cell,
+)
 from jup2kub_runtime import FORK_SERVER_MODULE, STEP_RUN_MODULE
 from jup2kub_runtime.contract.config import MAP_JOBS_ENV
 from jup2kub_runtime.contract.errors import ErrorRecord, StepRuntimeError
@@ -184,7 +193,7 @@ class _Schedule:
             st.state, st.finished = FAILED, time.monotonic()
             error: object = None
             with contextlib.suppress(StepRuntimeError, OSError):
-                error = _killed(run.store, run.run_id, name, signal.SIGKILL, note)
+                error = killed_in_cell(run.store, run.run_id, name, signal.SIGKILL, note)
             if error is None:
                 error = ErrorRecord(None, "RunTimeout", note.capitalize()).to_json()
             st.error = ErrorRecord.from_json(error)
@@ -693,7 +702,7 @@ def _failure(store: StateStore, run_id: str, step: str, code: int, stderr: str) 
         return error
     if code < 0:
         with contextlib.suppress(StepRuntimeError):
-            killed = _killed(store, run_id, step, -code, _runner_note(stderr))
+            killed = killed_in_cell(store, run_id, step, -code, _runner_note(stderr))
             if killed is not None:
                 return killed
     text = stderr.strip()
@@ -714,31 +723,3 @@ def _runner_note(stderr: str) -> str:
     return "; ".join(
         line[len(RUNNER_NOTE) :].strip() for line in lines if line.startswith(RUNNER_NOTE)
     )
-
-
-def _killed(
-    store: StateStore, run_id: str, step: str, signum: int, note: str = ""
-) -> object | None:
-    """A step process killed by ``signum`` while a cell ran: the error names that cell, and
-    the outputs of the cells before it are kept as a failed attempt's (the results show
-    them); None when it died before its first cell."""
-    cell, finished = store.progress(run_id, step)
-    if cell is None:
-        return None
-    try:
-        name = signal.Signals(signum).name
-    except ValueError:
-        name = f"signal {signum}"
-    record = ErrorRecord(
-        cell,
-        "StepKilled",
-        f"the step's process was killed by {name} while cell {cell} ran"
-        + (f" ({note})" if note else ""),
-        phase="cell",
-    )
-    outputs = {"version": 1, "step": step, "parameters": {}, "cells": finished}
-    store.save_failure(
-        run_id, step, outputs={**outputs, "error": record.to_json()}, error=record, timing={}
-    )
-    store.clear_progress(run_id, step)
-    return record.to_json()

@@ -48,6 +48,9 @@ DEFAULT_GUARD_MAX_BYTES = 32 << 20
 MAP_JOBS_ENV = "J2K_MAP_JOBS"
 #: "elements": a replica that only runs map chunks (``serving.loop.StepLoop._elements_only``)
 MAP_ROLE_ENV = "J2K_MAP_ROLE"
+#: a file the runtime also writes what the cells print to, as they print it (``jup2kub run
+#: --kafka --log-output`` tails it); unset, as on a cluster: the cells' output is only recorded
+CELL_OUTPUT_ENV = "J2K_CELL_OUTPUT"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,15 @@ class Cell:
 
     index: int
     source: str
+    #: tagged ``raises-exception``: an error here is recorded in the cell's outputs and the
+    #: step goes on, as nbclient does (the key is written only when set: older runtimes and
+    #: older specs read the same)
+    allows_errors: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "source": self.source} | (
+            {"allows_errors": True} if self.allows_errors else {}
+        )
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ class StepSpec:
             "parameters_source": self.parameters_source,
             "parameters": list(self.parameters),
             "replay": [{"cell": r.cell, "source": r.source} for r in self.replay],
-            "cells": [{"index": c.index, "source": c.source} for c in self.cells],
+            "cells": [c.to_dict() for c in self.cells],
             "inputs": dict(self.inputs),
             "outputs": list(self.outputs),
             "upstream": list(self.upstream),
@@ -181,7 +190,11 @@ class StepSpec:
                     for r in _obj_list(data, "replay")
                 ],
                 cells=[
-                    Cell(index=_get(c, "index", int), source=_get(c, "source", str))
+                    Cell(
+                        index=_get(c, "index", int),
+                        source=_get(c, "source", str),
+                        allows_errors=_get(c, "allows_errors", bool, False),
+                    )
                     for c in _get(data, "cells", list)
                 ],
                 inputs=_str_dict(data, "inputs"),

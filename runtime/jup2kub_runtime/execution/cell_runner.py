@@ -42,6 +42,7 @@ from . import kernel_imports, output_capture, randomness, rich_display
 from .guards import GuardError, StepGuards
 from .map_chunks import MapElementError, run_map
 from .output_capture import Capture, CellRecord, Output, active_capture, patched_io
+from .placeholders import Unbound, bound
 from .rich_display import (
     close_figures,
     display_for,
@@ -120,6 +121,14 @@ _OWN_FILES = frozenset(
     os.path.abspath(path)
     for path in (__file__, output_capture.__file__, rich_display.__file__, kernel_imports.__file__)
 )
+
+
+def _allowed(exc: BaseException) -> bool:
+    """Whether a cell tagged ``raises-exception`` may raise ``exc`` and the step go on: any
+    exception of the cell's code, as in a kernel; not the step's time limit, a failed check of
+    the analysis' assumptions (Jup2Kub's own, not the notebook's) nor an interrupt (Ctrl-C
+    ends the run's step processes)."""
+    return not isinstance(exc, (StepTimeout, GuardError, KeyboardInterrupt))
 
 
 def _error_record(exc: BaseException, cell: int | None, phase: str) -> ErrorRecord:
@@ -275,7 +284,7 @@ def execute_step(
     default settings) check what the analysis assumed.
     """
     overrides = dict(overrides or {})
-    inputs, random_state = randomness.split_state(inputs)
+    inputs, random_state = randomness.split_state(bound(inputs))
     guards = StepGuards(spec) if guards is None else guards
     capture = Capture()
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -283,6 +292,7 @@ def execute_step(
     error: ErrorRecord | None = None
     permanent = False
     figures: list[Output] = []  # the last cell's, shown after its error
+    allowed_errors: list[ErrorRecord] = []  # raised in cells tagged raises-exception
     random_out: dict[str, Any] = {}
     started = time.time()
 
@@ -308,7 +318,7 @@ def execute_step(
             ns.update(inputs)
             phase = "replay"
             for rep in spec.replay:
-                cell_no = rep.cell
+                cell_no = rep.cell if rep.cell >= 0 else None  # no cell holds the code
                 run_source(rep.source, f"<cell {rep.cell}>", ns)
             capture.flush_all()  # what the replay printed belongs to no cell: dropped
             capture.current = []
@@ -327,6 +337,7 @@ def execute_step(
                 capture.current, capture.record = record.outputs, record
                 cells.append(record)
                 t0 = time.perf_counter()
+                allowed: ErrorRecord | None = None
                 try:
                     shown, value = _run_cell(spec, cell.index, cell.source, ns, capture)
                     if shown and value is not None:
@@ -340,12 +351,20 @@ def execute_step(
                             }
                         )
                     guards.after_cell(cell.index)
+                except BaseException as exc:
+                    if not (cell.allows_errors and _allowed(exc)):
+                        raise
+                    allowed = _error_record(exc, cell.index, "cell")
+                    allowed_errors.append(allowed)
+                    guards.after_cell(cell.index)  # what it changed before raising counts too
                 finally:
                     capture.flush_all()  # before the error or figures, as ipykernel does
                     figures = figure_outputs()
                     for out in figures:
                         capture.add(out)
                     capture.flush_all()
+                    if allowed is not None:
+                        _add_error_output(record.outputs, allowed.to_output(), figures)
                     record.display_ids = capture.display_ids(record.outputs)
                     record.seconds = time.perf_counter() - t0
             guards.after_cells()
@@ -362,19 +381,8 @@ def execute_step(
                 _add_error_output(cells[-1].outputs, error.to_output(), figures)
     values: dict[str, Any] = {}
     if error is None:
-        missing = [v for v in spec.outputs if v not in ns and v != randomness.RANDOM_STATE]
-        if missing:
-            error = ErrorRecord(
-                None,
-                "NameError",
-                f"step {spec.step!r} did not define output(s) {', '.join(missing)}",
-                phase="outputs",
-            )
-            permanent = True
-        else:
-            values = {v: ns[v] for v in spec.outputs if v != randomness.RANDOM_STATE}
-            if randomness.RANDOM_STATE in spec.outputs:
-                values[randomness.RANDOM_STATE] = random_out
+        values, error = _output_values(spec, ns, random_out, unbound_ok=bool(allowed_errors))
+        permanent = error is not None
     return ExecutionResult(
         step=spec.step,
         values=values,
@@ -385,6 +393,26 @@ def execute_step(
         parameters=overrides,
         permanent=permanent,
     )
+
+
+def _output_values(
+    spec: StepSpec, ns: dict[str, Any], random_out: dict[str, Any], *, unbound_ok: bool
+) -> tuple[dict[str, Any], ErrorRecord | None]:
+    """The step's outputs from its namespace, or the error naming those it did not define.
+    ``unbound_ok``: a cell tagged ``raises-exception`` raised, maybe before binding some; those
+    are handed on as ``Unbound`` (a later step reading one gets the notebook's NameError)."""
+    missing = [v for v in spec.outputs if v not in ns and v != randomness.RANDOM_STATE]
+    if missing and not unbound_ok:
+        message = f"step {spec.step!r} did not define output(s) {', '.join(missing)}"
+        return {}, ErrorRecord(None, "NameError", message, phase="outputs")
+    values = {
+        v: ns[v] if v in ns else Unbound(v, spec.step)
+        for v in spec.outputs
+        if v != randomness.RANDOM_STATE
+    }
+    if randomness.RANDOM_STATE in spec.outputs:
+        values[randomness.RANDOM_STATE] = random_out
+    return values, None
 
 
 def release_after_fork() -> None:

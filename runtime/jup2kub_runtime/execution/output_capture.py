@@ -4,11 +4,12 @@ outputs; sys.stdout/err routed into the running cell's record meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -225,3 +226,20 @@ class patched_io:
         global _active
         _active = None
         sys.stdout, sys.stderr = self.saved
+
+
+@contextlib.contextmanager
+def echoed_into(path: str | None) -> Iterator[bool]:
+    """With ``path``: sys.stdout/err are that file (appended, line-buffered) meanwhile, so an
+    execution echoing its cells' output (``patched_io``) writes it there, apart from the
+    process' own log; yields whether to echo."""
+    if not path:
+        yield False
+        return
+    with open(path, "a", buffering=1, encoding="utf-8", errors="replace") as file:
+        saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = file
+        try:
+            yield True
+        finally:
+            sys.stdout, sys.stderr = saved

@@ -1,10 +1,16 @@
-"""Stand-ins for values pickle cannot store, handed on only in case they are not replaced.
+"""Stand-ins for values pickle cannot store, handed on only in case they are not replaced; and
+for names a cell tagged ``raises-exception`` did not get to bind.
 
 ``with open(..) as file`` in one step, then ``for file in os.listdir(..)`` in the next: the
 second step hands ``file`` on because the loop might not run, but then it holds the (closed)
 file, which cannot be stored. The analysis cannot know whether the loop runs, so instead of
 refusing the notebook the value is stored as an ``Unstorable``; using it in a later step raises
 ``UnstorableValueError`` naming the variable, the step and the reason, never a silent stand-in.
+
+A cell tagged ``raises-exception`` may raise before it binds a name a later step reads; in the
+notebook that name is then undefined. The step stores an ``Unbound`` for it, and a step loading
+one leaves the name out of its namespace (``bound``): reading it raises Python's own NameError
+where the notebook's would.
 """
 
 from __future__ import annotations
@@ -59,3 +65,23 @@ def stand_ins(values: Mapping[str, Any], names: list[str], step: str) -> dict[st
                 "it, or make sure the rebinding happens"
             )
     return out
+
+
+class Unbound:
+    """A name its step did not bind because a ``raises-exception`` cell raised first."""
+
+    __slots__ = ("name", "step")
+
+    def __init__(self, name: str, step: str) -> None:
+        self.name, self.step = name, step
+
+    def __reduce__(self) -> tuple[type[Unbound], tuple[str, str]]:
+        return (Unbound, (self.name, self.step))
+
+    def __repr__(self) -> str:
+        return f"<{self.name!r}: not bound by step {self.step!r}>"
+
+
+def bound(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the names that are not bound (``Unbound``)."""
+    return {k: v for k, v in values.items() if not isinstance(v, Unbound)}

@@ -26,7 +26,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from ..contract.config import MAP_ROLE_ENV, Config
+from ..contract.config import CELL_OUTPUT_ENV, MAP_ROLE_ENV, Config
 from ..contract.errors import (
     CellError,
     ErrorRecord,
@@ -46,6 +46,7 @@ from ..contract.spec import StepSpec
 from ..contract.states import StepState
 from ..execution import preimport
 from ..execution.map_chunks import distributing
+from ..execution.output_capture import echoed_into
 from ..execution.step_run import run_step
 from ..storage.state_store import StateStore
 from ..storage.stepcache import DEFAULT_DIRNAME as CACHE_DIR
@@ -520,12 +521,13 @@ class StepLoop:
             else None
         )
         try:
-            with distributing(distributor):
+            with distributing(distributor), echoed_into(os.environ.get(CELL_OUTPUT_ENV)) as echo:
                 result = run_step(
                     spec,
                     store,
                     run_id,
                     msg.parameters,
+                    echo=echo,
                     timeout=cfg.step_timeout_seconds or None,
                     on_start=lambda attempt: self._status(run_id, StepState.STARTED, attempt),
                     workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,

@@ -158,12 +158,21 @@ def _marker_ok(marker: Marker, env: dict[str, str], extras: frozenset[str]) -> b
     return any(marker.evaluate({**env, "extra": e}) for e in (extras or {""}))
 
 
-def _step_sources(pipeline: Pipeline, step_name: str) -> list[tuple[int, str]]:
+def _step_sources(pipeline: Pipeline, step_name: str) -> list[tuple[int, str, bool]]:
+    """The code ``step_name`` runs: (cell, source, written by the user). The replayed import
+    of submodules (``dataflow``) is Jup2Kub's own: its computed names are the submodules of
+    packages the notebook imports, each import guarded, so nothing about it is worth a
+    warning."""
     step = pipeline.step(step_name)
-    sources = [(d.cell, d.source) for d in step.replay]
-    sources += [(i, pipeline.python[i]) for i in step.cells]
-    sources += [(i, pipeline.python[i]) for i in pipeline.parameter_cells]
+    sources = [(d.cell, d.source, d.kind != "submodules") for d in step.replay]
+    sources += [(i, pipeline.python[i], True) for i in step.cells]
+    sources += [(i, pipeline.python[i], True) for i in pipeline.parameter_cells]
     return sources
+
+
+def _cell_name(cell: int) -> str:
+    """Where code comes from in a message: its cell, or the replayed code no cell holds."""
+    return f"cell {cell}" if cell >= 0 else "(replayed imports)"
 
 
 def capture(
@@ -189,14 +198,15 @@ def capture(
     for step in pipeline.steps:
         sd = StepDeps(step.name)
         uses_ipython = False
-        for cell, source in _step_sources(pipeline, step.name):
+        for cell, source, written in _step_sources(pipeline, step.name):
             if "get_ipython" in source:
                 uses_ipython = True
             found, dynamic = imports_of(source, cell)
-            for line, callee in dynamic:
+            for line, callee in dynamic if written else []:
                 deps.warnings.append(
-                    f"step {step.name!r}, cell {cell}, line {line}: {callee}() with a computed "
-                    "name; static analysis cannot see which package it loads (use --trace)"
+                    f"step {step.name!r}, {_cell_name(cell)}, line {line}: {callee}() with a "
+                    "computed name; static analysis cannot see which package it loads "
+                    "(use --trace)"
                 )
             for imp in found:
                 top = imp.module.split(".")[0]
@@ -212,7 +222,7 @@ def capture(
                         continue
                     check_local(deps, step.name, d, dist)
                     sd.direct.setdefault(str(canonicalize_name(d)), set()).add(
-                        f"import {top} (cell {imp.cell})"
+                        f"import {top} ({_cell_name(imp.cell)})"
                     )
         if uses_ipython:
             sd.direct.setdefault(IPYTHON_DISTRIBUTION, set()).add(
@@ -226,7 +236,7 @@ def capture(
 def _unprovided(
     deps: Dependencies, step: str, imp: _Import, top: str, search_path: Sequence[str] | None
 ) -> None:
-    where = f"step {step!r}, cell {imp.cell}, line {imp.line}"
+    where = f"step {step!r}, {_cell_name(imp.cell)}, line {imp.line}"
     spec = None
     old = sys.path[:]
     try:
