@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jup2kub.errors import NoCodeError
-from jup2kub.model.analysis import CellAnalysis, analyze_cell
+from jup2kub.model.analysis import CellAnalysis, analyze_cell, written_scripts
 from jup2kub.model.compose import (
     StepCatalog,
     Verify,
@@ -73,7 +73,13 @@ def _split(nb: Notebook, mode: str) -> Split:
 
 
 def _analyses(nb: Notebook, parts: Split) -> list[CellAnalysis]:
-    return [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
+    """The code cells' analyses, in order: a ``%run`` finds the scripts earlier cells wrote."""
+    out: list[CellAnalysis] = []
+    scripts: dict[str, str | None] = {}
+    for i in sorted(code_cells(parts)):
+        out.append(analyze_cell(nb.path, i, nb.cells[i].source, scripts))
+        scripts = written_scripts(scripts, out[-1])
+    return out
 
 
 def _composed(nb: Notebook, name: str, verify: Verify) -> tuple[Notebook, Pipeline]:

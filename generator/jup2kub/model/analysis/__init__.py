@@ -16,8 +16,16 @@ it yields), ``scopes`` (Python's scoping rules), ``calls`` (changes made through
 own functions, over its call graph), ``cells`` (one cell's statements to events).
 """
 
-from jup2kub.model.analysis.cells import analyze_cell
+from jup2kub.model.analysis.cells import analyze_cell, written_scripts
 from jup2kub.model.analysis.events import CellAnalysis, Event, Statement, Summary
 from jup2kub.model.analysis.knowledge import BUILTIN_NAMES
 
-__all__ = ["BUILTIN_NAMES", "CellAnalysis", "Event", "Statement", "Summary", "analyze_cell"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "CellAnalysis",
+    "Event",
+    "Statement",
+    "Summary",
+    "analyze_cell",
+    "written_scripts",
+]
