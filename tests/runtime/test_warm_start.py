@@ -64,6 +64,22 @@ def test_only_modules_outside_the_notebooks_directory(
     assert not preimport.outside("j2k_no_such_module", [])
 
 
+def test_a_local_module_off_sys_path_or_shadowing_an_installed_one_is_not_imported_ahead(
+    tmp_path: Path,
+) -> None:
+    """A cell's import finds the working directory's modules first, whatever ``sys.path``
+    holds in the warm process (issue 28, item 3)."""
+    assert str(tmp_path) not in sys.path
+    (tmp_path / "j2k_off_path_mod.py").write_text("x = 1\n")
+    (tmp_path / "json.py").write_text("shadow = True\n")  # a notebook's own json.py
+    (tmp_path / "cloudpickle").mkdir()
+    (tmp_path / "cloudpickle" / "__init__.py").write_text("")
+    for name in ("j2k_off_path_mod", "json", "cloudpickle.cloudpickle"):
+        assert not preimport.outside(name, [tmp_path]), name
+    spec = StepSpec(pipeline="p", step="s", cells=[Cell(0, "import json, csv, j2k_off_path_mod")])
+    assert preimport.candidates([spec], [tmp_path]) == ["csv"]
+
+
 @pytest.fixture
 def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A directory on sys.path for probe modules; what they change is put back afterwards."""
