@@ -415,3 +415,12 @@ def test_run_of_a_script_the_analysis_cannot_read_is_refused(pipe: Pipe) -> None
         pipe("%run nowhere.py", "print(f(1))")
     with pytest.raises(SplitError, match=r"%run helpers\.py"):  # written, text unknown
         pipe("open('helpers.py', 'w').write('def f(x): return x')", "%run helpers.py")
+
+
+def test_a_module_written_in_a_directory_put_on_sys_path_orders_too(pipe: Pipe) -> None:
+    p = pipe(
+        "import os\nos.makedirs('lib', exist_ok=True)\n"
+        "open('lib/shapes.py', 'w').write('SIDES = 3')",
+        "import sys\nsys.path.insert(0, 'lib')\nimport shapes",
+    )
+    assert p.step("cell-1").file_deps == {"cell-0": {"lib", "lib/shapes.py"}}

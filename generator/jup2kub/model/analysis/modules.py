@@ -22,10 +22,11 @@ def module_reads(
 
 
 def module_file_of(path: str, modules: Iterable[str]) -> bool:
-    """Whether ``path`` (relative to the working directory) is where ``import m`` finds one of
-    ``modules``: ``m.py`` or a file under the package directory ``m/``."""
-    top = path.removeprefix("./").split("/", 1)[0]
-    return any(top in (m, f"{m}.py") for m in modules)
+    """Whether ``path`` may be where ``import m`` finds one of ``modules``: ``m.py`` or a file
+    under a package directory ``m/``, in the working directory or in another directory the
+    code may put on ``sys.path`` (``lib/m.py``): an extra order, never a missing one."""
+    *dirs, name = path.removeprefix("./").split("/")
+    return any(name in (m, f"{m}.py") or m in dirs for m in modules)
 
 
 def local_module_files(
