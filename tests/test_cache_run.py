@@ -403,3 +403,18 @@ def test_cache_dir_is_for_the_embedded_mode(tmp_path: Path, make_notebook: MakeN
     proc = jup2kub("run", nb, "--kafka", "127.0.0.1:9", "--cache-dir", tmp_path / "c", cwd=tmp_path)
     assert proc.returncode == 2
     assert "--cache-dir works with the embedded mode only" in proc.stderr
+
+
+def test_editing_a_local_module_reexecutes_the_steps_importing_it(tmp_path: Path) -> None:
+    """A module beside the notebook is read by the steps importing it (issue 28)."""
+    (tmp_path / "mathmod_j2k.py").write_text("def f(x):\n    return x + 1\n")
+    nb = tmp_path / "local.ipynb"
+    runs = Runs(tmp_path, nb)
+    runs.edit(["#| step: use\nimport mathmod_j2k\nv = mathmod_j2k.f(2)", "#| step: show\nprint(v)"])
+    assert executed(runs.run()) == {"use", "show"}
+    assert executed(runs.run()) == set()
+    (tmp_path / "mathmod_j2k.py").write_text("def f(x):\n    return x + 2\n")
+    edited = runs.run()
+    assert executed(edited) == {"use", "show"}
+    assert reason(edited, "use") == "file changed: mathmod_j2k.py"
+    assert "4" in str(outputs(edited))

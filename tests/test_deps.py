@@ -117,6 +117,31 @@ def test_replayed_imports_are_not_warned_about_as_cell_minus_one(
     )
 
 
+def test_local_modules_are_data_files_and_written_ones_need_nothing(
+    make_notebook: MakeNb, target: deps.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module beside the notebook is read like a data file (listed for the volume the step
+    runs on); one the notebook writes is neither a package nor an error (issue 28)."""
+    nb = make_notebook(
+        [
+            "%%writefile mathfoo_j2k.py\ndef double(x):\n    return 2 * x\n",
+            "import mathfoo_j2k\nimport besidemod_j2k\nv = besidemod_j2k.VALUE",
+        ]
+    )
+    (nb.parent / "besidemod_j2k.py").write_text("VALUE = 1\n")
+    monkeypatch.chdir(nb.parent)
+    d = deps.capture(inspect_notebook(nb, "cells"), target)  # written in another step
+    (found,) = d.data_files
+    assert (found.relative, found.placement, found.steps) == (
+        "besidemod_j2k.py",
+        "volume",
+        ("cell-1",),
+    )
+    assert found.size == len("VALUE = 1\n")
+    assert not any("local file" in w for w in d.warnings)
+    assert d.steps["cell-1"].closure == d.runtime
+
+
 def test_lock_pins_versions_and_wheel_hashes(target: deps.Target, tmp_path: Path) -> None:
     pipeline = inspect_notebook(CORPUS / "sales_markers.ipynb")
     d = deps.capture(pipeline, target)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from jup2kub.api import inspect_notebook
+from jup2kub.errors import SplitError
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.plan import plan_pipeline
 from jup2kub_runtime.execution.randomness import RANDOM_STATE
@@ -327,3 +328,99 @@ def test_in_place_augmented_assignment_and_draws_in_comprehensions(pipe: Pipe) -
 def test_a_generator_that_is_not_carried_is_named_in_a_warning(pipe: Pipe) -> None:
     p = pipe("import torch\ntorch.manual_seed(0)", "x = torch.rand(2)")
     assert any("torch.manual_seed" in d.message for d in p.warnings)
+
+
+# ---- local modules: an import of the notebook's own .py file reads it (issue 28, item 3) -------
+
+MATHFOO = "%%writefile mathfoo.py\ndef double(x):\n    return 2 * x\n"
+
+
+def test_importing_a_module_the_notebook_writes_follows_its_writer(pipe: Pipe) -> None:
+    p = pipe(
+        MATHFOO,
+        "import time\ny = 5",
+        "import mathfoo\nprint(mathfoo.double(21))",
+        "print(mathfoo.double(y))",  # the import replayed here reads the file too
+        "import mathfoo.sub as ms",
+        "import importlib\nm = importlib.import_module('mathfoo')",
+    )
+    assert p.step("cell-1").after == []
+    for k in (2, 4, 5):
+        assert p.step(f"cell-{k}").file_deps == {"cell-0": {"mathfoo.py"}}, k
+    assert p.step("cell-3").after == ["cell-0", "cell-1"]
+
+
+def test_file_magic_open_and_package_directories_are_module_writes(pipe: Pipe) -> None:
+    p = pipe(
+        "%%file tools.py\nX = 1\n",
+        "open('helpers.py', 'w').write('def f(x):\\n    return x + 1\\n')",
+        "import os\nos.makedirs('pkg', exist_ok=True)\nopen('pkg/__init__.py', 'w').close()",
+        "from helpers import f\nfrom tools import X\nfrom pkg import *",
+        "import tool",  # another module: no read of tools.py
+    )
+    assert p.step("cell-3").file_deps == {
+        "cell-0": {"tools.py"},
+        "cell-1": {"helpers.py"},
+        "cell-2": {"pkg", "pkg/__init__.py"},
+    }
+    assert p.step("cell-4").file_deps == {}
+
+
+def test_a_module_written_after_its_import_is_written_after_it(pipe: Pipe) -> None:
+    p = pipe("import mathfoo", MATHFOO)
+    assert p.step("cell-1").file_deps == {"cell-0": {"mathfoo.py"}}
+
+
+def test_a_module_written_and_imported_in_one_step(make_notebook: MakeNb) -> None:
+    nb = make_notebook(
+        ["#| step: both\nprint(1)", MATHFOO, "import mathfoo\nz = mathfoo.double(2)"]
+    )
+    p = inspect_notebook(nb, "markers")
+    assert [s.name for s in p.steps] == ["both"] and p.step("both").after == []
+
+
+def test_a_local_module_s_file_is_part_of_the_cache_key(make_notebook: MakeNb) -> None:
+    nb = make_notebook(["import beside\nimport os\nv = beside.VALUE", MATHFOO, "import mathfoo"])
+    (nb.parent / "beside.py").write_text("VALUE = 1\n")
+    p = inspect_notebook(nb, "cells")
+    assert "beside.py" in p.cache["cell-0"].reads
+    assert "os.py" not in p.cache["cell-0"].reads and "os" not in p.cache["cell-0"].reads
+    assert "mathfoo.py" in p.cache["cell-2"].reads
+
+
+def test_run_defines_what_the_script_defines(pipe: Pipe) -> None:
+    p = pipe(
+        "%%writefile setup_vals.py\nSCALE = 3\ndef scale(v):\n    return v * SCALE\n",
+        "x = 1",
+        "%run setup_vals.py",
+        "print(scale(4), SCALE, x)",
+    )
+    run = p.step("cell-2")
+    assert run.file_deps == {"cell-0": {"setup_vals.py"}}
+    assert run.inputs == {}  # without -i the script sees none of the notebook's names
+    assert run.barrier is not None and "%run setup_vals.py" in run.barrier[1]
+    assert p.step("cell-3").inputs == {"SCALE": "cell-2", "scale": "cell-2", "x": "cell-1"}
+
+
+def test_run_i_reads_the_notebook_s_names_and_a_script_beside_it(make_notebook: MakeNb) -> None:
+    nb = make_notebook(["base = 2", "%run -i scaled.py", "print(total)"])
+    (nb.parent / "scaled.py").write_text("total = base * 10\n")
+    p = inspect_notebook(nb, "cells")
+    assert p.step("cell-1").inputs == {"base": "cell-0"}
+    assert p.step("cell-2").inputs == {"total": "cell-1"}
+
+
+def test_run_of_a_script_the_analysis_cannot_read_is_refused(pipe: Pipe) -> None:
+    with pytest.raises(SplitError, match=r"%run nowhere\.py: the analysis cannot see"):
+        pipe("%run nowhere.py", "print(f(1))")
+    with pytest.raises(SplitError, match=r"%run helpers\.py"):  # written, text unknown
+        pipe("open('helpers.py', 'w').write('def f(x): return x')", "%run helpers.py")
+
+
+def test_a_module_written_in_a_directory_put_on_sys_path_orders_too(pipe: Pipe) -> None:
+    p = pipe(
+        "import os\nos.makedirs('lib', exist_ok=True)\n"
+        "open('lib/shapes.py', 'w').write('SIDES = 3')",
+        "import sys\nsys.path.insert(0, 'lib')\nimport shapes",
+    )
+    assert p.step("cell-1").file_deps == {"cell-0": {"lib", "lib/shapes.py"}}

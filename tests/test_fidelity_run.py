@@ -22,11 +22,17 @@ from tests.support.equivalence import differing_files, reference_run, shown
 MakeNb = Callable[..., Path]
 
 
-def run_and_compare(nb: Path, tmp_path: Path, extra: list[str] | None = None) -> None:
-    """Run ``nb`` both ways; assert same outputs per cell and the same files written."""
+def run_and_compare(
+    nb: Path, tmp_path: Path, extra: list[str] | None = None, beside: dict[str, str] | None = None
+) -> None:
+    """Run ``nb`` both ways; assert same outputs per cell and the same files written.
+    ``beside``: files the user keeps beside the notebook (and in the working directories)."""
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "pipeline"
     ref_dir.mkdir()
     run_dir.mkdir()
+    for name, text in (beside or {}).items():
+        for directory in (nb.parent, ref_dir, run_dir):
+            (directory / name).write_text(text)
     ref_nb, _ = reference_run(nb, [], ref_dir)
     proc = jup2kub("run", nb, "--workdir", run_dir / "work", *(extra or []), cwd=run_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -122,6 +128,37 @@ OPAQUE = [
     "pd.DataFrame({'a': [1, 2]}).plot();  # pandas loads matplotlib.pyplot",
     "#| step: later\nimport matplotlib\nprint(type(matplotlib.pyplot.figure).__name__)",
 ]
+
+#: the notebook's own modules (issue 28, item 3): written by ``%%writefile`` (slowly: an import
+#: not waiting for it fails) and imported two steps later, with a step in between that may run
+#: in parallel and uses it through the replayed import; written by ``open``; kept beside the
+#: notebook; a script run by ``%run`` whose definitions later steps use
+LOCAL_MODULES = [
+    "#| step: write\nimport time\ntime.sleep(1)",
+    "%%writefile mathfoo.py\ndef double(x):\n    return 2 * x\n",
+    "#| step: other\ny = 5",
+    "#| step: use\nimport mathfoo\nprint(mathfoo.double(21))",
+    "#| step: again\nprint(mathfoo.double(y))",
+    "#| step: helpers\nimport time\ntime.sleep(1)\n"
+    "with open('helpers.py', 'w') as fh:\n    fh.write('def f(x):\\n    return x + 1\\n')",
+    "#| step: use-helpers\nfrom helpers import f\nprint(f(1))",
+    "#| step: beside\nimport besidemod\nprint(besidemod.VALUE)",
+    "#| step: script\nimport time\ntime.sleep(1)",
+    "%%file scaling.py\nSCALE = 3\ndef scale(v):\n    return v * SCALE\nprint('script ran')\n",
+    "#| step: run-it\n%run scaling.py",
+    "#| step: use-run\nprint(scale(4), SCALE)",
+]
+BESIDE = {"besidemod.py": "VALUE = 'kept beside the notebook'\n"}
+
+
+def test_local_modules_equal_to_the_notebook(tmp_path: Path, make_notebook: MakeNb) -> None:
+    run_and_compare(make_notebook(LOCAL_MODULES), tmp_path, beside=BESIDE)
+
+
+def test_local_modules_equal_to_the_notebook_over_kafka(
+    tmp_path: Path, make_notebook: MakeNb, kafka: str
+) -> None:
+    run_and_compare(make_notebook(LOCAL_MODULES), tmp_path, ["--kafka", kafka], beside=BESIDE)
 
 
 @pytest.mark.parametrize(

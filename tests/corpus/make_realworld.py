@@ -933,6 +933,63 @@ STOCKTAKE = notebook(
     ]
 )
 
+#: the notebook's own modules (issue 28): a module written with %%writefile and imported two
+#: steps later (a step in between runs in parallel), a module written with open() and imported,
+#: a script written and run with %run whose functions later steps use
+KINETICS = notebook(
+    [
+        ("md", "# Reaction kinetics\nModel functions go to a module the fitting steps import."),
+        ("code", "#| step: helpers\nprint('writing the model module')"),
+        (
+            "code",
+            "%%writefile kinetics.py\nimport math\n\n\ndef first_order(c0, k, t):\n"
+            "    return c0 * math.exp(-k * t)\n\n\ndef half_life(k):\n"
+            "    return math.log(2) / k\n",
+        ),
+        (
+            "code",
+            "#| step: measure\nimport numpy as np\n\nnp.random.seed(3)\n"
+            "times = np.linspace(0, 10, 11)\nnoise = np.random.normal(0, 0.01, size=times.size)",
+        ),
+        (
+            "code",
+            "#| step: fit\nimport numpy as np\nimport kinetics\n\n"
+            "conc = np.array([kinetics.first_order(1.0, 0.23, t) for t in times]) + noise\n"
+            "ks = np.linspace(0.05, 0.5, 46)\n"
+            "errors = [((np.array([kinetics.first_order(1.0, k, t) for t in times]) - conc) ** 2)"
+            ".sum() for k in ks]\n"
+            "best_k = float(ks[int(np.argmin(errors))])\nprint(round(best_k, 3))",
+        ),
+        (
+            "code",
+            "#| step: half_life\nfrom kinetics import half_life\n\n"
+            "print(f'half-life: {half_life(best_k):.2f} min')",
+        ),
+        (
+            "code",
+            "#| step: units\nwith open('units.py', 'w') as fh:\n"
+            "    fh.write(\"TIME = 'min'\\nCONC = 'mol/L'\\n\")",
+        ),
+        (
+            "code",
+            "#| step: label\nimport units\n\n"
+            "print(f'time in {units.TIME}, concentration in {units.CONC}')",
+        ),
+        ("code", "#| step: style\nprint('table style next')"),
+        (
+            "code",
+            "%%writefile table_style.py\nWIDTH = 9\n\n\ndef row(*cells):\n"
+            "    return ''.join(str(c).rjust(WIDTH) for c in cells)\n",
+        ),
+        (
+            "code",
+            "#| step: table\n%run table_style.py\nprint(row('t', 'conc'))\n"
+            "for t, c in zip(times[:3], conc[:3]):\n    print(row(t, round(c, 4)))",
+        ),
+        ("code", "#| step: footer\nprint(row('k', round(best_k, 3)), kinetics.half_life(1.0))"),
+    ]
+)
+
 NOTEBOOKS = {
     "retail_aliasing_markers": RETAIL,
     "sensor_figure_headings": SENSORS,
@@ -951,6 +1008,7 @@ NOTEBOOKS = {
     "lispy_interpreter_headings": LISPY,
     "tiny_basic_markers": BASIC,
     "stocktake_raises_markers": STOCKTAKE,
+    "kinetics_local_modules_markers": KINETICS,
 }
 
 

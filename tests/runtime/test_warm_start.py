@@ -21,7 +21,7 @@ import pytest
 
 from jup2kub_runtime import FORK_SERVER_MODULE
 from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
-from jup2kub_runtime.execution import preimport
+from jup2kub_runtime.execution import local_modules, preimport
 from jup2kub_runtime.storage.state_store import StateStore
 from tests.support.runtime_harness import RUNTIME_DIR
 
@@ -62,6 +62,22 @@ def test_only_modules_outside_the_notebooks_directory(
     assert preimport.outside("json", [tmp_path])
     assert preimport.outside("cloudpickle.cloudpickle", [Path(sys.prefix)])  # installed
     assert not preimport.outside("j2k_no_such_module", [])
+
+
+def test_a_local_module_off_sys_path_or_shadowing_an_installed_one_is_not_imported_ahead(
+    tmp_path: Path,
+) -> None:
+    """A cell's import finds the working directory's modules first, whatever ``sys.path``
+    holds in the warm process (issue 28, item 3)."""
+    assert str(tmp_path) not in sys.path
+    (tmp_path / "j2k_off_path_mod.py").write_text("x = 1\n")
+    (tmp_path / "json.py").write_text("shadow = True\n")  # a notebook's own json.py
+    (tmp_path / "cloudpickle").mkdir()
+    (tmp_path / "cloudpickle" / "__init__.py").write_text("")
+    for name in ("j2k_off_path_mod", "json", "cloudpickle.cloudpickle"):
+        assert not preimport.outside(name, [tmp_path]), name
+    spec = StepSpec(pipeline="p", step="s", cells=[Cell(0, "import json, csv, j2k_off_path_mod")])
+    assert preimport.candidates([spec], [tmp_path]) == ["csv"]
 
 
 @pytest.fixture
@@ -338,3 +354,24 @@ def test_unpickled_transforms_know_their_parents_by_this_process_ids() -> None:
     assert checked > 0
     plt.close(fig)
     plt.close(copy)
+
+
+def test_each_execution_imports_the_working_directory_s_modules_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived step process serves many runs: a module the notebook wrote (and may write
+    again differently) is found in the working directory, as ``""`` on a kernel's sys.path
+    finds it, and is not kept for the next execution (issue 28, item 3)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    seen = []
+    for value in (1, 2):
+        (tmp_path / "j2k_written_mod.py").write_text(f"VALUE = {value}\n")
+        with local_modules.importable_here():
+            import j2k_written_mod  # type: ignore[import-not-found]
+
+            seen.append(j2k_written_mod.VALUE)
+            import csv  # noqa: F401  (installed: kept)
+        assert "j2k_written_mod" not in sys.modules and "" not in sys.path
+    assert seen == [1, 2]
+    assert "csv" in sys.modules

@@ -18,9 +18,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from jup2kub.model.analysis import CellAnalysis
 from jup2kub.model.analysis.effects import DRAW, SEED, qualified, random_effect
+from jup2kub.model.analysis.modules import local_module_files, module_reads
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Step
 from jup2kub.model.split import cell_options
@@ -164,15 +166,23 @@ def assess(
 ) -> dict[str, StepCache]:
     """Each step's cacheability, from the resolved steps, the cells as plain Python, the
     secret parameters' names and the cells' analyses."""
+    by_index = {a.index: a for a in analyses}
     cells = {
         a.index: _CellEffects(
             frozenset(w for st in a.statements for w in st.file_writes),
             _opaque(a),
         )
-        for a in analyses
+        for a in by_index.values()
     }
     imports = _imports(python.values())
-    return {s.name: _assess_step(nb, python, secrets, s, imports, cells) for s in steps}
+    written = [w for c in cells.values() for w in c.writes]
+    directory = Path(nb.path).parent
+    out: dict[str, StepCache] = {}
+    for s in steps:
+        modules = module_reads(s.cells, [(d.cell, d.line) for d in s.replay], by_index)
+        local = local_module_files(modules, directory, written)
+        out[s.name] = _assess_step(nb, python, secrets, s, imports, cells, local)
+    return out
 
 
 def _opaque(a: CellAnalysis) -> str | None:
@@ -189,6 +199,7 @@ def _assess_step(
     step: Step,
     imports: Mapping[str, str],
     cells: Mapping[int, _CellEffects],
+    local_modules: Iterable[str] = (),
 ) -> StepCache:
     sources = [python[i] for i in step.cells] + [d.source for d in step.replay]
     trees = [_parse(src) for src in sources]
@@ -213,7 +224,8 @@ def _assess_step(
     # it, checks that it exists) counts as it is when the step starts
     mentions = Counter(s for t in trees for s in _strings(t))
     written_only = {w for w in writes if mentions[w] == 1}
-    reads = sorted({s for s in mentions if pathlike(s)} - written_only)
+    # a local module imported is read too (editing ``mathfoo.py`` re-runs the importer)
+    reads = sorted(({s for s in mentions if pathlike(s)} | set(local_modules)) - written_only)
     choice = _choice(nb, step)
     if choice is not None:
         return StepCache(choice[0], tuple(reasons), choice[1], tuple(reads), tuple(writes))

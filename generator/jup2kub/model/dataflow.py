@@ -19,6 +19,7 @@ from jup2kub.model import cacheability
 from jup2kub.model.analysis import BUILTIN_NAMES, CellAnalysis, Event, Statement, Summary
 from jup2kub.model.analysis.calls import call_effects, changed_by
 from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
+from jup2kub.model.analysis.modules import module_file_of, module_reads
 from jup2kub.model.kale import SplitWarning
 from jup2kub.model.mapping import plan_maps
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
@@ -260,13 +261,21 @@ class _Builder:
     def _file_dependencies(self, steps: list[Step]) -> None:
         writes: dict[str, set[str]] = {}
         literals: dict[str, set[str]] = {}
+        modules: dict[str, set[str]] = {}
         for s in steps:
             sts = [st for i in s.cells for st in self.cells[i].statements]
             writes[s.name] = {w for st in sts for w in st.file_writes if len(w) >= 3}
             literals[s.name] = {lit for st in sts for lit in st.literals}
+            replayed = [(d.cell, d.line) for d in s.replay]
+            modules[s.name] = module_reads(s.cells, replayed, self.cells)
 
         def used(paths: set[str], reader: Step) -> set[str]:
-            return {p for p in paths if any(p in lit for lit in literals[reader.name])}
+            return {
+                p
+                for p in paths
+                if any(p in lit for lit in literals[reader.name])
+                or module_file_of(p, modules[reader.name])
+            }
 
         for j, later in enumerate(steps):
             for earlier in steps[:j]:

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 
 from jup2kub.errors import NoCodeError
-from jup2kub.model.analysis import CellAnalysis, Event, analyze_cell
+from jup2kub.model.analysis import CellAnalysis, Event, analyze_cell, written_scripts
 from jup2kub.model.compose import (
     StepCatalog,
     Verify,
@@ -80,8 +80,16 @@ def _split(nb: Notebook, mode: str) -> Split:
 
 
 def _analyses(nb: Notebook, parts: Split) -> list[CellAnalysis]:
-    analyses = [analyze_cell(nb.path, i, nb.cells[i].source) for i in sorted(code_cells(parts))]
-    return [_may_stop(a) if a.index in _raising(nb) else a for a in analyses]
+    """The code cells' analyses, in order: a ``%run`` finds the scripts earlier cells wrote;
+    a cell tagged ``raises-exception`` may stop anywhere."""
+    out: list[CellAnalysis] = []
+    scripts: dict[str, str | None] = {}
+    raising = _raising(nb)
+    for i in sorted(code_cells(parts)):
+        analysis = analyze_cell(nb.path, i, nb.cells[i].source, scripts)
+        scripts = written_scripts(scripts, analysis)
+        out.append(_may_stop(analysis) if i in raising else analysis)
+    return out
 
 
 def _raising(nb: Notebook) -> list[int]:

@@ -100,6 +100,9 @@ def outside(name: str, local_dirs: Iterable[Path]) -> bool:
     top = name.partition(".")[0]
     if top in sys.builtin_module_names:
         return True
+    local = [Path(d).resolve() for d in local_dirs]
+    if any(_shadows(top, d) for d in local):  # found there first when the cell imports it
+        return False
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
@@ -109,12 +112,19 @@ def outside(name: str, local_dirs: Iterable[Path]) -> bool:
     places = [spec.origin] if spec.origin and spec.has_location else []
     places += list(spec.submodule_search_locations or [])
     installed = _installed_roots()
-    local = [Path(d).resolve() for d in local_dirs]
     for place in places:
         path = Path(place).resolve()
         if not _under(path, installed) and _under(path, local):
             return False
     return True
+
+
+def _shadows(top: str, directory: Path) -> bool:
+    """Whether ``directory`` holds a module or package ``top`` (whether or not it is on
+    ``sys.path`` now: a cell's import finds it in the working directory)."""
+    if (directory / f"{top}.py").is_file() or (directory / top).is_dir():
+        return True
+    return any(directory.glob(f"{top}.*.so")) or any(directory.glob(f"{top}.*.pyd"))
 
 
 def candidates(specs: Iterable[StepSpec], local_dirs: Iterable[Path]) -> list[str]:

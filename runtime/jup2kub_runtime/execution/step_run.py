@@ -46,6 +46,7 @@ from ..storage.state_store import StateStore
 from ..storage.stepcache import CacheStore, StepReuse
 from .cell_runner import execute_step
 from .guards import StepGuards
+from .local_modules import importable_here
 from .output_capture import CellRecord
 from .placeholders import stand_ins
 from .preimport import warm_up
@@ -193,7 +194,8 @@ def _working_directory(path: Path | None) -> Iterator[None]:
         path.mkdir(parents=True, exist_ok=True)
         os.chdir(path)
     try:
-        yield
+        with importable_here():  # the notebook's own modules, as a kernel finds them
+            yield
     finally:
         os.chdir(previous)
 

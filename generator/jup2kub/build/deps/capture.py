@@ -6,6 +6,7 @@ with."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.metadata as md
 import importlib.util
 import json
@@ -13,14 +14,16 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from jup2kub.build.deps.findings import Dependencies, StepDeps
+from jup2kub.build.deps.findings import DataFile, Dependencies, StepDeps
 from jup2kub.build.deps.target import Target
 from jup2kub.errors import InputError
+from jup2kub.model.analysis.modules import module_file_of
 from jup2kub.model.pipeline import Pipeline
 
 #: What ``python -m jup2kub_runtime`` imports (pyproject's "runtime" dependencies).
@@ -184,9 +187,9 @@ def capture(
     """Static capture: each step's imports mapped to the distributions installed here.
 
     A module that no installed distribution provides and that cannot be imported is an error
-    naming the step (unless the import is guarded by ``except ImportError``); one that is a
-    local file is a warning (it is not shipped). ``search_path`` is where the notebook's own
-    modules would be found (default: the current directory).
+    naming the step (unless the import is guarded by ``except ImportError``). A local module
+    (a file under ``search_path``, default: the current directory) is read like a data file:
+    listed for the shared volume where the step runs; one the notebook writes needs nothing.
     """
     target = target or Target.host()
     name = pipeline.name
@@ -195,14 +198,15 @@ def capture(
     deps = Dependencies(
         name, target, runtime, {}, inputs={s.name: dict(s.inputs) for s in pipeline.steps}
     )
+    written = _written_files(pipeline)
     for step in pipeline.steps:
         sd = StepDeps(step.name)
         uses_ipython = False
-        for cell, source, written in _step_sources(pipeline, step.name):
+        for cell, source, by_user in _step_sources(pipeline, step.name):
             if "get_ipython" in source:
                 uses_ipython = True
             found, dynamic = imports_of(source, cell)
-            for line, callee in dynamic if written else []:
+            for line, callee in dynamic if by_user else []:
                 deps.warnings.append(
                     f"step {step.name!r}, {_cell_name(cell)}, line {line}: {callee}() with a "
                     "computed name; static analysis cannot see which package it loads "
@@ -213,8 +217,9 @@ def capture(
                 if top in sys.stdlib_module_names or top in OWN_MODULES:
                     continue
                 dists = providers.get(top, [])
+                if not dists and not any(module_file_of(w, [top]) for w in written):
+                    _unprovided(deps, sd, imp, top, search_path)
                 if not dists:
-                    _unprovided(deps, step.name, imp, top, search_path)
                     continue
                 for d in dists:
                     dist = installed(d)
@@ -233,9 +238,37 @@ def capture(
     return deps
 
 
+def _written_files(pipeline: Pipeline) -> set[str]:
+    """The files the notebook writes under names the analysis knows."""
+    written = {w for c in pipeline.cache.values() for w in getattr(c, "writes", ())}
+    return written | {p for s in pipeline.steps for ps in s.file_deps.values() for p in ps}
+
+
+def _local_module(sd: StepDeps, origin: str, search_path: Sequence[str]) -> DataFile | None:
+    """A local module's file (a package: its directory's ``__init__.py``) under one of
+    ``search_path``, as a data file of the step, on the volume where the step runs."""
+    path = Path(origin).resolve()
+    for base in (Path(b).resolve() for b in search_path):
+        if base in path.parents:
+            data = path.read_bytes()
+            relative = os.path.relpath(path, os.getcwd())
+            found = DataFile(
+                str(path),
+                None if relative.startswith("..") else relative,
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+                (sd.step,),
+                "volume",
+            )
+            sd.data_files.append(found)
+            return found
+    return None
+
+
 def _unprovided(
-    deps: Dependencies, step: str, imp: _Import, top: str, search_path: Sequence[str] | None
+    deps: Dependencies, sd: StepDeps, imp: _Import, top: str, search_path: Sequence[str] | None
 ) -> None:
+    step = sd.step
     where = f"step {step!r}, {_cell_name(imp.cell)}, line {imp.line}"
     spec = None
     old = sys.path[:]
@@ -247,6 +280,8 @@ def _unprovided(
     finally:
         sys.path[:] = old
     if spec is not None and spec.origin not in (None, "built-in", "frozen"):
+        if _local_module(sd, spec.origin, list(search_path or [os.getcwd()])) is not None:
+            return
         deps.warnings.append(
             f"{where}: module {top!r} is a local file ({spec.origin}), not an installed "
             "package; it is not copied into the image (package and install it to ship it)"

@@ -13,11 +13,20 @@ to mutate.
 
 Modules: ``knowledge`` (what is known about names the analysis cannot see into), ``events`` (what
 it yields), ``scopes`` (Python's scoping rules), ``calls`` (changes made through the notebook's
-own functions, over its call graph), ``cells`` (one cell's statements to events).
+own functions, over its call graph), ``cells`` (one cell's statements to events), ``modules``
+(the notebook's own modules an import reads).
 """
 
-from jup2kub.model.analysis.cells import analyze_cell
+from jup2kub.model.analysis.cells import analyze_cell, written_scripts
 from jup2kub.model.analysis.events import CellAnalysis, Event, Statement, Summary
 from jup2kub.model.analysis.knowledge import BUILTIN_NAMES
 
-__all__ = ["BUILTIN_NAMES", "CellAnalysis", "Event", "Statement", "Summary", "analyze_cell"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "CellAnalysis",
+    "Event",
+    "Statement",
+    "Summary",
+    "analyze_cell",
+    "written_scripts",
+]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Sequence
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
-from jup2kub.errors import CellSyntaxError
+from jup2kub.errors import CellSyntaxError, SplitError
 from jup2kub.model.analysis.aliases import dotted_name, target_names, value_sources
 from jup2kub.model.analysis.calls import class_summary, function_summary, held_by, site_of
 from jup2kub.model.analysis.events import CellAnalysis, Event, Statement
@@ -44,6 +46,10 @@ from jup2kub.model.ipython import (
 #: Shell cell magics: the cell body is a program the analysis cannot follow.
 SHELL_CELL_MAGICS = frozenset({"bash", "sh", "script", "system", "perl", "ruby", "sx"})
 PATH_TYPES = frozenset({"Path", "PurePath", "PosixPath"})
+#: ``%%writefile`` and its alias ``%%file``: the body is written to the file named
+WRITEFILE_MAGICS = frozenset({"writefile", "file"})
+#: calls importing the module a literal first argument names
+IMPORT_CALLS = frozenset({"importlib.import_module", "import_module", "__import__"})
 #: Programs that only read (a ``!`` line running one without redirection is not a barrier).
 READ_ONLY_PROGRAMS = frozenset(
     {
@@ -353,9 +359,12 @@ class _Emitter(ast.NodeVisitor):
             bound = alias.asname or alias.name.split(".")[0]
             self.define(bound, node)
             self.stmt.imports[bound] = alias.name if alias.asname else bound
+            self.stmt.module_reads.add(alias.name.partition(".")[0])
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = "." * node.level + (node.module or "")
+        if not node.level and node.module:
+            self.stmt.module_reads.add(node.module.partition(".")[0])
         for alias in node.names:
             if alias.name == "*":
                 self.stmt.star_import = True
@@ -454,6 +463,8 @@ class _Emitter(ast.NodeVisitor):
             if root:
                 self._event("mutate", root, node)
         self._call_event(node)
+        if dotted_name(func) in IMPORT_CALLS and (imported := constant_str(first)):
+            self.stmt.module_reads.add(imported.partition(".")[0])
         self._file_effects(node, name, first)
         self._shell_effects(node)
         self.generic_visit(node)
@@ -556,6 +567,9 @@ class _Emitter(ast.NodeVisitor):
             name, arg = strings[0], strings[1] or ""
             if name == "cd":
                 self._opaque("changes the working directory (%cd)", node)
+            elif name == "run":
+                self._run_script(node, arg)
+                return
             elif name == "pylab":  # ``from pylab import *`` and numpy's names, as a star import
                 self.stmt.star_import = True
             if name in PYTHON_LINE_MAGICS:
@@ -573,14 +587,54 @@ class _Emitter(ast.NodeVisitor):
                 self.read(n, node)
             if strings[0] in SHELL_CELL_MAGICS:
                 self._opaque(f"runs a %%{strings[0]} cell", node)
-            if strings[0] == "writefile":
-                path = _strip_magic_flags(line).strip()
-                if path:
-                    self.stmt.file_writes.add(path)
+            if strings[0] in WRITEFILE_MAGICS:
+                self._writefile(line, strings[2])
         elif method in ("system", "getoutput") and strings and strings[0] is not None:
             for n in sorted(expanded_names(strings[0])):
                 self.read(n, node)
             self._shell(strings[0], node)
+
+    def _writefile(self, line: str, text: str | None) -> None:
+        words = line.split()
+        path = " ".join(w for w in words if not w.startswith("-"))
+        if path:
+            self.stmt.file_writes.add(path)
+            if text is not None and not {"-a", "--append"}.intersection(words):
+                self.stmt.file_texts[path] = text
+
+    def _run_script(self, node: ast.Call, arg: str) -> None:
+        """``%run script.py``: the script runs in the notebook's namespace (``-i``: seeing its
+        names too), so its statements are analysed as this statement's; it reads the file and
+        may touch any other one (a barrier). A script the analysis cannot read is refused."""
+        try:
+            words = shlex.split(arg)
+        except ValueError:
+            words = arg.split()
+        flags = [w for w in words if w.startswith("-")]
+        rest = [w for w in words if not w.startswith("-")]
+        target = rest[0] if rest else ""
+        path = target.replace(".", "/") + ".py" if "-m" in flags else target
+        self.stmt.literals.add(path)
+        self._opaque(f"runs a script (%run {target})", node)
+        source = self.a.script(path)
+        tree = None if source is None else self.a.parse(source, 0, quiet=True)
+        if tree is None:
+            raise SplitError(
+                f"%run {target}: the analysis cannot see what the script defines",
+                where=f"{self.a.path}: cell {self.a.index}, line {self._line(node)}",
+                hint="keep the script beside the notebook, write it with %%writefile in an "
+                "earlier cell, or import it as a module",
+            )
+        start = len(self.stmt.events)
+        for statement in tree.body:
+            self.visit(statement)
+        if "-i" not in flags:  # its own namespace: it reads none of the notebook's names
+            defined = {e.name for e in self.stmt.events[start:] if e.kind == "def"}
+            self.stmt.events[start:] = [
+                e
+                for e in self.stmt.events[start:]
+                if e.kind != "read" and (e.kind != "mutate" or e.name in defined)
+            ]
 
 
 class _Region:
@@ -687,10 +741,24 @@ def _setup_root(stmt: ast.stmt) -> str | None:
 
 
 class _CellAnalyzer:
-    def __init__(self, path: str, index: int, source: str) -> None:
+    def __init__(
+        self, path: str, index: int, source: str, scripts: Mapping[str, str | None]
+    ) -> None:
         self.path = path
         self.index = index
         self.source = source
+        self.scripts = scripts
+
+    def script(self, name: str) -> str | None:
+        """The text of file ``name`` as the cell finds it: what an earlier ``%%writefile``
+        wrote (None if written otherwise), else the file beside the notebook."""
+        if name in self.scripts or not name:
+            return self.scripts.get(name)
+        beside = Path(self.path).parent / name
+        try:
+            return beside.read_text(encoding="utf-8") if beside.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def parse(self, code: str, line_offset: int, *, quiet: bool = False) -> ast.Module | None:
         try:
@@ -759,8 +827,25 @@ def _python_cell_magic(node: ast.stmt) -> tuple[str, str, str] | None:
     return None
 
 
-def analyze_cell(path: str, index: int, source: str) -> CellAnalysis:
-    """Translate IPython syntax in one cell and record what each statement reads and defines."""
+def analyze_cell(
+    path: str, index: int, source: str, scripts: Mapping[str, str | None] | None = None
+) -> CellAnalysis:
+    """Translate IPython syntax in one cell and record what each statement reads and defines.
+
+    ``scripts``: the files earlier cells write, with their text when known (``%%writefile``):
+    what a ``%run`` of one finds (see ``written_scripts``)."""
     python = translate(source)
-    analyzer = _CellAnalyzer(path, index, source)
+    analyzer = _CellAnalyzer(path, index, source, scripts or {})
     return CellAnalysis(index, python, analyzer.statements(python, 0))
+
+
+def written_scripts(
+    scripts: Mapping[str, str | None], analysis: CellAnalysis
+) -> dict[str, str | None]:
+    """``scripts`` after the cell of ``analysis``: the files it writes, with their text if
+    known."""
+    out = dict(scripts)
+    for st in analysis.statements:
+        for path in st.file_writes:
+            out[path] = st.file_texts.get(path)
+    return out

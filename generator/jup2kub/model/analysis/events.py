@@ -98,6 +98,11 @@ class Statement:
     #: module name whose state this statement configures (``np.random.seed(0)``), "%" for magics
     setup_root: str | None = None
     file_writes: set[str] = field(default_factory=set)
+    #: what ``%%writefile`` writes, by path (the text is in the cell): a ``%run`` of it later
+    file_texts: dict[str, str] = field(default_factory=dict)
+    #: top-level modules it imports (``import a.b``, ``from a import b``, literal
+    #: ``importlib.import_module("a")``): a read of ``a.py`` or ``a/`` when that is local
+    module_reads: set[str] = field(default_factory=set)
     literals: set[str] = field(default_factory=set)
     #: names an import binds -> the module or attribute they stand for (``np`` -> ``numpy``)
     imports: dict[str, str] = field(default_factory=dict)
