@@ -176,11 +176,15 @@ def coalesced(nb: Any) -> Any:
 
 
 def files_in(directory: Path) -> dict[str, bytes]:
-    """The files a run left under ``directory`` (the pipeline's own workdir excluded)."""
+    """The files a run left under ``directory`` (the pipeline's own workdir excluded, and
+    Python's bytecode cache of the notebook's own modules: it is no result, holds the source's
+    modification time, and is written or not as ``PYTHONDONTWRITEBYTECODE`` says)."""
     return {
         str(p.relative_to(directory)): p.read_bytes()
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and not str(p.relative_to(directory)).startswith((".jup2kub", "work"))
+        if p.is_file()
+        and not str(p.relative_to(directory)).startswith((".jup2kub", "work"))
+        and "__pycache__" not in p.relative_to(directory).parts
     }
 
 
