@@ -24,6 +24,8 @@ from jup2kub.model.analysis.knowledge import (
     SHELL_MODULES,
 )
 from jup2kub.model.analysis.scopes import (
+    Comprehension,
+    ComprehensionVisitor,
     Scope,
     call_name,
     class_free,
@@ -87,7 +89,7 @@ READ_ONLY_PROGRAMS = frozenset(
 )
 
 
-class _Emitter(ast.NodeVisitor):
+class _Emitter(ComprehensionVisitor):
     """Walks module-level statements and expressions, recording events in execution order.
 
     Inside a conditional region (a loop body, a branch, a handler) ``regions`` holds the names
@@ -398,9 +400,7 @@ class _Emitter(ast.NodeVisitor):
         for name in sorted(reads):
             self.read(name, node)
 
-    def _comprehension(
-        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
-    ) -> None:
+    def _comprehension(self, node: Comprehension) -> None:
         self.visit(node.generators[0].iter)
         reads, walrus = comprehension_free(node)
         for name in sorted(reads):
@@ -422,18 +422,6 @@ class _Emitter(ast.NodeVisitor):
                 ):
                     self._event("mutate", root, call)
         self.certain = saved
-
-    def visit_ListComp(self, node: ast.ListComp) -> None:
-        self._comprehension(node)
-
-    def visit_SetComp(self, node: ast.SetComp) -> None:
-        self._comprehension(node)
-
-    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> None:
-        self._comprehension(node)
-
-    def visit_DictComp(self, node: ast.DictComp) -> None:
-        self._comprehension(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and node.value:

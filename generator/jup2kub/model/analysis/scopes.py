@@ -15,8 +15,30 @@ from jup2kub.model.analysis.knowledge import (
     UNSHIPPABLE_CALLS,
 )
 
+#: the four comprehension kinds, each a scope of its own
+Comprehension = ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
 
-class Scope(ast.NodeVisitor):
+
+class ComprehensionVisitor(ast.NodeVisitor):
+    """A visitor that treats the four comprehension kinds alike, through ``_comprehension``."""
+
+    def _comprehension(self, node: Comprehension) -> None:
+        raise NotImplementedError
+
+    def visit_ListComp(self, node: ast.ListComp) -> None:
+        self._comprehension(node)
+
+    def visit_SetComp(self, node: ast.SetComp) -> None:
+        self._comprehension(node)
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> None:
+        self._comprehension(node)
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._comprehension(node)
+
+
+class Scope(ComprehensionVisitor):
     """Collects the names a nested scope (function, lambda, class, comprehension) binds and uses."""
 
     def __init__(self) -> None:
@@ -105,26 +127,12 @@ class Scope(ast.NodeVisitor):
         body_reads, method_reads, writes = class_free(node)
         self._nested(body_reads | method_reads, writes)
 
-    def _comprehension(
-        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
-    ) -> None:
+    def _comprehension(self, node: Comprehension) -> None:
         self.visit(node.generators[0].iter)
         reads, walrus = comprehension_free(node)
         self.nested_free |= reads
         self.stores |= walrus
         self.walrus |= walrus
-
-    def visit_ListComp(self, node: ast.ListComp) -> None:
-        self._comprehension(node)
-
-    def visit_SetComp(self, node: ast.SetComp) -> None:
-        self._comprehension(node)
-
-    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> None:
-        self._comprehension(node)
-
-    def visit_DictComp(self, node: ast.DictComp) -> None:
-        self._comprehension(node)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
