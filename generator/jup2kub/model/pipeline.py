@@ -87,6 +87,9 @@ class Step:
     #: it reads files under computed names: it runs after every earlier step writing files
     opaque_read: bool = False
     writes_files: bool = False
+    #: what it does outside the pipeline's values (files, programs, network, databases): it
+    #: runs after every earlier step in notebook order (``external``), empty if nothing
+    effects: list[str] = field(default_factory=list)
     #: outputs that cannot be stored but are only handed on in case a later step's conditional
     #: definition does not happen (``with open(..) as file`` then ``for file in ..``)
     placeholders: set[str] = field(default_factory=set)
@@ -190,6 +193,7 @@ class Pipeline:
                     "outputs": sorted(s.outputs),
                     "after": list(s.after),
                     **({"grouping": list(s.grouping)} if s.grouping else {}),
+                    **({"effects": list(s.effects)} if s.effects else {}),
                     **({"cache": self.cache[s.name].to_json()} if s.name in self.cache else {}),
                     **({"map": map_summary(self.step_maps(s)[0])} if self.step_maps(s) else {}),
                 }
