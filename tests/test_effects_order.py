@@ -41,6 +41,12 @@ GUARD = [
     "#| step: report\ntotal = sum(rows)\nprint('total', total)",
     "#| step: publish\nwith open('report.json', 'w') as f:\n    json.dump({'total': total}, f)",
 ]
+#: a quick failure, a slow pure step beside it, and a pure step after that one
+STOPS = [
+    "#| step: boom\nraise RuntimeError('deliberate')",
+    "#| step: slow\nimport time\ntime.sleep(2)\ns = 1",
+    "#| step: later\nprint('after', s + 1)",
+]
 #: two pure branches, then a step writing what both made
 BRANCHES = [
     "#| step: left\nimport time\ntime.sleep(1.5)\na = 1",
@@ -126,6 +132,21 @@ def test_a_failing_guard_publishes_nothing_and_hides_a_speculative_step(
     # the pure report may have run alongside the guard: nothing of it shows
     assert _not_executed(out.cells[2]) and _not_executed(out.cells[3])
     assert [c.execution_count for c in out.cells] == [1, 2, None, None]
+
+
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
+def test_no_step_starts_past_a_failure(
+    mode: str, make_notebook: MakeNb, in_tmp: Path, request: pytest.FixtureRequest
+) -> None:
+    """Even a pure one: nbclient would not run it. (The slow step beside the failure may have
+    started before it, on Kafka perhaps not: its runtime may take the run after the failure.)"""
+    nb = make_notebook(STOPS)
+    result = _run(nb, in_tmp / "work", mode, request)
+    assert result.steps["boom"].state.value == "failed"
+    assert result.steps["slow"].state.value in ("succeeded", "blocked")
+    assert result.steps["later"].state.value == "blocked"
+    out = nbformat.read(result.notebook, as_version=4)
+    assert _not_executed(out.cells[1]) and _not_executed(out.cells[2])
 
 
 @pytest.mark.parametrize("mode", ["embedded", "kafka"])
