@@ -187,3 +187,15 @@ def test_papermill_shows_cells_past_a_failure_as_not_executed(
     out = nbformat.read(result.notebook, as_version=4)
     assert shown(out) == shown(reference)
     assert not (in_tmp / "report.json").exists()
+
+
+def test_the_volume_records_the_first_failed_cell(tmp_path: Path) -> None:
+    """What a runtime reads before starting its step (``--kafka``, the cluster)."""
+    from jup2kub_runtime.storage.state_store import StateStore
+
+    store = StateStore(tmp_path)
+    assert store.failed_at("run-1") is None
+    store.record_failed("run-1", "late", 7)
+    store.record_failed("run-1", "early", 3)
+    assert store.failed_at("run-1") == 3
+    assert store.failed_at("run-2") is None

@@ -82,7 +82,9 @@ def test_spec_roundtrip_and_validation(tmp_path: Path) -> None:
 
 
 def test_step_state_values_are_the_wire_values() -> None:
-    assert {s.value for s in STATUS_STATES} == {"started", "succeeded", "failed", "retrying"}
+    # "blocked": a step failed for good before this step's first cell (issue 28)
+    wire = {"started", "succeeded", "failed", "retrying", "blocked"}
+    assert {s.value for s in STATUS_STATES} == wire
     assert (StepState.WAITING.value, StepState.BLOCKED.value) == ("waiting", "blocked")
     assert json.dumps({"state": StepState.SUCCEEDED}) == '{"state": "succeeded"}'
 

@@ -112,26 +112,30 @@ def _order(pipeline: Pipeline) -> None:
     one that already follows it (an edge would close a cycle: the rule cannot hold there), with
     the fewest edges: none to a step that an added or existing one already follows."""
     steps = sorted(pipeline.steps, key=lambda s: min(s.cells, default=-1))
-    after = {s.name: set(s.after) for s in pipeline.steps}
+    bit = {s.name: 1 << i for i, s in enumerate(steps)}
+    ancestors = dict.fromkeys(bit, 0)  # bit sets over ``steps``
+    for name in pipeline.topological_order():
+        for up in pipeline.step(name).after:
+            ancestors[name] |= ancestors[up] | bit[up]
     for j, step in enumerate(steps):
         if not step.effects:
             continue
-        before = _ancestors(after, step.name)
-        descendants = {s.name for s in steps if step.name in _ancestors(after, s.name)}
-        wanted = [e.name for e in steps[:j] if e.name not in before | descendants]
-        covered = {a for w in wanted for a in _ancestors(after, w)}
-        after[step.name] |= {w for w in wanted if w not in covered}
+        mine = bit[step.name]
+        wanted = [
+            e.name
+            for e in steps[:j]
+            if not ancestors[step.name] & bit[e.name] and not ancestors[e.name] & mine
+        ]
+        covered = 0
+        for w in wanted:
+            covered |= ancestors[w]
+        added = [w for w in wanted if not covered & bit[w]]
+        step.after = [*step.after, *added]
+        for w in added:
+            ancestors[step.name] |= ancestors[w] | bit[w]
+        for name, bits in ancestors.items():  # its descendants follow what it now follows
+            if bits & mine:
+                ancestors[name] |= ancestors[step.name]
     position = {s.name: i for i, s in enumerate(pipeline.steps)}
     for s in pipeline.steps:
-        s.after = sorted(after[s.name], key=position.__getitem__)
-
-
-def _ancestors(after: Mapping[str, set[str]], name: str) -> set[str]:
-    seen: set[str] = set()
-    todo = list(after[name])
-    while todo:
-        up = todo.pop()
-        if up not in seen:
-            seen.add(up)
-            todo.extend(after[up])
-    return seen
+        s.after = sorted(s.after, key=position.__getitem__)
