@@ -126,7 +126,7 @@ def test_messages_validation() -> None:
     failed = status_message("r", "s", StepState.FAILED, 2, {"ename": "E"})
     assert (failed["state"], failed["error"]) == ("failed", {"ename": "E"})
     with pytest.raises(AssertionError):
-        status_message("r", "s", StepState.BLOCKED, 1)  # the local runner's, not on the wire
+        status_message("r", "s", StepState.WAITING, 1)  # the local runner's, not on the wire
     for raw, reason in [
         (None, "empty"),
         (b"x" * 2000, "oversized"),
