@@ -120,7 +120,7 @@ def test_failure_names_step_and_cell_then_resume(tmp_path: Path, make_notebook: 
         "first": "succeeded",
         "second": "failed",
         "third": "blocked",
-        "side": "succeeded",
+        "side": "blocked",  # past the failing cell: nbclient never runs it (issue 28)
     }
     assert summary["steps"]["second"]["error"]["ename"] == "ValueError"
 

@@ -893,6 +893,53 @@ BASIC = notebook(
     ]
 )
 
+CHAPTER = notebook(
+    [
+        ("md", "# Chapter 4: when things go wrong\nArrays on disk, and the errors Python raises."),
+        (
+            "code",
+            "import numpy as np\n\nvalues = np.arange(12, dtype='float64').reshape(3, 4)\n"
+            "print(values.sum())",
+        ),
+        ("md", "Dividing by zero is an error in plain Python (NumPy only warns):"),
+        ("code", "ratios = [v / 0 for v in (1.0, 2.0)]\nratios"),
+        ("md", "Keeping an array on disk, memory-mapped:"),
+        (
+            "code",
+            "table = np.memmap('values.dat', dtype='float64', mode='w+', shape=values.shape)\n"
+            "table[:] = values\ntable.flush()\nprint(table.shape)",
+        ),
+        ("code", "print(float(values.mean()))"),
+    ]
+)
+
+GUARD = notebook(
+    [
+        ("md", "# Weekly stock report\nLoad, check, summarise, publish."),
+        (
+            "code",
+            "#| step: load\nimport pandas as pd\n\n"
+            "stock = pd.DataFrame({'item': ['bolt', 'nut', 'gear', 'shaft'],\n"
+            "                      'qty': [40, 12, -3, 7], 'price': [0.2, 0.1, 4.5, 12.0]})\n"
+            "stock",
+        ),
+        (
+            "code",
+            "#| step: validate\nassert (stock['qty'] >= 0).all(), 'negative quantities in stock'",
+        ),
+        (
+            "code",
+            "#| step: summarise\nvalue = (stock['qty'] * stock['price']).sum()\n"
+            "print(f'stock value: {value:.2f}')",
+        ),
+        (
+            "code",
+            "#| step: publish\nstock.assign(value=stock['qty'] * stock['price'])"
+            ".to_csv('stock_report.csv', index=False)\nprint('published', round(value, 2))",
+        ),
+    ]
+)
+
 STOCKTAKE = notebook(
     [
         ("md", "# Stocktake\nKnown data problems are kept visible: those cells may raise."),
@@ -1009,6 +1056,8 @@ NOTEBOOKS = {
     "tiny_basic_markers": BASIC,
     "stocktake_raises_markers": STOCKTAKE,
     "kinetics_local_modules_markers": KINETICS,
+    "chapter_memmap_error_cells": CHAPTER,
+    "guard_publish_markers": GUARD,
 }
 
 

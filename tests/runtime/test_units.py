@@ -82,7 +82,9 @@ def test_spec_roundtrip_and_validation(tmp_path: Path) -> None:
 
 
 def test_step_state_values_are_the_wire_values() -> None:
-    assert {s.value for s in STATUS_STATES} == {"started", "succeeded", "failed", "retrying"}
+    # "blocked": a step failed for good before this step's first cell (issue 28)
+    wire = {"started", "succeeded", "failed", "retrying", "blocked"}
+    assert {s.value for s in STATUS_STATES} == wire
     assert (StepState.WAITING.value, StepState.BLOCKED.value) == ("waiting", "blocked")
     assert json.dumps({"state": StepState.SUCCEEDED}) == '{"state": "succeeded"}'
 
@@ -124,7 +126,7 @@ def test_messages_validation() -> None:
     failed = status_message("r", "s", StepState.FAILED, 2, {"ename": "E"})
     assert (failed["state"], failed["error"]) == ("failed", {"ename": "E"})
     with pytest.raises(AssertionError):
-        status_message("r", "s", StepState.BLOCKED, 1)  # the local runner's, not on the wire
+        status_message("r", "s", StepState.WAITING, 1)  # the local runner's, not on the wire
     for raw, reason in [
         (None, "empty"),
         (b"x" * 2000, "oversized"),

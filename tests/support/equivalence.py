@@ -28,6 +28,7 @@ from typing import Any
 import cloudpickle
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from tests.support.nb_outputs import text_outputs
 
@@ -119,11 +120,12 @@ PROBE = "j2k-reference-probe"
 
 
 def reference_run_by_step(
-    path: Path, handed_on: dict[int, list[str]], cwd: Path
+    path: Path, handed_on: dict[int, list[str]], cwd: Path, *, fails: bool = False
 ) -> tuple[Any, dict[int, dict[str, Any]]]:
     """Execute the notebook top to bottom with nbclient, keeping after cell ``i`` the values
     ``handed_on[i]`` (those a step ending at cell ``i`` hands on): what the pipeline must
-    store for that step. Returns the executed notebook (probes removed) and the values."""
+    store for that step. Returns the executed notebook (probes removed) and the values.
+    ``fails``: a cell fails (nbclient stops there); the values kept before it are returned."""
     nb = nbformat.read(path, as_version=4)
     dumps = {i: cwd / f".reference-{i}.pkl" for i in handed_on}
     for i in sorted(handed_on, reverse=True):
@@ -134,12 +136,20 @@ def reference_run_by_step(
         )
         probe.metadata[PROBE] = True
         nb.cells.insert(i + 1, probe)
-    NotebookClient(
+    client = NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-    ).execute()
+    )
+    try:
+        client.execute()
+    except CellExecutionError:
+        if not fails:
+            raise
+    else:
+        assert not fails, f"{path}: no cell failed"
     nb.cells = [c for c in nb.cells if not c.metadata.get(PROBE)]
-    values = {i: cloudpickle.loads(dump.read_bytes()) for i, dump in dumps.items()}
-    for dump in dumps.values():
+    kept = {i: dump for i, dump in dumps.items() if dump.exists()}
+    values = {i: cloudpickle.loads(dump.read_bytes()) for i, dump in kept.items()}
+    for dump in kept.values():
         dump.unlink()
     return nb, values
 

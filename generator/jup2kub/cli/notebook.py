@@ -113,6 +113,8 @@ def _step_lines(p: Pipeline, step: str) -> list[str]:
             f"  barrier:    cell {cell} {why}: runs after every earlier step, "
             "before every later one"
         )
+    if s.effects:
+        out.append(f"  effects:    {'; '.join(s.effects)}: runs after every earlier step")
     for up, paths in sorted(s.file_deps.items()):
         out.append(f"  files:      {', '.join(sorted(paths))} (shared with {up})")
     secrets = {env: f"secret {name}, key {key}" for env, (name, key) in s.pod.secrets.items()}

@@ -174,7 +174,7 @@ def assess(
         )
         for a in by_index.values()
     }
-    imports = _imports(python.values())
+    imports = notebook_imports(python.values())
     written = [w for c in cells.values() for w in c.writes]
     directory = Path(nb.path).parent
     out: dict[str, StepCache] = {}
@@ -202,7 +202,7 @@ def _assess_step(
     local_modules: Iterable[str] = (),
 ) -> StepCache:
     sources = [python[i] for i in step.cells] + [d.source for d in step.replay]
-    trees = [_parse(src) for src in sources]
+    trees = [parse_or_empty(src) for src in sources]
     reasons = list(dict.fromkeys(_effects(trees, imports, step)))
     secret = sorted(step.parameters & secrets)
     if secret:
@@ -248,18 +248,18 @@ def _choice(nb: Notebook, step: Step) -> tuple[bool, str] | None:
     return None
 
 
-def _parse(source: str) -> ast.AST:
+def parse_or_empty(source: str) -> ast.AST:
     try:
         return ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return ast.Module(body=[], type_ignores=[])
 
 
-def _imports(sources: Iterable[str]) -> dict[str, str]:
+def notebook_imports(sources: Iterable[str]) -> dict[str, str]:
     """What each imported name stands for, over the whole notebook (``np`` -> ``numpy``)."""
     found: dict[str, str] = {}
     for source in sources:
-        for node in ast.walk(_parse(source)):
+        for node in ast.walk(parse_or_empty(source)):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     bound = alias.asname or alias.name.split(".")[0]
@@ -281,11 +281,11 @@ def _dotted(node: ast.AST) -> str | None:
     return ".".join(reversed(parts))
 
 
-def _matches(name: str, patterns: Iterable[str]) -> bool:
+def matches(name: str, patterns: Iterable[str]) -> bool:
     return any(name.startswith(p) if p.endswith(".") else name == p for p in patterns)
 
 
-def _calls(tree: ast.AST, imports: Mapping[str, str]) -> Iterator[tuple[str, ast.Call]]:
+def named_calls(tree: ast.AST, imports: Mapping[str, str]) -> Iterator[tuple[str, ast.Call]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             name = _dotted(node.func)
@@ -297,28 +297,28 @@ def _calls(tree: ast.AST, imports: Mapping[str, str]) -> Iterator[tuple[str, ast
 
 def _effects(trees: list[ast.AST], imports: Mapping[str, str], step: Step) -> Iterator[str]:
     """Why a step's result may differ between two executions with the same key."""
-    calls = [c for t in trees for c in _calls(t, imports)]
+    calls = [c for t in trees for c in named_calls(t, imports)]
     effects = [random_effect(n, [k.arg or "" for k in c.keywords], imports) for n, c in calls]
     seeded = step.seeded_before or SEED in effects
     names = {n for n, _ in calls}
     for name, call in calls:
-        if _matches(name, TIME_CALLS):
+        if matches(name, TIME_CALLS):
             yield f"reads the clock ({name})"
-        elif _matches(name, NETWORK_CALLS):
+        elif matches(name, NETWORK_CALLS):
             yield f"reaches the network or a database ({name})"
-        elif _matches(name, ENVIRONMENT_CALLS):
+        elif matches(name, ENVIRONMENT_CALLS):
             yield f"reads the process environment ({name})"
-        elif _matches(name, RANDOM_CALLS):
+        elif matches(name, RANDOM_CALLS):
             yield f"draws unseeded randomness ({name})"
         elif name in UNSEEDED_WHEN_BARE and not call.args and not call.keywords:
             yield f"draws unseeded randomness ({name}())"
-        elif _matches(name, TORCH_DRAWS) and "torch.manual_seed" not in names:
+        elif matches(name, TORCH_DRAWS) and "torch.manual_seed" not in names:
             yield f"draws unseeded randomness ({name})"
         elif name.endswith(".run_line_magic") and _first_string(call) in TIME_MAGICS:
             yield f"prints the clock (%{_first_string(call)})"
-        elif _matches(name, LISTING_CALLS) or name.endswith(LISTING_METHODS):
+        elif matches(name, LISTING_CALLS) or name.endswith(LISTING_METHODS):
             yield f"lists a directory ({name})"
-        elif _matches(name, REMOVING_CALLS) or name.endswith(".unlink"):
+        elif matches(name, REMOVING_CALLS) or name.endswith(".unlink"):
             yield f"removes or moves files ({name})"
         elif _appends(name, call):
             yield f"appends to a file ({name})"

@@ -2,10 +2,11 @@
 stage works from, in one call.
 
 A notebook is split into steps (``split``), each map cell made a step of its own (``mapping``),
-its code cells analysed (``analysis``) and the data flow between the steps resolved
-(``dataflow``); without explicit steps its cells are grouped first (``grouping``, from the
-per-cell pipeline). A composition (a YAML file, or Kale's notebook of ``notebook:`` cells) is
-made into a notebook in memory (``compose``) and cut at its steps' markers.
+its code cells analysed (``analysis``), the data flow between the steps resolved (``dataflow``)
+and the steps acting outside the pipeline's values ordered (``external``); without explicit
+steps its cells are grouped first (``grouping``, from the per-cell pipeline). A composition (a
+YAML file, or Kale's notebook of ``notebook:`` cells) is made into a notebook in memory
+(``compose``) and cut at its steps' markers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jup2kub.model.compose import (
     load_kale_composition,
 )
 from jup2kub.model.dataflow import build_pipeline
+from jup2kub.model.external import order_effects
 from jup2kub.model.grouping import group_cells
 from jup2kub.model.mapping import isolate_maps
 from jup2kub.model.notebook import Notebook, load_notebook
@@ -67,7 +69,7 @@ def _notebook_pipeline(nb: Notebook, split: str, name: str | None) -> Pipeline:
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
         per_cell = build_pipeline(nb, parts, analyses, name, assess=False)
         parts = isolate_maps(nb, group_cells(parts, per_cell))
-    return _with_raising(nb, build_pipeline(nb, parts, analyses, name))
+    return order_effects(_with_raising(nb, build_pipeline(nb, parts, analyses, name)), analyses)
 
 
 def _split(nb: Notebook, mode: str) -> Split:
@@ -119,8 +121,9 @@ def _composed(nb: Notebook, name: str, verify: Verify) -> tuple[Notebook, Pipeli
     """A composition's notebook, cut at its steps' markers; its steps are neither mapped nor
     cached (``assess=False``)."""
     parts = split_notebook(nb, "markers")
-    pipeline = _with_raising(
-        nb, build_pipeline(nb, parts, _analyses(nb, parts), name, assess=False)
+    analyses = _analyses(nb, parts)
+    pipeline = order_effects(
+        _with_raising(nb, build_pipeline(nb, parts, analyses, name, assess=False)), analyses
     )
     verify(pipeline)
     return nb, pipeline

@@ -87,6 +87,9 @@ class Step:
     #: it reads files under computed names: it runs after every earlier step writing files
     opaque_read: bool = False
     writes_files: bool = False
+    #: what it does outside the pipeline's values (files, programs, network, databases): it
+    #: runs after every earlier step in notebook order (``external``), empty if nothing
+    effects: list[str] = field(default_factory=list)
     #: outputs that cannot be stored but are only handed on in case a later step's conditional
     #: definition does not happen (``with open(..) as file`` then ``for file in ..``)
     placeholders: set[str] = field(default_factory=set)

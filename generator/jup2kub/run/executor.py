@@ -162,6 +162,17 @@ class Executor(Protocol):
         """Release what ``execute`` started; called once the results are written."""
 
 
+def failed_at(run: Run) -> int | None:
+    """The first cell of the run that failed, in notebook order (None: none failed): nbclient
+    stops there, so no step starting past it may start (steps before it still run)."""
+    cells = [
+        st.error.cell if st.error is not None and st.error.cell is not None else min(s.cells)
+        for s in run.pipeline.steps
+        if (st := run.steps[s.name]).state == FAILED and s.cells
+    ]
+    return min(cells, default=None)
+
+
 def new_run_id() -> str:
     """A sortable, unique run id: ``run-<UTC time>-<6 hex>``."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")

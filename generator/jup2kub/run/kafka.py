@@ -220,7 +220,7 @@ class KafkaExecutor:
         """What never finished: blocked behind a failure, or timed out."""
         for name in run.plan.order:
             st = run.steps[name]
-            if st.state in (DONE, FAILED):
+            if st.state in (DONE, FAILED, BLOCKED):
                 continue
             if any(run.steps[u].state in (FAILED, BLOCKED) for u in run.plan.step(name).after):
                 st.state = BLOCKED
@@ -284,6 +284,9 @@ class _Progress:
             if st is None:
                 continue
             state = msg.get("state")
+            if state == StepState.BLOCKED:  # a step failed before its first cell: not started
+                st.state = BLOCKED
+                continue
             if st.started is None:
                 st.started = self.started.setdefault(step, now)
             if state == StepState.SUCCEEDED:

@@ -40,6 +40,7 @@ from jup2kub.run.executor import (
     WAITING,
     Run,
     explain,
+    failed_at,
     killed_in_cell,
 )
 from jup2kub_runtime import FORK_SERVER_MODULE, STEP_RUN_MODULE
@@ -207,13 +208,15 @@ class _Schedule:
 
     def _start_ready_steps(self) -> None:
         steps = self.run.steps
+        stop = failed_at(self.run)
         for name in self.run.plan.order:
             st = steps[name]
             if st.state != WAITING:
                 continue
             ups = [steps[u].state for u in self.run.plan.step(name).after]
             free = len(self.running) < self.executor.limit
-            if any(u in (FAILED, BLOCKED) for u in ups):
+            past = stop is not None and min(self.run.pipeline.step(name).cells) > stop
+            if past or any(u in (FAILED, BLOCKED) for u in ups):
                 st.state = BLOCKED
                 self.launcher.cancel(name)
                 self.run.notify()

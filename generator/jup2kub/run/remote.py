@@ -16,7 +16,8 @@ from jup2kub.errors import KafkaUnavailableError
 from jup2kub_runtime.contract import messages, topics
 from jup2kub_runtime.contract.states import StepState
 
-FINAL = (StepState.SUCCEEDED, StepState.FAILED)
+#: a step's last state in a run (``blocked``: a step failed before its first cell)
+FINAL = (StepState.SUCCEEDED, StepState.FAILED, StepState.BLOCKED)
 
 
 T = TypeVar("T")
@@ -242,9 +243,10 @@ def _settled(
     failed: list[str],
     downstream: Mapping[str, list[str]],
 ) -> bool:
-    """True when nothing can change any more: every step not blocked by a failure is final."""
+    """True when nothing can change any more: every step not blocked by a failure is final
+    (a step reported blocked announces none of its downstream steps either)."""
     blocked: set[str] = set()
-    todo = list(failed)
+    todo = list(failed) + [s for s in steps if states.get(s, {}).get("state") == StepState.BLOCKED]
     while todo:
         for d in downstream.get(todo.pop(), []):
             if d not in blocked:

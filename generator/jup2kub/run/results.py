@@ -1,5 +1,7 @@
 """Results notebooks: the original cells with each step's captured outputs under them and the
-injected parameters shown, like papermill's output notebook."""
+injected parameters shown, like papermill's output notebook. Past the first failing cell (in
+notebook order) the cells show as papermill shows them, not executed: a step that ran there
+alongside (in parallel) shows nothing of what it did."""
 
 from __future__ import annotations
 
@@ -84,6 +86,15 @@ def results_notebook(
                         [str(t) for t in error.get("traceback", [])],
                     )
                 )
+    if timings.failed:  # nbclient stops at the first failure: nothing past it ran
+        stop = min(timings.failed)
+        for index in sorted(i for i in ran if i > stop):
+            nb.cells[index].outputs = []
+            ran.discard(index)
+            events.pop(index, None)
+            ids.pop(index, None)
+            timings.spans.pop(index, None)
+        timings.failed = {stop}
     _apply_display_updates(nb, events, ids)
     count = 0
     for index, cell in enumerate(nb.cells):

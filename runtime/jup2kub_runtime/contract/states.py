@@ -30,11 +30,18 @@ class StepState(str, Enum):
     SKIPPED = "skipped"
     #: failed for good (dead-lettered, or the local runner gave up)
     FAILED = "failed"
-    #: never to run: an upstream step failed (the local runner)
+    #: never to run: an upstream step failed (the local runner), or a step failed for good
+    #: before this step's first cell (status message ``blocked``: nbclient stops there)
     BLOCKED = "blocked"
 
 
 #: the states a status message may carry (``<pipeline>.status``)
 STATUS_STATES = frozenset(
-    {StepState.STARTED, StepState.SUCCEEDED, StepState.FAILED, StepState.RETRYING}
+    {
+        StepState.STARTED,
+        StepState.SUCCEEDED,
+        StepState.FAILED,
+        StepState.RETRYING,
+        StepState.BLOCKED,
+    }
 )

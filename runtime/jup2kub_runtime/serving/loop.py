@@ -9,7 +9,9 @@ message's offset is committed (asynchronously, in consumption order per partitio
 synchronously on revocation and shutdown) only after its handling is complete and every message
 it produced is acknowledged. A crash before the commit redelivers the message: the completion
 marker on the volume makes it a skip and a re-announcement, never a second execution. Fan-in
-steps run once every upstream step is complete, under an exclusive lock.
+steps run once every upstream step is complete, under an exclusive lock. A step never starts
+once a step of the run has failed for good in a cell before its own first cell (nbclient stops
+at the first failure; the volume records it): it reports ``blocked`` instead.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from ..storage.stepcache import CacheStore, cache_enabled
 from .health import Health
 from .map_distribution import Distributor, ElementWorker
 from .offsets import CommitBook
-from .outcomes import DeadLetter, Outcome, Retry, Skipped, Succeeded, Waiting
+from .outcomes import Blocked, DeadLetter, Outcome, Retry, Skipped, Succeeded, Waiting
 from .transport import StartupStopped, Transport
 
 log = logging.getLogger("jup2kub_runtime")
@@ -491,6 +493,9 @@ class StepLoop:
         max_attempts = 1 + cfg.max_retries
         if store.is_complete(run_id, spec.step):
             return Skipped()
+        failed_at = store.failed_at(run_id)
+        if failed_at is not None and failed_at < self._first_cell:
+            return Blocked(failed_at)
         if not store.all_complete(run_id, spec.upstream):
             return Waiting([s for s in spec.upstream if not store.is_complete(run_id, s)])
         if store.attempts(run_id, spec.step) >= max_attempts:
@@ -558,6 +563,10 @@ class StepLoop:
             return Succeeded(result.attempt, result.seconds)
         return Skipped(meanwhile=True)
 
+    @property
+    def _first_cell(self) -> int:
+        return min((c.index for c in self.spec.cells), default=0)
+
     def _retry(self, msg: Incoming, retry: Retry) -> None:
         """Report a failure of the step's code as "retrying", then wait (Abandon if stopped)."""
         if retry.error is not None:
@@ -581,7 +590,10 @@ class StepLoop:
             raise Abandon()
 
     def _conclude(
-        self, msg: Incoming, raw: bytes | None, outcome: Succeeded | Skipped | Waiting | DeadLetter
+        self,
+        msg: Incoming,
+        raw: bytes | None,
+        outcome: Succeeded | Skipped | Waiting | Blocked | DeadLetter,
     ) -> None:
         """Publish what the run came to; the handling of the message ends with it."""
         run_id = msg.run_id
@@ -616,6 +628,10 @@ class StepLoop:
         elif isinstance(outcome, Waiting):
             self.health.inc("j2k_runs_waiting_total")
             log.info("run %s: waiting for %s", run_id, outcome.missing)
+        elif isinstance(outcome, Blocked):
+            log.info("run %s: not started, cell %d failed before it", run_id, outcome.failed_at)
+            blocked = status_message(run_id, self.spec.step, StepState.BLOCKED, 0)
+            self._publish([(self.cfg.status_topic, blocked, run_id)], final=True)
         else:
             self._fail(msg, raw, outcome)
 
@@ -625,6 +641,8 @@ class StepLoop:
 
     def _fail(self, msg: Incoming, raw: bytes | None, dead: DeadLetter) -> None:
         error, reason = dead.error, dead.reason
+        cell = error.cell if error.cell is not None else self._first_cell
+        self._retrying(lambda: self.store.record_failed(msg.run_id, self.spec.step, cell))
         self.health.inc("j2k_runs_failed_total")
         self.health.inc("j2k_messages_dead_lettered_total")
         log.error(

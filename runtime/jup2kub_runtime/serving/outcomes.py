@@ -38,6 +38,14 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """A step of the run failed for good before this step's first cell: nbclient stops there,
+    so this step never starts (its downstream steps are not announced either)."""
+
+    failed_at: int
+
+
+@dataclass(frozen=True)
 class Retry:
     """Try again after ``delay`` seconds; ``error`` (the step's code failed) is reported as a
     ``retrying`` status of ``attempt``, other causes (volume, a concurrent execution) not."""
@@ -56,4 +64,4 @@ class DeadLetter:
     attempt: int
 
 
-Outcome: TypeAlias = Succeeded | Skipped | Waiting | Retry | DeadLetter
+Outcome: TypeAlias = Succeeded | Skipped | Waiting | Blocked | Retry | DeadLetter

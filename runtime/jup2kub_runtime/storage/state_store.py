@@ -12,6 +12,7 @@ Layout (``root`` is ``$J2K_STATE_PATH``)::
     runs/<run_id>/<step>/attempts          how many executions started (survives crashes)
     runs/<run_id>/<step>/joined/<up>       fan-in receipts: which upstream announced completion
     runs/<run_id>/<step>/COMPLETE          completion marker, written LAST
+    runs/<run_id>/<step>/FAILED            failed for good (no retry follows): its failing cell
 
 Every file is written under a temporary name and renamed, so a reader (or a process killed
 halfway) never sees a partial file; the marker is what makes a step's results exist. A step's
@@ -59,6 +60,7 @@ from . import valuefile
 loads_own = valuefile.loads_own
 
 MARKER = "COMPLETE"
+FAILED = "FAILED"
 T = TypeVar("T")
 
 
@@ -175,6 +177,18 @@ class StateStore:
 
     def all_complete(self, run_id: str, steps: list[str]) -> bool:
         return all(self.is_complete(run_id, s) for s in steps)
+
+    # ---- failures for good --------------------------------------------------------------------
+    def record_failed(self, run_id: str, step: str, cell: int) -> None:
+        """``step`` failed for good in ``cell``: no step of the run starting past that cell may
+        start (nbclient stops at the first failing cell)."""
+        self.write_json(self.step_dir(run_id, step) / FAILED, {"cell": cell, "at": _now()})
+
+    def failed_at(self, run_id: str) -> int | None:
+        """The first cell in which a step of the run failed for good (None: none did)."""
+        found = [self.read_json(p) for p in self.run_dir(run_id).glob(f"*/{FAILED}")]
+        cells = [d["cell"] for d in found if isinstance(d, dict) and isinstance(d.get("cell"), int)]
+        return min(cells, default=None)
 
     # ---- fan-in receipts ---------------------------------------------------------------------
     def record_join(self, run_id: str, step: str, upstream: str) -> None:
