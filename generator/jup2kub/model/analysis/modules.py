@@ -15,9 +15,10 @@ def module_reads(
 ) -> set[str]:
     """The top-level modules imported by ``cells`` and by the definitions replayed with them
     (as ``(cell, line)``): a replayed import reads a local module's file as the original did."""
-    at = {(st.cell, st.line): st for a in analyses.values() for st in a.statements}
     sts = [st for i in cells for st in analyses[i].statements]
-    sts += [st for key in replayed if (st := at.get(key)) is not None]
+    for cell, line in replayed:  # the last statement on that line, looked up in its cell only
+        a = analyses.get(cell)
+        sts += [st for st in a.statements if st.line == line][-1:] if a is not None else []
     return {m for st in sts for m in st.module_reads}
 
 
