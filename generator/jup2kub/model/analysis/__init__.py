@@ -13,7 +13,8 @@ to mutate.
 
 Modules: ``knowledge`` (what is known about names the analysis cannot see into), ``events`` (what
 it yields), ``scopes`` (Python's scoping rules), ``calls`` (changes made through the notebook's
-own functions, over its call graph), ``cells`` (one cell's statements to events), ``modules``
+own functions, over its call graph), ``shapes`` (kinds of top-level statements: replayable
+definitions, setup calls, cell magics), ``cells`` (one cell's statements to events), ``modules``
 (the notebook's own modules an import reads).
 """
 

@@ -18,8 +18,6 @@ from jup2kub.model.analysis.knowledge import (
     FILE_WRITERS,
     MUTATING_FUNCTIONS,
     MUTATING_METHODS,
-    SETUP_FUNCTIONS,
-    SETUP_MAGICS,
     SHELL_CALLS,
     SHELL_MODULES,
 )
@@ -36,8 +34,15 @@ from jup2kub.model.analysis.scopes import (
     root_name,
     unshippable,
 )
+from jup2kub.model.analysis.shapes import (
+    computed_path,
+    python_cell_magic,
+    replayable,
+    setup_root,
+    strip_magic_flags,
+    top_level_defs,
+)
 from jup2kub.model.ipython import (
-    PYTHON_CELL_MAGICS,
     PYTHON_LINE_MAGICS,
     constant_str,
     expanded_names,
@@ -186,7 +191,7 @@ class _Emitter(ComprehensionVisitor):
             defined = {e.name for e in self.stmt.events[start:] if e.kind == "def"}
             # a branch "certainly" defines what it assigns at its own top level only; being
             # conservative here just means an extra input, never a missing one
-            top = _top_level_defs(branch)
+            top = top_level_defs(branch)
             defined &= top
             common = defined if common is None else common & defined
         if self.certain:
@@ -519,13 +524,13 @@ class _Emitter(ComprehensionVisitor):
             if k.arg in ("path", "path_or_buf", "fname", "filename", "file", "excel_writer"):
                 path_node = k.value
         path = constant_str(path_node)
-        computed = path is None and _computed_path(path_node)
+        computed = path is None and computed_path(path_node)
         receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
         if isinstance(receiver, ast.Call) and call_name(receiver.func) in PATH_TYPES:
             # Path("out.txt").write_text(...): the path is the receiver's
             path_node = receiver.args[0] if receiver.args else None
             path = constant_str(path_node)
-            computed = path is None and _computed_path(path_node)
+            computed = path is None and computed_path(path_node)
         if name == "open":
             mode = constant_str(node.args[1]) if len(node.args) > 1 else "r"
             for k in node.keywords:
@@ -561,7 +566,7 @@ class _Emitter(ComprehensionVisitor):
             elif name == "pylab":  # ``from pylab import *`` and numpy's names, as a star import
                 self.stmt.star_import = True
             if name in PYTHON_LINE_MAGICS:
-                code = _strip_magic_flags(arg)
+                code = strip_magic_flags(arg)
                 tree = self.a.parse(code, self.offset + node.lineno - 1, quiet=True)
                 if tree is not None:
                     for statement in tree.body:
@@ -650,84 +655,6 @@ def _receiver(func: ast.expr) -> frozenset[str] | None:
     return None
 
 
-def _computed_path(node: ast.expr | None) -> bool:
-    """Whether ``node`` looks like a path computed at run time (not a literal, a mapping, ..)."""
-    return isinstance(
-        node, (ast.Name, ast.Attribute, ast.Subscript, ast.JoinedStr, ast.BinOp, ast.Call)
-    )
-
-
-def _strip_magic_flags(arg: str) -> str:
-    """Drop leading ``-x`` options of %time/%timeit (``-n 10 -r 3 f(x)`` -> ``f(x)``)."""
-    words = arg.split()
-    i = 0
-    while i < len(words) and words[i].startswith("-"):
-        i += 2 if words[i] in ("-n", "-r", "-p", "-o", "-T", "-D") else 1
-    return " ".join(words[i:]) if i else arg
-
-
-def _top_level_defs(stmts: Sequence[ast.stmt]) -> set[str]:
-    names: set[str] = set()
-    for s in stmts:
-        if isinstance(s, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = s.targets if isinstance(s, ast.Assign) else [s.target]
-            for t in targets:
-                for n in ast.walk(t):
-                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                        names.add(n.id)
-        elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(s.name)
-        elif isinstance(s, (ast.Import, ast.ImportFrom)):
-            for alias in s.names:
-                if alias.name != "*":
-                    names.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(s, ast.With):
-            names |= _top_level_defs(s.body)
-        elif isinstance(s, ast.If):
-            names |= _top_level_defs(s.body) & _top_level_defs(s.orelse)
-    return names
-
-
-def _replayable(stmt: ast.stmt) -> bool:
-    """Imports, defs and classes, and if/try statements made only of those (and ``pass``)."""
-    if isinstance(
-        stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    ):
-        return True
-    if isinstance(stmt, ast.Try):
-        parts = [*stmt.body, *stmt.orelse, *stmt.finalbody]
-        parts += [s for h in stmt.handlers for s in h.body]
-    elif isinstance(stmt, ast.If):
-        if any(isinstance(n, ast.NamedExpr) for n in ast.walk(stmt.test)):
-            return False
-        parts = [*stmt.body, *stmt.orelse]
-    else:
-        return False
-    definitions = [s for s in parts if not isinstance(s, ast.Pass)]
-    return bool(definitions) and all(_replayable(s) for s in definitions)
-
-
-def _setup_root(stmt: ast.stmt) -> str | None:
-    """The module a statement configures, if it looks like ``mod.seed(..)``/``mod.opt = ..``."""
-    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-        magic = magic_call(stmt.value)
-        if magic is not None:
-            method, args = magic
-            name = constant_str(args[0]) if args else None
-            return "%" if method == "run_line_magic" and name in SETUP_MAGICS else None
-        func = stmt.value.func
-        if isinstance(func, ast.Attribute) and func.attr in SETUP_FUNCTIONS:
-            return root_name(func.value)
-        return None
-    if isinstance(stmt, ast.Assign) and all(
-        isinstance(t, (ast.Attribute, ast.Subscript)) for t in stmt.targets
-    ):
-        roots = {root_name(t) for t in stmt.targets}
-        if len(roots) == 1:
-            return roots.pop()
-    return None
-
-
 class _CellAnalyzer:
     def __init__(
         self, path: str, index: int, source: str, scripts: Mapping[str, str | None]
@@ -767,7 +694,7 @@ class _CellAnalyzer:
         lines = code.splitlines()
         out: list[Statement] = []
         for i, node in enumerate(tree.body):
-            body = _python_cell_magic(node)
+            body = python_cell_magic(node)
             if body is not None:
                 magic, arg, text = body
                 nested = self.statements(text, line_offset + node.lineno)
@@ -795,24 +722,14 @@ class _CellAnalyzer:
                 and (chain := dotted_name(n)) is not None
                 and not chain.startswith(".")
             }
-            if _replayable(node):
+            if replayable(node):
                 stmt.code_names = tuple(
                     dict.fromkeys(e.name for e in stmt.events if e.kind == "def")
                 )
             else:
-                stmt.setup_root = _setup_root(node)
+                stmt.setup_root = setup_root(node)
             out.append(stmt)
         return out
-
-
-def _python_cell_magic(node: ast.stmt) -> tuple[str, str, str] | None:
-    if isinstance(node, ast.Expr):
-        magic = magic_call(node.value)
-        if magic and magic[0] == "run_cell_magic" and len(magic[1]) >= 3:
-            name, arg, body = (constant_str(a) for a in magic[1][:3])
-            if name in PYTHON_CELL_MAGICS and arg is not None and body is not None:
-                return name, arg, body
-    return None
 
 
 def analyze_cell(
