@@ -71,3 +71,16 @@ def test_import_cycles_sees_imports_inside_functions(tmp_path: Path, monkeypatch
     (package / "d.py").write_text("import cyclic.a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_cycles("cyclic") == [["cyclic.a", "cyclic.b", "cyclic.c"]]
+
+
+def test_no_product_module_over_800_lines() -> None:
+    """A module past 800 lines has seams to split along (issue 27): the product's and the
+    e2e harness's modules stay under it."""
+    roots = [REPO / "generator" / "jup2kub", REPO / "runtime" / "jup2kub_runtime", REPO / "e2e"]
+    long = {
+        str(p.relative_to(REPO)): n
+        for root in roots
+        for p in root.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 800
+    }
+    assert long == {}
