@@ -27,7 +27,7 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import parameter_defaults, parameter_expressions
 from jup2kub.model.pipeline import Definition, Diagnostic, Pipeline, Step, Unshippable
 from jup2kub.model.secrets import find_secrets, redact
-from jup2kub.model.split import Split, StepCells
+from jup2kub.model.split import Split, StepCells, raising_cells
 from jup2kub_runtime.contract.mapspec import MapSpec
 from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
@@ -101,6 +101,7 @@ class _Builder:
             cache=dict(cache),
             parameter_expressions=self._expressions(python, set(secret_names)),
             maps=maps,
+            raising_cells=raising_cells(self.nb),
         )
 
     def _assess(

@@ -31,10 +31,10 @@ from jup2kub.model.mapping import isolate_maps
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.pipeline import Pipeline
 from jup2kub.model.split import (
-    RAISES_EXCEPTION_TAG,
     SPLIT_MODES,
     Split,
     code_cells,
+    raising_cells,
     split_notebook,
 )
 
@@ -69,7 +69,7 @@ def _notebook_pipeline(nb: Notebook, split: str, name: str | None) -> Pipeline:
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
         per_cell = build_pipeline(nb, parts, analyses, name, assess=False)
         parts = isolate_maps(nb, group_cells(parts, per_cell))
-    return order_effects(_with_raising(nb, build_pipeline(nb, parts, analyses, name)), analyses)
+    return order_effects(build_pipeline(nb, parts, analyses, name), analyses)
 
 
 def _split(nb: Notebook, mode: str) -> Split:
@@ -86,17 +86,12 @@ def _analyses(nb: Notebook, parts: Split) -> list[CellAnalysis]:
     a cell tagged ``raises-exception`` may stop anywhere."""
     out: list[CellAnalysis] = []
     scripts: dict[str, str | None] = {}
-    raising = _raising(nb)
+    raising = raising_cells(nb)
     for i in sorted(code_cells(parts)):
         analysis = analyze_cell(nb.path, i, nb.cells[i].source, scripts)
         scripts = written_scripts(scripts, analysis)
         out.append(_may_stop(analysis) if i in raising else analysis)
     return out
-
-
-def _raising(nb: Notebook) -> list[int]:
-    """The code cells tagged ``raises-exception``: nbclient records their error and goes on."""
-    return [c.index for c in nb.code_cells if RAISES_EXCEPTION_TAG in c.tags]
 
 
 def _may_stop(analysis: CellAnalysis) -> CellAnalysis:
@@ -112,18 +107,11 @@ def _may_stop(analysis: CellAnalysis) -> CellAnalysis:
     return dataclasses.replace(analysis, statements=statements)
 
 
-def _with_raising(nb: Notebook, pipeline: Pipeline) -> Pipeline:
-    pipeline.raising_cells = _raising(nb)
-    return pipeline
-
-
 def _composed(nb: Notebook, name: str, verify: Verify) -> tuple[Notebook, Pipeline]:
     """A composition's notebook, cut at its steps' markers; its steps are neither mapped nor
     cached (``assess=False``)."""
     parts = split_notebook(nb, "markers")
     analyses = _analyses(nb, parts)
-    pipeline = order_effects(
-        _with_raising(nb, build_pipeline(nb, parts, analyses, name, assess=False)), analyses
-    )
+    pipeline = order_effects(build_pipeline(nb, parts, analyses, name, assess=False), analyses)
     verify(pipeline)
     return nb, pipeline

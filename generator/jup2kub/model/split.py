@@ -77,6 +77,11 @@ class Split:
     automatic: bool = False
 
 
+def raising_cells(nb: Notebook) -> list[int]:
+    """The code cells tagged ``raises-exception``: nbclient records their error and goes on."""
+    return [c.index for c in nb.code_cells if RAISES_EXCEPTION_TAG in c.tags]
+
+
 def _unique(name: str, taken: set[str]) -> str:
     if name not in taken:
         return name
