@@ -314,13 +314,18 @@ def ratio_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def table(
-    res: Mapping[str, Mapping[str, Sequence[Sample]]], value: Callable[[Sample], float | None]
+    res: Mapping[str, Mapping[str, Sequence[Sample]]],
+    value: Callable[[Sample], float | None],
+    fails: Iterable[str] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Ratio rows of the notebooks where every run of both sides succeeded, and the failures
-    (notebook -> the last lines of the failed command's stderr)."""
+    """Ratio rows of the notebooks where every run of both sides ended as expected (exit 0;
+    exit 1 for those in ``fails``), and the others (notebook -> the last lines of the
+    unexpected command's stderr)."""
     rows, failed = [], {}
+    failing = set(fails)
     for name, sides in res.items():
-        bad = [s for side in sides.values() for s in side if s.returncode != 0]
+        want = 1 if name in failing else 0
+        bad = [s for side in sides.values() for s in side if s.returncode != want]
         left = max((s.leftover for side in sides.values() for s in side), default=0)
         if left:
             failed[name] = f"{left} process(es) outlived the command"
@@ -342,13 +347,21 @@ def table(
 
 
 def corpus_notebooks(quick: bool = False) -> dict[str, Path]:
-    """The corpus notebooks expected to run ("equal"): name -> path (quick: ``QUICK``)."""
+    """The corpus notebooks that run: expected "equal", or to fail as nbclient fails (both
+    sides stop at the failing cell); name -> path (quick: ``QUICK``). Refused ones never
+    start."""
     expected = yaml.safe_load((CORPUS / "expectations.yaml").read_text())
     names = sorted(
         str(p.relative_to(CORPUS)) for f in FOLDERS for p in (CORPUS / f).glob("*.ipynb")
     )
-    names = [n for n in names if expected.get(n) == "equal" and (not quick or n in QUICK)]
-    return {n: CORPUS / n for n in names}
+    names = [n for n in names if n in expected and "refused" not in expected[n]]
+    return {n: CORPUS / n for n in names if not quick or n in QUICK}
+
+
+def failing_notebooks() -> set[str]:
+    """The corpus notebooks expected to fail (exit 1 on both sides, as nbclient fails)."""
+    expected = yaml.safe_load((CORPUS / "expectations.yaml").read_text())
+    return {n for n, e in expected.items() if isinstance(e, dict) and "fails" in e}
 
 
 def _new_notebook(sources: Iterable[str]) -> nbformat.NotebookNode:

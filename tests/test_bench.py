@@ -202,11 +202,12 @@ def test_step_seconds_from_a_summary() -> None:
 def test_corpus_selection_skips_refused_notebooks() -> None:
     import yaml
 
-    from bench.vs_notebook import CORPUS, QUICK, corpus_notebooks
+    from bench.vs_notebook import CORPUS, QUICK, corpus_notebooks, failing_notebooks
 
     expected = yaml.safe_load((CORPUS / "expectations.yaml").read_text())
     chosen = corpus_notebooks()
-    assert set(chosen) == {n for n, e in expected.items() if e == "equal"}
+    assert set(chosen) == {n for n, e in expected.items() if e == "equal" or "fails" in e}
+    assert failing_notebooks() == {n for n, e in expected.items() if "fails" in e} != set()
     assert all(p.is_file() for p in chosen.values())
     assert list(corpus_notebooks(quick=True)) == sorted(QUICK)
 

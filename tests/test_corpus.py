@@ -15,6 +15,7 @@ runs once per notebook per session; both modes compare with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -26,7 +27,7 @@ import nbformat
 import pytest
 import yaml
 
-from jup2kub.api import inspect_notebook
+from jup2kub.api import Pipeline, inspect_notebook
 from jup2kub.model.pipeline import Step
 from jup2kub_runtime.execution.randomness import RANDOM_STATE
 from jup2kub_runtime.storage.state_store import StateStore
@@ -77,11 +78,14 @@ def compared(step: Step) -> set[str]:
     return set(step.outputs) - {RANDOM_STATE} - step.placeholders
 
 
-def reference(name: str, cache: dict[str, Reference], tmp: pytest.TempPathFactory) -> Reference:
+def reference(
+    name: str, cache: dict[str, Reference], tmp: pytest.TempPathFactory, pipeline: Pipeline
+) -> Reference:
+    """``pipeline``: as the run planned it (with what it learned, ``model.learned``)."""
     if name not in cache:
         path = CORPUS / name
         fails = isinstance(EXPECTATIONS[name], dict) and "fails" in EXPECTATIONS[name]
-        steps = [s for s in inspect_notebook(path).steps if s.outputs]
+        steps = [s for s in pipeline.steps if s.outputs]
         handed_on: dict[int, list[str]] = {}
         for step in steps:
             handed_on.setdefault(max(step.cells), []).extend(compared(step))
@@ -128,8 +132,9 @@ def test_corpus_notebook(
     if expected != "equal" and "defect" in expected:  # a known defect: fixing it fails here
         request.applymarker(pytest.mark.xfail(strict=True, reason=expected["defect"]))
     assert proc.returncode == (0 if fails is None else 1), proc.stdout + proc.stderr
-    ref = reference(name, references, tmp_path_factory)
-    pipeline = inspect_notebook(path)
+    with contextlib.chdir(run_dir):  # the plan as the run left it (what it learned too)
+        pipeline = inspect_notebook(path)
+    ref = reference(name, references, tmp_path_factory, pipeline)
     status = "succeeded" if fails is None else "failed"
     run_id = re.search(rf"run (\S+): {status}", proc.stdout).group(1)  # type: ignore[union-attr]
     result_path = run_dir / "work" / "runs" / run_id / "result.ipynb"

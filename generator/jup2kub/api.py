@@ -29,13 +29,14 @@ from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.ipython import translate
+from jup2kub.model.learned import Learned, read_learned
 from jup2kub.model.load import SPLIT_MODES, load
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
 from jup2kub.plan import plan_pipeline
-from jup2kub.run import housekeeping, remote
+from jup2kub.run import housekeeping, recovery, remote
 from jup2kub.run.executor import (
     BLOCKED,
     DONE,
@@ -133,12 +134,18 @@ def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = N
 
 
 def _load(
-    path: str | Path, split: str, name: str | None, catalog: Catalog | LiteCatalog | None = None
+    path: str | Path,
+    split: str,
+    name: str | None,
+    catalog: Catalog | LiteCatalog | None = None,
+    learned: Learned | None = None,
 ) -> tuple[Notebook, Pipeline]:
     """``catalog``: where a composition's catalogued steps and types are looked up (default:
-    the default catalog, if there is one)."""
+    the default catalog, if there is one); ``learned``: what runs saw the cells do that the
+    analysis cannot (default: what runs from this directory recorded)."""
+    learned = read_learned() if learned is None else learned
     with composition_catalog(catalog) as steps:
-        return load(path, split, name, steps)
+        return load(path, split, name, steps, learned)
 
 
 def require_storable(pipeline: Pipeline) -> None:
@@ -308,26 +315,79 @@ def run(
             hint="with --kafka the runtimes keep the step cache in WORKDIR/cache (the state "
             "volume's cache/ on a cluster)",
         )
-    executor = (
-        _kafka_executor()(
-            kafka,
-            environment={**secrets, **({} if cache else {CACHE_ENV: "off"})},
-            connect_timeout=kafka_timeout,
-            limit=timeout,
-            on_output=on_output,
+    store = CacheStore(cache_dir or workdir / DEFAULT_DIRNAME) if cache and not kafka else None
+
+    def attempt(
+        nb: Notebook, pipeline: Pipeline, resume: str | None, recovered: list[dict[str, Any]]
+    ) -> RunResult:
+        executor = (
+            _kafka_executor()(
+                kafka,
+                environment={**secrets, **({} if cache else {CACHE_ENV: "off"})},
+                connect_timeout=kafka_timeout,
+                limit=timeout,
+                on_output=on_output,
+            )
+            if kafka
+            else LocalExecutor(jobs, environment=secrets, timeout=timeout, on_output=on_output)
         )
-        if kafka
-        else LocalExecutor(jobs, environment=secrets, timeout=timeout, on_output=on_output)
-    )
-    reuse = None
-    if not kafka:
-        store = CacheStore(cache_dir or workdir / DEFAULT_DIRNAME) if cache else None
-        reuse = RunCache(store, resumed=resume is not None)
-    result = run_pipeline(
-        nb, pipeline, workdir, params, executor, resume=resume, on_change=on_change, cache=reuse
+        reuse = None if kafka else RunCache(store, resumed=resume is not None)
+        return run_pipeline(
+            nb,
+            pipeline,
+            workdir,
+            params,
+            executor,
+            resume=resume,
+            on_change=on_change,
+            cache=reuse,
+            recovered=recovered,
+        )
+
+    result = attempt(nb, pipeline, resume, [])
+    result = _recover(
+        result,
+        nb,
+        pipeline,
+        attempt,
+        lambda learned: _load(path, split, name, None, learned),
+        resumable=not kafka,
+        warn=warn,
     )
     if output is not None:
         result.output = copy_results(result.notebook, Path(output))
+    return result
+
+
+def _recover(
+    result: RunResult,
+    nb: Notebook,
+    pipeline: Pipeline,
+    attempt: Callable[[Notebook, Pipeline, str | None, list[dict[str, Any]]], RunResult],
+    reload: Callable[[Learned], tuple[Notebook, Pipeline]],
+    *,
+    resumable: bool,
+    warn: Log | None,
+) -> RunResult:
+    """Go on from failures the guard caught (``run.recovery``), re-planned each time as if the
+    analysis had seen the change; ``result`` when there is none, or when going on could differ
+    from the notebook (its ``unrecovered`` says why)."""
+    records: list[dict[str, Any]] = []
+    for _ in range(recovery.MAX_REPLANS):
+        if result.ok or result.timed_out:
+            break
+        step = recovery.replan(result, nb, pipeline, reload, resumable=resumable, warn=warn)
+        if step is None:
+            break
+        if step.refused is not None:
+            result.unrecovered = step.refused
+            break
+        for line in step.warnings:
+            if warn is not None:
+                warn(line)
+        records += step.records
+        nb, pipeline = step.nb, step.pipeline
+        result = attempt(nb, pipeline, result.run_id if resumable else None, records)
     return result
 
 

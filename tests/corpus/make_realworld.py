@@ -1037,6 +1037,46 @@ KINETICS = notebook(
     ]
 )
 
+LEDGER = notebook(
+    [
+        ("md", "# Ledger replay\nA day's account events, replayed through a table of handlers."),
+        ("code", "opening = 100.0", ["parameters"]),
+        (
+            "code",
+            "#| step: events\nimport random\nfrom collections import Counter\n\n"
+            "rng = random.Random(7)\n"
+            "events = [{'kind': rng.choice(['deposit', 'withdraw']),\n"
+            "           'amount': round(rng.uniform(1, 50), 2)} for _ in range(40)]\n"
+            "LEDGER = {'cash': opening, 'fees': 0.0, 'count': Counter()}\n"
+            "print(len(events), 'events')",
+        ),
+        (
+            "code",
+            "#| step: handlers\ndef deposit(ledger, e):\n    ledger['cash'] += e['amount']\n"
+            "    ledger['count']['deposit'] += 1\n\n\ndef withdraw(ledger, e):\n"
+            "    fee = round(0.01 * e['amount'], 2)\n    ledger['cash'] -= e['amount'] + fee\n"
+            "    ledger['fees'] += fee\n    ledger['count']['withdraw'] += 1\n\n\n"
+            "HANDLERS = {'deposit': deposit, 'withdraw': withdraw}\nprint(sorted(HANDLERS))",
+        ),
+        ("code", "#| step: opening_view\nprint('opening cash', LEDGER['cash'])"),
+        (
+            "code",
+            "#| step: replay\nfor e in events:\n    HANDLERS[e['kind']](LEDGER, e)\n"
+            "print('replayed', sum(LEDGER['count'].values()))",
+        ),
+        (
+            "code",
+            "#| step: balance\nprint(f\"cash {LEDGER['cash']:.2f}, fees {LEDGER['fees']:.2f}\")\n"
+            "balance = round(LEDGER['cash'], 2)",
+        ),
+        (
+            "code",
+            "#| step: report\nper_kind = {k: LEDGER['count'][k] for k in sorted(LEDGER['count'])}\n"
+            "print(per_kind, balance)",
+        ),
+    ]
+)
+
 NOTEBOOKS = {
     "retail_aliasing_markers": RETAIL,
     "sensor_figure_headings": SENSORS,
@@ -1058,6 +1098,7 @@ NOTEBOOKS = {
     "kinetics_local_modules_markers": KINETICS,
     "chapter_memmap_error_cells": CHAPTER,
     "guard_publish_markers": GUARD,
+    "ledger_dispatch_markers": LEDGER,
 }
 
 

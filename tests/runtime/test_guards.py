@@ -16,10 +16,11 @@ from jup2kub_runtime.contract.config import (
     Config,
     GuardSettings,
 )
-from jup2kub_runtime.contract.errors import CellError, ConfigError
+from jup2kub_runtime.contract.errors import GUARD_PHASE as PHASE
+from jup2kub_runtime.contract.errors import INPUT_CHANGED, RANDOM_DRAWN, CellError, ConfigError
 from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
 from jup2kub_runtime.contract.states import StepState
-from jup2kub_runtime.execution.guards import INPUT_CHANGED, PHASE, RANDOM_DRAWN, fingerprint
+from jup2kub_runtime.execution.guards import fingerprint
 from jup2kub_runtime.execution.step_run import run_step
 from jup2kub_runtime.storage.state_store import StateStore
 

@@ -17,10 +17,10 @@ import pytest
 
 from jup2kub_runtime import STEP_RUN_MODULE
 from jup2kub_runtime.contract.config import GuardSettings
-from jup2kub_runtime.contract.errors import CellError
+from jup2kub_runtime.contract.errors import GUARD_PHASE as PHASE
+from jup2kub_runtime.contract.errors import RANDOM_DRAWN, CellError
 from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
 from jup2kub_runtime.execution import randomness
-from jup2kub_runtime.execution.guards import PHASE, RANDOM_DRAWN
 from jup2kub_runtime.execution.randomness import RANDOM_STATE
 from jup2kub_runtime.execution.step_run import run_step
 from jup2kub_runtime.storage.state_store import StateStore

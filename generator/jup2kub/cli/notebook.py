@@ -72,6 +72,8 @@ def format_pipeline(p: Pipeline) -> str:
         out.append(f"prelude:    cells {', '.join(map(str, p.prelude))} (run in every step)")
     if p.skipped:
         out.append(f"skipped:    cells {', '.join(map(str, p.skipped))}")
+    for change in p.learned:
+        out.append(f"learned:    {change} (planned for; .jup2kub/learned.json)")
     for s in p.steps:
         out.append("")
         out.extend(_step_lines(p, s.name))

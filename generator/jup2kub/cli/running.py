@@ -177,6 +177,8 @@ def _report_failure(result: api.RunResult, notebook: Path, timeout: str | None) 
         click.echo(f"error: step {st.name!r} failed {where}: {err.ename}: {err.evalue}", err=True)
         for line in err.traceback:
             click.echo(f"  {line}", err=True)
+    if result.unrecovered is not None:
+        click.echo(f"error: the run could not go on from this: {result.unrecovered}", err=True)
     blocked = [s.name for s in result.steps.values() if s.state == api.BLOCKED]
     why = "the run timed out" if result.timed_out else "upstream failed"
     if blocked:

@@ -10,7 +10,7 @@ value another step reads must pass the older value on, so it reads it too.
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from jup2kub.model.analysis.calls import call_effects, changed_by
 from jup2kub.model.analysis.effects import DRAW, SEED, AliasClasses, random_effect
 from jup2kub.model.analysis.modules import module_file_of, module_reads
 from jup2kub.model.kale import SplitWarning
+from jup2kub.model.learned import InPlaceChange
 from jup2kub.model.mapping import plan_maps
 from jup2kub.model.names import check_pipeline_name, dns_label, pipeline_name_for
 from jup2kub.model.notebook import Notebook
@@ -69,7 +70,7 @@ class _Builder:
         self.order: dict[str, int] = {}
 
     # ---------------------------------------------------------------- resolution
-    def build(self, assess: bool) -> Pipeline:
+    def build(self, assess: bool, learned: Sequence[InPlaceChange]) -> Pipeline:
         self._resolve()
         steps = [self.steps[s.name] for s in self.split.steps]
         self._file_dependencies(steps)
@@ -102,6 +103,7 @@ class _Builder:
             parameter_expressions=self._expressions(python, set(secret_names)),
             maps=maps,
             raising_cells=raising_cells(self.nb),
+            learned=list(learned),
         )
 
     def _assess(
@@ -604,12 +606,14 @@ def build_pipeline(
     name: str | None = None,
     *,
     assess: bool = True,
+    learned: Sequence[InPlaceChange] = (),
 ) -> Pipeline:
     """Resolve data flow across the steps of ``split``; raise on bad ``prev:`` or cycles. Then,
     with ``assess``, plan its map cells and decide each step's cacheability (without: the
     per-cell pipeline automatic grouping starts from, and a composition's, whose steps are
     neither mapped nor cached).
 
-    ``name`` is the pipeline's name (default: from the notebook's file name)."""
+    ``name`` is the pipeline's name (default: from the notebook's file name); ``learned``: the
+    in-place changes runs saw that ``cells`` include (recorded in the pipeline)."""
     name = check_pipeline_name(name) if name is not None else pipeline_name_for(nb.path)
-    return _Builder(nb, split, {c.index: c for c in cells}, name).build(assess)
+    return _Builder(nb, split, {c.index: c for c in cells}, name).build(assess, learned)

@@ -27,6 +27,7 @@ from jup2kub.model.compose import (
 from jup2kub.model.dataflow import build_pipeline
 from jup2kub.model.external import order_effects
 from jup2kub.model.grouping import group_cells
+from jup2kub.model.learned import NOTHING_LEARNED, InPlaceChange, Learned, cell_sha256
 from jup2kub.model.mapping import isolate_maps
 from jup2kub.model.notebook import Notebook, load_notebook
 from jup2kub.model.pipeline import Pipeline
@@ -46,30 +47,33 @@ def load(
     split: str = "auto",
     name: str | None = None,
     steps: StepCatalog | None = None,
+    learned: Learned = NOTHING_LEARNED,
 ) -> tuple[Notebook, Pipeline]:
     """The notebook at ``path`` (for a composition: the notebook made from it) and its pipeline,
     named ``name`` (default: from the file name). ``steps``: the catalog a composition's
-    catalogued steps and wire types come from (None: there is none)."""
+    catalogued steps and wire types come from (None: there is none). ``learned``: what earlier
+    runs saw the cells do that the analysis cannot (``model.learned``)."""
 
     def source(at: Path, source_split: str, source_name: str | None) -> tuple[Notebook, Pipeline]:
-        return load(at, source_split, source_name, steps)
+        return load(at, source_split, source_name, steps, learned)
 
     if is_composition(path):
-        return _composed(*load_composition(path, source, steps, name))
+        return _composed(*load_composition(path, source, steps, name), learned)
     nb = load_notebook(path)
     references = kale_references(nb)
     if references is not None:  # Kale 2.3: a notebook of notebook:NAME cells
-        return _composed(*load_kale_composition(nb, references, source, steps, name))
-    return nb, _notebook_pipeline(nb, split, name)
+        return _composed(*load_kale_composition(nb, references, source, steps, name), learned)
+    return nb, _notebook_pipeline(nb, split, name, learned)
 
 
-def _notebook_pipeline(nb: Notebook, split: str, name: str | None) -> Pipeline:
+def _notebook_pipeline(nb: Notebook, split: str, name: str | None, learned: Learned) -> Pipeline:
     parts = isolate_maps(nb, _split(nb, split))  # a map cell is a step of its own
-    analyses = _analyses(nb, parts)
+    analyses = _analyses(nb, parts, learned)
     if parts.automatic and parts.mode == "cells":  # no explicit steps: group the cells
         per_cell = build_pipeline(nb, parts, analyses, name, assess=False)
         parts = isolate_maps(nb, group_cells(parts, per_cell))
-    return order_effects(build_pipeline(nb, parts, analyses, name), analyses)
+    pipeline = build_pipeline(nb, parts, analyses, name, learned=_applied(nb, parts, learned))
+    return order_effects(pipeline, analyses)
 
 
 def _split(nb: Notebook, mode: str) -> Split:
@@ -81,17 +85,40 @@ def _split(nb: Notebook, mode: str) -> Split:
         raise
 
 
-def _analyses(nb: Notebook, parts: Split) -> list[CellAnalysis]:
+def _analyses(nb: Notebook, parts: Split, learned: Learned) -> list[CellAnalysis]:
     """The code cells' analyses, in order: a ``%run`` finds the scripts earlier cells wrote;
-    a cell tagged ``raises-exception`` may stop anywhere."""
+    a cell tagged ``raises-exception`` may stop anywhere; a cell runs saw change a value in
+    place changes it (``learned``)."""
     out: list[CellAnalysis] = []
     scripts: dict[str, str | None] = {}
     raising = raising_cells(nb)
     for i in sorted(code_cells(parts)):
         analysis = analyze_cell(nb.path, i, nb.cells[i].source, scripts)
         scripts = written_scripts(scripts, analysis)
+        analysis = _changes_in_place(analysis, learned.variables(nb.cells[i].source))
         out.append(_may_stop(analysis) if i in raising else analysis)
     return out
+
+
+def _changes_in_place(analysis: CellAnalysis, variables: list[str]) -> CellAnalysis:
+    """The cell as if its last statement changed ``variables`` in place (what a run saw)."""
+    if not variables or not analysis.statements:
+        return analysis
+    last = analysis.statements[-1]
+    events = [*last.events, *(Event("mutate", v, last.line) for v in variables)]
+    return dataclasses.replace(
+        analysis, statements=[*analysis.statements[:-1], dataclasses.replace(last, events=events)]
+    )
+
+
+def _applied(nb: Notebook, parts: Split, learned: Learned) -> list[InPlaceChange]:
+    """The learned changes of this notebook's code cells, at the cells' current positions."""
+    cells = {cell_sha256(nb.cells[i].source): i for i in sorted(code_cells(parts), reverse=True)}
+    return [
+        dataclasses.replace(c, cell=cells[c.cell_sha256], notebook=Path(nb.path).name)
+        for c in learned.changes
+        if c.cell_sha256 in cells
+    ]
 
 
 def _may_stop(analysis: CellAnalysis) -> CellAnalysis:
@@ -107,11 +134,15 @@ def _may_stop(analysis: CellAnalysis) -> CellAnalysis:
     return dataclasses.replace(analysis, statements=statements)
 
 
-def _composed(nb: Notebook, name: str, verify: Verify) -> tuple[Notebook, Pipeline]:
+def _composed(
+    nb: Notebook, name: str, verify: Verify, learned: Learned
+) -> tuple[Notebook, Pipeline]:
     """A composition's notebook, cut at its steps' markers; its steps are neither mapped nor
     cached (``assess=False``)."""
     parts = split_notebook(nb, "markers")
-    analyses = _analyses(nb, parts)
-    pipeline = order_effects(build_pipeline(nb, parts, analyses, name, assess=False), analyses)
+    analyses = _analyses(nb, parts, learned)
+    applied = _applied(nb, parts, learned)
+    pipeline = build_pipeline(nb, parts, analyses, name, assess=False, learned=applied)
+    pipeline = order_effects(pipeline, analyses)
     verify(pipeline)
     return nb, pipeline

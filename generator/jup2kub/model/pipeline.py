@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jup2kub.model.kale import PodSettings, SplitWarning
+from jup2kub.model.learned import InPlaceChange
 from jup2kub.model.secrets import SecretParameter
 from jup2kub_runtime.contract.mapspec import MapSpec
 from jup2kub_runtime.execution.randomness import RANDOM_STATE
@@ -148,6 +149,9 @@ class Pipeline:
     #: cells tagged ``raises-exception`` (papermill's, nbclient's): an error there is recorded in
     #: the cell's outputs and its step goes on (set by the loader)
     raising_cells: list[int] = field(default_factory=list)
+    #: what runs saw its cells change in place that the analysis did not (``model.learned``):
+    #: planned for as if the analysis had seen it
+    learned: list[InPlaceChange] = field(default_factory=list)
 
     def step_maps(self, step: Step) -> list[MapSpec]:
         return [self.maps[i] for i in step.cells if i in self.maps]
@@ -201,6 +205,7 @@ class Pipeline:
                 }
                 for s in self.steps
             ],
+            **({"learned": [c.to_json() for c in self.learned]} if self.learned else {}),
             # non-literal defaults as written (their "parameters" value is null)
             **(
                 {"parameter_expressions": dict(self.parameter_expressions)}

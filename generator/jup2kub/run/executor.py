@@ -16,7 +16,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from jup2kub.errors import InputError, RunInterrupted, RunStorageError, Terminated, UsageError
 from jup2kub.files import atomic_write_text
 from jup2kub.model.notebook import Notebook
-from jup2kub.model.pipeline import Pipeline
+from jup2kub.model.pipeline import Pipeline, Step
 from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.notebook_nodes import notebook_text
 from jup2kub.run.results import mark_reused, results_notebook
@@ -76,6 +76,11 @@ class RunResult:
     output: Path | None = None
     #: the run's time limit (``--timeout``) ended it: its running steps were killed
     timed_out: float | None = None
+    #: the changes in place the guard caught and the run recovered from (``run.recovery``),
+    #: as summary.json records them
+    recovered: list[dict[str, Any]] = field(default_factory=list)
+    #: why the run did not recover from a change the guard caught (None: nothing to say)
+    unrecovered: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -162,15 +167,20 @@ class Executor(Protocol):
         """Release what ``execute`` started; called once the results are written."""
 
 
-def failed_at(run: Run) -> int | None:
-    """The first cell of the run that failed, in notebook order (None: none failed): nbclient
-    stops there, so no step starting past it may start (steps before it still run)."""
-    cells = [
-        st.error.cell if st.error is not None and st.error.cell is not None else min(s.cells)
-        for s in run.pipeline.steps
-        if (st := run.steps[s.name]).state == FAILED and s.cells
+def failed_at(pipeline: Pipeline, steps: Mapping[str, StepRun]) -> StepRun | None:
+    """The failed step whose failing cell comes first in notebook order (None: none failed):
+    nbclient stops there, so no step starting past it may start (steps before it still run)."""
+    failed = [
+        (failing_cell(st, s), st)
+        for s in pipeline.steps
+        if (st := steps[s.name]).state == FAILED and s.cells
     ]
-    return min(cells, default=None)
+    return min(failed, key=lambda f: f[0], default=(None, None))[1]
+
+
+def failing_cell(st: StepRun, step: Step) -> int:
+    """The cell a failed step failed in (its first when the error names none)."""
+    return st.error.cell if st.error is not None and st.error.cell is not None else min(step.cells)
 
 
 def new_run_id() -> str:
@@ -189,9 +199,11 @@ def run_pipeline(
     resume: str | None = None,
     on_change: OnChange | None = None,
     cache: StepReuse | None = None,
+    recovered: Sequence[Mapping[str, Any]] = (),
 ) -> RunResult:
     """Run ``pipeline`` with ``executor``; with ``resume``, again in run ``resume``, reusing
-    what it completed (with ``cache``: only the steps whose key is unchanged)."""
+    what it completed (with ``cache``: only the steps whose key is unchanged). ``recovered``:
+    the re-plans that led to this run (``run.recovery``), for its summary."""
     if resume is not None and not executor.resumable:
         raise UsageError(
             f"--resume works with the embedded mode only, not {executor.mode}",
@@ -235,7 +247,7 @@ def run_pipeline(
             notebook=pipeline.notebook,
             resumable=executor.resumable,
         ) from None
-    return _finish(nb, run, executor.mode)
+    return _finish(nb, run, executor.mode, recovered)
 
 
 def _resumed_parameters(
@@ -288,7 +300,7 @@ def _start(
     return Run(run_id, pipeline, plan, store, workdir, parameters, bundles, logs, steps)
 
 
-def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
+def _finish(nb: Notebook, run: Run, mode: str, recovered: Sequence[Mapping[str, Any]]) -> RunResult:
     """Write the results notebook and the summary (atomically) and return the result."""
     steps, store, run_id = run.steps, run.store, run.run_id
     status = "succeeded" if all(s.state == DONE for s in steps.values()) else "failed"
@@ -310,6 +322,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
             "parameters": dict(run.parameters),
             "result_notebook": str(notebook_path),
             "steps": {name: _step_summary(store, run_id, st) for name, st in steps.items()},
+            **({"recovered": [dict(r) for r in recovered]} if recovered else {}),
         }
         if run.cache is not None:
             for name, doc in summary["steps"].items():
@@ -328,6 +341,7 @@ def _finish(nb: Notebook, run: Run, mode: str) -> RunResult:
             summary_path,
             dict(run.parameters),
             timed_out=run.timed_out,
+            recovered=[dict(r) for r in recovered],
         )
     except OSError as exc:
         failed = "; ".join(

@@ -41,6 +41,7 @@ from jup2kub.run.executor import (
     Run,
     explain,
     failed_at,
+    failing_cell,
     killed_in_cell,
 )
 from jup2kub_runtime import FORK_SERVER_MODULE, STEP_RUN_MODULE
@@ -208,7 +209,8 @@ class _Schedule:
 
     def _start_ready_steps(self) -> None:
         steps = self.run.steps
-        stop = failed_at(self.run)
+        first = failed_at(self.run.pipeline, steps)
+        stop = None if first is None else failing_cell(first, self.run.pipeline.step(first.name))
         for name in self.run.plan.order:
             st = steps[name]
             if st.state != WAITING:

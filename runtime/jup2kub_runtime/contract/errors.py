@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: the ``phase`` of an ErrorRecord a guard of the analysis' assumptions wrote
+#: (``execution.guards``), and its ``ename``s: an input changed in place, a generator drawn from
+GUARD_PHASE = "guard"
+INPUT_CHANGED = "InputChangedError"
+RANDOM_DRAWN = "RandomDrawError"
+
 
 @dataclass(frozen=True)
 class ErrorRecord:

@@ -33,17 +33,13 @@ else:
     from cloudpickle import Pickler as CloudPickler
 
 from ..contract.config import GuardSettings
-from ..contract.errors import ErrorRecord
+from ..contract.errors import GUARD_PHASE, INPUT_CHANGED, RANDOM_DRAWN, ErrorRecord
 from ..contract.spec import StepSpec
 from . import randomness
 
 #: inputs stored at most this large are fingerprinted after every cell (else only at the end):
 #: at most ~10 ms per cell even for object-heavy values
 PER_CELL_MAX_BYTES = 256 << 10
-#: the ``phase`` of a guard's ErrorRecord
-PHASE = "guard"
-INPUT_CHANGED = "InputChangedError"
-RANDOM_DRAWN = "RandomDrawError"
 
 
 class GuardError(Exception):
@@ -210,7 +206,7 @@ class StepGuards:
                 ename, message = RANDOM_DRAWN, generator_drawn_message(self.spec.step, w.name, cell)
             else:
                 ename, message = INPUT_CHANGED, input_changed_message(self.spec.step, w.name, cell)
-            self._report(ErrorRecord(cell, ename, message, phase=PHASE, variable=w.name))
+            self._report(ErrorRecord(cell, ename, message, phase=GUARD_PHASE, variable=w.name))
 
     def _check_random(self, cell: int) -> None:
         if self._random is None:
@@ -220,7 +216,7 @@ class StepGuards:
         self._random = now
         if drawn:
             message = random_drawn_message(self.spec.step, cell, drawn[0])
-            self._report(ErrorRecord(cell, RANDOM_DRAWN, message, phase=PHASE))
+            self._report(ErrorRecord(cell, RANDOM_DRAWN, message, phase=GUARD_PHASE))
 
     def _report(self, record: ErrorRecord) -> None:
         if self.settings.mode == "fail":
@@ -259,7 +255,9 @@ def input_changed_message(step: str, name: str, cell: int | None) -> str:
         f"step {step!r} changed {name!r} in place{where}, but the analysis did not see it, so "
         f"later steps would get the unchanged value: likely a function or method that modifies "
         f"its argument. Assign the result instead ({name} = f({name})), or keep the cells that "
-        f"modify and read it in one step"
+        f"modify and read it in one step; or run the notebook once with `jup2kub run` (it "
+        f"re-plans around this and records it in .jup2kub/learned.json) and build the chart "
+        f"again from that directory"
     )
 
 
