@@ -19,22 +19,14 @@ from nbclient import NotebookClient
 from jup2kub.errors import InputError
 from jup2kub.model.learned import InPlaceChange, Learned, read_learned, record_learned
 from jup2kub.model.load import load
+from tests.support import hidden_change
 from tests.support.cli_runner import jup2kub
 from tests.support.nb_outputs import text_outputs
 
 MakeNb = Any
 NO_TIMING = re.compile(r"(?!x)x")
 
-#: ``clean`` changes ``df`` through a function taken from a list: the analysis does not see
-#: it. ``peek`` comes before it (the unchanged frame), ``stats`` and ``report`` after it.
-HIDDEN = [
-    "#| step: load\nimport pandas as pd\ndf = pd.DataFrame({'x': [1, 2, 3]})\n"
-    "def add_total(frame):\n    frame['total'] = frame['x'].sum()",
-    "#| step: peek\nprint('before', list(df.columns))",
-    "#| step: clean\nfixes = [add_total]\nfor f in fixes:\n    f(df)",
-    "#| step: stats\nprint('width', df.shape[1])",
-    "#| step: report\nprint(list(df.columns), int(df['total'].iloc[0]))",
-]
+HIDDEN = hidden_change.CELLS
 
 
 def _nbclient(path: Path, cwd: Path) -> Any:
@@ -158,7 +150,7 @@ def test_going_on_is_refused_where_it_would_repeat_an_effect(
     assert again.returncode == 0, again.stdout + again.stderr
     run_dir = tmp_path / "w" / "runs" / _run_id(again.stdout)
     result = nbformat.read(run_dir / "result.ipynb", as_version=4)
-    assert text_outputs(result, NO_TIMING)[4] == [("stdout", "['x', 'total'] 6")]
+    assert text_outputs(result, NO_TIMING)[4] == [("stdout", hidden_change.REPORT)]
 
 
 def test_an_earlier_failure_is_the_notebooks_own(tmp_path: Path, make_notebook: MakeNb) -> None:

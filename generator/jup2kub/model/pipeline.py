@@ -200,6 +200,8 @@ class Pipeline:
                     "outputs": sorted(s.outputs),
                     "after": list(s.after),
                     **({"grouping": list(s.grouping)} if s.grouping else {}),
+                    # why it runs after every earlier step (``model.external``)
+                    **({"effects": list(s.effects)} if s.effects else {}),
                     **({"cache": self.cache[s.name].to_json()} if s.name in self.cache else {}),
                     **({"map": map_summary(self.step_maps(s)[0])} if self.step_maps(s) else {}),
                 }
