@@ -1,8 +1,10 @@
 """What runs taught the model that its analysis could not see: cells that change a value in
 place through code it does not follow (a function kept in a dict, an object holding its
-constructor's argument, a third-party call). The runtime's guard catches such a change when a
-step runs; ``jup2kub run`` re-plans with it and records it here, so that every later plan of the
-notebook (``inspect``, ``build``'s chart, ``submit``, the next run) agrees with what ran.
+constructor's argument, a third-party call), or draw from the global random generators through
+such code (the value is then the random state, ``RANDOM_STATE``). The runtime's guard catches
+it when a step runs; ``jup2kub run`` re-plans with it and records it here, so that every later
+plan of the notebook (``inspect``, ``build``'s chart, ``submit``, the next run) agrees with
+what ran.
 
 A change is keyed by the SHA-256 of its cell's source as written, not by the cell's position: an
 edit of that cell forgets it (the guard would catch it again), inserting cells above does not,
@@ -22,6 +24,7 @@ from typing import Any
 
 from jup2kub.errors import InputError
 from jup2kub.files import atomic_write_text
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 #: where ``run`` records what it learned, and every command reads it (relative to the cwd)
 LEARNED_FILE = Path(".jup2kub") / "learned.json"
@@ -49,10 +52,17 @@ class InPlaceChange:
     def key(self) -> tuple[str, str]:
         return self.cell_sha256, self.variable
 
+    @property
+    def action(self) -> str:
+        """What the cell does, for people."""
+        if self.variable == RANDOM_STATE:
+            return "draws from the global random generators"
+        return f"changes {self.variable!r} in place"
+
     def __str__(self) -> str:
         return (
-            f"cell {self.cell} of {self.notebook} changes {self.variable!r} in place (seen by "
-            f"the guard of step {self.step!r} in run {self.run_id})"
+            f"cell {self.cell} of {self.notebook} {self.action} (seen by the guard of step "
+            f"{self.step!r} in run {self.run_id})"
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from jup2kub.model.learned import (
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline, Step
 from jup2kub.run.executor import DONE, FAILED, RunResult, failed_at
-from jup2kub_runtime.contract.errors import GUARD_PHASE, INPUT_CHANGED
+from jup2kub_runtime.contract.errors import GUARD_PHASE, INPUT_CHANGED, RANDOM_DRAWN
+from jup2kub_runtime.execution.randomness import RANDOM_STATE
 
 #: re-plans of one run at most (each must learn something new, so this is only a backstop)
 MAX_REPLANS = 8
@@ -59,11 +60,11 @@ def caught(result: RunResult, nb: Notebook, pipeline: Pipeline) -> list[Caught]:
             continue
         step = pipeline.step(st.name)
         err = st.error
-        assert err is not None and err.variable is not None  # _is_change
+        assert err is not None  # _is_change
         cell = err.cell if err.cell is not None else max(step.cells)
         change = InPlaceChange(
             cell_sha256(nb.cells[cell].source),
-            err.variable,
+            err.variable or RANDOM_STATE,  # a draw from the global generators has none
             cell,
             Path(nb.path).name,
             st.name,
@@ -75,12 +76,11 @@ def caught(result: RunResult, nb: Notebook, pipeline: Pipeline) -> list[Caught]:
 
 
 def _is_change(error: Any) -> bool:
-    return (
-        error is not None
-        and error.ename == INPUT_CHANGED
-        and error.phase == GUARD_PHASE
-        and bool(error.variable)
-    )
+    """An input changed in place, a generator it holds drawn from, or the global generators
+    drawn from: each is a value the step changes that the plan took for read-only."""
+    if error is None or error.phase != GUARD_PHASE:
+        return False
+    return error.ename == RANDOM_DRAWN or (error.ename == INPUT_CHANGED and bool(error.variable))
 
 
 # ---- whether going on gives the notebook's result --------------------------------------------
@@ -125,8 +125,11 @@ def unresolved(found: Iterable[Caught], new: Pipeline) -> list[str]:
     missing = []
     for c in found:
         step = _step_of(new, c.change.cell)
-        if step is not None and c.change.variable in step.readonly_inputs:
-            missing.append(f"{c.change.variable!r} an output of step {step.name!r}")
+        if step is None:
+            continue
+        var = c.change.variable
+        if var in step.readonly_inputs or (var == RANDOM_STATE and step.random_guard):
+            missing.append(f"{_value(var)} an output of step {step.name!r}")
     return missing
 
 
@@ -148,7 +151,7 @@ def record(c: Caught, new: Pipeline, failed_run: str, learned_in: str) -> dict[s
         "variable": change.variable,
         "cell": change.cell,
         "cell_known": c.cell_known,
-        "fix": f"{change.variable!r} made an output of step {holder!r}",
+        "fix": f"{_value(change.variable)} made an output of step {holder!r}",
         "now_read_by": readers,
         "failed_run": failed_run,
         "learned": learned_in,
@@ -162,11 +165,16 @@ def warning(c: Caught, doc: dict[str, Any], how: str) -> str:
     readers = doc["now_read_by"]
     steps = "step" if len(readers) == 1 else "steps"
     read = f", read from there by {steps} {', '.join(map(repr, readers))}" if readers else ""
+    did = change.action.replace("changes", "changed").replace("draws", "drew")
     return (
-        f"step {change.step!r} changed {change.variable!r} in place {where}, which the analysis "
-        f"did not see (the guard did): re-planned with {doc['fix']}{read}, and {how}; recorded "
-        f"in {doc['learned']} for inspect, build and later runs"
+        f"step {change.step!r} {did} {where}, which the analysis did not see (the guard did): "
+        f"re-planned with {doc['fix']}{read}, and {how}; recorded in {doc['learned']} for "
+        f"inspect, build and later runs"
     )
+
+
+def _value(variable: str) -> str:
+    return "the global random state" if variable == RANDOM_STATE else repr(variable)
 
 
 # ---- one re-plan -----------------------------------------------------------------------------
