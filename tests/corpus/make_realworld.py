@@ -1077,6 +1077,74 @@ LEDGER = notebook(
     ]
 )
 
+GALLERY = notebook(
+    [
+        (
+            "md",
+            "# Station report\nNine standard figures of one station's year, saved as PNG files "
+            "for the report.",
+        ),
+        ("code", "station = 'north'\ndays = 365", ["parameters"]),
+        ("md", "## Data"),
+        (
+            "code",
+            "import numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\n\n"
+            "rng = np.random.default_rng(4)\nt = np.arange(days)\n"
+            "weather = pd.DataFrame({\n"
+            "    'temp': 10 + 8 * np.sin(2 * np.pi * t / 365) + rng.normal(0, 2, days),\n"
+            "    'rain': rng.gamma(0.6, 3.0, days),\n"
+            "    'wind': rng.weibull(2.0, days) * 5,\n"
+            "}, index=pd.date_range('2024-01-01', periods=days))\n"
+            "weather.describe().round(2)",
+        ),
+        ("md", "## Temperature"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nax.plot(weather.index, weather['temp'], lw=0.8)\nax.set_ylabel('°C')\nax.set_title(f'{station}: temperature')\nfig.savefig('temperature.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Monthly temperature"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nweather['temp'].resample('MS').mean().plot(ax=ax, marker='o')\nax.set_title(f'{station}: monthly temperature')\nfig.savefig('temperature_monthly.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Rain"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nax.bar(weather.index, weather['rain'], width=1.0)\nax.set_ylabel('mm')\nax.set_title(f'{station}: rain')\nfig.savefig('rain.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Rain histogram"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nax.hist(weather['rain'], bins=30)\nax.set_xlabel('mm per day')\nax.set_title(f'{station}: rain histogram')\nfig.savefig('rain_hist.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Cumulative rain"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nweather['rain'].cumsum().plot(ax=ax)\nax.set_title(f'{station}: cumulative rain')\nfig.savefig('rain_cumulative.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Wind"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nax.plot(weather.index, weather['wind'].rolling(7).mean())\nax.set_ylabel('m/s, 7-day mean')\nax.set_title(f'{station}: wind')\nfig.savefig('wind.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Wind roses by season"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nseasons = weather.groupby(weather.index.quarter)['wind'].mean()\nax.bar(seasons.index, seasons.values)\nax.set_title(f'{station}: wind roses by season')\nfig.savefig('wind_seasons.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Temperature against wind"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nax.scatter(weather['wind'], weather['temp'], s=4)\nax.set_title(f'{station}: temperature against wind')\nfig.savefig('temp_wind.png', dpi=50)\nplt.close(fig)",
+        ),
+        ("md", "## Box plots"),
+        (
+            "code",
+            "fig, ax = plt.subplots(figsize=(5, 3))\nweather[['temp', 'rain', 'wind']].plot.box(ax=ax)\nax.set_title(f'{station}: box plots')\nfig.savefig('boxes.png', dpi=50)\nplt.close(fig)",
+        ),
+    ]
+)
+
 NOTEBOOKS = {
     "retail_aliasing_markers": RETAIL,
     "sensor_figure_headings": SENSORS,
@@ -1099,6 +1167,7 @@ NOTEBOOKS = {
     "chapter_memmap_error_cells": CHAPTER,
     "guard_publish_markers": GUARD,
     "ledger_dispatch_markers": LEDGER,
+    "station_figures_headings": GALLERY,
 }
 
 
