@@ -219,7 +219,9 @@ class _Builder:
         one object as the notebook does: from the latest of their definers, which then passes
         the others on."""
         for group in aliased:
-            members = [n for n in sorted(group) if n in step.inputs]
+            members = sorted(group.intersection(step.inputs))
+            if len(members) < 2:
+                continue
             sources = {step.inputs[n] for n in members}
             if len(sources) < 2:
                 continue
