@@ -41,17 +41,25 @@ def make_notebook(cells: int) -> nbformat.NotebookNode:
     return nb
 
 
+#: times one command and reports its peak RSS: run in a fresh wrapper process, whose only child
+#: is the command, so that ``RUSAGE_CHILDREN`` is that command's alone
+_WRAPPER = (
+    "import resource, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, "
+    "check=True)\n"
+    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
 def measure(path: Path) -> tuple[float, float]:
-    """(seconds, peak MiB) of one ``jup2kub inspect --json`` in a fresh interpreter."""
-    code = (
-        "import time, resource, sys\n"
-        "t = time.perf_counter()\n"
-        "from jup2kub.api import inspect_notebook\n"
-        f"p = inspect_notebook({str(path)!r}, 'cells')\n"
-        "doc = p.to_json(); p.levels()\n"
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    """(seconds, peak MiB) of one ``jup2kub inspect --json`` as users run it: the command line
+    in a fresh interpreter (its start-up included; the command line, unlike a library import,
+    leaves out jsonschema's format checkers, ``jup2kub.startup``)."""
+    cmd = [sys.executable, "-m", "jup2kub.cli", "inspect", str(path), "--split", "cells", "--json"]
+    out = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True, check=True
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds, rss_kib = out.stdout.split()
     return float(seconds), int(rss_kib) / 1024
 
