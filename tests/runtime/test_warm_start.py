@@ -52,6 +52,26 @@ def test_modules_needed_reads_parameters_replay_and_cells() -> None:
     assert preimport.modules_needed([spec]) == ["math", "json", "csv"]
 
 
+def test_a_submodule_taken_by_a_from_import_is_imported_ahead() -> None:
+    """``from scipy import stats`` costs the import of ``scipy.stats``, not of ``scipy``: the
+    submodule is a module to import ahead, a function or class taken from a module is not."""
+    source = (
+        "from email import mime, message_from_string\nfrom json import decoder\n"
+        "from collections import OrderedDict\nfrom os import path\nfrom json import *\n"
+    )
+    spec = StepSpec(pipeline="p", step="s", cells=[Cell(0, source)])
+    assert preimport.modules_needed([spec]) == [
+        "email",
+        "json",
+        "collections",
+        "os",
+        "email.mime",
+        "json.decoder",
+    ]
+    assert preimport.is_submodule("json.decoder") and not preimport.is_submodule("json")
+    assert not preimport.is_submodule("j2k_no_such_package.sub")
+
+
 def test_only_modules_outside_the_notebooks_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

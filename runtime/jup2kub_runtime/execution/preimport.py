@@ -48,30 +48,72 @@ def skipped() -> set[str]:
     return {m for m in os.environ.get(SKIP_ENV, "").split(",") if m}
 
 
-def imports_in(source: str) -> list[str]:
-    """The absolute modules ``source`` imports outside function and class bodies."""
+def _top_level_imports(source: str) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements of ``source`` outside function and class bodies."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):  # a magic or a syntax error: the cell reports it
         return []
-    found: list[str] = []
+    found: list[ast.Import | ast.ImportFrom] = []
     todo: list[ast.AST] = list(tree.body)
     while todo:
         node = todo.pop(0)
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
             continue
-        if isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level == 0 and node.module:
-                found.append(node.module)
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
         elif isinstance(node, ast.stmt):
             todo[:0] = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)]
     return found
 
 
+def imports_in(source: str) -> list[str]:
+    """The absolute modules ``source`` imports outside function and class bodies."""
+    found: list[str] = []
+    for node in _top_level_imports(source):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif node.level == 0 and node.module:
+            found.append(node.module)
+    return found
+
+
+def from_imported(source: str) -> list[str]:
+    """``X.a`` for each absolute ``from X import a`` outside function and class bodies: the
+    import of a submodule when ``a`` is one (``from scipy import stats`` imports
+    ``scipy.stats``, most of the cost; ``scipy`` alone is cheap)."""
+    return [
+        f"{node.module}.{alias.name}"
+        for node in _top_level_imports(source)
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+        for alias in node.names
+        if alias.name != "*"
+    ]
+
+
+def is_submodule(name: str) -> bool:
+    """Whether dotted ``name`` is a module file or package on disk below its installed top-level
+    package, found without importing anything (the import itself is left to ``warm``)."""
+    top, *rest = name.split(".")
+    if not rest:
+        return False
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        here = Path(location).joinpath(*rest[:-1])
+        leaf = rest[-1]
+        if (here / leaf / "__init__.py").is_file() or (here / f"{leaf}.py").is_file():
+            return True
+        if any(here.glob(f"{leaf}.*.so")):
+            return True
+    return False
+
+
 def modules_needed(specs: Iterable[StepSpec]) -> list[str]:
-    """What the steps import at top level (parameters, replayed definitions, cells), in order."""
+    """What the steps import at top level (parameters, replayed definitions, cells), in order;
+    each source's submodules taken by ``from X import a`` after its other imports."""
     seen: dict[str, None] = {}
     for spec in specs:
         sources = [spec.parameters_source, *(r.source for r in spec.replay)]
@@ -79,6 +121,9 @@ def modules_needed(specs: Iterable[StepSpec]) -> list[str]:
         for source in sources:
             for name in imports_in(source):
                 seen.setdefault(name)
+            for name in from_imported(source):
+                if name not in seen and is_submodule(name):
+                    seen.setdefault(name)
     return list(seen)
 
 
