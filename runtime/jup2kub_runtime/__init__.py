@@ -1,8 +1,8 @@
 """Jup2Kub step runtime: runs one pipeline step inside its container.
 
 This package is shipped in every step image and must never import ``jup2kub`` (the generator);
-it depends only on kafka-python, flask, cloudpickle and prometheus_client. Its packages, each importing only those
-below it (the import-linter contract in pyproject.toml):
+it depends only on kafka-python, flask, cloudpickle and prometheus_client. Its packages, each
+importing only those below it (the import-linter contract in pyproject.toml):
 
 - ``serving``   the Kafka side (``python -m jup2kub_runtime``): ``loop`` (consume-execute-
                 produce), ``transport`` (kafka-python), ``offsets`` + ``outcomes`` (what is

@@ -102,8 +102,10 @@ def test_metrics_count_time_and_measure_lag_on_a_real_broker(
         text = wait_for(proc, lambda t: count(t, "failed") == len(BAD))
         text = wait_for(
             proc,
-            lambda t: value(t, "j2k_consumer_lag", **labels) == 0
-            and value(t, "j2k_consumer_lag_seconds", **labels) == 0,
+            lambda t: (
+                value(t, "j2k_consumer_lag", **labels) == 0
+                and value(t, "j2k_consumer_lag_seconds", **labels) == 0
+            ),
             timeout=30,
         )
         assert count(text, "succeeded") == len(GOOD)
@@ -154,13 +156,19 @@ def test_each_process_has_its_own_registry() -> None:
     one, two = StepMetrics("p", "a"), StepMetrics("p", "b")
     one.count(ExecutionOutcome.SUCCEEDED)
     one.lag(3, None)  # the age unknown this time: the gauge keeps its last value
-    assert one.registry.get_sample_value(
-        EXECUTIONS, {"pipeline": "p", "step": "a", "outcome": "succeeded"}
-    ) == 1
+    assert (
+        one.registry.get_sample_value(
+            EXECUTIONS, {"pipeline": "p", "step": "a", "outcome": "succeeded"}
+        )
+        == 1
+    )
     assert one.registry.get_sample_value("j2k_consumer_lag", {"pipeline": "p", "step": "a"}) == 3
-    assert two.registry.get_sample_value(
-        EXECUTIONS, {"pipeline": "p", "step": "b", "outcome": "succeeded"}
-    ) == 0
+    assert (
+        two.registry.get_sample_value(
+            EXECUTIONS, {"pipeline": "p", "step": "b", "outcome": "succeeded"}
+        )
+        == 0
+    )
     assert REGISTRY.get_sample_value("j2k_ready", {"pipeline": "p", "step": "a"}) is None
 
 

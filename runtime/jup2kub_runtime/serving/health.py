@@ -6,7 +6,9 @@ a worker thread) never makes the pod look dead: the loop keeps beating while it 
 Flask and werkzeug are imported when the first request arrives, not at start: they were 40% of
 a step process's imports (0.08-0.12 s of 0.19-0.27 s), all before it could take its first
 message, and on ``jup2kub run --kafka`` nothing may ask at all. The port is bound at start.
-``/metrics`` is prometheus_client's exposition of the process's own registry (``metrics``).
+``/metrics`` is prometheus_client's exposition of the process's own registry (``metrics``);
+the client is imported on a thread of its own at start (~30 ms, mostly its own HTTP server
+modules), while the main thread waits for the broker.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..contract.errors import PermanentError
-from .metrics import StepMetrics
 
 if TYPE_CHECKING:
     from flask import Flask
     from werkzeug.serving import BaseWSGIServer
+
+    from .metrics import StepMetrics
 
 
 class Health:
@@ -56,9 +59,30 @@ class Health:
         self.outputs_provider: Callable[[str, str | None], dict[str, Any] | None] | None = None
         self.step = step
         self._volume_ok = (0.0, False)
-        #: what the loop counts and measures, served at /metrics
-        self.metrics = StepMetrics(pipeline, step)
-        self.metrics.watch(lambda: self.busy_since is not None, self.ready)
+        self._metrics: StepMetrics | None = None
+        self._metrics_made = threading.Event()
+        threading.Thread(
+            target=self._make_metrics, args=(pipeline, step), name="metrics", daemon=True
+        ).start()
+
+    def _make_metrics(self, pipeline: str, step: str) -> None:
+        try:
+            from .metrics import StepMetrics  # deferred: prometheus_client's import, see above
+
+            metrics = StepMetrics(pipeline, step)
+            metrics.watch(lambda: self.busy_since is not None, self.ready)
+            self._metrics = metrics
+        finally:
+            self._metrics_made.set()
+
+    @property
+    def metrics(self) -> StepMetrics:
+        """What the loop counts and measures, served at /metrics (made by the first
+        message, long since: only a very early reader waits)."""
+        self._metrics_made.wait()
+        if self._metrics is None:
+            raise RuntimeError("the metrics could not be made (see the metrics thread's error)")
+        return self._metrics
 
     # ---- writers (loop / worker) -------------------------------------------------------------
     def beat(self) -> None:

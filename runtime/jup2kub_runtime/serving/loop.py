@@ -37,7 +37,6 @@ from ..contract.errors import (
     StepRuntimeError,
     TemporaryError,
 )
-from ..contract.metrics import ExecutionOutcome
 from ..contract.messages import (
     Incoming,
     dead_letter_message,
@@ -45,6 +44,7 @@ from ..contract.messages import (
     status_message,
     step_done_message,
 )
+from ..contract.metrics import ExecutionOutcome
 from ..contract.spec import StepSpec
 from ..contract.states import StepState
 from ..execution import preimport
