@@ -51,14 +51,15 @@ class Family:
 EXECUTIONS = Family(
     "j2k_step_executions_total",
     "counter",
-    "Messages this step handled, by what each came to (a failed execution that is retried "
-    "counts as retried, its final attempt once more).",
+    "What the messages this step consumed came to: one final outcome per message, plus one "
+    "retried per failed execution that is tried again.",
     (*LABELS, "outcome"),
 )
 EXECUTION_SECONDS = Family(
     "j2k_step_execution_seconds",
     "histogram",
-    "Wall time of one execution of the step's cells (succeeded, retried or failed).",
+    "Wall time of one execution of the step (succeeded, a reuse of the step cache included, "
+    "retried or failed).",
 )
 HANDOFF_SECONDS = Family(
     "j2k_handoff_latency_seconds",
