@@ -77,8 +77,8 @@ class Health:
 
     @property
     def metrics(self) -> StepMetrics:
-        """What the loop counts and measures, served at /metrics (made by the first
-        message, long since: only a very early reader waits)."""
+        """What the loop counts and measures, served at /metrics (made long before the
+        first message arrives: only a very early reader waits for it)."""
         self._metrics_made.wait()
         if self._metrics is None:
             raise RuntimeError("the metrics could not be made (see the metrics thread's error)")
