@@ -31,6 +31,7 @@ from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import pipeline_name_for
 from jup2kub.plan import plan_pipeline
 from jup2kub_runtime.contract.config import Config, GuardSettings
+from jup2kub_runtime.contract.metrics import FAMILIES, ExecutionOutcome
 from jup2kub_runtime.contract.spec import Cell
 from jup2kub_runtime.storage.stepcache import cache_enabled
 from tests.support.graphs import plan_of
@@ -1011,6 +1012,19 @@ def test_readme_values_table_covers_the_schema(charts: dict[str, Path]) -> None:
         assert any(".".join(parts[:i]) in keys for i in range(1, len(parts) + 1)), leaf
     for step in ("load", "left", "right", "join"):
         assert f"| `{step}` |" in readme
+
+
+def test_readmes_document_every_metric(charts: dict[str, Path]) -> None:
+    """The metric names are a contract for dashboards: the chart's README lists each family
+    with its type and labels (from the runtime's contract), the project README names it."""
+    chart_readme = (charts["diamond"] / "README.md").read_text()
+    project_readme = (REPO / "README.md").read_text()
+    for family in FAMILIES:
+        labels = ", ".join(f"`{label}`" for label in family.labels)
+        assert f"| `{family.name}` | {family.kind} | {labels} |" in chart_readme, family.name
+        assert f"`{family.name}`" in project_readme, family.name
+    for outcome in ExecutionOutcome:
+        assert f"`{outcome.value}`" in chart_readme and f"`{outcome.value}`" in project_readme
 
 
 def test_notes(charts: dict[str, Path], tmp_path: Path) -> None:

@@ -55,7 +55,13 @@ def test_static_capture_maps_imports_to_installed_versions(target: deps.Target) 
         assert not {"math", "os", "json", "jup2kub"} & set(sd.closure)
     # the closure holds what pandas requires, at the installed versions
     assert load.closure["python-dateutil"] == _version("python-dateutil")
-    assert set(d.runtime) >= {"kafka-python", "flask", "cloudpickle", "werkzeug"}
+    assert set(d.runtime) >= {
+        "kafka-python",
+        "flask",
+        "cloudpickle",
+        "werkzeug",
+        "prometheus-client",
+    }
     assert "numpy" not in d.runtime
     # a pure-Python notebook needs the runtime only
     plain = deps.capture(inspect_notebook(CORPUS / "plain_cells.ipynb"), target)

@@ -1,13 +1,14 @@
 """Jup2Kub step runtime: runs one pipeline step inside its container.
 
 This package is shipped in every step image and must never import ``jup2kub`` (the generator);
-it depends only on kafka-python, flask and cloudpickle. Its packages, each importing only those
-below it (the import-linter contract in pyproject.toml):
+it depends only on kafka-python, flask, cloudpickle and prometheus_client. Its packages, each
+importing only those below it (the import-linter contract in pyproject.toml):
 
 - ``serving``   the Kafka side (``python -m jup2kub_runtime``): ``loop`` (consume-execute-
                 produce), ``transport`` (kafka-python), ``offsets`` + ``outcomes`` (what is
                 committed when), ``map_distribution`` (a map cell's chunks over all replicas),
-                ``health`` (Flask /healthz, /readiness, /metrics, /runs), ``history`` (/runs),
+                ``health`` (Flask /healthz, /readiness, /metrics, /runs), ``metrics``
+                (prometheus_client, a registry per process), ``history`` (/runs),
                 ``log_summary``
 - ``execution`` running a step, Kafka-free (the local ``jup2kub run`` uses only this and below):
                 ``step_run`` (one step's run, ``run_step``, and the single-execution command
@@ -21,7 +22,8 @@ below it (the import-linter contract in pyproject.toml):
                 (``valuefile``), the step cache (``cachekey`` + ``stepcache``)
 - ``contract``  the wire contract the generator imports: ``config`` (the ``J2K_*``
                 environment), ``topics``, ``messages``, ``states`` (``StepState``), ``errors``
-                (``ErrorRecord``), ``spec`` (step.json) + ``mapspec``, ``valid_names``
+                (``ErrorRecord``), ``spec`` (step.json) + ``mapspec``, ``valid_names``,
+                ``metrics`` (the names, types and labels served at /metrics)
 """
 
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ from test_pipelines import check_linear, linear_specs
 from jup2kub_runtime.contract.spec import Cell, StepSpec
 from jup2kub_runtime.contract.topics import edge_topic, runs_topic
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.prometheus import value
 from tests.support.runtime_harness import Pipeline, count_effects, effect_cell, unique
 
 
@@ -156,8 +157,10 @@ def test_raising_code_is_retried_then_dead_lettered(broker: KafkaBroker, tmp_pat
         assert all(starts[r] == 1 for r in good)
         _, metrics = p.proc("only").get("/metrics")
         assert isinstance(metrics, str)
-        assert f'j2k_runs_failed_total{{pipeline="{name}",step="only"}} {len(bad)}' in metrics
-        assert f'j2k_runs_retried_total{{pipeline="{name}",step="only"}} {2 * len(bad)}' in metrics
+        labels = {"pipeline": name, "step": "only"}
+        executions = "j2k_step_executions_total"
+        assert value(metrics, executions, **labels, outcome="failed") == len(bad)
+        assert value(metrics, executions, **labels, outcome="retried") == 2 * len(bad)
     finally:
         p.stop()
 

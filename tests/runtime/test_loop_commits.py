@@ -13,7 +13,7 @@ from jup2kub_runtime.contract.config import Config
 from jup2kub_runtime.contract.spec import Cell, StepSpec
 from jup2kub_runtime.serving.health import Health
 from jup2kub_runtime.serving.loop import MAX_IN_FLIGHT, Job, StepLoop
-from jup2kub_runtime.serving.transport import Transport
+from jup2kub_runtime.serving.transport import Lag, Transport
 from jup2kub_runtime.storage.state_store import StateStore
 
 ENV = {
@@ -145,8 +145,8 @@ class PausingTransport(FakeTransport):
         self.polls.append(self.paused)
         return []
 
-    def lag(self) -> int:
-        return 0
+    def lag(self) -> Lag:
+        return Lag(0, 0.0)
 
 
 def test_partitions_paused_while_acks_back_up_are_resumed_after(tmp_path: Path) -> None:

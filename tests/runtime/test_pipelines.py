@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jup2kub_runtime.contract.spec import Cell, ReplayCell, StepSpec
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.prometheus import value
 from tests.support.runtime_harness import Pipeline, count_effects, effect_cell, unique
 
 RUNS = 200
@@ -87,8 +88,9 @@ def test_linear_200_runs(broker: KafkaBroker, tmp_path: Path) -> None:
         }
         code, metrics = p.proc("mid").get("/metrics")
         assert code == 200 and isinstance(metrics, str)
-        assert 'j2k_runs_succeeded_total{pipeline="' in metrics
-        assert f'step="mid"}} {RUNS}' in metrics
+        executions = "j2k_step_executions_total"
+        assert value(metrics, executions, step="mid", outcome="succeeded") == RUNS
+        assert value(metrics, executions, pipeline=p.name, step="mid", outcome="failed") == 0
     finally:
         p.stop()
 

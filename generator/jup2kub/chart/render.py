@@ -34,6 +34,7 @@ from jup2kub_runtime.contract.config import (
     DEFAULT_PORT,
     DEFAULT_STATE_PATH,
 )
+from jup2kub_runtime.contract.metrics import FAMILIES, ExecutionOutcome
 from jup2kub_runtime.contract.topics import elements_topic
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
@@ -164,6 +165,11 @@ def _context(plan: PipelinePlan, options: ChartOptions) -> dict[str, Any]:
             "port": DEFAULT_PORT,
             "guard_mode": DEFAULT_GUARD_MODE,
             "guard_max_bytes": DEFAULT_GUARD_MAX_BYTES,
+        },
+        # what every step exports at /metrics (the README's table: a contract for dashboards)
+        "metrics": {
+            "families": FAMILIES,
+            "outcomes": [o.value for o in ExecutionOutcome],
         },
         "kafka": {
             "repository": options.kafka_image,

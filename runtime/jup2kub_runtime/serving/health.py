@@ -6,6 +6,9 @@ a worker thread) never makes the pod look dead: the loop keeps beating while it 
 Flask and werkzeug are imported when the first request arrives, not at start: they were 40% of
 a step process's imports (0.08-0.12 s of 0.19-0.27 s), all before it could take its first
 message, and on ``jup2kub run --kafka`` nothing may ask at all. The port is bound at start.
+``/metrics`` is prometheus_client's exposition of the process's own registry (``metrics``);
+the client is imported on a thread of its own at start (~30 ms, mostly its own HTTP server
+modules), while the main thread waits for the broker.
 """
 
 from __future__ import annotations
@@ -24,60 +27,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from werkzeug.serving import BaseWSGIServer
 
-_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-    1800.0,
-)
-
-
-class Histogram:
-    """A Prometheus histogram (cumulative buckets, sum, count)."""
-
-    def __init__(self) -> None:
-        self.counts = [0] * len(_BUCKETS)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.total += 1
-        self.sum += value
-        for i, bound in enumerate(_BUCKETS):
-            if value <= bound:
-                self.counts[i] += 1
-
-    def render(self, name: str, labels: str) -> list[str]:
-        lines = [
-            f'{name}_bucket{{{labels},le="{b:g}"}} {c}'
-            for b, c in zip(_BUCKETS, self.counts, strict=True)
-        ]
-        lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {self.total}')
-        lines.append(f"{name}_sum{{{labels}}} {self.sum:.6f}")
-        lines.append(f"{name}_count{{{labels}}} {self.total}")
-        return lines
-
-
-COUNTERS = {
-    "j2k_runs_succeeded_total": "Runs this step executed successfully.",
-    "j2k_runs_failed_total": "Runs this step gave up on (dead-lettered after retries).",
-    "j2k_runs_retried_total": "Retries of a failed execution.",
-    "j2k_runs_skipped_total": "Redelivered or duplicate messages for runs already complete.",
-    "j2k_runs_waiting_total": "Fan-in messages received before all upstream steps completed.",
-    "j2k_messages_dead_lettered_total": "Messages sent to the dead-letter topic.",
-    "j2k_messages_consumed_total": "Messages consumed from the input topics.",
-}
+    from .metrics import StepMetrics
 
 
 class Health:
@@ -86,10 +36,8 @@ class Health:
     def __init__(
         self, pipeline: str, step: str, stall_seconds: float, volume_writable: Callable[[], bool]
     ) -> None:
-        self.labels = f'pipeline="{pipeline}",step="{step}"'
         self.stall_seconds = stall_seconds
         self._volume_writable = volume_writable
-        self._lock = threading.Lock()
         self.last_beat = time.monotonic()
         self.loop_running = False
         #: start-up is waiting for the broker: alive as long as it beats (an outage is no
@@ -110,27 +58,35 @@ class Health:
         #: (run id, busy run) -> this step's outputs document for the run; see history.py
         self.outputs_provider: Callable[[str, str | None], dict[str, Any] | None] | None = None
         self.step = step
-        self.consumer_lag: int | None = None
-        self.counters = dict.fromkeys(COUNTERS, 0)
-        self.execution = Histogram()
-        self.handoff = Histogram()
         self._volume_ok = (0.0, False)
+        self._metrics: StepMetrics | None = None
+        self._metrics_made = threading.Event()
+        threading.Thread(
+            target=self._make_metrics, args=(pipeline, step), name="metrics", daemon=True
+        ).start()
+
+    def _make_metrics(self, pipeline: str, step: str) -> None:
+        try:
+            from .metrics import StepMetrics  # deferred: prometheus_client's import, see above
+
+            metrics = StepMetrics(pipeline, step)
+            metrics.watch(lambda: self.busy_since is not None, self.ready)
+            self._metrics = metrics
+        finally:
+            self._metrics_made.set()
+
+    @property
+    def metrics(self) -> StepMetrics:
+        """What the loop counts and measures, served at /metrics (made long before the
+        first message arrives: only a very early reader waits for it)."""
+        self._metrics_made.wait()
+        if self._metrics is None:
+            raise RuntimeError("the metrics could not be made (see the metrics thread's error)")
+        return self._metrics
 
     # ---- writers (loop / worker) -------------------------------------------------------------
     def beat(self) -> None:
         self.last_beat = time.monotonic()
-
-    def inc(self, name: str, by: int = 1) -> None:
-        with self._lock:
-            self.counters[name] += by
-
-    def observe_execution(self, seconds: float) -> None:
-        with self._lock:
-            self.execution.observe(seconds)
-
-    def observe_handoff(self, seconds: float) -> None:
-        with self._lock:
-            self.handoff.observe(max(seconds, 0.0))
 
     # ---- readers (HTTP) ----------------------------------------------------------------------
     def alive(self) -> bool:
@@ -153,40 +109,8 @@ class Health:
             "warmed_up": self.warmed_up,
         }
 
-    def metrics_text(self) -> str:
-        lab = self.labels
-        lines: list[str] = []
-        with self._lock:
-            for name, help_text in COUNTERS.items():
-                lines += [
-                    f"# HELP {name} {help_text}",
-                    f"# TYPE {name} counter",
-                    f"{name}{{{lab}}} {self.counters[name]}",
-                ]
-            lines += [
-                "# HELP j2k_step_execution_seconds Wall time of one execution of the step.",
-                "# TYPE j2k_step_execution_seconds histogram",
-                *self.execution.render("j2k_step_execution_seconds", lab),
-                "# HELP j2k_handoff_latency_seconds From the upstream message's produce "
-                "time to this step starting on it.",
-                "# TYPE j2k_handoff_latency_seconds histogram",
-                *self.handoff.render("j2k_handoff_latency_seconds", lab),
-            ]
-        lines += [
-            "# HELP j2k_busy 1 while the step executes a run.",
-            "# TYPE j2k_busy gauge",
-            f"j2k_busy{{{lab}}} {int(self.busy_since is not None)}",
-            "# HELP j2k_ready 1 when connected, subscribed, warmed up and the volume is writable.",
-            "# TYPE j2k_ready gauge",
-            f"j2k_ready{{{lab}}} {int(all(self.readiness().values()))}",
-        ]
-        if self.consumer_lag is not None:
-            lines += [
-                "# HELP j2k_consumer_lag Messages not yet consumed on assigned partitions.",
-                "# TYPE j2k_consumer_lag gauge",
-                f"j2k_consumer_lag{{{lab}}} {self.consumer_lag}",
-            ]
-        return "\n".join(lines) + "\n"
+    def ready(self) -> bool:
+        return all(self.readiness().values())
 
 
 def create_app(health: Health) -> Flask:
@@ -239,7 +163,8 @@ def create_app(health: Health) -> Flask:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(health.metrics_text(), mimetype="text/plain; version=0.0.4")
+        body, content_type = health.metrics.exposition()
+        return Response(body, content_type=content_type)
 
     return app
 

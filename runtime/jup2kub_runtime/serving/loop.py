@@ -44,6 +44,7 @@ from ..contract.messages import (
     status_message,
     step_done_message,
 )
+from ..contract.metrics import ExecutionOutcome
 from ..contract.spec import StepSpec
 from ..contract.states import StepState
 from ..execution import preimport
@@ -56,7 +57,17 @@ from ..storage.stepcache import CacheStore, cache_enabled
 from .health import Health
 from .map_distribution import Distributor, ElementWorker
 from .offsets import CommitBook
-from .outcomes import Blocked, DeadLetter, Outcome, Retry, Skipped, Succeeded, Waiting
+from .outcomes import (
+    Blocked,
+    DeadLetter,
+    Outcome,
+    Retry,
+    Skipped,
+    Succeeded,
+    Waiting,
+    counted_as,
+    executed_seconds,
+)
 from .transport import StartupStopped, Transport
 
 log = logging.getLogger("jup2kub_runtime")
@@ -234,7 +245,7 @@ class StepLoop:
         now = time.monotonic()
         if now - self._last_lag > 5.0:
             self._last_lag = now
-            self.health.consumer_lag = self.transport.lag()
+            self._measure_lag()
         self._settle()
         job = self.job
         if job is None:
@@ -273,6 +284,11 @@ class StepLoop:
         return True
 
     # ---- consumer side (main thread only) ------------------------------------------------------
+    def _measure_lag(self) -> None:
+        lag = self.transport.lag()
+        if lag is not None:
+            self.health.metrics.lag(lag.messages, lag.seconds)
+
     def _poll(self, timeout_ms: int) -> list[Any]:
         self._last_poll = time.monotonic()
         try:
@@ -309,7 +325,7 @@ class StepLoop:
         )
         self.job = job
         self.health.busy_since = time.monotonic()
-        self.health.inc("j2k_messages_consumed_total")
+        self.health.metrics.consumed()
         job.thread.start()
 
     def _release(self, job: Job) -> None:
@@ -440,10 +456,11 @@ class StepLoop:
                 ],
                 final=True,
             )
-            self.health.inc("j2k_messages_dead_lettered_total")
+            self.health.metrics.dead_lettered()
+            self.health.metrics.count(ExecutionOutcome.DEAD_LETTERED)
             return True
         if record.timestamp and record.timestamp > 0:
-            self.health.observe_handoff(time.time() - record.timestamp / 1000.0)
+            self.health.metrics.observe_handoff(time.time() - record.timestamp / 1000.0)
         self.health.busy_run = msg.run_id
         self._retrying(lambda: self._record_arrival(msg))
         return self._execute(msg, raw)
@@ -481,10 +498,20 @@ class StepLoop:
         """Attempt the run until it comes to something other than a retry; act on that."""
         while True:
             outcome = self._attempt(msg)
+            self._count(outcome)
             if not isinstance(outcome, Retry):
                 self._conclude(msg, raw, outcome)
                 return True
             self._retry(msg, outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        """Every attempt's outcome counted, in this one place; its execution timed, if any."""
+        label = counted_as(outcome)
+        if label is not None:
+            self.health.metrics.count(label)
+        seconds = executed_seconds(outcome)
+        if seconds is not None:
+            self.health.metrics.observe_execution(seconds)
 
     def _attempt(self, msg: Incoming) -> Outcome:
         """One attempt at the run: the step's policy, publishing nothing but "started"."""
@@ -525,6 +552,7 @@ class StepLoop:
             if spec.maps
             else None
         )
+        started = time.monotonic()
         try:
             with distributing(distributor), echoed_into(os.environ.get(CELL_OUTPUT_ENV)) as echo:
                 result = run_step(
@@ -540,12 +568,13 @@ class StepLoop:
                     cache=CacheStore(store.root / CACHE_DIR) if cache_enabled() else None,
                 )
         except CellError as exc:
+            seconds = time.monotonic() - started
             attempt = store.attempts(run_id, spec.step)
             log.warning("run %s attempt %d failed: %s", run_id, attempt, exc)
             if exc.permanent or attempt >= max_attempts:
                 reason = "permanent error" if exc.permanent else "retries exhausted"
-                return DeadLetter(reason, exc.record, attempt)
-            return Retry(cfg.retry_delay(attempt), exc.record, attempt)
+                return DeadLetter(reason, exc.record, attempt, seconds)
+            return Retry(cfg.retry_delay(attempt), exc.record, attempt, seconds)
         except StateError as exc:
             log.warning("run %s: state volume error: %s", run_id, exc)
             return Retry(cfg.retry_backoff_seconds)
@@ -560,7 +589,7 @@ class StepLoop:
         if result.status is StepState.SUCCEEDED:
             if result.reused:
                 log.info("run %s: reused the step cache's result (its key is unchanged)", run_id)
-            return Succeeded(result.attempt, result.seconds)
+            return Succeeded(result.attempt, time.monotonic() - started)
         return Skipped(meanwhile=True)
 
     @property
@@ -570,7 +599,6 @@ class StepLoop:
     def _retry(self, msg: Incoming, retry: Retry) -> None:
         """Report a failure of the step's code as "retrying", then wait (Abandon if stopped)."""
         if retry.error is not None:
-            self.health.inc("j2k_runs_retried_total")
             self._publish(
                 [
                     (
@@ -598,8 +626,6 @@ class StepLoop:
         """Publish what the run came to; the handling of the message ends with it."""
         run_id = msg.run_id
         if isinstance(outcome, Succeeded):
-            self.health.inc("j2k_runs_succeeded_total")
-            self.health.observe_execution(outcome.seconds)
             log.info("run %s done in %.3fs (attempt %d)", run_id, outcome.seconds, outcome.attempt)
             self._publish(
                 [
@@ -616,7 +642,6 @@ class StepLoop:
             )
         elif isinstance(outcome, Skipped):
             if not outcome.meanwhile:
-                self.health.inc("j2k_runs_skipped_total")
                 log.info("run %s already complete here: re-announcing it", run_id)
             # The process that completed it may have died before its status went out: say it
             # again (a repeated "succeeded" changes nothing for those who fold the topic).
@@ -626,7 +651,6 @@ class StepLoop:
                 [(self.cfg.status_topic, succeeded, run_id), *self._downstream(msg)], final=True
             )
         elif isinstance(outcome, Waiting):
-            self.health.inc("j2k_runs_waiting_total")
             log.info("run %s: waiting for %s", run_id, outcome.missing)
         elif isinstance(outcome, Blocked):
             log.info("run %s: not started, cell %d failed before it", run_id, outcome.failed_at)
@@ -643,8 +667,7 @@ class StepLoop:
         error, reason = dead.error, dead.reason
         cell = error.cell if error.cell is not None else self._first_cell
         self._retrying(lambda: self.store.record_failed(msg.run_id, self.spec.step, cell))
-        self.health.inc("j2k_runs_failed_total")
-        self.health.inc("j2k_messages_dead_lettered_total")
+        self.health.metrics.dead_lettered()
         log.error(
             "run %s failed for good (%s): %s: %s", msg.run_id, reason, error.ename, error.evalue
         )

@@ -9,7 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -74,6 +74,18 @@ def _create(admin: KafkaAdminClient, new: list[NewTopic]) -> None:
             pass
 
 
+class Lag(NamedTuple):
+    """How far the consumer is behind its assigned partitions."""
+
+    messages: int
+    #: age of the oldest unconsumed message; None when its timestamp could not be read in time
+    seconds: float | None
+
+
+#: how long a lag measurement may read the next unconsumed records (on the loop's thread)
+PEEK_SECONDS = 0.5
+
+
 class StartupStopped(StepRuntimeError):
     """A stop was requested while the broker was still awaited at start-up."""
 
@@ -126,6 +138,8 @@ class Transport:
         randomness.isolate_libraries()  # the client's threads draw while the step's cells run
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
+        #: reads the next unconsumed record of a lagging partition (``lag``), made when needed
+        self._peek: KafkaConsumer | None = None
         self._next_partition: dict[tuple[str, int | None], int] = {}
 
     # ---- setup -------------------------------------------------------------------------------
@@ -303,21 +317,70 @@ class Transport:
         except Exception:  # private API moved: fall back to the bootstrap connection
             return bool(consumer.bootstrap_connected())
 
-    def lag(self) -> int | None:
+    def lag(self) -> Lag | None:
+        """Messages past the consumer's position on its assigned partitions, and the age of
+        the oldest of them (its produce timestamp); None while unknown (not connected)."""
+        behind = self._behind()
+        if behind is None:
+            return None
+        if not behind:
+            return Lag(0, 0.0)
+        messages = sum(high - pos for pos, high in behind.values())
+        stamps = self._first_timestamps({tp: pos for tp, (pos, _) in behind.items()})
+        if not stamps:
+            return Lag(messages, None)
+        return Lag(messages, max(time.time() - min(stamps) / 1000.0, 0.0))
+
+    def _behind(self) -> dict[TopicPartition, tuple[int, int]] | None:
+        """(position, high watermark) of each assigned partition with unconsumed messages."""
         consumer = self.consumer
         if consumer is None:
             return None
-        total = 0
+        behind: dict[TopicPartition, tuple[int, int]] = {}
         try:
             for tp in consumer.assignment():
                 high = consumer.highwater(tp)
                 pos = consumer._subscription.assignment[tp].position
                 offset = getattr(pos, "offset", pos)
-                if high is not None and offset is not None:
-                    total += max(int(high) - int(offset), 0)
-        except Exception:
+                if high is not None and offset is not None and int(high) > int(offset):
+                    behind[tp] = (int(offset), int(high))
+        except Exception:  # private API moved, or the assignment changed meanwhile
             return None
-        return total
+        return behind
+
+    def _first_timestamps(self, positions: dict[TopicPartition, int]) -> list[int]:
+        """The produce timestamps (ms) of the records at ``positions``, read by a consumer of
+        its own (no group, no commits: the group consumer's position stays as it is): one
+        fetch per lagging partition, only while behind, at most ``PEEK_SECONDS``."""
+        found: dict[TopicPartition, int] = {}
+        try:
+            peek = self._peek = self._peek or self._peek_consumer()
+            peek.assign(list(positions))
+            peek.resume(*positions)  # paused by the last measurement (assign keeps that)
+            for tp, pos in positions.items():
+                peek.seek(tp, pos)
+            deadline = time.monotonic() + PEEK_SECONDS
+            while len(found) < len(positions) and time.monotonic() < deadline:
+                for tp, records in peek.poll(timeout_ms=100, max_records=len(positions)).items():
+                    if records and records[0].timestamp is not None:
+                        found.setdefault(tp, int(records[0].timestamp))
+                        peek.pause(tp)
+        except KafkaError as exc:
+            log.debug("lag: the next records were not read: %r", exc)
+        return [ts for ts in found.values() if ts > 0]
+
+    def _peek_consumer(self) -> KafkaConsumer:
+        """A group-less consumer for ``lag``; it takes the group consumer's broker version
+        rather than probing for it again (seconds at worst)."""
+        known = self.consumer.config.get("api_version") if self.consumer is not None else None
+        return KafkaConsumer(
+            bootstrap_servers=self.cfg.bootstrap_servers,
+            client_id=f"j2k-{self.cfg.step}-lag",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **({"api_version": known} if known else {}),
+            **_no_metrics(KafkaConsumer),
+        )
 
     # ---- producing ---------------------------------------------------------------------------
     def send(
@@ -357,6 +420,11 @@ class Transport:
         self.producer.flush(timeout=timeout)
 
     def close(self) -> None:
+        if self._peek is not None:
+            try:
+                self._peek.close(autocommit=False)
+            except Exception as exc:  # like the group consumer's: nothing to save
+                log.warning("lag consumer close: %r", exc)
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=False)

@@ -27,7 +27,7 @@ from jup2kub.model.analysis.modules import module_file_of
 from jup2kub.model.pipeline import Pipeline
 
 #: What ``python -m jup2kub_runtime`` imports (pyproject's "runtime" dependencies).
-RUNTIME_DISTRIBUTIONS = ("kafka-python", "flask", "cloudpickle")
+RUNTIME_DISTRIBUTIONS = ("kafka-python", "flask", "cloudpickle", "prometheus-client")
 
 #: Steps whose code calls ``get_ipython()`` (magics, ``!cmd``) also need IPython.
 IPYTHON_DISTRIBUTION = "ipython"
