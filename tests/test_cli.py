@@ -28,9 +28,11 @@ def test_inspect_json_has_exactly_the_documented_shape() -> None:
         "seed": 7,
         "regions": ["north", "south", "east", "west"],
     }
+    shape = {"name", "cells", "inputs", "parameters", "outputs", "after", "cache"}
     for step in doc["steps"]:
-        assert set(step) == {"name", "cells", "inputs", "parameters", "outputs", "after", "cache"}
+        assert set(step) in (shape, shape | {"effects"})  # effects: only a step that has some
         assert set(step["cache"]) <= {"cacheable", "reasons", "decided_by"}
+        assert all(isinstance(e, str) and e for e in step.get("effects", ["-"]))
         assert all(isinstance(c, int) for c in step["cells"])
     names = [s["name"] for s in doc["steps"]]
     assert names == ["load", "clean", "summarize", "model", "report"]

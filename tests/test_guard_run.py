@@ -84,13 +84,14 @@ DRAWS = {
         "#| step: hidden\ndraw = {'uniform': np.random.rand}\nprint(draw['uniform']())",
         "#| step: later\nprint(np.random.rand(), random.random())",
     ],
-    # a generator held in a variable, drawn from the same way
-    "held": [
-        "#| step: make\nimport numpy as np\nrng = np.random.default_rng(5)",
-        "#| step: hidden\ndraw = {'uniform': rng.random}\nprint(draw['uniform']())",
-        "#| step: later\nprint(rng.random())",
-    ],
 }
+
+
+HELD = [
+    "#| step: make\nimport numpy as np\nrng = np.random.default_rng(5)",
+    "#| step: hidden\ndraw = {'uniform': rng.random}\nprint(draw['uniform']())",
+    "#| step: later\nprint(rng.random())",
+]
 
 
 @pytest.mark.parametrize("kind", sorted(DRAWS))
@@ -121,3 +122,16 @@ def test_an_unrecognised_draw_is_recovered_from(
     run_id = re.search(r"run (\S+): succeeded", proc.stdout).group(1)  # type: ignore[union-attr]
     result = nbformat.read(tmp_path / "w" / "runs" / run_id / "result.ipynb", as_version=4)
     assert text_outputs(result, NO_TIMING) == text_outputs(reference, NO_TIMING)
+
+
+def test_a_draw_from_a_held_generator_fails_the_run(tmp_path: Path, make_notebook: MakeNb) -> None:
+    """A generator held in a variable is a copy in the step that draws from it (it may be a copy
+    of a global one: ``draw = np.random.rand``): no re-plan can make later draws continue the
+    notebook's stream, so the run fails with the guard's message and does not recover."""
+    proc = jup2kub("run", make_notebook(HELD), "--workdir", tmp_path / "w", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "error: step 'hidden' failed in cell 1: RandomDrawError: step 'hidden' drew from the "
+        "random generator 'rng' holds (cell 1)"
+    ) in proc.stderr
+    assert "re-planned" not in proc.stderr

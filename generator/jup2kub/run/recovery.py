@@ -76,11 +76,18 @@ def caught(result: RunResult, nb: Notebook, pipeline: Pipeline) -> list[Caught]:
 
 
 def _is_change(error: Any) -> bool:
-    """An input changed in place, a generator it holds drawn from, or the global generators
-    drawn from: each is a value the step changes that the plan took for read-only."""
+    """An input changed in place, or the global generators drawn from: a value the step
+    changes that the plan took for read-only, which a re-plan hands on from that step.
+
+    Not a generator held in a variable and drawn from (RANDOM_DRAWN naming it): the step drew
+    from its own copy (a loaded value), which may be a copy of a global generator
+    (``draw = np.random.rand``); handing the copy on would not continue the notebook's global
+    stream, so that failure stands, with the guard's message saying what to change."""
     if error is None or error.phase != GUARD_PHASE:
         return False
-    return error.ename == RANDOM_DRAWN or (error.ename == INPUT_CHANGED and bool(error.variable))
+    if error.ename == RANDOM_DRAWN:
+        return error.variable is None
+    return error.ename == INPUT_CHANGED and bool(error.variable)
 
 
 # ---- whether going on gives the notebook's result --------------------------------------------
