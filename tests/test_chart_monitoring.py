@@ -141,8 +141,12 @@ def test_service_monitor_scrapes_every_step_service(charts: dict[str, Path]) -> 
     assert spec["namespaceSelector"] == {"matchNames": ["pipelines"]}
     selector = spec["selector"]["matchLabels"]
     services = by_kind(objects, "Service")
-    selected = {n for n, s in services.items() if selector.items() <= s["metadata"]["labels"].items()}
-    steps = {n for n, s in services.items() if s["metadata"]["labels"].get("jup2kub.io/role") == "step"}
+    selected = {
+        n for n, s in services.items() if selector.items() <= s["metadata"]["labels"].items()
+    }
+    steps = {
+        n for n, s in services.items() if s["metadata"]["labels"].get("jup2kub.io/role") == "step"
+    }
     assert selected == steps and len(steps) == 4  # every step, no Kafka Service
     [endpoint] = spec["endpoints"]
     assert endpoint["path"] == "/metrics" and endpoint["interval"] == "30s"
@@ -464,7 +468,11 @@ def test_documented(charts: dict[str, Path]) -> None:  # noqa: F811
         assert f"| `{key}` |" in chart_readme, key
     for alert in ALERTS:
         assert alert in chart_readme, alert
-    for key in ("monitoring.serviceMonitor", "monitoring.prometheusRule", "monitoring.grafanaDashboard"):
+    for key in (
+        "monitoring.serviceMonitor",
+        "monitoring.prometheusRule",
+        "monitoring.grafanaDashboard",
+    ):
         assert key in project_readme, key
     values = (charts["diamond"] / "values.yaml").read_text()
     assert "monitoring:\n  serviceMonitor:\n    # -- " in values

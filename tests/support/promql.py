@@ -32,7 +32,7 @@ def tokens(expr: str) -> list[tuple[str, str]]:
     while pos < len(expr):
         match = TOKEN.match(expr, pos)
         if not match or match.end() == pos:
-            raise ValueError(f"unexpected {expr[pos:pos + 10]!r} at {pos} in {expr!r}")
+            raise ValueError(f"unexpected {expr[pos : pos + 10]!r} at {pos} in {expr!r}")
         pos = match.end()
         if match.lastgroup:
             out.append((match.lastgroup, match.group()))
@@ -88,9 +88,13 @@ def problems(expr: str) -> list[str]:
             body = "".join(t for _, t in toks[i + 1 : groups[i]])
             if not DURATION.match(body):
                 found.append(f"range [{body}] is not a duration")
-        elif kind == "ident" and text not in KEYWORDS and not text.startswith("j2k_"):
-            if not _in_label_list(toks, i, groups):
-                found.append(f"unknown identifier {text!r}")
+        elif (
+            kind == "ident"
+            and text not in KEYWORDS
+            and not text.startswith("j2k_")
+            and not _in_label_list(toks, i, groups)
+        ):
+            found.append(f"unknown identifier {text!r}")
     return [f"{p} in {expr!r}" for p in found]
 
 
