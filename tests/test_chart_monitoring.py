@@ -13,6 +13,7 @@ rate/increase, quantiles over buckets by ``le``), which is not a full PromQL par
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,7 @@ def test_the_crd_validation_catches_a_wrong_field() -> None:
         bad = {**good, "spec": {"selector": {}, "endpoints": [bad_endpoint]}}
         with pytest.raises(jsonschema.ValidationError):
             validate(SM_CRD, "v1", bad)
-    rule = {
+    rule: dict[str, Any] = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {"name": "x"},
@@ -476,3 +477,30 @@ def test_documented(charts: dict[str, Path]) -> None:  # noqa: F811
         assert key in project_readme, key
     values = (charts["diamond"] / "values.yaml").read_text()
     assert "monitoring:\n  serviceMonitor:\n    # -- " in values
+
+
+def test_notes_say_when_the_network_policy_keeps_prometheus_out(
+    charts: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    copy_dir = tmp_path / "chart"
+    shutil.copytree(charts["diamond"], copy_dir)
+    shutil.move(copy_dir / "templates" / "NOTES.txt", copy_dir / "files" / "NOTES.txt")
+    (copy_dir / "templates" / "notes-under-test.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
+        '    {{- tpl (.Files.Get "files/NOTES.txt") . | nindent 4 }}\n'
+    )
+
+    def notes(*sets: str) -> str:
+        text: str = by_kind(render(copy_dir, sets=sets), "ConfigMap")["notes"]["data"]["notes"]
+        return " ".join(text.split())
+
+    warning = "the NetworkPolicy keeps Prometheus from the steps' /metrics"
+    assert warning not in notes()
+    assert warning in notes("monitoring.serviceMonitor.enabled=true")
+    assert warning not in notes(
+        "monitoring.serviceMonitor.enabled=true", "networkPolicy.prometheus.enabled=true"
+    )
+    assert warning not in notes(
+        "monitoring.serviceMonitor.enabled=true", "networkPolicy.enabled=false"
+    )
