@@ -504,3 +504,16 @@ def test_notes_say_when_the_network_policy_keeps_prometheus_out(
     assert warning not in notes(
         "monitoring.serviceMonitor.enabled=true", "networkPolicy.enabled=false"
     )
+
+
+def test_every_alert_off_leaves_a_valid_empty_group(charts: dict[str, Path]) -> None:  # noqa: F811
+    alerts = ("stepFailing", "consumerLag", "deadLetter", "noReadyReplica")
+    objects = render(
+        charts["single"],
+        sets=[
+            "monitoring.prometheusRule.enabled=true",
+            *(f"monitoring.prometheusRule.alerts.{a}.enabled=false" for a in alerts),
+        ],
+    )
+    validate(PR_CRD, "v1", _one(objects, "PrometheusRule"))
+    assert _rules(objects) == []
