@@ -7,8 +7,6 @@ a field the schema does not define fails too."""
 from __future__ import annotations
 
 import copy
-import functools
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from jup2kub.api import inspect_notebook
 from jup2kub.chart.options import ChartOptions
 from jup2kub.chart.write import write_chart
 from jup2kub.plan import plan_pipeline
+from tests.support.crds import validate
 from tests.test_chart import by_kind, render, run_helm
 
 MakeNb = Callable[..., Path]
@@ -33,35 +32,9 @@ KAFKA_LAG = [
 ]
 
 
-@functools.cache
-def _scaledobject_schema() -> dict[str, Any]:
-    """KEDA's ScaledObject openAPIV3Schema, with unknown fields refused (a structural schema
-    prunes them silently on a cluster: a typo would just be ignored)."""
-    path = os.environ.get("J2K_KEDA_CRD")
-    assert path and Path(path).is_file(), "tests/setup.d/27-keda-crd.sh provides J2K_KEDA_CRD"
-    crd = yaml.safe_load(Path(path).read_text())
-    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    return _strict(version["schema"]["openAPIV3Schema"])
-
-
-def _strict(schema: Any) -> Any:
-    if isinstance(schema, list):
-        return [_strict(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: _strict(v) for k, v in schema.items()}
-    if (
-        "properties" in out
-        and "additionalProperties" not in out
-        and not out.get("x-kubernetes-preserve-unknown-fields")
-        and set(out["properties"]) != {"apiVersion", "kind", "metadata", "spec", "status"}
-    ):
-        out["additionalProperties"] = False
-    return out
-
-
 def validate_scaledobject(obj: Mapping[str, Any]) -> None:
-    jsonschema.Draft7Validator(_scaledobject_schema()).validate(dict(obj))
+    """Against KEDA's ScaledObject CRD (tests/setup.d/27-keda-crd.sh), unknown fields refused."""
+    validate("J2K_KEDA_CRD", "v1alpha1", obj)
 
 
 @pytest.fixture(scope="module")
