@@ -101,7 +101,7 @@ def test_inspect_orders_effectful_steps_after_every_earlier_one(
     pure = [s for s in pipeline.steps if s.name != effectful]
     assert all(not s.effects for s in pure)
     doc = {s["name"]: s for s in pipeline.to_json()["steps"]}  # inspect --json
-    assert doc[effectful]["effects"] == steps[effectful].effects
+    assert doc[effectful]["effects"] == [str(e) for e in steps[effectful].effects]
     assert not any("effects" in doc[s.name] for s in pure)
 
 

@@ -116,7 +116,7 @@ def _step_lines(p: Pipeline, step: str) -> list[str]:
             "before every later one"
         )
     if s.effects:
-        out.append(f"  effects:    {'; '.join(s.effects)}: runs after every earlier step")
+        out.append(f"  effects:    {'; '.join(map(str, s.effects))}: runs after every earlier step")
     for up, paths in sorted(s.file_deps.items()):
         out.append(f"  files:      {', '.join(sorted(paths))} (shared with {up})")
     secrets = {env: f"secret {name}, key {key}" for env, (name, key) in s.pod.secrets.items()}

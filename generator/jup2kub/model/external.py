@@ -33,7 +33,7 @@ from jup2kub.model.cacheability import (
     notebook_imports,
     parse_or_empty,
 )
-from jup2kub.model.pipeline import Pipeline, Step
+from jup2kub.model.pipeline import Effect, Pipeline, Step
 
 #: calls opening a memory-mapped file (-> the position of their mode), and the modes in which
 #: they only read it
@@ -63,7 +63,7 @@ def _effects(
     by_cell: Mapping[int, list[Statement]],
     statements: Mapping[tuple[int, int], Statement],
     imports: Mapping[str, str],
-) -> Iterator[str]:
+) -> Iterator[Effect]:
     """Why ``step`` acts outside the pipeline's values (nothing: it does not)."""
     own = [st for i in step.cells for st in by_cell.get(i, [])]
     borrowed = [
@@ -72,17 +72,18 @@ def _effects(
         if d.kind == "code" and d.cell not in step.cells and (d.cell, d.line) in statements
     ]
     for st in own + borrowed:
-        where = f"cell {st.cell}" if st.cell in step.cells else f"a function of cell {st.cell}"
+        cell = st.cell if st.cell in step.cells else None  # None: whenever its function runs
+        where = f"cell {st.cell}" if cell is not None else f"a function of cell {st.cell}"
         if st.opaque:
-            yield f"{where} {st.opaque.rsplit(', line', 1)[0]}"
+            yield Effect(f"{where} {st.opaque.rsplit(', line', 1)[0]}", cell)
         for path in sorted(st.file_writes):
-            yield f"{where} writes {path}"
+            yield Effect(f"{where} writes {path}", cell)
     sources = [pipeline.python[i] for i in step.cells] + [st.source for st in borrowed]
     for source in sources:
         for name, call in named_calls(parse_or_empty(source), imports):
             found = _call_effect(name, call)
             if found is not None:
-                yield found
+                yield Effect(found)
 
 
 def _call_effect(name: str, call: ast.Call) -> str | None:

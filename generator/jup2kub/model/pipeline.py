@@ -64,6 +64,19 @@ class Unshippable:
         )
 
 
+@dataclass(frozen=True)
+class Effect:
+    """Something a step does outside the pipeline's values (``model.external``), as people read
+    it (``str``), and the step's own cell doing it where the code shows that (None: a call found
+    in its code, or code of another cell it runs)."""
+
+    what: str
+    cell: int | None = None
+
+    def __str__(self) -> str:
+        return self.what
+
+
 @dataclass
 class Step:
     name: str
@@ -90,7 +103,7 @@ class Step:
     writes_files: bool = False
     #: what it does outside the pipeline's values (files, programs, network, databases): it
     #: runs after every earlier step in notebook order (``external``), empty if nothing
-    effects: list[str] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
     #: outputs that cannot be stored but are only handed on in case a later step's conditional
     #: definition does not happen (``with open(..) as file`` then ``for file in ..``)
     placeholders: set[str] = field(default_factory=set)
@@ -201,7 +214,7 @@ class Pipeline:
                     "after": list(s.after),
                     **({"grouping": list(s.grouping)} if s.grouping else {}),
                     # why it runs after every earlier step (``model.external``)
-                    **({"effects": list(s.effects)} if s.effects else {}),
+                    **({"effects": [str(e) for e in s.effects]} if s.effects else {}),
                     **({"cache": self.cache[s.name].to_json()} if s.name in self.cache else {}),
                     **({"map": map_summary(self.step_maps(s)[0])} if self.step_maps(s) else {}),
                 }

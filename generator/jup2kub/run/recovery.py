@@ -14,7 +14,6 @@ happened: then the result could differ from the notebook's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -92,8 +91,6 @@ def _is_change(error: Any) -> bool:
 
 # ---- whether going on gives the notebook's result --------------------------------------------
 
-_EFFECT_CELL = re.compile(r"cell (\d+) ")
-
 
 def repeated_effects(
     result: RunResult, found: Iterable[Caught], old: Pipeline, new: Pipeline, *, resumed: bool
@@ -106,8 +103,7 @@ def repeated_effects(
         step = old.step(c.change.step)
         ran = c.change.cell if c.cell_known else max(step.cells)
         for effect in step.effects:
-            m = _EFFECT_CELL.match(effect)
-            if m is None or int(m.group(1)) <= ran:  # a function's or a call's: may have run
+            if effect.cell is None or effect.cell <= ran:  # None: it may have run
                 repeated.append(f"step {step.name!r}: {effect}")
     again = _after_failed(new, [c.change.step for c in found]) if resumed else set(result.steps)
     names = {s.name for s in new.steps}
