@@ -52,16 +52,15 @@ class InPlaceChange:
     def key(self) -> tuple[str, str]:
         return self.cell_sha256, self.variable
 
-    @property
-    def action(self) -> str:
-        """What the cell does, for people."""
+    def action(self, *, past: bool = False) -> str:
+        """What the cell does (``past``: did), for people."""
         if self.variable == RANDOM_STATE:
-            return "draws from the global random generators"
-        return f"changes {self.variable!r} in place"
+            return f"{'drew' if past else 'draws'} from the global random generators"
+        return f"{'changed' if past else 'changes'} {self.variable!r} in place"
 
     def __str__(self) -> str:
         return (
-            f"cell {self.cell} of {self.notebook} {self.action} (seen by the guard of step "
+            f"cell {self.cell} of {self.notebook} {self.action()} (seen by the guard of step "
             f"{self.step!r} in run {self.run_id})"
         )
 
@@ -95,11 +94,10 @@ class Learned:
 
     def variables(self, source: str) -> list[str]:
         """The variables the cell with this source changes in place, in a stable order."""
+        if not self.changes:  # nothing learned: no cell is hashed (every plan asks)
+            return []
         sha = cell_sha256(source)
         return sorted({c.variable for c in self.changes if c.cell_sha256 == sha})
-
-    def knows(self, change: InPlaceChange) -> bool:
-        return any(c.key == change.key for c in self.changes)
 
     def adding(self, new: Iterable[InPlaceChange]) -> Learned:
         changes = list(self.changes)

@@ -113,6 +113,8 @@ def _changes_in_place(analysis: CellAnalysis, variables: list[str]) -> CellAnaly
 
 def _applied(nb: Notebook, parts: Split, learned: Learned) -> list[InPlaceChange]:
     """The learned changes of this notebook's code cells, at the cells' current positions."""
+    if not learned.changes:
+        return []
     cells = {cell_sha256(nb.cells[i].source): i for i in sorted(code_cells(parts), reverse=True)}
     return [
         dataclasses.replace(c, cell=cells[c.cell_sha256], notebook=Path(nb.path).name)

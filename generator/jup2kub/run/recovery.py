@@ -168,11 +168,10 @@ def warning(c: Caught, doc: dict[str, Any], how: str) -> str:
     readers = doc["now_read_by"]
     steps = "step" if len(readers) == 1 else "steps"
     read = f", read from there by {steps} {', '.join(map(repr, readers))}" if readers else ""
-    did = change.action.replace("changes", "changed").replace("draws", "drew")
     return (
-        f"step {change.step!r} {did} {where}, which the analysis did not see (the guard did): "
-        f"re-planned with {doc['fix']}{read}, and {how}; recorded in {doc['learned']} for "
-        f"inspect, build and later runs"
+        f"step {change.step!r} {change.action(past=True)} {where}, which the analysis did not "
+        f"see (the guard did): re-planned with {doc['fix']}{read}, and {how}; recorded in "
+        f"{doc['learned']} for inspect, build and later runs"
     )
 
 
