@@ -69,8 +69,12 @@ def _top_level_imports(source: str) -> list[ast.Import | ast.ImportFrom]:
 
 def imports_in(source: str) -> list[str]:
     """The absolute modules ``source`` imports outside function and class bodies."""
+    return _imported(_top_level_imports(source))
+
+
+def _imported(nodes: Iterable[ast.Import | ast.ImportFrom]) -> list[str]:
     found: list[str] = []
-    for node in _top_level_imports(source):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif node.level == 0 and node.module:
@@ -78,13 +82,13 @@ def imports_in(source: str) -> list[str]:
     return found
 
 
-def from_imported(source: str) -> list[str]:
-    """``X.a`` for each absolute ``from X import a`` outside function and class bodies: the
-    import of a submodule when ``a`` is one (``from scipy import stats`` imports
-    ``scipy.stats``, most of the cost; ``scipy`` alone is cheap)."""
+def _taken(nodes: Iterable[ast.Import | ast.ImportFrom]) -> list[str]:
+    """``X.a`` for each absolute ``from X import a``: the import of a submodule when ``a`` is
+    one (``from scipy import stats`` imports ``scipy.stats``, most of the cost; ``scipy`` alone
+    is cheap)."""
     return [
         f"{node.module}.{alias.name}"
-        for node in _top_level_imports(source)
+        for node in nodes
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
         for alias in node.names
         if alias.name != "*"
@@ -119,9 +123,10 @@ def modules_needed(specs: Iterable[StepSpec]) -> list[str]:
         sources = [spec.parameters_source, *(r.source for r in spec.replay)]
         sources += [c.source for c in spec.cells]
         for source in sources:
-            for name in imports_in(source):
+            nodes = _top_level_imports(source)  # parsed once for both
+            for name in _imported(nodes):
                 seen.setdefault(name)
-            for name in from_imported(source):
+            for name in _taken(nodes):
                 if name not in seen and is_submodule(name):
                     seen.setdefault(name)
     return list(seen)
