@@ -14,27 +14,19 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from jup2kub.errors import InputError
 from jup2kub.model.learned import InPlaceChange, Learned, read_learned, record_learned
 from jup2kub.model.load import load
 from tests.support import hidden_change
 from tests.support.cli_runner import jup2kub
+from tests.support.equivalence import reference_run
 from tests.support.nb_outputs import text_outputs
 
 MakeNb = Any
 NO_TIMING = re.compile(r"(?!x)x")
 
 HIDDEN = hidden_change.CELLS
-
-
-def _nbclient(path: Path, cwd: Path) -> Any:
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-    ).execute()
-    return nb
 
 
 def _run_id(stdout: str, status: str = "succeeded") -> str:
@@ -61,7 +53,7 @@ def test_a_hidden_change_in_place_is_recovered_from(
     # the results are the notebook's: stats and report see the changed frame, peek does not
     run_dir = tmp_path / "w" / "runs" / _run_id(proc.stdout)
     result = nbformat.read(run_dir / "result.ipynb", as_version=4)
-    reference = _nbclient(nb_path, tmp_path)
+    reference, _ = reference_run(nb_path, [], tmp_path)
     assert text_outputs(result, NO_TIMING) == text_outputs(reference, NO_TIMING)
     assert text_outputs(result, NO_TIMING)[3] == [("stdout", "width 2")]
     summary = json.loads((run_dir / "summary.json").read_text())

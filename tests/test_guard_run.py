@@ -16,6 +16,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.support.cli_runner import jup2kub
+from tests.support.equivalence import reference_run
 from tests.support.nb_outputs import text_outputs
 
 MakeNb = Any
@@ -101,13 +102,7 @@ def test_an_unrecognised_draw_is_recovered_from(
     """The guard catches the draw; the run re-plans with the generator's state handed on from
     the drawing step, so the later draw continues the notebook's stream (issue 28, item 2)."""
     nb_path = make_notebook(DRAWS[kind])
-    reference = nbformat.read(nb_path, as_version=4)
-    NotebookClient(
-        reference,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
+    reference, _ = reference_run(nb_path, [], tmp_path)
     proc = jup2kub("run", nb_path, "--workdir", tmp_path / "w", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     what = (
