@@ -1,5 +1,6 @@
 """The cluster's add-ons, as Deployments from e2e/manifests: CoreDNS (cluster DNS) and the
-local-path provisioner (the default StorageClass ``standard``, volumes under state/volumes)."""
+local-path provisioner (the default StorageClass ``standard``, volumes under state/volumes;
+``j2k-shared``, ReadWriteMany, under state/shared)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from e2e.control_plane.kubectl import kubectl
 from e2e.host.commands import wait_for
 from e2e.host.layout import MANIFESTS, STATE
 from e2e.images.system import BUSYBOX_IMAGE, COREDNS_IMAGE, LOCAL_PATH_IMAGE
-from e2e.network.addresses import CLUSTER_DOMAIN, DNS_IP
+from e2e.network.addresses import CLUSTER_DOMAIN, DNS_IP, Node
+
+#: the ReadWriteMany class every node can mount (a host directory standing in for EFS/NFS)
+SHARED_CLASS = "j2k-shared"
+SHARED_DIR = STATE / "shared"
 
 #: what ``up`` waits for: (namespace, deployment)
 DEPLOYMENTS = {
@@ -26,17 +31,25 @@ def render_manifest(path: Path, **values: object) -> str:
     return string.Template(path.read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
-def apply_addons() -> None:
+def apply_addons(nodes: tuple[Node, ...]) -> None:
+    """CoreDNS (a replica on each of two nodes when there are several) and local-path (the
+    default class, node-local, and j2k-shared)."""
     coredns = render_manifest(
-        MANIFESTS / "coredns.yaml", image=COREDNS_IMAGE, domain=CLUSTER_DOMAIN, dns_ip=DNS_IP
+        MANIFESTS / "coredns.yaml",
+        image=COREDNS_IMAGE,
+        domain=CLUSTER_DOMAIN,
+        dns_ip=DNS_IP,
+        replicas=min(2, len(nodes)),
     )
     kubectl("apply", "-f", "-", input_text=coredns)
     (STATE / "volumes").mkdir(exist_ok=True)
+    SHARED_DIR.mkdir(exist_ok=True)
     local_path = render_manifest(
         MANIFESTS / "local-path-provisioner.yaml",
         image=LOCAL_PATH_IMAGE,
         helper=BUSYBOX_IMAGE,
         volumes=STATE / "volumes",
+        shared=SHARED_DIR,
     )
     kubectl("apply", "-f", "-", input_text=local_path)
 

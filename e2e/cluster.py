@@ -1,7 +1,8 @@
 """A real single-node Kubernetes cluster on this machine, built from upstream components.
 
-    e2e/cluster up | down | status | kubeconfig | env | load-image FILE.tar... | build
-                | kafka-image [--load] | smoke
+    e2e/cluster up [--nodes N] | down | status | nodes | kubeconfig | env
+                | load-image FILE.tar... | build | kafka-image [--load]
+                | node kill|start|partition|heal NAME
 
 Everything is built once into ``$JUP2KUB_CACHE/k8s-<version>/`` (bin/, images/); the running
 cluster's state (certificates, etcd data, containerd root, kubelet root, logs, pids) lives in
@@ -19,11 +20,20 @@ from pathlib import Path
 
 from e2e.host.layout import BIN, CACHE_ROOT, HOME, KUBECONFIG
 from e2e.host.processes import pid_of
-from e2e.images import kafka
+from e2e.images import kafka, system
 from e2e.images.load import load_images, load_images_or_refs
-from e2e.lifecycle import build_everything, down, status, up
-from e2e.network import netpol
+from e2e.lifecycle import (
+    UsageError,
+    build_everything,
+    default_node_count,
+    down,
+    nodes_table,
+    status,
+    up,
+)
+from e2e.network import membership, netpol
 from e2e.network.cluster_dns import exec_with_cluster_dns
+from e2e.node import power
 
 
 def kafka_image(load: bool) -> Path:
@@ -40,7 +50,22 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("up", help="build (first time) and start the cluster")
+    up_ = sub.add_parser("up", help="build (first time) and start the cluster")
+    up_.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help="how many nodes (default: the running cluster's, else $J2K_E2E_NODES, else 1); "
+        "each node of several is a network namespace with its own containerd and kubelet",
+    )
+    sub.add_parser("nodes", help="the nodes: name, address, pod range, state, Ready")
+    node = sub.add_parser(
+        "node",
+        help="kill (power loss: network cut, every process SIGKILLed), start (back with its "
+        "disks), partition (network cut only) or heal a node",
+    )
+    node.add_argument("action", choices=("kill", "start", "partition", "heal"))
+    node.add_argument("name", help="a node's name (e2e/cluster nodes)")
     sub.add_parser("down", help="stop everything this harness started and remove its state")
     sub.add_parser("status", help="components, node readiness, pods")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
@@ -63,10 +88,36 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _node_action(action: str, name: str) -> None:
+    if not pid_of("kube-apiserver"):
+        raise SystemExit("the cluster is not running (e2e/cluster up)")
+    node = membership.by_name(name)
+    if action == "kill":
+        power.kill(node)
+    elif action == "start":
+        power.power_on(node, system.PAUSE_IMAGE)
+    elif action == "partition":
+        power.partition(node)
+    else:
+        power.heal(node)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (UsageError, LookupError, ValueError) as e:
+        parser.exit(2, f"e2e/cluster: error: {e}\n")
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "up":
-        up()
+        up(args.nodes if args.nodes is not None else default_node_count())
+    elif args.cmd == "nodes":
+        print(nodes_table())
+    elif args.cmd == "node":
+        _node_action(args.action, args.name)
     elif args.cmd == "down":
         down()
     elif args.cmd == "status":
@@ -78,8 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "build":
         build_everything()
     elif args.cmd == "load-image":
-        if not pid_of("containerd"):
-            raise SystemExit("the cluster is not running (e2e/cluster up)")
         print("\n".join(load_images_or_refs(args.images)))
     elif args.cmd == "exec":
         cmd = args.command[1:] if args.command[:1] == ["--"] else args.command

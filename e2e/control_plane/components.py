@@ -15,8 +15,9 @@ from e2e.network.addresses import (
     ETCD_CLIENT,
     ETCD_PEER,
     NODE_IP,
-    POD_CIDR,
     SERVICE_CIDR,
+    Node,
+    cluster_cidr,
 )
 
 #: what the controller-manager and the scheduler share: no profiling, one instance, loopback
@@ -86,7 +87,7 @@ def start_apiserver() -> None:
     wait_for("kube-apiserver", api_ready, 120)
 
 
-def start_controller_manager() -> None:
+def start_controller_manager(nodes: tuple[Node, ...]) -> None:
     pki = str(PKI)
     start(
         "kube-controller-manager",
@@ -102,7 +103,7 @@ def start_controller_manager() -> None:
             f"--service-account-private-key-file={pki}/sa.key",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--cluster-cidr={POD_CIDR}",
+            f"--cluster-cidr={cluster_cidr(nodes)}",
             "--allocate-node-cidrs=false",
             "--controllers=*,bootstrapsigner,tokencleaner",
         ],

@@ -11,7 +11,7 @@ from pathlib import Path
 from e2e.host.commands import run
 from e2e.host.layout import KUBECONFIG, PKI, STATE
 from e2e.host.processes import write_config
-from e2e.network.addresses import API_PORT, API_SERVICE_IP, CLUSTER_DOMAIN, NODE_IP, NODE_NAME
+from e2e.network.addresses import API_PORT, API_SERVICE_IP, CLUSTER_DOMAIN, NODE_IP, Node
 
 
 @dataclass(frozen=True)
@@ -33,23 +33,51 @@ API_SANS = (
     f"IP:{NODE_IP}",
     f"IP:{API_SERVICE_IP}",
 )
-CERTS = (
+CONTROL_PLANE_CERTS = (
     Cert("apiserver", "kube-apiserver", sans=API_SANS, server=True),
     Cert("admin", "j2k-admin", org="system:masters"),
     Cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters"),
     Cert("controller-manager", "system:kube-controller-manager"),
     Cert("scheduler", "system:kube-scheduler"),
-    Cert("kubelet-client", f"system:node:{NODE_NAME}", org="system:nodes"),
-    Cert("kubelet", NODE_NAME, sans=(f"DNS:{NODE_NAME}", f"IP:{NODE_IP}"), server=True),
     Cert("kube-proxy", "system:kube-proxy"),
 )
 #: kubeconfig file (under state/) -> the client certificate it holds
 KUBECONFIGS = {
     "controller-manager.kubeconfig": "controller-manager",
     "scheduler.kubeconfig": "scheduler",
-    "kubelet.kubeconfig": "kubelet-client",
     "kube-proxy.kubeconfig": "kube-proxy",
 }
+
+
+def kubelet_cert(node: Node) -> str:
+    """The kubelet's serving certificate (its name under pki/)."""
+    return f"kubelet-{node.name}" if node.index else "kubelet"
+
+
+def _kubelet_client_cert(node: Node) -> str:
+    return f"kubelet-client-{node.name}" if node.index else "kubelet-client"
+
+
+def kubelet_kubeconfig(node: Node) -> Path:
+    return node.state / "kubelet.kubeconfig"
+
+
+def node_certs(node: Node) -> tuple[Cert, Cert]:
+    """Each kubelet's own client identity (``system:node:<name>``, which the Node authorizer
+    and NodeRestriction hold it to) and serving certificate (its address)."""
+    return (
+        Cert(_kubelet_client_cert(node), f"system:node:{node.name}", org="system:nodes"),
+        Cert(
+            kubelet_cert(node),
+            node.name,
+            sans=(f"DNS:{node.name}", f"IP:{node.ip}"),
+            server=True,
+        ),
+    )
+
+
+def certs(nodes: tuple[Node, ...]) -> tuple[Cert, ...]:
+    return CONTROL_PLANE_CERTS + tuple(c for n in nodes for c in node_certs(n))
 
 
 def _openssl(*args: str) -> None:
@@ -112,7 +140,7 @@ def _issue(c: Cert, ca_key: Path, ca_crt: Path) -> None:
     )
 
 
-def make_pki() -> None:
+def make_pki(nodes: tuple[Node, ...]) -> None:
     """The CA, every component's certificate and the service-account key pair, once per
     cluster (state/pki/.complete)."""
     if (PKI / ".complete").is_file():
@@ -121,7 +149,7 @@ def make_pki() -> None:
     os.chmod(PKI, 0o700)
     ca_key, ca_crt = PKI / "ca.key", PKI / "ca.crt"
     _make_ca(ca_key, ca_crt)
-    for c in CERTS:
+    for c in certs(nodes):
         _issue(c, ca_key, ca_crt)
     _openssl("genrsa", "-out", str(PKI / "sa.key"), "2048")
     _openssl("rsa", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
@@ -166,8 +194,11 @@ def write_kubeconfig(path: Path, cert: str) -> None:
     path.chmod(0o600)
 
 
-def write_kubeconfigs() -> None:
-    """The admin's (KUBECONFIG) and each component's."""
+def write_kubeconfigs(nodes: tuple[Node, ...]) -> None:
+    """The admin's (KUBECONFIG), each component's and each kubelet's."""
     write_kubeconfig(KUBECONFIG, "admin")
     for name, cert in KUBECONFIGS.items():
         write_kubeconfig(STATE / name, cert)
+    for node in nodes:
+        node.state.mkdir(parents=True, exist_ok=True)
+        write_kubeconfig(kubelet_kubeconfig(node), _kubelet_client_cert(node))

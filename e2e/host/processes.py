@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from e2e.host import cgroups
 from e2e.host.layout import BIN, LOGS, PIDS, STATE
 
 
@@ -43,7 +44,23 @@ def write_config(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def start(name: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+def in_netns(netns: str | None, args: Sequence[str]) -> list[str]:
+    """``args`` run in the network namespace ``netns`` (None: the host's). Only the network
+    namespace is entered (``nsenter`` execs, so the pid stays the daemon's): ``ip netns exec``
+    would also unshare the mount namespace, hiding the kubelet's mounts from containerd."""
+    if netns is None:
+        return list(args)
+    return ["nsenter", f"--net=/run/netns/{netns}", "--", *args]
+
+
+def start(
+    name: str,
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    netns: str | None = None,
+    cgroup: str | None = None,
+) -> None:
+    """``name`` started detached (once), in ``netns`` and the cgroup ``cgroup`` when given."""
     if pid_of(name):
         return
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -53,7 +70,8 @@ def start(name: str, args: Sequence[str], env: dict[str, str] | None = None) -> 
     full_env.update(env or {})
     with (LOGS / f"{name}.log").open("ab") as out:
         proc = subprocess.Popen(
-            list(args),
+            in_netns(netns, args),
+            preexec_fn=(lambda: cgroups.join_self(cgroup)) if cgroup else None,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from e2e.host.layout import STATE
-from e2e.network.addresses import BRIDGE, POD_CIDR
+from e2e.network.addresses import BRIDGE, Node
 
-CONF_DIR = STATE / "cni" / "net.d"
+
+def conf_dir(node: Node) -> Path:
+    return node.state / "cni" / "net.d"
 
 
 def cni_bin_dir() -> str:
@@ -19,7 +20,9 @@ def cni_bin_dir() -> str:
     raise SystemExit("CNI plugins missing: apt-get install containernetworking-plugins")
 
 
-def cni_config() -> str:
+def cni_config(node: Node) -> str:
+    """The node's pod range on its bridge (in the node's network namespace: the plugins run in
+    containerd's)."""
     return json.dumps(
         {
             "cniVersion": "1.0.0",
@@ -33,9 +36,9 @@ def cni_config() -> str:
                     "hairpinMode": True,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": POD_CIDR}]],
+                        "ranges": [[{"subnet": node.pod_cidr}]],
                         "routes": [{"dst": "0.0.0.0/0"}],
-                        "dataDir": str(STATE / "cni" / "ipam"),
+                        "dataDir": str(node.state / "cni" / "ipam"),
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},

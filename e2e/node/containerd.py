@@ -10,22 +10,21 @@ import subprocess
 from pathlib import Path
 
 from e2e.host.commands import log, run, wait_for
-from e2e.host.layout import BIN, CTRD_SOCK, STATE
+from e2e.host.layout import BIN
 from e2e.host.processes import pid_of, start, write_config
-from e2e.network.cni import CONF_DIR, cni_bin_dir, cni_config
+from e2e.network.addresses import Node
+from e2e.network.cni import cni_bin_dir, cni_config, conf_dir
 
-CONFIG = STATE / "containerd" / "config.toml"
 
-
-def containerd_config(sandbox_image: str) -> str:
-    root = STATE / "containerd"
+def containerd_config(node: Node, sandbox_image: str) -> str:
+    root = node.state / "containerd"
     return f"""version = 2
 root = "{root}/root"
 state = "{root}/run"
 oom_score = 0
 
 [grpc]
-  address = "{CTRD_SOCK}"
+  address = "{node.socket}"
 
 [debug]
   level = "info"
@@ -46,39 +45,57 @@ oom_score = 0
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin_dir()}"
-    conf_dir = "{CONF_DIR}"
+    conf_dir = "{conf_dir(node)}"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{root}/opt"
 """
 
 
-def ctr(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def ctr(
+    node: Node, *args: str, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
     return run(
-        ["ctr", "--address", str(CTRD_SOCK), "--namespace", "k8s.io", *args],
+        ["ctr", "--address", str(node.socket), "--namespace", "k8s.io", *args],
         check=check,
         capture=True,
         timeout=timeout,
     )
 
 
-def start_containerd(sandbox_image: str) -> None:
-    """Its configuration and the CNI's written (when changed), started, answering."""
-    write_config(CONFIG, containerd_config(sandbox_image))
-    write_config(CONF_DIR / "10-j2k.conflist", cni_config())
-    start("containerd", ["containerd", "--config", str(CONFIG)])
-    wait_for("containerd", lambda: ctr("version", check=False, timeout=10).returncode == 0, 60, 0.5)
+def start_containerd(node: Node, sandbox_image: str) -> None:
+    """Its configuration and the CNI's written (when changed), started (in the node's network
+    namespace and cgroup), answering."""
+    for sub in ("containerd", "cni/net.d", "cni/ipam"):
+        (node.state / sub).mkdir(parents=True, exist_ok=True)
+    config = node.state / "containerd" / "config.toml"
+    write_config(config, containerd_config(node, sandbox_image))
+    write_config(conf_dir(node) / "10-j2k.conflist", cni_config(node))
+    start(
+        node.daemon("containerd"),
+        ["containerd", "--config", str(config)],
+        netns=node.netns,
+        cgroup=node.cgroup and f"{node.cgroup}/daemons",
+    )
+    wait_for(
+        node.daemon("containerd"),
+        lambda: ctr(node, "version", check=False, timeout=10).returncode == 0,
+        60,
+        0.5,
+    )
 
 
-def stop_pod_sandboxes() -> None:
+def stop_pod_sandboxes(node: Node) -> None:
     """Every pod sandbox stopped through CRI: CNI DEL runs, network namespaces go away."""
-    if pid_of("containerd") and (BIN / "cri-cleanup").is_file():
-        r = run([str(BIN / "cri-cleanup"), str(CTRD_SOCK)], check=False, capture=True, timeout=330)
+    if pid_of(node.daemon("containerd")) and (BIN / "cri-cleanup").is_file():
+        r = run(
+            [str(BIN / "cri-cleanup"), str(node.socket)], check=False, capture=True, timeout=330
+        )
         log((r.stdout + r.stderr).strip())
 
 
-def _our_shims() -> list[int]:
-    """containerd shims started by this cluster's containerd (their -address is our socket)."""
+def _our_shims(node: Node) -> list[int]:
+    """containerd shims started by the node's containerd (their -address is its socket)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -90,13 +107,13 @@ def _our_shims() -> list[int]:
         if (
             argv
             and argv[0].endswith(b"containerd-shim-runc-v2")
-            and str(CTRD_SOCK).encode() in argv
+            and str(node.socket).encode() in argv
         ):
             pids.append(int(proc.name))
     return pids
 
 
-def kill_shims() -> None:
-    for pid in _our_shims():
+def kill_shims(node: Node) -> None:
+    for pid in _our_shims(node):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -1,5 +1,10 @@
 """kube-proxy in iptables mode: Services for pods and the host, NodePorts only on the node
-address, the host's conntrack and route_localnet settings left alone."""
+address, the host's conntrack and route_localnet settings left alone.
+
+With several nodes, one runs in each node's network namespace (its pods' Services) and one on
+the host (the host's own clients: ``e2e/cluster exec``, helm, the tests' Kafka clients), which
+has no Node object of its own: it waits 30 s for one, then serves anyway (kube-proxy's
+documented backward-compatible behaviour), so it is started before the nodes."""
 
 from __future__ import annotations
 
@@ -7,23 +12,26 @@ import json
 
 from e2e.host.layout import BIN, STATE
 from e2e.host.processes import start, write_config
-from e2e.network.addresses import NODE_IP, NODE_NAME, POD_CIDR
+from e2e.network.addresses import NODE_IP, Node, cluster_cidr
+
+#: the host's kube-proxy, with several nodes
+HOST_PROXY = "j2k-control-plane"
 
 
-def kube_proxy_config() -> str:
+def kube_proxy_config(name: str, address: str, nodes: tuple[Node, ...]) -> str:
     return json.dumps(
         {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
             "mode": "iptables",
             "clientConnection": {"kubeconfig": str(STATE / "kube-proxy.kubeconfig")},
-            "hostnameOverride": NODE_NAME,
-            "clusterCIDR": POD_CIDR,
+            "hostnameOverride": name,
+            "clusterCIDR": cluster_cidr(nodes),
             "bindAddress": "127.0.0.1",
             "healthzBindAddress": "127.0.0.1:10256",
             "metricsBindAddress": "127.0.0.1:10249",
             # NodePorts only on the node address, never on the machine's real interfaces
-            "nodePortAddresses": [f"{NODE_IP}/32"],
+            "nodePortAddresses": [f"{address}/32"],
             # leave the host's conntrack and route_localnet settings alone
             "conntrack": {
                 "maxPerCore": 0,
@@ -37,6 +45,19 @@ def kube_proxy_config() -> str:
     )
 
 
-def start_kube_proxy() -> None:
-    write_config(STATE / "kube-proxy-config.json", kube_proxy_config())
-    start("kube-proxy", [str(BIN / "kube-proxy"), f"--config={STATE}/kube-proxy-config.json"])
+def start_kube_proxy(node: Node, nodes: tuple[Node, ...]) -> None:
+    config = node.state / "kube-proxy-config.json"
+    write_config(config, kube_proxy_config(node.name, node.ip, nodes))
+    start(
+        node.daemon("kube-proxy"),
+        [str(BIN / "kube-proxy"), f"--config={config}"],
+        netns=node.netns,
+        cgroup=node.cgroup and f"{node.cgroup}/daemons",
+    )
+
+
+def start_host_proxy(nodes: tuple[Node, ...]) -> None:
+    """The host's Services (only with several nodes: the single node's proxy is the host's)."""
+    config = STATE / "kube-proxy-host.json"
+    write_config(config, kube_proxy_config(HOST_PROXY, NODE_IP, nodes))
+    start(f"kube-proxy@{HOST_PROXY}", [str(BIN / "kube-proxy"), f"--config={config}"])

@@ -4,19 +4,42 @@ garbage collection (imported images cannot be pulled again), no upstream resolve
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from e2e.control_plane.kubectl import kubectl
-from e2e.host.layout import BIN, CTRD_SOCK, PKI, STATE
+from e2e.control_plane.pki import kubelet_cert, kubelet_kubeconfig
+from e2e.host.layout import BIN, PKI
 from e2e.host.processes import start, write_config
-from e2e.network.addresses import CLUSTER_DOMAIN, DNS_IP, NODE_IP, NODE_NAME
+from e2e.network.addresses import CLUSTER_DOMAIN, DNS_IP, Node
 
 
-def kubelet_config() -> str:
+def _several_nodes(node: Node, count: int) -> dict[str, object]:
+    """A node among several: its pods nested under its own cgroup (killed whole), and an
+    honest share of the machine's memory as allocatable, else every kubelet offers all of it
+    and the scheduler packs one node until the machine runs out."""
+    if not node.cgroup:
+        return {}
+    total = _mem_total_bytes()
+    return {
+        "cgroupRoot": node.cgroup,
+        "systemReserved": {"memory": str(total - total // count)},
+    }
+
+
+def _mem_total_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no MemTotal in /proc/meminfo")
+
+
+def kubelet_config(node: Node, count: int = 1) -> str:
+    cert = kubelet_cert(node)
     return json.dumps(
         {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
-            "address": NODE_IP,
+            "address": node.ip,
             "port": 10250,
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
@@ -27,19 +50,19 @@ def kubelet_config() -> str:
                 "x509": {"clientCAFile": str(PKI / "ca.crt")},
             },
             "authorization": {"mode": "Webhook"},
-            "tlsCertFile": str(PKI / "kubelet.crt"),
-            "tlsPrivateKeyFile": str(PKI / "kubelet.key"),
+            "tlsCertFile": str(PKI / f"{cert}.crt"),
+            "tlsPrivateKeyFile": str(PKI / f"{cert}.key"),
             "cgroupDriver": "cgroupfs",
             "failCgroupV1": False,
-            "containerRuntimeEndpoint": f"unix://{CTRD_SOCK}",
+            "containerRuntimeEndpoint": f"unix://{node.socket}",
             "clusterDomain": CLUSTER_DOMAIN,
             "clusterDNS": [DNS_IP],
             # no upstream resolvers: names outside the cluster do not resolve (no traffic out)
             "resolvConf": "",
             "failSwapOn": False,
             "protectKernelDefaults": False,
-            "podLogsDir": str(STATE / "pod-logs"),
-            "volumePluginDir": str(STATE / "kubelet-plugins"),
+            "podLogsDir": str(node.state / "pod-logs"),
+            "volumePluginDir": str(node.state / "kubelet-plugins"),
             # the images cannot be pulled again: never garbage-collect them
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
@@ -54,31 +77,37 @@ def kubelet_config() -> str:
             "rotateCertificates": False,
             "serverTLSBootstrap": False,
             "shutdownGracePeriod": "0s",
+            **_several_nodes(node, count),
         },
         indent=2,
     )
 
 
-def start_kubelet() -> None:
-    write_config(STATE / "kubelet-config.json", kubelet_config())
+def start_kubelet(node: Node, count: int = 1) -> None:
+    config = node.state / "kubelet-config.json"
+    for sub in ("kubelet", "pod-logs"):
+        (node.state / sub).mkdir(parents=True, exist_ok=True)
+    write_config(config, kubelet_config(node, count))
     start(
-        "kubelet",
+        node.daemon("kubelet"),
         [
             str(BIN / "kubelet"),
-            f"--config={STATE}/kubelet-config.json",
-            f"--kubeconfig={STATE}/kubelet.kubeconfig",
-            f"--root-dir={STATE}/kubelet",
-            f"--hostname-override={NODE_NAME}",
-            f"--node-ip={NODE_IP}",
+            f"--config={config}",
+            f"--kubeconfig={kubelet_kubeconfig(node)}",
+            f"--root-dir={node.state}/kubelet",
+            f"--hostname-override={node.name}",
+            f"--node-ip={node.ip}",
         ],
+        netns=node.netns,
+        cgroup=node.cgroup and f"{node.cgroup}/daemons",
     )
 
 
-def node_ready() -> bool:
+def node_ready(node: Node) -> bool:
     r = kubectl(
         "get",
         "node",
-        NODE_NAME,
+        node.name,
         "-o",
         "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
         check=False,
