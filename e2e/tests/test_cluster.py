@@ -11,6 +11,7 @@ import pytest
 
 from e2e.addons import render_manifest
 from e2e.host.processes import pid_of
+from e2e.network import membership
 from e2e.support import E2E, Cluster
 
 MANIFESTS = E2E / "tests" / "manifests"
@@ -52,11 +53,12 @@ def test_a_second_cluster_up_keeps_new_services_reachable(cluster: Cluster, name
     created afterwards were never programmed. A second `up` now leaves kube-proxy running."""
     if not cluster.own:
         pytest.skip("`cluster up` is the harness's own cluster's command")
-    before = pid_of("kube-proxy")
-    assert before is not None
+    proxies = [node.daemon("kube-proxy") for node in membership.current()]
+    before = [pid_of(name) for name in proxies]
+    assert None not in before
     subprocess.run([str(E2E / "cluster"), "up"], check=True, timeout=900, capture_output=True)
     time.sleep(2)  # kube-proxy noticed a written file within a second, then exited
-    assert pid_of("kube-proxy") == before
+    assert [pid_of(name) for name in proxies] == before
     _check_service(cluster, namespace)
 
 
