@@ -68,9 +68,11 @@ class PipelineStatus:
 
     @property
     def settled(self) -> bool:
-        """Every submitted run done or failed, nothing executing, no message left unconsumed."""
+        """At least one run submitted, every one done or failed, nothing executing, no message
+        left unconsumed (a watch begun before the first run waits for it)."""
         return (
             self.runs is not None
+            and self.runs.submitted > 0
             and self.runs.finished
             and all(s.in_flight == 0 and not s.lag for s in self.steps)
         )
