@@ -4,6 +4,7 @@ read through the real Kubernetes client from an API server that answers canned o
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pty
@@ -15,13 +16,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import yaml
 
 from jup2kub.api import inspect_notebook
 from jup2kub.plan import plan_pipeline
 from jup2kub_runtime.contract import messages
+from jup2kub_runtime.contract.metrics import ExecutionOutcome
 from jup2kub_runtime.contract.topics import runs_topic
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.step_runtimes import start_runtimes, stop_runtimes
@@ -168,7 +174,7 @@ def test_watch_follows_runs_until_done(
     assert "3 runs submitted, 3 done, 0 failed" in blocks[-1][1]
     # a block is printed only when something changed (its time aside)
     bodies = [b[1:] for b in blocks]
-    assert all(a != b for a, b in zip(bodies, bodies[1:], strict=False)), out
+    assert all(a != b for a, b in itertools.pairwise(bodies)), out
 
 
 def test_watch_until_done_exits_1_when_a_step_failed(
@@ -278,3 +284,230 @@ def test_watch_usage_errors(args: list[str], message: str) -> None:
     r = jup2kub("status", CORPUS / "plain_cells.ipynb", *args)
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr
+
+
+# ---- a release: the real Kubernetes client against an API server answering canned objects ----
+# No cluster can run here (the e2e cluster is not ours to use), so the API server is a stand-in
+# serving what a real one answers for a release of two steps; the step pods' /metrics are the
+# runtime's own exposition (its StepMetrics). The same watch against a real cluster is in
+# e2e/tests/test_pipeline.py.
+
+NS = "team-a"
+LABELS = {"app.kubernetes.io/instance": "demo"}
+
+
+def _deployment(step: str, desired: int, ready: int) -> dict[str, Any]:
+    labels = {**LABELS, "app.kubernetes.io/component": step}
+    return {
+        "metadata": {"name": f"demo-{step}", "generation": 1, "labels": labels},
+        "spec": {
+            "replicas": desired,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "s"}]}},
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": desired,
+            "readyReplicas": ready,
+            "updatedReplicas": desired,
+        },
+    }
+
+
+def _pod(step: str, name: str, ready: bool) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {**LABELS, "app.kubernetes.io/component": step}},
+        "spec": {"containers": [{"name": "s", "ports": [{"name": "http", "containerPort": 8080}]}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "s",
+                    "ready": ready,
+                    "restartCount": 0,
+                    "image": "i",
+                    "imageID": "i",
+                    "state": {"running": {}},
+                }
+            ],
+        },
+    }
+
+
+def _exposition(
+    step: str, succeeded: list[float], failed: list[float], busy: bool, lag: int
+) -> bytes:
+    """What the runtime of ``step`` serves at /metrics after these executions."""
+    from jup2kub_runtime.serving.metrics import StepMetrics
+
+    metrics = StepMetrics("demo", step)
+    for outcome, times in (
+        (ExecutionOutcome.SUCCEEDED, succeeded),
+        (ExecutionOutcome.FAILED, failed),
+    ):
+        for seconds in times:
+            metrics.count(outcome)
+            metrics.observe_execution(seconds)
+    metrics.lag(lag, 0.0)
+    metrics.watch(lambda: busy, lambda: True)
+    return metrics.exposition()[0]
+
+
+class CannedApiServer:
+    """An HTTP server on loopback answering GETs from a path -> (content type, body) table."""
+
+    def __init__(self, answers: dict[str, tuple[str, bytes]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = unquote(urlsplit(self.path).path)
+                outer.asked.append(path)
+                kind, body = outer.answers.get(path, ("application/json", b""))
+                self.send_response(200 if path in outer.answers else 404)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _release_answers(make_busy: bool) -> dict[str, tuple[str, bytes]]:
+    def listed(kind: str, items: list[dict[str, Any]]) -> tuple[str, bytes]:
+        return "application/json", json.dumps(
+            {"kind": kind, "metadata": {}, "items": items}
+        ).encode()
+
+    def runs(*pairs: tuple[str, str]) -> tuple[str, bytes]:
+        body = {"runs": [{"run_id": r, "state": s, "submitted_at": 1.0} for r, s in pairs]}
+        return "application/json", json.dumps(body).encode()
+
+    text = "text/plain; version=0.0.4"
+    proxy = f"/api/v1/namespaces/{NS}/pods"
+    return {
+        f"/apis/apps/v1/namespaces/{NS}/deployments": listed(
+            "DeploymentList", [_deployment("make", 3, 2), _deployment("total", 1, 1)]
+        ),
+        f"/apis/apps/v1/namespaces/{NS}/statefulsets": listed("StatefulSetList", []),
+        f"/api/v1/namespaces/{NS}/pods": listed(
+            "PodList",
+            [
+                _pod("make", "demo-make-a", True),
+                _pod("make", "demo-make-b", True),
+                _pod("total", "demo-total-a", True),
+            ],
+        ),
+        f"{proxy}/demo-make-a:8080/proxy/metrics": (
+            text,
+            _exposition("make", [0.2, 0.4], [], busy=False, lag=0),
+        ),
+        f"{proxy}/demo-make-b:8080/proxy/metrics": (
+            text,
+            _exposition("make", [3.0], [0.1], busy=make_busy, lag=2 if make_busy else 0),
+        ),
+        f"{proxy}/demo-total-a:8080/proxy/metrics": (
+            text,
+            _exposition("total", [0.05, 0.05], [], busy=False, lag=0),
+        ),
+        f"{proxy}/demo-make-a:8080/proxy/runs/10": runs(("r1", "succeeded"), ("r2", "failed")),
+        f"{proxy}/demo-make-b:8080/proxy/runs/10": runs(("r3", "succeeded")),
+        f"{proxy}/demo-total-a:8080/proxy/runs/10": runs(("r1", "succeeded"), ("r3", "succeeded")),
+    }
+
+
+def _kubeconfig(tmp_path: Path, server: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {"name": "c", "context": {"cluster": "c", "user": "u", "namespace": NS}}
+                ],
+            }
+        )
+    )
+    return path
+
+
+def test_watch_a_release_reads_replicas_from_deployments_and_the_rest_from_step_metrics(
+    tmp_path: Path,
+) -> None:
+    """Replicas ready/desired from each step's Deployment; in flight, done, failed, lag and
+    p50/p95 from the step pods' /metrics (through the pod proxy) summed over replicas; with
+    --until-done the watch ends once the recent runs are all finished, 1 since one failed."""
+    with CannedApiServer(_release_answers(make_busy=False)) as server:
+        config = _kubeconfig(tmp_path, server)
+        watch = ["status", "--release", "demo", "--kubeconfig", config, "--watch", "--until-done"]
+        r = jup2kub(*watch, "--json", "--interval", "0.2", timeout=60)
+        assert r.returncode == 1, r.stdout + r.stderr
+        snapshot = json.loads(r.stdout.splitlines()[-1])
+        steps = {s["step"]: s for s in snapshot["steps"]}
+        make, total = steps["make"], steps["total"]
+        assert (make["ready"], make["desired"], total["ready"], total["desired"]) == (2, 3, 1, 1)
+        assert (make["done"], make["failed"], make["in_flight"], make["lag"]) == (3, 1, 0, 0)
+        assert (total["done"], total["failed"], total["lag"]) == (2, 0, 0)
+        # 4 executions of make (0.1, 0.2, 0.4, 3.0 s): the median in the (0.1, 0.25] bucket, the
+        # 95th percentile in (2.5, 5]; both interpolated within them, as Prometheus does
+        assert 0.1 < make["p50"] <= 0.25 and 2.5 < make["p95"] <= 5.0, make
+        assert snapshot["runs"] == {"submitted": 3, "done": 2, "failed": 1}
+        plain = jup2kub(*watch, "--interval", "0.2", timeout=60)
+        assert plain.returncode == 1, plain.stdout + plain.stderr
+        assert re.search(r"^make\s+2/3\s+0\s+3\s+1\s+0\s", plain.stdout, re.M), plain.stdout
+        assert re.search(r"^total\s+1/1\s+0\s+2\s+0\s+0\s", plain.stdout, re.M), plain.stdout
+
+
+def test_watch_a_release_waits_while_a_step_is_busy(tmp_path: Path) -> None:
+    """A replica executing a run (j2k_busy 1, lag 2): in flight 1 and the watch goes on."""
+    with CannedApiServer(_release_answers(make_busy=True)) as server:
+        config = _kubeconfig(tmp_path, server)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jup2kub.cli",
+                "status",
+                "--release",
+                "demo",
+                "--kubeconfig",
+                str(config),
+                "--watch",
+                "--until-done",
+                "--json",
+                "--interval",
+                "0.2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            first = json.loads(proc.stdout.readline())
+            make = next(s for s in first["steps"] if s["step"] == "make")
+            assert (make["in_flight"], make["lag"]) == (1, 2), make
+            assert first["settled"] is False
+            assert proc.poll() is None  # still watching
+        finally:
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(timeout=60)
+        assert rc == 0, proc.stderr.read() if proc.stderr else ""
