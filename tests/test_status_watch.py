@@ -274,14 +274,16 @@ def test_watch_refuses_an_interval_that_is_not_a_positive_number(interval: str) 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--kafka", "127.0.0.1:1", "--until-done"], "--until-done goes with --watch"),
-        (["--kafka", "127.0.0.1:1", "--interval", "1"], "--interval goes with --watch"),
-        (["run-1", "--kafka", "127.0.0.1:1", "--watch"], "it takes no RUN_ID"),
-        (["--watch"], "--watch needs NOTEBOOK --kafka BOOTSTRAP, or --release NAME"),
+        (["{nb}", "--kafka", "127.0.0.1:1", "--until-done"], "--until-done goes with --watch"),
+        (["{nb}", "--kafka", "127.0.0.1:1", "--interval", "1"], "--interval goes with --watch"),
+        (["{nb}", "run-1", "--kafka", "127.0.0.1:1", "--watch"], "it takes no RUN_ID"),
+        (["{nb}", "--watch"], "--watch needs NOTEBOOK --kafka BOOTSTRAP, or --release NAME"),
+        (["--release", "demo", "--watch", "--until-done", "--runs", "0"], "--runs 0 leaves none"),
     ],
 )
 def test_watch_usage_errors(args: list[str], message: str) -> None:
-    r = jup2kub("status", CORPUS / "plain_cells.ipynb", *args)
+    nb = str(CORPUS / "plain_cells.ipynb")
+    r = jup2kub("status", *[a.format(nb=nb) for a in args])
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr
 
@@ -511,3 +513,19 @@ def test_watch_a_release_waits_while_a_step_is_busy(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
             rc = proc.wait(timeout=60)
         assert rc == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_quantiles_as_numpy_and_prometheus_compute_them() -> None:
+    from jup2kub.activity import histogram_quantile, quantile
+
+    assert quantile([], 0.5) is None
+    assert quantile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
+    assert quantile([1.0, 2.0, 3.0, 4.0], 0.95) == pytest.approx(3.85)
+    inf = float("inf")
+    buckets = [(0.1, 1.0), (0.25, 2.0), (0.5, 3.0), (2.5, 3.0), (5.0, 4.0), (inf, 4.0)]
+    assert histogram_quantile(buckets, 0.5) == pytest.approx(0.25)
+    assert histogram_quantile(buckets, 0.95) == pytest.approx(4.5)
+    assert histogram_quantile(buckets, 0.25) == pytest.approx(0.1)
+    # beyond the highest finite bound: that bound, as histogram_quantile says
+    assert histogram_quantile([(1.0, 1.0), (inf, 4.0)], 0.9) == 1.0
+    assert histogram_quantile([(1.0, 0.0), (inf, 0.0)], 0.5) is None

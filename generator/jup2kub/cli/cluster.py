@@ -214,16 +214,24 @@ def status(
                 f"--interval must be a positive number of seconds, not {interval:g}",
                 hint="e.g. --interval 0.5",
             )
-        source = api.watch_status(
-            notebook,
-            bootstrap,
-            release=release,
-            target=kube_target(namespace, kubeconfig, context),
-            split=split,
-            name=name,
-            kafka_timeout=api.parse_duration(kafka_timeout),
-            runs=n_runs,
-        )
+        if until_done and release is not None and n_runs == 0:
+            raise UsageError(
+                "--until-done on a release waits for its recent runs: --runs 0 leaves none",
+                hint="drop --runs 0, or give how many recent runs to wait for",
+            )
+        try:
+            source = api.watch_status(
+                notebook,
+                bootstrap,
+                release=release,
+                target=kube_target(namespace, kubeconfig, context),
+                split=split,
+                name=name,
+                kafka_timeout=api.parse_duration(kafka_timeout),
+                runs=n_runs,
+            )
+        except KeyboardInterrupt:  # Ctrl-C ends a watch, even one still connecting: not an error
+            sys.exit(0)
         sys.exit(watch_table(source, seconds, until_done, as_json))
     for given, flag in ((interval is not None, "--interval"), (until_done, "--until-done")):
         if given:

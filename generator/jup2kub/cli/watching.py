@@ -93,11 +93,7 @@ def watch(source: api.StatusWatch, interval: float, until_done: bool, as_json: b
         while True:
             st = source.snapshot()
             if live is not None:
-                stamp = time.strftime("%H:%M:%S")
-                from rich.console import Group
-                from rich.text import Text
-
-                live.update(Group(Text(f"{stamp}  every {interval:g}s, Ctrl-C to stop"), table(st)))
+                live.update(_frame(st, interval))
                 live.refresh()
             else:
                 text = json.dumps(st.to_json()) if as_json else plain(st)
@@ -113,6 +109,15 @@ def watch(source: api.StatusWatch, interval: float, until_done: bool, as_json: b
         if live is not None:
             live.stop()
         source.close()
+
+
+def _frame(st: api.PipelineStatus, interval: float) -> RenderableType:
+    """What the terminal shows: the time, how to stop, the table."""
+    from rich.console import Group  # rich: loaded on use (start-up time)
+    from rich.text import Text
+
+    stamp = time.strftime("%H:%M:%S")
+    return Group(Text(f"{stamp}  every {interval:g}s, Ctrl-C to stop"), table(st))
 
 
 def _live() -> Live:
