@@ -15,42 +15,14 @@ import nbformat
 import pytest
 
 from jup2kub.api import inspect_notebook
-from jup2kub.plan import PipelinePlan, plan_pipeline
-from jup2kub.run.kafka import free_port, ready, runtime_env
+from jup2kub.plan import plan_pipeline
+from jup2kub.run.kafka import free_port
 from jup2kub_runtime.contract.topics import runs_topic
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.processes import processes_in
+from tests.support.step_runtimes import start_runtimes, stop_runtimes
 
 MakeNb = Callable[..., Path]
-Runtimes = list[tuple[subprocess.Popen[bytes], int, Any]]
-
-
-def _start_runtimes(plan: PipelinePlan, kafka: str, tmp_path: Path) -> Runtimes:
-    """One runtime per step, as the chart starts them, and wait until all are ready."""
-    state = tmp_path / "state"
-    bundles = plan.write_bundles(tmp_path / "bundles")
-    procs: Runtimes = []
-    for step in plan.steps:
-        port = free_port()
-        env = runtime_env(plan, step.name, kafka, state, bundles[step.name], port)
-        log = (tmp_path / f"{step.name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jup2kub_runtime"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        procs.append((proc, port, log))
-    deadline = time.monotonic() + 90
-    while not all(ready(port) for _, port, _ in procs):
-        assert time.monotonic() < deadline, "runtimes did not become ready"
-        time.sleep(0.3)
-    return procs
-
-
-def _stop(procs: Runtimes) -> None:
-    for proc, _, _log in procs:
-        proc.terminate()
-    for proc, _, log in procs:
-        proc.wait(timeout=60)
-        log.close()
 
 
 def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb) -> None:
@@ -66,7 +38,7 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
     pipeline = inspect_notebook(nb)
     assert pipeline.name == "nb-02-remote-demo"  # a leading digit is not allowed in Services
     state = tmp_path / "state"
-    procs = _start_runtimes(plan_pipeline(pipeline), kafka, tmp_path)
+    procs = start_runtimes(plan_pipeline(pipeline), kafka, tmp_path)
     try:
         ok = jup2kub("submit", nb, "--kafka", kafka, "-p", "n", "4", cwd=tmp_path)
         assert ok.returncode == 0, ok.stderr
@@ -103,7 +75,7 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
         missing = jup2kub("results", nb, "nope", "--state", state, cwd=tmp_path)
         assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
     finally:
-        _stop(procs)
+        stop_runtimes(procs)
 
 
 def test_submit_and_status_address_the_pipeline_by_its_name(
@@ -117,9 +89,7 @@ def test_submit_and_status_address_the_pipeline_by_its_name(
     assert built.returncode == 0, built.stderr
     recorded = json.loads((chart / "pipeline.json").read_text())
     assert recorded["name"] == "fraud-check"
-    procs = _start_runtimes(
-        plan_pipeline(inspect_notebook(nb, name="fraud-check")), kafka, tmp_path
-    )
+    procs = start_runtimes(plan_pipeline(inspect_notebook(nb, name="fraud-check")), kafka, tmp_path)
     try:
         sub = jup2kub("submit", nb, "--kafka", kafka, "--name", "fraud-check", cwd=tmp_path)
         assert sub.returncode == 0, sub.stderr
@@ -148,7 +118,7 @@ def test_submit_and_status_address_the_pipeline_by_its_name(
         bad = jup2kub("submit", nb, "--kafka", kafka, "--name", "Not_A_Label", cwd=tmp_path)
         assert bad.returncode == 2 and "--name" in bad.stderr
     finally:
-        _stop(procs)
+        stop_runtimes(procs)
 
 
 def test_submit_and_status_without_a_broker_say_which_address(tmp_path: Path) -> None:

@@ -245,6 +245,39 @@ def test_status_of_the_release_shows_pods_readiness_and_runs(
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 
+def test_status_watch_of_the_release_follows_runs_until_done(
+    cluster: Cluster, release: dict[str, str]
+) -> None:
+    """`status --release --watch --until-done`: replicas from the Deployments, the rest from
+    the step pods' /metrics through the pod proxy; it ends once the recent runs are done."""
+    ns, broker = release["namespace"], release["broker"]
+    runs = [submit(cluster, broker, "n_rows=50", f"seed={seed}") for seed in (11, 12)]
+    watch = ["jup2kub", "status", "--release", RELEASE, "-n", ns, "--watch", "--until-done"]
+    r = subprocess.run(
+        [*watch, "--json", "--interval", "1"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=cluster.env(),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr  # no run of this module fails
+    last = json.loads(r.stdout.splitlines()[-1])
+    assert last["settled"] is True and last["problems"] == [], last
+    assert last["runs"]["failed"] == 0 and last["runs"]["submitted"] >= len(runs), last
+    steps = {s["step"]: s for s in last["steps"]}
+    assert sorted(steps) == ["clean", "load", "model", "report", "summarize"]
+    for name, s in steps.items():
+        assert s["ready"] == s["desired"] == 1, (name, s)
+        assert s["done"] >= len(runs) and s["failed"] == 0, (name, s)
+        assert s["in_flight"] == 0 and s["lag"] == 0, (name, s)
+        assert s["p50"] is not None and s["p50"] <= s["p95"], (name, s)
+    plain = subprocess.run(
+        [*watch, "--interval", "1"], capture_output=True, text=True, timeout=600, env=cluster.env()
+    )
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "\x1b[" not in plain.stdout and "replicas" in plain.stdout
+
+
 def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[str, str]) -> None:
     ns, broker = release["namespace"], release["broker"]
     """clean writes clean_sales.csv, report reads it back: each run must see its own file

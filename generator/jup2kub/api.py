@@ -12,8 +12,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from jup2kub.activity import PipelineStatus, RunCounts, StepStatus
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.catalog.charts import read_chart
 from jup2kub.catalog.lookup import composition_catalog
@@ -98,10 +99,14 @@ __all__ = [
     "ImageBuild",
     "KubeTarget",
     "Pipeline",
+    "PipelineStatus",
     "Readiness",
     "ReleaseStatus",
+    "RunCounts",
     "RunResult",
+    "StatusWatch",
     "StepRun",
+    "StepStatus",
     "build",
     "catalog_add",
     "deploy",
@@ -120,6 +125,7 @@ __all__ = [
     "submit",
     "to_mermaid",
     "value_label",
+    "watch_status",
     "write_graph",
 ]
 
@@ -474,6 +480,50 @@ def run_states(
     pipeline = inspect_notebook(path, split, name)
     states = remote.run_states(bootstrap, pipeline.name, run_id, connect_timeout=kafka_timeout)
     return pipeline, states
+
+
+class StatusWatch(Protocol):
+    """A pipeline followed live: ``snapshot()`` reads what it does now (one row per step);
+    ``close()`` lets go of its connections."""
+
+    def snapshot(self) -> PipelineStatus: ...
+
+    def close(self) -> None: ...
+
+
+def watch_status(
+    path: str | Path | None = None,
+    bootstrap: str | None = None,
+    *,
+    release: str | None = None,
+    target: KubeTarget = KubeTarget(),
+    split: str = "auto",
+    name: str | None = None,
+    kafka_timeout: float = remote.CONNECT_TIMEOUT,
+    runs: int = 10,
+) -> StatusWatch:
+    """Follow a deployed pipeline, step by step: the notebook's pipeline on its Kafka
+    (``path`` and ``bootstrap``: ``run.activity`` says what is read there), or a release
+    through the Kubernetes API (``release``; ``cluster.activity``; ``runs``: how many recent
+    runs it considers)."""
+    if release is not None:
+        if path is not None or bootstrap is not None:
+            raise UsageError(
+                "--release takes no NOTEBOOK, RUN_ID or --kafka",
+                hint="use `jup2kub status --release NAME --watch [-n NAMESPACE]`",
+            )
+        from jup2kub.cluster.activity import ReleaseActivity  # the Kubernetes client: on use
+
+        return ReleaseActivity(release, target, runs)
+    if path is None or bootstrap is None:
+        raise UsageError(
+            "--watch needs NOTEBOOK --kafka BOOTSTRAP, or --release NAME",
+            hint="e.g. `jup2kub status nb.ipynb --kafka host:9092 --watch`",
+        )
+    from jup2kub.run.activity import KafkaActivity  # kafka-python: for --kafka only
+
+    plan = plan_pipeline(inspect_notebook(path, split, name))
+    return KafkaActivity(bootstrap, plan, kafka_timeout)
 
 
 def results(

@@ -4,6 +4,8 @@ notebook)."""
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
 
 import click
@@ -20,6 +22,7 @@ from jup2kub.cli.options import (
 )
 from jup2kub.cli.release_views import live_display, print_release_status, readiness_table
 from jup2kub.cli.reporting import echo_json, reports_errors
+from jup2kub.cli.watching import watch as watch_table
 from jup2kub.errors import UsageError
 
 kafka_option = click.option(
@@ -154,7 +157,25 @@ def deploy(
     type=click.IntRange(min=0),
     default=10,
     show_default=True,
-    help="With --release: how many recent runs to show.",
+    help="With --release: how many recent runs to show (with --watch: to wait for).",
+)
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Follow the pipeline (NOTEBOOK --kafka BOOTSTRAP, or --release NAME): per step, "
+    "replicas, runs in flight, done and failed, lag and execution time p50/p95, until Ctrl-C.",
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="With --watch: seconds between refreshes [default: 2].",
+)
+@click.option(
+    "--until-done",
+    is_flag=True,
+    help="With --watch: stop once every submitted run is done or failed (exit 1 if one failed).",
 )
 @split_option
 @name_option
@@ -170,13 +191,51 @@ def status(
     kubeconfig: Path | None,
     context: str | None,
     n_runs: int,
+    watch: bool,
+    interval: float | None,
+    until_done: bool,
     split: str,
     name: str | None,
     as_json: bool,
 ) -> None:
     """Show one run (NOTEBOOK RUN_ID --kafka BOOTSTRAP: per-step status from the status topic)
-    or a release (--release NAME: pods, readiness and recent runs, through the Kubernetes API).
+    or a release (--release NAME: pods, readiness and recent runs, through the Kubernetes API);
+    with --watch, follow every run of the pipeline live.
     """
+    if watch:
+        if run_id is not None:
+            raise UsageError(
+                "--watch follows every run of the pipeline; it takes no RUN_ID",
+                hint="use `jup2kub status NOTEBOOK --kafka BOOTSTRAP --watch`",
+            )
+        seconds = 2.0 if interval is None else interval
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise UsageError(
+                f"--interval must be a positive number of seconds, not {interval:g}",
+                hint="e.g. --interval 0.5",
+            )
+        if until_done and release is not None and n_runs == 0:
+            raise UsageError(
+                "--until-done on a release waits for its recent runs: --runs 0 leaves none",
+                hint="drop --runs 0, or give how many recent runs to wait for",
+            )
+        try:
+            source = api.watch_status(
+                notebook,
+                bootstrap,
+                release=release,
+                target=kube_target(namespace, kubeconfig, context),
+                split=split,
+                name=name,
+                kafka_timeout=api.parse_duration(kafka_timeout),
+                runs=n_runs,
+            )
+        except KeyboardInterrupt:  # Ctrl-C ends a watch, even one still connecting: not an error
+            sys.exit(0)
+        sys.exit(watch_table(source, seconds, until_done, as_json))
+    for given, flag in ((interval is not None, "--interval"), (until_done, "--until-done")):
+        if given:
+            raise UsageError(f"{flag} goes with --watch", hint=f"add --watch, or drop {flag}")
     if release is not None:
         if notebook is not None or bootstrap is not None:
             raise UsageError(

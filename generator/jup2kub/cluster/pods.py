@@ -36,6 +36,20 @@ def pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
         raise
 
 
+def pod_text(kube: Kube, pod: PodInfo, path: str) -> str:
+    """GET a step pod's HTTP endpoint that answers in text (``/metrics``) through the pod
+    proxy; any answer but 200 is a ClusterError."""
+    response = kube.call(
+        f"GET /{path} from pod {pod.name}",
+        kube.core.connect_get_namespaced_pod_proxy_with_path,
+        f"{pod.name}:{pod.port}",
+        kube.namespace,
+        path,
+        _preload_content=False,
+    )
+    return bytes(response.data).decode("utf-8", errors="replace")
+
+
 @dataclass
 class RemoteRun:
     """One run's outputs as a release's step pods serve them (``GET /runs/<id>/outputs``).
