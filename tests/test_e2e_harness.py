@@ -94,3 +94,104 @@ def test_daemon_configs_are_rewritten_only_when_they_change(tmp_path: Path) -> N
     assert path.stat().st_mtime_ns == first
     write_config(path, '{"mode": "iptables"}')
     assert path.read_text() == '{"mode": "iptables"}'
+
+
+def test_a_cluster_of_several_nodes_gives_each_its_own_address_range_and_directories() -> None:
+    """One node stays exactly as it was (the host's namespace, state/ itself, the old names);
+    N nodes are namespaces with addresses, pod ranges and directories of their own, inside
+    the ranges the forward guard and kube-proxy call the cluster's."""
+    import ipaddress
+
+    from e2e.host.layout import CTRD_SOCK, STATE
+    from e2e.network import addresses as a
+
+    (single,) = a.topology(1)
+    assert (single.name, single.ip, single.pod_cidr) == (a.NODE_NAME, a.NODE_IP, a.POD_CIDR)
+    assert (single.netns, single.cgroup, single.state) == (None, None, STATE)
+    assert single.socket == CTRD_SOCK and single.daemon("kubelet") == "kubelet"
+    nodes = a.topology(3)
+    assert [n.name for n in nodes] == ["j2k-node-1", "j2k-node-2", "j2k-node-3"]
+    assert len({n.ip for n in nodes}) == len({n.pod_cidr for n in nodes}) == 3
+    cluster = ipaddress.ip_network(a.cluster_cidr(nodes))
+    link = ipaddress.ip_network(a.NODE_LINK_CIDR)
+    services = ipaddress.ip_network(a.SERVICE_CIDR)
+    for n in nodes:
+        pods = ipaddress.ip_network(n.pod_cidr)
+        assert pods.subnet_of(cluster) and not pods.overlaps(services)  # type: ignore[arg-type]
+        assert ipaddress.ip_address(n.ip) in link and ipaddress.ip_address(n.gateway) in pods
+        assert n.state == STATE / "nodes" / n.name and n.cgroup == f"/{n.name}"
+        assert n.daemon("containerd") == f"containerd@{n.name}"
+    assert not cluster.overlaps(services) and not cluster.overlaps(link)
+    with pytest.raises(ValueError, match="1 to 9"):
+        a.topology(0)
+
+
+def test_each_node_runs_in_its_cgroup_with_an_honest_share_of_memory() -> None:
+    from e2e.control_plane.pki import certs
+    from e2e.network.addresses import topology
+    from e2e.node.containerd import containerd_config
+    from e2e.node.kubelet import kubelet_config
+
+    nodes = topology(3)
+    second = json.loads(kubelet_config(nodes[1], 3))
+    assert second["cgroupRoot"] == "/j2k-node-2"
+    assert second["address"] == nodes[1].ip
+    assert second["containerRuntimeEndpoint"] == f"unix://{nodes[1].socket}"
+    total = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+    assert int(second["systemReserved"]["memory"]) == total - total // 3
+    assert "cgroupRoot" not in json.loads(kubelet_config(topology(1)[0]))
+    assert f'address = "{nodes[1].socket}"' in containerd_config(nodes[1], "pause")
+    # each kubelet its own identity, which the Node authorizer holds it to
+    names = {c.cn for c in certs(nodes)}
+    assert {f"system:node:{n.name}" for n in nodes} <= names
+
+
+def test_the_forward_guard_allows_the_nodes_link_only_with_several_nodes() -> None:
+    from e2e.network.addresses import NODE_LINK_CIDR, POD_CIDR, topology
+    from e2e.network.host import _guard_rules
+
+    assert _guard_rules(topology(1)) == [
+        ("-s", POD_CIDR, "-d", POD_CIDR, "-j", "ACCEPT"),
+        ("-s", POD_CIDR, "-j", "DROP"),
+        ("-d", POD_CIDR, "-j", "DROP"),
+    ]
+    several = _guard_rules(topology(3))
+    assert ("-s", NODE_LINK_CIDR, "-d", "10.233.0.0/17", "-j", "ACCEPT") in several
+    assert several[-4:] == [
+        ("-s", "10.233.0.0/17", "-j", "DROP"),
+        ("-d", "10.233.0.0/17", "-j", "DROP"),
+        ("-s", NODE_LINK_CIDR, "-j", "DROP"),
+        ("-d", NODE_LINK_CIDR, "-j", "DROP"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up", "--nodes", "0"], "--nodes must be 1 to 9, not 0"),
+        (["up", "--nodes", "12"], "--nodes must be 1 to 9, not 12"),
+        (["up", "--nodes", "three"], "invalid int value"),
+        (["node", "reboot", "j2k-node-1"], "invalid choice"),
+    ],
+)
+def test_bad_cluster_commands_exit_2_with_the_reason(args: list[str], message: str) -> None:
+    r = subprocess.run(
+        [str(Path(__file__).resolve().parents[1] / "e2e" / "cluster"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_too_many_nodes_for_the_memory_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from e2e import lifecycle
+
+    monkeypatch.setattr(lifecycle, "pid_of", lambda name: None)
+    monkeypatch.setattr(lifecycle, "NODE_MIB", 10**7)
+    with pytest.raises(lifecycle.UsageError, match="MiB a node, J2K_E2E_NODE_MIB"):
+        lifecycle.check_node_count(3)
