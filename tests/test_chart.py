@@ -929,6 +929,9 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "efs-without-id": {"storage": {"mode": "efs"}},
     "external-kafka-without-servers": {"kafka": {"enabled": False}},
     "bad-digest": {"steps": {"load": {"image": {"digest": "latest"}}}},
+    "negative-toleration": {"stepDefaults": {"nodeFailureTolerationSeconds": -1}},
+    "string-toleration": {"kafka": {"nodeFailureTolerationSeconds": "30s"}},
+    "step-toleration-float": {"steps": {"load": {"nodeFailureTolerationSeconds": 1.5}}},
 }
 
 
