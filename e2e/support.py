@@ -140,6 +140,14 @@ def state_dir(cluster: Cluster, ns: str) -> Path:
     return Path(path)
 
 
+def result_file(root: Path, run_id: str, step: str, name: str = "outputs.json") -> Path:
+    """A file of a step's result on the state volume (``root``): in the attempt directory its
+    completion marker names (the runtime's layout, ``StateStore.result_dir``)."""
+    from jup2kub_runtime.storage.state_store import StateStore
+
+    return StateStore(root).result_dir(run_id, step) / name
+
+
 def _helm() -> str:
     helm = os.environ.get("J2K_HELM") or shutil.which("helm")
     if not helm:
