@@ -24,10 +24,10 @@ import pytest
 import yaml
 from nbformat import v4
 
-from e2e.host.layout import CTRD_SOCK
 from e2e.support import (
     E2E,
     Cluster,
+    containerd_socket,
     docker_ok,
     helm,
     result_file,
@@ -245,12 +245,12 @@ def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, st
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
     run_id = _submit(cluster, faults, "killed", 25)
     pod = _executing_pod(cluster, faults, "killed")
-    cid = cluster.kubectl(
-        "-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"
-    ).stdout
-    container = cid.removeprefix("containerd://")
+    found = json.loads(cluster.kubectl("-n", ns, "get", "pod", pod, "-o", "json").stdout)
+    container = found["status"]["containerStatuses"][0]["containerID"]
+    container = container.removeprefix("containerd://")
+    socket = containerd_socket(found["spec"]["nodeName"])  # the runtime of the pod's node
     pid = subprocess.run(
-        ["ctr", "--address", str(CTRD_SOCK), "-n", "k8s.io", "tasks", "ls"],
+        ["ctr", "--address", str(socket), "-n", "k8s.io", "tasks", "ls"],
         capture_output=True,
         text=True,
         check=True,
