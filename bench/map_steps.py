@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.stats import summary
 from bench.vs_notebook import _new_notebook, measure, nbclient_cmd, write
+from jup2kub_runtime.storage.state_store import StateStore
 
 ELEMENTS = 64
 ELEMENT_SECONDS = 0.25
@@ -104,9 +105,9 @@ def side_by_side(
 
 
 def _cell_seconds(workdir: Path, step: str) -> float:
-    [outputs] = workdir.glob(f"runs/*/{step}/outputs.json")
-    cells = json.loads(outputs.read_text())["cells"]
-    return float(cells[-1]["seconds"])
+    [step_dir] = workdir.glob(f"runs/*/{step}")
+    outputs = StateStore(workdir).outputs(step_dir.parent.name, step)
+    return float(outputs["cells"][-1]["seconds"])
 
 
 def per_element_overhead(repeat: int, work: Path, log: Callable[[str], None]) -> list[float]:

@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.host.layout import BIN
+from e2e.addons import SHARED_CLASS
+from e2e.host.layout import BIN, CTRD_SOCK
+from e2e.lifecycle import default_node_count
+from e2e.network import membership
 
 E2E = Path(__file__).resolve().parent
 REPO = E2E.parent
@@ -38,22 +41,35 @@ class Cluster:
             raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
         return r
 
-    def state_claim(self, namespace: str, size: str = "256Mi") -> str:
-        """A claim "state" of the default StorageClass, for the chart's existingClaim mode."""
+    def state_claim(
+        self,
+        namespace: str,
+        size: str = "256Mi",
+        storage_class: str | None = None,
+        access: str | None = None,
+    ) -> str:
+        """A claim "state" for the chart's existingClaim mode, of ``storage_class`` ("" for
+        the default class) with ``access``; by default ``state_storage()``'s."""
+        default_class, default_access = state_storage()
+        storage_class = default_class if storage_class is None else storage_class
+        spec: dict[str, Any] = {
+            "accessModes": [access or default_access],
+            "resources": {"requests": {"storage": size}},
+        }
+        if storage_class:
+            spec["storageClassName"] = storage_class
         claim = {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": {"name": "state"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": size}},
-            },
+            "spec": spec,
         }
         self.kubectl("-n", namespace, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
         return "state"
 
     def kafka_bootstrap(self, namespace: str) -> str:
-        """The chart's first broker by its stable in-cluster name (what Kafka advertises)."""
+        """Every broker of the chart's Kafka by its stable in-cluster name (what Kafka
+        advertises), comma-separated: a client still connects while one broker is away."""
         sts = json.loads(
             self.kubectl(
                 "-n",
@@ -66,9 +82,10 @@ class Cluster:
                 "json",
             ).stdout
         )["items"][0]
-        return (
-            f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}.{namespace}"
-            f".svc.cluster.local:9092"
+        name, service = sts["metadata"]["name"], sts["spec"]["serviceName"]
+        brokers = int(sts["spec"].get("replicas", 1))
+        return ",".join(
+            f"{name}-{i}.{service}.{namespace}.svc.cluster.local:9092" for i in range(brokers)
         )
 
     def run(self, *cmd: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -85,6 +102,28 @@ class Cluster:
         if self.own:
             env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
         return env
+
+
+def state_storage() -> tuple[str, str]:
+    """(StorageClass, access mode) of the tests' state claims: ``J2K_E2E_STATE_CLASS`` (else
+    j2k-shared) and ReadWriteMany when it is set or the cluster has several nodes, so that
+    step replicas on distinct nodes share the volume; else the default class ("") and
+    ReadWriteOnce, as on one node."""
+    chosen = os.environ.get("J2K_E2E_STATE_CLASS", "").strip()
+    if chosen or default_node_count() > 1:
+        return chosen or SHARED_CLASS, "ReadWriteMany"
+    return "", "ReadWriteOnce"
+
+
+def containerd_socket(node: str) -> Path:
+    """The containerd socket of the harness's node named ``node`` (a pod's
+    ``spec.nodeName``): its own (``STATE/nodes/<node>/containerd/containerd.sock``) on a
+    cluster of several nodes, else the single node's."""
+    try:
+        own = membership.by_name(node).socket
+    except LookupError:  # not a node of the harness's cluster
+        return CTRD_SOCK
+    return own if own.exists() else CTRD_SOCK
 
 
 def docker_ok() -> bool:
@@ -138,6 +177,14 @@ def state_dir(cluster: Cluster, ns: str) -> Path:
     if not path or not Path(path).is_dir():
         pytest.skip("the state volume is not a directory on this machine")
     return Path(path)
+
+
+def result_file(root: Path, run_id: str, step: str, name: str = "outputs.json") -> Path:
+    """A file of a step's result on the state volume (``root``): in the attempt directory its
+    completion marker names (the runtime's layout, ``StateStore.result_dir``)."""
+    from jup2kub_runtime.storage.state_store import StateStore
+
+    return StateStore(root).result_dir(run_id, step) / name
 
 
 def _helm() -> str:

@@ -215,7 +215,7 @@ def test_concurrent_runs_sharing_a_cache_leave_it_whole(tmp_path: Path) -> None:
     for i, path in enumerate(entries):
         entry = store.lookup(path.name)
         assert entry is not None
-        store.load(entry, tmp_path / "check" / str(i), {"checked": True}, tmp_path / "restore")
+        store.load(entry, tmp_path / "check" / str(i), tmp_path / "restore")
     assert not list((shared / "tmp").iterdir())  # every loser's copy is gone
     last = Runs(tmp_path, nb, "--cache-dir", shared).run()
     assert executed(last) == set()

@@ -30,7 +30,7 @@ from jup2kub.chart.write import write_chart
 from jup2kub.errors import InputError, UsageError
 from jup2kub.model.names import pipeline_name_for
 from jup2kub.plan import plan_pipeline
-from jup2kub_runtime.contract.config import Config, GuardSettings
+from jup2kub_runtime.contract.config import Config, GuardSettings, min_insync_replicas
 from jup2kub_runtime.contract.metrics import FAMILIES, ExecutionOutcome
 from jup2kub_runtime.contract.spec import Cell
 from jup2kub_runtime.storage.stepcache import cache_enabled
@@ -58,6 +58,7 @@ CONTRACT_ENV = {
 RUNTIME_EXTRA_ENV = {
     "J2K_TOPIC_PARTITIONS",
     "J2K_TOPIC_REPLICATION_FACTOR",
+    "J2K_TOPIC_MIN_INSYNC_REPLICAS",
     "J2K_SHUTDOWN_GRACE_SECONDS",
     "J2K_GUARD_MODE",
     "J2K_GUARD_MAX_BYTES",
@@ -392,6 +393,7 @@ def test_step_deployments(charts: dict[str, Path]) -> None:
             env["J2K_TOPIC_PARTITIONS"] == env_of(component(objects, "Job", "topics"))["PARTITIONS"]
         )
         assert env["J2K_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["J2K_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
         assert env["J2K_SHUTDOWN_GRACE_SECONDS"] == "55"
         assert env["J2K_STEP"] == step
         assert env["J2K_PIPELINE"] == "linear-analysis"
@@ -558,11 +560,31 @@ def test_topics_job(charts: dict[str, Path]) -> None:
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
     env = env_of(job)
     assert env["REPLICATION_FACTOR"] == "3"
+    assert env["MIN_INSYNC_REPLICAS"] == "2"
     assert int(env["PARTITIONS"]) >= 10  # the default HPA maximum
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == "apache/kafka:3.9.1"
-    assert "kafka-topics.sh" in pod["containers"][0]["command"][-1]
-    assert "--if-not-exists" in pod["containers"][0]["command"][-1]
+    script = pod["containers"][0]["command"][-1]
+    assert "kafka-topics.sh" in script
+    assert "--if-not-exists" in script
+    assert "--config min.insync.replicas=$MIN_INSYNC_REPLICAS" in script
+
+
+@pytest.mark.parametrize("replication", [1, 2, 3, 4, 5])
+def test_min_insync_replicas_follow_the_replication_factor(
+    charts: dict[str, Path], replication: int
+) -> None:
+    """2 from replication factor 3 on, nothing below: the chart's topics Job and every step's
+    runtime agree with the runtime's own rule."""
+    objects = render(charts["linear"], sets=[f"topics.replicationFactor={replication}"])
+    expected = min_insync_replicas(replication)
+    assert expected == (2 if replication >= 3 else 0)
+    job_env = env_of(component(objects, "Job", "topics"))
+    assert job_env["MIN_INSYNC_REPLICAS"] == (str(expected) if expected else "")
+    for dep in by_kind(objects, "Deployment").values():
+        env = env_of(dep)
+        assert env.get("J2K_TOPIC_MIN_INSYNC_REPLICAS") == (str(expected) if expected else None)
+        assert Config.from_env(env).topic_min_insync_replicas == expected
 
 
 def test_partitions_cover_the_most_replicas(
@@ -635,6 +657,9 @@ def test_kafka_statefulset(charts: dict[str, Path], values_file: str, nodes: int
     ):
         assert props[key] == str(nodes)
     assert props["min.insync.replicas"] == str(2 if nodes == 3 else 1)
+    # the topics carry it themselves (the broker default does not reach an external Kafka)
+    job_env = env_of(component(objects, "Job", "topics"))
+    assert job_env["MIN_INSYNC_REPLICAS"] == ("2" if nodes == 3 else "")
     # log dirs in a subdirectory of the volume (ext4 volumes hold lost+found at the root)
     log_dir = Path(props["log.dirs"])
     assert log_dir.parent == Path(data_mount["mountPath"])
@@ -679,8 +704,10 @@ def test_external_kafka(charts: dict[str, Path], write_values: Callable[..., str
     job_env = env_of(component(objects, "Job", "topics"))
     assert job_env["BOOTSTRAP_SERVERS"] == "broker-a:9092,broker-b:9092"
     assert job_env["REPLICATION_FACTOR"] == ""
+    assert job_env["MIN_INSYNC_REPLICAS"] == ""
     for dep in by_kind(objects, "Deployment").values():
         assert "J2K_TOPIC_REPLICATION_FACTOR" not in env_of(dep)  # the runtime's default
+        assert "J2K_TOPIC_MIN_INSYNC_REPLICAS" not in env_of(dep)
 
 
 def test_network_policy(charts: dict[str, Path]) -> None:
@@ -929,6 +956,9 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "efs-without-id": {"storage": {"mode": "efs"}},
     "external-kafka-without-servers": {"kafka": {"enabled": False}},
     "bad-digest": {"steps": {"load": {"image": {"digest": "latest"}}}},
+    "negative-toleration": {"stepDefaults": {"nodeFailureTolerationSeconds": -1}},
+    "string-toleration": {"kafka": {"nodeFailureTolerationSeconds": "30s"}},
+    "step-toleration-float": {"steps": {"load": {"nodeFailureTolerationSeconds": 1.5}}},
 }
 
 

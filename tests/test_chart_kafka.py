@@ -253,6 +253,30 @@ def _partitions(node: Node, bootstrap: str) -> dict[str, int]:
     return counts
 
 
+def _topic_configs(node: Node, bootstrap: str, topic: str) -> dict[str, str]:
+    """The configs of ``topic`` that differ from Kafka's defaults (kafka-topics.sh --describe,
+    its Configs field): set on the topic, or in the broker's server.properties."""
+    proc = subprocess.run(
+        [
+            str(node.kafka_home / "bin" / "kafka-topics.sh"),
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--topic",
+            topic,
+        ],
+        env={**node.env, "KAFKA_HEAP_OPTS": "-Xmx256m"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    match = re.search(r"Configs:[ \t]*(\S*)", proc.stdout)
+    assert match, proc.stdout
+    pairs = [item.split("=", 1) for item in match.group(1).split(",") if "=" in item]
+    return {k: v for k, v in pairs}
+
+
 @pytest.mark.timeout(900)
 def test_kafka_starts_from_the_chart_and_topics_job_is_idempotent(
     tmp_path_factory: pytest.TempPathFactory, node_factory: Any
@@ -290,6 +314,13 @@ def test_kafka_starts_from_the_chart_and_topics_job_is_idempotent(
     assert "topics ready" in _run_topics_job(node, job)
     counts = _partitions(node, bootstrap)
     assert {t: counts.get(t) for t in topics} == dict.fromkeys(topics, partitions)
+
+    # one broker: the topics keep the broker's min.insync.replicas (1, from server.properties);
+    # with a value (replication factor 3 renders 2), the Job sets it on the topics it creates
+    assert job_env["MIN_INSYNC_REPLICAS"] == ""
+    assert _topic_configs(node, bootstrap, topics[0]).get("min.insync.replicas", "1") == "1"
+    _run_topics_job(node, job, TOPICS="kafka-smoke.isr", MIN_INSYNC_REPLICAS="2")
+    assert _topic_configs(node, bootstrap, "kafka-smoke.isr")["min.insync.replicas"] == "2"
 
     # again, with more partitions (an upgrade that raised the replicas): topics grow, none fail
     _run_topics_job(node, job, PARTITIONS=str(partitions + 2))

@@ -356,6 +356,77 @@ def test_spread_required_and_none(charts: dict[str, Path], write_values: Any) ->
             assert _spread_of(dep) == ({}, [])
 
 
+NODE_FAILURE_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def _tolerations(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list(obj["spec"]["template"]["spec"].get("tolerations", []))
+
+
+def _node_failure_seconds(obj: Mapping[str, Any]) -> dict[str, int | None]:
+    """key -> tolerationSeconds of the NoExecute tolerations of the node-failure taints."""
+    found = [t for t in _tolerations(obj) if t.get("key") in NODE_FAILURE_KEYS]
+    keys = [t["key"] for t in found]
+    assert len(keys) == len(set(keys)), f"duplicate tolerations: {found}"
+    return {t["key"]: t.get("tolerationSeconds") for t in found}
+
+
+def test_pods_leave_a_failed_node_after_30_seconds_by_default(charts: dict[str, Path]) -> None:
+    for values_file in VALUES_FILES:
+        objects = render(charts["diamond"], [] if values_file == "values.yaml" else [values_file])
+        for obj in [
+            *by_kind(objects, "Deployment").values(),
+            component(objects, "StatefulSet", "kafka"),
+        ]:
+            assert _node_failure_seconds(obj) == dict.fromkeys(NODE_FAILURE_KEYS, 30), values_file
+            for toleration in _tolerations(obj):
+                assert toleration["effect"] == "NoExecute" and toleration["operator"] == "Exists"
+
+
+def test_node_failure_tolerations_merge_with_the_users(
+    charts: dict[str, Path], write_values: Any
+) -> None:
+    gpu = {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}
+    patient = {
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 600,
+    }
+    values = write_values(
+        {
+            "stepDefaults": {"nodeFailureTolerationSeconds": 5, "tolerations": [gpu]},
+            "steps": {
+                "left": {"nodeFailureTolerationSeconds": 0},
+                "right": {"tolerations": [patient]},
+                "join": {"nodeFailureTolerationSeconds": None},
+            },
+            "kafka": {"nodeFailureTolerationSeconds": 120, "tolerations": [patient]},
+        }
+    )
+    objects = render(charts["diamond"], ["values-prod.yaml", values])
+    validate_strict(objects)
+    deps = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment").values()
+    }
+    not_ready, unreachable = NODE_FAILURE_KEYS
+    assert _node_failure_seconds(deps["load"]) == {not_ready: 5, unreachable: 5}
+    assert gpu in _tolerations(deps["load"])  # the user's come first and stay
+    assert _tolerations(deps["load"])[0] == gpu
+    assert _node_failure_seconds(deps["left"]) == {not_ready: 0, unreachable: 0}
+    # a user toleration of the same key wins; the other key still gets the value
+    assert _node_failure_seconds(deps["right"]) == {not_ready: 5, unreachable: 600}
+    assert gpu not in _tolerations(deps["right"])  # a step's list replaces the default list
+    # null: the API server's default tolerations (300 s) apply, the chart adds none
+    assert _node_failure_seconds(deps["join"]) == {}
+    assert _tolerations(deps["join"]) == [gpu]
+    kafka = component(objects, "StatefulSet", "kafka")
+    assert _node_failure_seconds(kafka) == {not_ready: 120, unreachable: 600}
+    off = render(charts["diamond"], [], ["kafka.nodeFailureTolerationSeconds=null"])
+    assert "tolerations" not in component(off, "StatefulSet", "kafka")["spec"]["template"]["spec"]
+
+
 def test_read_write_once_state_keeps_steps_together(charts: dict[str, Path]) -> None:
     for sets in (["storage.mode=ebs"], ["storage.mode=local"]):
         objects = render(charts["diamond"], ["values-prod.yaml"], sets)

@@ -24,8 +24,17 @@ import pytest
 import yaml
 from nbformat import v4
 
-from e2e.host.layout import CTRD_SOCK
-from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, wait_final, with_cluster_dns
+from e2e.support import (
+    E2E,
+    Cluster,
+    containerd_socket,
+    docker_ok,
+    helm,
+    result_file,
+    state_dir,
+    wait_final,
+    with_cluster_dns,
+)
 
 RELEASE = "faults"
 STEPS = ("slow", "after")
@@ -160,10 +169,11 @@ def _wait(cluster: Cluster, f: dict[str, str], run_id: str, timeout: float = 600
 def _check_once(
     cluster: Cluster, f: dict[str, str], run_id: str, label: str, duration: int
 ) -> dict[str, int]:
-    run = state_dir(cluster, f["namespace"]) / "runs" / run_id
+    root = state_dir(cluster, f["namespace"])
+    run = root / "runs" / run_id
     attempts = {s: int((run / s / "attempts").read_text().strip() or 0) for s in STEPS}
     assert attempts["after"] == 1, attempts
-    outputs = (run / "after" / "outputs.json").read_text()
+    outputs = result_file(root, run_id, "after").read_text()
     assert f"{label}:{duration * 2 + 1}" in outputs
     return attempts
 
@@ -235,12 +245,12 @@ def test_sigkill_of_the_executing_process(cluster: Cluster, faults: dict[str, st
         cluster.kubectl("-n", ns, "rollout", "status", d, "--timeout=5m", timeout=400)
     run_id = _submit(cluster, faults, "killed", 25)
     pod = _executing_pod(cluster, faults, "killed")
-    cid = cluster.kubectl(
-        "-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"
-    ).stdout
-    container = cid.removeprefix("containerd://")
+    found = json.loads(cluster.kubectl("-n", ns, "get", "pod", pod, "-o", "json").stdout)
+    container = found["status"]["containerStatuses"][0]["containerID"]
+    container = container.removeprefix("containerd://")
+    socket = containerd_socket(found["spec"]["nodeName"])  # the runtime of the pod's node
     pid = subprocess.run(
-        ["ctr", "--address", str(CTRD_SOCK), "-n", "k8s.io", "tasks", "ls"],
+        ["ctr", "--address", str(socket), "-n", "k8s.io", "tasks", "ls"],
         capture_output=True,
         text=True,
         check=True,
@@ -457,15 +467,15 @@ def test_upgrade_rolls_only_the_changed_step_then_rollback(
     _wait(cluster, faults, in_flight)
     run = state_dir(cluster, ns) / "runs" / in_flight
     assert (run / "after" / "attempts").read_text().strip() == "1"
-    out = (run / "after" / "outputs.json").read_text()
+    out = result_file(state_dir(cluster, ns), in_flight, "after").read_text()
     assert "upg=41" in out or "upg:41" in out  # whichever version took it, exactly once
     new = _submit(cluster, faults, "v2", 1)
     _wait(cluster, faults, new)
-    assert "v2=3" in (state_dir(cluster, ns) / "runs" / new / "after" / "outputs.json").read_text()
+    assert "v2=3" in result_file(state_dir(cluster, ns), new, "after").read_text()
 
     helm(cluster, "rollback", RELEASE, str(v1_revision), "-n", ns, "--wait", "--timeout", "10m")
     _rolled_out(cluster, ns)
     assert _deployments(cluster, ns)["after"][1] == before["after"][1]
     old = _submit(cluster, faults, "v1", 1)
     _wait(cluster, faults, old)
-    assert "v1:3" in (state_dir(cluster, ns) / "runs" / old / "after" / "outputs.json").read_text()
+    assert "v1:3" in result_file(state_dir(cluster, ns), old, "after").read_text()

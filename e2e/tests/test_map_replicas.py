@@ -23,7 +23,16 @@ import nbformat
 import pytest
 import yaml
 
-from e2e.support import E2E, Cluster, docker_ok, helm, state_dir, wait_final, with_cluster_dns
+from e2e.support import (
+    E2E,
+    Cluster,
+    docker_ok,
+    helm,
+    result_file,
+    state_dir,
+    wait_final,
+    with_cluster_dns,
+)
 
 RELEASE = "maprel"
 REPLICAS = 3
@@ -154,7 +163,10 @@ def test_three_replicas_split_a_runs_elements_evenly(
         # every replica is a member of both groups: the step's topic and the elements topic
         assert re.search(r"consuming \S+ as group \S+", text), pod
         assert re.search(r"map elements partitions assigned: \d", text), pod
+    root = state_dir(cluster, ns)
     printed = [
-        p.read_text() for p in (state_dir(cluster, ns) / "runs" / run_id).glob("*/outputs.json")
+        result_file(root, run_id, step.name).read_text()
+        for step in (root / "runs" / run_id).iterdir()
+        if (step / "COMPLETE").exists()
     ]
     assert any(f"{sum(x * x for x in range(ELEMENTS))}\\n" in text for text in printed), printed

@@ -31,7 +31,7 @@ from nbformat import v4
 
 from e2e.host.layout import HOME
 from e2e.network import membership
-from e2e.support import E2E, Cluster, docker_ok, helm
+from e2e.support import E2E, Cluster, docker_ok, helm, result_file
 
 RELEASE = "multi"
 STEPS = ("work", "after")
@@ -336,7 +336,7 @@ def _stream(multi: Multi, prefix: str, count: int, fault: Any) -> dict[str, Any]
         run = multi.run_dir(run_id)
         if (run / "after" / "attempts").read_text().strip() != "1":
             doubled.append(run_id)
-        if expected(offset + i) not in (run / "after" / "outputs.json").read_text():
+        if expected(offset + i) not in result_file(multi.state, run_id, "after").read_text():
             wrong.append(run_id)
     status = multi.exec_host(
         sys.executable, "-c", STATUS, multi.bootstrap, f"{multi.pipeline}.status"

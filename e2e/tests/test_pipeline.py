@@ -26,7 +26,17 @@ import nbformat
 import pytest
 import yaml
 
-from e2e.support import E2E, REPO, Cluster, docker_ok, helm, state_dir, wait_final, with_cluster_dns
+from e2e.support import (
+    E2E,
+    REPO,
+    Cluster,
+    docker_ok,
+    helm,
+    result_file,
+    state_dir,
+    wait_final,
+    with_cluster_dns,
+)
 from tests.support.nb_outputs import text_outputs
 
 NOTEBOOK = REPO / "tests" / "corpus" / "sales_markers.ipynb"
@@ -288,8 +298,6 @@ def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[
     for run_id in (big, small):
         states = wait_run(cluster, broker, run_id)
         assert {s["state"] for s in states.values()} == {"succeeded"}, states
-        outputs = json.loads(
-            (state_dir(cluster, ns) / "runs" / run_id / "report" / "outputs.json").read_text()
-        )
+        outputs = json.loads(result_file(state_dir(cluster, ns), run_id, "report").read_text())
         rows[run_id] = re.findall(r"'rows': (\d+)", json.dumps(outputs))
     assert rows == {big: ["490"], small: ["190"]}

@@ -90,7 +90,7 @@ def test_each_step_continues_the_stream_in_its_own_process(tmp_path: Path) -> No
     state = store.load_value(RUN, "two", RANDOM_STATE)
     assert set(state) == {"random", "numpy"}
     assert isinstance(state["random"], tuple) and state["numpy"][0] == "MT19937"
-    manifest = json.loads((store.step_dir(RUN, "two") / "values.json").read_text())
+    manifest = json.loads((store.result_dir(RUN, "two") / "values.json").read_text())
     assert manifest[RANDOM_STATE]["type"] == "builtins.dict"
 
 

@@ -54,11 +54,11 @@ def test_values_round_trip_numpy_pandas_and_plain_objects(tmp_path: Path) -> Non
         "ba": bytearray(b"mutable"),
     }
     save(store, values)
-    manifest = json.loads((store.step_dir("r1", "s") / "values.json").read_text())
+    manifest = json.loads((store.result_dir("r1", "s") / "values.json").read_text())
     assert {e["format"] for e in manifest.values()} == {VALUE_FORMAT}
     assert manifest["c"]["buffers"] == 1 and manifest["plain"]["buffers"] == 0
     for name, entry in manifest.items():
-        path = store.step_dir("r1", "s") / entry["file"]
+        path = store.result_dir("r1", "s") / entry["file"]
         assert path.stat().st_size == entry["bytes"], name
     got = {name: store.load_value("r1", "s", name) for name in values}
     for name in ("c", "f", "strided", "empty", "records"):
@@ -107,7 +107,7 @@ def test_old_cloudpickle_files_still_load(tmp_path: Path) -> None:
 def test_unknown_format_and_damaged_files_are_state_errors(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     save(store, {"a": np.arange(100), "b": 1})
-    d = store.step_dir("r1", "s")
+    d = store.result_dir("r1", "s")
     manifest = json.loads((d / "values.json").read_text())
     data = (d / "values" / "a.pkl").read_bytes()
     (d / "values" / "a.pkl").write_bytes(data[:-5])  # footer cut
@@ -130,6 +130,7 @@ def test_unpicklable_value_is_an_output_error_and_leaves_no_file(tmp_path: Path)
         save(store, {"ok": 1, "lock": threading.Lock()})
     assert not store.is_complete("r1", "s")
     assert not list(tmp_path.rglob(".*.tmp-*"))
+    assert not list(tmp_path.rglob("attempt-*"))  # the attempt's directory goes too
     with pytest.raises(OutputError):
         dumps_value("lock", threading.Lock(), "s")
 
@@ -169,10 +170,10 @@ def test_marker_only_after_everything_it_covers_is_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, groups: list[list[str]]
 ) -> None:
     """Every file of the result is fsynced before its rename, every directory is fsynced
-    after the renames, and the marker is renamed last (then its directory is fsynced); the
-    same when values are stored together (``groups``)."""
+    after the renames, and the marker is linked last from a fsynced temporary file (then its
+    directory is fsynced); the same when values are stored together (``groups``)."""
     events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
 
     def fsync(fd: int) -> None:
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -182,24 +183,33 @@ def test_marker_only_after_everything_it_covers_is_durable(
         events.append(("replace", str(dst)))
         real_replace(src, dst)
 
+    def link(src: Any, dst: Any) -> None:
+        events.append(("link", str(dst)))
+        real_link(src, dst)
+
     store = StateStore(tmp_path)
     store.next_attempt("r1", "s")
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
     save(store, {"a": np.arange(3), "b": "text", "c": 1}, groups=groups)
     d = store.step_dir("r1", "s")
+    a = store.result_dir("r1", "s")
+    assert a.parent == d and a.name.startswith("attempt-")
     renames = [dst for kind, dst in events if kind == "replace"]
     assert len([r for r in renames if "/values/" in r]) == 3 - len(groups)
-    assert renames[-1] == str(d / MARKER)
-    marker_at = events.index(("replace", str(d / MARKER)))
-    for dst in renames[:-1]:
+    assert all(Path(r).parent in (a, a / "values") for r in renames[:-1])
+    assert Path(renames[-1]).name.startswith(f".{MARKER}.tmp-")  # the marker's content
+    marker_at = events.index(("link", str(d / MARKER)))
+    for dst in renames:
         i = events.index(("replace", dst))
         before = events[i - 1]
         assert before[0] == "fsync" and Path(before[1]).parent == Path(dst).parent, dst
     last_rename = max(events.index(("replace", dst)) for dst in renames[:-1])
-    synced_dirs = {p for kind, p in events[last_rename:marker_at] if kind == "fsync"}
-    assert {str(d), str(d / "values")} <= synced_dirs
-    assert events[marker_at - 1][0] == "fsync"  # the marker's own data
+    marker_tmp = events.index(("replace", renames[-1]))
+    synced_dirs = {p for kind, p in events[last_rename:marker_tmp] if kind == "fsync"}
+    assert {str(d), str(a), str(a / "values")} <= synced_dirs
+    assert marker_at == marker_tmp + 1
     assert events[marker_at + 1] == ("fsync", str(d))
     assert events[marker_at + 2 :] == []
 
@@ -272,22 +282,33 @@ def test_nothing_from_a_message_is_unpickled(
 
 
 def test_sweep_removes_only_old_temp_files_of_dead_writers(tmp_path: Path) -> None:
-    """A writer killed mid-write leaves ``.NAME.tmp-PID-NS``; a sweep removes those untouched
-    for an hour, and leaves fresh ones (a live writer), values and other files alone."""
+    """A writer killed mid-write leaves ``.NAME.tmp-PID-NS``, or an attempt directory no
+    marker names; a sweep removes those untouched for an hour, and leaves fresh ones (a live
+    writer), values, the attempt the marker names and other files alone."""
     store = StateStore(tmp_path)
     store.save_step("r1", "a", {"x": 1}, outputs={}, timing={}, upstream_steps=[], attempt=1)
     step = store.step_dir("r1", "a")
+    result = store.result_dir("r1", "a")
+    dead = step / "attempt-1-0123456789ab"
+    (dead / "values").mkdir(parents=True)
+    (dead / "values" / "x.pkl").write_bytes(b"orphan")
     old = [
-        step / ".values.json.tmp-99-1",
-        step / "values" / ".x.pkl.tmp-99-2",
+        result / ".values.json.tmp-99-1",
+        result / "values" / ".x.pkl.tmp-99-2",
         store.run_dir("r1") / ".run.json.tmp-99-3",
     ]
-    fresh = step / ".outputs.json.tmp-98-4"
+    fresh = result / ".outputs.json.tmp-98-4"
+    live = store.step_dir("r1", "b") / "attempt-1-ba9876543210"
+    live.mkdir(parents=True)
+    (live / ".values.json.tmp-97-5").write_bytes(b"partial")
     for path in [*old, fresh]:
         path.write_bytes(b"partial")
-    for path in old:
-        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    an_hour_ago = time.time() - 7200
+    for path in [*old, dead, result]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
     kept = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p not in old)
-    assert store.sweep_temporaries() == 3
+    kept = [p for p in kept if dead not in p.parents]
+    assert store.sweep_temporaries() == 4
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == kept
+    assert not dead.exists() and live.exists()
     assert fresh.exists() and store.load_value("r1", "a", "x") == 1

@@ -55,7 +55,7 @@ def test_an_unchanged_step_is_loaded_and_chains_its_key(tmp_path: Path) -> None:
     assert (tmp_path / "files" / "out.txt").read_text() == "20"  # the file it wrote
     marker = store.completion("r2", "first") or {}
     assert marker["from_run"] == "r1" and marker["attempt"] == 0
-    keys = [json.loads((store.step_dir(r, "first") / KEY_FILE).read_text()) for r in ("r1", "r2")]
+    keys = [json.loads((store.result_dir(r, "first") / KEY_FILE).read_text()) for r in ("r1", "r2")]
     assert keys[0] == keys[1] and keys[0]["cacheable"] is True
 
     changed = _run(store, cache, "r3", (specs[0], _specs("y = x + 2")[1]), tmp_path / "files")
@@ -67,7 +67,7 @@ def test_a_damaged_entry_is_executed_again_and_replaced(tmp_path: Path) -> None:
     store, cache = StateStore(tmp_path / "state", fsync=False), CacheStore(tmp_path / "cache")
     first = _specs()[0]
     run_step(first, store, "r1", {}, cache=cache, workdir=tmp_path)
-    key = json.loads((store.step_dir("r1", "first") / KEY_FILE).read_text())["key"]
+    key = json.loads((store.result_dir("r1", "first") / KEY_FILE).read_text())["key"]
     outputs = cache.entry_dir(key) / "step" / "outputs.json"
     outputs.unlink()
     outputs.write_text('{"cells": []}')

@@ -83,7 +83,7 @@ def test_manifest_names_one_file_per_group_and_sizes(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     make, _ = pipeline(GROUPS)
     run_step(make, store, "r1")
-    d = store.step_dir("r1", "make")
+    d = store.result_dir("r1", "make")
     manifest = json.loads((d / "values.json").read_text())
     assert manifest["a"]["file"] == manifest["b"]["file"] == "values/group-a.pkl"
     assert manifest["x"]["file"] == manifest["lst"]["file"] == "values/group-lst.pkl"
@@ -141,7 +141,7 @@ def test_damaged_group_entries_are_state_errors(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     values = {"a": np.arange(4), "b": 2}
     store.save_step("r1", "s", values, outputs={}, timing={}, groups=[["a", "b"]])
-    d = store.step_dir("r1", "s")
+    d = store.result_dir("r1", "s")
     manifest = json.loads((d / "values.json").read_text())
     manifest["c"] = dict(manifest["b"])  # names a member the file does not hold
     (d / "values.json").write_text(json.dumps(manifest))
@@ -149,7 +149,9 @@ def test_damaged_group_entries_are_state_errors(tmp_path: Path) -> None:
         store.load_inputs("r1", {"a": "s", "c": "s"})
     manifest["a"]["file"] = "values/x.pkl"  # a single value's file, read as a group
     store.save_step("r1", "x", {"x": [1]}, outputs={}, timing={})
-    (d / "values" / "x.pkl").write_bytes((store.step_dir("r1", "x") / "values/x.pkl").read_bytes())
+    (d / "values" / "x.pkl").write_bytes(
+        (store.result_dir("r1", "x") / "values/x.pkl").read_bytes()
+    )
     (d / "values.json").write_text(json.dumps(manifest))
     with pytest.raises(StateError, match="a value group holds a list"):
         store.load_value("r1", "s", "a")
@@ -159,7 +161,7 @@ def test_old_manifests_sizes_and_inputs(tmp_path: Path) -> None:
     """A manifest from before groups (and before sizes): one file per value, still read."""
     store = StateStore(tmp_path)
     store.save_step("old", "s", {"a": [1], "b": "x"}, outputs={}, timing={})
-    d = store.step_dir("old", "s")
+    d = store.result_dir("old", "s")
     manifest = json.loads((d / "values.json").read_text())
     for entry in manifest.values():
         del entry["bytes"], entry["buffers"]
@@ -169,7 +171,7 @@ def test_old_manifests_sizes_and_inputs(tmp_path: Path) -> None:
         "a": (d / "values" / "a.pkl").stat().st_size,
         "b": (d / "values" / "b.pkl").stat().st_size,
     }
-    (d / MARKER).unlink()
+    (store.step_dir("old", "s") / MARKER).unlink()
     with pytest.raises(Exception, match="has not completed"):
         store.stored_sizes("old", "s")
 
@@ -186,7 +188,7 @@ def test_views_of_one_array_share_memory_again_partial_overlap_too(tmp_path: Pat
     got["head"][5] = -1.0  # base[5], seen through tail[1] in the notebook
     assert got["tail"][1] == -1.0
     assert not np.shares_memory(got["other"], got["head"])
-    manifest = json.loads((store.step_dir("r1", "s") / "values.json").read_text())
+    manifest = json.loads((store.result_dir("r1", "s") / "values.json").read_text())
     assert manifest["head"]["bytes"] < 10 * 8 + 3 * 8 + 2048  # the overlap is stored once
 
 

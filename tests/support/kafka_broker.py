@@ -185,3 +185,25 @@ class KafkaBroker:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+
+def topic_overrides(bootstrap: str, topic: str) -> dict[str, str]:
+    """The configs set on ``topic`` itself (not inherited from the broker), by DescribeConfigs."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        (response,) = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        admin.close()
+    ((error, message, _type, name, entries),) = response.resources
+    assert error == 0, f"describe_configs {name}: {message}"
+    # DescribeConfigs v1+: (name, value, read_only, source, is_sensitive, synonyms), where
+    # source 1 is DYNAMIC_TOPIC_CONFIG; v0: (name, value, read_only, is_default, is_sensitive)
+    overrides = {}
+    for entry in entries:
+        config_name, value, _read_only, source = entry[:4]
+        topic_level = source == 1 if len(entry) == 6 else source is False
+        if topic_level:
+            overrides[config_name] = value
+    return overrides

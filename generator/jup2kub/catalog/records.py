@@ -20,6 +20,8 @@ from jup2kub.model.compose import UNKNOWN
 from jup2kub.model.notebook import Notebook
 from jup2kub.model.pipeline import Pipeline, code_hash, step_code
 from jup2kub.version import __version__
+from jup2kub_runtime.contract.errors import StepRuntimeError
+from jup2kub_runtime.storage.state_store import MARKER, StateStore
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[_.-][A-Za-z0-9]+)*")
 _MAX_TOKEN = 100
@@ -138,18 +140,18 @@ def observed_types(workdir: Path | None, steps: list[str]) -> dict[str, dict[str
     if workdir is None or not (workdir / "runs").is_dir():
         return {}
     found: dict[str, dict[str, str]] = {}
+    store = StateStore(workdir)
     for step in steps:
-        manifests = sorted(
-            (workdir / "runs").glob(f"*/{step}/values.json"),
+        markers = sorted(
+            (workdir / "runs").glob(f"*/{step}/{MARKER}"),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
-        for manifest in manifests:
-            if not (manifest.parent / "COMPLETE").exists():
-                continue
+        for marker in markers:
             try:
-                entries = json.loads(manifest.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                result = store.result_dir(marker.parent.parent.name, step)
+                entries = json.loads((result / "values.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError, StepRuntimeError):
                 continue
             found[step] = {k: str(v.get("type", UNKNOWN)) for k, v in entries.items()}
             break

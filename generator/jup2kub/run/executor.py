@@ -377,7 +377,7 @@ def _step_summary(store: StateStore, run_id: str, st: StepRun) -> dict[str, Any]
         "status": st.state.value,
         "seconds": None if st.seconds is None else round(st.seconds, 3),
         "reused": st.reused,
-        "outputs": str(store.step_dir(run_id, st.name)),
+        "outputs": str(store.result_dir(run_id, st.name)),
         **({"error": st.error.to_json()} if st.error else {}),
     }
 

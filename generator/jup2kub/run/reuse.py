@@ -128,19 +128,14 @@ class RunCache:
         if entry is None:
             return False
         marker = _marker(run, name, d.key, entry.run_id, entry.doc.get("seconds"))
-        step_dir = run.store.step_dir(run.run_id, name)
+        target = run.store.new_attempt_dir(run.run_id, name, 0)
         try:
-            store.load(
-                entry,
-                step_dir,
-                marker,
-                self.cwd,
-                marker_writer=run.store.write_json,
-                durable=run.store.fsync,
-            )
+            store.load(entry, target, self.cwd, durable=run.store.fsync)
         except CorruptEntry as exc:
             d.reason = f"cache entry damaged ({exc}): executed again"
             return False
+        # False: another process completed the step meanwhile; its equal results stand
+        run.store.commit(run.run_id, name, target, marker)
         store.remember(run.pipeline.name, name, d.parts)
         why = "unchanged" + (f" (cached by run {entry.run_id})" if entry.run_id else "")
         return self._reused(run, name, REUSED, why, entry.run_id)
@@ -156,7 +151,7 @@ class RunCache:
             self.store.store(
                 d.key,
                 d.parts,
-                run.store.step_dir(run.run_id, name),
+                run.store.result_dir(run.run_id, name),
                 pipeline=run.pipeline.name,
                 step=name,
                 run_id=run.run_id,
@@ -206,7 +201,7 @@ class RunCache:
         d = self.decisions.get(name)
         if d is not None and d.cacheable:
             return d.key
-        return outputs_digest(run.store.step_dir(run.run_id, name))
+        return outputs_digest(run.store.result_dir(run.run_id, name))
 
     def _reused(self, run: Run, name: str, outcome: str, why: str, origin: str | None) -> bool:
         d = self.decisions[name]

@@ -53,6 +53,15 @@ MAP_ROLE_ENV = "J2K_MAP_ROLE"
 CELL_OUTPUT_ENV = "J2K_CELL_OUTPUT"
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """The ``min.insync.replicas`` of the pipeline's topics for a replication factor (0: leave
+    the broker's default). Kafka's usual advice: with 3 replicas, an ``acks=all`` write needs 2
+    (one broker may be lost without losing an acknowledged write or blocking producers); below
+    3 replicas any setting above 1 blocks producers whenever one broker is down. The chart's
+    ``jup2kub.topics.minInsyncReplicas`` computes the same."""
+    return min(2, replication_factor - 1) if replication_factor >= 3 else 0
+
+
 @dataclass(frozen=True)
 class GuardSettings:
     """The runtime checks of the analysis' assumptions (J2K_GUARD_MODE, J2K_GUARD_MAX_BYTES);
@@ -94,6 +103,9 @@ class Config:
     max_message_bytes: int = 262144
     topic_partitions: int = 3
     topic_replication_factor: int = 1
+    #: ``min.insync.replicas`` of the topics this step creates (0: the broker's default);
+    #: None: ``min_insync_replicas(topic_replication_factor)``
+    topic_min_insync_replicas: int | None = None
     max_poll_interval_ms: int = 300000
     session_timeout_ms: int = 10000
     shutdown_grace_seconds: float = 25.0
@@ -106,6 +118,18 @@ class Config:
     #: see GuardSettings
     guard_mode: str = DEFAULT_GUARD_MODE
     guard_max_bytes: int = DEFAULT_GUARD_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if self.topic_min_insync_replicas is None:
+            derived = min_insync_replicas(self.topic_replication_factor)
+            object.__setattr__(self, "topic_min_insync_replicas", derived)
+
+    @property
+    def topic_configs(self) -> dict[str, str]:
+        """The topic-level configs of every topic this step creates (NewTopic topic_configs)."""
+        if self.topic_min_insync_replicas:
+            return {"min.insync.replicas": str(self.topic_min_insync_replicas)}
+        return {}
 
     @property
     def guards(self) -> GuardSettings:
@@ -123,6 +147,14 @@ class Config:
         step = _name(e, "J2K_STEP")
         grace = _float(e, "J2K_SHUTDOWN_GRACE_SECONDS", 25.0)
         guards = GuardSettings.from_env(e)
+        replication = _int(e, "J2K_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
+        min_insync = _int(
+            e,
+            "J2K_TOPIC_MIN_INSYNC_REPLICAS",
+            min_insync_replicas(replication),
+            minimum=0,
+            maximum=replication,
+        )
         return cls(
             bootstrap_servers=_servers(e),
             pipeline=pipeline,
@@ -142,7 +174,8 @@ class Config:
             health_host=e.get("J2K_HEALTH_HOST") or "0.0.0.0",
             max_message_bytes=_int(e, "J2K_MAX_MESSAGE_BYTES", 262144, minimum=1024),
             topic_partitions=_int(e, "J2K_TOPIC_PARTITIONS", 3, minimum=1),
-            topic_replication_factor=_int(e, "J2K_TOPIC_REPLICATION_FACTOR", 1, minimum=1),
+            topic_replication_factor=replication,
+            topic_min_insync_replicas=min_insync,
             max_poll_interval_ms=_int(e, "J2K_MAX_POLL_INTERVAL_MS", 300000, minimum=1000),
             session_timeout_ms=_int(e, "J2K_SESSION_TIMEOUT_MS", 10000, minimum=1000),
             shutdown_grace_seconds=grace,

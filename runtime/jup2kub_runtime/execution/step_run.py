@@ -83,7 +83,9 @@ def run_step(
     Raises MissingInputError (upstream incomplete), CellError (the code raised: retryable
     unless ``.permanent``), OutputError (unpicklable output: permanent), StateError (volume).
     Exactly-once guard: a completion marker short-cuts, and an flock excludes a concurrent
-    execution of the same (run, step) by another process on the same volume. ``guards``:
+    execution of the same (run, step) by another process on the same volume; should the lock
+    fail to (a lost NFS lease), the marker is created exclusively and the late execution's
+    results are dropped: it reports SKIPPED, as if it had found the step complete. ``guards``:
     the checks of the analysis' assumptions (default: from the environment, J2K_GUARD_*).
     ``cache``: the step cache (a cacheable step whose key has an entry there is loaded from it
     instead of executed, under the same lock; an executed one is kept there).
@@ -106,8 +108,11 @@ def run_step(
         if cache is not None and spec.cache:
             cwd = workdir if workdir is not None else Path.cwd()
             reuse = StepReuse(spec, store, run_id, parameters or {}, cache, cwd)
-            if reuse.reuse():
+            reused = reuse.reuse()
+            if reused is StepState.SUCCEEDED:
                 return StepOutcome(StepState.SUCCEEDED, 0, 0.0, reused=True)
+            if reused is StepState.SKIPPED:
+                return StepOutcome(StepState.SKIPPED)
         attempt = store.next_attempt(run_id, spec.step)
         if on_start is not None:
             on_start(attempt)
@@ -134,7 +139,7 @@ def run_step(
             )
             raise CellError(result.error, permanent=result.permanent)
         try:
-            store.save_step(
+            won = store.save_step(
                 run_id,
                 spec.step,
                 stand_ins(result.values, spec.placeholders, spec.step),
@@ -143,7 +148,10 @@ def run_step(
                 upstream_steps=list(spec.upstream),
                 attempt=attempt,
                 groups=spec.groups,
+                replace=force,
             )
+            if not won:  # another execution completed it meanwhile: its results stand
+                return StepOutcome(StepState.SKIPPED)
             if reuse is not None:
                 reuse.keep(result.seconds)
         except OutputError as exc:

@@ -248,6 +248,7 @@ class ElementWorker(threading.Thread):
                             self.topic,
                             elements_partitions(self.cfg),
                             self.cfg.topic_replication_factor,
+                            topic_configs=self.cfg.topic_configs,
                         )
                     ]
                 )

@@ -164,7 +164,12 @@ class Transport:
                 try:
                     existing = set(admin.list_topics())
                     new = [
-                        NewTopic(t, self.cfg.topic_partitions, self.cfg.topic_replication_factor)
+                        NewTopic(
+                            t,
+                            self.cfg.topic_partitions,
+                            self.cfg.topic_replication_factor,
+                            topic_configs=self.cfg.topic_configs,
+                        )
                         for t in wanted
                         if t not in existing
                     ]

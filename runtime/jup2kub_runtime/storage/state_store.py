@@ -1,17 +1,19 @@
 """The state store on the shared volume: step outputs, captured cell outputs, completion markers.
 
-Layout (``root`` is ``$J2K_STATE_PATH``)::
+Layout (``root`` is ``$J2K_STATE_PATH``; ``<result>`` is ``<step>/attempt-<n>-<token>``)::
 
     runs/<run_id>/run.json                 the run's parameters (first writer wins)
-    runs/<run_id>/<step>/values/<var>.pkl  each output variable (format in values.json)
-    runs/<run_id>/<step>/values/group-<var>.pkl  outputs stored together (named by the first)
-    runs/<run_id>/<step>/values.json       manifest of the stored variables (below)
-    runs/<run_id>/<step>/outputs.json      captured cell outputs (nbformat-like), also on failure
-    runs/<run_id>/<step>/timing.json       start/end/seconds per step and cell
+    runs/<run_id>/<result>/values/<var>.pkl  each output variable (format in values.json)
+    runs/<run_id>/<result>/values/group-<var>.pkl  outputs stored together (named by the first)
+    runs/<run_id>/<result>/values.json     manifest of the stored variables (below)
+    runs/<run_id>/<result>/outputs.json    captured cell outputs (nbformat-like)
+    runs/<run_id>/<result>/timing.json     start/end/seconds per step and cell
+    runs/<run_id>/<step>/outputs.json      the last failed attempt's captured outputs
+    runs/<run_id>/<step>/timing.json       ... and its timing
     runs/<run_id>/<step>/error.json        the last failure (cell, ename, evalue, traceback)
     runs/<run_id>/<step>/attempts          how many executions started (survives crashes)
     runs/<run_id>/<step>/joined/<up>       fan-in receipts: which upstream announced completion
-    runs/<run_id>/<step>/COMPLETE          completion marker, written LAST
+    runs/<run_id>/<step>/COMPLETE          completion marker naming its attempt ("dir"), LAST
     runs/<run_id>/<step>/FAILED            failed for good (no retry follows): its failing cell
 
 Every file is written under a temporary name and renamed, so a reader (or a process killed
@@ -22,8 +24,18 @@ directory). Files no result depends on until a marker covers them (fan-in receip
 counter) are written without fsync: a killed process loses nothing of them (the page cache
 survives it), a power loss at worst forgets a receipt or undercounts an attempt.
 
+Fencing: the lock (``lock``) keeps a second process from executing a step, but a lock on a
+network file system can be lost (an NFS lease expires during a partition) while its holder
+still runs. So each execution writes its results into its own attempt directory, and the
+marker is created exclusively (``os.link`` of a fsynced temp file: the first one wins, on NFS
+too). The marker names the winning attempt and readers follow it (``result_dir``), so a late
+duplicate execution never overwrites what downstream steps read: it finds the marker taken,
+removes its own attempt directory, and reports the step as already complete (``save_step``
+returns False). Markers of older runtimes name no attempt: their results are in the step
+directory itself, and still load.
+
 Values are stored in the formats of ``valuefile``. ``values.json`` maps each output name to
-``{"file", "format", "type", "bytes", "buffers"}``: the file (relative to the step directory)
+``{"file", "format", "type", "bytes", "buffers"}``: the file (relative to the result directory)
 and its format, the value's type, and the file's size and out-of-band buffer count. Outputs
 the step's spec puts in ``groups`` (they may be one object or share parts; overlapping groups
 are merged) are stored in one file of format ``pickle5-oob-group`` holding ``{name: value}``;
@@ -45,6 +57,7 @@ import fcntl
 import functools
 import json
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -61,6 +74,10 @@ loads_own = valuefile.loads_own
 
 MARKER = "COMPLETE"
 FAILED = "FAILED"
+#: an execution's own results directory in its step directory: ``attempt-<n>-<token>``
+ATTEMPT_PREFIX = "attempt-"
+#: the marker's field naming the attempt directory that holds the step's results
+MARKER_DIR = "dir"
 T = TypeVar("T")
 
 
@@ -98,6 +115,20 @@ class StateStore:
         if not NAME_RE.match(step):
             raise PermanentError(f"step name {step!r} is invalid")
         return self.run_dir(run_id) / step
+
+    def result_dir(self, run_id: str, step: str) -> Path:
+        """Where a step's results are: the attempt directory its marker names; the step
+        directory itself if the marker names none (older runtimes) or there is no marker."""
+        d = self.step_dir(run_id, step)
+        name = (self.completion(run_id, step) or {}).get(MARKER_DIR)
+        if isinstance(name, str) and name.startswith(ATTEMPT_PREFIX) and "/" not in name:
+            return d / name
+        return d
+
+    def new_attempt_dir(self, run_id: str, step: str, attempt: int) -> Path:
+        """A fresh directory (not yet created) for one execution's results: unique even for
+        two executions that counted the same attempt number."""
+        return self.step_dir(run_id, step) / f"{ATTEMPT_PREFIX}{attempt}-{secrets.token_hex(6)}"
 
     # ---- low-level atomic writes -------------------------------------------------------------
     def write_bytes(self, path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -265,42 +296,86 @@ class StateStore:
         upstream_steps: list[str] | None = None,
         attempt: int = 1,
         groups: Sequence[Sequence[str]] = (),
-    ) -> None:
-        """Store a successful step: values, outputs, timing, then the completion marker.
+        replace: bool = False,
+    ) -> bool:
+        """Store a successful step in a new attempt directory (values, outputs, timing), then
+        create the completion marker naming it. False: another execution's marker was there
+        first (this attempt's results are removed; the step is complete all the same).
 
         ``groups``: output names stored together in one file (see the module docstring).
+        ``replace``: take the marker even if there is one (a forced re-execution).
         Durability order: every file is fsynced and renamed, every directory touched is
         fsynced once, and only then is the marker written (file, then directory fsynced).
         """
         d = self.step_dir(run_id, step)
-        self._clean_temp(d)
-        dirs: dict[Path, None] = {d / "values": None} if values else {}
-        manifest: dict[str, Any] = {}
-        for members in value_units(values, groups):
-            manifest.update(self._write_values(d, step, {m: values[m] for m in members}))
-        for fname, doc in (
-            ("values.json", manifest),
-            ("outputs.json", outputs),
-            ("timing.json", dict(timing)),
-        ):
-            self._write_file(d / fname, _writer(_json_bytes(doc)), durable=True)
-        dirs[d] = None  # also makes the attempt counter's rename durable
-        with contextlib.suppress(FileNotFoundError):
+        a = self.new_attempt_dir(run_id, step, attempt)
+        try:
+            dirs: dict[Path, None] = {a / "values": None} if values else {}
+            manifest: dict[str, Any] = {}
+            for members in value_units(values, groups):
+                manifest.update(self._write_values(a, step, {m: values[m] for m in members}))
+            for fname, doc in (
+                ("values.json", manifest),
+                ("outputs.json", outputs),
+                ("timing.json", dict(timing)),
+            ):
+                self._write_file(a / fname, _writer(_json_bytes(doc)), durable=True)
+            dirs[a] = None
+            dirs[d] = None  # the attempt directory's entry; the attempt counter's rename too
+            self._sync_dirs(dirs)
+        except BaseException:
+            shutil.rmtree(a, ignore_errors=True)
+            raise
+        marker = {
+            "run_id": run_id,
+            "step": step,
+            "attempt": attempt,
+            "at": _now(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "seconds": timing.get("seconds"),
+            "upstream": upstream_steps or [],
+        }
+        return self.commit(run_id, step, a, marker, replace=replace)
+
+    def commit(
+        self,
+        run_id: str,
+        step: str,
+        attempt_dir: Path,
+        marker: Mapping[str, Any],
+        *,
+        replace: bool = False,
+    ) -> bool:
+        """Make ``attempt_dir`` (durable, in the step directory) the step's result: create
+        the marker naming it, exclusively. False if another execution's marker is there
+        first: then ``attempt_dir`` is removed. ``replace``: take the marker anyway and remove
+        the results it named before."""
+        d = self.step_dir(run_id, step)
+        path = d / MARKER
+        doc = {**marker, MARKER_DIR: attempt_dir.name}
+        previous = self.result_dir(run_id, step) if replace else None
+        tmp = d / f".{MARKER}.tmp-{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            self._write_file(tmp, _writer(_json_bytes(doc)), durable=True)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                os.link(tmp, path)  # atomic and first-wins, on NFS too
+        except FileExistsError:
+            shutil.rmtree(attempt_dir, ignore_errors=True)
+            return False
+        except OSError as exc:
+            raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._sync_dirs({d: None})
+        with contextlib.suppress(FileNotFoundError):  # an earlier attempt's failure
             (d / "error.json").unlink()
-        self._sync_dirs(dirs)
-        self.write_json(
-            d / MARKER,
-            {
-                "run_id": run_id,
-                "step": step,
-                "attempt": attempt,
-                "at": _now(),
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "seconds": timing.get("seconds"),
-                "upstream": upstream_steps or [],
-            },
-        )
+        if previous is not None and previous.name.startswith(ATTEMPT_PREFIX):
+            shutil.rmtree(previous, ignore_errors=True)  # the result the forced one replaced
+        return True
 
     def _write_values(self, d: Path, step: str, members: Mapping[str, Any]) -> dict[str, Any]:
         """Write one value (or one group of them) durably; returns their manifest entries."""
@@ -386,15 +461,17 @@ class StateStore:
         return data if isinstance(data, dict) else None
 
     def outputs(self, run_id: str, step: str) -> Any:
-        return self.read_json(self.step_dir(run_id, step) / "outputs.json")
+        """The captured outputs of the step's result, or of its last failed attempt."""
+        return self.read_json(self.result_dir(run_id, step) / "outputs.json")
 
     def manifest(self, run_id: str, step: str) -> dict[str, Any]:
         """The ``values.json`` of a completed step (MissingInputError if not completed)."""
         if not self.is_complete(run_id, step):
             raise MissingInputError(f"step {step!r} has not completed run {run_id!r}")
-        data = self.read_json(self.step_dir(run_id, step) / "values.json")
+        path = self.result_dir(run_id, step) / "values.json"
+        data = self.read_json(path)
         if data is not None and not isinstance(data, dict):
-            raise StateError(f"{self.step_dir(run_id, step) / 'values.json'}: not a JSON object")
+            raise StateError(f"{path}: not a JSON object")
         return data or {}
 
     def load_value(self, run_id: str, step: str, name: str) -> Any:
@@ -422,7 +499,7 @@ class StateStore:
         is stored in (a group member gets its whole group file's size), e.g. to decide
         whether a value is cheap enough to fingerprint. Names whose file is gone are left
         out."""
-        d = self.step_dir(run_id, step)
+        d = self.result_dir(run_id, step)
         sizes: dict[str, int] = {}
         for name, entry in self.manifest(run_id, step).items():
             size = entry.get("bytes") if isinstance(entry, dict) else None
@@ -448,7 +525,7 @@ class StateStore:
             raise MissingInputError(
                 f"step {step!r} did not store variable {name!r} for run {run_id!r}"
             )
-        path = self.step_dir(run_id, step) / entry["file"]
+        path = self.result_dir(run_id, step) / entry["file"]
         fmt = entry.get("format", valuefile.OLD_VALUE_FORMAT)
         if fmt != valuefile.GROUP_FORMAT:
             return self._load_file(path, fmt)
@@ -471,29 +548,35 @@ class StateStore:
             raise StateError(f"cannot read {path}: {exc}") from exc
 
     def sweep_temporaries(self, older_than: float = TEMP_MAX_AGE_SECONDS) -> int:
-        """Remove the temp files of writers that died (``.NAME.tmp-PID-NS`` untouched for
-        ``older_than`` seconds) in every run and step directory; returns how many. A live
-        writer keeps its file's mtime fresh, and another replica's writers are only ever as
-        old as one write, so age alone tells."""
+        """Remove what writers that died left (``.NAME.tmp-PID-NS`` files, and attempt
+        directories no marker names) untouched for ``older_than`` seconds, in every run and
+        step directory; returns how many. A live writer keeps its file's mtime fresh, and
+        another replica's writers are only ever as old as one write, so age alone tells."""
         removed = 0
         cutoff = _now() - older_than
         runs = self.root / "runs"
-        for pattern in ("*/.*.tmp-*", "*/*/.*.tmp-*", "*/*/values/.*.tmp-*"):
+        for pattern in (
+            "*/.*.tmp-*",
+            "*/*/.*.tmp-*",
+            "*/*/values/.*.tmp-*",
+            f"*/*/{ATTEMPT_PREFIX}*/.*.tmp-*",
+            f"*/*/{ATTEMPT_PREFIX}*/values/.*.tmp-*",
+        ):
             for path in runs.glob(pattern):
                 with contextlib.suppress(OSError):
                     if path.lstat().st_mtime < cutoff:
                         path.unlink()
                         removed += 1
+        for attempt in runs.glob(f"*/*/{ATTEMPT_PREFIX}*"):
+            with contextlib.suppress(OSError, StateError, PermanentError):
+                step = attempt.parent
+                if attempt.lstat().st_mtime >= cutoff:
+                    continue
+                if self.result_dir(step.parent.name, step.name) == attempt:
+                    continue
+                shutil.rmtree(attempt)
+                removed += 1
         return removed
-
-    @staticmethod
-    def _clean_temp(d: Path) -> None:
-        for sub in (d, d / "values"):
-            with contextlib.suppress(FileNotFoundError):
-                for p in sub.iterdir():
-                    if p.name.startswith(".") and ".tmp-" in p.name:
-                        with contextlib.suppress(OSError):
-                            p.unlink()
 
 
 def value_units(values: Mapping[str, Any], groups: Sequence[Sequence[str]]) -> list[list[str]]:

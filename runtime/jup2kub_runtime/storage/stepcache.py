@@ -28,12 +28,13 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..contract.spec import StepSpec
+from ..contract.states import StepState
 from .cachekey import (
     KeyParts,
     canonical,
@@ -54,10 +55,6 @@ STEP_FILES = ("values.json", "outputs.json", "timing.json")
 DEFAULT_DIRNAME = "cache"
 #: a step's key in its state directory: the key its downstream steps chain on
 KEY_FILE = "cachekey.json"
-#: results files of a step directory that a loaded entry replaces
-RESULT_FILES = (*STEP_FILES, "error.json")
-
-MarkerWriter = Callable[[Path, Mapping[str, Any]], None]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -71,10 +68,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-
-
-def write_marker(path: Path, marker: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(dict(marker)))
 
 
 class CorruptEntry(Exception):
@@ -150,70 +143,55 @@ class CacheStore:
     def load(
         self,
         entry: Entry,
-        step_dir: Path,
-        marker: Mapping[str, Any],
+        target: Path,
         cwd: Path,
         *,
         extra: Mapping[str, str] | None = None,
-        marker_writer: MarkerWriter = write_marker,
         durable: bool = True,
     ) -> None:
-        """Put ``entry``'s results in ``step_dir`` (with ``extra`` files: name -> text), restore
-        the files it wrote under ``cwd``, then write ``marker`` as the completion marker (last).
-        Every file is copied and checked against its hash before anything is changed: on a
-        mismatch CorruptEntry is raised and the entry removed. The step directory itself
-        stays (a lock held in it stays valid). ``durable``: the results are fsynced before the
-        marker is written, as the state store does for an executed step."""
-        staging = step_dir.parent / f".{step_dir.name}.cache-{os.getpid()}-{secrets.token_hex(4)}"
+        """Put ``entry``'s results in the new directory ``target`` (with ``extra`` files:
+        name -> text) and restore the files it wrote under ``cwd``; the caller then makes
+        ``target`` the step's result (``StateStore.commit``, the marker). Every file is copied
+        and checked against its hash before anything is changed: on a mismatch CorruptEntry is
+        raised, the entry removed and ``target`` too. ``durable``: the results are fsynced, as
+        the state store does for an executed step."""
         restored: list[tuple[Path | None, Path]] = []
         try:
-            staging.mkdir(parents=True)
+            target.mkdir(parents=True)
             files = entry.doc.get("files")
             if not isinstance(files, dict):
                 raise CorruptEntry("no file list")
+            (target / "values").mkdir()
             for rel, sha in files.items():
-                target = staging / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._verified_copy(entry, f"step/{rel}", target, sha, sync=durable)
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                self._verified_copy(entry, f"step/{rel}", target / rel, sha, sync=durable)
             restored = self._stage_work(entry, cwd)
             for name, text in (extra or {}).items():
-                (staging / name).write_text(text)
-            self._replace_results(staging, step_dir, [*files, *(extra or {})])
-            for tmp, target in restored:
+                (target / name).write_text(text)
+            for tmp, dest in restored:
                 if tmp is None:
-                    target.unlink(missing_ok=True)
+                    dest.unlink(missing_ok=True)
                 else:
-                    os.replace(tmp, target)
+                    os.replace(tmp, dest)
             restored = []
             if durable:
-                fsync_dir(step_dir / "values")
-                fsync_dir(step_dir)
-            marker_writer(step_dir / "COMPLETE", marker)
-        except CorruptEntry:
-            self.discard(entry.key)
+                for d in (target / "values", target, target.parent):
+                    fsync_dir(d)
+        except BaseException as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            if isinstance(exc, CorruptEntry):
+                self.discard(entry.key)
+                raise
+            if isinstance(exc, OSError):
+                raise CorruptEntry(f"cannot load: {exc}") from exc
             raise
-        except OSError as exc:
-            raise CorruptEntry(f"cannot load: {exc}") from exc
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
             for tmp, _ in restored:
                 with contextlib.suppress(OSError):
                     if tmp is not None:
                         tmp.unlink()
         with contextlib.suppress(OSError):  # when it was last used (``runs gc``)
             os.utime(entry.path)
-
-    @staticmethod
-    def _replace_results(staging: Path, step_dir: Path, names: Sequence[str]) -> None:
-        """Swap a failed or stale attempt's results for the staged ones (no marker yet)."""
-        step_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(step_dir / "values", ignore_errors=True)
-        for name in RESULT_FILES:
-            with contextlib.suppress(FileNotFoundError):
-                (step_dir / name).unlink()
-        (step_dir / "values").mkdir()
-        for rel in names:
-            os.replace(staging / rel, step_dir / rel)
 
     def _verified_copy(
         self, entry: Entry, rel: str, target: Path, sha: object, *, sync: bool = False
@@ -408,7 +386,7 @@ class StepReuse:
         cwd: Path,
     ) -> None:
         self.spec, self.state, self.run_id, self.cache, self.cwd = spec, state, run_id, cache, cwd
-        upstream = {u: upstream_part(state.step_dir(run_id, u)) for u in spec.upstream}
+        upstream = {u: upstream_part(state.result_dir(run_id, u)) for u in spec.upstream}
         values = [parameters.get(p) for p in spec.parameters]
         names = [*spec.cache_reads, *(v for v in values if isinstance(v, str) and pathlike(v))]
         files = files_digests(names, cwd)
@@ -416,14 +394,15 @@ class StepReuse:
         self.parts = step_key_parts(spec, parameters, upstream, files)
         self.key = self.parts.key
 
-    def reuse(self) -> bool:
-        """Load the entry for this key into the step's directory, marker last; False if none
-        (or it was damaged: then it is removed, and the step executes)."""
+    def reuse(self) -> StepState | None:
+        """Load the entry for this key into a new attempt directory and make it the step's
+        result: SUCCEEDED, or SKIPPED if another execution completed the step meanwhile. None
+        if there is no entry (or it was damaged: then it is removed, and the step executes)."""
         if not self.trusted:
-            return False
+            return None
         entry = self.cache.lookup(self.key)
         if entry is None:
-            return False
+            return None
         marker = {
             "run_id": self.run_id,
             "step": self.spec.step,
@@ -434,30 +413,31 @@ class StepReuse:
             "from_run": entry.run_id,
             "upstream": list(self.spec.upstream),
         }
+        target = self.state.new_attempt_dir(self.run_id, self.spec.step, 0)
         try:
             self.cache.load(
                 entry,
-                self.state.step_dir(self.run_id, self.spec.step),
-                marker,
+                target,
                 self.cwd,
                 extra={KEY_FILE: self._key_doc()},
-                marker_writer=self.state.write_json,
                 durable=self.state.fsync,
             )
         except CorruptEntry:
-            return False
-        return True
+            return None
+        if not self.state.commit(self.run_id, self.spec.step, target, marker):
+            return StepState.SKIPPED
+        return StepState.SUCCEEDED
 
     def keep(self, seconds: float) -> None:
         """The step executed and its results are stored: record its key, keep an entry."""
-        step_dir = self.state.step_dir(self.run_id, self.spec.step)
+        result_dir = self.state.result_dir(self.run_id, self.spec.step)
         with contextlib.suppress(OSError):
-            atomic_write_text(step_dir / KEY_FILE, self._key_doc())
+            atomic_write_text(result_dir / KEY_FILE, self._key_doc())
         if self.trusted:
             self.cache.store(
                 self.key,
                 self.parts,
-                step_dir,
+                result_dir,
                 pipeline=self.spec.pipeline,
                 step=self.spec.step,
                 run_id=self.run_id,

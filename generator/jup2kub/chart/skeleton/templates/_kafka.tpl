@@ -38,6 +38,18 @@ generator wrote. Lookups of optional keys go through hasKey/dig so `helm lint --
 {{- end }}
 {{- end }}
 
+{{/*
+min.insync.replicas of the pipeline topics (empty: the broker default): 2 from replication
+factor 3 on (an acks=all write survives losing one broker), nothing below. The runtime's
+contract.config.min_insync_replicas computes the same.
+*/}}
+{{- define "jup2kub.topics.minInsyncReplicas" -}}
+{{- $rf := include "jup2kub.topics.replicationFactor" . }}
+{{- if and $rf (ge (int $rf) 3) }}
+{{- min 2 (sub (int $rf) 1) }}
+{{- end }}
+{{- end }}
+
 {{/* Partitions per topic: at least the most replicas a step can have, so every replica gets work. */}}
 {{- define "jup2kub.topics.partitions" -}}
 {{- max (int .Values.topics.partitions) (include "jup2kub.maxReplicas" . | int) }}

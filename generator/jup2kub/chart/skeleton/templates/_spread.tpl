@@ -1,6 +1,6 @@
 {{/*
-Spreading replicas over nodes: one node failure must not take every replica of a step, or the
-KRaft quorum. Shared by every template of a Jup2Kub chart (split by concern, like bitnami's
+Spreading replicas over nodes, and leaving a failed node quickly: one node failure must not
+take every replica of a step, or the KRaft quorum, for long. Shared by every template of a Jup2Kub chart (split by concern, like bitnami's
 common chart).
 */}}
 
@@ -34,4 +34,32 @@ Call with (dict "affinity" $aff "mode" $mode "selector" $labels "hashKey" true).
 {{- $spread = list $constraint }}
 {{- end }}
 {{- toYaml (dict "affinity" $affinity "topologySpreadConstraints" $spread) }}
+{{- end }}
+
+{{/*
+A pod's tolerations, as YAML (use fromYaml; key "tolerations"): the given ones plus NoExecute
+tolerations of node.kubernetes.io/not-ready and node.kubernetes.io/unreachable for `seconds`, so
+that the pods of a dead or cut-off node are evicted after that time instead of the API server's
+default 300 s. A given toleration of the same key wins (no duplicates); seconds empty or null:
+nothing added (the API server's default applies).
+Call with (dict "tolerations" $list "seconds" $seconds).
+*/}}
+{{- define "jup2kub.nodeFailureTolerations" -}}
+{{- $tolerations := list }}
+{{- $keys := dict }}
+{{- range $t := .tolerations | default list }}
+{{- $tolerations = append $tolerations $t }}
+{{- if hasKey $t "key" }}
+{{- $_ := set $keys (toString $t.key) true }}
+{{- end }}
+{{- end }}
+{{- $seconds := .seconds }}
+{{- if or (kindIs "float64" $seconds) (kindIs "int64" $seconds) (kindIs "int" $seconds) }}
+{{- range $key := list "node.kubernetes.io/not-ready" "node.kubernetes.io/unreachable" }}
+{{- if not (hasKey $keys $key) }}
+{{- $tolerations = append $tolerations (dict "key" $key "operator" "Exists" "effect" "NoExecute" "tolerationSeconds" ($seconds | int64)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "tolerations" $tolerations) }}
 {{- end }}

@@ -14,7 +14,7 @@ Call with (dict "root" $ "name" $stepName).
 {{- $d := .root.Values.stepDefaults }}
 {{- $s := index .root.Values.steps .name }}
 {{- $cfg := dict }}
-{{- range $k := list "replicas" "timeoutSeconds" "guardMode" "guardMaxBytes" "terminationGracePeriodSeconds" "nodeSelector" "tolerations" "affinity" "spread" "priorityClassName" }}
+{{- range $k := list "replicas" "timeoutSeconds" "guardMode" "guardMaxBytes" "terminationGracePeriodSeconds" "nodeSelector" "tolerations" "nodeFailureTolerationSeconds" "affinity" "spread" "priorityClassName" }}
 {{- $_ := set $cfg $k (ternary (get $s $k) (get $d $k) (hasKey $s $k)) }}
 {{- end }}
 {{- $_ := set $cfg "cache" (ternary (get $s "cache") (dig "cache" true $d) (hasKey $s "cache")) }}
