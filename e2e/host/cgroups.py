@@ -31,8 +31,12 @@ def hierarchies() -> dict[str, Path]:
     return found
 
 
+#: the single node's pods (its kubelet's default cgroup root): killed on its power loss
+SINGLE_NODE_PODS = "/kubepods"
+
+
 def _ours(path: str) -> str:
-    if not path.startswith("/j2k-") or ".." in path:
+    if not (path.startswith("/j2k-") or path == SINGLE_NODE_PODS) or ".." in path:
         raise ValueError(f"not a cgroup of this harness: {path}")
     return path.lstrip("/")
 

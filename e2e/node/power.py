@@ -8,6 +8,10 @@ stay; ``start`` brings it back with them."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
 from e2e.host import cgroups
 from e2e.host.commands import log, wait_for
 from e2e.host.processes import pid_of, stop
@@ -41,19 +45,34 @@ def _several(node: Node, what: str) -> None:
 
 
 def kill(node: Node) -> None:
-    _several(node, "killed")
-    assert node.cgroup
-    link(node, up=False)
-    cgroups.kill_all(node.cgroup)
+    if node.cgroup:
+        link(node, up=False)
+        cgroups.kill_all(node.cgroup)
+    else:
+        _kill_single(node)
     for daemon in DAEMONS:
         stop(node.daemon(daemon))  # only forgets the pid files: nothing of it runs
     membership.set_state(node, "killed")
     log(f"{node.name}: power lost (network cut, every process of it SIGKILLed)")
 
 
+def _kill_single(node: Node) -> None:
+    """The single node shares the host's network (there is no cable to pull) and has no
+    subtree of its own: its daemons and shims are SIGKILLed by pid, its pods' cgroup
+    (``/kubepods``) frozen and killed whole. The control plane keeps running, as it would on a
+    machine of its own."""
+    for daemon in DAEMONS:
+        pid = pid_of(node.daemon(daemon))
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    containerd.kill_shims(node)
+    cgroups.kill_all(cgroups.SINGLE_NODE_PODS)
+
+
 def power_on(node: Node, sandbox_image: str) -> None:
-    _several(node, "started")
-    link(node, up=True)
+    if node.veth:
+        link(node, up=True)
     start_node(node, membership.current(), sandbox_image)
     wait_for(f"node {node.name} Ready", lambda: node_ready(node), READY_TIMEOUT, 2)
     membership.set_state(node, "up")
@@ -61,14 +80,14 @@ def power_on(node: Node, sandbox_image: str) -> None:
 
 
 def partition(node: Node) -> None:
-    _several(node, "cut off")
+    _several(node, "cut off (it is the host's network)")
     link(node, up=False)
     membership.set_state(node, "partitioned")
     log(f"{node.name}: cut off the network (its processes keep running)")
 
 
 def heal(node: Node) -> None:
-    _several(node, "healed")
+    _several(node, "healed (it is the host's network)")
     link(node, up=True)
     membership.set_state(node, "up")
     log(f"{node.name}: network back")

@@ -1,7 +1,9 @@
 """The chart's promises on several nodes (``bash e2e/run.sh --nodes 3``): brokers and step
 replicas spread over nodes, topics replicated three times with ``min.insync.replicas`` 2, and a
 stream of runs that survives losing a node (power loss, then a network partition), a drain and
-a rolling upgrade: every run completes exactly once with the right result.
+a rolling upgrade: every run completes exactly once with the right result. On one node the
+power loss is a power cycle (the node is back after 30 s): the same checks, and the figures to
+compare with.
 
 A generated two-step notebook: ``work`` (2 replicas) computes ``y`` from the run's parameter
 ``x``; ``after`` (2 replicas) makes the result ``f"{x}:{2 * y}"``. Runs are submitted with
@@ -53,6 +55,19 @@ VALUES: dict[str, Any] = {
         "persistence": {"size": "1Gi"},
     },
 }
+
+
+def _values(several: bool) -> dict[str, Any]:
+    """VALUES for this cluster: one broker on a single node."""
+    if several:
+        return VALUES
+    return {**VALUES, "kafka": {**VALUES["kafka"], "nodes": 1}}
+
+
+def _three_nodes() -> None:
+    if len(membership.current()) < 3:
+        pytest.skip("a cluster of 3 nodes is needed: bash e2e/run.sh --nodes 3")
+
 
 # Submits runs <prefix>0000.. with x = offset + i through the pipeline's Kafka, each retried
 # until a broker takes it (one may be gone meanwhile); runs with cluster DNS.
@@ -171,8 +186,7 @@ class Multi:
 def multi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Multi]:
     if not cluster.own:
         pytest.skip("node failures are the harness's own cluster's commands")
-    if len(membership.current()) < 3:
-        pytest.skip("a cluster of 3 nodes is needed: bash e2e/run.sh --nodes 3")
+    several = len(membership.current()) >= 3
     if not shutil.which("jup2kub") or not docker_ok():
         pytest.skip("needs jup2kub and a Docker engine (bash e2e/run.sh)")
     work = tmp_path_factory.mktemp("multi")
@@ -187,7 +201,7 @@ def multi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "-o",
             str(out),
             "--kafka-nodes",
-            "3",
+            "3" if several else "1",
             "--replicas",
             "2",
             "--base-image",
@@ -212,7 +226,7 @@ def multi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         },
     }
     cluster.kubectl("-n", ns, "apply", "-f", "-", input_text=yaml.safe_dump(claim))
-    (work / "e2e-values.yaml").write_text(yaml.safe_dump(VALUES))
+    (work / "e2e-values.yaml").write_text(yaml.safe_dump(_values(several)))
     helm(
         cluster,
         "install",
@@ -262,6 +276,7 @@ def restore_nodes() -> Iterator[None]:
 
 
 def test_brokers_and_replicas_spread_over_the_nodes(multi: Multi) -> None:
+    _three_nodes()
     brokers = multi.pods("kafka")
     assert len(brokers) == 3 and len(set(brokers.values())) == 3, brokers
     for step in STEPS:
@@ -272,6 +287,7 @@ def test_brokers_and_replicas_spread_over_the_nodes(multi: Multi) -> None:
 def test_topics_are_replicated_three_times_with_two_in_sync(multi: Multi) -> None:
     """On the topic itself (``Configs:`` lists a topic's own settings), not only as the
     brokers' default: it holds against any broker configuration."""
+    _three_nodes()
     for topic in ("runs", "status"):
         described = multi.kafka_tool(
             "kafka-topics.sh", "--describe", "--topic", f"{multi.pipeline}.{topic}"
@@ -370,29 +386,48 @@ def _stream(multi: Multi, prefix: str, count: int, fault: Any) -> dict[str, Any]
     return figures
 
 
+#: how long the single node stays dead before it is powered on again
+OUTAGE_S = 30
+
+
+def _cluster(*args: str) -> None:
+    r = subprocess.run([str(E2E / "cluster"), *args], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.usefixtures("restore_nodes")
 def test_losing_a_node_mid_stream_loses_and_doubles_no_run(multi: Multi) -> None:
     """Power loss of the node leading the runs topic (a broker) that also runs a replica of
     ``work``: the other brokers take over the partitions, the other replica the runs, the lost
-    node's pods are moved after the chart's tolerationSeconds."""
+    node's pods are moved after the chart's tolerationSeconds. On a single node: the node
+    power-cycles (back after OUTAGE_S), and the pipeline goes on where it stopped."""
+    several = len(membership.current()) >= 3
 
     def kill() -> tuple[float, str]:
         node = _leader_node(multi)
         if node not in multi.pods("work").values():
             node = next(iter(multi.pods("work").values()))
-        r = subprocess.run(
-            [str(E2E / "cluster"), "node", "kill", node],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert r.returncode == 0, r.stderr
-        return time.time(), f"power loss of {node}"
+        _cluster("node", "kill", node)
+        struck = time.time()
+        if not several:
+
+            def power_on() -> None:
+                time.sleep(OUTAGE_S)
+                _cluster("node", "start", node)
+
+            threading.Thread(target=power_on, daemon=True).start()
+            return struck, f"power cycle ({OUTAGE_S} s off) of {node}"
+        return struck, f"power loss of {node}"
 
     figures = _stream(multi, "k", RUNS, kill)
     assert figures["lost"] == 0
-    # the lost node's step pods are replaced elsewhere once the taint outlives their
-    # toleration (the chart's nodeFailureTolerationSeconds; the API server's default is 300 s)
+    if several:
+        _replicas_restored(multi, figures)
+
+
+def _replicas_restored(multi: Multi, figures: dict[str, Any]) -> None:
+    """The lost node's step pods are replaced elsewhere once the taint outlives their
+    toleration (the chart's nodeFailureTolerationSeconds; the API server's default is 300 s)."""
     dead = figures["fault"].rsplit(" ", 1)[-1]
     deadline = time.monotonic() + 900
     while not all(len([n for n in multi.pods(step).values() if n != dead]) == 2 for step in STEPS):
@@ -423,6 +458,7 @@ def _toleration(multi: Multi) -> int | None:
 def test_a_partition_and_heal_mid_stream_apply_no_run_twice(multi: Multi) -> None:
     """A node cut off (its replica keeps running, believing it owns its partitions and its
     lock), then healed while runs still flow: none is applied twice."""
+    _three_nodes()
     _wait_all_ready(multi)
 
     def cut() -> tuple[float, str]:
@@ -472,6 +508,7 @@ def test_draining_a_node_mid_stream_fails_no_run(multi: Multi) -> None:
     """``kubectl drain`` while runs flow: evictions respect the PodDisruptionBudgets (one pod
     of a workload at a time); the evicted broker waits on its node-local volume until the node
     is uncordoned."""
+    _three_nodes()
     _wait_all_ready(multi)
     drained: list[str] = []
 
@@ -504,6 +541,7 @@ def test_a_rolling_upgrade_across_nodes_loses_and_doubles_no_run(
 ) -> None:
     """``helm upgrade`` that rolls every step (their spread made ``required``) while runs
     flow: none lost or doubled, and the replicas end on distinct nodes."""
+    _three_nodes()
     _wait_all_ready(multi)
     values = tmp_path / "required.yaml"
     values.write_text(

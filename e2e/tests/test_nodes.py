@@ -320,3 +320,29 @@ def test_bad_node_commands_are_usage_errors(cluster: Cluster) -> None:
     if count == 1:
         single = _cluster_cmd("node", "partition", "j2k-node")
         assert single.returncode == 2 and "single node" in single.stderr
+
+
+def test_the_single_node_power_cycles(cluster: Cluster, namespace: str) -> None:
+    """One node: ``node kill`` SIGKILLs its daemons, shims and every pod process (``/kubepods``)
+    while the control plane keeps running; ``node start`` brings it back, with its images."""
+    if not cluster.own:
+        pytest.skip("the harness's own commands")
+    if len(membership.current()) != 1:
+        pytest.skip("the single node's power cycle (the several nodes' is tested above)")
+    node = membership.current()[0]
+    _apply(cluster, namespace, _pod(cluster, "doomed", node.name, "sleep 3600"))
+    _wait("doomed running", lambda: _phase(cluster, namespace, "doomed") == "Running", 180)
+    daemons = [pid_of(node.daemon(d)) for d in ("containerd", "kubelet", "kube-proxy")]
+    assert None not in daemons and cgroups.pids(cgroups.SINGLE_NODE_PODS)
+    try:
+        killed = _cluster_cmd("node", "kill", node.name)
+        assert killed.returncode == 0, killed.stderr
+        assert cgroups.pids(cgroups.SINGLE_NODE_PODS) == set()
+        assert all(not Path(f"/proc/{pid}").exists() for pid in daemons)
+        assert pid_of("kube-apiserver") is not None
+    finally:
+        started = _cluster_cmd("node", "start", node.name)
+    assert started.returncode == 0, started.stderr
+    assert _ready(cluster, node.name) == "True"
+    _apply(cluster, namespace, _pod(cluster, "again", node.name, "echo back"))
+    assert _done(cluster, namespace, "again").strip() == "back"
