@@ -157,3 +157,11 @@ class OtlpReceiver:
 
 def named(spans: list[Span], prefix: str) -> Iterator[Span]:
     return (s for s in spans if s.name.startswith(prefix))
+
+
+def traceparent_ids(header: bytes) -> tuple[str, str]:
+    """(trace id, parent span id) of a W3C ``traceparent`` value (version 00; the flags,
+    sampled and random trace id, are the SDK's business)."""
+    version, trace_id, span_id, flags = header.decode("ascii").split("-")
+    assert version == "00" and len(trace_id) == 32 and len(span_id) == 16 and len(flags) == 2
+    return trace_id, span_id

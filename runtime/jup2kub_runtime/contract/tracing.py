@@ -2,9 +2,11 @@
 standard environment that turns them on.
 
 One trace per run: a root span ``run <pipeline>`` (started by ``jup2kub submit``, ``jup2kub run``
-and ``run --kafka``), a span per step execution, the child of the span of the upstream step
-whose message started it (W3C ``traceparent`` in the Kafka message headers), and a span per
-cell inside it. Spans carry names, run ids, attempts, outcomes and cell indexes only: never a
+and ``run --kafka``), a span per step execution (per attempt: a retried one has two), the
+child of the span of the upstream step whose message started it (W3C ``traceparent`` in the
+Kafka message headers), and a span per cell inside it. A message that executes nothing (a
+fan-in waiting for its other upstream steps, a step found complete) makes no span; the
+re-announcement of a complete step carries the trace context of the message it answers. Spans carry names, run ids, attempts, outcomes and cell indexes only: never a
 value, a parameter, a secret, a cell's source or an error's message.
 
 Traces are off unless the standard environment turns them on (``OTEL_TRACES_EXPORTER=otlp``,

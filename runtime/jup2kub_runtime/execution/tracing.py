@@ -15,6 +15,7 @@ A span carries names, ids, attempts, outcomes and cell indexes: nothing of a val
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
@@ -114,6 +115,27 @@ class _NoTracer:
 
 
 NO_TRACER = _NoTracer()
+
+
+class Deferred:
+    """A span that starts now but is made only when ``span()`` is first called: a message
+    that executes nothing (it waits for other upstream steps, or finds the step complete)
+    makes none."""
+
+    def __init__(
+        self, tracer: Tracer, name: str, attributes: Attributes, parent: Headers | Span | None
+    ) -> None:
+        self.tracer, self.name, self.attributes, self.parent = tracer, name, attributes, parent
+        self.began = time.time() if tracer.on else 0.0
+        self._span: Span | None = None
+
+    def span(self) -> Span:
+        if self._span is None:
+            self._span = self.tracer.span(
+                self.name, self.attributes, parent=self.parent, start=self.began
+            )
+        return self._span
+
 
 _tracers: dict[tuple[str, ...], Tracer] = {}
 

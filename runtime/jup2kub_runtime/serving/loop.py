@@ -53,7 +53,7 @@ from ..execution import preimport
 from ..execution.map_chunks import distributing
 from ..execution.output_capture import CellRecord, echoed_into
 from ..execution.step_run import run_step
-from ..execution.tracing import Headers, Span, tracer
+from ..execution.tracing import Deferred, Headers, tracer
 from ..storage.state_store import StateStore
 from ..storage.stepcache import DEFAULT_DIRNAME as CACHE_DIR
 from ..storage.stepcache import CacheStore, cache_enabled
@@ -502,23 +502,32 @@ class StepLoop:
 
     def _execute(self, msg: Incoming, raw: bytes | None, headers: Headers) -> bool:
         """Attempt the run until it comes to something other than a retry; act on that. Each
-        attempt is a span, the child of the message's; the downstream messages carry the last's."""
+        attempt is a span (unless it waits for upstream steps or finds the step complete), the
+        child of the message's; the downstream messages carry the last one's."""
         attributes = {PIPELINE: self.cfg.pipeline, STEP: self.spec.step, RUN_ID: msg.run_id}
+        name = step_span_name(self.spec.step)
         while True:
-            span = self.tracer.span(step_span_name(self.spec.step), attributes, parent=headers)
+            pending = Deferred(self.tracer, name, attributes, headers)
             try:
-                outcome = self._attempt(msg, span)
+                outcome = self._attempt(msg, pending)
             except BaseException:
-                span.end(error=True)
+                pending.span().end(error=True)
                 raise
             self._count(outcome)
-            label = counted_as(outcome) or ExecutionOutcome.RETRIED
-            attempt = getattr(outcome, "attempt", None)
-            failed = label in (ExecutionOutcome.FAILED, ExecutionOutcome.RETRIED)
-            reused = isinstance(outcome, Succeeded) and outcome.reused
-            span.end(label.value, attempt=attempt, reused=reused, error=failed)
-            if not isinstance(outcome, Retry):
+            if isinstance(outcome, Waiting | Skipped):
+                # nothing executed here, no span: a re-announcement keeps the message's context
+                self._tls.trace = headers
+            else:
+                label = counted_as(outcome) or ExecutionOutcome.RETRIED
+                span = pending.span()
+                span.end(
+                    label.value,
+                    attempt=getattr(outcome, "attempt", None),
+                    reused=isinstance(outcome, Succeeded) and outcome.reused,
+                    error=label in (ExecutionOutcome.FAILED, ExecutionOutcome.RETRIED),
+                )
                 self._tls.trace = span.headers()
+            if not isinstance(outcome, Retry):
                 self._conclude(msg, raw, outcome)
                 return True
             self._retry(msg, outcome)
@@ -532,7 +541,7 @@ class StepLoop:
         if seconds is not None:
             self.health.metrics.observe_execution(seconds)
 
-    def _attempt(self, msg: Incoming, span: Span) -> Outcome:
+    def _attempt(self, msg: Incoming, span: Deferred) -> Outcome:
         """One attempt at the run: the step's policy, publishing nothing but "started"."""
         spec, store, cfg = self.spec, self.store, self.cfg
         run_id = msg.run_id
@@ -758,12 +767,12 @@ class StepLoop:
             delay = min(delay * 2, 10.0)
 
 
-def _cell_spans(span: Span) -> Callable[[list[CellRecord], ErrorRecord | None], None]:
+def _cell_spans(span: Deferred) -> Callable[[list[CellRecord], ErrorRecord | None], None]:
     """``run_step``'s ``on_cells``: a span per cell executed under ``span`` (index only)."""
 
     def cells(records: list[CellRecord], error: ErrorRecord | None) -> None:
         failed = error.cell if error is not None else None
         timings = ((c.index, c.started_at, c.seconds) for c in records)
-        span.cells(timings, failed, error.ename if error is not None else "")
+        span.span().cells(timings, failed, error.ename if error is not None else "")
 
     return cells

@@ -21,7 +21,7 @@ from jup2kub_runtime.contract.messages import run_message
 from jup2kub_runtime.contract.spec import Cell, StepSpec
 from jup2kub_runtime.contract.topics import edge_topic
 from tests.support.kafka_broker import KafkaBroker
-from tests.support.otlp import OtlpReceiver, Span
+from tests.support.otlp import OtlpReceiver, Span, traceparent_ids
 from tests.support.runtime_harness import RUNTIME_DIR, Pipeline, unique
 
 
@@ -111,7 +111,7 @@ def test_step_and_cell_spans_follow_the_messages_trace_context(
     assert bad_cells["cell 2"].error
     assert bad_cells["cell 2"].attributes[names.ERROR_TYPE] == "ValueError"
     # the downstream message names this step's span as its parent
-    assert downstream[names.TRACEPARENT_HEADER] == _traceparent(ok.trace_id, ok.span_id)
+    assert traceparent_ids(downstream[names.TRACEPARENT_HEADER]) == (ok.trace_id, ok.span_id)
     # no value: neither the parameter (also in the error's message) nor anything else
     assert secret.encode() not in rx.raw()
     assert all(
