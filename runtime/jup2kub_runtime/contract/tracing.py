@@ -51,6 +51,18 @@ CELL_INDEX = "j2k.cell.index"
 #: a failed cell's exception type (its class name; never its message)
 ERROR_TYPE = "j2k.error.type"
 
+#: every attribute, what it says, on which spans (the chart's README lists them)
+ATTRIBUTES = (
+    (PIPELINE, "the pipeline's name", "run, step"),
+    (RUN_ID, "the run id", "run, step"),
+    (STEP, "the step's name", "step"),
+    (ATTEMPT, "the execution's attempt (1, then 2 for a retry...)", "step"),
+    (OUTCOME, "what it came to: the metrics' `outcome` values", "run, step"),
+    (REUSED, "true when the step cache's result was loaded instead", "step"),
+    (CELL_INDEX, "the cell's index in the notebook", "cell"),
+    (ERROR_TYPE, "the exception's class name, on the cell that raised", "cell"),
+)
+
 
 def run_span_name(pipeline: str) -> str:
     """The root span of a run."""
