@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.stats import spread, summary
 from bench.vs_notebook import chain_notebook, write
@@ -60,6 +60,7 @@ def run(repeat: int, steps: int, work: Path) -> dict[str, Any]:
             for mode in MODES if k % 2 == 0 else reversed(MODES):
                 for size, nb in (("long", long), ("short", short)):
                     walls[mode][size].append(_run(nb, work / f"{mode}-{size}-{k}", envs[mode]))
+        cost = span_cost(rx)
         spans = rx.spans()
     extra = steps - 2
 
@@ -82,7 +83,33 @@ def run(repeat: int, steps: int, work: Path) -> dict[str, Any]:
         # every "on" run's steps exported a span (the figures are of traced runs)
         "step_spans_received": step_spans,
         "step_spans_expected": repeat * (steps + 2),
+        "span_cost_per_step_us": cost,
     }
+
+
+def span_cost(rx: OtlpReceiver, n: int = 400, cells: int = 3) -> dict[str, float]:
+    """The runtime's own work per step execution, in process (no noise of whole runs): the
+    step span from a message's headers, ``cells`` cell spans, the headers for downstream and
+    the end, with traces off (the no-op) and on (the SDK, exporting to ``rx``); microseconds."""
+    from jup2kub_runtime.contract.tracing import PIPELINE, RUN_ID, STEP
+    from jup2kub_runtime.execution.tracing import NO_TRACER, Deferred, Tracer, tracer
+
+    parent = [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]
+    attributes = {PIPELINE: "p", STEP: "s", RUN_ID: "r"}
+    on = tracer(rx.env("bench"))
+    out = {}
+    for mode, t in (("off", NO_TRACER), ("on", on)):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            pending = Deferred(cast(Tracer, t), "step s", attributes, parent)
+            span = pending.span()
+            now = time.time()
+            span.cells([(i, now, 0.001) for i in range(cells)])
+            span.end("succeeded", attempt=1)
+            span.headers()
+        out[f"{mode}_us"] = round((time.perf_counter() - t0) / n * 1e6, 1)
+    on.flush()
+    return out
 
 
 def report(res: dict[str, Any]) -> str:
@@ -91,7 +118,9 @@ def report(res: dict[str, Any]) -> str:
         f"per step off {spread(p['off'], ' ms', 1e3, 1)}, on {spread(p['on'], ' ms', 1e3, 1)}; "
         f"tracing per step (paired) {spread(t, ' ms', 1e3, 1)}; fixed cost of turning it on "
         f"{spread(f, ' ms', 1e3, 0)}; {res['step_spans_received']}/"
-        f"{res['step_spans_expected']} step spans received"
+        f"{res['step_spans_expected']} step spans received; in process, a step's spans (3 "
+        f"cells) cost {res['span_cost_per_step_us']['off_us']:.1f} us off, "
+        f"{res['span_cost_per_step_us']['on_us']:.0f} us on"
     )
 
 

@@ -6,8 +6,9 @@ and ``run --kafka``), a span per step execution (per attempt: a retried one has 
 child of the span of the upstream step whose message started it (W3C ``traceparent`` in the
 Kafka message headers), and a span per cell inside it. A message that executes nothing (a
 fan-in waiting for its other upstream steps, a step found complete) makes no span; the
-re-announcement of a complete step carries the trace context of the message it answers. Spans carry names, run ids, attempts, outcomes and cell indexes only: never a
-value, a parameter, a secret, a cell's source or an error's message.
+re-announcement of a complete step carries the trace context of the message it answers.
+Spans carry names, run ids, attempts, outcomes and cell indexes only: never a value, a
+parameter, a secret, a cell's source or an error's message.
 
 Traces are off unless the standard environment turns them on (``OTEL_TRACES_EXPORTER=otlp``,
 OTLP over HTTP/protobuf to ``OTEL_EXPORTER_OTLP_ENDPOINT``); off, nothing of OpenTelemetry is

@@ -22,6 +22,7 @@ from ..contract.tracing import (
     ATTEMPT,
     CELL_INDEX,
     DEFAULT_SERVICE_NAME,
+    ENDPOINT_ENV,
     ERROR_TYPE,
     OUTCOME,
     REUSED,
@@ -35,6 +36,11 @@ CellTiming = tuple[int, float | None, float]
 
 #: how long ``flush`` waits for the collector
 FLUSH_MILLIS = 10_000
+#: the standard variables read here besides ``contract.tracing``'s, and their defaults
+TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+SCHEDULE_DELAY_ENV = "OTEL_BSP_SCHEDULE_DELAY"
+DEFAULT_ENDPOINT = "http://localhost:4318"
+TRACES_PATH = "/v1/traces"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -126,7 +132,17 @@ class OtelTracer:
     def __init__(self, environ: Mapping[str, str]) -> None:
         service = environ.get(SERVICE_NAME_ENV) or DEFAULT_SERVICE_NAME
         self.provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
-        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        # from ``environ`` (the exporter would read the process' environment)
+        endpoint = environ.get(TRACES_ENDPOINT_ENV) or (
+            environ.get(ENDPOINT_ENV, DEFAULT_ENDPOINT).rstrip("/") + TRACES_PATH
+        )
+        delay = environ.get(SCHEDULE_DELAY_ENV)
+        self.provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=endpoint),
+                schedule_delay_millis=float(delay) if delay else None,
+            )
+        )
         self.tracer = self.provider.get_tracer(TRACER_NAME)
 
     def span(

@@ -129,6 +129,10 @@ class Deferred:
         self.began = time.time() if tracer.on else 0.0
         self._span: Span | None = None
 
+    @property
+    def made(self) -> bool:
+        return self._span is not None
+
     def span(self) -> Span:
         if self._span is None:
             self._span = self.tracer.span(

@@ -514,7 +514,10 @@ class StepLoop:
                 pending.span().end(error=True)
                 raise
             self._count(outcome)
-            if isinstance(outcome, Waiting | Skipped):
+            idle = isinstance(outcome, Waiting | Skipped) or (
+                isinstance(outcome, Retry) and outcome.error is None  # volume, or busy elsewhere
+            )
+            if idle and not pending.made:
                 # nothing executed here, no span: a re-announcement keeps the message's context
                 self._tls.trace = headers
             else:
