@@ -60,8 +60,8 @@ def run(repeat: int, steps: int, work: Path) -> dict[str, Any]:
             for mode in MODES if k % 2 == 0 else reversed(MODES):
                 for size, nb in (("long", long), ("short", short)):
                     walls[mode][size].append(_run(nb, work / f"{mode}-{size}-{k}", envs[mode]))
+        spans = rx.spans()  # the runs' (before span_cost's own)
         cost = span_cost(rx)
-        spans = rx.spans()
     extra = steps - 2
 
     def per_step(mode: str, k: int) -> float:
