@@ -68,7 +68,7 @@ def test_step_and_cell_spans_follow_the_messages_trace_context(
     traces = {run: uuid.uuid4().hex for run in runs}
     parents = {run: uuid.uuid4().hex[:16] for run in runs}
     with OtlpReceiver() as rx:
-        env = {**rx.env("first"), "J2K_MAX_RETRIES": "0"}
+        env = {**rx.env("first"), "J2K_MAX_RETRIES": "1"}  # r-bad: retried, then failed
         p = Pipeline(tmp_path, broker.bootstrap, [spec], extra_env=env).start()
         try:
             p.wait_ready()
@@ -81,7 +81,7 @@ def test_step_and_cell_spans_follow_the_messages_trace_context(
 
             def complete(spans: list[Span]) -> bool:
                 steps = [s for s in spans if s.name == "step first"]
-                return len(steps) == 2 and sum(s.name.startswith("cell ") for s in spans) == 4
+                return len(steps) == 3 and sum(s.name.startswith("cell ") for s in spans) == 6
 
             spans = rx.wait(complete, what="of both runs")
             downstream = _downstream_headers(
@@ -89,27 +89,33 @@ def test_step_and_cell_spans_follow_the_messages_trace_context(
             )
         finally:
             p.stop()
-    steps = {s.attributes[names.RUN_ID]: s for s in spans if s.name == "step first"}
-    for run in runs:
-        step = steps[run]
+    steps = {
+        (s.attributes[names.RUN_ID], s.attributes[names.ATTEMPT]): s
+        for s in spans
+        if s.name == "step first"
+    }
+    assert set(steps) == {("r-ok", 1), ("r-bad", 1), ("r-bad", 2)}  # a span per attempt
+    for (run, _), step in steps.items():
         # the child of the span the message named, in its trace
         assert (step.trace_id, step.parent_id) == (traces[run], parents[run])
         assert step.service == "first"
         assert step.attributes[names.PIPELINE] == name
         assert step.attributes[names.STEP] == "first"
-        assert step.attributes[names.ATTEMPT] == 1
         cells = sorted((s for s in spans if s.parent_id == step.span_id), key=lambda s: s.start_ns)
         assert [c.name for c in cells] == ["cell 1", "cell 2"]
         assert [c.attributes[names.CELL_INDEX] for c in cells] == [1, 2]
         assert all(c.trace_id == traces[run] for c in cells)
         assert all(step.start_ns <= c.start_ns <= c.end_ns <= step.end_ns for c in cells)
-    ok, bad = steps["r-ok"], steps["r-bad"]
+    ok, retried, bad = steps["r-ok", 1], steps["r-bad", 1], steps["r-bad", 2]
     assert ok.attributes[names.OUTCOME] == "succeeded" and not ok.error
+    assert retried.attributes[names.OUTCOME] == "retried" and retried.error
     assert bad.attributes[names.OUTCOME] == "failed" and bad.error
-    bad_cells = {s.name: s for s in spans if s.parent_id == bad.span_id}
-    assert not bad_cells["cell 1"].error
-    assert bad_cells["cell 2"].error
-    assert bad_cells["cell 2"].attributes[names.ERROR_TYPE] == "ValueError"
+    assert retried.end_ns <= bad.start_ns
+    for failed in (retried, bad):
+        bad_cells = {s.name: s for s in spans if s.parent_id == failed.span_id}
+        assert not bad_cells["cell 1"].error
+        assert bad_cells["cell 2"].error
+        assert bad_cells["cell 2"].attributes[names.ERROR_TYPE] == "ValueError"
     # the downstream message names this step's span as its parent
     assert traceparent_ids(downstream[names.TRACEPARENT_HEADER]) == (ok.trace_id, ok.span_id)
     # no value: neither the parameter (also in the error's message) nor anything else
