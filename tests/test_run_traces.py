@@ -95,6 +95,37 @@ def test_a_run_is_one_trace_whose_step_spans_follow_the_dag(
     assert secret.encode() not in raw and secret_env.encode() not in raw
 
 
+def test_a_failed_step_is_an_error_span_naming_its_failed_cells_exception_type_only(
+    tmp_path: Path, make_notebook: MakeNb
+) -> None:
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    nb = make_notebook(
+        [
+            ("code", "label = 'none'", ["parameters"]),
+            "#| step: load\nvalues = [1, 2]",
+            "#| step: check\ncount = len(values)\nraise KeyError('no ' + label)",
+            "#| step: after\nprint(count)",
+        ]
+    )
+    with OtlpReceiver() as rx:
+        env = {**os.environ, **rx.env()}
+        args = ["run", nb, "-p", "label", secret, "--workdir", tmp_path / "w"]
+        proc = jup2kub(*args, cwd=tmp_path, env=env)
+        assert proc.returncode == 1, proc.stderr
+        spans = rx.wait(lambda s: any(x.name.startswith("run ") for x in s), what="of the run")
+        raw = rx.raw()
+    by_name = {s.name: s for s in spans}
+    assert by_name["step load"].attributes[names.OUTCOME] == "succeeded"
+    check = by_name["step check"]
+    assert check.attributes[names.OUTCOME] == "failed" and check.error
+    [cell] = [s for s in spans if s.parent_id == check.span_id]
+    assert cell.error and cell.attributes[names.ERROR_TYPE] == "KeyError"
+    assert "step after" not in by_name  # blocked: never executed, no span
+    root = next(s for s in spans if s.name.startswith("run "))
+    assert root.attributes[names.OUTCOME] == "failed" and root.error
+    assert secret.encode() not in raw  # the error's message holds it: not exported
+
+
 def test_submit_starts_the_trace_in_the_run_messages_headers(
     tmp_path: Path, make_notebook: MakeNb, kafka: str
 ) -> None:
