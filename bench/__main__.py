@@ -15,7 +15,8 @@ soak (1,000 runs through a diamond under step kills and broker kills, bench/soak
 broker); issue 19: catalog (search over 10,000 catalogued steps on SQLite, bench/catalog.py);
 issue 17: step_cache (re-runs after an edit reuse what did not change, bench/step_cache.py);
 issue 18: map (a map over 64 CPU-bound elements: --jobs 2 and --kafka with 2 replicas vs
-nbclient, and the per-element overhead, bench/map_steps.py).
+nbclient, and the per-element overhead, bench/map_steps.py); issue 30: tracing (per-step
+overhead of an embedded run with OpenTelemetry traces off vs on, bench/tracing_overhead.py).
 
 Writes OUT/results.json (every sample), OUT/results.md (figure, measured median and spread,
 target, met/missed) and OUT/plots/*.png. A row that cannot be measured here is recorded with
@@ -61,6 +62,7 @@ ROWS = (
     "catalog",
     "step_cache",
     "map",
+    "tracing",
 )
 KAFKA_ROWS = {"handoff", "throughput", "pipeline", "recovery", "map"}
 MEMORY_RUNS = 2  # per notebook and side (full run)
@@ -616,6 +618,24 @@ def row_map(ctx: Context, row: Row) -> None:
     )
 
 
+def row_tracing(ctx: Context, row: Row) -> None:
+    """Issue 30: what traces cost per step, off vs on, side by side."""
+    from bench import tracing_overhead as to
+
+    res = to.run(1 if ctx.quick else 7, 12, ctx.work / "tracing")
+    row.details.update(res)
+    t = res["tracing_per_step_s"]
+    row.lines.append(
+        Line(
+            "tracing: per-step overhead of an empty step, traces on - off (jup2kub run, "
+            "12- vs 2-step chains, paired by round)",
+            to.report(res),
+            "on - off <= 5 ms per step; off: nothing of OpenTelemetry imported (tested)",
+            t["median"] <= 0.005,
+        )
+    )
+
+
 RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "generation": row_generation,
     "scaling": row_scaling,
@@ -632,6 +652,7 @@ RUNNERS: dict[str, Callable[[Context, Row], None]] = {
     "catalog": row_catalog,
     "step_cache": row_step_cache,
     "map": row_map,
+    "tracing": row_tracing,
 }
 
 # ---------------------------------------------------------------------------------- plots

@@ -313,3 +313,31 @@ def test_step_cache_benchmark_smoke(tmp_path: Path) -> None:
     assert res["edit"]["executed"] == [["final"]]
     assert res["parameter"]["executed"] == [["final", "join", "left", "summary"]]
     assert res["parameter"]["met"] is True and res["edit"]["rerun_s"]["n"] == 1
+
+
+def test_tracing_benchmark_smoke(tmp_path: Path) -> None:
+    """Issue 30's row: one round of traced and untraced runs; every traced step's span reached
+    the receiver (so the "on" figures are of traced runs), and the in-process span cost."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.tracing_overhead",
+            "--repeat",
+            "1",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["step_spans_received"] == res["step_spans_expected"] == 5
+    assert set(res["per_step_s"]) == {"off", "on"}
+    assert res["span_cost_per_step_us"]["on_us"] > res["span_cost_per_step_us"]["off_us"] > 0

@@ -61,6 +61,8 @@ def test_static_capture_maps_imports_to_installed_versions(target: deps.Target) 
         "cloudpickle",
         "werkzeug",
         "prometheus-client",
+        "opentelemetry-sdk",
+        "opentelemetry-exporter-otlp-proto-http",
     }
     assert "numpy" not in d.runtime
     # a pure-Python notebook needs the runtime only

@@ -280,7 +280,10 @@ def test_images_are_non_root_read_only_friendly_and_reused(
                 ".read(); print(lock.count('--hash=sha256:'), 'cell-0' in lock); "
                 # /metrics needs prometheus_client installed in the image
                 "from jup2kub_runtime.serving.metrics import StepMetrics; "
-                "print(b'j2k_ready{' in StepMetrics('p', 's').exposition()[0])",
+                "print(b'j2k_ready{' in StepMetrics('p', 's').exposition()[0]); "
+                # traces need OpenTelemetry's SDK and OTLP/HTTP exporter installed too
+                "from jup2kub_runtime.execution.tracing import tracer; "
+                "print(tracer({'OTEL_TRACES_EXPORTER': 'otlp'}).on)",
             ],
             entrypoint=["/opt/jup2kub/venv/bin/python"],
             remove=True,
@@ -292,7 +295,7 @@ def test_images_are_non_root_read_only_friendly_and_reused(
         .split()
     )
     assert out[0] == "[]" and out[1] == "False" and int(out[2]) >= 3 and out[3] == "False"
-    assert out[4] == "True"
+    assert out[4] == "True" and out[5] == "True"
     # the steps need the same packages and no data file: one image, built at most once (an
     # earlier test session may have built it: its content hash is the same)
     assert len({i.image_id for i in result.images.values()}) == 1

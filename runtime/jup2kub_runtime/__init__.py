@@ -1,8 +1,9 @@
 """Jup2Kub step runtime: runs one pipeline step inside its container.
 
 This package is shipped in every step image and must never import ``jup2kub`` (the generator);
-it depends only on kafka-python, flask, cloudpickle and prometheus_client. Its packages, each
-importing only those below it (the import-linter contract in pyproject.toml):
+it depends only on kafka-python, flask, cloudpickle, prometheus_client and OpenTelemetry's SDK
+and OTLP/HTTP exporter (imported only when traces are on). Its packages, each importing only
+those below it (the import-linter contract in pyproject.toml):
 
 - ``serving``   the Kafka side (``python -m jup2kub_runtime``): ``loop`` (consume-execute-
                 produce), ``transport`` (kafka-python), ``offsets`` + ``outcomes`` (what is
@@ -17,13 +18,15 @@ importing only those below it (the import-linter contract in pyproject.toml):
                 ``output_capture``, ``rich_display``, ``kernel_imports``, ``shell``),
                 ``map_chunks`` (a map cell's elements in parallel chunks), ``guards``,
                 ``randomness``, ``placeholders``, ``preimport`` (imports ahead, quietly) +
-                ``forkserver`` (the local runner's warm step processes), ``lifetime``
+                ``forkserver`` (the local runner's warm step processes), ``lifetime``,
+                ``tracing`` (spans, or a no-op when off) + ``otel`` (the SDK behind it)
 - ``storage``   the state volume (``state_store``: ``StateStore``), the value file format
                 (``valuefile``), the step cache (``cachekey`` + ``stepcache``)
 - ``contract``  the wire contract the generator imports: ``config`` (the ``J2K_*``
                 environment), ``topics``, ``messages``, ``states`` (``StepState``), ``errors``
                 (``ErrorRecord``), ``spec`` (step.json) + ``mapspec``, ``valid_names``,
-                ``metrics`` (the names, types and labels served at /metrics)
+                ``metrics`` (the names, types and labels served at /metrics), ``tracing`` (the
+                spans' names and attributes, the ``traceparent`` header, the OTEL_* switch)
 """
 
 __version__ = "0.1.0"

@@ -224,12 +224,14 @@ class Pipeline:
         key: str | None = None,
         topic: str | None = None,
         partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.producer.send(
             topic or runs_topic(self.name),
             value,
             partition=partition,
             key=key.encode() if key else None,
+            headers=headers,
         ).get(60)
 
     def wait_complete(

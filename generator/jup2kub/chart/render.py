@@ -36,6 +36,13 @@ from jup2kub_runtime.contract.config import (
 )
 from jup2kub_runtime.contract.metrics import FAMILIES, ExecutionOutcome
 from jup2kub_runtime.contract.topics import elements_topic
+from jup2kub_runtime.contract.tracing import (
+    ATTRIBUTES,
+    TRACEPARENT_HEADER,
+    cell_span_name,
+    run_span_name,
+    step_span_name,
+)
 
 #: File in OUT that marks it as a chart written by Jup2Kub (so rebuilding may replace it).
 MARKER = ".jup2kub-chart"
@@ -170,6 +177,14 @@ def _context(plan: PipelinePlan, options: ChartOptions) -> dict[str, Any]:
         "metrics": {
             "families": FAMILIES,
             "outcomes": [o.value for o in ExecutionOutcome],
+        },
+        # the spans every step exports when tracing.otlpEndpoint is set (the README's section)
+        "tracing": {
+            "run_span": run_span_name(plan.name),
+            "step_span": step_span_name("STEP"),
+            "cell_span": cell_span_name(0).replace("0", "INDEX"),
+            "header": TRACEPARENT_HEADER,
+            "attributes": ATTRIBUTES,
         },
         "kafka": {
             "repository": options.kafka_image,

@@ -30,7 +30,10 @@ from jup2kub.plan import PipelinePlan, plan_pipeline
 from jup2kub.run.notebook_nodes import notebook_text
 from jup2kub.run.results import mark_reused, results_notebook
 from jup2kub_runtime.contract.errors import ErrorRecord, StateError, StepRuntimeError
+from jup2kub_runtime.contract.metrics import ExecutionOutcome
 from jup2kub_runtime.contract.states import StepState
+from jup2kub_runtime.contract.tracing import PIPELINE, RUN_ID, run_span_name
+from jup2kub_runtime.execution.tracing import NO_SPAN, Span, tracer
 from jup2kub_runtime.storage.state_store import StateStore
 
 #: a step's states in a local run (the runtime's one vocabulary)
@@ -125,6 +128,9 @@ class Run:
     cache: StepReuse | None = None
     #: set by an executor whose time limit ended the run (its seconds)
     timed_out: float | None = None
+    #: the run's root span (``run <pipeline>``), when the environment turns traces on: the
+    #: parent of its root steps' spans
+    trace: Span = NO_SPAN
 
     def notify(self) -> None:
         if self.on_change is not None:
@@ -233,11 +239,19 @@ def run_pipeline(
         if cache is None and store.is_complete(run.run_id, name):
             st.state, st.reused = DONE, True
     run.notify()
+    traces = tracer()
+    run.trace = traces.span(
+        run_span_name(pipeline.name), {PIPELINE: pipeline.name, RUN_ID: run.run_id}
+    )
     try:
         try:
             executor.execute(run)
         finally:
             executor.close()  # before an interruption is reported: no step process remains
+            ok = all(s.state == DONE for s in run.steps.values())
+            outcome = ExecutionOutcome.SUCCEEDED if ok else ExecutionOutcome.FAILED
+            run.trace.end(outcome.value, error=not ok)
+            traces.flush()
     except (KeyboardInterrupt, Terminated) as exc:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         raise RunInterrupted(

@@ -33,6 +33,7 @@ from jup2kub_runtime.contract.config import (
 )
 from jup2kub_runtime.contract.errors import ErrorRecord, StepRuntimeError
 from jup2kub_runtime.contract.states import StepState
+from jup2kub_runtime.contract.tracing import SERVICE_NAME_ENV
 from jup2kub_runtime.serving.transport import Transport
 
 
@@ -106,7 +107,9 @@ class KafkaExecutor:
             ],
             self.connect_timeout,
         )
-        remote.submit_run(self.bootstrap, run.plan.name, run.run_id, run.parameters)
+        remote.submit_run(
+            self.bootstrap, run.plan.name, run.run_id, run.parameters, trace=run.trace
+        )
         for s in run.plan.steps:
             if s.after and not s.spec.maps:
                 self._start_replicas(run, s.name)
@@ -202,6 +205,7 @@ class KafkaExecutor:
         log = log_path.open("wb")
         env = runtime_env(run.plan, step, self.bootstrap, run.workdir, run.bundles[step], 0)
         env.update(self.environment)
+        env[SERVICE_NAME_ENV] = step  # its spans' service, as the chart sets it
         if self.on_output is not None and not helper:  # a map's helpers: chunks, no cells
             self._cell_files[step] = run.logs / f"{step}.cells.txt"
             env[CELL_OUTPUT_ENV] = str(self._cell_files[step])

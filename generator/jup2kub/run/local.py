@@ -47,6 +47,9 @@ from jup2kub.run.executor import (
 from jup2kub_runtime import FORK_SERVER_MODULE, STEP_RUN_MODULE
 from jup2kub_runtime.contract.config import MAP_JOBS_ENV
 from jup2kub_runtime.contract.errors import ErrorRecord, StepRuntimeError
+from jup2kub_runtime.contract.metrics import ExecutionOutcome
+from jup2kub_runtime.contract.tracing import PIPELINE, RUN_ID, STEP, step_span_name
+from jup2kub_runtime.execution.tracing import Span, tracer
 from jup2kub_runtime.storage.state_store import StateStore
 
 #: ``fork`` or ``spawn``: how step processes start (default: fork where it exists)
@@ -149,6 +152,7 @@ class _Schedule:
         timeout = executor.timeout
         self.deadline = None if timeout is None else began + timeout
         self.next_tick = began + TICK_SECONDS
+        self.spans = _StepSpans(run)
 
     def loop(self) -> None:
         try:
@@ -193,6 +197,7 @@ class _Schedule:
         for name in sorted(self.running):
             st = run.steps[name]
             st.state, st.finished = FAILED, time.monotonic()
+            self.spans.ended(name, ok=False)
             error: object = None
             with contextlib.suppress(StepRuntimeError, OSError):
                 error = killed_in_cell(run.store, run.run_id, name, signal.SIGKILL, note)
@@ -225,8 +230,11 @@ class _Schedule:
             elif all(u == DONE for u in ups) and free:
                 if self.run.reuse(name):  # unchanged: its results are in place
                     self.launcher.cancel(name)
+                    self.spans.started(name)
+                    self.spans.ended(name, ok=True, reused=True)
                     self.run.notify()
                     continue
+                self.spans.started(name)
                 self.launcher.start(name)
                 self.running.add(name)
                 st.state, st.started = RUNNING, time.monotonic()
@@ -248,7 +256,56 @@ class _Schedule:
             st.state = FAILED
             error = _failure(run.store, run.run_id, name, code, stderr)
             st.error = explain(run.pipeline, name, error)
+        self.spans.ended(name, ok=code == 0)
         run.notify()
+
+
+class _StepSpans:
+    """The steps' spans (``jup2kub_runtime.execution.tracing``), made as each step ends, with
+    its cells' from what its process recorded: a step's parent is the span of the upstream step
+    that ended last (the one that let it start, as its message would on Kafka), the others
+    linked; a root step's, the run's. Nothing is done unless the environment turns traces on."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.tracer = tracer()
+        self.began: dict[str, float] = {}
+        self.spans: dict[str, tuple[float, Span]] = {}  # step -> (its end, its span)
+
+    def started(self, name: str) -> None:
+        if self.tracer.on:
+            self.began[name] = time.time()
+
+    def ended(self, name: str, *, ok: bool, reused: bool = False) -> None:
+        if not self.tracer.on or name not in self.began:
+            return
+        run, now = self.run, time.time()
+        ups = sorted(
+            (self.spans[u] for u in run.plan.step(name).after if u in self.spans),
+            key=lambda e: e[0],
+        )
+        parent = ups[-1][1] if ups else run.trace
+        attributes = {PIPELINE: run.pipeline.name, STEP: name, RUN_ID: run.run_id}
+        span = self.tracer.span(
+            step_span_name(name),
+            attributes,
+            parent=parent,
+            start=self.began.pop(name),
+            links=[s for _, s in ups[:-1]],
+        )
+        error = run.steps[name].error
+        with contextlib.suppress(OSError, ValueError, StepRuntimeError):
+            doc = run.store.outputs(run.run_id, name) if not reused else None
+            cells = doc.get("cells", []) if isinstance(doc, dict) else []
+            span.cells(
+                ((c["index"], c.get("started_at"), c.get("seconds", 0.0)) for c in cells),
+                error.cell if error is not None else None,
+                error.ename if error is not None else "",
+            )
+        outcome = ExecutionOutcome.SUCCEEDED if ok else ExecutionOutcome.FAILED
+        attempt = None if reused else run.store.attempts(run.run_id, name)
+        span.end(outcome.value, attempt=attempt, reused=reused, error=not ok, at=now)
+        self.spans[name] = (now, span)
 
 
 #: how this runner marks what it adds to a step's stderr

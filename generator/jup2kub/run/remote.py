@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from jup2kub.errors import KafkaUnavailableError
 from jup2kub_runtime.contract import messages, topics
 from jup2kub_runtime.contract.states import StepState
+from jup2kub_runtime.contract.tracing import PIPELINE, RUN_ID, run_span_name
+from jup2kub_runtime.execution.tracing import Span, tracer
 
 #: a step's last state in a run (``blocked``: a step failed before its first cell)
 FINAL = (StepState.SUCCEEDED, StepState.FAILED, StepState.BLOCKED)
@@ -62,14 +64,42 @@ def submit_run(
     parameters: Mapping[str, Any],
     timeout: float = 30,
     connect_timeout: float = CONNECT_TIMEOUT,
+    *,
+    trace: Span | None = None,
 ) -> None:
     """Publish one run message to ``<pipeline>.runs`` and wait for the broker's ack; a broker
     that goes away meanwhile is waited for up to ``connect_timeout`` s, and the message sent
     again (a run submitted twice is still executed once: the steps' markers make the second a
-    skip)."""
+    skip). The message carries the run's trace (``traceparent``): ``trace``, the root span of
+    a run followed here (``run --kafka``), or else one started here (``jup2kub submit``),
+    when the environment turns traces on."""
+    if trace is not None:
+        _submit(bootstrap, pipeline, run_id, parameters, timeout, connect_timeout, trace)
+        return
+    traces = tracer()
+    root = traces.span(run_span_name(pipeline), {PIPELINE: pipeline, RUN_ID: run_id})
+    sent = False
+    try:
+        _submit(bootstrap, pipeline, run_id, parameters, timeout, connect_timeout, root)
+        sent = True
+    finally:
+        root.end(error=not sent)
+        traces.flush()
+
+
+def _submit(
+    bootstrap: str,
+    pipeline: str,
+    run_id: str,
+    parameters: Mapping[str, Any],
+    timeout: float,
+    connect_timeout: float,
+    trace: Span,
+) -> None:
     from kafka.errors import KafkaError  # kafka-python: loaded by the commands that talk to Kafka
 
     message = messages.encode(messages.run_message(run_id, dict(parameters)))
+    headers = trace.headers() or None
     deadline = time.monotonic() + connect_timeout
     while True:
         producer = _connect(
@@ -79,9 +109,9 @@ def submit_run(
             connect_timeout,
         )
         try:
-            producer.send(topics.runs_topic(pipeline), key=run_id.encode(), value=message).get(
-                timeout=timeout
-            )
+            producer.send(
+                topics.runs_topic(pipeline), key=run_id.encode(), value=message, headers=headers
+            ).get(timeout=timeout)
             producer.flush(timeout=timeout)
             return
         except KafkaError as exc:

@@ -77,6 +77,7 @@ def run_step(
     workdir: Path | None = None,
     guards: GuardSettings | None = None,
     cache: CacheStore | None = None,
+    on_cells: Callable[[list[CellRecord], ErrorRecord | None], None] | None = None,
 ) -> StepOutcome:
     """Execute ``spec`` for ``run_id`` unless already complete; store the results.
 
@@ -88,7 +89,8 @@ def run_step(
     results are dropped: it reports SKIPPED, as if it had found the step complete. ``guards``:
     the checks of the analysis' assumptions (default: from the environment, J2K_GUARD_*).
     ``cache``: the step cache (a cacheable step whose key has an entry there is loaded from it
-    instead of executed, under the same lock; an executed one is kept there).
+    instead of executed, under the same lock; an executed one is kept there). ``on_cells``
+    gets the records of the cells executed and the error, if any (the cells' spans).
     """
     settings = GuardSettings.from_env() if guards is None else guards
     check_run_id(run_id)
@@ -129,6 +131,8 @@ def run_step(
                 on_cell=functools.partial(_progress, store, run_id, spec.step),
             )
         store.clear_progress(run_id, spec.step)
+        if on_cells is not None:
+            on_cells(result.cells, result.error)
         if result.error is not None:
             store.save_failure(
                 run_id,

@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -47,10 +48,12 @@ from ..contract.messages import (
 from ..contract.metrics import ExecutionOutcome
 from ..contract.spec import StepSpec
 from ..contract.states import StepState
+from ..contract.tracing import PIPELINE, RUN_ID, STEP, step_span_name
 from ..execution import preimport
 from ..execution.map_chunks import distributing
-from ..execution.output_capture import echoed_into
+from ..execution.output_capture import CellRecord, echoed_into
 from ..execution.step_run import run_step
+from ..execution.tracing import Deferred, Headers, tracer
 from ..storage.state_store import StateStore
 from ..storage.stepcache import DEFAULT_DIRNAME as CACHE_DIR
 from ..storage.stepcache import CacheStore, cache_enabled
@@ -135,6 +138,8 @@ class StepLoop:
         self.paused = False
         #: a map step's worker for the elements topic (``map_distribution``)
         self.elements: ElementWorker | None = None
+        #: a span per execution, when the environment turns traces on (``execution.tracing``)
+        self.tracer = tracer()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -190,6 +195,7 @@ class StepLoop:
         finally:
             self.health.loop_running = False
             self.transport.close()
+            self.tracer.flush()
         log.info("stopped")
         return 0
 
@@ -463,7 +469,7 @@ class StepLoop:
             self.health.metrics.observe_handoff(time.time() - record.timestamp / 1000.0)
         self.health.busy_run = msg.run_id
         self._retrying(lambda: self._record_arrival(msg))
-        return self._execute(msg, raw)
+        return self._execute(msg, raw, list(getattr(record, "headers", None) or []))
 
     def _check_fits(self, msg: Incoming) -> None:
         if msg.type == "run" and not self.spec.is_root:
@@ -494,11 +500,36 @@ class StepLoop:
                     raise Abandon() from exc
                 delay = min(max(delay, 0.1) * 2, self.cfg.retry_backoff_max_seconds)
 
-    def _execute(self, msg: Incoming, raw: bytes | None) -> bool:
-        """Attempt the run until it comes to something other than a retry; act on that."""
+    def _execute(self, msg: Incoming, raw: bytes | None, headers: Headers) -> bool:
+        """Attempt the run until it comes to something other than a retry; act on that. Each
+        attempt is a span (unless it waits for upstream steps or finds the step complete), the
+        child of the message's; the downstream messages carry the last one's."""
+        attributes = {PIPELINE: self.cfg.pipeline, STEP: self.spec.step, RUN_ID: msg.run_id}
+        name = step_span_name(self.spec.step)
         while True:
-            outcome = self._attempt(msg)
+            pending = Deferred(self.tracer, name, attributes, headers)
+            try:
+                outcome = self._attempt(msg, pending)
+            except BaseException:
+                pending.span().end(error=True)
+                raise
             self._count(outcome)
+            idle = isinstance(outcome, Waiting | Skipped) or (
+                isinstance(outcome, Retry) and outcome.error is None  # volume, or busy elsewhere
+            )
+            if idle and not pending.made:
+                # nothing executed here, no span: a re-announcement keeps the message's context
+                self._tls.trace = headers
+            else:
+                label = counted_as(outcome) or ExecutionOutcome.RETRIED
+                span = pending.span()
+                span.end(
+                    label.value,
+                    attempt=getattr(outcome, "attempt", None),
+                    reused=isinstance(outcome, Succeeded) and outcome.reused,
+                    error=label in (ExecutionOutcome.FAILED, ExecutionOutcome.RETRIED),
+                )
+                self._tls.trace = span.headers()
             if not isinstance(outcome, Retry):
                 self._conclude(msg, raw, outcome)
                 return True
@@ -513,7 +544,7 @@ class StepLoop:
         if seconds is not None:
             self.health.metrics.observe_execution(seconds)
 
-    def _attempt(self, msg: Incoming) -> Outcome:
+    def _attempt(self, msg: Incoming, span: Deferred) -> Outcome:
         """One attempt at the run: the step's policy, publishing nothing but "started"."""
         spec, store, cfg = self.spec, self.store, self.cfg
         run_id = msg.run_id
@@ -566,6 +597,7 @@ class StepLoop:
                     workdir=store.run_dir(run_id) / "files" if cfg.run_files else None,
                     guards=cfg.guards,
                     cache=CacheStore(store.root / CACHE_DIR) if cache_enabled() else None,
+                    on_cells=_cell_spans(span) if self.tracer.on else None,
                 )
         except CellError as exc:
             seconds = time.monotonic() - started
@@ -589,6 +621,7 @@ class StepLoop:
         if result.status is StepState.SUCCEEDED:
             if result.reused:
                 log.info("run %s: reused the step cache's result (its key is unchanged)", run_id)
+                return Succeeded(result.attempt, time.monotonic() - started, reused=True)
             return Succeeded(result.attempt, time.monotonic() - started)
         return Skipped(meanwhile=True)
 
@@ -711,9 +744,15 @@ class StepLoop:
         delay = 0.5
         job: Job | None = getattr(self._tls, "job", None)
         lane = job.tp.partition if job is not None else None
+        # the downstream messages carry the execution's span (``traceparent``), if traced
+        trace: Headers = getattr(self._tls, "trace", None) or []
+        outputs = self.cfg.output_topics
         while True:
             try:
-                futures = [self.transport.send(t, m, k, lane=lane) for t, m, k in messages]
+                futures = [
+                    self.transport.send(t, m, k, lane=lane, headers=trace if t in outputs else None)
+                    for t, m, k in messages
+                ]
                 if final and job is not None:
                     job.handled.set()
                 for fut in futures:
@@ -729,3 +768,14 @@ class StepLoop:
                 raise Abandon()
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+def _cell_spans(span: Deferred) -> Callable[[list[CellRecord], ErrorRecord | None], None]:
+    """``run_step``'s ``on_cells``: a span per cell executed under ``span`` (index only)."""
+
+    def cells(records: list[CellRecord], error: ErrorRecord | None) -> None:
+        failed = error.cell if error is not None else None
+        timings = ((c.index, c.started_at, c.seconds) for c in records)
+        span.span().cells(timings, failed, error.ename if error is not None else "")
+
+    return cells

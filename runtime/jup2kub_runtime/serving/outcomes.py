@@ -22,6 +22,8 @@ class Succeeded:
 
     attempt: int
     seconds: float
+    #: the step cache's result, loaded instead of executed
+    reused: bool = False
 
 
 @dataclass(frozen=True)

@@ -395,6 +395,7 @@ class Transport:
         key: str | None = None,
         *,
         lane: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Any:
         """Send without waiting; returns the future of the broker's acknowledgement.
 
@@ -402,7 +403,8 @@ class Transport:
         rotation per ``lane`` (the partition the message being handled came from) starting at
         the lane's own number: equal shares in equal lanes come out as equal shares, whatever
         the number of upstream replicas, which hashing a few run ids does not give. Status and
-        dead-letter messages stay keyed (one partition per run, in order)."""
+        dead-letter messages stay keyed (one partition per run, in order). ``headers``: the
+        message's (the run's trace context, ``traceparent``), if any."""
         assert self.producer is not None
         partition = None
         if topic in self.cfg.output_topics:
@@ -418,6 +420,7 @@ class Transport:
             encode(message),
             partition=partition,
             key=key.encode() if key is not None else None,
+            headers=headers or None,
         )
 
     def flush(self, timeout: float | None = None) -> None:

@@ -27,7 +27,15 @@ from jup2kub.model.analysis.modules import module_file_of
 from jup2kub.model.pipeline import Pipeline
 
 #: What ``python -m jup2kub_runtime`` imports (pyproject's "runtime" dependencies).
-RUNTIME_DISTRIBUTIONS = ("kafka-python", "flask", "cloudpickle", "prometheus-client")
+RUNTIME_DISTRIBUTIONS = (
+    "kafka-python",
+    "flask",
+    "cloudpickle",
+    "prometheus-client",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-http",
+)
 
 #: Steps whose code calls ``get_ipython()`` (magics, ``!cmd``) also need IPython.
 IPYTHON_DISTRIBUTION = "ipython"

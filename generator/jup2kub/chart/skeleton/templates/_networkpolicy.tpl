@@ -58,3 +58,19 @@ default/kubernetes EndpointSlice. */}}
 {{- end }}
 {{- toYaml (concat $cidrs .Values.networkPolicy.apiServer.cidrs | uniq) }}
 {{- end }}
+
+{{/* Egress rule to the OTLP endpoint's port (tracing.otlpEndpoint; to any address, as its
+collector's addresses are not known here): its explicit port, else the scheme's (80, 443).
+Nothing when tracing is off. */}}
+{{- define "jup2kub.networkPolicy.tracingEgress" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+{{- $url := urlParse . }}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" }}
+{{- if not $port }}
+{{- $port = ternary "443" "80" (eq $url.scheme "https") }}
+{{- end }}
+- ports:
+    - port: {{ $port | int }}
+      protocol: TCP
+{{- end }}
+{{- end }}
