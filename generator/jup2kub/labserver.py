@@ -54,6 +54,8 @@ from jup2kub.catalog.database import default_location
 from jup2kub.catalog.records import query_words
 from jup2kub.errors import InputError, Jup2KubError
 from jup2kub.model.names import check_namespace, check_pipeline_name, check_release_name
+from jup2kub_runtime.contract.errors import PermanentError
+from jup2kub_runtime.contract.valid_names import check_run_id
 
 #: one line of ``jup2kub run``'s progress where stderr is no terminal
 _PROGRESS = re.compile(
@@ -294,6 +296,10 @@ class DeployedResultsHandler(_Handler):
         run_id = _text(body.get("run_id"), "run_id")
         if run_id is None:
             raise web.HTTPError(400, "run_id is required")
+        try:
+            check_run_id(run_id)
+        except PermanentError as exc:
+            raise web.HTTPError(400, str(exc)) from None
         release = _text(body.get("release"), "release")
         state_dir = _text(body.get("state"), "state")
         if (release is None) == (state_dir is None):
