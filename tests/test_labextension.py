@@ -412,6 +412,7 @@ def test_runs_view_follows_a_pipeline_on_kafka_and_opens_a_runs_results_in_a_rea
                 opened = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output")
                 opened.filter(has_text="total 5").wait_for(timeout=60_000)
                 assert note.inner_text() == f"Run {ok} (succeeded): {results}"
+                page.screenshot(path=str(ARTIFACTS / "panel-runs-results.png"))
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "failure-runs.png"))
                 raise

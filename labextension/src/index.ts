@@ -165,15 +165,20 @@ class Jup2KubPanel extends Widget {
         <label><input type="radio" name="source" value="release" checked /> release</label>
         <label><input type="radio" name="source" value="kafka" /> notebook on Kafka</label>
         <div class="jp-Jup2Kub-runs-release">
-          <input name="release" class="jp-mod-styled" placeholder="release name" />
-          <input name="namespace" class="jp-mod-styled" placeholder="namespace (default: current)" />
+          <label class="jp-Jup2Kub-field">release
+            <input name="release" class="jp-mod-styled" placeholder="its name" /></label>
+          <label class="jp-Jup2Kub-field">namespace
+            <input name="namespace" class="jp-mod-styled" placeholder="default: current" /></label>
         </div>
         <div class="jp-Jup2Kub-runs-kafka" hidden>
-          <input name="kafka" class="jp-mod-styled" placeholder="Kafka bootstrap, host:port" />
-          <input name="state" class="jp-mod-styled"
-            placeholder="state directory (for results)" />
+          <label class="jp-Jup2Kub-field">Kafka
+            <input name="kafka" class="jp-mod-styled" placeholder="bootstrap, host:port" /></label>
+          <label class="jp-Jup2Kub-field">state
+            <input name="state" class="jp-mod-styled"
+              placeholder="state directory (for results)" /></label>
         </div>
-        <input name="path" class="jp-mod-styled" placeholder="notebook (for results)" />
+        <label class="jp-Jup2Kub-field">notebook
+          <input name="path" class="jp-mod-styled" placeholder="for results" /></label>
         <div class="jp-Jup2Kub-runs-buttons">
           <button type="submit" class="jp-Button jp-mod-styled jp-mod-accept"
             data-action="runs">Show runs</button>
