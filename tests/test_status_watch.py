@@ -197,6 +197,47 @@ def test_watch_until_done_exits_1_when_a_step_failed(
     assert "2 runs submitted, 1 done, 1 failed" in blocks[-1][1]
 
 
+def test_recent_runs_on_kafka_newest_first_with_each_steps_state(
+    kafka: str, pipeline: tuple[Path, str]
+) -> None:
+    """The library's ``watch_status(...).recent_runs``, which the Lab panel's Runs view shows:
+    every submitted run, newest first, each step's latest state (a failed one with its error);
+    a run is failed once a step failed and nothing else can change. The same watch, asked
+    again, reads on from where it was."""
+    from jup2kub import api
+
+    nb, name = pipeline
+    watch = api.watch_status(nb, kafka, name=name)
+    try:
+        assert watch.recent_runs(10).runs == ()
+        _submit_at_once(kafka, name, [2, 9])  # boom raises for 9
+        deadline = time.monotonic() + 240
+        while True:
+            recent = watch.recent_runs(10)
+            if [r.state for r in recent.runs] == ["failed", "succeeded"]:
+                break
+            assert time.monotonic() < deadline, recent
+            time.sleep(0.5)
+        assert recent.source == f"pipeline {name} on Kafka {kafka}"
+        assert recent.steps == STEPS and recent.problems == ()
+        bad, ok = recent.runs
+        assert bad.run_id.startswith("run-9-") and ok.run_id.startswith("run-2-")
+        assert bad.submitted_at is not None and ok.submitted_at is not None
+        assert {s: v["state"] for s, v in ok.steps.items()} == dict.fromkeys(STEPS, "succeeded")
+        assert {s: v["state"] for s, v in bad.steps.items()} == {
+            "make": "succeeded",
+            "total": "succeeded",
+            "boom": "failed",
+        }
+        assert bad.steps["boom"]["error"]["ename"] == "RuntimeError"
+        assert bad.steps["boom"]["error"]["evalue"] == "n too large: 9"
+        assert bad.steps["boom"]["attempt"] == 1
+        assert [r.run_id for r in watch.recent_runs(1).runs] == [bad.run_id]
+        assert json.loads(json.dumps(recent.to_json()))["runs"][0]["run_id"] == bad.run_id
+    finally:
+        watch.close()
+
+
 def test_watch_on_a_terminal_redraws_in_place_and_ctrl_c_ends_it_cleanly(
     kafka: str, tmp_path: Path
 ) -> None:
