@@ -89,6 +89,10 @@ const STATE_MARKS: { [state: string]: string } = {
   waiting: '…'
 };
 
+function mark(state: string): string {
+  return Object.prototype.hasOwnProperty.call(STATE_MARKS, state) ? STATE_MARKS[state] : '?';
+}
+
 async function call<T>(path: string, init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'jup2kub', path);
@@ -117,10 +121,12 @@ function message(error: unknown): string {
   return text;
 }
 
+/** ``text`` safe in HTML, in element content and in quoted attribute values alike (a run id or
+ * state read from Kafka is whatever was written there). */
 function escape(text: string): string {
   const div = document.createElement('div');
-  div.textContent = text;
-  return div.innerHTML;
+  div.textContent = String(text);
+  return div.innerHTML.replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
 class Jup2KubPanel extends Widget {
@@ -517,7 +523,7 @@ class Jup2KubPanel extends Widget {
     const badge = (name: string, state: string, title: string): string =>
       `<span class="jp-Jup2Kub-state jp-Jup2Kub-state-${escape(state)}" ` +
       `data-step="${escape(name)}" data-state="${escape(state)}" title="${escape(title)}">` +
-      `${escape(name)} ${STATE_MARKS[state] ?? '?'}</span>`;
+      `${escape(name)} ${mark(state)}</span>`;
     const names = [...steps, ...Object.keys(run.steps).filter(s => !steps.includes(s))];
     const badges = names
       .map(name => {
