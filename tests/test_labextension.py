@@ -522,6 +522,7 @@ def test_runs_endpoints_read_a_release_through_the_kubernetes_api(
 
     bad_gets = [
         ("", "say which pipeline"),
+        ("?release=%20%20", "say which pipeline"),  # blank is not given
         ("?release=Bad_Name", "invalid release name 'Bad_Name'"),
         ("?release=demo&namespace=Team%20A", "invalid namespace 'Team A'"),
         ("?release=demo&path=flow.ipynb&kafka=h:9092", "not both"),

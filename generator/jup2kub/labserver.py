@@ -21,7 +21,7 @@
 - ``POST /jup2kub/deployed/results`` ``{"path": NB, "run_id": ID, "release": NAME,
   "namespace": NS}`` or ``{..., "state": DIR}``: the run's results notebook (``api.results``,
   from the release's step pods or the pipeline's state directory), written beside the notebook
-  as ``NB-stem-ID.ipynb`` (another free name when that one exists: never over a file) and its
+  as ``STEM-RUN_ID.ipynb`` (another free name when that one exists: never over a file) and its
   path returned for the front end to open.
 
 Bad input is a 400 with a JSON ``message`` saying what to fix; a pipeline that cannot be read
@@ -217,11 +217,12 @@ def _failed(handler: APIHandler, exc: Jup2KubError) -> None:
 
 
 def _text(value: object, what: str) -> str | None:
-    if value is None or value == "":
+    """A form field: its text without surrounding blanks, None when empty or missing."""
+    if value is None:
         return None
     if not isinstance(value, str):
         raise web.HTTPError(400, f"{what} must be a string")
-    return value.strip()
+    return value.strip() or None
 
 
 def _release_target(release: str, namespace: str | None) -> api.KubeTarget:
@@ -268,7 +269,8 @@ class DeployedRunsHandler(_Handler):
                     check_pipeline_name(name)
                 except InputError as exc:
                     raise web.HTTPError(400, str(exc)) from None
-            key = ("kafka", str(notebook), bootstrap, name or "")
+            # an edited notebook (other steps) is followed anew
+            key = ("kafka", str(notebook), str(notebook.stat().st_mtime_ns), bootstrap, name or "")
 
             def open_watch() -> api.StatusWatch:
                 return api.watch_status(notebook, bootstrap, name=name, kafka_timeout=10.0)
