@@ -367,13 +367,18 @@ def test_runs_view_follows_a_pipeline_on_kafka_and_opens_a_runs_results_in_a_rea
                 )
                 _widen_the_panel(page)
                 form = page.locator(".jp-Jup2Kub-runs-form")
+                note = page.locator(".jp-Jup2Kub-runs-note")
+                # a release by a name helm would refuse: the server's message, no table
+                form.locator("input[name='release']").fill("Bad_Name")
+                form.locator("button[data-action='runs']").click()
+                note.filter(has_text="invalid release name 'Bad_Name'").wait_for(timeout=60_000)
+                assert note.inner_text().startswith("Runs could not be read: 400: ")
                 form.locator("input[name='source'][value='kafka']").check()
                 # the notebook in front is the one whose results are assembled
                 assert form.locator("input[name='path']").input_value() == nb.name
                 form.locator("input[name='kafka']").fill(kafka)
                 form.locator("input[name='state']").fill(".pipeline/state")
                 form.locator("input[name='auto']").check()
-                note = page.locator(".jp-Jup2Kub-runs-note")
                 note.filter(has_text="0 recent runs of pipeline squares on Kafka").wait_for(
                     timeout=60_000
                 )
