@@ -3,8 +3,14 @@ extension as ``pip install`` puts it (prebuilt, no Node), driven by Debian's Chr
 Playwright. The side panel shows the open notebook's steps and DAG, badges name each cell's
 step, Run runs the pipeline and links the results, Build writes the chart; ``%jup2kub
 inspect`` in the notebook finds its notebook through the server's session; the panel's search
-box finds a step of the step catalog (the server's ``$JUP2KUB_CATALOG``). Screenshots are kept
-in tests/artifacts/labextension/ (J2K_TEST_ARTIFACTS)."""
+box finds a step of the step catalog (the server's ``$JUP2KUB_CATALOG``); its Runs view lists
+the recent runs of a pipeline deployed on a real broker (runtimes on this machine, as the chart
+starts them), each step's state, and opens a run's results notebook; the same endpoints read a
+release through the real Kubernetes client from a stand-in API server (no cluster here).
+Screenshots are kept in tests/artifacts/labextension/ (J2K_TEST_ARTIFACTS).
+
+Lab loads this checkout's prebuilt assets (``extra_labextensions_path``), not the copy an
+earlier ``pip install`` left in the environment."""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import pytest
 
 MakeNb = Callable[..., Path]
 TOKEN = "jup2kub-test-token"
+REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = (
     Path(os.environ.get("J2K_TEST_ARTIFACTS", Path(__file__).resolve().parent / "artifacts"))
     / "labextension"
@@ -44,7 +51,9 @@ def _chromium() -> str:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A JupyterLab server on 127.0.0.1 over ``root``; yields its URL and root. Its step catalog
-    is ``root/../catalog.db`` (``$JUP2KUB_CATALOG``; not created until something records)."""
+    is ``root/../catalog.db`` (``$JUP2KUB_CATALOG``; not created until something records), its
+    kubeconfig ``root/../kubeconfig`` (``$KUBECONFIG``: a test's stand-in API server, never a
+    real cluster)."""
     root = tmp_path / "root"
     root.mkdir()
     home = tmp_path / "home"
@@ -54,7 +63,12 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "JUPYTER_CONFIG_DIR": str(home / "config"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "JUP2KUB_CATALOG": str(tmp_path / "catalog.db"),
+        "KUBECONFIG": str(tmp_path / "kubeconfig"),
     }
+    # this checkout's prebuilt front end, ahead of any installed copy
+    extensions = tmp_path / "labextensions"
+    extensions.mkdir()
+    (extensions / "jup2kub-labextension").symlink_to(REPO / "generator/jup2kub/labextension")
     # no "notified about Jupyter news?" prompt over the screenshots
     settings = home / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -73,6 +87,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             f"--LabApp.workspaces_dir={home / 'workspaces'}",
             f"--LabApp.user_settings_dir={home / 'settings'}",
+            f"--LabApp.extra_labextensions_path={extensions}",
             *(["--allow-root"] if os.geteuid() == 0 else []),
         ],
         stdout=log,
@@ -280,3 +295,268 @@ def test_catalog_search_box_shows_a_catalogued_step_in_a_real_browser(
             raise
         finally:
             browser.close()
+
+
+# ---- the Runs view: a deployed pipeline's recent runs ---------------------------------------
+
+SQUARES = [
+    ("code", "n = 3", ["parameters"]),
+    "#| step: make\nvalues = [i * i for i in range(n)]",
+    "#| step: total\nprint('total', sum(values))",
+    "#| step: check\nif n > 5:\n    raise RuntimeError(f'n too large: {n}')\nprint('checked', n)",
+]
+
+
+def _squares(root: Path) -> Path:
+    from tests.support.notebooks import build_notebook
+
+    nb = build_notebook(SQUARES, "python")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path = root / "squares.ipynb"
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return path
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST JSON to the server: its status and JSON answer (errors included)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        assert exc.headers["Content-Type"].startswith("application/json")
+        return exc.code, json.loads(exc.read())
+
+
+def _printed(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [o["text"] for c in nb.cells for o in c.get("outputs", []) if "text" in o]
+
+
+def test_runs_view_follows_a_pipeline_on_kafka_and_opens_a_runs_results_in_a_real_browser(
+    lab: tuple[str, Path], kafka: str
+) -> None:
+    """Two runs submitted to a pipeline deployed on a real broker, one failing at a step: the
+    Runs view (auto-refreshing) shows them newest first with each step's state, and a run's
+    "results" button writes its results notebook beside the notebook and opens it in Lab."""
+    from jup2kub import api
+    from jup2kub.plan import plan_pipeline
+    from tests.support.step_runtimes import start_runtimes, stop_runtimes
+
+    url, root = lab
+    nb = _squares(root)
+    # the runtimes' state, bundles and logs: under the root (results are read from the state
+    # directory there) but hidden in Lab's file browser
+    procs = start_runtimes(plan_pipeline(api.inspect_notebook(nb)), kafka, root / ".pipeline")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            try:
+                page.goto(f"{url}lab/tree/{nb.name}?token={TOKEN}")
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+                page.click(".lm-TabBar-tab[data-id='jup2kub-panel']")
+                page.locator(".jp-Jup2Kub-status").filter(has_text="3 steps").wait_for(
+                    timeout=60_000
+                )
+                _widen_the_panel(page)
+                form = page.locator(".jp-Jup2Kub-runs-form")
+                note = page.locator(".jp-Jup2Kub-runs-note")
+                # a release by a name helm would refuse: the server's message, no table
+                form.locator("input[name='release']").fill("Bad_Name")
+                form.locator("button[data-action='runs']").click()
+                note.filter(has_text="invalid release name 'Bad_Name'").wait_for(timeout=60_000)
+                assert note.inner_text().startswith("Runs could not be read: 400: ")
+                form.locator("input[name='source'][value='kafka']").check()
+                # the notebook in front is the one whose results are assembled
+                assert form.locator("input[name='path']").input_value() == nb.name
+                form.locator("input[name='kafka']").fill(kafka)
+                form.locator("input[name='state']").fill(".pipeline/state")
+                form.locator("input[name='auto']").check()
+                note.filter(has_text="0 recent runs of pipeline squares on Kafka").wait_for(
+                    timeout=60_000
+                )
+                ok = api.submit(nb, kafka, {"n": 3})
+                bad = api.submit(nb, kafka, {"n": 9})  # its check step raises
+                # the view refreshes itself until both are over
+                rows = page.locator("tr.jp-Jup2Kub-run-row")
+                for run, state in ((ok, "succeeded"), (bad, "failed")):
+                    page.locator(
+                        f"tr.jp-Jup2Kub-run-row[data-run='{run}'][data-state='{state}']"
+                    ).wait_for(timeout=240_000)
+                assert [r.get_attribute("data-run") for r in rows.all()] == [bad, ok]
+
+                def states(run: str) -> dict[str, str | None]:
+                    badges = page.locator(f"tr[data-run='{run}'] .jp-Jup2Kub-run-steps span")
+                    return {
+                        b.get_attribute("data-step") or "": b.get_attribute("data-state")
+                        for b in badges.all()
+                    }
+
+                assert states(ok) == {
+                    "make": "succeeded",
+                    "total": "succeeded",
+                    "check": "succeeded",
+                }
+                assert states(bad) == {"make": "succeeded", "total": "succeeded", "check": "failed"}
+                failed = page.locator(f"tr[data-run='{bad}'] span[data-step='check']")
+                assert "RuntimeError: n too large: 9" in (failed.get_attribute("title") or "")
+                assert note.inner_text().startswith("2 recent runs of pipeline squares on Kafka")
+                page.locator(".jp-Jup2Kub-runs").scroll_into_view_if_needed()
+                page.screenshot(path=str(ARTIFACTS / "panel-runs.png"))
+
+                page.locator(f"tr[data-run='{ok}'] button").click()
+                results = f"squares-{ok}.ipynb"
+                page.locator(".lm-TabBar-tab", has_text=results).wait_for(timeout=120_000)
+                opened = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output")
+                opened.filter(has_text="total 5").wait_for(timeout=60_000)
+                assert note.inner_text() == f"Run {ok} (succeeded): {results}"
+                page.screenshot(path=str(ARTIFACTS / "panel-runs-results.png"))
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "failure-runs.png"))
+                raise
+            finally:
+                browser.close()
+    finally:
+        stop_runtimes(procs)
+    assert _printed(root / f"squares-{ok}.ipynb") == ["total 5\n", "checked 3\n"]
+    # again: another name, the first one left as it was
+    first = (root / f"squares-{ok}.ipynb").read_bytes()
+    body = {"path": nb.name, "run_id": ok, "state": ".pipeline/state"}
+    status, answer = _post(f"{url}jup2kub/deployed/results", body)
+    assert status == 200 and answer["path"] == f"squares-{ok}-2.ipynb", answer
+    assert (root / f"squares-{ok}.ipynb").read_bytes() == first
+    # the failed run's: what ran, and the error where it happened
+    status, answer = _post(f"{url}jup2kub/deployed/results", {**body, "run_id": bad})
+    assert status == 200 and answer["status"] == "incomplete", answer
+    assert _printed(root / answer["path"])[0] == "total 204\n"
+    assert not list(root.glob(".*.part"))  # no scratch file left
+
+
+def _widen_the_panel(page: Any) -> None:
+    """Drag the right sidebar's edge leftwards: the Runs view's table reads better wide."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle:not(.lm-mod-hidden)").last
+    box = handle.bounding_box()
+    if box is None:
+        return
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 330, y, steps=5)
+    page.mouse.up()
+
+
+def test_runs_endpoints_read_a_release_through_the_kubernetes_api(
+    lab: tuple[str, Path],
+) -> None:
+    """A release's recent runs and a run's results, as the Runs view asks for them: through
+    the real Kubernetes client from an API server standing in for a cluster, whose step pods
+    answer ``/runs`` and ``/runs/ID/outputs`` with the runtime's own functions over the state
+    of a real run; and every kind of bad input, a 400 saying what to fix."""
+    from jup2kub_runtime.serving.history import recent_runs, run_outputs
+    from jup2kub_runtime.storage.state_store import StateStore
+    from tests.support.canned_kube import NS, CannedApiServer, deployment, kubeconfig, pod
+
+    url, root = lab
+    nb = _notebook(root)  # steps make, double, total
+    ran = subprocess.run(
+        [sys.executable, "-m", "jup2kub.cli", "run", nb.name, "ran.ipynb"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    store = StateStore(root / ".jup2kub" / "flow")
+    (run_id,) = [d.name for d in (store.root / "runs").iterdir() if not d.name.startswith(".")]
+    steps = ("make", "double", "total")
+
+    def listed(kind: str, items: list[dict[str, Any]]) -> tuple[str, bytes]:
+        return "application/json", json.dumps(
+            {"kind": kind, "metadata": {}, "items": items}
+        ).encode()
+
+    def answer(doc: Any) -> tuple[str, bytes]:
+        return "application/json", json.dumps(doc).encode()
+
+    proxy = f"/api/v1/namespaces/{NS}/pods"
+    answers = {
+        f"/apis/apps/v1/namespaces/{NS}/deployments": listed(
+            "DeploymentList", [deployment(s, 1, 1) for s in steps]
+        ),
+        f"/apis/apps/v1/namespaces/{NS}/statefulsets": listed("StatefulSetList", []),
+        f"/api/v1/namespaces/{NS}/pods": listed(
+            "PodList", [pod(s, f"demo-{s}-a", True) for s in steps]
+        ),
+    }
+    for s in steps:
+        answers[f"{proxy}/demo-{s}-a:8080/proxy/runs/20"] = answer(
+            {"runs": recent_runs(store, s, 20)}
+        )
+        answers[f"{proxy}/demo-{s}-a:8080/proxy/runs/{run_id}/outputs"] = answer(
+            run_outputs(store, s, run_id)
+        )
+    runs_url = f"{url}jup2kub/deployed/runs"
+    results_url = f"{url}jup2kub/deployed/results"
+    with CannedApiServer(answers) as server:
+        kubeconfig(root.parent, server)  # the server's $KUBECONFIG
+        status, doc = _get(f"{runs_url}?release=demo&namespace={NS}")
+        assert status == 200, doc
+        assert doc["source"] == f"release demo (namespace {NS})"
+        assert doc["steps"] == ["double", "make", "total"] and doc["problems"] == []
+        (row,) = doc["runs"]
+        assert row["run_id"] == run_id and row["state"] == "succeeded"
+        assert {s: v["state"] for s, v in row["steps"].items()} == dict.fromkeys(steps, "succeeded")
+        status, doc = _get(f"{runs_url}?release=demo")  # the kubeconfig context's namespace
+        assert status == 200 and [r["run_id"] for r in doc["runs"]] == [run_id], doc
+
+        body = {"path": nb.name, "run_id": run_id, "release": "demo", "namespace": NS}
+        status, doc = _post(results_url, body)
+        assert status == 200, doc
+        assert doc == {"run_id": run_id, "status": "succeeded", "path": f"flow-{run_id}.ipynb"}
+        assert _printed(root / doc["path"]) == ["total 18\n"]
+        status, doc = _post(results_url, {**body, "run_id": "r-unknown"})
+        assert status == 400 and "there is no run 'r-unknown'" in doc["message"], doc
+
+    bad_gets = [
+        ("", "say which pipeline"),
+        ("?release=%20%20", "say which pipeline"),  # blank is not given
+        ("?release=Bad_Name", "invalid release name 'Bad_Name'"),
+        ("?release=demo&namespace=Team%20A", "invalid namespace 'Team A'"),
+        ("?release=demo&path=flow.ipynb&kafka=h:9092", "not both"),
+        ("?path=flow.ipynb", "say which pipeline"),
+        ("?release=demo&limit=0", "limit must be between 1 and 200"),
+        ("?release=demo&limit=many", "limit must be a whole number"),
+        ("?path=flow.ipynb&kafka=h:9092&name=Not%20A%20Name", "pipeline name"),
+    ]
+    for query, message in bad_gets:
+        status, doc = _get(runs_url + query)
+        assert status == 400 and message in doc["message"], (query, doc)
+    status, doc = _get(f"{runs_url}?path=nothing.ipynb&kafka=h:9092")
+    assert status == 404 and "no notebook nothing.ipynb" in doc["message"]
+    status, doc = _get(f"{runs_url}?path=flow.ipynb&kafka=127.0.0.1:1")  # nothing listens
+    assert status == 502 and "Kafka" in doc["message"], doc
+    assert "Traceback" not in doc["message"]
+
+    base = {"path": nb.name, "run_id": run_id}
+    bad_posts = [
+        ({"path": nb.name}, 400, "run_id is required"),
+        ({**base, "run_id": "bad id!"}, 400, "run id 'bad id!' is invalid"),
+        (base, 400, "say where the run is"),
+        ({**base, "release": "demo", "state": "."}, 400, "say where the run is"),
+        ({**base, "release": "Bad_Name"}, 400, "invalid release name"),
+        ({**base, "state": "no-such-dir"}, 400, "no directory no-such-dir"),
+        ({**base, "state": ".."}, 403, "outside the server's root directory"),
+        ({**base, "path": 7}, 400, "path must be a string"),
+    ]
+    for body, code, message in bad_posts:
+        status, doc = _post(results_url, body)
+        assert status == code and message in doc["message"], (body, doc)
+    assert sorted(p.name for p in root.glob("flow-*.ipynb")) == [f"flow-{run_id}.ipynb"]

@@ -16,19 +16,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
 
 from jup2kub.api import inspect_notebook
 from jup2kub.plan import plan_pipeline
 from jup2kub_runtime.contract import messages
 from jup2kub_runtime.contract.metrics import ExecutionOutcome
 from jup2kub_runtime.contract.topics import runs_topic
+from tests.support.canned_kube import NS, CannedApiServer, deployment, kubeconfig, pod
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.step_runtimes import start_runtimes, stop_runtimes
 
@@ -199,6 +197,47 @@ def test_watch_until_done_exits_1_when_a_step_failed(
     assert "2 runs submitted, 1 done, 1 failed" in blocks[-1][1]
 
 
+def test_recent_runs_on_kafka_newest_first_with_each_steps_state(
+    kafka: str, pipeline: tuple[Path, str]
+) -> None:
+    """The library's ``watch_status(...).recent_runs``, which the Lab panel's Runs view shows:
+    every submitted run, newest first, each step's latest state (a failed one with its error);
+    a run is failed once a step failed and nothing else can change. The same watch, asked
+    again, reads on from where it was."""
+    from jup2kub import api
+
+    nb, name = pipeline
+    watch = api.watch_status(nb, kafka, name=name)
+    try:
+        assert watch.recent_runs(10).runs == ()
+        _submit_at_once(kafka, name, [2, 9])  # boom raises for 9
+        deadline = time.monotonic() + 240
+        while True:
+            recent = watch.recent_runs(10)
+            if [r.state for r in recent.runs] == ["failed", "succeeded"]:
+                break
+            assert time.monotonic() < deadline, recent
+            time.sleep(0.5)
+        assert recent.source == f"pipeline {name} on Kafka {kafka}"
+        assert recent.steps == STEPS and recent.problems == ()
+        bad, ok = recent.runs
+        assert bad.run_id.startswith("run-9-") and ok.run_id.startswith("run-2-")
+        assert bad.submitted_at is not None and ok.submitted_at is not None
+        assert {s: v["state"] for s, v in ok.steps.items()} == dict.fromkeys(STEPS, "succeeded")
+        assert {s: v["state"] for s, v in bad.steps.items()} == {
+            "make": "succeeded",
+            "total": "succeeded",
+            "boom": "failed",
+        }
+        assert bad.steps["boom"]["error"]["ename"] == "RuntimeError"
+        assert bad.steps["boom"]["error"]["evalue"] == "n too large: 9"
+        assert bad.steps["boom"]["attempt"] == 1
+        assert [r.run_id for r in watch.recent_runs(1).runs] == [bad.run_id]
+        assert json.loads(json.dumps(recent.to_json()))["runs"][0]["run_id"] == bad.run_id
+    finally:
+        watch.close()
+
+
 def test_watch_on_a_terminal_redraws_in_place_and_ctrl_c_ends_it_cleanly(
     kafka: str, tmp_path: Path
 ) -> None:
@@ -294,47 +333,6 @@ def test_watch_usage_errors(args: list[str], message: str) -> None:
 # runtime's own exposition (its StepMetrics). The same watch against a real cluster is in
 # e2e/tests/test_pipeline.py.
 
-NS = "team-a"
-LABELS = {"app.kubernetes.io/instance": "demo"}
-
-
-def _deployment(step: str, desired: int, ready: int) -> dict[str, Any]:
-    labels = {**LABELS, "app.kubernetes.io/component": step}
-    return {
-        "metadata": {"name": f"demo-{step}", "generation": 1, "labels": labels},
-        "spec": {
-            "replicas": desired,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "s"}]}},
-        },
-        "status": {
-            "observedGeneration": 1,
-            "replicas": desired,
-            "readyReplicas": ready,
-            "updatedReplicas": desired,
-        },
-    }
-
-
-def _pod(step: str, name: str, ready: bool) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "labels": {**LABELS, "app.kubernetes.io/component": step}},
-        "spec": {"containers": [{"name": "s", "ports": [{"name": "http", "containerPort": 8080}]}]},
-        "status": {
-            "phase": "Running",
-            "containerStatuses": [
-                {
-                    "name": "s",
-                    "ready": ready,
-                    "restartCount": 0,
-                    "image": "i",
-                    "imageID": "i",
-                    "state": {"running": {}},
-                }
-            ],
-        },
-    }
-
 
 def _exposition(
     step: str, succeeded: list[float], failed: list[float], busy: bool, lag: int
@@ -355,40 +353,6 @@ def _exposition(
     return metrics.exposition()[0]
 
 
-class CannedApiServer:
-    """An HTTP server on loopback answering GETs from a path -> (content type, body) table."""
-
-    def __init__(self, answers: dict[str, tuple[str, bytes]]) -> None:
-        self.answers = answers
-        self.asked: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = unquote(urlsplit(self.path).path)
-                outer.asked.append(path)
-                kind, body = outer.answers.get(path, ("application/json", b""))
-                self.send_response(200 if path in outer.answers else 404)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _release_answers(make_busy: bool) -> dict[str, tuple[str, bytes]]:
     def listed(kind: str, items: list[dict[str, Any]]) -> tuple[str, bytes]:
         return "application/json", json.dumps(
@@ -403,15 +367,15 @@ def _release_answers(make_busy: bool) -> dict[str, tuple[str, bytes]]:
     proxy = f"/api/v1/namespaces/{NS}/pods"
     return {
         f"/apis/apps/v1/namespaces/{NS}/deployments": listed(
-            "DeploymentList", [_deployment("make", 3, 2), _deployment("total", 1, 1)]
+            "DeploymentList", [deployment("make", 3, 2), deployment("total", 1, 1)]
         ),
         f"/apis/apps/v1/namespaces/{NS}/statefulsets": listed("StatefulSetList", []),
         f"/api/v1/namespaces/{NS}/pods": listed(
             "PodList",
             [
-                _pod("make", "demo-make-a", True),
-                _pod("make", "demo-make-b", True),
-                _pod("total", "demo-total-a", True),
+                pod("make", "demo-make-a", True),
+                pod("make", "demo-make-b", True),
+                pod("total", "demo-total-a", True),
             ],
         ),
         f"{proxy}/demo-make-a:8080/proxy/metrics": (
@@ -432,25 +396,6 @@ def _release_answers(make_busy: bool) -> dict[str, tuple[str, bytes]]:
     }
 
 
-def _kubeconfig(tmp_path: Path, server: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "c",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [
-                    {"name": "c", "context": {"cluster": "c", "user": "u", "namespace": NS}}
-                ],
-            }
-        )
-    )
-    return path
-
-
 def test_watch_a_release_reads_replicas_from_deployments_and_the_rest_from_step_metrics(
     tmp_path: Path,
 ) -> None:
@@ -458,7 +403,7 @@ def test_watch_a_release_reads_replicas_from_deployments_and_the_rest_from_step_
     p50/p95 from the step pods' /metrics (through the pod proxy) summed over replicas; with
     --until-done the watch ends once the recent runs are all finished, 1 since one failed."""
     with CannedApiServer(_release_answers(make_busy=False)) as server:
-        config = _kubeconfig(tmp_path, server)
+        config = kubeconfig(tmp_path, server)
         watch = ["status", "--release", "demo", "--kubeconfig", config, "--watch", "--until-done"]
         r = jup2kub(*watch, "--json", "--interval", "0.2", timeout=60)
         assert r.returncode == 1, r.stdout + r.stderr
@@ -481,7 +426,7 @@ def test_watch_a_release_reads_replicas_from_deployments_and_the_rest_from_step_
 def test_watch_a_release_waits_while_a_step_is_busy(tmp_path: Path) -> None:
     """A replica executing a run (j2k_busy 1, lag 2): in flight 1 and the watch goes on."""
     with CannedApiServer(_release_answers(make_busy=True)) as server:
-        config = _kubeconfig(tmp_path, server)
+        config = kubeconfig(tmp_path, server)
         proc = subprocess.Popen(
             [
                 sys.executable,

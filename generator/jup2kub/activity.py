@@ -1,6 +1,8 @@
 """What a deployed pipeline is doing, one row per step: the table ``jup2kub status --watch``
-shows. Both sources fill it (the pipeline's Kafka: ``run.activity``; a release's step pods:
-``cluster.activity``), so it lives below both, with the quantiles each one needs."""
+shows; and its recent runs, one row per run with each step's state: what ``status --release``
+lists and the JupyterLab panel's Runs view shows. Both sources fill them (the pipeline's Kafka:
+``run.activity``; a release's step pods: ``cluster.activity``), so they live below both, with
+the quantiles each one needs."""
 
 from __future__ import annotations
 
@@ -84,6 +86,39 @@ class PipelineStatus:
             "runs": asdict(self.runs) if self.runs is not None else None,
             "problems": list(self.problems),
             "settled": self.settled,
+        }
+
+
+@dataclass
+class RunRow:
+    """One run: its overall state and each step's (at least ``state``, a ``StepState`` value;
+    a step that said nothing of the run yet is absent)."""
+
+    run_id: str
+    state: str
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: when it was submitted (seconds since the epoch), when known
+    submitted_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RecentRuns:
+    """A pipeline's recent runs, newest first."""
+
+    #: where it was read, e.g. "pipeline churn on Kafka 127.0.0.1:9092"
+    source: str
+    #: the pipeline's steps, in run order (the columns)
+    steps: tuple[str, ...]
+    runs: tuple[RunRow, ...]
+    #: what could not be read this time, one sentence each
+    problems: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "steps": list(self.steps),
+            "runs": [asdict(r) for r in self.runs],
+            "problems": list(self.problems),
         }
 
 

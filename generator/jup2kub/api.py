@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jup2kub.activity import PipelineStatus, RunCounts, StepStatus
+from jup2kub.activity import PipelineStatus, RecentRuns, RunCounts, RunRow, StepStatus
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.catalog.charts import read_chart
 from jup2kub.catalog.lookup import composition_catalog
@@ -101,9 +101,11 @@ __all__ = [
     "Pipeline",
     "PipelineStatus",
     "Readiness",
+    "RecentRuns",
     "ReleaseStatus",
     "RunCounts",
     "RunResult",
+    "RunRow",
     "StatusWatch",
     "StepRun",
     "StepStatus",
@@ -483,10 +485,13 @@ def run_states(
 
 
 class StatusWatch(Protocol):
-    """A pipeline followed live: ``snapshot()`` reads what it does now (one row per step);
-    ``close()`` lets go of its connections."""
+    """A pipeline followed live: ``snapshot()`` reads what it does now (one row per step),
+    ``recent_runs(n)`` its ``n`` newest runs (each step's state in each); ``close()`` lets go
+    of its connections."""
 
     def snapshot(self) -> PipelineStatus: ...
+
+    def recent_runs(self, limit: int) -> RecentRuns: ...
 
     def close(self) -> None: ...
 

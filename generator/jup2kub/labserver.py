@@ -12,6 +12,20 @@
   default), each with ``lab_path``, its notebook's path under the server's root (or null). None
   there yet, or an empty one: no results and a ``note``; a broken one: a JSON error (500) with
   its message.
+- ``GET  /jup2kub/deployed/runs?release=NAME[&namespace=NS]`` or
+  ``?path=NB&kafka=BOOTSTRAP[&name=PIPELINE]`` (``&limit=N``, default 20): the recent runs of
+  a deployed pipeline, newest first, each step's state (``api.watch_status``'s
+  ``recent_runs``): a release through the Kubernetes API (the server's kubeconfig), or the
+  notebook's pipeline on its Kafka. The watch is kept between calls (a Kafka one reads only
+  what is new) and let go after ``IDLE_SECONDS`` unused.
+- ``POST /jup2kub/deployed/results`` ``{"path": NB, "run_id": ID, "release": NAME,
+  "namespace": NS}`` or ``{..., "state": DIR}``: the run's results notebook (``api.results``,
+  from the release's step pods or the pipeline's state directory), written beside the notebook
+  as ``STEM-RUN_ID.ipynb`` (another free name when that one exists: never over a file) and its
+  path returned for the front end to open.
+
+Bad input is a 400 with a JSON ``message`` saying what to fix; a pipeline that cannot be read
+(Kafka or the cluster unreachable) a 502.
 
 Paths are relative to the server's root directory, as the front end knows them.
 """
@@ -27,6 +41,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +52,10 @@ from tornado import web
 from jup2kub import api
 from jup2kub.catalog.database import default_location
 from jup2kub.catalog.records import query_words
-from jup2kub.errors import Jup2KubError
+from jup2kub.errors import InputError, Jup2KubError
+from jup2kub.model.names import check_namespace, check_pipeline_name, check_release_name
+from jup2kub_runtime.contract.errors import PermanentError
+from jup2kub_runtime.contract.valid_names import check_run_id
 
 #: one line of ``jup2kub run``'s progress where stderr is no terminal
 _PROGRESS = re.compile(
@@ -54,6 +72,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     base = url_path_join(web_app.settings["base_url"], "jup2kub")
     root = Path(server_app.root_dir).resolve()
     runs = _Runs()
+    watches = _Watches()
     web_app.add_handlers(
         ".*$",
         [
@@ -62,6 +81,12 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
             (url_path_join(base, "runs", r"([\w-]+)"), RunHandler, {"root": root, "runs": runs}),
             (url_path_join(base, "build"), BuildHandler, {"root": root}),
             (url_path_join(base, "catalog"), CatalogHandler, {"root": root}),
+            (
+                url_path_join(base, "deployed", "runs"),
+                DeployedRunsHandler,
+                {"root": root, "watches": watches},
+            ),
+            (url_path_join(base, "deployed", "results"), DeployedResultsHandler, {"root": root}),
         ],
     )
 
@@ -78,10 +103,23 @@ def _notebook(root: Path, relative: str | None) -> Path:
     return path
 
 
+def _directory(root: Path, relative: str) -> Path:
+    """A directory's absolute path, never outside the server's root."""
+    path = (root / relative).resolve()
+    if root != path and root not in path.parents:
+        raise web.HTTPError(403, "outside the server's root directory")
+    if not path.is_dir():
+        raise web.HTTPError(400, f"no directory {relative}")
+    return path
+
+
 class _Handler(APIHandler):
-    def initialize(self, root: Path, runs: _Runs | None = None) -> None:
+    def initialize(
+        self, root: Path, runs: _Runs | None = None, watches: _Watches | None = None
+    ) -> None:
         self.root = root
         self.runs = runs
+        self.watches = watches
 
     def body(self) -> dict[str, Any]:
         try:
@@ -169,6 +207,196 @@ class CatalogHandler(_Handler):
             self.set_status(500)
             answer = {"message": str(exc), "reason": "catalog"}
         self.finish(json.dumps(answer))
+
+
+def _failed(handler: APIHandler, exc: Jup2KubError) -> None:
+    """A library error as JSON: 400 for bad input (what to fix), else 502 (what could not be
+    read: Kafka, the cluster)."""
+    handler.set_status(400 if isinstance(exc, InputError) else 502)
+    handler.finish(json.dumps({"message": str(exc), "reason": type(exc).__name__}))
+
+
+def _text(value: object, what: str) -> str | None:
+    """A form field: its text without surrounding blanks, None when empty or missing."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise web.HTTPError(400, f"{what} must be a string")
+    return value.strip() or None
+
+
+def _release_target(release: str, namespace: str | None) -> api.KubeTarget:
+    try:
+        check_release_name(release, "release")
+        if namespace is not None:
+            check_namespace(namespace, "namespace")
+    except InputError as exc:
+        raise web.HTTPError(400, str(exc)) from None
+    return api.KubeTarget(namespace=namespace)
+
+
+class DeployedRunsHandler(_Handler):
+    @web.authenticated
+    async def get(self) -> None:
+        arg = self.get_query_argument
+        release = _text(arg("release", None), "release")
+        namespace = _text(arg("namespace", None), "namespace")
+        path = _text(arg("path", None), "path")
+        bootstrap = _text(arg("kafka", None), "kafka")
+        name = _text(arg("name", None), "name")
+        try:
+            limit = int(arg("limit", "20"))
+        except ValueError:
+            raise web.HTTPError(400, "limit must be a whole number") from None
+        if not 1 <= limit <= 200:
+            raise web.HTTPError(400, "limit must be between 1 and 200")
+        key: tuple[str, ...]
+        if release is not None:
+            if path is not None or bootstrap is not None:
+                raise web.HTTPError(
+                    400, "give release (and namespace), or path and kafka: not both"
+                )
+            target = _release_target(release, namespace)
+            key = ("release", release, namespace or "")
+
+            def open_watch() -> api.StatusWatch:
+                return api.watch_status(release=release, target=target)
+
+        elif path is not None and bootstrap is not None:
+            notebook = _notebook(self.root, path)
+            if name is not None:
+                try:
+                    check_pipeline_name(name)
+                except InputError as exc:
+                    raise web.HTTPError(400, str(exc)) from None
+            # an edited notebook (other steps) is followed anew
+            key = ("kafka", str(notebook), str(notebook.stat().st_mtime_ns), bootstrap, name or "")
+
+            def open_watch() -> api.StatusWatch:
+                return api.watch_status(notebook, bootstrap, name=name, kafka_timeout=10.0)
+
+        else:
+            raise web.HTTPError(
+                400,
+                "say which pipeline: release (and namespace) for a deployed release, or path "
+                "(the notebook) and kafka (its bootstrap, host:port)",
+            )
+        assert self.watches is not None
+        try:
+            runs = await asyncio.to_thread(self.watches.recent_runs, key, open_watch, limit)
+        except Jup2KubError as exc:
+            _failed(self, exc)
+            return
+        self.finish(json.dumps(runs.to_json()))
+
+
+class DeployedResultsHandler(_Handler):
+    @web.authenticated
+    async def post(self) -> None:
+        body = self.body()
+        notebook = _notebook(self.root, _text(body.get("path"), "path"))
+        run_id = _text(body.get("run_id"), "run_id")
+        if run_id is None:
+            raise web.HTTPError(400, "run_id is required")
+        try:
+            check_run_id(run_id)
+        except PermanentError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        release = _text(body.get("release"), "release")
+        state_dir = _text(body.get("state"), "state")
+        if (release is None) == (state_dir is None):
+            raise web.HTTPError(
+                400,
+                "say where the run is: release (and namespace), or state (the pipeline's state "
+                "directory)",
+            )
+        kwargs: dict[str, Any] = {}
+        if release is not None:
+            kwargs = {
+                "release": release,
+                "target": _release_target(release, _text(body.get("namespace"), "namespace")),
+            }
+        else:
+            assert state_dir is not None
+            kwargs = {"state": _directory(self.root, state_dir)}
+        try:
+            status, written = await asyncio.to_thread(
+                write_results_beside, notebook, run_id, **kwargs
+            )
+        except Jup2KubError as exc:
+            _failed(self, exc)
+            return
+        self.finish(
+            json.dumps(
+                {"run_id": run_id, "status": status, "path": str(written.relative_to(self.root))}
+            )
+        )
+
+
+def write_results_beside(notebook: Path, run_id: str, **where: Any) -> tuple[str, Path]:
+    """``api.results`` of ``run_id`` written beside ``notebook`` as ``STEM-RUN_ID.ipynb``, or
+    ``STEM-RUN_ID-2.ipynb``, ... when taken: assembled in a hidden file there, then linked to
+    the first free name (a link never replaces a file), so an existing notebook is never
+    overwritten and no reader sees half a notebook. Returns the run's status and the path."""
+    scratch = notebook.with_name(f".{notebook.stem}-{uuid.uuid4().hex}.ipynb.part")
+    try:
+        status, _ = api.results(notebook, run_id, output=scratch, **where)
+        for n in range(1, 1000):
+            suffix = "" if n == 1 else f"-{n}"
+            target = notebook.with_name(f"{notebook.stem}-{run_id}{suffix}.ipynb")
+            try:
+                os.link(scratch, target)
+            except FileExistsError:
+                continue
+            return status, target
+        raise InputError(
+            f"no free name for the results notebook of run {run_id}",
+            where=str(notebook.parent),
+            hint="remove some of its results notebooks",
+        )
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+class _Watches:
+    """The deployed pipelines the Runs view follows, each kept open between its refreshes
+    (a Kafka watch reads only what is new since) and closed once unused for
+    ``IDLE_SECONDS``. One call at a time per watch (they are not thread-safe)."""
+
+    IDLE_SECONDS = 600.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: dict[tuple[str, ...], tuple[api.StatusWatch, threading.Lock, float]] = {}
+
+    def recent_runs(
+        self, key: tuple[str, ...], start: Callable[[], api.StatusWatch], limit: int
+    ) -> api.RecentRuns:
+        now = time.monotonic()
+        with self.lock:
+            idle = [k for k, (_, _, used) in self.open.items() if now - used > self.IDLE_SECONDS]
+            closing = [self.open.pop(k)[0] for k in idle]
+            entry = self.open.get(key)
+            if entry is not None:
+                self.open[key] = (entry[0], entry[1], now)
+        for watch in closing:
+            watch.close()
+        if entry is None:
+            watch = start()  # connecting: outside the lock, other pipelines go on
+            with self.lock:
+                entry = self.open.setdefault(key, (watch, threading.Lock(), now))
+            if entry[0] is not watch:  # another request opened it meanwhile
+                watch.close()
+        watch, lock = entry[0], entry[1]
+        try:
+            with lock:
+                return watch.recent_runs(limit)
+        except Exception:
+            with self.lock:  # a broken watch is not kept: the next call opens a new one
+                if self.open.get(key, (None,))[0] is watch:
+                    del self.open[key]
+            watch.close()
+            raise
 
 
 def search_catalog(text: str, limit: int = 50, root: Path | None = None) -> dict[str, Any]:

@@ -13,8 +13,8 @@ Per step:
   itself. Their counts are since each pod started: a replaced pod's executions are no longer
   in them (Prometheus keeps those, with its ``increase()``).
 
-The runs ``--until-done`` waits for are the release's recent runs (``GET /runs`` of every
-step, as ``status --release`` shows them).
+The runs ``--until-done`` waits for, and those the JupyterLab panel's Runs view lists, are the
+release's recent runs (``GET /runs`` of every step, as ``status --release`` shows them).
 """
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from jup2kub.activity import PipelineStatus, RunCounts, StepStatus, histogram_quantile
+from jup2kub.activity import (
+    PipelineStatus,
+    RecentRuns,
+    RunCounts,
+    StepStatus,
+    histogram_quantile,
+)
 from jup2kub.cluster.kube import Kube, KubeTarget
 from jup2kub.cluster.pods import pod_text
 from jup2kub.cluster.readiness import Readiness, readiness
@@ -95,7 +101,7 @@ class ReleaseActivity:
         self.kube = Kube.connect(target)
         self.runs = runs
 
-    def snapshot(self) -> PipelineStatus:
+    def _read(self) -> tuple[Readiness, dict[str, tuple[int, int]]]:
         state = readiness(self.kube, self.release)
         replicas = replica_counts(state)
         if not replicas:
@@ -104,6 +110,14 @@ class ReleaseActivity:
                 where=f"namespace {self.kube.namespace}",
                 hint="check the name and -n/--namespace (`helm list -A`)",
             )
+        return state, replicas
+
+    @property
+    def where(self) -> str:
+        return f"release {self.release} (namespace {self.kube.namespace})"
+
+    def snapshot(self) -> PipelineStatus:
+        state, replicas = self._read()
         problems: list[str] = []
         rows = []
         for step, (ready, desired) in sorted(replicas.items()):
@@ -124,8 +138,14 @@ class ReleaseActivity:
             recent, errors = recent_runs(self.kube, state, self.runs)
             problems += [f"runs of step {s} unknown: {why}" for s, why in sorted(errors.items())]
             counts = _counts(r.state for r in recent) if not errors else None
-        where = f"release {self.release} (namespace {self.kube.namespace})"
-        return PipelineStatus(where, tuple(rows), counts, tuple(problems))
+        return PipelineStatus(self.where, tuple(rows), counts, tuple(problems))
+
+    def recent_runs(self, limit: int) -> RecentRuns:
+        """The release's ``limit`` newest runs, each step's state from its pods' ``/runs``."""
+        state, replicas = self._read()
+        rows, errors = recent_runs(self.kube, state, limit) if limit > 0 else ([], {})
+        problems = [f"runs of step {s} unknown: {why}" for s, why in sorted(errors.items())]
+        return RecentRuns(self.where, tuple(sorted(replicas)), tuple(rows), tuple(problems))
 
     def close(self) -> None:
         self.kube.api.close()

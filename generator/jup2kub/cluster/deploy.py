@@ -18,7 +18,7 @@ from jup2kub import helm
 from jup2kub.cluster.kube import Kube, KubeTarget
 from jup2kub.cluster.readiness import Readiness, wait_ready
 from jup2kub.errors import UsageError
-from jup2kub.model.names import DNS_LABEL
+from jup2kub.model.names import check_release_name
 
 # pyhelm3 logs each failed helm command itself; the error we raise already says it all
 logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
@@ -32,10 +32,6 @@ class DeployResult:
     revision: int
     status: str
     readiness: Readiness | None
-
-
-#: helm's limit on release names
-MAX_RELEASE_NAME = 53
 
 
 def deploy(
@@ -57,12 +53,7 @@ def deploy(
     from pyhelm3 import errors as helm_errors  # pyhelm3: only deploy and status load it
 
     say = on_progress or (lambda _msg: None)
-    if not DNS_LABEL.match(release) or len(release) > MAX_RELEASE_NAME:
-        raise UsageError(
-            f"invalid release name {release!r}",
-            hint="use at most 53 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit",
-        )
+    check_release_name(release)
     if not chart.exists():
         raise UsageError(
             "the chart does not exist",

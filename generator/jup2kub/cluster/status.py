@@ -4,23 +4,16 @@ recent runs joined from every step pod's ``GET /runs`` (through the API server's
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from jup2kub import helm
+from jup2kub.activity import RunRow
 from jup2kub.cluster.kube import Kube, KubeTarget
 from jup2kub.cluster.pods import pod_get
 from jup2kub.cluster.readiness import PodInfo, Readiness, readiness
 from jup2kub.errors import ClusterError, InputError
 from jup2kub_runtime.contract.states import StepState
-
-
-@dataclass
-class RunRow:
-    run_id: str
-    state: str
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    submitted_at: float | None = None
 
 
 @dataclass

@@ -16,6 +16,10 @@ MAX_NAME = 40
 #: Step names the chart's own objects use (the Kafka StatefulSet and its Services, the topic
 #: job, the state volume)
 RESERVED_STEP_NAMES = frozenset({"kafka", "kafka-headless", "topics", "state"})
+#: helm's limit on release names
+MAX_RELEASE_NAME = 53
+#: Kubernetes' limit on namespace names (a DNS-1123 label)
+MAX_NAMESPACE = 63
 
 
 def dns_label(raw: str, max_len: int = MAX_NAME, fallback: str = "step") -> str:
@@ -52,6 +56,30 @@ def check_pipeline_name(name: str) -> str:
             hint="use lower-case letters, digits and '-'",
         )
     return name
+
+
+def check_release_name(release: str, where: str | None = None) -> str:
+    """``release`` if helm accepts it as a release name, else a usage error saying why."""
+    if not DNS_LABEL.match(release) or len(release) > MAX_RELEASE_NAME:
+        raise UsageError(
+            f"invalid release name {release!r}",
+            where=where,
+            hint=f"use at most {MAX_RELEASE_NAME} lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit",
+        )
+    return release
+
+
+def check_namespace(namespace: str, where: str | None = None) -> str:
+    """``namespace`` if Kubernetes accepts it as a namespace name, else a usage error."""
+    if not DNS_LABEL.match(namespace) or len(namespace) > MAX_NAMESPACE:
+        raise UsageError(
+            f"invalid namespace {namespace!r}",
+            where=where,
+            hint=f"use at most {MAX_NAMESPACE} lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit",
+        )
+    return namespace
 
 
 def step_label(raw: str) -> tuple[str, str | None]:

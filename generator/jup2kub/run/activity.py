@@ -13,16 +13,27 @@ Per step:
 - lag: the step's consumer group's committed offsets against the end offsets of its input
   topics (a message being executed counts until its handling is over and committed);
 - replicas: the live members of the step's consumer group (``describe_consumer_groups``).
+
+Its recent runs (the JupyterLab panel's Runs view): every run on the runs topic, newest
+submitted first, each step's latest status message on the status topic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from jup2kub.activity import PipelineStatus, RunCounts, StepStatus, quantile
+from jup2kub.activity import (
+    PipelineStatus,
+    RecentRuns,
+    RunCounts,
+    RunRow,
+    StepStatus,
+    quantile,
+)
 from jup2kub.plan import PipelinePlan
 from jup2kub.run.remote import CONNECT_TIMEOUT, _connect, _servers, _settled
 from jup2kub_runtime.contract import messages, topics
@@ -65,6 +76,7 @@ class KafkaActivity:
         self._followed = (topics.status_topic(plan.name), topics.runs_topic(plan.name))
         self._assigned: set[str] = set()
         self.runs: dict[str, None] = {}  # run ids in order of submission
+        self.submitted: dict[str, float] = {}  # run id -> its submitted_at
         self.latest: dict[str, dict[str, dict[str, Any]]] = {}  # run -> step -> status message
         self._started: dict[tuple[str, str, int], float] = {}
         self._timed: set[tuple[str, str, int]] = set()
@@ -117,6 +129,9 @@ class KafkaActivity:
         if topic == self._followed[1]:
             if msg.get("type") == "run":
                 self.runs.setdefault(run, None)
+                if isinstance(msg.get("submitted_at"), str):
+                    with contextlib.suppress(ValueError):
+                        self.submitted.setdefault(run, messages.parse_time(msg["submitted_at"]))
             return
         step, state, attempt = msg.get("step"), msg.get("state"), msg.get("attempt")
         if msg.get("type") != "status" or step not in self.seconds:
@@ -209,20 +224,65 @@ class KafkaActivity:
     def _run_counts(self) -> RunCounts:
         """Every run submitted (or seen on the status topic): done when every step succeeded,
         failed once a step failed and nothing else can change."""
+        states = [self._run_state(run) for run in {**self.runs, **dict.fromkeys(self.latest)}]
+        return RunCounts(
+            len(states),
+            states.count(StepState.SUCCEEDED.value),
+            states.count(StepState.FAILED.value),
+        )
+
+    def _run_state(self, run: str) -> str:
+        """succeeded (every step), failed (a step failed and nothing else can change), running
+        (a step said something) or pending (none did yet)."""
         steps = [s.name for s in self.plan.steps]
         downstream = {s.name: list(s.downstream) for s in self.plan.steps}
-        done = failed = 0
-        runs = {**self.runs, **dict.fromkeys(self.latest)}
-        for run in runs:
-            states: Mapping[str, Mapping[str, Any]] = self.latest.get(run, {})
-            finished = [s for s in steps if states.get(s, {}).get("state") == StepState.SUCCEEDED]
-            broken = [s for s in steps if states.get(s, {}).get("state") == StepState.FAILED]
-            if len(finished) == len(steps):
-                done += 1
-            elif broken and _settled(steps, states, broken, downstream):
-                failed += 1
-        return RunCounts(len(runs), done, failed)
+        states: Mapping[str, Mapping[str, Any]] = self.latest.get(run, {})
+        finished = [s for s in steps if states.get(s, {}).get("state") == StepState.SUCCEEDED]
+        broken = [s for s in steps if states.get(s, {}).get("state") == StepState.FAILED]
+        if len(finished) == len(steps):
+            return StepState.SUCCEEDED.value
+        if broken and _settled(steps, states, broken, downstream):
+            return StepState.FAILED.value
+        return StepState.RUNNING.value if states else StepState.PENDING.value
+
+    def recent_runs(self, limit: int) -> RecentRuns:
+        """The ``limit`` runs submitted last (read up to now), each step's latest state."""
+        from kafka.errors import KafkaError
+
+        problems: list[str] = []
+        try:
+            self._catch_up()
+        except KafkaError as exc:
+            problems.append(f"the status topic could not be read: {exc}")
+        known = list({**self.runs, **dict.fromkeys(self.latest)})
+        rows = [
+            RunRow(
+                run,
+                self._run_state(run),
+                {step: _step_entry(msg) for step, msg in self.latest.get(run, {}).items()},
+                self.submitted.get(run),
+            )
+            for run in known
+        ]
+        order = {run: i for i, run in enumerate(known)}
+        rows.sort(key=lambda r: (r.submitted_at or 0.0, order[r.run_id]), reverse=True)
+        return RecentRuns(
+            f"pipeline {self.plan.name} on Kafka {self.bootstrap}",
+            tuple(s.name for s in self.plan.steps),
+            tuple(rows[: max(limit, 0)]),
+            tuple(problems),
+        )
 
     def close(self) -> None:
         self.consumer.close()
         self.admin.close()
+
+
+def _step_entry(msg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's row says of one step: its latest status message's state, attempt and time,
+    and the error's name, message and cell when it failed (never a value)."""
+    entry = {k: msg[k] for k in ("state", "attempt", "at") if k in msg}
+    error = msg.get("error")
+    if isinstance(error, dict):
+        entry["error"] = dict(error)  # its summary: name, message, cell
+    return entry
