@@ -137,7 +137,9 @@ def test_prometheus_scrapes_the_steps_and_fires_the_failing_alert(
         )
         # the rules are loaded, all of them, and evaluated
         groups = prom.api("rules")["groups"]
-        assert sorted(r["name"] for g in groups for r in g["rules"]) == sorted(by_alert)
+        assert sorted(r["name"] for g in groups for r in g["rules"]) == sorted(
+            r["alert"] for r in rules
+        )
         assert all(g["lastEvaluation"] != "0001-01-01T00:00:00Z" for g in groups)
 
         runs = [f"ok{i}" for i in range(GOOD_RUNS)]
