@@ -132,18 +132,14 @@ def _kubeconfig(cluster: Cluster) -> str:
     return os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
 
 
-@pytest.fixture(scope="module")
-def prometheus(cluster: Cluster, release: dict[str, Any]) -> Iterator[Prometheus]:
-    ns = release["namespace"]
+def scrape_config(kubeconfig: str, namespace: str) -> dict[str, Any]:
+    """The step pods of RELEASE in ``namespace``, found through the API server, scraped on
+    their ``http`` port (the pods behind the ServiceMonitor's selector, without the Operator)."""
     pod = "__meta_kubernetes_pod_"
-    scrape = {
+    return {
         "job_name": "jup2kub-steps",
         "kubernetes_sd_configs": [
-            {
-                "role": "pod",
-                "kubeconfig_file": _kubeconfig(cluster),
-                "namespaces": {"names": [ns]},
-            }
+            {"role": "pod", "kubeconfig_file": kubeconfig, "namespaces": {"names": [namespace]}}
         ],
         "relabel_configs": [
             # the chart's step pods of this release (the ServiceMonitor's selector) ...
@@ -166,6 +162,11 @@ def prometheus(cluster: Cluster, release: dict[str, Any]) -> Iterator[Prometheus
             },
         ],
     }
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster: Cluster, release: dict[str, Any]) -> Iterator[Prometheus]:
+    scrape = scrape_config(_kubeconfig(cluster), release["namespace"])
     prom = Prometheus(release["work"] / "prometheus", [scrape], rule_files=[release["rules"]])
     prom.start(timeout=120)
     try:
