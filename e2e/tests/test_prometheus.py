@@ -207,7 +207,7 @@ def _firing(prom: Prometheus, alert: str) -> list[dict[str, str]]:
 
 
 def test_the_rendered_rules_pass_promtool(release: dict[str, Any]) -> None:
-    proc = promtool("check", "rules", release["rules"])
+    proc = promtool("check", "rules", "--lint=all", "--lint-fatal", release["rules"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout
 
@@ -221,9 +221,14 @@ def test_prometheus_counts_runs_sees_lag_return_to_0_and_fires_on_failures(
     prom.wait(lambda: len(prom.query('up{job="jup2kub-steps"} == 1')) == len(STEPS), 180, "up")
     targets = prom.api("targets")["activeTargets"]
     assert sorted(t["labels"]["component"] for t in targets) == sorted(STEPS), targets
+    # the rules Prometheus loaded are the rendered ones; the failing alert at its defaults
+    rendered = [r for g in release["rule"]["spec"]["groups"] for r in g["rules"]]
     groups = prom.api("rules")["groups"]
-    rules = [r for g in groups for r in g["rules"]]
-    assert {r["name"] for r in rules} >= {"Jup2KubStepFailing", "Jup2KubConsumerLagMessages"}
+    assert sorted(r["name"] for g in groups for r in g["rules"]) == sorted(
+        r["alert"] for r in rendered
+    )
+    [failing] = [r for r in rendered if r["alert"] == "Jup2KubStepFailing"]
+    assert failing["expr"].endswith(f">= {FAILURES}") and failing["for"] == "0m", failing
 
     for seed in range(GOOD_RUNS):
         run_id = _submit(cluster, release, seed, 0)
