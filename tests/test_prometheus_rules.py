@@ -2,7 +2,8 @@
 tests/setup.d/29-prometheus.sh): the rendered PrometheusRule's groups pass
 ``promtool check rules``, and ``promtool test rules`` feeds them synthetic series of the
 runtime's metric names (``jup2kub_runtime.contract.metrics``) to show each alert fires when it
-should, with the labels and annotations an operator reads, and not otherwise."""
+should, with the labels and annotations an operator reads, and not otherwise. The dashboard's
+queries go through the same parser (``promtool promql format``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from jup2kub_runtime.contract.metrics import (
     READY,
     ExecutionOutcome,
 )
+from tests.support import promql
 from tests.support.prometheus_server import promtool, rule_groups
 from tests.test_chart import (
     VALUES_FILES,
@@ -29,6 +31,7 @@ from tests.test_chart import (
     charts,  # noqa: F401  (the fixture)
     render,
 )
+from tests.test_chart_monitoring import _dashboard, _dashboard_queries
 
 NAMESPACE, PIPELINE = "pipelines", "diamond"
 HERE = {"namespace": NAMESPACE, "pipeline": PIPELINE}
@@ -325,3 +328,22 @@ def test_the_unit_tests_can_fail(charts: dict[str, Path], tmp_path: Path) -> Non
     report = " ".join(proc.stderr.split())
     assert "alertname: Jup2KubStepFailing, time: 2m, exp:[ 0:" in report, report
     assert "got:[]" in report and "time: 3m, exp:[], got:[ 0:" in report, report
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def test_every_dashboard_query_parses_with_the_real_parser(
+    charts: dict[str, Path],  # noqa: F811
+) -> None:
+    """Prometheus's own PromQL parser (``promtool promql format``) on each query of the
+    dashboard, Grafana's interval variables replaced as Grafana does before sending them."""
+    objects = render(charts["diamond"], sets=["monitoring.grafanaDashboard.enabled=true"])
+    queries = _dashboard_queries(_dashboard(objects))
+    assert len(queries) > 10
+    for query in queries:
+        expr = promql.GRAFANA_VARIABLES.sub("5m", query)
+        proc = promtool("--experimental", "promql", "format", expr)
+        assert proc.returncode == 0, f"{expr}:\n{proc.stdout}{proc.stderr}"
+    broken = promtool("--experimental", "promql", "format", "sum by (step (j2k_ready)")
+    assert broken.returncode != 0 and "parse error" in broken.stderr + broken.stdout
