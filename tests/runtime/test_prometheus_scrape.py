@@ -33,7 +33,8 @@ from tests.test_chart import (
 #: the namespace the chart is rendered for: its rules read this namespace's series only, and
 #: Prometheus gives the scraped targets this label (as the Operator does a pod's namespace)
 NAMESPACE = "pipelines"
-GOOD_RUNS = 4
+#: clean takes 1 s a run: a backlog of some seconds, which the lag, measured every 5 s, shows
+GOOD_RUNS = 8
 #: the chart's default for monitoring.prometheusRule.alerts.stepFailing.failures
 FAILURES = 3
 FAILED = ExecutionOutcome.FAILED.value
@@ -41,7 +42,8 @@ SUCCEEDED = ExecutionOutcome.SUCCEEDED.value
 
 
 def _specs(name: str) -> list[StepSpec]:
-    """Two of the "linear" chart's steps: load, then clean, which raises when asked to."""
+    """Two of the "linear" chart's steps: load, then clean, which raises when asked to and
+    else takes a second."""
     params = "seed = 0\nfail = 0\nRUN_ID = 'none'\n"
     return [
         StepSpec(
@@ -59,7 +61,8 @@ def _specs(name: str) -> list[StepSpec]:
             cells=[
                 Cell(
                     index=2,
-                    source="if fail:\n    raise ValueError(f'asked to fail: {RUN_ID}')\ny = x + 1",
+                    source="import time\nif fail:\n"
+                    "    raise ValueError(f'asked to fail: {RUN_ID}')\ntime.sleep(1)\ny = x + 1",
                 )
             ],
             inputs={"x": "load"},
@@ -151,7 +154,11 @@ def test_prometheus_scrapes_the_steps_and_fires_the_failing_alert(
         prom.wait(lambda: _by_step(prom.query(executions)) == want, 60, "executions counted")
         succeeded = f'sum by (step) ({EXECUTIONS.name}{{{sel}, outcome="{SUCCEEDED}"}})'
         assert _by_step(prom.query(succeeded)) == want
-        # the lag, measured every 5 s by the steps, is back at 0 once they are caught up
+        # the lag, measured every 5 s by the steps, was seen while clean was behind ...
+        behind = f'max_over_time({CONSUMER_LAG.name}{{{sel}, step="clean"}}[10m])'
+        [seen] = prom.query(behind).values()
+        assert seen >= 1, prom.query(behind)
+        # ... and is back at 0 once they are caught up
         lag = f"max by (step) ({CONSUMER_LAG.name}{{{sel}}})"
         lag_s = f"max by (step) ({CONSUMER_LAG_SECONDS.name}{{{sel}}})"
         zero = {"load": 0.0, "clean": 0.0}
