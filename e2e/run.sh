@@ -18,6 +18,9 @@ fi
 export J2K_E2E_NODES="${J2K_E2E_NODES:-1}"
 # the same per-checkout virtualenv and tool installers (helm, Kafka jars, Docker engine + step
 # base image) as the default test command: sourced, not copied
+# Prometheus and promtool (e2e/tests/test_prometheus.py): built from their Go module when not
+# cached yet, which the default test command does only when asked (slow)
+export J2K_PROMETHEUS_BUILD="${J2K_PROMETHEUS_BUILD:-1}"
 # shellcheck source=tests/env.sh
 source tests/env.sh
 export J2K_HELM PATH="$(dirname "$J2K_HELM"):$PATH"

@@ -4,10 +4,11 @@
 The Prometheus Operator's CRDs are not on a plain cluster, so the rendered ServiceMonitor and
 PrometheusRule are validated against its published CRD schemas (v0.85.0, from its Go module:
 tests/setup.d/28-prometheus-operator-crd.sh), strictly. Every metric the alert rules and the
-dashboard query must be one the runtime exports (``jup2kub_runtime.contract.metrics``). There
-is no ``promtool`` here: the rules' syntax is covered by the CRD schema plus the PromQL sanity
-check of ``tests.support.promql`` (brackets, known functions, matchers, ranges, counters under
-rate/increase, quantiles over buckets by ``le``), which is not a full PromQL parser.
+dashboard query must be one the runtime exports (``jup2kub_runtime.contract.metrics``). The
+queries also pass the PromQL sanity check of ``tests.support.promql`` (brackets, known
+functions, matchers, ranges, counters under rate/increase, quantiles over buckets by ``le``),
+which is not a full PromQL parser: the real one, ``promtool check rules`` and
+``promtool test rules`` on the rendered rules, is in tests/test_prometheus_rules.py.
 """
 
 from __future__ import annotations

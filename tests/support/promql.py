@@ -1,4 +1,5 @@
-"""A sanity check of PromQL expressions, in Python: no promtool here, so this is not a parser of
+"""A sanity check of PromQL expressions, in Python, which runs where promtool is not built (it is
+opt-in: tests/setup.d/29-prometheus.sh; tests/test_prometheus_rules.py uses it). Not a parser of
 the whole language, only of what the chart's rules and dashboard use, strictly enough that a
 typo fails. Balanced brackets; every call a known function or aggregation; label matchers well
 formed; range selectors with a duration; ``rate``/``increase`` over a range of a counter or a
