@@ -16,12 +16,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 import yaml
 
-from e2e.network import netpol
+from e2e.network import membership, netpol
+from e2e.network.addresses import NODE_IP
 from e2e.support import Cluster, helm, state_dir
 from e2e.tests.test_pipeline import NOTEBOOK, built, submit, wait_run
 
@@ -55,9 +57,13 @@ def release(
     cluster.kubectl("create", "namespace", ns)
     cluster.state_claim(ns, "512Mi")
     values = tmp_path_factory.mktemp("values") / "e2e-values.yaml"
-    values.write_text(
-        yaml.safe_dump({"storage": {"mode": "existingClaim", "existingClaim": "state"}})
-    )
+    settings: dict[str, Any] = {"storage": {"mode": "existingClaim", "existingClaim": "state"}}
+    if cluster.own and len(membership.current()) > 1:
+        # the tests' Kafka clients run on the host (`e2e/cluster exec`), which is a node of a
+        # single-node cluster (a node's own traffic always passes) but none of several: there
+        # it is a client outside the cluster, allowed as one would be
+        settings["networkPolicy"] = {"extraFrom": [{"ipBlock": {"cidr": f"{NODE_IP}/32"}}]}
+    values.write_text(yaml.safe_dump(settings))
     r = subprocess.run(
         [
             "jup2kub",
