@@ -8,11 +8,22 @@ mkdir -p "$JUP2KUB_CACHE"
 # One virtualenv per checkout (the project is installed editable into it): two clones on one
 # machine, e.g. a developer's and CI's, must not repoint each other's installs.
 VENV="${J2K_VENV:-$JUP2KUB_CACHE/venvs/$(printf %s "$PWD" | sha256sum | cut -c1-12)}"
+# Each venv records its checkout; the venvs of checkouts that are gone (CI's fresh clones, removed
+# work trees) are removed, else every clone leaves 1.3 GB behind and the disk fills (the kubelets
+# of the e2e cluster then evict everything for disk pressure).
+for j2k_old in "$JUP2KUB_CACHE"/venvs/*/.checkout; do
+    [ -f "$j2k_old" ] || continue
+    j2k_dir="$(cat "$j2k_old")"
+    if [ ! -f "$j2k_dir/pyproject.toml" ] && [ "$(dirname "$j2k_old")" != "$VENV" ]; then
+        rm -rf "$(dirname "$j2k_old")"
+    fi
+done
 # a venv whose creation was interrupted has python but no pip: make it again
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
 fi
+[ -n "${J2K_VENV:-}" ] || printf %s "$PWD" > "$VENV/.checkout"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 # An editable install has no bytecode, and PYTHONDONTWRITEBYTECODE (set on some machines, this
