@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,8 +28,9 @@ from typing import Any
 import nbformat
 import pytest
 
+from tests.support.jupyterlab import TOKEN, chromium, jupyterlab, widen_the_panel
+
 MakeNb = Callable[..., Path]
-TOKEN = "jup2kub-test-token"
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = (
     Path(os.environ.get("J2K_TEST_ARTIFACTS", Path(__file__).resolve().parent / "artifacts"))
@@ -42,81 +41,14 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 
 def _chromium() -> str:
-    found = os.environ.get("J2K_CHROMIUM") or shutil.which("chromium")
-    if not found:
-        pytest.fail("Chromium is not installed (tests/setup.d/15-chromium.sh installs it)")
-    return found
+    return chromium()
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A JupyterLab server on 127.0.0.1 over ``root``; yields its URL and root. Its step catalog
-    is ``root/../catalog.db`` (``$JUP2KUB_CATALOG``; not created until something records), its
-    kubeconfig ``root/../kubeconfig`` (``$KUBECONFIG``: a test's stand-in API server, never a
-    real cluster)."""
-    root = tmp_path / "root"
-    root.mkdir()
-    home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUP2KUB_CATALOG": str(tmp_path / "catalog.db"),
-        "KUBECONFIG": str(tmp_path / "kubeconfig"),
-    }
-    # this checkout's prebuilt front end, ahead of any installed copy
-    extensions = tmp_path / "labextensions"
-    extensions.mkdir()
-    (extensions / "jup2kub-labextension").symlink_to(REPO / "generator/jup2kub/labextension")
-    # no "notified about Jupyter news?" prompt over the screenshots
-    settings = home / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    log = (tmp_path / "lab.log").open("w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.port=0",
-            f"--IdentityProvider.token={TOKEN}",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            f"--LabApp.workspaces_dir={home / 'workspaces'}",
-            f"--LabApp.user_settings_dir={home / 'settings'}",
-            f"--LabApp.extra_labextensions_path={extensions}",
-            *(["--allow-root"] if os.geteuid() == 0 else []),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=root,
-    )
-    try:
-        url = None
-        for _ in range(600):
-            log.seek(0)
-            m = re.search(r"(http://127\.0\.0\.1:\d+/)lab", log.read())
-            if m:
-                url = m.group(1)
-                break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        log.seek(0)
-        assert url is not None, log.read()
-        yield url, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    """The JupyterLab server of tests/support/jupyterlab.py, over ``tmp_path/root``."""
+    with jupyterlab(tmp_path) as served:
+        yield served
 
 
 def _notebook(root: Path) -> Path:
@@ -440,16 +372,7 @@ def test_runs_view_follows_a_pipeline_on_kafka_and_opens_a_runs_results_in_a_rea
 
 
 def _widen_the_panel(page: Any) -> None:
-    """Drag the right sidebar's edge leftwards: the Runs view's table reads better wide."""
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle:not(.lm-mod-hidden)").last
-    box = handle.bounding_box()
-    if box is None:
-        return
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x - 330, y, steps=5)
-    page.mouse.up()
+    widen_the_panel(page)
 
 
 def test_runs_endpoints_read_a_release_through_the_kubernetes_api(

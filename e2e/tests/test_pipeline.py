@@ -301,3 +301,51 @@ def test_concurrent_runs_keep_their_files_apart(cluster: Cluster, release: dict[
         outputs = json.loads(result_file(state_dir(cluster, ns), run_id, "report").read_text())
         rows[run_id] = re.findall(r"'rows': (\d+)", json.dumps(outputs))
     assert rows == {big: ["490"], small: ["190"]}
+
+
+def test_the_panels_runs_view_shows_the_release_and_opens_results_in_a_real_browser(
+    cluster: Cluster, release: dict[str, str], tmp_path: Path
+) -> None:
+    """The JupyterLab panel's Runs view on the real release: the runs through the API
+    server's pod proxy, each step's state, and a run's results notebook opened in Lab."""
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.jupyterlab import TOKEN, chromium, jupyterlab, widen_the_panel
+
+    ns, broker = release["namespace"], release["broker"]
+    run_id = submit(cluster, broker, "n_rows=40", "seed=21")
+    wait_run(cluster, broker, run_id)
+    with jupyterlab(tmp_path) as (url, root):
+        # the server reads its kubeconfig when asked: the cluster's, not the stand-in's
+        shutil.copy(cluster.kubeconfig or "", root.parent / "kubeconfig")
+        shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            try:
+                page.goto(f"{url}lab/tree/{NOTEBOOK.name}?token={TOKEN}")
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+                page.click(".lm-TabBar-tab[data-id='jup2kub-panel']")
+                widen_the_panel(page)
+                form = page.locator(".jp-Jup2Kub-runs-form")
+                form.locator("input[name='release']").fill(RELEASE)
+                form.locator("input[name='namespace']").fill(ns)
+                form.locator("button[data-action='runs']").click()
+                row = page.locator(f"tr.jp-Jup2Kub-run-row[data-run='{run_id}']")
+                row.wait_for(timeout=180_000)
+                badges = row.locator(".jp-Jup2Kub-run-steps span")
+                states = {
+                    b.get_attribute("data-step"): b.get_attribute("data-state")
+                    for b in badges.all()
+                }
+                assert states == dict.fromkeys(
+                    ("load", "clean", "summarize", "model", "report"), "succeeded"
+                ), states
+                row.locator("button").click()
+                results = f"{NOTEBOOK.stem}-{run_id}.ipynb"
+                page.locator(".lm-TabBar-tab", has_text=results).wait_for(timeout=300_000)
+            finally:
+                browser.close()
+        written = nbformat.read(root / results, as_version=4)
+        assert written.metadata["jup2kub"]["run_id"] == run_id, written.metadata.get("jup2kub")
