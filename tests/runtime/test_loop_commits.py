@@ -176,7 +176,12 @@ class FakeProducer:
         return {0, 1, 2}
 
     def send(
-        self, topic: str, value: bytes, partition: int | None = None, key: bytes | None = None
+        self,
+        topic: str,
+        value: bytes,
+        partition: int | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.sent.append((topic, partition, key))
 
