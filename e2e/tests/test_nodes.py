@@ -150,9 +150,11 @@ def test_pods_talk_across_nodes_and_the_host_reaches_them(
     _apply(cluster, namespace, _pod(cluster, "web", far, web, app="far"), service)
     ip = _pod_ip(cluster, namespace, "web")
     assert ip.startswith(nodes[-1].pod_cidr.rsplit(".", 1)[0] + "."), ip
+    # kube-proxy programs a new Service within seconds: retried, and only the round where both
+    # answered is printed (a round where the Service was not there yet printed the first)
     script = (
-        f"for i in $(seq 30); do netcheck get http://{ip}:8080/i && "
-        "netcheck get http://far/i && exit 0; sleep 2; done; exit 1"
+        f"for i in $(seq 30); do a=$(netcheck get http://{ip}:8080/i) && "
+        'b=$(netcheck get http://far/i) && echo "$a" && echo "$b" && exit 0; sleep 2; done; exit 1'
     )
     _apply(cluster, namespace, _pod(cluster, "client", near, script))
     logs = _done(cluster, namespace, "client")
