@@ -143,8 +143,6 @@ def up(count: int) -> None:
     setup_host(nodes)
     control_plane.start_etcd()
     for node in nodes:
-        if node.cgroup:
-            cgroups.create(f"{node.cgroup}/daemons")
         containerd.start_containerd(node, system.PAUSE_IMAGE)
     control_plane.start_apiserver()
     if len(nodes) > 1:

@@ -12,8 +12,6 @@ import os
 import time
 from pathlib import Path
 
-ROOT = Path("/sys/fs/cgroup")
-
 
 def hierarchies() -> dict[str, Path]:
     """Mounted v1 hierarchies: controller (or ``name=``) -> mount point."""
@@ -119,12 +117,3 @@ def remove(path: str) -> None:
                 sub.rmdir()
         with contextlib.suppress(OSError):
             d.rmdir()
-
-
-def memory_bytes(path: str) -> int | None:
-    """What the subtree uses now (memory.usage_in_bytes, page cache included)."""
-    f = hierarchies().get("memory", ROOT / "memory") / _ours(path) / "memory.usage_in_bytes"
-    try:
-        return int(f.read_text())
-    except (OSError, ValueError):
-        return None

@@ -74,6 +74,11 @@ class Node:
         single node (its pods sit in ``/kubepods``, its daemons where they were started)."""
         return f"/{self.name}" if self.index else None
 
+    @property
+    def daemons_cgroup(self) -> str | None:
+        """Where its daemons run (containerd, kubelet, kube-proxy; the shims inherit it)."""
+        return f"{self.cgroup}/daemons" if self.cgroup else None
+
     def daemon(self, component: str) -> str:
         """The name its ``component`` is started under (pid and log files)."""
         return f"{component}@{self.name}" if self.index else component

@@ -96,7 +96,7 @@ def _up(node: Node) -> None:
             "--metrics-port=0",
         ],
         netns=node.netns,
-        cgroup=node.cgroup and f"{node.cgroup}/daemons",
+        cgroup=node.daemons_cgroup,
     )
     wait_for(
         f"kube-router's firewall chains on {node.name}",

@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from e2e.host import cgroups
 from e2e.host.commands import log, run, wait_for
 from e2e.host.layout import BIN
 from e2e.host.processes import pid_of, start, write_config
@@ -68,6 +69,8 @@ def start_containerd(node: Node, sandbox_image: str) -> None:
     namespace and cgroup), answering."""
     for sub in ("containerd", "cni/net.d", "cni/ipam"):
         (node.state / sub).mkdir(parents=True, exist_ok=True)
+    if node.daemons_cgroup:
+        cgroups.create(node.daemons_cgroup)
     config = node.state / "containerd" / "config.toml"
     write_config(config, containerd_config(node, sandbox_image))
     write_config(conf_dir(node) / "10-j2k.conflist", cni_config(node))
@@ -75,7 +78,7 @@ def start_containerd(node: Node, sandbox_image: str) -> None:
         node.daemon("containerd"),
         ["containerd", "--config", str(config)],
         netns=node.netns,
-        cgroup=node.cgroup and f"{node.cgroup}/daemons",
+        cgroup=node.daemons_cgroup,
     )
     wait_for(
         node.daemon("containerd"),

@@ -52,7 +52,7 @@ def start_kube_proxy(node: Node, nodes: tuple[Node, ...]) -> None:
         node.daemon("kube-proxy"),
         [str(BIN / "kube-proxy"), f"--config={config}"],
         netns=node.netns,
-        cgroup=node.cgroup and f"{node.cgroup}/daemons",
+        cgroup=node.daemons_cgroup,
     )
 
 

@@ -99,7 +99,7 @@ def start_kubelet(node: Node, count: int = 1) -> None:
             f"--node-ip={node.ip}",
         ],
         netns=node.netns,
-        cgroup=node.cgroup and f"{node.cgroup}/daemons",
+        cgroup=node.daemons_cgroup,
     )
 
 

@@ -29,8 +29,6 @@ READY_TIMEOUT = 300
 
 def start_node(node: Node, nodes: tuple[Node, ...], sandbox_image: str) -> None:
     """Its daemons started (those not running), in its cgroup subtree when it has one."""
-    if node.cgroup:
-        cgroups.create(f"{node.cgroup}/daemons")
     containerd.start_containerd(node, sandbox_image)
     start_kubelet(node, len(nodes))
     start_kube_proxy(node, nodes)
@@ -93,15 +91,10 @@ def heal(node: Node) -> None:
     log(f"{node.name}: network back")
 
 
-def running(node: Node) -> dict[str, bool]:
-    return {d: pid_of(node.daemon(d)) is not None for d in DAEMONS}
-
-
 def stop_node(node: Node, sandbox_image: str) -> None:
     """For ``down``: pods stopped through CRI (CNI DEL; a killed node's containerd is started
     for that alone), daemons stopped, whatever is left killed, its cgroups removed."""
     if node.cgroup and membership.state_of(node) == "killed":
-        cgroups.create(f"{node.cgroup}/daemons")
         containerd.start_containerd(node, sandbox_image)
     stop(node.daemon("kube-proxy"))
     stop(node.daemon("kubelet"))

@@ -16,19 +16,24 @@ from jup2kub.errors import ClusterError, DeployError, InputError
 from jup2kub_runtime.contract.states import StepState
 
 
+def _proxy_get(kube: Kube, pod: PodInfo, path: str) -> Any:
+    """GET a step pod's HTTP endpoint through the API server's pod proxy: the raw response;
+    any answer but 200 is a ClusterError."""
+    return kube.call(
+        f"GET /{path} from pod {pod.name}",
+        kube.core.connect_get_namespaced_pod_proxy_with_path,
+        f"{pod.name}:{pod.port}",
+        kube.namespace,
+        path,
+        _preload_content=False,
+    )
+
+
 def pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
     """GET a step pod's HTTP endpoint through the API server's pod proxy: (status, JSON).
     The endpoint's own 400/404 answers are returned, not raised."""
     try:
-        response = kube.call(
-            f"GET /{path} from pod {pod.name}",
-            kube.core.connect_get_namespaced_pod_proxy_with_path,
-            f"{pod.name}:{pod.port}",
-            kube.namespace,
-            path,
-            _preload_content=False,
-        )
-        return 200, json.loads(response.data)
+        return 200, json.loads(_proxy_get(kube, pod, path).data)
     except ClusterError as exc:
         if exc.status in (400, 404):
             with contextlib.suppress(ValueError):
@@ -39,15 +44,7 @@ def pod_get(kube: Kube, pod: PodInfo, path: str) -> tuple[int, Any]:
 def pod_text(kube: Kube, pod: PodInfo, path: str) -> str:
     """GET a step pod's HTTP endpoint that answers in text (``/metrics``) through the pod
     proxy; any answer but 200 is a ClusterError."""
-    response = kube.call(
-        f"GET /{path} from pod {pod.name}",
-        kube.core.connect_get_namespaced_pod_proxy_with_path,
-        f"{pod.name}:{pod.port}",
-        kube.namespace,
-        path,
-        _preload_content=False,
-    )
-    return bytes(response.data).decode("utf-8", errors="replace")
+    return bytes(_proxy_get(kube, pod, path).data).decode("utf-8", errors="replace")
 
 
 @dataclass
