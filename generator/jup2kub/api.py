@@ -18,7 +18,7 @@ from jup2kub.activity import PipelineStatus, RecentRuns, RunCounts, RunRow, Step
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.catalog.charts import read_chart
 from jup2kub.catalog.lookup import composition_catalog
-from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+from jup2kub.catalog.records import BuildFacts, observed_types, sbom_summary, step_records
 from jup2kub.catalog.records import StepRecord as StepRecord
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
 from jup2kub.chart.package import package_chart as package
@@ -206,7 +206,8 @@ def build(
     audit: dict[str, bytes] = {}
     facts = BuildFacts()
     if image_build is not None:
-        from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
+        # the Docker SDK and CycloneDX load only when images are built
+        from jup2kub.build import deps, images, sbom
 
         code_files(plan)  # a code bundle too big for the chart: refused before the images
 
@@ -239,11 +240,13 @@ def build(
             image_digests=built.digests,
             image_repositories=built.repositories,
         )
-        audit = images.build_files(captured, locks, built)
+        boms = sbom.for_build(client, built, locks)
+        audit = {**images.build_files(captured, locks, built), **sbom.sbom_files(boms)}
         facts = BuildFacts(
             locks=dict(locks.steps),
             images={s: i.reference for s, i in built.images.items()},
             digests={s: i.digest or i.image_id for s, i in built.images.items()},
+            sboms={s: sbom_summary(b.data, b.attached) for s, b in boms.items()},
         )
     written = write_chart(plan, Path(out), options, audit)
     if catalog is not None:

@@ -1,0 +1,261 @@
+"""A CycloneDX SBOM per step image: what is in it, for scanners and auditors who get the image.
+
+The Python distributions come from the step's lock (the exact wheels the image installed, with
+their sha256), not from scanning the image: the lock is what the build installed, byte for byte.
+The OS packages are the base image's, read from its dpkg database (``/var/lib/dpkg/status``) in
+a container that is created and never started, so nothing of the base image runs. Steps that
+share one image (the same content hash) share one SBOM. The BOM is built with the CycloneDX
+project's own library (``cyclonedx-python-lib``) and is deterministic (no timestamp, a serial
+number derived from the image): a rebuild of the same image gives the same bytes, so a push
+attaches it once (``jup2kub.build.images``'s content tags, ``attach``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+from cyclonedx.model import HashAlgorithm, HashType
+from cyclonedx.model.bom import Bom
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.output import make_outputter
+from cyclonedx.schema import OutputFormat, SchemaVersion
+from packageurl import PackageURL
+from packaging.utils import canonicalize_name
+
+from jup2kub.build.deps import Locks
+from jup2kub.build.images import BuildResult, BuiltImage
+from jup2kub.errors import ImageBuildError
+from jup2kub.version import __version__
+
+#: 1.6, not the library's newest (1.7): what scanners and Dependency-Track read today
+SCHEMA_VERSION = SchemaVersion.V1_6
+#: the OCI artifactType (and layer media type) of a CycloneDX JSON SBOM, as CycloneDX registers it
+MEDIA_TYPE = "application/vnd.cyclonedx+json"
+#: where ``build`` writes each step's SBOM, relative to OUT
+SBOM_DIR = "sbom"
+_SERIALS = uuid.UUID("6a326b63-0000-4000-8000-0000000000c1")  # jup2kub's uuid5 namespace
+_DPKG_STATUS = "/var/lib/dpkg/status"
+_OS_RELEASE = ("/usr/lib/os-release", "/etc/os-release")
+
+
+@dataclass(frozen=True)
+class DebPackage:
+    """An installed Debian package (a ``dpkg-query -W`` row)."""
+
+    name: str
+    version: str
+    architecture: str
+
+
+@dataclass(frozen=True)
+class OsPackages:
+    """The base image's distribution (os-release ``ID``, ``VERSION_ID``) and its packages."""
+
+    distro: str = ""
+    distro_version: str = ""
+    packages: tuple[DebPackage, ...] = ()
+
+
+@dataclass
+class Sbom:
+    """One image's SBOM: its image (``REPOSITORY:TAG``, with the digest once pushed), the JSON
+    bytes, the steps whose image it is and, after ``attach``, the referrer it was attached as
+    (``REPOSITORY@sha256:...``)."""
+
+    repository: str
+    tag: str
+    digest: str | None
+    data: bytes
+    steps: list[str] = field(default_factory=list)
+    attached: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+# --------------------------------------------------------------------------- OS packages
+
+
+def parse_dpkg_status(text: str) -> list[DebPackage]:
+    """The installed packages of a dpkg status file (deb822 stanzas; only Package, Version,
+    Architecture and Status matter here, so a few lines rather than a dependency)."""
+    found = []
+    for stanza in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line[:1] not in (" ", "\t") and ":" in line:
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+        status = fields.get("status", "").split()
+        if fields.get("package") and len(status) == 3 and status[2] == "installed":
+            found.append(
+                DebPackage(
+                    fields["package"], fields.get("version", ""), fields.get("architecture", "")
+                )
+            )
+    return sorted(found, key=lambda p: (p.name, p.architecture))
+
+
+def _os_release(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip().strip("\"'")
+    return out
+
+
+def _read_file(container: Any, path: str) -> str | None:
+    """A regular file of a (stopped) container, or None when it has none there."""
+    try:
+        stream, _stat = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = next((m for m in tar.getmembers() if m.isfile()), None)
+        handle = tar.extractfile(member) if member is not None else None
+        return handle.read().decode("utf-8", "replace") if handle is not None else None
+
+
+def os_packages(client: docker.DockerClient, image: str) -> OsPackages:
+    """The Debian packages of ``image`` (none for an image without dpkg), read from a created,
+    never started container: no code of the image runs."""
+    try:
+        container = client.containers.create(image, command=["true"], network_mode="none")
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            f"cannot read the OS packages of {image}: {exc.explanation or exc}", where=image
+        ) from exc
+    try:
+        status = _read_file(container, _DPKG_STATUS)
+        release = next(filter(None, (_read_file(container, p) for p in _OS_RELEASE)), "")
+    finally:
+        container.remove(force=True)
+    info = _os_release(release)
+    return OsPackages(
+        info.get("ID", ""),
+        info.get("VERSION_ID", ""),
+        tuple(parse_dpkg_status(status)) if status else (),
+    )
+
+
+# --------------------------------------------------------------------------- the BOM
+
+
+def _python_component(name: str, version: str, sha256: str) -> Component:
+    purl = PackageURL(type="pypi", name=canonicalize_name(name), version=version)
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=name,
+        version=version,
+        purl=purl,
+        bom_ref=purl.to_string(),
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256)],
+    )
+
+
+def _deb_component(pkg: DebPackage, system: OsPackages) -> Component:
+    qualifiers = {"arch": pkg.architecture}
+    if system.distro_version:
+        qualifiers["distro"] = f"{system.distro}-{system.distro_version}"
+    purl = PackageURL(
+        type="deb",
+        namespace=system.distro or None,
+        name=pkg.name,
+        version=pkg.version,
+        qualifiers=qualifiers,
+    )
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=pkg.name,
+        version=pkg.version,
+        purl=purl,
+        bom_ref=purl.to_string(),
+    )
+
+
+def _image_component(repository: str, tag: str, digest: str | None) -> Component:
+    """The step image: with its registry digest as a ``pkg:oci`` purl once it is pushed."""
+    purl = None
+    if digest:
+        purl = PackageURL(
+            type="oci",
+            name=repository.rsplit("/", 1)[-1].lower(),
+            version=digest,
+            qualifiers={"repository_url": repository, "tag": tag},
+        )
+    return Component(
+        type=ComponentType.CONTAINER,
+        name=repository,
+        version=tag,
+        purl=purl,
+        bom_ref=f"image:{repository}:{tag}",
+    )
+
+
+def image_bom(
+    repository: str,
+    tag: str,
+    digest: str | None,
+    python: Mapping[str, tuple[str, str]],
+    system: OsPackages,
+) -> Bom:
+    """The BOM of one image: ``python`` is name -> (version, wheel sha256) of its lock."""
+    root = _image_component(repository, tag, digest)
+    bom = Bom(serial_number=uuid.uuid5(_SERIALS, f"{repository}:{tag}@{digest or ''}"))
+    bom.metadata.timestamp = None  # type: ignore[assignment]  # deterministic bytes
+    bom.metadata.component = root
+    bom.metadata.tools.components.add(
+        Component(type=ComponentType.APPLICATION, name="jup2kub", version=__version__)
+    )
+    parts = [_python_component(n, v, h) for n, (v, h) in sorted(python.items())]
+    parts += [_deb_component(p, system) for p in system.packages]
+    for part in parts:
+        bom.components.add(part)
+    bom.register_dependency(root, parts)
+    return bom
+
+
+def to_json(bom: Bom) -> bytes:
+    """The BOM as CycloneDX JSON (``SCHEMA_VERSION``), keys sorted: the same BOM, the same
+    bytes."""
+    text = make_outputter(bom, OutputFormat.JSON, SCHEMA_VERSION).output_as_string()
+    return (json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n").encode()
+
+
+def step_sboms(built: Iterable[BuiltImage], locks: Locks, system: OsPackages) -> dict[str, Sbom]:
+    """step -> its image's SBOM; steps sharing an image (repository and tag) share one
+    ``Sbom`` object, so it is made and attached once."""
+    by_image: dict[str, Sbom] = {}
+    out: dict[str, Sbom] = {}
+    for img in built:
+        if img.reference not in by_image:
+            python = {
+                n: (v, locks.wheels[n].sha256) for n, v in locks.step_packages[img.step].items()
+            }
+            bom = image_bom(img.repository, img.tag, img.digest, python, system)
+            by_image[img.reference] = Sbom(img.repository, img.tag, img.digest, to_json(bom))
+        by_image[img.reference].steps.append(img.step)
+        out[img.step] = by_image[img.reference]
+    return out
+
+
+def for_build(client: docker.DockerClient, result: BuildResult, locks: Locks) -> dict[str, Sbom]:
+    """The SBOMs of a build's step images (after their push, so they name the digests)."""
+    system = os_packages(client, result.base_image_id)
+    return step_sboms(result.images.values(), locks, system)
+
+
+def sbom_files(sboms: Mapping[str, Sbom]) -> dict[str, bytes]:
+    """``sbom/<step>.cdx.json`` for every step, relative to OUT (the build's audit files)."""
+    return {f"{SBOM_DIR}/{step}.cdx.json": s.data for step, s in sorted(sboms.items())}
