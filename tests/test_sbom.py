@@ -1,0 +1,161 @@
+"""Each step image's CycloneDX SBOM (issue 31), from a real build on the test engine: valid
+against the CycloneDX JSON schema (offline, the library's bundled schemas), listing exactly the
+lock's wheels and the base image's Debian packages as dpkg reports them, nothing of the build's
+environment, and recorded in the catalog (``catalog show``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+import yaml
+from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
+
+from jup2kub.build import sbom
+from jup2kub.version import __version__
+from tests.support.cli_runner import jup2kub
+from tests.test_images import base_image  # noqa: F401 (a fixture)
+
+CANARY = "j2k-sbom-canary-7f3c2e19d4-never-in-sboms"
+#: the notebook of tests/test_catalog.py's image build: its images are reused, not rebuilt
+CELLS = ["#| step: one\nimport yaml\ndoc = yaml.safe_load('a: 1')", "#| step: two\nprint(doc)"]
+_LOCK_ENTRY = re.compile(r"^(\S+)==(\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})", re.M)
+
+
+def validate(data: bytes) -> None:
+    """Strict CycloneDX schema validation, with every network connection refused: the
+    validator must work from the library's bundled schemas alone."""
+
+    def refuse(*_args: Any) -> None:
+        raise AssertionError("the SBOM validator tried to reach the network")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", refuse)
+        error = JsonStrictValidator(sbom.SCHEMA_VERSION).validate_str(data.decode())
+    assert error is None, error
+
+
+def lock_entries(text: str) -> dict[str, tuple[str, str]]:
+    """name -> (version, wheel sha256) of a requirements.lock (its pip syntax, read here
+    independently of the build's own data structures)."""
+    return {n: (v, h) for n, v, h in _LOCK_ENTRY.findall(text)}
+
+
+def components(doc: dict[str, Any], purl_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        c["name"]: c for c in doc["components"] if c.get("purl", "").startswith(f"pkg:{purl_type}/")
+    }
+
+
+def dpkg_version(base: str, package: str) -> str:
+    out = docker.from_env().containers.run(
+        base,
+        ["dpkg-query", "-W", package],  # "NAME[:ARCH]<TAB>VERSION"
+        entrypoint=[],
+        remove=True,
+        network_mode="none",
+    )
+    return bytes(out).decode().strip().split("\t")[1]
+
+
+@pytest.fixture
+def secret_env() -> Iterator[dict[str, str]]:
+    """The build's environment, with a secret-looking variable that no output may contain."""
+    yield {**os.environ, "J2K_TEST_API_TOKEN": CANARY, "AWS_SECRET_ACCESS_KEY": CANARY}
+
+
+def test_parse_dpkg_status_keeps_installed_packages_only() -> None:
+    status = (
+        "Package: libc6\nStatus: install ok installed\nPriority: optional\n"
+        "Architecture: amd64\nMulti-Arch: same\nVersion: 2.36-9+deb12u14\n"
+        "Description: GNU C Library\n continued: not a field\n\n"
+        "Package: gone\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1.0\n\n"
+        "Package: half\nStatus: install reinstreq half-installed\nArchitecture: all\n"
+        "Version: 2\n\n"
+        "Package: base-files\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 12.4+deb12u15\n"
+    )
+    assert sbom.parse_dpkg_status(status) == [
+        sbom.DebPackage("base-files", "12.4+deb12u15", "amd64"),
+        sbom.DebPackage("libc6", "2.36-9+deb12u14", "amd64"),
+    ]
+
+
+def test_an_invalid_sbom_fails_validation() -> None:
+    """The validator used below does reject what breaks the schema (so its passes count)."""
+    bom = sbom.image_bom("r/x", "t", None, {"PyYAML": ("6.0.2", "ab" * 32)}, sbom.OsPackages())
+    doc = json.loads(sbom.to_json(bom))
+    validate(json.dumps(doc).encode())
+    doc["components"][0]["hashes"][0]["content"] = "not-hex"
+    errors = JsonStrictValidator(sbom.SCHEMA_VERSION).validate_str(json.dumps(doc))
+    assert errors is not None
+
+
+def test_build_writes_a_valid_sbom_per_step_and_the_catalog_lists_it(
+    base_image: str,  # noqa: F811
+    tmp_path: Path,
+    make_notebook: Callable[..., Path],
+    secret_env: dict[str, str],
+) -> None:
+    nb = make_notebook(CELLS, name="sbommed.ipynb")
+    out, db = tmp_path / "out", str(tmp_path / "c.db")
+    built = jup2kub("build", nb, "-o", out, "--base-image", base_image, "--catalog", db,
+                    env=secret_env, timeout=1200)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    values = yaml.safe_load((out / "values.yaml").read_text())["steps"]
+    files = {s: (out / "sbom" / f"{s}.cdx.json").read_bytes() for s in ("one", "two")}
+    assert files["one"] == files["two"]  # one image (same packages): one SBOM
+    for step, data in files.items():
+        validate(data)
+        assert CANARY.encode() not in data
+        doc = json.loads(data)
+        assert doc["specVersion"] == "1.6"
+        image = doc["metadata"]["component"]
+        assert (image["type"], image["name"], image["version"]) == (
+            "container",
+            values[step]["image"]["repository"],
+            values[step]["image"]["tag"],
+        )
+        assert {"name": "jup2kub", "type": "application", "version": __version__} in doc[
+            "metadata"
+        ]["tools"]["components"]
+        lock = lock_entries((out / "images" / step / "requirements.lock").read_text())
+        python = components(doc, "pypi")
+        assert {n: (c["version"], c["hashes"][0]["content"]) for n, c in python.items()} == lock
+        assert "PyYAML" in python or "pyyaml" in python
+        debs = components(doc, "deb")
+        for package in ("base-files", "libc6"):
+            version = dpkg_version(base_image, package)
+            assert debs[package]["version"] == version
+            purl = PackageURL.from_string(debs[package]["purl"])  # "+" is percent-encoded
+            assert (purl.namespace, purl.name, purl.version, purl.qualifiers) == (
+                "debian",
+                package,
+                version,
+                {"arch": "amd64", "distro": "debian-12"},
+            )
+    assert sbom.SBOM_DIR + "/" in (out / ".helmignore").read_text().split()
+
+    shown = jup2kub("catalog", "show", "sbommed/one", "--catalog", db, "--json")
+    assert shown.returncode == 0, shown.stderr
+    recorded = json.loads(shown.stdout)["sbom"]
+    doc = json.loads(files["one"])
+    assert recorded["packages"] == [
+        {"name": c["name"], "version": c["version"], "purl": c["purl"]} for c in doc["components"]
+    ]
+    assert recorded["attached"] == ""  # not pushed
+    text = jup2kub("catalog", "show", "sbommed/one", "--catalog", db).stdout
+    assert f"{len(doc['components'])} packages, CycloneDX sha256:" in text
+    assert f"base-files {dpkg_version(base_image, 'base-files')}  pkg:deb/debian/" in text
+    # the chart read back (`catalog add OUT`) records the same
+    added = jup2kub("catalog", "add", out, "--catalog", db, "--json")
+    assert added.returncode == 0, added.stderr
+    assert {r["step"]: r["sbom"] for r in json.loads(added.stdout)}["one"] == recorded
