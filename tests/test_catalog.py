@@ -296,9 +296,9 @@ def test_an_older_catalog_upgrades_and_keeps_its_steps(catalog_url: str) -> None
             assert version.scalar() == HEAD
         assert [r.to_json() for r in catalog.steps()] == before
         assert {json.dumps(r.sbom) for r in catalog.steps()} == {"{}"}
+        libc = {"name": "libc6", "version": "2.36", "purl": "pkg:deb/debian/libc6@2.36"}
         sbom = {"sha256": "cd" * 32, "attached": "127.0.0.1:5000/x@sha256:" + "ef" * 32,
-                "packages": [{"name": "libc6", "version": "2.36-9+deb12u14",
-                              "purl": "pkg:deb/debian/libc6@2.36-9+deb12u14?arch=amd64"}]}  # fmt: skip
+                "packages": [libc]}  # fmt: skip
         record = catalog.steps()[0]
         record.sbom = sbom
         catalog.add([record])
