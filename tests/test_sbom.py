@@ -159,3 +159,20 @@ def test_build_writes_a_valid_sbom_per_step_and_the_catalog_lists_it(
     added = jup2kub("catalog", "add", out, "--catalog", db, "--json")
     assert added.returncode == 0, added.stderr
     assert {r["step"]: r["sbom"] for r in json.loads(added.stdout)}["one"] == recorded
+
+
+def test_the_cached_os_packages_are_what_the_image_holds(
+    base_image: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The build caches a base image's package list by image id: a fresh read and a cached one
+    give what a direct read of the image does."""
+    client = docker.from_env()
+    image_id = str(client.images.get(base_image).id)
+    direct = sbom.os_packages(client, image_id)
+    assert (direct.distro, direct.distro_version) == ("debian", "12")
+    monkeypatch.setenv("JUP2KUB_CACHE", str(tmp_path / "cache"))
+    assert sbom.cached_os_packages(client, image_id) == direct  # read, then written
+    assert list((tmp_path / "cache" / "os-packages").glob("*.json"))
+    assert sbom.cached_os_packages(client, image_id) == direct  # from the cache
