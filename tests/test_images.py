@@ -8,9 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +34,9 @@ from jup2kub.run.local import LocalExecutor
 from jup2kub_runtime.contract.messages import run_message
 from jup2kub_runtime.contract.topics import edge_topic, runs_topic
 from jup2kub_runtime.storage.state_store import StateStore
+from tests.support import docker_engine
 from tests.support.kafka_broker import free_port
+from tests.support.registry import running_registry
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
@@ -52,25 +51,7 @@ STATE_MOUNT = images.DEFAULT_WORKDIR
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
-    """The test base image (and a running engine): from the setup script when the environment
-    does not already name one that exists."""
-    name = os.environ.get("J2K_BASE_IMAGE")
-    try:
-        if name:
-            docker.from_env().images.get(name)
-            return name
-    except docker.errors.DockerException:
-        pass
-    out = subprocess.run(
-        ["bash", "-c", f'set -euo pipefail; source "{SETUP}"; echo "$J2K_BASE_IMAGE"'],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    name = out.stdout.strip().splitlines()[-1]
-    os.environ["J2K_BASE_IMAGE"] = name
-    return name
+    return docker_engine.base_image()
 
 
 @pytest.fixture(scope="module")
@@ -409,39 +390,9 @@ def test_step_containers_on_kafka_match_jup2kub_run(
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
-    """Debian's docker-registry on a free loopback port; stopped by its pid."""
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry-data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-        "log:\n  level: warn\n"
-    )
-    exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    log = (tmp_path / "registry.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
-                    break
-            except (OSError, urllib.error.HTTPError):
-                assert proc.poll() is None, (tmp_path / "registry.log").read_text()
-                assert time.monotonic() < deadline, "registry did not start"
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+    """The CNCF distribution registry on a free loopback port; stopped by its pid."""
+    with running_registry(tmp_path / "registry") as reg:
+        yield reg.host
 
 
 def test_push_records_digests_for_the_chart(

@@ -126,6 +126,24 @@ class UsageError(InputError):
     """The command line asks for something impossible."""
 
 
+class RegistryError(InputError):
+    """An OCI registry refused or could not be reached (unreachable, asks for credentials that
+    were not given, names no such artifact); ``registry`` is its host."""
+
+    def __init__(self, registry: str, what: str, *, hint: str | None = None) -> None:
+        self.registry = registry
+        super().__init__(what, where=registry, hint=hint)
+
+
+class SignatureError(InputError):
+    """A signature is missing, made with another key, or does not match what it signs;
+    ``subject`` names the image or chart."""
+
+    def __init__(self, subject: str, what: str, *, hint: str | None = None) -> None:
+        self.subject = subject
+        super().__init__(what, where=subject, hint=hint)
+
+
 class NotebookReadError(InputError):
     """The file is missing, not JSON, or not a notebook Jupyter could open; ``cell`` is the
     index of the broken cell, when one is to blame."""

@@ -1,6 +1,7 @@
 # A Docker engine and a local base image for the image tests (tests/test_images.py).
 # Sourced by tests/run.sh (bash, set -euo pipefail). Idempotent and cached in $JUP2KUB_CACHE.
-#  - Debian's docker.io (dockerd), debootstrap and docker-registry, when missing;
+#  - Debian's docker.io (dockerd) and debootstrap, when missing (the tests' registry is CNCF
+#    distribution v3, from 35-oci-tools.sh);
 #  - dockerd started here only when no engine answers: unix socket only (no TCP), no iptables,
 #    no bridge (tests use --network host, builds use network none); dockerd writes its pid to
 #    $JUP2KUB_CACHE/dockerd/dockerd.pid. A dockerd this script did not start is never touched,
@@ -14,7 +15,6 @@ J2K_BASE_IMAGE="${J2K_BASE_IMAGE:-jup2kub-test-base:bookworm-py311-1}"
 j2k_apt_missing=()
 command -v dockerd >/dev/null 2>&1 || j2k_apt_missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || j2k_apt_missing+=(debootstrap)
-[ -x /usr/bin/docker-registry ] || j2k_apt_missing+=(docker-registry)
 if [ "${#j2k_apt_missing[@]}" -gt 0 ]; then
     echo "40-docker.sh: installing ${j2k_apt_missing[*]} (Debian packages, once)" >&2
     apt-get update -qq >/dev/null
@@ -23,8 +23,7 @@ if [ "${#j2k_apt_missing[@]}" -gt 0 ]; then
         "${j2k_apt_missing[@]}" >/dev/null 2>&1 || {
         # postinst scripts that try to start a service may fail without an init system;
         # what matters is that the binaries are there.
-        command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
-            && [ -x /usr/bin/docker-registry ] || {
+        command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || {
             echo "40-docker.sh: apt-get install ${j2k_apt_missing[*]} failed" >&2
             false
         }

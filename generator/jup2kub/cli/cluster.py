@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -71,8 +72,14 @@ def submit(
 
 
 @click.command()
-@click.argument("chart_dir", metavar="OUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("chart", metavar="CHART")
 @click.option("--release", required=True, help="Helm release name.")
+@click.option(
+    "--version",
+    "chart_version",
+    default=None,
+    help="With an oci:// CHART: the chart version (or range) to install [default: newest].",
+)
 @click.option(
     "-f",
     "--values",
@@ -91,8 +98,9 @@ def submit(
 @click.option("--no-wait", is_flag=True, help="Return once helm is done; skip the readiness wait.")
 @reports_errors
 def deploy(
-    chart_dir: Path,
+    chart: str,
     release: str,
+    chart_version: str | None,
     values_files: tuple[Path, ...],
     namespace: str | None,
     kubeconfig: Path | None,
@@ -100,8 +108,9 @@ def deploy(
     timeout: str,
     no_wait: bool,
 ) -> None:
-    """Install or upgrade OUT (a chart from `jup2kub build`) as RELEASE and wait until Kafka
-    and every step pass their readiness probes."""
+    """Install or upgrade CHART as RELEASE and wait until Kafka and every step pass their
+    readiness probes. CHART is the OUT directory of `jup2kub build`, a packaged .tgz, or a
+    chart in a registry: oci://HOST/PATH/NAME (pulled once, installed by its digest)."""
     seconds = api.parse_duration(timeout)
     live = live_display()
 
@@ -113,17 +122,25 @@ def deploy(
         if live is not None:
             live.update(readiness_table(state))
 
+    options: dict[str, Any] = {
+        "timeout": seconds,
+        "wait": not no_wait,
+        "on_progress": progress,
+        "on_readiness": readiness,
+    }
+    target = kube_target(namespace, kubeconfig, context)
     try:
-        result = api.deploy(
-            chart_dir,
-            release,
-            list(values_files),
-            kube_target(namespace, kubeconfig, context),
-            timeout=seconds,
-            wait=not no_wait,
-            on_progress=progress,
-            on_readiness=readiness,
-        )
+        if chart.startswith("oci://"):
+            result = api.deploy_from_registry(
+                chart, release, list(values_files), target, version=chart_version, **options
+            )
+        else:
+            if chart_version is not None:
+                raise UsageError(
+                    "--version applies to an oci:// chart only",
+                    hint="a chart directory or .tgz is installed as it is",
+                )
+            result = api.deploy(Path(chart), release, list(values_files), target, **options)
     finally:
         if live is not None:
             live.stop()

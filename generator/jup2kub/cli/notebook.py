@@ -320,9 +320,26 @@ def _next_steps_without_images(written: Path, notebook: Path, install: str, dev:
     default=None,
     help="Base URL the chart repository will be served from (index.yaml urls).",
 )
+@click.option(
+    "--oci",
+    metavar="oci://HOST/PATH",
+    default=None,
+    help="Also push the chart to this OCI registry path (as `helm push`): it becomes "
+    "oci://HOST/PATH/NAME, tagged with the chart's version.",
+)
 @reports_errors
-def package(chart_dir: Path, destination: Path | None, repo_index: str | None) -> None:
-    """Package the chart in OUT as a .tgz and index it as a chart repository (via helm)."""
-    tgz = api.package(chart_dir, destination, repo_index)
-    click.echo(f"packaged {tgz}")
-    click.echo(f"repository index: {tgz.parent / 'index.yaml'}")
+def package(
+    chart_dir: Path, destination: Path | None, repo_index: str | None, oci: str | None
+) -> None:
+    """Package the chart in OUT as a .tgz and index it as a chart repository (via helm); with
+    --oci, push it to a registry."""
+    packaged = api.package(chart_dir, destination, repo_index, oci=oci)
+    click.echo(f"packaged {packaged.tarball}")
+    click.echo(f"repository index: {packaged.tarball.parent / 'index.yaml'}")
+    if packaged.chart is not None:
+        click.echo(f"pushed oci://{packaged.chart}")
+        click.echo(
+            f"install it with: helm install RELEASE oci://{packaged.chart.name} "
+            f"--version {packaged.chart.tag}  (or: jup2kub deploy oci://{packaged.chart.name} "
+            f"--version {packaged.chart.tag} --release RELEASE)"
+        )

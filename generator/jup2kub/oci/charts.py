@@ -1,0 +1,112 @@
+"""Helm charts in OCI registries (Helm 3.8+): pushing a packaged chart and pulling one by
+version, through helm itself, so the artifact is exactly the one ``helm pull oci://`` and Flux
+or Argo CD fetch. A chart's reference is ``HOST/PATH/NAME`` tagged with its version."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from jup2kub.errors import InputError, UsageError
+from jup2kub.helm import find_helm
+from jup2kub.oci.references import OCI_SCHEME, Reference, parse
+from jup2kub.oci.tools import failure
+
+_DIGEST_LINE = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
+
+
+def _helm(args: list[str], registry: str) -> str:
+    """helm's output; registry failures said in terms of the registry (RegistryError)."""
+    result = subprocess.run(
+        [find_helm(), *args], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+    )
+    if result.returncode != 0:
+        raise failure(f"helm {args[0]}", (result.stderr or result.stdout).strip(), registry)
+    return result.stdout + result.stderr
+
+
+def _plain(where: Reference) -> list[str]:
+    return ["--plain-http"] if where.plain_http else []
+
+
+def chart_meta(tgz: Path) -> tuple[str, str]:
+    """A packaged chart's name and version (its Chart.yaml)."""
+    try:
+        with tarfile.open(tgz, "r:gz") as tar:
+            member = next(
+                m
+                for m in tar.getmembers()
+                if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml")
+            )
+            handle = tar.extractfile(member)
+            meta = yaml.safe_load(handle.read() if handle else b"")
+    except (OSError, tarfile.TarError, StopIteration, yaml.YAMLError) as exc:
+        raise UsageError(
+            "not a packaged Helm chart (no readable Chart.yaml inside)",
+            where=str(tgz),
+            hint="pass a .tgz written by `jup2kub package` or `helm package`",
+        ) from exc
+    return str(meta["name"]), str(meta["version"])
+
+
+def push_chart(tgz: Path, where: Reference) -> Reference:
+    """Push the packaged chart under ``where`` (``HOST/PATH``); returns the chart's reference
+    ``HOST/PATH/NAME:VERSION@DIGEST`` with the registry's manifest digest."""
+    name, version = chart_meta(tgz)
+    out = _helm(["push", str(tgz), OCI_SCHEME + where.name, *_plain(where)], where.registry)
+    found = _DIGEST_LINE.search(out)
+    if not found:
+        raise InputError(f"helm push printed no digest for {tgz.name}:\n{out}", where=str(where))
+    return Reference(where.registry, f"{where.repository}/{name}", version, found.group(1))
+
+
+def pull_chart(chart: Reference, version: str | None, dest: Path) -> tuple[Path, Reference]:
+    """Pull the chart ``HOST/PATH/NAME`` (``version``: a version or range, else the newest)
+    into ``dest``; returns the tarball and the chart's reference with its digest.
+
+    A digest in ``chart`` pins it: the pulled chart must have exactly that digest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    pinned = ["--version", version or str(chart.tag)] if version or chart.tag else []
+    with tempfile.TemporaryDirectory(dir=dest) as scratch:
+        out = _helm(
+            ["pull", OCI_SCHEME + chart.name, "--destination", scratch, *pinned, *_plain(chart)],
+            chart.registry,
+        )
+        tgz = _only_tarball(Path(scratch), chart)
+        found = _DIGEST_LINE.search(out)
+        if not found:
+            raise InputError(f"helm pull printed no digest:\n{out}", where=str(chart))
+        digest = found.group(1)
+        if chart.digest and digest != chart.digest:
+            raise UsageError(
+                f"the registry serves digest {digest}, not the {chart.digest} asked for",
+                where=str(chart),
+                hint="the tag was moved: check the reference, or pin the digest now served",
+            )
+        final = dest / tgz.name
+        tgz.replace(final)
+    _name, pulled_version = chart_meta(final)
+    return final, Reference(chart.registry, chart.repository, pulled_version, digest)
+
+
+def _only_tarball(directory: Path, chart: Reference) -> Path:
+    found = sorted(directory.glob("*.tgz"))
+    if len(found) != 1:
+        raise InputError(f"helm pull wrote {len(found)} chart archives", where=str(chart))
+    return found[0]
+
+
+def parse_chart(text: str) -> Reference:
+    """``oci://HOST/PATH/NAME[:VERSION][@DIGEST]`` as a chart reference."""
+    if not text.startswith(OCI_SCHEME):
+        raise UsageError(
+            f"{text!r} is not an oci:// chart reference",
+            hint="write it as oci://HOST[:PORT]/PATH/NAME, e.g. oci://registry.example.org/"
+            "charts/mypipeline",
+        )
+    return parse(text.removeprefix(OCI_SCHEME), what="chart reference")
