@@ -9,6 +9,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from packageurl import PackageURL
 from jup2kub.build import sbom
 from jup2kub.version import __version__
 from tests.support.cli_runner import jup2kub
+from tests.support.registry import Registry, running_registry, tool
 from tests.test_images import base_image  # noqa: F401 (a fixture)
 
 CANARY = "j2k-sbom-canary-7f3c2e19d4-never-in-sboms"
@@ -176,3 +178,64 @@ def test_the_cached_os_packages_are_what_the_image_holds(
     assert sbom.cached_os_packages(client, image_id) == direct  # read, then written
     assert list((tmp_path / "cache" / "os-packages").glob("*.json"))
     assert sbom.cached_os_packages(client, image_id) == direct  # from the cache
+
+
+def referrers(reg: Registry, repository: str, digest: str) -> list[dict[str, Any]]:
+    """The referrers of ``repository@digest`` as the registry stores them. The distribution
+    registry (v3.1) serves no referrers API, so ORAS keeps them as OCI 1.1 prescribes for such
+    registries: an index tagged ``sha256-<hex>`` (the referrers tag schema)."""
+    index = reg.manifest(repository, digest.replace(":", "-"))
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    return list(index["manifests"])
+
+
+def test_push_attaches_each_images_sbom_once_as_a_referrer(
+    base_image: str,  # noqa: F811
+    tmp_path: Path,
+    make_notebook: Callable[..., Path],
+) -> None:
+    """A pushed image gets its SBOM as an OCI 1.1 referrer: listed by the registry and by
+    ``oras discover`` with the CycloneDX artifactType, pulled back byte for byte; the two steps
+    sharing one image give one referrer, and a second push of the same image adds none."""
+    oras = tool("J2K_ORAS")
+    nb = make_notebook(CELLS, name="pushed.ipynb")
+    out, db = tmp_path / "out", str(tmp_path / "c.db")
+    with running_registry(tmp_path / "registry") as reg:
+        build = ["build", nb, "-o", out, "--base-image", base_image, "--catalog", db,
+                 "--image-registry", reg.host, "--push"]  # fmt: skip
+        for attempt in range(2):
+            built = jup2kub(*build, env={**os.environ, "J2K_ORAS": oras}, timeout=1200)
+            assert built.returncode == 0, built.stderr
+            image = yaml.safe_load((out / "values.yaml").read_text())["steps"]["one"]["image"]
+            found = referrers(reg, image["repository"], image["digest"])
+            assert len(found) == 1, (attempt, found)
+            assert found[0]["artifactType"] == sbom.MEDIA_TYPE
+            said = "SBOM already attached as" if attempt else "SBOM attached as"
+            assert f"step one, two: {said} " in built.stdout
+        data = (out / "sbom" / "one.cdx.json").read_bytes()
+        assert data == (out / "sbom" / "two.cdx.json").read_bytes()
+        validate(data)
+        purl = PackageURL.from_string(json.loads(data)["metadata"]["component"]["purl"])
+        assert (purl.type, purl.version) == ("oci", image["digest"])
+        assert purl.qualifiers["repository_url"] == f"{reg.host}/{image['repository']}"
+        subject = f"{reg.host}/{image['repository']}@{image['digest']}"
+        referrer = f"{reg.host}/{image['repository']}@{found[0]['digest']}"
+        discovered = subprocess.run(
+            [oras, "discover", "--plain-http", "--format", "json", subject],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert [(r["artifactType"], r["digest"]) for r in json.loads(discovered)["referrers"]] == [
+            (sbom.MEDIA_TYPE, found[0]["digest"])
+        ]
+        pulled = tmp_path / "pulled"
+        subprocess.run([oras, "pull", "--plain-http", "-o", str(pulled), referrer],
+                       capture_output=True, check=True)  # fmt: skip
+        assert (pulled / "sbom.cdx.json").read_bytes() == data
+    images_json = json.loads((out / "images" / "images.json").read_text())
+    assert images_json["steps"]["one"]["sbom"] == referrer
+    shown = json.loads(jup2kub("catalog", "show", "pushed/two", "--catalog", db, "--json").stdout)
+    assert shown["sbom"]["attached"] == referrer
+    assert (
+        f"attached as {referrer}"
+        in jup2kub("catalog", "show", "pushed/two", "--catalog", db).stdout
+    )

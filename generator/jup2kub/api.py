@@ -247,7 +247,7 @@ def build(
             image_digests=built.digests,
             image_repositories=built.repositories,
         )
-        boms = sbom.for_build(client, built, locks)
+        boms = sbom.for_build(client, built, locks, attach=image_build.push, log=log)
         audit = {**images.build_files(captured, locks, built), **sbom.sbom_files(boms)}
         facts = BuildFacts(
             locks=dict(locks.steps),

@@ -18,9 +18,11 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -37,6 +39,8 @@ from jup2kub.build.deps import Locks, cache_root
 from jup2kub.build.images import BuildResult, BuiltImage
 from jup2kub.errors import ImageBuildError
 from jup2kub.files import atomic_write_text
+from jup2kub.oci import references, tools
+from jup2kub.oci.references import Reference
 from jup2kub.version import __version__
 
 #: 1.6, not the library's newest (1.7): what scanners and Dependency-Track read today
@@ -45,6 +49,11 @@ SCHEMA_VERSION = SchemaVersion.V1_6
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 #: where ``build`` writes each step's SBOM, relative to OUT
 SBOM_DIR = "sbom"
+#: the referrer's annotation with the SBOM's sha256: a later push of the same image finds the
+#: SBOM attached already and attaches no second copy (ORAS stamps each referrer with its time)
+SHA256_ANNOTATION = "io.jup2kub.sbom.sha256"
+#: the file name the referrer's layer carries (``org.opencontainers.image.title``)
+_FILE_NAME = "sbom.cdx.json"
 _SERIALS = uuid.UUID("6a326b63-0000-4000-8000-0000000000c1")  # jup2kub's uuid5 namespace
 _DPKG_STATUS = "/var/lib/dpkg/status"
 _OS_RELEASE = ("/usr/lib/os-release", "/etc/os-release")
@@ -268,12 +277,80 @@ def step_sboms(built: Iterable[BuiltImage], locks: Locks, system: OsPackages) ->
     return out
 
 
-def for_build(client: docker.DockerClient, result: BuildResult, locks: Locks) -> dict[str, Sbom]:
-    """The SBOMs of a build's step images (after their push, so they name the digests)."""
+def for_build(
+    client: docker.DockerClient,
+    result: BuildResult,
+    locks: Locks,
+    *,
+    attach: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Sbom]:
+    """The SBOMs of a build's step images (after their push, so they name the digests); with
+    ``attach``, attached to the pushed images, each image's referrer recorded in ``result``."""
     system = cached_os_packages(client, result.base_image_id)
-    return step_sboms(result.images.values(), locks, system)
+    sboms = step_sboms(result.images.values(), locks, system)
+    if attach:
+        attach_all(sboms, log or (lambda _msg: None))
+        for step, bom in sboms.items():
+            result.images[step].sbom = bom.attached
+    return sboms
 
 
 def sbom_files(sboms: Mapping[str, Sbom]) -> dict[str, bytes]:
     """``sbom/<step>.cdx.json`` for every step, relative to OUT (the build's audit files)."""
     return {f"{SBOM_DIR}/{step}.cdx.json": s.data for step, s in sorted(sboms.items())}
+
+
+# --------------------------------------------------------------------------- attach
+
+
+def attach_all(sboms: Mapping[str, Sbom], log: Callable[[str], None]) -> None:
+    """Attach each pushed image's SBOM to the image by digest, as an OCI 1.1 referrer
+    (artifactType ``MEDIA_TYPE``), with ORAS; sets ``Sbom.attached``. Once per image: steps
+    sharing an image share its ``Sbom``, and the SBOM an earlier push attached (same sha256) is
+    found (``oras discover``) and not attached again."""
+    for bom in {id(b): b for b in sboms.values()}.values():
+        if not bom.digest:
+            continue
+        subject = references.parse(f"{bom.repository}@{bom.digest}")
+        found = _attached(subject, bom.sha256)
+        bom.attached = found or _attach(subject, bom)
+        how = "already attached as" if found else "attached as"
+        log(f"step {', '.join(bom.steps)}: SBOM {how} {bom.attached}")
+
+
+def _oras(subject: Reference, args: list[str], cwd: Path | None = None) -> str:
+    plain = ["--plain-http"] if subject.plain_http else []
+    return tools.run(tools.ORAS, [args[0], *plain, *args[1:]], registry=subject.registry, cwd=cwd)
+
+
+def _attached(subject: Reference, sha256: str) -> str:
+    """The referrer of ``subject`` that is this SBOM, or ""."""
+    out = _oras(
+        subject, ["discover", "--format", "json", "--artifact-type", MEDIA_TYPE, str(subject)]
+    )
+    for referrer in json.loads(out).get("referrers") or []:
+        if (referrer.get("annotations") or {}).get(SHA256_ANNOTATION) == sha256:
+            return str(subject.by_digest(str(referrer["digest"])))
+    return ""
+
+
+def _attach(subject: Reference, bom: Sbom) -> str:
+    with tempfile.TemporaryDirectory(prefix="jup2kub-sbom-") as tmp:
+        (Path(tmp) / _FILE_NAME).write_bytes(bom.data)
+        out = _oras(
+            subject,
+            [
+                "attach",
+                "--format",
+                "json",
+                "--artifact-type",
+                MEDIA_TYPE,
+                "--annotation",
+                f"{SHA256_ANNOTATION}={bom.sha256}",
+                str(subject),
+                f"{_FILE_NAME}:{MEDIA_TYPE}",
+            ],
+            cwd=Path(tmp),
+        )
+    return str(subject.by_digest(str(json.loads(out)["digest"])))

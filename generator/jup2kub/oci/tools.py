@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from jup2kub.errors import InputError, RegistryError, UsageError
 
@@ -57,10 +58,12 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
     timeout: float = 900.0,
+    cwd: Path | None = None,
 ) -> str:
-    """Run the tool; returns its stdout. A failure becomes a RegistryError when it is about
-    ``registry`` (unreachable, credentials, no such artifact), else an InputError carrying the
-    tool's own message."""
+    """Run the tool (in ``cwd``: ORAS names a pushed file by the path it is given, so files are
+    given relative to their directory); returns its stdout. A failure becomes a RegistryError
+    when it is about ``registry`` (unreachable, credentials, no such artifact), else an
+    InputError carrying the tool's own message."""
     command = [find(tool), *args]
     try:
         result = subprocess.run(
@@ -72,6 +75,7 @@ def run(
             stdin=None if stdin is not None else subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             timeout=timeout,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as exc:
         raise InputError(
