@@ -239,3 +239,15 @@ def test_push_attaches_each_images_sbom_once_as_a_referrer(
         f"attached as {referrer}"
         in jup2kub("catalog", "show", "pushed/two", "--catalog", db).stdout
     )
+
+
+def test_a_push_without_oras_is_refused_before_anything_is_built(
+    tmp_path: Path, make_notebook: Callable[..., Path]
+) -> None:
+    nb = make_notebook(CELLS, name="unpushed.ipynb")
+    env = {**os.environ, "J2K_ORAS": str(tmp_path / "no-oras")}
+    proc = jup2kub("build", nb, "-o", tmp_path / "out", "--image-registry", "127.0.0.1:1",
+                   "--push", "--no-catalog", env=env)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "J2K_ORAS points at" in proc.stderr and "Traceback" not in proc.stderr
+    assert "building" not in proc.stdout and not (tmp_path / "out").exists()

@@ -217,6 +217,8 @@ def build(
         from jup2kub.build import deps, images, sbom
 
         code_files(plan)  # a code bundle too big for the chart: refused before the images
+        if image_build.push:
+            sbom.check_attach()  # refused before anything is pushed
 
         client = images.engine()
         target = images.probe_target(client, image_build.base_image, image_build.platform)

@@ -304,6 +304,12 @@ def sbom_files(sboms: Mapping[str, Sbom]) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- attach
 
 
+def check_attach() -> None:
+    """A UsageError now, before any image is pushed, when ORAS (which attaches the SBOMs) is
+    missing: a push that cannot attach them would leave images without their SBOM."""
+    tools.find(tools.ORAS)
+
+
 def attach_all(sboms: Mapping[str, Sbom], log: Callable[[str], None]) -> None:
     """Attach each pushed image's SBOM to the image by digest, as an OCI 1.1 referrer
     (artifactType ``MEDIA_TYPE``), with ORAS; sets ``Sbom.attached``. Once per image: steps
