@@ -239,6 +239,8 @@ def test_push_attaches_each_images_sbom_once_as_a_referrer(
         f"attached as {referrer}"
         in jup2kub("catalog", "show", "pushed/two", "--catalog", db).stdout
     )
+    added = jup2kub("catalog", "add", out, "--catalog", str(tmp_path / "again.db"), "--json")
+    assert {r["sbom"]["attached"] for r in json.loads(added.stdout)} == {referrer}
 
 
 def test_a_push_without_oras_is_refused_before_anything_is_built(
