@@ -7,7 +7,7 @@ a container that is created and never started, so nothing of the base image runs
 share one image (the same content hash) share one SBOM. The BOM is built with the CycloneDX
 project's own library (``cyclonedx-python-lib``) and is deterministic (no timestamp, a serial
 number derived from the image): a rebuild of the same image gives the same bytes, so a push
-attaches it once (``jup2kub.build.images``'s content tags, ``attach``).
+attaches it once (``attach_all``).
 """
 
 from __future__ import annotations
