@@ -681,6 +681,8 @@ def deploy_from_registry(
     ref = oci_charts.parse_chart(chart)
     with tempfile.TemporaryDirectory(prefix="jup2kub-chart-") as scratch:
         tgz, pulled = oci_charts.pull_chart(ref, version, Path(scratch))
+        say = options.get("on_progress") or (lambda _m: None)
+        say(f"pulled oci://{pulled}")
         if verify is not None:
             verify(tgz, pulled)
         return deploy_chart(tgz, release, values_files, target, **options)
