@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +29,7 @@ from jup2kub.cluster.readiness import Readiness
 from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
-from jup2kub.errors import InputError, UsageError
+from jup2kub.errors import InputError, RunStorageError, UsageError
 from jup2kub.model.ipython import translate
 from jup2kub.model.learned import Learned, read_learned
 from jup2kub.model.load import SPLIT_MODES, load
@@ -37,6 +38,7 @@ from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
 from jup2kub.plan import plan_pipeline
+from jup2kub.provenance.local import LocalRun, write_local_crate
 from jup2kub.run import housekeeping, recovery, remote
 from jup2kub.run.executor import (
     BLOCKED,
@@ -52,6 +54,7 @@ from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import copy_results, write_results
 from jup2kub.run.reuse import RunCache
 from jup2kub_runtime.contract.valid_names import check_run_id, secret_parameter_env
+from jup2kub_runtime.storage.state_store import StateStore
 from jup2kub_runtime.storage.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 if TYPE_CHECKING:  # modules that load when used (the catalog's database layer, kafka, asyncio)
@@ -352,6 +355,7 @@ def run(
             recovered=recovered,
         )
 
+    started = datetime.now(timezone.utc)
     result = attempt(nb, pipeline, resume, [])
     result = _recover(
         result,
@@ -362,9 +366,39 @@ def run(
         resumable=not kafka,
         warn=warn,
     )
+    result.crate = _run_crate(result, Path(path), pipeline, started)
     if output is not None:
         result.output = copy_results(result.notebook, Path(output))
     return result
+
+
+def _run_crate(result: RunResult, notebook: Path, pipeline: Pipeline, started: datetime) -> Path:
+    """The run's RO-Crate, in its own directory: written for a failed run too (saying so),
+    so that every results notebook has its provenance beside it."""
+    failed = "; ".join(
+        f"step {st.name!r}: {st.error.ename}: {st.error.evalue}" if st.error else st.name
+        for st in result.failed
+    )
+    facts = LocalRun(
+        run_id=result.run_id,
+        pipeline=pipeline.name,
+        notebook=notebook,
+        steps=list(result.steps),
+        parameters=result.parameters,
+        secrets={s.name: s.environment for s in pipeline.secret_parameters},
+        reused=frozenset(n for n, st in result.steps.items() if st.reused),
+        start=started,
+        end=datetime.now(timezone.utc),
+        error=failed or ("timed out" if result.timed_out else None),
+    )
+    try:
+        return write_local_crate(StateStore(result.workdir), facts)
+    except OSError as exc:
+        raise RunStorageError(
+            f"cannot write the RO-Crate of run {result.run_id!r} ({exc.strerror or exc})",
+            where=str(result.workdir),
+            hint=f"its results notebook is at {result.notebook}",
+        ) from exc
 
 
 def _recover(
