@@ -30,6 +30,7 @@ from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
 from jup2kub.errors import InputError, RunStorageError, UsageError
+from jup2kub.files import writable
 from jup2kub.model.ipython import translate
 from jup2kub.model.learned import Learned, read_learned
 from jup2kub.model.load import SPLIT_MODES, load
@@ -38,7 +39,10 @@ from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
 from jup2kub.plan import plan_pipeline
+from jup2kub.provenance.crate import METADATA as CRATE_METADATA
+from jup2kub.provenance.export import export_crate
 from jup2kub.provenance.local import LocalRun, write_local_crate
+from jup2kub.provenance.remote import ReadRun, crate_dir, write_results_crate
 from jup2kub.run import housekeeping, recovery, remote
 from jup2kub.run.executor import (
     BLOCKED,
@@ -51,7 +55,7 @@ from jup2kub.run.executor import (
     run_pipeline,
 )
 from jup2kub.run.local import LocalExecutor
-from jup2kub.run.results import copy_results, write_results
+from jup2kub.run.results import copy_results, redacted_notebook, write_results
 from jup2kub.run.reuse import RunCache
 from jup2kub_runtime.contract.valid_names import check_run_id, secret_parameter_env
 from jup2kub_runtime.storage.state_store import StateStore
@@ -115,6 +119,7 @@ __all__ = [
     "build",
     "catalog_add",
     "deploy",
+    "export_run",
     "graph_svg",
     "housekeeping",
     "infer_type",
@@ -125,6 +130,7 @@ __all__ = [
     "parse_duration",
     "release_status",
     "results",
+    "results_crate_path",
     "run",
     "run_states",
     "submit",
@@ -366,13 +372,21 @@ def run(
         resumable=not kafka,
         warn=warn,
     )
-    result.crate = _run_crate(result, Path(path), pipeline, started)
+    result.crate = _run_crate(result, nb, pipeline, started)
     if output is not None:
         result.output = copy_results(result.notebook, Path(output))
     return result
 
 
-def _run_crate(result: RunResult, notebook: Path, pipeline: Pipeline, started: datetime) -> Path:
+def _notebook_copy(nb: Notebook, pipeline: Pipeline) -> bytes:
+    """The notebook as a run's crate keeps it: the file itself, or, when it has secret
+    parameters, the notebook without their literals (the crate then names the file's hash)."""
+    if not pipeline.secret_parameters:
+        return Path(nb.path).read_bytes()
+    return redacted_notebook(nb.node, pipeline).encode("utf-8")
+
+
+def _run_crate(result: RunResult, nb: Notebook, pipeline: Pipeline, started: datetime) -> Path:
     """The run's RO-Crate, in its own directory: written for a failed run too (saying so),
     so that every results notebook has its provenance beside it."""
     failed = "; ".join(
@@ -382,7 +396,8 @@ def _run_crate(result: RunResult, notebook: Path, pipeline: Pipeline, started: d
     facts = LocalRun(
         run_id=result.run_id,
         pipeline=pipeline.name,
-        notebook=notebook,
+        notebook=Path(nb.path),
+        notebook_copy=_notebook_copy(nb, pipeline),
         steps=list(result.steps),
         parameters=result.parameters,
         secrets={s.name: s.environment for s in pipeline.secret_parameters},
@@ -591,7 +606,34 @@ def results(
         source: Any = fetch_run(release, run_id, [s.name for s in pipeline.steps], target, timeout)
     else:
         source = state
-    return write_results(nb, pipeline, source, run_id, output), output
+    status = write_results(nb, pipeline, source, run_id, output)
+    store = StateStore(source) if isinstance(source, Path) else source
+    _results_crate(store, nb, pipeline, run_id, output)
+    return status, output
+
+
+def results_crate_path(output: Path) -> Path:
+    """Where ``results`` wrote the RO-Crate of the results notebook ``output``."""
+    return crate_dir(Path(output)) / CRATE_METADATA
+
+
+def _results_crate(
+    source: Any, nb: Notebook, pipeline: Pipeline, run_id: str, output: Path
+) -> Path:
+    """The run's RO-Crate, in ``OUTPUT-crate/`` beside the results notebook."""
+    parameters = dict((source.run_info(run_id) or {}).get("parameters") or {})
+    read = ReadRun(
+        run_id,
+        pipeline.name,
+        Path(nb.path),
+        _notebook_copy(nb, pipeline),
+        output,
+        [s.name for s in pipeline.steps],
+        parameters,
+        {s.name: s.environment for s in pipeline.secret_parameters},
+    )
+    with writable("the run's RO-Crate", crate_dir(output), "pass -o in a writable directory"):
+        return write_results_crate(source, read)
 
 
 def _check_output_file(output: Path, notebook: Path) -> None:
@@ -659,3 +701,17 @@ def open_build_catalog(location: str | None = None) -> Catalog | LiteCatalog:
     from jup2kub.catalog.lite import LiteCatalog  # sqlite3: only for a build that records
 
     return LiteCatalog.open(location) or open_catalog(location)
+
+
+def export_run(run_id: str, target: Path, workdir: Path | None = None) -> tuple[Path, int]:
+    """Pack local run ``run_id``'s RO-Crate with its files into the zip ``target`` (found in
+    ``workdir``, default: every pipeline's under ``.jup2kub``); returns it and its file count."""
+    _check_run_id(run_id, "RUN_ID")
+    found = [wd for wd in housekeeping.workdirs(workdir) if (wd / "runs" / run_id).is_dir()]
+    if not found:
+        raise InputError(
+            f"there is no run {run_id!r}",
+            where=str(workdir or Path(".jup2kub")),
+            hint="list the runs with `jup2kub runs` (pass the run's --workdir if it had one)",
+        )
+    return export_crate(found[0] / "runs" / run_id, Path(target))

@@ -14,12 +14,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO / "tests" / "setup.d" / "35-roc-validator.sh"
 CONTEXTS = REPO / "tests" / "data" / "jsonld-contexts"
-SEED_SCRIPT = Path(__file__).with_name("seed_crate_contexts.py")
+RUNNER = Path(__file__).with_name("validate_crate_offline.py")
 #: the context documents a Jup2Kub crate names, by URL
 DOCUMENTS = {
     "https://w3id.org/ro/crate/1.1/context": CONTEXTS / "ro-crate-1.1-context.jsonld",
@@ -52,54 +51,32 @@ def validator_python() -> str:
 @dataclass
 class Validation:
     passed: bool
-    report: dict[str, Any]
+    issues: list[str]
     output: str
 
-    def issues(self) -> list[str]:
-        return [
-            f"{i.get('severity')}: {i.get('message')} ({i.get('check', {}).get('name', '')})"
-            for i in self.report.get("issues", [])
-        ]
 
-
-def validate(crate: Path, profile: str = PROFILE, severity: str = "REQUIRED") -> Validation:
-    """Validate the crate (a directory or a zip) offline at ``severity``."""
-    python = validator_python()
+def validate(
+    crate: Path,
+    profile: str = PROFILE,
+    severity: str = "REQUIRED",
+    documents: dict[str, Path] = DOCUMENTS,
+) -> Validation:
+    """Validate the crate (a directory or a zip) offline at ``severity``, its cache seeded
+    with ``documents`` (URL -> file) only."""
     with tempfile.TemporaryDirectory(prefix="rocv-cache-") as tmp:
         cache = str(Path(tmp) / "http_cache")
-        subprocess.run(
-            [python, str(SEED_SCRIPT), cache, *(f"{u}={p}" for u, p in DOCUMENTS.items())],
-            check=True,
-            timeout=120,
-        )
-        report = Path(tmp) / "report.json"
         env = {**os.environ, "XDG_CACHE_HOME": tmp, "HOME": tmp, "NO_COLOR": "1"}
+        seeds = [f"{u}={p}" for u, p in documents.items()]
         done = subprocess.run(
-            [
-                python,
-                "-c",
-                "from rocrate_validator.cli import cli; cli()",
-                "validate",
-                "--offline",
-                "--cache-path",
-                cache,
-                "--profile-identifier",
-                profile,
-                "--requirement-severity",
-                severity,
-                "--no-paging",
-                "--output-format",
-                "json",
-                "--output-file",
-                str(report),
-                str(crate),
-            ],
+            [validator_python(), str(RUNNER), str(crate), profile, severity, cache, *seeds],
             capture_output=True,
             text=True,
             timeout=600,
             env=env,
-            stdin=subprocess.DEVNULL,
         )
-        data = json.loads(report.read_text()) if report.exists() else {}
     text = done.stdout + done.stderr
-    return Validation(done.returncode == 0 and bool(data.get("passed")), data, text)
+    assert done.returncode == 0, f"the validator did not run:\n{text}"
+    line = next(x for x in done.stdout.splitlines() if x.startswith('{"passed"'))
+    data = json.loads(line)
+    issues = [f"{i['severity']}: {i['message']} ({i['check']})" for i in data["issues"]]
+    return Validation(bool(data["passed"]), issues, text)

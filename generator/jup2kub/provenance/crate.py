@@ -114,6 +114,8 @@ def _workflow(crate: ROCrate, facts: RunFacts, notebook: OutputFile) -> Any:
         },
     )
     crate.mainEntity = workflow
+    if facts.source is not None:
+        _source(crate, workflow, facts.source)
     crate.metadata.append_to(
         "conformsTo", {"@id": "https://w3id.org/workflowhub/workflow-ro-crate/1.0"}
     )
@@ -137,6 +139,26 @@ def _workflow(crate: ROCrate, facts: RunFacts, notebook: OutputFile) -> Any:
         workflow.append_to("hasPart", {"@id": tool.id})
         workflow.append_to("step", {"@id": howto.id})
     return workflow
+
+
+def _source(crate: ROCrate, workflow: Any, source: OutputFile) -> None:
+    """The notebook file that ran, by hash: the crate's copy has its secrets left out."""
+    entity = crate.add(
+        ContextEntity(
+            crate,
+            "#source-notebook",
+            properties={
+                "@type": "CreativeWork",
+                "name": source.name,
+                "description": f"The notebook file as it ran ({source.path}); the crate's copy "
+                "replaces the literals of its secret parameters with None",
+                "sha256": source.sha256,
+                "contentSize": str(source.size),
+                "encodingFormat": "application/x-ipynb+json",
+            },
+        )
+    )
+    workflow["isBasedOn"] = {"@id": entity.id}
 
 
 def _parameter_names(facts: RunFacts) -> list[str]:

@@ -76,6 +76,8 @@ class RunFacts:
     #: the local environment's lock (a file in the crate), for steps run on this machine
     environment: OutputFile | None = None
     python: str | None = None
+    #: the notebook file as run, when the crate's copy differs from it (secrets redacted)
+    source: OutputFile | None = None
 
 
 def sha256_file(path: Path) -> str:
@@ -96,6 +98,16 @@ def output_file(root: Path, path: Path, name: str = "", media_type: str = "") ->
         name or path.name,
         media_type or "application/octet-stream",
     )
+
+
+def source_notebook(path: Path, copy: bytes) -> OutputFile | None:
+    """The original notebook (path and sha256) when the crate's copy is not byte for byte
+    the file: the copy leaves out secret literals, the hash still identifies what ran."""
+    original = path.read_bytes()
+    if original == copy:
+        return None
+    digest = hashlib.sha256(original).hexdigest()
+    return OutputFile(str(path.absolute()), digest, len(original), path.name)
 
 
 def utc(epoch: float) -> datetime:

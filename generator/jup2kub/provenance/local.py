@@ -6,7 +6,6 @@ lists them where they are, one crate per run, and no run's crate can replace ano
 from __future__ import annotations
 
 import platform
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jup2kub.files import atomic_write_text
+from jup2kub.files import atomic_write_bytes, atomic_write_text
 from jup2kub.provenance.crate import write_crate
 from jup2kub.provenance.facts import (
     COMPLETED,
@@ -23,6 +22,7 @@ from jup2kub.provenance.facts import (
     RunFacts,
     StepFacts,
     output_file,
+    source_notebook,
     step_facts,
 )
 from jup2kub_runtime.storage.state_store import StateStore
@@ -41,6 +41,8 @@ class LocalRun:
     run_id: str
     pipeline: str
     notebook: Path
+    #: the notebook as the crate keeps it: without the literals of secret parameters
+    notebook_copy: bytes
     steps: Sequence[str]
     parameters: Mapping[str, Any]
     secrets: Mapping[str, str]  # parameter -> environment variable (never its value)
@@ -54,10 +56,7 @@ def write_local_crate(store: StateStore, run: LocalRun) -> Path:
     """Copy the notebook into the run's directory, write the environment's lock, and
     describe the run there; returns the metadata file's path."""
     root = store.run_dir(run.run_id)
-    notebook = root / NOTEBOOK
-    tmp = root / f".{NOTEBOOK}.tmp"
-    shutil.copyfile(run.notebook, tmp)
-    tmp.replace(notebook)
+    atomic_write_bytes(root / NOTEBOOK, run.notebook_copy)
     atomic_write_text(root / ENVIRONMENT, environment_lock())
     steps = step_facts(store, run.run_id, run.steps)
     for step in steps:
@@ -78,8 +77,9 @@ def write_local_crate(store: StateStore, run: LocalRun) -> Path:
         error=run.error if status == FAILED else None,
         environment=output_file(root, root / ENVIRONMENT, "the local environment's lock"),
         python=platform.python_version(),
+        source=source_notebook(run.notebook, run.notebook_copy),
     )
-    return write_crate(root, facts, output_file(root, notebook, run.notebook.name))
+    return write_crate(root, facts, output_file(root, root / NOTEBOOK, run.notebook.name))
 
 
 def _run_files(root: Path) -> list[OutputFile]:
