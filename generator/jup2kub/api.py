@@ -378,6 +378,14 @@ def run(
     return result
 
 
+def _effective_parameters(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value in the run: the notebook's own (an expression as written)
+    unless given; secrets are left out (they are named, never valued)."""
+    secret = {s.name for s in pipeline.secret_parameters}
+    values = {**pipeline.parameters, **pipeline.parameter_expressions, **given}
+    return {k: v for k, v in values.items() if k not in secret}
+
+
 def _notebook_copy(nb: Notebook, pipeline: Pipeline) -> bytes:
     """The notebook as a run's crate keeps it: the file itself, or, when it has secret
     parameters, the notebook without their literals (the crate then names the file's hash)."""
@@ -399,7 +407,7 @@ def _run_crate(result: RunResult, nb: Notebook, pipeline: Pipeline, started: dat
         notebook=Path(nb.path),
         notebook_copy=_notebook_copy(nb, pipeline),
         steps=list(result.steps),
-        parameters=result.parameters,
+        parameters=_effective_parameters(pipeline, result.parameters),
         secrets={s.name: s.environment for s in pipeline.secret_parameters},
         reused=frozenset(n for n, st in result.steps.items() if st.reused),
         start=started,
@@ -621,7 +629,8 @@ def _results_crate(
     source: Any, nb: Notebook, pipeline: Pipeline, run_id: str, output: Path
 ) -> Path:
     """The run's RO-Crate, in ``OUTPUT-crate/`` beside the results notebook."""
-    parameters = dict((source.run_info(run_id) or {}).get("parameters") or {})
+    given = dict((source.run_info(run_id) or {}).get("parameters") or {})
+    parameters = _effective_parameters(pipeline, given)
     read = ReadRun(
         run_id,
         pipeline.name,

@@ -20,6 +20,8 @@ from jup2kub.files import atomic_write_text
 from jup2kub.provenance.facts import COMPLETED, FAILED, OutputFile, RunFacts, StepFacts
 from jup2kub.version import __version__
 
+#: schema.org's status of an action that did not happen (a step that never ran)
+POTENTIAL = "PotentialActionStatus"
 #: the file every RO-Crate is described by, at its root
 METADATA = "ro-crate-metadata.json"
 #: RO-Crate 1.1: the version the Workflow Run Crate profiles 0.5 are written against
@@ -71,7 +73,7 @@ def crate_json(facts: RunFacts, notebook: OutputFile) -> dict[str, Any]:
                 "name": f"Jup2Kub orchestrating run {facts.run_id}",
                 "instrument": {"@id": engine.id},
                 "result": {"@id": run.id},
-                "object": [{"@id": c} for c in controls if c is not None],
+                "object": [{"@id": c} for c in controls],
                 "startTime": _iso(facts.start),
                 "endTime": _iso(facts.end),
                 "actionStatus": {"@id": f"http://schema.org/{facts.status}"},
@@ -264,16 +266,18 @@ def _run_action(crate: ROCrate, facts: RunFacts, workflow: Any) -> Any:
     )
 
 
-def _step_actions(crate: ROCrate, facts: RunFacts, step: StepFacts) -> str | None:
+def _step_actions(crate: ROCrate, facts: RunFacts, step: StepFacts) -> str:
     """The step's execution (a CreateAction of its tool) and the ControlAction the engine
-    took for it; None for a step that did not run."""
-    if step.status is None:
-        return None
+    took for it. A step that did not run (an upstream failed, or the run stopped first) gets a
+    potential action only: no times, no results."""
+    status = step.status or POTENTIAL
     props: dict[str, Any] = {
         "@type": "CreateAction",
         "name": f"Run {facts.run_id}, step {step.name}",
-        "actionStatus": {"@id": f"http://schema.org/{step.status}"},
+        "actionStatus": {"@id": f"http://schema.org/{status}"},
     }
+    if step.status is None:
+        props["description"] = "Not run: an upstream step failed, or the run ended first"
     if step.start is not None and step.end is not None:
         props["startTime"], props["endTime"] = _iso(step.start), _iso(step.end)
     if step.error:
@@ -298,7 +302,7 @@ def _step_actions(crate: ROCrate, facts: RunFacts, step: StepFacts) -> str | Non
                 "name": f"orchestrate step {step.name}",
                 "instrument": {"@id": f"#howto-{step.name}"},
                 "object": {"@id": action.id},
-                "actionStatus": {"@id": f"http://schema.org/{step.status}"},
+                "actionStatus": {"@id": f"http://schema.org/{status}"},
             },
         )
     )
