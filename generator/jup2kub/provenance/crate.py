@@ -11,14 +11,14 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from rocrate.model.contextentity import ContextEntity
-from rocrate.rocrate import ROCrate
+from typing import TYPE_CHECKING, Any
 
 from jup2kub.files import atomic_write_text
 from jup2kub.provenance.facts import COMPLETED, FAILED, OutputFile, RunFacts, StepFacts
 from jup2kub.version import __version__
+
+if TYPE_CHECKING:  # ro-crate-py takes 0.2-0.4 s to import: loaded when a crate is written
+    from rocrate.rocrate import ROCrate
 
 #: schema.org's status of an action that did not happen (a step that never ran)
 POTENTIAL = "PotentialActionStatus"
@@ -37,7 +37,7 @@ PROFILES = {
 #: the crate's metadata is CC0, as RO-Crate's own context; the run's files keep their terms
 LICENSE = "https://creativecommons.org/publicdomain/zero/1.0/"
 ENGINE_ID = "#jup2kub"
-NOTEBOOK_LANGUAGE = {
+NOTEBOOK_LANGUAGE: dict[str, Any] = {
     "@id": "#jupyter-notebook",
     "@type": "ComputerLanguage",
     "name": "Jupyter Notebook (Python)",
@@ -57,31 +57,38 @@ def write_crate(root: Path, facts: RunFacts, notebook: OutputFile) -> Path:
 
 def crate_json(facts: RunFacts, notebook: OutputFile) -> dict[str, Any]:
     """The crate's JSON-LD document."""
+    from rocrate.rocrate import ROCrate
+
     crate = ROCrate(version=RO_CRATE_VERSION)
     crate.metadata.extra_contexts.append(WFRUN_CONTEXT)
     _root(crate, facts)
     workflow = _workflow(crate, facts, notebook)
-    engine = crate.add(ContextEntity(crate, ENGINE_ID, properties=_engine()))
+    engine = _entity(crate, ENGINE_ID, properties=_engine())
     run = _run_action(crate, facts, workflow)
     controls = [_step_actions(crate, facts, step) for step in facts.steps]
-    crate.add(
-        ContextEntity(
-            crate,
-            f"#organize-{facts.run_id}",
-            properties={
-                "@type": "OrganizeAction",
-                "name": f"Jup2Kub orchestrating run {facts.run_id}",
-                "instrument": {"@id": engine.id},
-                "result": {"@id": run.id},
-                "object": [{"@id": c} for c in controls],
-                "startTime": _iso(facts.start),
-                "endTime": _iso(facts.end),
-                "actionStatus": {"@id": f"http://schema.org/{facts.status}"},
-            },
-        )
+    _entity(
+        crate,
+        f"#organize-{facts.run_id}",
+        properties={
+            "@type": "OrganizeAction",
+            "name": f"Jup2Kub orchestrating run {facts.run_id}",
+            "instrument": {"@id": engine.id},
+            "result": {"@id": run.id},
+            "object": [{"@id": c} for c in controls],
+            "startTime": _iso(facts.start),
+            "endTime": _iso(facts.end),
+            "actionStatus": {"@id": f"http://schema.org/{facts.status}"},
+        },
     )
     doc: dict[str, Any] = crate.metadata.generate()
     return doc
+
+
+def _entity(crate: ROCrate, ident: str, properties: Mapping[str, Any]) -> Any:
+    """A contextual entity of the crate (an action, a parameter, a profile...)."""
+    from rocrate.model.contextentity import ContextEntity
+
+    return crate.add(ContextEntity(crate, ident, properties=dict(properties)))
 
 
 def _root(crate: ROCrate, facts: RunFacts) -> None:
@@ -93,9 +100,9 @@ def _root(crate: ROCrate, facts: RunFacts) -> None:
     )
     root["datePublished"] = _iso(facts.end)
     root["license"] = {"@id": LICENSE}
-    crate.add(ContextEntity(crate, LICENSE, properties={"@type": "CreativeWork", "name": "CC0"}))
+    _entity(crate, LICENSE, properties={"@type": "CreativeWork", "name": "CC0"})
     for uri, name in PROFILES.items():
-        crate.add(ContextEntity(crate, uri, properties={"@type": "CreativeWork", "name": name}))
+        _entity(crate, uri, properties={"@type": "CreativeWork", "name": name})
         root.append_to("conformsTo", {"@id": uri})
     root["mentions"] = {"@id": _run_id(facts)}
 
@@ -103,7 +110,7 @@ def _root(crate: ROCrate, facts: RunFacts) -> None:
 def _workflow(crate: ROCrate, facts: RunFacts, notebook: OutputFile) -> Any:
     """The notebook as the ComputationalWorkflow, its steps as tools and HowToSteps, its
     parameters as FormalParameters."""
-    language = crate.add(ContextEntity(crate, NOTEBOOK_LANGUAGE["@id"], NOTEBOOK_LANGUAGE))
+    language = _entity(crate, NOTEBOOK_LANGUAGE["@id"], NOTEBOOK_LANGUAGE)
     workflow = crate.add_file(
         dest_path=notebook.path,
         properties={
@@ -125,18 +132,16 @@ def _workflow(crate: ROCrate, facts: RunFacts, notebook: OutputFile) -> Any:
     if inputs:
         workflow["input"] = [{"@id": p} for p in inputs]
     for step in facts.steps:
-        tool = crate.add(ContextEntity(crate, _tool_id(step), properties=_tool(facts, step)))
-        howto = crate.add(
-            ContextEntity(
-                crate,
-                f"#howto-{step.name}",
-                properties={
-                    "@type": "HowToStep",
-                    "name": step.name,
-                    "position": str(step.position),
-                    "workExample": {"@id": tool.id},
-                },
-            )
+        tool = _entity(crate, _tool_id(step), properties=_tool(facts, step))
+        howto = _entity(
+            crate,
+            f"#howto-{step.name}",
+            properties={
+                "@type": "HowToStep",
+                "name": step.name,
+                "position": str(step.position),
+                "workExample": {"@id": tool.id},
+            },
         )
         workflow.append_to("hasPart", {"@id": tool.id})
         workflow.append_to("step", {"@id": howto.id})
@@ -145,20 +150,18 @@ def _workflow(crate: ROCrate, facts: RunFacts, notebook: OutputFile) -> Any:
 
 def _source(crate: ROCrate, workflow: Any, source: OutputFile) -> None:
     """The notebook file that ran, by hash: the crate's copy has its secrets left out."""
-    entity = crate.add(
-        ContextEntity(
-            crate,
-            "#source-notebook",
-            properties={
-                "@type": "CreativeWork",
-                "name": source.name,
-                "description": f"The notebook file as it ran ({source.path}); the crate's copy "
-                "replaces the literals of its secret parameters with None",
-                "sha256": source.sha256,
-                "contentSize": str(source.size),
-                "encodingFormat": "application/x-ipynb+json",
-            },
-        )
+    entity = _entity(
+        crate,
+        "#source-notebook",
+        properties={
+            "@type": "CreativeWork",
+            "name": source.name,
+            "description": f"The notebook file as it ran ({source.path}); the crate's copy "
+            "replaces the literals of its secret parameters with None",
+            "sha256": source.sha256,
+            "contentSize": str(source.size),
+            "encodingFormat": "application/x-ipynb+json",
+        },
     )
     workflow["isBasedOn"] = {"@id": entity.id}
 
@@ -183,7 +186,7 @@ def _formal_parameter(crate: ROCrate, facts: RunFacts, name: str) -> str:
             f"A secret parameter: its value came from the environment variable {secret} (or "
             "the notebook) and is not recorded"
         )
-    entity = crate.add(ContextEntity(crate, f"#param-{name}", properties=props))
+    entity = _entity(crate, f"#param-{name}", properties=props)
     return str(entity.id)
 
 
@@ -229,17 +232,15 @@ def _engine() -> dict[str, Any]:
 def _run_action(crate: ROCrate, facts: RunFacts, workflow: Any) -> Any:
     """The run: the workflow's execution, with its parameters' values and its results."""
     values = [
-        crate.add(
-            ContextEntity(
-                crate,
-                f"#pv-{name}",
-                properties={
-                    "@type": "PropertyValue",
-                    "name": name,
-                    "value": _literal(facts.parameters[name]),
-                    "exampleOfWork": {"@id": f"#param-{name}"},
-                },
-            )
+        _entity(
+            crate,
+            f"#pv-{name}",
+            properties={
+                "@type": "PropertyValue",
+                "name": name,
+                "value": _literal(facts.parameters[name]),
+                "exampleOfWork": {"@id": f"#param-{name}"},
+            },
         )
         for name in facts.parameters
     ]
@@ -293,18 +294,16 @@ def _step_actions(crate: ROCrate, facts: RunFacts, step: StepFacts) -> str:
         result=results or None,
         properties=props,
     )
-    control = crate.add(
-        ContextEntity(
-            crate,
-            f"#control-{facts.run_id}/{step.name}",
-            properties={
-                "@type": "ControlAction",
-                "name": f"orchestrate step {step.name}",
-                "instrument": {"@id": f"#howto-{step.name}"},
-                "object": {"@id": action.id},
-                "actionStatus": {"@id": f"http://schema.org/{status}"},
-            },
-        )
+    control = _entity(
+        crate,
+        f"#control-{facts.run_id}/{step.name}",
+        properties={
+            "@type": "ControlAction",
+            "name": f"orchestrate step {step.name}",
+            "instrument": {"@id": f"#howto-{step.name}"},
+            "object": {"@id": action.id},
+            "actionStatus": {"@id": f"http://schema.org/{status}"},
+        },
     )
     return str(control.id)
 
@@ -326,7 +325,7 @@ def _image(crate: ROCrate, step: StepFacts) -> str:
         props["tag"] = tag
     if step.image.digest:
         props["sha256"] = step.image.digest.removeprefix("sha256:")
-    entity = crate.add(ContextEntity(crate, f"#image-{step.name}", properties=props))
+    entity = _entity(crate, f"#image-{step.name}", properties=props)
     return str(entity.id)
 
 
