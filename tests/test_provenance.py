@@ -289,3 +289,81 @@ def test_a_kafka_run_has_a_valid_crate(make_notebook: MakeNb, tmp_path: Path, ka
     graph = _graph(result.crate)
     steps = [a for a in _actions(graph, "CreateAction") if "step" in a["name"]]
     assert len(steps) == 4 and all("startTime" in a for a in steps)
+
+
+def test_results_of_a_release_write_a_crate_with_each_step_s_image_digest(
+    make_notebook: MakeNb, tmp_path: Path
+) -> None:
+    """``results --release`` through the real Kubernetes client, from an API server standing
+    in for a cluster (the e2e cluster is not ours to use) whose step pods answer
+    ``/runs/ID/outputs`` with the runtime's own function over a real run's state: the crate is
+    written beside the results notebook, and names each step's image by the digest its pod
+    runs."""
+    from jup2kub_runtime.serving.history import run_outputs
+    from jup2kub_runtime.storage.state_store import StateStore
+    from tests.support.canned_kube import NS, CannedApiServer, deployment, kubeconfig, pod
+
+    nb = _notebook(make_notebook)
+    proc, run_dir = _run(nb, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    store, run_id = StateStore(tmp_path / "wd"), run_dir.name
+    steps = ("load", "total", "check", "report")
+    digests = {s: "sha256:" + hashlib.sha256(s.encode()).hexdigest() for s in steps}
+
+    def step_pod(step: str) -> dict[str, Any]:
+        doc = pod(step, f"demo-{step}-a", True)
+        image = f"registry.test:5000/team/flow-{step}:c0ffee"
+        doc["spec"]["containers"][0]["image"] = image
+        doc["status"]["containerStatuses"][0]["imageID"] = (
+            f"registry.test:5000/team/flow-{step}@{digests[step]}"
+        )
+        return doc
+
+    def listed(kind: str, items: list[dict[str, Any]]) -> tuple[str, bytes]:
+        return "application/json", json.dumps(
+            {"kind": kind, "metadata": {}, "items": items}
+        ).encode()
+
+    proxy = f"/api/v1/namespaces/{NS}/pods"
+    answers = {
+        f"/apis/apps/v1/namespaces/{NS}/deployments": listed(
+            "DeploymentList", [deployment(s, 1, 1) for s in steps]
+        ),
+        f"/apis/apps/v1/namespaces/{NS}/statefulsets": listed("StatefulSetList", []),
+        proxy: listed("PodList", [step_pod(s) for s in steps]),
+    }
+    for s in steps:
+        answers[f"{proxy}/demo-{s}-a:8080/proxy/runs/{run_id}/outputs"] = (
+            "application/json",
+            json.dumps(run_outputs(store, s, run_id)).encode(),
+        )
+    out = tmp_path / "from-cluster.ipynb"
+    with CannedApiServer(answers) as server:
+        config = kubeconfig(tmp_path, server)
+        res = jup2kub(
+            "results",
+            nb,
+            run_id,
+            "--release",
+            "demo",
+            "--kubeconfig",
+            config,
+            "-o",
+            out,
+            cwd=tmp_path,
+        )
+    assert res.returncode == 0, res.stderr
+    crate = tmp_path / "from-cluster-crate" / METADATA
+    assert f"provenance (RO-Crate): {crate}" in res.stdout
+    checked = validate(crate.parent)
+    assert checked.passed, "\n".join(checked.issues)
+    graph = _graph(crate)
+    assert graph[f"#{run_id}"]["actionStatus"]["@id"] == SCHEMA + "CompletedActionStatus"
+    for s in steps:
+        action = graph[f"#{run_id}/{s}"]
+        image = graph[action["containerImage"]["@id"]]
+        assert image["sha256"] == digests[s].removeprefix("sha256:")
+        assert image["tag"] == "c0ffee" and image["name"] == f"team/flow-{s}"
+        assert action["startTime"] <= action["endTime"]
+    assert graph["notebook.ipynb"]["sha256"] == _sha(nb)
+    assert graph["result.ipynb"]["sha256"] == _sha(out)

@@ -41,6 +41,7 @@ from jup2kub.model.secrets import literal_values
 from jup2kub.plan import plan_pipeline
 from jup2kub.provenance.crate import METADATA as CRATE_METADATA
 from jup2kub.provenance.export import export_crate
+from jup2kub.provenance.facts import Image
 from jup2kub.provenance.local import LocalRun, write_local_crate
 from jup2kub.provenance.remote import ReadRun, crate_dir, write_results_crate
 from jup2kub.run import housekeeping, recovery, remote
@@ -598,9 +599,11 @@ def results(
     output: Path | None = None,
     split: str = "auto",
     timeout: float = 60.0,
+    crate: bool = True,
 ) -> tuple[str, Path]:
     """Write the results notebook of ``run_id``, read from a state directory or from a
-    release's step pods (waiting up to ``timeout`` s for each step to have a ready pod);
+    release's step pods (waiting up to ``timeout`` s for each step to have a ready pod), and
+    (``crate``) the run's RO-Crate in ``OUTPUT-crate/`` beside it (``results_crate_path``);
     returns the run's status and the notebook's path."""
     if (state is None) == (release is None):
         raise UsageError(
@@ -615,8 +618,9 @@ def results(
     else:
         source = state
     status = write_results(nb, pipeline, source, run_id, output)
-    store = StateStore(source) if isinstance(source, Path) else source
-    _results_crate(store, nb, pipeline, run_id, output)
+    if crate:
+        store = StateStore(source) if isinstance(source, Path) else source
+        _results_crate(store, nb, pipeline, run_id, output)
     return status, output
 
 
@@ -631,6 +635,7 @@ def _results_crate(
     """The run's RO-Crate, in ``OUTPUT-crate/`` beside the results notebook."""
     given = dict((source.run_info(run_id) or {}).get("parameters") or {})
     parameters = _effective_parameters(pipeline, given)
+    images = {s: Image(ref, digest) for s, (ref, digest) in getattr(source, "images", {}).items()}
     read = ReadRun(
         run_id,
         pipeline.name,
@@ -640,6 +645,7 @@ def _results_crate(
         [s.name for s in pipeline.steps],
         parameters,
         {s.name: s.environment for s in pipeline.secret_parameters},
+        images,
     )
     with writable("the run's RO-Crate", crate_dir(output), "pass -o in a writable directory"):
         return write_results_crate(source, read)
