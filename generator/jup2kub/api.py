@@ -314,7 +314,8 @@ def run(
     notebook's values) add to ``parameters``; ``output`` also gets the results notebook.
     ``timeout`` bounds the run (seconds: its running steps are killed, it can be resumed);
     ``on_output`` gets each line the cells print (step, line), as they print it (both in
-    either mode)."""
+    either mode). The run's RO-Crate is written in its directory (``RunResult.crate``), also
+    when it failed."""
     if resume is not None:
         _check_run_id(resume, "--resume")
     if output is not None:
