@@ -367,3 +367,47 @@ def test_results_of_a_release_write_a_crate_with_each_step_s_image_digest(
         assert action["startTime"] <= action["endTime"]
     assert graph["notebook.ipynb"]["sha256"] == _sha(nb)
     assert graph["result.ipynb"]["sha256"] == _sha(out)
+
+
+def test_an_interrupted_run_s_crate_says_it_failed(make_notebook: MakeNb, tmp_path: Path) -> None:
+    """SIGTERM while a step runs: the crate is written, failed, naming the signal; the step
+    that completed is there, the one killed is not presented as done."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support.processes import wait_for_file
+
+    nb = make_notebook(
+        [
+            "#| step: first\nx = 1",
+            "#| step: slow\nimport os, pathlib, time\n"
+            "pathlib.Path('pid').write_text(str(os.getpid()))\n"
+            "while True:\n    time.sleep(0.05)\ny = x + 1",
+        ]
+    )
+    work = tmp_path / "wd"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jup2kub.cli", "run", str(nb), "--workdir", str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    wait_for_file(tmp_path / "pid", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    (run_dir,) = (work / "runs").iterdir()
+    checked = validate(run_dir)
+    assert checked.passed, "\n".join(checked.issues)
+    graph = _graph(run_dir / METADATA)
+    run = graph[f"#{run_dir.name}"]
+    assert run["actionStatus"]["@id"] == SCHEMA + "FailedActionStatus"
+    assert run["error"] == "interrupted by SIGTERM"
+    assert graph[f"#{run_dir.name}/first"]["actionStatus"]["@id"] == SCHEMA + (
+        "CompletedActionStatus"
+    )
+    assert graph[f"#{run_dir.name}/slow"]["actionStatus"]["@id"] != SCHEMA + (
+        "CompletedActionStatus"
+    )

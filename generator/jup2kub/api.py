@@ -7,8 +7,10 @@ Calls that need nothing but their module's function are re-exported as they are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +31,13 @@ from jup2kub.cluster.readiness import Readiness
 from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
-from jup2kub.errors import InputError, RunStorageError, UsageError
+from jup2kub.errors import (
+    InputError,
+    Jup2KubError,
+    RunInterrupted,
+    RunStorageError,
+    UsageError,
+)
 from jup2kub.files import writable
 from jup2kub.model.ipython import translate
 from jup2kub.model.learned import Learned, read_learned
@@ -58,6 +66,7 @@ from jup2kub.run.executor import (
 from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import copy_results, redacted_notebook, write_results
 from jup2kub.run.reuse import RunCache
+from jup2kub_runtime.contract.errors import StepRuntimeError
 from jup2kub_runtime.contract.valid_names import check_run_id, secret_parameter_env
 from jup2kub_runtime.storage.state_store import StateStore
 from jup2kub_runtime.storage.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
@@ -364,16 +373,20 @@ def run(
         )
 
     started = datetime.now(timezone.utc)
-    result = attempt(nb, pipeline, resume, [])
-    result = _recover(
-        result,
-        nb,
-        pipeline,
-        attempt,
-        lambda learned: _load(path, split, name, None, learned),
-        resumable=not kafka,
-        warn=warn,
-    )
+    try:
+        result = attempt(nb, pipeline, resume, [])
+        result = _recover(
+            result,
+            nb,
+            pipeline,
+            attempt,
+            lambda learned: _load(path, split, name, None, learned),
+            resumable=not kafka,
+            warn=warn,
+        )
+    except RunInterrupted as exc:
+        _interrupted_crate(exc, nb, pipeline, started)
+        raise
     result.crate = _run_crate(result, nb, pipeline, started)
     if output is not None:
         result.output = copy_results(result.notebook, Path(output))
@@ -386,6 +399,30 @@ def _effective_parameters(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[
     secret = {s.name for s in pipeline.secret_parameters}
     values = {**pipeline.parameters, **pipeline.parameter_expressions, **given}
     return {k: v for k, v in values.items() if k not in secret}
+
+
+def _interrupted_crate(
+    exc: RunInterrupted, nb: Notebook, pipeline: Pipeline, started: datetime
+) -> None:
+    """An interrupted run's crate: failed, saying so, with what its steps had done (a crate
+    that cannot be written must not hide the interruption)."""
+    with contextlib.suppress(OSError, ValueError, Jup2KubError, StepRuntimeError):
+        store = StateStore(Path(exc.workdir))
+        given = dict((store.run_info(exc.run_id) or {}).get("parameters") or {})
+        facts = LocalRun(
+            run_id=exc.run_id,
+            pipeline=pipeline.name,
+            notebook=Path(nb.path),
+            notebook_copy=_notebook_copy(nb, pipeline),
+            steps=[s.name for s in pipeline.steps],
+            parameters=_effective_parameters(pipeline, given),
+            secrets={s.name: s.environment for s in pipeline.secret_parameters},
+            reused=frozenset(),
+            start=started,
+            end=datetime.now(timezone.utc),
+            error=f"interrupted by {signal.Signals(exc.signum).name}",
+        )
+        write_local_crate(store, facts)
 
 
 def _notebook_copy(nb: Notebook, pipeline: Pipeline) -> bytes:

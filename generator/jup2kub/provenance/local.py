@@ -51,7 +51,7 @@ class LocalRun:
     reused: frozenset[str]
     start: datetime
     end: datetime
-    error: str | None = None
+    error: str | None = None  # set: the run failed, whatever its steps say (interrupted)
 
 
 def write_local_crate(store: StateStore, run: LocalRun) -> Path:
@@ -64,7 +64,8 @@ def write_local_crate(store: StateStore, run: LocalRun) -> Path:
     for step in steps:
         step.reused = step.name in run.reused
         step.outputs = _values(store, root, run.run_id, step)
-    status = COMPLETED if all(s.status == COMPLETED for s in steps) else FAILED
+    done = all(s.status == COMPLETED for s in steps) and run.error is None
+    status = COMPLETED if done else FAILED
     facts = RunFacts(
         run_id=run.run_id,
         pipeline=run.pipeline,
