@@ -1,9 +1,9 @@
 """Command line: parses arguments, calls the library API (``jup2kub.api``), prints results.
 
 One module per group of commands (``notebook``: inspect, build, package; ``running``: run;
-``runs``; ``cluster``: deploy, submit, status, results; ``catalog``), over the options they
-share (``options``) and how every command reports errors, signals and warnings
-(``reporting``).
+``runs``; ``cluster``: deploy, submit, status, results; ``catalog``; ``sharing``: keygen, sign,
+verify), over the options they share (``options``) and how every command reports errors,
+signals and warnings (``reporting``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from jup2kub.cli.cluster import deploy, results, status, submit
 from jup2kub.cli.notebook import build, inspect, package
 from jup2kub.cli.running import run
 from jup2kub.cli.runs import runs
+from jup2kub.cli.sharing import keygen, sign, verify
 from jup2kub.version import __version__
 
 __all__ = ["main"]
@@ -33,5 +34,8 @@ def main() -> None:
     atexit.register(gc.freeze)
 
 
-for _command in (inspect, build, package, run, runs, submit, deploy, status, results, catalog):
+for _command in (
+    *(inspect, build, package, run, runs, submit, deploy, status, results, catalog),
+    *(keygen, sign, verify),
+):
     main.add_command(_command)
