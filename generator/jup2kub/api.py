@@ -22,7 +22,7 @@ from jup2kub.catalog.lookup import composition_catalog
 from jup2kub.catalog.records import BuildFacts, observed_types, step_records
 from jup2kub.catalog.records import StepRecord as StepRecord
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
-from jup2kub.chart.package import ProvenanceKey, package_chart
+from jup2kub.chart.package import package_chart
 from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
@@ -697,16 +697,6 @@ def keygen(prefix: Path, password: str) -> keys.KeyFiles:
     return keys.generate(prefix, password)
 
 
-@dataclass(frozen=True)
-class Signed:
-    """What ``sign`` signed: the step images, the packaged chart (with its .prov) and, when
-    pushed, the chart in the registry."""
-
-    images: list[signing.StepImage]
-    tarball: Path
-    chart: Reference | None
-
-
 def sign(
     chart_dir: Path,
     key: Path,
@@ -716,49 +706,17 @@ def sign(
     destination: Path | None = None,
     oci: str | None = None,
     log: Callable[[str], None] = lambda _line: None,
-) -> Signed:
+) -> signing.Signed:
     """Sign the chart's step images by digest, package the chart with Helm's provenance (into
     ``destination``, else where it was last packaged), and push and sign it in the registry
-    (``oci``, else where it was last pushed, if it was).
+    (``oci``, else where it was last pushed, if it was). Refuses what it can before signing
+    anything (no digests, a wrong password); the record in OUT follows each step done."""
 
-    Everything that can be refused is refused first (no digests, a wrong password), so a bad
-    command leaves nothing half-signed; the record in OUT follows each step that succeeded."""
-    where = parse_oci_url(oci) if oci else None
-    images, undigested = signing.step_images(signing.chart_values(chart_dir))
-    signing.require_digests(undigested, str(chart_dir))
-    before = published.load(chart_dir)
-    if where is None and before is not None and before.chart is not None:
-        # pushed as HOST/PATH/NAME:VERSION: push again under HOST/PATH
-        where = Reference(before.chart.registry, before.chart.repository.rpartition("/")[0])
-    keys.check_cosign_password(key, password)
-    secring = keyring or keys.beside(key, ".secring.gpg")
-    provenance = ProvenanceKey(secring, keys.keyring_uid(secring), password)
-    dest = destination or (before.tarball.parent if before is not None else None)
-    tgz = package_chart(chart_dir, dest, sign=provenance)
-    published.record(chart_dir, tgz, None)
-    log(f"signed chart {tgz} (provenance {tgz.name}.prov)")
-    signing.sign_images(images, key, password, log)
-    chart = _push_signed(chart_dir, tgz, where, key, password) if where else None
-    if chart is not None:
-        log(f"pushed and signed chart oci://{chart}")
-    return Signed(images, tgz, chart)
+    def package_signed(dest: Path | None, key: keys.ProvenanceKey) -> Path:
+        return package_chart(chart_dir, dest, sign=key)
 
-
-def _push_signed(
-    chart_dir: Path, tgz: Path, where: Reference, key: Path, password: str
-) -> Reference:
-    """Push the signed tarball (helm carries its .prov along) and sign the pushed digest."""
-    try:
-        chart = oci_charts.push_chart(tgz, where)
-        signing.cosign_sign(chart.by_digest(), key, password)
-    except InputError as exc:
-        exc.hint = (
-            f"the images and {tgz.name} are signed, the chart in the registry is not: "
-            f"once the registry is fixed, run again with --oci oci://{where.name}"
-        )
-        raise
-    published.record(chart_dir, tgz, chart)
-    return chart
+    request = signing.SignRequest(chart_dir, key, password, keyring, destination, oci)
+    return signing.sign_built(request, package_signed, log)
 
 
 def verify(

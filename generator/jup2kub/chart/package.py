@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,10 @@ import yaml
 
 from jup2kub.errors import InputError, UsageError
 from jup2kub.helm import run_helm
-from jup2kub.oci.keys import wrong_password
+from jup2kub.oci.keys import ProvenanceKey, wrong_password
 
 #: helm's words when the OpenPGP key's passphrase is wrong (its openpgp library's)
 _WRONG_PASSPHRASE = ("private key checksum failure", "decryption failed", "incorrect key")
-
-
-@dataclass(frozen=True)
-class ProvenanceKey:
-    """The OpenPGP key ``helm package --sign`` signs with: the user id in ``keyring`` (a binary
-    secret keyring) and its passphrase (handed to helm on stdin)."""
-
-    keyring: Path
-    uid: str
-    passphrase: str = field(default="", repr=False)  # never in a traceback or a log
 
 
 def package_chart(

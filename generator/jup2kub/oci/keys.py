@@ -16,7 +16,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jup2kub.errors import InputError, UsageError
@@ -52,6 +52,16 @@ class KeyFiles:
 
     def all(self) -> tuple[Path, ...]:
         return (self.key, self.pub, self.secring, self.pubring)
+
+
+@dataclass(frozen=True)
+class ProvenanceKey:
+    """The OpenPGP key ``helm package --sign`` signs with: the user id in ``keyring`` (a binary
+    secret keyring) and its passphrase (handed to helm on stdin)."""
+
+    keyring: Path
+    uid: str
+    passphrase: str = field(default="", repr=False)  # never in a traceback or a log
 
 
 def beside(key: Path, suffix: str) -> Path:

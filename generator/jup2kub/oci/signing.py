@@ -22,8 +22,15 @@ import yaml
 from jup2kub.errors import InputError, RegistryError, SignatureError, UsageError
 from jup2kub.helm import find_helm
 from jup2kub.oci import published, tools
-from jup2kub.oci.keys import PASSWORD_ENV, beside
-from jup2kub.oci.references import Reference, parse
+from jup2kub.oci.charts import push_chart
+from jup2kub.oci.keys import (
+    PASSWORD_ENV,
+    ProvenanceKey,
+    beside,
+    check_cosign_password,
+    keyring_uid,
+)
+from jup2kub.oci.references import Reference, parse, parse_oci_url
 
 Log = Callable[[str], None]
 
@@ -285,3 +292,75 @@ def verify_built(chart_dir: Path, pub: Path, pubring: Path, log: Log) -> None:
             else:
                 log(f"verified chart oci://{record.chart}")
     failures.raise_any(str(chart_dir))
+
+
+# -- signing a chart directory (jup2kub sign OUT) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """``jup2kub sign``'s inputs; the password is left out of its repr."""
+
+    chart_dir: Path
+    key: Path  # cosign private key
+    password: str = field(repr=False)
+    keyring: Path | None = None  # OpenPGP secret keyring [default: PREFIX.secring.gpg]
+    destination: Path | None = None  # for the .tgz [default: where it was last packaged]
+    oci: str | None = None  # oci://HOST/PATH [default: where it was last pushed, if it was]
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What ``sign`` signed: the step images, the packaged chart (with its .prov) and, when
+    pushed, the chart in the registry."""
+
+    images: list[StepImage]
+    tarball: Path
+    chart: Reference | None
+
+
+#: the chart package step, given by the caller (packaging is the chart layer's): writes the
+#: signed .tgz and its .prov into the directory (None: the current one), returns the .tgz
+PackageSigned = Callable[[Path | None, ProvenanceKey], Path]
+
+
+def sign_built(request: SignRequest, package: PackageSigned, log: Log) -> Signed:
+    """Refuse what can be refused before anything is signed (no digests, a wrong password for
+    either key), then: package with provenance, sign the images, push and sign the chart. The
+    record in OUT follows each step that succeeded; a failure says what was done."""
+    chart_dir = request.chart_dir
+    where = parse_oci_url(request.oci) if request.oci else None
+    images, undigested = step_images(chart_values(chart_dir))
+    require_digests(undigested, str(chart_dir))
+    before = published.load(chart_dir)
+    if where is None and before is not None and before.chart is not None:
+        # pushed as HOST/PATH/NAME:VERSION: push again under HOST/PATH
+        where = Reference(before.chart.registry, before.chart.repository.rpartition("/")[0])
+    check_cosign_password(request.key, request.password)
+    secring = request.keyring or beside(request.key, ".secring.gpg")
+    provenance = ProvenanceKey(secring, keyring_uid(secring), request.password)
+    dest = request.destination or (before.tarball.parent if before is not None else None)
+    tgz = package(dest, provenance)  # a wrong OpenPGP password fails here, nothing written
+    published.record(chart_dir, tgz, None)
+    log(f"signed chart {tgz} (provenance {tgz.name}.prov)")
+    sign_images(images, request.key, request.password, log)
+    chart = _push_signed(request, tgz, where) if where is not None else None
+    if chart is not None:
+        log(f"pushed and signed chart oci://{chart}")
+    return Signed(images, tgz, chart)
+
+
+def _push_signed(request: SignRequest, tgz: Path, where: Reference) -> Reference:
+    """Push the signed tarball (helm carries its .prov along as a layer) and sign the digest
+    the registry gave it; recorded only when both are done."""
+    try:
+        chart = push_chart(tgz, where)
+        cosign_sign(chart.by_digest(), request.key, request.password)
+    except InputError as exc:
+        exc.hint = (
+            f"the images and {tgz.name} are signed, the chart in the registry is not: once the "
+            f"registry is fixed, run again with --oci oci://{where.name}"
+        )
+        raise
+    published.record(request.chart_dir, tgz, chart)
+    return chart
