@@ -8,12 +8,17 @@ as `build --push` would."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pty
+import select
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from jup2kub import api
 from jup2kub.errors import SignatureError
 from jup2kub.oci.charts import pull_chart
 from jup2kub.oci.published import RECORD, record
@@ -75,7 +81,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield reg
 
 
-def push_image(registry: str, repository: str, content: str, work: Path) -> str:
+def push_image(
+    registry: str, repository: str, content: str, work: Path, env: dict[str, str] | None = None
+) -> str:
     """A tiny OCI image (image config + one layer) pushed with oras; its manifest digest."""
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.json"
@@ -95,6 +103,7 @@ def push_image(registry: str, repository: str, content: str, work: Path) -> str:
         text=True,
         check=True,
         cwd=work,
+        env={**os.environ, **(env or {})},
     )
     return str(json.loads(done.stdout)["digest"])
 
@@ -134,7 +143,9 @@ def other_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _build_chart(out: Path) -> Path:
-    _ok(jup2kub("build", NOTEBOOK, "-o", out, "--no-images", "--name", "sigdemo"))
+    # its own catalog: module fixtures run outside conftest's per-test private catalog
+    catalog = {"JUP2KUB_CATALOG": str(out.parent / "catalog.db")}
+    _ok(_run("build", NOTEBOOK, "-o", out, "--no-images", "--name", "sigdemo", **catalog))
     return out
 
 
@@ -446,7 +457,8 @@ def test_deploy_verify_checks_a_pulled_chart(
     tgz, pulled = pull_chart(Reference(host, repository), "0.1.0", tmp_path)
     assert pulled.digest == digest
     said: list[str] = []
-    verify_chart(tgz, pulled, Path(f"{keys}.pub"), log=said.append)
+    # as deploy_from_registry calls it
+    api.verify_pulled_chart(Path(f"{keys}.pub"), log=said.append)(tgz, pulled)
     assert said[0] == f"verified chart {pulled}" and len(said) == 4
     with pytest.raises(SignatureError) as refused:
         verify_chart(tgz, pulled, Path(f"{other_keys}.pub"))
@@ -455,3 +467,75 @@ def test_deploy_verify_checks_a_pulled_chart(
     other = Reference(host, repository, "0.1.0", "sha256:" + "1" * 64)
     with pytest.raises(SignatureError, match=r"chart .*sha256:1111"):
         verify_chart(tgz, other, Path(f"{keys}.pub"))
+
+
+def _on_a_terminal(args: list[str], answers: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``jup2kub ARGS`` on a pseudo-terminal, typing each answer at each password prompt;
+    its exit code and everything it showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: jup2kub, its terminal the pty
+        os.execve(sys.executable, [sys.executable, "-m", "jup2kub.cli", *args], env)
+    shown, typed = b"", 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        prompts = shown.count(b"Password for the new keys:") + shown.count(b"Repeat for")
+        while typed < min(prompts, len(answers)):
+            os.write(fd, answers[typed].encode() + b"\n")
+            typed += 1
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_keygen_asks_twice_on_a_terminal(unsigned_chart: Path, tmp_path: Path) -> None:
+    typed = "typed-on-the-terminal"
+    env = _env(password=None)
+    code, shown = _on_a_terminal(["keygen", str(tmp_path / "tty")], [typed, typed], env)
+    assert code == 0, shown
+    assert "Repeat for confirmation" in shown and typed not in shown  # asked twice, not echoed
+    # the keys are protected by what was typed: it opens them, another password does not
+    chart = tmp_path / "out"
+    shutil.copytree(unsigned_chart, chart)
+    sign = ("sign", chart, "--key", f"{tmp_path / 'tty'}.key", "-d", tmp_path / "dist")
+    _refused(_run(*sign, password="not it"), "wrong password")
+    _ok(_run(*sign, password=typed))
+    # two different answers: asked again, until both agree
+    answers = ["first", "typo", "second", "second"]
+    code, shown = _on_a_terminal(["keygen", str(tmp_path / "again")], answers, env)
+    assert code == 0 and "do not match" in shown, shown
+    _ok(_run("sign", chart, "--key", f"{tmp_path / 'again'}.key", password="second"))
+
+
+def test_a_registry_that_asks_for_credentials(keys: Path, tmp_path: Path) -> None:
+    with running_registry(tmp_path / "auth", user="alice") as reg:
+        assert reg.password is not None
+        config = tmp_path / "docker-config"
+        config.mkdir()
+        auth = base64.b64encode(f"{reg.user}:{reg.password}".encode()).decode()
+        (config / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+        logged_in = {"DOCKER_CONFIG": str(config)}
+        digest = push_image(reg.host, "j2k/one", "private", tmp_path / "img", env=logged_in)
+        chart = _build_chart(tmp_path / "out")
+        point_at(chart, f"{reg.host}/j2k", {s: ("one", digest) for s in STEP_IMAGES})
+        sign = ("sign", chart, "--key", f"{keys}.key", "-d", tmp_path / "dist")
+        empty = tmp_path / "no-login"
+        empty.mkdir()
+        _refused(
+            _run(*sign, DOCKER_CONFIG=str(empty)),
+            "the registry asks for credentials",
+            f"docker login {reg.host}",
+            "images NOT signed",
+        )
+        # logged in the Docker way (what cosign and helm read), it signs and verifies
+        _ok(_run(*sign, **logged_in))
+        _ok(_run("verify", chart, "--key", f"{keys}.pub", password=None, **logged_in))
