@@ -308,10 +308,16 @@ def test_an_unsigned_image_put_into_the_chart_is_named(
     point_at(copy, f"{registry.host}/j2k", {"cell-4": ("late", late)})
     err = _refused(
         _run("verify", copy, "--key", f"{keys}.pub", password=None),
-        "1 signature check failed",
+        "2 signature checks failed",
         f"image {registry.host}/j2k/late@{late} (step cell-4): not signed",
+        "OUT is not the chart that was signed",  # the signed package names another image
+        "values.yaml differ",
     )
     assert digests["three"] not in err  # no longer named by the chart
+    # signed again (its own package and place in the registry), all holds
+    elsewhere = ("-d", tmp_path / "dist", "--oci", f"oci://{registry.host}/resigned")
+    _ok(_run("sign", copy, "--key", f"{keys}.key", *elsewhere))
+    _ok(_run("verify", copy, "--key", f"{keys}.pub", password=None))
 
 
 def test_a_tampered_tarball_fails_its_provenance(

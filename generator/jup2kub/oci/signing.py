@@ -280,7 +280,7 @@ def verify_built(chart_dir: Path, pub: Path, pubring: Path, log: Log) -> None:
     if record is None:
         failures.add("chart", "never packaged, so not signed (jup2kub sign OUT --key KEY)")
     else:
-        why = provenance_problem(record.tarball, pubring)
+        why = provenance_problem(record.tarball, pubring) or _rebuilt_since(chart_dir)
         if why:
             failures.add(f"chart {record.tarball}", why)
         else:
@@ -292,6 +292,16 @@ def verify_built(chart_dir: Path, pub: Path, pubring: Path, log: Log) -> None:
             else:
                 log(f"verified chart oci://{record.chart}")
     failures.raise_any(str(chart_dir))
+
+
+def _rebuilt_since(chart_dir: Path) -> str | None:
+    """Why OUT is not what was signed (its tarball holds, so OUT was rebuilt since), or None:
+    what ``package`` refuses as a stale record is a failed check here."""
+    try:
+        published.load(chart_dir)
+    except UsageError as exc:
+        return f"OUT is not the chart that was signed: {exc.what}"
+    return None
 
 
 # -- signing a chart directory (jup2kub sign OUT) -------------------------------------------
@@ -332,7 +342,7 @@ def sign_built(request: SignRequest, package: PackageSigned, log: Log) -> Signed
     where = parse_oci_url(request.oci) if request.oci else None
     images, undigested = step_images(chart_values(chart_dir))
     require_digests(undigested, str(chart_dir))
-    before = published.load(chart_dir)
+    before = published.load(chart_dir, unchanged=False)  # where it went: packaged anew here
     if where is None and before is not None and before.chart is not None:
         # pushed as HOST/PATH/NAME:VERSION: push again under HOST/PATH
         where = Reference(before.chart.registry, before.chart.repository.rpartition("/")[0])
