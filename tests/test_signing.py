@@ -200,6 +200,9 @@ def test_keygen_makes_both_key_pairs_and_never_overwrites(keys: Path) -> None:
     # no password in the environment and no terminal to ask on: a usage error, no files
     _refused(_run("keygen", keys.parent / "nopw", password=None), "COSIGN_PASSWORD")
     assert not list(keys.parent.glob("nopw*"))
+    # a PREFIX where no file can be written
+    (keys.parent / "a-file").write_text("")
+    _refused(_run("keygen", keys.parent / "a-file" / "k"), "cannot write the keys")
     # the OpenPGP pair is one helm reads: a secret key protected by the password, and its
     # public half (gpg lists one key, no user keyring touched)
     home = keys.parent / "gnupg"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jup2kub.errors import InputError, UsageError
+from jup2kub.files import writable
 from jup2kub.oci import tools
 
 #: cosign's own variable for its key's password; Jup2Kub reads the same one for both key pairs
@@ -82,6 +84,12 @@ def generate(prefix: Path, password: str) -> KeyFiles:
         )
     if not password:
         raise UsageError("the key password is empty", hint=f"set {PASSWORD_ENV} or type one")
+    with writable("the keys", files.key.parent, "choose a PREFIX in a directory you can write"):
+        _generate_in(files, password)
+    return files
+
+
+def _generate_in(files: KeyFiles, password: str) -> None:
     directory = files.key.parent
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".jup2kub-keygen-", dir=directory) as scratch:
@@ -91,12 +99,11 @@ def generate(prefix: Path, password: str) -> KeyFiles:
             ["generate-key-pair", "--output-key-prefix", str(Path(scratch) / "key")],
             env={PASSWORD_ENV: password},
         )
-        secret, public = _openpgp_pair(prefix.name, password)
+        secret, public = _openpgp_pair(files.key.stem, password)
         _write(made.secring, secret, 0o600)
         _write(made.pubring, public, 0o644)
         made.key.chmod(0o600)
         _link_all(made, files)
-    return files
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -139,13 +146,15 @@ def private_gnupg_home() -> Iterator[Path]:
         os.chmod(home, 0o700)
         try:
             yield Path(home)
-        finally:
-            subprocess.run(
-                ["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
-                capture_output=True,
-                check=False,
-                env=_gpg_env(Path(home)),
-            )
+        finally:  # gpg started an agent for this home: stop it before the home goes
+            gpgconf = shutil.which("gpgconf")
+            if gpgconf:
+                subprocess.run(
+                    [gpgconf, "--homedir", home, "--kill", "gpg-agent"],
+                    capture_output=True,
+                    check=False,
+                    env=_gpg_env(Path(home)),
+                )
 
 
 def _gpg_env(home: Path) -> Mapping[str, str]:
