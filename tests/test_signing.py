@@ -143,9 +143,7 @@ def other_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _build_chart(out: Path) -> Path:
-    # its own catalog: module fixtures run outside conftest's per-test private catalog
-    catalog = {"JUP2KUB_CATALOG": str(out.parent / "catalog.db")}
-    _ok(_run("build", NOTEBOOK, "-o", out, "--no-images", "--name", "sigdemo", **catalog))
+    _ok(_run("build", NOTEBOOK, "-o", out, "--no-images", "--name", "sigdemo"))
     return out
 
 
