@@ -245,6 +245,7 @@ def test_sign_then_verify(
     assert f"verified chart {tgz} (sigdemo-0.1.0.tgz.prov)" in lines
     assert f"verified chart oci://{chart_ref}" in lines
     assert lines[-1] == "all signatures hold"
+    _refused(_run("verify", chart, "--key", f"{keys}.key"), "is not a public key")
 
 
 def test_the_pushed_chart_is_verifiable_by_cosign_and_helm(

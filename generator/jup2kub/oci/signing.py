@@ -269,8 +269,7 @@ def verify_chart(
 def verify_built(chart_dir: Path, pub: Path, pubring: Path, log: Log) -> None:
     """``jup2kub verify OUT``: the step images named by OUT's values, the tarball its record
     names (with its .prov) and, when pushed, the chart in the registry."""
-    if not pub.is_file():
-        raise UsageError(f"no public key {pub}", hint="pass the PREFIX.pub of `jup2kub keygen`")
+    _require_public_key(pub)
     failures = Failures()
     images, undigested = step_images(chart_values(chart_dir))
     for step in undigested:
@@ -292,6 +291,20 @@ def verify_built(chart_dir: Path, pub: Path, pubring: Path, log: Log) -> None:
             else:
                 log(f"verified chart oci://{record.chart}")
     failures.raise_any(str(chart_dir))
+
+
+def _require_public_key(pub: Path) -> None:
+    """Verifying takes the public half: a private key (or no file) is refused up front rather
+    than failing every check the same way."""
+    try:
+        text = pub.read_text(errors="replace")
+    except OSError:
+        text = None
+    if text is None or "PRIVATE KEY" in text:
+        raise UsageError(
+            f"{pub} is not a public key" if text is not None else f"no public key {pub}",
+            hint="pass the PREFIX.pub of `jup2kub keygen` (PREFIX.key is the private half)",
+        )
 
 
 def _rebuilt_since(chart_dir: Path) -> str | None:
