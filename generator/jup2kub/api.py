@@ -66,11 +66,16 @@ from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import copy_results, redacted_notebook, write_results
 from jup2kub.run.reuse import RunCache
 from jup2kub.sharing import (
+    SIGNING_PASSWORD_ENV,
     Packaged,
     deploy_from_registry,
     export_bundle,
     import_bundle,
+    keygen,
     package,
+    sign,
+    verify,
+    verify_pulled_chart,
 )
 from jup2kub_runtime.contract.errors import StepRuntimeError
 from jup2kub_runtime.contract.valid_names import check_run_id, secret_parameter_env
@@ -115,6 +120,7 @@ __all__ = [
     "DONE",
     "FAILED",
     "RUNNING",
+    "SIGNING_PASSWORD_ENV",
     "SPLIT_MODES",
     "STORAGE_MODES",
     "ChartOptions",
@@ -144,6 +150,7 @@ __all__ = [
     "import_bundle",
     "infer_type",
     "inspect_notebook",
+    "keygen",
     "open_build_catalog",
     "open_catalog",
     "package",
@@ -153,9 +160,12 @@ __all__ = [
     "results_crate_path",
     "run",
     "run_states",
+    "sign",
     "submit",
     "to_mermaid",
     "value_label",
+    "verify",
+    "verify_pulled_chart",
     "watch_status",
     "write_graph",
 ]

@@ -84,9 +84,17 @@ def run(
             hint="check that the registry is reachable and responsive",
         ) from exc
     if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip()
+        message = _without_warnings(result.stderr or result.stdout)
         raise failure(f"{tool.name} {args[0]}", message, registry)
     return result.stdout
+
+
+def _without_warnings(output: str) -> str:
+    """The tool's error without its warnings: cosign verify warns that it could not reach the
+    public Sigstore TUF mirror ("no such host") even when the registry answered, and that must
+    not read as the registry being unreachable."""
+    lines = [line for line in output.strip().splitlines() if not line.startswith("WARNING:")]
+    return "\n".join(lines).strip() or output.strip()
 
 
 _UNREACHABLE = (
