@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,22 @@ def test_crate_write_benchmark_smoke() -> None:
     res = json.loads(proc.stdout)
     assert res["write_crate_s"]["n"] == 1 and 0 < res["write_crate_s"]["median"] < 30
     assert res["import_rocrate_s"]["n"] == 3
+
+
+def test_sharing_benchmark_smoke(tmp_path: Path) -> None:
+    """Issue 31's row: build --push with/without SBOMs, package/sign/verify, run with/without
+    its crate, against a real registry (one round)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.sharing", "--repeat", "1", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+        env={**os.environ, "JUP2KUB_CATALOG": str(tmp_path / "catalog.db")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "sharing.json").read_text())
+    assert res["build_push_s"]["with"]["n"] == res["build_push_s"]["without"]["n"] == 1
+    assert {"package", "sign", "verify"} <= set(res["signing_s"])
+    assert res["run_s"]["with"]["median"] > 0 and res["run_s"]["without"]["median"] > 0
