@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from jup2kub.errors import UsageError
+from jup2kub.files import file_sha256
 from jup2kub.oci.charts import pull_chart
-from jup2kub.oci.published import RECORD, file_sha256
+from jup2kub.oci.published import RECORD
 from jup2kub.oci.references import Reference
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.registry import Registry, running_registry

@@ -15,8 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.setup_scripts import exported
+
 REPO = Path(__file__).resolve().parents[2]
-SETUP_SCRIPT = REPO / "tests" / "setup.d" / "35-roc-validator.sh"
 CONTEXTS = REPO / "tests" / "data" / "jsonld-contexts"
 RUNNER = Path(__file__).with_name("validate_crate_offline.py")
 #: the context documents a Jup2Kub crate names, by URL
@@ -30,22 +31,7 @@ PROFILE = "provenance-run-crate"
 
 def validator_python() -> str:
     """The validator venv's python, running the setup script if the environment lacks it."""
-    python = os.environ.get("J2K_ROC_VALIDATOR_PYTHON")
-    if not python or not Path(python).exists():
-        out = subprocess.run(
-            [
-                "bash",
-                "-c",
-                f'set -euo pipefail; source "{SETUP_SCRIPT}"; echo "$J2K_ROC_VALIDATOR_PYTHON"',
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        python = out.stdout.strip().splitlines()[-1]
-        os.environ["J2K_ROC_VALIDATOR_PYTHON"] = python
-    return python
+    return exported("35-roc-validator.sh", "J2K_ROC_VALIDATOR_PYTHON", timeout=900)
 
 
 @dataclass

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
 import docker
 
-SETUP = Path(__file__).resolve().parents[2] / "tests" / "setup.d" / "40-docker.sh"
+from tests.support.setup_scripts import exported
 
 
 def base_image() -> str:
@@ -21,13 +19,5 @@ def base_image() -> str:
             return name
     except docker.errors.DockerException:
         pass
-    out = subprocess.run(
-        ["bash", "-c", f'set -euo pipefail; source "{SETUP}"; echo "$J2K_BASE_IMAGE"'],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    name = out.stdout.strip().splitlines()[-1]
-    os.environ["J2K_BASE_IMAGE"] = name
-    return name
+    os.environ.pop("J2K_BASE_IMAGE", None)
+    return exported("40-docker.sh", "J2K_BASE_IMAGE")

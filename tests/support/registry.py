@@ -5,7 +5,6 @@ htpasswd authentication; stopped by its pid."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -20,9 +19,7 @@ from typing import Any
 import bcrypt
 
 from tests.support.prometheus_server import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-SETUP = REPO / "tests" / "setup.d" / "35-oci-tools.sh"
+from tests.support.setup_scripts import exported
 
 #: what OCI clients ask a registry's manifests for (image manifests and indexes, OCI and Docker)
 MANIFEST_TYPES = ", ".join(
@@ -38,20 +35,10 @@ MANIFEST_TYPES = ", ".join(
 def tool(variable: str) -> str:
     """``J2K_REGISTRY``, ``J2K_ORAS`` or ``J2K_COSIGN``: from the environment, else what the
     setup script builds (cached after the first time)."""
-    configured = os.environ.get(variable)
-    if configured and os.access(configured, os.X_OK):
-        return configured
-    proc = subprocess.run(
-        ["bash", "-c", f'set -euo pipefail; source "{SETUP}"; printf %s "${variable}"'],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    if proc.returncode != 0 or not proc.stdout:
-        raise RuntimeError(f"{SETUP.name} failed:\n{proc.stderr[-3000:]}")
-    os.environ[variable] = proc.stdout
-    return proc.stdout
+    found = exported("35-oci-tools.sh", variable)
+    if not found:
+        raise RuntimeError(f"35-oci-tools.sh exported no {variable}")
+    return found
 
 
 @dataclass(frozen=True)

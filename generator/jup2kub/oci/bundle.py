@@ -11,7 +11,6 @@ the tar.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jup2kub.errors import InputError, RegistryError, UsageError
+from jup2kub.files import file_sha256
 from jup2kub.oci import tools
 from jup2kub.oci.references import Reference
 
@@ -138,21 +138,13 @@ def check_blobs(layout: Path, bundle: Path) -> None:
     """Every blob's content hashes to its name: a damaged or altered bundle is refused before
     anything is pushed."""
     for blob in sorted((layout / "blobs" / "sha256").glob("*")):
-        if _sha256(blob) != blob.name:
+        if file_sha256(blob) != blob.name:
             raise UsageError(
                 f"the bundle is damaged or was altered: blob sha256:{blob.name} does not match "
                 "its content (digest mismatch)",
                 where=str(bundle),
                 hint="export it again from the source registry",
             )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _entries(index: dict[str, Any]) -> Iterator[Entry]:

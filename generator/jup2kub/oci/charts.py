@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from jup2kub.errors import InputError, UsageError
 from jup2kub.helm import find_helm
+from jup2kub.oci.chart_files import chart_meta
 from jup2kub.oci.references import OCI_SCHEME, Reference, parse
 from jup2kub.oci.tools import failure
 
@@ -32,26 +30,6 @@ def _helm(args: list[str], registry: str) -> str:
 
 def _plain(where: Reference) -> list[str]:
     return ["--plain-http"] if where.plain_http else []
-
-
-def chart_meta(tgz: Path) -> tuple[str, str]:
-    """A packaged chart's name and version (its Chart.yaml)."""
-    try:
-        with tarfile.open(tgz, "r:gz") as tar:
-            member = next(
-                m
-                for m in tar.getmembers()
-                if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml")
-            )
-            handle = tar.extractfile(member)
-            meta = yaml.safe_load(handle.read() if handle else b"")
-    except (OSError, tarfile.TarError, StopIteration, yaml.YAMLError) as exc:
-        raise UsageError(
-            "not a packaged Helm chart (no readable Chart.yaml inside)",
-            where=str(tgz),
-            hint="pass a .tgz written by `jup2kub package` or `helm package`",
-        ) from exc
-    return str(meta["name"]), str(meta["version"])
 
 
 def push_chart(tgz: Path, where: Reference) -> Reference:

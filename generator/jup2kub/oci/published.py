@@ -6,7 +6,6 @@ signed: the record holds the tarball's sha256."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 
 from jup2kub.errors import UsageError
-from jup2kub.files import atomic_write_text
+from jup2kub.files import atomic_write_text, file_sha256
 from jup2kub.oci.references import Reference, parse
 
 RECORD = ".jup2kub-published.json"
@@ -34,14 +33,6 @@ class Published:
             "sha256": self.sha256,
             "chart": str(self.chart) if self.chart else None,
         }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def record(chart_dir: Path, tarball: Path, chart: Reference | None) -> Published:

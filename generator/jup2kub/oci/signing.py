@@ -9,19 +9,21 @@ checks everything and reports every failure at once, so one run says all that is
 
 from __future__ import annotations
 
-import io
 import subprocess
-import tarfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from jup2kub.errors import InputError, RegistryError, SignatureError, UsageError
 from jup2kub.helm import find_helm
 from jup2kub.oci import published, tools
+from jup2kub.oci.chart_files import (
+    StepImage,
+    chart_values,
+    require_digests,
+    step_images,
+    tarball_values,
+)
 from jup2kub.oci.charts import push_chart
 from jup2kub.oci.keys import (
     PASSWORD_ENV,
@@ -30,24 +32,13 @@ from jup2kub.oci.keys import (
     check_cosign_password,
     keyring_uid,
 )
-from jup2kub.oci.references import Reference, parse, parse_oci_url
+from jup2kub.oci.references import Reference, parse_oci_url
 
 Log = Callable[[str], None]
 
 _NOT_SIGNED = "no signatures found"
 _OTHER_KEY = "no matching signatures"
 _MISSING_ARTIFACT = "no such artifact"
-
-
-@dataclass(frozen=True)
-class StepImage:
-    """One image of the chart (by digest) and the steps that run it."""
-
-    ref: Reference
-    steps: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return f"{self.ref} (step{'s' if len(self.steps) > 1 else ''} {', '.join(self.steps)})"
 
 
 @dataclass
@@ -69,69 +60,6 @@ class Failures:
                 hint="sign again with the key you verify with (jup2kub sign), or find out who "
                 "changed what is named above",
             )
-
-
-# -- the images a chart names -------------------------------------------------------------
-
-
-def chart_values(chart_dir: Path) -> dict[str, Any]:
-    """A chart directory's values.yaml."""
-    try:
-        values = yaml.safe_load((chart_dir / "values.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(
-            "not a chart built by jup2kub (no readable values.yaml)",
-            where=str(chart_dir),
-            hint="pass the OUT directory of `jup2kub build`",
-        ) from exc
-    return values if isinstance(values, dict) else {}
-
-
-def tarball_values(tgz: Path) -> dict[str, Any]:
-    """A packaged chart's top-level values.yaml."""
-    try:
-        with tarfile.open(tgz, "r:gz") as tar:
-            member = next(
-                m
-                for m in tar.getmembers()
-                if m.name.count("/") == 1 and m.name.endswith("/values.yaml")
-            )
-            handle = tar.extractfile(member)
-            values = yaml.safe_load(io.BytesIO(handle.read() if handle else b""))
-    except (OSError, tarfile.TarError, StopIteration, yaml.YAMLError) as exc:
-        raise UsageError("not a packaged chart with values.yaml", where=str(tgz)) from exc
-    return values if isinstance(values, dict) else {}
-
-
-def step_images(values: Mapping[str, Any]) -> tuple[list[StepImage], list[str]]:
-    """The chart's step images by digest, each once (steps may share one), composed as the
-    templates compose them; and the steps whose image has no digest (never pushed)."""
-    registry = str((values.get("image") or {}).get("registry") or "").rstrip("/")
-    by_ref: dict[Reference, list[str]] = {}
-    undigested: list[str] = []
-    for step, spec in sorted((values.get("steps") or {}).items()):
-        image = (spec or {}).get("image") or {}
-        digest = image.get("digest")
-        repository = str(image.get("repository") or "")
-        if not digest or not repository:
-            undigested.append(step)
-            continue
-        name = f"{registry}/{repository}" if registry else repository
-        ref = parse(f"{name}@{digest}", what=f"image of step {step}")
-        by_ref.setdefault(ref.by_digest(), []).append(step)
-    return [StepImage(ref, tuple(steps)) for ref, steps in by_ref.items()], undigested
-
-
-def require_digests(undigested: Sequence[str], where: str) -> None:
-    """Only pushed images (with a registry digest) can be signed."""
-    if undigested:
-        raise UsageError(
-            f"the images of step{'s' if len(undigested) > 1 else ''} {', '.join(undigested)} "
-            "have no digest: they were not pushed to a registry",
-            where=where,
-            hint="build with --push first: jup2kub build NOTEBOOK -o OUT --image-registry "
-            "HOST/NAMESPACE --push",
-        )
 
 
 # -- cosign ---------------------------------------------------------------------------------

@@ -10,47 +10,28 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from jup2kub.errors import UsageError
-from jup2kub.oci import bundle, published
+from jup2kub.oci import bundle, chart_files, published
+from jup2kub.oci.chart_files import chart_values, require_digests
 from jup2kub.oci.references import Reference, parse
 
 Say = Callable[[str], None]
 
 
-def step_images(chart_dir: Path) -> dict[str, Reference]:
-    """step -> its image pinned by digest, from the chart's values (as its templates compose
-    it); a step without a digest is refused: it was never pushed."""
-    values = _values(chart_dir)
-    registry = str((values.get("image") or {}).get("registry") or "").rstrip("/")
-    images: dict[str, Reference] = {}
-    for step, spec in sorted((values.get("steps") or {}).items()):
-        image = (spec or {}).get("image") or {}
-        if not image.get("digest") or not registry:
-            raise UsageError(
-                f"step {step}'s image has no registry digest",
-                where=str(chart_dir / "values.yaml"),
-                hint="build and push the images first: jup2kub build NOTEBOOK -o OUT "
-                "--image-registry HOST/NS --push",
-            )
-        ref = parse(f"{registry}/{image['repository']}", what=f"step {step}'s image")
-        images[step] = Reference(ref.registry, ref.repository, image.get("tag"), image["digest"])
-    return images
-
-
-def _values(chart_dir: Path) -> dict[str, Any]:
-    try:
-        values = yaml.safe_load((chart_dir / "values.yaml").read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(
-            "not a chart directory of `jup2kub build` (no readable values.yaml)",
-            where=str(chart_dir),
-            hint="pass the OUT directory of `jup2kub build`",
-        ) from exc
-    return values if isinstance(values, dict) else {}
+def step_images(chart_dir: Path) -> list[Reference]:
+    """The chart's step images, each once, by digest and with their tag; refused when one was
+    never pushed."""
+    values = chart_values(chart_dir)
+    images, undigested = chart_files.step_images(values)
+    require_digests(undigested, str(chart_dir / "values.yaml"))
+    steps = values.get("steps") or {}
+    return [
+        Reference(
+            i.ref.registry, i.ref.repository, steps[i.steps[0]]["image"].get("tag"), i.ref.digest
+        )
+        for i in images
+    ]
 
 
 def _relative(ref: Reference, registry: str) -> str:
@@ -73,10 +54,9 @@ def export(chart_dir: Path, target: Path, say: Say) -> list[bundle.Entry]:
             where=str(chart_dir),
             hint="push it first: jup2kub package OUT --oci oci://HOST/PATH",
         )
-    registry = str(_values(chart_dir).get("image", {}).get("registry") or "")
+    registry = str(chart_values(chart_dir).get("image", {}).get("registry") or "")
     sources = [("chart", record.chart, record.chart.repository)]
-    unique = {str(r): r for r in step_images(chart_dir).values()}
-    for i, ref in enumerate(unique.values()):
+    for i, ref in enumerate(step_images(chart_dir)):
         sources.append((f"image-{i}", ref, _relative(ref, registry)))
     with tempfile.TemporaryDirectory(prefix="jup2kub-export-") as scratch:
         layout = Path(scratch)

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from jup2kub.files import file_sha256
+
 #: a step's or a run's state in the crate (schema.org's ActionStatusType)
 COMPLETED, FAILED = "CompletedActionStatus", "FailedActionStatus"
 
@@ -80,20 +82,11 @@ class RunFacts:
     source: OutputFile | None = None
 
 
-def sha256_file(path: Path) -> str:
-    """The file's sha256 (hex), read in chunks: value files may be large."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def output_file(root: Path, path: Path, name: str = "", media_type: str = "") -> OutputFile:
     """``path`` (inside ``root``) as the crate lists it."""
     return OutputFile(
         path.relative_to(root).as_posix(),
-        sha256_file(path),
+        file_sha256(path),
         path.stat().st_size,
         name or path.name,
         media_type or "application/octet-stream",

@@ -20,9 +20,8 @@ from packaging.version import Version
 from jup2kub.build.deps.capture import RUNTIME_DISTRIBUTIONS, installed
 from jup2kub.build.deps.findings import Dependencies, Wheel
 from jup2kub.build.deps.target import Target
-from jup2kub.build.deps.trace import file_sha256
 from jup2kub.errors import InputError
-from jup2kub.files import atomic_write_text
+from jup2kub.files import atomic_write_text, file_sha256
 from jup2kub.version import __version__
 
 

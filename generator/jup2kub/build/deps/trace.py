@@ -6,7 +6,6 @@ environment value ever leaves the temporary trace directory: only the summary bu
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -26,6 +25,7 @@ from jup2kub import version
 from jup2kub.build.deps.capture import check_local, close_dependencies, installed
 from jup2kub.build.deps.findings import DataFile, Dependencies
 from jup2kub.errors import InputError, UsageError
+from jup2kub.files import file_sha256
 from jup2kub.plan import PipelinePlan
 from jup2kub_runtime import STEP_RUN_MODULE
 from jup2kub_runtime.contract.spec import Cell, StepSpec
@@ -97,14 +97,6 @@ def _python_dirs() -> list[str]:
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     dirs.update(p for p in sys.path if p and os.path.isdir(p))
     return sorted({os.path.realpath(d) + os.sep for d in dirs if d}, key=len, reverse=True)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def trace(
