@@ -147,6 +147,35 @@ def test_each_step_s_execution_and_outputs_are_recorded(
     assert {"@id": "environment.txt"} in tool["softwareRequirements"]
 
 
+def test_the_files_a_step_writes_are_outputs_of_the_crate(
+    make_notebook: MakeNb, tmp_path: Path
+) -> None:
+    """Files written under literal names are copied into the crate (the next run may overwrite
+    the originals) and listed with their sha256 as the writing step's results."""
+    nb = make_notebook(
+        [
+            "#| step: make\nrows = [f'{i},{i * i}' for i in range(5)]",
+            "#| step: save\nimport os\nos.makedirs('out', exist_ok=True)\n"
+            "with open('out/squares.csv', 'w') as f:\n    f.write('\\n'.join(rows))",
+        ],
+        name="writes.ipynb",
+    )
+    proc, run_dir = _run(nb, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    written = tmp_path / "out" / "squares.csv"
+    copy = run_dir / "outputs" / "save" / "out" / "squares.csv"
+    assert copy.read_bytes() == written.read_bytes()
+    graph = _graph(run_dir / METADATA)
+    save = next(
+        a for a in _actions(graph, "CreateAction") if a["name"].rsplit(" ", 1)[-1] == "save"
+    )
+    rel = copy.relative_to(run_dir).as_posix()
+    assert rel in _ids(save["result"])
+    assert graph[rel]["sha256"] == _sha(written)
+    checked = validate(run_dir)
+    assert checked.passed, "\n".join(checked.issues) or checked.output
+
+
 def test_a_secret_is_named_never_valued(make_notebook: MakeNb, tmp_path: Path) -> None:
     nb = _notebook(make_notebook, secret=True)
     env = {**os.environ, "DB_PASSWORD": "from-the-environment-42"}

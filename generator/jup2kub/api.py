@@ -478,6 +478,7 @@ def _run_crate(result: RunResult, nb: Notebook, pipeline: Pipeline, started: dat
         start=started,
         end=datetime.now(timezone.utc),
         error=failed or ("timed out" if result.timed_out else None),
+        written={s.name: s.written_files for s in pipeline.steps},
     )
     try:
         return write_local_crate(StateStore(result.workdir), facts)

@@ -196,6 +196,7 @@ class _Builder:
         step.barrier = opaque
         step.opaque_read = any(st.opaque_read for st in sts)
         step.writes_files = opaque is not None or any(st.file_writes for st in sts)
+        step.written_files = sorted({w for st in sts for w in st.file_writes})
         for name, local in r.local.items():
             prior = self.env.get(name)
             self.env[name] = _Definer(

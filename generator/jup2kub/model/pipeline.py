@@ -101,6 +101,8 @@ class Step:
     #: it reads files under computed names: it runs after every earlier step writing files
     opaque_read: bool = False
     writes_files: bool = False
+    #: the files it writes under literal names (as written in the code; relative to the cwd)
+    written_files: list[str] = field(default_factory=list)
     #: what it does outside the pipeline's values (files, programs, network, databases): it
     #: runs after every earlier step in notebook order (``external``), empty if nothing
     effects: list[Effect] = field(default_factory=list)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jup2kub.files import atomic_write_bytes, atomic_write_text
@@ -33,6 +34,7 @@ from jup2kub_runtime.storage.state_store import StateStore
 NOTEBOOK = "notebook.ipynb"
 #: the local environment's lock: Python and every installed distribution's version
 ENVIRONMENT = "environment.txt"
+OUTPUTS = "outputs"  # copies of the files the steps wrote
 PICKLE = "application/x-python-pickle"
 
 
@@ -52,6 +54,10 @@ class LocalRun:
     start: datetime
     end: datetime
     error: str | None = None  # set: the run failed, whatever its steps say (interrupted)
+    #: step -> the files it writes, as named in its code (relative to ``cwd``): those found
+    #: after the run are copied into the crate as its outputs
+    written: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    cwd: Path = field(default_factory=Path.cwd)
 
 
 def write_local_crate(store: StateStore, run: LocalRun) -> Path:
@@ -64,6 +70,7 @@ def write_local_crate(store: StateStore, run: LocalRun) -> Path:
     for step in steps:
         step.reused = step.name in run.reused
         step.outputs = _values(store, root, run.run_id, step)
+        step.outputs += _written(root, step, run.cwd, run.written.get(step.name, ()))
     done = all(s.status == COMPLETED for s in steps) and run.error is None
     status = COMPLETED if done else FAILED
     facts = RunFacts(
@@ -104,6 +111,24 @@ def _values(store: StateStore, root: Path, run_id: str, step: StepFacts) -> list
         for rel, name in sorted(files.items())
         if (where / rel).is_file()
     ]
+
+
+def _written(root: Path, step: StepFacts, cwd: Path, names: Sequence[str]) -> list[OutputFile]:
+    """The files a completed step wrote, copied into the crate (``outputs/STEP/PATH``: the
+    originals may be overwritten by the next run) and listed with their sha256."""
+    if step.status != COMPLETED:
+        return []
+    found = []
+    for name in names:
+        path = cwd / name  # an absolute name stays as it is
+        if not path.is_file():
+            continue
+        parts = [p for p in PurePosixPath(name).parts if p not in ("/", ".", "..")]
+        copy = root / OUTPUTS / step.name / Path(*parts)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
+        found.append(output_file(root, copy, f"{name}, written by step {step.name}"))
+    return found
 
 
 def environment_lock() -> str:
