@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +34,7 @@ from jup2kub.run.local import LocalExecutor
 from jup2kub_runtime.contract.messages import run_message
 from jup2kub_runtime.contract.topics import edge_topic, runs_topic
 from jup2kub_runtime.storage.state_store import StateStore
+from tests.support import docker_engine
 from tests.support.kafka_broker import free_port
 from tests.support.registry import running_registry
 
@@ -51,25 +51,7 @@ STATE_MOUNT = images.DEFAULT_WORKDIR
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
-    """The test base image (and a running engine): from the setup script when the environment
-    does not already name one that exists."""
-    name = os.environ.get("J2K_BASE_IMAGE")
-    try:
-        if name:
-            docker.from_env().images.get(name)
-            return name
-    except docker.errors.DockerException:
-        pass
-    out = subprocess.run(
-        ["bash", "-c", f'set -euo pipefail; source "{SETUP}"; echo "$J2K_BASE_IMAGE"'],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    name = out.stdout.strip().splitlines()[-1]
-    os.environ["J2K_BASE_IMAGE"] = name
-    return name
+    return docker_engine.base_image()
 
 
 @pytest.fixture(scope="module")

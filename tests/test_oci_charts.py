@@ -123,3 +123,18 @@ def test_an_unreachable_registry_and_a_bad_url(chart: Path, tmp_path: Path) -> N
     assert bad.returncode == 2 and "not an oci:// URL" in bad.stderr
     upper = jup2kub("package", chart, "-d", tmp_path, "--oci", "oci://127.0.0.1:5000/Charts")
     assert upper.returncode == 2 and "not a repository" in upper.stderr
+
+
+def test_a_rebuilt_chart_is_not_taken_for_the_published_one(chart: Path, tmp_path: Path) -> None:
+    from jup2kub.oci import published
+
+    out = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(chart, out)
+    assert jup2kub("package", out, "-d", tmp_path / "dist").returncode == 0
+    assert published.load(out) is not None
+    values = out / "values.yaml"
+    values.write_text(values.read_text().replace("registry: ", "registry: x.example.org", 1))
+    with pytest.raises(UsageError, match=r"rebuilt since it was packaged .*values\.yaml"):
+        published.load(out)

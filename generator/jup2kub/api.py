@@ -36,8 +36,8 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
+from jup2kub.oci import bundle, published, transfer
 from jup2kub.oci import charts as oci_charts
-from jup2kub.oci import published
 from jup2kub.oci.references import Reference, parse_oci_url
 from jup2kub.plan import plan_pipeline
 from jup2kub.run import housekeeping, recovery, remote
@@ -117,8 +117,10 @@ __all__ = [
     "catalog_add",
     "deploy",
     "deploy_from_registry",
+    "export_bundle",
     "graph_svg",
     "housekeeping",
+    "import_bundle",
     "infer_type",
     "inspect_notebook",
     "open_build_catalog",
@@ -679,6 +681,27 @@ def deploy_from_registry(
     ref = oci_charts.parse_chart(chart)
     with tempfile.TemporaryDirectory(prefix="jup2kub-chart-") as scratch:
         tgz, pulled = oci_charts.pull_chart(ref, version, Path(scratch))
+        say = options.get("on_progress") or (lambda _m: None)
+        say(f"pulled oci://{pulled}")
         if verify is not None:
             verify(tgz, pulled)
         return deploy_chart(tgz, release, values_files, target, **options)
+
+
+def export_bundle(
+    chart_dir: Path, target: Path, on_progress: Callable[[str], None] | None = None
+) -> list[bundle.Entry]:
+    """Write the pushed chart in OUT and its step images (with their SBOMs and signatures)
+    into one OCI image layout tar, for a registry this one cannot reach."""
+    return transfer.export(chart_dir, target, on_progress or (lambda _m: None))
+
+
+def import_bundle(
+    source: Path,
+    registry: str,
+    chart_out: Path,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[Reference]:
+    """Push a bundle's chart and images into ``registry`` (``HOST[/NS]``), digests unchanged,
+    and write the chart to ``chart_out`` with its image registry rewritten."""
+    return transfer.import_(source, registry, chart_out, on_progress or (lambda _m: None))

@@ -1,9 +1,9 @@
 """Command line: parses arguments, calls the library API (``jup2kub.api``), prints results.
 
-One module per group of commands (``notebook``: inspect, build, package; ``running``: run;
-``runs``; ``cluster``: deploy, submit, status, results; ``catalog``), over the options they
-share (``options``) and how every command reports errors, signals and warnings
-(``reporting``).
+One module per group of commands (``notebook``: inspect, build, package; ``bundles``: export,
+import; ``running``: run; ``runs``; ``cluster``: deploy, submit, status, results; ``catalog``),
+over the options they share (``options``) and how every command reports errors, signals and
+warnings (``reporting``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import gc
 import click
 
 import jup2kub.startup  # noqa: F401  (first: before nbformat is imported)
+from jup2kub.cli.bundles import export, import_
 from jup2kub.cli.catalog import catalog
 from jup2kub.cli.cluster import deploy, results, status, submit
 from jup2kub.cli.notebook import build, inspect, package
@@ -33,5 +34,18 @@ def main() -> None:
     atexit.register(gc.freeze)
 
 
-for _command in (inspect, build, package, run, runs, submit, deploy, status, results, catalog):
+for _command in (
+    inspect,
+    build,
+    package,
+    export,
+    import_,
+    run,
+    runs,
+    submit,
+    deploy,
+    status,
+    results,
+    catalog,
+):
     main.add_command(_command)

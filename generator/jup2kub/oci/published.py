@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from jup2kub.errors import UsageError
 from jup2kub.files import atomic_write_text
@@ -73,4 +76,34 @@ def load(chart_dir: Path) -> Published | None:
             where=str(path),
             hint="package it again: jup2kub package OUT (with --oci to push it)",
         )
+    changed = _changed_files(chart_dir, published.tarball)
+    if changed:
+        raise UsageError(
+            f"the chart was rebuilt since it was packaged ({', '.join(changed[:3])} differ)",
+            where=str(chart_dir),
+            hint="package it again: jup2kub package OUT (with --oci to push it)",
+        )
     return published
+
+
+def _changed_files(chart_dir: Path, tarball: Path) -> list[str]:
+    """The packaged files whose content differs from (or is missing in) ``chart_dir``."""
+    changed = []
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            rel = member.name.partition("/")[2]
+            handle = tar.extractfile(member)
+            local = chart_dir / rel
+            if handle is None or not local.is_file() or not _same(rel, local, handle.read()):
+                changed.append(rel)
+    return changed
+
+
+def _same(rel: str, local: Path, packaged: bytes) -> bool:
+    """Whether the packaged file is the local one; helm writes Chart.yaml anew when it packages
+    (same content, its own layout), so that one is compared as YAML."""
+    if rel == "Chart.yaml":
+        return bool(yaml.safe_load(local.read_bytes()) == yaml.safe_load(packaged))
+    return local.read_bytes() == packaged
