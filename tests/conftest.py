@@ -55,6 +55,21 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module-scoped fixtures build too, before the per-test catalog below is set: they record
+    into this session's own catalog, never the user's."""
+    import os
+
+    before = os.environ.get("JUP2KUB_CATALOG")
+    os.environ["JUP2KUB_CATALOG"] = str(tmp_path_factory.mktemp("catalog") / "catalog.db")
+    yield
+    if before is None:
+        os.environ.pop("JUP2KUB_CATALOG", None)
+    else:
+        os.environ["JUP2KUB_CATALOG"] = before
+
+
 @pytest.fixture(autouse=True)
 def _private_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`jup2kub build` records steps in the catalog: each test gets its own (never the user's)."""

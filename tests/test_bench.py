@@ -341,3 +341,19 @@ def test_tracing_benchmark_smoke(tmp_path: Path) -> None:
     assert res["step_spans_received"] == res["step_spans_expected"] == 5
     assert set(res["per_step_s"]) == {"off", "on"}
     assert res["span_cost_per_step_us"]["on_us"] > res["span_cost_per_step_us"]["off_us"] > 0
+
+
+def test_crate_write_benchmark_smoke() -> None:
+    """Issue 31's number: what writing a run's RO-Crate, and importing ro-crate-py, cost."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.crate_write", "--repeat", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["write_crate_s"]["n"] == 1 and 0 < res["write_crate_s"]["median"] < 30
+    assert res["import_rocrate_s"]["n"] == 3

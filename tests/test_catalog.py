@@ -15,6 +15,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from jup2kub import api
+from jup2kub.catalog.database import HEAD
 from jup2kub.catalog.store import Catalog
 from tests.support.cli_runner import CORPUS, jup2kub
 from tests.support.postgres import PostgresServer
@@ -266,6 +267,42 @@ def test_a_build_with_images_records_images_and_locks(
         assert {s: (r.image, r.lock) for s, r in again.items()} == {
             s: (r.image, r.lock) for s, r in built.items()
         }
+
+
+def _alembic(catalog: Catalog, revision: str) -> None:
+    """Bring ``catalog``'s schema down to ``revision`` (as an older jup2kub left it)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from jup2kub.catalog import store
+
+    config = Config()
+    config.set_main_option("script_location", str(store._MIGRATIONS))
+    with catalog.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def test_an_older_catalog_upgrades_and_keeps_its_steps(catalog_url: str) -> None:
+    """A catalog at revision 0001 (before SBOMs) opens: its steps are kept, with no SBOM, and
+    a step recorded after the upgrade keeps its SBOM's packages."""
+    with Catalog(catalog_url) as catalog:
+        api.catalog_add(catalog, CORPUS / "plain_cells.ipynb")
+        before = [r.to_json() for r in catalog.steps()]
+        _alembic(catalog, "0001")
+    with Catalog(catalog_url) as catalog:  # upgraded on open
+        with catalog.engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM catalog_alembic_version"))
+            assert version.scalar() == HEAD
+        assert [r.to_json() for r in catalog.steps()] == before
+        assert {json.dumps(r.sbom) for r in catalog.steps()} == {"{}"}
+        libc = {"name": "libc6", "version": "2.36", "purl": "pkg:deb/debian/libc6@2.36"}
+        sbom = {"sha256": "cd" * 32, "attached": "127.0.0.1:5000/x@sha256:" + "ef" * 32,
+                "packages": [libc]}  # fmt: skip
+        record = catalog.steps()[0]
+        record.sbom = sbom
+        catalog.add([record])
+        assert catalog.find(record.key).sbom == sbom
 
 
 def test_a_schema_from_a_newer_version_is_a_clear_error(tmp_path: Path) -> None:

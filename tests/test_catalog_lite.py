@@ -30,8 +30,10 @@ def test_lite_writes_what_the_full_catalog_reads(tmp_path: Path) -> None:
         full.add(_records("by-full"))
     lite = LiteCatalog.open(db)
     assert lite is not None and lite.shown == full.shown
-    tagged = [dataclasses.replace(r, image=f"sales-{r.step}:abc123", digest="sha256:1") for r in
-              _records("by-lite")]  # fmt: skip
+    sbom = {"sha256": "ab" * 32, "attached": "", "packages": [
+        {"name": "pandas", "version": "2.2.3", "purl": "pkg:pypi/pandas@2.2.3"}]}  # fmt: skip
+    tagged = [dataclasses.replace(r, image=f"sales-{r.step}:abc123", digest="sha256:1", sbom=sbom)
+              for r in _records("by-lite")]  # fmt: skip
     with lite:
         assert lite.add(tagged) == len(tagged)
         assert lite.add(tagged[:1]) == 1  # replaces its earlier record
@@ -45,6 +47,7 @@ def test_lite_writes_what_the_full_catalog_reads(tmp_path: Path) -> None:
         assert [r.to_json() for r in read] == [
             r.to_json() for r in [*tagged[1:], tagged[0]]
         ]  # the replaced record was written last
+        assert read[0].sbom == sbom
         hits = [r.key for r, _ in full.search("sales")]
         assert "by-lite/clean" in hits and "by-full/clean" in hits
         full.remove("by-lite/clean")  # its search tokens go with it (foreign key cascade)

@@ -19,6 +19,7 @@ from jup2kub.plan import plan_pipeline
 from jup2kub.run.kafka import free_port
 from jup2kub_runtime.contract.topics import runs_topic
 from tests.support.cli_runner import CORPUS, jup2kub
+from tests.support.crate_validation import validate
 from tests.support.processes import processes_in
 from tests.support.step_runtimes import start_runtimes, stop_runtimes
 
@@ -72,6 +73,15 @@ def test_submit_status_results(kafka: str, tmp_path: Path, make_notebook: MakeNb
         result = nbformat.read(out, as_version=4)
         assert result.cells[1].source == "# Parameters\nn = 4\n"
         assert result.cells[3].outputs[0]["text"] == "total 14\n"
+        crate = tmp_path / "good-crate" / "ro-crate-metadata.json"  # its provenance, beside it
+        assert f"provenance (RO-Crate): {crate}" in res.stdout
+        checked = validate(crate.parent)
+        assert checked.passed, "\n".join(checked.issues)
+        graph = {e["@id"]: e for e in json.loads(crate.read_text())["@graph"]}
+        assert graph[f"#{good}"]["actionStatus"]["@id"] == "http://schema.org/CompletedActionStatus"
+        assert {
+            graph[f"#{good}/{s}"]["actionStatus"]["@id"] for s in ("make", "total", "boom")
+        } == {"http://schema.org/CompletedActionStatus"}
         missing = jup2kub("results", nb, "nope", "--state", state, cwd=tmp_path)
         assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
     finally:

@@ -7,10 +7,13 @@ Calls that need nothing but their module's function are re-exported as they are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,17 +21,23 @@ from jup2kub.activity import PipelineStatus, RecentRuns, RunCounts, RunRow, Step
 from jup2kub.build import DEFAULT_BASE_IMAGE
 from jup2kub.catalog.charts import read_chart
 from jup2kub.catalog.lookup import composition_catalog
-from jup2kub.catalog.records import BuildFacts, observed_types, step_records
+from jup2kub.catalog.records import BuildFacts, observed_types, sbom_summary, step_records
 from jup2kub.catalog.records import StepRecord as StepRecord
 from jup2kub.chart.options import STORAGE_MODES, ChartOptions
-from jup2kub.chart.package import package_chart
 from jup2kub.cluster.kube import KubeTarget
 from jup2kub.cluster.pods import fetch_run
 from jup2kub.cluster.readiness import Readiness
 from jup2kub.drawing import svg as graph_svg
 from jup2kub.drawing import to_mermaid, write_graph
 from jup2kub.durations import parse_duration
-from jup2kub.errors import InputError, UsageError
+from jup2kub.errors import (
+    InputError,
+    Jup2KubError,
+    RunInterrupted,
+    RunStorageError,
+    UsageError,
+)
+from jup2kub.files import writable
 from jup2kub.model.ipython import translate
 from jup2kub.model.learned import Learned, read_learned
 from jup2kub.model.load import SPLIT_MODES, load
@@ -36,10 +45,12 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
-from jup2kub.oci import bundle, published, transfer
-from jup2kub.oci import charts as oci_charts
-from jup2kub.oci.references import Reference, parse_oci_url
 from jup2kub.plan import plan_pipeline
+from jup2kub.provenance.crate import METADATA as CRATE_METADATA
+from jup2kub.provenance.export import export_crate
+from jup2kub.provenance.facts import Image
+from jup2kub.provenance.local import LocalRun, write_local_crate
+from jup2kub.provenance.remote import ReadRun, crate_dir, write_results_crate
 from jup2kub.run import housekeeping, recovery, remote
 from jup2kub.run.executor import (
     BLOCKED,
@@ -52,9 +63,23 @@ from jup2kub.run.executor import (
     run_pipeline,
 )
 from jup2kub.run.local import LocalExecutor
-from jup2kub.run.results import copy_results, write_results
+from jup2kub.run.results import copy_results, redacted_notebook, write_results
 from jup2kub.run.reuse import RunCache
+from jup2kub.sharing import (
+    SIGNING_PASSWORD_ENV,
+    Packaged,
+    deploy_from_registry,
+    export_bundle,
+    import_bundle,
+    keygen,
+    package,
+    sign,
+    verify,
+    verify_pulled_chart,
+)
+from jup2kub_runtime.contract.errors import StepRuntimeError
 from jup2kub_runtime.contract.valid_names import check_run_id, secret_parameter_env
+from jup2kub_runtime.storage.state_store import StateStore
 from jup2kub_runtime.storage.stepcache import CACHE_ENV, DEFAULT_DIRNAME, CacheStore
 
 if TYPE_CHECKING:  # modules that load when used (the catalog's database layer, kafka, asyncio)
@@ -95,6 +120,7 @@ __all__ = [
     "DONE",
     "FAILED",
     "RUNNING",
+    "SIGNING_PASSWORD_ENV",
     "SPLIT_MODES",
     "STORAGE_MODES",
     "ChartOptions",
@@ -118,22 +144,28 @@ __all__ = [
     "deploy",
     "deploy_from_registry",
     "export_bundle",
+    "export_run",
     "graph_svg",
     "housekeeping",
     "import_bundle",
     "infer_type",
     "inspect_notebook",
+    "keygen",
     "open_build_catalog",
     "open_catalog",
     "package",
     "parse_duration",
     "release_status",
     "results",
+    "results_crate_path",
     "run",
     "run_states",
+    "sign",
     "submit",
     "to_mermaid",
     "value_label",
+    "verify",
+    "verify_pulled_chart",
     "watch_status",
     "write_graph",
 ]
@@ -213,9 +245,12 @@ def build(
     audit: dict[str, bytes] = {}
     facts = BuildFacts()
     if image_build is not None:
-        from jup2kub.build import deps, images  # the Docker SDK loads only when images are built
+        # the Docker SDK and CycloneDX load only when images are built
+        from jup2kub.build import deps, images, sbom
 
         code_files(plan)  # a code bundle too big for the chart: refused before the images
+        if image_build.push:
+            sbom.check_attach()  # refused before anything is pushed
 
         client = images.engine()
         target = images.probe_target(client, image_build.base_image, image_build.platform)
@@ -246,11 +281,13 @@ def build(
             image_digests=built.digests,
             image_repositories=built.repositories,
         )
-        audit = images.build_files(captured, locks, built)
+        boms = sbom.for_build(client, built, locks, attach=image_build.push, log=log)
+        audit = {**images.build_files(captured, locks, built), **sbom.sbom_files(boms)}
         facts = BuildFacts(
             locks=dict(locks.steps),
             images={s: i.reference for s, i in built.images.items()},
             digests={s: i.digest or i.image_id for s, i in built.images.items()},
+            sboms={s: sbom_summary(b.data, b.attached) for s, b in boms.items()},
         )
     written = write_chart(plan, Path(out), options, audit)
     if catalog is not None:
@@ -311,7 +348,8 @@ def run(
     notebook's values) add to ``parameters``; ``output`` also gets the results notebook.
     ``timeout`` bounds the run (seconds: its running steps are killed, it can be resumed);
     ``on_output`` gets each line the cells print (step, line), as they print it (both in
-    either mode)."""
+    either mode). The run's RO-Crate is written in its directory (``RunResult.crate``), also
+    when it failed."""
     if resume is not None:
         _check_run_id(resume, "--resume")
     if output is not None:
@@ -359,19 +397,95 @@ def run(
             recovered=recovered,
         )
 
-    result = attempt(nb, pipeline, resume, [])
-    result = _recover(
-        result,
-        nb,
-        pipeline,
-        attempt,
-        lambda learned: _load(path, split, name, None, learned),
-        resumable=not kafka,
-        warn=warn,
-    )
+    started = datetime.now(timezone.utc)
+    try:
+        result = attempt(nb, pipeline, resume, [])
+        result = _recover(
+            result,
+            nb,
+            pipeline,
+            attempt,
+            lambda learned: _load(path, split, name, None, learned),
+            resumable=not kafka,
+            warn=warn,
+        )
+    except RunInterrupted as exc:
+        _interrupted_crate(exc, nb, pipeline, started)
+        raise
+    result.crate = _run_crate(result, nb, pipeline, started)
     if output is not None:
         result.output = copy_results(result.notebook, Path(output))
     return result
+
+
+def _effective_parameters(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value in the run: the notebook's own (an expression as written)
+    unless given; secrets are left out (they are named, never valued)."""
+    secret = {s.name for s in pipeline.secret_parameters}
+    values = {**pipeline.parameters, **pipeline.parameter_expressions, **given}
+    return {k: v for k, v in values.items() if k not in secret}
+
+
+def _interrupted_crate(
+    exc: RunInterrupted, nb: Notebook, pipeline: Pipeline, started: datetime
+) -> None:
+    """An interrupted run's crate: failed, saying so, with what its steps had done (a crate
+    that cannot be written must not hide the interruption)."""
+    with contextlib.suppress(OSError, ValueError, Jup2KubError, StepRuntimeError):
+        store = StateStore(Path(exc.workdir))
+        given = dict((store.run_info(exc.run_id) or {}).get("parameters") or {})
+        facts = LocalRun(
+            run_id=exc.run_id,
+            pipeline=pipeline.name,
+            notebook=Path(nb.path),
+            notebook_copy=_notebook_copy(nb, pipeline),
+            steps=[s.name for s in pipeline.steps],
+            parameters=_effective_parameters(pipeline, given),
+            secrets={s.name: s.environment for s in pipeline.secret_parameters},
+            reused=frozenset(),
+            start=started,
+            end=datetime.now(timezone.utc),
+            error=f"interrupted by {signal.Signals(exc.signum).name}",
+        )
+        write_local_crate(store, facts)
+
+
+def _notebook_copy(nb: Notebook, pipeline: Pipeline) -> bytes:
+    """The notebook as a run's crate keeps it: the file itself, or, when it has secret
+    parameters, the notebook without their literals (the crate then names the file's hash)."""
+    if not pipeline.secret_parameters:
+        return Path(nb.path).read_bytes()
+    return redacted_notebook(nb.node, pipeline).encode("utf-8")
+
+
+def _run_crate(result: RunResult, nb: Notebook, pipeline: Pipeline, started: datetime) -> Path:
+    """The run's RO-Crate, in its own directory: written for a failed run too (saying so),
+    so that every results notebook has its provenance beside it."""
+    failed = "; ".join(
+        f"step {st.name!r}: {st.error.ename}: {st.error.evalue}" if st.error else st.name
+        for st in result.failed
+    )
+    facts = LocalRun(
+        run_id=result.run_id,
+        pipeline=pipeline.name,
+        notebook=Path(nb.path),
+        notebook_copy=_notebook_copy(nb, pipeline),
+        steps=list(result.steps),
+        parameters=_effective_parameters(pipeline, result.parameters),
+        secrets={s.name: s.environment for s in pipeline.secret_parameters},
+        reused=frozenset(n for n, st in result.steps.items() if st.reused),
+        start=started,
+        end=datetime.now(timezone.utc),
+        error=failed or ("timed out" if result.timed_out else None),
+    )
+    try:
+        return write_local_crate(StateStore(result.workdir), facts)
+    except OSError as exc:
+        raise RunStorageError(
+            f"cannot write the RO-Crate of run {result.run_id!r} ({exc.strerror or exc})",
+            where=str(result.workdir),
+            hint=f"its results notebook is at {result.notebook}",
+        ) from exc
 
 
 def _recover(
@@ -548,9 +662,11 @@ def results(
     output: Path | None = None,
     split: str = "auto",
     timeout: float = 60.0,
+    crate: bool = True,
 ) -> tuple[str, Path]:
     """Write the results notebook of ``run_id``, read from a state directory or from a
-    release's step pods (waiting up to ``timeout`` s for each step to have a ready pod);
+    release's step pods (waiting up to ``timeout`` s for each step to have a ready pod), and
+    (``crate``) the run's RO-Crate in ``OUTPUT-crate/`` beside it (``results_crate_path``);
     returns the run's status and the notebook's path."""
     if (state is None) == (release is None):
         raise UsageError(
@@ -564,7 +680,38 @@ def results(
         source: Any = fetch_run(release, run_id, [s.name for s in pipeline.steps], target, timeout)
     else:
         source = state
-    return write_results(nb, pipeline, source, run_id, output), output
+    status = write_results(nb, pipeline, source, run_id, output)
+    if crate:
+        store = StateStore(source) if isinstance(source, Path) else source
+        _results_crate(store, nb, pipeline, run_id, output)
+    return status, output
+
+
+def results_crate_path(output: Path) -> Path:
+    """Where ``results`` wrote the RO-Crate of the results notebook ``output``."""
+    return crate_dir(Path(output)) / CRATE_METADATA
+
+
+def _results_crate(
+    source: Any, nb: Notebook, pipeline: Pipeline, run_id: str, output: Path
+) -> Path:
+    """The run's RO-Crate, in ``OUTPUT-crate/`` beside the results notebook."""
+    given = dict((source.run_info(run_id) or {}).get("parameters") or {})
+    parameters = _effective_parameters(pipeline, given)
+    images = {s: Image(ref, digest) for s, (ref, digest) in getattr(source, "images", {}).items()}
+    read = ReadRun(
+        run_id,
+        pipeline.name,
+        Path(nb.path),
+        _notebook_copy(nb, pipeline),
+        output,
+        [s.name for s in pipeline.steps],
+        parameters,
+        {s.name: s.environment for s in pipeline.secret_parameters},
+        images,
+    )
+    with writable("the run's RO-Crate", crate_dir(output), "pass -o in a writable directory"):
+        return write_results_crate(source, read)
 
 
 def _check_output_file(output: Path, notebook: Path) -> None:
@@ -634,74 +781,15 @@ def open_build_catalog(location: str | None = None) -> Catalog | LiteCatalog:
     return LiteCatalog.open(location) or open_catalog(location)
 
 
-# --------------------------------------------------------------------------- sharing (OCI)
-
-
-@dataclass(frozen=True)
-class Packaged:
-    """A packaged chart: the tarball (indexed beside it) and, when pushed, its reference in the
-    registry with the digest the registry gave it."""
-
-    tarball: Path
-    chart: Reference | None
-
-
-def package(
-    chart_dir: Path,
-    destination: Path | None = None,
-    repo_index_url: str | None = None,
-    *,
-    oci: str | None = None,
-) -> Packaged:
-    """Package the chart in OUT (a .tgz and a chart repository's index.yaml); with ``oci``
-    (``oci://HOST/PATH``), push it there too. The record in OUT says what was published."""
-    where = parse_oci_url(oci) if oci else None  # a bad URL is refused before packaging
-    tgz = package_chart(chart_dir, destination, repo_index_url)
-    chart = oci_charts.push_chart(tgz, where) if where else None
-    published.record(chart_dir, tgz, chart)
-    return Packaged(tgz, chart)
-
-
-def deploy_from_registry(
-    chart: str,
-    release: str,
-    values_files: Sequence[Path] = (),
-    target: KubeTarget = KubeTarget(),
-    *,
-    version: str | None = None,
-    verify: Callable[[Path, Reference], None] | None = None,
-    **options: Any,
-) -> DeployResult:
-    """Pull ``oci://HOST/PATH/NAME`` (``version``, else the newest), let ``verify`` check the
-    pulled tarball and its digest, then install exactly those bytes (never a second pull)."""
-    import tempfile
-
-    from jup2kub.cluster.deploy import deploy as deploy_chart
-
-    ref = oci_charts.parse_chart(chart)
-    with tempfile.TemporaryDirectory(prefix="jup2kub-chart-") as scratch:
-        tgz, pulled = oci_charts.pull_chart(ref, version, Path(scratch))
-        say = options.get("on_progress") or (lambda _m: None)
-        say(f"pulled oci://{pulled}")
-        if verify is not None:
-            verify(tgz, pulled)
-        return deploy_chart(tgz, release, values_files, target, **options)
-
-
-def export_bundle(
-    chart_dir: Path, target: Path, on_progress: Callable[[str], None] | None = None
-) -> list[bundle.Entry]:
-    """Write the pushed chart in OUT and its step images (with their SBOMs and signatures)
-    into one OCI image layout tar, for a registry this one cannot reach."""
-    return transfer.export(chart_dir, target, on_progress or (lambda _m: None))
-
-
-def import_bundle(
-    source: Path,
-    registry: str,
-    chart_out: Path,
-    on_progress: Callable[[str], None] | None = None,
-) -> list[Reference]:
-    """Push a bundle's chart and images into ``registry`` (``HOST[/NS]``), digests unchanged,
-    and write the chart to ``chart_out`` with its image registry rewritten."""
-    return transfer.import_(source, registry, chart_out, on_progress or (lambda _m: None))
+def export_run(run_id: str, target: Path, workdir: Path | None = None) -> tuple[Path, int]:
+    """Pack local run ``run_id``'s RO-Crate with its files into the zip ``target`` (found in
+    ``workdir``, default: every pipeline's under ``.jup2kub``); returns it and its file count."""
+    _check_run_id(run_id, "RUN_ID")
+    found = [wd for wd in housekeeping.workdirs(workdir) if (wd / "runs" / run_id).is_dir()]
+    if not found:
+        raise InputError(
+            f"there is no run {run_id!r}",
+            where=str(workdir or Path(".jup2kub")),
+            hint="list the runs with `jup2kub runs` (pass the run's --workdir if it had one)",
+        )
+    return export_crate(found[0] / "runs" / run_id, Path(target))

@@ -46,10 +46,24 @@ def find_helm() -> str:
     )
 
 
-def run_helm(args: Sequence[str], *, helm: str | None = None, where: str | None = None) -> str:
-    """Run helm; a failure becomes an InputError carrying helm's own message."""
+def run_helm(
+    args: Sequence[str],
+    *,
+    helm: str | None = None,
+    where: str | None = None,
+    stdin: str | None = None,
+) -> str:
+    """Run helm; a failure becomes an InputError carrying helm's own message. ``stdin`` is for
+    secrets (``--passphrase-file -``): never on the command line."""
     command = [helm or find_helm(), *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         message = (result.stderr or result.stdout).strip()
         raise InputError(

@@ -340,7 +340,8 @@ def write_results_beside(notebook: Path, run_id: str, **where: Any) -> tuple[str
     overwritten and no reader sees half a notebook. Returns the run's status and the path."""
     scratch = notebook.with_name(f".{notebook.stem}-{uuid.uuid4().hex}.ipynb.part")
     try:
-        status, _ = api.results(notebook, run_id, output=scratch, **where)
+        # no crate: it would be named after the scratch file (the CLI's `results` writes one)
+        status, _ = api.results(notebook, run_id, output=scratch, crate=False, **where)
         for n in range(1, 1000):
             suffix = "" if n == 1 else f"-{n}"
             target = notebook.with_name(f"{notebook.stem}-{run_id}{suffix}.ipynb")

@@ -86,6 +86,8 @@ class BuiltImage:
     #: the repository as the chart's ``steps.<name>.image.repository`` writes it (without the
     #: build's registry, which ``image.registry`` adds)
     chart_repository: str = ""
+    #: the SBOM's referrer (``REPOSITORY@sha256:...``) once attached to the pushed image
+    sbom: str = ""
 
     @property
     def reference(self) -> str:
@@ -129,6 +131,7 @@ class BuildResult:
                     "image_id": i.image_id,
                     "size": i.size,
                     **({"reused": i.reused} if i.reused else {}),
+                    **({"sbom": i.sbom} if i.sbom else {}),
                 }
                 for s, i in sorted(self.images.items())
             },

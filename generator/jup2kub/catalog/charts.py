@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jup2kub.catalog.records import BuildFacts
+from jup2kub.catalog.records import BuildFacts, sbom_summary
 from jup2kub.errors import CatalogError
 
 
@@ -35,17 +35,33 @@ def read_chart(chart: Path) -> ChartFacts:
         locks[lock.parent.name] = lock.read_text(encoding="utf-8")
     images: dict[str, str] = {}
     digests: dict[str, str] = {}
+    attached: dict[str, str] = {}
     built = chart / "images" / "images.json"
     if built.exists():
         for step, info in (_json(built, chart).get("steps") or {}).items():
             images[step] = str(info.get("image") or "")
             digests[step] = str(info.get("digest") or "")
+            attached[step] = str(info.get("sbom") or "")
     return ChartFacts(
         pipeline=str(graph["name"]),
         notebook=notebook,
         split=str(graph.get("split") or "auto"),
-        build=BuildFacts(locks=locks, images=images, digests=digests),
+        build=BuildFacts(
+            locks=locks, images=images, digests=digests, sboms=_sboms(chart, attached)
+        ),
     )
+
+
+def _sboms(chart: Path, attached: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """step -> ``sbom_summary`` of the SBOMs the build wrote (``sbom/STEP.cdx.json``)."""
+    found = {}
+    for path in sorted((chart / "sbom").glob("*.cdx.json")):
+        step = path.name[: -len(".cdx.json")]
+        try:
+            found[step] = sbom_summary(path.read_bytes(), attached.get(step, ""))
+        except (OSError, ValueError, AttributeError) as exc:
+            raise CatalogError(f"cannot read {path.name}: {exc}", where=str(path)) from None
+    return found
 
 
 def _json(path: Path, chart: Path) -> Any:

@@ -12,7 +12,7 @@ from jup2kub.errors import CatalogError
 
 ENV = "JUP2KUB_CATALOG"
 #: the newest revision in migrations/versions (tests/test_catalog.py checks)
-HEAD = "0001"
+HEAD = "0002"
 BUSY_TIMEOUT_MS = 60_000
 FIELDS = list(StepRecord.__dataclass_fields__)
 

@@ -31,7 +31,7 @@ from jup2kub.errors import CatalogError
 if TYPE_CHECKING:
     from jup2kub.catalog.store import Catalog
 
-_JSON_FIELDS = frozenset({"cells", "inputs", "outputs", "parameters", "imports"})
+_JSON_FIELDS = frozenset({"cells", "inputs", "outputs", "parameters", "imports", "sbom"})
 
 
 class LiteCatalog:

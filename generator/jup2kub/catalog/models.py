@@ -44,6 +44,7 @@ class StepRow(Base):
     lock: Mapped[str] = mapped_column(Text)
     image: Mapped[str] = mapped_column(Text)
     digest: Mapped[str] = mapped_column(Text)
+    sbom: Mapped[dict[str, Any]] = mapped_column(JSON)  # migration 0002
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_by: Mapped[str] = mapped_column(String(200))
     origin: Mapped[str] = mapped_column(String(20))  # "build" | "notebook" | "chart"

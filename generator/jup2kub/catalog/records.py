@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -48,6 +49,8 @@ class StepRecord:
     lock: str = ""
     image: str = ""
     digest: str = ""
+    #: the image's SBOM (``sbom_summary``): its sha256, where it is attached, its packages
+    sbom: dict[str, Any] = field(default_factory=dict)
     recorded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     recorded_by: str = ""
     origin: str = "notebook"
@@ -158,13 +161,31 @@ def observed_types(workdir: Path | None, steps: list[str]) -> dict[str, dict[str
     return found
 
 
+def sbom_summary(data: bytes, attached: str = "") -> dict[str, Any]:
+    """What the catalog keeps of a CycloneDX JSON SBOM: its sha256, the referrer it is attached
+    as in the registry (``REPOSITORY@sha256:...``, "" when not pushed) and each component's
+    name, version and purl (the document itself is in OUT and in the registry)."""
+    doc = json.loads(data)
+    packages = [
+        {
+            "name": str(c.get("name", "")),
+            "version": str(c.get("version", "")),
+            "purl": str(c.get("purl", "")),
+        }
+        for c in doc.get("components") or []
+    ]
+    return {"sha256": hashlib.sha256(data).hexdigest(), "attached": attached, "packages": packages}
+
+
 @dataclass(frozen=True)
 class BuildFacts:
-    """What a build adds: per step, the dependency lock, the image reference and its digest."""
+    """What a build adds: per step, the dependency lock, the image reference and its digest,
+    and its image's SBOM (``sbom_summary``)."""
 
     locks: Mapping[str, str] = field(default_factory=dict)
     images: Mapping[str, str] = field(default_factory=dict)
     digests: Mapping[str, str] = field(default_factory=dict)
+    sboms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def step_records(
@@ -209,6 +230,7 @@ def step_records(
                 lock=build.locks.get(s.name, ""),
                 image=build.images.get(s.name, ""),
                 digest=build.digests.get(s.name, ""),
+                sbom=dict(build.sboms.get(s.name, {})),
                 recorded_by=by,
                 origin=origin,
             )

@@ -1,9 +1,9 @@
 """Command line: parses arguments, calls the library API (``jup2kub.api``), prints results.
 
 One module per group of commands (``notebook``: inspect, build, package; ``bundles``: export,
-import; ``running``: run; ``runs``; ``cluster``: deploy, submit, status, results; ``catalog``),
-over the options they share (``options``) and how every command reports errors, signals and
-warnings (``reporting``).
+import; ``sharing``: keygen, sign, verify; ``running``: run; ``runs``; ``cluster``: deploy,
+submit, status, results; ``catalog``), over the options they share (``options``) and how every
+command reports errors, signals and warnings (``reporting``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from jup2kub.cli.cluster import deploy, results, status, submit
 from jup2kub.cli.notebook import build, inspect, package
 from jup2kub.cli.running import run
 from jup2kub.cli.runs import runs
+from jup2kub.cli.sharing import keygen, sign, verify
 from jup2kub.version import __version__
 
 __all__ = ["main"]
@@ -40,6 +41,9 @@ for _command in (
     package,
     export,
     import_,
+    keygen,
+    sign,
+    verify,
     run,
     runs,
     submit,

@@ -129,8 +129,21 @@ def catalog_show(store: api.Catalog, step: str) -> Answer:
         ("imports", ", ".join(record.imports) or "-"),
         ("image", f"{record.image} {record.digest}".strip() or "- (not built)"),
         ("recorded", f"{record.recorded_at.isoformat()} by {record.recorded_by} ({record.origin})"),
+        ("sbom", _sbom_line(record.sbom)),
     ]
-    return Answer(record.to_json(), [f"{label + ':':<13}{value}" for label, value in lines])
+    text = [f"{label + ':':<13}{value}" for label, value in lines]
+    packages = record.sbom.get("packages") or []
+    text += [f"{'':<13}{p['name']} {p['version']}  {p['purl']}" for p in packages]
+    return Answer(record.to_json(), text)
+
+
+def _sbom_line(sbom: dict[str, Any]) -> str:
+    """The SBOM's package count, digest and referrer (its packages follow, one a line)."""
+    if not sbom:
+        return "- (no image built)"
+    where = f"attached as {sbom['attached']}" if sbom.get("attached") else "not pushed"
+    count = len(sbom.get("packages") or [])
+    return f"{count} packages, CycloneDX sha256:{sbom.get('sha256', '')} ({where})"
 
 
 @catalog.command("remove")

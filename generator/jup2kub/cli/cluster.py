@@ -350,6 +350,7 @@ def results(
         timeout=api.parse_duration(timeout),
     )
     click.echo(f"run {run_id}: {status_text}; results notebook: {target}")
+    click.echo(f"provenance (RO-Crate): {api.results_crate_path(target)}")
 
 
 # ---------------------------------------------------------------------------------- catalog

@@ -150,6 +150,8 @@ def run(
     else:
         click.echo(f"results notebook: {result.notebook}")
     click.echo(f"summary: {result.summary}")
+    if result.crate is not None:
+        click.echo(f"provenance (RO-Crate): {result.crate}")
     _cache_summary(result)
     if not result.ok:
         _report_failure(result, notebook, timeout)

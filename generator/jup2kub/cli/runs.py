@@ -93,3 +93,15 @@ def runs_gc(
             f"{wd}: removed {len(done.runs)} runs and {done.entries} cache entries, "
             f"{_size(done.freed)} freed"
         )
+
+
+@runs.command("export")
+@click.argument("run_id", metavar="RUN_ID")
+@click.argument("target", metavar="CRATE.zip", type=click.Path(path_type=Path))
+@workdir_option
+@reports_errors
+def runs_export(run_id: str, target: Path, workdir: Path | None) -> None:
+    """Pack RUN_ID's RO-Crate (its ro-crate-metadata.json, the notebook, the results notebook,
+    the summary and every stored value) into one RO-Crate zip."""
+    path, count = api.export_run(run_id, target, workdir)
+    click.echo(f"wrote {path}: the RO-Crate of run {run_id} with {count} files")

@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jup2kub.cluster.kube import Kube, KubeTarget
@@ -58,6 +58,8 @@ class RemoteRun:
     run_id: str
     parameters: dict[str, Any]
     docs: dict[str, dict[str, Any]]  # step -> the pod's answer
+    #: step -> (image, digest) of the pod that answered (for the run's RO-Crate)
+    images: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     def run_info(self, run_id: str) -> dict[str, Any] | None:
         return {"run_id": run_id, "parameters": self.parameters}
@@ -97,8 +99,11 @@ def fetch_run(
     state = _ready_pods(kube, release, state, steps, timeout, f"to read run {run_id} from")
     docs: dict[str, dict[str, Any]] = {}
     parameters: dict[str, Any] = {}
+    images: dict[str, tuple[str, str | None]] = {}
     for step in steps:
         pods = [p for p in state.pods if p.component == step and p.ready and p.port]
+        if pods[0].image:
+            images[step] = (pods[0].image, pods[0].image_digest)
         status, body = pod_get(kube, pods[0], f"runs/{run_id}/outputs")
         if status == 400:
             raise InputError(
@@ -115,7 +120,7 @@ def fetch_run(
             where=where,
             hint=f"list recent runs with `jup2kub status --release {release}`",
         )
-    return RemoteRun(run_id, parameters, docs)
+    return RemoteRun(run_id, parameters, docs, images)
 
 
 def _unready(state: Readiness, steps: Sequence[str]) -> list[str]:

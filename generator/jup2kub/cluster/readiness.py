@@ -54,6 +54,10 @@ class PodInfo:
     fatal: bool = False
     port: int | None = None
     created: float | None = None
+    #: the step container's image as the pod names it, and the digest it runs (its status's
+    #: imageID: ``repo@sha256:...``, or the image's own ``sha256:...`` id for a loaded image)
+    image: str | None = None
+    image_digest: str | None = None
 
 
 def _workloads(kube: Kube, release: str) -> list[Workload]:
@@ -124,11 +128,12 @@ def _pods(kube: Kube, release: str) -> list[PodInfo]:
                 if cond.type in ("PodScheduled", "Ready") and cond.status != "True":
                     reason, message = cond.reason or f"{cond.type}=False", cond.message
                     break
-        port = None
+        port, image = None, None
         for container in p.spec.containers:
             for cp in container.ports or []:
                 if cp.name == "http":
-                    port = cp.container_port
+                    port, image = cp.container_port, container
+        digest = _image_digest(statuses, image.name if image is not None else None)
         created = p.metadata.creation_timestamp
         found.append(
             PodInfo(
@@ -143,9 +148,21 @@ def _pods(kube: Kube, release: str) -> list[PodInfo]:
                 fatal,
                 port,
                 created.timestamp() if created else None,
+                image.image if image is not None else None,
+                digest,
             )
         )
     return sorted(found, key=lambda p: (p.component, p.name))
+
+
+def _image_digest(statuses: list[Any], container: str | None) -> str | None:
+    """``sha256:...`` of what the named container runs, from its status's imageID
+    (``docker-pullable://repo@sha256:...``, ``repo@sha256:...`` or ``sha256:...``)."""
+    for c in statuses:
+        if c.name == container and c.image_id:
+            digest = str(c.image_id).rpartition("@")[2]
+            return digest if digest.startswith("sha256:") else None
+    return None
 
 
 def _desired(workload: Any) -> int:

@@ -51,9 +51,10 @@ def record(chart_dir: Path, tarball: Path, chart: Reference | None) -> Published
     return published
 
 
-def load(chart_dir: Path) -> Published | None:
+def load(chart_dir: Path, *, unchanged: bool = True) -> Published | None:
     """The record, or None when the chart was never packaged; a record whose tarball changed
-    or vanished is refused (publish again)."""
+    or vanished is refused (publish again), unless ``unchanged`` is False (``verify`` then
+    says how it changed: the provenance file's hash no longer matches)."""
     path = chart_dir / RECORD
     if not path.exists():
         return None
@@ -70,6 +71,8 @@ def load(chart_dir: Path) -> Published | None:
             where=str(path),
             hint="package the chart again: jup2kub package OUT",
         ) from exc
+    if not unchanged:
+        return published
     if not published.tarball.is_file() or file_sha256(published.tarball) != published.sha256:
         raise UsageError(
             f"the packaged chart {published.tarball} is gone or changed since it was published",

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from jup2kub.errors import InputError, RegistryError, UsageError
 
@@ -57,10 +58,12 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
     timeout: float = 900.0,
+    cwd: Path | None = None,
 ) -> str:
-    """Run the tool; returns its stdout. A failure becomes a RegistryError when it is about
-    ``registry`` (unreachable, credentials, no such artifact), else an InputError carrying the
-    tool's own message."""
+    """Run the tool (in ``cwd``: ORAS names a pushed file by the path it is given, so files are
+    given relative to their directory); returns its stdout. A failure becomes a RegistryError
+    when it is about ``registry`` (unreachable, credentials, no such artifact), else an
+    InputError carrying the tool's own message."""
     command = [find(tool), *args]
     try:
         result = subprocess.run(
@@ -72,6 +75,7 @@ def run(
             stdin=None if stdin is not None else subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             timeout=timeout,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as exc:
         raise InputError(
@@ -80,9 +84,17 @@ def run(
             hint="check that the registry is reachable and responsive",
         ) from exc
     if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip()
+        message = _without_warnings(result.stderr or result.stdout)
         raise failure(f"{tool.name} {args[0]}", message, registry)
     return result.stdout
+
+
+def _without_warnings(output: str) -> str:
+    """The tool's error without its warnings: cosign verify warns that it could not reach the
+    public Sigstore TUF mirror ("no such host") even when the registry answered, and that must
+    not read as the registry being unreachable."""
+    lines = [line for line in output.strip().splitlines() if not line.startswith("WARNING:")]
+    return "\n".join(lines).strip() or output.strip()
 
 
 _UNREACHABLE = (

@@ -84,6 +84,8 @@ class RunResult:
     recovered: list[dict[str, Any]] = field(default_factory=list)
     #: why the run did not recover from a change the guard caught (None: nothing to say)
     unrecovered: str | None = None
+    #: the run's RO-Crate metadata file (``provenance``), once written
+    crate: Path | None = None
 
     @property
     def ok(self) -> bool:

@@ -191,6 +191,14 @@ def _iso(epoch: float) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def redacted_notebook(node: Any, pipeline: Pipeline) -> str:
+    """The notebook as written, but for the literals of its secret parameters (None instead):
+    the copy a run's RO-Crate keeps of the workflow."""
+    nb = copy.deepcopy(node)
+    _redact_secrets(nb, pipeline)
+    return notebook_text(nb)
+
+
 def _redact_secrets(nb: Any, pipeline: Pipeline) -> None:
     """The parameters cells without the literals of secret parameters (None instead); a cell
     Python cannot parse as written (magics) shows as the Python it runs as."""

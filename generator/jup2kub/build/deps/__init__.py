@@ -11,6 +11,7 @@ from jup2kub.build.deps.capture import RUNTIME_DISTRIBUTIONS, capture, closure, 
 from jup2kub.build.deps.findings import DataFile, Dependencies, StepDeps, Wheel
 from jup2kub.build.deps.locks import (
     Locks,
+    cache_root,
     default_wheel_cache,
     lock,
     lock_text,
@@ -28,6 +29,7 @@ __all__ = [
     "StepDeps",
     "Target",
     "Wheel",
+    "cache_root",
     "capture",
     "closure",
     "default_wheel_cache",

@@ -26,8 +26,14 @@ from jup2kub.files import atomic_write_text
 from jup2kub.version import __version__
 
 
+def cache_root() -> Path:
+    """Where builds keep what they can make again (``$JUP2KUB_CACHE``, else
+    ``~/.cache/jup2kub``): wheels, the base images' OS package lists."""
+    return Path(os.environ.get("JUP2KUB_CACHE") or Path.home() / ".cache" / "jup2kub")
+
+
 def default_wheel_cache() -> Path:
-    return Path(os.environ.get("JUP2KUB_CACHE") or Path.home() / ".cache" / "jup2kub") / "wheels"
+    return cache_root() / "wheels"
 
 
 def _cached_wheels(cache: Path, target: Target) -> dict[tuple[str, Version], Path]:
