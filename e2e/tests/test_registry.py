@@ -199,6 +199,47 @@ def published(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> P
     return Published(registry, nb, out, name, version, images, digests, repositories)
 
 
+PASSWORD = "e2e registry key password"
+
+
+def _jup2kub(*args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """jup2kub with the signing password in its environment (never on a command line)."""
+    env = {**os.environ, "COSIGN_PASSWORD": PASSWORD}
+    return subprocess.run(
+        ["jup2kub", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two key pairs (``jup2kub keygen``): the team's, which signs, and another."""
+    work = tmp_path_factory.mktemp("keys")
+    made = {}
+    for who in ("team", "other"):
+        r = _jup2kub("keygen", work / who)
+        assert r.returncode == 0, r.stdout + r.stderr
+        made[who] = work / who
+    return made
+
+
+@pytest.fixture(scope="module")
+def signed(published: Published, keys: dict[str, Path]) -> Published:
+    """``jup2kub sign OUT --key team.key``: the step images by digest, the chart with its
+    provenance file, pushed again (helm carries the .prov) and signed by its new digest."""
+    pub = published
+    r = _jup2kub("sign", pub.out, "--key", f"{keys['team']}.key")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for step in STEPS:
+        assert f"signed image {pub.repositories[step]}@{pub.digests[step]}" in r.stdout, r.stdout
+    record = json.loads((pub.out / ".jup2kub-published.json").read_text())
+    chart_digest = pub.registry.manifest_digest(f"{CHARTS}/{pub.name}", pub.version)
+    assert (
+        record["chart"] == f"{pub.registry.host}/{CHARTS}/{pub.name}:{pub.version}@{chart_digest}"
+    )
+    assert f"pushed and signed chart oci://{record['chart']}" in r.stdout, r.stdout
+    return pub
+
+
 def _namespace(cluster: Cluster, prefix: str, tmp: Path) -> tuple[str, Path]:
     ns = f"j2k-e2e-{prefix}-{os.getpid()}"
     cluster.kubectl("create", "namespace", ns)
@@ -253,9 +294,13 @@ def _cleanup(cluster: Cluster, release: str, ns: str) -> None:
 
 
 def test_deploy_from_oci_pulls_the_step_images_by_digest(
-    cluster: Cluster, published: Published, tmp_path: Path
+    cluster: Cluster, signed: Published, keys: dict[str, Path], tmp_path: Path
 ) -> None:
-    pub = published
+    pub = signed
+    # the signatures hold in the registry the cluster pulls from
+    verified = _jup2kub("verify", pub.out, "--key", f"{keys['team']}.pub")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.splitlines()[-1] == "all signatures hold", verified.stdout
     # nothing of the registry's is on any node yet: the images can only come from a pull
     before = _node_images(pub.registry.host)
     assert not any(before.values()), before
@@ -309,15 +354,38 @@ def test_deploy_from_oci_pulls_the_step_images_by_digest(
         _cleanup(cluster, release, ns)
 
 
-def test_helm_install_straight_from_oci(
-    cluster: Cluster, published: Published, tmp_path: Path
+def test_helm_install_straight_from_oci_verifies_the_provenance(
+    cluster: Cluster, signed: Published, keys: dict[str, Path], tmp_path: Path
 ) -> None:
     """The issue's words: ``helm install mypipeline oci://...`` (helm's own CLI, plain HTTP
-    to the loopback registry), then the pipeline runs."""
-    pub = published
+    to the loopback registry) with ``--verify``: the chart's provenance file, pulled with it,
+    checked against the team's OpenPGP key; another key's is refused with nothing installed.
+    Then the pipeline runs."""
+    pub = signed
     ns, values = _namespace(cluster, "oci-helm", tmp_path)
     release = "mypipeline"
     try:
+        refused = helm(
+            cluster,
+            "install",
+            release,
+            pub.chart,
+            "--version",
+            pub.version,
+            "--plain-http",
+            "--verify",
+            "--keyring",
+            f"{keys['other']}.pubring.gpg",
+            "-n",
+            ns,
+            "-f",
+            str(values),
+            check=False,
+        )
+        assert refused.returncode != 0, refused.stdout
+        assert "openpgp" in refused.stderr.lower() or "signature" in refused.stderr.lower()
+        listed = helm(cluster, "list", "-n", ns, "-a", "-o", "json").stdout
+        assert json.loads(listed) == [], listed
         helm(
             cluster,
             "install",
@@ -326,6 +394,9 @@ def test_helm_install_straight_from_oci(
             "--version",
             pub.version,
             "--plain-http",
+            "--verify",
+            "--keyring",
+            f"{keys['team']}.pubring.gpg",
             "-n",
             ns,
             "-f",
