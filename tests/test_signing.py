@@ -467,14 +467,43 @@ def test_deploy_verify_checks_a_pulled_chart(
     said: list[str] = []
     # as deploy_from_registry calls it
     api.verify_pulled_chart(Path(f"{keys}.pub"), log=said.append)(tgz, pulled)
-    assert said[0] == f"verified chart {pulled}" and len(said) == 4
+    assert said[0] == f"verified chart {pulled}" and len(said) == 5
+    # the pull brings the chart's .prov along, and it is checked too
+    assert said[1] == f"verified provenance {tgz.name}.prov"
     with pytest.raises(SignatureError) as refused:
         verify_chart(tgz, pulled, Path(f"{other_keys}.pub"))
-    assert "4 signature checks failed" in str(refused.value)
+    assert "5 signature checks failed" in str(refused.value)  # the .prov too
     # the same tarball claimed under another digest: that digest carries no signature
     other = Reference(host, repository, "0.1.0", "sha256:" + "1" * 64)
     with pytest.raises(SignatureError, match=r"chart .*sha256:1111"):
         verify_chart(tgz, other, Path(f"{keys}.pub"))
+
+
+def test_deploy_verify_from_the_command_line(
+    signed: tuple[Path, Done], keys: Path, other_keys: Path, tmp_path: Path
+) -> None:
+    """``deploy oci:// --verify``: the check runs on the pulled bytes before any cluster is
+    touched (here there is none: the kubeconfig does not exist)."""
+    chart, _ = signed
+    name = _record(chart)["chart"].partition("@")[0].rsplit(":", 1)[0]
+    common = ["deploy", f"oci://{name}", "--version", "0.1.0", "--release", "r"]
+    from tests.support.prometheus_server import free_port
+
+    kubeconfig = tmp_path / "kubeconfig.yaml"  # an API server that is not there
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: 'https://127.0.0.1:{free_port()}'}}}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\nusers: [{name: u, user: {}}]\n"
+    )
+    nocluster = ["--kubeconfig", kubeconfig, "--timeout", "20s"]
+    wrong = _run(*common, "--verify", "--key", f"{other_keys}.pub", *nocluster)
+    _refused(wrong, "signature checks failed", f"chart {name}")
+    right = _run(*common, "--verify", "--key", f"{keys}.pub", *nocluster)
+    assert "verified chart" in right.stderr and "verified provenance" in right.stderr, right.stderr
+    # verified, then on to the (absent) cluster: that is what fails now
+    assert right.returncode != 0 and "signature" not in right.stderr.split("verified")[-1]
+    _refused(_run(*common, "--key", f"{keys}.pub"), "--key and --keyring go with --verify")
+    _refused(_run(*common, "--verify"), "--verify needs the public key")
 
 
 def _on_a_terminal(args: list[str], answers: list[str], env: dict[str, str]) -> tuple[int, str]:

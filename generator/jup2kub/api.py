@@ -45,6 +45,7 @@ from jup2kub.model.notebook import Notebook
 from jup2kub.model.parameters import collect, infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
+from jup2kub.oci.references import Reference as Reference
 from jup2kub.plan import plan_pipeline
 from jup2kub.provenance.crate import METADATA as CRATE_METADATA
 from jup2kub.provenance.export import export_crate

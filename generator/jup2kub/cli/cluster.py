@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,24 @@ def submit(
     help="How long helm and the readiness wait may take (e.g. 90s, 15m).",
 )
 @click.option("--no-wait", is_flag=True, help="Return once helm is done; skip the readiness wait.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Install only if the chart and every step image carry valid signatures by --key "
+    "(cosign; and the chart's .prov, with the OpenPGP keyring beside the key or --keyring).",
+)
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --verify: the public key (PREFIX.pub of `jup2kub keygen`, or any cosign key).",
+)
+@click.option(
+    "--keyring",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --verify: the OpenPGP public keyring for the .prov [default: PREFIX.pubring.gpg].",
+)
 @reports_errors
 def deploy(
     chart: str,
@@ -107,10 +126,14 @@ def deploy(
     context: str | None,
     timeout: str,
     no_wait: bool,
+    verify: bool,
+    key: Path | None,
+    keyring: Path | None,
 ) -> None:
     """Install or upgrade CHART as RELEASE and wait until Kafka and every step pass their
     readiness probes. CHART is the OUT directory of `jup2kub build`, a packaged .tgz, or a
     chart in a registry: oci://HOST/PATH/NAME (pulled once, installed by its digest)."""
+    check = _verification(chart, verify, key, keyring)
     seconds = api.parse_duration(timeout)
     live = live_display()
 
@@ -132,7 +155,13 @@ def deploy(
     try:
         if chart.startswith("oci://"):
             result = api.deploy_from_registry(
-                chart, release, list(values_files), target, version=chart_version, **options
+                chart,
+                release,
+                list(values_files),
+                target,
+                version=chart_version,
+                verify=check,
+                **options,
             )
         else:
             if chart_version is not None:
@@ -140,6 +169,8 @@ def deploy(
                     "--version applies to an oci:// chart only",
                     hint="a chart directory or .tgz is installed as it is",
                 )
+            if verify and key is not None:
+                api.verify(Path(chart), key, keyring=keyring, log=progress)
             result = api.deploy(Path(chart), release, list(values_files), target, **options)
     finally:
         if live is not None:
@@ -149,6 +180,28 @@ def deploy(
         f"release {result.release} revision {result.revision} {result.status} in "
         f"namespace {result.namespace}: {summary}"
     )
+
+
+def _verification(
+    chart: str, verify: bool, key: Path | None, keyring: Path | None
+) -> Callable[[Path, api.Reference], None] | None:
+    """The check ``deploy --verify`` makes before installing; usage errors up front."""
+    if not verify:
+        if key is not None or keyring is not None:
+            raise UsageError("--key and --keyring go with --verify", hint="add --verify")
+        return None
+    if key is None:
+        raise UsageError(
+            "--verify needs the public key to verify with",
+            hint="add --key PREFIX.pub (from `jup2kub keygen`)",
+        )
+    if not chart.startswith("oci://") and not Path(chart).is_dir():
+        raise UsageError(
+            "--verify checks a chart from a registry (oci://) or a chart directory (OUT)",
+            where=chart,
+            hint="deploy it from the registry, or check the .tgz with `helm verify`",
+        )
+    return api.verify_pulled_chart(key, keyring, log=lambda line: click.echo(line, err=True))
 
 
 @click.command()

@@ -74,7 +74,15 @@ def pull_chart(chart: Reference, version: str | None, dest: Path) -> tuple[Path,
     pinned = ["--version", version or str(chart.tag)] if version or chart.tag else []
     with tempfile.TemporaryDirectory(dir=dest) as scratch:
         out = _helm(
-            ["pull", OCI_SCHEME + chart.name, "--destination", scratch, *pinned, *_plain(chart)],
+            [
+                "pull",
+                OCI_SCHEME + chart.name,
+                "--destination",
+                scratch,
+                "--prov",  # the chart's provenance file comes along when it has one
+                *pinned,
+                *_plain(chart),
+            ],
             chart.registry,
         )
         tgz = _only_tarball(Path(scratch), chart)
@@ -89,6 +97,9 @@ def pull_chart(chart: Reference, version: str | None, dest: Path) -> tuple[Path,
                 hint="the tag was moved: check the reference, or pin the digest now served",
             )
         final = dest / tgz.name
+        prov = Path(f"{tgz}.prov")
+        if prov.is_file():
+            prov.replace(Path(f"{final}.prov"))
         tgz.replace(final)
     _name, pulled_version = chart_meta(final)
     return final, Reference(chart.registry, chart.repository, pulled_version, digest)
