@@ -293,7 +293,37 @@ def _cleanup(cluster: Cluster, release: str, ns: str) -> None:
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def test_deploy_from_oci_pulls_the_step_images_by_digest(
+def _deploy(
+    cluster: Cluster, pub: Published, release: str, ns: str, values: Path, key: Path
+) -> subprocess.CompletedProcess[str]:
+    """``jup2kub deploy oci://... --version V --verify --key KEY``."""
+    return subprocess.run(
+        [
+            "jup2kub",
+            "deploy",
+            pub.chart,
+            "--version",
+            pub.version,
+            "--release",
+            release,
+            "-n",
+            ns,
+            "-f",
+            str(values),
+            "--timeout",
+            "15m",
+            "--verify",
+            "--key",
+            str(key),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1000,
+        env=cluster.env(),
+    )
+
+
+def test_deploy_verify_from_oci_pulls_the_step_images_by_digest(
     cluster: Cluster, signed: Published, keys: dict[str, Path], tmp_path: Path
 ) -> None:
     pub = signed
@@ -307,27 +337,23 @@ def test_deploy_from_oci_pulls_the_step_images_by_digest(
     ns, values = _namespace(cluster, "oci-deploy", tmp_path)
     release = "ocipipeline"
     try:
-        r = subprocess.run(
-            [
-                "jup2kub",
-                "deploy",
-                pub.chart,
-                "--version",
-                pub.version,
-                "--release",
-                release,
-                "-n",
-                ns,
-                "-f",
-                str(values),
-                "--timeout",
-                "15m",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=1000,
-            env=cluster.env(),
-        )
+        # another key: refused before the cluster is touched, naming what failed
+        refused = _deploy(cluster, pub, release, ns, values, Path(f"{keys['other']}.pub"))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr, refused.stderr
+        for step in STEPS:
+            assert f"{pub.repositories[step]}@{pub.digests[step]}" in refused.stderr, refused.stderr
+        assert f"{pub.registry.host}/{CHARTS}/{pub.name}" in refused.stderr, refused.stderr
+        assert json.loads(helm(cluster, "list", "-n", ns, "-a", "-o", "json").stdout) == []
+        assert _node_images(pub.registry.host) == before
+        # the team's key: verified on the pulled bytes, then installed
+        r = _deploy(cluster, pub, release, ns, values, Path(f"{keys['team']}.pub"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        record = json.loads((pub.out / ".jup2kub-published.json").read_text())
+        assert f"verified chart {record['chart']}" in r.stderr, r.stderr
+        assert f"verified provenance {pub.name}-{pub.version}.tgz.prov" in r.stderr, r.stderr
+        for step in STEPS:
+            assert f"verified image {pub.repositories[step]}@{pub.digests[step]}" in r.stderr
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"{len(STEPS) + 1}/{len(STEPS) + 1} workloads ready" in r.stdout, r.stdout
         pods = _step_pods(cluster, ns)
