@@ -2,7 +2,7 @@
 
     e2e/cluster up [--nodes N] | down | status | nodes | kubeconfig | env
                 | load-image FILE.tar... | build | kafka-image [--load]
-                | node kill|start|partition|heal NAME
+                | node kill|start|partition|heal NAME | registry add|remove HOST:PORT
 
 Everything is built once into ``$JUP2KUB_CACHE/k8s-<version>/`` (bin/, images/); the running
 cluster's state (certificates, etcd data, containerd root, kubelet root, logs, pids) lives in
@@ -33,7 +33,7 @@ from e2e.lifecycle import (
 )
 from e2e.network import membership, netpol
 from e2e.network.cluster_dns import exec_with_cluster_dns
-from e2e.node import power
+from e2e.node import power, registries
 
 
 def kafka_image(load: bool) -> Path:
@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         "netpol", help="enforce NetworkPolicies (kube-router's policy controller) or stop it"
     )
     np.add_argument("action", choices=("up", "down"))
+    rg = sub.add_parser(
+        "registry",
+        help="let every node pull from a plain-HTTP registry (containerd's hosts.toml; a "
+        "registry on the host's 127.0.0.1 is relayed into the nodes' namespaces) or forget it",
+    )
+    rg.add_argument("action", choices=("add", "remove"))
+    rg.add_argument("host", metavar="HOST:PORT", help="the registry, e.g. 127.0.0.1:5000")
     ki = sub.add_parser("kafka-image", help="build the apache/kafka-compatible image")
     ki.add_argument("--load", action="store_true", help="also import it into the cluster")
     return p
@@ -100,6 +107,17 @@ def _node_action(action: str, name: str) -> None:
         power.partition(node)
     else:
         power.heal(node)
+
+
+def _registry(action: str, host: str) -> None:
+    registries.parse(host)  # a usage error before anything else
+    if not pid_of("kube-apiserver"):
+        raise SystemExit("the cluster is not running (e2e/cluster up)")
+    if action == "add":
+        for f in registries.add(host):
+            print(f)
+    else:
+        registries.remove(host)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,6 +153,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         exec_with_cluster_dns(cmd)
     elif args.cmd == "netpol":
         netpol.up() if args.action == "up" else netpol.down()
+    elif args.cmd == "registry":
+        _registry(args.action, args.host)
     elif args.cmd == "kafka-image":
         print(kafka_image(args.load))
     return 0

@@ -23,7 +23,7 @@ from e2e.images.load import load_images
 from e2e.network import membership, netpol
 from e2e.network.addresses import MAX_NODES, Node, topology
 from e2e.network.host import setup_host, teardown_host
-from e2e.node import containerd, power
+from e2e.node import containerd, power, registries
 from e2e.node.kube_proxy import HOST_PROXY, start_host_proxy
 from e2e.node.kubelet import node_ready
 
@@ -175,6 +175,7 @@ def down() -> None:
     if os.geteuid() != 0:
         raise SystemExit("e2e/cluster must run as root")
     netpol.down()
+    registries.stop_relays()
     nodes = membership.current()
     stop(f"kube-proxy@{HOST_PROXY}")
     for node in nodes:

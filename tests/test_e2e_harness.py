@@ -172,6 +172,10 @@ def test_the_forward_guard_allows_the_nodes_link_only_with_several_nodes() -> No
         (["up", "--nodes", "12"], "--nodes must be 1 to 9, not 12"),
         (["up", "--nodes", "three"], "invalid int value"),
         (["node", "reboot", "j2k-node-1"], "invalid choice"),
+        (["registry", "add", "nonsense"], "a registry is HOST:PORT"),
+        (["registry", "add", "127.0.0.1:99999"], "a registry is HOST:PORT"),
+        (["registry", "add", "127.0.0.1:5000/team"], "a registry is HOST:PORT"),
+        (["registry", "forget", "127.0.0.1:5000"], "invalid choice"),
     ],
 )
 def test_bad_cluster_commands_exit_2_with_the_reason(args: list[str], message: str) -> None:
@@ -195,3 +199,81 @@ def test_too_many_nodes_for_the_memory_is_refused_before_anything_starts(
     monkeypatch.setattr(lifecycle, "NODE_MIB", 10**7)
     with pytest.raises(lifecycle.UsageError, match="MiB a node, J2K_E2E_NODE_MIB"):
         lifecycle.check_node_count(3)
+
+
+def test_a_registry_is_a_plain_http_hosts_file_for_containerd() -> None:
+    from e2e.node.registries import hosts_toml, parse
+
+    assert parse("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert parse("registry.example:443") == ("registry.example", 443)
+    assert hosts_toml("127.0.0.1:5000") == (
+        'server = "http://127.0.0.1:5000"\n\n'
+        '[host."http://127.0.0.1:5000"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
+    )
+
+
+def test_the_loopback_relay_reaches_the_hosts_loopback_from_another_network_namespace(
+    tmp_path: Path,
+) -> None:
+    """What lets several nodes (network namespaces) pull from a registry on the host's
+    127.0.0.1: the relay listens on 127.0.0.1:PORT inside the namespace and forwards there."""
+    import http.server
+    import os
+    import sys
+    import threading
+    import uuid
+
+    from e2e.node.registries import RELAY_SCRIPT
+
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nsenter"):
+        pytest.skip("needs root, ip and nsenter (network namespaces)")
+    body = uuid.uuid4().hex.encode()
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ns = f"j2k-test-relay-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    relay = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=30)
+        fetch = [
+            "nsenter",
+            f"--net=/run/netns/{ns}",
+            "--",
+            sys.executable,
+            "-c",
+            f"import urllib.request; print(urllib.request.urlopen("
+            f"'http://127.0.0.1:{port}/v2/', timeout=5).read().decode())",
+        ]
+        # the namespace's own loopback: nothing there before the relay
+        assert subprocess.run(fetch, capture_output=True, timeout=30).returncode != 0
+        log = tmp_path / "relay.log"
+        with log.open("wb") as out:
+            relay = subprocess.Popen(
+                [sys.executable, str(RELAY_SCRIPT), str(port), ns], stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + 20
+        while b"relaying" not in log.read_bytes():
+            assert relay.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        r = subprocess.run(fetch, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == body.decode()
+    finally:
+        if relay is not None:
+            relay.terminate()
+            assert relay.wait(10) == 0
+        subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
+        server.shutdown()

@@ -17,6 +17,12 @@ from e2e.network.addresses import Node
 from e2e.network.cni import cni_bin_dir, cni_config, conf_dir
 
 
+def hosts_dir(node: Node) -> Path:
+    """Where the node's containerd looks for ``<host:port>/hosts.toml`` (how to reach a
+    registry: plain HTTP, which capabilities) before each pull."""
+    return node.state / "containerd" / "certs.d"
+
+
 def containerd_config(node: Node, sandbox_image: str) -> str:
     root = node.state / "containerd"
     return f"""version = 2
@@ -47,6 +53,9 @@ oom_score = 0
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin_dir()}"
     conf_dir = "{conf_dir(node)}"
+  # registries' hosts.toml (e2e/cluster registry add HOST:PORT), read at every pull
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{hosts_dir(node)}"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{root}/opt"
@@ -67,7 +76,7 @@ def ctr(
 def start_containerd(node: Node, sandbox_image: str) -> None:
     """Its configuration and the CNI's written (when changed), started (in the node's network
     namespace and cgroup), answering."""
-    for sub in ("containerd", "cni/net.d", "cni/ipam"):
+    for sub in ("containerd/certs.d", "cni/net.d", "cni/ipam"):
         (node.state / sub).mkdir(parents=True, exist_ok=True)
     if node.daemons_cgroup:
         cgroups.create(node.daemons_cgroup)
