@@ -93,6 +93,9 @@ def test_a_local_run_s_crate_is_a_valid_provenance_run_crate(
     assert f"provenance (RO-Crate): {crate}" in proc.stdout
     checked = validate(run_dir)
     assert checked.passed, "\n".join(checked.issues) or checked.output
+    # the profile the issue names, on its own too (Provenance Run Crate builds on it)
+    workflow_run = validate(run_dir, profile="workflow-run-crate")
+    assert workflow_run.passed, "\n".join(workflow_run.issues) or workflow_run.output
     graph = _graph(crate)
     root = graph["./"]
     assert "https://w3id.org/ro/wfrun/provenance/0.5" in _ids(root["conformsTo"])

@@ -114,6 +114,22 @@ def _wait_up(host: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.1)
 
 
+def _untag(host: str) -> None:
+    """Remove the Docker engine's tags into this (ephemeral) registry that the test made by
+    pushing (``build --push`` tags each image as HOST/REPO:TAG): tags only, never an image
+    another name still holds."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        for image in client.images.list():
+            for tag in image.tags:
+                if tag.startswith(host + "/"):
+                    client.images.remove(tag, noprune=True)
+    except Exception:  # no engine here (a test without Docker): nothing was tagged
+        return
+
+
 @contextmanager
 def running_registry(root: Path, *, user: str | None = None) -> Iterator[Registry]:
     """A registry storing under ``root``; with ``user``, only that user (password ``user``
@@ -142,6 +158,7 @@ def running_registry(root: Path, *, user: str | None = None) -> Iterator[Registr
         _wait_up(host, proc, log)
         yield Registry(host, root, user, password)
     finally:
+        _untag(f"127.0.0.1:{port}")
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(10)
