@@ -34,9 +34,26 @@ export PATH="$VENV/bin:$PATH"
 
 # Each tool has its own idempotent installer here (helm, Kafka, Docker, ...). They export the
 # locations they set up (e.g. J2K_HELM) for the test fixtures and benchmarks.
+#
+# The OCI tools (35-oci-tools.sh: ORAS, cosign, the registry) are Go builds of several minutes on
+# a fresh machine, and nothing else needs them during setup: they build in the background while
+# the other scripts mostly download (apt, Maven, debootstrap), then the script runs again in the
+# foreground to export what it built. The background build is ended if setup fails first.
+j2k_oci_setup=tests/setup.d/35-oci-tools.sh
+j2k_oci_log="$JUP2KUB_CACHE/oci-tools-setup.log"
+( source "$j2k_oci_setup" ) >"$j2k_oci_log" 2>&1 &
+j2k_oci_pid=$!
+trap 'kill "$j2k_oci_pid" 2>/dev/null || true' EXIT
 for setup in tests/setup.d/*.sh; do
     [ -e "$setup" ] || continue
+    [ "$setup" != "$j2k_oci_setup" ] || continue
     echo "== setup: $setup" >&2
     # shellcheck source=/dev/null
     source "$setup"
 done
+echo "== setup: $j2k_oci_setup (built in the background: $j2k_oci_log)" >&2
+wait "$j2k_oci_pid" || { cat "$j2k_oci_log" >&2; false; }
+trap - EXIT
+# shellcheck source=tests/setup.d/35-oci-tools.sh
+source "$j2k_oci_setup"
+unset j2k_oci_setup j2k_oci_log j2k_oci_pid
