@@ -184,6 +184,13 @@ def test_bad_input(pushed: dict[str, Path], tmp_path: Path) -> None:
     refused = jup2kub("export", unbuilt, tmp_path / "b.tar")
     assert refused.returncode == 2 and "not pushed" in refused.stderr
     assert not (tmp_path / "b.tar").exists()
+    tar = tmp_path / "ok.tar"
+    assert jup2kub("export", pushed["out"], tar).returncode == 0
+    from tests.support.prometheus_server import free_port
+
+    down = jup2kub("import", tar, "--registry", f"127.0.0.1:{free_port()}/x", "-o", tmp_path / "d")
+    assert down.returncode == 2 and "unreachable" in down.stderr, down.stderr
+    assert "Traceback" not in down.stderr and not (tmp_path / "d").exists()
     notabundle = tmp_path / "x.tar"
     notabundle.write_text("not a tar")
     bad = jup2kub("import", notabundle, "--registry", "127.0.0.1:5000", "-o", tmp_path / "o")
