@@ -42,7 +42,7 @@ from jup2kub.model.ipython import translate
 from jup2kub.model.learned import Learned, read_learned
 from jup2kub.model.load import SPLIT_MODES, load
 from jup2kub.model.notebook import Notebook
-from jup2kub.model.parameters import collect, infer_type
+from jup2kub.model.parameters import infer_type
 from jup2kub.model.pipeline import Pipeline, value_label
 from jup2kub.model.secrets import literal_values
 from jup2kub.oci.references import Reference as Reference
@@ -66,6 +66,8 @@ from jup2kub.run.executor import (
 from jup2kub.run.local import LocalExecutor
 from jup2kub.run.results import copy_results, redacted_notebook, write_results
 from jup2kub.run.reuse import RunCache
+from jup2kub.run.submitting import PipelineCache, params_file_runs, run_parameters
+from jup2kub.run.submitting import refuse_secret_overrides as refuse_secret_overrides
 from jup2kub.sharing import (
     SIGNING_PASSWORD_ENV,
     Packaged,
@@ -163,6 +165,7 @@ __all__ = [
     "run_states",
     "sign",
     "submit",
+    "submit_params_file",
     "to_mermaid",
     "value_label",
     "verify",
@@ -172,6 +175,9 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
+
+#: the notebooks' pipelines ``submit`` sends runs of, read once per version of the file
+_SUBMITTED = PipelineCache()
 
 
 def inspect_notebook(path: str | Path, split: str = "auto", name: str | None = None) -> Pipeline:
@@ -360,7 +366,9 @@ def run(
         if warn is not None:
             warn(str(warning))
     require_storable(pipeline)
-    params = _parameters(pipeline, parameters, parameter_files, parameter_yaml, parameter_strings)
+    params = run_parameters(
+        pipeline, parameters, parameter_files, parameter_yaml, parameter_strings
+    )
     secrets = secret_environment(nb, pipeline, params)
     workdir = workdir or Path(".jup2kub") / pipeline.name
     if kafka and cache_dir is not None:
@@ -522,23 +530,6 @@ def _recover(
     return result
 
 
-def _parameters(
-    pipeline: Pipeline,
-    given: Mapping[str, Any] | None,
-    files: Sequence[Path],
-    yaml_texts: Sequence[str],
-    strings: Sequence[tuple[str, str]],
-) -> dict[str, Any]:
-    return collect(
-        given or {},
-        files,
-        pipeline.parameters,
-        yaml_texts=yaml_texts,
-        strings=strings,
-        expressions=pipeline.parameter_expressions,
-    )
-
-
 def secret_environment(
     nb: Notebook, pipeline: Pipeline, parameters: Mapping[str, Any]
 ) -> dict[str, str]:
@@ -555,19 +546,6 @@ def secret_environment(
     return env
 
 
-def refuse_secret_overrides(pipeline: Pipeline, parameters: Mapping[str, Any]) -> None:
-    """A secret given with ``-p`` or ``-f`` is refused: run parameters are recorded (summary,
-    results, Kafka messages)."""
-    for secret in pipeline.secret_parameters:
-        if secret.name in parameters:
-            raise UsageError(
-                f"parameter {secret.name!r} is a secret: a -p or -f value would be recorded "
-                "with the run (its summary, results and messages)",
-                hint=f"set {secret.environment} in the environment instead (jup2kub run), or "
-                f"secretParameters.{secret.name} in the chart's values",
-            )
-
-
 def submit(
     path: str | Path,
     bootstrap: str,
@@ -582,14 +560,38 @@ def submit(
     kafka_timeout: float = remote.CONNECT_TIMEOUT,
 ) -> str:
     """Submit a run of the notebook's deployed pipeline through its Kafka (waiting up to
-    ``kafka_timeout`` s for it to answer); returns the run id."""
-    pipeline = inspect_notebook(path, split, name)
-    params = _parameters(pipeline, parameters, parameter_files, parameter_yaml, parameter_strings)
-    refuse_secret_overrides(pipeline, params)
+    ``kafka_timeout`` s for it to answer), acknowledged before this returns its run id.
+    Thread-safe and cheap per run: one producer per process, the notebook read once per version."""
+    pipeline = _SUBMITTED.get(path, split, name, inspect_notebook)
+    params = run_parameters(
+        pipeline, parameters, parameter_files, parameter_yaml, parameter_strings
+    )
     run_id = run_id or new_run_id()
     _check_run_id(run_id, "--run-id")
     remote.submit_run(bootstrap, pipeline.name, run_id, params, connect_timeout=kafka_timeout)
     return run_id
+
+
+def submit_params_file(
+    path: str | Path,
+    bootstrap: str,
+    params_file: Path,
+    *,
+    parameter_files: Sequence[Path] = (),
+    parameter_yaml: Sequence[str] = (),
+    parameter_strings: Sequence[tuple[str, str]] = (),
+    split: str = "auto",
+    name: str | None = None,
+    kafka_timeout: float = remote.CONNECT_TIMEOUT,
+) -> list[str]:
+    """Submit one run per line of ``params_file`` (a JSON object of parameter values, over
+    those of the other parameter arguments), every line checked before any is sent, all sent
+    with one producer and each acknowledged: their run ids, in the file's order."""
+    pipeline = _SUBMITTED.get(path, split, name, inspect_notebook)
+    base = run_parameters(pipeline, None, parameter_files, parameter_yaml, parameter_strings)
+    runs = [(new_run_id(), p) for p in params_file_runs(pipeline, params_file, base)]
+    remote.submit_runs(bootstrap, pipeline.name, runs, connect_timeout=kafka_timeout)
+    return [run_id for run_id, _ in runs]
 
 
 def run_states(

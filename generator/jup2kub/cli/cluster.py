@@ -41,6 +41,14 @@ kafka_option = click.option(
 @kafka_option
 @kafka_timeout_option("30s")
 @parameter_options
+@click.option(
+    "--params-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Submit one run per line of this file, each a JSON object of parameter values over "
+    "those of -f, -y and -p (which give the defaults); every line is checked before any run is "
+    "sent. Prints one run id per line, in the file's order.",
+)
 @click.option("--run-id", default=None, help="Choose the run id [default: generated].")
 @split_option
 @name_option
@@ -52,24 +60,28 @@ def submit(
     pairs: tuple[tuple[str, str], ...],
     yaml_texts: tuple[str, ...],
     files: tuple[Path, ...],
+    params_file: Path | None,
     run_id: str | None,
     split: str,
     name: str | None,
 ) -> None:
-    """Submit a run of NOTEBOOK's deployed pipeline; prints the run id."""
-    click.echo(
-        api.submit(
-            notebook,
-            bootstrap,
-            parameter_files=files,
-            parameter_yaml=yaml_texts,
-            parameter_strings=pairs,
-            run_id=run_id,
-            split=split,
-            name=name,
-            kafka_timeout=api.parse_duration(kafka_timeout),
-        )
+    """Submit a run of NOTEBOOK's deployed pipeline (or one per line of --params-file);
+    prints the run id."""
+    if params_file is not None and run_id is not None:
+        raise UsageError("--run-id names one run: not with --params-file", hint="drop --run-id")
+    common: dict[str, Any] = dict(
+        parameter_files=files,
+        parameter_yaml=yaml_texts,
+        parameter_strings=pairs,
+        split=split,
+        name=name,
+        kafka_timeout=api.parse_duration(kafka_timeout),
     )
+    if params_file is None:
+        click.echo(api.submit(notebook, bootstrap, run_id=run_id, **common))
+        return
+    ids = api.submit_params_file(notebook, bootstrap, params_file, **common)
+    click.echo("\n".join(ids))
 
 
 @click.command()

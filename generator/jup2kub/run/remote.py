@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jup2kub.errors import KafkaUnavailableError
+from jup2kub.run import producers
 from jup2kub_runtime.contract import messages, topics
 from jup2kub_runtime.contract.states import StepState
 from jup2kub_runtime.contract.tracing import PIPELINE, RUN_ID, run_span_name
@@ -26,6 +28,10 @@ T = TypeVar("T")
 
 #: how long submit and status wait for a broker that does not answer (e.g. one restarting)
 CONNECT_TIMEOUT = 30.0
+
+#: how long the shared producer waits for more messages to batch with one (ms): concurrent
+#: submits from several threads then share a request, at a cost a single submit hardly sees
+LINGER_MS = 5
 
 
 def _servers(bootstrap: str) -> list[str]:
@@ -67,63 +73,114 @@ def submit_run(
     *,
     trace: Span | None = None,
 ) -> None:
-    """Publish one run message to ``<pipeline>.runs`` and wait for the broker's ack; a broker
-    that goes away meanwhile is waited for up to ``connect_timeout`` s, and the message sent
-    again (a run submitted twice is still executed once: the steps' markers make the second a
-    skip). The message carries the run's trace (``traceparent``): ``trace``, the root span of
-    a run followed here (``run --kafka``), or else one started here (``jup2kub submit``),
-    when the environment turns traces on."""
-    if trace is not None:
-        _submit(bootstrap, pipeline, run_id, parameters, timeout, connect_timeout, trace)
-        return
-    traces = tracer()
-    root = traces.span(run_span_name(pipeline), {PIPELINE: pipeline, RUN_ID: run_id})
-    sent = False
-    try:
-        _submit(bootstrap, pipeline, run_id, parameters, timeout, connect_timeout, root)
-        sent = True
-    finally:
-        root.end(error=not sent)
-        traces.flush()
+    """Publish one run message to ``<pipeline>.runs`` and wait for the broker's ack (acks=all)
+    through the process' shared producer; a broker that goes away meanwhile is waited for up
+    to ``connect_timeout`` s, and the message sent again with a new producer (a run submitted
+    twice is still executed once: the steps' markers make the second a skip). The message
+    carries the run's trace (``traceparent``): ``trace``, the root span of a run followed here
+    (``run --kafka``), or else one started here (``jup2kub submit``), when the environment
+    turns traces on. Safe to call from several threads at once."""
+    submit_runs(bootstrap, pipeline, [(run_id, parameters)], timeout, connect_timeout, trace=trace)
 
 
-def _submit(
+def submit_runs(
     bootstrap: str,
     pipeline: str,
-    run_id: str,
-    parameters: Mapping[str, Any],
-    timeout: float,
-    connect_timeout: float,
-    trace: Span,
+    runs: Sequence[tuple[str, Mapping[str, Any]]],
+    timeout: float = 30,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    *,
+    trace: Span | None = None,
 ) -> None:
-    from kafka.errors import KafkaError  # kafka-python: loaded by the commands that talk to Kafka
+    """Publish the run messages ``runs`` (run id, parameters) all at once, then wait for each
+    one's ack: one producer, its batches full, and every run acknowledged before this returns
+    (as ``submit_run``; ``trace``: the root span of every run, else one each)."""
+    traces = tracer()
+    roots = [
+        trace or traces.span(run_span_name(pipeline), {PIPELINE: pipeline, RUN_ID: run_id})
+        for run_id, _ in runs
+    ]
+    records = [
+        _Record(run_id, messages.encode(messages.run_message(run_id, dict(params))), root)
+        for (run_id, params), root in zip(runs, roots, strict=True)
+    ]
+    sent = False
+    try:
+        _send_acked(bootstrap, topics.runs_topic(pipeline), records, timeout, connect_timeout)
+        sent = True
+    finally:
+        if trace is None:
+            for root in roots:
+                root.end(error=not sent)
+            traces.flush()
 
-    message = messages.encode(messages.run_message(run_id, dict(parameters)))
-    headers = trace.headers() or None
+
+@dataclass(frozen=True)
+class _Record:
+    """A run message to send: keyed by its run id (the runtime's effectively-once key)."""
+
+    run_id: str
+    value: bytes
+    trace: Span
+
+
+def _send_acked(
+    bootstrap: str, topic: str, records: list[_Record], timeout: float, connect_timeout: float
+) -> None:
+    """Send ``records`` through the shared producer until each is acknowledged; a producer
+    that fails is replaced (what it had not had acknowledged is sent again) until
+    ``connect_timeout`` s have passed, then a KafkaUnavailableError says what to do."""
+    key = (bootstrap, timeout)
     deadline = time.monotonic() + connect_timeout
+    pending = records
     while True:
         producer = _connect(
             bootstrap,
-            lambda: _producer(bootstrap, timeout),
+            lambda: PRODUCERS.get(key, lambda: _producer(bootstrap, timeout)),
             deadline - time.monotonic(),
             connect_timeout,
         )
-        try:
-            producer.send(
-                topics.runs_topic(pipeline), key=run_id.encode(), value=message, headers=headers
-            ).get(timeout=timeout)
-            producer.flush(timeout=timeout)
+        pending, error = _send_all(producer, topic, pending, timeout)
+        if error is None:
             return
-        except KafkaError as exc:
-            if time.monotonic() >= deadline:
-                raise KafkaUnavailableError(
-                    f"submitting run {run_id!r} to Kafka at {bootstrap} failed ({exc}; "
-                    f"waited {connect_timeout:.0f} s)",
-                    hint="check that the pipeline's Kafka runs; wait longer with --kafka-timeout",
-                ) from exc
-        finally:
-            _close(producer)
+        PRODUCERS.discard(key, producer)
+        if time.monotonic() >= deadline:
+            what = f"run {pending[0].run_id!r}" if len(records) == 1 else f"{len(pending)} runs"
+            raise KafkaUnavailableError(
+                f"submitting {what} to Kafka at {bootstrap} failed ({error}; "
+                f"waited {connect_timeout:.0f} s)",
+                hint="check that the pipeline's Kafka runs; wait longer with --kafka-timeout",
+            ) from error
         time.sleep(1.0)
+
+
+def _send_all(
+    producer: Any, topic: str, records: list[_Record], timeout: float
+) -> tuple[list[_Record], Exception | None]:
+    """Send every record, then wait for each ack: the records not acknowledged, and the
+    last error (None: all were)."""
+    from kafka.errors import KafkaError  # kafka-python: loaded by the commands that talk to Kafka
+
+    futures: list[tuple[_Record, Any]] = []
+    failed: list[_Record] = []
+    error: Exception | None = None
+    for i, record in enumerate(records):
+        headers = record.trace.headers() or None
+        try:
+            future = producer.send(
+                topic, key=record.run_id.encode(), value=record.value, headers=headers
+            )
+        except KafkaError as exc:
+            failed, error = list(records[i:]), exc
+            break
+        futures.append((record, future))
+    for record, future in futures:
+        try:
+            future.get(timeout=timeout)
+        except KafkaError as exc:
+            failed.append(record)
+            error = exc
+    return failed, error
 
 
 def _close(producer: Any) -> None:
@@ -152,7 +209,12 @@ def _producer(bootstrap: str, timeout: float) -> Any:
         acks="all",
         retries=5,
         request_timeout_ms=int(timeout * 1000),
+        linger_ms=LINGER_MS,
     )
+
+
+#: the process' producers, shared by every thread that submits (closed at exit)
+PRODUCERS = producers.shared(_close)
 
 
 class StatusReader:
