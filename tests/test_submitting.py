@@ -196,3 +196,21 @@ def test_a_changed_notebook_is_read_again(kafka: str, notebook: tuple[Path, str]
     nb.write_text(text)
     api.submit(nb, kafka, {"extra": 5})  # a parameter only the new version has
     assert api._SUBMITTED.reads == reads + 1
+
+
+def test_a_producer_closed_under_a_submit_is_replaced(
+    kafka: str, notebook: tuple[Path, str]
+) -> None:
+    """The shared producer closed (as another thread's failed send closes it): the next submit
+    makes a new one and its run arrives."""
+    nb, topic = notebook
+    api.submit(nb, kafka, {"n": 1})
+    made = remote.PRODUCERS.made
+    (broken,) = remote.PRODUCERS._producers.values()
+    broken.close(timeout=5)
+    run_id = api.submit(nb, kafka, {"n": 2}, kafka_timeout=60)
+    assert remote.PRODUCERS.made == made + 1
+    assert remote.PRODUCERS._producers[(kafka, 30)] is not broken
+    assert {"run_id": run_id, "n": 2} in [
+        {"run_id": m["run_id"], **m["parameters"]} for m in _runs(kafka, topic)
+    ]

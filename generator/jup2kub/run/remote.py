@@ -170,7 +170,10 @@ def _send_all(
             future = producer.send(
                 topic, key=record.run_id.encode(), value=record.value, headers=headers
             )
-        except KafkaError as exc:
+        except (KafkaError, AssertionError) as exc:
+            if isinstance(exc, AssertionError) and not getattr(producer, "_closed", False):
+                raise
+            # closed meanwhile: another thread's send failed on it and discarded it
             failed, error = list(records[i:]), exc
             break
         futures.append((record, future))
@@ -202,6 +205,8 @@ def _close(producer: Any) -> None:
 
 
 def _producer(bootstrap: str, timeout: float) -> Any:
+    """A producer whose every message is acknowledged by all in-sync replicas (acks=all),
+    resent on transient errors; made once per process (``PRODUCERS``)."""
     from kafka import KafkaProducer  # kafka-python: loaded on use
 
     return KafkaProducer(
