@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.setup_scripts import exported
+
 REPO = Path(__file__).resolve().parents[2]
 SETUP = REPO / "tests" / "setup.d" / "29-prometheus.sh"
 
@@ -31,24 +33,13 @@ def tool(name: str) -> str:
     configured = os.environ.get(variable)
     if configured and os.access(configured, os.X_OK):
         return configured
-    found = shutil.which(name)
-    if found:
-        return found
-    proc = subprocess.run(
-        ["bash", "-c", f'set -euo pipefail; source "{SETUP}"; printf %s "${variable}"'],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{SETUP.name} failed:\n{proc.stderr[-3000:]}")
-    if not proc.stdout:
+    found = shutil.which(name) or exported(SETUP.name, variable)
+    if not found:
         pytest.skip(
             f"no {name}: J2K_PROMETHEUS_BUILD=1 bash tests/run.sh builds it once "
             f"({SETUP.relative_to(REPO)}, 10-20 minutes)"
         )
-    return proc.stdout
+    return found
 
 
 def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

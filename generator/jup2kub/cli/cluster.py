@@ -16,6 +16,7 @@ from jup2kub import api
 from jup2kub.cli.options import (
     json_option,
     kafka_timeout_option,
+    key_options,
     kube_options,
     kube_target,
     name_option,
@@ -115,18 +116,7 @@ def submit(
     help="Install only if the chart and every step image carry valid signatures by --key "
     "(cosign; and the chart's .prov, with the OpenPGP keyring beside the key or --keyring).",
 )
-@click.option(
-    "--key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="With --verify: the public key (PREFIX.pub of `jup2kub keygen`, or any cosign key).",
-)
-@click.option(
-    "--keyring",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="With --verify: the OpenPGP public keyring for the .prov [default: PREFIX.pubring.gpg].",
-)
+@key_options(public=True, required=False)
 @reports_errors
 def deploy(
     chart: str,

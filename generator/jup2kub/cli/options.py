@@ -114,3 +114,30 @@ def kube_target(
 ) -> api.KubeTarget:
     """The cluster that ``kube_options`` name."""
     return api.KubeTarget(kubeconfig, context, namespace)
+
+
+def key_options(*, public: bool, required: bool = True) -> Callable[[F], F]:
+    """--key (cosign) and --keyring (OpenPGP, for Helm's provenance files): a private pair to
+    sign with, or a public pair to verify with; the keyring defaults to the one beside the key
+    that `jup2kub keygen` made."""
+    kind, ring = ("public", "PREFIX.pubring.gpg") if public else ("private", "PREFIX.secring.gpg")
+    ending = ".pub" if public else ".key"
+
+    def add(func: F) -> F:
+        func = click.option(
+            "--keyring",
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            default=None,
+            help=f"OpenPGP {'public' if public else 'secret'} keyring for the chart's provenance "
+            f"file [default: {ring} beside the key].",
+        )(func)
+        func = click.option(
+            "--key",
+            required=required,
+            default=None,
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            help=f"The cosign {kind} key (PREFIX{ending} of `jup2kub keygen`).",
+        )(func)
+        return func
+
+    return add

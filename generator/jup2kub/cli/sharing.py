@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from jup2kub import api
+from jup2kub.cli.options import key_options
 from jup2kub.cli.reporting import reports_errors
 from jup2kub.errors import UsageError
 
@@ -53,19 +54,7 @@ def keygen(prefix: Path) -> None:
 
 @click.command()
 @_chart_dir
-@click.option(
-    "--key",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The cosign private key (PREFIX.key of `jup2kub keygen`).",
-)
-@click.option(
-    "--keyring",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="OpenPGP secret keyring for the chart's provenance [default: PREFIX.secring.gpg "
-    "beside the key].",
-)
+@key_options(public=False)
 @click.option(
     "--destination",
     "-d",
@@ -103,19 +92,7 @@ def sign(
 
 @click.command()
 @_chart_dir
-@click.option(
-    "--key",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The cosign public key (PREFIX.pub of `jup2kub keygen`).",
-)
-@click.option(
-    "--keyring",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="OpenPGP public keyring for the provenance file [default: PREFIX.pubring.gpg beside "
-    "the key].",
-)
+@key_options(public=True)
 @reports_errors
 def verify(chart_dir: Path, key: Path, keyring: Path | None) -> None:
     """Check the signatures of OUT's step images, of its packaged chart (.prov) and of the
