@@ -8,8 +8,6 @@ lists, which helm never does, so callers merge here and hand pyhelm3 one mapping
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,28 +20,14 @@ from jup2kub.errors import (
     DeployError,
     InputError,
     Jup2KubError,
-    UsageError,
     ValuesError,
 )
+from jup2kub.programs import HELM, find
 
 
 def find_helm() -> str:
     """The helm binary: $J2K_HELM, else ``helm`` on PATH."""
-    configured = os.environ.get("J2K_HELM")
-    if configured:
-        if shutil.which(configured):
-            return configured
-        raise UsageError(
-            f"J2K_HELM points at {configured!r}, which is not an executable",
-            hint="unset J2K_HELM or point it at a helm 3 binary",
-        )
-    found = shutil.which("helm")
-    if found:
-        return found
-    raise UsageError(
-        "helm is not installed",
-        hint="install Helm 3 (https://helm.sh/docs/intro/install/) or set J2K_HELM",
-    )
+    return find(HELM)
 
 
 def run_helm(

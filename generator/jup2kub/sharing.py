@@ -61,7 +61,7 @@ def deploy_from_registry(
     pulled tarball and its digest, then install exactly those bytes (never a second pull)."""
     from jup2kub.cluster.deploy import deploy as deploy_chart  # asyncio, pyhelm3: deploy only
 
-    ref = oci_charts.parse_chart(chart)
+    ref = parse_oci_url(chart, what="chart reference")
     with tempfile.TemporaryDirectory(prefix="jup2kub-chart-") as scratch:
         tgz, pulled = oci_charts.pull_chart(ref, version, Path(scratch))
         say = options.get("on_progress") or (lambda _m: None)

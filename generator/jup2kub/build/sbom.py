@@ -41,6 +41,7 @@ from jup2kub.errors import ImageBuildError
 from jup2kub.files import atomic_write_text
 from jup2kub.oci import references, tools
 from jup2kub.oci.references import Reference
+from jup2kub.programs import find
 from jup2kub.version import __version__
 
 #: 1.6, not the library's newest (1.7): what scanners and Dependency-Track read today
@@ -307,7 +308,7 @@ def sbom_files(sboms: Mapping[str, Sbom]) -> dict[str, bytes]:
 def check_attach() -> None:
     """A UsageError now, before any image is pushed, when ORAS (which attaches the SBOMs) is
     missing: a push that cannot attach them would leave images without their SBOM."""
-    tools.find(tools.ORAS)
+    find(tools.ORAS)
 
 
 def attach_all(sboms: Mapping[str, Sbom], log: Callable[[str], None]) -> None:

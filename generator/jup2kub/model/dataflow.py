@@ -195,8 +195,8 @@ class _Builder:
         opaque = next(((st.cell, st.opaque) for st in sts if st.opaque), None)
         step.barrier = opaque
         step.opaque_read = any(st.opaque_read for st in sts)
-        step.writes_files = opaque is not None or any(st.file_writes for st in sts)
         step.written_files = sorted({w for st in sts for w in st.file_writes})
+        step.writes_files = opaque is not None or bool(step.written_files)
         for name, local in r.local.items():
             prior = self.env.get(name)
             self.env[name] = _Definer(

@@ -12,7 +12,7 @@ from pathlib import Path
 from jup2kub.errors import InputError, UsageError
 from jup2kub.helm import find_helm
 from jup2kub.oci.chart_files import chart_meta
-from jup2kub.oci.references import OCI_SCHEME, Reference, parse
+from jup2kub.oci.references import OCI_SCHEME, Reference
 from jup2kub.oci.tools import failure
 
 _DIGEST_LINE = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
@@ -88,14 +88,3 @@ def _only_tarball(directory: Path, chart: Reference) -> Path:
     if len(found) != 1:
         raise InputError(f"helm pull wrote {len(found)} chart archives", where=str(chart))
     return found[0]
-
-
-def parse_chart(text: str) -> Reference:
-    """``oci://HOST/PATH/NAME[:VERSION][@DIGEST]`` as a chart reference."""
-    if not text.startswith(OCI_SCHEME):
-        raise UsageError(
-            f"{text!r} is not an oci:// chart reference",
-            hint="write it as oci://HOST[:PORT]/PATH/NAME, e.g. oci://registry.example.org/"
-            "charts/mypipeline",
-        )
-    return parse(text.removeprefix(OCI_SCHEME), what="chart reference")

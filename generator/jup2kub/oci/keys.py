@@ -23,11 +23,17 @@ from pathlib import Path
 from jup2kub.errors import InputError, UsageError
 from jup2kub.files import writable
 from jup2kub.oci import tools
+from jup2kub.programs import Program, find
 
 #: cosign's own variable for its key's password; Jup2Kub reads the same one for both key pairs
 PASSWORD_ENV = "COSIGN_PASSWORD"
 
-GPG = tools.Tool("gpg", "J2K_GPG", "apt-get install gnupg")
+GPG = Program(
+    "gpg",
+    "J2K_GPG",
+    "it (apt-get install gnupg, or your package manager)",
+    tools.SHARING_NEEDS,
+)
 
 _PGP_KEY = ("rsa3072", "sign", "never")  # helm's OpenPGP library reads RSA, not EdDSA keys
 _WRONG_COSIGN_PASSWORD = "decryption failed"
@@ -162,7 +168,7 @@ def _gpg_env(home: Path) -> Mapping[str, str]:
 
 
 def _gpg(home: Path, args: list[str], stdin: bytes | None = None) -> bytes:
-    command = [tools.find(GPG), "--batch", "--homedir", str(home), "--pinentry-mode", "loopback"]
+    command = [find(GPG), "--batch", "--homedir", str(home), "--pinentry-mode", "loopback"]
     result = subprocess.run(
         [*command, *args],
         input=stdin if stdin is not None else b"",

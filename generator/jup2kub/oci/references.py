@@ -56,9 +56,6 @@ class Reference:
             raise ValueError(f"{self} has no digest")
         return Reference(self.registry, self.repository, None, pinned)
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.registry, self.repository, tag, None)
-
     @property
     def plain_http(self) -> bool:
         return plain_http(self.registry)

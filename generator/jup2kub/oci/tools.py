@@ -11,47 +11,30 @@ helm they read the user's registry credentials (``docker login``) without Jup2Ku
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from jup2kub.errors import InputError, RegistryError, UsageError
+from jup2kub.errors import InputError, RegistryError
+from jup2kub.programs import Program, find
 
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    variable: str  # the environment variable naming its binary
-    install: str  # how to get it
-
-
-ORAS = Tool("oras", "J2K_ORAS", "go install oras.land/oras/cmd/oras@v1.3.6")
-COSIGN = Tool("cosign", "J2K_COSIGN", "go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5")
-
-
-def find(tool: Tool) -> str:
-    """The tool's binary: $J2K_ORAS / $J2K_COSIGN, else on PATH."""
-    configured = os.environ.get(tool.variable)
-    if configured:
-        if shutil.which(configured):
-            return configured
-        raise UsageError(
-            f"{tool.variable} points at {configured!r}, which is not an executable",
-            hint=f"unset {tool.variable} or point it at a {tool.name} binary",
-        )
-    found = shutil.which(tool.name)
-    if found:
-        return found
-    raise UsageError(
-        f"{tool.name} is not installed (sharing and signing need it)",
-        hint=f"install it ({tool.install}, or your package manager) or set {tool.variable}",
-    )
+SHARING_NEEDS = " (sharing and signing need it)"
+ORAS = Program(
+    "oras",
+    "J2K_ORAS",
+    "it (go install oras.land/oras/cmd/oras@v1.3.6, or your package manager)",
+    SHARING_NEEDS,
+)
+COSIGN = Program(
+    "cosign",
+    "J2K_COSIGN",
+    "it (go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5, or your package manager)",
+    SHARING_NEEDS,
+)
 
 
 def run(
-    tool: Tool,
+    tool: Program,
     args: Sequence[str],
     *,
     registry: str | None = None,
