@@ -20,8 +20,11 @@ from typing import Any
 class SharedProducers:
     """Producers by key, made on first use under a lock and reused until discarded."""
 
-    def __init__(self, close: Callable[[Any], None]) -> None:
+    def __init__(
+        self, close: Callable[[Any], None], abandon: Callable[[Any], None] = lambda _p: None
+    ) -> None:
         self._close = close
+        self._abandon = abandon
         self._lock = threading.Lock()
         self._producers: dict[Hashable, Any] = {}
         self.made = 0  # how many producers this process has made (what tests count)
@@ -56,15 +59,22 @@ class SharedProducers:
 
     def forget(self) -> None:
         """In a forked child: the parent's producers (and a lock another thread may have held
-        at the fork) are not this process'; it makes its own."""
+        at the fork) are not this process'; it makes its own. The parent's are abandoned
+        first: closing one here (its finalizer, when dropped) would wait on locks its sender
+        thread held at the fork, a thread the child does not have (a hang, seen in CI)."""
+        for producer in self._producers.values():
+            self._abandon(producer)
         self._lock = threading.Lock()
         self._producers = {}
         self.made = 0
 
 
-def shared(close: Callable[[Any], None]) -> SharedProducers:
-    """A process-wide pool: closed at exit, emptied in a forked child."""
-    pool = SharedProducers(close)
+def shared(
+    close: Callable[[Any], None], abandon: Callable[[Any], None] = lambda _p: None
+) -> SharedProducers:
+    """A process-wide pool: closed at exit, emptied in a forked child (``abandon`` makes an
+    inherited producer inert there: never flushed, never closed)."""
+    pool = SharedProducers(close, abandon)
     atexit.register(pool.close_all)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=pool.forget)

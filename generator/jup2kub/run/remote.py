@@ -218,8 +218,15 @@ def _producer(bootstrap: str, timeout: float) -> Any:
     )
 
 
+def _abandon(producer: Any) -> None:
+    """In a forked child, the parent's producer is marked closed without closing it: kafka-
+    python's close (from its finalizer or its own exit hook) returns at once then, instead of
+    flushing through a sender thread the child does not have."""
+    producer._closed = True
+
+
 #: the process' producers, shared by every thread that submits (closed at exit)
-PRODUCERS = producers.shared(_close)
+PRODUCERS = producers.shared(_close, _abandon)
 
 
 class StatusReader:
